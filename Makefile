@@ -1,0 +1,93 @@
+# postern — build, test, demo, bench, fuzz.
+# Builds go to build/<flavour>/: gcc (default), clang, asan (clang ASan+UBSan), fuzz (libFuzzer).
+
+PKGS      := openssl libuv libnghttp2 jansson libfyaml libseccomp libcurl sqlite3 hiredis
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lpthread
+VERSION   := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+
+WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+BASEFLAGS := -std=c17 -D_GNU_SOURCE -DPOSTERN_VERSION='"$(VERSION)"' -Isrc -MMD -MP $(WARN)
+
+FLAVOUR ?= gcc
+ifeq ($(FLAVOUR),gcc)
+  CC := gcc
+  OPT := -O2 -g -fstack-protector-strong -D_FORTIFY_SOURCE=2
+else ifeq ($(FLAVOUR),clang)
+  CC := clang
+  OPT := -O2 -g -fstack-protector-strong -D_FORTIFY_SOURCE=2
+else ifeq ($(FLAVOUR),asan)
+  CC := clang
+  OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+  LDSAN := -fsanitize=address,undefined
+else ifeq ($(FLAVOUR),fuzz)
+  CC := clang
+  OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined
+  LDSAN := -fsanitize=address,undefined
+endif
+
+B        := build/$(FLAVOUR)
+LIB_SRCS := $(filter-out src/main.c,$(shell find src -name '*.c' | sort))
+LIB_OBJS := $(LIB_SRCS:%.c=$(B)/%.o)
+UNIT_SRCS:= $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS:= $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
+FUZZ_SRCS:= $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS:= $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz/%)
+BIN      := $(B)/postern
+
+.PHONY: all build clean deps deps-npm unit check check-build integration sanitize fuzz fuzz-corpus demo bench clang asan
+all: build
+build: $(BIN)
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC [$(FLAVOUR)] $<"; $(CC) $(BASEFLAGS) $(OPT) $(PKG_CFLAGS) -c $< -o $@
+
+$(B)/libpostern.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(B)/src/main.o $(B)/libpostern.a
+	$(CC) $(OPT) $(LDSAN) -o $@ $^ $(PKG_LIBS)
+
+$(B)/tests/%: tests/unit/%.c $(B)/libpostern.a
+	@mkdir -p $(dir $@)
+	@echo "  CC [$(FLAVOUR)] $<"; $(CC) $(BASEFLAGS) $(OPT) $(PKG_CFLAGS) -Itests/unit -o $@ $< $(B)/libpostern.a $(LDSAN) $(PKG_LIBS) -lcmocka
+
+$(B)/fuzz/%: tests/fuzz/%.c $(B)/libpostern.a
+	@mkdir -p $(dir $@)
+	@echo "  CC [$(FLAVOUR)] $<"; $(CC) $(BASEFLAGS) $(OPT) $(PKG_CFLAGS) -fsanitize=fuzzer -o $@ $< $(B)/libpostern.a $(PKG_LIBS)
+
+unit-bins: $(UNIT_BINS)
+unit: $(BIN) $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== unit [$(FLAVOUR)] $$t"; $$t; done
+
+fuzz-bins: $(FUZZ_BINS)
+
+clean:
+	rm -rf build
+
+# Installs missing Debian packages (as root) and the pinned npm test clients.
+deps:
+	@scripts/deps.sh
+
+# --- test tiers ------------------------------------------------------------
+# Integration tests drive the binary named by POSTERN_BIN with real clients.
+integration: $(BIN)
+	POSTERN_BIN=$(abspath $(BIN)) scripts/run-integration.sh
+
+check: deps
+	@scripts/check.sh
+
+fuzz: deps
+	@scripts/fuzz.sh $${FUZZ_SECONDS:-60}
+
+demo: deps
+	@$(MAKE) --no-print-directory build
+	@scripts/demo.sh $(abspath $(BIN))
+
+bench: deps
+	@$(MAKE) --no-print-directory build
+	@bench/run.sh $(abspath $(BIN))
+
+-include $(shell find build -name '*.d' 2>/dev/null)

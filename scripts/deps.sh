@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what the build and tests need and is missing: Debian packages (as root, apt-get -y)
+# and the npm test clients pinned in package-lock.json (npm ci into ./node_modules).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+debs=(build-essential pkg-config clang llvm libclang-rt-14-dev
+      libssl-dev libuv1-dev libnghttp2-dev libhttp-parser-dev libjansson-dev libfyaml-dev
+      libseccomp-dev libcurl4-openssl-dev libsqlite3-dev libhiredis-dev libcmocka-dev
+      openssl curl iproute2 util-linux procps psmisc nodejs npm)
+[ "${POSTERN_BENCH_DEPS:-0}" = 1 ] && debs+=(bubblewrap firejail wrk hyperfine openssh-server openssh-client socat)
+
+missing=()
+for p in "${debs[@]}"; do
+  # nodejs/npm may come from outside Debian (nodesource, nvm); a working binary is enough.
+  case $p in nodejs) command -v node >/dev/null && continue;; npm) command -v npm >/dev/null && continue;; esac
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "deps: missing Debian packages: ${missing[*]}; run as root or: sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "deps: apt-get install -y ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq || echo "deps: apt-get update failed; trying the install with the cached lists" >&2
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ -f package-lock.json ]; then
+  stamp=node_modules/.postern-lock
+  if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
+    echo "deps: npm ci (pinned MCP SDK, server-everything, inspector CLI)"
+    npm ci --no-audit --no-fund --loglevel=error
+    cp package-lock.json "$stamp"
+  fi
+fi

@@ -1,0 +1,37 @@
+/* postern check -c FILE: loads a config with the same loader the daemon uses and reports the first error. */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "core/cfg.h"
+
+int check_main(int argc, char **argv)
+{
+	const char *path = NULL;
+	char err[512];
+	cfg_doc *d;
+
+	for (int i = 1; i < argc; i++) {
+		if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) && i + 1 < argc)
+			path = argv[++i];
+		else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			printf("usage: postern check -c FILE\n\nValidates an edge, gateway or worker config and exits 0 when it is valid.\n");
+			return 0;
+		} else {
+			fprintf(stderr, "postern check: unexpected argument '%s'\n", argv[i]);
+			return 2;
+		}
+	}
+	if (!path) {
+		fprintf(stderr, "postern check: -c FILE is required\n");
+		return 2;
+	}
+	d = cfg_load(path, err, sizeof err);
+	if (!d) {
+		fprintf(stderr, "postern check: %s\n", err);
+		return 1;
+	}
+	cfg_free(d);
+	printf("%s: ok\n", path);
+	return 0;
+}

@@ -1,0 +1,10 @@
+/* The subcommand table: one line per command. Add yours here, keeping the order of `postern --help`. */
+#ifndef POSTERN_COMMANDS_H
+#define POSTERN_COMMANDS_H
+
+int check_main(int argc, char **argv);
+
+#define POSTERN_COMMANDS \
+	{ "check", check_main, "validate a config file without starting (-c FILE)" },
+
+#endif

@@ -1,0 +1,418 @@
+#include "core/cfg.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <libfyaml.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct cfg_doc {
+	struct fy_document *fyd;
+	char *path;
+	char err[512];
+};
+
+static cfg_doc *load(const char *name, const char *path, const char *yaml, size_t len, char *err, size_t errlen)
+{
+	struct fy_diag_cfg dcfg;
+	struct fy_diag *diag = NULL;
+	struct fy_parse_cfg pcfg;
+	cfg_doc *d = NULL;
+	void *it = NULL;
+	struct fy_diag_error *de;
+
+	fy_diag_cfg_default(&dcfg);
+	dcfg.fp = NULL;
+	dcfg.colorize = false;
+	diag = fy_diag_create(&dcfg);
+	if (!diag) {
+		snprintf(err, errlen, "%s: out of memory", name);
+		goto out;
+	}
+	fy_diag_set_collect_errors(diag, true);
+	memset(&pcfg, 0, sizeof pcfg);
+	pcfg.flags = FYPCF_QUIET | FYPCF_COLLECT_DIAG;
+	pcfg.diag = diag;
+	d = calloc(1, sizeof *d);
+	if (!d || !(d->path = strdup(name))) {
+		snprintf(err, errlen, "%s: out of memory", name);
+		goto fail;
+	}
+	if (path)
+		d->fyd = fy_document_build_from_file(&pcfg, path);
+	else
+		d->fyd = fy_document_build_from_string(&pcfg, yaml, len);
+	if (!d->fyd || fy_document_get_diag(d->fyd) == NULL || !fy_document_root(d->fyd)) {
+		de = fy_diag_errors_iterate(diag, &it);
+		if (de)
+			snprintf(err, errlen, "%s:%d:%d: %s", name, de->line + 1, de->column + 1, de->msg);
+		else if (path && errno)
+			snprintf(err, errlen, "%s: %s", name, strerror(errno));
+		else
+			snprintf(err, errlen, "%s: empty or unreadable YAML document", name);
+		goto fail;
+	}
+	goto out;
+fail:
+	if (d) {
+		if (d->fyd)
+			fy_document_destroy(d->fyd);
+		free(d->path);
+		free(d);
+		d = NULL;
+	}
+out:
+	if (diag)
+		fy_diag_unref(diag);
+	return d;
+}
+
+cfg_doc *cfg_load(const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	fclose(f);
+	errno = 0;
+	return load(path, path, NULL, 0, err, errlen);
+}
+
+cfg_doc *cfg_load_string(const char *name, const char *yaml, size_t len, char *err, size_t errlen)
+{
+	return load(name, NULL, yaml, len, err, errlen);
+}
+
+void cfg_free(cfg_doc *d)
+{
+	if (!d)
+		return;
+	fy_document_destroy(d->fyd);
+	free(d->path);
+	free(d);
+}
+
+cfg_node *cfg_root(cfg_doc *d) { return fy_document_root(d->fyd); }
+const char *cfg_path(const cfg_doc *d) { return d->path; }
+const char *cfg_error(const cfg_doc *d) { return d->err[0] ? d->err : NULL; }
+bool cfg_is_map(cfg_node *n) { return n && fy_node_get_type(n) == FYNT_MAPPING; }
+
+int cfg_node_line(cfg_node *n)
+{
+	struct fy_token *t;
+	const struct fy_mark *m;
+	if (!n || fy_node_get_type(n) != FYNT_SCALAR)
+		return 0;
+	t = fy_node_get_scalar_token(n);
+	m = t ? fy_token_start_mark(t) : NULL;
+	return m ? m->line + 1 : 0;
+}
+
+static struct fy_node_pair *find_pair(cfg_node *map, const char *key)
+{
+	void *it = NULL;
+	struct fy_node_pair *p;
+	if (!cfg_is_map(map))
+		return NULL;
+	while ((p = fy_node_mapping_iterate(map, &it))) {
+		const char *k = fy_node_get_scalar0(fy_node_pair_key(p));
+		if (k && strcmp(k, key) == 0)
+			return p;
+	}
+	return NULL;
+}
+
+int cfg_key_line(cfg_node *map, const char *key)
+{
+	struct fy_node_pair *p = find_pair(map, key);
+	return p ? cfg_node_line(fy_node_pair_key(p)) : 0;
+}
+
+int cfg_fail(cfg_doc *d, cfg_node *map, const char *key, const char *fmt, ...)
+{
+	char msg[384];
+	va_list ap;
+	int line = key ? cfg_key_line(map, key) : cfg_node_line(map);
+
+	if (d->err[0])
+		return -EINVAL; /* keep the first error: later ones are often consequences */
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (line && key)
+		snprintf(d->err, sizeof d->err, "%s:%d: %s: %s", d->path, line, key, msg);
+	else if (line)
+		snprintf(d->err, sizeof d->err, "%s:%d: %s", d->path, line, msg);
+	else if (key)
+		snprintf(d->err, sizeof d->err, "%s: %s: %s", d->path, key, msg);
+	else
+		snprintf(d->err, sizeof d->err, "%s: %s", d->path, msg);
+	return -EINVAL;
+}
+
+int cfg_check_keys(cfg_doc *d, cfg_node *map, const char *where, const char *const *allowed)
+{
+	void *it = NULL;
+	struct fy_node_pair *p;
+	if (!cfg_is_map(map))
+		return cfg_fail(d, map, NULL, "%s must be a mapping", where);
+	while ((p = fy_node_mapping_iterate(map, &it))) {
+		const char *k = fy_node_get_scalar0(fy_node_pair_key(p));
+		bool ok = false;
+		for (size_t i = 0; k && allowed[i]; i++)
+			if (strcmp(k, allowed[i]) == 0)
+				ok = true;
+		if (!ok)
+			return cfg_fail(d, fy_node_pair_key(p), NULL, "unknown key '%s' in %s", k ? k : "?", where);
+	}
+	return 0;
+}
+
+cfg_node *cfg_get(cfg_node *map, const char *key)
+{
+	struct fy_node_pair *p = find_pair(map, key);
+	return p ? fy_node_pair_value(p) : NULL;
+}
+
+const char *cfg_scalar(cfg_node *n)
+{
+	if (!n || fy_node_get_type(n) != FYNT_SCALAR)
+		return NULL;
+	return fy_node_get_scalar0(n);
+}
+
+int cfg_map_next(cfg_node *map, void **iter, const char **key, cfg_node **val)
+{
+	struct fy_node_pair *p = cfg_is_map(map) ? fy_node_mapping_iterate(map, iter) : NULL;
+	if (!p)
+		return 0;
+	*key = fy_node_get_scalar0(fy_node_pair_key(p));
+	if (!*key)
+		*key = "";
+	*val = fy_node_pair_value(p);
+	return 1;
+}
+
+static int get_scalar(cfg_doc *d, cfg_node *map, const char *key, const char **s)
+{
+	cfg_node *n;
+	if (!find_pair(map, key))
+		return 1;
+	n = cfg_get(map, key);
+	/* "key:" with nothing after it is null: treat as absent. */
+	if (!n)
+		return 1;
+	*s = cfg_scalar(n);
+	if (!*s)
+		return cfg_fail(d, map, key, "expected a single value, not a list or mapping");
+	return 0;
+}
+
+int cfg_get_map(cfg_doc *d, cfg_node *map, const char *key, cfg_node **out)
+{
+	cfg_node *n = cfg_get(map, key);
+	if (!n)
+		return 1;
+	if (!cfg_is_map(n))
+		return cfg_fail(d, map, key, "expected a mapping");
+	*out = n;
+	return 0;
+}
+
+int cfg_get_str(cfg_doc *d, cfg_node *map, const char *key, char **out)
+{
+	const char *s;
+	int rc = get_scalar(d, map, key, &s);
+	char *c;
+	if (rc)
+		return rc;
+	c = strdup(s);
+	if (!c)
+		return -ENOMEM;
+	free(*out);
+	*out = c;
+	return 0;
+}
+
+int cfg_get_int(cfg_doc *d, cfg_node *map, const char *key, int64_t min, int64_t max, int64_t *out)
+{
+	const char *s;
+	char *end;
+	long long v;
+	int rc = get_scalar(d, map, key, &s);
+	if (rc)
+		return rc;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || end == s || *end)
+		return cfg_fail(d, map, key, "'%s' is not an integer", s);
+	if (v < min || v > max)
+		return cfg_fail(d, map, key, "%lld is out of range [%lld, %lld]", v, (long long)min, (long long)max);
+	*out = v;
+	return 0;
+}
+
+int cfg_get_bool(cfg_doc *d, cfg_node *map, const char *key, bool *out)
+{
+	const char *s;
+	int rc = get_scalar(d, map, key, &s);
+	if (rc)
+		return rc;
+	if (!strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "on"))
+		*out = true;
+	else if (!strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "off"))
+		*out = false;
+	else
+		return cfg_fail(d, map, key, "'%s' is not a boolean (true or false)", s);
+	return 0;
+}
+
+int cfg_parse_duration_ms(const char *s, int64_t *ms)
+{
+	int64_t total = 0;
+	const char *p = s;
+	if (!s || !*s)
+		return -EINVAL;
+	/* A bare number is seconds. */
+	{
+		char *end;
+		errno = 0;
+		long long v = strtoll(s, &end, 10);
+		if (!errno && end != s && !*end && v >= 0 && v < INT64_MAX / 1000) {
+			*ms = v * 1000;
+			return 0;
+		}
+	}
+	while (*p) {
+		char *end;
+		int64_t mult;
+		errno = 0;
+		double v = strtod(p, &end);
+		if (errno || end == p || v < 0 || !isdigit((unsigned char)*p))
+			return -EINVAL;
+		p = end;
+		if (!strncmp(p, "ms", 2)) {
+			mult = 1;
+			p += 2;
+		} else if (*p == 's') {
+			mult = 1000;
+			p++;
+		} else if (*p == 'm') {
+			mult = 60000;
+			p++;
+		} else if (*p == 'h') {
+			mult = 3600000;
+			p++;
+		} else if (*p == 'd') {
+			mult = 86400000;
+			p++;
+		} else {
+			return -EINVAL;
+		}
+		if (v * (double)mult > 1e15)
+			return -EINVAL;
+		total += (int64_t)(v * (double)mult);
+	}
+	*ms = total;
+	return 0;
+}
+
+int cfg_parse_size(const char *s, uint64_t *bytes)
+{
+	char *end;
+	uint64_t mult = 1;
+	double v;
+	if (!s || !isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || v < 0)
+		return -EINVAL;
+	switch (toupper((unsigned char)*end)) {
+	case 0: break;
+	case 'K': mult = 1ull << 10; end++; break;
+	case 'M': mult = 1ull << 20; end++; break;
+	case 'G': mult = 1ull << 30; end++; break;
+	case 'T': mult = 1ull << 40; end++; break;
+	default: return -EINVAL;
+	}
+	if (mult > 1 && (!strcmp(end, "iB") || !strcmp(end, "B") || !strcmp(end, "b")))
+		end += strlen(end);
+	else if (mult == 1 && (!strcmp(end, "B") || !strcmp(end, "b")))
+		end++;
+	if (*end || v * (double)mult > 1.8e19)
+		return -EINVAL;
+	*bytes = (uint64_t)(v * (double)mult);
+	return 0;
+}
+
+int cfg_get_duration_ms(cfg_doc *d, cfg_node *map, const char *key, int64_t *out)
+{
+	const char *s;
+	int rc = get_scalar(d, map, key, &s);
+	if (rc)
+		return rc;
+	if (cfg_parse_duration_ms(s, out) < 0)
+		return cfg_fail(d, map, key, "'%s' is not a duration (e.g. 500ms, 10s, 5m, 720h)", s);
+	return 0;
+}
+
+int cfg_get_size(cfg_doc *d, cfg_node *map, const char *key, uint64_t *out)
+{
+	const char *s;
+	int rc = get_scalar(d, map, key, &s);
+	if (rc)
+		return rc;
+	if (cfg_parse_size(s, out) < 0)
+		return cfg_fail(d, map, key, "'%s' is not a size (e.g. 512M, 2G)", s);
+	return 0;
+}
+
+void cfg_strv_free(char **v)
+{
+	if (!v)
+		return;
+	for (size_t i = 0; v[i]; i++)
+		free(v[i]);
+	free(v);
+}
+
+int cfg_get_strlist(cfg_doc *d, cfg_node *map, const char *key, char ***out, size_t *n)
+{
+	cfg_node *seq = cfg_get(map, key), *item;
+	void *it = NULL;
+	char **v = NULL;
+	size_t cnt = 0;
+	int rc = 0;
+
+	if (!seq)
+		return 1;
+	if (fy_node_get_type(seq) != FYNT_SEQUENCE)
+		return cfg_fail(d, map, key, "expected a list");
+	v = calloc((size_t)fy_node_sequence_item_count(seq) + 1, sizeof *v);
+	if (!v)
+		return -ENOMEM;
+	while ((item = fy_node_sequence_iterate(seq, &it))) {
+		const char *s = cfg_scalar(item);
+		if (!s) {
+			rc = cfg_fail(d, map, key, "list item %zu is not a single value", cnt + 1);
+			goto out;
+		}
+		if (!(v[cnt] = strdup(s))) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		cnt++;
+	}
+	cfg_strv_free(*out);
+	*out = v;
+	v = NULL;
+	if (n)
+		*n = cnt;
+out:
+	cfg_strv_free(v);
+	return rc;
+}

@@ -1,0 +1,103 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "core/cfg.h"
+
+static cfg_doc *doc(const char *y)
+{
+	char err[256];
+	cfg_doc *d = cfg_load_string("t.yaml", y, strlen(y), err, sizeof err);
+	assert_non_null(d);
+	return d;
+}
+
+static void test_scalars(void **st)
+{
+	cfg_doc *d = doc("a: hello\nn: 42\nb: true\nt: 1h30m\nsz: 2G\nl: [x, y]\n");
+	char *s = NULL, **l = NULL;
+	int64_t n = 0, ms = 0;
+	bool b = false;
+	uint64_t sz = 0;
+	size_t cnt = 0;
+	(void)st;
+	assert_int_equal(cfg_get_str(d, cfg_root(d), "a", &s), 0);
+	assert_string_equal(s, "hello");
+	assert_int_equal(cfg_get_int(d, cfg_root(d), "n", 0, 100, &n), 0);
+	assert_int_equal(n, 42);
+	assert_int_equal(cfg_get_bool(d, cfg_root(d), "b", &b), 0);
+	assert_true(b);
+	assert_int_equal(cfg_get_duration_ms(d, cfg_root(d), "t", &ms), 0);
+	assert_int_equal(ms, 5400000);
+	assert_int_equal(cfg_get_size(d, cfg_root(d), "sz", &sz), 0);
+	assert_int_equal(sz, 2ull << 30);
+	assert_int_equal(cfg_get_strlist(d, cfg_root(d), "l", &l, &cnt), 0);
+	assert_int_equal(cnt, 2);
+	assert_string_equal(l[1], "y");
+	assert_int_equal(cfg_get_str(d, cfg_root(d), "missing", &s), 1);
+	free(s);
+	cfg_strv_free(l);
+	cfg_free(d);
+}
+
+static void test_errors_name_line_and_key(void **st)
+{
+	cfg_doc *d = doc("a: 1\nport: banana\nnested:\n  x: 1\n");
+	int64_t n;
+	static const char *const allowed[] = { "a", "port", NULL };
+	(void)st;
+	assert_int_equal(cfg_get_int(d, cfg_root(d), "port", 0, 65535, &n), -EINVAL);
+	assert_string_equal(cfg_error(d), "t.yaml:2: port: 'banana' is not an integer");
+	cfg_free(d);
+	d = doc("a: 1\nport: 2\nnested:\n  x: 1\n");
+	assert_int_equal(cfg_check_keys(d, cfg_root(d), "top level", allowed), -EINVAL);
+	assert_non_null(strstr(cfg_error(d), "t.yaml:3:"));
+	assert_non_null(strstr(cfg_error(d), "unknown key 'nested'"));
+	cfg_free(d);
+}
+
+static void test_syntax_error(void **st)
+{
+	char err[256];
+	const char *y = "a: [1, 2\nb: c\n";
+	(void)st;
+	assert_null(cfg_load_string("bad.yaml", y, strlen(y), err, sizeof err));
+	assert_non_null(strstr(err, "bad.yaml:"));
+}
+
+static void test_durations(void **st)
+{
+	int64_t ms;
+	uint64_t b;
+	(void)st;
+	assert_int_equal(cfg_parse_duration_ms("250ms", &ms), 0);
+	assert_int_equal(ms, 250);
+	assert_int_equal(cfg_parse_duration_ms("10", &ms), 0);
+	assert_int_equal(ms, 10000);
+	assert_int_equal(cfg_parse_duration_ms("720h", &ms), 0);
+	assert_int_equal(ms, 720ll * 3600000);
+	assert_int_equal(cfg_parse_duration_ms("10x", &ms), -EINVAL);
+	assert_int_equal(cfg_parse_duration_ms("-1s", &ms), -EINVAL);
+	assert_int_equal(cfg_parse_duration_ms("", &ms), -EINVAL);
+	assert_int_equal(cfg_parse_size("512M", &b), 0);
+	assert_int_equal(b, 512ull << 20);
+	assert_int_equal(cfg_parse_size("1GiB", &b), 0);
+	assert_int_equal(b, 1ull << 30);
+	assert_int_equal(cfg_parse_size("1Q", &b), -EINVAL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_scalars),
+		cmocka_unit_test(test_errors_name_line_and_key),
+		cmocka_unit_test(test_syntax_error),
+		cmocka_unit_test(test_durations),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
