@@ -1,0 +1,241 @@
+#include "core/tlsio.h"
+
+#include <errno.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct tio {
+	SSL *ssl;
+	BIO *in;  /* network -> SSL */
+	BIO *out; /* SSL -> network */
+	bool done;
+	char err[256];
+};
+
+const char *tio_ssl_errors(char *buf, size_t len)
+{
+	unsigned long e;
+	size_t o = 0;
+	buf[0] = 0;
+	while ((e = ERR_get_error()) != 0) {
+		const char *r = ERR_reason_error_string(e);
+		int n = snprintf(buf + o, len - o, "%s%s", o ? "; " : "", r ? r : "unknown TLS error");
+		if (n < 0 || (size_t)n >= len - o)
+			break;
+		o += (size_t)n;
+	}
+	if (!buf[0])
+		snprintf(buf, len, "TLS failure");
+	return buf;
+}
+
+tio *tio_new(SSL_CTX *ctx, bool server, const char *sni)
+{
+	tio *t = calloc(1, sizeof *t);
+	if (!t)
+		return NULL;
+	t->ssl = SSL_new(ctx);
+	t->in = BIO_new(BIO_s_mem());
+	t->out = BIO_new(BIO_s_mem());
+	if (!t->ssl || !t->in || !t->out)
+		goto fail;
+	BIO_set_mem_eof_return(t->in, -1);
+	SSL_set_bio(t->ssl, t->in, t->out); /* SSL owns the BIOs from here */
+	if (server) {
+		SSL_set_accept_state(t->ssl);
+	} else {
+		SSL_set_connect_state(t->ssl);
+		if (sni) {
+			SSL_set_tlsext_host_name(t->ssl, sni);
+			if (SSL_get_verify_mode(t->ssl) != SSL_VERIFY_NONE)
+				SSL_set1_host(t->ssl, sni);
+		}
+	}
+	return t;
+fail:
+	if (t->ssl)
+		SSL_free(t->ssl);
+	else {
+		BIO_free(t->in);
+		BIO_free(t->out);
+	}
+	free(t);
+	return NULL;
+}
+
+void tio_free(tio *t)
+{
+	if (!t)
+		return;
+	SSL_free(t->ssl);
+	free(t);
+}
+
+SSL *tio_ssl(tio *t) { return t->ssl; }
+bool tio_handshake_done(const tio *t) { return t->done; }
+const char *tio_errstr(const tio *t) { return t->err[0] ? t->err : "TLS failure"; }
+
+int tio_feed(tio *t, const uint8_t *p, size_t n)
+{
+	if (n && BIO_write(t->in, p, (int)n) != (int)n)
+		return -ENOMEM;
+	return 0;
+}
+
+static int fail(tio *t, int r)
+{
+	int e = SSL_get_error(t->ssl, r);
+	char buf[200];
+	if (e == SSL_ERROR_SSL) {
+		long v = SSL_get_verify_result(t->ssl);
+		tio_ssl_errors(buf, sizeof buf);
+		if (v != X509_V_OK)
+			snprintf(t->err, sizeof t->err, "%s (%s)", buf, X509_verify_cert_error_string(v));
+		else
+			snprintf(t->err, sizeof t->err, "%s", buf);
+	} else if (e == SSL_ERROR_SYSCALL) {
+		snprintf(t->err, sizeof t->err, "unexpected end of TLS stream");
+	} else {
+		snprintf(t->err, sizeof t->err, "TLS error %d", e);
+	}
+	return -EPROTO;
+}
+
+int tio_handshake(tio *t)
+{
+	int r;
+	if (t->done)
+		return 1;
+	ERR_clear_error();
+	r = SSL_do_handshake(t->ssl);
+	if (r == 1) {
+		t->done = true;
+		return 1;
+	}
+	switch (SSL_get_error(t->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		return 0;
+	default:
+		return fail(t, r);
+	}
+}
+
+int tio_read(tio *t, uint8_t *buf, size_t cap)
+{
+	int r;
+	if (!t->done) {
+		r = tio_handshake(t);
+		if (r <= 0)
+			return r;
+	}
+	ERR_clear_error();
+	r = SSL_read(t->ssl, buf, (int)(cap > 0x7fffffff ? 0x7fffffff : cap));
+	if (r > 0)
+		return r;
+	switch (SSL_get_error(t->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		return 0;
+	case SSL_ERROR_ZERO_RETURN:
+		return TIO_EOF;
+	default:
+		return fail(t, r);
+	}
+}
+
+int tio_write(tio *t, const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		int chunk = n > 65536 ? 65536 : (int)n, r;
+		ERR_clear_error();
+		r = SSL_write(t->ssl, p, chunk);
+		if (r <= 0)
+			return fail(t, r);
+		p += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+int tio_shutdown(tio *t)
+{
+	ERR_clear_error();
+	if (SSL_shutdown(t->ssl) < 0)
+		return fail(t, -1);
+	return 0;
+}
+
+size_t tio_out_pending(tio *t) { return BIO_ctrl_pending(SSL_get_wbio(t->ssl)); }
+
+size_t tio_out_take(tio *t, uint8_t *buf, size_t cap)
+{
+	int r = BIO_read(SSL_get_wbio(t->ssl), buf, (int)(cap > 0x7fffffff ? 0x7fffffff : cap));
+	return r > 0 ? (size_t)r : 0;
+}
+
+SSL_CTX *tio_server_ctx(const char *cert_file, const char *key_file, bool min13, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	char buf[200];
+	if (!ctx) {
+		snprintf(err, errlen, "cannot create TLS context");
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, min13 ? TLS1_3_VERSION : TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	ERR_clear_error();
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+		snprintf(err, errlen, "%s: cannot load certificate: %s", cert_file, tio_ssl_errors(buf, sizeof buf));
+		goto fail;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
+		snprintf(err, errlen, "%s: cannot load private key: %s", key_file, tio_ssl_errors(buf, sizeof buf));
+		goto fail;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		snprintf(err, errlen, "%s: private key does not match certificate %s", key_file, cert_file);
+		goto fail;
+	}
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+SSL_CTX *tio_client_ctx(const char *ca_file, const char *cert_file, const char *key_file, bool min13,
+			char *err, size_t errlen)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	char buf[200];
+	if (!ctx) {
+		snprintf(err, errlen, "cannot create TLS context");
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, min13 ? TLS1_3_VERSION : TLS1_2_VERSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	ERR_clear_error();
+	if (ca_file ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1
+		    : SSL_CTX_set_default_verify_paths(ctx) != 1) {
+		snprintf(err, errlen, "%s: cannot load CA certificates: %s", ca_file ? ca_file : "system CA store",
+			 tio_ssl_errors(buf, sizeof buf));
+		goto fail;
+	}
+	if (cert_file && SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+		snprintf(err, errlen, "%s: cannot load client certificate: %s", cert_file, tio_ssl_errors(buf, sizeof buf));
+		goto fail;
+	}
+	if (key_file && SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
+		snprintf(err, errlen, "%s: cannot load client key: %s", key_file, tio_ssl_errors(buf, sizeof buf));
+		goto fail;
+	}
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
