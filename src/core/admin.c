@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/netaddr.h"
 #include "core/tconn.h"
 
 /* ---------------------------------------------------------------- metrics registry */
@@ -562,56 +563,12 @@ int adm_handle(adm_server *s, const char *path, adm_handler fn, void *ud)
 	return 0;
 }
 
-/* "host:port", "[v6]:port", ":port" (all interfaces, IPv4). */
-static int parse_addr(const char *addr, struct sockaddr_storage *ss)
-{
-	char host[128];
-	const char *colon, *ps;
-	char *end;
-	long port;
-	size_t hl;
-	if (addr[0] == '[') {
-		const char *rb = strchr(addr, ']');
-		if (!rb || rb[1] != ':')
-			return -EINVAL;
-		hl = (size_t)(rb - addr - 1);
-		if (hl >= sizeof host)
-			return -EINVAL;
-		memcpy(host, addr + 1, hl);
-		host[hl] = 0;
-		ps = rb + 2;
-	} else {
-		colon = strrchr(addr, ':');
-		if (!colon)
-			return -EINVAL;
-		hl = (size_t)(colon - addr);
-		if (hl >= sizeof host)
-			return -EINVAL;
-		memcpy(host, addr, hl);
-		host[hl] = 0;
-		ps = colon + 1;
-	}
-	errno = 0;
-	port = strtol(ps, &end, 10);
-	if (!*ps || *end || errno || port < 0 || port > 65535)
-		return -EINVAL;
-	if (!host[0] || !strcmp(host, "*"))
-		strcpy(host, "0.0.0.0");
-	if (!strcmp(host, "localhost"))
-		strcpy(host, "127.0.0.1");
-	if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) == 0)
-		return 0;
-	if (uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss) == 0)
-		return 0;
-	return -EINVAL;
-}
-
 int adm_listen(adm_server *s, const char *addr, char *err, size_t errlen)
 {
 	struct sockaddr_storage ss;
 	int len = sizeof ss, r;
 	memset(&ss, 0, sizeof ss);
-	if (parse_addr(addr, &ss) < 0) {
+	if (na_parse_sockaddr(addr, true, &ss) < 0) {
 		snprintf(err, errlen, "'%s' is not an address (host:port, [v6]:port or :port)", addr);
 		return -EINVAL;
 	}

@@ -61,7 +61,7 @@ void adm_reply(adm_resp *r, int status, const char *ctype, const char *body, siz
 adm_server *adm_new(uv_loop_t *loop);
 /* Registers a handler; overrides the built-in /metrics or /healthz when path matches. 0 or -errno. */
 int adm_handle(adm_server *s, const char *path, adm_handler fn, void *ud);
-/* Binds and listens. addr is "host:port", "[v6]:port" or ":port" (all interfaces); port 0 = ephemeral.
+/* Binds and listens. addr is numeric "ip:port", "[v6]:port" or ":port" (all interfaces); port 0 = ephemeral.
  * On failure returns -errno and writes a reason to err. */
 int adm_listen(adm_server *s, const char *addr, char *err, size_t errlen);
 /* The bound port (after adm_listen), else 0. */
