@@ -3,8 +3,10 @@
 #define POSTERN_COMMANDS_H
 
 int check_main(int argc, char **argv);
+int certs_main(int argc, char **argv);
 
 #define POSTERN_COMMANDS \
-	{ "check", check_main, "validate a config file without starting (-c FILE)" },
+	{ "check", check_main, "validate a config file without starting (-c FILE)" }, \
+	{ "certs", certs_main, "customer CA and server certificate: init, renew" },
 
 #endif
