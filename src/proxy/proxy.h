@@ -1,0 +1,124 @@
+/* The inner proxy: terminates the customer-certificate TLS on a byte stream it is given, parses HTTP/1.1,
+ * routes each request by Host to an upstream MCP server and streams the response back without buffering.
+ *
+ * The proxy never touches the client-side socket. Its owner (a connector HTTP/2 stream, or the plain
+ * `listen_addr` listener of px_listen) creates one px_conn per client connection, feeds it ciphertext and
+ * writes out what the proxy hands back through px_conn_ops. See docs/internals.md, "Proxy stream interface".
+ *
+ * Threading: everything runs on the px's libuv loop. */
+#ifndef POSTERN_PROXY_H
+#define POSTERN_PROXY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "core/cfg.h"
+#include "core/netaddr.h"
+#include "proxy/route.h"
+
+/* ---- configuration ------------------------------------------------------------------------------------ */
+
+/* The proxy's top-level keys, NULL-terminated. They share the gateway's YAML file with the connector keys:
+ * px_config_load does not reject unknown top-level keys; the caller checks the union of both lists with
+ * cfg_check_keys. (log_level and shutdown_timeout are in this list; the gateway may list them too.) */
+extern const char *const px_config_keys[];
+
+typedef struct px_config {
+	char *listen_addr;       /* optional plain listener, "IP:PORT", ":PORT" or "[v6]:PORT"; NULL = none */
+	char *tunnel_domain;     /* optional: "<route>.<tunnel_domain>" routes to <route>; lowercase, no dots at ends */
+	char *cert_file;         /* tls.cert_file (PEM chain), hot-reloaded */
+	char *key_file;          /* tls.key_file */
+	route_table routes;      /* routes: name -> upstream */
+	na_cidrs allowed_ips;    /* upstream.allowed_ips; the RFC 1918 ranges when not set */
+	bool disable_ip_validation; /* upstream.disable_ip_validation */
+	char *upstream_ca_file;  /* upstream.tls.ca_file: CAs for https upstreams; NULL = system CAs */
+	bool include_system_cas; /* upstream.tls.include_system_cas: system CAs as well as ca_file */
+	int64_t shutdown_timeout_ms; /* default 30 s */
+	int log_level;           /* enum log_level, or -1 when not set (the caller applies it) */
+
+	/* Tunables, not in YAML (tests and embedding may change them). */
+	uint32_t connect_timeout_ms;   /* DNS + TCP connect + upstream TLS; default 30 s */
+	uint32_t handshake_timeout_ms; /* client TLS handshake; default 10 s */
+	uint32_t head_timeout_ms;      /* from the first byte of a request to the end of its head; default 30 s */
+	uint32_t idle_timeout_ms;      /* keep-alive client connection with no request; default 120 s */
+	uint32_t max_head_bytes;       /* request (and response) head cap; default 64 KiB, over it: 431 */
+	uint32_t reload_interval_ms;   /* certificate file poll interval; default 2 s */
+} px_config;
+
+/* Fills a config with defaults (no routes, RFC 1918 allowlist). */
+int px_config_init(px_config *c);
+/* Reads the proxy keys from root (a mapping) of d. 0, or -EINVAL with the error in cfg_error(d) (file, line,
+ * key). *out is malloc'd; free with px_config_free. */
+int px_config_load(cfg_doc *d, cfg_node *root, px_config **out);
+void px_config_free(px_config *c);
+
+/* ---- the proxy ---------------------------------------------------------------------------------------- */
+
+typedef struct px px;
+typedef struct px_conn px_conn;
+
+/* cfg must stay valid (and unchanged) until px_free. Loads the certificate pair and starts watching it.
+ * Returns NULL with a reason in err. */
+px *px_new(uv_loop_t *loop, const px_config *cfg, char *err, size_t errlen);
+/* Aborts every connection left (no ops calls), stops timers and the listener. Handles close on the loop:
+ * run the loop afterwards until it has no more handles of the proxy (uv_run(loop, UV_RUN_DEFAULT) returns). */
+void px_free(px *p);
+
+/* Starts the plain listener on cfg->listen_addr (each accepted TCP connection becomes a px_conn). 0 or <0
+ * with err filled. The bound address (useful with port 0) is logged and given by px_listen_addr. */
+int px_listen(px *p, char *err, size_t errlen);
+const char *px_listen_addr(const px *p);
+
+/* Graceful drain: the listener closes, px_conn_new refuses new connections, idle keep-alive connections
+ * close, busy ones close when their current exchange ends. cb runs once (from the loop) when no connection is
+ * left, or when cfg->shutdown_timeout_ms has passed (remaining connections are then aborted, each owner
+ * getting ops->close). */
+typedef void (*px_drained_cb)(px *p, void *ud);
+void px_begin_shutdown(px *p, px_drained_cb cb, void *ud);
+bool px_draining(const px *p);
+
+typedef struct px_stats {
+	uint64_t conns_total, conns_active, requests_total, tls_failures, upstream_failures, ip_rejected,
+		 cert_reloads, cert_reload_failures;
+} px_stats;
+void px_get_stats(const px *p, px_stats *out);
+
+/* ---- the stream seam ---------------------------------------------------------------------------------- */
+
+/* How the proxy talks back to the owner of a client connection. ctx is the owner's pointer. */
+typedef struct px_conn_ops {
+	/* Ciphertext for the client. <0 is fatal for the connection (the proxy then closes it). */
+	int (*write)(void *ctx, const uint8_t *p, size_t n);
+	/* No more writes: half-close toward the client once queued bytes are out (END_STREAM, TCP FIN). */
+	int (*shutdown)(void *ctx);
+	/* The px_conn is finished and freed right after this returns; never call it again. If shutdown was called
+	 * before, this is a graceful end (let queued bytes flush); otherwise it is an abort (RST_STREAM / close). */
+	void (*close)(void *ctx);
+	/* n more fed bytes have been processed: the owner may accept n more (HTTP/2: return window). */
+	void (*consumed)(void *ctx, size_t n);
+	/* True while the owner's outgoing queue is above its high-water mark: the proxy stops reading the upstream
+	 * until px_conn_drained. */
+	bool (*over_high_water)(void *ctx);
+} px_conn_ops;
+
+/* A new client connection. client_addr ("ip:port", may be NULL) is only for logs. ops must outlive the
+ * px_conn. Returns NULL when draining or out of memory (the owner refuses the stream, e.g. with 503).
+ * No ops call happens inside px_conn_new. */
+px_conn *px_conn_new(px *p, const px_conn_ops *ops, void *ctx, const char *client_addr);
+/* Ciphertext from the client. The proxy holds what it cannot process yet and reports it through consumed
+ * once processed: an owner that stops feeding when n fed - n consumed reaches its window bounds memory. */
+void px_conn_feed(px_conn *c, const uint8_t *p, size_t n);
+/* The client half-closed its sending side (END_STREAM, FIN). */
+void px_conn_eof(px_conn *c);
+/* The owner's outgoing queue fell below its low-water mark after over_high_water was true. */
+void px_conn_drained(px_conn *c);
+/* The owner is going away (stream reset, socket closed): the px_conn is freed, its upstream closed, and no
+ * ops call happens once this returns. May be called from inside an ops callback. */
+void px_conn_abort(px_conn *c);
+
+/* ops->close is never called from inside px_conn_feed/eof/drained/abort: it always comes from the loop,
+ * so an owner may keep using its own state after those calls return. */
+
+#endif
