@@ -1,0 +1,494 @@
+#include "tunnel/tokstore.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TOKEN_PREFIX "pt1_"
+#define SECRET_BYTES 32
+#define BUSY_TIMEOUT_MS 5000
+
+struct tok_store {
+	sqlite3 *db;
+	char *domain;
+	int64_t (*now)(void *);
+	void *now_ud;
+	char err[256];
+};
+
+static const char schema[] =
+	"CREATE TABLE IF NOT EXISTS tunnels("
+	" id TEXT PRIMARY KEY, name TEXT NOT NULL, domain TEXT NOT NULL UNIQUE,"
+	" created_ms INTEGER NOT NULL, deleted_ms INTEGER);"
+	"CREATE UNIQUE INDEX IF NOT EXISTS tunnels_live_name ON tunnels(name) WHERE deleted_ms IS NULL;"
+	"CREATE TABLE IF NOT EXISTS tokens("
+	" tunnel_id TEXT NOT NULL REFERENCES tunnels(id), hash BLOB NOT NULL,"
+	" created_ms INTEGER NOT NULL, expires_ms INTEGER);"
+	"CREATE INDEX IF NOT EXISTS tokens_tunnel ON tokens(tunnel_id);"
+	"PRAGMA user_version=1;";
+
+static int64_t wall_ms(void *ud)
+{
+	struct timespec ts;
+	(void)ud;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t now(tok_store *s) { return s->now(s->now_ud); }
+
+static int dberr(tok_store *s, const char *what)
+{
+	snprintf(s->err, sizeof s->err, "%s: %s", what, sqlite3_errmsg(s->db));
+	return -EIO;
+}
+
+const char *tok_errstr(const tok_store *s) { return s->err[0] ? s->err : "no error"; }
+
+void tok_set_clock(tok_store *s, int64_t (*fn)(void *ud), void *ud)
+{
+	s->now = fn ? fn : wall_ms;
+	s->now_ud = ud;
+}
+
+int tok_open(const char *state_dir, const char *edge_domain, tok_store **out, char *err, size_t errlen)
+{
+	tok_store *s = NULL;
+	char path[4096];
+	char *emsg = NULL;
+	int fd, rc = -EIO;
+
+	*out = NULL;
+	if (mkdir(state_dir, 0700) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "%s: cannot create state_dir: %s", state_dir, strerror(errno));
+		return -errno;
+	}
+	if ((size_t)snprintf(path, sizeof path, "%s/tunnels.db", state_dir) >= sizeof path) {
+		snprintf(err, errlen, "%s: path too long", state_dir);
+		return -ENAMETOOLONG;
+	}
+	/* Created here so that it is 0600 from the start; SQLite gives -wal/-shm the same mode. */
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -errno;
+	}
+	close(fd);
+	s = calloc(1, sizeof *s);
+	if (!s || (edge_domain && !(s->domain = strdup(edge_domain)))) {
+		snprintf(err, errlen, "out of memory");
+		rc = -ENOMEM;
+		goto fail;
+	}
+	s->now = wall_ms;
+	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s: %s", path, s->db ? sqlite3_errmsg(s->db) : "cannot open");
+		goto fail;
+	}
+	sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+	/* WAL lets two edges read while `postern tunnel` writes. */
+	if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+			 NULL, NULL, &emsg) != SQLITE_OK ||
+	    sqlite3_exec(s->db, schema, NULL, NULL, &emsg) != SQLITE_OK) {
+		snprintf(err, errlen, "%s: %s", path, emsg ? emsg : sqlite3_errmsg(s->db));
+		sqlite3_free(emsg);
+		goto fail;
+	}
+	*out = s;
+	return 0;
+fail:
+	tok_close(s);
+	return rc;
+}
+
+void tok_close(tok_store *s)
+{
+	if (!s)
+		return;
+	sqlite3_close(s->db);
+	free(s->domain);
+	free(s);
+}
+
+static bool valid_name(const char *n)
+{
+	size_t l = strlen(n);
+	if (l == 0 || l >= TOK_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < l; i++) {
+		char c = n[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+		      c == '.'))
+			return false;
+	}
+	return true;
+}
+
+static int sha256(const uint8_t *p, size_t n, uint8_t out[32])
+{
+	unsigned len = 32;
+	return EVP_Digest(p, n, out, &len, EVP_sha256(), NULL) == 1 ? 0 : -EIO;
+}
+
+static void hex(const uint8_t *p, size_t n, char *out)
+{
+	static const char d[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = d[p[i] >> 4];
+		out[2 * i + 1] = d[p[i] & 15];
+	}
+	out[2 * n] = 0;
+}
+
+static int unhex(const char *s, uint8_t *out, size_t n)
+{
+	for (size_t i = 0; i < 2 * n; i++) {
+		char c = s[i];
+		int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+		if (v < 0)
+			return -EINVAL;
+		if (i % 2)
+			out[i / 2] = (uint8_t)(out[i / 2] << 4 | v);
+		else
+			out[i / 2] = (uint8_t)v;
+	}
+	return s[2 * n] ? -EINVAL : 0;
+}
+
+static int new_id(char id[TOK_ID_LEN + 1])
+{
+	static const char a[] = "abcdefghijklmnopqrstuvwxyz234567";
+	uint8_t r[TOK_ID_LEN];
+	if (RAND_bytes(r, sizeof r) != 1)
+		return -EIO;
+	/* A letter first keeps the label from looking like a number to anyone. */
+	id[0] = a[r[0] % 26];
+	for (int i = 1; i < TOK_ID_LEN; i++)
+		id[i] = a[r[i] & 31];
+	id[TOK_ID_LEN] = 0;
+	return 0;
+}
+
+/* Adds a fresh token to tunnel id; the token text goes to out. */
+static int add_token(tok_store *s, const char *id, char *out)
+{
+	uint8_t secret[SECRET_BYTES], h[32];
+	char sh[2 * SECRET_BYTES + 1];
+	sqlite3_stmt *st = NULL;
+	int rc = -EIO;
+	if (RAND_bytes(secret, sizeof secret) != 1) {
+		snprintf(s->err, sizeof s->err, "no randomness");
+		goto out;
+	}
+	hex(secret, sizeof secret, sh);
+	if (sha256((const uint8_t *)sh, strlen(sh), h) < 0)
+		goto out;
+	if (sqlite3_prepare_v2(s->db, "INSERT INTO tokens(tunnel_id, hash, created_ms) VALUES(?,?,?)", -1, &st,
+			       NULL) != SQLITE_OK) {
+		rc = dberr(s, "insert token");
+		goto out;
+	}
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, h, sizeof h, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, now(s));
+	if (sqlite3_step(st) != SQLITE_DONE) {
+		rc = dberr(s, "insert token");
+		goto out;
+	}
+	snprintf(out, TOK_TOKEN_MAX, TOKEN_PREFIX "%s_%s", id, sh);
+	rc = 0;
+out:
+	sqlite3_finalize(st);
+	OPENSSL_cleanse(secret, sizeof secret);
+	OPENSSL_cleanse(sh, sizeof sh);
+	return rc;
+}
+
+static int exec(tok_store *s, const char *sql)
+{
+	return sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : dberr(s, sql);
+}
+
+static void fill(tok_store *s, sqlite3_stmt *st, tok_tunnel *t)
+{
+	memset(t, 0, sizeof *t);
+	snprintf(t->id, sizeof t->id, "%s", (const char *)sqlite3_column_text(st, 0));
+	snprintf(t->name, sizeof t->name, "%s", (const char *)sqlite3_column_text(st, 1));
+	snprintf(t->domain, sizeof t->domain, "%s", (const char *)sqlite3_column_text(st, 2));
+	t->created_ms = sqlite3_column_int64(st, 3);
+	t->deleted_ms = sqlite3_column_int64(st, 4);
+	t->tokens = sqlite3_column_int(st, 5);
+	(void)s;
+}
+
+#define SELECT_TUNNEL                                                                                    \
+	"SELECT id, name, domain, created_ms, COALESCE(deleted_ms, 0),"                                  \
+	" (SELECT COUNT(*) FROM tokens k WHERE k.tunnel_id = t.id AND (k.expires_ms IS NULL OR k.expires_ms > ?1))" \
+	" FROM tunnels t "
+
+/* by: "name" or "id"; only live tunnels. */
+static int lookup(tok_store *s, const char *by, const char *v, tok_tunnel *t)
+{
+	char sql[512];
+	sqlite3_stmt *st = NULL;
+	int rc;
+	snprintf(sql, sizeof sql, SELECT_TUNNEL "WHERE %s = ?2 AND deleted_ms IS NULL", by);
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return dberr(s, "lookup");
+	sqlite3_bind_int64(st, 1, now(s));
+	sqlite3_bind_text(st, 2, v, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		if (t)
+			fill(s, st, t);
+		rc = 0;
+	} else if (rc == SQLITE_DONE) {
+		rc = -ENOENT;
+	} else {
+		rc = dberr(s, "lookup");
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int tok_get(tok_store *s, const char *name, tok_tunnel *t)
+{
+	if (!valid_name(name))
+		return -EINVAL;
+	return lookup(s, "name", name, t);
+}
+
+int tok_create(tok_store *s, const char *name, tok_tunnel *t, char *token)
+{
+	sqlite3_stmt *st = NULL;
+	char id[TOK_ID_LEN + 1], domain[TOK_DOMAIN_MAX];
+	int rc;
+	bool in_tx = false;
+
+	if (!valid_name(name))
+		return -EINVAL;
+	if (!s->domain) {
+		snprintf(s->err, sizeof s->err, "no edge domain configured");
+		return -EINVAL;
+	}
+	if ((rc = exec(s, "BEGIN IMMEDIATE")) < 0)
+		goto out;
+	in_tx = true;
+	if ((rc = lookup(s, "name", name, NULL)) != -ENOENT) {
+		rc = rc == 0 ? -EEXIST : rc;
+		goto out;
+	}
+	if (sqlite3_prepare_v2(s->db, "INSERT INTO tunnels(id, name, domain, created_ms) VALUES(?,?,?,?)", -1, &st,
+			       NULL) != SQLITE_OK) {
+		rc = dberr(s, "create tunnel");
+		goto out;
+	}
+	/* Ids are 80 random bits; the PRIMARY KEY and UNIQUE domain make a repeat impossible, not just unlikely. */
+	for (int tries = 0;; tries++) {
+		if ((rc = new_id(id)) < 0)
+			goto out;
+		snprintf(domain, sizeof domain, "%s.%s", id, s->domain);
+		sqlite3_reset(st);
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, domain, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 4, now(s));
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_DONE)
+			break;
+		if (rc != SQLITE_CONSTRAINT || tries >= 5) {
+			rc = dberr(s, "create tunnel");
+			goto out;
+		}
+	}
+	if ((rc = add_token(s, id, token)) < 0)
+		goto out;
+	if ((rc = exec(s, "COMMIT")) < 0)
+		goto out;
+	in_tx = false;
+	rc = lookup(s, "id", id, t);
+out:
+	sqlite3_finalize(st);
+	if (in_tx)
+		exec(s, "ROLLBACK");
+	return rc;
+}
+
+int tok_rotate(tok_store *s, const char *name, int64_t grace_ms, tok_tunnel *t, char *token)
+{
+	sqlite3_stmt *st = NULL;
+	tok_tunnel cur;
+	int rc;
+	bool in_tx = false;
+
+	if (!valid_name(name) || grace_ms < 0)
+		return -EINVAL;
+	if ((rc = exec(s, "BEGIN IMMEDIATE")) < 0)
+		goto out;
+	in_tx = true;
+	if ((rc = lookup(s, "name", name, &cur)) < 0)
+		goto out;
+	/* Older tokens end at now + grace, or earlier if a previous rotation already set that. */
+	if (sqlite3_prepare_v2(s->db,
+			       "UPDATE tokens SET expires_ms = MIN(COALESCE(expires_ms, ?2), ?2) WHERE tunnel_id = ?1",
+			       -1, &st, NULL) != SQLITE_OK) {
+		rc = dberr(s, "rotate");
+		goto out;
+	}
+	sqlite3_bind_text(st, 1, cur.id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, now(s) + grace_ms);
+	if (sqlite3_step(st) != SQLITE_DONE) {
+		rc = dberr(s, "rotate");
+		goto out;
+	}
+	if ((rc = add_token(s, cur.id, token)) < 0)
+		goto out;
+	/* Tokens long past their grace are of no use; keep the table small. */
+	{
+		char sql[128];
+		snprintf(sql, sizeof sql, "DELETE FROM tokens WHERE expires_ms < %lld", (long long)(now(s) - 86400000));
+		if ((rc = exec(s, sql)) < 0)
+			goto out;
+	}
+	if ((rc = exec(s, "COMMIT")) < 0)
+		goto out;
+	in_tx = false;
+	rc = lookup(s, "id", cur.id, t);
+out:
+	sqlite3_finalize(st);
+	if (in_tx)
+		exec(s, "ROLLBACK");
+	return rc;
+}
+
+int tok_delete(tok_store *s, const char *name)
+{
+	sqlite3_stmt *st = NULL;
+	tok_tunnel cur;
+	int rc;
+	bool in_tx = false;
+
+	if (!valid_name(name))
+		return -EINVAL;
+	if ((rc = exec(s, "BEGIN IMMEDIATE")) < 0)
+		goto out;
+	in_tx = true;
+	if ((rc = lookup(s, "name", name, &cur)) < 0)
+		goto out;
+	/* The row stays (id and domain are never reused); its tokens go. */
+	if (sqlite3_prepare_v2(s->db, "UPDATE tunnels SET deleted_ms = ?2 WHERE id = ?1", -1, &st, NULL) != SQLITE_OK) {
+		rc = dberr(s, "delete");
+		goto out;
+	}
+	sqlite3_bind_text(st, 1, cur.id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, now(s));
+	if (sqlite3_step(st) != SQLITE_DONE) {
+		rc = dberr(s, "delete");
+		goto out;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (sqlite3_prepare_v2(s->db, "DELETE FROM tokens WHERE tunnel_id = ?1", -1, &st, NULL) != SQLITE_OK) {
+		rc = dberr(s, "delete");
+		goto out;
+	}
+	sqlite3_bind_text(st, 1, cur.id, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE) {
+		rc = dberr(s, "delete");
+		goto out;
+	}
+	rc = exec(s, "COMMIT");
+	in_tx = rc < 0;
+out:
+	sqlite3_finalize(st);
+	if (in_tx)
+		exec(s, "ROLLBACK");
+	return rc;
+}
+
+int tok_list(tok_store *s, int (*fn)(const tok_tunnel *t, void *ud), void *ud)
+{
+	sqlite3_stmt *st = NULL;
+	tok_tunnel t;
+	int rc;
+	if (sqlite3_prepare_v2(s->db, SELECT_TUNNEL "WHERE deleted_ms IS NULL ORDER BY name", -1, &st, NULL) != SQLITE_OK)
+		return dberr(s, "list");
+	sqlite3_bind_int64(st, 1, now(s));
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		fill(s, st, &t);
+		if ((rc = fn(&t, ud)) != 0)
+			goto out;
+	}
+	rc = rc == SQLITE_DONE ? 0 : dberr(s, "list");
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int tok_token_tunnel_id(const char *token, char *id)
+{
+	const char *p;
+	if (strncmp(token, TOKEN_PREFIX, strlen(TOKEN_PREFIX)))
+		return -EINVAL;
+	p = token + strlen(TOKEN_PREFIX);
+	for (int i = 0; i < TOK_ID_LEN; i++) {
+		char c = p[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= '2' && c <= '7')))
+			return -EINVAL;
+	}
+	if (p[TOK_ID_LEN] != '_')
+		return -EINVAL;
+	memcpy(id, p, TOK_ID_LEN);
+	id[TOK_ID_LEN] = 0;
+	return 0;
+}
+
+int tok_verify(tok_store *s, const char *token, tok_tunnel *t)
+{
+	char id[TOK_ID_LEN + 1];
+	const char *secret;
+	uint8_t raw[SECRET_BYTES], h[32];
+	sqlite3_stmt *st = NULL;
+	bool ok = false;
+	int rc;
+
+	if (tok_token_tunnel_id(token, id) < 0)
+		return -EINVAL;
+	secret = token + strlen(TOKEN_PREFIX) + TOK_ID_LEN + 1;
+	if (strlen(secret) != 2 * SECRET_BYTES || unhex(secret, raw, sizeof raw) < 0)
+		return -EINVAL;
+	OPENSSL_cleanse(raw, sizeof raw);
+	if (sha256((const uint8_t *)secret, 2 * SECRET_BYTES, h) < 0)
+		return -EIO;
+	if (sqlite3_prepare_v2(s->db,
+			       "SELECT k.hash FROM tokens k JOIN tunnels t ON t.id = k.tunnel_id"
+			       " WHERE k.tunnel_id = ?1 AND t.deleted_ms IS NULL"
+			       " AND (k.expires_ms IS NULL OR k.expires_ms > ?2)",
+			       -1, &st, NULL) != SQLITE_OK)
+		return dberr(s, "verify");
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, now(s));
+	/* Every candidate is compared, in constant time, so timing says nothing about which one matched. */
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const void *b = sqlite3_column_blob(st, 0);
+		if (b && sqlite3_column_bytes(st, 0) == 32 && CRYPTO_memcmp(b, h, 32) == 0)
+			ok = true;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return dberr(s, "verify");
+	if (!ok)
+		return -EACCES;
+	rc = lookup(s, "id", id, t);
+	return rc == -ENOENT ? -EACCES : rc;
+}

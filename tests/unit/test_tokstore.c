@@ -1,0 +1,204 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "tunnel/tokstore.h"
+
+struct fx {
+	char dir[64];
+	tok_store *s;
+	int64_t now;
+};
+
+static int64_t fake_now(void *ud) { return *(int64_t *)ud; }
+
+static int setup(void **st)
+{
+	struct fx *f = calloc(1, sizeof *f);
+	char err[256];
+	strcpy(f->dir, "/tmp/postern-tok-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	strcat(f->dir, "/state"); /* created by tok_open */
+	assert_int_equal(tok_open(f->dir, "edge.example", &f->s, err, sizeof err), 0);
+	f->now = 1700000000000;
+	tok_set_clock(f->s, fake_now, &f->now);
+	*st = f;
+	return 0;
+}
+
+static int teardown(void **st)
+{
+	struct fx *f = *st;
+	char cmd[200];
+	tok_close(f->s);
+	*strrchr(f->dir, '/') = 0;
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+	assert_int_equal(system(cmd), 0);
+	free(f);
+	return 0;
+}
+
+static void test_create_verify(void **st)
+{
+	struct fx *f = *st;
+	tok_tunnel t, v;
+	char tok[TOK_TOKEN_MAX], id[TOK_ID_LEN + 1], path[128];
+	struct stat sb;
+
+	assert_int_equal(tok_create(f->s, "prod-mcp", &t, tok), 0);
+	assert_int_equal(strlen(t.id), TOK_ID_LEN);
+	assert_string_equal(t.name, "prod-mcp");
+	snprintf(path, sizeof path, "%s.edge.example", t.id);
+	assert_string_equal(t.domain, path);
+	assert_int_equal(t.tokens, 1);
+	/* pt1_<id>_<64 hex> */
+	assert_int_equal(strlen(tok), 4 + TOK_ID_LEN + 1 + 64);
+	assert_int_equal(tok_token_tunnel_id(tok, id), 0);
+	assert_string_equal(id, t.id);
+
+	assert_int_equal(tok_verify(f->s, tok, &v), 0);
+	assert_string_equal(v.id, t.id);
+	assert_string_equal(v.domain, t.domain);
+
+	/* One flipped secret character, a cut, a swapped id: refused. */
+	tok[strlen(tok) - 1] = tok[strlen(tok) - 1] == '0' ? '1' : '0';
+	assert_int_equal(tok_verify(f->s, tok, &v), -EACCES);
+	tok[strlen(tok) - 1] = 0;
+	assert_int_equal(tok_verify(f->s, tok, &v), -EINVAL);
+	assert_int_equal(tok_verify(f->s, "", &v), -EINVAL);
+	assert_int_equal(tok_verify(f->s, "pt1_aaaaaaaaaaaaaaaa_0000000000000000000000000000000000000000000000000000000000000000", &v),
+			 -EACCES);
+
+	assert_int_equal(tok_create(f->s, "prod-mcp", &t, tok), -EEXIST);
+	assert_int_equal(tok_create(f->s, "bad name", &t, tok), -EINVAL);
+	assert_int_equal(tok_create(f->s, "", &t, tok), -EINVAL);
+
+	/* The database is private to the edge's user. */
+	snprintf(path, sizeof path, "%s/tunnels.db", f->dir);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mode & 077, 0);
+	assert_int_equal(stat(f->dir, &sb), 0);
+	assert_int_equal(sb.st_mode & 077, 0);
+}
+
+static void test_rotate_grace(void **st)
+{
+	struct fx *f = *st;
+	tok_tunnel t, v;
+	char t1[TOK_TOKEN_MAX], t2[TOK_TOKEN_MAX], t3[TOK_TOKEN_MAX];
+
+	assert_int_equal(tok_create(f->s, "a", &t, t1), 0);
+	f->now += 1000;
+	assert_int_equal(tok_rotate(f->s, "a", 10 * 60 * 1000, &v, t2), 0);
+	assert_string_equal(v.id, t.id); /* same tunnel, same domain */
+	assert_string_equal(v.domain, t.domain);
+	assert_string_not_equal(t1, t2);
+	assert_int_equal(v.tokens, 2);
+	assert_int_equal(tok_verify(f->s, t1, &v), 0); /* in grace */
+	assert_int_equal(tok_verify(f->s, t2, &v), 0);
+	f->now += 10 * 60 * 1000 - 1;
+	assert_int_equal(tok_verify(f->s, t1, &v), 0);
+	f->now += 1;
+	assert_int_equal(tok_verify(f->s, t1, &v), -EACCES); /* grace over */
+	assert_int_equal(tok_verify(f->s, t2, &v), 0);
+	assert_int_equal(tok_get(f->s, "a", &v), 0);
+	assert_int_equal(v.tokens, 1);
+
+	/* A second rotation never extends an older token's grace. */
+	assert_int_equal(tok_rotate(f->s, "a", 60000, &v, t3), 0);
+	assert_int_equal(tok_rotate(f->s, "a", 3600000, &v, t1), 0);
+	f->now += 60000;
+	assert_int_equal(tok_verify(f->s, t2, &v), -EACCES);
+	assert_int_equal(tok_verify(f->s, t3, &v), 0);
+	assert_int_equal(tok_verify(f->s, t1, &v), 0);
+
+	/* Grace 0: the old token stops at once. */
+	assert_int_equal(tok_rotate(f->s, "a", 0, &v, t2), 0);
+	assert_int_equal(tok_verify(f->s, t1, &v), -EACCES);
+	assert_int_equal(tok_verify(f->s, t3, &v), -EACCES);
+	assert_int_equal(tok_verify(f->s, t2, &v), 0);
+
+	assert_int_equal(tok_rotate(f->s, "nope", 0, &v, t2), -ENOENT);
+}
+
+static int collect(const tok_tunnel *t, void *ud)
+{
+	char *out = ud;
+	strcat(out, t->name);
+	strcat(out, ",");
+	return 0;
+}
+
+static void test_delete_never_reuses(void **st)
+{
+	struct fx *f = *st;
+	tok_tunnel t, t2, v;
+	char tok[TOK_TOKEN_MAX], tok2[TOK_TOKEN_MAX], names[256] = "";
+	char cmd[512];
+	sqlite3 *db;
+
+	assert_int_equal(tok_create(f->s, "b", &t, tok), 0);
+	assert_int_equal(tok_create(f->s, "a", &v, tok2), 0);
+	assert_int_equal(tok_list(f->s, collect, names), 0);
+	assert_string_equal(names, "a,b,");
+	assert_int_equal(tok_delete(f->s, "b"), 0);
+	assert_int_equal(tok_delete(f->s, "b"), -ENOENT);
+	assert_int_equal(tok_verify(f->s, tok, &v), -EACCES);
+	assert_int_equal(tok_get(f->s, "b", &v), -ENOENT);
+	names[0] = 0;
+	assert_int_equal(tok_list(f->s, collect, names), 0);
+	assert_string_equal(names, "a,");
+
+	/* The name is free again, but the new tunnel gets a new id and domain. */
+	assert_int_equal(tok_create(f->s, "b", &t2, tok2), 0);
+	assert_string_not_equal(t2.id, t.id);
+	assert_string_not_equal(t2.domain, t.domain);
+	assert_int_equal(tok_verify(f->s, tok, &v), -EACCES);
+
+	/* The database refuses a reused id or domain outright, even one from a deleted tunnel. */
+	snprintf(cmd, sizeof cmd, "%s/tunnels.db", f->dir);
+	assert_int_equal(sqlite3_open(cmd, &db), SQLITE_OK);
+	snprintf(cmd, sizeof cmd, "INSERT INTO tunnels(id,name,domain,created_ms) VALUES('%s','c','x',1)", t.id);
+	assert_int_equal(sqlite3_exec(db, cmd, NULL, NULL, NULL), SQLITE_CONSTRAINT);
+	snprintf(cmd, sizeof cmd, "INSERT INTO tunnels(id,name,domain,created_ms) VALUES('zz','c','%s',1)", t.domain);
+	assert_int_equal(sqlite3_exec(db, cmd, NULL, NULL, NULL), SQLITE_CONSTRAINT);
+	sqlite3_close(db);
+}
+
+static void test_two_handles_share_state(void **st)
+{
+	struct fx *f = *st;
+	tok_store *other;
+	tok_tunnel t, v;
+	char tok[TOK_TOKEN_MAX], err[256];
+
+	/* A second edge process opens the same state_dir (verify-only handle, no domain). */
+	assert_int_equal(tok_open(f->dir, NULL, &other, err, sizeof err), 0);
+	assert_int_equal(tok_create(other, "x", &t, tok), -EINVAL);
+	assert_int_equal(tok_create(f->s, "x", &t, tok), 0);
+	assert_int_equal(tok_verify(other, tok, &v), 0);
+	assert_string_equal(v.name, "x");
+	tok_close(other);
+	assert_int_equal(tok_open("/proc/nonexistent/dir", NULL, &other, err, sizeof err) < 0, 1);
+	assert_non_null(strstr(err, "/proc/nonexistent/dir"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_create_verify, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rotate_grace, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delete_never_reuses, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_two_handles_share_state, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
