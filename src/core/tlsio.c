@@ -1,5 +1,6 @@
 #include "core/tlsio.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
@@ -32,6 +33,12 @@ const char *tio_ssl_errors(char *buf, size_t len)
 	return buf;
 }
 
+static bool is_ip_literal(const char *s)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
 tio *tio_new(SSL_CTX *ctx, bool server, const char *sni)
 {
 	tio *t = calloc(1, sizeof *t);
@@ -48,7 +55,13 @@ tio *tio_new(SSL_CTX *ctx, bool server, const char *sni)
 		SSL_set_accept_state(t->ssl);
 	} else {
 		SSL_set_connect_state(t->ssl);
-		if (sni) {
+		if (sni && is_ip_literal(sni)) {
+			/* RFC 6066 forbids IP literals in SNI, and X509_check_host never matches an iPAddress SAN:
+			 * verify the address against the certificate's IP SANs instead. */
+			if (SSL_get_verify_mode(t->ssl) != SSL_VERIFY_NONE &&
+			    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), sni) != 1)
+				goto fail;
+		} else if (sni) {
 			SSL_set_tlsext_host_name(t->ssl, sni);
 			if (SSL_get_verify_mode(t->ssl) != SSL_VERIFY_NONE)
 				SSL_set1_host(t->ssl, sni);
