@@ -1,0 +1,390 @@
+/* MCP server protocol face (see mcp_server.h). */
+#include "sandbox/mcp_server.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+	RPC_PARSE = -32700,
+	RPC_INVALID_REQUEST = -32600,
+	RPC_METHOD_NOT_FOUND = -32601,
+	RPC_INVALID_PARAMS = -32602,
+	RPC_INTERNAL = -32603,
+};
+
+static const char *const versions[] = { "2025-11-25", "2025-06-18", "2025-03-26" };
+
+struct buf {
+	char *p;
+	size_t len, cap;
+};
+
+struct mcps {
+	struct mcps_config c;
+	struct buf in, out;
+	bool discarding; /* dropping the rest of an over-long line */
+	bool initialized, ready;
+	char version[16];
+	char *client_name;
+};
+
+static int buf_add(struct buf *b, const char *d, size_t n)
+{
+	if (n > SIZE_MAX - b->len - 1)
+		return -ENOMEM;
+	if (b->len + n + 1 > b->cap) {
+		size_t nc = b->cap ? b->cap : 4096;
+		while (nc < b->len + n + 1)
+			nc *= 2;
+		char *np = realloc(b->p, nc);
+		if (!np)
+			return -ENOMEM;
+		b->p = np;
+		b->cap = nc;
+	}
+	memcpy(b->p + b->len, d, n);
+	b->len += n;
+	b->p[b->len] = 0;
+	return 0;
+}
+
+mcps *mcps_new(const struct mcps_config *c)
+{
+	mcps *m = calloc(1, sizeof *m);
+	if (!m)
+		return NULL;
+	m->c = *c;
+	if (!m->c.max_message)
+		m->c.max_message = MCPS_DEFAULT_MAX_MESSAGE;
+	if (!m->c.server_name)
+		m->c.server_name = "postern-sandbox";
+	if (!m->c.server_version)
+		m->c.server_version = "0";
+	return m;
+}
+
+void mcps_free(mcps *m)
+{
+	if (!m)
+		return;
+	free(m->in.p);
+	free(m->out.p);
+	free(m->client_name);
+	free(m);
+}
+
+bool mcps_initialized(const mcps *m)
+{
+	return m->initialized;
+}
+
+const char *mcps_protocol_version(const mcps *m)
+{
+	return m->version[0] ? m->version : NULL;
+}
+
+const char *mcps_client_name(const mcps *m)
+{
+	return m->client_name;
+}
+
+const char *mcps_output(const mcps *m, size_t *len)
+{
+	*len = m->out.len;
+	return m->out.p ? m->out.p : "";
+}
+
+void mcps_consume(mcps *m, size_t n)
+{
+	if (n >= m->out.len) {
+		m->out.len = 0;
+		return;
+	}
+	memmove(m->out.p, m->out.p + n, m->out.len - n);
+	m->out.len -= n;
+}
+
+json_t *mcps_text_result(const char *text, size_t len, bool is_error)
+{
+	json_t *t = json_stringn(text, len);
+	if (!t)
+		return NULL;
+	return json_pack("{s:[{s:s,s:o}],s:b}", "content", "type", "text", "text", t, "isError", is_error);
+}
+
+/* ---- responses ---------------------------------------------------------------------------------- */
+
+static json_t *mk_error(json_t *id, int code, const char *msg, json_t *data)
+{
+	json_t *err = json_pack("{s:i,s:s}", "code", code, "message", msg);
+	if (err && data)
+		json_object_set_new(err, "data", data);
+	else if (data)
+		json_decref(data);
+	return json_pack("{s:s,s:O,s:o}", "jsonrpc", "2.0", "id", id ? id : json_null(), "error", err);
+}
+
+static json_t *mk_result(json_t *id, json_t *result)
+{
+	return json_pack("{s:s,s:O,s:o}", "jsonrpc", "2.0", "id", id, "result", result);
+}
+
+static int emit(mcps *m, json_t *resp)
+{
+	char *s;
+	int rc;
+
+	if (!resp)
+		return -ENOMEM;
+	/* Compact output never holds a raw newline: one message, one line. */
+	s = json_dumps(resp, JSON_COMPACT);
+	json_decref(resp);
+	if (!s)
+		return -ENOMEM;
+	rc = buf_add(&m->out, s, strlen(s));
+	if (rc == 0)
+		rc = buf_add(&m->out, "\n", 1);
+	free(s);
+	return rc;
+}
+
+/* ---- methods ------------------------------------------------------------------------------------ */
+
+static json_t *do_initialize(mcps *m, json_t *id, json_t *params)
+{
+	json_t *pv = json_object_get(params, "protocolVersion");
+	json_t *ci = json_object_get(params, "clientInfo");
+	const char *want, *use = versions[0];
+	json_t *res;
+
+	if (m->initialized)
+		return mk_error(id, RPC_INVALID_REQUEST, "already initialized", NULL);
+	if (!json_is_string(pv))
+		return mk_error(id, RPC_INVALID_PARAMS, "initialize: params.protocolVersion must be a string", NULL);
+	want = json_string_value(pv);
+	for (size_t i = 0; i < sizeof versions / sizeof versions[0]; i++)
+		if (strcmp(want, versions[i]) == 0)
+			use = versions[i];
+	snprintf(m->version, sizeof m->version, "%s", use);
+	if (json_is_object(ci) && json_is_string(json_object_get(ci, "name"))) {
+		free(m->client_name);
+		m->client_name = strndup(json_string_value(json_object_get(ci, "name")), 128);
+	}
+	m->initialized = true;
+	res = json_pack("{s:s,s:{s:{s:b}},s:{s:s,s:s}}", "protocolVersion", use, "capabilities", "tools", "listChanged",
+			0, "serverInfo", "name", m->c.server_name, "version", m->c.server_version);
+	if (res && m->c.instructions)
+		json_object_set_new(res, "instructions", json_string(m->c.instructions));
+	return res ? mk_result(id, res) : NULL;
+}
+
+static json_t *do_tools_call(mcps *m, json_t *id, json_t *params)
+{
+	json_t *name = json_object_get(params, "name");
+	json_t *args = json_object_get(params, "arguments");
+	json_t *res = NULL, *own = NULL;
+	int rc;
+
+	if (!json_is_string(name))
+		return mk_error(id, RPC_INVALID_PARAMS, "tools/call: params.name must be a string", NULL);
+	if (args && !json_is_object(args) && !json_is_null(args))
+		return mk_error(id, RPC_INVALID_PARAMS, "tools/call: params.arguments must be an object", NULL);
+	if (!args || json_is_null(args))
+		args = own = json_object();
+	if (!m->c.call)
+		rc = -ENOENT;
+	else
+		rc = m->c.call(m->c.ud, json_string_value(name), args, &res);
+	json_decref(own);
+	if (rc == -ENOENT) {
+		char msg[200];
+		snprintf(msg, sizeof msg, "Unknown tool: %.128s", json_string_value(name));
+		return mk_error(id, RPC_INVALID_PARAMS, msg, NULL);
+	}
+	if (rc < 0 || !json_is_object(res)) {
+		json_decref(res);
+		return mk_error(id, RPC_INTERNAL, "tool failed to produce a result", NULL);
+	}
+	return mk_result(id, res);
+}
+
+/* Handles one parsed message; returns the response (NULL for notifications and responses). */
+static json_t *dispatch(mcps *m, json_t *msg, bool *err)
+{
+	json_t *id, *method, *params, *jv;
+	const char *meth;
+
+	*err = false;
+	if (!json_is_object(msg))
+		return mk_error(NULL, RPC_INVALID_REQUEST, "a JSON-RPC message must be an object", NULL);
+	jv = json_object_get(msg, "jsonrpc");
+	id = json_object_get(msg, "id");
+	if (id && !json_is_string(id) && !json_is_integer(id))
+		return mk_error(NULL, RPC_INVALID_REQUEST, "id must be a string or an integer", NULL);
+	if (!json_is_string(jv) || strcmp(json_string_value(jv), "2.0") != 0)
+		return mk_error(id, RPC_INVALID_REQUEST, "jsonrpc must be \"2.0\"", NULL);
+	method = json_object_get(msg, "method");
+	if (!method) {
+		/* A response from the client: we never send requests, so there is nothing to match. */
+		if (id && (json_object_get(msg, "result") || json_object_get(msg, "error")))
+			return NULL;
+		return mk_error(id, RPC_INVALID_REQUEST, "method is missing", NULL);
+	}
+	if (!json_is_string(method))
+		return mk_error(id, RPC_INVALID_REQUEST, "method must be a string", NULL);
+	meth = json_string_value(method);
+	params = json_object_get(msg, "params");
+	if (params && !json_is_object(params) && !json_is_array(params))
+		return mk_error(id, RPC_INVALID_REQUEST, "params must be an object or an array", NULL);
+
+	if (!id) {
+		if (strcmp(meth, "notifications/initialized") == 0)
+			m->ready = true;
+		return NULL;
+	}
+	*err = true;
+	if (params && !json_is_object(params) && strcmp(meth, "ping") != 0)
+		return mk_error(id, RPC_INVALID_PARAMS, "params must be an object", NULL);
+	if (strcmp(meth, "initialize") == 0)
+		return do_initialize(m, id, params);
+	if (strcmp(meth, "ping") == 0) {
+		*err = false;
+		return mk_result(id, json_object());
+	}
+	if (strcmp(meth, "tools/list") == 0 || strcmp(meth, "tools/call") == 0) {
+		if (!m->initialized)
+			return mk_error(id, RPC_INVALID_REQUEST, "server not initialized: send initialize first", NULL);
+		*err = false;
+		if (meth[6] == 'l') {
+			json_t *cursor = json_object_get(params, "cursor");
+			if (cursor && !json_is_string(cursor) && !json_is_null(cursor)) {
+				*err = true;
+				return mk_error(id, RPC_INVALID_PARAMS, "cursor must be a string", NULL);
+			}
+			return mk_result(id, json_pack("{s:O}", "tools", m->c.tools ? m->c.tools : json_array()));
+		}
+		return do_tools_call(m, id, params);
+	}
+	{
+		char msgtxt[200];
+		snprintf(msgtxt, sizeof msgtxt, "Method not found: %.128s", meth);
+		return mk_error(id, RPC_METHOD_NOT_FOUND, msgtxt, NULL);
+	}
+}
+
+int mcps_handle(mcps *m, const char *msg, size_t len)
+{
+	json_error_t jerr;
+	json_t *root;
+	bool err;
+	int rc = 0;
+
+	if (len > m->c.max_message)
+		return emit(m, mk_error(NULL, RPC_INVALID_REQUEST, "message exceeds the size limit", NULL));
+	/* NUL inside strings is kept so that tools can refuse such paths by name. */
+	root = json_loadb(msg, len, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+	if (!root)
+		return emit(m, mk_error(NULL, RPC_PARSE, "Parse error", json_pack("{s:s}", "detail", jerr.text)));
+	if (json_is_array(root)) {
+		json_t *out;
+		size_t i;
+		json_t *el;
+		if (json_array_size(root) == 0 || (m->initialized && strcmp(m->version, "2025-03-26") != 0)) {
+			json_decref(root);
+			return emit(m, mk_error(NULL, RPC_INVALID_REQUEST,
+						json_array_size(root) ? "JSON-RPC batches are not supported in this protocol version"
+								      : "empty batch",
+						NULL));
+		}
+		out = json_array();
+		json_array_foreach(root, i, el)
+		{
+			json_t *r = dispatch(m, el, &err);
+			if (r)
+				json_array_append_new(out, r);
+		}
+		json_decref(root);
+		if (json_array_size(out) == 0) {
+			json_decref(out);
+			return 0;
+		}
+		return emit(m, out);
+	}
+	{
+		json_t *r = dispatch(m, root, &err);
+		json_decref(root);
+		if (r)
+			rc = emit(m, r);
+	}
+	return rc;
+}
+
+static int handle_line(mcps *m, const char *line, size_t len)
+{
+	while (len && (line[len - 1] == '\r'))
+		len--;
+	/* Blank lines between messages are tolerated. */
+	size_t i = 0;
+	while (i < len && (line[i] == ' ' || line[i] == '\t'))
+		i++;
+	if (i == len)
+		return 0;
+	return mcps_handle(m, line, len);
+}
+
+int mcps_feed(mcps *m, const char *data, size_t len)
+{
+	int rc;
+
+	while (len) {
+		const char *nl = memchr(data, '\n', len);
+		size_t n = nl ? (size_t)(nl - data) : len;
+
+		if (m->out.len > MCPS_MAX_OUTPUT)
+			return -ENOBUFS;
+		if (m->discarding) {
+			if (nl)
+				m->discarding = false;
+		} else if (m->in.len + n > m->c.max_message) {
+			/* Over the cap: answer once, drop the rest of the line without buffering it. */
+			m->in.len = 0;
+			m->discarding = !nl;
+			rc = emit(m, mk_error(NULL, RPC_INVALID_REQUEST, "message exceeds the size limit", NULL));
+			if (rc < 0)
+				return rc;
+		} else if (nl) {
+			if (m->in.len) {
+				rc = buf_add(&m->in, data, n);
+				if (rc == 0)
+					rc = handle_line(m, m->in.p, m->in.len);
+				m->in.len = 0;
+			} else {
+				rc = handle_line(m, data, n);
+			}
+			if (rc < 0)
+				return rc;
+		} else {
+			rc = buf_add(&m->in, data, n);
+			if (rc < 0)
+				return rc;
+		}
+		if (!nl)
+			break;
+		data += n + 1;
+		len -= n + 1;
+	}
+	return 0;
+}
+
+int mcps_finish(mcps *m)
+{
+	int rc = 0;
+	if (m->in.len && !m->discarding)
+		rc = handle_line(m, m->in.p, m->in.len);
+	m->in.len = 0;
+	m->discarding = false;
+	return rc;
+}
