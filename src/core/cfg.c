@@ -44,7 +44,8 @@ static cfg_doc *load(const char *name, const char *path, const char *yaml, size_
 		d->fyd = fy_document_build_from_file(&pcfg, path);
 	else
 		d->fyd = fy_document_build_from_string(&pcfg, yaml, len);
-	if (!d->fyd || fy_document_get_diag(d->fyd) == NULL || !fy_document_root(d->fyd)) {
+	/* (fy_document_get_diag would take a reference we would have to drop: not needed here.) */
+	if (!d->fyd || !fy_document_root(d->fyd)) {
 		de = fy_diag_errors_iterate(diag, &it);
 		if (de)
 			snprintf(err, errlen, "%s:%d:%d: %s", name, de->line + 1, de->column + 1, de->msg);
@@ -65,7 +66,7 @@ fail:
 	}
 out:
 	if (diag)
-		fy_diag_unref(diag);
+		fy_diag_destroy(diag); /* unlike unref, also frees the collected errors */
 	return d;
 }
 
