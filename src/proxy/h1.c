@@ -1,0 +1,217 @@
+#include "proxy/h1.h"
+
+#include <string.h>
+#include <strings.h>
+
+#define H(p) ((h1 *)(p)->data)
+
+static int on_message_begin(http_parser *p)
+{
+	(void)p;
+	return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t n)
+{
+	h1 *h = H(p);
+	size_t room = H1_TARGET_KEEP - h->target_len;
+	if (n > room)
+		n = room;
+	memcpy(h->target + h->target_len, at, n);
+	h->target_len += n;
+	h->target[h->target_len] = 0;
+	return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t n)
+{
+	h1 *h = H(p);
+	if (h->in_value || h->field_len == (size_t)-1) {
+		/* a new header starts */
+		h->in_value = false;
+		h->field_len = 0;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (h->field_len < sizeof h->field)
+			h->field[h->field_len] = at[i];
+		h->field_len++;
+	}
+	return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t n)
+{
+	h1 *h = H(p);
+	if (!h->in_value) {
+		h->in_value = true;
+		h->field_is_host = h->request && h->field_len == 4 && !strncasecmp(h->field, "host", 4);
+		if (h->field_is_host)
+			h->host_count++;
+	}
+	if (h->field_is_host && h->host_count == 1) {
+		if (h->host_len + n > H1_HOST_KEEP) {
+			h->host_too_long = true;
+			return 0;
+		}
+		memcpy(h->host + h->host_len, at, n);
+		h->host_len += n;
+		h->host[h->host_len] = 0;
+	}
+	return 0;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+	h1 *h = H(p);
+	h->head_done = true;
+	h->method = p->method;
+	h->status = p->status_code;
+	h->http_minor = p->http_minor;
+	h->upgrade = p->upgrade;
+	h->ev = H1_HEAD;
+	http_parser_pause(p, 1);
+	if (h->request) {
+		if (h->host_count > 1 || h->host_too_long) {
+			h->err = H1_E_HOST;
+			h->errstr = h->host_too_long ? "Host header too long" : "more than one Host header";
+		}
+		return 0;
+	}
+	/* These never have a body, whatever Content-Length says. */
+	if (h->skip_body || h->status / 100 == 1 || h->status == 204 || h->status == 304)
+		return 1;
+	return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t n)
+{
+	(void)p;
+	(void)at;
+	(void)n;
+	return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+	h1 *h = H(p);
+	h->done = true;
+	h->keep_alive = http_should_keep_alive(p) != 0;
+	h->upgrade = p->upgrade;
+	h->ev = H1_DONE;
+	http_parser_pause(p, 1);
+	return 0;
+}
+
+static const http_parser_settings settings = {
+	.on_message_begin = on_message_begin,
+	.on_url = on_url,
+	.on_header_field = on_header_field,
+	.on_header_value = on_header_value,
+	.on_headers_complete = on_headers_complete,
+	.on_body = on_body,
+	.on_message_complete = on_message_complete,
+};
+
+static void reset_fields(h1 *h)
+{
+	h->head_bytes = 0;
+	h->head_done = h->done = h->skip_body = h->keep_alive = h->upgrade = false;
+	h->ev = H1_MORE;
+	h->method = h->status = h->http_minor = 0;
+	h->target[0] = h->host[0] = 0;
+	h->target_len = h->host_len = 0;
+	h->host_count = 0;
+	h->host_too_long = false;
+	h->field_len = (size_t)-1;
+	h->field_is_host = h->in_value = false;
+	h->err = H1_E_NONE;
+	h->errstr = NULL;
+}
+
+void h1_init(h1 *h, bool request, uint32_t max_head)
+{
+	memset(h, 0, sizeof *h);
+	h->request = request;
+	h->max_head = max_head;
+	http_parser_init(&h->p, request ? HTTP_REQUEST : HTTP_RESPONSE);
+	h->p.data = h;
+	reset_fields(h);
+}
+
+void h1_next(h1 *h)
+{
+	http_parser_init(&h->p, h->request ? HTTP_REQUEST : HTTP_RESPONSE);
+	h->p.data = h;
+	reset_fields(h);
+}
+
+void h1_skip_body(h1 *h) { h->skip_body = true; }
+
+bool h1_started(const h1 *h) { return h->head_bytes > 0 || h->head_done; }
+
+const char *h1_method_name(const h1 *h) { return http_method_str((enum http_method)h->method); }
+
+h1_ev h1_parse(h1 *h, const uint8_t *data, size_t n, size_t *used)
+{
+	size_t lim = n, got;
+	bool in_head = !h->head_done;
+	enum http_errno e;
+
+	*used = 0;
+	if (h->done || h->err)
+		return h->err ? H1_ERR : H1_DONE;
+	if (in_head && lim > (size_t)h->max_head + 1 - h->head_bytes)
+		lim = (size_t)h->max_head + 1 - h->head_bytes;
+	h->ev = H1_MORE;
+	http_parser_pause(&h->p, 0);
+	got = http_parser_execute(&h->p, &settings, (const char *)data, lim);
+	*used = got;
+	if (in_head)
+		h->head_bytes += (uint32_t)got;
+	e = HTTP_PARSER_ERRNO(&h->p);
+	if (h->err)
+		return H1_ERR;
+	if (e != HPE_OK && e != HPE_PAUSED) {
+		h->err = e == HPE_HEADER_OVERFLOW ? H1_E_HEAD_TOO_LARGE : H1_E_SYNTAX;
+		h->errstr = http_errno_description(e);
+		return H1_ERR;
+	}
+	if (in_head && !h->head_done && h->head_bytes > h->max_head) {
+		h->err = H1_E_HEAD_TOO_LARGE;
+		h->errstr = "head too large";
+		return H1_ERR;
+	}
+	if (h->ev == H1_HEAD && h->request && h->host_count == 0 && h->http_minor >= 1 &&
+	    h->p.http_major == 1) {
+		h->err = H1_E_HOST;
+		h->errstr = "missing Host header";
+		return H1_ERR;
+	}
+	return (h1_ev)h->ev;
+}
+
+h1_ev h1_eof(h1 *h)
+{
+	enum http_errno e;
+	if (h->done)
+		return H1_DONE;
+	if (h->err)
+		return H1_ERR;
+	h->ev = H1_MORE;
+	http_parser_pause(&h->p, 0);
+	http_parser_execute(&h->p, &settings, NULL, 0);
+	e = HTTP_PARSER_ERRNO(&h->p);
+	if (h->ev == H1_DONE)
+		return H1_DONE;
+	if (e != HPE_OK && e != HPE_PAUSED) {
+		h->err = H1_E_TRUNCATED;
+		h->errstr = "stream ended inside a message";
+		return H1_ERR;
+	}
+	if (h1_started(h)) {
+		h->err = H1_E_TRUNCATED;
+		h->errstr = "stream ended inside a message";
+		return H1_ERR;
+	}
+	return H1_MORE;
+}

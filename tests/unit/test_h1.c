@@ -1,0 +1,220 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "proxy/h1.h"
+
+/* Feeds s in pieces of size step and records, per message, the exact bytes attributed to it. */
+struct split {
+	char out[8][4096];
+	size_t outlen[8];
+	int nmsg, heads;
+	h1_ev last;
+};
+
+static void run_split(bool request, const char *s, size_t step, struct split *r)
+{
+	h1 h;
+	size_t len = strlen(s), off = 0;
+	memset(r, 0, sizeof *r);
+	h1_init(&h, request, 65536);
+	while (off < len) {
+		size_t n = len - off < step ? len - off : step;
+		size_t pos = 0;
+		while (pos < n) {
+			size_t used = 0;
+			h1_ev ev = h1_parse(&h, (const uint8_t *)s + off + pos, n - pos, &used);
+			assert_true(r->nmsg < 8);
+			memcpy(r->out[r->nmsg] + r->outlen[r->nmsg], s + off + pos, used);
+			r->outlen[r->nmsg] += used;
+			pos += used;
+			r->last = ev;
+			assert_int_not_equal(ev, H1_ERR);
+			if (ev == H1_HEAD)
+				r->heads++;
+			if (ev == H1_DONE) {
+				r->nmsg++;
+				h1_next(&h);
+			}
+			if (ev == H1_MORE)
+				assert_int_equal(pos, n);
+		}
+		off += n;
+	}
+}
+
+static void test_pipelined_requests_split_everywhere(void **st)
+{
+	const char *m1 = "POST /mcp?x=1 HTTP/1.1\r\nHost: docs.t.example:443\r\nContent-Length: 5\r\n\r\nhello";
+	const char *m2 = "GET /sse HTTP/1.1\r\nhost: a\r\n\r\n";
+	const char *m3 = "POST /c HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+	char all[1024];
+	struct split r;
+	(void)st;
+	snprintf(all, sizeof all, "%s%s%s", m1, m2, m3);
+	for (size_t step = 1; step <= strlen(all); step++) {
+		run_split(true, all, step, &r);
+		assert_int_equal(r.nmsg, 3);
+		assert_int_equal(r.heads, 3);
+		assert_int_equal(r.outlen[0], strlen(m1));
+		assert_memory_equal(r.out[0], m1, strlen(m1));
+		assert_int_equal(r.outlen[1], strlen(m2));
+		assert_memory_equal(r.out[1], m2, strlen(m2));
+		assert_int_equal(r.outlen[2], strlen(m3));
+		assert_memory_equal(r.out[2], m3, strlen(m3));
+	}
+}
+
+static void test_responses_split(void **st)
+{
+	const char *m1 = "HTTP/1.1 100 Continue\r\n\r\n";
+	const char *m2 = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+			 "7\r\ndata: 1\r\n0\r\n\r\n";
+	const char *m3 = "HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n";
+	char all[1024];
+	struct split r;
+	(void)st;
+	snprintf(all, sizeof all, "%s%s%s", m1, m2, m3);
+	for (size_t step = 1; step <= strlen(all); step++) {
+		run_split(false, all, step, &r);
+		assert_int_equal(r.nmsg, 3);
+		assert_int_equal(r.outlen[0], strlen(m1));
+		assert_int_equal(r.outlen[1], strlen(m2));
+		assert_memory_equal(r.out[1], m2, strlen(m2));
+		assert_int_equal(r.outlen[2], strlen(m3));
+	}
+}
+
+static void test_fields(void **st)
+{
+	h1 h;
+	size_t used;
+	const char *s = "GET /a/b?token=x HTTP/1.1\r\nX: y\r\nHOST: Docs.Example:8443\r\nConnection: close\r\n\r\n";
+	(void)st;
+	h1_init(&h, true, 65536);
+	assert_int_equal(h1_parse(&h, (const uint8_t *)s, strlen(s), &used), H1_HEAD);
+	assert_string_equal(h.host, "Docs.Example:8443");
+	assert_string_equal(h.target, "/a/b?token=x");
+	assert_string_equal(h1_method_name(&h), "GET");
+	assert_int_equal(h1_parse(&h, (const uint8_t *)s + used, strlen(s) - used, &used), H1_DONE);
+	assert_false(h.keep_alive);
+}
+
+static void test_errors(void **st)
+{
+	h1 h;
+	size_t used;
+	char *big;
+	const char *two = "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n";
+	const char *none = "GET / HTTP/1.1\r\nX: a\r\n\r\n";
+	const char *old = "GET / HTTP/1.0\r\n\r\n";
+	const char *bad = "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
+	const char *smug = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
+	(void)st;
+	h1_init(&h, true, 65536);
+	assert_int_equal(h1_parse(&h, (const uint8_t *)two, strlen(two), &used), H1_ERR);
+	assert_int_equal(h.err, H1_E_HOST);
+	h1_init(&h, true, 65536);
+	assert_int_equal(h1_parse(&h, (const uint8_t *)none, strlen(none), &used), H1_ERR);
+	assert_int_equal(h.err, H1_E_HOST);
+	h1_init(&h, true, 65536);
+	assert_int_equal(h1_parse(&h, (const uint8_t *)old, strlen(old), &used), H1_HEAD);
+	h1_init(&h, true, 65536);
+	assert_int_equal(h1_parse(&h, (const uint8_t *)bad, strlen(bad), &used), H1_ERR);
+	assert_int_equal(h.err, H1_E_SYNTAX);
+	h1_init(&h, true, 65536);
+	assert_int_equal(h1_parse(&h, (const uint8_t *)smug, strlen(smug), &used), H1_ERR);
+	h1_init(&h, true, 65536);
+	assert_int_equal(h1_parse(&h, (const uint8_t *)"\x01\x02garbage\r\n", 11, &used), H1_ERR);
+
+	/* a head over the cap: 431, detected before http-parser's own limit */
+	big = malloc(70000);
+	memcpy(big, "GET / HTTP/1.1\r\nHost: a\r\nX: ", 28);
+	memset(big + 28, 'a', 70000 - 28);
+	h1_init(&h, true, 65536);
+	{
+		size_t off = 0;
+		h1_ev ev = H1_MORE;
+		while (off < 70000 && ev == H1_MORE) {
+			ev = h1_parse(&h, (const uint8_t *)big + off, 70000 - off > 4096 ? 4096 : 70000 - off, &used);
+			off += used;
+		}
+		assert_int_equal(ev, H1_ERR);
+		assert_int_equal(h.err, H1_E_HEAD_TOO_LARGE);
+		assert_true(off <= 65537);
+	}
+	free(big);
+}
+
+static void test_eof(void **st)
+{
+	h1 h;
+	size_t used;
+	const char *eofbody = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nstreamed until close";
+	const char *cl = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort";
+	(void)st;
+	h1_init(&h, false, 65536);
+	assert_int_equal(h1_eof(&h), H1_MORE); /* nothing started: clean */
+	assert_int_equal(h1_parse(&h, (const uint8_t *)eofbody, strlen(eofbody), &used), H1_HEAD);
+	assert_int_equal(h1_parse(&h, (const uint8_t *)eofbody + used, strlen(eofbody) - used, &used), H1_MORE);
+	assert_int_equal(h1_eof(&h), H1_DONE);
+	assert_false(h.keep_alive);
+
+	h1_init(&h, false, 65536);
+	assert_int_equal(h1_parse(&h, (const uint8_t *)cl, strlen(cl), &used), H1_HEAD);
+	assert_int_equal(h1_parse(&h, (const uint8_t *)cl + used, strlen(cl) - used, &used), H1_MORE);
+	assert_int_equal(h1_eof(&h), H1_ERR);
+	assert_int_equal(h.err, H1_E_TRUNCATED);
+}
+
+static void test_head_response_and_upgrade(void **st)
+{
+	h1 h;
+	size_t used;
+	const char *r = "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n";
+	const char *up = "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nRAW";
+	const char *r101 = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nRAW";
+	size_t off = 0;
+	(void)st;
+	h1_init(&h, false, 65536);
+	h1_skip_body(&h);
+	assert_int_equal(h1_parse(&h, (const uint8_t *)r, strlen(r), &used), H1_HEAD);
+	off = used;
+	assert_int_equal(h1_parse(&h, (const uint8_t *)r + off, strlen(r) - off, &used), H1_DONE);
+	assert_int_equal(off + used, strlen(r));
+
+	h1_init(&h, true, 65536);
+	assert_int_equal(h1_parse(&h, (const uint8_t *)up, strlen(up), &used), H1_HEAD);
+	off = used;
+	assert_int_equal(h1_parse(&h, (const uint8_t *)up + off, strlen(up) - off, &used), H1_DONE);
+	off += used;
+	assert_true(h.upgrade);
+	assert_int_equal(strlen(up) - off, 3);
+
+	h1_init(&h, false, 65536);
+	assert_int_equal(h1_parse(&h, (const uint8_t *)r101, strlen(r101), &used), H1_HEAD);
+	off = used;
+	assert_int_equal(h1_parse(&h, (const uint8_t *)r101 + off, strlen(r101) - off, &used), H1_DONE);
+	off += used;
+	assert_int_equal(h.status, 101);
+	assert_true(h.upgrade);
+	assert_int_equal(strlen(r101) - off, 3);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_pipelined_requests_split_everywhere),
+		cmocka_unit_test(test_responses_split),
+		cmocka_unit_test(test_fields),
+		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_eof),
+		cmocka_unit_test(test_head_response_and_upgrade),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
