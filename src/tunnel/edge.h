@@ -1,0 +1,35 @@
+/* `postern edge`: the public relay. Connectors (gateways) dial in over TLS 1.3, register with a tunnel
+ * token (docs/internals.md) and serve HTTP/2 streams the edge opens; MCP clients connect with TLS whose
+ * ClientHello SNI names "<route>.<tunnel id>.<edge domain>" (or through the outer mTLS CONNECT entry) and
+ * their bytes are relayed, never decrypted, over one stream each. */
+#ifndef POSTERN_EDGE_H
+#define POSTERN_EDGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/netaddr.h"
+
+typedef struct edge_config {
+	char *path;
+	char *state_dir;
+	char *domain;  /* edge domain, lower case; tunnels are <id>.<domain> */
+	char *edge_id; /* default: host name */
+	char *connector_listen, *client_listen, *metrics_listen, *mtls_listen; /* mtls_listen may be NULL */
+	char *connector_cert, *connector_key;
+	char *mtls_cert, *mtls_key, *client_ca_file; /* mTLS entry; cert/key default to connector_tls */
+	na_cidrs client_allowed; /* empty: everyone */
+	bool have_allowed;
+	int log_level;
+} edge_config;
+
+/* Loads and validates an edge config. Unknown keys and bad values fail with "FILE:LINE: key: reason" in
+ * err. Files named by the config are not opened here. */
+int edge_config_load(const char *path, edge_config *c, char *err, size_t errlen);
+void edge_config_free(edge_config *c);
+
+int edge_main(int argc, char **argv);
+/* `postern tunnel create|rotate|list|delete` (src/tunnel/tunnelcmd.c). */
+int tunnel_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,189 @@
+/* The edge config file (edge_config_load): shared by `postern edge` and `postern tunnel`. */
+#include "tunnel/edge.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/cfg.h"
+#include "core/log.h"
+
+static const char *const top_keys[] = { "state_dir", "domain", "edge_id", "connector_listen", "connector_tls",
+					"client_listen", "client_allowed_ips", "metrics_listen", "mtls_listen",
+					"client_ca_file", "mtls_tls", "log_level", NULL };
+static const char *const tls_keys[] = { "cert_file", "key_file", NULL };
+
+static bool valid_domain(const char *s)
+{
+	size_t n = strlen(s), label = 0;
+	if (n == 0 || n > 200 || s[0] == '.' || s[n - 1] == '.')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (c == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+			continue;
+		}
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+			return false;
+		if (++label > 63)
+			return false;
+	}
+	return true;
+}
+
+static int get_addr(cfg_doc *d, cfg_node *root, const char *key, const char *def, char **out)
+{
+	struct sockaddr_storage ss;
+	int r = cfg_get_str(d, root, key, out);
+	if (r < 0)
+		return r;
+	if (r == 1) {
+		if (!def)
+			return 0;
+		if (!(*out = strdup(def)))
+			return -ENOMEM;
+	}
+	if (na_parse_sockaddr(*out, true, &ss) < 0)
+		return cfg_fail(d, root, key, "'%s' is not a listen address (ip:port, [v6]:port or :port)", *out);
+	return 0;
+}
+
+/* A tls mapping with cert_file and key_file, both required when the mapping is there. */
+static int get_tls(cfg_doc *d, cfg_node *root, const char *key, char **cert, char **keyf)
+{
+	cfg_node *m = NULL;
+	int r = cfg_get_map(d, root, key, &m);
+	if (r)
+		return r;
+	if (cfg_check_keys(d, m, key, tls_keys) < 0)
+		return -EINVAL;
+	if ((r = cfg_get_str(d, m, "cert_file", cert)) < 0 || (r == 1 && cfg_fail(d, root, key, "cert_file is required") < 0))
+		return -EINVAL;
+	if ((r = cfg_get_str(d, m, "key_file", keyf)) < 0 || (r == 1 && cfg_fail(d, root, key, "key_file is required") < 0))
+		return -EINVAL;
+	return 0;
+}
+
+int edge_config_load(const char *path, edge_config *c, char *err, size_t errlen)
+{
+	cfg_doc *d;
+	cfg_node *root;
+	char **ips = NULL, *lvl = NULL;
+	size_t nips = 0;
+	int r = -EINVAL;
+
+	memset(c, 0, sizeof *c);
+	na_cidrs_init(&c->client_allowed);
+	c->log_level = LOG_INFO;
+	if (!(d = cfg_load(path, err, errlen)))
+		return -EINVAL;
+	root = cfg_root(d);
+	if (!(c->path = strdup(path)))
+		goto nomem;
+	if (cfg_check_keys(d, root, "the edge config", top_keys) < 0)
+		goto out;
+	if ((r = cfg_get_str(d, root, "state_dir", &c->state_dir)) != 0) {
+		if (r == 1)
+			cfg_fail(d, root, NULL, "state_dir is required (a directory for the tunnel database)");
+		goto out;
+	}
+	if ((r = cfg_get_str(d, root, "domain", &c->domain)) != 0) {
+		if (r == 1)
+			cfg_fail(d, root, NULL, "domain is required (tunnels get <id>.<domain>)");
+		goto out;
+	}
+	for (char *p = c->domain; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p + 32);
+	if (!valid_domain(c->domain)) {
+		cfg_fail(d, root, "domain", "'%s' is not a DNS domain name", c->domain);
+		goto out;
+	}
+	if (cfg_get_str(d, root, "edge_id", &c->edge_id) < 0)
+		goto out;
+	if (!c->edge_id) {
+		char host[256] = "edge";
+		gethostname(host, sizeof host - 1);
+		if (!(c->edge_id = strdup(host)))
+			goto nomem;
+	}
+	if (get_addr(d, root, "connector_listen", ":7844", &c->connector_listen) < 0 ||
+	    get_addr(d, root, "client_listen", ":443", &c->client_listen) < 0 ||
+	    get_addr(d, root, "metrics_listen", "127.0.0.1:20241", &c->metrics_listen) < 0 ||
+	    get_addr(d, root, "mtls_listen", NULL, &c->mtls_listen) < 0)
+		goto out;
+	if ((r = get_tls(d, root, "connector_tls", &c->connector_cert, &c->connector_key)) != 0) {
+		if (r == 1)
+			cfg_fail(d, root, NULL, "connector_tls (cert_file, key_file) is required");
+		goto out;
+	}
+	if (get_tls(d, root, "mtls_tls", &c->mtls_cert, &c->mtls_key) < 0)
+		goto out;
+	if (cfg_get_str(d, root, "client_ca_file", &c->client_ca_file) < 0)
+		goto out;
+	if (c->mtls_listen && !c->client_ca_file) {
+		cfg_fail(d, root, "mtls_listen", "needs client_ca_file (the CA that signs agent platform certificates)");
+		goto out;
+	}
+	if ((r = cfg_get_strlist(d, root, "client_allowed_ips", &ips, &nips)) < 0)
+		goto out;
+	for (size_t i = 0; i < nips; i++)
+		if (na_cidrs_add(&c->client_allowed, ips[i]) < 0) {
+			cfg_fail(d, root, "client_allowed_ips", "'%s' is not a CIDR or address", ips[i]);
+			goto out;
+		}
+	c->have_allowed = r == 0;
+	if (c->have_allowed && nips == 0) {
+		cfg_fail(d, root, "client_allowed_ips", "an empty list would refuse every client; remove the key to allow all");
+		goto out;
+	}
+	if ((r = cfg_get_str(d, root, "log_level", &lvl)) < 0)
+		goto out;
+	if (lvl && (c->log_level = log_level_parse(lvl)) < 0) {
+		cfg_fail(d, root, "log_level", "'%s' is not one of debug, info, warn, error", lvl);
+		goto out;
+	}
+	r = 0;
+	goto out;
+nomem:
+	snprintf(err, errlen, "out of memory");
+	r = -ENOMEM;
+out:
+	if (r < 0 && cfg_error(d)) {
+		snprintf(err, errlen, "%s", cfg_error(d));
+		r = -EINVAL;
+	} else if (r < 0 && r != -ENOMEM) {
+		snprintf(err, errlen, "%s: invalid config", path);
+		r = -EINVAL;
+	}
+	free(lvl);
+	cfg_strv_free(ips);
+	cfg_free(d);
+	if (r < 0)
+		edge_config_free(c);
+	return r;
+}
+
+void edge_config_free(edge_config *c)
+{
+	free(c->path);
+	free(c->state_dir);
+	free(c->domain);
+	free(c->edge_id);
+	free(c->connector_listen);
+	free(c->client_listen);
+	free(c->metrics_listen);
+	free(c->mtls_listen);
+	free(c->connector_cert);
+	free(c->connector_key);
+	free(c->mtls_cert);
+	free(c->mtls_key);
+	free(c->client_ca_file);
+	na_cidrs_free(&c->client_allowed);
+	memset(c, 0, sizeof *c);
+}
