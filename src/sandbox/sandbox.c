@@ -1,0 +1,987 @@
+/* Sandbox engine, host side: prepares the session (env, seccomp program, cgroups, protected paths), clones
+ * the init into fresh namespaces, and drives it over the control socket. See sandbox.h. */
+#include "sandbox/sandbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "sandbox/cgroup.h"
+#include "sandbox/sbx_proto.h"
+#include "sandbox/seccomp_policy.h"
+
+static const char *const default_env_allow[] = { "PATH", "LANG", "LC_*", "TERM", "TZ", NULL };
+static const char *const default_protect[] = { ".git/hooks/", ".git/config", ".bashrc", ".bash_profile",
+					       ".bash_login", ".profile", ".zshrc", ".zprofile", ".zshenv", NULL };
+static const char *const default_hide[] = { "/root", "/home", "/etc/shadow", "/etc/gshadow", "/etc/sudoers",
+					    "/etc/sudoers.d", "/etc/ssh", "/run/secrets", "/var/run/secrets",
+					    "/var/lib/postern", NULL };
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define MAX_RECS 256
+#define KILL_GRACE_MS 5000
+
+struct rec {
+	uint32_t id;
+	bool used, started, exited, failed;
+	pid_t pid;
+	int wstatus, err;
+};
+
+struct sbx {
+	int ctl;
+	pid_t init_pid;
+	int pidfd;
+	int root_fd;
+	cgr *cg;
+	char *mount_point;
+	unsigned timeout_ms;
+	uint32_t next_id;
+	char limits[320];
+	struct rec recs[MAX_RECS];
+	/* replies to synchronous requests */
+	bool got_listen, got_killall, got_nprocs;
+	int listen_rc, listen_fd, killall_n, nprocs_n;
+	char *buf; /* SBXP_MAX_PAYLOAD + 1 */
+};
+
+struct sbx_proc {
+	sbx *s;
+	uint32_t id;
+	pid_t pid;
+	int in_fd, out_fd;
+	bool exited;
+	int wstatus;
+};
+
+/* ---- wire ------------------------------------------------------------------------------------------- */
+
+int sbxp_send(int sock, uint32_t type, uint32_t id, int32_t a, int32_t b, const void *payload, uint32_t len,
+	      const int *fds, int nfds)
+{
+	struct sbxp_hdr h = { type, id, a, b, len };
+	struct iovec iov[2] = { { &h, sizeof h }, { (void *)payload, len } };
+	union {
+		char buf[CMSG_SPACE(2 * sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr m = { .msg_iov = iov, .msg_iovlen = len ? 2 : 1 };
+	if (nfds > 0) {
+		memset(&u, 0, sizeof u);
+		m.msg_control = u.buf;
+		m.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+		memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
+	}
+	for (;;) {
+		if (sendmsg(sock, &m, MSG_NOSIGNAL) >= 0)
+			return 0;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
+int sbxp_recv(int sock, struct sbxp_hdr *h, void *buf, int *fds, int *nfds, int flags)
+{
+	int maxfds = *nfds;
+	union {
+		char b[CMSG_SPACE(4 * sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov[2] = { { h, sizeof *h }, { buf, SBXP_MAX_PAYLOAD } };
+	struct msghdr m = { .msg_iov = iov, .msg_iovlen = 2, .msg_control = u.b, .msg_controllen = sizeof u.b };
+	*nfds = 0;
+	ssize_t n;
+	do
+		n = recvmsg(sock, &m, flags | MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	if (n == 0)
+		return 0;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+			int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+			int got[4];
+			memcpy(got, CMSG_DATA(c), (size_t)k * sizeof(int));
+			for (int i = 0; i < k; i++) {
+				if (*nfds < maxfds)
+					fds[(*nfds)++] = got[i];
+				else
+					close(got[i]);
+			}
+		}
+	if ((size_t)n < sizeof *h || (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || h->len != (size_t)n - sizeof *h) {
+		for (int i = 0; i < *nfds; i++)
+			close(fds[i]);
+		*nfds = 0;
+		return -EBADMSG;
+	}
+	return 1;
+}
+
+/* ---- helpers ------------------------------------------------------------------------------------------ */
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static int poll_ms(uint64_t deadline)
+{
+	uint64_t n = now_ms();
+	if (deadline == UINT64_MAX)
+		return -1;
+	return deadline <= n ? 0 : (int)(deadline - n > 60000 ? 60000 : deadline - n);
+}
+
+static struct rec *rec_find(sbx *s, uint32_t id)
+{
+	for (int i = 0; i < MAX_RECS; i++)
+		if (s->recs[i].used && s->recs[i].id == id)
+			return &s->recs[i];
+	return NULL;
+}
+
+static struct rec *rec_new(sbx *s)
+{
+	for (int i = 0; i < MAX_RECS; i++)
+		if (!s->recs[i].used) {
+			memset(&s->recs[i], 0, sizeof s->recs[i]);
+			s->recs[i].used = true;
+			s->recs[i].id = ++s->next_id;
+			return &s->recs[i];
+		}
+	return NULL;
+}
+
+/* Handles one message from the init. 1 handled, 0 EOF (the init died), -EAGAIN nothing pending. */
+static int handle_one(sbx *s, int flags)
+{
+	struct sbxp_hdr h;
+	int fds[2], nfds = 2;
+	int r = sbxp_recv(s->ctl, &h, s->buf, fds, &nfds, flags);
+	if (r <= 0)
+		return r == -EBADMSG ? 1 : r;
+	struct rec *rc = rec_find(s, h.id);
+	switch (h.type) {
+	case SBXP_STARTED:
+		if (rc)
+			rc->started = true, rc->pid = h.a;
+		break;
+	case SBXP_EXEC_ERR:
+		if (rc)
+			rc->failed = true, rc->err = h.a, rc->exited = true;
+		break;
+	case SBXP_EXITED:
+		if (rc)
+			rc->exited = true, rc->wstatus = h.a, rc->pid = h.b;
+		break;
+	case SBXP_LISTEN_R:
+		s->got_listen = true;
+		s->listen_rc = h.a;
+		s->listen_fd = nfds > 0 ? fds[0] : -1;
+		if (nfds > 0)
+			nfds--, memmove(fds, fds + 1, sizeof(int));
+		break;
+	case SBXP_KILLALL_R:
+		s->got_killall = true;
+		s->killall_n = h.a;
+		break;
+	case SBXP_NPROCS_R:
+		s->got_nprocs = true;
+		s->nprocs_n = h.a;
+		break;
+	default:
+		break;
+	}
+	for (int i = 0; i < nfds; i++)
+		close(fds[i]);
+	return 1;
+}
+
+int sbx_pump(sbx *s)
+{
+	int r;
+	while ((r = handle_one(s, MSG_DONTWAIT)) == 1)
+		;
+	return r == -EAGAIN ? 0 : r == 0 ? -EPIPE : r;
+}
+
+int sbx_ctl_fd(const sbx *s)
+{
+	return s->ctl;
+}
+
+/* Waits until *flag or the deadline; -ETIMEDOUT, -EPIPE when the init is gone. */
+static int wait_flag(sbx *s, const bool *flag, uint64_t deadline)
+{
+	while (!*flag) {
+		struct pollfd pf = { s->ctl, POLLIN, 0 };
+		int t = poll_ms(deadline);
+		if (t == 0)
+			return -ETIMEDOUT;
+		int pr = poll(&pf, 1, t);
+		if (pr < 0 && errno != EINTR)
+			return -errno;
+		if (pr > 0) {
+			int r = sbx_pump(s);
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------------------------- */
+
+void sbx_config_init(sbx_config *c)
+{
+	memset(c, 0, sizeof *c);
+}
+
+static bool env_allowed(const char *const *allow, const char *entry)
+{
+	const char *eq = strchr(entry, '=');
+	if (!eq)
+		return false;
+	size_t nl = (size_t)(eq - entry);
+	for (; *allow; allow++) {
+		size_t al = strlen(*allow);
+		if (al && (*allow)[al - 1] == '*') {
+			if (nl >= al - 1 && !strncmp(entry, *allow, al - 1))
+				return true;
+		} else if (al == nl && !strncmp(entry, *allow, nl)) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Session environment: allowed host variables, then env_set, then defaults for PATH and HOME. */
+static char **build_env(const sbx_config *c)
+{
+	extern char **environ;
+	const char *const *allow = c->env_allow ? c->env_allow : default_env_allow;
+	size_t cap = SBX_MAX_ENV, n = 0;
+	char **env = calloc(cap + 1, sizeof *env);
+	if (!env)
+		return NULL;
+	for (char **e = environ; e && *e && n < cap - 8; e++)
+		if (env_allowed(allow, *e))
+			env[n++] = strdup(*e);
+	for (const char *const *e = c->env_set; e && *e && n < cap - 2; e++) {
+		const char *eq = strchr(*e, '=');
+		if (!eq)
+			continue;
+		for (size_t i = 0; i < n; i++)
+			if (env[i] && !strncmp(env[i], *e, (size_t)(eq - *e) + 1)) {
+				free(env[i]);
+				env[i] = env[--n];
+				env[n] = NULL;
+				break;
+			}
+		env[n++] = strdup(*e);
+	}
+	bool path = false, home = false;
+	for (size_t i = 0; i < n; i++) {
+		if (!env[i]) {
+			for (size_t j = 0; j < n; j++)
+				free(env[j]);
+			free(env);
+			return NULL;
+		}
+		path |= !strncmp(env[i], "PATH=", 5);
+		home |= !strncmp(env[i], "HOME=", 5);
+	}
+	if (!path)
+		env[n++] = strdup("PATH=" DEFAULT_PATH);
+	if (!home)
+		env[n++] = strdup("HOME=/tmp");
+	return env;
+}
+
+static void free_strv(char **v)
+{
+	for (char **p = v; p && *p; p++)
+		free(*p);
+	free(v);
+}
+
+/* Creates a missing protected path in the workspace without following any symlink (the workspace
+ * content is untrusted). 0, or -errno when it cannot be made safe (then it is not protected). */
+static int ensure_protected(int wsfd, const char *rel)
+{
+	char buf[1024];
+	if (snprintf(buf, sizeof buf, "%s", rel) >= (int)sizeof buf || buf[0] == '/' || strstr(buf, ".."))
+		return -EINVAL;
+	size_t l = strlen(buf);
+	bool dir = l && buf[l - 1] == '/';
+	while (l && buf[l - 1] == '/')
+		buf[--l] = 0;
+	int cur = dup(wsfd), rc = 0;
+	if (cur < 0)
+		return -errno;
+	char *save = NULL, *comp = strtok_r(buf, "/", &save);
+	while (comp) {
+		char *next = strtok_r(NULL, "/", &save);
+		bool last = !next;
+		struct open_how how = { .flags = O_PATH | O_CLOEXEC | O_NOFOLLOW,
+					.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS };
+		struct stat st;
+		if (fstatat(cur, comp, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			if (errno != ENOENT) {
+				rc = -errno;
+				break;
+			}
+			if (!last || dir) {
+				if (mkdirat(cur, comp, 0755) < 0 && errno != EEXIST) {
+					rc = -errno;
+					break;
+				}
+			} else {
+				int f = openat(cur, comp, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
+				if (f < 0 && errno != EEXIST) {
+					rc = -errno;
+					break;
+				}
+				if (f >= 0)
+					close(f);
+			}
+		} else if (S_ISLNK(st.st_mode)) {
+			rc = -ELOOP;
+			break;
+		}
+		if (last)
+			break;
+		int nfd = (int)syscall(SYS_openat2, cur, comp, &how, sizeof how);
+		if (nfd < 0) {
+			rc = -errno;
+			break;
+		}
+		close(cur);
+		cur = nfd;
+		comp = next;
+	}
+	close(cur);
+	return rc;
+}
+
+static const char *kind_name(enum cgr_kind k)
+{
+	return k == CGR_V2 ? "cgroup-v2" : k == CGR_V1 ? "cgroup-v1" : "rlimit";
+}
+
+static atomic_uint session_counter;
+
+sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
+{
+	sbx_config c = *cfg;
+	sbx *s = calloc(1, sizeof *s);
+	char **env = NULL, **hide = NULL;
+	int sv[2] = { -1, -1 }, img = -1, ws = -1;
+	const char *what = "";
+	int e = 0;
+
+	if (!s || !(s->buf = malloc(SBXP_MAX_PAYLOAD + 1))) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	s->ctl = s->pidfd = s->root_fd = s->listen_fd = -1;
+	if (!c.image)
+		c.image = "/";
+	if (!c.mount_point)
+		c.mount_point = "/workspace";
+	if (!c.hostname)
+		c.hostname = "sandbox";
+	if (!c.memory_bytes)
+		c.memory_bytes = SBX_DEFAULT_MEMORY;
+	if (!c.pids)
+		c.pids = SBX_DEFAULT_PIDS;
+	if (!c.tmp_bytes)
+		c.tmp_bytes = SBX_DEFAULT_TMP;
+	if (!c.timeout_ms)
+		c.timeout_ms = SBX_DEFAULT_TIMEOUT_MS;
+	if (c.mount_point[0] != '/' || !c.mount_point[1] || strstr(c.mount_point, "..") ||
+	    !strcmp(c.mount_point, "/proc") || !strcmp(c.mount_point, "/dev") || !strcmp(c.mount_point, "/tmp")) {
+		snprintf(err, errlen, "mount point %s: must be an absolute path other than /, /proc, /dev, /tmp",
+			 c.mount_point);
+		goto fail;
+	}
+	s->timeout_ms = c.timeout_ms;
+	if (!(s->mount_point = strdup(c.mount_point)) || !(env = build_env(&c))) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	/* Hidden paths: the list plus the caller's home directory. */
+	{
+		const char *const *h = c.hide_paths ? c.hide_paths : default_hide;
+		size_t n = 0;
+		while (h[n])
+			n++;
+		hide = calloc(n + 2, sizeof *hide);
+		if (!hide)
+			goto oom;
+		for (size_t i = 0; i < n; i++)
+			if (!(hide[i] = strdup(h[i])))
+				goto oom;
+		const char *home = getenv("HOME");
+		if (!c.hide_paths && home && home[0] == '/' && home[1] && strcmp(home, "/tmp") &&
+		    !(hide[n] = strdup(home)))
+			goto oom;
+	}
+	const struct sock_fprog *prog = sbxsc_program(err, errlen);
+	if (!prog)
+		goto fail;
+
+	what = "open image";
+	if ((img = open(c.image, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		goto sys;
+	if (c.workspace) {
+		what = "open workspace";
+		if ((ws = open(c.workspace, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+			goto sys;
+		for (const char *const *p = c.protected_paths ? c.protected_paths : default_protect; *p; p++) {
+			int r = ensure_protected(ws, *p);
+			if (r < 0)
+				log_warn("msg=\"protected path left unprotected\" path=%s err=%d", *p, -r);
+		}
+	}
+
+	char name[64];
+	snprintf(name, sizeof name, "postern-%d-%u", (int)getpid(), atomic_fetch_add(&session_counter, 1) + 1);
+	struct cgr_limits lim = { c.memory_bytes, c.pids, c.cpu_millis };
+	if (!(s->cg = cgr_new(c.cgroup_parent, name, &lim, c.flags & SBX_F_NO_CGROUP)))
+		goto oom;
+
+	what = "socketpair";
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		goto sys;
+
+	struct sbxi_params ip = {
+		.ctl = sv[1],
+		.image = c.image,
+		.workspace = c.workspace,
+		.uid = geteuid(),
+		.gid = getegid(),
+		.mount_point = c.mount_point,
+		.hostname = c.hostname,
+		.tmp_bytes = c.tmp_bytes,
+		.hide = (const char *const *)hide,
+		.protect = c.protected_paths ? c.protected_paths : default_protect,
+		.env = env,
+		.seccomp = prog,
+		.rlimit_as = cgr_kind_of(s->cg, CGR_MEMORY) == CGR_NONE,
+		.rlimit_nproc = cgr_kind_of(s->cg, CGR_PIDS) == CGR_NONE,
+		.memory_bytes = c.memory_bytes,
+		.pids = c.pids,
+	};
+	int pidfd = -1;
+	what = "clone";
+	long pid = syscall(SYS_clone,
+			   CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |
+				   CLONE_NEWCGROUP | CLONE_PIDFD | SIGCHLD,
+			   NULL, &pidfd, NULL, 0);
+	if (pid == 0)
+		sbxi_main(&ip);
+	if (pid < 0)
+		goto sys;
+	s->init_pid = (pid_t)pid;
+	s->pidfd = pidfd;
+	close(sv[1]);
+	sv[1] = -1;
+	s->ctl = sv[0];
+	sv[0] = -1;
+	if (cgr_attach(s->cg, s->init_pid) < 0)
+		log_warn("msg=\"cgroup attach failed; those limits fall back to rlimits only for later sessions\"");
+	what = "start";
+	if ((e = sbxp_send(s->ctl, SBXP_GO, 0, 0, 0, NULL, 0, NULL, 0)) < 0)
+		goto sys_e;
+	{
+		struct sbxp_hdr h;
+		int fds[2], nfds = 2;
+		struct pollfd pf = { s->ctl, POLLIN, 0 };
+		int pr = poll(&pf, 1, 10000);
+		int r = pr > 0 ? sbxp_recv(s->ctl, &h, s->buf, fds, &nfds, MSG_DONTWAIT) : -ETIMEDOUT;
+		for (int i = 0; i < nfds; i++)
+			close(fds[i]);
+		if (r <= 0) {
+			snprintf(err, errlen, "sandbox init did not start: %s", r == 0 ? "exited" : strerror(-r));
+			goto fail;
+		}
+		if (h.type == SBXP_FAIL) {
+			s->buf[h.len] = 0;
+			snprintf(err, errlen, "sandbox setup failed: %s", s->buf);
+			goto fail;
+		}
+		if (h.type != SBXP_READY) {
+			snprintf(err, errlen, "sandbox init: unexpected message %u", h.type);
+			goto fail;
+		}
+	}
+	char rp[64];
+	snprintf(rp, sizeof rp, "/proc/%d/root", (int)s->init_pid);
+	what = "open sandbox root";
+	if ((s->root_fd = open(rp, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+		goto sys;
+
+	snprintf(s->limits, sizeof s->limits,
+		 "memory=%s:%llu pids=%s:%u cpu=%s tmp=tmpfs:%llu seccomp=on net=%s", kind_name(cgr_kind_of(s->cg, CGR_MEMORY)),
+		 (unsigned long long)c.memory_bytes, kind_name(cgr_kind_of(s->cg, CGR_PIDS)), c.pids,
+		 !c.cpu_millis ? "none" : cgr_kind_of(s->cg, CGR_CPU) == CGR_NONE ? "none(no cgroup)"
+		 : cgr_kind_of(s->cg, CGR_CPU) == CGR_V2 ? "cgroup-v2" : "cgroup-v1",
+		 (unsigned long long)c.tmp_bytes, "loopback-only");
+	if (!(c.flags & SBX_F_QUIET))
+		log_info("msg=\"sandbox started\" init_pid=%d limits=\"%s\"", (int)s->init_pid, s->limits);
+	goto done;
+
+oom:
+	snprintf(err, errlen, "out of memory");
+	goto fail;
+sys:
+	e = -errno;
+sys_e:
+	snprintf(err, errlen, "%s: %s", what, strerror(-e));
+fail:
+	sbx_free(s);
+	s = NULL;
+done:
+	if (sv[0] >= 0)
+		close(sv[0]);
+	if (sv[1] >= 0)
+		close(sv[1]);
+	if (img >= 0)
+		close(img);
+	if (ws >= 0)
+		close(ws);
+	free_strv(env);
+	free_strv(hide);
+	return s;
+}
+
+void sbx_free(sbx *s)
+{
+	if (!s)
+		return;
+	if (s->root_fd >= 0)
+		close(s->root_fd);
+	if (s->ctl >= 0)
+		close(s->ctl);
+	if (s->listen_fd >= 0)
+		close(s->listen_fd);
+	if (s->pidfd >= 0) {
+		/* pid 1 dying makes the kernel kill and reap the whole pid namespace before we can reap it. */
+		(void)pidfd_send_signal(s->pidfd, SIGKILL, NULL, 0);
+		siginfo_t si;
+		while (waitid(P_PIDFD, (id_t)s->pidfd, &si, WEXITED) < 0 && errno == EINTR)
+			;
+		close(s->pidfd);
+	}
+	cgr_free(s->cg);
+	free(s->mount_point);
+	free(s->buf);
+	free(s);
+}
+
+/* ---- commands ------------------------------------------------------------------------------------------ */
+
+static int send_exec(sbx *s, const sbx_cmd *cmd, struct rec *r, int out_w, int in_r)
+{
+	char *p = s->buf, *end = s->buf + SBXP_MAX_PAYLOAD;
+	uint32_t argc = 0, envc = 0;
+	if (!cmd->argv || !cmd->argv[0])
+		return -EINVAL;
+	while (cmd->argv[argc])
+		argc++;
+	while (cmd->env && cmd->env[envc])
+		envc++;
+	if (argc > SBX_MAX_ARGS || envc > SBX_MAX_ENV)
+		return -E2BIG;
+	memcpy(p, &argc, 4);
+	memcpy(p + 4, &envc, 4);
+	p += 8;
+	const char *cwd = cmd->cwd ? cmd->cwd : s->mount_point;
+	size_t l = strlen(cwd) + 1;
+	if (l > (size_t)(end - p))
+		return -E2BIG;
+	memcpy(p, cwd, l);
+	p += l;
+	for (int pass = 0; pass < 2; pass++)
+		for (uint32_t i = 0; i < (pass ? envc : argc); i++) {
+			const char *a = pass ? cmd->env[i] : cmd->argv[i];
+			l = strlen(a) + 1;
+			if (l > (size_t)(end - p))
+				return -E2BIG;
+			memcpy(p, a, l);
+			p += l;
+		}
+	int fds[2] = { out_w, in_r };
+	return sbxp_send(s->ctl, SBXP_EXEC, r->id, in_r >= 0 ? SBXP_EXEC_STDIN : 0, 0, s->buf,
+			 (uint32_t)(p - s->buf), fds, in_r >= 0 ? 2 : 1);
+}
+
+/* Tail-keeping output buffer. */
+struct tail {
+	char *buf;
+	size_t cap, pos;
+	uint64_t total;
+};
+
+static ssize_t tail_read(struct tail *t, int fd)
+{
+	struct iovec iov[2];
+	size_t at = t->pos % t->cap;
+	iov[0].iov_base = t->buf + at;
+	iov[0].iov_len = t->cap - at;
+	iov[1].iov_base = t->buf;
+	iov[1].iov_len = at;
+	ssize_t n = readv(fd, iov, at ? 2 : 1);
+	if (n > 0) {
+		t->pos += (size_t)n;
+		t->total += (uint64_t)n;
+	}
+	return n;
+}
+
+int sbx_run(sbx *s, const sbx_cmd *cmd, sbx_result *res)
+{
+	int out[2] = { -1, -1 }, rc = 0;
+	struct tail t = { 0 };
+	struct rec *r = NULL;
+	memset(res, 0, sizeof *res);
+	res->exit_code = -1;
+	t.cap = cmd->output_cap ? cmd->output_cap : SBX_DEFAULT_OUTPUT_CAP;
+	if (!(t.buf = malloc(t.cap)) || !(r = rec_new(s))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (pipe2(out, O_CLOEXEC) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	uint64_t oom0, pids0, t0 = now_us();
+	cgr_events(s->cg, &oom0, &pids0);
+	rc = send_exec(s, cmd, r, out[1], -1);
+	close(out[1]);
+	out[1] = -1;
+	if (rc < 0)
+		goto out;
+	fcntl(out[0], F_SETFL, O_NONBLOCK);
+	unsigned tmo = cmd->timeout_ms ? cmd->timeout_ms : s->timeout_ms;
+	uint64_t deadline = now_ms() + tmo, hard = UINT64_MAX, drain = UINT64_MAX;
+	bool eof = false;
+	for (;;) {
+		if (r->exited && (eof || now_ms() >= drain))
+			break;
+		if (!r->exited && !res->timed_out && now_ms() >= deadline) {
+			res->timed_out = true;
+			(void)sbxp_send(s->ctl, SBXP_KILL, r->id, SIGKILL, 0, NULL, 0, NULL, 0);
+			hard = now_ms() + KILL_GRACE_MS;
+		}
+		if (now_ms() >= hard) {
+			rc = -ETIMEDOUT; /* the init does not answer */
+			goto out;
+		}
+		struct pollfd pf[2] = { { s->ctl, POLLIN, 0 }, { eof ? -1 : out[0], POLLIN, 0 } };
+		uint64_t next = r->exited ? drain : res->timed_out ? hard : deadline;
+		int pr = poll(pf, 2, poll_ms(next));
+		if (pr < 0 && errno != EINTR) {
+			rc = -errno;
+			goto out;
+		}
+		if (pf[1].revents) {
+			/* Read until the pipe is empty: 1 GB of output must not wait on the poll loop. */
+			for (int i = 0; i < 64; i++) {
+				ssize_t n = tail_read(&t, out[0]);
+				if (n == 0) {
+					eof = true;
+					break;
+				}
+				if (n < 0)
+					break;
+			}
+		}
+		if (pf[0].revents) {
+			int hr = sbx_pump(s);
+			if (hr < 0) {
+				rc = hr;
+				goto out;
+			}
+			if (r->exited && !eof && drain == UINT64_MAX)
+				drain = now_ms() + 100; /* a background process may hold the pipe: don't wait for it */
+		}
+	}
+	if (r->failed) {
+		rc = -r->err;
+		goto out;
+	}
+	res->duration_us = now_us() - t0;
+	if (WIFEXITED(r->wstatus))
+		res->exit_code = WEXITSTATUS(r->wstatus);
+	else if (WIFSIGNALED(r->wstatus))
+		res->signal = WTERMSIG(r->wstatus);
+	uint64_t oom1, pids1;
+	cgr_events(s->cg, &oom1, &pids1);
+	res->oom_killed = oom1 > oom0;
+	res->pids_limited = pids1 > pids0;
+	res->output_total = t.total;
+	res->truncated = t.total > t.cap;
+	size_t keep = t.total < t.cap ? (size_t)t.total : t.cap;
+	if (!(res->output = malloc(keep + 1))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	size_t start = (t.pos - keep) % t.cap;
+	size_t first = keep < t.cap - start ? keep : t.cap - start;
+	memcpy(res->output, t.buf + start, first);
+	memcpy(res->output + first, t.buf, keep - first);
+	res->output[keep] = 0;
+	res->output_len = keep;
+out:
+	if (rc < 0 && r && !r->exited && r->id)
+		(void)sbxp_send(s->ctl, SBXP_KILL, r->id, SIGKILL, 0, NULL, 0, NULL, 0);
+	if (r)
+		r->used = false;
+	if (out[0] >= 0)
+		close(out[0]);
+	if (out[1] >= 0)
+		close(out[1]);
+	free(t.buf);
+	return rc;
+}
+
+void sbx_result_free(sbx_result *r)
+{
+	if (r) {
+		free(r->output);
+		r->output = NULL;
+	}
+}
+
+int sbx_result_status(const sbx_result *r)
+{
+	if (r->timed_out)
+		return 124;
+	if (r->signal)
+		return 128 + r->signal;
+	return r->exit_code;
+}
+
+int sbx_spawn(sbx *s, const sbx_cmd *cmd, sbx_proc **outp)
+{
+	int out[2] = { -1, -1 }, in[2] = { -1, -1 }, rc = 0;
+	sbx_proc *p = calloc(1, sizeof *p);
+	struct rec *r = NULL;
+	if (!p || !(r = rec_new(s))) {
+		free(p);
+		return -ENOMEM;
+	}
+	p->in_fd = p->out_fd = -1;
+	if (pipe2(out, O_CLOEXEC) < 0 || (cmd->stdin_pipe && pipe2(in, O_CLOEXEC) < 0)) {
+		rc = -errno;
+		goto fail;
+	}
+	rc = send_exec(s, cmd, r, out[1], in[0]);
+	close(out[1]);
+	if (in[0] >= 0)
+		close(in[0]);
+	out[1] = in[0] = -1;
+	if (rc < 0)
+		goto fail;
+	uint64_t deadline = now_ms() + 10000;
+	while (!r->started && !r->failed) {
+		struct pollfd pf = { s->ctl, POLLIN, 0 };
+		int t = poll_ms(deadline);
+		if (t == 0) {
+			rc = -ETIMEDOUT;
+			goto fail;
+		}
+		int pr = poll(&pf, 1, t);
+		if (pr < 0 && errno != EINTR) {
+			rc = -errno;
+			goto fail;
+		}
+		if (pr > 0 && (rc = sbx_pump(s)) < 0)
+			goto fail;
+	}
+	if (r->failed) {
+		rc = -r->err;
+		goto fail;
+	}
+	fcntl(out[0], F_SETFL, O_NONBLOCK);
+	p->s = s;
+	p->id = r->id;
+	p->pid = r->pid;
+	p->out_fd = out[0];
+	p->in_fd = in[1];
+	*outp = p;
+	return 0;
+fail:
+	if (r)
+		r->used = false;
+	for (int i = 0; i < 2; i++) {
+		if (out[i] >= 0)
+			close(out[i]);
+		if (in[i] >= 0)
+			close(in[i]);
+	}
+	free(p);
+	return rc;
+}
+
+int sbx_proc_output_fd(const sbx_proc *p)
+{
+	return p->out_fd;
+}
+
+int sbx_proc_stdin_fd(const sbx_proc *p)
+{
+	return p->in_fd;
+}
+
+void sbx_proc_close_stdin(sbx_proc *p)
+{
+	if (p->in_fd >= 0)
+		close(p->in_fd);
+	p->in_fd = -1;
+}
+
+pid_t sbx_proc_pid(const sbx_proc *p)
+{
+	return p->pid;
+}
+
+int sbx_proc_kill(sbx_proc *p, int sig)
+{
+	if (p->exited)
+		return -ESRCH;
+	return sbxp_send(p->s->ctl, SBXP_KILL, p->id, sig, 0, NULL, 0, NULL, 0);
+}
+
+int sbx_proc_wait(sbx_proc *p, int timeout_ms, int *wstatus)
+{
+	if (!p->exited) {
+		struct rec *r = rec_find(p->s, p->id);
+		if (!r)
+			return -ESRCH;
+		int rc = wait_flag(p->s, &r->exited, now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0));
+		if (rc == -ETIMEDOUT)
+			return 0;
+		if (rc < 0)
+			return rc;
+		p->exited = true;
+		p->wstatus = r->wstatus;
+		r->used = false;
+	}
+	if (wstatus)
+		*wstatus = p->wstatus;
+	return 1;
+}
+
+void sbx_proc_free(sbx_proc *p)
+{
+	if (!p)
+		return;
+	if (!p->exited) {
+		(void)sbx_proc_kill(p, SIGKILL);
+		(void)sbx_proc_wait(p, KILL_GRACE_MS, NULL);
+		struct rec *r = rec_find(p->s, p->id);
+		if (r)
+			r->used = false;
+	}
+	if (p->in_fd >= 0)
+		close(p->in_fd);
+	if (p->out_fd >= 0)
+		close(p->out_fd);
+	free(p);
+}
+
+int sbx_kill_all(sbx *s)
+{
+	s->got_killall = false;
+	int rc = sbxp_send(s->ctl, SBXP_KILLALL, 0, 0, 0, NULL, 0, NULL, 0);
+	if (rc < 0)
+		return rc;
+	rc = wait_flag(s, &s->got_killall, now_ms() + KILL_GRACE_MS);
+	return rc < 0 ? rc : s->killall_n;
+}
+
+int sbx_nprocs(sbx *s)
+{
+	s->got_nprocs = false;
+	int rc = sbxp_send(s->ctl, SBXP_NPROCS, 0, 0, 0, NULL, 0, NULL, 0);
+	if (rc < 0)
+		return rc;
+	rc = wait_flag(s, &s->got_nprocs, now_ms() + KILL_GRACE_MS);
+	return rc < 0 ? rc : s->nprocs_n;
+}
+
+int sbx_netns_listen(sbx *s, const char *addr, int port, int *fd_out)
+{
+	if (!addr || port < 0 || port > 65535 || strlen(addr) > 64)
+		return -EINVAL;
+	s->got_listen = false;
+	int rc = sbxp_send(s->ctl, SBXP_LISTEN, 0, port, 0, addr, (uint32_t)strlen(addr), NULL, 0);
+	if (rc < 0)
+		return rc;
+	rc = wait_flag(s, &s->got_listen, now_ms() + KILL_GRACE_MS);
+	if (rc < 0)
+		return rc;
+	if (s->listen_rc < 0 || s->listen_fd < 0)
+		return s->listen_rc < 0 ? s->listen_rc : -EIO;
+	*fd_out = s->listen_fd;
+	s->listen_fd = -1;
+	return 0;
+}
+
+int sbx_root_fd(const sbx *s)
+{
+	return s->root_fd;
+}
+
+const char *sbx_mount_point(const sbx *s)
+{
+	return s->mount_point;
+}
+
+pid_t sbx_init_pid(const sbx *s)
+{
+	return s->init_pid;
+}
+
+unsigned sbx_default_timeout_ms(const sbx *s)
+{
+	return s->timeout_ms;
+}
+
+const char *sbx_limits_describe(const sbx *s)
+{
+	return s->limits;
+}

@@ -1,0 +1,74 @@
+/* Internal: the control protocol between the host side (sandbox.c) and the in-sandbox init (sbxinit.c).
+ * One SOCK_SEQPACKET message = one header + payload; fds travel with SCM_RIGHTS. */
+#ifndef POSTERN_SBX_PROTO_H
+#define POSTERN_SBX_PROTO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "sandbox/sandbox.h"
+
+#define SBXP_MAX_PAYLOAD (64 * 1024)
+
+enum sbxp_type {
+	/* host -> init */
+	SBXP_GO = 1,    /* cgroups attached: start building the root */
+	SBXP_EXEC,      /* id; a = flags (SBXP_EXEC_STDIN); payload: argc, envc (u32), cwd, args, env (NUL-sep); fds */
+	SBXP_KILL,      /* id; a = signal: the command's process group */
+	SBXP_KILLALL,   /* every process but the init */
+	SBXP_LISTEN,    /* a = port; payload: address text */
+	SBXP_NPROCS,
+	/* init -> host */
+	SBXP_READY = 100,
+	SBXP_FAIL,      /* a = errno; payload: text (setup failed; the init exits) */
+	SBXP_STARTED,   /* id; a = pid */
+	SBXP_EXEC_ERR,  /* id; a = errno */
+	SBXP_EXITED,    /* id; a = wait status; b = pid */
+	SBXP_LISTEN_R,  /* a = 0 or -errno; fd */
+	SBXP_KILLALL_R, /* a = processes killed */
+	SBXP_NPROCS_R,  /* a = count */
+};
+
+#define SBXP_EXEC_STDIN 1
+
+struct sbxp_hdr {
+	uint32_t type;
+	uint32_t id;
+	int32_t a;
+	int32_t b;
+	uint32_t len;
+};
+
+/* What the init needs, prepared by the host before the clone (the init inherits a copy). */
+struct sbxi_params {
+	int ctl;         /* control socket end */
+	const char *image;     /* opened by the init inside its mount namespace (mounts opened before the */
+	const char *workspace; /* clone belong to the host's namespace and cannot be cloned from); or NULL */
+	uid_t uid;
+	gid_t gid;
+	const char *mount_point;
+	const char *hostname;
+	uint64_t tmp_bytes;
+	const char *const *hide;       /* absolute sandbox paths */
+	const char *const *protect;    /* relative to the workspace; trailing '/' = directory */
+	char *const *env;              /* session environment */
+	const void *seccomp;           /* struct sock_fprog * */
+	bool rlimit_as;                /* set RLIMIT_AS = memory_bytes in commands */
+	bool rlimit_nproc;             /* set RLIMIT_NPROC = pids in commands */
+	uint64_t memory_bytes;
+	unsigned pids;
+};
+
+/* Runs in the cloned child: builds the sandbox, then serves. Never returns. Uses no malloc and no stdio:
+ * the host may be multithreaded and the clone copies whatever locks other threads held. */
+void sbxi_main(const struct sbxi_params *p) __attribute__((noreturn));
+
+/* Sends one message (with up to 2 fds). 0 or -errno. */
+int sbxp_send(int sock, uint32_t type, uint32_t id, int32_t a, int32_t b, const void *payload, uint32_t len,
+	      const int *fds, int nfds);
+/* Receives one message into buf (cap SBXP_MAX_PAYLOAD); fds received (O_CLOEXEC) in fds[0..*nfds).
+ * Returns 1, 0 on EOF, -errno (-EAGAIN when flags has MSG_DONTWAIT and nothing is there). */
+int sbxp_recv(int sock, struct sbxp_hdr *h, void *buf, int *fds, int *nfds, int flags);
+
+#endif

@@ -1,0 +1,641 @@
+/* The in-sandbox init: builds the root inside the fresh namespaces, then serves commands as pid 1.
+ * Runs in a raw clone of a possibly multithreaded host process, so it uses no malloc and no stdio:
+ * static buffers only, errors reported as text over the control socket. */
+#include "sandbox/sbx_proto.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/securebits.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sandbox/seccomp_policy.h"
+
+#define MAX_CMDS 256
+
+static const struct sbxi_params *P;
+static int image_fd = -1, ws_fd = -1;
+static char msgbuf[SBXP_MAX_PAYLOAD + 1];
+
+static struct {
+	uint32_t id;
+	pid_t pid;
+} cmds[MAX_CMDS];
+static int killall_pending;
+
+static void __attribute__((noreturn, format(printf, 2, 3))) fail(int err, const char *fmt, ...)
+{
+	char text[512];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(text, sizeof text, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n >= sizeof text)
+		n = sizeof text - 1;
+	(void)sbxp_send(P->ctl, SBXP_FAIL, 0, err, 0, text, (uint32_t)n, NULL, 0);
+	_exit(1);
+}
+
+static void write_proc(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, val, strlen(val)) != (ssize_t)strlen(val))
+		fail(errno, "write %s: %s", path, strerror(errno));
+	close(fd);
+}
+
+static void setattr(int dfd, const char *path, unsigned flags, uint64_t set)
+{
+	struct mount_attr a = { .attr_set = set };
+	if (mount_setattr(dfd, path, flags, &a, sizeof a) < 0)
+		fail(errno, "mount_setattr %s: %s", path, strerror(errno));
+}
+
+/* Clones the tree at (dfd, src), applies set (recursively when rec) and attaches it at dst. */
+static void bind_tree(int dfd, const char *src, const char *dst, bool rec, uint64_t set)
+{
+	unsigned fl = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW | (rec ? AT_RECURSIVE : 0);
+	if (!*src)
+		fl |= AT_EMPTY_PATH;
+	int t = open_tree(dfd, src, fl);
+	if (t < 0)
+		fail(errno, "open_tree %s: %s", *src ? src : "(fd)", strerror(errno));
+	if (set)
+		setattr(t, "", AT_EMPTY_PATH | (rec ? AT_RECURSIVE : 0), set);
+	if (move_mount(t, "", AT_FDCWD, dst, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+		fail(errno, "move_mount %s: %s", dst, strerror(errno));
+	close(t);
+}
+
+static void mkdir_p(const char *path, mode_t mode)
+{
+	char buf[4096];
+	snprintf(buf, sizeof buf, "%s", path);
+	for (char *p = buf + 1; *p; p++)
+		if (*p == '/') {
+			*p = 0;
+			if (mkdir(buf, mode) < 0 && errno != EEXIST)
+				fail(errno, "mkdir %s: %s", buf, strerror(errno));
+			*p = '/';
+		}
+	if (mkdir(buf, mode) < 0 && errno != EEXIST)
+		fail(errno, "mkdir %s: %s (the mount point must not be inside a read-only image directory)", buf,
+		     strerror(errno));
+}
+
+static void touch(const char *path)
+{
+	int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd < 0)
+		fail(errno, "create %s: %s", path, strerror(errno));
+	close(fd);
+}
+
+/* Top-level entries of the image, each bound read-only (recursively) into the new root (cwd). */
+static void populate_root(void)
+{
+	static char dents[32768];
+	for (;;) {
+		long n = syscall(SYS_getdents64, image_fd, dents, sizeof dents);
+		if (n < 0)
+			fail(errno, "read image directory: %s", strerror(errno));
+		if (n == 0)
+			break;
+		for (long off = 0; off < n;) {
+			struct dirent64 *d = (struct dirent64 *)(dents + off);
+			off += d->d_reclen;
+			const char *name = d->d_name;
+			if (!strcmp(name, ".") || !strcmp(name, "..") || !strcmp(name, "proc") || !strcmp(name, "dev") ||
+			    !strcmp(name, "tmp"))
+				continue;
+			struct stat st;
+			if (fstatat(image_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+				continue;
+			if (S_ISDIR(st.st_mode)) {
+				if (mkdir(name, 0755) < 0)
+					fail(errno, "mkdir %s: %s", name, strerror(errno));
+				bind_tree(image_fd, name, name, true,
+					  MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+			} else if (S_ISLNK(st.st_mode)) {
+				static char target[4096];
+				ssize_t l = readlinkat(image_fd, name, target, sizeof target - 1);
+				if (l < 0)
+					continue;
+				target[l] = 0;
+				if (symlink(target, name) < 0)
+					fail(errno, "symlink %s: %s", name, strerror(errno));
+			} else if (S_ISREG(st.st_mode)) {
+				touch(name);
+				bind_tree(image_fd, name, name, false,
+					  MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+			}
+		}
+	}
+}
+
+static void mount_or_fail(const char *src, const char *dst, const char *type, unsigned long fl, const char *data)
+{
+	if (mount(src, dst, type, fl, data) < 0)
+		fail(errno, "mount %s on %s: %s", type ? type : src, dst, strerror(errno));
+}
+
+static void build_dev(void)
+{
+	static const char *const nodes[] = { "null", "zero", "full", "random", "urandom", "tty" };
+	char path[64];
+	mkdir("dev", 0755);
+	mount_or_fail("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k,nr_inodes=64");
+	for (size_t i = 0; i < sizeof nodes / sizeof nodes[0]; i++) {
+		snprintf(path, sizeof path, "dev/%s", nodes[i]);
+		touch(path);
+		char host[64];
+		snprintf(host, sizeof host, "/dev/%s", nodes[i]);
+		bind_tree(AT_FDCWD, host, path, false, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
+	}
+	mkdir("dev/pts", 0755);
+	mount_or_fail("devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
+	if (symlink("pts/ptmx", "dev/ptmx") < 0 || symlink("/proc/self/fd", "dev/fd") < 0 ||
+	    symlink("/proc/self/fd/0", "dev/stdin") < 0 || symlink("/proc/self/fd/1", "dev/stdout") < 0 ||
+	    symlink("/proc/self/fd/2", "dev/stderr") < 0)
+		fail(errno, "symlinks in /dev: %s", strerror(errno));
+	mkdir("dev/shm", 01777);
+	snprintf(msgbuf, sizeof msgbuf, "mode=1777,size=%llu", (unsigned long long)P->tmp_bytes);
+	mount_or_fail("tmpfs", "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, msgbuf);
+}
+
+/* Mounts over /proc entries that would let a process holding the host-root uid change the host. */
+static void harden_proc(void)
+{
+	static const char *const ro[] = { "proc/sys", "proc/sysrq-trigger", "proc/irq", "proc/bus", "proc/fs" };
+	for (size_t i = 0; i < sizeof ro / sizeof ro[0]; i++) {
+		struct stat st;
+		if (lstat(ro[i], &st) < 0)
+			continue;
+		bind_tree(AT_FDCWD, ro[i], ro[i], true, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+								MOUNT_ATTR_NOEXEC);
+	}
+}
+
+static void hide_paths(void)
+{
+	for (const char *const *h = P->hide; h && *h; h++) {
+		struct stat st;
+		if (stat(*h, &st) < 0)
+			continue;
+		if (S_ISDIR(st.st_mode))
+			mount_or_fail("tmpfs", *h, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+				      "mode=0755,size=4k,nr_inodes=4");
+		else
+			bind_tree(AT_FDCWD, "/dev/null", *h, false, MOUNT_ATTR_RDONLY);
+	}
+}
+
+/* Protected paths: every ancestor inside the workspace becomes a mount point (so it cannot be renamed
+ * or removed to make room for a fresh copy), then the path itself is re-bound read-only. */
+static void protect_paths(void)
+{
+	char path[4096];
+	const char *mp = P->mount_point;
+	if (ws_fd < 0)
+		return;
+	for (int pass = 0; pass < 2; pass++)
+		for (const char *const *r = P->protect; r && *r; r++) {
+			snprintf(path, sizeof path, "%s/%s", mp, *r);
+			size_t l = strlen(path);
+			while (l > 1 && path[l - 1] == '/')
+				path[--l] = 0;
+			struct stat st;
+			if (lstat(path, &st) < 0 || S_ISLNK(st.st_mode))
+				continue; /* the host could not create it safely */
+			if (pass == 0) {
+				for (char *p = path + strlen(mp) + 1; *p; p++)
+					if (*p == '/') {
+						*p = 0;
+						struct stat ast;
+						if (lstat(path, &ast) == 0 && S_ISDIR(ast.st_mode))
+							bind_tree(AT_FDCWD, path, path, false, 0);
+						*p = '/';
+					}
+			} else {
+				bind_tree(AT_FDCWD, path, path, true, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+			}
+		}
+}
+
+static void lo_up(void)
+{
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof ifr);
+	strcpy(ifr.ifr_name, "lo");
+	if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+		fail(errno, "lo: %s", strerror(errno));
+	ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+	if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+		fail(errno, "lo up: %s", strerror(errno));
+	close(s);
+}
+
+static void drop_caps(void)
+{
+	if (prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
+					     SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED) < 0)
+		fail(errno, "securebits: %s", strerror(errno));
+	for (int c = 0; c <= 63; c++)
+		if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
+			fail(errno, "capbset drop %d: %s", c, strerror(errno));
+	(void)prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+	struct __user_cap_data_struct d[2];
+	memset(d, 0, sizeof d);
+	if (syscall(SYS_capset, &h, d) < 0)
+		fail(errno, "capset: %s", strerror(errno));
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		fail(errno, "no_new_privs: %s", strerror(errno));
+}
+
+static void setup(void)
+{
+	char buf[128];
+	/* The single-line maps an unprivileged user may write for itself. */
+	write_proc("/proc/self/setgroups", "deny");
+	snprintf(buf, sizeof buf, "%u %u 1\n", (unsigned)P->uid, (unsigned)P->uid);
+	write_proc("/proc/self/uid_map", buf);
+	snprintf(buf, sizeof buf, "%u %u 1\n", (unsigned)P->gid, (unsigned)P->gid);
+	write_proc("/proc/self/gid_map", buf);
+
+	mount_or_fail(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+	if ((image_fd = open(P->image, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		fail(errno, "image %s: %s", P->image, strerror(errno));
+	if (P->workspace && (ws_fd = open(P->workspace, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+		fail(errno, "workspace %s: %s", P->workspace, strerror(errno));
+	/* The new root is a small tmpfs over the host's /tmp in our private mount namespace; the image and the
+	 * workspace were opened as fds before, so nothing below is resolved through it. */
+	mount_or_fail("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m,nr_inodes=4096");
+	if (chdir("/tmp") < 0)
+		fail(errno, "chdir: %s", strerror(errno));
+	populate_root();
+
+	mkdir("proc", 0555);
+	mount_or_fail("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	harden_proc();
+	build_dev();
+	mkdir("tmp", 01777);
+	snprintf(buf, sizeof buf, "mode=1777,size=%llu", (unsigned long long)P->tmp_bytes);
+	mount_or_fail("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, buf);
+
+	const char *mp = P->mount_point + 1; /* relative to the new root */
+	mkdir_p(mp, 0755);
+	if (ws_fd >= 0)
+		bind_tree(ws_fd, "", mp, true, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+	else
+		mount_or_fail("tmpfs", mp, "tmpfs", MS_NOSUID | MS_NODEV, buf);
+
+	if (syscall(SYS_pivot_root, ".", ".") < 0)
+		fail(errno, "pivot_root: %s", strerror(errno));
+	if (umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
+		fail(errno, "detach old root: %s", strerror(errno));
+
+	hide_paths();
+	protect_paths();
+	mount_or_fail(NULL, "/dev", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL);
+	mount_or_fail(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL);
+
+	if (sethostname(P->hostname, strlen(P->hostname)) < 0)
+		fail(errno, "sethostname: %s", strerror(errno));
+	lo_up();
+	if (chdir(P->mount_point) < 0)
+		fail(errno, "chdir %s: %s", P->mount_point, strerror(errno));
+	close(image_fd);
+	if (ws_fd >= 0)
+		close(ws_fd);
+	drop_caps();
+	/* Commands share our uid: keep them out of /proc/1/mem and friends. */
+	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+/* ---- serving ---------------------------------------------------------------------------------------- */
+
+static const char *env_get(char *const *env, const char *name)
+{
+	size_t nl = strlen(name);
+	for (; env && *env; env++)
+		if (!strncmp(*env, name, nl) && (*env)[nl] == '=')
+			return *env + nl + 1;
+	return NULL;
+}
+
+/* Command child: never returns. Only async-signal-safe calls from here on. */
+static void __attribute__((noreturn)) child(char **argv, char **envp, const char *cwd, int in_fd, int out_fd)
+{
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	setsid();
+	if (dup2(in_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0)
+		_exit(126);
+	syscall(SYS_close_range, 3, ~0u, 0);
+	if (cwd && *cwd && chdir(cwd) < 0) {
+		dprintf(2, "postern-sandbox: cd %s: %s\n", cwd, strerror(errno));
+		_exit(126);
+	}
+	struct rlimit rl = { 0, 0 };
+	setrlimit(RLIMIT_CORE, &rl);
+	if (P->rlimit_as) {
+		rl.rlim_cur = rl.rlim_max = P->memory_bytes;
+		setrlimit(RLIMIT_AS, &rl);
+	}
+	if (P->rlimit_nproc) {
+		rl.rlim_cur = rl.rlim_max = P->pids;
+		setrlimit(RLIMIT_NPROC, &rl);
+	}
+	if (sbxsc_install(P->seccomp) < 0) {
+		dprintf(2, "postern-sandbox: seccomp: %s\n", strerror(errno));
+		_exit(126);
+	}
+	const char *cmd = argv[0];
+	int err = ENOENT;
+	if (strchr(cmd, '/')) {
+		execve(cmd, argv, envp);
+		err = errno;
+	} else {
+		const char *path = env_get(envp, "PATH");
+		char full[4096];
+		for (const char *p = path ? path : "/usr/bin:/bin"; p && *p;) {
+			const char *c = strchr(p, ':');
+			size_t l = c ? (size_t)(c - p) : strlen(p);
+			if (l && l + strlen(cmd) + 2 < sizeof full) {
+				memcpy(full, p, l);
+				full[l] = '/';
+				strcpy(full + l + 1, cmd);
+				execve(full, argv, envp);
+				if (errno != ENOENT && errno != ENOTDIR)
+					err = errno;
+			}
+			p = c ? c + 1 : NULL;
+		}
+	}
+	dprintf(2, "postern-sandbox: %s: %s\n", cmd, err == ENOENT ? "command not found" : strerror(err));
+	_exit(err == ENOENT ? 127 : 126);
+}
+
+static void close_fds(int *fds, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
+static void do_exec(const struct sbxp_hdr *h, int devnull, int *fds, int nfds)
+{
+	static char *argv[SBX_MAX_ARGS + 1];
+	static char *envp[SBX_MAX_ENV * 2 + 1];
+	uint32_t argc, envc;
+	bool want_in = h->a & SBXP_EXEC_STDIN;
+	int err = EINVAL;
+	if (nfds < (want_in ? 2 : 1) || h->len < 9)
+		goto bad;
+	memcpy(&argc, msgbuf, 4);
+	memcpy(&envc, msgbuf + 4, 4);
+	if (argc < 1 || argc > SBX_MAX_ARGS || envc > SBX_MAX_ENV)
+		goto bad;
+	msgbuf[h->len] = 0;
+	char *p = msgbuf + 8, *end = msgbuf + h->len;
+	const char *cwd = p;
+	p += strlen(p) + 1;
+	for (uint32_t i = 0; i < argc; i++) {
+		if (p >= end)
+			goto bad;
+		argv[i] = p;
+		p += strlen(p) + 1;
+	}
+	argv[argc] = NULL;
+	/* Session environment, overridden by the command's own variables. */
+	size_t n = 0;
+	char *extra[SBX_MAX_ENV];
+	for (uint32_t i = 0; i < envc; i++) {
+		if (p >= end)
+			goto bad;
+		extra[i] = p;
+		p += strlen(p) + 1;
+	}
+	for (char *const *e = P->env; e && *e && n < SBX_MAX_ENV; e++) {
+		const char *eq = strchr(*e, '=');
+		bool over = false;
+		for (uint32_t i = 0; eq && i < envc; i++)
+			if (!strncmp(extra[i], *e, (size_t)(eq - *e) + 1))
+				over = true;
+		if (!over)
+			envp[n++] = *e;
+	}
+	for (uint32_t i = 0; i < envc; i++)
+		envp[n++] = extra[i];
+	envp[n] = NULL;
+
+	int slot = -1;
+	for (int i = 0; i < MAX_CMDS; i++)
+		if (!cmds[i].pid) {
+			slot = i;
+			break;
+		}
+	if (slot < 0) {
+		err = EMFILE;
+		goto bad;
+	}
+	pid_t pid = fork();
+	if (pid == 0)
+		child(argv, envp, cwd, want_in ? fds[1] : devnull, fds[0]);
+	if (pid < 0) {
+		err = errno;
+		goto bad;
+	}
+	cmds[slot].id = h->id;
+	cmds[slot].pid = pid;
+	close_fds(fds, nfds);
+	(void)sbxp_send(P->ctl, SBXP_STARTED, h->id, pid, 0, NULL, 0, NULL, 0);
+	return;
+bad:
+	close_fds(fds, nfds);
+	(void)sbxp_send(P->ctl, SBXP_EXEC_ERR, h->id, err, 0, NULL, 0, NULL, 0);
+}
+
+static void do_kill(const struct sbxp_hdr *h)
+{
+	for (int i = 0; i < MAX_CMDS; i++)
+		if (cmds[i].pid && cmds[i].id == h->id) {
+			/* The child may not have reached setsid() yet: signal both the group and the process. */
+			kill(-cmds[i].pid, h->a);
+			kill(cmds[i].pid, h->a);
+		}
+}
+
+static int count_procs(void)
+{
+	static char dents[16384];
+	int fd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC), n = 0;
+	if (fd < 0)
+		return -errno;
+	for (;;) {
+		long r = syscall(SYS_getdents64, fd, dents, sizeof dents);
+		if (r <= 0)
+			break;
+		for (long off = 0; off < r;) {
+			struct dirent64 *d = (struct dirent64 *)(dents + off);
+			off += d->d_reclen;
+			if (d->d_name[0] >= '1' && d->d_name[0] <= '9' && strcmp(d->d_name, "1"))
+				n++;
+		}
+	}
+	close(fd);
+	return n;
+}
+
+static void do_listen(const struct sbxp_hdr *h)
+{
+	msgbuf[h->len] = 0;
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	memset(&ss, 0, sizeof ss);
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+	int fd = -1, rc = 0, one = 1;
+	if (inet_pton(AF_INET, msgbuf, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)h->a);
+		sl = sizeof *s4;
+	} else if (inet_pton(AF_INET6, msgbuf, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)h->a);
+		sl = sizeof *s6;
+	} else {
+		rc = -EINVAL;
+		goto out;
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+	    bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 128) < 0)
+		rc = -errno;
+out:
+	(void)sbxp_send(P->ctl, SBXP_LISTEN_R, h->id, rc, 0, NULL, 0, rc == 0 ? &fd : NULL, rc == 0 ? 1 : 0);
+	if (fd >= 0)
+		close(fd);
+}
+
+static void reap(void)
+{
+	int st;
+	pid_t pid;
+	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		for (int i = 0; i < MAX_CMDS; i++)
+			if (cmds[i].pid == pid) {
+				(void)sbxp_send(P->ctl, SBXP_EXITED, cmds[i].id, st, pid, NULL, 0, NULL, 0);
+				cmds[i].pid = 0;
+			}
+	}
+	if (killall_pending && pid < 0 && errno == ECHILD) {
+		(void)sbxp_send(P->ctl, SBXP_KILLALL_R, 0, killall_pending - 1, 0, NULL, 0, NULL, 0);
+		killall_pending = 0;
+	}
+}
+
+static void __attribute__((noreturn)) serve(void)
+{
+	sigset_t chld;
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (sfd < 0 || devnull < 0)
+		fail(errno, "init setup: %s", strerror(errno));
+	(void)sbxp_send(P->ctl, SBXP_READY, 0, 0, 0, NULL, 0, NULL, 0);
+	for (;;) {
+		struct pollfd pf[2] = { { P->ctl, POLLIN, 0 }, { sfd, POLLIN, 0 } };
+		if (poll(pf, 2, -1) < 0 && errno != EINTR)
+			_exit(1);
+		if (pf[1].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			while (read(sfd, &si, sizeof si) > 0)
+				;
+			reap();
+		}
+		if (!(pf[0].revents & (POLLIN | POLLHUP | POLLERR)))
+			continue;
+		struct sbxp_hdr h;
+		int fds[2], nfds = 2;
+		int r = sbxp_recv(P->ctl, &h, msgbuf, fds, &nfds, MSG_DONTWAIT);
+		if (r == -EAGAIN || r == -EINTR)
+			continue;
+		if (r <= 0)
+			_exit(0); /* the host went away: the kernel kills the rest of the namespace with us */
+		switch (h.type) {
+		case SBXP_EXEC:
+			do_exec(&h, devnull, fds, nfds);
+			break;
+		case SBXP_KILL:
+			do_kill(&h);
+			close_fds(fds, nfds);
+			break;
+		case SBXP_KILLALL:
+			close_fds(fds, nfds);
+			/* pid 1's kill(-1) reaches every process of the namespace but itself. */
+			killall_pending = 1 + count_procs();
+			kill(-1, SIGKILL);
+			reap();
+			break;
+		case SBXP_LISTEN:
+			close_fds(fds, nfds);
+			do_listen(&h);
+			break;
+		case SBXP_NPROCS:
+			close_fds(fds, nfds);
+			(void)sbxp_send(P->ctl, SBXP_NPROCS_R, h.id, count_procs(), 0, NULL, 0, NULL, 0);
+			break;
+		default:
+			close_fds(fds, nfds);
+			break;
+		}
+	}
+}
+
+void sbxi_main(const struct sbxi_params *params)
+{
+	P = params;
+	/* Signal dispositions come from the host process: start clean, SIGCHLD only through the signalfd. */
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = SIG_DFL;
+	for (int s = 1; s < NSIG; s++)
+		(void)sigaction(s, &sa, NULL);
+	sigset_t chld;
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_SETMASK, &chld, NULL);
+	(void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+
+	struct sbxp_hdr h;
+	int fds[2], nfds = 2;
+	if (sbxp_recv(P->ctl, &h, msgbuf, fds, &nfds, 0) <= 0 || h.type != SBXP_GO)
+		_exit(1);
+	setup();
+	serve();
+}
