@@ -101,6 +101,9 @@ const char *const *sbxsc_forbidden(void)
 	((scmp_datum_t)(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID |       \
 			CLONE_NEWNET | CLONE_NEWCGROUP))
 
+/* SCMP_A0() leaves datum_b implicit, which clang flags. */
+#define ARG(n, op, a, b) ((struct scmp_arg_cmp){ .arg = (n), .op = (op), .datum_a = (a), .datum_b = (b) })
+
 static int add_rules(scmp_filter_ctx ctx, char *err, size_t errlen)
 {
 	int rc = 0;
@@ -118,12 +121,12 @@ static int add_rules(scmp_filter_ctx ctx, char *err, size_t errlen)
 		}
 	}
 	/* Only IP sockets: no new AF_UNIX (host sockets bound into the image), AF_NETLINK, AF_PACKET... */
-	if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_INET))) ||
-	    (rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_INET6))) ||
+	if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, ARG(0, SCMP_CMP_EQ, AF_INET, 0))) ||
+	    (rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, ARG(0, SCMP_CMP_EQ, AF_INET6, 0))) ||
 	    /* A connected pair reaches nothing outside; libuv and friends need it for child stdio. */
-	    (rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socketpair), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX))) ||
+	    (rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socketpair), 1, ARG(0, SCMP_CMP_EQ, AF_UNIX, 0))) ||
 	    (rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
-				   SCMP_A0(SCMP_CMP_MASKED_EQ, NS_CLONE_FLAGS, 0))) ||
+				   ARG(0, SCMP_CMP_MASKED_EQ, NS_CLONE_FLAGS, 0))) ||
 	    (rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0)) ||
 	    /* ioctl is allowed here; TIOCSTI/TIOCLINUX are refused by the prefix in build() (libseccomp cannot
 	     * express "allow except these values" next to an allow rule). */
