@@ -102,7 +102,7 @@ const char *const *sbxsc_forbidden(void)
 			CLONE_NEWNET | CLONE_NEWCGROUP))
 
 /* SCMP_A0() leaves datum_b implicit, which clang flags. */
-#define ARG(n, op, a, b) ((struct scmp_arg_cmp){ .arg = (n), .op = (op), .datum_a = (a), .datum_b = (b) })
+#define ARG(n, cmp, a, b) ((struct scmp_arg_cmp){ .arg = (n), .op = (cmp), .datum_a = (a), .datum_b = (b) })
 
 static int add_rules(scmp_filter_ctx ctx, char *err, size_t errlen)
 {
