@@ -28,7 +28,7 @@
 
 static const char *const default_env_allow[] = { "PATH", "LANG", "LC_*", "TERM", "TZ", NULL };
 static const char *const default_protect[] = { ".git/hooks/", ".git/config", ".bashrc", ".bash_profile",
-					       ".bash_login", ".profile", ".zshrc", ".zprofile", ".zshenv", NULL };
+					       ".profile", ".zshrc", ".zshenv", NULL };
 static const char *const default_hide[] = { "/root", "/home", "/etc/shadow", "/etc/gshadow", "/etc/sudoers",
 					    "/etc/sudoers.d", "/etc/ssh", "/run/secrets", "/var/run/secrets",
 					    "/var/lib/postern", NULL };
@@ -530,6 +530,8 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		struct pollfd pf = { s->ctl, POLLIN, 0 };
 		int pr = poll(&pf, 1, 10000);
 		int r = pr > 0 ? sbxp_recv(s->ctl, &h, s->buf, fds, &nfds, MSG_DONTWAIT) : -ETIMEDOUT;
+		if (r > 0 && h.type == SBXP_READY && nfds == 1)
+			s->root_fd = fds[0], nfds = 0;
 		for (int i = 0; i < nfds; i++)
 			close(fds[i]);
 		if (r <= 0) {
@@ -541,17 +543,11 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 			snprintf(err, errlen, "sandbox setup failed: %s", s->buf);
 			goto fail;
 		}
-		if (h.type != SBXP_READY) {
+		if (h.type != SBXP_READY || s->root_fd < 0) {
 			snprintf(err, errlen, "sandbox init: unexpected message %u", h.type);
 			goto fail;
 		}
 	}
-	char rp[64];
-	snprintf(rp, sizeof rp, "/proc/%d/root", (int)s->init_pid);
-	what = "open sandbox root";
-	if ((s->root_fd = open(rp, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
-		goto sys;
-
 	snprintf(s->limits, sizeof s->limits,
 		 "memory=%s:%llu pids=%s:%u cpu=%s tmp=tmpfs:%llu seccomp=on net=%s", kind_name(cgr_kind_of(s->cg, CGR_MEMORY)),
 		 (unsigned long long)c.memory_bytes, kind_name(cgr_kind_of(s->cg, CGR_PIDS)), c.pids,

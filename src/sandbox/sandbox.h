@@ -21,8 +21,9 @@
  *   the same owner. Host paths holding credentials (`hide_paths`) are masked in the image view.
  *
  * File tools (sbx_root_fd)
- *   sbx_root_fd() is an O_PATH directory fd of the sandbox's root as the init sees it (opened via
- *   /proc/<init>/root, i.e. inside the sandbox's mount namespace). Resolve every tool path with
+ *   sbx_root_fd() is an O_PATH directory fd of the sandbox's root as the init sees it (opened by the init
+ *   after pivot_root and passed to the host, i.e. inside the sandbox's mount namespace; /proc/<init>/root
+ *   would need ptrace rights over the non-dumpable init). Resolve every tool path with
  *     openat2(sbx_root_fd(s), path, {.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS, ...})
  *   so ".." and symlinks (absolute ones included) are confined to the sandbox view; paths are then
  *   sandbox paths ("/workspace/x"). The mounts apply: the image is read-only (EROFS), protected paths
@@ -83,7 +84,7 @@ typedef struct sbx_config {
 	const char *const *env_set;   /* "K=V" set for every command (HTTP_PROXY=..., HOME=...); wins over allow */
 	/* Paths relative to the workspace kept read-only. A trailing '/' marks a directory. Missing ones are
 	 * created empty in the workspace first (so they cannot be created by the sandbox later).
-	 * Default: .git/hooks/ .git/config .bashrc .bash_profile .bash_login .profile .zshrc .zprofile .zshenv */
+	 * Default: .git/hooks/ .git/config .bashrc .bash_profile .profile .zshrc .zshenv */
 	const char *const *protected_paths;
 	/* Absolute paths in the image masked (empty tmpfs over a directory, /dev/null over a file).
 	 * Default: /root /home /etc/shadow /etc/gshadow /etc/sudoers /etc/sudoers.d /etc/ssh

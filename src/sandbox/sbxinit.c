@@ -567,7 +567,12 @@ static void __attribute__((noreturn)) serve(void)
 	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (sfd < 0 || devnull < 0)
 		fail(errno, "init setup: %s", strerror(errno));
-	(void)sbxp_send(P->ctl, SBXP_READY, 0, 0, 0, NULL, 0, NULL, 0);
+	/* Our root goes to the host for the file tools: /proc/1/root would need ptrace rights over us. */
+	int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root < 0)
+		fail(errno, "open root: %s", strerror(errno));
+	(void)sbxp_send(P->ctl, SBXP_READY, 0, 0, 0, NULL, 0, &root, 1);
+	close(root);
 	for (;;) {
 		struct pollfd pf[2] = { { P->ctl, POLLIN, 0 }, { sfd, POLLIN, 0 } };
 		if (poll(pf, 2, -1) < 0 && errno != EINTR)
