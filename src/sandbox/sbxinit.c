@@ -369,10 +369,6 @@ static void __attribute__((noreturn)) child(char **argv, char **envp, const char
 		rl.rlim_cur = rl.rlim_max = P->pids;
 		setrlimit(RLIMIT_NPROC, &rl);
 	}
-	if (sbxsc_install(P->seccomp) < 0) {
-		dprintf(2, "postern-sandbox: seccomp: %s\n", strerror(errno));
-		_exit(126);
-	}
 	const char *cmd = argv[0];
 	int err = ENOENT;
 	if (strchr(cmd, '/')) {
@@ -397,6 +393,17 @@ static void __attribute__((noreturn)) child(char **argv, char **envp, const char
 	}
 	dprintf(2, "postern-sandbox: %s: %s\n", cmd, err == ENOENT ? "command not found" : strerror(err));
 	_exit(err == ENOENT ? 127 : 126);
+}
+
+/* vfork: no page-table copy of the init (itself a copy of the host process); the child only makes
+ * system calls on its own task (session, fds, cwd, rlimits, seccomp) before execve. Kept apart so that
+ * nothing but the result is live across vfork(). */
+static pid_t __attribute__((noinline)) start_child(char **argv, char **envp, const char *cwd, int in_fd, int out_fd)
+{
+	pid_t pid = vfork();
+	if (pid == 0)
+		child(argv, envp, cwd, in_fd, out_fd);
+	return pid;
 }
 
 static void close_fds(int *fds, int n)
@@ -462,9 +469,7 @@ static void do_exec(const struct sbxp_hdr *h, int devnull, int *fds, int nfds)
 		err = EMFILE;
 		goto bad;
 	}
-	pid_t pid = fork();
-	if (pid == 0)
-		child(argv, envp, cwd, want_in ? fds[1] : devnull, fds[0]);
+	pid_t pid = start_child(argv, envp, cwd, want_in ? fds[1] : devnull, fds[0]);
 	if (pid < 0) {
 		err = errno;
 		goto bad;
@@ -567,6 +572,11 @@ static void __attribute__((noreturn)) serve(void)
 	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (sfd < 0 || devnull < 0)
 		fail(errno, "init setup: %s", strerror(errno));
+	/* The init takes the commands' filter itself: every command inherits it through vfork without a
+	 * per-command attach (and BPF JIT), and the init's own surface shrinks to the same allowlist. */
+	int rc = sbxsc_install(P->seccomp);
+	if (rc < 0)
+		fail(-rc, "seccomp: %s", strerror(-rc));
 	/* Our root goes to the host for the file tools: /proc/1/root would need ptrace rights over us. */
 	int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (root < 0)
