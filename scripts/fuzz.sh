@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-60}
 make -s -j"${JOBS:-2}" FLAVOUR=fuzz fuzz-bins
 for bin in build/fuzz/fuzz/fuzz_*; do
+  case $bin in *.d|*.o) continue;; esac
   name=$(basename "$bin")
   corpus=tests/fuzz/corpus/${name#fuzz_}
   [ -d "$corpus" ] || { echo "fuzz: $name has no corpus at $corpus" >&2; exit 1; }
