@@ -15,11 +15,13 @@ struct tconn {
 	tconn_cbs cbs;
 	void *ud;
 	bool server, open, closing, paused, high, reading, eof_seen;
+	bool close_flushed, shut_pending;
 	int handles;
 	int close_err;
 	size_t queued;
 	uint64_t in, out;
 	char peer[64];
+	struct sockaddr_storage peer_sa;
 	char err[256];
 };
 
@@ -86,6 +88,10 @@ static void write_done(uv_write_t *req, int status)
 		return;
 	if (status < 0) {
 		fail(c, status, uv_strerror(status));
+		return;
+	}
+	if (c->close_flushed && c->queued == 0 && !c->shut_pending) {
+		tconn_close(c);
 		return;
 	}
 	if (c->high && c->queued <= TCONN_LOW_WATER) {
@@ -253,6 +259,7 @@ static void set_peer(tconn *c)
 	struct sockaddr_storage ss;
 	int len = sizeof ss;
 	char ip[INET6_ADDRSTRLEN] = "?";
+	memset(&ss, 0, sizeof ss);
 	int port = 0;
 	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
 		if (ss.ss_family == AF_INET) {
@@ -264,6 +271,7 @@ static void set_peer(tconn *c)
 		}
 	}
 	snprintf(c->peer, sizeof c->peer, ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip, port);
+	c->peer_sa = ss;
 }
 
 static tconn *alloc(uv_loop_t *loop, const tconn_cbs *cbs, void *ud)
@@ -406,8 +414,12 @@ int tconn_write(tconn *c, const uint8_t *p, size_t n)
 
 static void shutdown_done(uv_shutdown_t *req, int status)
 {
+	tconn *c = req->data;
 	(void)status;
 	free(req);
+	c->shut_pending = false;
+	if (c->close_flushed && !c->closing)
+		tconn_close(c);
 }
 
 int tconn_shutdown(tconn *c)
@@ -424,16 +436,30 @@ int tconn_shutdown(tconn *c)
 	req = malloc(sizeof *req);
 	if (!req)
 		return -ENOMEM;
+	req->data = c;
 	/* libuv runs the shutdown after queued writes complete. */
 	if ((r = uv_shutdown(req, (uv_stream_t *)&c->tcp, shutdown_done)) < 0)
 		free(req);
+	else
+		c->shut_pending = true;
 	return r;
+}
+
+void tconn_close_after_flush(tconn *c)
+{
+	if (!c || c->closing)
+		return;
+	if (c->queued == 0 && !c->shut_pending)
+		tconn_close(c);
+	else
+		c->close_flushed = true;
 }
 
 void tconn_set_userdata(tconn *c, void *ud) { c->ud = ud; }
 SSL *tconn_ssl(tconn *c) { return c->tls ? tio_ssl(c->tls) : NULL; }
 uv_loop_t *tconn_loop(tconn *c) { return c->tcp.loop; }
 const char *tconn_peer(const tconn *c) { return c->peer; }
+const struct sockaddr *tconn_peer_addr(const tconn *c) { return (const struct sockaddr *)&c->peer_sa; }
 const char *tconn_errstr(const tconn *c) { return c->err[0] ? c->err : "closed"; }
 size_t tconn_queued(const tconn *c) { return c->queued; }
 bool tconn_over_high_water(const tconn *c) { return c->queued > TCONN_HIGH_WATER; }

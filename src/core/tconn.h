@@ -47,6 +47,9 @@ void tconn_resume(tconn *c);
 int tconn_shutdown(tconn *c);
 /* Closes now; queued data is dropped. Safe to call more than once. */
 void tconn_close(tconn *c);
+/* Closes once the queue (and a pending tconn_shutdown) is written out. A peer that never reads keeps it
+ * open: pair it with a deadline of your own that calls tconn_close. */
+void tconn_close_after_flush(tconn *c);
 /* Starts TLS on a plain connection already open (e.g. after reading a preamble). */
 int tconn_start_tls(tconn *c, SSL_CTX *tls, bool server, const char *sni);
 
@@ -54,6 +57,8 @@ void tconn_set_userdata(tconn *c, void *ud);
 SSL *tconn_ssl(tconn *c);
 uv_loop_t *tconn_loop(tconn *c);
 const char *tconn_peer(const tconn *c); /* "ip:port" */
+/* The peer's address (family AF_UNSPEC when unknown). */
+const struct sockaddr *tconn_peer_addr(const tconn *c);
 const char *tconn_errstr(const tconn *c);
 uint64_t tconn_bytes_in(const tconn *c);
 uint64_t tconn_bytes_out(const tconn *c);
