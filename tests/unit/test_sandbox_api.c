@@ -1,0 +1,237 @@
+/* The engine API as the tools module uses it: run with tail cap and timeout, a persistent process with
+ * stdin, process-group kill, kill_all of setsid daemons, the proxy socket inside the net namespace, and
+ * file access through sbx_root_fd() with openat2(RESOLVE_IN_ROOT). Needs user namespaces. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "sandbox/sandbox.h"
+
+static char wsdir[] = "/tmp/sbx-api-XXXXXX";
+
+static sbx *mk(void)
+{
+	char err[512] = "";
+	sbx_config c;
+	sbx_config_init(&c);
+	c.workspace = wsdir;
+	c.flags = SBX_F_QUIET;
+	c.timeout_ms = 10000;
+	sbx *s = sbx_new(&c, err, sizeof err);
+	if (!s)
+		fprintf(stderr, "sbx_new: %s\n", err);
+	assert_non_null(s);
+	return s;
+}
+
+static int run(sbx *s, const char *script, size_t cap, unsigned tmo, sbx_result *r)
+{
+	const char *av[] = { "/bin/sh", "-c", script, NULL };
+	sbx_cmd cmd = { .argv = av, .output_cap = cap, .timeout_ms = tmo };
+	return sbx_run(s, &cmd, r);
+}
+
+static void test_run_tail_and_status(void **st)
+{
+	(void)st;
+	sbx *s = mk();
+	sbx_result r;
+	assert_int_equal(run(s, "printf 0123456789abcdef; exit 3", 10, 0, &r), 0);
+	assert_string_equal(r.output, "6789abcdef");
+	assert_true(r.truncated);
+	assert_int_equal(r.output_total, 16);
+	assert_int_equal(r.exit_code, 3);
+	assert_int_equal(sbx_result_status(&r), 3);
+	sbx_result_free(&r);
+	assert_int_equal(run(s, "sleep 5", 0, 200, &r), 0);
+	assert_true(r.timed_out);
+	assert_int_equal(sbx_result_status(&r), 124);
+	assert_true(r.duration_us < 3000000);
+	sbx_result_free(&r);
+	pid_t init = sbx_init_pid(s);
+	assert_non_null(strstr(sbx_limits_describe(s), "seccomp=on"));
+	sbx_free(s);
+	assert_int_equal(kill(init, 0), -1);
+	assert_int_equal(errno, ESRCH);
+}
+
+static size_t read_until(int fd, char *buf, size_t cap, const char *needle)
+{
+	size_t len = 0;
+	buf[0] = 0;
+	for (int i = 0; i < 100 && !strstr(buf, needle); i++) {
+		struct pollfd pf = { fd, POLLIN, 0 };
+		if (poll(&pf, 1, 100) <= 0)
+			continue;
+		ssize_t n = read(fd, buf + len, cap - 1 - len);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		buf[len] = 0;
+	}
+	return len;
+}
+
+static void test_spawn_persistent_and_kill(void **st)
+{
+	(void)st;
+	sbx *s = mk();
+	const char *av[] = { "/bin/sh", NULL };
+	sbx_cmd cmd = { .argv = av, .stdin_pipe = true };
+	sbx_proc *p = NULL;
+	assert_int_equal(sbx_spawn(s, &cmd, &p), 0);
+	assert_true(sbx_proc_pid(p) > 1);
+	const char *in = "cd /tmp; X=42\necho dir=$PWD x=$X\n";
+	assert_int_equal(write(sbx_proc_stdin_fd(p), in, strlen(in)), (ssize_t)strlen(in));
+	char buf[4096];
+	read_until(sbx_proc_output_fd(p), buf, sizeof buf, "x=42");
+	assert_non_null(strstr(buf, "dir=/tmp x=42"));
+	/* a background job in the same process group goes with it */
+	const char *bg = "sleep 1000 & echo started\n";
+	assert_int_equal(write(sbx_proc_stdin_fd(p), bg, strlen(bg)), (ssize_t)strlen(bg));
+	read_until(sbx_proc_output_fd(p), buf, sizeof buf, "started");
+	assert_int_equal(sbx_nprocs(s), 2);
+	int ws = 0;
+	assert_int_equal(sbx_proc_wait(p, 0, &ws), 0);
+	assert_int_equal(sbx_proc_kill(p, SIGKILL), 0);
+	assert_int_equal(sbx_proc_wait(p, 5000, &ws), 1);
+	assert_true(WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL);
+	sbx_proc_free(p);
+	for (int i = 0; i < 50 && sbx_nprocs(s) > 0; i++)
+		usleep(20000);
+	assert_int_equal(sbx_nprocs(s), 0);
+	sbx_free(s);
+}
+
+static void test_kill_all_daemons(void **st)
+{
+	(void)st;
+	sbx *s = mk();
+	sbx_result r;
+	assert_int_equal(run(s, "setsid sh -c 'sleep 1000 &' ; (setsid sleep 1001 &) ; echo bye", 0, 0, &r), 0);
+	assert_string_equal(r.output, "bye\n");
+	sbx_result_free(&r);
+	assert_int_equal(sbx_nprocs(s), 2);
+	assert_true(sbx_kill_all(s) >= 2);
+	assert_int_equal(sbx_nprocs(s), 0);
+	/* still usable */
+	assert_int_equal(run(s, "echo again", 0, 0, &r), 0);
+	assert_string_equal(r.output, "again\n");
+	sbx_result_free(&r);
+	sbx_free(s);
+}
+
+static void test_netns_listen(void **st)
+{
+	(void)st;
+	sbx *s = mk();
+	int lfd = -1;
+	assert_int_equal(sbx_netns_listen(s, "127.0.0.1", 3128, &lfd), 0);
+	assert_true(lfd >= 0);
+	int l2 = -1;
+	assert_int_equal(sbx_netns_listen(s, "127.0.0.1", 3128, &l2), -EADDRINUSE);
+	assert_int_equal(sbx_netns_listen(s, "not-an-address", 1, &l2), -EINVAL);
+	const char *av[] = { "/bin/bash", "-c", "echo ping-from-inside >/dev/tcp/127.0.0.1/3128", NULL };
+	sbx_cmd cmd = { .argv = av };
+	sbx_proc *p = NULL;
+	assert_int_equal(sbx_spawn(s, &cmd, &p), 0);
+	struct pollfd pf = { lfd, POLLIN, 0 };
+	assert_int_equal(poll(&pf, 1, 5000), 1);
+	int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	assert_true(c >= 0);
+	char buf[256];
+	size_t n = read_until(c, buf, sizeof buf, "\n");
+	assert_true(n > 0);
+	assert_string_equal(buf, "ping-from-inside\n");
+	int ws;
+	assert_int_equal(sbx_proc_wait(p, 5000, &ws), 1);
+	assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+	sbx_proc_free(p);
+	close(c);
+	close(lfd);
+	sbx_free(s);
+}
+
+static int oat(int dfd, const char *path, int flags, mode_t mode)
+{
+	struct open_how how = { .flags = (uint64_t)flags | O_CLOEXEC, .mode = mode,
+				.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
+	int fd = (int)syscall(SYS_openat2, dfd, path, &how, sizeof how);
+	return fd < 0 ? -errno : fd;
+}
+
+static void test_root_fd(void **st)
+{
+	(void)st;
+	sbx *s = mk();
+	int root = sbx_root_fd(s);
+	assert_true(root >= 0);
+	int fd = oat(root, "/workspace/from-host.txt", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "hello\n", 6), 6);
+	close(fd);
+	sbx_result r;
+	assert_int_equal(run(s, "cat /workspace/from-host.txt; ln -s / /workspace/up; ln -s ../../../../etc /workspace/dots", 0, 0, &r), 0);
+	assert_string_equal(r.output, "hello\n");
+	sbx_result_free(&r);
+	/* symlinks and .. stay inside the sandbox view: the masked (empty) /etc/shadow, not the host's */
+	struct stat sb;
+	fd = oat(root, "/workspace/up/etc/shadow", O_RDONLY, 0);
+	if (fd >= 0) {
+		assert_int_equal(fstat(fd, &sb), 0);
+		assert_int_equal(sb.st_size, 0);
+		close(fd);
+	}
+	fd = oat(root, "/workspace/dots/../../../etc/hostname", O_RDONLY, 0);
+	assert_true(fd >= 0 || fd == -ENOENT);
+	if (fd >= 0)
+		close(fd);
+	assert_int_equal(oat(root, "/usr/postern-x", O_WRONLY | O_CREAT, 0644), -EROFS);
+	/* the host process is not in the sandbox's pid namespace (ENOENT); magic links refused anyway (ELOOP) */
+	fd = oat(root, "/proc/self/root/etc/passwd", O_RDONLY, 0);
+	assert_true(fd == -ENOENT || fd == -ELOOP);
+	fd = oat(root, "/proc/1/root/etc/passwd", O_RDONLY, 0);
+	assert_true(fd == -ELOOP || fd == -EACCES);
+	/* protected path: read-only through the root fd too */
+	assert_int_equal(oat(root, "/workspace/.git/config", O_WRONLY, 0), -EROFS);
+	sbx_free(s);
+}
+
+static int setup(void **st)
+{
+	(void)st;
+	return mkdtemp(wsdir) ? 0 : -1;
+}
+
+static int teardown(void **st)
+{
+	(void)st;
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", wsdir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_run_tail_and_status), cmocka_unit_test(test_spawn_persistent_and_kill),
+		cmocka_unit_test(test_kill_all_daemons),    cmocka_unit_test(test_netns_listen),
+		cmocka_unit_test(test_root_fd),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
