@@ -154,6 +154,9 @@ nomem:
 	snprintf(err, errlen, "out of memory");
 	r = -ENOMEM;
 out:
+	/* Any recorded config error fails the load, whatever path reached here. */
+	if (cfg_error(d) && r >= 0)
+		r = -EINVAL;
 	if (r < 0 && cfg_error(d)) {
 		snprintf(err, errlen, "%s", cfg_error(d));
 		r = -EINVAL;
