@@ -1,0 +1,258 @@
+/* The egress proxy on a loopback listening socket (the engine would create it inside the sandbox's network
+ * namespace) against a small upstream HTTP server on loopback. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "sandbox/egress_proxy.h"
+
+static int listen_any(uint16_t *port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t l = sizeof a;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(listen(fd, 16), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &l), 0);
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+/* Upstream: for each connection, reads until a blank line, records what it got, answers. */
+static int up_fd;
+static uint16_t up_port;
+static char up_seen[8192];
+static size_t up_seen_len;
+static pthread_mutex_t up_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void *upstream(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		int c = accept(up_fd, NULL, NULL);
+		char buf[8192];
+		size_t n = 0;
+		if (c < 0)
+			return NULL;
+		struct pollfd p = { c, POLLIN, 0 };
+		/* Read what arrives within 300 ms (head, body, anything pipelined). */
+		while (n < sizeof buf - 1 && poll(&p, 1, 300) > 0) {
+			ssize_t k = read(c, buf + n, sizeof buf - 1 - n);
+			if (k <= 0)
+				break;
+			n += (size_t)k;
+		}
+		buf[n] = 0;
+		pthread_mutex_lock(&up_mu);
+		memcpy(up_seen, buf, n + 1);
+		up_seen_len = n;
+		pthread_mutex_unlock(&up_mu);
+		if (!strncmp(buf, "RAW", 3)) {
+			(void)!write(c, "tunnel-ok", 9);
+		} else {
+			const char *r = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+			(void)!write(c, r, strlen(r));
+		}
+		close(c);
+	}
+}
+
+static egx *start(const char *const *allow, const char *const *deny, uint16_t *port, unsigned head_ms)
+{
+	struct egx_config c = { .header_timeout_ms = head_ms, .skip_local_addrs = 1 };
+	char err[200];
+	egx *x;
+	c.policy = egp_new();
+	for (; allow && *allow; allow++)
+		assert_int_equal(egp_allow(c.policy, *allow, err, sizeof err), 0);
+	for (; deny && *deny; deny++)
+		assert_int_equal(egp_deny(c.policy, *deny, err, sizeof err), 0);
+	c.listen_fd = listen_any(port);
+	x = egx_start(&c, err, sizeof err);
+	assert_non_null(x);
+	return x;
+}
+
+/* Sends req to the proxy, returns everything it answers until close (or 3 s). */
+static char *exchange(uint16_t port, const char *req, size_t reqlen)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	char *buf = calloc(1, 65536);
+	size_t n = 0;
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+	if (reqlen)
+		assert_int_equal(write(fd, req, reqlen), (ssize_t)reqlen);
+	struct pollfd p = { fd, POLLIN, 0 };
+	while (n < 65535 && poll(&p, 1, 3000) > 0) {
+		ssize_t k = read(fd, buf + n, 65535 - n);
+		if (k <= 0)
+			break;
+		n += (size_t)k;
+	}
+	close(fd);
+	return buf;
+}
+
+static char *get(uint16_t port, const char *req)
+{
+	return exchange(port, req, strlen(req));
+}
+
+static void expect_refused(uint16_t port, const char *req, const char *reason)
+{
+	char *r = get(port, req), want[128];
+	snprintf(want, sizeof want, "X-Proxy-Error: %s\r\n", reason);
+	if (strncmp(r, "HTTP/1.1 403 ", 13) != 0 || !strstr(r, want))
+		fail_msg("request %.60s: want 403 %s, got: %.300s", req, reason, r);
+	free(r);
+}
+
+static void test_plain_http_allowed_and_rewritten(void **st)
+{
+	static const char *const allow[] = { "localhost", "127.0.0.1", NULL };
+	uint16_t port;
+	char req[512], *r;
+	egx *x = start(allow, NULL, &port, 0);
+	(void)st;
+	snprintf(req, sizeof req,
+		 "POST http://localhost:%u/p?q=1 HTTP/1.1\r\nHost: evil.example\r\nProxy-Authorization: x\r\n"
+		 "Content-Length: 4\r\nX-Keep: yes\r\n\r\nbodyGET http://evil.example/ HTTP/1.1\r\n\r\n",
+		 up_port);
+	r = get(port, req);
+	assert_non_null(strstr(r, "200 OK"));
+	assert_non_null(strstr(r, "hello"));
+	free(r);
+	pthread_mutex_lock(&up_mu);
+	assert_non_null(strstr(up_seen, "POST /p?q=1 HTTP/1.1\r\n"));
+	assert_non_null(strstr(up_seen, "X-Keep: yes\r\n"));
+	assert_non_null(strstr(up_seen, "Connection: close\r\n"));
+	assert_non_null(strstr(up_seen, "\r\n\r\nbody"));
+	assert_null(strstr(up_seen, "evil.example")); /* Host rewritten; pipelined request not forwarded */
+	assert_null(strstr(up_seen, "Proxy-Authorization"));
+	pthread_mutex_unlock(&up_mu);
+	egx_stop(x);
+}
+
+static void test_connect_tunnel(void **st)
+{
+	static const char *const allow[] = { "127.0.0.1", NULL };
+	uint16_t port;
+	char req[256], *r;
+	egx *x = start(allow, NULL, &port, 0);
+	(void)st;
+	snprintf(req, sizeof req, "CONNECT 127.0.0.1:%u HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n\r\nRAW-early-data", up_port,
+		 up_port);
+	r = get(port, req);
+	assert_non_null(strstr(r, "HTTP/1.1 200 Connection Established\r\n\r\ntunnel-ok"));
+	free(r);
+	pthread_mutex_lock(&up_mu);
+	assert_string_equal(up_seen, "RAW-early-data");
+	pthread_mutex_unlock(&up_mu);
+	egx_stop(x);
+}
+
+static void test_refusals(void **st)
+{
+	static const char *const allow[] = { "*.example.com", "localhost", NULL };
+	static const char *const deny[] = { "bad.example.com", NULL };
+	uint16_t port;
+	char req[256];
+	egx *x = start(allow, deny, &port, 0);
+	(void)st;
+	expect_refused(port, "CONNECT bad.example.com:443 HTTP/1.1\r\n\r\n", "blocked-by-denylist");
+	expect_refused(port, "CONNECT other.org:443 HTTP/1.1\r\n\r\n", "blocked-by-allowlist");
+	expect_refused(port, "CONNECT example.com:443 HTTP/1.1\r\n\r\n", "blocked-by-allowlist");
+	expect_refused(port, "CONNECT example.com.evil:443 HTTP/1.1\r\n\r\n", "blocked-by-allowlist");
+	expect_refused(port, "CONNECT foo.invalid:443 HTTP/1.1\r\n\r\n", "reserved-name");
+	expect_refused(port, "GET http://127.0.0.1/ HTTP/1.1\r\n\r\n", "ip-literal-not-allowed");
+	expect_refused(port, "GET http://2130706433/ HTTP/1.1\r\n\r\n", "ip-literal-not-allowed");
+	expect_refused(port, "GET http://0x7f.1/ HTTP/1.1\r\n\r\n", "ip-literal-not-allowed");
+	expect_refused(port, "CONNECT [::1]:443 HTTP/1.1\r\n\r\n", "ip-literal-not-allowed");
+	expect_refused(port, "CONNECT [::ffff:127.0.0.1]:443 HTTP/1.1\r\n\r\n", "ip-literal-not-allowed");
+	expect_refused(port, "GET http://[::ffff:7f00:1]/ HTTP/1.1\r\n\r\n", "ip-literal-not-allowed");
+	/* An allowed name that resolves to loopback is refused after resolution. */
+	snprintf(req, sizeof req, "GET http://localhost:%u/ HTTP/1.1\r\n\r\n", up_port);
+	expect_refused(port, req, "blocked-resolved-address");
+	egx_stop(x);
+}
+
+static void test_bad_requests(void **st)
+{
+	uint16_t port;
+	char *r, big[20000];
+	static const char *const allow[] = { "*", NULL };
+	egx *x = start(allow, NULL, &port, 300);
+	(void)st;
+	r = get(port, "GET /relative HTTP/1.1\r\nHost: a\r\n\r\n");
+	assert_non_null(strstr(r, "400 Bad Request"));
+	assert_non_null(strstr(r, "X-Proxy-Error: bad-request"));
+	free(r);
+	r = get(port, "GET https://a.example/ HTTP/1.1\r\n\r\n");
+	assert_non_null(strstr(r, "400 Bad Request"));
+	free(r);
+	r = get(port, "BLAH\r\n\r\n");
+	assert_non_null(strstr(r, "400"));
+	free(r);
+	r = get(port, "CONNECT nohost HTTP/1.1\r\n\r\n");
+	assert_non_null(strstr(r, "400"));
+	free(r);
+	memcpy(big, "GET http://a.example/ HTTP/1.1\r\nX: ", 35);
+	memset(big + 35, 'a', sizeof big - 35);
+	r = exchange(port, big, sizeof big);
+	assert_non_null(strstr(r, "431"));
+	assert_non_null(strstr(r, "X-Proxy-Error: header-too-large"));
+	free(r);
+	r = get(port, "GET http://a.example/ HTTP/1.1\r\n");
+	assert_non_null(strstr(r, "408"));
+	assert_non_null(strstr(r, "X-Proxy-Error: request-timeout"));
+	free(r);
+	egx_stop(x);
+}
+
+static void test_connect_failure(void **st)
+{
+	static const char *const allow[] = { "127.0.0.1", NULL };
+	uint16_t port, dead;
+	int fd = listen_any(&dead);
+	char req[128], *r;
+	egx *x;
+	close(fd); /* nothing listens there any more */
+	x = start(allow, NULL, &port, 0);
+	(void)st;
+	snprintf(req, sizeof req, "CONNECT 127.0.0.1:%u HTTP/1.1\r\n\r\n", dead);
+	r = get(port, req);
+	assert_non_null(strstr(r, "502"));
+	assert_non_null(strstr(r, "X-Proxy-Error: connect-failed"));
+	free(r);
+	egx_stop(x);
+}
+
+int main(void)
+{
+	pthread_t t;
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_plain_http_allowed_and_rewritten),
+		cmocka_unit_test(test_connect_tunnel),
+		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_bad_requests),
+		cmocka_unit_test(test_connect_failure),
+	};
+	up_fd = listen_any(&up_port);
+	pthread_create(&t, NULL, upstream, NULL);
+	pthread_detach(t);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
