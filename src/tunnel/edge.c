@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <uv.h>
 
 #include "core/admin.h"
@@ -397,8 +398,12 @@ static ssize_t up_read(nghttp2_session *s, int32_t sid, uint8_t *out, size_t len
 		memcpy(out, r->buf + r->off, k);
 		r->off += k;
 		r->len -= k;
-		if (!r->len)
-			r->off = 0;
+		if (!r->len) {
+			/* An idle relay keeps no buffer: memory per idle client stays small. */
+			free(r->buf);
+			r->buf = NULL;
+			r->off = r->cap = 0;
+		}
 		r->up += k;
 		if (r->tun)
 			adm_add(r->tun->m_up, (int64_t)k);
@@ -1336,6 +1341,14 @@ int edge_main(int argc, char **argv)
 	}
 	log_set_level((enum log_level)E.cfg.log_level);
 	signal(SIGPIPE, SIG_IGN);
+	{
+		/* A relay holds two descriptors' worth of state per client: use all the descriptors allowed. */
+		struct rlimit rl;
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
 	E.loop = uv_default_loop();
 	if (tok_open(E.cfg.state_dir, E.cfg.domain, &E.tok, err, sizeof err) < 0 || make_ctx(err, sizeof err) < 0) {
 		log_error("msg=\"cannot start\" err=\"%s\"", err);
