@@ -30,14 +30,14 @@ int sandbox_cli_parse_run(int argc, char **argv, struct sandbox_run_opts *o, cha
 
 /* `postern sandbox serve ...` (the MCP server face): implemented by the tools module. */
 #define SANDBOX_HOOK __attribute__((weak))
-int sandbox_serve_main(int argc, char **argv) SANDBOX_HOOK;
+int sandbox_serve_main(int argc, char **argv); /* implemented: src/sandbox/sandbox_serve.c */
 
 /* Egress proxy for `run --allow-domain`: implemented by the egress proxy module. It serves HTTP CONNECT
  * and plain HTTP on listen_fd (a socket inside the sandbox's net namespace, owned by the proxy from
  * then on) in a background thread, allowing the NULL-terminated domain patterns. NULL on error. */
 struct sandbox_egress;
-struct sandbox_egress *sandbox_egress_start(int listen_fd, const char *const *allow, char *err, size_t errlen)
-	SANDBOX_HOOK;
-void sandbox_egress_stop(struct sandbox_egress *e) SANDBOX_HOOK;
+/* implemented: src/sandbox/egress_proxy.c */
+struct sandbox_egress *sandbox_egress_start(int listen_fd, const char *const *allow, char *err, size_t errlen);
+void sandbox_egress_stop(struct sandbox_egress *e);
 
 #endif

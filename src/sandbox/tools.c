@@ -258,6 +258,17 @@ char *tool_bash(tool_session *t, const char *cmd, size_t cmdlen, bool restart, u
 		rc = poll(p, 2, (int)(deadline - now < 1000 ? deadline - now : 1000));
 		if (rc < 0 && errno != EINTR)
 			break;
+		/* A shell that exited while a background job still holds its output pipe never gives EOF:
+		 * check for its exit on quiet ticks. */
+		if (rc == 0 && t->b.shell_wait(t->b.ud, t->shell, 0, &ws) == 1) {
+			while ((n = read(t->shell_out, buf, sizeof buf)) > 0 && !ttx_frame_feed(&fr, buf, (size_t)n, bash_emit, &sink))
+				;
+			ttx_frame_flush(&fr, bash_emit, &sink);
+			snprintf(note, sizeof note, "[shell ended (status %d); a new shell starts on the next call]", ws);
+			shell_drop(t, true);
+			res = bash_result(&sink, note, is_error, true);
+			break;
+		}
 		if (p[1].revents & (POLLOUT | POLLERR | POLLHUP)) {
 			n = write(t->shell_in, wrap + woff, wlen - woff);
 			if (n > 0)

@@ -1,0 +1,482 @@
+/* `postern sandbox serve --stdio` (see sandbox_serve.h). */
+#include "sandbox/sandbox_serve.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/cfg.h"
+#include "core/log.h"
+#include "sandbox/egress_proxy.h"
+#include "sandbox/mcp_server.h"
+#include "sandbox/sandbox.h"
+#include "sandbox/sandbox_slots.h"
+#include "sandbox/tools.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: postern sandbox serve --stdio [options]\n\n"
+		"An MCP server (JSON-RPC over stdin/stdout) with the tools bash, read, write, edit, glob and grep.\n"
+		"One sandbox per session: created at the first tool call, removed at stdin EOF, SIGTERM or idle timeout.\n\n"
+		"options:\n"
+		"  --workspace DIR       host directory mounted read-write at /workspace (default: an empty tmpfs)\n"
+		"  --image DIR           root of the read-only view (default /)\n"
+		"  --allow-domain D      egress through the sandbox's HTTP proxy to D (repeatable): example.com,\n"
+		"                        *.example.com (subdomains only), *, an IP or CIDR (also allows that address\n"
+		"                        after resolution, e.g. 127.0.0.1), any of these with :PORT\n"
+		"  --deny-domain D       refuse D even when allowed (checked first; repeatable)\n"
+		"  --memory SIZE         memory limit (default 2G)\n"
+		"  --pids N              process limit (default 1024)\n"
+		"  --cpus N              CPU quota in CPUs (default none)\n"
+		"  --tmp SIZE            size of the /tmp tmpfs (default 1G)\n"
+		"  --timeout DUR         default bash command timeout (default 120s)\n"
+		"  --idle-timeout DUR    end the session after this long without a message (default 30m)\n"
+		"  --max-sandboxes N     concurrent sandboxes on this host for this user (default %d)\n"
+		"  --slots-dir DIR       where the concurrency slots live (default $XDG_RUNTIME_DIR or /tmp)\n"
+		"  --no-cgroup           use rlimits even when cgroups are available\n"
+		"  --log-level L         debug, info, warn, error (default info; logs go to stderr)\n",
+		SLOT_DEFAULT_MAX);
+}
+
+int ssv_parse(int argc, char **argv, struct ssv_opts *o, char *err, size_t errlen)
+{
+	memset(o, 0, sizeof *o);
+	o->idle_ms = SSV_DEFAULT_IDLE_MS;
+	o->max_sandboxes = SLOT_DEFAULT_MAX;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v;
+		int64_t ms;
+		uint64_t sz;
+		if (!strcmp(a, "--stdio")) {
+			o->stdio = true;
+			continue;
+		}
+		if (!strcmp(a, "--no-cgroup")) {
+			o->no_cgroup = true;
+			continue;
+		}
+		if (i + 1 >= argc || strncmp(a, "--", 2) != 0) {
+			snprintf(err, errlen, i + 1 >= argc && !strncmp(a, "--", 2) ? "%s needs a value" : "unexpected argument '%s'",
+				 a);
+			return -EINVAL;
+		}
+		v = argv[++i];
+		if (!strcmp(a, "--workspace")) {
+			o->workspace = v;
+		} else if (!strcmp(a, "--image")) {
+			o->image = v;
+		} else if (!strcmp(a, "--slots-dir")) {
+			o->slots_dir = v;
+		} else if (!strcmp(a, "--allow-domain") || !strcmp(a, "--deny-domain")) {
+			bool allow = a[2] == 'a';
+			size_t *n = allow ? &o->n_allow : &o->n_deny;
+			egp_policy *p = egp_new();
+			char e[160];
+			int rc = p ? (allow ? egp_allow(p, v, e, sizeof e) : egp_deny(p, v, e, sizeof e)) : -ENOMEM;
+			egp_free(p);
+			if (rc < 0) {
+				snprintf(err, errlen, "%s: %s", a, rc == -ENOMEM ? "out of memory" : e);
+				return -EINVAL;
+			}
+			if (*n >= SSV_MAX_LIST) {
+				snprintf(err, errlen, "%s: more than %d", a, SSV_MAX_LIST);
+				return -EINVAL;
+			}
+			(allow ? o->allow : o->deny)[(*n)++] = v;
+		} else if (!strcmp(a, "--memory") || !strcmp(a, "--tmp")) {
+			if (cfg_parse_size(v, &sz) < 0 || sz < (1u << 20) || sz > (1ull << 42)) {
+				snprintf(err, errlen, "%s %s: expected a size like 512M or 2G", a, v);
+				return -EINVAL;
+			}
+			*(a[2] == 'm' ? &o->memory_bytes : &o->tmp_bytes) = sz;
+		} else if (!strcmp(a, "--pids") || !strcmp(a, "--max-sandboxes")) {
+			char *end;
+			long n = strtol(v, &end, 10);
+			long max = a[2] == 'p' ? 1000000 : SLOT_MAX;
+			if (*end || n < 1 || n > max) {
+				snprintf(err, errlen, "%s %s: expected 1..%ld", a, v, max);
+				return -EINVAL;
+			}
+			*(a[2] == 'p' ? &o->pids : &o->max_sandboxes) = (unsigned)n;
+		} else if (!strcmp(a, "--cpus")) {
+			char *end;
+			double d = strtod(v, &end);
+			if (*end || !(d >= 0.01 && d <= 1024)) {
+				snprintf(err, errlen, "--cpus %s: expected a number of CPUs like 0.5 or 2", v);
+				return -EINVAL;
+			}
+			o->cpu_millis = (unsigned)(d * 1000 + 0.5);
+		} else if (!strcmp(a, "--timeout") || !strcmp(a, "--idle-timeout")) {
+			if (cfg_parse_duration_ms(v, &ms) < 0 || ms < 1 || ms > 7ll * 24 * 3600 * 1000 ||
+			    (a[2] == 't' && ms > 3600000)) {
+				snprintf(err, errlen, "%s %s: expected a duration like 500ms, 30s, 5m%s", a, v,
+					 a[2] == 't' ? " (at most 1h)" : "");
+				return -EINVAL;
+			}
+			if (a[2] == 't')
+				o->timeout_ms = (unsigned)ms;
+			else
+				o->idle_ms = (uint64_t)ms;
+		} else if (!strcmp(a, "--log-level")) {
+			int l = log_level_parse(v);
+			if (l < 0) {
+				snprintf(err, errlen, "--log-level %s: expected debug, info, warn or error", v);
+				return -EINVAL;
+			}
+			log_set_level((enum log_level)l);
+		} else {
+			snprintf(err, errlen, "unknown option %s", a);
+			return -EINVAL;
+		}
+	}
+	if (!o->stdio) {
+		snprintf(err, errlen, "--stdio is required (the only transport of this command)");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* ---- one session ------------------------------------------------------------------------------------ */
+
+struct ssv_session {
+	struct ssv_opts o;
+	sbx *s;
+	egx *proxy;
+	tool_session *tools;
+	int slot;
+	char failed[512]; /* why the sandbox could not be made (sticky for this session) */
+};
+
+static int sb_spawn(void *ud, void **proc, int *in_fd, int *out_fd)
+{
+	ssv_session *ss = ud;
+	static const char *const argv[] = { "/bin/bash", "--noprofile", "--norc", NULL };
+	static const char *const env[] = { "PS1=", "PS2=", "TERM=dumb", NULL };
+	sbx_cmd cmd = { .argv = argv, .env = env, .stdin_pipe = true };
+	sbx_proc *p;
+	int rc = sbx_spawn(ss->s, &cmd, &p);
+	if (rc < 0)
+		return rc;
+	*proc = p;
+	*in_fd = sbx_proc_stdin_fd(p);
+	*out_fd = sbx_proc_output_fd(p);
+	return 0;
+}
+
+static void sb_kill(void *ud, void *proc)
+{
+	(void)ud;
+	sbx_proc_kill(proc, SIGKILL);
+}
+
+static int sb_wait(void *ud, void *proc, int timeout_ms, int *ws)
+{
+	ssv_session *ss = ud;
+	/* With no time to wait, the engine's wait does not read news: pump first. */
+	if (timeout_ms <= 0)
+		sbx_pump(ss->s);
+	return sbx_proc_wait(proc, timeout_ms, ws);
+}
+
+static void sb_free(void *ud, void *proc)
+{
+	(void)ud;
+	sbx_proc_free(proc);
+}
+
+static int sb_kill_all(void *ud)
+{
+	ssv_session *ss = ud;
+	return sbx_kill_all(ss->s);
+}
+
+ssv_session *ssv_session_new(const struct ssv_opts *o, char *err, size_t errlen)
+{
+	ssv_session *ss = calloc(1, sizeof *ss);
+	(void)err;
+	(void)errlen;
+	if (!ss)
+		return NULL;
+	ss->o = *o;
+	ss->slot = -1;
+	return ss;
+}
+
+static void teardown(ssv_session *ss)
+{
+	tool_session_free(ss->tools);
+	ss->tools = NULL;
+	egx_stop(ss->proxy);
+	ss->proxy = NULL;
+	if (ss->s) {
+		sbx_free(ss->s);
+		log_info("msg=\"sandbox session ended\"");
+	}
+	ss->s = NULL;
+	slot_release(ss->slot);
+	ss->slot = -1;
+}
+
+void ssv_session_free(ssv_session *ss)
+{
+	if (!ss)
+		return;
+	teardown(ss);
+	free(ss);
+}
+
+int ssv_poll_fd(const ssv_session *ss)
+{
+	return ss && ss->s ? sbx_ctl_fd(ss->s) : -1;
+}
+
+void ssv_pump(ssv_session *ss)
+{
+	if (ss && ss->s)
+		sbx_pump(ss->s);
+}
+
+static int make_sandbox(ssv_session *ss, char *err, size_t errlen)
+{
+	char dirbuf[512], e[400];
+	const char *env[SSV_MAX_LIST + 8];
+	size_t ne = 0;
+	sbx_config c;
+	egp_policy *pol = NULL;
+
+	ss->slot = slot_acquire(ss->o.slots_dir ? ss->o.slots_dir : slot_default_dir(dirbuf, sizeof dirbuf),
+				ss->o.max_sandboxes, e, sizeof e);
+	if (ss->slot < 0) {
+		snprintf(err, errlen, "%s", e);
+		return ss->slot;
+	}
+	if (ss->o.n_allow)
+		for (const char *const *p = egx_proxy_env(); *p; p++)
+			env[ne++] = *p;
+	env[ne] = NULL;
+	sbx_config_init(&c);
+	c.image = ss->o.image;
+	c.workspace = ss->o.workspace;
+	c.memory_bytes = ss->o.memory_bytes;
+	c.pids = ss->o.pids;
+	c.tmp_bytes = ss->o.tmp_bytes;
+	c.cpu_millis = ss->o.cpu_millis;
+	c.timeout_ms = ss->o.timeout_ms;
+	c.env_set = env;
+	c.flags = ss->o.no_cgroup ? SBX_F_NO_CGROUP : 0;
+	ss->s = sbx_new(&c, e, sizeof e);
+	if (!ss->s) {
+		snprintf(err, errlen, "%s", e);
+		goto fail;
+	}
+	if (ss->o.n_allow) {
+		pol = egp_new();
+		if (!pol) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		for (size_t i = 0; i < ss->o.n_allow; i++)
+			egp_allow(pol, ss->o.allow[i], NULL, 0);
+		for (size_t i = 0; i < ss->o.n_deny; i++)
+			egp_deny(pol, ss->o.deny[i], NULL, 0);
+		if (egx_start_for_sandbox(ss->s, pol, &ss->proxy, e, sizeof e) < 0) {
+			snprintf(err, errlen, "egress proxy: %s", e);
+			goto fail;
+		}
+	}
+	struct tool_backend b = {
+		.root_fd = sbx_root_fd(ss->s),
+		.cwd = sbx_mount_point(ss->s),
+		.default_timeout_ms = ss->o.timeout_ms,
+		.shell_spawn = sb_spawn,
+		.shell_kill = sb_kill,
+		.shell_wait = sb_wait,
+		.shell_free = sb_free,
+		.kill_all = sb_kill_all,
+		.ud = ss,
+	};
+	ss->tools = tool_session_new(&b);
+	if (!ss->tools) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	log_info("msg=\"sandbox session started\" init_pid=%d limits=\"%s\" egress=%s", (int)sbx_init_pid(ss->s),
+		 sbx_limits_describe(ss->s), ss->o.n_allow ? EGX_PROXY_URL : "none");
+	return 0;
+fail:
+	teardown(ss);
+	return -EIO;
+}
+
+int ssv_call(void *session, const char *tool, json_t *args, json_t **result)
+{
+	ssv_session *ss = session;
+	static const char *const known[] = { "bash", "read", "write", "edit", "glob", "grep", NULL };
+	bool ok = false;
+	char err[600];
+
+	for (const char *const *k = known; *k; k++)
+		ok |= !strcmp(*k, tool);
+	if (!ok)
+		return -ENOENT;
+	if (!ss->tools) {
+		if (make_sandbox(ss, err, sizeof err) < 0) {
+			char msg[700];
+			int n = snprintf(msg, sizeof msg, "sandbox unavailable: %s", err);
+			log_error("msg=\"sandbox unavailable\" reason=\"%s\"", err);
+			*result = mcps_text_result(msg, (size_t)(n < (int)sizeof msg ? n : (int)sizeof msg - 1), true);
+			return *result ? 0 : -ENOMEM;
+		}
+	}
+	return tool_call(ss->tools, tool, args, result);
+}
+
+/* ---- stdio loop --------------------------------------------------------------------------------------- */
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int flush_out(mcps *m)
+{
+	size_t len;
+	const char *out = mcps_output(m, &len);
+	size_t off = 0;
+	while (off < len) {
+		ssize_t n = write(STDOUT_FILENO, out + off, len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN) {
+			struct pollfd p = { STDOUT_FILENO, POLLOUT, 0 };
+			/* A client that stops reading for a minute is gone. */
+			if (poll(&p, 1, 60000) <= 0)
+				return -ETIMEDOUT;
+			continue;
+		}
+		if (n <= 0)
+			return -EPIPE;
+		off += (size_t)n;
+	}
+	mcps_consume(m, len);
+	return 0;
+}
+
+int sandbox_serve_main(int argc, char **argv)
+{
+	struct ssv_opts o;
+	char err[512];
+	json_t *tools = NULL;
+	mcps *m = NULL;
+	ssv_session *ss = NULL;
+	sigset_t mask;
+	int sfd = -1, rc = 0;
+	uint64_t last;
+	const char *why = "stdin closed";
+
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			usage(stdout);
+			return 0;
+		}
+	if (ssv_parse(argc, argv, &o, err, sizeof err) < 0) {
+		fprintf(stderr, "postern sandbox serve: %s\n", err);
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	tools = tool_list_json();
+	ss = ssv_session_new(&o, err, sizeof err);
+	struct mcps_config mc = {
+		.server_name = "postern-sandbox",
+		.server_version = POSTERN_VERSION,
+		.instructions = "Tools run inside an isolated sandbox; the workspace is at /workspace. Network access, "
+				"if any, goes through the HTTP proxy in HTTP_PROXY/HTTPS_PROXY.",
+		.tools = tools,
+		.call = ssv_call,
+		.ud = ss,
+	};
+	m = tools && ss ? mcps_new(&mc) : NULL;
+	if (!m || sfd < 0) {
+		fprintf(stderr, "postern sandbox serve: cannot start (out of memory or signalfd)\n");
+		rc = 1;
+		goto out;
+	}
+	log_info("msg=\"sandbox MCP server ready\" transport=stdio idle_timeout_ms=%llu max_sandboxes=%u allow_domains=%zu",
+		 (unsigned long long)o.idle_ms, o.max_sandboxes, o.n_allow);
+	last = mono_ms();
+	for (;;) {
+		struct pollfd p[3] = { { STDIN_FILENO, POLLIN, 0 }, { sfd, POLLIN, 0 }, { ssv_poll_fd(ss), POLLIN, 0 } };
+		uint64_t now = mono_ms(), deadline = last + o.idle_ms;
+		char buf[65536];
+		ssize_t n;
+		int pr;
+
+		if (now >= deadline) {
+			why = "idle timeout";
+			break;
+		}
+		pr = poll(p, 3, (int)(deadline - now > 60000 ? 60000 : deadline - now));
+		if (pr < 0 && errno != EINTR) {
+			why = "poll failed";
+			rc = 1;
+			break;
+		}
+		if (p[1].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			if (read(sfd, &si, sizeof si) > 0)
+				log_info("msg=\"signal received\" signal=%u", si.ssi_signo);
+			why = "signal";
+			break;
+		}
+		if (p[2].fd >= 0 && (p[2].revents & (POLLIN | POLLHUP | POLLERR)))
+			ssv_pump(ss);
+		if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
+			continue;
+		n = read(STDIN_FILENO, buf, sizeof buf);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0) {
+			mcps_finish(m);
+			flush_out(m);
+			break;
+		}
+		last = mono_ms();
+		rc = mcps_feed(m, buf, (size_t)n);
+		if (flush_out(m) < 0) {
+			why = "stdout closed";
+			rc = 0;
+			break;
+		}
+		if (rc < 0) {
+			why = "protocol output overflow";
+			rc = 1;
+			break;
+		}
+		/* A long tool call is activity too: the idle clock starts when it returns. */
+		last = mono_ms();
+	}
+	log_info("msg=\"sandbox MCP server stopping\" reason=\"%s\"", why);
+out:
+	ssv_session_free(ss);
+	mcps_free(m);
+	json_decref(tools);
+	if (sfd >= 0)
+		close(sfd);
+	return rc;
+}
