@@ -41,6 +41,7 @@
 #define DEAD_MS 30000                      /* nothing from a connector for this long: closed */
 #define HEAD_MAX (8 * 1024)                /* CONNECT request head cap */
 #define MAX_CLIENTS 100000                 /* relays at once; more are refused at accept */
+#define LINGER_MS 60000                    /* a finished relay's last bytes must reach the client by then */
 
 struct relay;
 
@@ -124,6 +125,7 @@ static void cconn_close(struct cconn *cc, const char *why);
 static void cconn_flush(struct cconn *cc);
 static void relay_abort(struct relay *r);
 static void relay_maybe_free(struct relay *r);
+static void relay_timeout(uv_timer_t *t);
 
 static const char *q(const char *s, char *buf, size_t len) { return log_quote(s, buf, len); }
 
@@ -240,10 +242,13 @@ static void relay_stream_gone(struct relay *r, bool clean)
 	r->sid = -1;
 	/* A relay already answered (alert or HTTP error) closes once that answer is out. */
 	if (r->tc && r->st != RS_DONE) {
-		if (clean)
+		if (clean) {
+			/* Both directions ended: the client gets what is queued, within a bound. */
 			tconn_close_after_flush(r->tc);
-		else
+			uv_timer_start(&r->timer, relay_timeout, LINGER_MS, 0);
+		} else {
 			tconn_close(r->tc);
+		}
 	}
 	relay_maybe_free(r);
 }
