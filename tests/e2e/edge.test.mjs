@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import http from 'node:http';
+import { constants as http2constants } from 'node:http2';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { start, postern, run, freePort, tmpdir, rmrf, waitUntil, sleep, stopAll } from './lib/proc.mjs';
@@ -394,6 +395,47 @@ describe('postern edge', () => {
     const n = await connect({ connectorId: 'rot4', slot: 0, token: fresh });
     assert.equal(n.reply.ok, true);
     tun.token = fresh;
+  });
+
+  it('survives clients and connectors dying mid-stream, and its gauges return to zero', async () => {
+    for (const c of conns) c.close();
+    // Connector streams: refuse, reset, send a lot then end, or echo.
+    const chaos = (st) => {
+      const r = Math.random();
+      if (r < 0.1) { st.respond({ ':status': 503 }); st.end(); return; }
+      if (r < 0.2) { st.close(http2constants.NGHTTP2_CANCEL); return; }
+      st.respond({ ':status': 200 });
+      if (r < 0.4) { st.on('error', () => {}); st.write(Buffer.alloc(300000, 1)); st.end(); return; }
+      st.pipe(st);
+    };
+    const cs = [];
+    for (let i = 0; i < 3; i++) cs.push(await connect({ connectorId: 'chaos', slot: i, onStream: chaos }));
+    const one = () => new Promise((resolve) => {
+      const s = net.connect(ports.client, '127.0.0.1');
+      s.on('error', () => {});
+      s.on('data', () => {});
+      s.on('close', resolve);
+      s.write(clientHello(`x.${tun.domain}`));
+      const r = Math.random();
+      if (r < 0.3) s.write(Buffer.alloc(200000, 2));
+      if (r < 0.5) setTimeout(() => s.end(), Math.random() * 50);
+      else if (r < 0.8) setTimeout(() => s.destroy(), Math.random() * 50);
+      else setTimeout(() => s.destroy(), 300);
+    });
+    for (let round = 0; round < 6; round++) {
+      await Promise.all(Array.from({ length: 40 }, one));
+      if (round === 2) cs[0].socket.destroy(); // a connector vanishes mid-stream
+    }
+    for (const c of cs) c.close();
+    await waitUntil(async () => {
+      const m = await metrics(ports.metrics);
+      return /postern_edge_client_connections\{entry="sni"\} 0\n/.test(m) && /postern_edge_streams_active\{[^}]*\} 0\n/.test(m) &&
+        /postern_edge_connector_connections\{[^}]*\} 0\n/.test(m);
+    }, 10000, 100, 'gauges back to zero');
+    await connect({ connectorId: 'after-chaos', slot: 0 });
+    const r = await viaSni();
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^route /);
   });
 
   it('enforces client_allowed_ips at accept', async () => {
