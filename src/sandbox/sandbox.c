@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <linux/openat2.h>
 #include <poll.h>
 #include <sched.h>
@@ -457,10 +458,6 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		    !(hide[n] = strdup(home)))
 			goto oom;
 	}
-	const struct sock_fprog *prog = sbxsc_program(err, errlen);
-	if (!prog)
-		goto fail;
-
 	what = "open image";
 	if ((img = open(c.image, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		goto sys;
@@ -474,12 +471,6 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 				log_warn("msg=\"protected path left unprotected\" path=%s err=%d", *p, -r);
 		}
 	}
-
-	char name[64];
-	snprintf(name, sizeof name, "postern-%d-%u", (int)getpid(), atomic_fetch_add(&session_counter, 1) + 1);
-	struct cgr_limits lim = { c.memory_bytes, c.pids, c.cpu_millis };
-	if (!(s->cg = cgr_new(c.cgroup_parent, name, &lim, c.flags & SBX_F_NO_CGROUP)))
-		goto oom;
 
 	what = "socketpair";
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
@@ -497,9 +488,6 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		.hide = (const char *const *)hide,
 		.protect = c.protected_paths ? c.protected_paths : default_protect,
 		.env = env,
-		.seccomp = prog,
-		.rlimit_as = cgr_kind_of(s->cg, CGR_MEMORY) == CGR_NONE,
-		.rlimit_nproc = cgr_kind_of(s->cg, CGR_PIDS) == CGR_NONE,
 		.memory_bytes = c.memory_bytes,
 		.pids = c.pids,
 	};
@@ -519,10 +507,23 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 	sv[1] = -1;
 	s->ctl = sv[0];
 	sv[0] = -1;
+	/* The init builds its root meanwhile; it forks nothing before SBXP_GO, so the cgroups are in place
+	 * before any command exists. */
+	char name[64];
+	snprintf(name, sizeof name, "postern-%d-%u", (int)getpid(), atomic_fetch_add(&session_counter, 1) + 1);
+	struct cgr_limits lim = { c.memory_bytes, c.pids, c.cpu_millis };
+	if (!(s->cg = cgr_new(c.cgroup_parent, name, &lim, c.flags & SBX_F_NO_CGROUP)))
+		goto oom;
 	if (cgr_attach(s->cg, s->init_pid) < 0)
-		log_warn("msg=\"cgroup attach failed; those limits fall back to rlimits only for later sessions\"");
+		log_warn("msg=\"cgroup attach failed; rlimits stand in\"");
+	const struct sock_fprog *prog = sbxsc_program(err, errlen);
+	if (!prog)
+		goto fail;
+	int go = (cgr_kind_of(s->cg, CGR_MEMORY) == CGR_NONE ? SBXP_GO_RLIMIT_AS : 0) |
+		 (cgr_kind_of(s->cg, CGR_PIDS) == CGR_NONE ? SBXP_GO_RLIMIT_NPROC : 0);
 	what = "start";
-	if ((e = sbxp_send(s->ctl, SBXP_GO, 0, 0, 0, NULL, 0, NULL, 0)) < 0)
+	if ((e = sbxp_send(s->ctl, SBXP_GO, 0, go, 0, prog->filter, (uint32_t)(prog->len * sizeof(struct sock_filter)),
+			   NULL, 0)) < 0)
 		goto sys_e;
 	{
 		struct sbxp_hdr h;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "commands.h"
@@ -261,15 +262,48 @@ static int cmp_dbl(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* bench-warm N [CMD...]: one sandbox, N runs of CMD (default /bin/true); prints the median in µs. */
+/* The same loop without a sandbox: fork, execve, waitpid. */
+static int bench_plain(int n, const char *const *av)
+{
+	double *t = calloc((size_t)n, sizeof *t);
+	extern char **environ;
+	if (!t)
+		return 1;
+	for (int i = 0; i < n; i++) {
+		double t0 = ts_us();
+		pid_t p = fork();
+		if (p == 0) {
+			execve(av[0], (char *const *)av, environ);
+			_exit(127);
+		}
+		int st;
+		if (p < 0 || waitpid(p, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st)) {
+			free(t);
+			return 1;
+		}
+		t[i] = ts_us() - t0;
+	}
+	qsort(t, (size_t)n, sizeof *t, cmp_dbl);
+	printf("{\"runs\":%d,\"median_us\":%.1f,\"p10_us\":%.1f,\"p90_us\":%.1f}\n", n, t[n / 2], t[n / 10],
+	       t[n * 9 / 10]);
+	free(t);
+	return 0;
+}
+
+/* bench-warm N [--plain] [CMD...]: one sandbox, N runs of CMD (default /bin/true); prints the median in
+ * µs. --plain: the same loop with fork/execve/waitpid and no sandbox, for the ratio. */
 static int bench_warm(int argc, char **argv)
 {
 	int n = argc > 1 ? atoi(argv[1]) : 1000;
 	char err[512];
 	static const char *const dflt[] = { "/bin/true", NULL };
-	const char *const *av = argc > 2 ? (const char *const *)argv + 2 : dflt;
+	bool plain = argc > 2 && !strcmp(argv[2], "--plain");
+	int first = plain ? 3 : 2;
+	const char *const *av = argc > first ? (const char *const *)argv + first : dflt;
 	if (n < 1 || n > 1000000)
 		return 2;
+	if (plain)
+		return bench_plain(n, av);
 	sbx_config c;
 	sbx_config_init(&c);
 	c.flags = SBX_F_QUIET;
@@ -302,6 +336,45 @@ static int bench_warm(int argc, char **argv)
 	return rc;
 }
 
+/* bench-cold N [--no-cgroup]: N times sbx_new + run /bin/true + sbx_free in this process (what a worker
+ * pays per new session, without the binary's own start); prints the median in µs. */
+static int bench_cold(int argc, char **argv)
+{
+	int n = argc > 1 ? atoi(argv[1]) : 200;
+	bool nocg = argc > 2 && !strcmp(argv[2], "--no-cgroup");
+	char err[512];
+	static const char *const av[] = { "/bin/true", NULL };
+	if (n < 1 || n > 100000)
+		return 2;
+	double *t = calloc((size_t)n, sizeof *t);
+	int rc = t ? 0 : 1;
+	for (int i = 0; !rc && i < n; i++) {
+		sbx_config c;
+		sbx_config_init(&c);
+		c.flags = SBX_F_QUIET | (nocg ? SBX_F_NO_CGROUP : 0);
+		double t0 = ts_us();
+		sbx *s = sbx_new(&c, err, sizeof err);
+		sbx_cmd cmd = { .argv = av };
+		sbx_result r;
+		if (!s || sbx_run(s, &cmd, &r) < 0 || r.exit_code != 0) {
+			fprintf(stderr, "bench-cold: %s\n", s ? "run failed" : err);
+			rc = 1;
+		} else {
+			sbx_result_free(&r);
+		}
+		sbx_free(s);
+		if (!rc)
+			t[i] = ts_us() - t0;
+	}
+	if (!rc) {
+		qsort(t, (size_t)n, sizeof *t, cmp_dbl);
+		printf("{\"runs\":%d,\"median_us\":%.1f,\"p10_us\":%.1f,\"p90_us\":%.1f}\n", n, t[n / 2], t[n / 10],
+		       t[n * 9 / 10]);
+	}
+	free(t);
+	return rc;
+}
+
 /* Sum of Pss and Private_* of a process, in kB (from smaps_rollup). */
 static void proc_mem(int pid, long *pss, long *priv)
 {
@@ -328,6 +401,25 @@ static long self_rss_kb(void)
 	return pss;
 }
 
+static long meminfo_kb(const char *key)
+{
+	char line[256];
+	long v = 0;
+	FILE *f = fopen("/proc/meminfo", "re");
+	while (f && fgets(line, sizeof line, f))
+		if (!strncmp(line, key, strlen(key)))
+			v = atol(line + strlen(key));
+	if (f)
+		fclose(f);
+	return v;
+}
+
+/* Kernel-side memory: slab (namespaces, mounts, inodes), kernel stacks, page tables. */
+static long kernel_kb(void)
+{
+	return meminfo_kb("Slab:") + meminfo_kb("KernelStack:") + meminfo_kb("PageTables:");
+}
+
 /* bench-idle N: N idle sessions; prints per-session host memory (init PSS / private, and our own growth). */
 static int bench_idle(int argc, char **argv)
 {
@@ -338,7 +430,7 @@ static int bench_idle(int argc, char **argv)
 	sbx **v = calloc((size_t)n, sizeof *v);
 	if (!v)
 		return 1;
-	long before = self_rss_kb();
+	long before = self_rss_kb(), avail0 = meminfo_kb("MemAvailable:"), kern0 = kernel_kb();
 	double t0 = ts_us();
 	int made = 0, rc = 0;
 	for (; made < n; made++) {
@@ -359,12 +451,12 @@ static int bench_idle(int argc, char **argv)
 		pss += a;
 		priv += b;
 	}
-	long after = self_rss_kb();
+	long after = self_rss_kb(), avail1 = meminfo_kb("MemAvailable:"), kern1 = kernel_kb();
 	if (made)
 		printf("{\"sessions\":%d,\"create_ms_each\":%.3f,\"init_pss_kb_each\":%.1f,\"init_private_kb_each\":%.1f,"
-		       "\"host_process_growth_kb_each\":%.1f}\n",
+		       "\"host_process_growth_kb_each\":%.1f,\"kernel_kb_each\":%.1f,\"memavailable_drop_kb_each\":%.1f}\n",
 		       made, (t1 - t0) / 1000.0 / made, (double)pss / made, (double)priv / made,
-		       (double)(after - before) / made);
+		       (double)(after - before) / made, (double)(kern1 - kern0) / made, (double)(avail0 - avail1) / made);
 	for (int i = 0; i < made; i++)
 		sbx_free(v[i]);
 	free(v);
@@ -384,6 +476,8 @@ int sandbox_main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "bench-warm"))
 		return bench_warm(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "bench-cold"))
+		return bench_cold(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "bench-idle"))
 		return bench_idle(argc - 1, argv + 1);
 	fprintf(stderr, "postern sandbox: unknown subcommand '%s' (run, serve)\n", argv[1]);

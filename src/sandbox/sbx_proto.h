@@ -13,7 +13,7 @@
 
 enum sbxp_type {
 	/* host -> init */
-	SBXP_GO = 1,    /* cgroups attached: start building the root */
+	SBXP_GO = 1,    /* cgroups attached; a = SBXP_GO_* flags; payload: the seccomp BPF program */
 	SBXP_EXEC,      /* id; a = flags (SBXP_EXEC_STDIN); payload: argc, envc (u32), cwd, args, env (NUL-sep); fds */
 	SBXP_KILL,      /* id; a = signal: the command's process group */
 	SBXP_KILLALL,   /* every process but the init */
@@ -31,6 +31,8 @@ enum sbxp_type {
 };
 
 #define SBXP_EXEC_STDIN 1
+#define SBXP_GO_RLIMIT_AS 1    /* no memory cgroup: RLIMIT_AS = memory_bytes in commands */
+#define SBXP_GO_RLIMIT_NPROC 2 /* no pids cgroup: RLIMIT_NPROC = pids in commands */
 
 struct sbxp_hdr {
 	uint32_t type;
@@ -53,14 +55,12 @@ struct sbxi_params {
 	const char *const *hide;       /* absolute sandbox paths */
 	const char *const *protect;    /* relative to the workspace; trailing '/' = directory */
 	char *const *env;              /* session environment */
-	const void *seccomp;           /* struct sock_fprog * */
-	bool rlimit_as;                /* set RLIMIT_AS = memory_bytes in commands */
-	bool rlimit_nproc;             /* set RLIMIT_NPROC = pids in commands */
 	uint64_t memory_bytes;
 	unsigned pids;
 };
 
-/* Runs in the cloned child: builds the sandbox, then serves. Never returns. Uses no malloc and no stdio:
+/* Runs in the cloned child: builds the sandbox (while the host sets up cgroups and compiles the seccomp
+ * program in parallel), waits for SBXP_GO, then serves. Never returns. Uses no malloc and no stdio:
  * the host may be multithreaded and the clone copies whatever locks other threads held. */
 void sbxi_main(const struct sbxi_params *p) __attribute__((noreturn));
 

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
 #include <linux/securebits.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -40,6 +41,9 @@ static struct {
 	pid_t pid;
 } cmds[MAX_CMDS];
 static int killall_pending;
+static bool rlimit_as, rlimit_nproc;
+static struct sock_filter bpf[SBXP_MAX_PAYLOAD / sizeof(struct sock_filter)];
+static struct sock_fprog prog;
 
 static void __attribute__((noreturn, format(printf, 2, 3))) fail(int err, const char *fmt, ...)
 {
@@ -361,11 +365,11 @@ static void __attribute__((noreturn)) child(char **argv, char **envp, const char
 	}
 	struct rlimit rl = { 0, 0 };
 	setrlimit(RLIMIT_CORE, &rl);
-	if (P->rlimit_as) {
+	if (rlimit_as) {
 		rl.rlim_cur = rl.rlim_max = P->memory_bytes;
 		setrlimit(RLIMIT_AS, &rl);
 	}
-	if (P->rlimit_nproc) {
+	if (rlimit_nproc) {
 		rl.rlim_cur = rl.rlim_max = P->pids;
 		setrlimit(RLIMIT_NPROC, &rl);
 	}
@@ -574,7 +578,7 @@ static void __attribute__((noreturn)) serve(void)
 		fail(errno, "init setup: %s", strerror(errno));
 	/* The init takes the commands' filter itself: every command inherits it through vfork without a
 	 * per-command attach (and BPF JIT), and the init's own surface shrinks to the same allowlist. */
-	int rc = sbxsc_install(P->seccomp);
+	int rc = sbxsc_install(&prog);
 	if (rc < 0)
 		fail(-rc, "seccomp: %s", strerror(-rc));
 	/* Our root goes to the host for the file tools: /proc/1/root would need ptrace rights over us. */
@@ -647,10 +651,16 @@ void sbxi_main(const struct sbxi_params *params)
 	sigprocmask(SIG_SETMASK, &chld, NULL);
 	(void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 
+	setup();
 	struct sbxp_hdr h;
 	int fds[2], nfds = 2;
-	if (sbxp_recv(P->ctl, &h, msgbuf, fds, &nfds, 0) <= 0 || h.type != SBXP_GO)
+	if (sbxp_recv(P->ctl, &h, msgbuf, fds, &nfds, 0) <= 0 || h.type != SBXP_GO || nfds ||
+	    !h.len || h.len % sizeof(struct sock_filter) || h.len > sizeof bpf)
 		_exit(1);
-	setup();
+	memcpy(bpf, msgbuf, h.len);
+	prog.len = (unsigned short)(h.len / sizeof(struct sock_filter));
+	prog.filter = bpf;
+	rlimit_as = h.a & SBXP_GO_RLIMIT_AS;
+	rlimit_nproc = h.a & SBXP_GO_RLIMIT_NPROC;
 	serve();
 }

@@ -4,6 +4,7 @@
 #ifndef POSTERN_SECCOMP_POLICY_H
 #define POSTERN_SECCOMP_POLICY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct sock_fprog;
@@ -13,9 +14,12 @@ const char *const *sbxsc_allowed(void);
 /* System calls that must never be allowed (checked by the unit test against the allowlist). */
 const char *const *sbxsc_forbidden(void);
 
-/* Builds (once per process; thread-safe) and returns the compiled program; NULL on failure.
- * The storage is static and lives until exit. */
+/* The compiled program: the one libseccomp produced at build time (build/<flavour>/gen/sbxsc_bpf.inc),
+ * else compiled now (once per process; thread-safe). NULL on failure. Static storage. */
 const struct sock_fprog *sbxsc_program(char *err, size_t errlen);
+/* Always compiled now with libseccomp (the unit test checks that it equals the build-time one). */
+const struct sock_fprog *sbxsc_program_runtime(char *err, size_t errlen);
+bool sbxsc_prebuilt(void);
 /* Installs prog in the calling thread (no_new_privs must already be set). 0 or -errno. Async-signal-safe. */
 int sbxsc_install(const struct sock_fprog *prog);
 

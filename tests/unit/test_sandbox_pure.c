@@ -9,6 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <linux/filter.h>
 #include <seccomp.h>
 
 #include "sandbox/cgroup.h"
@@ -60,6 +61,12 @@ static void test_seccomp_program_builds(void **st)
 	const struct sock_fprog *p = sbxsc_program(err, sizeof err);
 	assert_non_null(p);
 	assert_true(sbxsc_program(err, sizeof err) == p); /* built once */
+	/* The build-time program is exactly what libseccomp produces now from the same table. */
+	const struct sock_fprog *rt = sbxsc_program_runtime(err, sizeof err);
+	assert_non_null(rt);
+	assert_true(sbxsc_prebuilt());
+	assert_int_equal(p->len, rt->len);
+	assert_memory_equal(p->filter, rt->filter, rt->len * sizeof rt->filter[0]);
 }
 
 static const char *mountinfo =
