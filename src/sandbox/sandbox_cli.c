@@ -14,9 +14,10 @@
 #include "commands.h"
 #include "core/cfg.h"
 #include "core/log.h"
+#include "sandbox/egress_proxy.h"
 
-#define PROXY_ADDR "127.0.0.1"
-#define PROXY_PORT 3128
+#define PROXY_ADDR EGX_PROXY_ADDR
+#define PROXY_PORT EGX_PROXY_PORT
 
 static void usage(FILE *f)
 {
@@ -178,15 +179,9 @@ static int run_main(int argc, char **argv)
 	}
 	if (o.quiet)
 		log_set_level(LOG_WARN);
-	if (o.n_allow) {
-		static const char *const proxy_env[] = {
-			"HTTP_PROXY=http://" PROXY_ADDR ":3128", "HTTPS_PROXY=http://" PROXY_ADDR ":3128",
-			"http_proxy=http://" PROXY_ADDR ":3128", "https_proxy=http://" PROXY_ADDR ":3128",
-			"NO_PROXY=localhost,127.0.0.1,::1", "no_proxy=localhost,127.0.0.1,::1",
-		};
-		for (size_t i = 0; i < sizeof proxy_env / sizeof proxy_env[0]; i++)
-			env_set[ne++] = proxy_env[i];
-	}
+	if (o.n_allow) /* the proxy module decides the variables (and NO_PROXY) */
+		for (const char *const *e = egx_proxy_env(); *e && ne < 8; e++)
+			env_set[ne++] = *e;
 	for (size_t i = 0; i < o.n_env; i++)
 		env_set[ne++] = o.env[i];
 	env_set[ne] = NULL;

@@ -286,6 +286,25 @@ for (const unpriv of [false, true]) {
       }
     });
 
+    test('run --allow-domain: the proxy socket inside the namespace is the only way out', async () => {
+      const http = await import('node:http');
+      const srv = http.createServer((req, res) => res.end(`hello-from-host ${req.url}\n`));
+      await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+      const port = srv.address().port;
+      try {
+        const r = await sbx(mode, ['--allow-domain', `127.0.0.1:${port}`, '--', 'sh', '-c',
+          `curl -s --noproxy '' -x "$HTTP_PROXY" http://127.0.0.1:${port}/via-proxy; ` +
+          'curl -s -D - -o /dev/null http://not-allowed.invalid/ | grep -i x-proxy-error; ' +
+          `curl -s --noproxy '*' -m 3 http://127.0.0.1:${port}/direct; echo direct_rc=$?`]);
+        assert.match(r.stdout, /^hello-from-host \/via-proxy\n/);
+        assert.match(r.stdout, /X-Proxy-Error: reserved-name/i);
+        assert.match(r.stdout, /direct_rc=7\n$/); // connection refused: the host's loopback is not there
+        assert.doesNotMatch(r.stdout, /\/direct/);
+      } finally {
+        srv.close();
+      }
+    });
+
     test('filesystem: read-only image, secrets hidden, /proc/sys read-only, tmpfs /tmp capped', async () => {
       const r = await sbx(mode, ['--tmp', '8M', '--', 'sh', '-c',
         'touch /usr/x 2>&1; echo 1 > /proc/sys/kernel/domainname 2>&1 || echo procsys=ro; wc -c < /etc/shadow; ls -A /root | wc -l;' +
