@@ -181,6 +181,21 @@ static json_t *do_initialize(mcps *m, json_t *id, json_t *params)
 	return res ? mk_result(id, res) : NULL;
 }
 
+static json_t *call_response(json_t *id, json_t *name, int rc, json_t *res)
+{
+	if (rc == -ENOENT) {
+		char msg[200];
+		json_decref(res);
+		snprintf(msg, sizeof msg, "Unknown tool: %.128s", name ? json_string_value(name) : "?");
+		return mk_error(id, RPC_INVALID_PARAMS, msg, NULL);
+	}
+	if (rc < 0 || !json_is_object(res)) {
+		json_decref(res);
+		return mk_error(id, RPC_INTERNAL, "tool failed to produce a result", NULL);
+	}
+	return mk_result(id, res);
+}
+
 static json_t *do_tools_call(mcps *m, json_t *id, json_t *params)
 {
 	json_t *name = json_object_get(params, "name");
@@ -194,21 +209,31 @@ static json_t *do_tools_call(mcps *m, json_t *id, json_t *params)
 		return mk_error(id, RPC_INVALID_PARAMS, "tools/call: params.arguments must be an object", NULL);
 	if (!args || json_is_null(args))
 		args = own = json_object();
+	if (m->c.start) {
+		json_incref(id);
+		if (!own)
+			json_incref(args);
+		rc = m->c.start(m->c.ud, id, json_string_value(name), args);
+		if (rc == 0)
+			return NULL;
+		/* Refused: the references stay ours. */
+		json_decref(args);
+		json_decref(id);
+		if (rc == -ENOENT)
+			return call_response(id, name, rc, NULL);
+		return mk_error(id, RPC_INTERNAL, "too many tool calls pending; retry later", NULL);
+	}
 	if (!m->c.call)
 		rc = -ENOENT;
 	else
 		rc = m->c.call(m->c.ud, json_string_value(name), args, &res);
 	json_decref(own);
-	if (rc == -ENOENT) {
-		char msg[200];
-		snprintf(msg, sizeof msg, "Unknown tool: %.128s", json_string_value(name));
-		return mk_error(id, RPC_INVALID_PARAMS, msg, NULL);
-	}
-	if (rc < 0 || !json_is_object(res)) {
-		json_decref(res);
-		return mk_error(id, RPC_INTERNAL, "tool failed to produce a result", NULL);
-	}
-	return mk_result(id, res);
+	return call_response(id, name, rc, res);
+}
+
+int mcps_complete(mcps *m, json_t *id, int rc, json_t *result)
+{
+	return emit(m, call_response(id, NULL, rc, result));
 }
 
 /* Handles one parsed message; returns the response (NULL for notifications and responses). */
@@ -243,6 +268,11 @@ static json_t *dispatch(mcps *m, json_t *msg, bool *err)
 	if (!id) {
 		if (strcmp(meth, "notifications/initialized") == 0)
 			m->ready = true;
+		if (strcmp(meth, "notifications/cancelled") == 0 && m->c.cancel && json_is_object(params)) {
+			json_t *rid = json_object_get(params, "requestId");
+			if (json_is_string(rid) || json_is_integer(rid))
+				m->c.cancel(m->c.ud, rid);
+		}
 		return NULL;
 	}
 	*err = true;

@@ -4,10 +4,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -152,7 +154,7 @@ struct ssv_session {
 	egx *proxy;
 	tool_session *tools;
 	int slot;
-	char failed[512]; /* why the sandbox could not be made (sticky for this session) */
+	int cancel_fd; /* readable when the client cancels the running call; -1 = none */
 };
 
 static int sb_spawn(void *ud, void **proc, int *in_fd, int *out_fd)
@@ -207,7 +209,13 @@ ssv_session *ssv_session_new(const struct ssv_opts *o, char *err, size_t errlen)
 		return NULL;
 	ss->o = *o;
 	ss->slot = -1;
+	ss->cancel_fd = -1;
 	return ss;
+}
+
+void ssv_set_cancel_fd(ssv_session *ss, int fd)
+{
+	ss->cancel_fd = fd;
 }
 
 static void teardown(ssv_session *ss)
@@ -301,6 +309,7 @@ static int make_sandbox(ssv_session *ss, char *err, size_t errlen)
 		.shell_wait = sb_wait,
 		.shell_free = sb_free,
 		.kill_all = sb_kill_all,
+		.cancel_fd = ss->cancel_fd >= 0 ? &ss->cancel_fd : NULL,
 		.ud = ss,
 	};
 	ss->tools = tool_session_new(&b);
@@ -337,6 +346,158 @@ int ssv_call(void *session, const char *tool, json_t *args, json_t **result)
 		}
 	}
 	return tool_call(ss->tools, tool, args, result);
+}
+
+/* ---- tool calls on a worker thread -------------------------------------------------------------------
+ * The stdio loop stays responsive while a tool runs: pings are answered and a notifications/cancelled
+ * for the running call kills its command (through the tools' cancel fd). Calls run one at a time, in order. */
+
+#define MAX_PENDING 8
+
+struct job {
+	json_t *id, *args;
+	char tool[16];
+	int rc;
+	json_t *result;
+	struct job *next;
+};
+
+struct runner {
+	ssv_session *ss;
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct job *q, *done, *running;
+	size_t pending; /* queued + running + done but not yet answered */
+	bool stop, started;
+	int done_fd, cancel_fd;
+};
+
+static void job_free(struct job *j)
+{
+	json_decref(j->id);
+	json_decref(j->args);
+	json_decref(j->result);
+	free(j);
+}
+
+static void append(struct job **list, struct job *j)
+{
+	j->next = NULL;
+	while (*list)
+		list = &(*list)->next;
+	*list = j;
+}
+
+static void *runner_main(void *arg)
+{
+	struct runner *r = arg;
+	uint64_t one = 1, junk;
+
+	for (;;) {
+		struct job *j;
+		pthread_mutex_lock(&r->mu);
+		while (!r->q && !r->stop)
+			pthread_cond_wait(&r->cv, &r->mu);
+		if (r->stop) {
+			pthread_mutex_unlock(&r->mu);
+			return NULL;
+		}
+		j = r->q;
+		r->q = j->next;
+		r->running = j;
+		pthread_mutex_unlock(&r->mu);
+		/* A cancel left over from a call that finished first must not hit this one. */
+		while (read(r->cancel_fd, &junk, sizeof junk) > 0)
+			;
+		j->rc = ssv_call(r->ss, j->tool, j->args, &j->result);
+		pthread_mutex_lock(&r->mu);
+		r->running = NULL;
+		append(&r->done, j);
+		pthread_mutex_unlock(&r->mu);
+		if (write(r->done_fd, &one, sizeof one) < 0)
+			log_error("msg=\"cannot wake the stdio loop\" err=\"%s\"", strerror(errno));
+	}
+}
+
+static int runner_start_call(void *ud, json_t *id, const char *tool, json_t *args)
+{
+	struct runner *r = ud;
+	static const char *const known[] = { "bash", "read", "write", "edit", "glob", "grep", NULL };
+	bool ok = false;
+	struct job *j;
+
+	for (const char *const *k = known; *k; k++)
+		ok |= !strcmp(*k, tool);
+	if (!ok)
+		return -ENOENT;
+	pthread_mutex_lock(&r->mu);
+	if (r->pending >= MAX_PENDING || !(j = calloc(1, sizeof *j))) {
+		pthread_mutex_unlock(&r->mu);
+		return -EBUSY;
+	}
+	j->id = id;
+	j->args = args;
+	snprintf(j->tool, sizeof j->tool, "%s", tool);
+	append(&r->q, j);
+	r->pending++;
+	pthread_cond_signal(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+	return 0;
+}
+
+static void runner_cancel(void *ud, json_t *rid)
+{
+	struct runner *r = ud;
+	uint64_t one = 1;
+	char qid[80];
+	char *ids = json_dumps(rid, JSON_ENCODE_ANY);
+
+	pthread_mutex_lock(&r->mu);
+	if (r->running && json_equal(r->running->id, rid)) {
+		if (write(r->cancel_fd, &one, sizeof one) < 0)
+			log_error("msg=\"cannot signal cancel\" err=\"%s\"", strerror(errno));
+		log_info("msg=\"tool call cancelled by the client\" id=%s state=running", log_quote(ids, qid, sizeof qid));
+	} else {
+		for (struct job **p = &r->q; *p; p = &(*p)->next)
+			if (json_equal((*p)->id, rid)) {
+				struct job *j = *p;
+				*p = j->next;
+				job_free(j);
+				r->pending--;
+				log_info("msg=\"tool call cancelled by the client\" id=%s state=queued",
+					 log_quote(ids, qid, sizeof qid));
+				break;
+			}
+	}
+	pthread_mutex_unlock(&r->mu);
+	free(ids);
+}
+
+/* Cancels what runs, drops what waits, joins the thread. */
+static void runner_stop(struct runner *r)
+{
+	uint64_t one = 1;
+	if (!r->started)
+		return;
+	pthread_mutex_lock(&r->mu);
+	r->stop = true;
+	if (r->running && write(r->cancel_fd, &one, sizeof one) < 0)
+		log_error("msg=\"cannot signal cancel\"");
+	while (r->q) {
+		struct job *j = r->q;
+		r->q = j->next;
+		job_free(j);
+	}
+	pthread_cond_signal(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+	pthread_join(r->th, NULL);
+	while (r->done) {
+		struct job *j = r->done;
+		r->done = j->next;
+		job_free(j);
+	}
+	r->started = false;
 }
 
 /* ---- stdio loop --------------------------------------------------------------------------------------- */
@@ -379,10 +540,12 @@ int sandbox_serve_main(int argc, char **argv)
 	json_t *tools = NULL;
 	mcps *m = NULL;
 	ssv_session *ss = NULL;
+	struct runner r = { .done_fd = -1, .cancel_fd = -1 };
 	sigset_t mask;
 	int sfd = -1, rc = 0;
 	uint64_t last;
 	const char *why = "stdin closed";
+	bool in_eof = false;
 
 	for (int i = 1; i < argc; i++)
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -400,38 +563,57 @@ int sandbox_serve_main(int argc, char **argv)
 	sigaddset(&mask, SIGHUP);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	r.done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	r.cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	tools = tool_list_json();
 	ss = ssv_session_new(&o, err, sizeof err);
+	if (ss)
+		ssv_set_cancel_fd(ss, r.cancel_fd);
+	r.ss = ss;
+	pthread_mutex_init(&r.mu, NULL);
+	pthread_cond_init(&r.cv, NULL);
 	struct mcps_config mc = {
 		.server_name = "postern-sandbox",
 		.server_version = POSTERN_VERSION,
 		.instructions = "Tools run inside an isolated sandbox; the workspace is at /workspace. Network access, "
 				"if any, goes through the HTTP proxy in HTTP_PROXY/HTTPS_PROXY.",
 		.tools = tools,
-		.call = ssv_call,
-		.ud = ss,
+		.start = runner_start_call,
+		.cancel = runner_cancel,
+		.ud = &r,
 	};
 	m = tools && ss ? mcps_new(&mc) : NULL;
-	if (!m || sfd < 0) {
-		fprintf(stderr, "postern sandbox serve: cannot start (out of memory or signalfd)\n");
+	if (!m || sfd < 0 || r.done_fd < 0 || r.cancel_fd < 0 || pthread_create(&r.th, NULL, runner_main, &r) != 0) {
+		fprintf(stderr, "postern sandbox serve: cannot start (out of memory, signalfd, eventfd or thread)\n");
 		rc = 1;
 		goto out;
 	}
+	r.started = true;
 	log_info("msg=\"sandbox MCP server ready\" transport=stdio idle_timeout_ms=%llu max_sandboxes=%u allow_domains=%zu",
 		 (unsigned long long)o.idle_ms, o.max_sandboxes, o.n_allow);
 	last = mono_ms();
 	for (;;) {
-		struct pollfd p[3] = { { STDIN_FILENO, POLLIN, 0 }, { sfd, POLLIN, 0 }, { ssv_poll_fd(ss), POLLIN, 0 } };
+		size_t pending;
+		pthread_mutex_lock(&r.mu);
+		pending = r.pending;
+		pthread_mutex_unlock(&r.mu);
+		/* The engine's control socket is the worker's while a call runs; pump it only when idle. */
+		struct pollfd p[4] = { { in_eof ? -1 : STDIN_FILENO, POLLIN, 0 },
+				       { sfd, POLLIN, 0 },
+				       { r.done_fd, POLLIN, 0 },
+				       { pending ? -1 : ssv_poll_fd(ss), POLLIN, 0 } };
 		uint64_t now = mono_ms(), deadline = last + o.idle_ms;
 		char buf[65536];
 		ssize_t n;
 		int pr;
 
-		if (now >= deadline) {
+		if (in_eof && pending == 0)
+			break;
+		if (pending == 0 && now >= deadline) {
 			why = "idle timeout";
 			break;
 		}
-		pr = poll(p, 3, (int)(deadline - now > 60000 ? 60000 : deadline - now));
+		pr = poll(p, 4, pending ? 60000 : (int)(deadline - now > 60000 ? 60000 : deadline - now));
 		if (pr < 0 && errno != EINTR) {
 			why = "poll failed";
 			rc = 1;
@@ -444,7 +626,32 @@ int sandbox_serve_main(int argc, char **argv)
 			why = "signal";
 			break;
 		}
-		if (p[2].fd >= 0 && (p[2].revents & (POLLIN | POLLHUP | POLLERR)))
+		if (p[2].revents & POLLIN) {
+			uint64_t v;
+			struct job *done;
+			if (read(r.done_fd, &v, sizeof v) < 0 && errno != EAGAIN)
+				log_error("msg=\"eventfd read failed\"");
+			pthread_mutex_lock(&r.mu);
+			done = r.done;
+			r.done = NULL;
+			pthread_mutex_unlock(&r.mu);
+			while (done) {
+				struct job *j = done;
+				done = j->next;
+				mcps_complete(m, j->id, j->rc, j->result);
+				j->result = NULL;
+				job_free(j);
+				pthread_mutex_lock(&r.mu);
+				r.pending--;
+				pthread_mutex_unlock(&r.mu);
+			}
+			last = mono_ms();
+			if (flush_out(m) < 0) {
+				why = "stdout closed";
+				break;
+			}
+		}
+		if (p[3].fd >= 0 && (p[3].revents & (POLLIN | POLLHUP | POLLERR)))
 			ssv_pump(ss);
 		if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
 			continue;
@@ -452,9 +659,15 @@ int sandbox_serve_main(int argc, char **argv)
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (n <= 0) {
+			/* Calls already sent are still answered (a client piping requests and closing stdin expects
+			 * them); a client that wants out sooner sends SIGTERM, which cancels. */
 			mcps_finish(m);
-			flush_out(m);
-			break;
+			if (flush_out(m) < 0) {
+				why = "stdout closed";
+				break;
+			}
+			in_eof = true;
+			continue;
 		}
 		last = mono_ms();
 		rc = mcps_feed(m, buf, (size_t)n);
@@ -468,15 +681,20 @@ int sandbox_serve_main(int argc, char **argv)
 			rc = 1;
 			break;
 		}
-		/* A long tool call is activity too: the idle clock starts when it returns. */
-		last = mono_ms();
 	}
 	log_info("msg=\"sandbox MCP server stopping\" reason=\"%s\"", why);
 out:
+	runner_stop(&r);
 	ssv_session_free(ss);
 	mcps_free(m);
 	json_decref(tools);
+	pthread_mutex_destroy(&r.mu);
+	pthread_cond_destroy(&r.cv);
 	if (sfd >= 0)
 		close(sfd);
+	if (r.done_fd >= 0)
+		close(r.done_fd);
+	if (r.cancel_fd >= 0)
+		close(r.cancel_fd);
 	return rc;
 }

@@ -31,6 +31,8 @@ int ssv_parse(int argc, char **argv, struct ssv_opts *o, char *err, size_t errle
 /* One MCP session bound to (at most) one sandbox. */
 typedef struct ssv_session ssv_session;
 ssv_session *ssv_session_new(const struct ssv_opts *o, char *err, size_t errlen);
+/* An fd (eventfd) that turns readable to cancel the running tool call; set before the first call. */
+void ssv_set_cancel_fd(ssv_session *s, int fd);
 /* Kills the sandbox (if any), the proxy, frees the slot. NULL is fine. */
 void ssv_session_free(ssv_session *s);
 /* mcps_call_fn for this session: creates the sandbox on first use. */

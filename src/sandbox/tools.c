@@ -19,6 +19,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <grp.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -243,7 +244,9 @@ char *tool_bash(tool_session *t, const char *cmd, size_t cmdlen, bool restart, u
 	ttx_frame_init(&fr, nonce);
 	deadline = now_ms() + timeout_ms;
 	for (;;) {
-		struct pollfd p[2] = { { t->shell_out, POLLIN, 0 }, { woff < wlen ? t->shell_in : -1, POLLOUT, 0 } };
+		struct pollfd p[3] = { { t->shell_out, POLLIN, 0 },
+				       { woff < wlen ? t->shell_in : -1, POLLOUT, 0 },
+				       { t->b.cancel_fd ? *t->b.cancel_fd : -1, POLLIN, 0 } };
 		uint64_t now = now_ms();
 		char buf[65536];
 		ssize_t n;
@@ -255,9 +258,16 @@ char *tool_bash(tool_session *t, const char *cmd, size_t cmdlen, bool restart, u
 			res = bash_result(&sink, note, is_error, true);
 			break;
 		}
-		rc = poll(p, 2, (int)(deadline - now < 1000 ? deadline - now : 1000));
+		rc = poll(p, 3, (int)(deadline - now < 1000 ? deadline - now : 1000));
 		if (rc < 0 && errno != EINTR)
 			break;
+		if (p[2].revents & POLLIN) {
+			shell_drop(t, true);
+			res = bash_result(&sink, "[cancelled by the client; the command's process group was killed and the "
+						 "shell restarts on the next call]",
+					  is_error, true);
+			break;
+		}
 		/* A shell that exited while a background job still holds its output pipe never gives EOF:
 		 * check for its exit on quiet ticks. */
 		if (rc == 0 && t->b.shell_wait(t->b.ud, t->shell, 0, &ws) == 1) {
@@ -334,11 +344,14 @@ static void ferr(struct fres *r, const char *fmt, ...)
 	text_add(&r->t, buf);
 }
 
-static void drop_privileges(void)
+static void drop_privileges(const struct tool_backend *b)
 {
 	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
 	struct __user_cap_data_struct d[2];
 
+	if (b->set_ids && (setgroups(0, NULL) != 0 || setresgid(b->gid, b->gid, b->gid) != 0 ||
+			   setresuid(b->uid, b->uid, b->uid) != 0))
+		_exit(122);
 	memset(d, 0, sizeof d);
 	/* Without capabilities the child has exactly the file access of the sandbox's own processes, which
 	 * run as the same uid with no capabilities. */
@@ -372,7 +385,7 @@ static char *run_file_tool(const tool_session *s, file_fn fn, json_t *args, bool
 	pid_t pid;
 	struct text out = { .limit = FILE_RESULT_CAP };
 	uint64_t deadline;
-	bool timed_out = false;
+	bool timed_out = false, cancelled = false;
 	char *clean;
 
 	*is_error = true;
@@ -387,7 +400,7 @@ static char *run_file_tool(const tool_session *s, file_fn fn, json_t *args, bool
 	if (pid == 0) {
 		struct fres r = { .t = { .limit = FILE_RESULT_CAP - 1 } };
 		close(pfd[0]);
-		drop_privileges();
+		drop_privileges(&s->b);
 		fn(s, args, &r);
 		char e = r.err ? 1 : 0;
 		write_all(pfd[1], &e, 1);
@@ -398,7 +411,7 @@ static char *run_file_tool(const tool_session *s, file_fn fn, json_t *args, bool
 	close(pfd[1]);
 	deadline = now_ms() + s->b.file_timeout_ms;
 	for (;;) {
-		struct pollfd p = { pfd[0], POLLIN, 0 };
+		struct pollfd p[2] = { { pfd[0], POLLIN, 0 }, { s->b.cancel_fd ? *s->b.cancel_fd : -1, POLLIN, 0 } };
 		uint64_t now = now_ms();
 		char buf[65536];
 		ssize_t n;
@@ -406,9 +419,13 @@ static char *run_file_tool(const tool_session *s, file_fn fn, json_t *args, bool
 			timed_out = true;
 			break;
 		}
-		if (poll(&p, 1, (int)(deadline - now)) < 0 && errno != EINTR)
+		if (poll(p, 2, (int)(deadline - now)) < 0 && errno != EINTR)
 			break;
-		if (!p.revents)
+		if (p[1].revents & POLLIN) {
+			cancelled = true;
+			break;
+		}
+		if (!p[0].revents)
 			continue;
 		n = read(pfd[0], buf, sizeof buf);
 		if (n < 0 && errno == EINTR)
@@ -418,13 +435,13 @@ static char *run_file_tool(const tool_session *s, file_fn fn, json_t *args, bool
 		text_addn(&out, buf, (size_t)n);
 	}
 	close(pfd[0]);
-	if (timed_out)
+	if (timed_out || cancelled)
 		kill(pid, SIGKILL);
 	while (waitpid(pid, &ws, 0) < 0 && errno == EINTR)
 		;
-	if (timed_out) {
+	if (timed_out || cancelled) {
 		free(out.p);
-		return dupf("file tool timed out after %u ms", s->b.file_timeout_ms);
+		return cancelled ? dupf("cancelled by the client") : dupf("file tool timed out after %u ms", s->b.file_timeout_ms);
 	}
 	if (out.len == 0 || !WIFEXITED(ws) || WEXITSTATUS(ws) != 0) {
 		free(out.p);

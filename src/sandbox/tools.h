@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include <jansson.h>
 
@@ -51,6 +52,16 @@ struct tool_backend {
 	void (*shell_free)(void *ud, void *proc);
 	/* Optional: kill every process of the sandbox (bash "restart"). */
 	int (*kill_all)(void *ud);
+	/* Optional: an fd that becomes readable when the client cancels the running call (the command's
+	 * process group or the file tool's worker is killed, as on a timeout). The caller clears it. */
+	const int *cancel_fd;
+	/* The host identity of the sandbox's processes: a root worker's file-tool child switches to it
+	 * (setgroups(0), setresgid, setresuid) so it has exactly their access and creates files with their
+	 * owner. false = keep ours (an unprivileged worker already is that user). Capabilities are dropped
+	 * either way. */
+	bool set_ids;
+	uid_t uid;
+	gid_t gid;
 	void *ud;
 };
 

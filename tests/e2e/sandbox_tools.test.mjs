@@ -72,7 +72,12 @@ async function connect(mode, { ws = mode.workspace(), slots = mode.slots(), args
     log: () => log,
     pid: transport.pid,
     initPid: () => { const m = log.match(/sandbox session started" init_pid=(\d+)/); return m ? Number(m[1]) : null; },
-    close: () => client.close(),
+    // Under ASan/UBSan a report lands on stderr: any is a failure.
+    close: async () => {
+      await client.close();
+      await sleep(50);
+      assert.doesNotMatch(log, /Sanitizer|runtime error:/, 'sanitizer report in the server log');
+    },
   };
 }
 
@@ -157,6 +162,25 @@ for (const unpriv of [false, true]) {
       await err(s, 'bash', {}, /'command' is required/);
       assert.match(await err(s, 'bash', { command: 'exit 4' }), /shell exited with code 4/);
       assert.equal(await bash(s, 'echo alive'), 'alive\n');
+    });
+
+    test('during a call pings are answered; a cancelled call kills its command', async () => {
+      const long = s.client.callTool({ name: 'bash', arguments: { command: 'sleep 3; echo slept' } }, undefined, { timeout: 30000 });
+      await sleep(300);
+      const t0 = Date.now();
+      await s.client.ping({ timeout: 5000 });
+      assert.ok(Date.now() - t0 < 1000, `ping took ${Date.now() - t0} ms while a tool ran`);
+      assert.equal((await long).content[0].text, 'slept\n');
+      const ac = new AbortController();
+      const cancelled = s.client.callTool({ name: 'bash', arguments: { command: 'echo started; sleep 120' } }, undefined,
+        { signal: ac.signal, timeout: 200000 });
+      await sleep(500);
+      ac.abort('test cancels');
+      await assert.rejects(cancelled);
+      const t1 = Date.now();
+      assert.equal(await bash(s, 'pgrep -x sleep | wc -l'), '0\n');
+      assert.ok(Date.now() - t1 < 5000);
+      await waitUntil(() => /tool call cancelled by the client" id="\d+" state=running/.test(s.log()), 5000, 50, 'cancel log');
     });
 
     test('read: whole file, line ranges, caps, errors', async () => {
@@ -286,8 +310,9 @@ for (const unpriv of [false, true]) {
     test('escape battery: directory swapped for a symlink while read and write run', async () => {
       await bash(s, 'mkdir -p race/d && echo inside > race/d/f');
       // Swap race/d between the real directory and a link to the host directory, as fast as possible.
-      await bash(s, `cd race && (while :; do mv d d.real; ln -s ${mode.hostdir} d; rm d; mv d.real d; done) >/dev/null 2>&1 & ` +
-        'echo $! > /tmp/racer.pid; cd /workspace');
+      // (Self-healing: a write may create race/d while it is briefly absent.)
+      await bash(s, `cd race && (while :; do mv -T d d.real && ln -s ${mode.hostdir} d && rm -f d && mv -T d.real d; ` +
+        '[ -d d.real ] && { rm -rf d; mv -T d.real d; }; done) >/dev/null 2>&1 & echo $! > /tmp/racer.pid; cd /workspace');
       const seen = { inside: 0, error: 0 };
       for (let i = 0; i < 150; i++) {
         const r = await call(s, 'read', { file_path: 'race/d/f' });
@@ -384,12 +409,14 @@ function rawSession(lines, extra = []) {
     const child = spawn(BIN, ['sandbox', 'serve', '--stdio', '--workspace', ws, '--slots-dir', path.join(ws, '.slots'), ...extra],
       { stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
+    let errlog = '';
     child.stdout.on('data', (c) => { out += c; });
-    child.stderr.on('data', () => {});
+    child.stderr.on('data', (c) => { errlog += c; });
     const t = setTimeout(() => { child.kill('SIGKILL'); reject(new Error('raw session timed out')); }, 30000);
-    child.on('exit', () => {
+    child.on('close', (code) => {
       clearTimeout(t);
       rmrf(ws);
+      if (/Sanitizer|runtime error:/.test(errlog) || code !== 0) { reject(new Error(`server exited ${code}: ${errlog}`)); return; }
       resolve(out.split('\n').filter(Boolean).map((l) => JSON.parse(l)));
     });
     for (const l of lines) child.stdin.write(typeof l === 'string' ? l + '\n' : JSON.stringify(l) + '\n');

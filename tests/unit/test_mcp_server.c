@@ -252,6 +252,73 @@ static void test_framing_and_cap(void **st)
 	mcps_free(m);
 }
 
+static json_t *pending_id, *pending_args, *cancelled;
+static int starts;
+
+static int a_start(void *ud, json_t *id, const char *tool, json_t *args)
+{
+	(void)ud;
+	if (strcmp(tool, "echo") != 0)
+		return -ENOENT;
+	if (pending_id)
+		return -EBUSY;
+	starts++;
+	pending_id = id;
+	pending_args = args;
+	return 0;
+}
+
+static void a_cancel(void *ud, json_t *rid)
+{
+	(void)ud;
+	json_decref(cancelled);
+	cancelled = json_incref(rid);
+}
+
+static void test_async_calls(void **st)
+{
+	struct mcps_config c = { .tools = tools, .start = a_start, .cancel = a_cancel };
+	mcps *m = mcps_new(&c);
+	json_t *r;
+	size_t len;
+	(void)st;
+	init(m, "2025-11-25");
+	/* Started, not answered yet; a ping meanwhile is answered at once. */
+	assert_null(rt(m, "{\"jsonrpc\":\"2.0\",\"id\":\"c1\",\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":\"x\"}}}"));
+	assert_int_equal(starts, 1);
+	assert_string_equal(json_string_value(json_object_get(pending_args, "text")), "x");
+	r = rt(m, "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"ping\"}");
+	assert_int_equal(json_integer_value(json_object_get(r, "id")), 5);
+	json_decref(r);
+	/* Busy: refused at once; unknown tool: -32602 at once. */
+	r = rt(m, "{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\"}}");
+	assert_int_equal(err_code(r), -32603);
+	json_decref(r);
+	r = rt(m, "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\",\"params\":{\"name\":\"zzz\"}}");
+	assert_int_equal(err_code(r), -32602);
+	assert_non_null(strstr(json_string_value(json_object_get(json_object_get(r, "error"), "message")), "zzz"));
+	json_decref(r);
+	assert_null(rt(m, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":\"c1\",\"reason\":\"t\"}}"));
+	assert_string_equal(json_string_value(cancelled), "c1");
+	/* The answer comes when the caller completes it. */
+	assert_int_equal(mcps_complete(m, pending_id, 0, mcps_text_result("done", 4, false)), 0);
+	mcps_output(m, &len);
+	assert_true(len > 0);
+	r = rt(m, "");
+	assert_string_equal(json_string_value(json_object_get(r, "id")), "c1");
+	assert_non_null(json_object_get(r, "result"));
+	json_decref(r);
+	assert_int_equal(mcps_complete(m, pending_id, -ENOENT, NULL), 0);
+	r = rt(m, "");
+	assert_int_equal(err_code(r), -32602);
+	json_decref(r);
+	json_decref(pending_id);
+	json_decref(pending_args);
+	json_decref(cancelled);
+	pending_id = pending_args = cancelled = NULL;
+	mcps_free(m);
+}
+
 int main(void)
 {
 	tools = json_pack("[{s:s,s:s,s:{s:s}}]", "name", "echo", "description", "echo", "inputSchema", "type", "object");
@@ -261,6 +328,7 @@ int main(void)
 		cmocka_unit_test(test_tools),
 		cmocka_unit_test(test_batch_2025_03_26),
 		cmocka_unit_test(test_framing_and_cap),
+		cmocka_unit_test(test_async_calls),
 	};
 	int rc = cmocka_run_group_tests(t, NULL, NULL);
 	json_decref(tools);

@@ -453,6 +453,36 @@ static void test_glob_grep(void **st)
 	tool_session_free(t);
 }
 
+static void test_file_identity(void **state)
+{
+	struct tool_backend b = { .root_fd = root_fd, .cwd = "/", .shell_spawn = l_spawn, .shell_kill = l_kill,
+				  .shell_wait = l_wait, .shell_free = l_free, .file_timeout_ms = 5000,
+				  .set_ids = true, .uid = 65534, .gid = 65534 };
+	tool_session *t;
+	char p[600];
+	struct stat st;
+	(void)state;
+	if (geteuid() != 0) {
+		print_message("note: not root, identity switch not exercised\n");
+		return;
+	}
+	t = tool_session_new(&b);
+	put("root600.txt", "root only\n");
+	snprintf(p, sizeof p, "%s/root600.txt", root);
+	chmod(p, 0600);
+	snprintf(p, sizeof p, "%s/nob", root);
+	mkdir(p, 0755);
+	assert_int_equal(chown(p, 65534, 65534), 0);
+	expect(t, "read", "{\"file_path\":\"root600.txt\"}", true, "Permission denied");
+	expect(t, "write", "{\"file_path\":\"new-in-root.txt\",\"content\":\"x\"}", true, "Permission denied");
+	expect(t, "write", "{\"file_path\":\"nob/mine.txt\",\"content\":\"x\"}", false, NULL);
+	snprintf(p, sizeof p, "%s/nob/mine.txt", root);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_uid, 65534);
+	assert_int_equal(st.st_gid, 65534);
+	tool_session_free(t);
+}
+
 static void test_unknown_and_list(void **st)
 {
 	tool_session *t = mk();
@@ -478,6 +508,7 @@ int main(void)
 		cmocka_unit_test(test_escapes),
 		cmocka_unit_test(test_write_edit),
 		cmocka_unit_test(test_glob_grep),
+		cmocka_unit_test(test_file_identity),
 		cmocka_unit_test(test_unknown_and_list),
 	};
 	signal(SIGPIPE, SIG_IGN);
