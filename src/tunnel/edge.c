@@ -776,20 +776,32 @@ static void cconn_flush(struct cconn *cc)
 	if (!cc->h2 || cc->closing || cc->flushing)
 		return;
 	cc->flushing = true;
-	while (!tconn_over_high_water(cc->tc)) {
-		n = nghttp2_session_mem_send(cc->h2, &data);
-		if (n < 0) {
-			cc->flushing = false;
-			cconn_close(cc, nghttp2_strerror((int)n));
-			return;
+	/* Frames are gathered so that TLS and the socket see one write per batch, not one per frame. */
+	for (;;) {
+		static uint8_t batch[64 * 1024];
+		size_t blen = 0;
+		bool more = true;
+		while (blen < sizeof batch / 2 && (n = nghttp2_session_mem_send(cc->h2, &data)) != 0) {
+			if (n < 0) {
+				cc->flushing = false;
+				cconn_close(cc, nghttp2_strerror((int)n));
+				return;
+			}
+			if (blen + (size_t)n > sizeof batch) {
+				if ((blen && tconn_write(cc->tc, batch, blen) < 0) || tconn_write(cc->tc, data, (size_t)n) < 0)
+					goto fail;
+				blen = 0;
+				continue;
+			}
+			memcpy(batch + blen, data, (size_t)n);
+			blen += (size_t)n;
 		}
-		if (n == 0)
+		if (blen < sizeof batch / 2)
+			more = false;
+		if (blen && tconn_write(cc->tc, batch, blen) < 0)
+			goto fail;
+		if (!more || tconn_over_high_water(cc->tc))
 			break;
-		if (tconn_write(cc->tc, data, (size_t)n) < 0) {
-			cc->flushing = false;
-			cconn_close(cc, "write failed");
-			return;
-		}
 	}
 	cc->flushing = false;
 	/* Client reads that up_read freed room for; resuming may deliver data (and flush) at once. */
@@ -804,6 +816,10 @@ static void cconn_flush(struct cconn *cc)
 	}
 	if (!nghttp2_session_want_read(cc->h2) && !nghttp2_session_want_write(cc->h2))
 		cconn_close(cc, "HTTP/2 session finished");
+	return;
+fail:
+	cc->flushing = false;
+	cconn_close(cc, "write failed");
 }
 
 static int h2_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t namelen,
