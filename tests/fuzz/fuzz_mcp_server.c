@@ -20,6 +20,38 @@ static int stub_call(void *ud, const char *tool, json_t *args, json_t **result)
 	return 0;
 }
 
+/* Asynchronous mode: calls are parked here and completed after each feed. */
+static json_t *parked_id, *parked_args;
+
+static int stub_start(void *ud, json_t *id, const char *tool, json_t *args)
+{
+	(void)ud;
+	if (strcmp(tool, "bash") != 0)
+		return -ENOENT;
+	if (parked_id)
+		return -EBUSY;
+	parked_id = id;
+	parked_args = args;
+	return 0;
+}
+
+static void stub_cancel(void *ud, json_t *rid)
+{
+	(void)ud;
+	if (!json_is_string(rid) && !json_is_integer(rid))
+		abort();
+}
+
+static void complete_parked(mcps *m)
+{
+	if (!parked_id)
+		return;
+	mcps_complete(m, parked_id, 0, mcps_text_result("ok", 2, false));
+	json_decref(parked_id);
+	json_decref(parked_args);
+	parked_id = parked_args = NULL;
+}
+
 static void check_output(mcps *m)
 {
 	size_t len, i = 0;
@@ -52,6 +84,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!tools)
 		tools = json_pack("[{s:s,s:{s:s}}]", "name", "bash", "inputSchema", "type", "object");
 	c.tools = tools;
+	if (data[0] & 0x80) {
+		c.start = stub_start;
+		c.cancel = stub_cancel;
+	}
 	m = mcps_new(&c);
 	if (!m)
 		return 0;
@@ -59,10 +95,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	while (i < size) {
 		size_t n = size - i < chunk ? size - i : chunk;
 		mcps_feed(m, (const char *)data + i, n);
+		complete_parked(m);
 		check_output(m);
 		i += n;
 	}
 	mcps_finish(m);
+	complete_parked(m);
 	check_output(m);
 	mcps_free(m);
 	return 0;
