@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -59,6 +60,8 @@ struct sbx {
 	bool got_listen, got_killall, got_nprocs;
 	int listen_rc, listen_fd, killall_n, nprocs_n;
 	char *buf; /* SBXP_MAX_PAYLOAD + 1 */
+	uid_t file_uid;
+	gid_t file_gid;
 };
 
 struct sbx_proc {
@@ -338,7 +341,7 @@ static void free_strv(char **v)
 
 /* Creates a missing protected path in the workspace without following any symlink (the workspace
  * content is untrusted). 0, or -errno when it cannot be made safe (then it is not protected). */
-static int ensure_protected(int wsfd, const char *rel)
+static int ensure_protected(int wsfd, const char *rel, uid_t owner, gid_t group)
 {
 	char buf[1024];
 	if (snprintf(buf, sizeof buf, "%s", rel) >= (int)sizeof buf || buf[0] == '/' || strstr(buf, ".."))
@@ -376,6 +379,9 @@ static int ensure_protected(int wsfd, const char *rel)
 				if (f >= 0)
 					close(f);
 			}
+			/* A root caller creates them for the workspace's owner, like the rest of the workspace. */
+			if (geteuid() == 0 && fchownat(cur, comp, owner, group, AT_SYMLINK_NOFOLLOW) < 0)
+				log_debug("msg=\"chown protected path\" path=%s err=%d", comp, errno);
 		} else if (S_ISLNK(st.st_mode)) {
 			rc = -ELOOP;
 			break;
@@ -402,14 +408,129 @@ static const char *kind_name(enum cgr_kind k)
 
 static atomic_uint session_counter;
 
+struct idmap {
+	uid_t in_uid, run_uid;
+	gid_t in_gid, run_gid;
+};
+
+static int write_map(pid_t pid, const char *file, unsigned in, unsigned out)
+{
+	char path[64], val[64];
+	snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, file);
+	int n = snprintf(val, sizeof val, "%u %u 1\n", in, out);
+	int fd = open(path, O_WRONLY | O_CLOEXEC), rc = 0;
+	if (fd < 0 || write(fd, val, (size_t)n) != n)
+		rc = -errno;
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+/* Kills a half-started init and forgets it. */
+static void stop_init(sbx *s)
+{
+	if (s->ctl >= 0)
+		close(s->ctl);
+	if (s->pidfd >= 0) {
+		(void)pidfd_send_signal(s->pidfd, SIGKILL, NULL, 0);
+		siginfo_t si;
+		while (waitid(P_PIDFD, (id_t)s->pidfd, &si, WEXITED) < 0 && errno == EINTR)
+			;
+		close(s->pidfd);
+	}
+	s->ctl = s->pidfd = -1;
+	s->init_pid = 0;
+}
+
+/* Clones the init. With im (a root caller): maps it to im's unprivileged host ids and hands it the
+ * workspace as a tree idmapped to them; -EOPNOTSUPP when the workspace cannot be idmapped. */
+static int start_init(sbx *s, const sbx_config *c, struct sbxi_params *ip, const struct idmap *im, char *err,
+		      size_t errlen)
+{
+	int sv[2], pidfd = -1, uns = -1, tree = -1, rc = 0;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		snprintf(err, errlen, "socketpair: %s", strerror(errno));
+		return -errno;
+	}
+	/* The init keeps its end above stdio (it points 0-2 at /dev/null). */
+	if (sv[1] < 3) {
+		int hi = fcntl(sv[1], F_DUPFD_CLOEXEC, 3);
+		close(sv[1]);
+		sv[1] = hi;
+		if (hi < 0) {
+			close(sv[0]);
+			snprintf(err, errlen, "dup: %s", strerror(errno));
+			return -EMFILE;
+		}
+	}
+	ip->ctl = sv[1];
+	ip->host_maps = im != NULL;
+	if (im)
+		ip->uid = im->in_uid, ip->gid = im->in_gid;
+	long pid = syscall(SYS_clone,
+			   CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |
+				   CLONE_NEWCGROUP | CLONE_PIDFD | SIGCHLD,
+			   NULL, &pidfd, NULL, 0);
+	if (pid == 0)
+		sbxi_main(ip);
+	rc = -errno;
+	close(sv[1]);
+	if (pid < 0) {
+		close(sv[0]);
+		snprintf(err, errlen, "clone: %s", strerror(-rc));
+		return rc;
+	}
+	s->init_pid = (pid_t)pid;
+	s->pidfd = pidfd;
+	s->ctl = sv[0];
+	if (!im)
+		return 0;
+	char path[64];
+	if ((rc = write_map(s->init_pid, "uid_map", im->in_uid, im->run_uid)) < 0 ||
+	    (rc = write_map(s->init_pid, "gid_map", im->in_gid, im->run_gid)) < 0) {
+		snprintf(err, errlen, "id maps: %s", strerror(-rc));
+		goto fail;
+	}
+	if (c->workspace) {
+		snprintf(path, sizeof path, "/proc/%d/ns/user", (int)s->init_pid);
+		struct mount_attr a = { .attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV };
+		if ((uns = open(path, O_RDONLY | O_CLOEXEC)) < 0 ||
+		    (tree = open_tree(AT_FDCWD, c->workspace, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE)) < 0) {
+			rc = -errno;
+			snprintf(err, errlen, "workspace tree: %s", strerror(-rc));
+			goto fail;
+		}
+		a.userns_fd = (uint64_t)uns;
+		if (mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &a, sizeof a) < 0) {
+			snprintf(err, errlen, "idmapped workspace: %s", strerror(errno));
+			rc = -EOPNOTSUPP;
+			goto fail;
+		}
+	}
+	if ((rc = sbxp_send(s->ctl, SBXP_MAPS, 0, 0, 0, NULL, 0, tree >= 0 ? &tree : NULL, tree >= 0 ? 1 : 0)) < 0) {
+		snprintf(err, errlen, "start: %s", strerror(-rc));
+		goto fail;
+	}
+	goto out;
+fail:
+	stop_init(s);
+out:
+	if (uns >= 0)
+		close(uns);
+	if (tree >= 0)
+		close(tree);
+	return rc;
+}
+
 sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 {
 	sbx_config c = *cfg;
 	sbx *s = calloc(1, sizeof *s);
 	char **env = NULL, **hide = NULL;
-	int sv[2] = { -1, -1 }, img = -1, ws = -1;
+	int img = -1, ws = -1;
 	const char *what = "";
 	int e = 0;
+	struct stat wst = { 0 };
 
 	if (!s || !(s->buf = malloc(SBXP_MAX_PAYLOAD + 1))) {
 		snprintf(err, errlen, "out of memory");
@@ -463,21 +584,16 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		goto sys;
 	if (c.workspace) {
 		what = "open workspace";
-		if ((ws = open(c.workspace, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+		if ((ws = open(c.workspace, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0 || fstat(ws, &wst) < 0)
 			goto sys;
 		for (const char *const *p = c.protected_paths ? c.protected_paths : default_protect; *p; p++) {
-			int r = ensure_protected(ws, *p);
+			int r = ensure_protected(ws, *p, wst.st_uid, wst.st_gid);
 			if (r < 0)
 				log_warn("msg=\"protected path left unprotected\" path=%s err=%d", *p, -r);
 		}
 	}
 
-	what = "socketpair";
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-		goto sys;
-
 	struct sbxi_params ip = {
-		.ctl = sv[1],
 		.image = c.image,
 		.workspace = c.workspace,
 		.uid = geteuid(),
@@ -491,22 +607,20 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		.memory_bytes = c.memory_bytes,
 		.pids = c.pids,
 	};
-	int pidfd = -1;
-	what = "clone";
-	long pid = syscall(SYS_clone,
-			   CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |
-				   CLONE_NEWCGROUP | CLONE_PIDFD | SIGCHLD,
-			   NULL, &pidfd, NULL, 0);
-	if (pid == 0)
-		sbxi_main(&ip);
-	if (pid < 0)
-		goto sys;
-	s->init_pid = (pid_t)pid;
-	s->pidfd = pidfd;
-	close(sv[1]);
-	sv[1] = -1;
-	s->ctl = sv[0];
-	sv[0] = -1;
+	struct idmap im = { .in_uid = c.workspace ? wst.st_uid : 0, .in_gid = c.workspace ? wst.st_gid : 0,
+			    .run_uid = c.run_uid ? c.run_uid : 65534, .run_gid = c.run_gid ? c.run_gid : 65534 };
+	bool as_nobody = geteuid() == 0 && !(c.flags & SBX_F_ROOT_IDENTITY);
+	int rc = start_init(s, &c, &ip, as_nobody ? &im : NULL, err, errlen);
+	if (rc == -EOPNOTSUPP) {
+		log_warn("msg=\"workspace cannot be idmapped; the sandbox runs as host root with no capabilities\" "
+			 "reason=\"%s\"", err);
+		as_nobody = false;
+		rc = start_init(s, &c, &ip, NULL, err, errlen);
+	}
+	if (rc < 0)
+		goto fail;
+	s->file_uid = as_nobody ? im.run_uid : geteuid();
+	s->file_gid = as_nobody ? im.run_gid : getegid();
 	/* The init builds its root meanwhile; it forks nothing before SBXP_GO, so the cgroups are in place
 	 * before any command exists. */
 	char name[64];
@@ -570,10 +684,6 @@ fail:
 	sbx_free(s);
 	s = NULL;
 done:
-	if (sv[0] >= 0)
-		close(sv[0]);
-	if (sv[1] >= 0)
-		close(sv[1]);
 	if (img >= 0)
 		close(img);
 	if (ws >= 0)
@@ -961,6 +1071,12 @@ int sbx_netns_listen(sbx *s, const char *addr, int port, int *fd_out)
 int sbx_root_fd(const sbx *s)
 {
 	return s->root_fd;
+}
+
+void sbx_file_creds(const sbx *s, uid_t *uid, gid_t *gid)
+{
+	*uid = s->file_uid;
+	*gid = s->file_gid;
 }
 
 const char *sbx_mount_point(const sbx *s)

@@ -14,11 +14,16 @@
  *   init with SCM_RIGHTS, so stdout+stderr (merged) are read directly by the caller.
  *
  * Identity / uid
- *   Inside, processes run as the caller's own uid/gid (the single line of the uid_map maps the
- *   caller's euid to the same number, like bubblewrap), with no capabilities. Files a command writes
- *   in the workspace are therefore owned on the host by the caller's uid (root when the worker runs
- *   as root). Files written through sbx_root_fd() are written by the caller itself, with its uid:
- *   the same owner. Host paths holding credentials (`hide_paths`) are masked in the image view.
+ *   Started by an unprivileged user: processes run as that user (the single uid_map line maps the
+ *   caller's euid to the same number, like bubblewrap). Started as root: processes run as an
+ *   unprivileged host uid/gid (`run_uid`/`run_gid`, default 65534), seen inside as the workspace's
+ *   owner, and the workspace is an idmapped mount, so files written there land on disk owned by the
+ *   workspace's owner while the sandbox cannot use root's access to the rest of the host. (When the
+ *   workspace's filesystem cannot be idmapped, the session falls back to mapping root to itself, with
+ *   every capability dropped, and logs a warning; SBX_F_ROOT_IDENTITY asks for that mapping.)
+ *   sbx_file_creds() gives the host uid/gid that file operations through sbx_root_fd() must run as (in a
+ *   child: setgroups(0), setresgid, setresuid) to have the sandbox's access and create files with the
+ *   right owner. Host paths holding credentials (`hide_paths`) are masked in the image view.
  *
  * File tools (sbx_root_fd)
  *   sbx_root_fd() is an O_PATH directory fd of the sandbox's root as the init sees it (opened by the init
@@ -67,6 +72,7 @@ typedef struct sbx_proc sbx_proc;
 enum {
 	SBX_F_NO_CGROUP = 1u << 0, /* do not use cgroups even when available (rlimits only) */
 	SBX_F_QUIET = 1u << 1,     /* do not log the "limits in force" line */
+	SBX_F_ROOT_IDENTITY = 1u << 2, /* started as root: map root to itself instead of run_uid (see above) */
 };
 
 typedef struct sbx_config {
@@ -91,6 +97,8 @@ typedef struct sbx_config {
 	 * /run/secrets /var/run/secrets /var/lib/postern, plus the caller's $HOME. */
 	const char *const *hide_paths;
 	const char *cgroup_parent; /* delegated cgroup v2 directory to create the session's cgroup in */
+	uid_t run_uid;             /* started as root: host uid of the sandbox's processes; 0 = 65534 */
+	gid_t run_gid;             /* started as root: host gid; 0 = 65534 */
 	unsigned flags;            /* SBX_F_* */
 } sbx_config;
 
@@ -165,6 +173,8 @@ int sbx_netns_listen(sbx *s, const char *addr, int port, int *fd_out);
 
 /* O_PATH dirfd of the sandbox root (see header comment), owned by the sbx. */
 int sbx_root_fd(const sbx *s);
+/* Host uid/gid to run file operations through sbx_root_fd() as (see Identity above). */
+void sbx_file_creds(const sbx *s, uid_t *uid, gid_t *gid);
 const char *sbx_mount_point(const sbx *s);
 pid_t sbx_init_pid(const sbx *s); /* host pid of the init (for /proc/PID/ns/net and friends) */
 unsigned sbx_default_timeout_ms(const sbx *s);

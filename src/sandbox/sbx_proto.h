@@ -14,6 +14,7 @@
 enum sbxp_type {
 	/* host -> init */
 	SBXP_GO = 1,    /* cgroups attached; a = SBXP_GO_* flags; payload: the seccomp BPF program */
+	SBXP_MAPS,      /* (root caller) the host wrote our id maps; fd: the idmapped workspace tree, if any */
 	SBXP_EXEC,      /* id; a = flags (SBXP_EXEC_STDIN); payload: argc, envc (u32), cwd, args, env (NUL-sep); fds */
 	SBXP_KILL,      /* id; a = signal: the command's process group */
 	SBXP_KILLALL,   /* every process but the init */
@@ -47,8 +48,9 @@ struct sbxi_params {
 	int ctl;         /* control socket end */
 	const char *image;     /* opened by the init inside its mount namespace (mounts opened before the */
 	const char *workspace; /* clone belong to the host's namespace and cannot be cloned from); or NULL */
-	uid_t uid;
+	uid_t uid;       /* ids inside: the caller's own (self-mapped), or with host_maps the workspace owner's */
 	gid_t gid;
+	bool host_maps;  /* the host writes the maps and sends SBXP_MAPS (a root caller running us as nobody) */
 	const char *mount_point;
 	const char *hostname;
 	uint64_t tmp_bytes;

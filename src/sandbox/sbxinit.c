@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/securebits.h>
@@ -33,7 +34,7 @@
 #define MAX_CMDS 256
 
 static const struct sbxi_params *P;
-static int image_fd = -1, ws_fd = -1;
+static int image_fd = -1, ws_fd = -1, ws_tree = -1;
 static char msgbuf[SBXP_MAX_PAYLOAD + 1];
 
 static struct {
@@ -220,7 +221,7 @@ static void protect_paths(void)
 {
 	char path[4096];
 	const char *mp = P->mount_point;
-	if (ws_fd < 0)
+	if (!P->workspace)
 		return;
 	for (int pass = 0; pass < 2; pass++)
 		for (const char *const *r = P->protect; r && *r; r++) {
@@ -281,17 +282,32 @@ static void drop_caps(void)
 static void setup(void)
 {
 	char buf[128];
-	/* The single-line maps an unprivileged user may write for itself. */
-	write_proc("/proc/self/setgroups", "deny");
-	snprintf(buf, sizeof buf, "%u %u 1\n", (unsigned)P->uid, (unsigned)P->uid);
-	write_proc("/proc/self/uid_map", buf);
-	snprintf(buf, sizeof buf, "%u %u 1\n", (unsigned)P->gid, (unsigned)P->gid);
-	write_proc("/proc/self/gid_map", buf);
+	if (P->host_maps) {
+		/* A root host maps us to an unprivileged host uid and hands over the workspace as an idmapped
+		 * tree. The root caller's supplementary groups (gid 0 among them) must not come along. */
+		struct sbxp_hdr h;
+		int fds[2], nfds = 2;
+		if (sbxp_recv(P->ctl, &h, msgbuf, fds, &nfds, 0) <= 0 || h.type != SBXP_MAPS || nfds > 1)
+			_exit(1);
+		ws_tree = nfds ? fds[0] : -1;
+		/* Our credentials are still the host's root: take the mapped ids (capabilities in our user
+		 * namespace stay until drop_caps()). */
+		if (setgroups(0, NULL) < 0 || setresgid(P->gid, P->gid, P->gid) < 0 || setresuid(P->uid, P->uid, P->uid) < 0)
+			fail(errno, "switch to the mapped ids: %s", strerror(errno));
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0); /* a credential change cleared it */
+	} else {
+		/* The single-line maps an unprivileged user may write for itself. */
+		write_proc("/proc/self/setgroups", "deny");
+		snprintf(buf, sizeof buf, "%u %u 1\n", (unsigned)P->uid, (unsigned)P->uid);
+		write_proc("/proc/self/uid_map", buf);
+		snprintf(buf, sizeof buf, "%u %u 1\n", (unsigned)P->gid, (unsigned)P->gid);
+		write_proc("/proc/self/gid_map", buf);
+	}
 
 	mount_or_fail(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
 	if ((image_fd = open(P->image, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		fail(errno, "image %s: %s", P->image, strerror(errno));
-	if (P->workspace && (ws_fd = open(P->workspace, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+	if (P->workspace && ws_tree < 0 && (ws_fd = open(P->workspace, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
 		fail(errno, "workspace %s: %s", P->workspace, strerror(errno));
 	/* The new root is a small tmpfs over the host's /tmp in our private mount namespace; the image and the
 	 * workspace were opened as fds before, so nothing below is resolved through it. */
@@ -310,8 +326,12 @@ static void setup(void)
 
 	const char *mp = P->mount_point + 1; /* relative to the new root */
 	mkdir_p(mp, 0755);
-	if (ws_fd >= 0)
+	if (ws_tree >= 0) {
+		if (move_mount(ws_tree, "", AT_FDCWD, mp, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+			fail(errno, "attach workspace: %s", strerror(errno));
+	} else if (ws_fd >= 0) {
 		bind_tree(ws_fd, "", mp, true, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+	}
 	else
 		mount_or_fail("tmpfs", mp, "tmpfs", MS_NOSUID | MS_NODEV, buf);
 
@@ -333,6 +353,8 @@ static void setup(void)
 	close(image_fd);
 	if (ws_fd >= 0)
 		close(ws_fd);
+	if (ws_tree >= 0)
+		close(ws_tree);
 	drop_caps();
 	/* Commands share our uid: keep them out of /proc/1/mem and friends. */
 	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -649,6 +671,17 @@ void sbxi_main(const struct sbxi_params *params)
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
 	sigprocmask(SIG_SETMASK, &chld, NULL);
+	/* Only the control socket: the host's other fds (its end of our socketpair, its stdout...) would keep
+	 * us alive after it dies and hold its pipes open. */
+	if (P->ctl > 3)
+		syscall(SYS_close_range, 3, P->ctl - 1, 0);
+	syscall(SYS_close_range, P->ctl + 1, ~0u, 0);
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null >= 0) {
+		dup2(null, 0), dup2(null, 1), dup2(null, 2);
+		if (null > 2)
+			close(null);
+	}
 	(void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 
 	setup();

@@ -195,6 +195,22 @@ for (const unpriv of [false, true]) {
       assert.doesNotMatch(su.stdout, /rc=0/);
     });
 
+    test('the sandbox never holds host root: root-only files unreadable, unprivileged host uid', async () => {
+      const secret = `/var/tmp/sbx-secret-${process.pid}-${mode.unpriv ? 1 : 0}`;
+      writeFileSync(secret, 'topsecret\n', { mode: 0o600 });
+      try {
+        const r = await sbx(mode, ['--', 'sh', '-c', `cat ${secret}; cat /proc/self/uid_map /proc/self/gid_map`]);
+        assert.match(r.stdout, /Permission denied/);
+        assert.doesNotMatch(r.stdout, /topsecret/);
+        // started as root: inside uid 0 is host 65534; unprivileged: the caller's uid mapped to itself
+        const host = mode.unpriv ? NOBODY : 65534;
+        const inside = mode.unpriv ? NOBODY : 0;
+        assert.match(r.stdout, new RegExp(`^\\s*${inside}\\s+${host}\\s+1\\n\\s*${inside}\\s+${host}\\s+1\\n$`, 'm'));
+      } finally {
+        rmrf(secret);
+      }
+    });
+
     test('host processes are invisible in /proc; kill -9 -1 harms nothing outside', async () => {
       const marker = `4711.${process.pid}${mode.unpriv ? 1 : 0}`;
       const victim = mode.unpriv

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/openat2.h>
 #include <poll.h>
 #include <signal.h>
@@ -175,16 +176,44 @@ static int oat(int dfd, const char *path, int flags, mode_t mode)
 	return fd < 0 ? -errno : fd;
 }
 
+/* What a file tool does: a child with the sandbox's host identity (sbx_file_creds) writes through the
+ * root fd. Returns 0 or -errno from the child. */
+static int write_as_sandbox(sbx *s, const char *path, const char *data)
+{
+	uid_t u;
+	gid_t g;
+	sbx_file_creds(s, &u, &g);
+	pid_t pid = fork();
+	if (pid == 0) {
+		if ((getuid() == 0 && setgroups(0, NULL) < 0) || setresgid(g, g, g) < 0 || setresuid(u, u, u) < 0)
+			_exit(100);
+		int fd = oat(sbx_root_fd(s), path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (fd < 0)
+			_exit(-fd);
+		_exit(write(fd, data, strlen(data)) == (ssize_t)strlen(data) ? 0 : 101);
+	}
+	int ws = 0;
+	waitpid(pid, &ws, 0);
+	return WIFEXITED(ws) ? -WEXITSTATUS(ws) : -EINTR;
+}
+
 static void test_root_fd(void **st)
 {
 	(void)st;
 	sbx *s = mk();
 	int root = sbx_root_fd(s);
 	assert_true(root >= 0);
-	int fd = oat(root, "/workspace/from-host.txt", O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, "hello\n", 6), 6);
-	close(fd);
+	uid_t u;
+	gid_t g;
+	sbx_file_creds(s, &u, &g);
+	assert_true(getuid() != 0 || u == 65534); /* a root caller's sandbox runs as nobody */
+	assert_int_equal(write_as_sandbox(s, "/workspace/from-host.txt", "hello\n"), 0);
+	struct stat hs;
+	char hp[128];
+	snprintf(hp, sizeof hp, "%s/from-host.txt", wsdir);
+	assert_int_equal(stat(hp, &hs), 0);
+	assert_int_equal(hs.st_uid, getuid()); /* on disk: the workspace owner's, via the idmapped mount */
+	int fd;
 	sbx_result r;
 	assert_int_equal(run(s, "cat /workspace/from-host.txt; ln -s / /workspace/up; ln -s ../../../../etc /workspace/dots", 0, 0, &r), 0);
 	assert_string_equal(r.output, "hello\n");
@@ -201,14 +230,14 @@ static void test_root_fd(void **st)
 	assert_true(fd >= 0 || fd == -ENOENT);
 	if (fd >= 0)
 		close(fd);
-	assert_int_equal(oat(root, "/usr/postern-x", O_WRONLY | O_CREAT, 0644), -EROFS);
+	assert_int_equal(write_as_sandbox(s, "/usr/postern-x", "x"), -EROFS);
 	/* the host process is not in the sandbox's pid namespace (ENOENT); magic links refused anyway (ELOOP) */
 	fd = oat(root, "/proc/self/root/etc/passwd", O_RDONLY, 0);
 	assert_true(fd == -ENOENT || fd == -ELOOP);
 	fd = oat(root, "/proc/1/root/etc/passwd", O_RDONLY, 0);
 	assert_true(fd == -ELOOP || fd == -EACCES);
 	/* protected path: read-only through the root fd too */
-	assert_int_equal(oat(root, "/workspace/.git/config", O_WRONLY, 0), -EROFS);
+	assert_int_equal(write_as_sandbox(s, "/workspace/.git/config", "x"), -EROFS);
 	sbx_free(s);
 }
 
