@@ -1,0 +1,67 @@
+/* libFuzzer harness for the HTTP/1.1 relay framing: any bytes, fed in pieces; every byte is attributed
+ * exactly once, a call never stalls, and a message boundary never depends on how the input was split. */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy/h1.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Returns the offsets where messages ended (up to 64), -1 terminated, and the stop offset. */
+static size_t run(const uint8_t *p, size_t n, bool request, size_t step, long *ends)
+{
+	h1 h;
+	size_t off = 0;
+	int ne = 0;
+	h1_init(&h, request, 1024);
+	while (off < n) {
+		size_t piece = n - off < step ? n - off : step, pos = 0;
+		while (pos < piece) {
+			size_t used = 0;
+			h1_ev ev = h1_parse(&h, p + off + pos, piece - pos, &used);
+			if (used > piece - pos)
+				abort();
+			pos += used;
+			if (ev == H1_ERR)
+				goto stop;
+			if (ev == H1_MORE && pos != piece)
+				abort(); /* H1_MORE means everything given was taken */
+			if (ev == H1_DONE) {
+				if (ne < 63)
+					ends[ne++] = (long)(off + pos);
+				if (h.upgrade)
+					goto stop;
+				h1_next(&h);
+			}
+		}
+		off += piece;
+		continue;
+	stop:
+		off += pos;
+		break;
+	}
+	ends[ne] = -1;
+	return off;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	long a[64], b[64];
+	bool request;
+	size_t step;
+	if (size < 2)
+		return 0;
+	request = data[0] & 1;
+	step = (size_t)(data[1] % 64) + 1;
+	run(data + 2, size - 2, request, size, a);
+	run(data + 2, size - 2, request, step, b);
+	for (int i = 0; i < 64; i++) {
+		if (a[i] != b[i])
+			abort();
+		if (a[i] < 0)
+			break;
+	}
+	return 0;
+}
