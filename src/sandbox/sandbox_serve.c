@@ -312,6 +312,11 @@ static int make_sandbox(ssv_session *ss, char *err, size_t errlen)
 		.cancel_fd = ss->cancel_fd >= 0 ? &ss->cancel_fd : NULL,
 		.ud = ss,
 	};
+	/* A root worker's file tools act as the sandbox's processes do (its host uid/gid). */
+	if (geteuid() == 0) {
+		b.set_ids = true;
+		sbx_file_creds(ss->s, &b.uid, &b.gid);
+	}
 	ss->tools = tool_session_new(&b);
 	if (!ss->tools) {
 		snprintf(err, errlen, "out of memory");
