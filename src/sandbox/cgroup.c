@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,6 +294,44 @@ static void v1_setup(cgr *g, const struct cgr_mounts *m, const char *name, const
 	}
 }
 
+/* Empty cgroups of sessions whose host process died without cleaning up (SIGKILL, crash): removed by
+ * the next process that creates one in the same place. A live pid, even a reused one, keeps its dirs. */
+static void sweep_stale(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	for (struct dirent *e; (e = readdir(d));) {
+		int pid = 0;
+		if (sscanf(e->d_name, "postern-%d-", &pid) != 1 || pid <= 0 || pid == (int)getpid())
+			continue;
+		if (kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		char path[CGR_PATH_MAX + 300];
+		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		if (rmdir(path) == 0)
+			log_info("msg=\"removed stale sandbox cgroup\" dir=%s", path);
+	}
+	closedir(d);
+}
+
+static void sweep_all(const struct cgr_mounts *m, const char *parent)
+{
+	char dir[CGR_PATH_MAX * 2];
+	if (parent && *parent)
+		sweep_stale(parent);
+	else if (m->v2_mount[0] && !strcmp(m->v2_path, "/"))
+		sweep_stale(m->v2_mount);
+	for (int c = 0; c < CGR_NCTRL; c++)
+		if (m->v1_mount[c][0]) {
+			const char *p = m->v1_path[c][0] ? m->v1_path[c] : "/";
+			snprintf(dir, sizeof dir, "%s%s", m->v1_mount[c], strcmp(p, "/") ? p : "");
+			sweep_stale(dir);
+		}
+}
+
+static atomic_flag swept = ATOMIC_FLAG_INIT;
+
 cgr *cgr_new(const char *parent, const char *name, const struct cgr_limits *l, bool disable)
 {
 	cgr *g = calloc(1, sizeof *g);
@@ -301,6 +340,8 @@ cgr *cgr_new(const char *parent, const char *name, const struct cgr_limits *l, b
 		return NULL;
 	if (disable || !detect(&m))
 		return g;
+	if (!atomic_flag_test_and_set(&swept))
+		sweep_all(&m, parent);
 	char dir[CGR_PATH_MAX];
 	if (parent && *parent) {
 		if ((size_t)snprintf(dir, sizeof dir, "%s/%s", parent, name) < sizeof dir)

@@ -272,6 +272,27 @@ for (const unpriv of [false, true]) {
       assert.deepEqual(leftovers(r.pid, r.json.init_pid), []);
     });
 
+    test('the host process killed with SIGKILL: the whole sandbox dies with it; its cgroups go next time', async () => {
+      const marker = `5151.${process.pid}${mode.unpriv ? 1 : 0}`;
+      const argv = ['sandbox', 'run', '-q', '--', 'sh', '-c', `setsid sh -c 'sleep ${marker} &'; sleep ${marker}7`];
+      const child = mode.unpriv
+        ? spawn('setpriv', ['--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups', '--', mode.bin, ...argv], { stdio: 'ignore' })
+        : spawn(mode.bin, argv, { stdio: 'ignore' });
+      const sleeps = () => hostProcsMatching(marker).filter((l) => / sleep /.test(` ${l.split(': ')[1]}`.slice(0, 8)));
+      const deadline = Date.now() + 5000;
+      while (sleeps().length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(sleeps().length, 2, 'the sandboxed sleeps started');
+      child.kill('SIGKILL');
+      await new Promise((r) => child.on('exit', r));
+      const until = Date.now() + 3000;
+      while (hostProcsMatching(marker).length && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(hostProcsMatching(marker), []);
+      // The dead process could not remove its cgroups; the next session sweeps them.
+      const r = await sbx(mode, ['--', 'true']);
+      assert.equal(r.code, 0);
+      assert.deepEqual(leftovers(child.pid, 0), []);
+    });
+
     test('1 GB of output without newlines: tail kept, capped, no deadlock', async () => {
       const r = await sbx(mode, ['--output-cap', '64K', '--timeout', '120s', '--', 'sh', '-c', 'head -c 1073741824 /dev/zero | tr "\\0" a; printf END'], { timeoutMs: 150000 });
       assert.equal(r.code, 0);
