@@ -4,6 +4,7 @@
 
 #include "commands.h"
 #include "core/cfg.h"
+#include "proxy/proxy.h"
 
 int check_main(int argc, char **argv)
 {
@@ -30,6 +31,19 @@ int check_main(int argc, char **argv)
 	if (!d) {
 		fprintf(stderr, "postern check: %s\n", err);
 		return 1;
+	}
+	/* A gateway or proxy config (it has routes): the proxy keys are checked with the proxy's own loader.
+	 * Without connector keys it is proxy-only, so unknown top-level keys are errors here too. */
+	if (cfg_get(cfg_root(d), "routes") || cfg_key_line(cfg_root(d), "routes")) {
+		px_config *pc = NULL;
+		bool proxy_only = !cfg_key_line(cfg_root(d), "edges") && !cfg_key_line(cfg_root(d), "token_file");
+		if ((proxy_only && cfg_check_keys(d, cfg_root(d), "the proxy config", px_config_keys) < 0) ||
+		    px_config_load(d, cfg_root(d), &pc) < 0) {
+			fprintf(stderr, "postern check: %s\n", cfg_error(d) ? cfg_error(d) : "invalid proxy config");
+			cfg_free(d);
+			return 1;
+		}
+		px_config_free(pc);
 	}
 	cfg_free(d);
 	printf("%s: ok\n", path);

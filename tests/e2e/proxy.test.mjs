@@ -355,7 +355,15 @@ test('config errors name the file, the line and the key', async () => {
     const r = await postern([CMD, '-c', yaml], { timeoutMs: 5000 });
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, re);
+    // postern check -c says the same without starting anything
+    const c = await postern(['check', '-c', yaml], { timeoutMs: 5000 });
+    assert.equal(c.code, 1);
+    assert.match(c.stderr, re);
   }
+  const good = writeConfig(path.join(dir, 'good.yaml'), ['listen_addr: "127.0.0.1:0"', `tls: {cert_file: ${pki.cert}, key_file: ${pki.key}}`, 'routes: {a: "http://a:1"}']);
+  const c = await postern(['check', '-c', good], { timeoutMs: 5000 });
+  assert.equal(c.code, 0, c.stderr);
+  assert.match(c.stdout, /good\.yaml: ok/);
   // a key file that does not match: a clear start-up error
   const yaml = writeConfig(path.join(dir, 'badkey.yaml'), ['listen_addr: "127.0.0.1:0"', `tls: {cert_file: ${pki.cert}, key_file: ${pki2.key}}`, 'routes: {a: "http://a:1"}']);
   const r = await postern([CMD, '-c', yaml], { timeoutMs: 5000 });
