@@ -469,8 +469,8 @@ describe('sandbox MCP protocol (raw JSON-RPC)', () => {
 });
 
 // Egress: a server on the host's loopback that the sandbox may only reach through its proxy.
-describe('sandbox egress through the proxy', () => {
-  const mode = makeMode(false);
+for (const unpriv of [false, true]) describe(`sandbox egress through the proxy as ${unpriv ? 'unprivileged (uid 65534)' : 'root'}`, () => {
+  const mode = makeMode(unpriv);
   let srv, port, sA, sB, sN;
   before(async () => {
     mode.setup();
