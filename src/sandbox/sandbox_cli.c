@@ -34,6 +34,7 @@ static void usage(FILE *f)
 		   "  --timeout DUR       wall clock limit, e.g. 120s, 5m (default 120s)\n"
 		   "  --output-cap SIZE   bytes of output kept, the tail (default 100K)\n"
 		   "  --env K=V           set a variable (repeatable)\n"
+		   "  --cgroup-parent DIR a cgroup v2 directory delegated to this user: the session's cgroup goes there\n"
 		   "  --no-cgroup         use rlimits even when cgroups are available\n"
 		   "  --json              print a JSON summary on stderr at the end\n"
 		   "  --quiet             no log lines\n"
@@ -82,6 +83,12 @@ int sandbox_cli_parse_run(int argc, char **argv, struct sandbox_run_opts *o, cha
 			o->workspace = v;
 		} else if (!strcmp(a, "--image")) {
 			o->image = v;
+		} else if (!strcmp(a, "--cgroup-parent")) {
+			if (v[0] != '/') {
+				snprintf(err, errlen, "--cgroup-parent %s: expected an absolute cgroup v2 directory", v);
+				return -EINVAL;
+			}
+			o->cgroup_parent = v;
 		} else if (!strcmp(a, "--allow-domain")) {
 			if (o->n_allow >= SANDBOX_CLI_MAX_LIST || !*v) {
 				snprintf(err, errlen, "--allow-domain: empty or more than %d", SANDBOX_CLI_MAX_LIST);
@@ -149,6 +156,7 @@ static void config_from(const struct sandbox_run_opts *o, sbx_config *c, const c
 	sbx_config_init(c);
 	c->image = o->image;
 	c->workspace = o->workspace;
+	c->cgroup_parent = o->cgroup_parent;
 	c->memory_bytes = o->memory_bytes;
 	c->pids = o->pids;
 	c->tmp_bytes = o->tmp_bytes;

@@ -14,7 +14,7 @@
 #define SANDBOX_CLI_MAX_LIST 64
 
 struct sandbox_run_opts {
-	const char *workspace, *image;
+	const char *workspace, *image, *cgroup_parent;
 	const char *allow_domains[SANDBOX_CLI_MAX_LIST + 1]; /* NULL-terminated */
 	size_t n_allow;
 	const char *env[SANDBOX_CLI_MAX_LIST + 1];

@@ -293,6 +293,41 @@ for (const unpriv of [false, true]) {
       assert.deepEqual(leftovers(child.pid, 0), []);
     });
 
+    test('cpu quota: --cpus 0.25 gives a busy loop a quarter of a CPU (cgroup), or says it is not enforced', async () => {
+      const r = await sbx(mode, ['--cpus', '0.25', '--', 'bash', '-c', 'TIMEFORMAT="%U %R"; time timeout 2 sh -c "while :; do :; done"']);
+      if (mode.unpriv) {
+        assert.match(r.json.limits, / cpu=none\(no cgroup\) /);
+      } else {
+        assert.match(r.json.limits, / cpu=cgroup-v1 /);
+        const [user, real] = r.stdout.trim().split(' ').map(Number);
+        assert.ok(real >= 1.9 && user < 0.25 * real + 0.2 && user > 0.1, `user ${user}s of ${real}s`);
+      }
+    });
+
+    test('a delegated cgroup v2 parent holds the session and is cleaned up', async () => {
+      // Delegation as systemd does it: a directory owned by the user, with the caller already inside it.
+      const parent = `/sys/fs/cgroup/unified/sbx-deleg-${process.pid}-${mode.unpriv ? 1 : 0}`;
+      mkdirSync(parent);
+      try {
+        if (mode.unpriv) for (const f of ['', 'cgroup.procs', 'cgroup.subtree_control', 'cgroup.threads']) chownSync(path.join(parent, f), NOBODY, NOBODY);
+        const inner = mode.unpriv ? `exec setpriv --reuid ${NOBODY} --regid ${NOBODY} --clear-groups -- ${mode.bin}` : `exec ${mode.bin}`;
+        const child = spawn('sh', ['-c', `echo $$ > ${parent}/cgroup.procs && ${inner} sandbox run -q --cgroup-parent ${parent} -- sleep 1.5`], { stdio: 'ignore' });
+        let seen = '';
+        const deadline = Date.now() + 5000;
+        while (!seen && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 50));
+          for (const d of readdirSync(parent)) if (d.startsWith('postern-')) seen = readFileSync(path.join(parent, d, 'cgroup.procs'), 'utf8');
+        }
+        assert.match(seen, /^\d+\n/, 'the session cgroup under the delegated parent holds the sandbox');
+        const code = await new Promise((r) => child.on('exit', r));
+        assert.equal(code, 0);
+        assert.deepEqual(readdirSync(parent).filter((d) => d.startsWith('postern-')), []);
+      } finally {
+        for (const p of readFileSync(path.join(parent, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) writeFileSync('/sys/fs/cgroup/unified/cgroup.procs', p);
+        execFileSync('rmdir', [parent]);
+      }
+    });
+
     test('1 GB of output without newlines: tail kept, capped, no deadlock', async () => {
       const r = await sbx(mode, ['--output-cap', '64K', '--timeout', '120s', '--', 'sh', '-c', 'head -c 1073741824 /dev/zero | tr "\\0" a; printf END'], { timeoutMs: 150000 });
       assert.equal(r.code, 0);
