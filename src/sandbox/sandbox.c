@@ -7,6 +7,7 @@
 #include <linux/filter.h>
 #include <linux/openat2.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -467,6 +468,10 @@ static int start_init(sbx *s, const sbx_config *c, struct sbxi_params *ip, const
 	ip->host_maps = im != NULL;
 	if (im)
 		ip->uid = im->in_uid, ip->gid = im->in_gid;
+	/* No host signal handler may run in the child before it resets the dispositions. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
 	long pid = syscall(SYS_clone,
 			   CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |
 				   CLONE_NEWCGROUP | CLONE_PIDFD | SIGCHLD,
@@ -474,6 +479,7 @@ static int start_init(sbx *s, const sbx_config *c, struct sbxi_params *ip, const
 	if (pid == 0)
 		sbxi_main(ip);
 	rc = -errno;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	close(sv[1]);
 	if (pid < 0) {
 		close(sv[0]);
