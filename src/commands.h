@@ -7,7 +7,6 @@ int certs_main(int argc, char **argv);
 int sandbox_main(int argc, char **argv);
 int tunnel_main(int argc, char **argv);
 int edge_main(int argc, char **argv);
-int edge_main(int argc, char **argv);
 int proxy_main(int argc, char **argv);
 
 #define POSTERN_COMMANDS \
@@ -15,7 +14,6 @@ int proxy_main(int argc, char **argv);
 	{ "certs", certs_main, "customer CA and server certificate: init, renew" }, \
 	{ "sandbox", sandbox_main, "isolated command execution: run, serve (MCP tools)" }, \
 	{ "tunnel", tunnel_main, "tunnel records and tokens on the edge: create, rotate, list, delete" }, \
-	{ "edge", edge_main, "the public relay: connector links, SNI and mTLS client entries (-c edge.yaml)" }, \
 	{ "edge", edge_main, "the public relay: connector links, SNI and mTLS client entries (-c edge.yaml)" }, \
 	{ "proxy", proxy_main, "the inner proxy alone on listen_addr (gateway without a connector)" },
 
