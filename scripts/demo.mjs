@@ -105,6 +105,11 @@ async function main() {
     `tls: { cert_file: ${path.join(dir, 'pki', 'server.pem')}, key_file: ${path.join(dir, 'pki', 'server.key')} }`,
     `routes:`,
     `  everything: http://127.0.0.1:${ports.mcp}`,
+    `  sandbox:`,
+    `    sandbox:`,
+    `      allow_domains: ["example.com"]`,
+    `      memory: 512M`,
+    `      timeout: 30s`,
     `upstream:`,
     `  allowed_ips: ["127.0.0.0/8"]`,
   ].join('\n') + '\n');
@@ -136,6 +141,23 @@ async function main() {
   lat.sort((a, b) => a - b);
   show(`p50 ${lat[Math.floor(n / 2)].toFixed(2)} ms, p99 ${lat[n - 1].toFixed(2)} ms`);
   await session.close();
+
+  const boxUrl = `https://sandbox.${tunnel.domain}:${ports.client}/mcp`;
+  const box = await step(`self-hosted sandbox: MCP client connects to the built-in sandbox route ${boxUrl}`, () =>
+    connectMcp(boxUrl, { ca, address: '127.0.0.1' }));
+  const text = (r) => r.content.map((x) => x.text).join('').trim();
+  await step('write a script into the sandbox workspace (tool: write)', () => box.client.callTool({ name: 'write', arguments: {
+    file_path: '/workspace/hello.sh',
+    content: '#!/bin/sh\necho "hello from $(hostname), uid $(id -u), pid $$"\necho "processes visible: $(ls /proc | grep -c "^[0-9]")"\n' } }));
+  const ran = await step('run it (tool: bash; a fresh pid, user, mount and net namespace; seccomp; cgroup limits)', () =>
+    box.client.callTool({ name: 'bash', arguments: { command: 'cd /workspace && sh hello.sh > out.txt; echo "exit=$?"' } }));
+  show(`bash -> ${text(ran)}`);
+  const rd = await step('read its output (tool: read)', () => box.client.callTool({ name: 'read', arguments: { file_path: '/workspace/out.txt' } }));
+  show(text(rd));
+  const net = await step('try a name outside the allowlist: refused by the egress proxy before any DNS lookup', () =>
+    box.client.callTool({ name: 'bash', arguments: { command: 'curl -sS -o /dev/null -w "%{http_code} " -D - https://blocked.example.invalid/ 2>&1 | grep -i -E "^(HTTP|x-proxy-error)|curl:" ; curl -sS --noproxy "*" --max-time 3 http://93.184.215.14/ 2>&1 | head -1' } }));
+  show(text(net));
+  await box.close();
 
   await step('what the edge could see: its log and metrics (metadata only)', async () => {
     const m = await httpGet(`http://127.0.0.1:${ports.edgeMetrics}/metrics`);

@@ -42,6 +42,138 @@ void px_config_free(px_config *c)
 	free(c);
 }
 
+/* `name: {sandbox: {...}}` or `name: {stdio: [cmd, args...], max_sessions: N, idle_timeout: D}`. */
+static int load_mcp_route(cfg_doc *d, cfg_node *routes, const char *name, cfg_node *val, route *r)
+{
+	static const char *const top[] = { "stdio", "sandbox", "max_sessions", "idle_timeout", NULL };
+	static const char *const sbx_keys[] = { "image", "workspace_root", "memory", "pids", "cpus", "tmp", "timeout",
+						"allow_domains", "deny_domains", "no_cgroup", NULL };
+	cfg_node *sb = NULL, *st = cfg_get(val, "stdio");
+	char **list = NULL, *s = NULL, **argv = NULL;
+	size_t n = 0, na = 0;
+	int64_t v, ms;
+	int rc;
+
+	if ((rc = cfg_check_keys(d, val, name, top)) < 0)
+		return rc;
+	if ((rc = cfg_get_int(d, val, "max_sessions", 1, 4096, &v)) < 0)
+		return rc;
+	if (rc == 0)
+		r->max_sessions = (unsigned)v;
+	if ((rc = cfg_get_duration_ms(d, val, "idle_timeout", &ms)) < 0)
+		return rc;
+	if (rc == 0) {
+		if (ms < 1000 || ms > 7 * 86400000LL)
+			return cfg_fail(d, val, "idle_timeout", "must be between 1s and 168h");
+		r->idle_timeout_ms = (uint32_t)ms;
+	}
+	if (st) {
+		if (cfg_get(val, "sandbox"))
+			return cfg_fail(d, routes, name, "a route is either stdio or sandbox, not both");
+		if ((rc = cfg_get_strlist(d, val, "stdio", &list, &n)) < 0)
+			return rc;
+		if (n == 0 || list[0][0] != '/') {
+			cfg_strv_free(list);
+			return cfg_fail(d, val, "stdio", "must be a list starting with the absolute path of the command");
+		}
+		r->kind = ROUTE_STDIO;
+		r->argv = list;
+		r->value = strdup("stdio:");
+		return r->value ? 0 : -ENOMEM;
+	}
+	if (!cfg_key_line(val, "sandbox"))
+		return cfg_fail(d, routes, name, "must be scheme://host:port, \"sandbox:\", {sandbox: {...}} or {stdio: [cmd, ...]}");
+	sb = cfg_get(val, "sandbox");
+	if (sb && !cfg_is_map(sb)) {
+		const char *sv = cfg_scalar(sb);
+		if (!sv || *sv)
+			return cfg_fail(d, val, "sandbox", "expects a mapping of options (image, workspace_root, memory, ...)");
+		sb = NULL; /* `sandbox:` with nothing after it: all defaults */
+	}
+	r->kind = ROUTE_SANDBOX;
+	if (!(r->value = strdup("sandbox:")))
+		return -ENOMEM;
+	if (!sb)
+		return 0;
+	if ((rc = cfg_check_keys(d, sb, "sandbox", sbx_keys)) < 0)
+		return rc;
+	argv = calloc(64, sizeof *argv);
+	if (!argv)
+		return -ENOMEM;
+#define ADD(flag, val)                                                                                     \
+	do {                                                                                               \
+		if (na + 2 >= 63) {                                                                        \
+			rc = cfg_fail(d, sb, NULL, "too many sandbox options");                            \
+			goto out;                                                                          \
+		}                                                                                          \
+		if (!(argv[na] = strdup(flag)) || !(argv[na + 1] = strdup(val))) {                        \
+			rc = -ENOMEM;                                                                      \
+			goto out;                                                                          \
+		}                                                                                          \
+		na += 2;                                                                                   \
+	} while (0)
+	{
+		static const char *const plain[][2] = { { "image", "--image" }, { "memory", "--memory" },
+							{ "pids", "--pids" }, { "cpus", "--cpus" },
+							{ "tmp", "--tmp" }, { "timeout", "--timeout" } };
+		for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
+			uint64_t sz;
+			if ((rc = cfg_get_str(d, sb, plain[i][0], &s)) < 0)
+				goto out;
+			if (rc == 1)
+				continue;
+			if ((!strcmp(plain[i][0], "memory") || !strcmp(plain[i][0], "tmp")) && cfg_parse_size(s, &sz) < 0) {
+				rc = cfg_fail(d, sb, plain[i][0], "'%s' is not a size (e.g. 512M, 2G)", s);
+				goto out;
+			}
+			if (!strcmp(plain[i][0], "timeout") && cfg_parse_duration_ms(s, &ms) < 0) {
+				rc = cfg_fail(d, sb, plain[i][0], "'%s' is not a duration (e.g. 30s, 2m)", s);
+				goto out;
+			}
+			if (!strcmp(plain[i][0], "image") && s[0] != '/') {
+				rc = cfg_fail(d, sb, plain[i][0], "must be an absolute directory path");
+				goto out;
+			}
+			ADD(plain[i][1], s);
+		}
+	}
+	{
+		bool nocg = false;
+		if ((rc = cfg_get_bool(d, sb, "no_cgroup", &nocg)) < 0)
+			goto out;
+		if (nocg) {
+			if (!(argv[na++] = strdup("--no-cgroup"))) {
+				rc = -ENOMEM;
+				goto out;
+			}
+		}
+	}
+	for (int k = 0; k < 2; k++) {
+		const char *key = k ? "deny_domains" : "allow_domains";
+		if ((rc = cfg_get_strlist(d, sb, key, &list, &n)) < 0)
+			goto out;
+		for (size_t i = 0; rc == 0 && i < n; i++)
+			ADD(k ? "--deny-domain" : "--allow-domain", list[i]);
+		cfg_strv_free(list);
+		list = NULL;
+	}
+#undef ADD
+	if ((rc = cfg_get_str(d, sb, "workspace_root", &r->workspace_root)) < 0)
+		goto out;
+	if (rc == 0 && r->workspace_root[0] != '/') {
+		rc = cfg_fail(d, sb, "workspace_root", "must be an absolute directory path");
+		goto out;
+	}
+	r->argv = argv;
+	argv = NULL;
+	rc = 0;
+out:
+	cfg_strv_free(argv);
+	cfg_strv_free(list);
+	free(s);
+	return rc;
+}
+
 static int load_routes(cfg_doc *d, cfg_node *root, px_config *c)
 {
 	cfg_node *routes = cfg_get(root, "routes"), *val;
@@ -70,6 +202,17 @@ static int load_routes(cfg_doc *d, cfg_node *root, px_config *c)
 			return cfg_fail(d, routes, name,
 					"invalid route name (letters, digits, '-', '.', '_'; it is the host or the label "
 					"left of tunnel_domain)");
+		if (!s && cfg_is_map(val)) {
+			rc = load_mcp_route(d, routes, name, val, &r);
+			if (rc == 0)
+				rc = route_table_add(&c->routes, name, &r);
+			route_free_fields(&r);
+			if (rc == -EEXIST)
+				return cfg_fail(d, routes, name, "duplicate route name (names are case-insensitive)");
+			if (rc < 0)
+				return rc;
+			continue;
+		}
 		if (!s)
 			return cfg_fail(d, routes, name, "invalid upstream (must be scheme://host:port)");
 		rc = route_parse_value(s, &r, why, sizeof why);
@@ -78,8 +221,7 @@ static int load_routes(cfg_doc *d, cfg_node *root, px_config *c)
 		if (rc < 0)
 			return cfg_fail(d, routes, name, "invalid upstream (must be scheme://host:port): '%s': %s", s, why);
 		rc = route_table_add(&c->routes, name, &r);
-		free(r.host);
-		free(r.value);
+		route_free_fields(&r);
 		if (rc == -EEXIST)
 			return cfg_fail(d, routes, name, "duplicate route name (names are case-insensitive)");
 		if (rc < 0)

@@ -1,5 +1,8 @@
 #include "proxy/h1.h"
 
+#include <errno.h>
+#include <strings.h>
+
 #include <string.h>
 #include <strings.h>
 
@@ -85,9 +88,9 @@ static int on_headers_complete(http_parser *p)
 
 static int on_body(http_parser *p, const char *at, size_t n)
 {
-	(void)p;
-	(void)at;
-	(void)n;
+	h1 *h = H(p);
+	if (h->body_cb)
+		h->body_cb(h->body_ud, at, n);
 	return 0;
 }
 
@@ -126,6 +129,36 @@ static void reset_fields(h1 *h)
 	h->field_is_host = h->in_value = false;
 	h->err = H1_E_NONE;
 	h->errstr = NULL;
+	h->body_cb = NULL;
+	h->body_ud = NULL;
+}
+
+int h1_head_value(const uint8_t *head, size_t len, const char *name, char *out, size_t outlen)
+{
+	size_t nl = strlen(name), i = 0;
+	/* Skip the start line; then one header per line. Obsolete line folding is refused by http-parser. */
+	while (i < len && head[i] != '\n')
+		i++;
+	while (++i < len) {
+		size_t end = i, vs, ve;
+		while (end < len && head[end] != '\n')
+			end++;
+		if (end - i > nl && head[i + nl] == ':' && !strncasecmp((const char *)head + i, name, nl)) {
+			vs = i + nl + 1;
+			ve = end;
+			while (vs < ve && (head[vs] == ' ' || head[vs] == '\t'))
+				vs++;
+			while (ve > vs && (head[ve - 1] == '\r' || head[ve - 1] == ' ' || head[ve - 1] == '\t'))
+				ve--;
+			if (ve - vs >= outlen)
+				return -E2BIG;
+			memcpy(out, head + vs, ve - vs);
+			out[ve - vs] = 0;
+			return (int)(ve - vs);
+		}
+		i = end;
+	}
+	return -ENOENT;
 }
 
 void h1_init(h1 *h, bool request, uint32_t max_head)

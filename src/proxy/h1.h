@@ -51,6 +51,9 @@ typedef struct h1 {
 	bool field_is_host, in_value;
 	h1_err err;
 	const char *errstr;
+	/* Optional: decoded body bytes (chunked framing removed) of the current message; reset by h1_next. */
+	void (*body_cb)(void *ud, const char *at, size_t n);
+	void *body_ud;
 } h1;
 
 void h1_init(h1 *h, bool request, uint32_t max_head);
@@ -66,5 +69,8 @@ h1_ev h1_eof(h1 *h);
 /* True once any byte of the current message was parsed. */
 bool h1_started(const h1 *h);
 const char *h1_method_name(const h1 *h);
+/* Finds header name (case-insensitive) in a raw head; copies its trimmed value into out (cap outlen).
+ * Returns the value length, -ENOENT when absent, -E2BIG when longer than outlen - 1. */
+int h1_head_value(const uint8_t *head, size_t len, const char *name, char *out, size_t outlen);
 
 #endif

@@ -409,6 +409,15 @@ static int make_id(char out[33])
 	return 0;
 }
 
+/* Ending sessions do not count: their child is on its way out (SIGKILL at most 5 s later). */
+static unsigned live_sessions(const mbr *b)
+{
+	unsigned n = 0;
+	for (const sess *s = b->sessions; s; s = s->next)
+		n += !s->ending;
+	return n;
+}
+
 static sess *sess_find(mbr *b, const char *id)
 {
 	for (sess *s = b->sessions; s; s = s->next)
@@ -548,7 +557,7 @@ int mbr_handle(mbr *b, const char *method, const char *session_id, const uint8_t
 			reply_rpc_error(cb, ud, 400, -32000, "Bad Request: no valid session ID provided (initialize first)");
 			goto out;
 		}
-		if (b->nsessions >= b->max_sessions) {
+		if (live_sessions(b) >= b->max_sessions) {
 			char m[120];
 			snprintf(m, sizeof m, "too many concurrent MCP sessions on route %s (max %u)", b->name, b->max_sessions);
 			log_warn("msg=\"session cap reached\" route=%s max=%u", b->name, b->max_sessions);
@@ -669,4 +678,4 @@ void mbr_free(mbr *b)
 	}
 }
 
-unsigned mbr_sessions(const mbr *b) { return b->nsessions; }
+unsigned mbr_sessions(const mbr *b) { return live_sessions(b); }

@@ -24,6 +24,7 @@
 #include "core/tconn.h"
 #include "core/tlsio.h"
 #include "proxy/h1.h"
+#include "proxy/mcpbridge.h"
 
 #define PX_READ_CHUNK (16 * 1024)
 #define PX_REUSE_MAX_IDLE_MS 2000   /* older idle upstream connections may be closing: dial a fresh one */
@@ -60,9 +61,10 @@ struct px {
 	size_t nconns, nglues;
 	int refs;
 	px_stats st;
+	mbr **bridges; /* per route index: the stdio bridge of stdio:/sandbox: routes, else NULL */
 };
 
-enum cst { C_HANDSHAKE, C_HEAD, C_CONNECTING, C_BODY, C_WAIT, C_TUNNEL, C_CLOSED };
+enum cst { C_HANDSHAKE, C_HEAD, C_CONNECTING, C_BODY, C_MBODY, C_WAIT, C_TUNNEL, C_CLOSED };
 enum tkind { T_NONE, T_HANDSHAKE, T_IDLE, T_HEAD, T_CONNECT, T_CLOSE };
 
 struct px_conn {
@@ -92,6 +94,11 @@ struct px_conn {
 	unsigned status;
 	char method[24];
 	char path[H1_TARGET_KEEP + 1];
+	/* stdio:/sandbox: routes: the request body is gathered, then answered by the bridge */
+	uint8_t *mbody;
+	size_t mbody_len, mbody_cap;
+	bool mbody_over;
+	mbr_req *mreq;
 };
 
 struct pxu {
@@ -120,6 +127,8 @@ struct pxl {
 static void drive(px_conn *c);
 static void conn_finish(px_conn *c, bool graceful);
 static void end_exchange(px_conn *c);
+static void start_mcp(px_conn *c);
+static void finish_mcp_request(px_conn *c);
 
 /* ---- small helpers ---------------------------------------------------------------------------------- */
 
@@ -252,6 +261,67 @@ static bool any_https(const px_config *cfg)
 	return false;
 }
 
+static void free_bridges(px *p)
+{
+	for (size_t i = 0; p->bridges && i < p->cfg->routes.n; i++)
+		mbr_free(p->bridges[i]);
+	free(p->bridges);
+	p->bridges = NULL;
+}
+
+/* stdio: routes run their command; sandbox: routes run this binary's `sandbox serve --stdio`. */
+static int make_bridges(px *p, char *err, size_t errlen)
+{
+	const route_table *t = &p->cfg->routes;
+	char exe[4096];
+	ssize_t n;
+
+	p->bridges = calloc(t->n ? t->n : 1, sizeof *p->bridges);
+	if (!p->bridges) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < t->n; i++) {
+		const route *r = &t->v[i];
+		const char *argv[80];
+		char idle[32];
+		size_t na = 0;
+		mbr_opts o;
+
+		if (!route_is_mcp(r))
+			continue;
+		memset(&o, 0, sizeof o);
+		if (r->kind == ROUTE_SANDBOX) {
+			n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+			if (n <= 0) {
+				snprintf(err, errlen, "route %s: cannot find the postern binary: %s", r->name, strerror(errno));
+				return -EIO;
+			}
+			exe[n] = 0;
+			argv[na++] = exe;
+			argv[na++] = "sandbox";
+			argv[na++] = "serve";
+			argv[na++] = "--stdio";
+			/* The bridge ends idle sessions; the server's own idle timer must not fire first. */
+			snprintf(idle, sizeof idle, "%ums", (r->idle_timeout_ms ? r->idle_timeout_ms : 30u * 60 * 1000) + 60000u);
+			argv[na++] = "--idle-timeout";
+			argv[na++] = idle;
+		}
+		for (size_t k = 0; r->argv && r->argv[k] && na < 78; k++)
+			argv[na++] = r->argv[k];
+		argv[na] = NULL;
+		o.name = r->name;
+		o.argv = argv;
+		o.workspace_root = r->workspace_root;
+		o.max_sessions = r->max_sessions;
+		o.idle_timeout_ms = r->idle_timeout_ms;
+		if (!(p->bridges[i] = mbr_new(p->loop, &o, err, errlen)))
+			return -EINVAL;
+		log_info("msg=\"mcp route ready\" route=%s kind=%s command=%s", r->name, route_kind_name(r->kind), argv[0]);
+	}
+	return 0;
+}
+
 px *px_new(uv_loop_t *loop, const px_config *cfg, char *err, size_t errlen)
 {
 	px *p = calloc(1, sizeof *p);
@@ -278,6 +348,8 @@ px *px_new(uv_loop_t *loop, const px_config *cfg, char *err, size_t errlen)
 		}
 		SSL_CTX_set_alpn_protos(p->uctx, (const unsigned char *)"\x08http/1.1", 9);
 	}
+	if (make_bridges(p, err, errlen) < 0)
+		goto fail;
 	uv_timer_init(loop, &p->reload);
 	uv_timer_init(loop, &p->dtimer);
 	p->reload.data = p->dtimer.data = p;
@@ -290,6 +362,7 @@ px *px_new(uv_loop_t *loop, const px_config *cfg, char *err, size_t errlen)
 		 cfg->disable_ip_validation ? "off" : "on", sum);
 	return p;
 fail:
+	free_bridges(p);
 	SSL_CTX_free(p->sctx);
 	SSL_CTX_free(p->uctx);
 	free(p);
@@ -429,6 +502,9 @@ static void destroy(px_conn *c)
 		c->next->prev = c->prev;
 	p->nconns--;
 	up_detach(c);
+	mbr_req_cancel(c->mreq);
+	c->mreq = NULL;
+	free(c->mbody);
 	tio_free(c->tls);
 	free(c->pend);
 	free(c->head);
@@ -478,6 +554,8 @@ static void conn_finish(px_conn *c, bool graceful)
 	c->closing = true;
 	c->st = C_CLOSED;
 	up_detach(c);
+	mbr_req_cancel(c->mreq);
+	c->mreq = NULL;
 	set_timer(c, T_CLOSE, 0);
 }
 
@@ -895,6 +973,108 @@ static void up_on_close(tconn *tc, int err, void *ud)
 	leave(c);
 }
 
+/* ---- stdio: and sandbox: routes ---------------------------------------------------------------------- */
+
+#define PX_MCP_MAX_BODY (4u << 20)
+
+static void mbody_sink(void *ud, const char *at, size_t n)
+{
+	px_conn *c = ud;
+	if (c->mbody_over || !n)
+		return;
+	if (c->mbody_len + n > PX_MCP_MAX_BODY) {
+		c->mbody_over = true;
+		return;
+	}
+	if (c->mbody_len + n > c->mbody_cap) {
+		size_t cap = c->mbody_cap ? c->mbody_cap : 4096;
+		uint8_t *nb;
+		while (cap < c->mbody_len + n)
+			cap *= 2;
+		if (!(nb = realloc(c->mbody, cap))) {
+			c->mbody_over = true;
+			return;
+		}
+		c->mbody = nb;
+		c->mbody_cap = cap;
+	}
+	memcpy(c->mbody + c->mbody_len, at, n);
+	c->mbody_len += n;
+}
+
+static void start_mcp(px_conn *c)
+{
+	free(c->mbody);
+	c->mbody = NULL;
+	c->mbody_len = c->mbody_cap = 0;
+	c->mbody_over = false;
+	c->req.body_cb = mbody_sink;
+	c->req.body_ud = c;
+	c->st = C_MBODY;
+}
+
+static void mcp_done(void *ud, const mbr_response *r)
+{
+	px_conn *c = ud;
+	char head[512];
+	int n;
+	bool keep = c->req.keep_alive && !c->px->draining && !c->client_done;
+
+	c->mreq = NULL;
+	if (c->closing || c->aborted)
+		return;
+	enter(c);
+	c->status = (unsigned)r->status;
+	n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\n%s%s%s%s%s%s%s%s%sContent-Length: %zu\r\nCache-Control: no-store\r\n%s\r\n",
+		     r->status, http_status_str((enum http_status)r->status),
+		     r->content_type ? "Content-Type: " : "", r->content_type ? r->content_type : "",
+		     r->content_type ? "\r\n" : "", r->session_id ? "Mcp-Session-Id: " : "",
+		     r->session_id ? r->session_id : "", r->session_id ? "\r\n" : "", r->allow ? "Allow: " : "",
+		     r->allow ? r->allow : "", r->allow ? "\r\n" : "", r->body_len,
+		     keep ? "" : "Connection: close\r\n");
+	if (n > 0 && (size_t)n < sizeof head && cwrite(c, (const uint8_t *)head, (size_t)n) == 0 &&
+	    (!r->body_len || cwrite(c, (const uint8_t *)r->body, r->body_len) == 0)) {
+		c->resp_started = true;
+		c->resp_bytes = (size_t)n + r->body_len;
+		c->req_done = c->resp_done = true;
+		/* end_exchange decides keep-alive from both messages: this response keeps it when the request does. */
+		c->resp.keep_alive = keep;
+		c->req.upgrade = false;
+		end_exchange(c);
+	} else {
+		conn_finish(c, false);
+	}
+	leave(c);
+}
+
+static void finish_mcp_request(px_conn *c)
+{
+	mbr *b = c->px->bridges[c->rt - c->px->cfg->routes.v];
+	char sid[128];
+	const char *sidp = NULL;
+	int r;
+
+	c->st = C_WAIT;
+	c->req.body_cb = NULL;
+	if (c->mbody_over) {
+		respond(c, 413, "Content Too Large", "MCP message too large (cap 4 MiB)");
+		return;
+	}
+	r = h1_head_value(c->head, c->head_len, "Mcp-Session-Id", sid, sizeof sid);
+	if (r == -E2BIG) {
+		respond(c, 400, "Bad Request", "Mcp-Session-Id too long");
+		return;
+	}
+	if (r >= 0)
+		sidp = sid;
+	free(c->head);
+	c->head = NULL;
+	c->head_len = c->head_cap = 0;
+	r = mbr_handle(b, c->method, sidp, c->mbody, c->mbody_len, mcp_done, c, &c->mreq);
+	if (r < 0)
+		respond(c, 500, "Internal Server Error", "MCP bridge failure");
+}
+
 /* ---- exchanges -------------------------------------------------------------------------------------- */
 
 static void begin_exchange(px_conn *c)
@@ -939,6 +1119,10 @@ static void begin_exchange(px_conn *c)
 	if (!c->rt) {
 		log_warn("msg=\"no route for host\" host=%s client=%s", log_quote(host, q, sizeof q), c->client);
 		respond(c, 404, "Not Found", "no route for host");
+		return;
+	}
+	if (route_is_mcp(c->rt)) {
+		start_mcp(c);
 		return;
 	}
 	h1_next(&c->resp);
@@ -1069,6 +1253,15 @@ static size_t process(px_conn *c, const uint8_t *p, size_t n)
 		if (up_write(c, p, n) < 0)
 			conn_finish(c, false);
 		return n;
+	case C_MBODY:
+		ev = h1_parse(&c->req, p, n, &used);
+		if (ev == H1_ERR) {
+			bad_request(c);
+			return n;
+		}
+		if (ev == H1_DONE)
+			finish_mcp_request(c);
+		return used;
 	default:
 		return 0;
 	}
@@ -1089,6 +1282,12 @@ static void client_eof(px_conn *c)
 		if (h1_eof(&c->req) != H1_DONE)
 			conn_finish(c, false);
 		break;
+	case C_MBODY:
+		if (h1_eof(&c->req) == H1_DONE)
+			finish_mcp_request(c);
+		else
+			conn_finish(c, false);
+		break;
 	case C_TUNNEL:
 		if (c->up && c->up->tc)
 			tconn_shutdown(c->up->tc);
@@ -1105,6 +1304,8 @@ static bool can_read(const px_conn *c)
 {
 	switch (c->st) {
 	case C_HEAD:
+		return true;
+	case C_MBODY:
 		return true;
 	case C_BODY:
 	case C_TUNNEL:
@@ -1580,5 +1781,6 @@ void px_free(px *p)
 	}
 	uv_close((uv_handle_t *)&p->reload, px_handle_closed);
 	uv_close((uv_handle_t *)&p->dtimer, px_handle_closed);
+	free_bridges(p);
 	px_unref(p);
 }

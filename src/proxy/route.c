@@ -13,6 +13,8 @@ const char *route_kind_name(route_kind k)
 	switch (k) {
 	case ROUTE_HTTP: return "http";
 	case ROUTE_HTTPS: return "https";
+	case ROUTE_STDIO: return "stdio";
+	case ROUTE_SANDBOX: return "sandbox";
 	}
 	return "?";
 }
@@ -41,6 +43,90 @@ bool route_name_valid(const char *name)
 	return name && hostname_valid(name, strlen(name));
 }
 
+static char **strv_dup(char *const *v)
+{
+	size_t n = 0;
+	char **o;
+	while (v && v[n])
+		n++;
+	if (!(o = calloc(n + 1, sizeof *o)))
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		if (!(o[i] = strdup(v[i]))) {
+			for (size_t j = 0; j < i; j++)
+				free(o[j]);
+			free(o);
+			return NULL;
+		}
+	return o;
+}
+
+static void strv_free(char **v)
+{
+	for (size_t i = 0; v && v[i]; i++)
+		free(v[i]);
+	free(v);
+}
+
+static int parse_stdio(const char *value, route *out, char *why, size_t whylen)
+{
+	const char *p = value + 6;
+	size_t n = 0, cap = 8;
+	char **v = calloc(cap + 1, sizeof *v);
+	if (!v)
+		goto nomem;
+	while (*p) {
+		size_t len;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (!*p)
+			break;
+		len = strcspn(p, " \t");
+		if (n == cap) {
+			char **nv = realloc(v, (cap * 2 + 1) * sizeof *v);
+			if (!nv)
+				goto nomem;
+			v = nv;
+			cap *= 2;
+		}
+		if (!(v[n++] = strndup(p, len)))
+			goto nomem;
+		v[n] = NULL;
+		p += len;
+	}
+	if (n == 0 || v[0][0] != '/') {
+		snprintf(why, whylen, "stdio: needs the absolute path of the command, e.g. stdio:/usr/bin/my-mcp-server --flag");
+		strv_free(v);
+		return -EINVAL;
+	}
+	out->kind = ROUTE_STDIO;
+	out->argv = v;
+	if (!(out->value = strdup(value)))
+		goto nomem2;
+	return 0;
+nomem:
+	strv_free(v);
+	snprintf(why, whylen, "out of memory");
+	return -ENOMEM;
+nomem2:
+	strv_free(out->argv);
+	out->argv = NULL;
+	snprintf(why, whylen, "out of memory");
+	return -ENOMEM;
+}
+
+bool route_is_mcp(const route *r) { return r->kind == ROUTE_STDIO || r->kind == ROUTE_SANDBOX; }
+
+void route_free_fields(route *r)
+{
+	free(r->host);
+	free(r->value);
+	strv_free(r->argv);
+	free(r->workspace_root);
+	r->host = r->value = r->workspace_root = NULL;
+	r->argv = NULL;
+}
+
 int route_parse_value(const char *value, route *out, char *why, size_t whylen)
 {
 	const char *rest, *colon;
@@ -58,10 +144,19 @@ int route_parse_value(const char *value, route *out, char *why, size_t whylen)
 	} else if (!strncmp(value, "https://", 8)) {
 		kind = ROUTE_HTTPS;
 		rest = value + 8;
-	} else if (!strncmp(value, "stdio:", 6) || !strncmp(value, "sandbox:", 8)) {
-		snprintf(why, whylen, "route kind '%.*s' is not available in this version", (int)strcspn(value, ":") + 1,
-			 value);
-		return -EINVAL;
+	} else if (!strncmp(value, "stdio:", 6)) {
+		return parse_stdio(value, out, why, whylen);
+	} else if (!strncmp(value, "sandbox:", 8)) {
+		if (value[8]) {
+			snprintf(why, whylen, "write options in the mapping form (name: {sandbox: {memory: 1G, ...}})");
+			return -EINVAL;
+		}
+		out->kind = ROUTE_SANDBOX;
+		if (!(out->value = strdup(value))) {
+			snprintf(why, whylen, "out of memory");
+			return -ENOMEM;
+		}
+		return 0;
 	} else {
 		snprintf(why, whylen, "scheme must be http or https");
 		return -EINVAL;
@@ -223,10 +318,14 @@ int route_table_add(route_table *t, const char *name, const route *r)
 	nr.name = strdup(name);
 	nr.host = r->host ? strdup(r->host) : NULL;
 	nr.value = r->value ? strdup(r->value) : NULL;
-	if (!nr.name || (r->host && !nr.host) || (r->value && !nr.value)) {
+	nr.argv = r->argv ? strv_dup(r->argv) : NULL;
+	nr.workspace_root = r->workspace_root ? strdup(r->workspace_root) : NULL;
+	nr.max_sessions = r->max_sessions;
+	nr.idle_timeout_ms = r->idle_timeout_ms;
+	if (!nr.name || (r->host && !nr.host) || (r->value && !nr.value) || (r->argv && !nr.argv) ||
+	    (r->workspace_root && !nr.workspace_root)) {
 		free(nr.name);
-		free(nr.host);
-		free(nr.value);
+		route_free_fields(&nr);
 		return -ENOMEM;
 	}
 	for (char *p = nr.name; *p; p++)
@@ -241,8 +340,7 @@ void route_table_free(route_table *t)
 		return;
 	for (size_t i = 0; i < t->n; i++) {
 		free(t->v[i].name);
-		free(t->v[i].host);
-		free(t->v[i].value);
+		route_free_fields(&t->v[i]);
 	}
 	free(t->v);
 	memset(t, 0, sizeof *t);

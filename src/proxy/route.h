@@ -10,7 +10,8 @@
 typedef enum route_kind {
 	ROUTE_HTTP = 1, /* http://host:port */
 	ROUTE_HTTPS,    /* https://host:port (TLS to the upstream, verified against upstream.tls) */
-	/* Reserved: ROUTE_STDIO (spawn a stdio MCP server), ROUTE_SANDBOX (built-in sandbox MCP server). */
+	ROUTE_STDIO,    /* stdio:CMD ARGS: a stdio MCP server spawned per MCP session (mcpbridge) */
+	ROUTE_SANDBOX,  /* sandbox: the built-in sandbox MCP server, one sandbox per MCP session */
 } route_kind;
 
 #define ROUTE_NAME_MAX 253
@@ -22,6 +23,12 @@ typedef struct route {
 	char *host;  /* upstream host: a DNS name or an IPv4 literal, as written */
 	uint16_t port;
 	char *value; /* the value as configured, for logs */
+	/* ROUTE_STDIO: the command (argv[0] is a path); ROUTE_SANDBOX: extra `sandbox serve` options.
+	 * NULL-terminated, may be NULL. */
+	char **argv;
+	char *workspace_root;     /* sandbox: per-session workspaces under this host directory; NULL = tmpfs */
+	unsigned max_sessions;    /* stdio/sandbox: concurrent MCP sessions; 0 = default */
+	uint32_t idle_timeout_ms; /* stdio/sandbox: end an idle session; 0 = default (30 min) */
 } route;
 
 typedef struct route_table {
@@ -30,7 +37,9 @@ typedef struct route_table {
 } route_table;
 
 /* Parses a route value. Accepts exactly `http://host:port` or `https://host:port`: no path (not even "/"),
- * query, fragment or user info. 0, or -EINVAL with a short reason in why. out->name is left alone. */
+ * query, fragment or user info; `stdio:CMD [ARG]...` (split on blanks; CMD an absolute path); or `sandbox:`
+ * (defaults; options come from the mapping form in the config). 0, or -EINVAL with a short reason in why.
+ * out->name is left alone. */
 int route_parse_value(const char *value, route *out, char *why, size_t whylen);
 /* A route name: 1..253 characters of letters, digits, '-', '.', '_'; no empty labels. */
 bool route_name_valid(const char *name);
@@ -49,5 +58,8 @@ int route_table_add(route_table *t, const char *name, const route *r);
 void route_table_free(route_table *t);
 
 const char *route_kind_name(route_kind k);
+/* True for routes served by the stdio bridge (stdio:, sandbox:). */
+bool route_is_mcp(const route *r);
+void route_free_fields(route *r);
 
 #endif

@@ -28,6 +28,10 @@ export async function connectMcp(url, opts = {}) {
   return {
     client,
     transport,
-    close: async () => { await client.close().catch(() => {}); await fetch.close().catch(() => {}); },
+    close: async () => {
+      await transport.terminateSession().catch(() => {}); // DELETE: the server frees the session now
+      await client.close().catch(() => {});
+      await fetch.close().catch(() => {});
+    },
   };
 }
