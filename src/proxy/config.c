@@ -54,9 +54,7 @@ static int load_mcp_route(cfg_doc *d, cfg_node *routes, const char *name, cfg_no
 	int64_t v, ms;
 	int rc;
 
-	if ((rc = cfg_check_keys(d, val, name, top)) < 0)
-		return rc;
-	if ((rc = cfg_get_int(d, val, "max_sessions", 1, 4096, &v)) < 0)
+XX, 1, 4096, &v)) < 0)
 		return rc;
 	if (rc == 0)
 		r->max_sessions = (unsigned)v;
@@ -81,8 +79,6 @@ static int load_mcp_route(cfg_doc *d, cfg_node *routes, const char *name, cfg_no
 		r->value = strdup("stdio:");
 		return r->value ? 0 : -ENOMEM;
 	}
-	if (!cfg_key_line(val, "sandbox"))
-		return cfg_fail(d, routes, name, "must be scheme://host:port, \"sandbox:\", {sandbox: {...}} or {stdio: [cmd, ...]}");
 	sb = cfg_get(val, "sandbox");
 	if (sb && !cfg_is_map(sb)) {
 		const char *sv = cfg_scalar(sb);

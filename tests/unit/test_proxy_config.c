@@ -34,14 +34,31 @@ static void test_route_values(void **st)
 	static const char *const bad[] = {
 		"http://host:8080/mcp", "http://host:8080/", "http://host", "http://host:", "http://host:0",
 		"http://host:65536", "http://host:80?x", "http://u@host:80", "ftp://host:21", "host:80",
-		"http://:80", "http://[::1]:80", "http://ho st:80", "http://host:8o", "", "stdio:", "sandbox:",
-		"http://host..x:80",
+		"http://:80", "http://[::1]:80", "http://ho st:80", "http://host:8o", "", "stdio:",
+		"stdio:relative/cmd", "sandbox:memory=1G", "http://host..x:80",
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		memset(&r, 0, sizeof r);
 		assert_int_equal(route_parse_value(bad[i], &r, why, sizeof why), -EINVAL);
 		assert_null(r.host);
+		assert_null(r.argv);
 	}
+
+	/* stdio: splits the command on blanks; sandbox: alone means all defaults */
+	memset(&r, 0, sizeof r);
+	assert_int_equal(route_parse_value("stdio:/usr/bin/srv  --port 0", &r, why, sizeof why), 0);
+	assert_int_equal(r.kind, ROUTE_STDIO);
+	assert_string_equal(r.argv[0], "/usr/bin/srv");
+	assert_string_equal(r.argv[1], "--port");
+	assert_string_equal(r.argv[2], "0");
+	assert_null(r.argv[3]);
+	assert_true(route_is_mcp(&r));
+	route_free_fields(&r);
+	memset(&r, 0, sizeof r);
+	assert_int_equal(route_parse_value("sandbox:", &r, why, sizeof why), 0);
+	assert_int_equal(r.kind, ROUTE_SANDBOX);
+	assert_null(r.argv);
+	route_free_fields(&r);
 }
 
 static void test_host_normalize(void **st)
@@ -171,7 +188,7 @@ static void test_config_errors(void **st)
 		{ "routes: {a: \"http://a:1\"}\nlisten_addr: localhost:80\n", "gw.yaml:5: listen_addr: 'localhost:80' is not an address" },
 		{ "routes: {\"bad name\": \"http://a:1\"}\n", "gw.yaml:4: bad name: invalid route name" },
 		{ "routes: {a: \"http://a:1\", A: \"http://b:1\"}\n", "gw.yaml:4: A: duplicate route name" },
-		{ "routes: {a: \"stdio:\"}\n", "gw.yaml:4: a: invalid upstream (must be scheme://host:port): 'stdio:': route kind 'stdio:' is not available" },
+		{ "routes: {a: \"stdio:\"}\n", "gw.yaml:4: a: invalid upstream (must be scheme://host:port): 'stdio:': stdio: needs the absolute path" },
 	};
 	char y[1024], err[512];
 	px_config *c = NULL;
