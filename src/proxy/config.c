@@ -54,7 +54,12 @@ static int load_mcp_route(cfg_doc *d, cfg_node *routes, const char *name, cfg_no
 	int64_t v, ms;
 	int rc;
 
-XX, 1, 4096, &v)) < 0)
+	if (!cfg_key_line(val, "stdio") && !cfg_key_line(val, "sandbox"))
+		return cfg_fail(d, routes, name, "invalid upstream (must be scheme://host:port); a mapping must hold "
+				"sandbox: {...} or stdio: [cmd, ...]");
+	if ((rc = cfg_check_keys(d, val, name, top)) < 0)
+		return rc;
+	if ((rc = cfg_get_int(d, val, "max_sessions", 1, 4096, &v)) < 0)
 		return rc;
 	if (rc == 0)
 		r->max_sessions = (unsigned)v;
