@@ -8,6 +8,7 @@ int sandbox_main(int argc, char **argv);
 int tunnel_main(int argc, char **argv);
 int edge_main(int argc, char **argv);
 int proxy_main(int argc, char **argv);
+int gateway_main(int argc, char **argv);
 
 #define POSTERN_COMMANDS \
 	{ "check", check_main, "validate a config file without starting (-c FILE)" }, \
@@ -15,6 +16,7 @@ int proxy_main(int argc, char **argv);
 	{ "sandbox", sandbox_main, "isolated command execution: run, serve (MCP tools)" }, \
 	{ "tunnel", tunnel_main, "tunnel records and tokens on the edge: create, rotate, list, delete" }, \
 	{ "edge", edge_main, "the public relay: connector links, SNI and mTLS client entries (-c edge.yaml)" }, \
+	{ "gateway", gateway_main, "customer side: connector to the edges + inner proxy (-c gateway.yaml)" }, \
 	{ "proxy", proxy_main, "the inner proxy alone on listen_addr (gateway without a connector)" },
 
 #endif

@@ -536,7 +536,9 @@ static void ops_close(void *ctx)
 			/* Our side is complete and nobody reads what the edge would still send. */
 			nghttp2_submit_rst_stream(l->h2, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_NO_ERROR);
 		}
+		/* Sending the reset closes the stream and frees s from on_stream_close: s is not used after. */
 		link_flush(l);
+		return;
 	}
 	stream_maybe_free(s);
 }
