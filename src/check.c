@@ -4,6 +4,7 @@
 
 #include "commands.h"
 #include "core/cfg.h"
+#include "gateway/gateway.h"
 #include "proxy/proxy.h"
 
 int check_main(int argc, char **argv)
@@ -31,6 +32,21 @@ int check_main(int argc, char **argv)
 	if (!d) {
 		fprintf(stderr, "postern check: %s\n", err);
 		return 1;
+	}
+	/* A gateway config with a connector part: the gateway's own loader (both key lists, token, edges). */
+	if (gw_config_has_connector(d)) {
+		px_config *pc = NULL;
+		ctr_config *cc = NULL;
+		if (gw_config_load(d, &pc, &cc) < 0) {
+			fprintf(stderr, "postern check: %s\n", cfg_error(d) ? cfg_error(d) : "invalid gateway config");
+			cfg_free(d);
+			return 1;
+		}
+		px_config_free(pc);
+		ctr_config_free(cc);
+		cfg_free(d);
+		printf("%s: ok (gateway)\n", path);
+		return 0;
 	}
 	/* A gateway or proxy config (it has routes): the proxy keys are checked with the proxy's own loader.
 	 * Without connector keys it is proxy-only, so unknown top-level keys are errors here too. */
