@@ -11,6 +11,8 @@ BIN=$(realpath "${1:?usage: bench/sandbox.sh POSTERN_BIN}")
 RUNS=${SBX_BENCH_RUNS:-300}
 out=build/bench; mkdir -p "$out"
 json=$out/sandbox-cold.json
+# A private copy: a rebuild of the checkout during the run must not swap the binary under hyperfine.
+cp "$BIN" "$out/postern-sandbox-bench" && BIN=$(realpath "$out/postern-sandbox-bench")
 
 need() { command -v "$1" >/dev/null || { echo "bench/sandbox.sh: $1 is missing (POSTERN_BENCH_DEPS=1 scripts/deps.sh installs it)" >&2; exit 1; }; }
 need hyperfine; need bwrap; need unshare; need node
@@ -33,7 +35,8 @@ cmds=(
 if [ "$(id -u)" = 0 ] && command -v firejail >/dev/null; then cmds+=("firejail --quiet --noprofile /bin/true"); fi
 
 echo "== sandbox cold start: a fresh sandbox running /bin/true (hyperfine -N, $RUNS runs, medians)"
-hyperfine -N --warmup 20 --runs "$RUNS" --export-json "$json" "${cmds[@]}" >/dev/null 2>&1
+hyperfine -N --warmup 20 --runs "$RUNS" --export-json "$json" "${cmds[@]}" > "$out/sandbox-hyperfine.log" 2>&1 \
+  || { echo "bench/sandbox.sh: hyperfine failed:" >&2; grep -i error "$out/sandbox-hyperfine.log" >&2; exit 1; }
 srt_json=""
 if [ -x "$srt_bin" ]; then
   srt_json=$out/sandbox-srt.json
@@ -49,7 +52,7 @@ const bw = med(rows.find((r) => r.command.startsWith('bwrap')));
 console.log('| command | median | min | ratio to /bin/true | ratio to bwrap |');
 console.log('|---|---|---|---|---|');
 for (const r of rows) {
-  const name = r.command.replace(/^\S*\/postern /, 'postern ').replace(/^\S*\/srt /, 'srt ');
+  const name = r.command.replace(/^\S*\/postern\S* /, 'postern ').replace(/^\S*\/srt /, 'srt ');
   console.log(`| \`${name}\` | ${med(r).toFixed(2)} ms | ${(r.min * 1000).toFixed(2)} ms | ${(med(r) / bare).toFixed(1)} | ${(med(r) / bw).toFixed(2)} |`);
 }
 EOF

@@ -347,7 +347,12 @@ cgr *cgr_new(const char *parent, const char *name, const struct cgr_limits *l, b
 		if ((size_t)snprintf(dir, sizeof dir, "%s/%s", parent, name) < sizeof dir)
 			v2_setup(g, dir, l);
 	} else if (m.v2_mount[0] && !strcmp(m.v2_path, "/")) {
-		if ((size_t)snprintf(dir, sizeof dir, "%s/%s", m.v2_mount, name) < sizeof dir)
+		/* Only when the root hands controllers down: a bare v2 directory adds nothing (killing the
+		 * sandbox's pid 1 already ends every process) and costs a mkdir, a move and an rmdir. */
+		char sc[512], path[CGR_PATH_MAX + 32];
+		snprintf(path, sizeof path, "%s/cgroup.subtree_control", m.v2_mount);
+		if (read_file(path, sc, sizeof sc) == 0 && cgr_parse_controllers(sc) &&
+		    (size_t)snprintf(dir, sizeof dir, "%s/%s", m.v2_mount, name) < sizeof dir)
 			v2_setup(g, dir, l);
 	}
 	/* A v2 directory that got no controller is still useful for cgroup.kill, but v1 may do better. */
