@@ -57,8 +57,18 @@ $(B)/libpostern.a: $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
+# The release binary links its libraries statically (glibc stays dynamic): dynamic symbol lookups for
+# libcrypto and friends cost ~1 ms on every start, and `postern sandbox run` starts once per command.
+STATIC_LIBS := -Wl,-Bstatic -lssl -lcrypto -lnghttp2 -ljansson -lfyaml -lseccomp -lsqlite3 -lhiredis -lhttp_parser \
+	-luv_a -Wl,-Bdynamic -lpthread -ldl -lm
+ifneq ($(filter gcc clang,$(FLAVOUR)),)
+  BIN_LIBS := $(STATIC_LIBS)
+else
+  BIN_LIBS := $(PKG_LIBS)
+endif
+
 $(BIN): $(B)/src/main.o $(B)/libpostern.a
-	$(CC) $(OPT) $(LDSAN) -o $@ $^ $(PKG_LIBS)
+	$(CC) $(OPT) $(LDSAN) -o $@ $^ $(BIN_LIBS)
 
 $(B)/tests/%: tests/unit/%.c $(B)/libpostern.a
 	@mkdir -p $(dir $@)
