@@ -159,16 +159,16 @@ async function main() {
   show(text(net));
   await box.close();
 
-  await step('what the edge could see: its log and metrics (metadata only)', async () => {
+  const seen = await step('what the edge could see: its log and metrics (metadata only)', async () => {
     const m = await httpGet(`http://127.0.0.1:${ports.edgeMetrics}/metrics`);
-    const lines = m.body.split('\n').filter((l) => l && !l.startsWith('#')).slice(0, 12);
-    show('edge log:');
-    show(edge.log.trim().split('\n').slice(-8).map((l) => `  ${l}`).join('\n'));
-    show('edge /metrics (excerpt):');
-    show(lines.map((l) => `  ${l}`).join('\n'));
     if (edge.log.includes(marker)) throw new Error('the edge log contains the payload marker: plaintext leaked');
-    show(`the payload marker ${marker} appears nowhere in the edge's output`);
+    return { metrics: m.body.split('\n').filter((l) => l && !l.startsWith('#')).slice(0, 12), log: edge.log.trim().split('\n').slice(-6) };
   });
+  show('edge log (last lines):');
+  show(seen.log.map((l) => `  ${l}`).join('\n'));
+  show('edge /metrics (excerpt):');
+  show(seen.metrics.map((l) => `  ${l}`).join('\n'));
+  show(`the payload marker ${marker} appears nowhere in the edge's output`);
 
   console.log(`\n${c('1', 'done')} in ${((Date.now() - t0) / 1000).toFixed(1)} s; stopping everything the demo started`);
   void mcp;
