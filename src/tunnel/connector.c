@@ -272,6 +272,7 @@ struct edge_addr {
 	uint16_t port;
 	const char *name; /* TLS name to verify */
 	const char *text; /* as configured, for logs */
+	unsigned rr;      /* next resolved address to use: a name with several spreads dials over them */
 };
 
 struct ctr {
@@ -1176,7 +1177,14 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 				 uv_strerror(status < 0 ? status : UV_EAI_NONAME));
 			link_close(l, NULL);
 		} else {
-			link_connect(l, res->ai_addr);
+			struct addrinfo *ai = res;
+			unsigned n = 0, pick;
+			for (; ai; ai = ai->ai_next)
+				n++;
+			pick = c->edges[l->edge].rr++ % n;
+			for (ai = res; pick--; ai = ai->ai_next)
+				;
+			link_connect(l, ai->ai_addr);
 		}
 	}
 	uv_freeaddrinfo(res);
