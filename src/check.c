@@ -4,8 +4,17 @@
 
 #include "commands.h"
 #include "core/cfg.h"
+#include "core/cli.h"
 #include "gateway/gateway.h"
 #include "proxy/proxy.h"
+#include "tunnel/edge.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: postern check -c FILE\n\n"
+		   "Validates an edge, gateway or proxy config with the loader the daemon uses and exits 0 when it is\n"
+		   "valid; otherwise prints the first error with file, line and key and exits 1.\n");
+}
 
 int check_main(int argc, char **argv)
 {
@@ -13,25 +22,28 @@ int check_main(int argc, char **argv)
 	char err[512];
 	cfg_doc *d;
 
-	for (int i = 1; i < argc; i++) {
-		if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) && i + 1 < argc)
-			path = argv[++i];
-		else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			printf("usage: postern check -c FILE\n\nValidates an edge, gateway or worker config and exits 0 when it is valid.\n");
-			return 0;
-		} else {
-			fprintf(stderr, "postern check: unexpected argument '%s'\n", argv[i]);
-			return 2;
-		}
-	}
-	if (!path) {
-		fprintf(stderr, "postern check: -c FILE is required\n");
-		return 2;
+	{
+		int a = cli_config_path(argc, argv, "postern check", usage, &path);
+		if (a)
+			return a == CLI_EXIT_HELP ? 0 : 2;
 	}
 	d = cfg_load(path, err, sizeof err);
 	if (!d) {
 		fprintf(stderr, "postern check: %s\n", err);
 		return 1;
+	}
+	/* An edge config: the edge's own loader. */
+	if (cfg_key_line(cfg_root(d), "connector_listen") || cfg_key_line(cfg_root(d), "state_dir")) {
+		edge_config ec;
+		cfg_free(d);
+		memset(&ec, 0, sizeof ec);
+		if (edge_config_load(path, &ec, err, sizeof err) < 0) {
+			fprintf(stderr, "postern check: %s\n", err);
+			return 1;
+		}
+		edge_config_free(&ec);
+		printf("%s: ok (edge)\n", path);
+		return 0;
 	}
 	/* A gateway config with a connector part: the gateway's own loader (both key lists, token, edges). */
 	if (gw_config_has_connector(d)) {

@@ -12,6 +12,7 @@
 
 #include "commands.h"
 #include "core/admin.h"
+#include "core/cli.h"
 #include "core/log.h"
 
 /* ------------------------------------------------------------------ config */
@@ -200,20 +201,10 @@ int gateway_main(int argc, char **argv)
 	int rc = 1;
 
 	memset(&g, 0, sizeof g);
-	for (int i = 1; i < argc; i++) {
-		if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) && i + 1 < argc) {
-			path = argv[++i];
-		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			usage(stdout);
-			return 0;
-		} else {
-			fprintf(stderr, "postern gateway: unexpected argument '%s' (see postern gateway --help)\n", argv[i]);
-			return 2;
-		}
-	}
-	if (!path) {
-		fprintf(stderr, "postern gateway: -c FILE is required (see postern gateway --help)\n");
-		return 2;
+	{
+		int a = cli_config_path(argc, argv, "postern gateway", usage, &path);
+		if (a)
+			return a == CLI_EXIT_HELP ? 0 : 2;
 	}
 	if (!(d = cfg_load(path, err, sizeof err))) {
 		fprintf(stderr, "postern gateway: %s\n", err);

@@ -9,6 +9,7 @@
 
 #include "commands.h"
 #include "core/cfg.h"
+#include "core/cli.h"
 #include "core/log.h"
 #include "proxy/proxy.h"
 
@@ -57,21 +58,10 @@ int proxy_main(int argc, char **argv)
 	int rc = 1;
 
 	memset(&c, 0, sizeof c);
-	for (int i = 1; i < argc; i++) {
-		if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) && i + 1 < argc) {
-			path = argv[++i];
-		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			usage(stdout);
-			return 0;
-		} else {
-			fprintf(stderr, "postern proxy: unexpected argument '%s'\n", argv[i]);
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (!path) {
-		fprintf(stderr, "postern proxy: -c FILE is required\n");
-		return 2;
+	{
+		int a = cli_config_path(argc, argv, "postern proxy", usage, &path);
+		if (a)
+			return a == CLI_EXIT_HELP ? 0 : 2;
 	}
 	if (!(d = cfg_load(path, err, sizeof err))) {
 		fprintf(stderr, "postern proxy: %s\n", err);

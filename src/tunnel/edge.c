@@ -24,6 +24,7 @@
 #include <uv.h>
 
 #include "core/admin.h"
+#include "core/cli.h"
 #include "core/log.h"
 #include "core/tconn.h"
 #include "core/tlsio.h"
@@ -1340,20 +1341,10 @@ int edge_main(int argc, char **argv)
 	char err[512], a1[NA_FMT_MAX] = "", a2[NA_FMT_MAX] = "", a3[NA_FMT_MAX] = "-";
 	int rc = 1;
 
-	for (int i = 1; i < argc; i++) {
-		if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) && i + 1 < argc) {
-			path = argv[++i];
-		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			usage(stdout);
-			return 0;
-		} else {
-			fprintf(stderr, "postern edge: unexpected argument '%s' (see postern edge --help)\n", argv[i]);
-			return 2;
-		}
-	}
-	if (!path) {
-		fprintf(stderr, "postern edge: -c edge.yaml is required\n");
-		return 2;
+	{
+		int a = cli_config_path(argc, argv, "postern edge", usage, &path);
+		if (a)
+			return a == CLI_EXIT_HELP ? 0 : 2;
 	}
 	memset(&E, 0, sizeof E);
 	if (edge_config_load(path, &E.cfg, err, sizeof err) < 0) {

@@ -21,3 +21,27 @@ test('make demo: the tunnel and the sandbox, step by step, and nothing left runn
   const left = await run('pgrep', ['-f', 'postern-demo-']);
   assert.equal(left.stdout.trim(), '', `processes left behind: ${left.stdout}`);
 });
+
+test('postern check validates edge, gateway and proxy configs with their own loaders', async () => {
+  const { tmpdir, rmrf, postern } = await import('./lib/proc.mjs');
+  const { writeFileSync } = await import('node:fs');
+  const d = tmpdir('postern-check-');
+  try {
+    const cases = [
+      ['edge.yaml', 'state_dir: /tmp/x\ndomain: t.test\nconnector_tls: {cert_file: /a, key_file: /b}\nbogus: 1\n', /edge\.yaml:4: unknown key 'bogus' in the edge config/],
+      ['gw.yaml', 'token_file: /t\nedges: ["127.0.0.1:1"]\nconnections: lots\nroutes: {a: "http://10.0.0.1:1"}\ntls: {cert_file: /a, key_file: /b}\n', /gw\.yaml:3: connections:/],
+      ['px.yaml', 'listen_addr: 127.0.0.1:0\ntls: {cert_file: /a, key_file: /b}\nroutes: {a: "http://10.0.0.1:1/mcp"}\n', /px\.yaml:3: a: invalid upstream \(must be scheme:\/\/host:port\)/],
+    ];
+    for (const [name, yaml, re] of cases) {
+      writeFileSync(`${d}/${name}`, yaml);
+      const r = await postern(['check', '-c', `${d}/${name}`]);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, re);
+    }
+    const u = await postern(['check']);
+    assert.equal(u.code, 2);
+    assert.match(u.stderr, /-c FILE is required/);
+  } finally {
+    rmrf(d);
+  }
+});
