@@ -7,12 +7,13 @@ import tls from 'node:tls';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { start, freePort, stopAll, waitUntil } from './lib/proc.mjs';
+import { start, freePort, stopAll, waitUntil, run, tmpdir, rmrf } from './lib/proc.mjs';
+import { makeCA, makeLeaf } from './lib/certs.mjs';
 import { makeEdges, createTunnel, startGateway } from './lib/tunnel.mjs';
 import { connectMcp, pinnedFetch } from './lib/mcp.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-let ctx, t, gw, everything, mcpPort, upstream, upPort, relay, captured = [];
+let ctx, t, gw, agent, foreign, pkiDir, everything, mcpPort, upstream, upPort, relay, captured = [];
 const REQ_MARK = `req-marker-${process.pid}-${Date.now()}-q7`;
 const RESP_MARK = `resp-marker-${process.pid}-${Date.now()}-z9`;
 let upstreamSaw = '';
@@ -38,7 +39,12 @@ before(async () => {
   upPort = await freePort();
   await new Promise((r) => upstream.listen(upPort, '127.0.0.1', r));
 
-  ctx = await makeEdges(1);
+  // The agent platform's client certificate for the outer mTLS entry, and one from a CA the edge does not trust.
+  pkiDir = tmpdir('postern-agent-pki-');
+  const platform = makeCA(pkiDir, 'platform-ca');
+  agent = makeLeaf(pkiDir, platform, 'agent', [], 'client');
+  foreign = makeLeaf(pkiDir, makeCA(pkiDir, 'other-ca'), 'intruder', [], 'client');
+  ctx = await makeEdges(1, { mtlsCa: platform.cert });
   await ctx.edges[0].start();
   t = await createTunnel(ctx);
 
@@ -68,6 +74,7 @@ after(async () => {
   upstream?.close();
   relay?.close();
   ctx?.cleanup();
+  if (pkiDir) rmrf(pkiDir);
 });
 
 const tunnelUrl = (route, p = '') => `https://${route}.${t.domain}:${ctx.edges[0].client}${p}`;
@@ -138,4 +145,21 @@ test('the edge never sees plaintext: markers absent from the edge-side link byte
   assert.ok(!edgeLog.includes(REQ_MARK) && !edgeLog.includes(RESP_MARK), 'marker in edge log');
   assert.ok(!edgeLog.includes(t.token), 'tunnel token in edge log');
   await waitUntil(async () => true, 10);
+});
+
+test('outer mTLS entry: curl as an HTTPS proxy client reaches the route, inner TLS verified against the customer CA', async () => {
+  const e = ctx.edges[0];
+  const host = `up.${t.domain}`;
+  const viaMtls = (certArgs) => run('curl', ['-sS', '--max-time', '20', '--proxy', `https://connect.edge.test:${e.mtls}`,
+    '--resolve', `connect.edge.test:${e.mtls}:127.0.0.1`, '--proxy-cacert', ctx.edgeCa, ...certArgs,
+    '--cacert', t.ca, '--data', 'via-mtls', `https://${host}/echo`]);
+  const ok = await viaMtls(['--proxy-cert', agent.cert, '--proxy-key', agent.key]);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal(ok.stdout, `ok ${RESP_MARK}\n`);
+  assert.match(upstreamSaw, /via-mtls/);
+  const none = await viaMtls([]);
+  assert.notEqual(none.code, 0, 'no client certificate must be refused');
+  const wrong = await viaMtls(['--proxy-cert', foreign.cert, '--proxy-key', foreign.key]);
+  assert.notEqual(wrong.code, 0, 'a client certificate from another CA must be refused');
+  await ctx.edges[0].proc.waitFor(/entry=mtls reason="TLS handshake failed: peer did not return a certificate"/);
 });

@@ -17,7 +17,7 @@ export async function getStatus(url) {
 }
 
 // Creates the edge side (no process yet). Returns ctx with dir, edgeYaml(i), startEdge(i), createTunnel().
-export async function makeEdges(n = 1, { dir = tmpdir('postern-tun-') } = {}) {
+export async function makeEdges(n = 1, { dir = tmpdir('postern-tun-'), mtlsCa } = {}) {
   await ok(['certs', 'init', '--domain', 'edge.test', '--out', path.join(dir, 'edge-pki')]);
   const edges = [];
   for (let i = 0; i < n; i++) {
@@ -30,6 +30,7 @@ export async function makeEdges(n = 1, { dir = tmpdir('postern-tun-') } = {}) {
       `connector_tls: { cert_file: ${path.join(dir, 'edge-pki', 'server.pem')}, key_file: ${path.join(dir, 'edge-pki', 'server.key')} }`,
       `client_listen: 127.0.0.1:${e.client}`,
       `metrics_listen: 127.0.0.1:${e.metrics}`,
+      ...(mtlsCa ? [`mtls_listen: 127.0.0.1:${e.mtls}`, `client_ca_file: ${mtlsCa}`] : []),
     ];
     writeFileSync(e.yaml, e.lines.join('\n') + '\n');
     e.start = async () => {
