@@ -11,14 +11,20 @@ struct tconn {
 	uv_tcp_t tcp;
 	uv_connect_t creq;
 	uv_timer_t timer; /* connect + handshake deadline */
+	/* Writes are staged and go to the socket once per loop turn: prepare catches what timers and pending
+	 * callbacks wrote before the loop blocks in poll, check what I/O callbacks wrote after it. */
+	uv_prepare_t prep;
+	uv_check_t check;
 	tio *tls;
+	struct wreq *stg; /* staged bytes: plaintext for TLS (encrypted at flush, so records come out full) */
+	size_t inflight;  /* bytes handed to libuv, not yet written */
+	size_t tls_out;   /* ciphertext in the TLS engine, not yet handed to libuv */
 	tconn_cbs cbs;
 	void *ud;
 	bool server, open, closing, paused, high, reading, eof_seen;
-	bool close_flushed, shut_pending;
+	bool close_flushed, shut_pending, armed;
 	int handles;
 	int close_err;
-	size_t queued;
 	uint64_t in, out;
 	char peer[64];
 	struct sockaddr_storage peer_sa;
@@ -28,12 +34,22 @@ struct tconn {
 struct wreq {
 	uv_write_t req;
 	tconn *c;
-	size_t len;
+	size_t len, cap, off;
 	uint8_t data[];
 };
 
+/* Staging grows to this before it is encrypted or written without waiting for the loop turn. */
+#define STAGE_MAX (64u * 1024)
+
+/* Set while our check/prepare callbacks run: a write made then (from a failure callback) flushes at once,
+ * since a handle started during the check phase would only run after the next poll. */
+static _Thread_local bool in_flush_phase;
+
 static void finish_open(tconn *c);
-static int flush_tls(tconn *c);
+static int flush_now(tconn *c);
+static void arm(tconn *c);
+
+static size_t queued(const tconn *c) { return c->inflight + c->tls_out + (c->stg ? c->stg->len : 0); }
 
 static void handle_closed(uv_handle_t *h)
 {
@@ -43,6 +59,7 @@ static void handle_closed(uv_handle_t *h)
 	if (c->cbs.on_close)
 		c->cbs.on_close(c, c->close_err, c->ud);
 	tio_free(c->tls);
+	free(c->stg);
 	free(c);
 }
 
@@ -50,7 +67,28 @@ void tconn_close(tconn *c)
 {
 	if (!c || c->closing)
 		return;
+	/* Bytes staged this turn (an answer, an alert) would have gone out synchronously before writes were
+	 * staged: try once, never block, and only when nothing is in flight so the order holds. */
+	if (!c->inflight) {
+		if (c->tls) {
+			uint8_t buf[16 * 1024 + 512];
+			size_t k;
+			if (c->stg && c->stg->len && tio_handshake_done(c->tls) &&
+			    tio_write(c->tls, c->stg->data, c->stg->len) == 0)
+				c->stg->len = 0;
+			while (tio_out_pending(c->tls) <= sizeof buf && (k = tio_out_take(c->tls, buf, sizeof buf)) > 0) {
+				uv_buf_t b = uv_buf_init((char *)buf, (unsigned)k);
+				if (uv_try_write((uv_stream_t *)&c->tcp, &b, 1) != (int)k)
+					break;
+			}
+		} else if (c->stg && c->stg->len) {
+			uv_buf_t b = uv_buf_init((char *)c->stg->data, (unsigned)c->stg->len);
+			(void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+		}
+	}
 	c->closing = true;
+	uv_close((uv_handle_t *)&c->prep, handle_closed);
+	uv_close((uv_handle_t *)&c->check, handle_closed);
 	uv_close((uv_handle_t *)&c->timer, handle_closed);
 	uv_close((uv_handle_t *)&c->tcp, handle_closed);
 }
@@ -82,7 +120,7 @@ static void write_done(uv_write_t *req, int status)
 {
 	struct wreq *w = (struct wreq *)req;
 	tconn *c = w->c;
-	c->queued -= w->len;
+	c->inflight -= w->len - w->off;
 	free(w);
 	if (c->closing)
 		return;
@@ -90,69 +128,181 @@ static void write_done(uv_write_t *req, int status)
 		fail(c, status, uv_strerror(status));
 		return;
 	}
-	if (c->close_flushed && c->queued == 0 && !c->shut_pending) {
+	if (c->close_flushed && queued(c) == 0 && !c->shut_pending) {
 		tconn_close(c);
 		return;
 	}
-	if (c->high && c->queued <= TCONN_LOW_WATER) {
+	if (c->high && queued(c) <= TCONN_LOW_WATER) {
 		c->high = false;
 		if (c->cbs.on_drain)
 			c->cbs.on_drain(c, c->ud);
 	}
 }
 
-/* Queues w (len bytes in w->data) on the socket; takes ownership of w. */
+/* Sends w (len bytes in w->data); takes ownership of w. Tries the socket first when nothing is in flight,
+ * so the common case neither waits for a writable event nor keeps the buffer. */
 static int submit(tconn *c, struct wreq *w)
 {
-	uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
+	uv_buf_t b;
 	int r;
 	w->c = c;
+	w->off = 0;
+	c->out += w->len;
+	if (!c->inflight) {
+		b = uv_buf_init((char *)w->data, (unsigned)w->len);
+		r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+		if (r == (int)w->len) {
+			free(w);
+			return 0;
+		}
+		if (r > 0)
+			w->off = (size_t)r;
+		else if (r != UV_EAGAIN) {
+			free(w);
+			return r;
+		}
+	}
+	b = uv_buf_init((char *)w->data + w->off, (unsigned)(w->len - w->off));
 	r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_done);
 	if (r < 0) {
 		free(w);
 		return r;
 	}
-	c->queued += w->len;
-	c->out += w->len;
-	if (c->queued > TCONN_HIGH_WATER)
-		c->high = true;
+	c->inflight += w->len - w->off;
 	return 0;
 }
 
-static int raw_write(tconn *c, const uint8_t *p, size_t n)
+/* Room for n more staged bytes; a new staging buffer is sized to what is asked, up to STAGE_MAX. */
+static int stage_reserve(tconn *c, size_t n)
 {
-	struct wreq *w;
-	if (!n)
+	struct wreq *w = c->stg;
+	size_t need = (w ? w->len : 0) + n, cap;
+	if (w && need <= w->cap)
 		return 0;
-	if (c->queued + n > TCONN_HARD_CAP)
-		return -ENOBUFS;
-	w = malloc(sizeof *w + n);
-	if (!w)
+	cap = w ? w->cap * 2 : 4096;
+	while (cap < need)
+		cap *= 2;
+	if (!(w = realloc(w, sizeof *w + cap)))
 		return -ENOMEM;
-	w->len = n;
-	memcpy(w->data, p, n);
-	return submit(c, w);
+	if (!c->stg)
+		w->len = 0;
+	w->cap = cap;
+	c->stg = w;
+	return 0;
 }
 
-static int flush_tls(tconn *c)
+/* Encrypts staged plaintext into the TLS engine. */
+static int seal_staged(tconn *c)
 {
-	size_t n;
-	/* All pending ciphertext goes out as one write, read straight into the request: one copy, one
-	 * syscall for many records, instead of one per 16 KiB record. */
-	while ((n = tio_out_pending(c->tls)) > 0) {
+	size_t before;
+	int r;
+	if (!c->stg || !c->stg->len)
+		return 0;
+	before = tio_out_pending(c->tls);
+	if ((r = tio_write(c->tls, c->stg->data, c->stg->len)) < 0)
+		return r;
+	c->stg->len = 0;
+	c->tls_out += tio_out_pending(c->tls) - before;
+	return 0;
+}
+
+/* Everything staged to the socket now. */
+static int flush_now(tconn *c)
+{
+	int r;
+	if (c->closing)
+		return 0;
+	if (!c->tls) {
+		struct wreq *w = c->stg;
+		if (!w || !w->len)
+			return 0;
+		c->stg = NULL;
+		return submit(c, w);
+	}
+	if ((r = seal_staged(c)) < 0)
+		return r;
+	c->tls_out = 0;
+	/* All pending ciphertext goes out as one write: one copy, one syscall for many records. */
+	for (size_t n; (n = tio_out_pending(c->tls)) > 0;) {
 		struct wreq *w;
-		if (c->queued + n > TCONN_HARD_CAP)
-			return -ENOBUFS;
 		if (!(w = malloc(sizeof *w + n)))
 			return -ENOMEM;
+		w->cap = n;
 		w->len = tio_out_take(c->tls, w->data, n);
 		if (!w->len) {
 			free(w);
 			return -EIO;
 		}
-		if (submit(c, w) < 0)
-			return -EIO;
+		if ((r = submit(c, w)) < 0)
+			return r;
 	}
+	free(c->stg); /* sealed, so empty: an idle connection keeps no buffer */
+	c->stg = NULL;
+	return 0;
+}
+
+static void disarm(tconn *c)
+{
+	if (!c->armed)
+		return;
+	c->armed = false;
+	uv_prepare_stop(&c->prep);
+	uv_check_stop(&c->check);
+}
+
+static void flush_phase(tconn *c)
+{
+	int r;
+	disarm(c);
+	if (c->closing)
+		return;
+	in_flush_phase = true;
+	r = flush_now(c);
+	if (r < 0)
+		fail(c, r, r == -ENOMEM ? "out of memory" : uv_strerror(r));
+	in_flush_phase = false;
+}
+
+static void on_prepare(uv_prepare_t *h) { flush_phase(h->data); }
+static void on_check(uv_check_t *h) { flush_phase(h->data); }
+
+/* Staged bytes go out at the end of this loop turn. */
+static void arm(tconn *c)
+{
+	if (c->armed || c->closing)
+		return;
+	if (in_flush_phase) {
+		int r = flush_now(c);
+		if (r < 0)
+			fail(c, r, r == -ENOMEM ? "out of memory" : uv_strerror(r));
+		return;
+	}
+	c->armed = true;
+	uv_prepare_start(&c->prep, on_prepare);
+	uv_check_start(&c->check, on_check);
+}
+
+static void note_high(tconn *c)
+{
+	if (queued(c) > TCONN_HIGH_WATER)
+		c->high = true;
+}
+
+static int raw_write(tconn *c, const uint8_t *p, size_t n)
+{
+	int r;
+	if (!n)
+		return 0;
+	if (queued(c) + n > TCONN_HARD_CAP)
+		return -ENOBUFS;
+	if ((r = stage_reserve(c, n)) < 0)
+		return r;
+	memcpy(c->stg->data + c->stg->len, p, n);
+	c->stg->len += n;
+	note_high(c);
+	if (c->stg->len >= STAGE_MAX)
+		return flush_now(c);
+	arm(c);
 	return 0;
 }
 
@@ -163,10 +313,8 @@ static void deliver_plain(tconn *c)
 	/* A paused reader still gets what TLS already decrypted only once resumed. */
 	while (!c->closing && !c->paused) {
 		r = tio_read(c->tls, buf, sizeof buf);
-		if (flush_tls(c) < 0) {
-			fail(c, -EIO, "write failed");
-			return;
-		}
+		if (tio_out_pending(c->tls))
+			arm(c); /* handshake flight, alerts, key updates */
 		if (r > 0) {
 			if (!c->open)
 				finish_open(c);
@@ -302,8 +450,13 @@ static tconn *alloc(uv_loop_t *loop, const tconn_cbs *cbs, void *ud)
 		return NULL;
 	}
 	uv_timer_init(loop, &c->timer);
-	c->tcp.data = c->timer.data = c;
-	c->handles = 2;
+	uv_prepare_init(loop, &c->prep);
+	uv_check_init(loop, &c->check);
+	/* Armed only for the rest of a loop turn: they must not keep the loop alive on their own. */
+	uv_unref((uv_handle_t *)&c->prep);
+	uv_unref((uv_handle_t *)&c->check);
+	c->tcp.data = c->timer.data = c->prep.data = c->check.data = c;
+	c->handles = 4;
 	return c;
 }
 
@@ -317,8 +470,7 @@ int tconn_start_tls(tconn *c, SSL_CTX *tls, bool server, const char *sni)
 	uv_timer_start(&c->timer, on_deadline, 10000, 0);
 	if (!server) {
 		tio_handshake(c->tls);
-		if (flush_tls(c) < 0)
-			return -EIO;
+		arm(c);
 	}
 	start_reading(c);
 	return 0;
@@ -362,10 +514,7 @@ static void on_connected(uv_connect_t *req, int status)
 		return;
 	}
 	tio_handshake(c->tls);
-	if (flush_tls(c) < 0) {
-		fail(c, -EIO, "write failed");
-		return;
-	}
+	arm(c);
 	start_reading(c);
 }
 
@@ -421,11 +570,29 @@ int tconn_write(tconn *c, const uint8_t *p, size_t n)
 		return -EPIPE;
 	if (!c->tls)
 		return raw_write(c, p, n);
-	if (c->queued + n > TCONN_HARD_CAP)
+	if (!n)
+		return 0;
+	if (queued(c) + n > TCONN_HARD_CAP)
 		return -ENOBUFS;
-	if ((r = tio_write(c->tls, p, n)) < 0)
+	/* Plaintext is staged and sealed in bulk so that small frames share full records. */
+	if (c->stg && c->stg->len + n > STAGE_MAX && (r = seal_staged(c)) < 0)
 		return r;
-	return flush_tls(c);
+	if (n >= STAGE_MAX) {
+		size_t before = tio_out_pending(c->tls);
+		if ((r = tio_write(c->tls, p, n)) < 0)
+			return r;
+		c->tls_out += tio_out_pending(c->tls) - before;
+	} else {
+		if ((r = stage_reserve(c, n)) < 0)
+			return r;
+		memcpy(c->stg->data + c->stg->len, p, n);
+		c->stg->len += n;
+	}
+	note_high(c);
+	if (c->tls_out >= STAGE_MAX)
+		return flush_now(c);
+	arm(c);
+	return 0;
 }
 
 static void shutdown_done(uv_shutdown_t *req, int status)
@@ -445,10 +612,13 @@ int tconn_shutdown(tconn *c)
 	if (c->closing)
 		return -EPIPE;
 	if (c->tls) {
-		tio_shutdown(c->tls);
-		if ((r = flush_tls(c)) < 0)
+		if ((r = seal_staged(c)) < 0)
 			return r;
+		tio_shutdown(c->tls);
 	}
+	/* libuv orders the shutdown after the writes it holds: staged bytes must be handed over first. */
+	if ((r = flush_now(c)) < 0)
+		return r;
 	req = malloc(sizeof *req);
 	if (!req)
 		return -ENOMEM;
@@ -465,7 +635,7 @@ void tconn_close_after_flush(tconn *c)
 {
 	if (!c || c->closing)
 		return;
-	if (c->queued == 0 && !c->shut_pending)
+	if (queued(c) == 0 && !c->shut_pending)
 		tconn_close(c);
 	else
 		c->close_flushed = true;
@@ -477,7 +647,7 @@ uv_loop_t *tconn_loop(tconn *c) { return c->tcp.loop; }
 const char *tconn_peer(const tconn *c) { return c->peer; }
 const struct sockaddr *tconn_peer_addr(const tconn *c) { return (const struct sockaddr *)&c->peer_sa; }
 const char *tconn_errstr(const tconn *c) { return c->err[0] ? c->err : "closed"; }
-size_t tconn_queued(const tconn *c) { return c->queued; }
-bool tconn_over_high_water(const tconn *c) { return c->queued > TCONN_HIGH_WATER; }
+size_t tconn_queued(const tconn *c) { return queued(c); }
+bool tconn_over_high_water(const tconn *c) { return queued(c) > TCONN_HIGH_WATER; }
 uint64_t tconn_bytes_in(const tconn *c) { return c->in; }
 uint64_t tconn_bytes_out(const tconn *c) { return c->out; }
