@@ -236,6 +236,11 @@ static void relay_stream_gone(struct relay *r, bool clean)
 	cc->nstreams--;
 	if (r->tun)
 		adm_add(r->tun->m_active, -1);
+	/* Bytes held back for a slow client still count against the connection window: return them. */
+	if (cc->h2 && r->unconsumed) {
+		nghttp2_session_consume_connection(cc->h2, r->unconsumed);
+		r->unconsumed = 0;
+	}
 	/* Later callbacks for this stream (if nghttp2 still has one) must not find the relay. */
 	if (cc->h2 && r->sid > 0)
 		nghttp2_session_set_stream_user_data(cc->h2, r->sid, NULL);
@@ -776,6 +781,9 @@ static void cconn_flush(struct cconn *cc)
 	ssize_t n;
 	if (!cc->h2 || cc->closing || cc->flushing)
 		return;
+	/* The link's queue is full: on_drain calls back; pulling more DATA now would only grow it. */
+	if (tconn_over_high_water(cc->tc))
+		return;
 	cc->flushing = true;
 	/* Frames are gathered so that TLS and the socket see one write per batch, not one per frame. */
 	for (;;) {
@@ -918,7 +926,7 @@ static int h2_on_stream_close(nghttp2_session *s, int32_t sid, uint32_t code, vo
 	struct relay *r = nghttp2_session_get_stream_user_data(s, sid);
 	(void)ud;
 	if (r)
-		relay_stream_gone(r, code == NGHTTP2_NO_ERROR && r->down_eof && r->up_eof_sent);
+		relay_stream_gone(r, code == NGHTTP2_NO_ERROR && r->down_eof);
 	return 0;
 }
 

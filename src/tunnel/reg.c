@@ -1,5 +1,6 @@
 #include "tunnel/reg.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
@@ -79,6 +80,14 @@ static int copy_str(json_t *o, const char *key, bool required, char *dst, size_t
 	return 0;
 }
 
+static bool ident_ok(const char *s)
+{
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && !strchr("._:-", *s))
+			return false;
+	return true;
+}
+
 static json_t *load(const char *line, char *err, size_t errlen)
 {
 	json_error_t je;
@@ -119,6 +128,11 @@ int reg_request_parse(const char *line, reg_request *out, char *err, size_t errl
 		goto out;
 	if (!out->token[0] || !out->connector_id[0]) {
 		snprintf(err, errlen, "empty \"%s\"", !out->token[0] ? "token" : "connector_id");
+		goto out;
+	}
+	/* Both are logged before the token is checked: a peer must not be able to forge key=value fields. */
+	if (!ident_ok(out->connector_id) || !ident_ok(out->version)) {
+		snprintf(err, errlen, "connector_id and version may hold only letters, digits and . _ : -");
 		goto out;
 	}
 	v = json_object_get(o, "slot");

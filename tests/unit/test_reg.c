@@ -47,6 +47,10 @@ static void test_request_rejects(void **st)
 		"{\"v\":1,\"token\":5,\"connector_id\":\"c\",\"slot\":0}",
 		"{\"v\":1,\"token\":\"a\\u0000b\",\"connector_id\":\"c\",\"slot\":0}",
 		"{\"v\":1,\"token\":\"t\",\"token\":\"u\",\"connector_id\":\"c\",\"slot\":0}",
+		/* log field injection: only [A-Za-z0-9._:-] in the fields logged before the token check */
+		"{\"v\":1,\"token\":\"t\",\"connector_id\":\"x level=error msg=forged\",\"slot\":0}",
+		"{\"v\":1,\"token\":\"t\",\"connector_id\":\"c\",\"slot\":0,\"version\":\"1 level=error\"}",
+		"{\"v\":1,\"token\":\"t\",\"connector_id\":\"c\\\"q\",\"slot\":0}",
 		NULL };
 	(void)st;
 	for (int i = 0; bad[i]; i++)
