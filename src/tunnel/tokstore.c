@@ -27,6 +27,7 @@ struct tok_store {
 };
 
 static const char schema[] =
+	"BEGIN IMMEDIATE;"
 	"CREATE TABLE IF NOT EXISTS tunnels("
 	" id TEXT PRIMARY KEY, name TEXT NOT NULL, domain TEXT NOT NULL UNIQUE,"
 	" created_ms INTEGER NOT NULL, deleted_ms INTEGER);"
@@ -35,7 +36,25 @@ static const char schema[] =
 	" tunnel_id TEXT NOT NULL REFERENCES tunnels(id), hash BLOB NOT NULL,"
 	" created_ms INTEGER NOT NULL, expires_ms INTEGER);"
 	"CREATE INDEX IF NOT EXISTS tokens_tunnel ON tokens(tunnel_id);"
-	"PRAGMA user_version=1;";
+	"PRAGMA user_version=1;"
+	"COMMIT;";
+
+/* Two processes opening a fresh state_dir at once race on the WAL switch and the schema: SQLite reports
+ * SQLITE_BUSY there without calling the busy handler, so retry for up to the busy timeout. */
+static int exec_retry(sqlite3 *db, const char *sql, char **emsg)
+{
+	int rc = SQLITE_BUSY;
+	for (int i = 0; i < BUSY_TIMEOUT_MS / 20; i++) {
+		sqlite3_free(*emsg);
+		*emsg = NULL;
+		rc = sqlite3_exec(db, sql, NULL, NULL, emsg);
+		if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED)
+			break;
+		sqlite3_exec(db, "ROLLBACK;", NULL, NULL, NULL);
+		usleep(20000);
+	}
+	return rc;
+}
 
 static int64_t wall_ms(void *ud)
 {
@@ -97,9 +116,9 @@ int tok_open(const char *state_dir, const char *edge_domain, tok_store **out, ch
 	}
 	sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
 	/* WAL lets two edges read while `postern tunnel` writes. */
-	if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
-			 NULL, NULL, &emsg) != SQLITE_OK ||
-	    sqlite3_exec(s->db, schema, NULL, NULL, &emsg) != SQLITE_OK) {
+	if (exec_retry(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+		       &emsg) != SQLITE_OK ||
+	    exec_retry(s->db, schema, &emsg) != SQLITE_OK) {
 		snprintf(err, errlen, "%s: %s", path, emsg ? emsg : sqlite3_errmsg(s->db));
 		sqlite3_free(emsg);
 		goto fail;
