@@ -114,6 +114,7 @@ static struct edge {
 	bool have_mtls;
 	adm_server *adm;
 	uv_signal_t sigterm, sigint;
+	uv_timer_t recheck; /* drops the links of tunnels deleted since they registered */
 	struct tunnel *tunnels;
 	struct cconn *pending;
 	struct relay *relays;
@@ -1295,12 +1296,30 @@ static int listen_on(uv_tcp_t *h, const char *addr, uv_connection_cb cb, char *b
 	return 0;
 }
 
+/* Tokens are checked only at registration (rotation must not cut open links), but a deleted tunnel (the
+ * answer to a leaked token) must stop carrying traffic: its links are closed within RECHECK_MS. */
+#define RECHECK_MS 15000
+static void on_recheck(uv_timer_t *t)
+{
+	(void)t;
+	for (struct tunnel *tun = E.tunnels; tun; tun = tun->next) {
+		if (!tun->conns || tok_get_by_id(E.tok, tun->id, NULL) != -ENOENT)
+			continue;
+		log_warn("msg=\"tunnel deleted: closing its connector links\" tunnel=%s", tun->id);
+		for (struct cconn *cc = tun->conns, *next; cc; cc = next) {
+			next = cc->next;
+			cconn_close(cc, "tunnel deleted");
+		}
+	}
+}
+
 static void stop(void)
 {
 	if (E.stopping)
 		return;
 	E.stopping = true;
 	log_info("msg=\"edge stopping\"");
+	uv_close((uv_handle_t *)&E.recheck, NULL);
 	uv_close((uv_handle_t *)&E.lsn_conn, NULL);
 	uv_close((uv_handle_t *)&E.lsn_cli, NULL);
 	if (E.have_mtls)
@@ -1385,6 +1404,7 @@ int edge_main(int argc, char **argv)
 		uv_tcp_init(E.loop, &E.lsn_mtls);
 	uv_signal_init(E.loop, &E.sigterm);
 	uv_signal_init(E.loop, &E.sigint);
+	uv_timer_init(E.loop, &E.recheck);
 	if (listen_on(&E.lsn_conn, E.cfg.connector_listen, on_connector, a1, sizeof a1, err, sizeof err) < 0 ||
 	    listen_on(&E.lsn_cli, E.cfg.client_listen, on_client, a2, sizeof a2, err, sizeof err) < 0 ||
 	    (E.have_mtls && listen_on(&E.lsn_mtls, E.cfg.mtls_listen, on_client, a3, sizeof a3, err, sizeof err) < 0)) {
@@ -1397,6 +1417,7 @@ int edge_main(int argc, char **argv)
 	}
 	uv_signal_start(&E.sigterm, on_signal, SIGTERM);
 	uv_signal_start(&E.sigint, on_signal, SIGINT);
+	uv_timer_start(&E.recheck, on_recheck, RECHECK_MS, RECHECK_MS);
 	log_info("msg=\"edge listening\" edge_id=%s domain=%s connector=%s client=%s mtls=%s metrics=127.0.0.1:%d",
 		 E.cfg.edge_id, E.cfg.domain, a1, a2, a3, adm_port(E.adm));
 	rc = 0;

@@ -287,6 +287,11 @@ int tok_get(tok_store *s, const char *name, tok_tunnel *t)
 	return lookup(s, "name", name, t);
 }
 
+int tok_get_by_id(tok_store *s, const char *id, tok_tunnel *t)
+{
+	return lookup(s, "id", id, t);
+}
+
 int tok_create(tok_store *s, const char *name, tok_tunnel *t, char *token)
 {
 	sqlite3_stmt *st = NULL;

@@ -43,6 +43,8 @@ int tok_create(tok_store *s, const char *name, tok_tunnel *t, char *token);
 int tok_rotate(tok_store *s, const char *name, int64_t grace_ms, tok_tunnel *t, char *token);
 int tok_delete(tok_store *s, const char *name);
 int tok_get(tok_store *s, const char *name, tok_tunnel *t);
+/* The same by tunnel id: 0, -ENOENT when deleted or unknown, -EIO on a database error. */
+int tok_get_by_id(tok_store *s, const char *id, tok_tunnel *t);
 /* Live tunnels by name; fn returning non-zero stops the walk (and is returned). */
 int tok_list(tok_store *s, int (*fn)(const tok_tunnel *t, void *ud), void *ud);
 

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { start, freePort, stopAll, waitUntil, run, tmpdir, rmrf } from './lib/proc.mjs';
 import { makeCA, makeLeaf } from './lib/certs.mjs';
 import { makeEdges, createTunnel, startGateway } from './lib/tunnel.mjs';
+import { postern } from './lib/proc.mjs';
 import { connectMcp, pinnedFetch } from './lib/mcp.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -162,4 +163,15 @@ test('outer mTLS entry: curl as an HTTPS proxy client reaches the route, inner T
   const wrong = await viaMtls(['--proxy-cert', foreign.cert, '--proxy-key', foreign.key]);
   assert.notEqual(wrong.code, 0, 'a client certificate from another CA must be refused');
   await ctx.edges[0].proc.waitFor(/entry=mtls reason="TLS handshake failed: peer did not return a certificate"/);
+});
+
+test('deleting a tunnel closes its live connector links and new registrations are refused', async () => {
+  const t2 = await createTunnel(ctx, 'doomed');
+  const gw2 = await startGateway(ctx, t2, { up: `http://127.0.0.1:${upPort}` }, { connections: 1, name: 'gateway-doomed' });
+  const r = await postern(['tunnel', 'delete', 'doomed', '-c', ctx.edges[0].yaml]);
+  assert.equal(r.code, 0, r.stderr);
+  await ctx.edges[0].proc.waitFor(new RegExp(`msg="tunnel deleted: closing its connector links" tunnel=${t2.id}`), 25000);
+  await waitUntil(async () => (await gw2.ready()) === 503, 10000, 100, 'the deleted tunnel\'s gateway to lose readiness');
+  await gw2.proc.waitFor(/edge rejected the tunnel token/, 10000);
+  await gw2.proc.kill();
 });
