@@ -142,7 +142,8 @@ const char *adm_label(char *buf, size_t len, const char *key, const char *value)
 	if (!len)
 		return buf;
 	n = snprintf(buf, len, "%s=\"", key);
-	if (n < 0 || (size_t)n >= len) {
+	/* room for at least the closing quote and the NUL */
+	if (n < 0 || (size_t)n + 2 > len) {
 		buf[0] = 0;
 		return buf;
 	}
@@ -369,6 +370,10 @@ static void send_resp(struct aconn *a, adm_resp *r, bool head)
 		     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n"
 		     "Connection: close\r\n\r\n",
 		     r->status, reason(r->status), r->set ? r->ctype : "text/plain; charset=utf-8", r->len);
+	if (n < 0 || (size_t)n >= sizeof hdr) {
+		tconn_close(a->c); /* a content type too long for the head: never send a cut one */
+		return;
+	}
 	if (tconn_write(a->c, (const uint8_t *)hdr, (size_t)n) < 0 ||
 	    (!head && r->len && tconn_write(a->c, (const uint8_t *)r->body, r->len) < 0) || tconn_shutdown(a->c) < 0) {
 		tconn_close(a->c);
