@@ -35,8 +35,17 @@ struct wreq {
 	uv_write_t req;
 	tconn *c;
 	size_t len, cap, off;
+	uint8_t *ext; /* bytes held elsewhere (ciphertext taken from the TLS engine), freed with the request */
 	uint8_t data[];
 };
+
+static uint8_t *wbytes(struct wreq *w) { return w->ext ? w->ext : w->data; }
+
+static void wfree(struct wreq *w)
+{
+	free(w->ext);
+	free(w);
+}
 
 /* Staging grows to this before it is encrypted or written without waiting for the loop turn. */
 #define STAGE_MAX (64u * 1024)
@@ -71,15 +80,16 @@ void tconn_close(tconn *c)
 	 * staged: try once, never block, and only when nothing is in flight so the order holds. */
 	if (!c->inflight) {
 		if (c->tls) {
-			uint8_t buf[16 * 1024 + 512];
-			size_t k;
+			const uint8_t *p;
+			size_t n;
+			int k;
 			if (c->stg && c->stg->len && tio_handshake_done(c->tls) &&
 			    tio_write(c->tls, c->stg->data, c->stg->len) == 0)
 				c->stg->len = 0;
-			while (tio_out_pending(c->tls) <= sizeof buf && (k = tio_out_take(c->tls, buf, sizeof buf)) > 0) {
-				uv_buf_t b = uv_buf_init((char *)buf, (unsigned)k);
-				if (uv_try_write((uv_stream_t *)&c->tcp, &b, 1) != (int)k)
-					break;
+			if ((n = tio_out_peek(c->tls, &p)) > 0) {
+				uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+				if ((k = uv_try_write((uv_stream_t *)&c->tcp, &b, 1)) > 0)
+					tio_out_consume(c->tls, (size_t)k);
 			}
 		} else if (c->stg && c->stg->len) {
 			uv_buf_t b = uv_buf_init((char *)c->stg->data, (unsigned)c->stg->len);
@@ -121,7 +131,7 @@ static void write_done(uv_write_t *req, int status)
 	struct wreq *w = (struct wreq *)req;
 	tconn *c = w->c;
 	c->inflight -= w->len - w->off;
-	free(w);
+	wfree(w);
 	if (c->closing)
 		return;
 	if (status < 0) {
@@ -141,31 +151,34 @@ static void write_done(uv_write_t *req, int status)
 
 /* Sends w (len bytes in w->data); takes ownership of w. Tries the socket first when nothing is in flight,
  * so the common case neither waits for a writable event nor keeps the buffer. */
-static int submit(tconn *c, struct wreq *w)
+static int submit_tried(tconn *c, struct wreq *w, bool tried);
+static int submit(tconn *c, struct wreq *w) { return submit_tried(c, w, false); }
+
+static int submit_tried(tconn *c, struct wreq *w, bool tried)
 {
 	uv_buf_t b;
 	int r;
 	w->c = c;
 	w->off = 0;
 	c->out += w->len;
-	if (!c->inflight) {
-		b = uv_buf_init((char *)w->data, (unsigned)w->len);
+	if (!c->inflight && !tried) {
+		b = uv_buf_init((char *)wbytes(w), (unsigned)w->len);
 		r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
 		if (r == (int)w->len) {
-			free(w);
+			wfree(w);
 			return 0;
 		}
 		if (r > 0)
 			w->off = (size_t)r;
 		else if (r != UV_EAGAIN) {
-			free(w);
+			wfree(w);
 			return r;
 		}
 	}
-	b = uv_buf_init((char *)w->data + w->off, (unsigned)(w->len - w->off));
+	b = uv_buf_init((char *)wbytes(w) + w->off, (unsigned)(w->len - w->off));
 	r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_done);
 	if (r < 0) {
-		free(w);
+		wfree(w);
 		return r;
 	}
 	c->inflight += w->len - w->off;
@@ -184,8 +197,10 @@ static int stage_reserve(tconn *c, size_t n)
 		cap *= 2;
 	if (!(w = realloc(w, sizeof *w + cap)))
 		return -ENOMEM;
-	if (!c->stg)
+	if (!c->stg) {
 		w->len = 0;
+		w->ext = NULL;
+	}
 	w->cap = cap;
 	c->stg = w;
 	return 0;
@@ -222,19 +237,30 @@ static int flush_now(tconn *c)
 	if ((r = seal_staged(c)) < 0)
 		return r;
 	c->tls_out = 0;
-	/* All pending ciphertext goes out as one write: one copy, one syscall for many records. */
-	for (size_t n; (n = tio_out_pending(c->tls)) > 0;) {
+	/* All pending ciphertext goes out as one write, straight from the TLS engine's queue; what the socket
+	 * does not take is handed to libuv without a copy. */
+	if (tio_out_pending(c->tls)) {
 		struct wreq *w;
-		if (!(w = malloc(sizeof *w + n)))
-			return -ENOMEM;
-		w->cap = n;
-		w->len = tio_out_take(c->tls, w->data, n);
-		if (!w->len) {
-			free(w);
-			return -EIO;
+		const uint8_t *p;
+		size_t n = tio_out_peek(c->tls, &p);
+		if (!c->inflight) {
+			uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+			int k = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+			if (k < 0 && k != UV_EAGAIN)
+				return k;
+			if (k > 0) {
+				c->out += (size_t)k;
+				tio_out_consume(c->tls, (size_t)k);
+			}
 		}
-		if ((r = submit(c, w)) < 0)
-			return r;
+		if (tio_out_pending(c->tls)) {
+			if (!(w = malloc(sizeof *w)))
+				return -ENOMEM;
+			w->ext = tio_out_detach(c->tls, &w->len);
+			w->cap = w->len;
+			if ((r = submit_tried(c, w, true)) < 0)
+				return r;
+		}
 	}
 	free(c->stg); /* sealed, so empty: an idle connection keeps no buffer */
 	c->stg = NULL;

@@ -4,17 +4,142 @@
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* A byte queue that frees its memory whenever it runs empty: an idle connection holds no buffer (a memory
+ * BIO keeps the largest size it ever grew to), and the owner can write straight from it. */
+struct tbuf {
+	uint8_t *p;
+	size_t off, len, cap;
+};
 
 struct tio {
 	SSL *ssl;
 	BIO *in;  /* network -> SSL */
 	BIO *out; /* SSL -> network */
+	struct tbuf ib, ob;
 	bool done;
 	char err[256];
 };
+
+static void tbuf_clear(struct tbuf *b)
+{
+	free(b->p);
+	memset(b, 0, sizeof *b);
+}
+
+static int tbuf_append(struct tbuf *b, const uint8_t *p, size_t n)
+{
+	if (b->off + b->len + n > b->cap) {
+		if (b->off && b->len + n <= b->cap) {
+			memmove(b->p, b->p + b->off, b->len);
+			b->off = 0;
+		} else {
+			size_t cap = b->cap ? b->cap : 4096;
+			uint8_t *q;
+			while (cap < b->len + n)
+				cap *= 2;
+			if (b->off) {
+				memmove(b->p, b->p + b->off, b->len);
+				b->off = 0;
+			}
+			if (!(q = realloc(b->p, cap)))
+				return -ENOMEM;
+			b->p = q;
+			b->cap = cap;
+		}
+	}
+	memcpy(b->p + b->off + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
+static void tbuf_consume(struct tbuf *b, size_t n)
+{
+	if (n >= b->len) {
+		tbuf_clear(b);
+		return;
+	}
+	b->off += n;
+	b->len -= n;
+}
+
+static int qbio_write(BIO *b, const char *p, int n)
+{
+	BIO_clear_retry_flags(b);
+	if (n <= 0)
+		return 0;
+	return tbuf_append(BIO_get_data(b), (const uint8_t *)p, (size_t)n) < 0 ? -1 : n;
+}
+
+static int qbio_read(BIO *b, char *p, int n)
+{
+	struct tbuf *q = BIO_get_data(b);
+	size_t k;
+	BIO_clear_retry_flags(b);
+	if (!q->len) {
+		BIO_set_retry_read(b); /* more input may come: never a hard EOF */
+		return -1;
+	}
+	k = (size_t)n < q->len ? (size_t)n : q->len;
+	memcpy(p, q->p + q->off, k);
+	tbuf_consume(q, k);
+	return (int)k;
+}
+
+static long qbio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	struct tbuf *q = BIO_get_data(b);
+	(void)num;
+	(void)ptr;
+	switch (cmd) {
+	case BIO_CTRL_PENDING:
+		return (long)q->len;
+	case BIO_CTRL_WPENDING:
+		return 0;
+	case BIO_CTRL_FLUSH:
+	case BIO_CTRL_DUP:
+		return 1;
+	case BIO_CTRL_EOF:
+		return q->len == 0;
+	default:
+		return 0;
+	}
+}
+
+static int qbio_create(BIO *b)
+{
+	BIO_set_init(b, 1);
+	return 1;
+}
+
+static BIO_METHOD *qbio_method;
+static pthread_once_t qbio_once = PTHREAD_ONCE_INIT;
+
+static void qbio_init(void)
+{
+	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "postern tio queue");
+	if (!m)
+		return;
+	BIO_meth_set_write(m, qbio_write);
+	BIO_meth_set_read(m, qbio_read);
+	BIO_meth_set_ctrl(m, qbio_ctrl);
+	BIO_meth_set_create(m, qbio_create);
+	qbio_method = m;
+}
+
+static BIO *qbio_new(struct tbuf *q)
+{
+	BIO *b;
+	pthread_once(&qbio_once, qbio_init);
+	if (!qbio_method || !(b = BIO_new(qbio_method)))
+		return NULL;
+	BIO_set_data(b, q);
+	return b;
+}
 
 const char *tio_ssl_errors(char *buf, size_t len)
 {
@@ -45,11 +170,10 @@ tio *tio_new(SSL_CTX *ctx, bool server, const char *sni)
 	if (!t)
 		return NULL;
 	t->ssl = SSL_new(ctx);
-	t->in = BIO_new(BIO_s_mem());
-	t->out = BIO_new(BIO_s_mem());
+	t->in = qbio_new(&t->ib);
+	t->out = qbio_new(&t->ob);
 	if (!t->ssl || !t->in || !t->out)
 		goto fail;
-	BIO_set_mem_eof_return(t->in, -1);
 	SSL_set_bio(t->ssl, t->in, t->out); /* SSL owns the BIOs from here */
 	if (server) {
 		SSL_set_accept_state(t->ssl);
@@ -85,6 +209,8 @@ void tio_free(tio *t)
 	if (!t)
 		return;
 	SSL_free(t->ssl);
+	tbuf_clear(&t->ib);
+	tbuf_clear(&t->ob);
 	free(t);
 }
 
@@ -94,9 +220,7 @@ const char *tio_errstr(const tio *t) { return t->err[0] ? t->err : "TLS failure"
 
 int tio_feed(tio *t, const uint8_t *p, size_t n)
 {
-	if (n && BIO_write(t->in, p, (int)n) != (int)n)
-		return -ENOMEM;
-	return 0;
+	return n ? tbuf_append(&t->ib, p, n) : 0;
 }
 
 static int fail(tio *t, int r)
@@ -183,12 +307,37 @@ int tio_shutdown(tio *t)
 	return 0;
 }
 
-size_t tio_out_pending(tio *t) { return BIO_ctrl_pending(SSL_get_wbio(t->ssl)); }
+size_t tio_out_pending(tio *t) { return t->ob.len; }
+size_t tio_in_pending(const tio *t) { return t->ib.len; }
 
 size_t tio_out_take(tio *t, uint8_t *buf, size_t cap)
 {
-	int r = BIO_read(SSL_get_wbio(t->ssl), buf, (int)(cap > 0x7fffffff ? 0x7fffffff : cap));
-	return r > 0 ? (size_t)r : 0;
+	size_t k = cap < t->ob.len ? cap : t->ob.len;
+	memcpy(buf, t->ob.p + t->ob.off, k);
+	tbuf_consume(&t->ob, k);
+	return k;
+}
+
+size_t tio_out_peek(tio *t, const uint8_t **p)
+{
+	*p = t->ob.p + t->ob.off;
+	return t->ob.len;
+}
+
+void tio_out_consume(tio *t, size_t n) { tbuf_consume(&t->ob, n); }
+
+uint8_t *tio_out_detach(tio *t, size_t *len)
+{
+	uint8_t *p = t->ob.p;
+	if (!t->ob.len) {
+		*len = 0;
+		return NULL;
+	}
+	if (t->ob.off)
+		memmove(p, p + t->ob.off, t->ob.len);
+	*len = t->ob.len;
+	memset(&t->ob, 0, sizeof t->ob);
+	return p;
 }
 
 SSL_CTX *tio_server_ctx(const char *cert_file, const char *key_file, bool min13, char *err, size_t errlen)

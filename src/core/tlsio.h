@@ -32,6 +32,13 @@ int tio_shutdown(tio *t);
 size_t tio_out_pending(tio *t);
 /* Takes up to cap bytes of it; returns the count. */
 size_t tio_out_take(tio *t, uint8_t *buf, size_t cap);
+/* Zero-copy access: *p points at all pending ciphertext (valid until the next tio call); consume drops n. */
+size_t tio_out_peek(tio *t, const uint8_t **p);
+void tio_out_consume(tio *t, size_t n);
+/* Hands all pending ciphertext over in one malloc'd block the caller frees (NULL when none). */
+uint8_t *tio_out_detach(tio *t, size_t *len);
+/* Ciphertext fed but not yet taken by TLS. */
+size_t tio_in_pending(const tio *t);
 /* Last failure, e.g. "certificate verify failed"; never contains key material. */
 const char *tio_errstr(const tio *t);
 

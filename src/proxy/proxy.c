@@ -382,12 +382,13 @@ void px_get_stats(const px *p, px_stats *out)
 
 static int flush_tls(px_conn *c)
 {
-	uint8_t buf[16 * 1024 + 512];
+	uint8_t *p;
 	size_t k;
-	while ((k = tio_out_take(c->tls, buf, sizeof buf)) > 0) {
-		if (c->aborted)
-			return -EPIPE;
-		if (c->ops->write(c->ctx, buf, k) < 0)
+	/* The ciphertext block is handed over whole, without a copy: the owner may call back into us. */
+	while ((p = tio_out_detach(c->tls, &k)) != NULL) {
+		int r = c->aborted ? -EPIPE : c->ops->write(c->ctx, p, k);
+		free(p);
+		if (r < 0)
 			return -EPIPE;
 	}
 	return c->aborted ? -EPIPE : 0;
