@@ -313,6 +313,8 @@ size_t tio_in_pending(const tio *t) { return t->ib.len; }
 size_t tio_out_take(tio *t, uint8_t *buf, size_t cap)
 {
 	size_t k = cap < t->ob.len ? cap : t->ob.len;
+	if (!k)
+		return 0;
 	memcpy(buf, t->ob.p + t->ob.off, k);
 	tbuf_consume(&t->ob, k);
 	return k;
@@ -320,7 +322,7 @@ size_t tio_out_take(tio *t, uint8_t *buf, size_t cap)
 
 size_t tio_out_peek(tio *t, const uint8_t **p)
 {
-	*p = t->ob.p + t->ob.off;
+	*p = t->ob.len ? t->ob.p + t->ob.off : NULL;
 	return t->ob.len;
 }
 
