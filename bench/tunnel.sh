@@ -8,10 +8,15 @@ ROUNDS=${ROUNDS:-3}
 DUR=${DUR:-5}
 here=$(cd "$(dirname "$0")" && pwd)
 W=$(mktemp -d /tmp/postern-bench-XXXXXX)
+# mktemp makes the directory 0700: nginx's workers (user nobody) could not reach the 1 GiB file, and every
+# "download" was a 153-byte 403 page, which is why MB/s printed 0. Traverse only; keys stay 0600.
+chmod 711 "$W"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
 trap cleanup EXIT INT TERM
-ulimit -n 65536 || true
+# 1,000 held connections need about 3,000 descriptors across the processes; an unprivileged shell (and root
+# in a container) cannot raise the hard limit, but the soft limit can always go up to it.
+ulimit -n "$(ulimit -Hn)" || echo "bench: cannot raise the open-files limit (soft $(ulimit -Sn), hard $(ulimit -Hn))" >&2
 
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 waitport() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "bench: port $1 never opened" >&2; exit 1; }
@@ -106,7 +111,9 @@ idle_edge=$(rss_kb "$EDGE"); idle_gw=$(rss_kb "$GW")
 declare -A TP RPS P50 P99
 for r in $(seq "$ROUNDS"); do
   for p in "${paths[@]}"; do
-    bps=$(curl -s -o /dev/null -w '%{speed_download}' "${curl_p[@]}" "${URL[$p]}/big")
+    # %{speed_download} is bytes per second; a failed or short download is an error, not a fast zero.
+    read -r bps size < <(curl -s -o /dev/null -w '%{speed_download} %{size_download}\n' "${curl_p[@]}" "${URL[$p]}/big")
+    [ "$size" = $((1024*1024*1024)) ] || { echo "bench: $p download got $size bytes" >&2; exit 1; }
     TP[$p]+="$bps "
     out=$(wrk_in_ns -t2 -c50 -d"${DUR}"s --latency "${URL[$p]}/" 2>&1)
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
@@ -122,7 +129,8 @@ printf '%-8s %12s %8s %10s %8s %10s %10s\n' path 'MB/s' 'x direct' 'req/s' 'x ss
 d_tp=$(med "${TP[direct]}"); s_rps=$(med "${RPS[ssh-R]}")
 for p in "${paths[@]}"; do
   tp=$(med "${TP[$p]}"); rps=$(med "${RPS[$p]}")
-  printf '%-8s %12.0f %8.2f %10.0f %8.2f %10s %10s\n' "$p" "$(awk -v v="$tp" 'BEGIN{print v/1e6}')" \
+  # MB/s is formatted by awk: bash's printf parses "%f" arguments with the locale's decimal point.
+  printf '%-8s %12s %8.2f %10.0f %8.2f %10s %10s\n' "$p" "$(awk -v v="$tp" 'BEGIN{printf "%.0f", v/1e6}')" \
     "$(awk -v a="$tp" -v b="$d_tp" 'BEGIN{print a/b}')" "$rps" "$(awk -v a="$rps" -v b="$s_rps" 'BEGIN{print a/b}')" \
     "$(med "${P50[$p]}")" "$(med "${P99[$p]}")"
 done
