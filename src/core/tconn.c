@@ -355,6 +355,11 @@ static void deliver_plain(tconn *c)
 			return;
 		}
 		if (r == TIO_EOF) {
+			/* Nothing after close_notify is ever read: stop feeding TLS, or its input grows unbounded. */
+			if (c->reading) {
+				uv_read_stop((uv_stream_t *)&c->tcp);
+				c->reading = false;
+			}
 			if (!c->eof_seen) {
 				c->eof_seen = true;
 				if (c->cbs.on_eof)
