@@ -41,6 +41,7 @@ async function httpGet(url) {
 }
 
 let stopping = false;
+let gateway, edgeProc;
 async function cleanup(code) {
   if (stopping) return;
   stopping = true;
@@ -88,7 +89,7 @@ async function main() {
   });
 
   const edge = await step('start the edge (public relay)', async () => {
-    const p = start(BIN, ['edge', '-c', edgeYaml], { name: 'edge' });
+    const p = edgeProc = start(BIN, ['edge', '-c', edgeYaml], { name: 'edge' });
     await p.waitFor(/listening|started/i, 10000);
     return p;
   });
@@ -115,7 +116,7 @@ async function main() {
   ].join('\n') + '\n');
 
   await step('start the gateway: dials out to the edge, no inbound port (ready = a registered, pinging link)', async () => {
-    start(BIN, ['gateway', '-c', gwYaml], { name: 'gateway' });
+    gateway = start(BIN, ['gateway', '-c', gwYaml], { name: 'gateway' });
     await waitUntil(async () => (await httpGet(`http://127.0.0.1:${ports.gwMetrics}/ready`).catch(() => ({}))).status === 200, 15000, 100, 'gateway /ready');
   });
 
@@ -177,6 +178,8 @@ async function main() {
 
 main().catch(async (e) => {
   console.error(`\ndemo failed: ${e.stack || e}`);
+  for (const [name, p] of [['edge', edgeProc], ['gateway', gateway]])
+    if (p) console.error(`\n--- ${name} log ---\n${p.log.split('\n').slice(-30).join('\n')}`);
   await cleanup(1);
 });
 void sleep; void readFileSync;

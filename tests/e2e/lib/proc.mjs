@@ -79,13 +79,22 @@ export function run(cmd, args, opts = {}) {
 
 export const postern = (args, opts) => run(BIN, args, opts);
 
-// A port that was free a moment ago (the kernel picks it).
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-  });
+// A port that was free a moment ago (the kernel picks it); never the same one twice in this process, so
+// several ports taken in a row for one set-up cannot collide.
+const handedOut = new Set();
+export async function freePort() {
+  for (let i = 0; i < 50; i++) {
+    const port = await new Promise((resolve, reject) => {
+      const s = net.createServer();
+      s.once('error', reject);
+      s.listen(0, '127.0.0.1', () => { const a = s.address(); s.close(() => resolve(a.port)); });
+    });
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error('freePort: no fresh port after 50 tries');
 }
 
 export async function waitForPort(port, host = '127.0.0.1', timeoutMs = 10000) {
