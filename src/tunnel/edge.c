@@ -42,6 +42,7 @@
 #define DEAD_MS 30000                      /* nothing from a connector for this long: closed */
 #define HEAD_MAX (8 * 1024)                /* CONNECT request head cap */
 #define MAX_CLIENTS 100000                 /* relays at once; more are refused at accept */
+#define MAX_PENDING_CONNECTORS 256         /* TLS connections that have not registered yet */
 #define LINGER_MS 60000                    /* a finished relay's last bytes must reach the client by then */
 
 struct relay;
@@ -714,16 +715,37 @@ static const tconn_cbs relay_cbs = {
 	.on_close = relay_on_close,
 };
 
+static void refused_closed(uv_handle_t *h) { free(h); }
+
+/* Takes the pending connection off the listener and closes it: returning without uv_accept would leave it
+ * queued and libuv would stop reading this listener. */
+static void accept_and_drop(uv_stream_t *lsn)
+{
+	uv_tcp_t *t = malloc(sizeof *t);
+	if (!t || uv_tcp_init(E.loop, t) < 0) {
+		free(t);
+		return;
+	}
+	uv_accept(lsn, (uv_stream_t *)t);
+	uv_close((uv_handle_t *)t, refused_closed);
+}
+
 static void on_client(uv_stream_t *lsn, int status)
 {
 	enum entry entry = lsn == (uv_stream_t *)&E.lsn_mtls ? ENTRY_MTLS : ENTRY_SNI;
 	const char *ename = entry == ENTRY_SNI ? "sni" : "mtls";
 	struct relay *r;
 	int rc;
-	if (status < 0 || E.stopping)
+	if (status < 0) {
+		log_warn("msg=\"accept failed\" entry=%s err=\"%s\"", ename, uv_strerror(status));
 		return;
-	if (!(r = calloc(1, sizeof *r)))
+	}
+	if (E.stopping)
 		return;
+	if (!(r = calloc(1, sizeof *r))) {
+		accept_and_drop(lsn);
+		return;
+	}
 	r->entry = entry;
 	r->st = entry == ENTRY_SNI ? RS_HELLO : RS_HEAD;
 	r->sid = -1;
@@ -1212,11 +1234,25 @@ static const tconn_cbs cconn_cbs = {
 static void on_connector(uv_stream_t *lsn, int status)
 {
 	struct cconn *cc;
-	int rc;
-	if (status < 0 || E.stopping)
+	int rc, pending = 0;
+	if (status < 0) {
+		log_warn("msg=\"accept failed\" entry=connector err=\"%s\"", uv_strerror(status));
 		return;
+	}
+	if (E.stopping)
+		return;
+	/* Unregistered links cost a TLS session each for up to REG_TIMEOUT_MS: bound them. */
+	for (struct cconn *p = E.pending; p && pending < MAX_PENDING_CONNECTORS; p = p->next)
+		pending++;
+	if (pending >= MAX_PENDING_CONNECTORS) {
+		log_warn("msg=\"connector refused\" reason=\"%d connections waiting to register\"", pending);
+		adm_add(E.m_reg_rej, 1);
+		accept_and_drop(lsn);
+		return;
+	}
 	if (!(cc = calloc(1, sizeof *cc)) || !(cc->lb = calloc(1, sizeof *cc->lb))) {
 		free(cc);
+		accept_and_drop(lsn);
 		return;
 	}
 	uv_timer_init(E.loop, &cc->timer);
