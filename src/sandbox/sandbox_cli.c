@@ -50,6 +50,30 @@ static int need(int argc, char **argv, int i, char *err, size_t errlen)
 	return 0;
 }
 
+int sandbox_cli_parse_cpus(const char *v, unsigned *millis, char *err, size_t errlen)
+{
+	char *end;
+	double d = strtod(v, &end);
+	if (*end || !(d >= 0.01 && d <= 1024)) {
+		snprintf(err, errlen, "--cpus %s: expected a number of CPUs like 0.5 or 2", v);
+		return -EINVAL;
+	}
+	*millis = (unsigned)(d * 1000 + 0.5);
+	return 0;
+}
+
+int sandbox_cli_parse_count(const char *opt, const char *v, long max, unsigned *out, char *err, size_t errlen)
+{
+	char *end;
+	long n = strtol(v, &end, 10);
+	if (*end || n < 1 || n > max) {
+		snprintf(err, errlen, "%s %s: expected 1..%ld", opt, v, max);
+		return -EINVAL;
+	}
+	*out = (unsigned)n;
+	return 0;
+}
+
 int sandbox_cli_parse_run(int argc, char **argv, struct sandbox_run_opts *o, char *err, size_t errlen)
 {
 	memset(o, 0, sizeof *o);
@@ -117,21 +141,11 @@ int sandbox_cli_parse_run(int argc, char **argv, struct sandbox_run_opts *o, cha
 				return -EINVAL;
 			}
 		} else if (!strcmp(a, "--pids")) {
-			char *end;
-			long n = strtol(v, &end, 10);
-			if (*end || n < 1 || n > 1000000) {
-				snprintf(err, errlen, "--pids %s: expected 1..1000000", v);
+			if (sandbox_cli_parse_count(a, v, 1000000, &o->pids, err, errlen) < 0)
 				return -EINVAL;
-			}
-			o->pids = (unsigned)n;
 		} else if (!strcmp(a, "--cpus")) {
-			char *end;
-			double d = strtod(v, &end);
-			if (*end || !(d >= 0.01 && d <= 1024)) {
-				snprintf(err, errlen, "--cpus %s: expected a number of CPUs like 0.5 or 2", v);
+			if (sandbox_cli_parse_cpus(v, &o->cpu_millis, err, errlen) < 0)
 				return -EINVAL;
-			}
-			o->cpu_millis = (unsigned)(d * 1000 + 0.5);
 		} else if (!strcmp(a, "--timeout")) {
 			if (cfg_parse_duration_ms(v, &ms) < 0 || ms < 1 || ms > 24ll * 3600 * 1000) {
 				snprintf(err, errlen, "--timeout %s: expected a duration like 500ms, 30s, 5m", v);

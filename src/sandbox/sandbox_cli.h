@@ -25,6 +25,10 @@ struct sandbox_run_opts {
 	char **argv; /* the command (points into the caller's argv) */
 };
 
+/* Option values shared by `run` and `serve`. 0, or -EINVAL with "OPT VALUE: expected ..." in err. */
+int sandbox_cli_parse_cpus(const char *v, unsigned *millis, char *err, size_t errlen);
+int sandbox_cli_parse_count(const char *opt, const char *v, long max, unsigned *out, char *err, size_t errlen);
+
 /* Pure: parses `run` options (argv[0] is "run"). 0, or -EINVAL with a message in err. */
 int sandbox_cli_parse_run(int argc, char **argv, struct sandbox_run_opts *o, char *err, size_t errlen);
 

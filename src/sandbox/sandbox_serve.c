@@ -19,6 +19,7 @@
 #include "sandbox/egress_proxy.h"
 #include "sandbox/mcp_server.h"
 #include "sandbox/sandbox.h"
+#include "sandbox/sandbox_cli.h"
 #include "sandbox/sandbox_slots.h"
 #include "sandbox/tools.h"
 
@@ -100,22 +101,12 @@ int ssv_parse(int argc, char **argv, struct ssv_opts *o, char *err, size_t errle
 			}
 			*(a[2] == 'm' ? &o->memory_bytes : &o->tmp_bytes) = sz;
 		} else if (!strcmp(a, "--pids") || !strcmp(a, "--max-sandboxes")) {
-			char *end;
-			long n = strtol(v, &end, 10);
-			long max = a[2] == 'p' ? 1000000 : SLOT_MAX;
-			if (*end || n < 1 || n > max) {
-				snprintf(err, errlen, "%s %s: expected 1..%ld", a, v, max);
+			if (sandbox_cli_parse_count(a, v, a[2] == 'p' ? 1000000 : SLOT_MAX,
+						    a[2] == 'p' ? &o->pids : &o->max_sandboxes, err, errlen) < 0)
 				return -EINVAL;
-			}
-			*(a[2] == 'p' ? &o->pids : &o->max_sandboxes) = (unsigned)n;
 		} else if (!strcmp(a, "--cpus")) {
-			char *end;
-			double d = strtod(v, &end);
-			if (*end || !(d >= 0.01 && d <= 1024)) {
-				snprintf(err, errlen, "--cpus %s: expected a number of CPUs like 0.5 or 2", v);
+			if (sandbox_cli_parse_cpus(v, &o->cpu_millis, err, errlen) < 0)
 				return -EINVAL;
-			}
-			o->cpu_millis = (unsigned)(d * 1000 + 0.5);
 		} else if (!strcmp(a, "--timeout") || !strcmp(a, "--idle-timeout")) {
 			if (cfg_parse_duration_ms(v, &ms) < 0 || ms < 1 || ms > 7ll * 24 * 3600 * 1000 ||
 			    (a[2] == 't' && ms > 3600000)) {
