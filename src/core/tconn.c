@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/tlsio.h"
 
@@ -507,25 +508,40 @@ int tconn_start_tls(tconn *c, SSL_CTX *tls, bool server, const char *sni)
 	return 0;
 }
 
+/* c is connected (accepted or adopted): starts TLS or reading. On failure c is closed without any callback
+ * (the caller never saw it) and *out stays NULL; its descriptor goes with the handle. */
+static int start_owned(tconn *c, SSL_CTX *tls, bool server, const char *sni, tconn **out)
+{
+	int r;
+	uv_tcp_nodelay(&c->tcp, 1);
+	set_peer(c);
+	if (tls) {
+		if ((r = tconn_start_tls(c, tls, server, sni)) < 0) {
+			c->cbs.on_close = NULL;
+			tconn_close(c);
+			return r;
+		}
+	} else {
+		c->open = true;
+		start_reading(c);
+	}
+	*out = c;
+	return 0;
+}
+
 int tconn_accept(uv_stream_t *server, SSL_CTX *tls, const tconn_cbs *cbs, void *ud, tconn **out)
 {
-	tconn *c = alloc(server->loop, cbs, ud);
+	tconn *c;
 	int r;
-	if (!c)
+	*out = NULL;
+	if (!(c = alloc(server->loop, cbs, ud)))
 		return -ENOMEM;
 	if ((r = uv_accept(server, (uv_stream_t *)&c->tcp)) < 0) {
 		c->cbs.on_close = NULL; /* never reported to the caller */
 		tconn_close(c);
 		return r;
 	}
-	uv_tcp_nodelay(&c->tcp, 1);
-	set_peer(c);
-	*out = c;
-	if (tls)
-		return tconn_start_tls(c, tls, true, NULL);
-	c->open = true;
-	start_reading(c);
-	return 0;
+	return start_owned(c, tls, true, NULL, out);
 }
 
 static void on_connected(uv_connect_t *req, int status)
@@ -552,9 +568,10 @@ static void on_connected(uv_connect_t *req, int status)
 int tconn_connect(uv_loop_t *loop, const struct sockaddr *addr, SSL_CTX *tls, const char *sni,
 		  uint32_t timeout_ms, const tconn_cbs *cbs, void *ud, tconn **out)
 {
-	tconn *c = alloc(loop, cbs, ud);
+	tconn *c;
 	int r;
-	if (!c)
+	*out = NULL;
+	if (!(c = alloc(loop, cbs, ud)))
 		return -ENOMEM;
 	if (tls && !(c->tls = tio_new(tls, false, sni))) {
 		r = -ENOMEM;
@@ -575,23 +592,21 @@ fail:
 int tconn_adopt(uv_loop_t *loop, int fd, SSL_CTX *tls, bool server, const char *sni, const tconn_cbs *cbs,
 		void *ud, tconn **out)
 {
-	tconn *c = alloc(loop, cbs, ud);
+	tconn *c;
 	int r;
-	if (!c)
+	*out = NULL;
+	if (!(c = alloc(loop, cbs, ud))) {
+		close(fd); /* ownership was taken: a failure must not leak it */
 		return -ENOMEM;
+	}
 	if ((r = uv_tcp_open(&c->tcp, fd)) < 0) {
+		if (r != UV_EEXIST)
+			close(fd); /* not taken by the handle (EEXIST: another handle of this loop has it) */
 		c->cbs.on_close = NULL;
 		tconn_close(c);
 		return r;
 	}
-	uv_tcp_nodelay(&c->tcp, 1);
-	set_peer(c);
-	*out = c;
-	if (tls)
-		return tconn_start_tls(c, tls, server, sni);
-	c->open = true;
-	start_reading(c);
-	return 0;
+	return start_owned(c, tls, server, sni, out);
 }
 
 int tconn_write(tconn *c, const uint8_t *p, size_t n)

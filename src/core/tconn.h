@@ -29,12 +29,14 @@ typedef struct tconn_cbs {
 /* Writes beyond this many queued bytes fail with -ENOBUFS: a caller that ignores backpressure is a bug. */
 #define TCONN_HARD_CAP (8u * 1024 * 1024)
 
+/* The three constructors below return 0 with *out set, or a negative error with *out NULL: then no callback
+ * ever fires and the socket is closed, so nothing is left for the caller to release. */
 /* Accepts one pending connection from server. tls NULL = plain TCP. */
 int tconn_accept(uv_stream_t *server, SSL_CTX *tls, const tconn_cbs *cbs, void *ud, tconn **out);
 /* Connects to addr; with tls, verifies the peer as sni. handshake_ms bounds connect + handshake. */
 int tconn_connect(uv_loop_t *loop, const struct sockaddr *addr, SSL_CTX *tls, const char *sni,
 		  uint32_t timeout_ms, const tconn_cbs *cbs, void *ud, tconn **out);
-/* Wraps an already connected fd (takes ownership). */
+/* Wraps an already connected fd (takes ownership, also when it fails). */
 int tconn_adopt(uv_loop_t *loop, int fd, SSL_CTX *tls, bool server, const char *sni, const tconn_cbs *cbs,
 		void *ud, tconn **out);
 
