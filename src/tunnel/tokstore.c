@@ -115,7 +115,12 @@ int tok_open(const char *state_dir, const char *edge_domain, tok_store **out, ch
 		goto fail;
 	}
 	sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
-	/* WAL lets two edges read while `postern tunnel` writes. */
+	/* WAL lets edges read while `postern tunnel` writes: a reader never waits for a writer.
+	 * Durability with synchronous=NORMAL (safe with WAL; FULL would fsync the WAL at every commit): a commit
+	 * is fsynced at the next checkpoint, not at COMMIT. A process crash loses nothing and no crash or power
+	 * loss corrupts the database, but a power loss or OS crash may roll back the last commits not yet
+	 * checkpointed: a tunnel just created or rotated (its printed token is then refused) or just deleted
+	 * (it is live again). Only the CLI writes, and rarely; edges only read, for which the setting is moot. */
 	if (exec_retry(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
 		       &emsg) != SQLITE_OK ||
 	    exec_retry(s->db, schema, &emsg) != SQLITE_OK) {
