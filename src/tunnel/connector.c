@@ -927,8 +927,12 @@ static void handle_registration(struct link *l, const uint8_t *p, size_t n)
 		adm_add(c->m.reg_rejected, 1);
 		log_quote(r.error, q, sizeof q);
 		snprintf(l->err, sizeof l->err, "registration rejected: %s", r.error);
-		/* The most likely operator mistake gets the clearest line; the token itself never appears. */
-		if (strstr(r.error, "token"))
+		/* The most likely operator mistake gets the clearest line; the token itself never appears. An edge
+		 * that could not check the token has not refused it: a passing condition, retried on backoff. */
+		if (!strcmp(r.error, REG_ERR_STORE_UNAVAILABLE))
+			log_warn("msg=\"edge could not check the tunnel token now; will retry\" edge=%s slot=%d reason=%s",
+				 c->edges[l->edge].text, l->s->idx, q);
+		else if (strstr(r.error, "token"))
 			log_error("msg=\"edge rejected the tunnel token\" edge=%s slot=%d reason=%s", c->edges[l->edge].text,
 				  l->s->idx, q);
 		else

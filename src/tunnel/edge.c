@@ -1098,12 +1098,19 @@ static void cconn_register(struct cconn *cc)
 	}
 	if (tok_token_tunnel_id(req.token, id) < 0)
 		snprintf(id, sizeof id, "-");
+	/* The store waits TOK_LOOP_BUSY_MS at most for a lock (this is the event loop): a locked or failing
+	 * store is no verdict on the token, and the connector is told so and retries. */
 	rc = tok_verify(E.tok, req.token, &tt);
+	if (rc == -EBUSY || rc == -EIO) {
+		log_warn("msg=\"connector rejected\" reason=\"token store unavailable: %s\" tunnel=%s connector_id=%s slot=%u peer=%s",
+			 tok_errstr(E.tok), id, req.connector_id, req.slot, cc->peer);
+		reg_reply_error(cc, REG_ERR_STORE_UNAVAILABLE);
+		goto out;
+	}
 	if (rc < 0) {
 		log_info("msg=\"connector rejected\" reason=\"%s\" tunnel=%s connector_id=%s slot=%u peer=%s",
-			 rc == -EIO ? tok_errstr(E.tok) : rc == -EINVAL ? "malformed token" : "invalid or expired token", id,
-			 req.connector_id, req.slot, cc->peer);
-		reg_reply_error(cc, rc == -EIO ? "token store unavailable" : "invalid or expired token");
+			 rc == -EINVAL ? "malformed token" : "invalid or expired token", id, req.connector_id, req.slot, cc->peer);
+		reg_reply_error(cc, "invalid or expired token");
 		goto out;
 	}
 	if (!(t = tunnel_get(&tt))) {

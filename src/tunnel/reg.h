@@ -13,6 +13,9 @@
 #define REG_PROTO_VERSION 1
 #define REG_TIMEOUT_MS 10000 /* the edge waits this long for the line; the connector for the answer */
 #define REG_ALPN "postern/1"
+/* The edge could not check the token (its token store was locked or failed): neither accepted nor refused.
+ * The connector retries on its usual backoff and does not report the token as wrong. */
+#define REG_ERR_STORE_UNAVAILABLE "token store unavailable"
 
 typedef struct reg_request {
 	int v;

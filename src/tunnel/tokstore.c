@@ -68,9 +68,16 @@ static int64_t now(tok_store *s) { return s->now(s->now_ud); }
 
 static int dberr(tok_store *s, const char *what)
 {
+	int code = sqlite3_errcode(s->db);
 	snprintf(s->err, sizeof s->err, "%s: %s", what, sqlite3_errmsg(s->db));
-	return -EIO;
+	/* Still locked by another connection when the busy timeout ran out: passes, unlike a broken store. */
+	return code == SQLITE_BUSY || code == SQLITE_LOCKED ? -EBUSY : -EIO;
 }
+
+/* tok_verify and tok_get_by_id run on the edge's event loop, where waiting for a lock stalls every client
+ * and connector: they wait TOK_LOOP_BUSY_MS at most, then fail with -EBUSY. */
+static void loop_query_begin(tok_store *s) { sqlite3_busy_timeout(s->db, TOK_LOOP_BUSY_MS); }
+static void loop_query_end(tok_store *s) { sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS); }
 
 const char *tok_errstr(const tok_store *s) { return s->err[0] ? s->err : "no error"; }
 
@@ -294,7 +301,11 @@ int tok_get(tok_store *s, const char *name, tok_tunnel *t)
 
 int tok_get_by_id(tok_store *s, const char *id, tok_tunnel *t)
 {
-	return lookup(s, "id", id, t);
+	int rc;
+	loop_query_begin(s);
+	rc = lookup(s, "id", id, t);
+	loop_query_end(s);
+	return rc;
 }
 
 int tok_create(tok_store *s, const char *name, tok_tunnel *t, char *token)
@@ -499,12 +510,15 @@ int tok_verify(tok_store *s, const char *token, tok_tunnel *t)
 	OPENSSL_cleanse(raw, sizeof raw);
 	if (sha256((const uint8_t *)secret, 2 * SECRET_BYTES, h) < 0)
 		return -EIO;
+	loop_query_begin(s);
 	if (sqlite3_prepare_v2(s->db,
 			       "SELECT k.hash FROM tokens k JOIN tunnels t ON t.id = k.tunnel_id"
 			       " WHERE k.tunnel_id = ?1 AND t.deleted_ms IS NULL"
 			       " AND (k.expires_ms IS NULL OR k.expires_ms > ?2)",
-			       -1, &st, NULL) != SQLITE_OK)
-		return dberr(s, "verify");
+			       -1, &st, NULL) != SQLITE_OK) {
+		rc = dberr(s, "verify");
+		goto out;
+	}
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, now(s));
 	/* Every candidate is compared, in constant time, so timing says nothing about which one matched. */
@@ -513,11 +527,19 @@ int tok_verify(tok_store *s, const char *token, tok_tunnel *t)
 		if (b && sqlite3_column_bytes(st, 0) == 32 && CRYPTO_memcmp(b, h, 32) == 0)
 			ok = true;
 	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return dberr(s, "verify");
-	if (!ok)
-		return -EACCES;
+	if (rc != SQLITE_DONE) {
+		rc = dberr(s, "verify");
+		goto out;
+	}
+	if (!ok) {
+		rc = -EACCES;
+		goto out;
+	}
 	rc = lookup(s, "id", id, t);
-	return rc == -ENOENT ? -EACCES : rc;
+	if (rc == -ENOENT)
+		rc = -EACCES;
+out:
+	sqlite3_finalize(st);
+	loop_query_end(s);
+	return rc;
 }

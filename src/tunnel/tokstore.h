@@ -38,18 +38,23 @@ void tok_close(tok_store *s);
 void tok_set_clock(tok_store *s, int64_t (*now_ms)(void *ud), void *ud);
 
 /* Each returns 0 or: -EINVAL bad name, -EEXIST live name taken, -ENOENT no live tunnel of that name,
- * -EIO database failure (tok_errstr tells). token receives the new token (TOK_TOKEN_MAX bytes). */
+ * -EBUSY database locked by another process past the busy timeout (5 s), -EIO database failure
+ * (tok_errstr tells for both). token receives the new token (TOK_TOKEN_MAX bytes). */
 int tok_create(tok_store *s, const char *name, tok_tunnel *t, char *token);
 int tok_rotate(tok_store *s, const char *name, int64_t grace_ms, tok_tunnel *t, char *token);
 int tok_delete(tok_store *s, const char *name);
 int tok_get(tok_store *s, const char *name, tok_tunnel *t);
-/* The same by tunnel id: 0, -ENOENT when deleted or unknown, -EIO on a database error. */
+/* The two calls an edge makes on its event loop wait at most this long for a database lock. */
+#define TOK_LOOP_BUSY_MS 150
+/* The same by tunnel id: 0, -ENOENT when deleted or unknown, -EBUSY (after TOK_LOOP_BUSY_MS) or -EIO on a
+ * database error. */
 int tok_get_by_id(tok_store *s, const char *id, tok_tunnel *t);
 /* Live tunnels by name; fn returning non-zero stops the walk (and is returned). */
 int tok_list(tok_store *s, int (*fn)(const tok_tunnel *t, void *ud), void *ud);
 
 /* 0 and t filled when token is valid now; -EACCES when unknown, wrong, expired or its tunnel deleted;
- * -EINVAL when it does not have the token format; -EIO on database failure. */
+ * -EINVAL when it does not have the token format; -EBUSY when the database stayed locked for
+ * TOK_LOOP_BUSY_MS (the token is neither accepted nor refused: ask again later); -EIO on database failure. */
 int tok_verify(tok_store *s, const char *token, tok_tunnel *t);
 /* The tunnel id part of a token (not secret; safe to log) into id (TOK_ID_LEN + 1), or -EINVAL. */
 int tok_token_tunnel_id(const char *token, char *id);

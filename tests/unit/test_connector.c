@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <nghttp2/nghttp2.h>
 #include <stdio.h>
@@ -801,6 +802,73 @@ static void test_rejected_token_backs_off(void **st)
 	cfg_release(&cfg);
 }
 
+/* An edge whose token store is locked or failing has not refused the token: the connector says so (warn,
+ * not the "rejected the tunnel token" error an operator would act on) and keeps retrying on its backoff. */
+static void test_store_unavailable_is_retried(void **st)
+{
+	struct fedge e, *ev[] = { &e };
+	ctr_config cfg;
+	char err[256], path[160], *logs;
+	enum log_level lvl = log_get_level();
+	ctr *c;
+	ctr_stats stats;
+	FILE *f;
+	long n;
+	int saved, fd;
+	bool ready;
+	(void)st;
+	reset_backend();
+	e_init(&e, pki, "{\"ok\":false,\"error\":\"" REG_ERR_STORE_UNAVAILABLE "\"}");
+	cfg_for(&cfg, ev, 1, pki);
+	cfg.backoff_base_ms = 100;
+	cfg.backoff_cap_ms = 400;
+	snprintf(path, sizeof path, "%s/store-unavailable.log", tmpd);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	saved = dup(STDERR_FILENO);
+	assert_true(saved >= 0);
+	assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+	log_set_level(LOG_WARN);
+	c = ctr_new(loop, &cfg, &echo_backend, err, sizeof err);
+	ctr_start(c);
+	run_for(1500);
+	ctr_get_stats(c, &stats);
+	ready = ctr_ready(c);
+	ctr_stop(c);
+	log_set_level(lvl);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(fd);
+	/* Torn down before any assertion, so that a failure here leaves nothing running for the next test. */
+	e_free(&e);
+	cfg_release(&cfg);
+
+	assert_false(ready);
+	assert_true(stats.rejections >= 2);
+	assert_true(stats.dials <= 20);
+	assert_non_null(f = fopen(path, "r"));
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	assert_non_null(logs = calloc(1, (size_t)n + 1));
+	assert_int_equal(fread(logs, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	{
+		/* The line says it at warn level. */
+		const char *m = strstr(logs, "msg=\"edge could not check the tunnel token now; will retry\" edge=127.0.0.1:"), *b;
+		assert_non_null(m);
+		for (b = m; b > logs && b[-1] != '\n'; b--)
+			;
+		assert_non_null(strstr(b, "level=warn "));
+		assert_true(strstr(b, "level=warn ") < m);
+	}
+	assert_non_null(strstr(logs, "reason=\"token store unavailable\""));
+	assert_non_null(strstr(logs, "msg=\"will retry registration\""));
+	assert_null(strstr(logs, "rejected the tunnel token"));
+	assert_null(strstr(logs, "level=error"));
+	free(logs);
+}
+
 static void test_wrong_edge_certificate(void **st)
 {
 	struct fedge e, *ev[] = { &e };
@@ -1085,6 +1153,7 @@ int main(void)
 		cmocka_unit_test(test_register_and_echo),
 		cmocka_unit_test(test_flow_control_bounds_memory),
 		cmocka_unit_test(test_rejected_token_backs_off),
+		cmocka_unit_test(test_store_unavailable_is_retried),
 		cmocka_unit_test(test_wrong_edge_certificate),
 		cmocka_unit_test(test_ping_timeout_redials),
 		cmocka_unit_test(test_failover_and_return_home),

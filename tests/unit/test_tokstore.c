@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include <sqlite3.h>
@@ -192,6 +193,112 @@ static void test_two_handles_share_state(void **st)
 	assert_non_null(strstr(err, "/proc/nonexistent/dir"));
 }
 
+/* The default VFS without shared memory: SQLite then cannot use WAL and keeps a rollback journal, as on a
+ * file system without shared-memory support. Readers can then be locked out by a writer. */
+static sqlite3_vfs *unix_vfs, nowal_vfs;
+static struct {
+	const sqlite3_io_methods *orig;
+	sqlite3_io_methods copy;
+} nowal_io[8]; /* one copy per method table the unix VFS uses (database, journal, ...) */
+
+static int nowal_open(sqlite3_vfs *v, sqlite3_filename name, sqlite3_file *f, int flags, int *oflags)
+{
+	int rc = unix_vfs->xOpen(unix_vfs, name, f, flags, oflags);
+	size_t i;
+	(void)v;
+	if (rc != SQLITE_OK || !f->pMethods)
+		return rc;
+	for (i = 0; i < sizeof nowal_io / sizeof nowal_io[0]; i++) {
+		if (!nowal_io[i].orig) {
+			nowal_io[i].orig = f->pMethods;
+			nowal_io[i].copy = *f->pMethods;
+			nowal_io[i].copy.iVersion = 1; /* no xShm* methods */
+		}
+		if (nowal_io[i].orig == f->pMethods) {
+			f->pMethods = &nowal_io[i].copy;
+			return rc;
+		}
+	}
+	fail_msg("more io method tables than expected");
+	return rc;
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int text_cb(void *ud, int n, char **v, char **names)
+{
+	(void)names;
+	if (n > 0 && v[0])
+		snprintf(ud, 32, "%s", v[0]);
+	return 0;
+}
+
+/* Another process holding the database locked must not stall the edge's loop for the 5 s busy timeout:
+ * tok_verify and tok_get_by_id give up after TOK_LOOP_BUSY_MS with -EBUSY (not -EIO, not -EACCES), and
+ * work again once the lock is gone. */
+static void test_verify_locked_fails_fast(void **st)
+{
+	char dir[64], path[128], err[256], tok[TOK_TOKEN_MAX], mode[32] = "", cmd[200];
+	tok_store *s;
+	tok_tunnel t, v;
+	sqlite3 *holder;
+	int64_t t0, ms;
+	int rc;
+	(void)st;
+
+	unix_vfs = sqlite3_vfs_find("unix");
+	assert_non_null(unix_vfs);
+	nowal_vfs = *unix_vfs;
+	nowal_vfs.zName = "test-nowal";
+	nowal_vfs.xOpen = nowal_open;
+	assert_int_equal(sqlite3_vfs_register(&nowal_vfs, 1), SQLITE_OK);
+
+	strcpy(dir, "/tmp/postern-tokbusy-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	strcat(dir, "/state");
+	assert_int_equal(tok_open(dir, "edge.example", &s, err, sizeof err), 0);
+	assert_int_equal(tok_create(s, "busy", &t, tok), 0);
+	assert_int_equal(tok_verify(s, tok, &v), 0);
+
+	snprintf(path, sizeof path, "%s/tunnels.db", dir);
+	assert_int_equal(sqlite3_open_v2(path, &holder, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(holder, "PRAGMA journal_mode", text_cb, mode, NULL), SQLITE_OK);
+	assert_string_equal(mode, "delete"); /* the premise: no WAL here */
+	/* A writer in the middle of its commit: nobody may read. */
+	assert_int_equal(sqlite3_exec(holder, "BEGIN EXCLUSIVE; UPDATE tunnels SET created_ms = created_ms;", NULL, NULL, NULL),
+			 SQLITE_OK);
+
+	t0 = mono_ms();
+	rc = tok_verify(s, tok, &v);
+	ms = mono_ms() - t0;
+	assert_int_equal(rc, -EBUSY);
+	assert_true(ms >= TOK_LOOP_BUSY_MS / 2);
+	assert_true(ms < 1000);
+	assert_non_null(strstr(tok_errstr(s), "locked"));
+
+	t0 = mono_ms();
+	assert_int_equal(tok_get_by_id(s, t.id, NULL), -EBUSY);
+	assert_true(mono_ms() - t0 < 1000);
+
+	assert_int_equal(sqlite3_exec(holder, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(holder);
+	assert_int_equal(tok_verify(s, tok, &v), 0);
+	assert_string_equal(v.id, t.id);
+	assert_int_equal(tok_get_by_id(s, t.id, NULL), 0);
+
+	tok_close(s);
+	assert_int_equal(sqlite3_vfs_unregister(&nowal_vfs), SQLITE_OK);
+	assert_int_equal(sqlite3_vfs_register(unix_vfs, 1), SQLITE_OK);
+	*strrchr(dir, '/') = 0;
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -199,6 +306,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rotate_grace, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete_never_reuses, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_handles_share_state, setup, teardown),
+		cmocka_unit_test(test_verify_locked_fails_fast),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
