@@ -614,13 +614,32 @@ static void mtls_on_data(struct relay *r, const uint8_t *p, size_t n)
 		mtls_error(r, 400, "Bad Request", "CONNECT target must be host:443");
 		return;
 	}
-	port = strtol(colon + 1, &end, 10);
+	/* The host is held to the rule an SNI name is held to: what reaches the connector as :authority is a
+	 * plain DNS name whichever entry it came through (no userinfo, brackets, escapes or trailing dot). */
+	if (!sni_valid_host(h->url, (size_t)(colon - h->url))) {
+		log_info("msg=\"client rejected\" entry=mtls reason=\"bad CONNECT host\" target=%s peer=%s",
+			 q(h->url, hb, sizeof hb), r->peer);
+		reject_metric("mtls", "bad_request");
+		mtls_error(r, 400, "Bad Request", "CONNECT host must be a DNS name (letters, digits, '-', '_', '.')");
+		return;
+	}
+	/* 1 to 5 digits, 1..65535: strtol alone would take signs, blanks and overflow. */
+	port = 0;
+	for (end = colon + 1; *end >= '0' && *end <= '9' && end - colon <= 5; end++)
+		port = port * 10 + (*end - '0');
+	if (*end || end == colon + 1 || port < 1 || port > 65535) {
+		log_info("msg=\"client rejected\" entry=mtls reason=\"bad CONNECT port\" target=%s peer=%s",
+			 q(h->url, hb, sizeof hb), r->peer);
+		reject_metric("mtls", "bad_request");
+		mtls_error(r, 400, "Bad Request", "CONNECT port must be a number (443)");
+		return;
+	}
 	memcpy(r->host, h->url, (size_t)(colon - h->url));
 	r->host[colon - h->url] = 0;
 	for (char *c = r->host; *c; c++)
 		if (*c >= 'A' && *c <= 'Z')
 			*c = (char)(*c + 32);
-	if (*end || port != 443) {
+	if (port != 443) {
 		log_info("msg=\"client rejected\" entry=mtls reason=\"port is not 443\" target=%s peer=%s",
 			 q(h->url, hb, sizeof hb), r->peer);
 		reject_metric("mtls", "forbidden");

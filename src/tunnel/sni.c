@@ -67,8 +67,9 @@ static bool vec(struct rd *r, int lenbytes, struct rd *sub)
 	return take(r, len, NULL);
 }
 
-static bool valid_host(const uint8_t *s, size_t n)
+bool sni_valid_host(const char *host, size_t n)
 {
+	const uint8_t *s = (const uint8_t *)host;
 	if (n == 0 || n > 253)
 		return false;
 	for (size_t i = 0; i < n; i++) {
@@ -122,7 +123,7 @@ static int parse_hello(const uint8_t *p, size_t n, char *name, size_t namelen)
 				return SNI_MALFORMED;
 			if (nt != 0 || res == SNI_FOUND)
 				continue; /* only the first host_name counts */
-			if (!valid_host(hn.p, hn.n) || hn.n + 1 > namelen)
+			if (!sni_valid_host((const char *)hn.p, hn.n) || hn.n + 1 > namelen)
 				return SNI_MALFORMED;
 			for (size_t i = 0; i < hn.n; i++) {
 				uint8_t c = hn.p[i];

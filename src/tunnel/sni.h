@@ -6,6 +6,7 @@
 #ifndef POSTERN_SNI_H
 #define POSTERN_SNI_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,6 +25,10 @@ enum sni_result {
 /* name gets the host name (namelen >= SNI_NAME_MAX recommended; a longer name is SNI_MALFORMED). */
 int sni_parse(const uint8_t *p, size_t n, char *name, size_t namelen);
 const char *sni_result_str(int r);
+
+/* The host name rule for a routed name, whichever entry it came from (ClientHello SNI, mTLS CONNECT): the n
+ * bytes at host (no NUL needed) are 1..253 of [A-Za-z0-9._-], not starting or ending with '.'. */
+bool sni_valid_host(const char *host, size_t n);
 
 /* TLS alert record (fatal) in out; returns its length, SNI_ALERT_LEN. */
 #define SNI_ALERT_LEN 7

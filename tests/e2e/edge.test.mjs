@@ -9,6 +9,7 @@ import http from 'node:http';
 import { constants as http2constants } from 'node:http2';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
+import tls from 'node:tls';
 import { start, postern, run, freePort, tmpdir, rmrf, waitUntil, sleep, stopAll } from './lib/proc.mjs';
 import { makeCA, makeLeaf } from './lib/certs.mjs';
 import { connectTestConnector, tlsTerminatingStream, echoStream } from './lib/testconnector.mjs';
@@ -182,6 +183,19 @@ describe('postern edge', () => {
   const viaMtls = (target, certArgs, extra = []) => curl(['--proxy', `https://connect.edge.test:${ports.mtls}`,
     '--resolve', `connect.edge.test:${ports.mtls}:127.0.0.1`, '--proxy-cacert', edgeCa(), ...certArgs,
     '--cacert', cust.ca, ...extra, target]);
+
+  // Sends head over TLS with the agent certificate to the mTLS entry; resolves with everything the edge
+  // answered once it closes (or after timeoutMs).
+  const mtlsRaw = (head, timeoutMs = 8000) => new Promise((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port: ports.mtls, servername: 'connect.edge.test', ca: readFileSync(edgeCa()),
+      cert: readFileSync(agent.cert), key: readFileSync(agent.key) });
+    let got = '';
+    const timer = setTimeout(() => { s.destroy(); reject(new Error(`no close within ${timeoutMs}ms; got: ${JSON.stringify(got)}`)); }, timeoutMs);
+    s.on('secureConnect', () => s.write(head));
+    s.on('data', (d) => { got += d; });
+    s.on('error', (e) => { clearTimeout(timer); reject(e); });
+    s.on('close', () => { clearTimeout(timer); resolve(got); });
+  });
 
   before(async () => {
     dir = tmpdir('postern-edge-');
@@ -364,6 +378,37 @@ describe('postern edge', () => {
     const get = await curl(['--cacert', edgeCa(), '--cert', agent.cert, '--key', agent.key, '--resolve',
       `connect.edge.test:${ports.mtls}:127.0.0.1`, `https://connect.edge.test:${ports.mtls}/`, '-w', '%{http_code}']);
     assert.match(get.stdout, /only CONNECT[^]*405$/);
+  });
+
+  it('answers a CONNECT target that is not a DNS name or has a malformed port with 400 and a reason', async () => {
+    if (!conns.some((c) => !c.socket.destroyed)) await connect({ connectorId: 'c-4', slot: 0 });
+    const from = edge.log.length;
+    const req = (target) => `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`;
+    // Hosts that end in the tunnel's own domain, so the tunnel is found: only the host rule refuses them.
+    for (const target of [`bad!route.${tun.domain}:443`, `user@mcp.${tun.domain}:443`, `mcp%2e.${tun.domain}:443`,
+      `mcp.${tun.domain}.:443`, '[::1]:443']) {
+      const r = await mtlsRaw(req(target));
+      assert.match(r, /^HTTP\/1\.1 400 Bad Request\r\n/, `${target}: ${r}`);
+      assert.match(r, /\r\n\r\nCONNECT host must be a DNS name \(letters, digits, '-', '_', '\.'\)\n$/, target);
+    }
+    for (const target of [`mcp.${tun.domain}:4x3`, `mcp.${tun.domain}:+443`, `mcp.${tun.domain}:0443x`, `mcp.${tun.domain}:99999`,
+      `mcp.${tun.domain}:`, `mcp.${tun.domain}:000000443`]) {
+      const r = await mtlsRaw(req(target));
+      assert.match(r, /^HTTP\/1\.1 400 Bad Request\r\n[^]*\r\n\r\nCONNECT port must be a number \(443\)\n$/, `${target}: ${r}`);
+    }
+    // What was answered before stays: a valid name outside the domain or another port is 403, an unknown tunnel
+    // 404, another method 405, and a good target is relayed.
+    assert.match(await mtlsRaw(req('example.com:443')), /^HTTP\/1\.1 403 Forbidden\r\n/);
+    assert.match(await mtlsRaw(req(`mcp.${tun.domain}:8443`)), /^HTTP\/1\.1 403 Forbidden\r\n[^]*only port 443 is relayed/);
+    assert.match(await mtlsRaw(req(`mcp.nosuchtunnelxxxx.${DOMAIN}:443`)), /^HTTP\/1\.1 404 Not Found\r\n/);
+    assert.match(await mtlsRaw(`GET / HTTP/1.1\r\nHost: x\r\n\r\n`), /^HTTP\/1\.1 405 Method Not Allowed\r\n/);
+    const ok = await viaMtls(`https://${tunnelHost('api')}/still-ok`, ['--proxy-cert', agent.cert, '--proxy-key', agent.key]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.stdout, `route ${tunnelHost('api')} path /still-ok got 0 \n`);
+    const log = edge.log.slice(from);
+    assert.match(log, /msg="client rejected" entry=mtls reason="bad CONNECT host" target="bad!route\./);
+    assert.match(log, /msg="client rejected" entry=mtls reason="bad CONNECT port" target="mcp\.\S+:4x3"/);
+    assert.doesNotMatch(log, /msg="client relayed" entry=mtls tunnel=\S+ host="(bad!|user@|mcp%)/);
   });
 
   it('replaces the registration of the same connector slot at once', async () => {

@@ -154,6 +154,28 @@ static void test_bad_names(void **st)
 }
 
 /* A hello made large with a padding extension (type 21), split into records of at most 16 KiB. */
+/* The rule shared with the mTLS CONNECT entry. */
+static void test_valid_host(void **st)
+{
+	char long_name[300];
+	(void)st;
+	assert_true(sni_valid_host("mcp.abc123.edge.example", 23));
+	assert_true(sni_valid_host("MCP_x-1.Abc.example", 19));
+	assert_true(sni_valid_host("mcp.abc:443", 7)); /* only the n bytes count */
+	assert_false(sni_valid_host("", 0));
+	assert_false(sni_valid_host(".mcp.abc", 8));
+	assert_false(sni_valid_host("mcp.abc.", 8));
+	assert_false(sni_valid_host("user@mcp.abc", 12));
+	assert_false(sni_valid_host("mcp!.abc", 8));
+	assert_false(sni_valid_host("[::1]", 5));
+	assert_false(sni_valid_host("mcp%2e.abc", 10));
+	assert_false(sni_valid_host("mcp abc", 7));
+	assert_false(sni_valid_host("mcp\0abc", 7));
+	memset(long_name, 'a', sizeof long_name);
+	assert_true(sni_valid_host(long_name, 253));
+	assert_false(sni_valid_host(long_name, 254));
+}
+
 static uint8_t *big_hello(size_t pad, size_t *outlen)
 {
 	/* Body: version, random, empty session id, one suite, null compression, extensions. */
@@ -281,6 +303,7 @@ int main(void)
 		cmocka_unit_test(test_sizes),
 		cmocka_unit_test(test_alert),
 		cmocka_unit_test(test_split),
+		cmocka_unit_test(test_valid_host),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
