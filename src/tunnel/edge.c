@@ -44,6 +44,7 @@
 #define MAX_CLIENTS 100000                 /* relays at once; more are refused at accept */
 #define MAX_PENDING_CONNECTORS 256         /* TLS connections that have not registered yet */
 #define LINGER_MS 60000                    /* a finished relay's last bytes must reach the client by then */
+#define HELLO_HOLD (SNI_MAX_INPUT + UP_CAP) /* an SNI client's bytes held until its hello is complete */
 
 struct relay;
 
@@ -100,7 +101,9 @@ struct relay {
 	size_t off, len, cap;
 	size_t unconsumed;
 	uint64_t up, down, t0;
+	size_t charge; /* bytes of buf counted in E.hello_bytes */
 	int status;
+	bool pending; /* accepted, not routed yet: counted in E.npending */
 	bool cli_eof, up_eof_sent, down_eof, paused, deferred, on_resume, tc_closed, timer_closed, aborted;
 	char host[SNI_NAME_MAX];
 	char peer[NA_FMT_MAX];
@@ -120,14 +123,18 @@ static struct edge {
 	struct cconn *pending;
 	struct relay *relays;
 	int nrelays;
+	int npending;        /* relays not routed yet (cfg.client_pending_max) */
+	uint64_t hello_bytes; /* their buffered bytes (cfg.client_hello_budget) */
+	struct shed_log { uint64_t last; unsigned skipped; bool any; } shed_clients, shed_pending, shed_budget;
 	bool stopping;
-	adm_metric *m_reg_ok, *m_reg_rej, *m_clients_sni, *m_clients_mtls;
+	adm_metric *m_reg_ok, *m_reg_rej, *m_clients_sni, *m_clients_mtls, *m_pending, *m_hello_bytes;
 } E;
 
 static void cconn_close(struct cconn *cc, const char *why);
 static void cconn_flush(struct cconn *cc);
 static void relay_abort(struct relay *r);
 static void relay_maybe_free(struct relay *r);
+static void relay_unpend(struct relay *r);
 static void relay_timeout(uv_timer_t *t);
 
 static const char *q(const char *s, char *buf, size_t len) { return log_quote(s, buf, len); }
@@ -139,6 +146,21 @@ static void reject_metric(const char *entry, const char *reason)
 	char l[128];
 	snprintf(l, sizeof l, "entry=\"%s\",reason=\"%s\"", entry, reason);
 	adm_add(adm_counter("postern_edge_client_rejects_total", "Client connections refused, by entry and reason", l), 1);
+}
+
+/* Load shedding comes in bursts: at most one line a second per cause; suppressed= counts the rejections of
+ * that cause not logged since the previous line. */
+static void log_shed(struct shed_log *sl, const char *entry, const char *reason, const char *peer)
+{
+	uint64_t now = uv_now(E.loop);
+	if (sl->any && now - sl->last < 1000) {
+		sl->skipped++;
+		return;
+	}
+	log_warn("msg=\"client rejected\" entry=%s reason=\"%s\" peer=%s suppressed=%u", entry, reason, peer, sl->skipped);
+	sl->any = true;
+	sl->last = now;
+	sl->skipped = 0;
 }
 
 static struct tunnel *tunnel_find(const char *id)
@@ -285,6 +307,7 @@ static void relay_on_close(tconn *c, int err, void *ud)
 	(void)err;
 	r->tc = NULL;
 	r->tc_closed = true;
+	relay_unpend(r);
 	if (r->pprev) {
 		*r->pprev = r->next;
 		if (r->next)
@@ -340,6 +363,36 @@ static void relay_timeout(uv_timer_t *t)
 	relay_abort(r);
 }
 
+/* Buffered bytes of a relay that is not routed yet count against cfg.client_hello_budget. */
+static void hello_charge(struct relay *r, size_t bytes)
+{
+	E.hello_bytes = E.hello_bytes - r->charge + bytes;
+	adm_add(E.m_hello_bytes, (int64_t)bytes - (int64_t)r->charge);
+	r->charge = bytes;
+}
+
+/* The relay is routed, answered or gone: it no longer counts as pending. */
+static void relay_unpend(struct relay *r)
+{
+	if (!r->pending)
+		return;
+	r->pending = false;
+	E.npending--;
+	adm_add(E.m_pending, -1);
+	hello_charge(r, 0);
+}
+
+/* A client answered before it was routed: what it buffered is of no further use. */
+static void relay_drop_unrouted(struct relay *r)
+{
+	if (!r->pending)
+		return;
+	relay_unpend(r);
+	free(r->buf);
+	r->buf = NULL;
+	r->off = r->len = r->cap = 0;
+}
+
 /* Answers an mTLS client with an HTTP error and closes after it is sent. */
 static void mtls_error(struct relay *r, int status, const char *reason, const char *text)
 {
@@ -348,6 +401,7 @@ static void mtls_error(struct relay *r, int status, const char *reason, const ch
 			 "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n"
 			 "Connection: close\r\n\r\n%s\n",
 			 status, reason, strlen(text) + 1, text);
+	relay_drop_unrouted(r);
 	r->st = RS_DONE;
 	if (!r->tc)
 		return;
@@ -361,6 +415,7 @@ static void mtls_error(struct relay *r, int status, const char *reason, const ch
 static void sni_refuse(struct relay *r, uint8_t alert)
 {
 	uint8_t a[SNI_ALERT_LEN];
+	relay_drop_unrouted(r);
 	r->st = RS_DONE;
 	if (!r->tc)
 		return;
@@ -392,6 +447,17 @@ static bool buf_append(struct relay *r, const uint8_t *p, size_t n, size_t cap)
 	memcpy(r->buf + r->off + r->len, p, n);
 	r->len += n;
 	return true;
+}
+
+/* What r->cap becomes when buf_append adds n bytes (it grows only when len + n exceeds it). */
+static size_t buf_cap_after(const struct relay *r, size_t n)
+{
+	size_t need = r->len + n, cap = r->cap ? r->cap : 4096;
+	if (need <= r->cap)
+		return r->cap;
+	while (cap < need)
+		cap *= 2;
+	return cap;
 }
 
 /* ------------------------------------------------------------------ relays: stream side */
@@ -520,6 +586,8 @@ static void relay_route(struct relay *r)
 	}
 	r->tun = t;
 	relay_open_stream(r, cc);
+	/* Routed (a refusal above freed the buffer already): the stream's flow control bounds it from here. */
+	relay_unpend(r);
 }
 
 /* ------------------------------------------------------------------ client connections */
@@ -527,13 +595,24 @@ static void relay_route(struct relay *r)
 static void sni_on_data(struct relay *r, const uint8_t *p, size_t n)
 {
 	char hb[300];
+	size_t cap;
 	int res;
-	if (!buf_append(r, p, n, SNI_MAX_INPUT + UP_CAP)) {
+	/* Many clients holding partial hellos must not add up to more than the budget: the one whose bytes would
+	 * cross it is closed (the budget held by the others drains within HELLO_TIMEOUT_MS). */
+	if (r->len + n <= HELLO_HOLD && (cap = buf_cap_after(r, n)) > r->charge &&
+	    E.hello_bytes - r->charge + cap > E.cfg.client_hello_budget) {
+		log_shed(&E.shed_budget, "sni", "ClientHello buffer budget exhausted", r->peer);
+		reject_metric("sni", "hello_budget");
+		relay_abort(r);
+		return;
+	}
+	if (!buf_append(r, p, n, HELLO_HOLD)) {
 		log_info("msg=\"client rejected\" entry=sni reason=\"ClientHello too large\" peer=%s", r->peer);
 		reject_metric("sni", "too_large");
 		relay_abort(r);
 		return;
 	}
+	hello_charge(r, r->cap);
 	res = sni_parse(r->buf + r->off, r->len, r->host, sizeof r->host);
 	switch (res) {
 	case SNI_NEED_MORE:
@@ -804,12 +883,23 @@ static void on_client(uv_stream_t *lsn, int status)
 		return;
 	}
 	if (E.nrelays > MAX_CLIENTS) {
-		log_warn("msg=\"client rejected\" entry=%s reason=\"too many clients\" peer=%s", ename, r->peer);
+		log_shed(&E.shed_clients, ename, "too many clients", r->peer);
 		reject_metric(ename, "overload");
 		r->st = RS_DONE;
 		tconn_close(r->tc);
 		return;
 	}
+	/* Clients that have not said where they go cost a deadline, a buffer and (mTLS) a TLS session each. */
+	if (E.npending >= E.cfg.client_pending_max) {
+		log_shed(&E.shed_pending, ename, "too many clients not routed yet", r->peer);
+		reject_metric(ename, "pending");
+		r->st = RS_DONE;
+		tconn_close(r->tc);
+		return;
+	}
+	r->pending = true;
+	E.npending++;
+	adm_add(E.m_pending, 1);
 	/* SNI: the ClientHello deadline starts now. mTLS: tconn bounds the handshake, then on_open arms it. */
 	if (entry == ENTRY_SNI)
 		uv_timer_start(&r->timer, relay_timeout, HELLO_TIMEOUT_MS, 0);
@@ -1423,7 +1513,8 @@ static void usage(FILE *f)
 		   "or through the outer mTLS entry (mtls_listen: HTTP CONNECT with a client certificate).\n\n"
 		   "config keys: state_dir, domain, edge_id, connector_listen (:7844), connector_tls.cert_file/key_file,\n"
 		   "  client_listen (:443), client_allowed_ips, metrics_listen (127.0.0.1:20241), mtls_listen,\n"
-		   "  client_ca_file, mtls_tls.cert_file/key_file (default: connector_tls), log_level\n");
+		   "  client_ca_file, mtls_tls.cert_file/key_file (default: connector_tls), client_hello_budget (64M),\n"
+		   "  client_pending_max (16384), log_level\n");
 }
 
 int edge_main(int argc, char **argv)
@@ -1461,6 +1552,10 @@ int edge_main(int argc, char **argv)
 	E.m_reg_rej = adm_counter("postern_edge_registrations_total", NULL, "result=\"rejected\"");
 	E.m_clients_sni = adm_gauge("postern_edge_client_connections", "Client connections open now, by entry", "entry=\"sni\"");
 	E.m_clients_mtls = adm_gauge("postern_edge_client_connections", NULL, "entry=\"mtls\"");
+	E.m_pending = adm_gauge("postern_edge_clients_pending",
+				"Client connections not routed yet (at most client_pending_max)", NULL);
+	E.m_hello_bytes = adm_gauge("postern_edge_client_hello_bytes",
+				    "Bytes buffered for client connections not routed yet (at most client_hello_budget)", NULL);
 	/* Every handle is initialised first so that stop() can close them all whatever failed. */
 	uv_tcp_init(E.loop, &E.lsn_conn);
 	uv_tcp_init(E.loop, &E.lsn_cli);

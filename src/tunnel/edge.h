@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/netaddr.h"
 
@@ -20,12 +21,22 @@ typedef struct edge_config {
 	char *mtls_cert, *mtls_key, *client_ca_file; /* mTLS entry; cert/key default to connector_tls */
 	na_cidrs client_allowed; /* empty: everyone */
 	bool have_allowed;
+	/* Clients accepted but not routed yet (SNI: ClientHello not complete; mTLS: handshake or CONNECT head):
+	 * at most client_pending_max of them, holding at most client_hello_budget bytes of buffered hello. */
+	uint64_t client_hello_budget;
+	int64_t client_pending_max;
 	int log_level;
 } edge_config;
 
 /* Loads and validates an edge config. Unknown keys and bad values fail with "FILE:LINE: key: reason" in
  * err. Files named by the config are not opened here. */
 int edge_config_load(const char *path, edge_config *c, char *err, size_t errlen);
+
+#define EDGE_HELLO_BUDGET_DEFAULT (64ull << 20)
+#define EDGE_HELLO_BUDGET_MIN (128ull << 10) /* one ClientHello at its largest fits */
+#define EDGE_HELLO_BUDGET_MAX (64ull << 30)
+#define EDGE_PENDING_DEFAULT 16384
+#define EDGE_PENDING_MAX 100000 /* the edge's cap on clients at once */
 void edge_config_free(edge_config *c);
 
 int edge_main(int argc, char **argv);

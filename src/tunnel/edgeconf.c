@@ -12,7 +12,8 @@
 
 static const char *const top_keys[] = { "state_dir", "domain", "edge_id", "connector_listen", "connector_tls",
 					"client_listen", "client_allowed_ips", "metrics_listen", "mtls_listen",
-					"client_ca_file", "mtls_tls", "log_level", NULL };
+					"client_ca_file", "mtls_tls", "log_level", "client_hello_budget",
+					"client_pending_max", NULL };
 static const char *const tls_keys[] = { "cert_file", "key_file", NULL };
 
 static bool valid_domain(const char *s)
@@ -80,6 +81,8 @@ int edge_config_load(const char *path, edge_config *c, char *err, size_t errlen)
 	memset(c, 0, sizeof *c);
 	na_cidrs_init(&c->client_allowed);
 	c->log_level = LOG_INFO;
+	c->client_hello_budget = EDGE_HELLO_BUDGET_DEFAULT;
+	c->client_pending_max = EDGE_PENDING_DEFAULT;
 	if (!(d = cfg_load(path, err, errlen)))
 		return -EINVAL;
 	root = cfg_root(d);
@@ -142,6 +145,14 @@ int edge_config_load(const char *path, edge_config *c, char *err, size_t errlen)
 		cfg_fail(d, root, "client_allowed_ips", "an empty list would refuse every client; remove the key to allow all");
 		goto out;
 	}
+	if ((r = cfg_get_size(d, root, "client_hello_budget", &c->client_hello_budget)) < 0)
+		goto out;
+	if (c->client_hello_budget < EDGE_HELLO_BUDGET_MIN || c->client_hello_budget > EDGE_HELLO_BUDGET_MAX) {
+		cfg_fail(d, root, "client_hello_budget", "must be between 128K and 64G");
+		goto out;
+	}
+	if ((r = cfg_get_int(d, root, "client_pending_max", 1, EDGE_PENDING_MAX, &c->client_pending_max)) < 0)
+		goto out;
 	if ((r = cfg_get_str(d, root, "log_level", &lvl)) < 0)
 		goto out;
 	if (lvl && (c->log_level = log_level_parse(lvl)) < 0) {

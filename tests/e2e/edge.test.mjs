@@ -147,6 +147,12 @@ describe('postern tunnel CLI', () => {
       [`state_dir: ${dir}/s\ndomain: ${DOMAIN}\nconnector_tls: { cert_file: a, key_file: b }\nmtls_listen: 127.0.0.1:0\n`,
         /bad7\.yaml:4: mtls_listen: needs client_ca_file/],
       [`state_dir: ${dir}/s\ndomain: ${DOMAIN}\nconnector_tls: { cert_file: a, key_file: b }\nlog_level: loud\n`, /bad8\.yaml:4: log_level/],
+      [`state_dir: ${dir}/s\ndomain: ${DOMAIN}\nconnector_tls: { cert_file: a, key_file: b }\nclient_hello_budget: lots\n`,
+        /bad9\.yaml:4: client_hello_budget: 'lots' is not a size/],
+      [`state_dir: ${dir}/s\ndomain: ${DOMAIN}\nconnector_tls: { cert_file: a, key_file: b }\nclient_hello_budget: 64K\n`,
+        /bad10\.yaml:4: client_hello_budget: must be between 128K and 64G/],
+      [`state_dir: ${dir}/s\ndomain: ${DOMAIN}\nconnector_tls: { cert_file: a, key_file: b }\n\nclient_pending_max: 0\n`,
+        /bad11\.yaml:5: client_pending_max: 0 is out of range \[1, 100000\]/],
     ];
     for (const [i, [text, re]] of cases.entries()) {
       const f = path.join(dir, `bad${i + 1}.yaml`);
@@ -499,5 +505,101 @@ describe('postern edge', () => {
     await e2.waitFor(/msg="client rejected" entry=sni reason="address not in client_allowed_ips" peer=127\.0\.0\.1:\d+/);
     const x = await e2.kill('SIGTERM');
     assert.equal(x.code, 0);
+  });
+});
+
+// Clients that have not said where they go yet are bounded twice: the bytes of partial ClientHellos they hold
+// (client_hello_budget) and their number (client_pending_max). Small limits here, so that a few sockets reach them.
+describe('postern edge load shedding before routing', () => {
+  let dir, edge, ports;
+  const gauge = async (name) => Number(((await metrics(ports.metrics)).match(new RegExp(`^${name} (\\d+)$`, 'm')) || [])[1]);
+  const UNRECOGNIZED_NAME = Buffer.from([21, 3, 3, 0, 2, 2, 112]);
+  const open = [];
+  // A socket that sends bytes and stays open; .gone tells whether it was closed.
+  const hold = (data) => new Promise((resolve) => {
+    const s = net.connect(ports.client, '127.0.0.1');
+    s.gone = false;
+    s.on('error', () => {});
+    s.on('close', () => { s.gone = true; });
+    s.on('connect', () => { if (data) s.write(data); resolve(s); });
+    open.push(s);
+  });
+
+  before(async () => {
+    dir = tmpdir('postern-edge-shed-');
+    ports = { connector: await freePort(), client: await freePort(), metrics: await freePort() };
+    assert.equal((await postern(['certs', 'init', '--domain', 'edge.test', '--out', path.join(dir, 'pki')])).code, 0);
+    const yaml = path.join(dir, 'edge.yaml');
+    writeFileSync(yaml, [
+      `state_dir: ${path.join(dir, 'state')}`,
+      `domain: ${DOMAIN}`,
+      `connector_listen: 127.0.0.1:${ports.connector}`,
+      `connector_tls: { cert_file: ${path.join(dir, 'pki', 'server.pem')}, key_file: ${path.join(dir, 'pki', 'server.key')} }`,
+      `client_listen: 127.0.0.1:${ports.client}`,
+      `metrics_listen: 127.0.0.1:${ports.metrics}`,
+      'client_hello_budget: 128K',
+      'client_pending_max: 12',
+    ].join('\n') + '\n');
+    edge = start(process.env.POSTERN_BIN, ['edge', '-c', yaml], { name: 'edge-shed' });
+    await edge.waitFor(/msg="edge listening"/, 10000);
+  });
+
+  after(async () => {
+    for (const s of open) s.destroy();
+    if (edge) assert.equal((await edge.kill('SIGTERM', 10000)).code, 0, edge.log);
+    await stopAll();
+    rmrf(dir);
+  });
+
+  it('closes the client whose partial ClientHello would cross client_hello_budget, and frees the budget on routing or close', async () => {
+    // 8 hellos of ~15 KB, each one byte short: 16 KiB of buffer each, 128 KiB in all.
+    const hello = clientHello(`mcp.nosuchtunnelxxxx.${DOMAIN}`, 15000);
+    assert.ok(hello.length > 8192 + 1 && hello.length <= 16384, `hello of ${hello.length} bytes`);
+    const partial = hello.subarray(0, hello.length - 1);
+    const holders = [];
+    for (let i = 0; i < 8; i++) holders.push(await hold(partial));
+    await waitUntil(async () => (await gauge('postern_edge_client_hello_bytes')) === 131072, 5000, 50, 'budget in use');
+    assert.equal(await gauge('postern_edge_clients_pending'), 8);
+
+    const from = edge.log.length;
+    const ninth = await rawExchange(ports.client, partial, { timeoutMs: 5000 });
+    assert.ok(ninth.closedMs < 3000, `closed after ${ninth.closedMs}ms`);
+    assert.equal(ninth.data.length, 0);
+    await edge.waitFor(/msg="client rejected" entry=sni reason="ClientHello buffer budget exhausted" peer=127\.0\.0\.1:\d+ suppressed=0/, 5000, from);
+    assert.match(await metrics(ports.metrics), /postern_edge_client_rejects_total\{entry="sni",reason="hello_budget"\} 1\n/);
+    assert.ok(holders.every((s) => !s.gone), 'the clients within the budget are kept');
+
+    // One holder completes its hello: it is routed (here refused: no such tunnel) and its bytes leave the budget.
+    const done = new Promise((resolve) => { let got = Buffer.alloc(0); holders[0].on('data', (d) => { got = Buffer.concat([got, d]); }); holders[0].on('close', () => resolve(got)); });
+    holders[0].write(hello.subarray(hello.length - 1));
+    assert.deepEqual(await done, UNRECOGNIZED_NAME);
+    await waitUntil(async () => (await gauge('postern_edge_client_hello_bytes')) === 7 * 16384, 5000, 50, 'budget released');
+    const served = await rawExchange(ports.client, clientHello(`mcp.nosuchtunnelxxxx.${DOMAIN}`), { timeoutMs: 5000 });
+    assert.deepEqual(served.data, UNRECOGNIZED_NAME, 'a new client fits again');
+
+    for (const s of holders) s.destroy();
+    await waitUntil(async () => (await gauge('postern_edge_client_hello_bytes')) === 0 && (await gauge('postern_edge_clients_pending')) === 0,
+      5000, 50, 'budget and pending back to zero');
+  });
+
+  it('closes clients past client_pending_max at accept, logging a burst once', async () => {
+    const silent = [];
+    for (let i = 0; i < 12; i++) silent.push(await hold(null));
+    await waitUntil(async () => (await gauge('postern_edge_clients_pending')) === 12, 5000, 50, '12 pending');
+    const from = edge.log.length;
+    const burst = await Promise.all([0, 1, 2].map(() => rawExchange(ports.client, null, { timeoutMs: 5000 })));
+    for (const b of burst) assert.ok(b.closedMs < 3000, `closed after ${b.closedMs}ms`);
+    await edge.waitFor(/msg="client rejected" entry=sni reason="too many clients not routed yet" peer=\S+ suppressed=0/, 5000, from);
+    assert.match(await metrics(ports.metrics), /postern_edge_client_rejects_total\{entry="sni",reason="pending"\} 3\n/);
+    assert.equal(edge.log.slice(from).split('\n').filter((l) => l.includes('too many clients not routed yet')).length, 1, 'one line per burst');
+    await sleep(1100);
+    await rawExchange(ports.client, null, { timeoutMs: 5000 });
+    await edge.waitFor(/reason="too many clients not routed yet" peer=\S+ suppressed=2/, 5000, from);
+    assert.ok(silent.every((s) => !s.gone), 'the pending clients are kept');
+
+    for (const s of silent) s.destroy();
+    await waitUntil(async () => (await gauge('postern_edge_clients_pending')) === 0, 5000, 50, 'pending back to zero');
+    const served = await rawExchange(ports.client, clientHello(`mcp.nosuchtunnelxxxx.${DOMAIN}`), { timeoutMs: 5000 });
+    assert.deepEqual(served.data, UNRECOGNIZED_NAME);
   });
 });
