@@ -32,7 +32,7 @@
 #include "tunnel/sni.h"
 #include "tunnel/tokstore.h"
 
-#define STREAM_WINDOW (256 * 1024)         /* per-stream receive window (docs/internals.md) */
+#define STREAM_WINDOW (1024 * 1024)       /* per-stream receive window (docs/internals.md) */
 #define CONN_WINDOW (32 * 1024 * 1024)     /* connection window: many streams, each bounded above */
 #define UP_CAP (64 * 1024)                 /* client bytes queued toward the connector before reads pause */
 #define HELLO_TIMEOUT_MS 10000             /* ClientHello / CONNECT head deadline */
