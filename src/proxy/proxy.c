@@ -77,7 +77,7 @@ struct px_conn {
 	uv_timer_t timer;
 	enum tkind tkind;
 	enum cst st;
-	h1 req, resp;
+	struct px_exch *x; /* parsers and names of the current exchange; NULL between requests */
 	uint8_t *pend; /* plaintext read out of TLS but not parsed yet (held while paused) */
 	size_t pend_len, pend_off;
 	uint8_t *head; /* request head gathered until the upstream is chosen and connected */
@@ -92,13 +92,19 @@ struct px_conn {
 	pxu *up;
 	uint64_t t0, req_bytes, resp_bytes;
 	unsigned status;
-	char method[24];
-	char path[H1_TARGET_KEEP + 1];
 	/* stdio:/sandbox: routes: the request body is gathered, then answered by the bridge */
 	uint8_t *mbody;
 	size_t mbody_len, mbody_cap;
 	bool mbody_over;
 	mbr_req *mreq;
+};
+
+/* Allocated when a request's first byte arrives and freed when the exchange ends, so that an idle keep-alive
+ * connection holds none of it (~2.4 KiB: the connection's TLS session is what stays). */
+struct px_exch {
+	h1 req, resp;
+	char method[24];
+	char path[H1_TARGET_KEEP + 1];
 };
 
 struct pxu {
@@ -427,18 +433,18 @@ static void log_request(px_conn *c, const char *err)
 	if (!c->in_exchange || c->logged)
 		return;
 	c->logged = true;
-	plen = strcspn(c->path, "?");
-	c->path[plen] = 0; /* the query may carry secrets: never logged */
+	plen = strcspn(c->x->path, "?");
+	c->x->path[plen] = 0; /* the query may carry secrets: never logged */
 	if (err)
 		log_warn("msg=\"request\" route=%s method=%s path=%s status=%u req_bytes=%llu resp_bytes=%llu "
 			 "duration_ms=%.1f client=%s error=%s",
-			 c->rt ? log_quote(c->rt->name, qr, sizeof qr) : "-", c->method, log_quote(c->path, qp, sizeof qp),
+			 c->rt ? log_quote(c->rt->name, qr, sizeof qr) : "-", c->x->method, log_quote(c->x->path, qp, sizeof qp),
 			 c->status, (unsigned long long)c->req_bytes, (unsigned long long)c->resp_bytes, ms_since(c->t0),
 			 c->client, log_quote(err, qe, sizeof qe));
 	else
 		log_info("msg=\"request\" route=%s method=%s path=%s status=%u req_bytes=%llu resp_bytes=%llu "
 			 "duration_ms=%.1f client=%s",
-			 c->rt ? log_quote(c->rt->name, qr, sizeof qr) : "-", c->method, log_quote(c->path, qp, sizeof qp),
+			 c->rt ? log_quote(c->rt->name, qr, sizeof qr) : "-", c->x->method, log_quote(c->x->path, qp, sizeof qp),
 			 c->status, (unsigned long long)c->req_bytes, (unsigned long long)c->resp_bytes, ms_since(c->t0),
 			 c->client);
 }
@@ -478,6 +484,7 @@ static void conn_freed(uv_handle_t *h)
 {
 	px_conn *c = h->data;
 	px *p = c->px;
+	free(c->x);
 	free(c);
 	px_unref(p);
 }
@@ -624,7 +631,7 @@ static void on_conn_timer(uv_timer_t *t)
 		break;
 	case T_HEAD:
 		c->in_exchange = true;
-		snprintf(c->method, sizeof c->method, "-");
+		snprintf(c->x->method, sizeof c->x->method, "-");
 		respond(c, 408, "Request Timeout", "request head not received in time");
 		break;
 	case T_CONNECT:
@@ -829,9 +836,9 @@ static void up_on_data(tconn *tc, const uint8_t *p, size_t n, void *ud)
 			u->reusable = false;
 			break;
 		}
-		ev = h1_parse(&c->resp, p, n, &used);
+		ev = h1_parse(&c->x->resp, p, n, &used);
 		if (ev == H1_ERR) {
-			log_warn("msg=\"invalid response from upstream\" route=%s err=\"%s\"", u->rt->name, c->resp.errstr);
+			log_warn("msg=\"invalid response from upstream\" route=%s err=\"%s\"", u->rt->name, c->x->resp.errstr);
 			u->reusable = false;
 			upstream_fail(c, 502, "Bad Gateway", "invalid response from upstream");
 			goto out;
@@ -847,10 +854,10 @@ static void up_on_data(tconn *tc, const uint8_t *p, size_t n, void *ud)
 		p += used;
 		n -= used;
 		if (ev == H1_HEAD)
-			c->status = c->resp.status;
+			c->status = c->x->resp.status;
 		if (ev == H1_DONE) {
-			unsigned s = c->resp.status;
-			if (s == 101 && c->req.upgrade) {
+			unsigned s = c->x->resp.status;
+			if (s == 101 && c->x->req.upgrade) {
 				c->status = 101;
 				c->resp_done = c->req_done = true;
 				u->reusable = false;
@@ -865,9 +872,9 @@ static void up_on_data(tconn *tc, const uint8_t *p, size_t n, void *ud)
 			}
 			if (s / 100 == 1) {
 				/* 100 Continue and friends: the final response follows. */
-				h1_next(&c->resp);
+				h1_next(&c->x->resp);
 				if (c->head_req)
-					h1_skip_body(&c->resp);
+					h1_skip_body(&c->x->resp);
 				continue;
 			}
 			c->status = s;
@@ -911,9 +918,9 @@ static void up_on_eof(tconn *tc, void *ud)
 		goto out;
 	}
 	if (!c->resp_done) {
-		h1_ev ev = h1_eof(&c->resp);
+		h1_ev ev = h1_eof(&c->x->resp);
 		if (ev == H1_DONE) {
-			c->status = c->resp.status;
+			c->status = c->x->resp.status;
 			c->resp_done = true;
 			if (c->req_done)
 				end_exchange(c);
@@ -1009,8 +1016,8 @@ static void start_mcp(px_conn *c)
 	c->mbody = NULL;
 	c->mbody_len = c->mbody_cap = 0;
 	c->mbody_over = false;
-	c->req.body_cb = mbody_sink;
-	c->req.body_ud = c;
+	c->x->req.body_cb = mbody_sink;
+	c->x->req.body_ud = c;
 	c->st = C_MBODY;
 }
 
@@ -1019,7 +1026,7 @@ static void mcp_done(void *ud, const mbr_response *r)
 	px_conn *c = ud;
 	char head[512];
 	int n;
-	bool keep = c->req.keep_alive && !c->px->draining && !c->client_done;
+	bool keep = c->x->req.keep_alive && !c->px->draining && !c->client_done;
 
 	c->mreq = NULL;
 	if (c->closing || c->aborted)
@@ -1039,8 +1046,8 @@ static void mcp_done(void *ud, const mbr_response *r)
 		c->resp_bytes = (size_t)n + r->body_len;
 		c->req_done = c->resp_done = true;
 		/* end_exchange decides keep-alive from both messages: this response keeps it when the request does. */
-		c->resp.keep_alive = keep;
-		c->req.upgrade = false;
+		c->x->resp.keep_alive = keep;
+		c->x->req.upgrade = false;
 		end_exchange(c);
 	} else {
 		conn_finish(c, false);
@@ -1056,7 +1063,7 @@ static void finish_mcp_request(px_conn *c)
 	int r;
 
 	c->st = C_WAIT;
-	c->req.body_cb = NULL;
+	c->x->req.body_cb = NULL;
 	if (c->mbody_over) {
 		respond(c, 413, "Content Too Large", "MCP message too large (cap 4 MiB)");
 		return;
@@ -1071,7 +1078,7 @@ static void finish_mcp_request(px_conn *c)
 	free(c->head);
 	c->head = NULL;
 	c->head_len = c->head_cap = 0;
-	r = mbr_handle(b, c->method, sidp, c->mbody, c->mbody_len, mcp_done, c, &c->mreq);
+	r = mbr_handle(b, c->x->method, sidp, c->mbody, c->mbody_len, mcp_done, c, &c->mreq);
 	if (r < 0)
 		respond(c, 500, "Internal Server Error", "MCP bridge failure");
 }
@@ -1093,16 +1100,16 @@ static void begin_exchange(px_conn *c)
 	c->status = 0;
 	c->req_bytes = c->resp_bytes = 0;
 	c->rt = NULL;
-	c->head_req = c->req.method == HTTP_HEAD;
-	snprintf(c->method, sizeof c->method, "%s", h1_method_name(&c->req));
-	snprintf(c->path, sizeof c->path, "%s", c->req.target);
-	if (c->req.method == HTTP_CONNECT) {
+	c->head_req = c->x->req.method == HTTP_HEAD;
+	snprintf(c->x->method, sizeof c->x->method, "%s", h1_method_name(&c->x->req));
+	snprintf(c->x->path, sizeof c->x->path, "%s", c->x->req.target);
+	if (c->x->req.method == HTTP_CONNECT) {
 		respond(c, 405, "Method Not Allowed", "CONNECT is not supported");
 		return;
 	}
-	if (c->req.host_len) {
-		h = c->req.host;
-		hlen = c->req.host_len;
+	if (c->x->req.host_len) {
+		h = c->x->req.host;
+		hlen = c->x->req.host_len;
 	} else {
 		/* HTTP/1.0 without Host: the TLS server name is the next best thing. */
 		h = SSL_get_servername(tio_ssl(c->tls), TLSEXT_NAMETYPE_host_name);
@@ -1126,9 +1133,9 @@ static void begin_exchange(px_conn *c)
 		start_mcp(c);
 		return;
 	}
-	h1_next(&c->resp);
+	h1_next(&c->x->resp);
 	if (c->head_req)
-		h1_skip_body(&c->resp);
+		h1_skip_body(&c->x->resp);
 	if (c->up && c->up->rt == c->rt && c->up->open && c->up->reusable && !c->up->eof &&
 	    (uv_hrtime() - c->up->idle_since) / 1000000 < PX_REUSE_MAX_IDLE_MS) {
 		if (c->up_paused) {
@@ -1146,7 +1153,7 @@ static void begin_exchange(px_conn *c)
 static void end_exchange(px_conn *c)
 {
 	px *p = c->px;
-	bool keep = c->req.keep_alive && c->resp.keep_alive && !c->req.upgrade && !p->draining && !c->client_done;
+	bool keep = c->x->req.keep_alive && c->x->resp.keep_alive && !c->x->req.upgrade && !p->draining && !c->client_done;
 
 	log_request(c, NULL);
 	c->in_exchange = false;
@@ -1164,7 +1171,8 @@ static void end_exchange(px_conn *c)
 		conn_finish(c, true);
 		return;
 	}
-	h1_next(&c->req);
+	free(c->x);
+	c->x = NULL;
 	c->st = C_HEAD;
 	set_timer(c, T_IDLE, p->cfg->idle_timeout_ms);
 	drive(c);
@@ -1173,12 +1181,12 @@ static void end_exchange(px_conn *c)
 static void bad_request(px_conn *c)
 {
 	char q[200];
-	const char *why = c->req.errstr ? c->req.errstr : "malformed request";
+	const char *why = c->x->req.errstr ? c->x->req.errstr : "malformed request";
 	c->in_exchange = true;
-	snprintf(c->method, sizeof c->method, "%s", c->req.head_done ? h1_method_name(&c->req) : "-");
-	snprintf(c->path, sizeof c->path, "%s", c->req.target);
+	snprintf(c->x->method, sizeof c->x->method, "%s", c->x->req.head_done ? h1_method_name(&c->x->req) : "-");
+	snprintf(c->x->path, sizeof c->x->path, "%s", c->x->req.target);
 	log_debug("msg=\"bad request\" client=%s err=%s", c->client, log_quote(why, q, sizeof q));
-	if (c->req.err == H1_E_HEAD_TOO_LARGE) {
+	if (c->x->req.err == H1_E_HEAD_TOO_LARGE) {
 		respond(c, 431, "Request Header Fields Too Large", "request head too large");
 	} else {
 		char body[200];
@@ -1204,6 +1212,17 @@ static int head_append(px_conn *c, const uint8_t *p, size_t n)
 	return 0;
 }
 
+static int exch_new(px_conn *c)
+{
+	uint32_t max_head = c->px->cfg->max_head_bytes;
+	if (!(c->x = malloc(sizeof *c->x)))
+		return -ENOMEM;
+	h1_init(&c->x->req, true, max_head);
+	h1_init(&c->x->resp, false, max_head);
+	c->x->method[0] = c->x->path[0] = 0;
+	return 0;
+}
+
 /* Handles plaintext from the client; returns how much was used (the rest waits). */
 static size_t process(px_conn *c, const uint8_t *p, size_t n)
 {
@@ -1212,11 +1231,15 @@ static size_t process(px_conn *c, const uint8_t *p, size_t n)
 
 	switch (c->st) {
 	case C_HEAD:
-		if (!h1_started(&c->req)) {
+		if (!c->x && exch_new(c) < 0) {
+			conn_finish(c, false);
+			return n;
+		}
+		if (!h1_started(&c->x->req)) {
 			c->t0 = uv_hrtime();
 			set_timer(c, T_HEAD, c->px->cfg->head_timeout_ms);
 		}
-		ev = h1_parse(&c->req, p, n, &used);
+		ev = h1_parse(&c->x->req, p, n, &used);
 		if (ev == H1_ERR) {
 			bad_request(c);
 			return n;
@@ -1229,7 +1252,7 @@ static size_t process(px_conn *c, const uint8_t *p, size_t n)
 			begin_exchange(c);
 		return used;
 	case C_BODY:
-		ev = h1_parse(&c->req, p, n, &used);
+		ev = h1_parse(&c->x->req, p, n, &used);
 		if (ev == H1_ERR) {
 			if (!c->resp_started) {
 				up_detach(c);
@@ -1255,7 +1278,7 @@ static size_t process(px_conn *c, const uint8_t *p, size_t n)
 			conn_finish(c, false);
 		return n;
 	case C_MBODY:
-		ev = h1_parse(&c->req, p, n, &used);
+		ev = h1_parse(&c->x->req, p, n, &used);
 		if (ev == H1_ERR) {
 			bad_request(c);
 			return n;
@@ -1275,16 +1298,16 @@ static void client_eof(px_conn *c)
 	c->client_done = true;
 	switch (c->st) {
 	case C_HEAD:
-		if (h1_started(&c->req))
+		if (c->x && h1_started(&c->x->req))
 			log_debug("msg=\"client closed inside a request head\" client=%s", c->client);
 		conn_finish(c, true);
 		break;
 	case C_BODY:
-		if (h1_eof(&c->req) != H1_DONE)
+		if (h1_eof(&c->x->req) != H1_DONE)
 			conn_finish(c, false);
 		break;
 	case C_MBODY:
-		if (h1_eof(&c->req) == H1_DONE)
+		if (h1_eof(&c->x->req) == H1_DONE)
 			finish_mcp_request(c);
 		else
 			conn_finish(c, false);
@@ -1448,8 +1471,6 @@ px_conn *px_conn_new(px *p, const px_conn_ops *ops, void *ctx, const char *clien
 	c->ops = ops;
 	c->ctx = ctx;
 	snprintf(c->client, sizeof c->client, "%s", client_addr && *client_addr ? client_addr : "-");
-	h1_init(&c->req, true, p->cfg->max_head_bytes);
-	h1_init(&c->resp, false, p->cfg->max_head_bytes);
 	uv_timer_init(p->loop, &c->timer);
 	c->timer.data = c;
 	c->st = C_HANDSHAKE;
@@ -1747,7 +1768,7 @@ void px_begin_shutdown(px *p, px_drained_cb cb, void *ud)
 		enter(c);
 		if (c->st == C_HANDSHAKE)
 			conn_finish(c, false);
-		else if (c->st == C_HEAD && !h1_started(&c->req) && !c->pend)
+		else if (c->st == C_HEAD && (!c->x || !h1_started(&c->x->req)) && !c->pend)
 			conn_finish(c, true);
 		leave(c);
 	}

@@ -297,6 +297,17 @@ function rawTls(payload) {
   });
 }
 
+test('pipelined requests in one TLS record are answered in order on one connection', async () => {
+  // The second request arrives while the first exchange is still running: its bytes wait, then start a new one.
+  const h = `up.${DOMAIN}`;
+  const out = await rawTls(`GET /pipe1 HTTP/1.1\r\nHost: ${h}\r\n\r\n` +
+    `POST /pipe2 HTTP/1.1\r\nHost: ${h}\r\nContent-Length: 5\r\n\r\nhello` +
+    `GET /pipe3 HTTP/1.1\r\nHost: ${h}\r\nConnection: close\r\n\r\n`);
+  assert.deepEqual(out.match(/HTTP\/1\.1 \d+/g), ['HTTP/1.1 200', 'HTTP/1.1 200', 'HTTP/1.1 200']);
+  assert.deepEqual(out.match(/"url":"\/pipe\d"/g), ['"url":"/pipe1"', '"url":"/pipe2"', '"url":"/pipe3"']);
+  assert.match(out, /"body":"hello"/);
+});
+
 test('bad requests: 400 with a reason, 431 for a huge head, 405 for CONNECT', async () => {
   const r1 = await rawTls('GARBAGE\r\n\r\n');
   assert.match(r1, /^HTTP\/1\.1 400 Bad Request\r\n/);
