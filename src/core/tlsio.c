@@ -1,4 +1,5 @@
 #include "core/tlsio.h"
+#include "core/tls13rec.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -14,46 +15,73 @@
 struct tbuf {
 	uint8_t *p;
 	size_t off, len, cap;
+	uint64_t total; /* bytes ever appended */
+};
+
+/* Traffic secrets seen during the handshake, until the record layer takes them (tio_enable_handoff). */
+struct tio_hs {
+	uint8_t csec[TRL_SECRET_MAX], ssec[TRL_SECRET_MAX];
+	size_t clen, slen;
+	uint64_t out_at_key; /* bytes sent when the server's application key came into use */
+	bool marked;
 };
 
 struct tio {
-	SSL *ssl;
-	BIO *in;  /* network -> SSL */
-	BIO *out; /* SSL -> network */
-	struct tbuf ib, ob;
-	bool done;
+	SSL *ssl; /* NULL once the record layer took over (rl) */
+	trl *rl;
+	struct tio_hs *hs;
+	char *sni; /* the name the client asked for, kept after the handoff */
+	BIO *in;   /* network -> SSL */
+	BIO *out;  /* SSL -> network */
+	struct tbuf ib, ob, pb; /* pb: opened plaintext the caller has not taken yet (record layer only) */
+	bool done, eof, shut;
 	char err[256];
 };
 
 static void tbuf_clear(struct tbuf *b)
 {
 	free(b->p);
-	memset(b, 0, sizeof *b);
+	b->p = NULL;
+	b->off = b->len = b->cap = 0;
 }
 
-static int tbuf_append(struct tbuf *b, const uint8_t *p, size_t n)
+/* Room for n more bytes at the end; returns where they go (the caller then calls tbuf_commit). */
+static uint8_t *tbuf_reserve(struct tbuf *b, size_t n)
 {
 	if (b->off + b->len + n > b->cap) {
-		if (b->off && b->len + n <= b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		uint8_t *q;
+		if (b->off) {
 			memmove(b->p, b->p + b->off, b->len);
 			b->off = 0;
-		} else {
-			size_t cap = b->cap ? b->cap : 4096;
-			uint8_t *q;
-			while (cap < b->len + n)
-				cap *= 2;
-			if (b->off) {
-				memmove(b->p, b->p + b->off, b->len);
-				b->off = 0;
-			}
+		}
+		while (cap < b->len + n)
+			cap *= 2;
+		if (cap != b->cap) {
 			if (!(q = realloc(b->p, cap)))
-				return -ENOMEM;
+				return NULL;
 			b->p = q;
 			b->cap = cap;
 		}
 	}
-	memcpy(b->p + b->off + b->len, p, n);
+	return b->p + b->off + b->len;
+}
+
+static void tbuf_commit(struct tbuf *b, size_t n)
+{
 	b->len += n;
+	b->total += n;
+}
+
+static int tbuf_append(struct tbuf *b, const uint8_t *p, size_t n)
+{
+	uint8_t *d;
+	if (!n)
+		return 0;
+	if (!(d = tbuf_reserve(b, n)))
+		return -ENOMEM;
+	memcpy(d, p, n);
+	tbuf_commit(b, n);
 	return 0;
 }
 
@@ -164,6 +192,104 @@ static bool is_ip_literal(const char *s)
 	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
 }
 
+/* ---- hand-off of the record layer after the handshake ------------------------------------------------ */
+
+static int tio_ex_index = -1;
+static pthread_once_t ex_once = PTHREAD_ONCE_INIT;
+
+static void ex_init(void) { tio_ex_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL); }
+
+static int unhex(const char *h, uint8_t *out, size_t cap, size_t *len)
+{
+	size_t n = 0;
+	for (; h[0] && h[1] && h[0] != ' '; h += 2) {
+		int v[2];
+		for (int i = 0; i < 2; i++) {
+			char c = h[i];
+			v[i] = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+				: c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+			if (v[i] < 0)
+				return -1;
+		}
+		if (n == cap)
+			return -1;
+		out[n++] = (uint8_t)(v[0] << 4 | v[1]);
+	}
+	*len = n;
+	return h[0] ? -1 : 0;
+}
+
+/* OpenSSL 3.0 tells the traffic secrets only through the key log (nginx's QUIC layer for OpenSSL takes
+ * them the same way). They go into the tio, never into a log or a file. */
+static void keylog_cb(const SSL *ssl, const char *line)
+{
+	tio *t = tio_ex_index >= 0 ? SSL_get_ex_data(ssl, tio_ex_index) : NULL;
+	struct tio_hs *hs = t ? t->hs : NULL;
+	const char *sp;
+	bool client;
+
+	if (!hs)
+		return;
+	if (!strncmp(line, "CLIENT_TRAFFIC_SECRET_0 ", 24))
+		client = true;
+	else if (!strncmp(line, "SERVER_TRAFFIC_SECRET_0 ", 24))
+		client = false;
+	else
+		return;
+	if (!(sp = strchr(line + 24, ' ')))
+		return;
+	if (unhex(sp + 1, client ? hs->csec : hs->ssec, TRL_SECRET_MAX, client ? &hs->clen : &hs->slen) < 0) {
+		hs->clen = hs->slen = 0; /* never hand off on a secret we could not read */
+		return;
+	}
+	if (!client) {
+		/* Every record from here on uses the server's application key: none may leave before the
+		 * hand-off, or its sequence number would be unknown to the record layer. */
+		hs->out_at_key = t->ob.total;
+		hs->marked = true;
+	}
+}
+
+void tio_enable_handoff(SSL_CTX *ctx)
+{
+	pthread_once(&ex_once, ex_init);
+	/* Tickets would be the only records sent under the application key before the hand-off. */
+	SSL_CTX_set_num_tickets(ctx, 0);
+	SSL_CTX_set_keylog_callback(ctx, keylog_cb);
+}
+
+/* Called once the handshake is done: moves to the record layer when it is certain of the state (TLS 1.3, a
+ * suite it knows, both secrets, nothing sent under the new key, nothing read ahead); else OpenSSL stays. */
+static void try_handoff(tio *t)
+{
+	struct tio_hs *hs = t->hs;
+	const char *sn;
+	uint16_t suite;
+
+	t->hs = NULL;
+	if (SSL_version(t->ssl) != TLS1_3_VERSION || !hs->marked || !hs->clen || hs->clen != hs->slen ||
+	    t->ob.total != hs->out_at_key || SSL_has_pending(t->ssl) || SSL_pending(t->ssl))
+		goto out;
+	suite = SSL_CIPHER_get_protocol_id(SSL_get_current_cipher(t->ssl));
+	if (!trl_suite_supported(suite))
+		goto out;
+	sn = SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name);
+	if (sn && !(t->sni = strdup(sn)))
+		goto out;
+	if (trl_new(&t->rl, suite, hs->csec, hs->ssec, hs->clen) < 0) {
+		free(t->sni);
+		t->sni = NULL;
+		goto out;
+	}
+	SSL_free(t->ssl); /* frees the BIOs; the queues are ours */
+	t->ssl = NULL;
+	t->in = t->out = NULL;
+out:
+	OPENSSL_clear_free(hs, sizeof *hs);
+}
+
+/* ---- the connection ---------------------------------------------------------------------------------- */
+
 tio *tio_new(SSL_CTX *ctx, bool server, const char *sni)
 {
 	tio *t = calloc(1, sizeof *t);
@@ -177,6 +303,10 @@ tio *tio_new(SSL_CTX *ctx, bool server, const char *sni)
 	SSL_set_bio(t->ssl, t->in, t->out); /* SSL owns the BIOs from here */
 	if (server) {
 		SSL_set_accept_state(t->ssl);
+		if (SSL_CTX_get_keylog_callback(ctx) == keylog_cb && tio_ex_index >= 0) {
+			if (!(t->hs = OPENSSL_zalloc(sizeof *t->hs)) || !SSL_set_ex_data(t->ssl, tio_ex_index, t))
+				goto fail;
+		}
 	} else {
 		SSL_set_connect_state(t->ssl);
 		if (sni && is_ip_literal(sni)) {
@@ -200,6 +330,7 @@ fail:
 		BIO_free(t->in);
 		BIO_free(t->out);
 	}
+	OPENSSL_clear_free(t->hs, sizeof *t->hs);
 	free(t);
 	return NULL;
 }
@@ -209,14 +340,27 @@ void tio_free(tio *t)
 	if (!t)
 		return;
 	SSL_free(t->ssl);
+	trl_free(t->rl);
+	if (t->hs)
+		OPENSSL_clear_free(t->hs, sizeof *t->hs);
+	free(t->sni);
 	tbuf_clear(&t->ib);
 	tbuf_clear(&t->ob);
+	tbuf_clear(&t->pb);
 	free(t);
 }
 
 SSL *tio_ssl(tio *t) { return t->ssl; }
 bool tio_handshake_done(const tio *t) { return t->done; }
+bool tio_handed_off(const tio *t) { return t->rl != NULL; }
 const char *tio_errstr(const tio *t) { return t->err[0] ? t->err : "TLS failure"; }
+
+const char *tio_servername(tio *t)
+{
+	return t->ssl ? SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name) : t->sni;
+}
+
+size_t tio_plain_pending(tio *t) { return t->ssl ? (size_t)SSL_pending(t->ssl) : t->pb.len; }
 
 int tio_feed(tio *t, const uint8_t *p, size_t n)
 {
@@ -251,6 +395,8 @@ int tio_handshake(tio *t)
 	r = SSL_do_handshake(t->ssl);
 	if (r == 1) {
 		t->done = true;
+		if (t->hs)
+			try_handoff(t);
 		return 1;
 	}
 	switch (SSL_get_error(t->ssl, r)) {
@@ -262,13 +408,134 @@ int tio_handshake(tio *t)
 	}
 }
 
+/* Seals a record of ours straight into the output queue. */
+static int rl_send(tio *t, uint8_t type, const uint8_t *p, size_t n)
+{
+	uint8_t *d;
+	ssize_t k;
+	if (trl_write_update_due(t->rl)) {
+		if (!(d = tbuf_reserve(&t->ob, TRL_OVERHEAD + 5)) || (k = trl_key_update(t->rl, false, d)) < 0)
+			return -ENOMEM;
+		tbuf_commit(&t->ob, (size_t)k);
+	}
+	if (!(d = tbuf_reserve(&t->ob, n + TRL_OVERHEAD)) || (k = trl_seal(t->rl, type, p, n, d)) < 0)
+		return -ENOMEM;
+	tbuf_commit(&t->ob, (size_t)k);
+	return 0;
+}
+
+static int rl_fail(tio *t, int e, int alert)
+{
+	static const uint8_t bad_mac[2] = { 2, 20 }, unexpected[2] = { 2, 10 }, decode[2] = { 2, 50 };
+	const uint8_t *mine = NULL;
+	switch (e) {
+	case TRL_E_AUTH:
+		snprintf(t->err, sizeof t->err, "TLS record failed authentication (bad_record_mac)");
+		mine = bad_mac;
+		break;
+	case TRL_E_FORMAT:
+		snprintf(t->err, sizeof t->err, "malformed TLS record");
+		mine = decode;
+		break;
+	case TRL_E_PROTO:
+		if (alert > 0 && alert < 256) {
+			snprintf(t->err, sizeof t->err, "peer sent TLS alert %d", alert);
+		} else {
+			snprintf(t->err, sizeof t->err, "unexpected TLS message after the handshake");
+			mine = alert == 256 + 50 ? decode : unexpected;
+		}
+		break;
+	case TRL_E_LIMIT:
+		snprintf(t->err, sizeof t->err, "TLS sequence numbers exhausted");
+		break;
+	default:
+		snprintf(t->err, sizeof t->err, "out of memory in the TLS record layer");
+		break;
+	}
+	/* A fatal alert of ours tells the peer why; the caller sends what is queued before it closes. */
+	if (mine && !t->shut && rl_send(t, TRL_ALERT, mine, 2) == 0)
+		t->shut = true;
+	t->eof = true;
+	return -EPROTO;
+}
+
+static int rl_read(tio *t, uint8_t *buf, size_t cap)
+{
+	for (;;) {
+		const uint8_t *rec;
+		uint8_t *dst, *tmp = NULL, type = 0, reply[TRL_OVERHEAD + 5];
+		size_t len = 0, replylen, body;
+		ssize_t reclen;
+		int r, alert;
+
+		if (t->pb.len) {
+			size_t k = cap < t->pb.len ? cap : t->pb.len;
+			memcpy(buf, t->pb.p + t->pb.off, k);
+			tbuf_consume(&t->pb, k);
+			return (int)k;
+		}
+		if (t->eof)
+			return t->err[0] ? -EPROTO : TIO_EOF;
+		rec = t->ib.p + t->ib.off;
+		if ((reclen = trl_record_len(rec, t->ib.len)) == 0)
+			return 0;
+		if (reclen < 0)
+			return rl_fail(t, (int)reclen, 0);
+		body = (size_t)reclen - TRL_HEADER - 16;
+		/* Straight into the caller's buffer when the record fits, else through a spill buffer. */
+		dst = body <= cap ? buf : (tmp = malloc(body));
+		if (!dst)
+			return rl_fail(t, TRL_E_NOMEM, 0);
+		r = trl_open(t->rl, rec, (size_t)reclen, dst, &len, &type);
+		tbuf_consume(&t->ib, (size_t)reclen);
+		if (r < 0) {
+			free(tmp);
+			return rl_fail(t, r, 0);
+		}
+		if (type == TRL_DATA) {
+			if (tmp) {
+				size_t k = cap < len ? cap : len;
+				memcpy(buf, tmp, k);
+				r = tbuf_append(&t->pb, tmp + k, len - k);
+				OPENSSL_clear_free(tmp, body);
+				if (r < 0)
+					return rl_fail(t, TRL_E_NOMEM, 0);
+				len = k;
+			}
+			if (len)
+				return (int)len;
+			continue; /* an empty record is allowed and means nothing */
+		}
+		r = trl_control(t->rl, type, dst, len, reply, &replylen, &alert);
+		if (tmp)
+			OPENSSL_clear_free(tmp, body);
+		if (r < 0)
+			return rl_fail(t, r, alert);
+		if (replylen) {
+			uint8_t *d = tbuf_reserve(&t->ob, replylen);
+			if (!d)
+				return rl_fail(t, TRL_E_NOMEM, 0);
+			memcpy(d, reply, replylen);
+			tbuf_commit(&t->ob, replylen);
+		}
+		if (r == TRL_CTL_EOF) {
+			t->eof = true;
+			return TIO_EOF;
+		}
+	}
+}
+
 int tio_read(tio *t, uint8_t *buf, size_t cap)
 {
 	int r;
+	if (t->rl)
+		return rl_read(t, buf, cap);
 	if (!t->done) {
 		r = tio_handshake(t);
 		if (r <= 0)
 			return r;
+		if (t->rl)
+			return rl_read(t, buf, cap);
 	}
 	ERR_clear_error();
 	r = SSL_read(t->ssl, buf, (int)(cap > 0x7fffffff ? 0x7fffffff : cap));
@@ -287,6 +554,20 @@ int tio_read(tio *t, uint8_t *buf, size_t cap)
 
 int tio_write(tio *t, const uint8_t *p, size_t n)
 {
+	if (t->rl) {
+		if (t->shut) {
+			snprintf(t->err, sizeof t->err, "write after TLS close");
+			return -EPIPE;
+		}
+		for (; n > 0;) {
+			size_t k = n > TRL_MAX_PLAIN ? TRL_MAX_PLAIN : n;
+			if (rl_send(t, TRL_DATA, p, k) < 0)
+				return rl_fail(t, TRL_E_NOMEM, 0);
+			p += k;
+			n -= k;
+		}
+		return 0;
+	}
 	while (n > 0) {
 		int chunk = n > 65536 ? 65536 : (int)n, r;
 		ERR_clear_error();
@@ -301,6 +582,13 @@ int tio_write(tio *t, const uint8_t *p, size_t n)
 
 int tio_shutdown(tio *t)
 {
+	if (t->rl) {
+		static const uint8_t close_notify[2] = { 1, 0 };
+		if (t->shut)
+			return 0;
+		t->shut = true;
+		return rl_send(t, TRL_ALERT, close_notify, 2) < 0 ? -ENOMEM : 0;
+	}
 	ERR_clear_error();
 	if (SSL_shutdown(t->ssl) < 0)
 		return fail(t, -1);
@@ -338,7 +626,8 @@ uint8_t *tio_out_detach(tio *t, size_t *len)
 	if (t->ob.off)
 		memmove(p, p + t->ob.off, t->ob.len);
 	*len = t->ob.len;
-	memset(&t->ob, 0, sizeof t->ob);
+	t->ob.p = NULL;
+	t->ob.off = t->ob.len = t->ob.cap = 0;
 	return p;
 }
 

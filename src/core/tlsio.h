@@ -15,7 +15,19 @@ typedef struct tio tio;
 /* server: accept side. sni: for clients, the name sent and verified (may be NULL). */
 tio *tio_new(SSL_CTX *ctx, bool server, const char *sni);
 void tio_free(tio *t);
+/* NULL once the record layer took over (tio_enable_handoff). */
 SSL *tio_ssl(tio *t);
+
+/* Server contexts: once a TLS 1.3 handshake is done, the connection's records are sealed and opened by our
+ * record layer (core/tls13rec) with the traffic secrets, and the SSL object (~13 KiB) is freed. Session
+ * tickets are turned off on ctx (they would be sent under the new key before the hand-off). A connection
+ * whose state is not certain (TLS 1.2, an unknown suite, data read ahead) simply stays with OpenSSL. */
+void tio_enable_handoff(SSL_CTX *ctx);
+bool tio_handed_off(const tio *t);
+/* The SNI the client sent (NULL when none), also after the hand-off. */
+const char *tio_servername(tio *t);
+/* Plaintext already opened and waiting for tio_read. */
+size_t tio_plain_pending(tio *t);
 
 /* Ciphertext received from the peer. Bounded by the caller's read size; BIO memory grows only by what is fed. */
 int tio_feed(tio *t, const uint8_t *p, size_t n);

@@ -187,6 +187,8 @@ static SSL_CTX *load_server_ctx(const px_config *cfg, char *err, size_t errlen)
 	if (!ctx)
 		return NULL;
 	SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+	/* An idle client connection then costs a few hundred bytes of TLS state instead of ~13 KiB. */
+	tio_enable_handoff(ctx);
 	return ctx;
 }
 
@@ -415,7 +417,7 @@ static void report_consumed(px_conn *c)
 	uint64_t done;
 	if (c->aborted)
 		return;
-	inbio = BIO_ctrl_pending(SSL_get_rbio(tio_ssl(c->tls)));
+	inbio = tio_in_pending(c->tls);
 	done = c->fed - inbio;
 	if (done > c->reported) {
 		size_t n = (size_t)(done - c->reported);
@@ -1112,7 +1114,7 @@ static void begin_exchange(px_conn *c)
 		hlen = c->x->req.host_len;
 	} else {
 		/* HTTP/1.0 without Host: the TLS server name is the next best thing. */
-		h = SSL_get_servername(tio_ssl(c->tls), TLSEXT_NAMETYPE_host_name);
+		h = tio_servername(c->tls);
 		hlen = h ? strlen(h) : 0;
 	}
 	if (!h || !hlen) {
@@ -1341,8 +1343,7 @@ static bool can_read(const px_conn *c)
 
 static bool input_exhausted(px_conn *c)
 {
-	SSL *s = tio_ssl(c->tls);
-	return c->in_eof && BIO_ctrl_pending(SSL_get_rbio(s)) == 0 && SSL_pending(s) == 0;
+	return c->in_eof && tio_in_pending(c->tls) == 0 && tio_plain_pending(c->tls) == 0;
 }
 
 static void drive_once(px_conn *c)
@@ -1374,6 +1375,8 @@ static void drive_once(px_conn *c)
 					conn_finish(c, false);
 				return;
 			}
+			log_debug("msg=\"tls handshake done\" client=%s record_layer=%s", c->client,
+				  tio_handed_off(c->tls) ? "postern" : "openssl");
 			c->st = C_HEAD;
 			set_timer(c, T_IDLE, c->px->cfg->idle_timeout_ms);
 			continue;

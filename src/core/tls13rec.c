@@ -1,0 +1,284 @@
+#include "core/tls13rec.h"
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TAG_LEN 16
+#define IV_LEN 12
+#define UPDATE_AFTER (1ull << 23)
+
+struct trl_dir {
+	uint8_t secret[TRL_SECRET_MAX];
+	uint8_t key[32];
+	uint8_t iv[IV_LEN];
+	uint64_t seq;
+};
+
+struct trl {
+	const EVP_CIPHER *cipher;
+	const char *md;
+	size_t hlen, klen;
+	struct trl_dir rd, wr;
+};
+
+/* Fetched once: a fetch per record would cost more than sealing a small one. Never freed (process-wide). */
+static EVP_CIPHER *ciphers[3];
+static EVP_KDF *hkdf;
+static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
+
+static void fetch_all(void)
+{
+	ciphers[0] = EVP_CIPHER_fetch(NULL, "AES-128-GCM", NULL);
+	ciphers[1] = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+	ciphers[2] = EVP_CIPHER_fetch(NULL, "ChaCha20-Poly1305", NULL);
+	hkdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+}
+
+bool trl_suite_supported(uint16_t suite) { return suite >= 0x1301 && suite <= 0x1303; }
+
+/* HKDF-Expand-Label(secret, label, "", len) of RFC 8446 7.1. */
+static int expand_label(const trl *r, const uint8_t *secret, const char *label, uint8_t *out, size_t len)
+{
+	uint8_t info[2 + 1 + 6 + 32 + 1];
+	size_t ll = strlen(label), o = 0;
+	int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY, rc = -1;
+	EVP_KDF_CTX *k = NULL;
+	OSSL_PARAM params[5];
+
+	if (ll > 32 || !hkdf)
+		goto out;
+	info[o++] = (uint8_t)(len >> 8);
+	info[o++] = (uint8_t)len;
+	info[o++] = (uint8_t)(6 + ll);
+	memcpy(info + o, "tls13 ", 6);
+	o += 6;
+	memcpy(info + o, label, ll);
+	o += ll;
+	info[o++] = 0; /* empty context */
+	params[0] = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
+	params[1] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)r->md, 0);
+	params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)secret, r->hlen);
+	params[3] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, o);
+	params[4] = OSSL_PARAM_construct_end();
+	if (!(k = EVP_KDF_CTX_new(hkdf)) || EVP_KDF_derive(k, out, len, params) != 1)
+		goto out;
+	rc = 0;
+out:
+	EVP_KDF_CTX_free(k);
+	OPENSSL_cleanse(info, sizeof info);
+	return rc;
+}
+
+static int dir_keys(const trl *r, struct trl_dir *d)
+{
+	if (expand_label(r, d->secret, "key", d->key, r->klen) < 0 || expand_label(r, d->secret, "iv", d->iv, IV_LEN) < 0)
+		return TRL_E_NOMEM;
+	d->seq = 0;
+	return 0;
+}
+
+static int dir_update(const trl *r, struct trl_dir *d)
+{
+	uint8_t next[TRL_SECRET_MAX];
+	int rc = TRL_E_NOMEM;
+	if (expand_label(r, d->secret, "traffic upd", next, r->hlen) < 0)
+		goto out;
+	memcpy(d->secret, next, r->hlen);
+	rc = dir_keys(r, d);
+out:
+	OPENSSL_cleanse(next, sizeof next);
+	return rc;
+}
+
+int trl_new(trl **out, uint16_t suite, const uint8_t *read_secret, const uint8_t *write_secret, size_t len)
+{
+	trl *r = NULL;
+	int rc = TRL_E_NOMEM;
+
+	*out = NULL;
+	pthread_once(&fetch_once, fetch_all);
+	if (!trl_suite_supported(suite)) {
+		rc = TRL_E_FORMAT;
+		goto out;
+	}
+	if (!(r = OPENSSL_zalloc(sizeof *r)))
+		goto out;
+	r->cipher = ciphers[suite - 0x1301];
+	r->md = suite == 0x1302 ? "SHA384" : "SHA256";
+	r->hlen = suite == 0x1302 ? 48 : 32;
+	r->klen = suite == 0x1301 ? 16 : 32;
+	if (!r->cipher || len != r->hlen) {
+		rc = TRL_E_FORMAT;
+		goto out;
+	}
+	memcpy(r->rd.secret, read_secret, len);
+	memcpy(r->wr.secret, write_secret, len);
+	if ((rc = dir_keys(r, &r->rd)) < 0 || (rc = dir_keys(r, &r->wr)) < 0)
+		goto out;
+	*out = r;
+	r = NULL;
+	rc = 0;
+out:
+	trl_free(r);
+	return rc;
+}
+
+void trl_free(trl *r)
+{
+	if (r)
+		OPENSSL_clear_free(r, sizeof *r); /* keys and secrets do not outlive the connection */
+}
+
+ssize_t trl_record_len(const uint8_t *p, size_t n)
+{
+	size_t len;
+	if (n < TRL_HEADER)
+		return 0;
+	/* After the handshake only protected records remain: opaque_type application_data, version 3.x. */
+	if (p[0] != TRL_DATA || p[1] != 3)
+		return TRL_E_FORMAT;
+	len = ((size_t)p[3] << 8) | p[4];
+	if (len < TAG_LEN + 1 || len > TRL_MAX_CIPHER)
+		return TRL_E_FORMAT;
+	return n >= TRL_HEADER + len ? (ssize_t)(TRL_HEADER + len) : 0;
+}
+
+static void nonce(const struct trl_dir *d, uint8_t out[IV_LEN])
+{
+	memcpy(out, d->iv, IV_LEN);
+	for (int i = 0; i < 8; i++)
+		out[IV_LEN - 1 - i] ^= (uint8_t)(d->seq >> (8 * i));
+}
+
+int trl_open(trl *r, const uint8_t *rec, size_t reclen, uint8_t *out, size_t *outlen, uint8_t *type)
+{
+	uint8_t iv[IV_LEN];
+	size_t clen;
+	int l, rc = TRL_E_AUTH;
+	EVP_CIPHER_CTX *x = NULL;
+
+	if (trl_record_len(rec, reclen) != (ssize_t)reclen)
+		return TRL_E_FORMAT;
+	if (r->rd.seq == UINT64_MAX)
+		return TRL_E_LIMIT;
+	clen = reclen - TRL_HEADER - TAG_LEN;
+	nonce(&r->rd, iv);
+	if (!(x = EVP_CIPHER_CTX_new())) {
+		rc = TRL_E_NOMEM;
+		goto out;
+	}
+	if (EVP_DecryptInit_ex2(x, r->cipher, r->rd.key, iv, NULL) != 1 ||
+	    EVP_DecryptUpdate(x, NULL, &l, rec, TRL_HEADER) != 1 ||
+	    EVP_DecryptUpdate(x, out, &l, rec + TRL_HEADER, (int)clen) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_SET_TAG, TAG_LEN, (void *)(rec + reclen - TAG_LEN)) != 1 ||
+	    EVP_DecryptFinal_ex(x, out + l, &l) != 1) {
+		OPENSSL_cleanse(out, clen); /* nothing unauthenticated leaves */
+		goto out;
+	}
+	r->rd.seq++;
+	/* TLSInnerPlaintext: content, the real type, then zero padding. */
+	while (clen > 0 && out[clen - 1] == 0)
+		clen--;
+	if (clen == 0) {
+		rc = TRL_E_PROTO;
+		goto out;
+	}
+	*type = out[clen - 1];
+	*outlen = clen - 1;
+	rc = *outlen > TRL_MAX_PLAIN ? TRL_E_FORMAT : 0;
+out:
+	EVP_CIPHER_CTX_free(x);
+	return rc;
+}
+
+ssize_t trl_seal(trl *r, uint8_t type, const uint8_t *p, size_t n, uint8_t *out)
+{
+	uint8_t iv[IV_LEN];
+	size_t len = n + 1 + TAG_LEN;
+	int l;
+	ssize_t rc = TRL_E_NOMEM;
+	EVP_CIPHER_CTX *x = NULL;
+
+	if (n > TRL_MAX_PLAIN)
+		return TRL_E_FORMAT;
+	if (r->wr.seq == UINT64_MAX)
+		return TRL_E_LIMIT;
+	out[0] = TRL_DATA;
+	out[1] = 3;
+	out[2] = 3;
+	out[3] = (uint8_t)(len >> 8);
+	out[4] = (uint8_t)len;
+	nonce(&r->wr, iv);
+	if (!(x = EVP_CIPHER_CTX_new()))
+		goto out;
+	if (EVP_EncryptInit_ex2(x, r->cipher, r->wr.key, iv, NULL) != 1 ||
+	    EVP_EncryptUpdate(x, NULL, &l, out, TRL_HEADER) != 1 ||
+	    (n && EVP_EncryptUpdate(x, out + TRL_HEADER, &l, p, (int)n) != 1) ||
+	    EVP_EncryptUpdate(x, out + TRL_HEADER + n, &l, &type, 1) != 1 ||
+	    EVP_EncryptFinal_ex(x, out + TRL_HEADER + n + 1, &l) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_GET_TAG, TAG_LEN, out + TRL_HEADER + n + 1) != 1)
+		goto out;
+	/* The sequence number moves on only for a record that exists: a nonce is never used twice. */
+	r->wr.seq++;
+	rc = (ssize_t)(TRL_HEADER + len);
+out:
+	EVP_CIPHER_CTX_free(x);
+	return rc;
+}
+
+bool trl_write_update_due(const trl *r) { return r->wr.seq >= UPDATE_AFTER; }
+
+ssize_t trl_key_update(trl *r, bool request_peer, uint8_t *out)
+{
+	const uint8_t msg[5] = { 24, 0, 0, 1, request_peer ? 1 : 0 };
+	ssize_t n = trl_seal(r, TRL_HANDSHAKE, msg, sizeof msg, out);
+	if (n < 0)
+		return n;
+	return dir_update(r, &r->wr) < 0 ? TRL_E_NOMEM : n;
+}
+
+int trl_control(trl *r, uint8_t type, const uint8_t *p, size_t n, uint8_t *reply, size_t *replylen, int *alert)
+{
+	*replylen = 0;
+	*alert = 0;
+	if (type == TRL_ALERT) {
+		if (n != 2) {
+			*alert = 256 + 50; /* decode_error */
+			return TRL_E_PROTO;
+		}
+		if (p[1] == 0)
+			return TRL_CTL_EOF;
+		if (p[1] == 90) /* user_canceled: a close_notify follows */
+			return TRL_CTL_NONE;
+		*alert = p[1];
+		return TRL_E_PROTO;
+	}
+	if (type != TRL_HANDSHAKE) {
+		*alert = 256 + 10; /* unexpected_message */
+		return TRL_E_PROTO;
+	}
+	/* The only message a client may send after its Finished here is KeyUpdate (no post-handshake
+	 * authentication is offered), and a key change must end its record: exactly one, whole. */
+	if (n != 5 || p[0] != 24 || p[1] || p[2] || p[3] != 1) {
+		*alert = 256 + 10;
+		return TRL_E_PROTO;
+	}
+	if (p[4] > 1) {
+		*alert = 256 + 47; /* illegal_parameter */
+		return TRL_E_PROTO;
+	}
+	if (dir_update(r, &r->rd) < 0)
+		return TRL_E_NOMEM;
+	if (p[4] == 1) {
+		ssize_t k = trl_key_update(r, false, reply);
+		if (k < 0)
+			return (int)k;
+		*replylen = (size_t)k;
+	}
+	return TRL_CTL_NONE;
+}

@@ -1,0 +1,397 @@
+/* The TLS 1.3 record layer that takes over after OpenSSL's handshake: against a real OpenSSL client (every
+ * suite, KeyUpdate both ways, padding, close_notify, tampering, TLS 1.2 staying with OpenSSL) and on its own
+ * (framing limits, post-handshake messages a client must not send). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/tls13rec.h"
+#include "core/tlsio.h"
+
+static SSL_CTX *server_ctx(void)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	EVP_PKEY *k = EVP_EC_gen("P-256");
+	X509 *x = X509_new();
+	X509_NAME *n;
+	assert_non_null(ctx);
+	assert_non_null(k);
+	assert_non_null(x);
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+	X509_gmtime_adj(X509_getm_notBefore(x), -60);
+	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+	n = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"srv.test", -1, -1, 0);
+	X509_set_issuer_name(x, n);
+	X509_set_pubkey(x, k);
+	assert_true(X509_sign(x, k, EVP_sha256()) > 0);
+	assert_int_equal(SSL_CTX_use_certificate(ctx, x), 1);
+	assert_int_equal(SSL_CTX_use_PrivateKey(ctx, k), 1);
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	tio_enable_handoff(ctx);
+	X509_free(x);
+	EVP_PKEY_free(k);
+	return ctx;
+}
+
+struct pair {
+	SSL_CTX *sctx, *cctx;
+	tio *srv, *cli;
+};
+
+/* Moves ciphertext both ways until neither side has any left. */
+static void pump(struct pair *p)
+{
+	for (int i = 0; i < 100; i++) {
+		uint8_t buf[65536];
+		size_t n, moved = 0;
+		while ((n = tio_out_take(p->cli, buf, sizeof buf)) > 0) {
+			assert_int_equal(tio_feed(p->srv, buf, n), 0);
+			moved += n;
+		}
+		if (!tio_handshake_done(p->srv))
+			tio_handshake(p->srv);
+		while ((n = tio_out_take(p->srv, buf, sizeof buf)) > 0) {
+			assert_int_equal(tio_feed(p->cli, buf, n), 0);
+			moved += n;
+		}
+		if (!tio_handshake_done(p->cli))
+			tio_handshake(p->cli);
+		if (!moved)
+			return;
+	}
+	fail_msg("pump did not settle");
+}
+
+static void pair_open(struct pair *p, const char *suite, int max_version, size_t padding)
+{
+	memset(p, 0, sizeof *p);
+	p->sctx = server_ctx();
+	p->cctx = SSL_CTX_new(TLS_client_method());
+	assert_non_null(p->cctx);
+	SSL_CTX_set_verify(p->cctx, SSL_VERIFY_NONE, NULL);
+	if (suite)
+		assert_int_equal(SSL_CTX_set_ciphersuites(p->cctx, suite), 1);
+	if (max_version)
+		SSL_CTX_set_max_proto_version(p->cctx, max_version);
+	if (padding)
+		assert_int_equal(SSL_CTX_set_block_padding(p->cctx, padding), 1);
+	p->srv = tio_new(p->sctx, true, NULL);
+	p->cli = tio_new(p->cctx, false, "srv.test");
+	assert_non_null(p->srv);
+	assert_non_null(p->cli);
+	tio_handshake(p->cli);
+	pump(p);
+	assert_true(tio_handshake_done(p->srv));
+	assert_true(tio_handshake_done(p->cli));
+}
+
+static void pair_close(struct pair *p)
+{
+	tio_free(p->srv);
+	tio_free(p->cli);
+	SSL_CTX_free(p->sctx);
+	SSL_CTX_free(p->cctx);
+}
+
+/* Reads exactly n bytes from t (pumping in between) and compares them with want; cap is the read size. */
+static void expect(struct pair *p, tio *t, const uint8_t *want, size_t n, size_t cap)
+{
+	uint8_t *got = malloc(n + 1), buf[65536];
+	size_t have = 0;
+	assert_non_null(got);
+	assert_true(cap <= sizeof buf);
+	for (int i = 0; have < n && i < 100000; i++) {
+		int r = tio_read(t, buf, cap);
+		assert_true(r >= 0);
+		if (r == 0) {
+			pump(p);
+			continue;
+		}
+		assert_true(have + (size_t)r <= n);
+		memcpy(got + have, buf, (size_t)r);
+		have += (size_t)r;
+	}
+	assert_int_equal(have, n);
+	assert_memory_equal(got, want, n);
+	free(got);
+}
+
+static uint8_t *pattern(size_t n, unsigned seed)
+{
+	uint8_t *b = malloc(n);
+	assert_non_null(b);
+	for (size_t i = 0; i < n; i++)
+		b[i] = (uint8_t)(i * 31 + seed + (i >> 8));
+	return b;
+}
+
+static void exchange(struct pair *p, size_t up, size_t down, size_t cap)
+{
+	uint8_t *a = pattern(up, 1), *b = pattern(down, 2);
+	assert_int_equal(tio_write(p->cli, a, up), 0);
+	pump(p);
+	expect(p, p->srv, a, up, cap);
+	assert_int_equal(tio_write(p->srv, b, down), 0);
+	pump(p);
+	expect(p, p->cli, b, down, sizeof(uint8_t[65536]));
+	free(a);
+	free(b);
+}
+
+static void test_every_suite_hands_off_and_carries_data(void **st)
+{
+	static const char *suites[] = { "TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
+					"TLS_CHACHA20_POLY1305_SHA256" };
+	(void)st;
+	for (size_t i = 0; i < 3; i++) {
+		struct pair p;
+		pair_open(&p, suites[i], 0, 0);
+		assert_true(tio_handed_off(p.srv));
+		assert_null(tio_ssl(p.srv));
+		assert_string_equal(tio_servername(p.srv), "srv.test");
+		assert_string_equal(SSL_get_cipher_name(tio_ssl(p.cli)), suites[i]);
+		exchange(&p, 5, 5, 16384);
+		/* Several full records, a partial one, and exactly one full record. */
+		exchange(&p, 100000, 70001, 16384);
+		exchange(&p, 16384, 16384, 16384);
+		/* A read size smaller than a record: the rest waits in the spill buffer. */
+		exchange(&p, 40000, 10, 7);
+		assert_int_equal(tio_plain_pending(p.srv), 0);
+		pair_close(&p);
+	}
+}
+
+static void test_key_update_both_ways(void **st)
+{
+	struct pair p;
+	(void)st;
+	pair_open(&p, NULL, 0, 0);
+	assert_true(tio_handed_off(p.srv));
+	for (int round = 0; round < 3; round++) {
+		/* The client asks us to update too: our reply moves our write keys, which the client follows. */
+		assert_int_equal(SSL_key_update(tio_ssl(p.cli), SSL_KEY_UPDATE_REQUESTED), 1);
+		exchange(&p, 1000 + (size_t)round, 2000, 16384);
+		assert_int_equal(SSL_key_update(tio_ssl(p.cli), SSL_KEY_UPDATE_NOT_REQUESTED), 1);
+		exchange(&p, 3000, 4000 + (size_t)round, 16384);
+	}
+	pair_close(&p);
+}
+
+static void test_padding_is_removed(void **st)
+{
+	struct pair p;
+	(void)st;
+	pair_open(&p, NULL, 0, 4096);
+	assert_true(tio_handed_off(p.srv));
+	exchange(&p, 1, 1, 16384);
+	exchange(&p, 20000, 3, 16384);
+	pair_close(&p);
+}
+
+static void test_close_notify_both_ways(void **st)
+{
+	struct pair p;
+	uint8_t buf[64];
+	(void)st;
+	pair_open(&p, NULL, 0, 0);
+	assert_true(tio_handed_off(p.srv));
+	exchange(&p, 10, 10, 16384);
+	assert_int_equal(tio_shutdown(p.cli), 0);
+	pump(&p);
+	assert_int_equal(tio_read(p.srv, buf, sizeof buf), TIO_EOF);
+	assert_int_equal(tio_read(p.srv, buf, sizeof buf), TIO_EOF);
+	/* Half-closed: we may still answer, then close ours. */
+	assert_int_equal(tio_write(p.srv, (const uint8_t *)"bye", 3), 0);
+	assert_int_equal(tio_shutdown(p.srv), 0);
+	assert_true(tio_write(p.srv, (const uint8_t *)"x", 1) < 0);
+	pump(&p);
+	expect(&p, p.cli, (const uint8_t *)"bye", 3, 64);
+	assert_int_equal(tio_read(p.cli, buf, sizeof buf), TIO_EOF);
+	pair_close(&p);
+}
+
+static void test_tampered_record_fails_with_alert(void **st)
+{
+	struct pair p;
+	uint8_t buf[4096];
+	size_t n;
+	int r;
+	(void)st;
+	pair_open(&p, NULL, 0, 0);
+	assert_true(tio_handed_off(p.srv));
+	assert_int_equal(tio_write(p.cli, (const uint8_t *)"secret request", 14), 0);
+	n = tio_out_take(p.cli, buf, sizeof buf);
+	assert_true(n > 20);
+	buf[n - 3] ^= 0x40; /* inside the tag */
+	assert_int_equal(tio_feed(p.srv, buf, n), 0);
+	r = tio_read(p.srv, buf, sizeof buf);
+	assert_true(r < 0 && r != TIO_EOF);
+	assert_non_null(strstr(tio_errstr(p.srv), "bad_record_mac"));
+	/* It stays failed, and the client is told why. */
+	assert_true(tio_read(p.srv, buf, sizeof buf) < 0);
+	assert_true(tio_write(p.srv, (const uint8_t *)"x", 1) < 0);
+	assert_true(tio_out_pending(p.srv) > 0);
+	pump(&p);
+	r = tio_read(p.cli, buf, sizeof buf);
+	assert_true(r < 0 && r != TIO_EOF);
+	assert_non_null(strstr(tio_errstr(p.cli), "bad record mac"));
+	pair_close(&p);
+}
+
+static void test_garbage_after_handshake(void **st)
+{
+	struct pair p;
+	static const uint8_t junk[] = { 0x16, 3, 3, 0, 40, 1, 2, 3 };
+	uint8_t buf[64];
+	(void)st;
+	pair_open(&p, NULL, 0, 0);
+	assert_true(tio_handed_off(p.srv));
+	assert_int_equal(tio_feed(p.srv, junk, sizeof junk), 0);
+	assert_true(tio_read(p.srv, buf, sizeof buf) < 0);
+	assert_string_equal(tio_errstr(p.srv), "malformed TLS record");
+	pair_close(&p);
+}
+
+static void test_tls12_stays_with_openssl(void **st)
+{
+	struct pair p;
+	(void)st;
+	pair_open(&p, NULL, TLS1_2_VERSION, 0);
+	assert_false(tio_handed_off(p.srv));
+	assert_non_null(tio_ssl(p.srv));
+	assert_string_equal(tio_servername(p.srv), "srv.test");
+	exchange(&p, 30000, 30000, 16384);
+	pair_close(&p);
+}
+
+/* ---- the record layer on its own: two mirrored halves ------------------------------------------------ */
+
+static void mirror(trl **a, trl **b, uint16_t suite)
+{
+	uint8_t s1[48], s2[48];
+	size_t len = suite == 0x1302 ? 48 : 32;
+	for (size_t i = 0; i < sizeof s1; i++) {
+		s1[i] = (uint8_t)i;
+		s2[i] = (uint8_t)(200 - i);
+	}
+	assert_int_equal(trl_new(a, suite, s1, s2, len), 0);
+	assert_int_equal(trl_new(b, suite, s2, s1, len), 0);
+}
+
+static int send_recv(trl *from, trl *to, uint8_t type, const uint8_t *msg, size_t n, uint8_t *reply, size_t *replylen,
+		     int *alert)
+{
+	uint8_t rec[TRL_MAX_PLAIN + TRL_OVERHEAD], out[TRL_MAX_CIPHER];
+	size_t olen = 0;
+	uint8_t otype = 0;
+	ssize_t k = trl_seal(from, type, msg, n, rec);
+	assert_true(k == (ssize_t)(n + TRL_OVERHEAD));
+	assert_int_equal(trl_record_len(rec, (size_t)k), k);
+	assert_int_equal(trl_record_len(rec, (size_t)k - 1), 0);
+	assert_int_equal(trl_open(to, rec, (size_t)k, out, &olen, &otype), 0);
+	assert_int_equal(otype, type);
+	assert_int_equal(olen, n);
+	assert_memory_equal(out, msg, n);
+	if (type == TRL_DATA)
+		return 0;
+	return trl_control(to, type, out, olen, reply, replylen, alert);
+}
+
+static void test_record_framing_limits(void **st)
+{
+	uint8_t h[TRL_HEADER];
+	(void)st;
+	assert_int_equal(trl_record_len((const uint8_t *)"\x17\x03", 2), 0);
+	memcpy(h, "\x17\x03\x03\x00\x10", 5); /* 16: shorter than a tag and a type */
+	assert_int_equal(trl_record_len(h, 5), TRL_E_FORMAT);
+	memcpy(h, "\x17\x03\x03\x41\x01", 5); /* 2^14 + 257 */
+	assert_int_equal(trl_record_len(h, 5), TRL_E_FORMAT);
+	memcpy(h, "\x17\x03\x03\x41\x00", 5); /* 2^14 + 256: allowed, waits for its body */
+	assert_int_equal(trl_record_len(h, 5), 0);
+	memcpy(h, "\x15\x03\x03\x00\x02", 5); /* a plaintext alert after the handshake */
+	assert_int_equal(trl_record_len(h, 5), TRL_E_FORMAT);
+	memcpy(h, "\x17\x02\x03\x00\x20", 5);
+	assert_int_equal(trl_record_len(h, 5), TRL_E_FORMAT);
+	assert_false(trl_suite_supported(0x1304)); /* CCM is not offered */
+}
+
+static void test_post_handshake_messages(void **st)
+{
+	static const uint16_t suites[] = { 0x1301, 0x1302, 0x1303 };
+	(void)st;
+	for (size_t i = 0; i < 3; i++) {
+		trl *a, *b;
+		uint8_t reply[TRL_OVERHEAD + 5], rec[64], out[64], type;
+		size_t rl, olen;
+		int alert;
+		mirror(&a, &b, suites[i]);
+		assert_int_equal(send_recv(a, b, TRL_DATA, (const uint8_t *)"abc", 3, reply, &rl, &alert), 0);
+		/* KeyUpdate not requested: b's read keys move, no reply; data still flows. */
+		assert_int_equal(trl_key_update(a, false, rec), TRL_OVERHEAD + 5);
+		assert_int_equal(trl_open(b, rec, TRL_OVERHEAD + 5, out, &olen, &type), 0);
+		assert_int_equal(trl_control(b, type, out, olen, reply, &rl, &alert), TRL_CTL_NONE);
+		assert_int_equal(rl, 0);
+		assert_int_equal(send_recv(a, b, TRL_DATA, (const uint8_t *)"after", 5, reply, &rl, &alert), 0);
+		/* Requested: b answers with its own, which a opens with its old read keys and then follows. */
+		assert_int_equal(trl_key_update(a, true, rec), TRL_OVERHEAD + 5);
+		assert_int_equal(trl_open(b, rec, TRL_OVERHEAD + 5, out, &olen, &type), 0);
+		assert_int_equal(trl_control(b, type, out, olen, reply, &rl, &alert), TRL_CTL_NONE);
+		assert_int_equal(rl, TRL_OVERHEAD + 5);
+		assert_int_equal(trl_open(a, reply, rl, out, &olen, &type), 0);
+		assert_int_equal(trl_control(a, type, out, olen, rec, &rl, &alert), TRL_CTL_NONE);
+		assert_int_equal(rl, 0);
+		assert_int_equal(send_recv(b, a, TRL_DATA, (const uint8_t *)"both", 4, reply, &rl, &alert), 0);
+		assert_int_equal(send_recv(a, b, TRL_DATA, (const uint8_t *)"", 0, reply, &rl, &alert), 0);
+		/* Alerts: close_notify ends, user_canceled is ignored, anything else fails naming it. */
+		assert_int_equal(send_recv(a, b, TRL_ALERT, (const uint8_t *)"\x01\x5a", 2, reply, &rl, &alert), TRL_CTL_NONE);
+		assert_int_equal(send_recv(a, b, TRL_ALERT, (const uint8_t *)"\x02\x28", 2, reply, &rl, &alert), TRL_E_PROTO);
+		assert_int_equal(alert, 40);
+		assert_int_equal(send_recv(a, b, TRL_ALERT, (const uint8_t *)"\x01\x00\x00", 3, reply, &rl, &alert), TRL_E_PROTO);
+		assert_int_equal(alert, 256 + 50);
+		assert_int_equal(send_recv(a, b, TRL_ALERT, (const uint8_t *)"\x01\x00", 2, reply, &rl, &alert), TRL_CTL_EOF);
+		/* Handshake messages a client must not send here, a bad KeyUpdate value, two in one record. */
+		assert_int_equal(send_recv(a, b, TRL_HANDSHAKE, (const uint8_t *)"\x04\x00\x00\x01\x00", 5, reply, &rl, &alert),
+				 TRL_E_PROTO);
+		assert_int_equal(alert, 256 + 10);
+		assert_int_equal(send_recv(a, b, TRL_HANDSHAKE, (const uint8_t *)"\x18\x00\x00\x01\x02", 5, reply, &rl, &alert),
+				 TRL_E_PROTO);
+		assert_int_equal(alert, 256 + 47);
+		assert_int_equal(send_recv(a, b, TRL_HANDSHAKE, (const uint8_t *)"\x18\x00\x00\x01\x00\x18\x00\x00\x01\x00", 10,
+					   reply, &rl, &alert), TRL_E_PROTO);
+		assert_int_equal(send_recv(a, b, 20, (const uint8_t *)"\x01", 1, reply, &rl, &alert), TRL_E_PROTO);
+		/* A record sealed for the wrong sequence number does not open. */
+		assert_true(trl_seal(a, TRL_DATA, (const uint8_t *)"x", 1, rec) > 0);
+		assert_true(trl_seal(a, TRL_DATA, (const uint8_t *)"y", 1, rec) > 0);
+		assert_int_equal(trl_open(b, rec, 1 + TRL_OVERHEAD, out, &olen, &type), TRL_E_AUTH);
+		trl_free(a);
+		trl_free(b);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_every_suite_hands_off_and_carries_data),
+		cmocka_unit_test(test_key_update_both_ways),
+		cmocka_unit_test(test_padding_is_removed),
+		cmocka_unit_test(test_close_notify_both_ways),
+		cmocka_unit_test(test_tampered_record_fails_with_alert),
+		cmocka_unit_test(test_garbage_after_handshake),
+		cmocka_unit_test(test_tls12_stays_with_openssl),
+		cmocka_unit_test(test_record_framing_limits),
+		cmocka_unit_test(test_post_handshake_messages),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
