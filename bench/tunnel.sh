@@ -6,6 +6,7 @@ BIN=${1:?usage: bench/tunnel.sh POSTERN_BIN}
 BIN=$(readlink -f "$BIN")
 ROUNDS=${ROUNDS:-3}
 DUR=${DUR:-5}
+DUR1=${DUR1:-3}
 here=$(cd "$(dirname "$0")" && pwd)
 W=$(mktemp -d /tmp/postern-bench-XXXXXX)
 # mktemp makes the directory 0700: nginx's workers (user nobody) could not reach the 1 GiB file, and every
@@ -108,7 +109,8 @@ paths=(direct ssh-R postern)
 
 idle_edge=$(rss_kb "$EDGE"); idle_gw=$(rss_kb "$GW")
 
-declare -A TP RPS P50 P99
+declare -A TP RPS P50 P99 L1
+tomsv() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) printf "%.3f", v/1000; else if (v ~ /ms$/) printf "%.3f", v+0; else printf "%.3f", v*1000 }'; }
 for r in $(seq "$ROUNDS"); do
   for p in "${paths[@]}"; do
     # %{speed_download} is bytes per second; a failed or short download is an error, not a fast zero.
@@ -118,26 +120,29 @@ for r in $(seq "$ROUNDS"); do
     out=$(wrk_in_ns -t2 -c50 -d"${DUR}"s --latency "${URL[$p]}/" 2>&1)
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p50=$(awk '$1=="50%" {print $2}' <<<"$out"); p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-    tomsv() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) printf "%.3f", v/1000; else if (v ~ /ms$/) printf "%.3f", v+0; else printf "%.3f", v*1000 }'; }
     RPS[$p]+="$rps "; P50[$p]+="$(tomsv "$p50") "; P99[$p]+="$(tomsv "$p99") "
+    # One connection, one request at a time: what the path itself adds, without queueing behind 49 others.
+    out=$(wrk_in_ns -t1 -c1 -d"${DUR1}"s --latency "${URL[$p]}/" 2>&1)
+    L1[$p]+="$(tomsv "$(awk '$1=="50%" {print $2}' <<<"$out")") "
   done
 done
 
 med() { tr ' ' '\n' <<<"$1" | grep -v '^$' | median; }
 printf '\n== tunnel data path (loopback, %s rounds, medians; wrk -t2 -c50 -d%ss; curl 1 GiB download)\n' "$ROUNDS" "$DUR"
-printf '%-8s %12s %8s %10s %8s %10s %10s\n' path 'MB/s' 'x direct' 'req/s' 'x ssh-R' 'p50 ms' 'p99 ms'
+printf '%-8s %12s %8s %10s %8s %10s %10s %12s\n' path 'MB/s' 'x direct' 'req/s' 'x ssh-R' 'p50 ms' 'p99 ms' '1-conn p50'
 d_tp=$(med "${TP[direct]}"); s_rps=$(med "${RPS[ssh-R]}")
 for p in "${paths[@]}"; do
   tp=$(med "${TP[$p]}"); rps=$(med "${RPS[$p]}")
   # MB/s is formatted by awk: bash's printf parses "%f" arguments with the locale's decimal point.
-  printf '%-8s %12s %8.2f %10.0f %8.2f %10s %10s\n' "$p" "$(awk -v v="$tp" 'BEGIN{printf "%.0f", v/1e6}')" \
+  printf '%-8s %12s %8.2f %10.0f %8.2f %10s %10s %12s\n' "$p" "$(awk -v v="$tp" 'BEGIN{printf "%.0f", v/1e6}')" \
     "$(awk -v a="$tp" -v b="$d_tp" 'BEGIN{print a/b}')" "$rps" "$(awk -v a="$rps" -v b="$s_rps" 'BEGIN{print a/b}')" \
-    "$(med "${P50[$p]}")" "$(med "${P99[$p]}")"
+    "$(med "${P50[$p]}")" "$(med "${P99[$p]}")" "$(med "${L1[$p]}")"
 done
 d50=$(med "${P50[direct]}"); p50=$(med "${P50[postern]}")
-printf 'postern vs ssh -R: throughput x%.2f, req/s x%.2f; added p50 latency vs direct: %.3f ms\n' \
+printf 'postern vs ssh -R: throughput x%.2f, req/s x%.2f; added p50 latency vs direct: %.3f ms at 50 connections, %.3f ms at 1\n' \
   "$(awk -v a="$(med "${TP[postern]}")" -v b="$(med "${TP[ssh-R]}")" 'BEGIN{print a/b}')" \
-  "$(awk -v a="$(med "${RPS[postern]}")" -v b="$s_rps" 'BEGIN{print a/b}')" "$(awk -v a="$p50" -v b="$d50" 'BEGIN{print a-b}')"
+  "$(awk -v a="$(med "${RPS[postern]}")" -v b="$s_rps" 'BEGIN{print a/b}')" "$(awk -v a="$p50" -v b="$d50" 'BEGIN{print a-b}')" \
+  "$(awk -v a="$(med "${L1[postern]}")" -v b="$(med "${L1[direct]}")" 'BEGIN{print a-b}')"
 
 # --- memory: idle and with 1,000 open client connections (TLS through the tunnel, idle) ---
 node "$here/hold-conns.mjs" 127.0.0.1 "$CLI" "$HOST" 1000 "$W/pki/ca.pem" > "$W/hold.out" & HOLD=$!; pids+=($HOLD)
