@@ -476,6 +476,8 @@ static int rl_read(tio *t, uint8_t *buf, size_t cap)
 		}
 		if (t->eof)
 			return t->err[0] ? -EPROTO : TIO_EOF;
+		if (!t->ib.len)
+			return 0;
 		rec = t->ib.p + t->ib.off;
 		if ((reclen = trl_record_len(rec, t->ib.len)) == 0)
 			return 0;
