@@ -80,7 +80,7 @@ $(B)/fuzz/%: tests/fuzz/%.c $(B)/libpostern.a
 
 unit-bins: $(UNIT_BINS)
 unit: $(BIN) $(UNIT_BINS)
-	@set -e; for t in $(UNIT_BINS); do echo "== unit [$(FLAVOUR)] $$t"; $$t; done
+	@set -e; for t in $(UNIT_BINS); do echo "== unit [$(FLAVOUR)] $$t"; timeout 600 $$t || { echo "unit: $$t failed or ran over 600 s" >&2; exit 1; }; done
 
 fuzz-bins: $(FUZZ_BINS)
 

@@ -659,7 +659,9 @@ static void accept_stream(struct link *l, struct stream *s, bool end_stream)
 		refuse(l, s, "405");
 		return;
 	}
-	if (l->st != L_LIVE || c->shutting) {
+	/* A draining link still serves what the edge sent before it saw the notice: until the final GOAWAY
+	 * (goaway 2) names the last stream, such a stream is in flight, not new. */
+	if ((l->st != L_LIVE && !(l->st == L_DRAINING && l->goaway == 1)) || c->shutting) {
 		refuse(l, s, "503");
 		return;
 	}

@@ -193,6 +193,11 @@ struct fconn {
 	reg_request req;
 	nghttp2_session *h2;
 	bool registered, closed, goaway;
+	int pings_unacked;      /* manual_ping: PINGs received, not acknowledged yet */
+	uint8_t ping_opaque[8]; /* the last one's payload, echoed in the ACK */
+	uint8_t fbuf[1 << 20];  /* open_on_notice: bytes of an incomplete frame */
+	size_t flen;
+	struct fstream *late;   /* open_on_notice: the stream opened after the drain notice */
 	struct fstream st[MAXS];
 	int nst;
 	struct fconn *next;
@@ -206,6 +211,8 @@ struct fedge {
 	struct fconn *conns;
 	int accepted, registrations;
 	bool auto_consume;
+	bool manual_ping;    /* PINGs are acknowledged by e_on_data, after anything it opens */
+	bool open_on_notice; /* on a drain notice, open a stream before acknowledging the PING that came with it */
 	char last_token[512];
 	uint32_t last_slot;
 	bool listening;
@@ -271,6 +278,10 @@ static int e_frame(nghttp2_session *h2, const nghttp2_frame *f, void *ud)
 		s->eof = true;
 	if (f->hd.type == NGHTTP2_GOAWAY)
 		fc->goaway = true;
+	if (f->hd.type == NGHTTP2_PING && !(f->hd.flags & NGHTTP2_FLAG_ACK)) {
+		fc->pings_unacked++;
+		memcpy(fc->ping_opaque, f->ping.opaque_data, 8);
+	}
 	return 0;
 }
 
@@ -291,6 +302,8 @@ static void e_flush(struct fconn *fc)
 	if (fc->h2 && !fc->closed)
 		nghttp2_session_send(fc->h2);
 }
+
+static struct fstream *e_open_stream(struct fconn *fc, const void *data, size_t n, bool eof);
 
 static void e_on_data(tconn *tc, const uint8_t *p, size_t n, void *ud)
 {
@@ -325,6 +338,8 @@ static void e_on_data(tconn *tc, const uint8_t *p, size_t n, void *ud)
 		nghttp2_session_callbacks_set_on_stream_close_callback(cb, e_close);
 		nghttp2_option_new(&opt);
 		nghttp2_option_set_no_auto_window_update(opt, 1);
+		if (fc->e->manual_ping)
+			nghttp2_option_set_no_auto_ping_ack(opt, 1);
 		nghttp2_session_client_new2(&fc->h2, cb, fc, opt);
 		nghttp2_option_del(opt);
 		nghttp2_session_callbacks_del(cb);
@@ -332,9 +347,36 @@ static void e_on_data(tconn *tc, const uint8_t *p, size_t n, void *ud)
 		p += used;
 		n -= (size_t)used;
 	}
+	if (n && fc->h2 && fc->e->open_on_notice && !fc->late) {
+		/* Frame by frame, to open a stream just before the drain notice is read: an edge whose stream was
+		 * already on the wire when the connector decided to drain. */
+		assert_true(fc->flen + n <= sizeof fc->fbuf);
+		memcpy(fc->fbuf + fc->flen, p, n);
+		fc->flen += n;
+		n = 0;
+		while (fc->flen >= 9 && fc->h2) {
+			size_t fl = 9 + ((size_t)fc->fbuf[0] << 16 | (size_t)fc->fbuf[1] << 8 | fc->fbuf[2]);
+			if (fc->flen < fl)
+				break;
+			if (fc->fbuf[3] == NGHTTP2_GOAWAY && !fc->late)
+				fc->late = e_open_stream(fc, "late", 4, false);
+			assert_true(nghttp2_session_mem_recv(fc->h2, fc->fbuf, fl) >= 0);
+			memmove(fc->fbuf, fc->fbuf + fl, fc->flen - fl);
+			fc->flen -= fl;
+		}
+		if (fc->late && fc->flen) {
+			assert_true(nghttp2_session_mem_recv(fc->h2, fc->fbuf, fc->flen) >= 0);
+			fc->flen = 0;
+		}
+	}
 	if (n && fc->h2)
 		assert_true(nghttp2_session_mem_recv(fc->h2, p, n) >= 0);
 	e_flush(fc);
+	if (fc->e->manual_ping && fc->pings_unacked) {
+		for (; fc->pings_unacked > 0; fc->pings_unacked--)
+			nghttp2_submit_ping(fc->h2, NGHTTP2_FLAG_ACK, fc->ping_opaque);
+		e_flush(fc);
+	}
 }
 
 static void e_on_close(tconn *tc, int err, void *ud)
@@ -955,6 +997,7 @@ static void test_failover_and_return_home(void **st)
 	reset_backend();
 	e_init(&a, pki, OK);
 	e_init(&b, pki, OK);
+	b.manual_ping = true;
 	cfg_for(&cfg, ev, 2, pki);
 	cfg.connections = 4;
 	c = ctr_new(loop, &cfg, &echo_backend, err, sizeof err);
@@ -984,6 +1027,7 @@ static void test_failover_and_return_home(void **st)
 		}
 		a.conns = NULL;
 		a.port = port_a;
+		b.open_on_notice = true;
 		e_listen(&a);
 	}
 	t.want_a = 2;
@@ -991,6 +1035,25 @@ static void test_failover_and_return_home(void **st)
 	uint64_t t0 = uv_now(loop);
 	assert_true(run_until(spread_is, &t, 3000));
 	assert_true(uv_now(loop) - t0 < 2500);
+	/* Each stand-in on B was told to drain while its edge had just opened a stream: that stream, sent
+	 * before the edge saw the notice, is served (not refused) and finishes before the connection closes. */
+	{
+		int late = 0;
+		run_for(300);
+		for (struct fconn *fc = b.conns; fc; fc = fc->next) {
+			if (!fc->late)
+				continue;
+			late++;
+			if (fc->late->status != 200) print_message("late stream: status %d closed %d code %u\n", fc->late->status, fc->late->closed, fc->late->close_code);
+			assert_int_equal(fc->late->status, 200);
+			assert_true(fc->late->got >= 4);
+			assert_memory_equal(fc->late->data, "late", 4);
+			fc->late->send_eof = true;
+			nghttp2_session_resume_data(fc->h2, fc->late->id);
+			e_flush(fc);
+		}
+		assert_int_equal(late, 2);
+	}
 	/* The stand-ins on B got GOAWAY and close once idle. */
 	run_for(cfg.ping_timeout_ms + 1200);
 	{
