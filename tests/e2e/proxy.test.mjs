@@ -27,11 +27,11 @@ function writeConfig(file, lines) {
   return file;
 }
 
-async function startProxy(name, routes, extra = []) {
+async function startProxy(name, routes, extra = [], level = 'info') {
   const yaml = writeConfig(path.join(dir, `${name}.yaml`), [
     'listen_addr: "127.0.0.1:0"',
     `tunnel_domain: ${DOMAIN}`,
-    'log_level: info',
+    `log_level: ${level}`,
     'shutdown_timeout: 5s',
     `tls:\n  cert_file: ${path.join(dir, 'live', 'tls.crt')}\n  key_file: ${path.join(dir, 'live', 'tls.key')}`,
     'routes:',
@@ -306,6 +306,37 @@ test('pipelined requests in one TLS record are answered in order on one connecti
   assert.deepEqual(out.match(/HTTP\/1\.1 \d+/g), ['HTTP/1.1 200', 'HTTP/1.1 200', 'HTTP/1.1 200']);
   assert.deepEqual(out.match(/"url":"\/pipe\d"/g), ['"url":"/pipe1"', '"url":"/pipe2"', '"url":"/pipe3"']);
   assert.match(out, /"body":"hello"/);
+});
+
+test('TLS 1.3 KeyUpdate from openssl s_client, requested and not, on a connection the record layer took over', async () => {
+  const px = await startProxy('px-keyupdate', { up: `http://127.0.0.1:${upPort}` }, ['upstream:', '  allowed_ips: [127.0.0.0/8]'], 'debug');
+  const h = `up.${DOMAIN}`;
+  const cli = start('openssl', ['s_client', '-connect', `127.0.0.1:${px.port}`, '-servername', h, '-CAfile', pki.ca,
+    '-crlf', '-brief'], { name: 's_client' });
+  try {
+    await cli.waitFor(/Verification: OK/, 10000);
+    await px.waitFor(/msg="tls handshake done" client=\S+ record_layer=postern/, 5000);
+    // s_client takes a line starting with K or k as a command only when it arrives in a read of its own.
+    const command = async (c) => { cli.child.stdin.write(`${c}\n`); await sleep(300); };
+    const ask = async (n, extra = '') => {
+      cli.child.stdin.write(`GET /ku${n} HTTP/1.1\nHost: ${h}\n${extra}\n`);
+      await cli.waitFor(new RegExp(`"url":"/ku${n}"`), 5000);
+    };
+    await ask(1);
+    await command('K'); // KeyUpdate, update_requested: we answer with our own and move both keys
+    await ask(2);
+    await command('k'); // KeyUpdate, update_not_requested
+    await ask(3);
+    await command('K');
+    await ask(4, 'Connection: close\n');
+    await cli.exited;
+    assert.equal((cli.log.match(/KEYUPDATE/g) || []).length, 3, cli.log);
+    assert.deepEqual(cli.log.match(/"url":"\/ku\d"/g), ['"url":"/ku1"', '"url":"/ku2"', '"url":"/ku3"', '"url":"/ku4"']);
+    assert.doesNotMatch(px.log, /client TLS error/);
+  } finally {
+    await cli.kill();
+    await px.kill();
+  }
 });
 
 test('bad requests: 400 with a reason, 431 for a huge head, 405 for CONNECT', async () => {
