@@ -22,11 +22,12 @@
 
 #include "core/log.h"
 #include "core/tconn.h"
+#include "core/tls13rec.h"
 #include "core/tlsio.h"
 #include "proxy/h1.h"
 #include "proxy/mcpbridge.h"
 
-#define PX_READ_CHUNK (16 * 1024)
+#define PX_READ_CHUNK TRL_MAX_CIPHER /* a whole record body opens straight into it, with no spill copy */
 #define PX_REUSE_MAX_IDLE_MS 2000   /* older idle upstream connections may be closing: dial a fresh one */
 #define PXL_WINDOW (256 * 1024)     /* listener: unconsumed bytes before the socket read pauses */
 #define PXL_LINGER_MS 5000          /* listener: wait this long for the client's FIN after ours */
