@@ -276,6 +276,173 @@ static void test_tls12_stays_with_openssl(void **st)
 	pair_close(&p);
 }
 
+/* ---- the hand-off's edges: what arrives with the client Finished, what OpenSSL may do first ----------- */
+
+/* The client's traffic secrets, from its own key log: a stand-in client (a trl with the same keys) can then
+ * send records an OpenSSL client never would. */
+static uint8_t cli_sec[2][48];
+static size_t cli_seclen[2];
+
+static void cli_keylog(const SSL *ssl, const char *line)
+{
+	int w = !strncmp(line, "CLIENT_TRAFFIC_SECRET_0 ", 24) ? 0 : !strncmp(line, "SERVER_TRAFFIC_SECRET_0 ", 24) ? 1 : -1;
+	const char *h;
+	size_t n = 0;
+	(void)ssl;
+	if (w < 0 || !(h = strchr(line + 24, ' ')))
+		return;
+	for (h++; h[0] && h[1] && n < 48; h += 2) {
+		unsigned v;
+		assert_int_equal(sscanf(h, "%2x", &v), 1);
+		cli_sec[w][n++] = (uint8_t)v;
+	}
+	cli_seclen[w] = n;
+}
+
+/* Runs the handshake up to the client's Finished, which stays in the client's output: the caller may add
+ * more client records behind it before the server sees any of them (one TCP segment). */
+static void pair_open_until_finished(struct pair *p)
+{
+	uint8_t buf[65536];
+	size_t n;
+	memset(p, 0, sizeof *p);
+	p->sctx = server_ctx();
+	p->cctx = SSL_CTX_new(TLS_client_method());
+	assert_non_null(p->cctx);
+	SSL_CTX_set_verify(p->cctx, SSL_VERIFY_NONE, NULL);
+	SSL_CTX_set_keylog_callback(p->cctx, cli_keylog);
+	cli_seclen[0] = cli_seclen[1] = 0;
+	p->srv = tio_new(p->sctx, true, NULL);
+	p->cli = tio_new(p->cctx, false, "srv.test");
+	assert_non_null(p->srv);
+	assert_non_null(p->cli);
+	assert_int_equal(tio_handshake(p->cli), 0);
+	while ((n = tio_out_take(p->cli, buf, sizeof buf)) > 0)
+		assert_int_equal(tio_feed(p->srv, buf, n), 0);
+	assert_int_equal(tio_handshake(p->srv), 0);
+	while ((n = tio_out_take(p->srv, buf, sizeof buf)) > 0)
+		assert_int_equal(tio_feed(p->cli, buf, n), 0);
+	assert_int_equal(tio_handshake(p->cli), 1);
+	assert_false(tio_handshake_done(p->srv));
+}
+
+static void feed_client_output(struct pair *p)
+{
+	uint8_t *all = NULL;
+	size_t len = 0;
+	all = tio_out_detach(p->cli, &len);
+	assert_non_null(all);
+	assert_int_equal(tio_feed(p->srv, all, len), 0);
+	free(all);
+}
+
+static void test_data_and_key_update_behind_the_finished(void **st)
+{
+	struct pair p;
+	uint8_t *a = pattern(30000, 7);
+	(void)st;
+	pair_open_until_finished(&p);
+	/* Finished, data, a KeyUpdate asking for ours, more data: all in one piece. */
+	assert_int_equal(tio_write(p.cli, a, 10000), 0);
+	assert_int_equal(SSL_key_update(tio_ssl(p.cli), SSL_KEY_UPDATE_REQUESTED), 1);
+	assert_int_equal(tio_write(p.cli, a + 10000, 20000), 0);
+	feed_client_output(&p);
+	expect(&p, p.srv, a, 30000, 16384);
+	assert_true(tio_handed_off(p.srv));
+	exchange(&p, 100, 20000, 16384);
+	free(a);
+	pair_close(&p);
+}
+
+static void test_read_ahead_keeps_openssl(void **st)
+{
+	struct pair p;
+	uint8_t *a = pattern(5000, 9);
+	(void)st;
+	pair_open_until_finished(&p);
+	/* Records behind the Finished already inside OpenSSL: their sequence numbers are OpenSSL's. */
+	SSL_set_read_ahead(tio_ssl(p.srv), 1);
+	assert_int_equal(tio_write(p.cli, a, 5000), 0);
+	feed_client_output(&p);
+	expect(&p, p.srv, a, 5000, 16384);
+	assert_false(tio_handed_off(p.srv));
+	exchange(&p, 3000, 3000, 16384);
+	free(a);
+	pair_close(&p);
+}
+
+static void test_tickets_keep_openssl(void **st)
+{
+	struct pair p;
+	(void)st;
+	pair_open_until_finished(&p);
+	/* A ticket would be sealed under the server's application key before the hand-off. */
+	SSL_set_num_tickets(tio_ssl(p.srv), 1);
+	feed_client_output(&p);
+	assert_int_equal(tio_handshake(p.srv), 1);
+	assert_false(tio_handed_off(p.srv));
+	exchange(&p, 3000, 3000, 16384);
+	pair_close(&p);
+}
+
+/* A stand-in for the client after its Finished: it writes with the client's key, reads with the server's. */
+static trl *fake_client(struct pair *p)
+{
+	trl *f = NULL;
+	uint16_t suite = SSL_CIPHER_get_protocol_id(SSL_get_current_cipher(tio_ssl(p->cli)));
+	assert_true(cli_seclen[0] > 0 && cli_seclen[0] == cli_seclen[1]);
+	assert_int_equal(trl_new(&f, suite, cli_sec[1], cli_sec[0], cli_seclen[0]), 0);
+	return f;
+}
+
+static void feed_sealed(tio *t, trl *f, uint8_t type, const uint8_t *msg, size_t n)
+{
+	uint8_t rec[TRL_MAX_PLAIN + TRL_OVERHEAD];
+	ssize_t k = trl_seal(f, type, msg, n, rec);
+	assert_true(k > 0);
+	assert_int_equal(tio_feed(t, rec, (size_t)k), 0);
+}
+
+static void feed_key_update(tio *t, trl *f)
+{
+	uint8_t rec[TRL_OVERHEAD + 5];
+	ssize_t k = trl_key_update(f, true, rec); /* moves the stand-in's write keys on */
+	assert_int_equal(k, TRL_OVERHEAD + 5);
+	assert_int_equal(tio_feed(t, rec, (size_t)k), 0);
+}
+
+/* A control record read through the spill buffer (read size smaller than the record). */
+static void test_key_update_with_a_tiny_read_buffer(void **st)
+{
+	struct pair p;
+	trl *f;
+	uint8_t buf[1], out[64], type;
+	size_t olen, n;
+	const uint8_t *q;
+	(void)st;
+	pair_open_until_finished(&p);
+	feed_client_output(&p);
+	assert_int_equal(tio_handshake(p.srv), 1);
+	assert_true(tio_handed_off(p.srv));
+	f = fake_client(&p);
+	feed_key_update(p.srv, f);
+	feed_sealed(p.srv, f, TRL_DATA, (const uint8_t *)"ab", 2);
+	assert_int_equal(tio_read(p.srv, buf, 1), 1);
+	assert_int_equal(buf[0], 'a');
+	assert_int_equal(tio_plain_pending(p.srv), 1);
+	assert_int_equal(tio_read(p.srv, buf, 1), 1);
+	assert_int_equal(buf[0], 'b');
+	/* The reply is under our old key; the client then follows. */
+	n = tio_out_peek(p.srv, &q);
+	assert_int_equal(n, TRL_OVERHEAD + 5);
+	assert_int_equal(trl_open(f, q, n, out, &olen, &type), 0);
+	assert_int_equal(type, TRL_HANDSHAKE);
+	assert_memory_equal(out, "\x18\x00\x00\x01\x00", 5);
+	tio_out_consume(p.srv, n);
+	trl_free(f);
+	pair_close(&p);
+}
+
 /* ---- the record layer on its own: two mirrored halves ------------------------------------------------ */
 
 static void mirror(trl **a, trl **b, uint16_t suite)
@@ -392,6 +559,10 @@ int main(void)
 		cmocka_unit_test(test_tls12_stays_with_openssl),
 		cmocka_unit_test(test_record_framing_limits),
 		cmocka_unit_test(test_post_handshake_messages),
+		cmocka_unit_test(test_data_and_key_update_behind_the_finished),
+		cmocka_unit_test(test_read_ahead_keeps_openssl),
+		cmocka_unit_test(test_tickets_keep_openssl),
+		cmocka_unit_test(test_key_update_with_a_tiny_read_buffer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
