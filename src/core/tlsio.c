@@ -35,6 +35,7 @@ struct tio {
 	BIO *out;  /* SSL -> network */
 	struct tbuf ib, ob, pb; /* pb: opened plaintext the caller has not taken yet (record layer only) */
 	bool done, eof, shut;
+	bool failed; /* the record layer hit a fatal error (ours or the peer's alert): it seals nothing more */
 	char err[256];
 };
 
@@ -453,8 +454,11 @@ static int rl_fail(tio *t, int e, int alert)
 		break;
 	}
 	/* A fatal alert of ours tells the peer why; the caller sends what is queued before it closes. */
-	if (mine && !t->shut && rl_send(t, TRL_ALERT, mine, 2) == 0)
+	if (mine && !t->shut && !t->failed && rl_send(t, TRL_ALERT, mine, 2) == 0)
 		t->shut = true;
+	/* RFC 8446 6.2: after a fatal alert either way the connection is closed at once, and our write state
+	 * may be half-updated after a failed seal: nothing is sealed from here on. */
+	t->failed = true;
 	t->eof = true;
 	return -EPROTO;
 }
@@ -475,7 +479,7 @@ static int rl_read(tio *t, uint8_t *buf, size_t cap)
 			return (int)k;
 		}
 		if (t->eof)
-			return t->err[0] ? -EPROTO : TIO_EOF;
+			return t->failed ? -EPROTO : TIO_EOF;
 		if (!t->ib.len)
 			return 0;
 		rec = t->ib.p + t->ib.off;
@@ -557,6 +561,8 @@ int tio_read(tio *t, uint8_t *buf, size_t cap)
 int tio_write(tio *t, const uint8_t *p, size_t n)
 {
 	if (t->rl) {
+		if (t->failed)
+			return -EPROTO;
 		if (t->shut) {
 			snprintf(t->err, sizeof t->err, "write after TLS close");
 			return -EPIPE;
@@ -586,6 +592,8 @@ int tio_shutdown(tio *t)
 {
 	if (t->rl) {
 		static const uint8_t close_notify[2] = { 1, 0 };
+		if (t->failed)
+			return -EPROTO;
 		if (t->shut)
 			return 0;
 		t->shut = true;

@@ -411,6 +411,30 @@ static void feed_key_update(tio *t, trl *f)
 	assert_int_equal(tio_feed(t, rec, (size_t)k), 0);
 }
 
+static void test_no_records_after_a_fatal_alert(void **st)
+{
+	struct pair p;
+	trl *f;
+	uint8_t buf[64];
+	(void)st;
+	pair_open_until_finished(&p);
+	feed_client_output(&p);
+	assert_int_equal(tio_handshake(p.srv), 1);
+	assert_true(tio_handed_off(p.srv));
+	f = fake_client(&p);
+	feed_sealed(p.srv, f, TRL_DATA, (const uint8_t *)"hi", 2);
+	assert_int_equal(tio_read(p.srv, buf, sizeof buf), 2);
+	feed_sealed(p.srv, f, TRL_ALERT, (const uint8_t *)"\x02\x28", 2);
+	assert_true(tio_read(p.srv, buf, sizeof buf) < 0);
+	assert_string_equal(tio_errstr(p.srv), "peer sent TLS alert 40");
+	/* RFC 8446 6.2: the connection is closed at once; nothing more is sealed. */
+	assert_true(tio_write(p.srv, (const uint8_t *)"x", 1) < 0);
+	assert_true(tio_shutdown(p.srv) < 0 || tio_out_pending(p.srv) == 0);
+	assert_int_equal(tio_out_pending(p.srv), 0);
+	trl_free(f);
+	pair_close(&p);
+}
+
 /* A control record read through the spill buffer (read size smaller than the record). */
 static void test_key_update_with_a_tiny_read_buffer(void **st)
 {
@@ -562,6 +586,7 @@ int main(void)
 		cmocka_unit_test(test_data_and_key_update_behind_the_finished),
 		cmocka_unit_test(test_read_ahead_keeps_openssl),
 		cmocka_unit_test(test_tickets_keep_openssl),
+		cmocka_unit_test(test_no_records_after_a_fatal_alert),
 		cmocka_unit_test(test_key_update_with_a_tiny_read_buffer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
