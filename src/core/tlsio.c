@@ -517,7 +517,7 @@ static int rl_read(tio *t, uint8_t *buf, size_t cap)
 			OPENSSL_clear_free(tmp, body);
 		if (r < 0)
 			return rl_fail(t, r, alert);
-		if (replylen) {
+		if (replylen && !t->shut) { /* nothing follows our close_notify (RFC 8446 6.1) */
 			uint8_t *d = tbuf_reserve(&t->ob, replylen);
 			if (!d)
 				return rl_fail(t, TRL_E_NOMEM, 0);

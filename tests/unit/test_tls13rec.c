@@ -435,6 +435,36 @@ static void test_no_records_after_a_fatal_alert(void **st)
 	pair_close(&p);
 }
 
+static void test_nothing_after_our_close_notify(void **st)
+{
+	struct pair p;
+	trl *f;
+	uint8_t buf[64], out[64], type;
+	size_t before, olen;
+	const uint8_t *q;
+	(void)st;
+	pair_open_until_finished(&p);
+	feed_client_output(&p);
+	assert_int_equal(tio_handshake(p.srv), 1);
+	assert_true(tio_handed_off(p.srv));
+	f = fake_client(&p);
+	assert_int_equal(tio_shutdown(p.srv), 0);
+	before = tio_out_pending(p.srv);
+	assert_int_equal(before, TRL_OVERHEAD + 2);
+	/* The client asks for a KeyUpdate after we closed: our close_notify stays the last record we send. */
+	feed_key_update(p.srv, f);
+	feed_sealed(p.srv, f, TRL_DATA, (const uint8_t *)"late", 4);
+	assert_int_equal(tio_read(p.srv, buf, sizeof buf), 4);
+	assert_int_equal(tio_out_pending(p.srv), before);
+	assert_int_equal(tio_out_peek(p.srv, &q), before);
+	assert_int_equal(trl_open(f, q, before, out, &olen, &type), 0);
+	assert_int_equal(type, TRL_ALERT);
+	assert_int_equal(olen, 2);
+	assert_memory_equal(out, "\x01\x00", 2);
+	trl_free(f);
+	pair_close(&p);
+}
+
 /* A control record read through the spill buffer (read size smaller than the record). */
 static void test_key_update_with_a_tiny_read_buffer(void **st)
 {
@@ -587,6 +617,7 @@ int main(void)
 		cmocka_unit_test(test_read_ahead_keeps_openssl),
 		cmocka_unit_test(test_tickets_keep_openssl),
 		cmocka_unit_test(test_no_records_after_a_fatal_alert),
+		cmocka_unit_test(test_nothing_after_our_close_notify),
 		cmocka_unit_test(test_key_update_with_a_tiny_read_buffer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
