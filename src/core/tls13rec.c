@@ -140,10 +140,14 @@ ssize_t trl_record_len(const uint8_t *p, size_t n)
 	if (n < TRL_HEADER)
 		return 0;
 	/* After the handshake only protected records remain: opaque_type application_data, version 3.x. */
-	if (p[0] != TRL_DATA || p[1] != 3)
+	if (p[0] != TRL_DATA)
+		return TRL_E_PROTO;
+	if (p[1] != 3)
 		return TRL_E_FORMAT;
 	len = ((size_t)p[3] << 8) | p[4];
-	if (len < TAG_LEN + 1 || len > TRL_MAX_CIPHER)
+	if (len > TRL_MAX_CIPHER)
+		return TRL_E_OVERFLOW;
+	if (len < TAG_LEN + 1)
 		return TRL_E_FORMAT;
 	return n >= TRL_HEADER + len ? (ssize_t)(TRL_HEADER + len) : 0;
 }
@@ -190,7 +194,7 @@ int trl_open(trl *r, const uint8_t *rec, size_t reclen, uint8_t *out, size_t *ou
 	}
 	*type = out[clen - 1];
 	*outlen = clen - 1;
-	rc = *outlen > TRL_MAX_PLAIN ? TRL_E_FORMAT : 0;
+	rc = *outlen > TRL_MAX_PLAIN ? TRL_E_OVERFLOW : 0;
 out:
 	EVP_CIPHER_CTX_free(x);
 	return rc;

@@ -26,6 +26,7 @@ enum trl_type { TRL_ALERT = 21, TRL_HANDSHAKE = 22, TRL_DATA = 23 };
 #define TRL_E_PROTO (-3)   /* unexpected message or alert */
 #define TRL_E_NOMEM (-4)
 #define TRL_E_LIMIT (-5)   /* sequence number exhausted */
+#define TRL_E_OVERFLOW (-6) /* record_overflow: a record or its content over the limits of RFC 8446 5.2 */
 
 typedef struct trl trl;
 
@@ -36,7 +37,8 @@ int trl_new(trl **out, uint16_t suite, const uint8_t *read_secret, const uint8_t
 void trl_free(trl *r);
 
 /* Length of the whole record starting at p (header included) once n covers it; 0 while more is needed;
- * TRL_E_FORMAT for a header no TLS 1.3 peer sends after its handshake. */
+ * TRL_E_PROTO for an outer type other than application_data (nothing else is allowed after the handshake),
+ * TRL_E_OVERFLOW for a length over 2^14 + 256, TRL_E_FORMAT for any other header no peer sends. */
 ssize_t trl_record_len(const uint8_t *p, size_t n);
 /* Opens one whole record (trl_record_len bytes) into out, which needs reclen - TRL_HEADER - 16 bytes.
  * *type gets the inner content type, *outlen the content length (padding removed). */

@@ -427,7 +427,8 @@ static int rl_send(tio *t, uint8_t type, const uint8_t *p, size_t n)
 
 static int rl_fail(tio *t, int e, int alert)
 {
-	static const uint8_t bad_mac[2] = { 2, 20 }, unexpected[2] = { 2, 10 }, decode[2] = { 2, 50 };
+	static const uint8_t bad_mac[2] = { 2, 20 }, unexpected[2] = { 2, 10 }, decode[2] = { 2, 50 },
+			     overflow[2] = { 2, 22 };
 	const uint8_t *mine = NULL;
 	switch (e) {
 	case TRL_E_AUTH:
@@ -437,6 +438,10 @@ static int rl_fail(tio *t, int e, int alert)
 	case TRL_E_FORMAT:
 		snprintf(t->err, sizeof t->err, "malformed TLS record");
 		mine = decode;
+		break;
+	case TRL_E_OVERFLOW:
+		snprintf(t->err, sizeof t->err, "TLS record too large (record_overflow)");
+		mine = overflow;
 		break;
 	case TRL_E_PROTO:
 		if (alert > 0 && alert < 256) {
@@ -495,7 +500,8 @@ static int rl_read(tio *t, uint8_t *buf, size_t cap)
 		r = trl_open(t->rl, rec, (size_t)reclen, dst, &len, &type);
 		tbuf_consume(&t->ib, (size_t)reclen);
 		if (r < 0) {
-			free(tmp);
+			if (tmp)
+				OPENSSL_clear_free(tmp, body);
 			return rl_fail(t, r, 0);
 		}
 		if (type == TRL_DATA) {

@@ -260,7 +260,19 @@ static void test_garbage_after_handshake(void **st)
 	assert_true(tio_handed_off(p.srv));
 	assert_int_equal(tio_feed(p.srv, junk, sizeof junk), 0);
 	assert_true(tio_read(p.srv, buf, sizeof buf) < 0);
-	assert_string_equal(tio_errstr(p.srv), "malformed TLS record");
+	assert_string_equal(tio_errstr(p.srv), "unexpected TLS message after the handshake");
+	pump(&p);
+	assert_true(tio_read(p.cli, buf, sizeof buf) < 0);
+	assert_non_null(strstr(tio_errstr(p.cli), "unexpected message"));
+	pair_close(&p);
+	/* A length over 2^14 + 256: record_overflow, told to the client as such. */
+	pair_open(&p, NULL, 0, 0);
+	assert_int_equal(tio_feed(p.srv, (const uint8_t *)"\x17\x03\x03\x50\x00", 5), 0);
+	assert_true(tio_read(p.srv, buf, sizeof buf) < 0);
+	assert_string_equal(tio_errstr(p.srv), "TLS record too large (record_overflow)");
+	pump(&p);
+	assert_true(tio_read(p.cli, buf, sizeof buf) < 0);
+	assert_non_null(strstr(tio_errstr(p.cli), "record overflow"));
 	pair_close(&p);
 }
 
@@ -538,11 +550,15 @@ static void test_record_framing_limits(void **st)
 	memcpy(h, "\x17\x03\x03\x00\x10", 5); /* 16: shorter than a tag and a type */
 	assert_int_equal(trl_record_len(h, 5), TRL_E_FORMAT);
 	memcpy(h, "\x17\x03\x03\x41\x01", 5); /* 2^14 + 257 */
-	assert_int_equal(trl_record_len(h, 5), TRL_E_FORMAT);
+	assert_int_equal(trl_record_len(h, 5), TRL_E_OVERFLOW);
+	memcpy(h, "\x17\x03\x03\xff\xff", 5);
+	assert_int_equal(trl_record_len(h, 5), TRL_E_OVERFLOW);
 	memcpy(h, "\x17\x03\x03\x41\x00", 5); /* 2^14 + 256: allowed, waits for its body */
 	assert_int_equal(trl_record_len(h, 5), 0);
 	memcpy(h, "\x15\x03\x03\x00\x02", 5); /* a plaintext alert after the handshake */
-	assert_int_equal(trl_record_len(h, 5), TRL_E_FORMAT);
+	assert_int_equal(trl_record_len(h, 5), TRL_E_PROTO);
+	memcpy(h, "\x14\x03\x03\x00\x01", 5); /* a stray ChangeCipherSpec */
+	assert_int_equal(trl_record_len(h, 5), TRL_E_PROTO);
 	memcpy(h, "\x17\x02\x03\x00\x20", 5);
 	assert_int_equal(trl_record_len(h, 5), TRL_E_FORMAT);
 	assert_false(trl_suite_supported(0x1304)); /* CCM is not offered */
