@@ -1344,7 +1344,10 @@ static bool can_read(const px_conn *c)
 
 static bool input_exhausted(px_conn *c)
 {
-	return c->in_eof && tio_in_pending(c->tls) == 0 && tio_plain_pending(c->tls) == 0;
+	/* After the hand-off the queue keeps a record cut short by the EOF (OpenSSL would have taken it in):
+	 * a read that found no whole record then means nothing more can come. */
+	return c->in_eof && tio_plain_pending(c->tls) == 0 &&
+	       (tio_in_pending(c->tls) == 0 || tio_handed_off(c->tls));
 }
 
 static void drive_once(px_conn *c)

@@ -199,6 +199,9 @@ static bool o_over(void *ctx)
 }
 static const px_conn_ops ops = { o_write, o_shutdown, o_close, o_consumed, o_over };
 
+/* When set, the client's last ciphertext is cut this many bytes short and followed by EOF. */
+static size_t g_cut;
+
 static void on_pump(uv_timer_t *t)
 {
 	struct owner *o = t->data;
@@ -218,10 +221,17 @@ static void on_pump(uv_timer_t *t)
 		o->sent = true;
 	}
 	while (o->pc && (n = tio_out_take(o->cli, buf, sizeof buf)) > 0) {
+		bool cut = g_cut && o->sent && n > g_cut;
+		if (cut)
+			n -= g_cut;
 		o->fed += n;
 		o->in_call++;
 		px_conn_feed(o->pc, buf, n);
+		if (cut && o->pc)
+			px_conn_eof(o->pc);
 		o->in_call--;
+		if (cut)
+			g_cut = 0;
 	}
 }
 
@@ -328,6 +338,22 @@ static void test_no_route_closes_gracefully(void **st)
 	assert_false(o.close_in_call);
 }
 
+static void test_truncated_record_then_eof_closes_at_once(void **st)
+{
+	struct owner o;
+	int n = 0;
+	uint64_t t0 = uv_hrtime();
+	(void)st;
+	/* The request's record ends 5 bytes short and the client is gone: nothing more can arrive, so the
+	 * connection ends now rather than at the idle timeout (120 s), also once the record layer took over. */
+	g_cut = 5;
+	run_case(&o, "GET /x HTTP/1.1\r\nHost: up.t.example\r\n\r\n", false, &n);
+	assert_int_equal(g_cut, 0);
+	assert_int_equal(n, 0);
+	assert_true(o.closed);
+	assert_true((uv_hrtime() - t0) / 1000000 < 3000);
+}
+
 static void test_abort_inside_write(void **st)
 {
 	struct owner o;
@@ -345,6 +371,7 @@ int main(void)
 		cmocka_unit_test(test_exchange),
 		cmocka_unit_test(test_no_route_closes_gracefully),
 		cmocka_unit_test(test_abort_inside_write),
+		cmocka_unit_test(test_truncated_record_then_eof_closes_at_once),
 	};
 	int rc;
 	log_set_level(LOG_WARN);
