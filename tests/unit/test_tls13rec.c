@@ -407,6 +407,16 @@ static trl *fake_client(struct pair *p)
 	return f;
 }
 
+/* A handed-off server and a stand-in for its client that can send records OpenSSL never would. */
+static trl *open_with_fake_client(struct pair *p)
+{
+	pair_open_until_finished(p);
+	feed_client_output(p);
+	assert_int_equal(tio_handshake(p->srv), 1);
+	assert_true(tio_handed_off(p->srv));
+	return fake_client(p);
+}
+
 static void feed_sealed(tio *t, trl *f, uint8_t type, const uint8_t *msg, size_t n)
 {
 	uint8_t rec[TRL_MAX_PLAIN + TRL_OVERHEAD];
@@ -429,11 +439,7 @@ static void test_no_records_after_a_fatal_alert(void **st)
 	trl *f;
 	uint8_t buf[64];
 	(void)st;
-	pair_open_until_finished(&p);
-	feed_client_output(&p);
-	assert_int_equal(tio_handshake(p.srv), 1);
-	assert_true(tio_handed_off(p.srv));
-	f = fake_client(&p);
+	f = open_with_fake_client(&p);
 	feed_sealed(p.srv, f, TRL_DATA, (const uint8_t *)"hi", 2);
 	assert_int_equal(tio_read(p.srv, buf, sizeof buf), 2);
 	feed_sealed(p.srv, f, TRL_ALERT, (const uint8_t *)"\x02\x28", 2);
@@ -455,11 +461,7 @@ static void test_nothing_after_our_close_notify(void **st)
 	size_t before, olen;
 	const uint8_t *q;
 	(void)st;
-	pair_open_until_finished(&p);
-	feed_client_output(&p);
-	assert_int_equal(tio_handshake(p.srv), 1);
-	assert_true(tio_handed_off(p.srv));
-	f = fake_client(&p);
+	f = open_with_fake_client(&p);
 	assert_int_equal(tio_shutdown(p.srv), 0);
 	before = tio_out_pending(p.srv);
 	assert_int_equal(before, TRL_OVERHEAD + 2);
@@ -486,11 +488,7 @@ static void test_key_update_with_a_tiny_read_buffer(void **st)
 	size_t olen, n;
 	const uint8_t *q;
 	(void)st;
-	pair_open_until_finished(&p);
-	feed_client_output(&p);
-	assert_int_equal(tio_handshake(p.srv), 1);
-	assert_true(tio_handed_off(p.srv));
-	f = fake_client(&p);
+	f = open_with_fake_client(&p);
 	feed_key_update(p.srv, f);
 	feed_sealed(p.srv, f, TRL_DATA, (const uint8_t *)"ab", 2);
 	assert_int_equal(tio_read(p.srv, buf, 1), 1);
