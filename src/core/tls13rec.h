@@ -35,6 +35,9 @@ typedef struct trl trl;
 bool trl_suite_supported(uint16_t suite);
 int trl_new(trl **out, uint16_t suite, const uint8_t *read_secret, const uint8_t *write_secret, size_t len);
 void trl_free(trl *r);
+/* n records were already sealed with the initial write keys (by OpenSSL, before the hand-off): the next record
+ * of ours takes sequence number n. Only before the first trl_seal. */
+void trl_skip_written(trl *r, uint64_t n);
 
 /* Length of the whole record starting at p (header included) once n covers it; 0 while more is needed;
  * TRL_E_PROTO for an outer type other than application_data (nothing else is allowed after the handshake),

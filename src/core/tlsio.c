@@ -254,22 +254,47 @@ static void keylog_cb(const SSL *ssl, const char *line)
 void tio_enable_handoff(SSL_CTX *ctx)
 {
 	pthread_once(&ex_once, ex_init);
-	/* Tickets would be the only records sent under the application key before the hand-off. */
-	SSL_CTX_set_num_tickets(ctx, 0);
 	SSL_CTX_set_keylog_callback(ctx, keylog_cb);
 }
 
+/* The records in p[0..n): their count, or -1 unless n is exactly whole protected records. */
+static int64_t count_records(const uint8_t *p, size_t n)
+{
+	int64_t k = 0;
+	while (n > 0) {
+		ssize_t l = trl_record_len(p, n);
+		if (l <= 0)
+			return -1;
+		p += l;
+		n -= (size_t)l;
+		k++;
+	}
+	return k;
+}
+
 /* Called once the handshake is done: moves to the record layer when it is certain of the state (TLS 1.3, a
- * suite it knows, both secrets, nothing sent under the new key, nothing read ahead); else OpenSSL stays. */
+ * suite it knows, both secrets, every record sent under the new key still in our queue, nothing read ahead);
+ * else OpenSSL stays. */
 static void try_handoff(tio *t)
 {
 	struct tio_hs *hs = t->hs;
 	const char *sn;
 	uint16_t suite;
+	uint64_t since;
+	int64_t sent = -1;
 
 	t->hs = NULL;
 	if (SSL_version(t->ssl) != TLS1_3_VERSION || !hs->marked || !hs->clen || hs->clen != hs->slen ||
-	    t->ob.total != hs->out_at_key || SSL_has_pending(t->ssl) || SSL_pending(t->ssl))
+	    SSL_has_pending(t->ssl) || SSL_pending(t->ssl))
+		goto out;
+	/* OpenSSL's session tickets went out under the server's application key, within the call that finished
+	 * the handshake: they are the last bytes queued. Our first record follows them in sequence; if they are
+	 * not exactly whole records still in the queue, the count is unknown and OpenSSL keeps the connection. */
+	since = t->ob.total - hs->out_at_key;
+	if (since > t->ob.len)
+		goto out;
+	sent = since ? count_records(t->ob.p + t->ob.off + t->ob.len - since, (size_t)since) : 0;
+	if (sent < 0)
 		goto out;
 	suite = SSL_CIPHER_get_protocol_id(SSL_get_current_cipher(t->ssl));
 	if (!trl_suite_supported(suite))
@@ -282,6 +307,7 @@ static void try_handoff(tio *t)
 		t->sni = NULL;
 		goto out;
 	}
+	trl_skip_written(t->rl, (uint64_t)sent);
 	SSL_free(t->ssl); /* frees the BIOs; the queues are ours */
 	t->ssl = NULL;
 	t->in = t->out = NULL;

@@ -339,6 +339,26 @@ test('TLS 1.3 KeyUpdate from openssl s_client, requested and not, on a connectio
   }
 });
 
+test('TLS 1.3 session resumption: a ticket from a handed-off connection resumes, and the new one is handed off too', async () => {
+  const px = await startProxy('px-resume', { up: `http://127.0.0.1:${upPort}` }, ['upstream:', '  allowed_ips: [127.0.0.0/8]'], 'debug');
+  const h = `up.${DOMAIN}`;
+  const sess = path.join(dir, 'tls-session.pem');
+  try {
+    const once = (n, flag) => run('openssl', ['s_client', '-connect', `127.0.0.1:${px.port}`, '-servername', h, '-CAfile', pki.ca,
+      '-crlf', '-ign_eof', flag, sess], { input: `GET /resume${n} HTTP/1.1\nHost: ${h}\nConnection: close\n\n`, timeoutMs: 10000 });
+    const first = await once(1, '-sess_out');
+    assert.match(first.stdout, /New, TLSv1\.3/);
+    assert.match(first.stdout, /"url":"\/resume1"/);
+    const second = await once(2, '-sess_in');
+    assert.match(second.stdout, /Reused, TLSv1\.3/);
+    assert.match(second.stdout, /"url":"\/resume2"/);
+    await px.waitFor(/(msg="tls handshake done" client=\S+ record_layer=postern[\s\S]*){2}/, 5000);
+    assert.doesNotMatch(px.log, /client TLS error/);
+  } finally {
+    await px.kill();
+  }
+});
+
 test('bad requests: 400 with a reason, 431 for a huge head, 405 for CONNECT', async () => {
   const r1 = await rawTls('GARBAGE\r\n\r\n');
   assert.match(r1, /^HTTP\/1\.1 400 Bad Request\r\n/);

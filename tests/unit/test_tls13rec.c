@@ -383,18 +383,64 @@ static void test_read_ahead_keeps_openssl(void **st)
 	pair_close(&p);
 }
 
-static void test_tickets_keep_openssl(void **st)
+static void test_tickets_before_the_hand_off(void **st)
+{
+	(void)st;
+	for (size_t tickets = 0; tickets <= 3; tickets++) {
+		struct pair p;
+		pair_open_until_finished(&p);
+		/* Tickets are sealed under the server's application key before the hand-off: our records follow
+		 * them in sequence, which the client checks on every record it opens. */
+		SSL_set_num_tickets(tio_ssl(p.srv), tickets);
+		feed_client_output(&p);
+		assert_int_equal(tio_handshake(p.srv), 1);
+		assert_true(tio_handed_off(p.srv));
+		exchange(&p, 3000, 3000, 16384);
+		assert_int_equal(SSL_SESSION_is_resumable(SSL_get0_session(tio_ssl(p.cli))), tickets > 0);
+		pair_close(&p);
+	}
+}
+
+/* Our tickets resume: a second connection with the first one's session skips the full handshake and is handed
+ * off too. */
+static void test_resumed_session_hands_off(void **st)
 {
 	struct pair p;
+	SSL_CTX *sctx = server_ctx(), *cctx = SSL_CTX_new(TLS_client_method());
+	SSL_SESSION *sess = NULL;
 	(void)st;
-	pair_open_until_finished(&p);
-	/* A ticket would be sealed under the server's application key before the hand-off. */
-	SSL_set_num_tickets(tio_ssl(p.srv), 1);
-	feed_client_output(&p);
-	assert_int_equal(tio_handshake(p.srv), 1);
-	assert_false(tio_handed_off(p.srv));
-	exchange(&p, 3000, 3000, 16384);
-	pair_close(&p);
+	assert_non_null(cctx);
+	SSL_CTX_set_verify(cctx, SSL_VERIFY_NONE, NULL);
+	for (int round = 0; round < 2; round++) {
+		memset(&p, 0, sizeof p);
+		p.sctx = sctx;
+		p.cctx = cctx;
+		SSL_CTX_up_ref(sctx);
+		SSL_CTX_up_ref(cctx);
+		p.srv = tio_new(sctx, true, NULL);
+		p.cli = tio_new(cctx, false, "srv.test");
+		assert_non_null(p.srv);
+		assert_non_null(p.cli);
+		if (round == 1)
+			assert_int_equal(SSL_set_session(tio_ssl(p.cli), sess), 1);
+		tio_handshake(p.cli);
+		pump(&p);
+		assert_true(tio_handed_off(p.srv));
+		exchange(&p, 2000, 2000, 16384); /* the client reads the tickets on the way */
+		assert_int_equal(SSL_session_reused(tio_ssl(p.cli)), round);
+		if (round == 0) {
+			sess = SSL_get1_session(tio_ssl(p.cli));
+			assert_non_null(sess);
+			assert_true(SSL_SESSION_is_resumable(sess));
+		}
+		/* A clean close: OpenSSL marks the session of a connection freed without one as not resumable. */
+		assert_int_equal(tio_shutdown(p.cli), 0);
+		pump(&p);
+		pair_close(&p);
+	}
+	SSL_SESSION_free(sess);
+	SSL_CTX_free(sctx);
+	SSL_CTX_free(cctx);
 }
 
 /* A stand-in for the client after its Finished: it writes with the client's key, reads with the server's. */
@@ -411,6 +457,8 @@ static trl *fake_client(struct pair *p)
 static trl *open_with_fake_client(struct pair *p)
 {
 	pair_open_until_finished(p);
+	/* The stand-in reads our records from sequence 0: no tickets ahead of them. */
+	SSL_set_num_tickets(tio_ssl(p->srv), 0);
 	feed_client_output(p);
 	assert_int_equal(tio_handshake(p->srv), 1);
 	assert_true(tio_handed_off(p->srv));
@@ -629,7 +677,8 @@ int main(void)
 		cmocka_unit_test(test_post_handshake_messages),
 		cmocka_unit_test(test_data_and_key_update_behind_the_finished),
 		cmocka_unit_test(test_read_ahead_keeps_openssl),
-		cmocka_unit_test(test_tickets_keep_openssl),
+		cmocka_unit_test(test_tickets_before_the_hand_off),
+		cmocka_unit_test(test_resumed_session_hands_off),
 		cmocka_unit_test(test_no_records_after_a_fatal_alert),
 		cmocka_unit_test(test_nothing_after_our_close_notify),
 		cmocka_unit_test(test_key_update_with_a_tiny_read_buffer),
