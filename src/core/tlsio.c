@@ -257,18 +257,34 @@ void tio_enable_handoff(SSL_CTX *ctx)
 	SSL_CTX_set_keylog_callback(ctx, keylog_cb);
 }
 
-/* The records in p[0..n): their count, or -1 unless n is exactly whole protected records. */
-static int64_t count_records(const uint8_t *p, size_t n)
+/* The records in p[0..n): their count, or -1 unless they are exactly whole records that open, in order from
+ * sequence 0, with the server's application key (so the count is proven, not inferred: a wrong count could
+ * only ever mean a nonce used twice). */
+static int64_t count_records(uint16_t suite, const struct tio_hs *hs, const uint8_t *p, size_t n)
 {
 	int64_t k = 0;
+	trl *chk = NULL;
+	uint8_t *tmp = NULL;
+
+	if (n && trl_new(&chk, suite, hs->ssec, hs->csec, hs->slen) < 0)
+		return -1;
 	while (n > 0) {
 		ssize_t l = trl_record_len(p, n);
-		if (l <= 0)
-			return -1;
+		size_t olen;
+		uint8_t type;
+		if (l <= 0 || !(tmp = malloc((size_t)l)) || trl_open(chk, p, (size_t)l, tmp, &olen, &type) < 0) {
+			k = -1;
+			break;
+		}
+		OPENSSL_clear_free(tmp, (size_t)l);
+		tmp = NULL;
 		p += l;
 		n -= (size_t)l;
 		k++;
 	}
+	if (tmp)
+		free(tmp); /* trl_open wiped what it wrote on failure */
+	trl_free(chk);
 	return k;
 }
 
@@ -291,13 +307,11 @@ static void try_handoff(tio *t)
 	 * the handshake: they are the last bytes queued. Our first record follows them in sequence; if they are
 	 * not exactly whole records still in the queue, the count is unknown and OpenSSL keeps the connection. */
 	since = t->ob.total - hs->out_at_key;
-	if (since > t->ob.len)
-		goto out;
-	sent = since ? count_records(t->ob.p + t->ob.off + t->ob.len - since, (size_t)since) : 0;
-	if (sent < 0)
-		goto out;
 	suite = SSL_CIPHER_get_protocol_id(SSL_get_current_cipher(t->ssl));
-	if (!trl_suite_supported(suite))
+	if (since > t->ob.len || !trl_suite_supported(suite))
+		goto out;
+	sent = since ? count_records(suite, hs, t->ob.p + t->ob.off + t->ob.len - since, (size_t)since) : 0;
+	if (sent < 0)
 		goto out;
 	sn = SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name);
 	if (sn && !(t->sni = strdup(sn)))
