@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/tlsio.h"
+#include "../unit/selfsigned.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -20,23 +21,12 @@ static SSL_CTX *sctx, *cctx;
 
 static void init(void)
 {
-	EVP_PKEY *k = EVP_EC_gen("P-256");
-	X509 *x = X509_new();
-	X509_NAME *n;
+	EVP_PKEY *k = NULL;
+	X509 *x = NULL;
 	sctx = SSL_CTX_new(TLS_server_method());
 	cctx = SSL_CTX_new(TLS_client_method());
-	if (!k || !x || !sctx || !cctx)
-		abort();
-	X509_set_version(x, 2);
-	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-	X509_gmtime_adj(X509_getm_notBefore(x), -60);
-	X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-	n = X509_get_subject_name(x);
-	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"fuzz.test", -1, -1, 0);
-	X509_set_issuer_name(x, n);
-	X509_set_pubkey(x, k);
-	if (X509_sign(x, k, EVP_sha256()) <= 0 || SSL_CTX_use_certificate(sctx, x) != 1 ||
-	    SSL_CTX_use_PrivateKey(sctx, k) != 1)
+	if (!sctx || !cctx || selfsigned_make("fuzz.test", 86400, &x, &k) < 0 ||
+	    SSL_CTX_use_certificate(sctx, x) != 1 || SSL_CTX_use_PrivateKey(sctx, k) != 1)
 		abort();
 	SSL_CTX_set_mode(sctx, SSL_MODE_RELEASE_BUFFERS);
 	tio_enable_handoff(sctx);

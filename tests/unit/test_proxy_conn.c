@@ -19,25 +19,18 @@
 
 #include "core/log.h"
 #include "core/tlsio.h"
+#include "selfsigned.h"
 #include "proxy/proxy.h"
 
 static char certf[64], keyf[64];
 
 static void make_cert(void)
 {
-	EVP_PKEY *k = EVP_EC_gen("P-256");
-	X509 *x = X509_new();
+	EVP_PKEY *k = NULL;
+	X509 *x = NULL;
 	FILE *f;
 	int fd;
-	assert_non_null(k);
-	X509_set_version(x, 2);
-	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-	X509_gmtime_adj(X509_getm_notBefore(x), -60);
-	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
-	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC, (const unsigned char *)"t", -1, -1, 0);
-	X509_set_issuer_name(x, X509_get_subject_name(x));
-	X509_set_pubkey(x, k);
-	assert_true(X509_sign(x, k, EVP_sha256()) > 0);
+	assert_int_equal(selfsigned_make("t", 3600, &x, &k), 0);
 	strcpy(certf, "/tmp/pxconn-crt-XXXXXX");
 	strcpy(keyf, "/tmp/pxconn-key-XXXXXX");
 	fd = mkstemp(certf);

@@ -16,25 +16,15 @@
 
 #include "core/tls13rec.h"
 #include "core/tlsio.h"
+#include "selfsigned.h"
 
 static SSL_CTX *server_ctx(void)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-	EVP_PKEY *k = EVP_EC_gen("P-256");
-	X509 *x = X509_new();
-	X509_NAME *n;
+	EVP_PKEY *k = NULL;
+	X509 *x = NULL;
 	assert_non_null(ctx);
-	assert_non_null(k);
-	assert_non_null(x);
-	X509_set_version(x, 2);
-	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-	X509_gmtime_adj(X509_getm_notBefore(x), -60);
-	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
-	n = X509_get_subject_name(x);
-	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"srv.test", -1, -1, 0);
-	X509_set_issuer_name(x, n);
-	X509_set_pubkey(x, k);
-	assert_true(X509_sign(x, k, EVP_sha256()) > 0);
+	assert_int_equal(selfsigned_make("srv.test", 3600, &x, &k), 0);
 	assert_int_equal(SSL_CTX_use_certificate(ctx, x), 1);
 	assert_int_equal(SSL_CTX_use_PrivateKey(ctx, k), 1);
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -401,7 +391,7 @@ static void test_tickets_before_the_hand_off(void **st)
 	}
 }
 
-/* Our tickets resume: a second connection with the first one's session skips the full handshake and is handed
+/* Our tickets resume: a second connection with the first one's session needs no full handshake and is handed
  * off too. */
 static void test_resumed_session_hands_off(void **st)
 {
