@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
@@ -96,6 +97,17 @@ static void tbuf_consume(struct tbuf *b, size_t n)
 	b->len -= n;
 }
 
+/* Moves up to cap bytes from the front of b into buf. */
+static size_t tbuf_take(struct tbuf *b, uint8_t *buf, size_t cap)
+{
+	size_t k = cap < b->len ? cap : b->len;
+	if (!k)
+		return 0;
+	memcpy(buf, b->p + b->off, k);
+	tbuf_consume(b, k);
+	return k;
+}
+
 static int qbio_write(BIO *b, const char *p, int n)
 {
 	BIO_clear_retry_flags(b);
@@ -107,16 +119,12 @@ static int qbio_write(BIO *b, const char *p, int n)
 static int qbio_read(BIO *b, char *p, int n)
 {
 	struct tbuf *q = BIO_get_data(b);
-	size_t k;
 	BIO_clear_retry_flags(b);
 	if (!q->len) {
 		BIO_set_retry_read(b); /* more input may come: never a hard EOF */
 		return -1;
 	}
-	k = (size_t)n < q->len ? (size_t)n : q->len;
-	memcpy(p, q->p + q->off, k);
-	tbuf_consume(q, k);
-	return (int)k;
+	return (int)tbuf_take(q, (uint8_t *)p, (size_t)n);
 }
 
 static long qbio_ctrl(BIO *b, int cmd, long num, void *ptr)
@@ -200,26 +208,6 @@ static pthread_once_t ex_once = PTHREAD_ONCE_INIT;
 
 static void ex_init(void) { tio_ex_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL); }
 
-static int unhex(const char *h, uint8_t *out, size_t cap, size_t *len)
-{
-	size_t n = 0;
-	for (; h[0] && h[1] && h[0] != ' '; h += 2) {
-		int v[2];
-		for (int i = 0; i < 2; i++) {
-			char c = h[i];
-			v[i] = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-				: c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-			if (v[i] < 0)
-				return -1;
-		}
-		if (n == cap)
-			return -1;
-		out[n++] = (uint8_t)(v[0] << 4 | v[1]);
-	}
-	*len = n;
-	return h[0] ? -1 : 0;
-}
-
 /* OpenSSL 3.0 tells the traffic secrets only through the key log (nginx's QUIC layer for OpenSSL takes
  * them the same way). They go into the tio, never into a log or a file. */
 static void keylog_cb(const SSL *ssl, const char *line)
@@ -239,13 +227,14 @@ static void keylog_cb(const SSL *ssl, const char *line)
 		return;
 	if (!(sp = strchr(line + 24, ' ')))
 		return;
-	if (unhex(sp + 1, client ? hs->csec : hs->ssec, TRL_SECRET_MAX, client ? &hs->clen : &hs->slen) < 0) {
+	if (OPENSSL_hexstr2buf_ex(client ? hs->csec : hs->ssec, TRL_SECRET_MAX, client ? &hs->clen : &hs->slen, sp + 1,
+				  '\0') != 1) {
 		hs->clen = hs->slen = 0; /* never hand off on a secret we could not read */
 		return;
 	}
 	if (!client) {
-		/* Every record from here on uses the server's application key: none may leave before the
-		 * hand-off, or its sequence number would be unknown to the record layer. */
+		/* Every record from here on uses the server's application key: the hand-off proves how many
+		 * left before it (count_records) and numbers its own after them. */
 		hs->out_at_key = t->ob.total;
 		hs->marked = true;
 	}
@@ -517,12 +506,8 @@ static int rl_read(tio *t, uint8_t *buf, size_t cap)
 		ssize_t reclen;
 		int r, alert;
 
-		if (t->pb.len) {
-			size_t k = cap < t->pb.len ? cap : t->pb.len;
-			memcpy(buf, t->pb.p + t->pb.off, k);
-			tbuf_consume(&t->pb, k);
-			return (int)k;
-		}
+		if (t->pb.len)
+			return (int)tbuf_take(&t->pb, buf, cap);
 		if (t->eof)
 			return t->failed ? -EPROTO : TIO_EOF;
 		if (!t->ib.len)
@@ -563,13 +548,9 @@ static int rl_read(tio *t, uint8_t *buf, size_t cap)
 			OPENSSL_clear_free(tmp, body);
 		if (r < 0)
 			return rl_fail(t, r, alert);
-		if (replylen && !t->shut) { /* nothing follows our close_notify (RFC 8446 6.1) */
-			uint8_t *d = tbuf_reserve(&t->ob, replylen);
-			if (!d)
-				return rl_fail(t, TRL_E_NOMEM, 0);
-			memcpy(d, reply, replylen);
-			tbuf_commit(&t->ob, replylen);
-		}
+		/* Nothing follows our close_notify (RFC 8446 6.1). */
+		if (replylen && !t->shut && tbuf_append(&t->ob, reply, replylen) < 0)
+			return rl_fail(t, TRL_E_NOMEM, 0);
 		if (r == TRL_CTL_EOF) {
 			t->eof = true;
 			return TIO_EOF;
@@ -654,15 +635,7 @@ int tio_shutdown(tio *t)
 size_t tio_out_pending(tio *t) { return t->ob.len; }
 size_t tio_in_pending(const tio *t) { return t->ib.len; }
 
-size_t tio_out_take(tio *t, uint8_t *buf, size_t cap)
-{
-	size_t k = cap < t->ob.len ? cap : t->ob.len;
-	if (!k)
-		return 0;
-	memcpy(buf, t->ob.p + t->ob.off, k);
-	tbuf_consume(&t->ob, k);
-	return k;
-}
+size_t tio_out_take(tio *t, uint8_t *buf, size_t cap) { return tbuf_take(&t->ob, buf, cap); }
 
 size_t tio_out_peek(tio *t, const uint8_t **p)
 {
