@@ -205,23 +205,16 @@ static int load_routes(cfg_doc *d, cfg_node *root, px_config *c)
 					"left of tunnel_domain)");
 		if (!s && cfg_is_map(val)) {
 			rc = load_mcp_route(d, routes, name, val, &r);
-			if (rc == 0)
-				rc = route_table_add(&c->routes, name, &r);
-			route_free_fields(&r);
-			if (rc == -EEXIST)
-				return cfg_fail(d, routes, name, "duplicate route name (names are case-insensitive)");
-			if (rc < 0)
-				return rc;
-			continue;
-		}
-		if (!s)
+		} else if (!s) {
 			return cfg_fail(d, routes, name, "invalid upstream (must be scheme://host:port)");
-		rc = route_parse_value(s, &r, why, sizeof why);
-		if (rc == -ENOMEM)
-			return rc;
-		if (rc < 0)
-			return cfg_fail(d, routes, name, "invalid upstream (must be scheme://host:port): '%s': %s", s, why);
-		rc = route_table_add(&c->routes, name, &r);
+		} else {
+			rc = route_parse_value(s, &r, why, sizeof why);
+			if (rc < 0 && rc != -ENOMEM)
+				return cfg_fail(d, routes, name, "invalid upstream (must be scheme://host:port): '%s': %s", s,
+						why);
+		}
+		if (rc == 0)
+			rc = route_table_add(&c->routes, name, &r);
 		route_free_fields(&r);
 		if (rc == -EEXIST)
 			return cfg_fail(d, routes, name, "duplicate route name (names are case-insensitive)");
