@@ -474,7 +474,7 @@ static int start_init(sbx *s, const sbx_config *c, struct sbxi_params *ip, const
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	long pid = syscall(SYS_clone,
 			   CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |
-				   CLONE_NEWCGROUP | CLONE_PIDFD | SIGCHLD,
+				   CLONE_PIDFD | SIGCHLD, /* the cgroup namespace comes after the move (sbxinit) */
 			   NULL, &pidfd, NULL, 0);
 	if (pid == 0)
 		sbxi_main(ip);

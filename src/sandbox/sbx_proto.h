@@ -21,7 +21,7 @@ enum sbxp_type {
 	SBXP_LISTEN,    /* a = port; payload: address text */
 	SBXP_NPROCS,
 	/* init -> host */
-	SBXP_READY = 100,
+	SBXP_READY = 100, /* a = SBXP_READY_* flags; fd: the root (O_PATH) */
 	SBXP_FAIL,      /* a = errno; payload: text (setup failed; the init exits) */
 	SBXP_STARTED,   /* id; a = pid */
 	SBXP_EXEC_ERR,  /* id; a = errno */
@@ -34,6 +34,7 @@ enum sbxp_type {
 #define SBXP_EXEC_STDIN 1
 #define SBXP_GO_RLIMIT_AS 1    /* no memory cgroup: RLIMIT_AS = memory_bytes in commands */
 #define SBXP_GO_RLIMIT_NPROC 2 /* no pids cgroup: RLIMIT_NPROC = pids in commands */
+#define SBXP_READY_SYS_EMPTY 1 /* the kernel refused a sysfs of our own: /sys is an empty tmpfs */
 
 struct sbxp_hdr {
 	uint32_t type;

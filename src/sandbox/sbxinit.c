@@ -14,9 +14,11 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -131,7 +133,7 @@ static void populate_root(void)
 			off += d->d_reclen;
 			const char *name = d->d_name;
 			if (!strcmp(name, ".") || !strcmp(name, "..") || !strcmp(name, "proc") || !strcmp(name, "dev") ||
-			    !strcmp(name, "tmp"))
+			    !strcmp(name, "tmp") || !strcmp(name, "sys"))
 				continue;
 			struct stat st;
 			if (fstatat(image_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
@@ -199,6 +201,60 @@ static void harden_proc(void)
 		bind_tree(AT_FDCWD, ro[i], ro[i], true, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
 								MOUNT_ATTR_NOEXEC);
 	}
+}
+
+/* /sys: a sysfs of our own network namespace (only `lo` under class/net, no host NIC), read-only, with the
+ * paths runc masks by default (firmware tables, the RAPL energy counters of powercap) covered. Where the
+ * kernel refuses the mount, an empty read-only tmpfs: nothing of the host's sysfs is ever bound in. */
+static bool sys_empty;
+
+static void build_sys(void)
+{
+	static const char *const mask[] = { "sys/firmware", "sys/devices/virtual/powercap", "sys/kernel/debug",
+					    "sys/kernel/tracing", "sys/kernel/security" };
+	const unsigned long fl = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+	mkdir("sys", 0555);
+	if (mount("sysfs", "sys", "sysfs", fl, NULL) < 0) {
+		sys_empty = true;
+		mount_or_fail("tmpfs", "sys", "tmpfs", fl, "mode=0555,size=4k,nr_inodes=4");
+		return;
+	}
+	for (size_t i = 0; i < sizeof mask / sizeof mask[0]; i++) {
+		struct stat st;
+		if (lstat(mask[i], &st) == 0 && S_ISDIR(st.st_mode))
+			mount_or_fail("tmpfs", mask[i], "tmpfs", fl, "mode=0555,size=4k,nr_inodes=4");
+	}
+}
+
+/* pid 1 is a clone of the host process: its argument and environment area still hold the host's command
+ * line (workspace path, options) and environment (possibly secrets). /proc/1/cmdline is readable by every
+ * process of the sandbox, so both areas are cleared (the addresses are fields 48-51 of /proc/self/stat). */
+static void scrub_cmdline(void)
+{
+	static char st[4096];
+	int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		fail(errno, "/proc/self/stat: %s", strerror(errno));
+	ssize_t n = read(fd, st, sizeof st - 1);
+	close(fd);
+	if (n <= 0)
+		fail(EIO, "/proc/self/stat: short read");
+	st[n] = 0;
+	char *p = strrchr(st, ')');
+	unsigned long v[4] = { 0 };
+	/* After "pid (comm)" comes field 3; arg_start is field 48. */
+	for (int f = 2; p && f <= 51; f++) {
+		p = strchr(p + 1, ' ');
+		if (p && f + 1 >= 48 && f + 1 <= 51)
+			v[f + 1 - 48] = strtoul(p + 1, NULL, 10);
+	}
+	if (!v[0] || v[1] <= v[0] || !v[2] || v[3] < v[2])
+		fail(EIO, "/proc/self/stat: no argument area");
+	static const char name[] = "sandbox-init";
+	memset((void *)v[0], 0, v[1] - v[0]);
+	memcpy((void *)v[0], name, sizeof name <= v[1] - v[0] ? sizeof name : v[1] - v[0] - 1);
+	memset((void *)v[2], 0, v[3] - v[2]);
+	(void)prctl(PR_SET_NAME, name, 0, 0, 0);
 }
 
 static void hide_paths(void)
@@ -320,6 +376,7 @@ static void setup(void)
 	mount_or_fail("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
 	harden_proc();
 	build_dev();
+	build_sys();
 	mkdir("tmp", 01777);
 	snprintf(buf, sizeof buf, "mode=1777,size=%llu", (unsigned long long)P->tmp_bytes);
 	mount_or_fail("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, buf);
@@ -355,6 +412,15 @@ static void setup(void)
 		close(ws_fd);
 	if (ws_tree >= 0)
 		close(ws_tree);
+}
+
+/* After SBXP_GO (the host has moved us into the session's cgroups): a cgroup namespace rooted there, so
+ * /proc/self/cgroup reads "0::/" and no host cgroup path; then the capabilities go. */
+static void finish(void)
+{
+	if (unshare(CLONE_NEWCGROUP) < 0)
+		fail(errno, "cgroup namespace: %s", strerror(errno));
+	scrub_cmdline();
 	drop_caps();
 	/* Commands share our uid: keep them out of /proc/1/mem and friends. */
 	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -607,7 +673,7 @@ static void __attribute__((noreturn)) serve(void)
 	int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (root < 0)
 		fail(errno, "open root: %s", strerror(errno));
-	(void)sbxp_send(P->ctl, SBXP_READY, 0, 0, 0, NULL, 0, &root, 1);
+	(void)sbxp_send(P->ctl, SBXP_READY, 0, sys_empty ? SBXP_READY_SYS_EMPTY : 0, 0, NULL, 0, &root, 1);
 	close(root);
 	for (;;) {
 		struct pollfd pf[2] = { { P->ctl, POLLIN, 0 }, { sfd, POLLIN, 0 } };
@@ -695,5 +761,6 @@ void sbxi_main(const struct sbxi_params *params)
 	prog.filter = bpf;
 	rlimit_as = h.a & SBXP_GO_RLIMIT_AS;
 	rlimit_nproc = h.a & SBXP_GO_RLIMIT_NPROC;
+	finish();
 	serve();
 }
