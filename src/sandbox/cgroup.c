@@ -1,6 +1,7 @@
-/* Session cgroups. v2 is used only under a delegated parent or at the v2 root (anywhere else our own
- * cgroup holds processes, and the no-internal-processes rule forbids enabling controllers for a child);
- * otherwise each v1 controller is used where mounted and writable. */
+/* Session cgroups. v2 is used under a configured parent, in our own cgroup when it is delegated to us
+ * (its processes move into a leaf child first: the no-internal-processes rule), or at the v2 root;
+ * otherwise each v1 controller is used where mounted and writable (a configured v1 directory, or our
+ * own v1 cgroup). */
 #include "sandbox/cgroup.h"
 
 #include <dirent.h>
@@ -12,7 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/xattr.h>
 #include <time.h>
+#include <linux/magic.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -151,6 +155,8 @@ struct cgr {
 	enum cgr_kind kind[CGR_NCTRL];
 	char v2_dir[CGR_PATH_MAX];           /* "" when unused */
 	char v1_dir[CGR_NCTRL][CGR_PATH_MAX]; /* "" when unused */
+	int v1_err[CGR_NCTRL];               /* why a v1 controller could not be used (errno) */
+	char why[640];                       /* why v2 was not used, for the log */
 };
 
 static int read_file(const char *path, char *buf, size_t len)
@@ -258,39 +264,53 @@ static void v2_setup(cgr *g, const char *dir, const struct cgr_limits *l)
 	}
 }
 
+/* One v1 controller's session cgroup in base (a directory of that controller's hierarchy). */
+static void v1_one(cgr *g, int c, const char *base, const char *name, const struct cgr_limits *l)
+{
+	char dir[CGR_PATH_MAX], v[64];
+	if (g->kind[c] != CGR_NONE || (c == CGR_CPU && !l->cpu_millis))
+		return;
+	if ((size_t)snprintf(dir, sizeof dir, "%s/%s", base, name) >= sizeof dir)
+		return;
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		g->v1_err[c] = errno;
+		return;
+	}
+	int rc;
+	if (c == CGR_MEMORY) {
+		snprintf(v, sizeof v, "%llu", (unsigned long long)l->memory_bytes);
+		rc = write_file(dir, "memory.limit_in_bytes", v);
+		if (rc == 0)
+			(void)write_file(dir, "memory.memsw.limit_in_bytes", v);
+	} else if (c == CGR_PIDS) {
+		snprintf(v, sizeof v, "%u", l->pids);
+		rc = write_file(dir, "pids.max", v);
+	} else {
+		snprintf(v, sizeof v, "%u", l->cpu_millis * 100);
+		rc = write_file(dir, "cpu.cfs_period_us", "100000");
+		if (rc == 0)
+			rc = write_file(dir, "cpu.cfs_quota_us", v);
+	}
+	if (rc < 0) {
+		g->v1_err[c] = -rc;
+		rmdir(dir);
+		return;
+	}
+	snprintf(g->v1_dir[c], sizeof g->v1_dir[c], "%s", dir);
+	g->kind[c] = CGR_V1;
+}
+
+/* Our own cgroup of each v1 controller: usable where it is writable (root, or a directory delegated to
+ * us with chown, as cgcreate -a/-t does). v1 has no rule against children of a cgroup holding processes. */
 static void v1_setup(cgr *g, const struct cgr_mounts *m, const char *name, const struct cgr_limits *l)
 {
 	for (int c = 0; c < CGR_NCTRL; c++) {
-		if (g->kind[c] != CGR_NONE || !m->v1_mount[c][0] || (c == CGR_CPU && !l->cpu_millis))
+		char base[CGR_PATH_MAX];
+		if (!m->v1_mount[c][0])
 			continue;
-		char dir[CGR_PATH_MAX], v[64];
 		const char *p = m->v1_path[c][0] ? m->v1_path[c] : "/";
-		if ((size_t)snprintf(dir, sizeof dir, "%s%s/%s", m->v1_mount[c], strcmp(p, "/") ? p : "", name) >=
-		    sizeof dir)
-			continue;
-		if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-			continue;
-		int rc;
-		if (c == CGR_MEMORY) {
-			snprintf(v, sizeof v, "%llu", (unsigned long long)l->memory_bytes);
-			rc = write_file(dir, "memory.limit_in_bytes", v);
-			if (rc == 0)
-				(void)write_file(dir, "memory.memsw.limit_in_bytes", v);
-		} else if (c == CGR_PIDS) {
-			snprintf(v, sizeof v, "%u", l->pids);
-			rc = write_file(dir, "pids.max", v);
-		} else {
-			snprintf(v, sizeof v, "%u", l->cpu_millis * 100);
-			rc = write_file(dir, "cpu.cfs_period_us", "100000");
-			if (rc == 0)
-				rc = write_file(dir, "cpu.cfs_quota_us", v);
-		}
-		if (rc < 0) {
-			rmdir(dir);
-			continue;
-		}
-		snprintf(g->v1_dir[c], sizeof g->v1_dir[c], "%s", dir);
-		g->kind[c] = CGR_V1;
+		if ((size_t)snprintf(base, sizeof base, "%s%s", m->v1_mount[c], strcmp(p, "/") ? p : "") < sizeof base)
+			v1_one(g, c, base, name, l);
 	}
 }
 
@@ -315,13 +335,21 @@ static void sweep_stale(const char *dir)
 	closedir(d);
 }
 
-static void sweep_all(const struct cgr_mounts *m, const char *parent)
+static void sweep_all(const struct cgr_mounts *m, const char *parent, const char *own_v2)
 {
 	char dir[CGR_PATH_MAX * 2];
-	if (parent && *parent)
-		sweep_stale(parent);
-	else if (m->v2_mount[0] && !strcmp(m->v2_path, "/"))
-		sweep_stale(m->v2_mount);
+	for (const char *p = parent; p && *p;) {
+		const char *e = strchr(p, ':');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+		if (n && n < sizeof dir) {
+			memcpy(dir, p, n);
+			dir[n] = 0;
+			sweep_stale(dir);
+		}
+		p = e ? e + 1 : NULL;
+	}
+	if (own_v2 && *own_v2)
+		sweep_stale(own_v2);
 	for (int c = 0; c < CGR_NCTRL; c++)
 		if (m->v1_mount[c][0]) {
 			const char *p = m->v1_path[c][0] ? m->v1_path[c] : "/";
@@ -332,19 +360,155 @@ static void sweep_all(const struct cgr_mounts *m, const char *parent)
 
 static atomic_flag swept = ATOMIC_FLAG_INIT;
 
+#define LEAF "postern-leaf"
+
+static unsigned wanted(const struct cgr_limits *l)
+{
+	return 1u << CGR_MEMORY | 1u << CGR_PIDS | (l->cpu_millis ? 1u << CGR_CPU : 0);
+}
+
+/* A v2 directory is delegated to us when we may create children in it and move our processes there:
+ * owned by our euid (systemd's Delegate= for a user manager, or a chown by the administrator), or, for
+ * root, marked delegated by systemd (the trusted.delegate / user.delegate xattr). */
+static bool v2_delegated(const char *dir)
+{
+	char path[CGR_PATH_MAX + 32], v[8];
+	struct stat st;
+	if (stat(dir, &st) < 0)
+		return false;
+	if (geteuid() != 0) {
+		snprintf(path, sizeof path, "%s/cgroup.procs", dir);
+		if (st.st_uid != geteuid() || access(path, W_OK) < 0)
+			return false;
+		snprintf(path, sizeof path, "%s/cgroup.subtree_control", dir);
+		return access(path, W_OK) == 0;
+	}
+	return (getxattr(dir, "trusted.delegate", v, sizeof v) == 1 && v[0] == '1') ||
+	       (getxattr(dir, "user.delegate", v, sizeof v) == 1 && v[0] == '1');
+}
+
+/* Makes the delegated v2 directory dir a parent for session cgroups: its controllers enabled for
+ * children. A cgroup holding processes (ours, the gateway's that started us) cannot do that ("no
+ * internal processes"), so, as systemd's delegation document asks of a delegated subtree, its processes
+ * move into a leaf child first. 0, or -errno with the reason in why. */
+static int v2_make_parent(const char *dir, unsigned want, char *why, size_t whylen)
+{
+	static char procs[65536];
+	char buf[512], path[CGR_PATH_MAX + 32], leaf[CGR_PATH_MAX + 32], v[64];
+	int rc;
+	snprintf(path, sizeof path, "%s/cgroup.controllers", dir);
+	if ((rc = read_file(path, buf, sizeof buf)) < 0) {
+		snprintf(why, whylen, "%.400s: %s", path, strerror(-rc));
+		return rc;
+	}
+	unsigned have = cgr_parse_controllers(buf) & want;
+	if (!(have & (1u << CGR_MEMORY | 1u << CGR_PIDS))) {
+		snprintf(why, whylen, "cgroup v2 %.400s offers no memory or pids controller", dir);
+		return -EOPNOTSUPP;
+	}
+	snprintf(path, sizeof path, "%s/cgroup.subtree_control", dir);
+	if ((rc = read_file(path, buf, sizeof buf)) < 0) {
+		snprintf(why, whylen, "%.400s: %s", path, strerror(-rc));
+		return rc;
+	}
+	unsigned todo = have & ~cgr_parse_controllers(buf);
+	if (!todo)
+		return 0;
+	v[0] = 0;
+	for (int c = 0; c < CGR_NCTRL; c++)
+		if (todo & (1u << c))
+			snprintf(v + strlen(v), sizeof v - strlen(v), "%s+%s", v[0] ? " " : "", ctrl_names[c]);
+	snprintf(leaf, sizeof leaf, "%s/" LEAF, dir);
+	if (mkdir(leaf, 0755) < 0 && errno != EEXIST) {
+		rc = -errno;
+		snprintf(why, whylen, "mkdir %.400s: %s", leaf, strerror(errno));
+		return rc;
+	}
+	/* Processes forked meanwhile land in dir again: a few rounds. */
+	for (int round = 0; round < 4; round++) {
+		snprintf(path, sizeof path, "%s/cgroup.procs", dir);
+		if (read_file(path, procs, sizeof procs) == 0)
+			for (char *save = NULL, *t = strtok_r(procs, "\n", &save); t; t = strtok_r(NULL, "\n", &save))
+				(void)write_file(leaf, "cgroup.procs", t);
+		if ((rc = write_file(dir, "cgroup.subtree_control", v)) == 0)
+			return 0;
+		if (rc != -EBUSY)
+			break;
+	}
+	snprintf(why, whylen, "enable %s in %.400s: %s", v, dir, strerror(-rc));
+	return rc;
+}
+
+/* Session cgroups under one configured parent directory: a v2 directory (every controller it offers) or
+ * a v1 controller's directory (that controller). */
+static void parent_setup(cgr *g, const struct cgr_mounts *m, const char *dir, const char *name,
+			 const struct cgr_limits *l)
+{
+	struct statfs sf;
+	char sub[CGR_PATH_MAX];
+	if (statfs(dir, &sf) < 0) {
+		snprintf(g->why, sizeof g->why, "cgroup parent %.400s: %s", dir, strerror(errno));
+		return;
+	}
+	if (sf.f_type == CGROUP2_SUPER_MAGIC) {
+		if (g->v2_dir[0])
+			return;
+		if (v2_make_parent(dir, wanted(l), g->why, sizeof g->why) == 0 &&
+		    (size_t)snprintf(sub, sizeof sub, "%s/%s", dir, name) < sizeof sub)
+			v2_setup(g, sub, l);
+		return;
+	}
+	if (sf.f_type == CGROUP_SUPER_MAGIC) {
+		for (int c = 0; c < CGR_NCTRL; c++) {
+			size_t ml = strlen(m->v1_mount[c]);
+			if (ml && !strncmp(dir, m->v1_mount[c], ml) && (dir[ml] == '/' || !dir[ml]))
+				v1_one(g, c, dir, name, l);
+		}
+		return;
+	}
+	snprintf(g->why, sizeof g->why, "cgroup parent %.400s: not a cgroup directory", dir);
+}
+
 cgr *cgr_new(const char *parent, const char *name, const struct cgr_limits *l, bool disable)
 {
 	cgr *g = calloc(1, sizeof *g);
 	struct cgr_mounts m;
+	char dir[CGR_PATH_MAX], own[CGR_PATH_MAX] = "";
 	if (!g)
 		return NULL;
-	if (disable || !detect(&m))
+	if (disable) {
+		snprintf(g->why, sizeof g->why, "cgroups disabled (--no-cgroup)");
 		return g;
+	}
+	if (!detect(&m)) {
+		snprintf(g->why, sizeof g->why, "cannot read /proc/self/mountinfo or /proc/self/cgroup");
+		return g;
+	}
+	if (m.v2_mount[0] && strcmp(m.v2_path, "/")) {
+		/* Our own v2 cgroup; a previous session of this process may have moved us into its leaf. */
+		if ((size_t)snprintf(own, sizeof own, "%s%s", m.v2_mount, m.v2_path) >= sizeof own)
+			own[0] = 0;
+		size_t ol = strlen(own);
+		if (ol > sizeof LEAF && !strcmp(own + ol - sizeof LEAF, "/" LEAF))
+			own[ol - sizeof LEAF] = 0;
+	}
+	bool own_ok = !(parent && *parent) && own[0] && v2_delegated(own);
 	if (!atomic_flag_test_and_set(&swept))
-		sweep_all(&m, parent);
-	char dir[CGR_PATH_MAX];
+		sweep_all(&m, parent, own_ok ? own : NULL);
 	if (parent && *parent) {
-		if ((size_t)snprintf(dir, sizeof dir, "%s/%s", parent, name) < sizeof dir)
+		for (const char *p = parent; p && *p;) {
+			const char *e = strchr(p, ':');
+			size_t n = e ? (size_t)(e - p) : strlen(p);
+			if (n && n < sizeof dir) {
+				memcpy(dir, p, n);
+				dir[n] = 0;
+				parent_setup(g, &m, dir, name, l);
+			}
+			p = e ? e + 1 : NULL;
+		}
+	} else if (own_ok) {
+		if (v2_make_parent(own, wanted(l), g->why, sizeof g->why) == 0 &&
+		    (size_t)snprintf(dir, sizeof dir, "%s/%s", own, name) < sizeof dir)
 			v2_setup(g, dir, l);
 	} else if (m.v2_mount[0] && !strcmp(m.v2_path, "/")) {
 		/* Only when the root hands controllers down: a bare v2 directory adds nothing (killing the
@@ -354,10 +518,27 @@ cgr *cgr_new(const char *parent, const char *name, const struct cgr_limits *l, b
 		if (read_file(path, sc, sizeof sc) == 0 && cgr_parse_controllers(sc) &&
 		    (size_t)snprintf(dir, sizeof dir, "%s/%s", m.v2_mount, name) < sizeof dir)
 			v2_setup(g, dir, l);
+		else
+			snprintf(g->why, sizeof g->why, "the cgroup v2 root enables no memory or pids controller");
+	} else if (m.v2_mount[0]) {
+		snprintf(g->why, sizeof g->why, "own cgroup v2 %.400s is not delegated to this user", own);
+	} else {
+		snprintf(g->why, sizeof g->why, "no cgroup v2 mount");
 	}
 	/* A v2 directory that got no controller is still useful for cgroup.kill, but v1 may do better. */
 	v1_setup(g, &m, name, l);
 	return g;
+}
+
+const char *cgr_why(const cgr *g, enum cgr_ctrl c, char *buf, size_t len)
+{
+	if (!g || c >= CGR_NCTRL || g->kind[c] != CGR_NONE)
+		return "";
+	if (g->v1_err[c])
+		snprintf(buf, len, "%s; cgroup v1 %s: %s", g->why, ctrl_names[c], strerror(g->v1_err[c]));
+	else
+		snprintf(buf, len, "%s; no usable cgroup v1 %s", g->why, ctrl_names[c]);
+	return buf;
 }
 
 enum cgr_kind cgr_kind_of(const cgr *g, enum cgr_ctrl c)
@@ -368,12 +549,13 @@ enum cgr_kind cgr_kind_of(const cgr *g, enum cgr_ctrl c)
 int cgr_attach(cgr *g, pid_t pid)
 {
 	char v[32];
-	int rc = 0;
+	int rc = 0, r1;
 	snprintf(v, sizeof v, "%d", (int)pid);
 	if (g->v2_dir[0]) {
 		int r = write_file(g->v2_dir, "cgroup.procs", v);
 		if (r < 0) {
 			/* Unusable (e.g. not delegated to us): forget it and its limits. */
+			snprintf(g->why, sizeof g->why, "move into %.400s: %s", g->v2_dir, strerror(-r));
 			for (int c = 0; c < CGR_NCTRL; c++)
 				if (g->kind[c] == CGR_V2)
 					g->kind[c] = CGR_NONE, rc = r;
@@ -382,8 +564,9 @@ int cgr_attach(cgr *g, pid_t pid)
 		}
 	}
 	for (int c = 0; c < CGR_NCTRL; c++)
-		if (g->v1_dir[c][0] && write_file(g->v1_dir[c], "cgroup.procs", v) < 0) {
-			rc = -errno;
+		if (g->v1_dir[c][0] && (r1 = write_file(g->v1_dir[c], "cgroup.procs", v)) < 0) {
+			rc = r1;
+			g->v1_err[c] = -r1;
 			g->kind[c] = CGR_NONE;
 		}
 	return rc;

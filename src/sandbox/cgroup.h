@@ -42,11 +42,15 @@ struct cgr_limits {
 
 typedef struct cgr cgr;
 
-/* Creates the session's cgroup(s) named `name` and writes the limits. parent, when set, is a delegated
- * cgroup v2 directory. Never fails for lack of cgroups: see cgr_kind_of(). NULL only on ENOMEM. */
+/* Creates the session's cgroup(s) named `name` and writes the limits. parent, when set, is one or more
+ * ':'-separated directories delegated to us: a cgroup v2 directory, or a cgroup v1 controller's directory.
+ * Without one, our own v2 cgroup is used when it is delegated to us. Never fails for lack of cgroups:
+ * see cgr_kind_of() and cgr_why(). NULL only on ENOMEM. */
 cgr *cgr_new(const char *parent, const char *name, const struct cgr_limits *l, bool disable);
 /* How a controller is handled (CGR_NONE: not limited by cgroups). */
 enum cgr_kind cgr_kind_of(const cgr *g, enum cgr_ctrl c);
+/* Why controller c is not limited by a cgroup ("" when it is), written into buf. */
+const char *cgr_why(const cgr *g, enum cgr_ctrl c, char *buf, size_t len);
 /* Moves pid into every cgroup created. 0 or -errno. */
 int cgr_attach(cgr *g, pid_t pid);
 /* Counters: OOM kills and refused forks so far. */

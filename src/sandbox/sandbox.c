@@ -55,7 +55,7 @@ struct sbx {
 	char *mount_point;
 	unsigned timeout_ms;
 	uint32_t next_id;
-	char limits[320];
+	char limits[400];
 	struct rec recs[MAX_RECS];
 	/* replies to synchronous requests */
 	bool got_listen, got_killall, got_nprocs;
@@ -537,6 +537,7 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 	const char *what = "";
 	int e = 0;
 	struct stat wst = { 0 };
+	bool sys_empty = false;
 
 	if (!s || !(s->buf = malloc(SBXP_MAX_PAYLOAD + 1))) {
 		snprintf(err, errlen, "out of memory");
@@ -555,6 +556,15 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		c.pids = SBX_DEFAULT_PIDS;
 	if (!c.tmp_bytes)
 		c.tmp_bytes = SBX_DEFAULT_TMP;
+	/* /tmp, /dev/shm (and a tmpfs workspace) share one tmpfs, kept within half the memory budget: with a
+	 * memory cgroup its pages are charged there anyway, and without one it must not add to what the
+	 * processes may hold beyond what the caller granted. */
+	if (c.tmp_bytes > c.memory_bytes / 2) {
+		if (cfg->tmp_bytes)
+			log_warn("msg=\"tmp size lowered to half the memory limit\" tmp=%llu memory=%llu",
+				 (unsigned long long)c.tmp_bytes, (unsigned long long)c.memory_bytes);
+		c.tmp_bytes = c.memory_bytes / 2;
+	}
 	if (!c.timeout_ms)
 		c.timeout_ms = SBX_DEFAULT_TIMEOUT_MS;
 	if (c.mount_point[0] != '/' || !c.mount_point[1] || strstr(c.mount_point, "..") ||
@@ -652,7 +662,7 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		int pr = poll(&pf, 1, 10000);
 		int r = pr > 0 ? sbxp_recv(s->ctl, &h, s->buf, fds, &nfds, MSG_DONTWAIT) : -ETIMEDOUT;
 		if (r > 0 && h.type == SBXP_READY && nfds == 1)
-			s->root_fd = fds[0], nfds = 0;
+			s->root_fd = fds[0], nfds = 0, sys_empty = h.a & SBXP_READY_SYS_EMPTY;
 		for (int i = 0; i < nfds; i++)
 			close(fds[i]);
 		if (r <= 0) {
@@ -669,12 +679,20 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 			goto fail;
 		}
 	}
+	bool mem_cg = cgr_kind_of(s->cg, CGR_MEMORY) != CGR_NONE, pids_cg = cgr_kind_of(s->cg, CGR_PIDS) != CGR_NONE;
 	snprintf(s->limits, sizeof s->limits,
-		 "memory=%s:%llu pids=%s:%u cpu=%s tmp=tmpfs:%llu seccomp=on net=%s", kind_name(cgr_kind_of(s->cg, CGR_MEMORY)),
-		 (unsigned long long)c.memory_bytes, kind_name(cgr_kind_of(s->cg, CGR_PIDS)), c.pids,
+		 "memory=%s:%llu pids=%s:%u cpu=%s tmp=tmpfs-shared:%llu seccomp=on net=%s sysfs=%s cgroupns=session",
+		 mem_cg ? kind_name(cgr_kind_of(s->cg, CGR_MEMORY)) : "rlimit-as-per-process",
+		 (unsigned long long)c.memory_bytes, pids_cg ? kind_name(cgr_kind_of(s->cg, CGR_PIDS)) : "rlimit-nproc",
+		 c.pids,
 		 !c.cpu_millis ? "none" : cgr_kind_of(s->cg, CGR_CPU) == CGR_NONE ? "none(no cgroup)"
 		 : cgr_kind_of(s->cg, CGR_CPU) == CGR_V2 ? "cgroup-v2" : "cgroup-v1",
-		 (unsigned long long)c.tmp_bytes, "loopback-only");
+		 (unsigned long long)c.tmp_bytes, "loopback-only", sys_empty ? "empty" : "netns");
+	if (!mem_cg) {
+		char why[900];
+		log_warn("msg=\"no memory cgroup: the memory limit applies to each process, not to the session\" "
+			 "reason=\"%s\"", cgr_why(s->cg, CGR_MEMORY, why, sizeof why));
+	}
 	if (!(c.flags & SBX_F_QUIET))
 		log_info("msg=\"sandbox started\" init_pid=%d limits=\"%s\"", (int)s->init_pid, s->limits);
 	goto done;

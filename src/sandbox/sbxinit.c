@@ -186,8 +186,34 @@ static void build_dev(void)
 	    symlink("/proc/self/fd/2", "dev/stderr") < 0)
 		fail(errno, "symlinks in /dev: %s", strerror(errno));
 	mkdir("dev/shm", 01777);
-	snprintf(msgbuf, sizeof msgbuf, "mode=1777,size=%llu", (unsigned long long)P->tmp_bytes);
-	mount_or_fail("tmpfs", "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, msgbuf);
+}
+
+/* /tmp, /dev/shm and a tmpfs workspace are directories of ONE tmpfs, so one size cap (tmp_bytes, which
+ * the host keeps within the memory budget) bounds all the memory a session can fill with files. The
+ * tmpfs is made detached (fsmount) and only its directories are bound in place. */
+static int scratch_fd = -1;
+
+static void scratch_bind(const char *dir, mode_t mode, const char *dst)
+{
+	if (mkdirat(scratch_fd, dir, mode) < 0 || fchmodat(scratch_fd, dir, mode, 0) < 0)
+		fail(errno, "scratch %s: %s", dir, strerror(errno));
+	bind_tree(scratch_fd, dir, dst, false, 0);
+}
+
+static void build_scratch(void)
+{
+	char size[32];
+	snprintf(size, sizeof size, "%llu", (unsigned long long)P->tmp_bytes);
+	int fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
+	if (fs < 0 || fsconfig(fs, FSCONFIG_SET_STRING, "size", size, 0) < 0 ||
+	    fsconfig(fs, FSCONFIG_SET_STRING, "mode", "0755", 0) < 0 ||
+	    fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0 ||
+	    (scratch_fd = fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)) < 0)
+		fail(errno, "tmpfs for /tmp and /dev/shm: %s", strerror(errno));
+	close(fs);
+	mkdir("tmp", 01777);
+	scratch_bind("tmp", 01777, "tmp");
+	scratch_bind("shm", 01777, "dev/shm");
 }
 
 /* Mounts over /proc entries that would let a process holding the host-root uid change the host. */
@@ -377,9 +403,7 @@ static void setup(void)
 	harden_proc();
 	build_dev();
 	build_sys();
-	mkdir("tmp", 01777);
-	snprintf(buf, sizeof buf, "mode=1777,size=%llu", (unsigned long long)P->tmp_bytes);
-	mount_or_fail("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, buf);
+	build_scratch();
 
 	const char *mp = P->mount_point + 1; /* relative to the new root */
 	mkdir_p(mp, 0755);
@@ -390,7 +414,9 @@ static void setup(void)
 		bind_tree(ws_fd, "", mp, true, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
 	}
 	else
-		mount_or_fail("tmpfs", mp, "tmpfs", MS_NOSUID | MS_NODEV, buf);
+		scratch_bind("workspace", 0755, mp);
+	close(scratch_fd);
+	scratch_fd = -1;
 
 	if (syscall(SYS_pivot_root, ".", ".") < 0)
 		fail(errno, "pivot_root: %s", strerror(errno));

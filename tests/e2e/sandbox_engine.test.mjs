@@ -134,8 +134,8 @@ for (const unpriv of [false, true]) {
     test('limits in force are reported', async () => {
       const r = await sbx(mode, ['--memory', '512M', '--pids', '100', '--', 'true']);
       assert.equal(r.code, 0);
-      const kind = mode.unpriv ? 'rlimit' : 'cgroup-v1';
-      assert.match(r.json.limits, new RegExp(`memory=${kind}:536870912 pids=${kind}:100 `));
+      const [mem, pids] = mode.unpriv ? ['rlimit-as-per-process', 'rlimit-nproc'] : ['cgroup-v1', 'cgroup-v1'];
+      assert.match(r.json.limits, new RegExp(`memory=${mem}:536870912 pids=${pids}:100 `));
       assert.match(r.json.limits, /seccomp=on net=loopback-only/);
     });
 
