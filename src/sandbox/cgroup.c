@@ -453,8 +453,9 @@ static void parent_setup(cgr *g, const struct cgr_mounts *m, const char *dir, co
 	if (sf.f_type == CGROUP2_SUPER_MAGIC) {
 		if (g->v2_dir[0])
 			return;
-		if (v2_make_parent(dir, wanted(l), g->why, sizeof g->why) == 0 &&
-		    (size_t)snprintf(sub, sizeof sub, "%s/%s", dir, name) < sizeof sub)
+		/* Without controllers the directory still holds the session (cgroup.kill); why says so. */
+		(void)v2_make_parent(dir, wanted(l), g->why, sizeof g->why);
+		if ((size_t)snprintf(sub, sizeof sub, "%s/%s", dir, name) < sizeof sub)
 			v2_setup(g, sub, l);
 		return;
 	}
