@@ -537,7 +537,7 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 	const char *what = "";
 	int e = 0;
 	struct stat wst = { 0 };
-	bool sys_empty = false;
+	bool sys_empty = false, landlocked = false;
 
 	if (!s || !(s->buf = malloc(SBXP_MAX_PAYLOAD + 1))) {
 		snprintf(err, errlen, "out of memory");
@@ -622,6 +622,8 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		.env = env,
 		.memory_bytes = c.memory_bytes,
 		.pids = c.pids,
+		/* Test hook: the fallback for kernels without Landlock, on a kernel with it. */
+		.no_landlock = getenv("POSTERN_SANDBOX_NO_LANDLOCK") != NULL,
 	};
 	struct idmap im = { .in_uid = c.workspace ? wst.st_uid : 0, .in_gid = c.workspace ? wst.st_gid : 0,
 			    .run_uid = c.run_uid ? c.run_uid : 65534, .run_gid = c.run_gid ? c.run_gid : 65534 };
@@ -662,7 +664,8 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		int pr = poll(&pf, 1, 10000);
 		int r = pr > 0 ? sbxp_recv(s->ctl, &h, s->buf, fds, &nfds, MSG_DONTWAIT) : -ETIMEDOUT;
 		if (r > 0 && h.type == SBXP_READY && nfds == 1)
-			s->root_fd = fds[0], nfds = 0, sys_empty = h.a & SBXP_READY_SYS_EMPTY;
+			s->root_fd = fds[0], nfds = 0, sys_empty = h.a & SBXP_READY_SYS_EMPTY,
+			landlocked = h.a & SBXP_READY_LANDLOCK;
 		for (int i = 0; i < nfds; i++)
 			close(fds[i]);
 		if (r <= 0) {
@@ -681,13 +684,15 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 	}
 	bool mem_cg = cgr_kind_of(s->cg, CGR_MEMORY) != CGR_NONE, pids_cg = cgr_kind_of(s->cg, CGR_PIDS) != CGR_NONE;
 	snprintf(s->limits, sizeof s->limits,
-		 "memory=%s:%llu pids=%s:%u cpu=%s tmp=tmpfs-shared:%llu seccomp=on net=%s sysfs=%s cgroupns=session",
+		 "memory=%s:%llu pids=%s:%u cpu=%s tmp=tmpfs-shared:%llu seccomp=on net=%s sysfs=%s cgroupns=session "
+		 "specialfiles=%s",
 		 mem_cg ? kind_name(cgr_kind_of(s->cg, CGR_MEMORY)) : "rlimit-as-per-process",
 		 (unsigned long long)c.memory_bytes, pids_cg ? kind_name(cgr_kind_of(s->cg, CGR_PIDS)) : "rlimit-nproc",
 		 c.pids,
 		 !c.cpu_millis ? "none" : cgr_kind_of(s->cg, CGR_CPU) == CGR_NONE ? "none(no cgroup)"
 		 : cgr_kind_of(s->cg, CGR_CPU) == CGR_V2 ? "cgroup-v2" : "cgroup-v1",
-		 (unsigned long long)c.tmp_bytes, "loopback-only", sys_empty ? "empty" : "netns");
+		 (unsigned long long)c.tmp_bytes, "loopback-only", sys_empty ? "empty" : "netns",
+		 landlocked ? "landlock" : "seccomp-mknod");
 	if (!mem_cg) {
 		char why[900];
 		log_warn("msg=\"no memory cgroup: the memory limit applies to each process, not to the session\" "

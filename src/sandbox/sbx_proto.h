@@ -35,6 +35,7 @@ enum sbxp_type {
 #define SBXP_GO_RLIMIT_AS 1    /* no memory cgroup: RLIMIT_AS = memory_bytes in commands */
 #define SBXP_GO_RLIMIT_NPROC 2 /* no pids cgroup: RLIMIT_NPROC = pids in commands */
 #define SBXP_READY_SYS_EMPTY 1 /* the kernel refused a sysfs of our own: /sys is an empty tmpfs */
+#define SBXP_READY_LANDLOCK 2  /* special files are confined by Landlock (else by the mknod filter) */
 
 struct sbxp_hdr {
 	uint32_t type;
@@ -60,6 +61,7 @@ struct sbxi_params {
 	char *const *env;              /* session environment */
 	uint64_t memory_bytes;
 	unsigned pids;
+	bool no_landlock; /* POSTERN_SANDBOX_NO_LANDLOCK set: take the mknod-filter fallback (tests) */
 };
 
 /* Runs in the cloned child: builds the sandbox (while the host sets up cgroups and compiles the seccomp

@@ -31,6 +31,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "sandbox/landlock.h"
 #include "sandbox/seccomp_policy.h"
 
 #define MAX_CMDS 256
@@ -442,12 +443,36 @@ static void setup(void)
 
 /* After SBXP_GO (the host has moved us into the session's cgroups): a cgroup namespace rooted there, so
  * /proc/self/cgroup reads "0::/" and no host cgroup path; then the capabilities go. */
+static bool landlocked;
+
+/* FIFOs, socket files and devices only in the session's own tmpfs: Landlock where the kernel has it,
+ * else a second seccomp filter that refuses FIFO and socket nodes by mknod (bind() of a socket file
+ * then stays possible: the limits line says which). */
+static void special_files(void)
+{
+	const char *paths[4] = { "/tmp", "/dev/shm", NULL, NULL };
+	const char *what = "";
+	if (!P->workspace)
+		paths[2] = P->mount_point; /* a tmpfs workspace is scratch too */
+	if (!P->no_landlock && sbxll_abi() > 0) {
+		int rc = sbxll_restrict(paths, &what);
+		if (rc < 0)
+			fail(-rc, "landlock (%s): %s", what, strerror(-rc));
+		landlocked = true;
+		return;
+	}
+	int rc = sbxsc_install(sbxsc_mknod_program());
+	if (rc < 0)
+		fail(-rc, "seccomp mknod filter: %s", strerror(-rc));
+}
+
 static void finish(void)
 {
 	if (unshare(CLONE_NEWCGROUP) < 0)
 		fail(errno, "cgroup namespace: %s", strerror(errno));
 	scrub_cmdline();
 	drop_caps();
+	special_files();
 	/* Commands share our uid: keep them out of /proc/1/mem and friends. */
 	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
@@ -699,7 +724,9 @@ static void __attribute__((noreturn)) serve(void)
 	int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (root < 0)
 		fail(errno, "open root: %s", strerror(errno));
-	(void)sbxp_send(P->ctl, SBXP_READY, 0, sys_empty ? SBXP_READY_SYS_EMPTY : 0, 0, NULL, 0, &root, 1);
+	(void)sbxp_send(P->ctl, SBXP_READY, 0,
+			(sys_empty ? SBXP_READY_SYS_EMPTY : 0) | (landlocked ? SBXP_READY_LANDLOCK : 0), 0, NULL, 0,
+			&root, 1);
 	close(root);
 	for (;;) {
 		struct pollfd pf[2] = { { P->ctl, POLLIN, 0 }, { sfd, POLLIN, 0 } };

@@ -5,6 +5,7 @@
 #include "sandbox/seccomp_policy.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <pthread.h>
@@ -23,14 +24,14 @@
 
 static const char *const allowed[] = {
 	/* files and descriptors */
-	"read", "write", "open", "openat", "openat2", "close", "close_range", "creat", "stat", "fstat", "lstat",
+	"read", "write", "close", "close_range", "stat", "fstat", "lstat",
 	"newfstatat", "statx", "statfs", "fstatfs", "lseek", "pread64", "pwrite64", "readv", "writev", "preadv",
 	"pwritev", "preadv2", "pwritev2", "access", "faccessat", "faccessat2", "pipe", "pipe2", "dup", "dup2",
 	"dup3", "fcntl", "flock", "fsync", "fdatasync", "syncfs", "sync", "sync_file_range", "truncate",
 	"ftruncate", "fallocate", "fadvise64", "readahead", "getdents", "getdents64", "getcwd", "chdir", "fchdir",
 	"rename", "renameat", "renameat2", "mkdir", "mkdirat", "rmdir", "link", "linkat", "unlink", "unlinkat",
-	"symlink", "symlinkat", "readlink", "readlinkat", "chmod", "fchmod", "fchmodat", "fchmodat2", "chown",
-	"fchown", "lchown", "fchownat", "umask", "utime", "utimes", "utimensat", "futimesat", "mknod", "mknodat",
+	"symlink", "symlinkat", "readlink", "readlinkat", "chown",
+	"fchown", "lchown", "fchownat", "umask", "utime", "utimes", "utimensat", "futimesat",
 	"sendfile", "splice", "tee", "vmsplice", "copy_file_range", "setxattr", "lsetxattr", "fsetxattr",
 	"getxattr", "lgetxattr", "fgetxattr", "listxattr", "llistxattr", "flistxattr", "removexattr",
 	"lremovexattr", "fremovexattr", "inotify_init", "inotify_init1", "inotify_add_watch", "inotify_rm_watch",
@@ -69,7 +70,8 @@ static const char *const allowed[] = {
 	"connect", "accept", "accept4", "bind", "listen", "shutdown", "getsockname", "getpeername", "setsockopt",
 	"getsockopt", "sendto", "recvfrom", "sendmsg", "recvmsg", "sendmmsg", "recvmmsg",
 	/* argument-checked: */
-	"ioctl", "socket", "socketpair", "clone",
+	"ioctl", "socket", "socketpair", "clone", "chmod", "fchmod", "fchmodat", "fchmodat2", "open", "openat",
+	"creat", "mknod", "mknodat",
 	NULL,
 };
 
@@ -104,6 +106,70 @@ const char *const *sbxsc_forbidden(void)
 /* SCMP_A0() leaves datum_b implicit, which clang flags. */
 #define ARG(n, cmp, a, b) ((struct scmp_arg_cmp){ .arg = (n), .op = (cmp), .datum_a = (a), .datum_b = (b) })
 
+/* Calls that take a file mode: allowed only without set-user-ID/set-group-ID bits, so that no file the
+ * session creates or changes carries them on the host disk (nosuid holds only inside). mkdir is not
+ * here: the kernel ignores those bits in mkdir's mode. open and openat read the mode only with O_CREAT
+ * or O_TMPFILE, so a call without either passes whatever its mode register holds. */
+static const struct {
+	const char *name;
+	unsigned mode_arg;
+	int flags_arg; /* -1: none */
+} mode_calls[] = {
+	{ "chmod", 1, -1 },  { "fchmod", 1, -1 }, { "fchmodat", 2, -1 }, { "fchmodat2", 2, -1 },
+	{ "creat", 1, -1 },  { "open", 2, 1 },    { "openat", 3, 2 },
+};
+
+/* O_TMPFILE without the O_DIRECTORY bit glibc folds into it. */
+#define TMPFILE_BIT 020000000
+#define SETID_BITS ((scmp_datum_t)(S_ISUID | S_ISGID))
+
+static bool checked(const char *name)
+{
+	static const char *const others[] = { "ioctl", "socket", "socketpair", "clone", "mknod", "mknodat", NULL };
+	for (size_t i = 0; i < sizeof mode_calls / sizeof mode_calls[0]; i++)
+		if (!strcmp(name, mode_calls[i].name))
+			return true;
+	for (const char *const *o = others; *o; o++)
+		if (!strcmp(name, *o))
+			return true;
+	return false;
+}
+
+static int add_mode_rules(scmp_filter_ctx ctx, char *err, size_t errlen)
+{
+	int rc = 0;
+	for (size_t i = 0; i < sizeof mode_calls / sizeof mode_calls[0]; i++) {
+		int nr = seccomp_syscall_resolve_name(mode_calls[i].name);
+		if (nr == __NR_SCMP_ERROR)
+			continue; /* unknown to this libseccomp (fchmodat2 before 2.5.5): stays denied */
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1,
+				      ARG(mode_calls[i].mode_arg, SCMP_CMP_MASKED_EQ, SETID_BITS, 0));
+		if (rc == 0 && mode_calls[i].flags_arg >= 0)
+			rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1,
+					      ARG((unsigned)mode_calls[i].flags_arg, SCMP_CMP_MASKED_EQ,
+						  (scmp_datum_t)(O_CREAT | TMPFILE_BIT), 0));
+		if (rc < 0) {
+			snprintf(err, errlen, "seccomp rule %s: %s", mode_calls[i].name, strerror(-rc));
+			return rc;
+		}
+	}
+	/* mknod: regular files, FIFOs and sockets only (devices need CAP_MKNOD anyway), never set-id bits.
+	 * Where FIFOs and socket files may appear is Landlock's job (sbxinit.c). */
+	static const scmp_datum_t types[] = { 0, S_IFREG, S_IFIFO, S_IFSOCK };
+	for (size_t i = 0; i < sizeof types / sizeof types[0] && rc == 0; i++) {
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mknod), 1,
+				      ARG(1, SCMP_CMP_MASKED_EQ, S_IFMT | SETID_BITS, types[i]));
+		if (rc == 0)
+			rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mknodat), 1,
+					      ARG(2, SCMP_CMP_MASKED_EQ, S_IFMT | SETID_BITS, types[i]));
+	}
+	if (rc < 0)
+		snprintf(err, errlen, "seccomp mknod rules: %s", strerror(-rc));
+	return rc;
+}
+
+#define SOCK_TYPE_MASK ((scmp_datum_t)(0xffffffffu & ~(unsigned)(SOCK_NONBLOCK | SOCK_CLOEXEC)))
+
 static int add_rules(scmp_filter_ctx ctx, char *err, size_t errlen)
 {
 	int rc = 0;
@@ -111,8 +177,7 @@ static int add_rules(scmp_filter_ctx ctx, char *err, size_t errlen)
 		int nr = seccomp_syscall_resolve_name(*n);
 		if (nr == __NR_SCMP_ERROR)
 			continue; /* unknown to this libseccomp: stays denied */
-		if (!strcmp(*n, "ioctl") || !strcmp(*n, "socket") || !strcmp(*n, "socketpair") ||
-		    !strcmp(*n, "clone"))
+		if (checked(*n))
 			continue;
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
 		if (rc < 0) {
@@ -123,8 +188,16 @@ static int add_rules(scmp_filter_ctx ctx, char *err, size_t errlen)
 	/* Only IP sockets: no new AF_UNIX (host sockets bound into the image), AF_NETLINK, AF_PACKET... */
 	if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, ARG(0, SCMP_CMP_EQ, AF_INET, 0))) ||
 	    (rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, ARG(0, SCMP_CMP_EQ, AF_INET6, 0))) ||
-	    /* A connected pair reaches nothing outside; libuv and friends need it for child stdio. */
-	    (rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socketpair), 1, ARG(0, SCMP_CMP_EQ, AF_UNIX, 0))) ||
+	    /* A connected stream or seqpacket pair reaches nothing outside (connect and sendto's address
+	     * fail with EISCONN, even after the peer closed); libuv and friends need it for child stdio.
+	     * A datagram pair is refused: sendto() and connect() take any path, a host socket included.
+	     * The kernel reads the type as int: the mask leaves the high word out. */
+	    (rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socketpair), 2, ARG(0, SCMP_CMP_EQ, AF_UNIX, 0),
+				   ARG(1, SCMP_CMP_MASKED_EQ, SOCK_TYPE_MASK, SOCK_STREAM))) ||
+	    (rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socketpair), 2, ARG(0, SCMP_CMP_EQ, AF_UNIX, 0),
+				   ARG(1, SCMP_CMP_MASKED_EQ, SOCK_TYPE_MASK, SOCK_SEQPACKET))) ||
+	    /* openat2's mode sits in a struct seccomp cannot read: ENOSYS makes callers use openat. */
+	    (rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(openat2), 0)) ||
 	    (rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
 				   ARG(0, SCMP_CMP_MASKED_EQ, NS_CLONE_FLAGS, 0))) ||
 	    (rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0)) ||
@@ -134,7 +207,7 @@ static int add_rules(scmp_filter_ctx ctx, char *err, size_t errlen)
 		snprintf(err, errlen, "seccomp argument rules: %s", strerror(-rc));
 		return rc;
 	}
-	return 0;
+	return add_mode_rules(ctx, err, errlen);
 }
 
 /* Hand-written prefix: the kernel reads ioctl's request as 32 bits, so compare the low word only
@@ -153,6 +226,31 @@ static const struct sock_filter ioctl_prefix[] = {
 };
 
 #define PREFIX_LEN (sizeof ioctl_prefix / sizeof ioctl_prefix[0])
+
+/* The fallback filter: the file type in mknod's mode (arg 1) or mknodat's (arg 2), low word: only a
+ * regular file (type 0 or S_IFREG) passes. Jumps are relative to the next instruction. */
+static const struct sock_filter mknod_filter[] = {
+	BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 4),                   /* 0: arch */
+	BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0xc000003eu, 0, 9), /* 1: not x86_64 ->11 (the main filter refuses) */
+	BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 0),                   /* 2: nr */
+	BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_mknod, 0, 2),  /* 3: else ->6 */
+	BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 24),                  /* 4: low word of args[1] */
+	BPF_STMT(BPF_JMP | BPF_JA, 2),                           /* 5: ->8 */
+	BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_mknodat, 0, 4),/* 6: else ->11 */
+	BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 32),                  /* 7: low word of args[2] */
+	BPF_STMT(BPF_ALU | BPF_AND | BPF_K, S_IFMT),             /* 8 */
+	BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 0),           /* 9: ->11 */
+	BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, S_IFREG, 0, 1),     /* 10: ->11 else ->12 */
+	BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),            /* 11 */
+	BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),    /* 12 */
+};
+
+const struct sock_fprog *sbxsc_mknod_program(void)
+{
+	static const struct sock_fprog p = { .len = sizeof mknod_filter / sizeof mknod_filter[0],
+					     .filter = (struct sock_filter *)mknod_filter };
+	return &p;
+}
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static struct sock_fprog prog;

@@ -20,6 +20,9 @@ const struct sock_fprog *sbxsc_program(char *err, size_t errlen);
 /* Always compiled now with libseccomp (the unit test checks that it equals the build-time one). */
 const struct sock_fprog *sbxsc_program_runtime(char *err, size_t errlen);
 bool sbxsc_prebuilt(void);
+/* A second, stacked filter for kernels without Landlock: mknod/mknodat of a FIFO or a socket node fail
+ * with EPERM. Static storage. */
+const struct sock_fprog *sbxsc_mknod_program(void);
 /* Installs prog in the calling thread (no_new_privs must already be set). 0 or -errno. Async-signal-safe. */
 int sbxsc_install(const struct sock_fprog *prog);
 

@@ -342,18 +342,19 @@ for (const unpriv of [false, true]) {
       await ok(s, 'write', { file_path: 'hard', content: 'rewritten\n' });
       assert.equal(readFileSync(outside, 'utf8'), 'OUTSIDE original\n');
       assert.equal(readFileSync(path.join(s.ws, 'hard'), 'utf8'), 'rewritten\n');
-      // A FIFO nobody writes and endless devices: refused at once, never read.
-      await bash(s, 'mkfifo fifo');
+      // A FIFO nobody writes and endless devices: refused at once, never read. FIFOs exist only in the
+      // session's own tmpfs (none in the workspace the host shares: sandbox_syscalls.test.mjs).
+      await bash(s, 'mkfifo /tmp/fifo');
       const t0 = Date.now();
-      await err(s, 'read', { file_path: 'fifo' }, /FIFO/);
-      await err(s, 'edit', { file_path: 'fifo', old_string: 'a', new_string: 'b' }, /FIFO|regular/);
-      await err(s, 'write', { file_path: 'fifo', content: 'x' }, /FIFO/);
-      await err(s, 'grep', { pattern: 'x', path: 'fifo' }, /FIFO/);
+      await err(s, 'read', { file_path: '/tmp/fifo' }, /FIFO/);
+      await err(s, 'edit', { file_path: '/tmp/fifo', old_string: 'a', new_string: 'b' }, /FIFO|regular/);
+      await err(s, 'write', { file_path: '/tmp/fifo', content: 'x' }, /FIFO/);
+      await err(s, 'grep', { pattern: 'x', path: '/tmp/fifo' }, /FIFO/);
       await err(s, 'read', { file_path: '/dev/zero' }, /character device/);
       await err(s, 'read', { file_path: '/dev/urandom' }, /character device/);
       await err(s, 'read', { file_path: '/dev/tty' });
       await err(s, 'grep', { pattern: 'x', path: '/dev/zero' }, /character device/);
-      assert.match(await ok(s, 'grep', { pattern: 'zzz-nothing' }), /No matches|truncated|\//); // walks past the FIFO
+      assert.match(await ok(s, 'grep', { pattern: 'zzz-nothing', path: '/tmp' }), /No matches|truncated|\//); // walks past the FIFO
       assert.ok(Date.now() - t0 < 15000, `took ${Date.now() - t0} ms`);
       // procfs files report size 0 but are read with the cap.
       assert.match(await ok(s, 'read', { file_path: '/proc/1/status' }), /Name:/);
