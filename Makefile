@@ -1,7 +1,7 @@
 # postern — build, test, demo, bench, fuzz.
 # Builds go to build/<flavour>/: gcc (default), clang, asan (clang ASan+UBSan), fuzz (libFuzzer).
 
-PKGS      := openssl libuv libnghttp2 jansson libfyaml libseccomp libcurl sqlite3 hiredis
+PKGS      := openssl libuv libnghttp2 jansson libfyaml libseccomp libcurl sqlite3 hiredis libpcre2-8
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lpthread
 VERSION   := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
@@ -59,7 +59,7 @@ $(B)/libpostern.a: $(LIB_OBJS)
 
 # The release binary links its libraries statically (glibc stays dynamic): dynamic symbol lookups for
 # libcrypto and friends cost ~1 ms on every start, and `postern sandbox run` starts once per command.
-STATIC_LIBS := -Wl,-Bstatic -lssl -lcrypto -lnghttp2 -ljansson -lfyaml -lseccomp -lsqlite3 -lhiredis -lhttp_parser \
+STATIC_LIBS := -Wl,-Bstatic -lssl -lcrypto -lnghttp2 -ljansson -lpcre2-8 -lfyaml -lseccomp -lsqlite3 -lhiredis -lhttp_parser \
 	-luv_a -Wl,-Bdynamic -lpthread -ldl -lm
 ifneq ($(filter gcc clang,$(FLAVOUR)),)
   BIN_LIBS := $(STATIC_LIBS)

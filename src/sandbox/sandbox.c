@@ -50,7 +50,6 @@ struct sbx {
 	int ctl;
 	pid_t init_pid;
 	int pidfd;
-	int root_fd;
 	cgr *cg;
 	char *mount_point;
 	unsigned timeout_ms;
@@ -61,8 +60,6 @@ struct sbx {
 	bool got_listen, got_killall, got_nprocs;
 	int listen_rc, listen_fd, killall_n, nprocs_n;
 	char *buf; /* SBXP_MAX_PAYLOAD + 1 */
-	uid_t file_uid;
-	gid_t file_gid;
 };
 
 struct sbx_proc {
@@ -543,7 +540,7 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	s->ctl = s->pidfd = s->root_fd = s->listen_fd = -1;
+	s->ctl = s->pidfd = s->listen_fd = -1;
 	if (!c.image)
 		c.image = "/";
 	if (!c.mount_point)
@@ -637,8 +634,6 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 	}
 	if (rc < 0)
 		goto fail;
-	s->file_uid = as_nobody ? im.run_uid : geteuid();
-	s->file_gid = as_nobody ? im.run_gid : getegid();
 	/* The init builds its root meanwhile; it forks nothing before SBXP_GO, so the cgroups are in place
 	 * before any command exists. */
 	char name[64];
@@ -663,9 +658,8 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		struct pollfd pf = { s->ctl, POLLIN, 0 };
 		int pr = poll(&pf, 1, 10000);
 		int r = pr > 0 ? sbxp_recv(s->ctl, &h, s->buf, fds, &nfds, MSG_DONTWAIT) : -ETIMEDOUT;
-		if (r > 0 && h.type == SBXP_READY && nfds == 1)
-			s->root_fd = fds[0], nfds = 0, sys_empty = h.a & SBXP_READY_SYS_EMPTY,
-			landlocked = h.a & SBXP_READY_LANDLOCK;
+		if (r > 0 && h.type == SBXP_READY)
+			sys_empty = h.a & SBXP_READY_SYS_EMPTY, landlocked = h.a & SBXP_READY_LANDLOCK;
 		for (int i = 0; i < nfds; i++)
 			close(fds[i]);
 		if (r <= 0) {
@@ -677,7 +671,7 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 			snprintf(err, errlen, "sandbox setup failed: %s", s->buf);
 			goto fail;
 		}
-		if (h.type != SBXP_READY || s->root_fd < 0) {
+		if (h.type != SBXP_READY) {
 			snprintf(err, errlen, "sandbox init: unexpected message %u", h.type);
 			goto fail;
 		}
@@ -726,8 +720,6 @@ void sbx_free(sbx *s)
 {
 	if (!s)
 		return;
-	if (s->root_fd >= 0)
-		close(s->root_fd);
 	if (s->ctl >= 0)
 		close(s->ctl);
 	if (s->listen_fd >= 0)
@@ -779,7 +771,7 @@ static int send_exec(sbx *s, const sbx_cmd *cmd, struct rec *r, int out_w, int i
 			p += l;
 		}
 	int fds[2] = { out_w, in_r };
-	return sbxp_send(s->ctl, SBXP_EXEC, r->id, in_r >= 0 ? SBXP_EXEC_STDIN : 0, 0, s->buf,
+	return sbxp_send(s->ctl, SBXP_EXEC, r->id, (in_r >= 0 ? SBXP_EXEC_STDIN : 0) | (cmd->self_exec ? SBXP_EXEC_SELF : 0), 0, s->buf,
 			 (uint32_t)(p - s->buf), fds, in_r >= 0 ? 2 : 1);
 }
 
@@ -1097,16 +1089,7 @@ int sbx_netns_listen(sbx *s, const char *addr, int port, int *fd_out)
 	return 0;
 }
 
-int sbx_root_fd(const sbx *s)
-{
-	return s->root_fd;
-}
 
-void sbx_file_creds(const sbx *s, uid_t *uid, gid_t *gid)
-{
-	*uid = s->file_uid;
-	*gid = s->file_gid;
-}
 
 const char *sbx_mount_point(const sbx *s)
 {

@@ -21,19 +21,12 @@
  *   workspace's owner while the sandbox cannot use root's access to the rest of the host. (When the
  *   workspace's filesystem cannot be idmapped, the session falls back to mapping root to itself, with
  *   every capability dropped, and logs a warning; SBX_F_ROOT_IDENTITY asks for that mapping.)
- *   sbx_file_creds() gives the host uid/gid that file operations through sbx_root_fd() must run as (in a
- *   child: setgroups(0), setresgid, setresuid) to have the sandbox's access and create files with the
- *   right owner. Host paths holding credentials (`hide_paths`) are masked in the image view.
+ *   Host paths holding credentials (`hide_paths`) are masked in the image view.
  *
- * File tools (sbx_root_fd)
- *   sbx_root_fd() is an O_PATH directory fd of the sandbox's root as the init sees it (opened by the init
- *   after pivot_root and passed to the host, i.e. inside the sandbox's mount namespace; /proc/<init>/root
- *   would need ptrace rights over the non-dumpable init). Resolve every tool path with
- *     openat2(sbx_root_fd(s), path, {.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS, ...})
- *   so ".." and symlinks (absolute ones included) are confined to the sandbox view; paths are then
- *   sandbox paths ("/workspace/x"). The mounts apply: the image is read-only (EROFS), protected paths
- *   are read-only, /tmp is the sandbox's tmpfs. Open with O_NONBLOCK and fstat() before reading so a
- *   FIFO or device cannot hang the caller.
+ * File tools (sbx_cmd.self_exec)
+ *   The file tools run in a process of the sandbox like any command: sbx_spawn() with self_exec runs
+ *   this very program (the init keeps an fd of it from before its pivot_root, so the image need not hold
+ *   it) as `postern sandbox tool-worker`. The host holds no fd into the sandbox's file system.
  *
  * Limits (sbx_limits_describe)
  *   memory, pids, cpu: cgroup v2 (a delegated `cgroup_parent`, or our own cgroup's subtree when the
@@ -120,6 +113,8 @@ typedef struct sbx_cmd {
 	unsigned timeout_ms;     /* 0 = the session default; for sbx_spawn 0 = none */
 	size_t output_cap;       /* sbx_run: bytes of output kept (the TAIL); 0 = SBX_DEFAULT_OUTPUT_CAP */
 	bool stdin_pipe;         /* sbx_spawn: give the caller a pipe to stdin (else /dev/null) */
+	bool self_exec;          /* run the host's own program (the image's dynamic loader and libc serve
+				  * it); argv[0] is only its name */
 } sbx_cmd;
 
 typedef struct sbx_result {
@@ -171,10 +166,6 @@ int sbx_pump(sbx *s);
  * "127.0.0.1", 3128). *fd_out (O_CLOEXEC|O_NONBLOCK) belongs to the caller. */
 int sbx_netns_listen(sbx *s, const char *addr, int port, int *fd_out);
 
-/* O_PATH dirfd of the sandbox root (see header comment), owned by the sbx. */
-int sbx_root_fd(const sbx *s);
-/* Host uid/gid to run file operations through sbx_root_fd() as (see Identity above). */
-void sbx_file_creds(const sbx *s, uid_t *uid, gid_t *gid);
 const char *sbx_mount_point(const sbx *s);
 pid_t sbx_init_pid(const sbx *s); /* host pid of the init (for /proc/PID/ns/net and friends) */
 unsigned sbx_default_timeout_ms(const sbx *s);

@@ -15,6 +15,7 @@
 #include "core/cfg.h"
 #include "core/log.h"
 #include "sandbox/egress_proxy.h"
+#include "sandbox/tool_worker.h"
 
 #define PROXY_ADDR EGX_PROXY_ADDR
 #define PROXY_PORT EGX_PROXY_PORT
@@ -491,6 +492,8 @@ int sandbox_main(int argc, char **argv)
 	if (!strcmp(argv[1], "serve")) {
 		return sandbox_serve_main(argc - 1, argv + 1);
 	}
+	if (!strcmp(argv[1], "tool-worker")) /* internal: started inside a sandbox by its init */
+		return tworker_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "bench-warm"))
 		return bench_warm(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "bench-cold"))

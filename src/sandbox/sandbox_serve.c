@@ -148,20 +148,32 @@ struct ssv_session {
 	int cancel_fd; /* readable when the client cancels the running call; -1 = none */
 };
 
-static int sb_spawn(void *ud, void **proc, int *in_fd, int *out_fd)
+static int spawn(ssv_session *ss, const sbx_cmd *c, void **proc, int *in_fd, int *out_fd)
 {
-	ssv_session *ss = ud;
-	static const char *const argv[] = { "/bin/bash", "--noprofile", "--norc", NULL };
-	static const char *const env[] = { "PS1=", "PS2=", "TERM=dumb", NULL };
-	sbx_cmd cmd = { .argv = argv, .env = env, .stdin_pipe = true };
 	sbx_proc *p;
-	int rc = sbx_spawn(ss->s, &cmd, &p);
+	int rc = sbx_spawn(ss->s, c, &p);
 	if (rc < 0)
 		return rc;
 	*proc = p;
 	*in_fd = sbx_proc_stdin_fd(p);
 	*out_fd = sbx_proc_output_fd(p);
 	return 0;
+}
+
+static int sb_spawn(void *ud, void **proc, int *in_fd, int *out_fd)
+{
+	static const char *const argv[] = { "/bin/bash", "--noprofile", "--norc", NULL };
+	static const char *const env[] = { "PS1=", "PS2=", "TERM=dumb", NULL };
+	sbx_cmd cmd = { .argv = argv, .env = env, .stdin_pipe = true };
+	return spawn(ud, &cmd, proc, in_fd, out_fd);
+}
+
+/* The file tools' worker: one of the session's own processes (see tools.h). */
+static int sb_worker_spawn(void *ud, void **proc, int *in_fd, int *out_fd)
+{
+	static const char *const argv[] = { "postern-tool-worker", "sandbox", "tool-worker", NULL };
+	sbx_cmd cmd = { .argv = argv, .stdin_pipe = true, .self_exec = true };
+	return spawn(ud, &cmd, proc, in_fd, out_fd);
 }
 
 static void sb_kill(void *ud, void *proc)
@@ -292,7 +304,6 @@ static int make_sandbox(ssv_session *ss, char *err, size_t errlen)
 		}
 	}
 	struct tool_backend b = {
-		.root_fd = sbx_root_fd(ss->s),
 		.cwd = sbx_mount_point(ss->s),
 		.default_timeout_ms = ss->o.timeout_ms,
 		.shell_spawn = sb_spawn,
@@ -300,14 +311,10 @@ static int make_sandbox(ssv_session *ss, char *err, size_t errlen)
 		.shell_wait = sb_wait,
 		.shell_free = sb_free,
 		.kill_all = sb_kill_all,
+		.worker_spawn = sb_worker_spawn,
 		.cancel_fd = ss->cancel_fd >= 0 ? &ss->cancel_fd : NULL,
 		.ud = ss,
 	};
-	/* A root worker's file tools act as the sandbox's processes do (its host uid/gid). */
-	if (geteuid() == 0) {
-		b.set_ids = true;
-		sbx_file_creds(ss->s, &b.uid, &b.gid);
-	}
 	ss->tools = tool_session_new(&b);
 	if (!ss->tools) {
 		snprintf(err, errlen, "out of memory");

@@ -21,7 +21,7 @@ enum sbxp_type {
 	SBXP_LISTEN,    /* a = port; payload: address text */
 	SBXP_NPROCS,
 	/* init -> host */
-	SBXP_READY = 100, /* a = SBXP_READY_* flags; fd: the root (O_PATH) */
+	SBXP_READY = 100, /* a = SBXP_READY_* flags */
 	SBXP_FAIL,      /* a = errno; payload: text (setup failed; the init exits) */
 	SBXP_STARTED,   /* id; a = pid */
 	SBXP_EXEC_ERR,  /* id; a = errno */
@@ -32,6 +32,7 @@ enum sbxp_type {
 };
 
 #define SBXP_EXEC_STDIN 1
+#define SBXP_EXEC_SELF 2 /* execute our own program (argv[0] is only its name) */
 #define SBXP_GO_RLIMIT_AS 1    /* no memory cgroup: RLIMIT_AS = memory_bytes in commands */
 #define SBXP_GO_RLIMIT_NPROC 2 /* no pids cgroup: RLIMIT_NPROC = pids in commands */
 #define SBXP_READY_SYS_EMPTY 1 /* the kernel refused a sysfs of our own: /sys is an empty tmpfs */

@@ -38,6 +38,7 @@
 
 static const struct sbxi_params *P;
 static int image_fd = -1, ws_fd = -1, ws_tree = -1;
+static int exe_fd = -1; /* our own program, for SBXP_EXEC_SELF (the tool worker) */
 static char msgbuf[SBXP_MAX_PAYLOAD + 1];
 
 static struct {
@@ -489,7 +490,15 @@ static const char *env_get(char *const *env, const char *name)
 }
 
 /* Command child: never returns. Only async-signal-safe calls from here on. */
-static void __attribute__((noreturn)) child(char **argv, char **envp, const char *cwd, int in_fd, int out_fd)
+#if defined(__SANITIZE_ADDRESS__)
+#define SBXI_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SBXI_ASAN 1
+#endif
+#endif
+
+static void __attribute__((noreturn)) child(char **argv, char **envp, const char *cwd, int in_fd, int out_fd, bool self)
 {
 	sigset_t none;
 	sigemptyset(&none);
@@ -497,7 +506,10 @@ static void __attribute__((noreturn)) child(char **argv, char **envp, const char
 	setsid();
 	if (dup2(in_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0)
 		_exit(126);
-	syscall(SYS_close_range, 3, ~0u, 0);
+	/* Our program's fd survives as 3 (close-on-exec) for the worker's execveat. */
+	if (self && exe_fd != 3 && dup3(exe_fd, 3, O_CLOEXEC) < 0)
+		_exit(126);
+	syscall(SYS_close_range, self ? 4 : 3, ~0u, 0);
 	if (cwd && *cwd && chdir(cwd) < 0) {
 		dprintf(2, "postern-sandbox: cd %s: %s\n", cwd, strerror(errno));
 		_exit(126);
@@ -506,6 +518,11 @@ static void __attribute__((noreturn)) child(char **argv, char **envp, const char
 	setrlimit(RLIMIT_CORE, &rl);
 	if (rlimit_as) {
 		rl.rlim_cur = rl.rlim_max = P->memory_bytes;
+#ifdef SBXI_ASAN
+		/* A sanitizer build of ourselves reserves terabytes of shadow address space (test builds). */
+		if (self)
+			rl.rlim_cur = rl.rlim_max = RLIM_INFINITY;
+#endif
 		setrlimit(RLIMIT_AS, &rl);
 	}
 	if (rlimit_nproc) {
@@ -514,7 +531,11 @@ static void __attribute__((noreturn)) child(char **argv, char **envp, const char
 	}
 	const char *cmd = argv[0];
 	int err = ENOENT;
-	if (strchr(cmd, '/')) {
+	if (self) {
+		/* Our own program from the host, whatever the image holds: the tool worker. */
+		syscall(SYS_execveat, 3, "", argv, envp, AT_EMPTY_PATH);
+		err = errno;
+	} else if (strchr(cmd, '/')) {
 		execve(cmd, argv, envp);
 		err = errno;
 	} else {
@@ -541,11 +562,12 @@ static void __attribute__((noreturn)) child(char **argv, char **envp, const char
 /* vfork: no page-table copy of the init (itself a copy of the host process); the child only makes
  * system calls on its own task (session, fds, cwd, rlimits, seccomp) before execve. Kept apart so that
  * nothing but the result is live across vfork(). */
-static pid_t __attribute__((noinline)) start_child(char **argv, char **envp, const char *cwd, int in_fd, int out_fd)
+static pid_t __attribute__((noinline)) start_child(char **argv, char **envp, const char *cwd, int in_fd, int out_fd,
+							bool self)
 {
 	pid_t pid = vfork();
 	if (pid == 0)
-		child(argv, envp, cwd, in_fd, out_fd);
+		child(argv, envp, cwd, in_fd, out_fd, self);
 	return pid;
 }
 
@@ -612,7 +634,11 @@ static void do_exec(const struct sbxp_hdr *h, int devnull, int *fds, int nfds)
 		err = EMFILE;
 		goto bad;
 	}
-	pid_t pid = start_child(argv, envp, cwd, want_in ? fds[1] : devnull, fds[0]);
+	if ((h->a & SBXP_EXEC_SELF) && exe_fd < 0) {
+		err = ENOEXEC;
+		goto bad;
+	}
+	pid_t pid = start_child(argv, envp, cwd, want_in ? fds[1] : devnull, fds[0], h->a & SBXP_EXEC_SELF);
 	if (pid < 0) {
 		err = errno;
 		goto bad;
@@ -720,14 +746,9 @@ static void __attribute__((noreturn)) serve(void)
 	int rc = sbxsc_install(&prog);
 	if (rc < 0)
 		fail(-rc, "seccomp: %s", strerror(-rc));
-	/* Our root goes to the host for the file tools: /proc/1/root would need ptrace rights over us. */
-	int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (root < 0)
-		fail(errno, "open root: %s", strerror(errno));
 	(void)sbxp_send(P->ctl, SBXP_READY, 0,
 			(sys_empty ? SBXP_READY_SYS_EMPTY : 0) | (landlocked ? SBXP_READY_LANDLOCK : 0), 0, NULL, 0,
-			&root, 1);
-	close(root);
+			NULL, 0);
 	for (;;) {
 		struct pollfd pf[2] = { { P->ctl, POLLIN, 0 }, { sfd, POLLIN, 0 } };
 		if (poll(pf, 2, -1) < 0 && errno != EINTR)
@@ -795,6 +816,8 @@ void sbxi_main(const struct sbxi_params *params)
 	if (P->ctl > 3)
 		syscall(SYS_close_range, 3, P->ctl - 1, 0);
 	syscall(SYS_close_range, P->ctl + 1, ~0u, 0);
+	/* Still the host's /proc: our program, executable later whatever the sandbox's root holds. */
+	exe_fd = open("/proc/self/exe", O_PATH | O_CLOEXEC);
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (null >= 0) {
 		dup2(null, 0), dup2(null, 1), dup2(null, 2);

@@ -1,11 +1,12 @@
 /* The sandbox tools with the shapes of Anthropic's worker toolset: bash, read, write, edit, glob, grep.
  *
  * bash runs one persistent `/bin/bash --noprofile --norc` per session through the backend (inside the
- * sandbox). The file tools run on the host side, each in a short-lived forked child that drops every
- * capability (so it has no more file access than the sandbox's own processes) and resolves every path
- * with openat2(root_fd, path, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS): "..", absolute symlinks and a
- * directory swapped for a symlink stay inside the sandbox's view. FIFOs and devices are refused after an
- * O_PATH open + fstat (no open side effects, no hang); sizes are capped; the child has a deadline.
+ * sandbox). The file tools run in the tool worker (tool_worker.h), a second process of the session
+ * started on first use and kept: it is one of the session's own processes, so a file tool can do
+ * exactly what a command could (same mounts, ids, no capabilities, seccomp, Landlock, cgroup), never
+ * more. Here each call becomes one request frame; the reply is read within the file timeout and taken
+ * as untrusted text (capped, UTF-8 cleaned). A timeout or a cancel kills the worker; the next call
+ * starts a new one.
  *
  * Tool results are MCP CallToolResult objects (content + isError), see tool_call(). */
 #ifndef POSTERN_TOOLS_H
@@ -17,27 +18,17 @@
 
 #include <jansson.h>
 
+#include "sandbox/tool_files.h"
+
 typedef struct tool_session tool_session;
 
 #define TOOL_BASH_OUTPUT_CAP (100u * 1024u)
 #define TOOL_BASH_DEFAULT_TIMEOUT_MS 120000u
 #define TOOL_BASH_MAX_TIMEOUT_MS 3600000u
 #define TOOL_BASH_MAX_COMMAND (1u << 20)
-#define TOOL_READ_CAP (256u * 1024u)
-#define TOOL_READ_SCAN_CAP (64u << 20) /* bytes scanned for a line range of a larger file */
-#define TOOL_EDIT_CAP (8u << 20)
-#define TOOL_WRITE_CAP (16u << 20)
-#define TOOL_GLOB_RESULTS 200u
-#define TOOL_WALK_ENTRIES 50000u
-#define TOOL_WALK_DEPTH 40
-#define TOOL_GREP_CAP (100u * 1024u)
-#define TOOL_GREP_LINE 2000u
-#define TOOL_GREP_FILE_CAP (16u << 20)
-#define TOOL_FILE_TIMEOUT_MS 30000u
 
 /* Where the tools act. The shell functions start and stop the persistent shell inside the sandbox. */
 struct tool_backend {
-	int root_fd;			/* O_PATH directory fd of the sandbox root (borrowed) */
 	const char *cwd;		/* sandbox path that relative paths start from, e.g. "/workspace" */
 	unsigned default_timeout_ms;	/* bash; 0 = TOOL_BASH_DEFAULT_TIMEOUT_MS */
 	unsigned file_timeout_ms;	/* file tools; 0 = TOOL_FILE_TIMEOUT_MS */
@@ -53,15 +44,12 @@ struct tool_backend {
 	/* Optional: kill every process of the sandbox (bash "restart"). */
 	int (*kill_all)(void *ud);
 	/* Optional: an fd that becomes readable when the client cancels the running call (the command's
-	 * process group or the file tool's worker is killed, as on a timeout). The caller clears it. */
+	 * process group or the file tool worker is killed, as on a timeout). The caller clears it. */
 	const int *cancel_fd;
-	/* The host identity of the sandbox's processes: a root worker's file-tool child switches to it
-	 * (setgroups(0), setresgid, setresuid) so it has exactly their access and creates files with their
-	 * owner. false = keep ours (an unprivileged worker already is that user). Capabilities are dropped
-	 * either way. */
-	bool set_ids;
-	uid_t uid;
-	gid_t gid;
+	/* Starts the tool worker (`postern sandbox tool-worker`) as a process of the sandbox, with
+	 * *in_fd its stdin and *out_fd its stdout (O_NONBLOCK), like shell_spawn; the shell functions
+	 * above stop, wait for and free it. NULL = no file tools. */
+	int (*worker_spawn)(void *ud, void **proc, int *in_fd, int *out_fd);
 	void *ud;
 };
 

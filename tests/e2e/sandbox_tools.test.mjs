@@ -5,98 +5,14 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, linkSync, mkdirSync, readFileSync, statSync,
+import { chmodSync, chownSync, existsSync, linkSync, mkdirSync, readFileSync, statSync,
   symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { BIN, rmrf, sleep, tmpdir, waitUntil } from './lib/proc.mjs';
 
-const NOBODY = 65534;
-const isRoot = process.getuid() === 0;
-const PRIV = ['--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups', '--'];
+import { NOBODY, bash, call, connect, err, makeMode, ok } from './lib/mcp_sandbox.mjs';
 
-function makeMode(unpriv) {
-  const mode = { unpriv, name: unpriv ? 'unprivileged (uid 65534)' : 'root' };
-  mode.setup = () => {
-    if (!isRoot) throw new Error('run as root: the unprivileged half switches to uid 65534 with setpriv');
-    mode.dir = tmpdir('sbx-tools-');
-    chmodSync(mode.dir, 0o755);
-    mode.bin = BIN;
-    if (unpriv) { // the original binary may sit under a private directory
-      mode.bin = path.join(mode.dir, 'postern');
-      copyFileSync(BIN, mode.bin);
-      chmodSync(mode.bin, 0o755);
-    }
-    // Host-side things the sandbox must never reach: a secret file and a directory holding one.
-    mode.secret = path.join(mode.dir, 'host-secret.txt');
-    writeFileSync(mode.secret, 'HOST-SECRET\n');
-    mode.hostdir = path.join(mode.dir, 'hostdir');
-    mkdirSync(mode.hostdir);
-    writeFileSync(path.join(mode.hostdir, 'f'), 'HOST-SECRET\n');
-    writeFileSync(path.join(mode.dir, 'host-only-marker'), 'x');
-    mode.n = 0;
-  };
-  // A fresh workspace (owned by the sandbox user) for one session.
-  mode.workspace = () => {
-    const ws = path.join(mode.dir, `ws${mode.n++}`);
-    mkdirSync(ws);
-    if (unpriv) chownSync(ws, NOBODY, NOBODY);
-    return ws;
-  };
-  mode.slots = () => {
-    const d = path.join(mode.dir, `slots${mode.n++}`);
-    mkdirSync(d, { mode: 0o700 });
-    if (unpriv) chownSync(d, NOBODY, NOBODY);
-    return d;
-  };
-  return mode;
-}
-
-// Starts a server through the SDK's StdioClientTransport; returns {client, ws, log(), pid, close()}.
-async function connect(mode, { ws = mode.workspace(), slots = mode.slots(), args = [] } = {}) {
-  const serveArgs = ['sandbox', 'serve', '--stdio', '--workspace', ws, '--slots-dir', slots, ...args];
-  const transport = new StdioClientTransport({
-    command: mode.unpriv ? 'setpriv' : mode.bin,
-    args: mode.unpriv ? [...PRIV, mode.bin, ...serveArgs] : serveArgs,
-    env: { PATH: process.env.PATH, HOME: '/nonexistent' },
-    stderr: 'pipe',
-  });
-  let log = '';
-  transport.stderr.on('data', (c) => { log += c; if (process.env.POSTERN_TEST_VERBOSE) process.stderr.write(c); });
-  const client = new Client({ name: 'postern-sandbox-test', version: '1.0.0' });
-  await client.connect(transport);
-  return {
-    client, ws, transport,
-    log: () => log,
-    pid: transport.pid,
-    initPid: () => { const m = log.match(/sandbox session started" init_pid=(\d+)/); return m ? Number(m[1]) : null; },
-    // Under ASan/UBSan a report lands on stderr: any is a failure.
-    close: async () => {
-      await client.close();
-      await sleep(50);
-      assert.doesNotMatch(log, /Sanitizer|runtime error:/, 'sanitizer report in the server log');
-    },
-  };
-}
-
-async function call(s, name, args, timeout = 60000) {
-  const r = await s.client.callTool({ name, arguments: args }, undefined, { timeout });
-  return { text: r.content.map((c) => c.text).join(''), isError: !!r.isError };
-}
-const ok = async (s, name, args, timeout) => {
-  const r = await call(s, name, args, timeout);
-  assert.equal(r.isError, false, `${name} ${JSON.stringify(args).slice(0, 200)} failed: ${r.text.slice(0, 500)}`);
-  return r.text;
-};
-const err = async (s, name, args, re) => {
-  const r = await call(s, name, args);
-  assert.equal(r.isError, true, `${name} ${JSON.stringify(args).slice(0, 200)} should fail; got: ${r.text.slice(0, 300)}`);
-  if (re) assert.match(r.text, re);
-  return r.text;
-};
-const bash = (s, command, extra = {}) => ok(s, 'bash', { command, ...extra });
 const alive = (pid) => existsSync(`/proc/${pid}`);
 
 for (const unpriv of [false, true]) {
@@ -358,8 +274,14 @@ for (const unpriv of [false, true]) {
       assert.ok(Date.now() - t0 < 15000, `took ${Date.now() - t0} ms`);
       // procfs files report size 0 but are read with the cap.
       assert.match(await ok(s, 'read', { file_path: '/proc/1/status' }), /Name:/);
-      // The reader is outside the sandbox's pid namespace: /proc/self does not exist for it.
-      await err(s, 'read', { file_path: '/proc/self/status' }, /No such file/);
+      // The reader is a process of the sandbox: a child of its init in its pid namespace, no
+      // capabilities, no new privileges, under the session's seccomp filter.
+      const st = await ok(s, 'read', { file_path: '/proc/self/status' });
+      assert.match(st, /^PPid:\s+1$/m);
+      assert.match(st, /^CapEff:\s+0+$/m);
+      assert.match(st, /^CapPrm:\s+0+$/m);
+      assert.match(st, /^NoNewPrivs:\s+1$/m);
+      assert.match(st, /^Seccomp:\s+2$/m);
     });
   });
 

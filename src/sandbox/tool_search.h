@@ -1,0 +1,52 @@
+/* Internal to the file tools (tool_files.c, tool_search.c): the result being built, the call's context,
+ * the shared path and read helpers, and the two searching tools. */
+#ifndef POSTERN_TOOL_SEARCH_H
+#define POSTERN_TOOL_SEARCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include <jansson.h>
+
+#include "sandbox/tool_files.h"
+
+/* Growing text with a cap (limit, 0 = none): at the cap it is cut at a UTF-8 boundary and marked full. */
+struct tfile_text {
+	char *p;
+	size_t len, cap, limit;
+	bool full;
+};
+
+struct tfile_res {
+	bool err;
+	struct tfile_text t;
+};
+
+struct tfctx {
+	const char *cwd;    /* sandbox path relative paths start from */
+	unsigned budget_ms; /* time for a walk */
+};
+
+uint64_t tfile_now_ms(void);
+void tfile_addn(struct tfile_text *t, const char *s, size_t n);
+void tfile_add(struct tfile_text *t, const char *s);
+void tfile_printf(struct tfile_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Replaces the result with an error text. */
+void tfile_err(struct tfile_res *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* open() with O_CLOEXEC|O_NOCTTY: fd or -errno. */
+int tfile_open_path(const char *spath, int flags);
+const char *tfile_errtext(int e);
+/* Normalises a tool path argument (a JSON string) into a sandbox path; an error result otherwise. */
+int tfile_path(const struct tfctx *s, json_t *v, char *out, size_t outlen, struct tfile_res *r, const char *what);
+/* Opens a regular file for reading without open() side effects (O_PATH, fstat, reopen). */
+int tfile_open_regular(const struct tfctx *s, const char *spath, struct stat *st, struct tfile_res *r);
+/* Reads up to cap+1 bytes; *len > cap means the file is larger than cap. */
+char *tfile_read_capped(int fd, size_t cap, size_t *len);
+
+void tsearch_glob(const struct tfctx *s, json_t *a, struct tfile_res *r);
+void tsearch_grep(const struct tfctx *s, json_t *a, struct tfile_res *r);
+
+#endif
