@@ -441,7 +441,8 @@ static void stop_init(sbx *s)
 }
 
 /* Clones the init. With im (a root caller): maps it to im's unprivileged host ids and hands it the
- * workspace as a tree idmapped to them; -EOPNOTSUPP when the workspace cannot be idmapped. */
+ * workspace as a tree idmapped to them; -EPERM when the workspace cannot be idmapped and is not owned by
+ * those ids already (the session never runs as host root instead). */
 static int start_init(sbx *s, const sbx_config *c, struct sbxi_params *ip, const struct idmap *im, char *err,
 		      size_t errlen)
 {
@@ -505,9 +506,22 @@ static int start_init(sbx *s, const sbx_config *c, struct sbxi_params *ip, const
 		}
 		a.userns_fd = (uint64_t)uns;
 		if (mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &a, sizeof a) < 0) {
-			snprintf(err, errlen, "idmapped workspace: %s", strerror(errno));
-			rc = -EOPNOTSUPP;
-			goto fail;
+			int e = errno;
+			if (im->in_uid != im->run_uid || im->in_gid != im->run_gid) {
+				snprintf(err, errlen,
+					 "workspace %s cannot be idmapped (%s: its filesystem does not support idmapped "
+					 "mounts) and the sandbox never runs as host root: put the workspace on a "
+					 "filesystem that does (ext4, xfs, btrfs, tmpfs), or chown -R %u:%u it so the "
+					 "sandbox's host ids own it, or run postern as the workspace's owner",
+					 c->workspace, strerror(e), (unsigned)im->run_uid, (unsigned)im->run_gid);
+				rc = -EPERM;
+				goto fail;
+			}
+			/* Owned by the sandbox's host ids already: no idmap needed, the init binds it as it is. */
+			log_warn("msg=\"workspace cannot be idmapped; it is owned by the sandbox's host ids and bound "
+				 "as it is\" workspace=\"%s\" reason=\"%s\"", c->workspace, strerror(e));
+			close(tree);
+			tree = -1;
 		}
 	}
 	if ((rc = sbxp_send(s->ctl, SBXP_MAPS, 0, 0, 0, NULL, 0, tree >= 0 ? &tree : NULL, tree >= 0 ? 1 : 0)) < 0) {
@@ -624,14 +638,8 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 	};
 	struct idmap im = { .in_uid = c.workspace ? wst.st_uid : 0, .in_gid = c.workspace ? wst.st_gid : 0,
 			    .run_uid = c.run_uid ? c.run_uid : 65534, .run_gid = c.run_gid ? c.run_gid : 65534 };
-	bool as_nobody = geteuid() == 0 && !(c.flags & SBX_F_ROOT_IDENTITY);
-	int rc = start_init(s, &c, &ip, as_nobody ? &im : NULL, err, errlen);
-	if (rc == -EOPNOTSUPP) {
-		log_warn("msg=\"workspace cannot be idmapped; the sandbox runs as host root with no capabilities\" "
-			 "reason=\"%s\"", err);
-		as_nobody = false;
-		rc = start_init(s, &c, &ip, NULL, err, errlen);
-	}
+	/* A root caller's session always runs as an unprivileged host uid: no fallback to host root. */
+	int rc = start_init(s, &c, &ip, geteuid() == 0 ? &im : NULL, err, errlen);
 	if (rc < 0)
 		goto fail;
 	/* The init builds its root meanwhile; it forks nothing before SBXP_GO, so the cgroups are in place

@@ -18,9 +18,9 @@
  *   caller's euid to the same number, like bubblewrap). Started as root: processes run as an
  *   unprivileged host uid/gid (`run_uid`/`run_gid`, default 65534), seen inside as the workspace's
  *   owner, and the workspace is an idmapped mount, so files written there land on disk owned by the
- *   workspace's owner while the sandbox cannot use root's access to the rest of the host. (When the
- *   workspace's filesystem cannot be idmapped, the session falls back to mapping root to itself, with
- *   every capability dropped, and logs a warning; SBX_F_ROOT_IDENTITY asks for that mapping.)
+ *   workspace's owner while the sandbox cannot use root's access to the rest of the host. A session
+ *   never runs as host uid 0: when the workspace's filesystem cannot be idmapped, sbx_new() fails with
+ *   a reason, unless the workspace is owned by run_uid/run_gid already (then it is bound as it is).
  *   Host paths holding credentials (`hide_paths`) are masked in the image view.
  *
  * File tools (sbx_cmd.self_exec)
@@ -65,7 +65,6 @@ typedef struct sbx_proc sbx_proc;
 enum {
 	SBX_F_NO_CGROUP = 1u << 0, /* do not use cgroups even when available (rlimits only) */
 	SBX_F_QUIET = 1u << 1,     /* do not log the "limits in force" line */
-	SBX_F_ROOT_IDENTITY = 1u << 2, /* started as root: map root to itself instead of run_uid (see above) */
 };
 
 typedef struct sbx_config {
