@@ -28,10 +28,9 @@
 #include "sandbox/cgroup.h"
 #include "sandbox/sbx_proto.h"
 #include "sandbox/seccomp_policy.h"
+#include "sandbox/ws_doors.h"
 
 static const char *const default_env_allow[] = { "PATH", "LANG", "LC_*", "TERM", "TZ", NULL };
-static const char *const default_protect[] = { ".git/hooks/", ".git/config", ".bashrc", ".bash_profile",
-					       ".profile", ".zshrc", ".zshenv", NULL };
 static const char *const default_hide[] = { "/root", "/home", "/etc/shadow", "/etc/gshadow", "/etc/sudoers",
 					    "/etc/sudoers.d", "/etc/ssh", "/run/secrets", "/var/run/secrets",
 					    "/var/lib/postern", NULL };
@@ -60,6 +59,10 @@ struct sbx {
 	bool got_listen, got_killall, got_nprocs;
 	int listen_rc, listen_fd, killall_n, nprocs_n;
 	char *buf; /* SBXP_MAX_PAYLOAD + 1 */
+	int ws_fd; /* O_PATH of the host workspace, for the doors at the end; -1 without one */
+	char *ws_name;
+	const char *const *doors;
+	uint64_t doors_before;
 };
 
 struct sbx_proc {
@@ -337,68 +340,6 @@ static void free_strv(char **v)
 	free(v);
 }
 
-/* Creates a missing protected path in the workspace without following any symlink (the workspace
- * content is untrusted). 0, or -errno when it cannot be made safe (then it is not protected). */
-static int ensure_protected(int wsfd, const char *rel, uid_t owner, gid_t group)
-{
-	char buf[1024];
-	if (snprintf(buf, sizeof buf, "%s", rel) >= (int)sizeof buf || buf[0] == '/' || strstr(buf, ".."))
-		return -EINVAL;
-	size_t l = strlen(buf);
-	bool dir = l && buf[l - 1] == '/';
-	while (l && buf[l - 1] == '/')
-		buf[--l] = 0;
-	int cur = dup(wsfd), rc = 0;
-	if (cur < 0)
-		return -errno;
-	char *save = NULL, *comp = strtok_r(buf, "/", &save);
-	while (comp) {
-		char *next = strtok_r(NULL, "/", &save);
-		bool last = !next;
-		struct open_how how = { .flags = O_PATH | O_CLOEXEC | O_NOFOLLOW,
-					.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS };
-		struct stat st;
-		if (fstatat(cur, comp, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			if (errno != ENOENT) {
-				rc = -errno;
-				break;
-			}
-			if (!last || dir) {
-				if (mkdirat(cur, comp, 0755) < 0 && errno != EEXIST) {
-					rc = -errno;
-					break;
-				}
-			} else {
-				int f = openat(cur, comp, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
-				if (f < 0 && errno != EEXIST) {
-					rc = -errno;
-					break;
-				}
-				if (f >= 0)
-					close(f);
-			}
-			/* A root caller creates them for the workspace's owner, like the rest of the workspace. */
-			if (geteuid() == 0 && fchownat(cur, comp, owner, group, AT_SYMLINK_NOFOLLOW) < 0)
-				log_debug("msg=\"chown protected path\" path=%s err=%d", comp, errno);
-		} else if (S_ISLNK(st.st_mode)) {
-			rc = -ELOOP;
-			break;
-		}
-		if (last)
-			break;
-		int nfd = (int)syscall(SYS_openat2, cur, comp, &how, sizeof how);
-		if (nfd < 0) {
-			rc = -errno;
-			break;
-		}
-		close(cur);
-		cur = nfd;
-		comp = next;
-	}
-	close(cur);
-	return rc;
-}
-
 static const char *kind_name(enum cgr_kind k)
 {
 	return k == CGR_V2 ? "cgroup-v2" : k == CGR_V1 ? "cgroup-v1" : "rlimit";
@@ -554,7 +495,7 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	s->ctl = s->pidfd = s->listen_fd = -1;
+	s->ctl = s->pidfd = s->listen_fd = s->ws_fd = -1;
 	if (!c.image)
 		c.image = "/";
 	if (!c.mount_point)
@@ -613,11 +554,12 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		what = "open workspace";
 		if ((ws = open(c.workspace, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0 || fstat(ws, &wst) < 0)
 			goto sys;
-		for (const char *const *p = c.protected_paths ? c.protected_paths : default_protect; *p; p++) {
-			int r = ensure_protected(ws, *p, wst.st_uid, wst.st_gid);
-			if (r < 0)
-				log_warn("msg=\"protected path left unprotected\" path=%s err=%d", *p, -r);
-		}
+		/* Doors that exist are bound read-only by the init; the others are noted, to be moved aside at
+		 * the end if the session makes them (ws_doors.h). Nothing is created here. */
+		s->doors = c.protected_paths ? c.protected_paths : wsd_default;
+		s->doors_before = wsd_snapshot(ws, s->doors);
+		if ((s->ws_fd = fcntl(ws, F_DUPFD_CLOEXEC, 3)) < 0 || !(s->ws_name = strdup(c.workspace)))
+			goto oom;
 	}
 
 	struct sbxi_params ip = {
@@ -629,7 +571,7 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		.hostname = c.hostname,
 		.tmp_bytes = c.tmp_bytes,
 		.hide = (const char *const *)hide,
-		.protect = c.protected_paths ? c.protected_paths : default_protect,
+		.protect = c.protected_paths ? c.protected_paths : wsd_default,
 		.env = env,
 		.memory_bytes = c.memory_bytes,
 		.pids = c.pids,
@@ -741,6 +683,12 @@ void sbx_free(sbx *s)
 		close(s->pidfd);
 	}
 	cgr_free(s->cg);
+	/* Every process of the session is gone: nothing races the move. */
+	if (s->ws_fd >= 0) {
+		wsd_quarantine(s->ws_fd, s->doors, s->doors_before, s->ws_name);
+		close(s->ws_fd);
+	}
+	free(s->ws_name);
 	free(s->mount_point);
 	free(s->buf);
 	free(s);

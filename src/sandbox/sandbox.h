@@ -80,9 +80,9 @@ typedef struct sbx_config {
 	/* NULL-terminated lists; NULL selects the default shown. */
 	const char *const *env_allow; /* host variable names passed through: PATH LANG LC_* TERM TZ */
 	const char *const *env_set;   /* "K=V" set for every command (HTTP_PROXY=..., HOME=...); wins over allow */
-	/* Paths relative to the workspace kept read-only. A trailing '/' marks a directory. Missing ones are
-	 * created empty in the workspace first (so they cannot be created by the sandbox later).
-	 * Default: .git/hooks/ .git/config .bashrc .bash_profile .profile .zshrc .zshenv */
+	/* Doors (ws_doors.h), relative to the workspace: those that exist are kept read-only, those the
+	 * session makes are moved aside when it ends; nothing is created. A trailing '/' marks a directory.
+	 * Must outlive the sbx. Default: wsd_default (git's config, hooks, commondir..., shell rc files). */
 	const char *const *protected_paths;
 	/* Absolute paths in the image masked (empty tmpfs over a directory, /dev/null over a file).
 	 * Default: /root /home /etc/shadow /etc/gshadow /etc/sudoers /etc/sudoers.d /etc/ssh

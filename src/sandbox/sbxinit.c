@@ -301,6 +301,19 @@ static void hide_paths(void)
 
 /* Protected paths: every ancestor inside the workspace becomes a mount point (so it cannot be renamed
  * or removed to make room for a fresh copy), then the path itself is re-bound read-only. */
+/* Each ancestor of a door (.git) is bound onto itself once: a mount point cannot be renamed away. */
+static bool ancestor_bound(const char *path)
+{
+	static char done[8][256];
+	static int n;
+	for (int i = 0; i < n; i++)
+		if (!strcmp(done[i], path))
+			return true;
+	if (n < 8 && strlen(path) < sizeof done[0])
+		strcpy(done[n++], path);
+	return false;
+}
+
 static void protect_paths(void)
 {
 	char path[4096];
@@ -321,7 +334,7 @@ static void protect_paths(void)
 					if (*p == '/') {
 						*p = 0;
 						struct stat ast;
-						if (lstat(path, &ast) == 0 && S_ISDIR(ast.st_mode))
+						if (!ancestor_bound(path) && lstat(path, &ast) == 0 && S_ISDIR(ast.st_mode))
 							bind_tree(AT_FDCWD, path, path, false, 0);
 						*p = '/';
 					}
@@ -329,6 +342,14 @@ static void protect_paths(void)
 				bind_tree(AT_FDCWD, path, path, true, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
 			}
 		}
+	/* A linked worktree's or submodule's `.git` is a file naming its git directory: kept as it is too
+	 * (a `.git` directory stays writable for the session's own git; its doors are bound above). */
+	struct stat gst;
+	snprintf(path, sizeof path, "%s/.git", mp);
+	if (lstat(path, &gst) == 0 && S_ISREG(gst.st_mode))
+		bind_tree(AT_FDCWD, path, path, false, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+	else if (S_ISDIR(gst.st_mode) && !ancestor_bound(path)) /* a mount point: not renamed away, even bare */
+		bind_tree(AT_FDCWD, path, path, false, 0);
 }
 
 static void lo_up(void)

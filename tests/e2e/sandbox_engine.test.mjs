@@ -397,23 +397,28 @@ for (const unpriv of [false, true]) {
       assert.match(r.stdout, /\nw\n\/workspace\n$/);
     });
 
-    test('workspace writable; protected paths read-only, also ones that did not exist', async () => {
+    test('workspace writable; existing doors read-only, doors the session made moved aside at the end', async () => {
       const ws = path.join(mode.dir, `ws-prot-${Date.now()}`);
       mkdirSync(path.join(ws, '.git'), { recursive: true });
       writeFileSync(path.join(ws, '.git', 'HEAD'), 'ref: refs/heads/main\n');
+      writeFileSync(path.join(ws, '.git', 'config'), '');
       if (mode.unpriv) execFileSync('chown', ['-R', `${NOBODY}:${NOBODY}`, ws]);
       const r = await sbx(mode, ['--workspace', ws, '--', 'sh', '-c',
         'echo data > file.txt && echo wrote;' +
-        ' (echo evil > .git/hooks/pre-commit) 2>/dev/null || echo hooks=ro;' +
         ' (echo "[core]" >> .git/config) 2>/dev/null || echo config=ro;' +
-        ' (echo x >> .bashrc) 2>/dev/null || echo bashrc=ro;' +
         ' mv .git .git-moved 2>/dev/null || echo mv=refused;' +
         ' rm -rf .git 2>/dev/null; test -d .git && echo git=kept;' +
-        ' echo ok > .git/HEAD && echo head=rw']);
-      assert.equal(r.stdout, 'wrote\nhooks=ro\nconfig=ro\nbashrc=ro\nmv=refused\ngit=kept\nhead=rw\n');
+        ' echo ok > .git/HEAD && echo head=rw;' +
+        ' mkdir -p .git/hooks && echo evil > .git/hooks/pre-commit && echo hooks=made;' +
+        ' echo x >> .bashrc && echo bashrc=made']);
+      assert.equal(r.stdout, 'wrote\nconfig=ro\nmv=refused\ngit=kept\nhead=rw\nhooks=made\nbashrc=made\n');
       assert.equal(readFileSync(path.join(ws, 'file.txt'), 'utf8'), 'data\n');
-      assert.equal(existsSync(path.join(ws, '.git', 'hooks', 'pre-commit')), false);
+      assert.equal(existsSync(path.join(ws, '.git', 'hooks')), false);
+      assert.equal(readFileSync(path.join(ws, '.git', 'hooks.postern-quarantine-1', 'pre-commit'), 'utf8'), 'evil\n');
+      assert.equal(existsSync(path.join(ws, '.bashrc')), false);
+      assert.equal(readFileSync(path.join(ws, '.bashrc.postern-quarantine-1'), 'utf8'), 'x\n');
       assert.equal(readFileSync(path.join(ws, '.git', 'config'), 'utf8'), '');
+      assert.equal(readFileSync(path.join(ws, '.git', 'HEAD'), 'utf8'), 'ok\n');
       assert.equal(statSync(path.join(ws, 'file.txt')).uid, mode.unpriv ? NOBODY : 0);
     });
   });

@@ -192,6 +192,13 @@ static int self_probe(void)
 static void test_self_exec(void **st)
 {
 	(void)st;
+	char gp[160];
+	snprintf(gp, sizeof gp, "%s/.git", wsdir);
+	mkdir(gp, 0755); /* a repository's config: a door, bound read-only inside */
+	snprintf(gp, sizeof gp, "%s/.git/config", wsdir);
+	FILE *gf = fopen(gp, "w");
+	assert_non_null(gf);
+	fclose(gf);
 	sbx *s = mk();
 	static const char *const argv[] = { "self", "--self-probe", NULL };
 	/* A sanitizer build's leak check at exit needs ptrace, which the sandbox refuses. */

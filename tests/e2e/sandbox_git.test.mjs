@@ -1,0 +1,124 @@
+// Doors in the workspace (issue 8 finding 2): nothing a session writes may steer the host's git or a shell
+// a person later runs there, and protection leaves no litter. Checked with the host's real git after a
+// hostile session, as root and unprivileged. Doors that exist are read-only inside (config, hooks, info,
+// a `.git` file, shell rc files; `.git` cannot be renamed away); doors the session makes (a whole new
+// `.git`, hooks/ where there was none, commondir, config.worktree, modules/, worktrees/, rc files) are
+// moved aside when it ends. The session's own git keeps working, and its commits stay.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { rmrf } from './lib/proc.mjs';
+import { NOBODY, sbxMode, sbxRun } from './lib/sandbox.mjs';
+
+const ENV = { PATH: process.env.PATH, HOME: '/nonexistent', GIT_CONFIG_NOSYSTEM: '1' };
+const ID = ['-c', 'user.email=t@example.invalid', '-c', 'user.name=t', '-c', 'safe.directory=*'];
+const git = (ws, ...args) => execFileSync('git', [...ID, '-C', ws, ...args], { encoding: 'utf8', env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
+const gitTry = (ws, ...args) => { try { return { ok: true, out: git(ws, ...args) }; } catch (e) { return { ok: false, out: `${e.stdout}${e.stderr}` }; } };
+
+for (const unpriv of [false, true]) {
+  const mode = sbxMode(unpriv, 'sbx-git-');
+  describe(`workspace doors as ${mode.name}`, () => {
+    let marks;
+    const fresh = (name) => {
+      const ws = path.join(mode.dir, name);
+      mkdirSync(ws);
+      return ws;
+    };
+    const own = (ws) => { if (unpriv) execFileSync('chown', ['-R', `${NOBODY}:${NOBODY}`, ws]); };
+    const run = async (ws, script) => {
+      const r = await sbxRun(mode, ['--workspace', ws, '--', 'sh', '-c', script], { quiet: false });
+      return r;
+    };
+    const noMarks = () => assert.deepEqual(readdirSync(marks), [], 'a host tool ran a command the session chose');
+    before(() => {
+      mode.setup();
+      marks = path.join(mode.dir, 'marks');
+      mkdirSync(marks, { mode: 0o777 });
+    });
+    after(() => rmrf(mode.dir));
+
+    test('no litter: a run leaves a fresh workspace as it was, and git init works inside', async () => {
+      const ws = fresh('empty');
+      own(ws);
+      const r = await run(ws, 'ls -A; echo listed');
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, 'listed\n');
+      assert.deepEqual(readdirSync(ws), []);
+    });
+
+    test('a repository the session makes is moved aside whole; host git then sees none', async () => {
+      const ws = fresh('made');
+      own(ws);
+      const r = await run(ws, `git init -q && git config core.fsmonitor "touch ${marks}/fsmonitor; false" && ` +
+        `printf '#!/bin/sh\\ntouch ${marks}/hook\\n' > .git/hooks/pre-commit && chmod +x .git/hooks/pre-commit && ` +
+        'echo x > f && git add f && git -c user.email=a@b -c user.name=n commit --no-verify -qm inside && echo committed');
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /committed/);
+      assert.match(r.stderr, /the session made a file that steers host tools; moved aside" workspace="[^"]+" path=".git" now=".git.postern-quarantine-1"/);
+      assert.equal(existsSync(path.join(ws, '.git')), false);
+      assert.ok(existsSync(path.join(ws, '.git.postern-quarantine-1', 'config')), 'moved, not deleted');
+      const st = gitTry(ws, 'status');
+      assert.equal(st.ok, false);
+      assert.match(st.out, /not a git repository/);
+      noMarks();
+    });
+
+    test('an existing repository: its doors are closed, the session\'s git works, host git runs nothing chosen', async () => {
+      const ws = fresh('repo');
+      git(ws, 'init', '-q');
+      writeFileSync(path.join(ws, 'a'), 'a\n');
+      git(ws, 'add', 'a');
+      git(ws, 'commit', '-qm', 'base');
+      rmSync(path.join(ws, '.git', 'hooks'), { recursive: true, force: true }); // a door the session could make
+      own(ws);
+      const fsm = `[core]\\n\\tfsmonitor = touch ${marks}/fsmonitor\\n`;
+      const r = await run(ws, [
+        `(printf '${fsm}' >> .git/config) 2>/dev/null && echo config-written`,
+        'mv .git .git-away 2>/dev/null && echo git-renamed',
+        `(printf '${fsm}' > .git/info/attributes-door) 2>/dev/null && echo info-written`,
+        'echo b >> a && git add a && git -c user.email=a@b -c user.name=n commit -qm inside && echo committed',
+        `mkdir -p .git/hooks && printf '#!/bin/sh\\ntouch ${marks}/hook\\n' > .git/hooks/pre-commit && chmod +x .git/hooks/pre-commit && echo hook-made`,
+        `printf '${fsm}' > .git/config.worktree && echo worktree-config-made`,
+        `mkdir -p evil && printf '${fsm}' > evil/config && echo ../evil > .git/commondir && echo commondir-made`,
+        'true',
+      ].join('; '));
+      assert.equal(r.code, 0, r.stderr);
+      assert.doesNotMatch(r.stdout, /config-written|git-renamed|info-written/);
+      assert.match(r.stdout, /committed\nhook-made\nworktree-config-made\ncommondir-made\n/);
+      for (const p of ['.git/hooks/', '.git/commondir', '.git/config.worktree'])
+        assert.ok(r.stderr.includes(`path="${p}"`), `${p} not moved aside: ${r.stderr}`);
+      // The host's git: status, diff and commit (which would run a pre-commit hook) run nothing chosen.
+      git(ws, 'status', '--porcelain');
+      git(ws, 'diff');
+      git(ws, 'commit', '-q', '--allow-empty', '-m', 'host');
+      noMarks();
+      assert.match(git(ws, 'log', '--format=%s'), /^host\ninside\nbase\n$/);
+      assert.ok(existsSync(path.join(ws, '.git', 'commondir.postern-quarantine-1')));
+    });
+
+    test('shell start-up files: existing ones read-only, new ones moved aside', async () => {
+      const ws = fresh('shell');
+      writeFileSync(path.join(ws, '.bashrc'), '# host\n');
+      own(ws);
+      const r = await run(ws, `(echo "touch ${marks}/bashrc" >> .bashrc) 2>/dev/null && echo bashrc-written; ` +
+        `echo "touch ${marks}/profile" > .profile && echo "touch ${marks}/zshenv" > .zshenv && echo made`);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, 'made\n');
+      assert.equal(readFileSync(path.join(ws, '.bashrc'), 'utf8'), '# host\n');
+      assert.deepEqual(readdirSync(ws).sort(), ['.bashrc', '.profile.postern-quarantine-1', '.zshenv.postern-quarantine-1']);
+      execFileSync('bash', ['-lc', 'true'], { env: { ...ENV, HOME: ws }, cwd: ws });
+      noMarks();
+    });
+
+    test('a `.git` file (linked worktree) is kept as it is', async () => {
+      const ws = fresh('linked');
+      writeFileSync(path.join(ws, '.git'), 'gitdir: /nonexistent/real\n');
+      own(ws);
+      const r = await run(ws, '(echo "gitdir: evil" > .git) 2>/dev/null && echo written; true');
+      assert.equal(r.stdout, '');
+      assert.equal(readFileSync(path.join(ws, '.git'), 'utf8'), 'gitdir: /nonexistent/real\n');
+    });
+  });
+}
