@@ -350,6 +350,7 @@ static atomic_uint session_counter;
 struct idmap {
 	uid_t in_uid, run_uid;
 	gid_t in_gid, run_gid;
+	uid_t owner_uid; /* owner of the session's user namespace (never 0) */
 };
 
 static int write_map(pid_t pid, const char *file, unsigned in, unsigned out)
@@ -411,6 +412,11 @@ static int start_init(sbx *s, const sbx_config *c, struct sbxi_params *ip, const
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
+	/* A root caller's namespace is owned by a dedicated unprivileged id, not by root: per-user kernel
+	 * budgets (inotify, message queues...) are charged to the owner in the host's namespace, so a session
+	 * cannot exhaust root's or another session's. The raw syscall changes only this thread's effective
+	 * uid (the saved uid stays 0 to come back); the child keeps it as the namespace's creator. */
+	bool owned = im && syscall(SYS_setresuid, -1, im->owner_uid, -1) == 0;
 	long pid = syscall(SYS_clone,
 			   CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |
 				   CLONE_PIDFD | SIGCHLD, /* the cgroup namespace comes after the move (sbxinit) */
@@ -418,7 +424,12 @@ static int start_init(sbx *s, const sbx_config *c, struct sbxi_params *ip, const
 	if (pid == 0)
 		sbxi_main(ip);
 	rc = -errno;
+	if (owned && syscall(SYS_setresuid, -1, 0, -1) != 0)
+		abort(); /* cannot happen: the saved uid is 0 */
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (im && !owned)
+		log_warn("msg=\"namespace owned by root: per-user kernel budgets are shared with root\" reason=\"%s\"",
+			 strerror(errno));
 	close(sv[1]);
 	if (pid < 0) {
 		close(sv[0]);
@@ -580,6 +591,8 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 	};
 	struct idmap im = { .in_uid = c.workspace ? wst.st_uid : 0, .in_gid = c.workspace ? wst.st_gid : 0,
 			    .run_uid = c.run_uid ? c.run_uid : 65534, .run_gid = c.run_gid ? c.run_gid : 65534 };
+	/* One owner id per session, out of the range people and packages use. */
+	im.owner_uid = SBX_OWNER_UID_BASE + ((unsigned)getpid() * 64u + atomic_load(&session_counter)) % 65536u;
 	/* A root caller's session always runs as an unprivileged host uid: no fallback to host root. */
 	int rc = start_init(s, &c, &ip, geteuid() == 0 ? &im : NULL, err, errlen);
 	if (rc < 0)

@@ -60,6 +60,13 @@ typedef struct sbx_proc sbx_proc;
 #define SBX_DEFAULT_OUTPUT_CAP (100u * 1024u)
 #define SBX_MAX_ARGS 4096
 #define SBX_MAX_ENV 512
+/* Per-session caps on per-user kernel budgets (host defaults: 128 inotify instances per user). */
+#define SBX_NS_INOTIFY_INSTANCES "32"
+#define SBX_NS_INOTIFY_WATCHES "65536"
+#define SBX_NS_MQUEUE_BYTES (256u * 1024u)
+/* Started as root: the session's user namespace is owned by SBX_OWNER_UID_BASE + (0..65535), a host uid no
+ * account has, so per-user budgets are charged to it rather than to root. */
+#define SBX_OWNER_UID_BASE 2147418112u
 
 /* sbx_config.flags */
 enum {

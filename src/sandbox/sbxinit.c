@@ -219,6 +219,27 @@ static void build_scratch(void)
 }
 
 /* Mounts over /proc entries that would let a process holding the host-root uid change the host. */
+/* Per-user kernel budgets are charged at every user-namespace level: in the host's, to the owner of our
+ * namespace. Our own namespace's caps (set while we still hold CAP_SYS_RESOURCE in it, before /proc/sys goes
+ * read-only) keep one session from exhausting that owner's budget and every other session's. */
+static void ns_budgets(void)
+{
+	static const struct { const char *name, *val; } caps[] = {
+		{ "proc/sys/user/max_inotify_instances", SBX_NS_INOTIFY_INSTANCES },
+		{ "proc/sys/user/max_inotify_watches", SBX_NS_INOTIFY_WATCHES },
+		{ "proc/sys/user/max_fanotify_groups", "0" },
+		{ "proc/sys/user/max_fanotify_marks", "0" },
+	};
+	for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++) {
+		int fd = open(caps[i].name, O_WRONLY | O_CLOEXEC);
+		if (fd < 0 && errno == ENOENT)
+			continue; /* an older kernel without that counter */
+		if (fd < 0 || write(fd, caps[i].val, strlen(caps[i].val)) != (ssize_t)strlen(caps[i].val))
+			fail(errno, "cap %s: %s", caps[i].name, strerror(errno));
+		close(fd);
+	}
+}
+
 static void harden_proc(void)
 {
 	static const char *const ro[] = { "proc/sys", "proc/sysrq-trigger", "proc/irq", "proc/bus", "proc/fs" };
@@ -423,6 +444,7 @@ static void setup(void)
 
 	mkdir("proc", 0555);
 	mount_or_fail("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	ns_budgets();
 	harden_proc();
 	build_dev();
 	build_sys();
@@ -550,6 +572,9 @@ static void __attribute__((noreturn)) child(char **argv, char **envp, const char
 		rl.rlim_cur = rl.rlim_max = P->pids;
 		setrlimit(RLIMIT_NPROC, &rl);
 	}
+	/* POSIX message queue bytes are a per-user budget too (charged up the namespace chain). */
+	rl.rlim_cur = rl.rlim_max = SBX_NS_MQUEUE_BYTES;
+	setrlimit(RLIMIT_MSGQUEUE, &rl);
 	const char *cmd = argv[0];
 	int err = ENOENT;
 	if (self) {

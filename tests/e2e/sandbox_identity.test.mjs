@@ -1,12 +1,13 @@
-// Identity (issue 8 finding 5): a session never runs as host uid 0. As root, the sandbox's processes are
+// Identity (issue 8 findings 5 and 6): a session never runs as host uid 0, and cannot exhaust a host
+// user's per-user kernel budgets (its namespace caps them; as root it is owned by a dedicated id). As root, the sandbox's processes are
 // host uid/gid 65534 (uid_map inside says so); on a workspace filesystem that cannot be idmapped (a ramfs
 // here) the session is refused with a clear error instead of falling back to host root, unless the
 // workspace is owned by the sandbox's host ids already. Unprivileged, processes are the caller. /etc/shadow
 // is masked (empty), so only a non-empty read counts.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, chmodSync, chownSync, statSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, chmodSync, chownSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { rmrf } from './lib/proc.mjs';
 import { NOBODY, sbxMode, sbxRun } from './lib/sandbox.mjs';
@@ -24,6 +25,30 @@ function checkNotRoot(r, want) {
   assert.equal(rest.trim(), 'end', `root-only files readable: ${rest}`);
 }
 
+// Starts `sandbox run` (its output comes at the end) and resolves once the probe inside has written
+// "ready" to `file` in the workspace, i.e. while it holds what it took; `done` resolves at its end.
+function startHolding(mode, args, file) {
+  const argv = ['sandbox', 'run', ...args];
+  const child = mode.unpriv
+    ? spawn('setpriv', ['--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups', '--', mode.bin, ...argv])
+    : spawn(mode.bin, argv);
+  let log = '';
+  child.stderr.on('data', (c) => { log += c; });
+  child.stdout.on('data', () => {});
+  const done = new Promise((r) => child.on('close', () => r(log)));
+  return new Promise((resolve, reject) => {
+    const t0 = Date.now();
+    const tick = () => {
+      let held = '';
+      try { held = readFileSync(file, 'utf8'); } catch { /* not yet */ }
+      if (held.includes('ready')) return resolve({ held, log: () => log, done });
+      if (Date.now() - t0 > 20000) return reject(new Error(`no ready: ${log}`));
+      setTimeout(tick, 20);
+    };
+    tick();
+  });
+}
+
 for (const unpriv of [false, true]) {
   const mode = sbxMode(unpriv, 'sbx-ident-');
   describe(`sandbox identity as ${mode.name}`, () => {
@@ -33,6 +58,30 @@ for (const unpriv of [false, true]) {
     test('the sandbox\'s ids map to an unprivileged host uid, never 0; root-only host files stay unreadable', async () => {
       checkNotRoot(await sbxRun(mode, ['--workspace', mode.ws, '--', 'sh', '-c', SCRIPT]), NOBODY);
       checkNotRoot(await sbxRun(mode, ['--', 'sh', '-c', SCRIPT]), NOBODY); // tmpfs workspace
+    });
+
+    test('per-user kernel budgets: a session exhausting inotify leaves the host user and a second session theirs', async () => {
+      const held = path.join(mode.ws, 'held.txt');
+      const a = await startHolding(mode, ['--workspace', mode.ws, '--', 'sh', '-c', './probe inotify 100000 6000 > held.txt'], held);
+      const m = a.held.match(/inotify=(\d+) stop=(.*)/);
+      assert.ok(m, a.held);
+      assert.ok(Number(m[1]) <= 32, `one session took ${m[1]} inotify instances`);
+      assert.match(m[2], /Too many open files/);
+      // While it holds them: a second session, and the host user that started both, get what they ask.
+      const b = await sbxRun(mode, ['--workspace', mode.ws, '--', './probe', 'inotify', '16', '0']);
+      assert.match(b.stdout, /inotify=16 stop=none/, b.stderr);
+      const host = execFileSync(mode.unpriv ? 'setpriv' : mode.probe, mode.unpriv
+        ? ['--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups', '--', mode.probe, 'inotify', '16', '0']
+        : ['inotify', '16', '0'], { encoding: 'utf8' });
+      assert.match(host, /inotify=16 stop=none/);
+      // Whom the kernel charges: the owner of the session's user namespace, seen from the host.
+      const init = a.log().match(/init_pid=(\d+)/);
+      assert.ok(init, a.log());
+      const said = execFileSync(mode.probe, ['nsowner', init[1]], { encoding: 'utf8' });
+      const owner = Number(said.match(/nsowner=(\d+)/)?.[1]);
+      if (mode.unpriv) assert.equal(owner, NOBODY); // the caller: all it can be
+      else assert.ok(owner >= 2147418112 && owner < 2147418112 + 65536, `namespace owner ${owner}, not a dedicated id (${said})`);
+      await a.done;
     });
   });
 }
