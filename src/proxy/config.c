@@ -46,7 +46,7 @@ void px_config_free(px_config *c)
 static int load_mcp_route(cfg_doc *d, cfg_node *routes, const char *name, cfg_node *val, route *r)
 {
 	static const char *const top[] = { "stdio", "sandbox", "max_sessions", "idle_timeout", NULL };
-	static const char *const sbx_keys[] = { "image", "workspace_root", "memory", "pids", "cpus", "tmp", "timeout",
+	static const char *const sbx_keys[] = { "image", "workspace_root", "memory", "pids", "cpus", "tmp", "disk", "timeout",
 						"allow_domains", "deny_domains", "no_cgroup", NULL };
 	cfg_node *sb = NULL, *st = cfg_get(val, "stdio");
 	char **list = NULL, *s = NULL, **argv = NULL;
@@ -116,7 +116,8 @@ static int load_mcp_route(cfg_doc *d, cfg_node *routes, const char *name, cfg_no
 	{
 		static const char *const plain[][2] = { { "image", "--image" }, { "memory", "--memory" },
 							{ "pids", "--pids" }, { "cpus", "--cpus" },
-							{ "tmp", "--tmp" }, { "timeout", "--timeout" } };
+							{ "tmp", "--tmp" }, { "disk", "--disk" },
+							{ "timeout", "--timeout" } };
 		for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
 			uint64_t sz;
 			if ((rc = cfg_get_str(d, sb, plain[i][0], &s)) < 0)
@@ -125,6 +126,11 @@ static int load_mcp_route(cfg_doc *d, cfg_node *routes, const char *name, cfg_no
 				continue;
 			if ((!strcmp(plain[i][0], "memory") || !strcmp(plain[i][0], "tmp")) && cfg_parse_size(s, &sz) < 0) {
 				rc = cfg_fail(d, sb, plain[i][0], "'%s' is not a size (e.g. 512M, 2G)", s);
+				goto out;
+			}
+			if (!strcmp(plain[i][0], "disk") &&
+			    (cfg_parse_size(s, &sz) < 0 || sz < (16ull << 20) || sz > (16ull << 40))) {
+				rc = cfg_fail(d, sb, plain[i][0], "'%s' is not a size from 16M to 16T (e.g. 10G)", s);
 				goto out;
 			}
 			if (!strcmp(plain[i][0], "timeout") && cfg_parse_duration_ms(s, &ms) < 0) {

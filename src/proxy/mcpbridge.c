@@ -457,7 +457,8 @@ static int sess_spawn(mbr *b, sess **out, char *why, size_t whylen)
 			s->workspace = NULL;
 			goto fail;
 		}
-		args[na++] = "--workspace";
+		/* The session's own, removed at its end: the engine may keep it on a capped disk of its own. */
+		args[na++] = "--scratch-workspace";
 		args[na++] = s->workspace;
 	}
 	uv_pipe_init(b->loop, &s->in, 0);

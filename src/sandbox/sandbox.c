@@ -29,6 +29,7 @@
 #include "sandbox/sbx_proto.h"
 #include "sandbox/seccomp_policy.h"
 #include "sandbox/ws_doors.h"
+#include "sandbox/ws_quota.h"
 
 static const char *const default_env_allow[] = { "PATH", "LANG", "LC_*", "TERM", "TZ", NULL };
 static const char *const default_hide[] = { "/root", "/home", "/etc/shadow", "/etc/gshadow", "/etc/sudoers",
@@ -53,7 +54,8 @@ struct sbx {
 	char *mount_point;
 	unsigned timeout_ms;
 	uint32_t next_id;
-	char limits[400];
+	char limits[440];
+	bool disk_image; /* the workspace is an ext4 image of the disk cap (ws_quota.h) */
 	struct rec recs[MAX_RECS];
 	/* replies to synchronous requests */
 	bool got_listen, got_killall, got_nprocs;
@@ -351,6 +353,7 @@ struct idmap {
 	uid_t in_uid, run_uid;
 	gid_t in_gid, run_gid;
 	uid_t owner_uid; /* owner of the session's user namespace (never 0) */
+	mode_t in_mode;  /* the workspace directory's mode, for a disk image's root */
 };
 
 static int write_map(pid_t pid, const char *file, unsigned in, unsigned out)
@@ -389,6 +392,7 @@ static int start_init(sbx *s, const sbx_config *c, struct sbxi_params *ip, const
 		      size_t errlen)
 {
 	int sv[2], pidfd = -1, uns = -1, tree = -1, rc = 0;
+	char why[300];
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
 		snprintf(err, errlen, "socketpair: %s", strerror(errno));
 		return -errno;
@@ -450,8 +454,19 @@ static int start_init(sbx *s, const sbx_config *c, struct sbxi_params *ip, const
 	if (c->workspace) {
 		snprintf(path, sizeof path, "/proc/%d/ns/user", (int)s->init_pid);
 		struct mount_attr a = { .attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV };
+		/* A scratch workspace becomes a disk of its own, of the cap; failing that, the directory itself
+		 * (each file capped) with a warning. */
+		if (c->flags & SBX_F_SCRATCH) {
+			tree = wsq_image_mount(s->ws_fd, c->disk_bytes, im->in_uid, im->in_gid, im->in_mode, why,
+					       sizeof why);
+			s->disk_image = tree >= 0;
+			if (tree < 0)
+				log_warn("msg=\"scratch workspace without a disk image: only each file is capped\" "
+					 "workspace=\"%s\" reason=\"%s\"", c->workspace, why);
+		}
 		if ((uns = open(path, O_RDONLY | O_CLOEXEC)) < 0 ||
-		    (tree = open_tree(AT_FDCWD, c->workspace, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE)) < 0) {
+		    (tree < 0 &&
+		     (tree = open_tree(AT_FDCWD, c->workspace, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE)) < 0)) {
 			rc = -errno;
 			snprintf(err, errlen, "workspace tree: %s", strerror(-rc));
 			goto fail;
@@ -519,6 +534,13 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		c.pids = SBX_DEFAULT_PIDS;
 	if (!c.tmp_bytes)
 		c.tmp_bytes = SBX_DEFAULT_TMP;
+	if (!c.disk_bytes)
+		c.disk_bytes = WSQ_DEFAULT_BYTES;
+	if (c.disk_bytes < WSQ_MIN_BYTES) {
+		snprintf(err, errlen, "disk %llu bytes: at least %lluM", (unsigned long long)c.disk_bytes,
+			 (unsigned long long)(WSQ_MIN_BYTES >> 20));
+		goto fail;
+	}
 	/* /tmp, /dev/shm (and a tmpfs workspace) share one tmpfs, kept within half the memory budget: with a
 	 * memory cgroup its pages are charged there anyway, and without one it must not add to what the
 	 * processes may hold beyond what the caller granted. */
@@ -585,12 +607,14 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		.protect = c.protected_paths ? c.protected_paths : wsd_default,
 		.env = env,
 		.memory_bytes = c.memory_bytes,
+		.fsize_bytes = c.disk_bytes,
 		.pids = c.pids,
 		/* Test hook: the fallback for kernels without Landlock, on a kernel with it. */
 		.no_landlock = getenv("POSTERN_SANDBOX_NO_LANDLOCK") != NULL,
 	};
 	struct idmap im = { .in_uid = c.workspace ? wst.st_uid : 0, .in_gid = c.workspace ? wst.st_gid : 0,
-			    .run_uid = c.run_uid ? c.run_uid : 65534, .run_gid = c.run_gid ? c.run_gid : 65534 };
+			    .run_uid = c.run_uid ? c.run_uid : 65534, .run_gid = c.run_gid ? c.run_gid : 65534,
+			    .in_mode = c.workspace ? wst.st_mode : 0755 };
 	/* One owner id per session, out of the range people and packages use. */
 	im.owner_uid = SBX_OWNER_UID_BASE + ((unsigned)getpid() * 64u + atomic_load(&session_counter)) % 65536u;
 	/* A root caller's session always runs as an unprivileged host uid: no fallback to host root. */
@@ -641,20 +665,29 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 	}
 	bool mem_cg = cgr_kind_of(s->cg, CGR_MEMORY) != CGR_NONE, pids_cg = cgr_kind_of(s->cg, CGR_PIDS) != CGR_NONE;
 	snprintf(s->limits, sizeof s->limits,
-		 "memory=%s:%llu pids=%s:%u cpu=%s tmp=tmpfs-shared:%llu seccomp=on net=%s sysfs=%s cgroupns=session "
-		 "specialfiles=%s",
+		 "memory=%s:%llu pids=%s:%u cpu=%s tmp=tmpfs-shared:%llu disk=%s:%llu seccomp=on net=%s sysfs=%s "
+		 "cgroupns=session specialfiles=%s",
 		 mem_cg ? kind_name(cgr_kind_of(s->cg, CGR_MEMORY)) : "rlimit-as-per-process",
 		 (unsigned long long)c.memory_bytes, pids_cg ? kind_name(cgr_kind_of(s->cg, CGR_PIDS)) : "rlimit-nproc",
 		 c.pids,
 		 !c.cpu_millis ? "none" : cgr_kind_of(s->cg, CGR_CPU) == CGR_NONE ? "none(no cgroup)"
 		 : cgr_kind_of(s->cg, CGR_CPU) == CGR_V2 ? "cgroup-v2" : "cgroup-v1",
-		 (unsigned long long)c.tmp_bytes, "loopback-only", sys_empty ? "empty" : "netns",
+		 (unsigned long long)c.tmp_bytes,
+		 s->disk_image ? "ext4-image" : c.workspace ? "file-size-only" : "tmpfs-shared",
+		 (unsigned long long)(s->disk_image || c.workspace ? c.disk_bytes : c.tmp_bytes), "loopback-only",
+		 sys_empty ? "empty" : "netns",
 		 landlocked ? "landlock" : "seccomp-mknod");
 	if (!mem_cg) {
 		char why[900];
 		log_warn("msg=\"no memory cgroup: the memory limit applies to each process, not to the session\" "
 			 "reason=\"%s\"", cgr_why(s->cg, CGR_MEMORY, why, sizeof why));
 	}
+	if (c.workspace && !s->disk_image && cfg->disk_bytes)
+		log_warn("msg=\"no total disk cap on this workspace: each file is capped at the disk size\" "
+			 "workspace=\"%s\" reason=\"%s\"", c.workspace,
+			 !(c.flags & SBX_F_SCRATCH) ? "a host directory shared with the host (--workspace) has no "
+						       "project quota here; use a scratch workspace for a capped disk"
+			 : geteuid() ? "a disk image needs root (loop device)" : "the disk image failed (see above)");
 	if (!(c.flags & SBX_F_QUIET))
 		log_info("msg=\"sandbox started\" init_pid=%d limits=\"%s\"", (int)s->init_pid, s->limits);
 	goto done;

@@ -32,6 +32,8 @@
  *   memory, pids, cpu: cgroup v2 (a delegated `cgroup_parent`, or our own cgroup's subtree when the
  *   controllers are enabled there) else cgroup v1 controllers (memory, pids, cpu) when writable (root),
  *   else rlimits (RLIMIT_AS for memory, RLIMIT_NPROC per user namespace for pids, none for cpu).
+ *   disk: an ext4 image of the cap for a scratch workspace of a root caller, the shared tmpfs cap for a
+ *   tmpfs workspace, else a per-file cap only (ws_quota.h).
  *   Detected at sbx_new(), logged once, reported by sbx_limits_describe().
  *
  * Network
@@ -72,6 +74,8 @@ typedef struct sbx_proc sbx_proc;
 enum {
 	SBX_F_NO_CGROUP = 1u << 0, /* do not use cgroups even when available (rlimits only) */
 	SBX_F_QUIET = 1u << 1,     /* do not log the "limits in force" line */
+	SBX_F_SCRATCH = 1u << 2,   /* the workspace directory is the session's own and discarded after it: it
+				    * may hold the session's capped disk instead (ws_quota.h) */
 };
 
 typedef struct sbx_config {
@@ -82,6 +86,7 @@ typedef struct sbx_config {
 	uint64_t memory_bytes;   /* 0 = SBX_DEFAULT_MEMORY */
 	unsigned pids;           /* 0 = SBX_DEFAULT_PIDS */
 	uint64_t tmp_bytes;      /* size cap of the /tmp tmpfs; 0 = SBX_DEFAULT_TMP */
+	uint64_t disk_bytes;     /* workspace disk cap (ws_quota.h says how it holds); 0 = WSQ_DEFAULT_BYTES */
 	unsigned cpu_millis;     /* CPU quota in 1/1000 CPU (1500 = 1.5 CPUs); 0 = no quota */
 	unsigned timeout_ms;     /* default per-command wall clock timeout; 0 = SBX_DEFAULT_TIMEOUT_MS */
 	/* NULL-terminated lists; NULL selects the default shown. */

@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "sandbox/egress_proxy.h"
 #include "sandbox/tool_worker.h"
+#include "sandbox/ws_quota.h"
 
 #define PROXY_ADDR EGX_PROXY_ADDR
 #define PROXY_PORT EGX_PROXY_PORT
@@ -26,6 +27,11 @@ static void usage(FILE *f)
 		   "       postern sandbox serve --stdio [options]   (MCP server with the sandbox tools)\n\n"
 		   "run options:\n"
 		   "  --workspace DIR     host directory mounted read-write at /workspace (default: an empty tmpfs)\n"
+		   "  --scratch-workspace DIR\n"
+		   "                      an empty workspace of its own disk (--disk), discarded at the end; as root an\n"
+		   "                      ext4 image in an unlinked file in DIR, else DIR itself\n"
+		   "  --disk SIZE         workspace disk cap (default 10G): the whole disk of a scratch workspace as root,\n"
+		   "                      else the size of each file\n"
 		   "  --image DIR         root of the read-only view (default /)\n"
 		   "  --allow-domain D    allow egress to D through the sandbox's HTTP proxy (repeatable; *.example.com)\n"
 		   "  --memory SIZE       memory limit (default 2G)\n"
@@ -75,6 +81,17 @@ int sandbox_cli_parse_count(const char *opt, const char *v, long max, unsigned *
 	return 0;
 }
 
+int sandbox_cli_parse_disk(const char *v, uint64_t *out, char *err, size_t errlen)
+{
+	uint64_t sz;
+	if (cfg_parse_size(v, &sz) < 0 || sz < WSQ_MIN_BYTES || sz > (16ull << 40)) {
+		snprintf(err, errlen, "--disk %s: expected a size from 16M to 16T, like 2G", v);
+		return -EINVAL;
+	}
+	*out = sz;
+	return 0;
+}
+
 int sandbox_cli_parse_run(int argc, char **argv, struct sandbox_run_opts *o, char *err, size_t errlen)
 {
 	memset(o, 0, sizeof *o);
@@ -104,8 +121,16 @@ int sandbox_cli_parse_run(int argc, char **argv, struct sandbox_run_opts *o, cha
 		if (need(argc, argv, i, err, errlen) < 0)
 			return -EINVAL;
 		const char *v = argv[++i];
-		if (!strcmp(a, "--workspace")) {
+		if (!strcmp(a, "--workspace") || !strcmp(a, "--scratch-workspace")) {
+			if (o->workspace) {
+				snprintf(err, errlen, "%s: one workspace only (--workspace or --scratch-workspace)", a);
+				return -EINVAL;
+			}
 			o->workspace = v;
+			o->scratch = a[2] == 's';
+		} else if (!strcmp(a, "--disk")) {
+			if (sandbox_cli_parse_disk(v, &o->disk_bytes, err, errlen) < 0)
+				return -EINVAL;
 		} else if (!strcmp(a, "--image")) {
 			o->image = v;
 		} else if (!strcmp(a, "--cgroup-parent")) {
@@ -175,10 +200,11 @@ static void config_from(const struct sandbox_run_opts *o, sbx_config *c, const c
 	c->memory_bytes = o->memory_bytes;
 	c->pids = o->pids;
 	c->tmp_bytes = o->tmp_bytes;
+	c->disk_bytes = o->disk_bytes;
 	c->cpu_millis = o->cpu_millis;
 	c->timeout_ms = o->timeout_ms;
 	c->env_set = env_set;
-	c->flags = (o->no_cgroup ? SBX_F_NO_CGROUP : 0) | (o->quiet ? SBX_F_QUIET : 0);
+	c->flags = (o->no_cgroup ? SBX_F_NO_CGROUP : 0) | (o->quiet ? SBX_F_QUIET : 0) | (o->scratch ? SBX_F_SCRATCH : 0);
 }
 
 static int run_main(int argc, char **argv)

@@ -19,7 +19,8 @@ struct sandbox_run_opts {
 	size_t n_allow;
 	const char *env[SANDBOX_CLI_MAX_LIST + 1];
 	size_t n_env;
-	uint64_t memory_bytes, tmp_bytes, output_cap;
+	uint64_t memory_bytes, tmp_bytes, output_cap, disk_bytes;
+	bool scratch; /* --scratch-workspace */
 	unsigned pids, cpu_millis, timeout_ms;
 	bool no_cgroup, json, quiet;
 	char **argv; /* the command (points into the caller's argv) */
@@ -27,6 +28,8 @@ struct sandbox_run_opts {
 
 /* Option values shared by `run` and `serve`. 0, or -EINVAL with "OPT VALUE: expected ..." in err. */
 int sandbox_cli_parse_cpus(const char *v, unsigned *millis, char *err, size_t errlen);
+/* --disk SIZE: 16M to 16T. */
+int sandbox_cli_parse_disk(const char *v, uint64_t *out, char *err, size_t errlen);
 int sandbox_cli_parse_count(const char *opt, const char *v, long max, unsigned *out, char *err, size_t errlen);
 
 /* Pure: parses `run` options (argv[0] is "run"). 0, or -EINVAL with a message in err. */

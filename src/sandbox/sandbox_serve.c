@@ -31,6 +31,11 @@ static void usage(FILE *f)
 		"One sandbox per session: created at the first tool call, removed at stdin EOF, SIGTERM or idle timeout.\n\n"
 		"options:\n"
 		"  --workspace DIR       host directory mounted read-write at /workspace (default: an empty tmpfs)\n"
+		"  --scratch-workspace DIR\n"
+		"                        an empty workspace of its own disk (--disk), discarded at the end; as root an\n"
+		"                        ext4 image in an unlinked file in DIR, else DIR itself\n"
+		"  --disk SIZE           workspace disk cap (default 10G): the whole disk of a scratch workspace as\n"
+		"                        root, else the size of each file\n"
 		"  --image DIR           root of the read-only view (default /)\n"
 		"  --allow-domain D      egress through the sandbox's HTTP proxy to D (repeatable): example.com,\n"
 		"                        *.example.com (subdomains only), *, an IP or CIDR (also allows that address\n"
@@ -72,8 +77,16 @@ int ssv_parse(int argc, char **argv, struct ssv_opts *o, char *err, size_t errle
 			return -EINVAL;
 		}
 		v = argv[++i];
-		if (!strcmp(a, "--workspace")) {
+		if (!strcmp(a, "--workspace") || !strcmp(a, "--scratch-workspace")) {
+			if (o->workspace) {
+				snprintf(err, errlen, "%s: one workspace only (--workspace or --scratch-workspace)", a);
+				return -EINVAL;
+			}
 			o->workspace = v;
+			o->scratch = a[2] == 's';
+		} else if (!strcmp(a, "--disk")) {
+			if (sandbox_cli_parse_disk(v, &o->disk_bytes, err, errlen) < 0)
+				return -EINVAL;
 		} else if (!strcmp(a, "--image")) {
 			o->image = v;
 		} else if (!strcmp(a, "--slots-dir")) {
@@ -279,10 +292,11 @@ static int make_sandbox(ssv_session *ss, char *err, size_t errlen)
 	c.memory_bytes = ss->o.memory_bytes;
 	c.pids = ss->o.pids;
 	c.tmp_bytes = ss->o.tmp_bytes;
+	c.disk_bytes = ss->o.disk_bytes;
 	c.cpu_millis = ss->o.cpu_millis;
 	c.timeout_ms = ss->o.timeout_ms;
 	c.env_set = env;
-	c.flags = ss->o.no_cgroup ? SBX_F_NO_CGROUP : 0;
+	c.flags = (ss->o.no_cgroup ? SBX_F_NO_CGROUP : 0) | (ss->o.scratch ? SBX_F_SCRATCH : 0);
 	ss->s = sbx_new(&c, e, sizeof e);
 	if (!ss->s) {
 		snprintf(err, errlen, "%s", e);

@@ -19,7 +19,8 @@ struct ssv_opts {
 	const char *workspace, *image, *slots_dir;
 	const char *allow[SSV_MAX_LIST + 1], *deny[SSV_MAX_LIST + 1]; /* NULL-terminated */
 	size_t n_allow, n_deny;
-	uint64_t memory_bytes, tmp_bytes;
+	uint64_t memory_bytes, tmp_bytes, disk_bytes;
+	bool scratch; /* --scratch-workspace */
 	unsigned pids, cpu_millis, timeout_ms, max_sandboxes;
 	uint64_t idle_ms;
 	bool no_cgroup;

@@ -61,6 +61,7 @@ struct sbxi_params {
 	const char *const *protect;    /* relative to the workspace; trailing '/' = directory */
 	char *const *env;              /* session environment */
 	uint64_t memory_bytes;
+	uint64_t fsize_bytes; /* RLIMIT_FSIZE of every command (the disk cap: no one file outgrows the disk) */
 	unsigned pids;
 	bool no_landlock; /* POSTERN_SANDBOX_NO_LANDLOCK set: take the mknod-filter fallback (tests) */
 };

@@ -575,6 +575,11 @@ static void __attribute__((noreturn)) child(char **argv, char **envp, const char
 	/* POSIX message queue bytes are a per-user budget too (charged up the namespace chain). */
 	rl.rlim_cur = rl.rlim_max = SBX_NS_MQUEUE_BYTES;
 	setrlimit(RLIMIT_MSGQUEUE, &rl);
+	/* No one file outgrows the disk cap, whatever holds the total (ws_quota.h). */
+	if (P->fsize_bytes) {
+		rl.rlim_cur = rl.rlim_max = P->fsize_bytes;
+		setrlimit(RLIMIT_FSIZE, &rl);
+	}
 	const char *cmd = argv[0];
 	int err = ENOENT;
 	if (self) {

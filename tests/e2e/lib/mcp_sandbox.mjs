@@ -50,8 +50,8 @@ export function makeMode(unpriv) {
 }
 
 // Starts a server through the SDK's StdioClientTransport; returns {client, ws, log(), pid, close()}.
-export async function connect(mode, { ws = mode.workspace(), slots = mode.slots(), args = [] } = {}) {
-  const serveArgs = ['sandbox', 'serve', '--stdio', '--workspace', ws, '--slots-dir', slots, ...args];
+export async function connect(mode, { ws = mode.workspace(), slots = mode.slots(), args = [], scratch = false } = {}) {
+  const serveArgs = ['sandbox', 'serve', '--stdio', scratch ? '--scratch-workspace' : '--workspace', ws, '--slots-dir', slots, ...args];
   const transport = new StdioClientTransport({
     command: mode.unpriv ? 'setpriv' : mode.bin,
     args: mode.unpriv ? [...PRIV, mode.bin, ...serveArgs] : serveArgs,
