@@ -35,7 +35,7 @@ FUZZ_SRCS:= $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS:= $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz/%)
 BIN      := $(B)/postern
 
-.PHONY: all build clean deps deps-npm unit check check-build integration sanitize fuzz fuzz-corpus demo bench clang asan
+.PHONY: all build clean deps deps-npm unit layers check check-build integration sanitize fuzz fuzz-corpus demo bench clang asan
 all: build
 build: $(BIN)
 
@@ -95,6 +95,10 @@ deps:
 # Integration tests drive the binary named by POSTERN_BIN with real clients.
 integration: $(BIN)
 	POSTERN_BIN=$(abspath $(BIN)) scripts/run-integration.sh
+
+# The include rule between src/ folders (docs/internals.md, "Layers"), and proof that the check can fail.
+layers:
+	@scripts/layers.sh src && scripts/layers-selftest.sh
 
 check: deps
 	@scripts/check.sh

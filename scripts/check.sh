@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make check: every test tier. gcc build + unit, clang build + unit, integration,
+# make check: every test tier. The layer rule, gcc build + unit, clang build + unit, integration,
 # then unit + integration again under ASan+UBSan, then each fuzz corpus once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,6 +7,7 @@ jobs=${JOBS:-2}
 t0=$(date +%s)
 step() { echo; echo "=== check: $* ($(( $(date +%s) - t0 ))s)"; }
 
+step "layers";            make -s layers
 step "gcc build + unit";   make -s -j"$jobs" FLAVOUR=gcc build unit-bins;   make -s FLAVOUR=gcc unit
 step "clang build + unit"; make -s -j"$jobs" FLAVOUR=clang build unit-bins; make -s FLAVOUR=clang unit
 step "integration (gcc)";  make -s FLAVOUR=gcc integration

@@ -73,20 +73,13 @@ fail:
 	return rc < 0 ? rc : -EINVAL;
 }
 
-/* ------------------------------------------------------------------ the proxy as the connector's backend */
-
-static px_conn *be_open(void *ud, const px_conn_ops *ops, void *ctx, const char *client_addr)
-{
-	return px_conn_new(ud, ops, ctx, client_addr);
-}
-
 /* ------------------------------------------------------------------ process */
 
 struct gw {
 	uv_loop_t *loop;
 	px_config *pcfg;
 	ctr_config *ccfg;
-	ctr_backend be;
+	stream_backend be;
 	px *p;
 	ctr *c;
 	adm_server *adm;
@@ -228,7 +221,7 @@ int gateway_main(int argc, char **argv)
 		goto fail_run;
 	}
 	if (g.ccfg->n_edges > 0) {
-		g.be = (ctr_backend){ be_open, px_conn_feed, px_conn_eof, px_conn_drained, px_conn_abort, g.p };
+		px_stream_backend(g.p, &g.be);
 		if (!(g.c = ctr_new(g.loop, g.ccfg, &g.be, err, sizeof err))) {
 			log_error("msg=\"cannot start the connector\" err=\"%s\"", err);
 			goto fail_run;

@@ -71,7 +71,7 @@ enum tkind { T_NONE, T_HANDSHAKE, T_IDLE, T_HEAD, T_CONNECT, T_CLOSE };
 struct px_conn {
 	px *px;
 	px_conn *prev, *next;
-	const px_conn_ops *ops;
+	const stream_ops *ops;
 	void *ctx;
 	char client[NA_FMT_MAX];
 	tio *tls;
@@ -619,7 +619,7 @@ static void on_conn_timer(uv_timer_t *t)
 	c->tkind = T_NONE;
 	switch (k) {
 	case T_CLOSE: {
-		const px_conn_ops *ops = c->ops;
+		const stream_ops *ops = c->ops;
 		c->aborted = true; /* the owner hears nothing more after close */
 		ops->close(c->ctx);
 		break;
@@ -1461,7 +1461,7 @@ static void drive(px_conn *c)
 
 /* ---- the stream seam -------------------------------------------------------------------------------- */
 
-px_conn *px_conn_new(px *p, const px_conn_ops *ops, void *ctx, const char *client_addr)
+px_conn *px_conn_new(px *p, const stream_ops *ops, void *ctx, const char *client_addr)
 {
 	px_conn *c;
 	if (!p || p->draining || p->freeing)
@@ -1490,6 +1490,21 @@ px_conn *px_conn_new(px *p, const px_conn_ops *ops, void *ctx, const char *clien
 	p->st.conns_total++;
 	px_ref(p);
 	return c;
+}
+
+/* The stream_backend face: a stream_conn handed to the transport is a px_conn. */
+static stream_conn *sb_open(void *ud, const stream_ops *ops, void *ctx, const char *client_addr)
+{
+	return (stream_conn *)px_conn_new(ud, ops, ctx, client_addr);
+}
+static void sb_feed(stream_conn *c, const uint8_t *p, size_t n) { px_conn_feed((px_conn *)c, p, n); }
+static void sb_eof(stream_conn *c) { px_conn_eof((px_conn *)c); }
+static void sb_drained(stream_conn *c) { px_conn_drained((px_conn *)c); }
+static void sb_abort(stream_conn *c) { px_conn_abort((px_conn *)c); }
+
+void px_stream_backend(px *p, stream_backend *out)
+{
+	*out = (stream_backend){ sb_open, sb_feed, sb_eof, sb_drained, sb_abort, p };
 }
 
 void px_conn_feed(px_conn *c, const uint8_t *p, size_t n)
@@ -1617,7 +1632,7 @@ static bool pxl_over(void *ctx)
 	return g->tc && tconn_over_high_water(g->tc);
 }
 
-static const px_conn_ops pxl_ops = {
+static const stream_ops pxl_ops = {
 	.write = pxl_write,
 	.shutdown = pxl_shutdown,
 	.close = pxl_close,

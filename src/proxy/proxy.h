@@ -3,7 +3,7 @@
  *
  * The proxy never touches the client-side socket. Its owner (a connector HTTP/2 stream, or the plain
  * `listen_addr` listener of px_listen) creates one px_conn per client connection, feeds it ciphertext and
- * writes out what the proxy hands back through px_conn_ops. See docs/internals.md, "Proxy stream interface".
+ * writes out what the proxy hands back through stream_ops (core/stream.h). See docs/internals.md, "Stream seam".
  *
  * Threading: everything runs on the px's libuv loop. */
 #ifndef POSTERN_PROXY_H
@@ -16,6 +16,7 @@
 
 #include "core/cfg.h"
 #include "core/netaddr.h"
+#include "core/stream.h"
 #include "proxy/route.h"
 
 /* ---- configuration ------------------------------------------------------------------------------------ */
@@ -85,40 +86,24 @@ typedef struct px_stats {
 } px_stats;
 void px_get_stats(const px *p, px_stats *out);
 
-/* ---- the stream seam ---------------------------------------------------------------------------------- */
+/* ---- the stream seam (core/stream.h) ------------------------------------------------------------------- */
 
-/* How the proxy talks back to the owner of a client connection. ctx is the owner's pointer. */
-typedef struct px_conn_ops {
-	/* Ciphertext for the client. <0 is fatal for the connection (the proxy then closes it). */
-	int (*write)(void *ctx, const uint8_t *p, size_t n);
-	/* No more writes: half-close toward the client once queued bytes are out (END_STREAM, TCP FIN). */
-	int (*shutdown)(void *ctx);
-	/* The px_conn is finished and freed right after this returns; never call it again. If shutdown was called
-	 * before, this is a graceful end (let queued bytes flush); otherwise it is an abort (RST_STREAM / close). */
-	void (*close)(void *ctx);
-	/* n more fed bytes have been processed: the owner may accept n more (HTTP/2: return window). */
-	void (*consumed)(void *ctx, size_t n);
-	/* True while the owner's outgoing queue is above its high-water mark: the proxy stops reading the upstream
-	 * until px_conn_drained. */
-	bool (*over_high_water)(void *ctx);
-} px_conn_ops;
+/* The proxy as a stream backend: open is px_conn_new, the rest the px_conn_* calls below. */
+void px_stream_backend(px *p, stream_backend *out);
 
-/* A new client connection. client_addr ("ip:port", may be NULL) is only for logs. ops must outlive the
- * px_conn. Returns NULL when draining or out of memory (the owner refuses the stream, e.g. with 503).
- * No ops call happens inside px_conn_new. */
-px_conn *px_conn_new(px *p, const px_conn_ops *ops, void *ctx, const char *client_addr);
-/* Ciphertext from the client. The proxy holds what it cannot process yet and reports it through consumed
- * once processed: an owner that stops feeding when n fed - n consumed reaches its window bounds memory. */
+/* A new client connection (see stream_backend.open). client_addr ("ip:port", may be NULL) is only for
+ * logs. ops must outlive the px_conn. NULL when draining or out of memory. */
+px_conn *px_conn_new(px *p, const stream_ops *ops, void *ctx, const char *client_addr);
+/* Ciphertext from the client, reported back through ops->consumed once processed. */
 void px_conn_feed(px_conn *c, const uint8_t *p, size_t n);
 /* The client half-closed its sending side (END_STREAM, FIN). */
 void px_conn_eof(px_conn *c);
 /* The owner's outgoing queue fell below its low-water mark after over_high_water was true. */
 void px_conn_drained(px_conn *c);
-/* The owner is going away (stream reset, socket closed): the px_conn is freed, its upstream closed, and no
- * ops call happens once this returns. May be called from inside an ops callback. */
+/* The owner is going away: the px_conn is freed, its upstream closed, and no ops call happens once this
+ * returns. May be called from inside an ops callback. */
 void px_conn_abort(px_conn *c);
 
-/* ops->close is never called from inside px_conn_feed/eof/drained/abort: it always comes from the loop,
- * so an owner may keep using its own state after those calls return. */
+/* ops->close is never called from inside px_conn_feed/eof/drained/abort (core/stream.h). */
 
 #endif

@@ -212,7 +212,7 @@ struct stream {
 	struct stream *next, *prev;
 	struct link *l;
 	int32_t id;
-	px_conn *pc;
+	stream_conn *sc;
 	uint8_t *q;
 	size_t qoff, qlen, qcap;
 	size_t unconsumed;  /* fed to the backend, not yet reported consumed: returned to the window on abort */
@@ -278,7 +278,7 @@ struct edge_addr {
 struct ctr {
 	uv_loop_t *loop;
 	const ctr_config *cfg;
-	ctr_backend be;
+	stream_backend be;
 	SSL_CTX *tls;
 	char *token;
 	char id[40];
@@ -437,7 +437,7 @@ static void stream_unlink_free(struct stream *s)
 static void stream_maybe_free(struct stream *s)
 {
 	struct link *l = s->l;
-	if (!s->h2_closed || s->pc)
+	if (!s->h2_closed || s->sc)
 		return;
 	stream_unlink_free(s);
 	metrics_refresh(l->c);
@@ -524,7 +524,7 @@ static void ops_close(void *ctx)
 {
 	struct stream *s = ctx;
 	struct link *l = s->l;
-	s->pc = NULL;
+	s->sc = NULL;
 	if (!l->closing && !s->h2_closed) {
 		/* Bytes the backend will never report: give the window back. */
 		if (s->unconsumed) {
@@ -544,7 +544,7 @@ static void ops_close(void *ctx)
 	stream_maybe_free(s);
 }
 
-static const px_conn_ops stream_ops = {
+static const stream_ops strm_ops = {
 	.write = ops_write,
 	.shutdown = ops_shutdown,
 	.close = ops_close,
@@ -586,7 +586,7 @@ static ssize_t read_cb(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t len
 		s->eof_sent = true;
 	}
 	if (s->high && s->qlen <= l->c->cfg->stream_low_water) {
-		/* Told after the send loop: the backend may write again from px_conn_drained. */
+		/* Told after the send loop: the backend may write again from its drained call. */
 		s->high = false;
 		s->want_drained = true;
 	}
@@ -665,8 +665,8 @@ static void accept_stream(struct link *l, struct stream *s, bool end_stream)
 		refuse(l, s, "503");
 		return;
 	}
-	s->pc = c->be.open(c->be.ud, &stream_ops, s, s->client_addr[0] ? s->client_addr : NULL);
-	if (!s->pc) {
+	s->sc = c->be.open(c->be.ud, &strm_ops, s, s->client_addr[0] ? s->client_addr : NULL);
+	if (!s->sc) {
 		refuse(l, s, "503");
 		return;
 	}
@@ -677,7 +677,7 @@ static void accept_stream(struct link *l, struct stream *s, bool end_stream)
 		  s->authority[0] ? s->authority : "-", s->client_addr[0] ? s->client_addr : "-");
 	nghttp2_submit_response(l->h2, s->id, &nv, 1, &dp);
 	if (end_stream)
-		c->be.eof(s->pc);
+		c->be.eof(s->sc);
 }
 
 static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *f, void *ud)
@@ -692,8 +692,8 @@ static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *f, void *ud)
 			accept_stream(l, s, f->hd.flags & NGHTTP2_FLAG_END_STREAM);
 		break;
 	case NGHTTP2_DATA:
-		if (s && s->pc && (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
-			c->be.eof(s->pc);
+		if (s && s->sc && (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+			c->be.eof(s->sc);
 		break;
 	case NGHTTP2_PING:
 		if ((f->hd.flags & NGHTTP2_FLAG_ACK) && l->ping_out) {
@@ -753,13 +753,13 @@ static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t id, const u
 	(void)flags;
 	l->c->st.bytes_in += len;
 	adm_add(l->c->m.bytes_in, (int64_t)len);
-	if (!s || !s->pc) {
+	if (!s || !s->sc) {
 		/* Nobody will read it: return the window at once. */
 		nghttp2_session_consume(h2, id, len);
 		return 0;
 	}
 	s->unconsumed += len;
-	l->c->be.feed(s->pc, data, len);
+	l->c->be.feed(s->sc, data, len);
 	return 0;
 }
 
@@ -771,12 +771,12 @@ static int on_stream_close(nghttp2_session *h2, int32_t id, uint32_t code, void 
 	if (!s)
 		return 0;
 	s->h2_closed = true;
-	if (s->pc) {
+	if (s->sc) {
 		/* A clean end after the backend finished its side: let the backend close on its own. */
 		if (!(code == NGHTTP2_NO_ERROR && s->out_eof && s->eof_sent)) {
-			px_conn *pc = s->pc;
-			s->pc = NULL;
-			l->c->be.abort(pc);
+			stream_conn *sc = s->sc;
+			s->sc = NULL;
+			l->c->be.abort(sc);
 		}
 	}
 	if (s->unconsumed) {
@@ -845,8 +845,8 @@ static void link_flush(struct link *l)
 		for (struct stream *s = l->streams; s; s = s->next)
 			if (s->want_drained) {
 				s->want_drained = false;
-				if (s->pc)
-					l->c->be.drained(s->pc);
+				if (s->sc)
+					l->c->be.drained(s->sc);
 			}
 	} while (l->flush_pending && !l->closing);
 	l->flushing = false;
@@ -1092,10 +1092,10 @@ static void link_finished(struct link *l)
 	struct stream *s;
 
 	while ((s = l->streams)) {
-		if (s->pc) {
-			px_conn *pc = s->pc;
-			s->pc = NULL;
-			c->be.abort(pc);
+		if (s->sc) {
+			stream_conn *sc = s->sc;
+			s->sc = NULL;
+			c->be.abort(sc);
 		}
 		stream_unlink_free(s);
 	}
@@ -1556,7 +1556,7 @@ static int make_uuid(char *out, size_t len)
 	return 0;
 }
 
-ctr *ctr_new(uv_loop_t *loop, const ctr_config *cfg, const ctr_backend *backend, char *err, size_t errlen)
+ctr *ctr_new(uv_loop_t *loop, const ctr_config *cfg, const stream_backend *backend, char *err, size_t errlen)
 {
 	ctr *c = calloc(1, sizeof *c);
 	nghttp2_session_callbacks *cbs = NULL;

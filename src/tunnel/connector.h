@@ -24,7 +24,7 @@
 #include <uv.h>
 
 #include "core/cfg.h"
-#include "proxy/proxy.h"
+#include "core/stream.h"
 
 /* ---- configuration ---- */
 
@@ -59,26 +59,13 @@ int ctr_config_init(ctr_config *c);
 int ctr_config_load(cfg_doc *d, cfg_node *root, ctr_config **out);
 void ctr_config_free(ctr_config *c);
 
-/* ---- stream backend ---- */
-
-/* Where stream bytes go: px_* semantics (see proxy.h). open returns NULL to refuse (draining, no memory):
- * the stream is answered 503. */
-typedef struct ctr_backend {
-	px_conn *(*open)(void *ud, const px_conn_ops *ops, void *ctx, const char *client_addr);
-	void (*feed)(px_conn *c, const uint8_t *p, size_t n);
-	void (*eof)(px_conn *c);
-	void (*drained)(px_conn *c);
-	void (*abort)(px_conn *c);
-	void *ud;
-} ctr_backend;
-
 /* ---- the connector ---- */
 
 typedef struct ctr ctr;
 
 /* cfg and backend must outlive the connector. The token is read now (and again at every dial). NULL with a
  * reason in err (bad CA file, no token). */
-ctr *ctr_new(uv_loop_t *loop, const ctr_config *cfg, const ctr_backend *backend, char *err, size_t errlen);
+ctr *ctr_new(uv_loop_t *loop, const ctr_config *cfg, const stream_backend *backend, char *err, size_t errlen);
 /* Starts dialing: slot 0 at once, the others 250 ms apart (no burst at the edge). */
 int ctr_start(ctr *c);
 /* At least one registered connection answered a ping and has none overdue. */

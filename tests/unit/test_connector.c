@@ -1,6 +1,6 @@
 /* The connector against an in-process fake edge: TLS 1.3 listener (tconn), the registration line, then an
  * nghttp2 CLIENT that opens CONNECT streams, as the real edge does. The stream backend is an echo (or a
- * holder that never consumes) with the px_conn semantics of proxy.h. */
+ * holder that never consumes) with the stream_backend semantics of core/stream.h. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,7 +30,7 @@ static char tmpd[64];
 /* ------------------------------------------------------------------ echo / hold backend */
 
 struct fpc {
-	const px_conn_ops *ops;
+	const stream_ops *ops;
 	void *ctx;
 	struct fpc *next;
 	size_t fed, echoed;
@@ -88,7 +88,7 @@ static void bulk_write(struct fpc *f)
 		be.saw_high = true;
 }
 
-static px_conn *be_open(void *ud, const px_conn_ops *ops, void *ctx, const char *client_addr)
+static stream_conn *be_open(void *ud, const stream_ops *ops, void *ctx, const char *client_addr)
 {
 	struct fpc *f;
 	(void)ud;
@@ -103,10 +103,10 @@ static px_conn *be_open(void *ud, const px_conn_ops *ops, void *ctx, const char 
 	f->next = be.conns;
 	be.conns = f;
 	be.opened++;
-	return (px_conn *)f;
+	return (stream_conn *)f;
 }
 
-static void be_feed(px_conn *c, const uint8_t *p, size_t n)
+static void be_feed(stream_conn *c, const uint8_t *p, size_t n)
 {
 	struct fpc *f = (struct fpc *)c;
 	f->fed += n;
@@ -116,7 +116,7 @@ static void be_feed(px_conn *c, const uint8_t *p, size_t n)
 	f->ops->consumed(f->ctx, n);
 }
 
-static void be_eof(px_conn *c)
+static void be_eof(stream_conn *c)
 {
 	struct fpc *f = (struct fpc *)c;
 	f->eof = true;
@@ -131,7 +131,7 @@ static void be_eof(px_conn *c)
 	uv_timer_start(&be.closer, closer_cb, 1, 0);
 }
 
-static void be_drained(px_conn *c)
+static void be_drained(stream_conn *c)
 {
 	struct fpc *f = (struct fpc *)c;
 	f->drained++;
@@ -146,7 +146,7 @@ static void be_drained(px_conn *c)
 	}
 }
 
-static void be_abort(px_conn *c)
+static void be_abort(stream_conn *c)
 {
 	struct fpc *f = (struct fpc *)c;
 	be_remove(f);
@@ -165,7 +165,7 @@ static void be_release(void)
 		}
 }
 
-static const ctr_backend echo_backend = { be_open, be_feed, be_eof, be_drained, be_abort, NULL };
+static const stream_backend echo_backend = { be_open, be_feed, be_eof, be_drained, be_abort, NULL };
 
 /* ------------------------------------------------------------------ fake edge */
 

@@ -190,7 +190,7 @@ static bool o_over(void *ctx)
 	(void)ctx;
 	return false;
 }
-static const px_conn_ops ops = { o_write, o_shutdown, o_close, o_consumed, o_over };
+static const stream_ops ops = { o_write, o_shutdown, o_close, o_consumed, o_over };
 
 /* When set, the client's last ciphertext is cut this many bytes short and followed by EOF. */
 static size_t g_cut;

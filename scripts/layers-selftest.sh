@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The layer check must be able to fail: on a copy of src/ with one violation of each kind injected, it must
+# exit 1 and name each of them; on the untouched copy it must pass.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+t=$(mktemp -d); trap 'rm -rf "$t"' EXIT
+cp -r src "$t/src"
+scripts/layers.sh "$t/src" >/dev/null || { echo "layers self-test: the clean copy failed" >&2; exit 1; }
+echo '#include "tunnel/sni.h"' >> "$t/src/core/log.c"          # core knows a feature
+echo '#include "proxy/proxy.h"' >> "$t/src/tunnel/reg.c"        # tunnel knows the proxy
+echo '#include "sandbox/sandbox.h"' >> "$t/src/tunnel/sni.h"    # tunnel knows the sandbox
+echo '#include "tunnel/edge.h"' >> "$t/src/sandbox/landlock.c"  # sandbox knows a transport
+echo '#include "commands.h"' >> "$t/src/proxy/route.c"          # below the command table
+mkdir "$t/src/newdir" && echo 'int x;' > "$t/src/newdir/a.c"    # a folder with no rule
+if out=$(scripts/layers.sh "$t/src" 2>&1); then echo "layers self-test: violations passed" >&2; exit 1; fi
+for want in 'core/log.c:[0-9]* includes "tunnel/sni.h"' 'tunnel/reg.c:[0-9]* includes "proxy/proxy.h"' \
+            'tunnel/sni.h:[0-9]* includes "sandbox/sandbox.h"' 'sandbox/landlock.c:[0-9]* includes "tunnel/edge.h"' \
+            'proxy/route.c:[0-9]* includes commands.h but defines no command' 'newdir/a.c: folder src/newdir has no rule' \
+            '6 include(s) break'; do
+  grep -q "$want" <<<"$out" || { echo "layers self-test: missing: $want"; echo "$out"; exit 1; } >&2
+done
+echo "layers self-test: 6 injected violations caught"

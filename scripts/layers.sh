@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# make layers: the include rule of docs/internals.md ("Layers"). Each folder of src/ may include only the
+# folders below it:
+#   core     -> core                       (knows no feature)
+#   tunnel   -> core, tunnel               (knows neither proxy nor sandbox)
+#   proxy    -> core, proxy
+#   sandbox  -> core, sandbox              (knows no transport)
+#   gateway  -> core, tunnel, proxy, gateway   (the wiring of a daemon)
+#   src/*.c  -> anything                   (main and the command table)
+# and commands.h (the command table) only from a file that defines one of its commands.
+# Usage: scripts/layers.sh [SRC_DIR]   (default src; the self-test passes a tree with violations)
+set -uo pipefail
+src=${1:-src}
+[ -d "$src" ] || { echo "layers: $src is not a directory" >&2; exit 2; }
+
+allowed() { # folder -> allowed include folders
+  case $1 in
+    core) echo "core" ;;
+    tunnel) echo "core tunnel" ;;
+    proxy) echo "core proxy" ;;
+    sandbox) echo "core sandbox" ;;
+    gateway) echo "core tunnel proxy gateway" ;;
+    *) echo "" ;;
+  esac
+}
+
+cmds=$(grep -oE '^int [a-z_]+_main\(' "$src/commands.h" 2>/dev/null | sed 's/^int //; s/($//')
+bad=0 files=0
+while IFS= read -r f; do
+  files=$((files + 1))
+  rel=${f#"$src"/}
+  dir=${rel%%/*}
+  [ "$dir" = "$rel" ] && continue # top level: main.c, check.c, commands.h
+  ok=$(allowed "$dir")
+  if [ -z "$ok" ]; then
+    echo "layers: $rel: folder src/$dir has no rule in scripts/layers.sh (add it and to docs/internals.md)" >&2
+    bad=$((bad + 1)); continue
+  fi
+  while IFS=: read -r line inc; do
+    inc=${inc#*\"}; inc=${inc%%\"*}
+    if [ "$inc" = commands.h ]; then
+      defines=0
+      for c in $cmds; do grep -qE "^int $c\(" "$f" && defines=1; done
+      if [ $defines = 0 ]; then
+        echo "layers: $rel:$line includes commands.h but defines no command of it (only a command's own file may)" >&2
+        bad=$((bad + 1))
+      fi
+      continue
+    fi
+    to=${inc%%/*}
+    [ "$to" = "$inc" ] && continue # a header of the same folder by bare name, or a generated one
+    case " $ok " in
+      *" $to "*) ;;
+      *) echo "layers: $rel:$line includes \"$inc\": src/$dir may include only: $ok" >&2; bad=$((bad + 1)) ;;
+    esac
+  done < <(grep -nE '^[[:space:]]*#[[:space:]]*include[[:space:]]+"' "$f" | sed -E 's/^([0-9]+):.*(".*").*/\1:\2/')
+done < <(find "$src" -name '*.[ch]' | sort)
+
+if [ $bad -gt 0 ]; then
+  echo "layers: $bad include(s) break the layer rule (docs/internals.md, \"Layers\")" >&2
+  exit 1
+fi
+echo "layers: $files files, rule holds"
