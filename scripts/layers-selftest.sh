@@ -11,12 +11,13 @@ echo '#include "proxy/proxy.h"' >> "$t/src/tunnel/reg.c"        # tunnel knows t
 echo '#include "sandbox/sandbox.h"' >> "$t/src/tunnel/sni.h"    # tunnel knows the sandbox
 echo '#include "tunnel/edge.h"' >> "$t/src/sandbox/landlock.c"  # sandbox knows a transport
 echo '#include "commands.h"' >> "$t/src/proxy/route.c"          # below the command table
+echo '#include "sandbox/tools.h"' >> "$t/src/sandbox/tool_text.c"   # a cycle with tools.c -> tool_text.h
 mkdir "$t/src/newdir" && echo 'int x;' > "$t/src/newdir/a.c"    # a folder with no rule
 if out=$(scripts/layers.sh "$t/src" 2>&1); then echo "layers self-test: violations passed" >&2; exit 1; fi
 for want in 'core/log.c:[0-9]* includes "tunnel/sni.h"' 'tunnel/reg.c:[0-9]* includes "proxy/proxy.h"' \
             'tunnel/sni.h:[0-9]* includes "sandbox/sandbox.h"' 'sandbox/landlock.c:[0-9]* includes "tunnel/edge.h"' \
             'proxy/route.c:[0-9]* includes commands.h but defines no command' 'newdir/a.c: folder src/newdir has no rule' \
-            '6 include(s) break'; do
+            'include cycle: sandbox/tool_text includes sandbox/tools.h' '7 include(s) break'; do
   grep -q "$want" <<<"$out" || { echo "layers self-test: missing: $want"; echo "$out"; exit 1; } >&2
 done
-echo "layers self-test: 6 injected violations caught"
+echo "layers self-test: 7 injected violations caught"

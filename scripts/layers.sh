@@ -7,7 +7,8 @@
 #   sandbox  -> core, sandbox              (knows no transport)
 #   gateway  -> core, tunnel, proxy, gateway   (the wiring of a daemon)
 #   src/*.c  -> anything                   (main and the command table)
-# and commands.h (the command table) only from a file that defines one of its commands.
+# and commands.h (the command table) only from a file that defines one of its commands; no two modules
+# include each other's headers (x_int.h counts as module x; header-only modules are exempt).
 # Usage: scripts/layers.sh [SRC_DIR]   (default src; the self-test passes a tree with violations)
 set -uo pipefail
 src=${1:-src}
@@ -24,6 +25,7 @@ allowed() { # folder -> allowed include folders
   esac
 }
 
+declare -A edge # "a b": module a (a.c or a.h) includes b.h
 cmds=$(grep -oE '^int [a-z_]+_main\(' "$src/commands.h" 2>/dev/null | sed 's/^int //; s/($//')
 bad=0 files=0
 while IFS= read -r f; do
@@ -48,13 +50,26 @@ while IFS= read -r f; do
       continue
     fi
     to=${inc%%/*}
-    [ "$to" = "$inc" ] && continue # a header of the same folder by bare name, or a generated one
+    [ "$to" = "$inc" ] && continue
+    from_mod=${rel%.*} to_mod=${inc%.h}
+    from_mod=${from_mod%_int} to_mod=${to_mod%_int} # x_int.h is module x's internal header
+    [ -e "$src/$to_mod.c" ] || continue # a header-only protocol or type module cannot close a cycle
+    [ "$from_mod" != "$to_mod" ] && edge["$from_mod $to_mod"]=$rel:$line # a header of the same folder by bare name, or a generated one
     case " $ok " in
       *" $to "*) ;;
       *) echo "layers: $rel:$line includes \"$inc\": src/$dir may include only: $ok" >&2; bad=$((bad + 1)) ;;
     esac
   done < <(grep -nE '^[[:space:]]*#[[:space:]]*include[[:space:]]+"' "$f" | sed -E 's/^([0-9]+):.*(".*").*/\1:\2/')
 done < <(find "$src" -name '*.[ch]' | sort)
+
+# Two modules that include each other's headers are one module in two files, or a seam in the wrong place.
+for e in "${!edge[@]}"; do
+  a=${e% *} b=${e#* }
+  if [[ "$a" < "$b" ]] && [ -n "${edge["$b $a"]:-}" ]; then
+    echo "layers: include cycle: $a includes $b.h (${edge[$e]}) and $b includes $a.h (${edge["$b $a"]})" >&2
+    bad=$((bad + 1))
+  fi
+done
 
 if [ $bad -gt 0 ]; then
   echo "layers: $bad include(s) break the layer rule (docs/internals.md, \"Layers\")" >&2

@@ -19,7 +19,6 @@
 #include "core/log.h"
 #include "core/netaddr.h"
 #include "sandbox/sandbox.h"
-#include "sandbox/sandbox_cli.h"
 
 #define MAX_ADDRS 16
 #define MAX_HEADERS 100

@@ -1,7 +1,5 @@
-/* `postern sandbox ...`: the CLI face of the engine, and the hooks other sandbox modules fill in.
- * The hooks are weak references so the engine links before those modules exist; without one the subcommand
- * or option reports that it is not available. A weak reference does not pull an archive member into the
- * link: the module that implements a hook removes `SANDBOX_HOOK` from its declaration below. */
+/* `postern sandbox ...`: the CLI face of the engine (run, serve) and the option parsers `run` and `serve`
+ * share. It sits above the engine, the egress proxy and the MCP server face; none of them includes it. */
 #ifndef POSTERN_SANDBOX_CLI_H
 #define POSTERN_SANDBOX_CLI_H
 
@@ -35,16 +33,9 @@ int sandbox_cli_parse_count(const char *opt, const char *v, long max, unsigned *
 /* Pure: parses `run` options (argv[0] is "run"). 0, or -EINVAL with a message in err. */
 int sandbox_cli_parse_run(int argc, char **argv, struct sandbox_run_opts *o, char *err, size_t errlen);
 
-/* `postern sandbox serve ...` (the MCP server face): implemented by the tools module. */
-#define SANDBOX_HOOK __attribute__((weak))
+/* `postern sandbox serve ...` (the MCP server face). */
 int sandbox_serve_main(int argc, char **argv); /* implemented: src/sandbox/sandbox_serve.c */
 
-/* Egress proxy for `run --allow-domain`: implemented by the egress proxy module. It serves HTTP CONNECT
- * and plain HTTP on listen_fd (a socket inside the sandbox's net namespace, owned by the proxy from
- * then on) in a background thread, allowing the NULL-terminated domain patterns. NULL on error. */
-struct sandbox_egress;
-/* implemented: src/sandbox/egress_proxy.c */
-struct sandbox_egress *sandbox_egress_start(int listen_fd, const char *const *allow, char *err, size_t errlen);
-void sandbox_egress_stop(struct sandbox_egress *e);
+/* The egress proxy for `run --allow-domain` is sandbox_egress_start (sandbox/egress_proxy.h). */
 
 #endif

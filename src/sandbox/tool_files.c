@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "sandbox/tool_search.h"
+#include "sandbox/tool_files_int.h"
 #include "sandbox/tool_text.h"
 
 uint64_t tfile_now_ms(void)

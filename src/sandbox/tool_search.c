@@ -1,5 +1,5 @@
 /* glob and grep of the file tools (see tool_files.h): bounded walks and a bounded regex engine. */
-#include "sandbox/tool_search.h"
+#include "sandbox/tool_files_int.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -1,7 +1,7 @@
 /* Internal to the file tools (tool_files.c, tool_search.c): the result being built, the call's context,
  * the shared path and read helpers, and the two searching tools. */
-#ifndef POSTERN_TOOL_SEARCH_H
-#define POSTERN_TOOL_SEARCH_H
+#ifndef POSTERN_TOOL_FILES_INT_H
+#define POSTERN_TOOL_FILES_INT_H
 
 #include <stdbool.h>
 #include <stddef.h>
