@@ -1,0 +1,160 @@
+/* Internal to the proxy, shared by its parts: proxy.c (lifecycle, TLS server context, drain),
+ * proxy_conn.c (a client connection: TLS, exchanges, timers, the stream seam), proxy_upstream.c (upstream
+ * connections, stdio:/sandbox: routes) and proxy_listen.c (the plain listen_addr listener). Nothing outside
+ * src/proxy includes it. */
+#ifndef POSTERN_PROXY_INT_H
+#define POSTERN_PROXY_INT_H
+
+#include "proxy/proxy.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/log.h"
+#include "core/tconn.h"
+#include "core/tls13rec.h"
+#include "core/tlsio.h"
+#include "proxy/h1.h"
+#include "proxy/mcpbridge.h"
+
+#define PX_READ_CHUNK TRL_MAX_CIPHER /* a whole record body opens straight into it, with no spill copy */
+#define PX_REUSE_MAX_IDLE_MS 2000   /* older idle upstream connections may be closing: dial a fresh one */
+#define PXL_WINDOW (256 * 1024)     /* listener: unconsumed bytes before the socket read pauses */
+#define PXL_LINGER_MS 5000          /* listener: wait this long for the client's FIN after ours */
+#define PXL_LINGER_TICK_MS 20
+#define PX_MAX_LISTENER_CONNS 20000
+
+typedef struct pxu pxu;
+typedef struct pxl pxl;
+
+struct file_id {
+	bool ok;
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtim;
+};
+
+struct px {
+	uv_loop_t *loop;
+	const px_config *cfg;
+	SSL_CTX *sctx; /* customer certificate; swapped on reload (live SSLs keep their own reference) */
+	SSL_CTX *uctx; /* upstream https client */
+	uv_timer_t reload, dtimer;
+	struct file_id cert_id, key_id;
+	uv_tcp_t lsock;
+	bool listening, draining, drained_called, freeing;
+	char laddr[NA_FMT_MAX];
+	px_drained_cb dcb;
+	void *dud;
+	px_conn *conns;
+	pxl *glues;
+	size_t nconns, nglues;
+	int refs;
+	px_stats st;
+	mbr **bridges; /* per route index: the stdio bridge of stdio:/sandbox: routes, else NULL */
+};
+
+enum cst { C_HANDSHAKE, C_HEAD, C_CONNECTING, C_BODY, C_MBODY, C_WAIT, C_TUNNEL, C_CLOSED };
+enum tkind { T_NONE, T_HANDSHAKE, T_IDLE, T_HEAD, T_CONNECT, T_CLOSE };
+
+struct px_conn {
+	px *px;
+	px_conn *prev, *next;
+	const stream_ops *ops;
+	void *ctx;
+	char client[NA_FMT_MAX];
+	tio *tls;
+	uv_timer_t timer;
+	enum tkind tkind;
+	enum cst st;
+	struct px_exch *x; /* parsers and names of the current exchange; NULL between requests */
+	uint8_t *pend; /* plaintext read out of TLS but not parsed yet (held while paused) */
+	size_t pend_len, pend_off;
+	uint8_t *head; /* request head gathered until the upstream is chosen and connected */
+	size_t head_len, head_cap;
+	uint64_t fed, reported;
+	int busy;
+	bool in_eof, client_done, out_shut, closing, aborted, driving, redrive;
+	bool up_full, up_paused;
+	/* current exchange */
+	bool in_exchange, req_done, resp_done, resp_started, head_req, logged;
+	const route *rt;
+	pxu *up;
+	uint64_t t0, req_bytes, resp_bytes;
+	unsigned status;
+	/* stdio:/sandbox: routes: the request body is gathered, then answered by the bridge */
+	uint8_t *mbody;
+	size_t mbody_len, mbody_cap;
+	bool mbody_over;
+	mbr_req *mreq;
+};
+
+/* Allocated when a request's first byte arrives and freed when the exchange ends, so that an idle keep-alive
+ * connection holds none of it (~2.4 KiB: the connection's TLS session is what stays). */
+struct px_exch {
+	h1 req, resp;
+	char method[24];
+	char path[H1_TARGET_KEEP + 1];
+};
+
+struct pxu {
+	px_conn *c; /* NULL once detached: then it only waits for its callbacks to free it */
+	const route *rt;
+	tconn *tc;
+	uv_getaddrinfo_t gai;
+	bool gai_busy, open, eof, reusable;
+	uint64_t idle_since;
+	char addr[NA_FMT_MAX];
+};
+
+/* A plain TCP connection accepted on listen_addr, carrying one px_conn. */
+struct pxl {
+	px *px;
+	pxl *prev, *next;
+	tconn *tc;
+	px_conn *pc;
+	uv_timer_t linger;
+	size_t outstanding;
+	unsigned linger_ms;
+	bool paused, shut, peer_eof;
+	int handles;
+};
+
+/* proxy.c */
+void pxi_unref(px *p);
+void pxi_handle_closed(uv_handle_t *h); /* a handle of the proxy closed: drops its reference */
+void pxi_on_drained_timer(uv_timer_t *t);
+static inline void pxi_ref(px *p) { p->refs++; }
+static inline double pxi_ms_since(uint64_t t0) { return (double)(uv_hrtime() - t0) / 1e6; }
+
+/* proxy_conn.c */
+int pxi_flush_tls(px_conn *c);
+int pxi_cwrite(px_conn *c, const uint8_t *p, size_t n);
+void pxi_log_request(px_conn *c, const char *err);
+/* Calls into a connection are bracketed so that it is freed only when the outermost one leaves. */
+static inline void pxi_enter(px_conn *c) { c->busy++; }
+void pxi_leave(px_conn *c);
+void pxi_conn_finish(px_conn *c, bool graceful);
+void pxi_respond(px_conn *c, unsigned code, const char *reason, const char *body);
+void pxi_upstream_fail(px_conn *c, unsigned code, const char *reason, const char *why);
+void pxi_set_timer(px_conn *c, enum tkind k, uint64_t ms);
+void pxi_end_exchange(px_conn *c);
+void pxi_drive(px_conn *c);
+
+/* proxy_upstream.c */
+void pxi_up_detach(px_conn *c);
+int pxi_up_write(px_conn *c, const uint8_t *p, size_t n);
+void pxi_up_send_head(px_conn *c);
+void pxi_start_upstream(px_conn *c);
+void pxi_start_mcp(px_conn *c);
+void pxi_finish_mcp_request(px_conn *c);
+
+#endif

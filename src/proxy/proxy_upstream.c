@@ -1,0 +1,472 @@
+/* The upstream side of an exchange: TCP/TLS connections to http(s) upstreams (kept for reuse), and the
+ * stdio:/sandbox: routes answered by the MCP bridge. */
+#include "proxy/proxy_int.h"
+
+static void up_on_open(tconn *tc, int status, void *ud);
+static void up_on_data(tconn *tc, const uint8_t *p, size_t n, void *ud);
+static void up_on_eof(tconn *tc, void *ud);
+static void up_on_drain(tconn *tc, void *ud);
+static void up_on_close(tconn *tc, int err, void *ud);
+
+static const tconn_cbs up_cbs = {
+	.on_open = up_on_open,
+	.on_data = up_on_data,
+	.on_eof = up_on_eof,
+	.on_drain = up_on_drain,
+	.on_close = up_on_close,
+};
+
+/* Lets the upstream go: it frees itself from its own callbacks. */
+void pxi_up_detach(px_conn *c)
+{
+	pxu *u = c->up;
+	if (!u)
+		return;
+	c->up = NULL;
+	c->up_full = c->up_paused = false;
+	u->c = NULL;
+	if (u->gai_busy)
+		uv_cancel((uv_req_t *)&u->gai);
+	else if (u->tc)
+		tconn_close(u->tc);
+	else
+		free(u);
+}
+
+/* ---- upstream ---------------------------------------------------------------------------------------- */
+
+int pxi_up_write(px_conn *c, const uint8_t *p, size_t n)
+{
+	int r;
+	if (!n)
+		return 0;
+	if (!c->up || !c->up->tc)
+		return -EPIPE;
+	if ((r = tconn_write(c->up->tc, p, n)) < 0)
+		return r;
+	c->req_bytes += n;
+	if (tconn_over_high_water(c->up->tc))
+		c->up_full = true;
+	return 0;
+}
+
+void pxi_up_send_head(px_conn *c)
+{
+	int r = pxi_up_write(c, c->head, c->head_len);
+	free(c->head);
+	c->head = NULL;
+	c->head_len = c->head_cap = 0;
+	if (r < 0)
+		pxi_upstream_fail(c, 502, "Bad Gateway", "upstream write failed");
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+	pxu *u = req->data;
+	px_conn *c = u->c;
+	const px_config *cfg;
+	struct addrinfo *ai, *pick = NULL, *bad = NULL;
+	char ip[NA_FMT_MAX];
+	int r;
+
+	u->gai_busy = false;
+	if (!c) {
+		uv_freeaddrinfo(res);
+		free(u);
+		return;
+	}
+	pxi_enter(c);
+	cfg = c->px->cfg;
+	if (status < 0) {
+		log_warn("msg=\"upstream name resolution failed\" route=%s host=%s err=\"%s\"", u->rt->name, u->rt->host,
+			 uv_strerror(status));
+		uv_freeaddrinfo(res);
+		pxi_upstream_fail(c, 502, "Bad Gateway", "upstream name resolution failed");
+		goto out;
+	}
+	for (ai = res; ai; ai = ai->ai_next) {
+		if (ai->ai_family != AF_INET)
+			continue;
+		if (cfg->disable_ip_validation || na_cidrs_match(&cfg->allowed_ips, ai->ai_addr)) {
+			pick = ai;
+			break;
+		}
+		if (!bad)
+			bad = ai;
+	}
+	if (!pick) {
+		if (bad) {
+			na_format_ip(bad->ai_addr, ip, sizeof ip);
+			c->px->st.ip_rejected++;
+			log_error("msg=\"IP validation failed: %s is not an allowed address\" route=%s upstream=%s", ip,
+				  u->rt->name, u->rt->value);
+		} else {
+			log_warn("msg=\"upstream has no IPv4 address\" route=%s host=%s", u->rt->name, u->rt->host);
+		}
+		uv_freeaddrinfo(res);
+		pxi_upstream_fail(c, 502, "Bad Gateway", bad ? "upstream address not allowed" : "upstream has no IPv4 address");
+		goto out;
+	}
+	na_format(pick->ai_addr, u->addr, sizeof u->addr);
+	r = tconn_connect(c->px->loop, pick->ai_addr, u->rt->kind == ROUTE_HTTPS ? c->px->uctx : NULL, u->rt->host,
+			  c->px->cfg->connect_timeout_ms, &up_cbs, u, &u->tc);
+	uv_freeaddrinfo(res);
+	if (r < 0) {
+		u->tc = NULL;
+		log_warn("msg=\"upstream connect failed\" route=%s upstream=%s addr=%s err=\"%s\"", u->rt->name,
+			 u->rt->value, u->addr, uv_strerror(r));
+		pxi_upstream_fail(c, 502, "Bad Gateway", "upstream connect failed");
+	}
+out:
+	pxi_leave(c);
+}
+
+void pxi_start_upstream(px_conn *c)
+{
+	pxu *u = calloc(1, sizeof *u);
+	struct addrinfo hints;
+	char port[8];
+	int r;
+
+	if (!u) {
+		pxi_upstream_fail(c, 502, "Bad Gateway", "out of memory");
+		return;
+	}
+	u->c = c;
+	u->rt = c->rt;
+	u->reusable = true;
+	u->gai.data = u;
+	c->up = u;
+	c->st = C_CONNECTING;
+	pxi_set_timer(c, T_CONNECT, c->px->cfg->connect_timeout_ms);
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_INET; /* upstreams are IPv4, as in Anthropic's proxy */
+	hints.ai_socktype = SOCK_STREAM;
+	snprintf(port, sizeof port, "%u", (unsigned)c->rt->port);
+	r = uv_getaddrinfo(c->px->loop, &u->gai, on_resolved, c->rt->host, port, &hints);
+	if (r < 0) {
+		log_warn("msg=\"upstream name resolution failed\" route=%s host=%s err=\"%s\"", c->rt->name, c->rt->host,
+			 uv_strerror(r));
+		pxi_upstream_fail(c, 502, "Bad Gateway", "upstream name resolution failed");
+		return;
+	}
+	u->gai_busy = true;
+}
+
+static void up_on_open(tconn *tc, int status, void *ud)
+{
+	pxu *u = ud;
+	px_conn *c = u->c;
+	(void)tc;
+	if (!c)
+		return;
+	pxi_enter(c);
+	if (status < 0) {
+		log_warn("msg=\"upstream connect failed\" route=%s upstream=%s addr=%s err=\"%s\"", u->rt->name,
+			 u->rt->value, u->addr, tconn_errstr(tc));
+		pxi_upstream_fail(c, 502, "Bad Gateway", "upstream connect failed");
+		goto out;
+	}
+	u->open = true;
+	pxi_set_timer(c, T_NONE, 0);
+	log_debug("msg=\"upstream connected\" route=%s addr=%s", u->rt->name, u->addr);
+	c->st = C_BODY;
+	pxi_up_send_head(c);
+	pxi_drive(c);
+out:
+	pxi_leave(c);
+}
+
+static void pause_if_owner_full(px_conn *c)
+{
+	if (c->aborted || c->closing || !c->up || !c->up->tc || c->up_paused)
+		return;
+	if (c->ops->over_high_water(c->ctx)) {
+		tconn_pause(c->up->tc);
+		c->up_paused = true;
+	}
+}
+
+static void start_tunnel(px_conn *c)
+{
+	c->st = C_TUNNEL;
+	pxi_log_request(c, NULL);
+	pxi_drive(c); /* client bytes that followed the upgrade request */
+}
+
+static void up_on_data(tconn *tc, const uint8_t *p, size_t n, void *ud)
+{
+	pxu *u = ud;
+	px_conn *c = u->c;
+	bool finished = false;
+	(void)tc;
+	if (!c)
+		return;
+	pxi_enter(c);
+	if (c->st == C_TUNNEL) {
+		c->resp_bytes += n;
+		if (pxi_cwrite(c, p, n) < 0)
+			pxi_conn_finish(c, false);
+		pause_if_owner_full(c);
+		goto out;
+	}
+	if (!c->in_exchange || c->resp_done) {
+		/* Bytes nobody asked for: this connection cannot be trusted for another request. */
+		u->reusable = false;
+		if (!c->in_exchange)
+			pxi_up_detach(c);
+		goto out;
+	}
+	while (n > 0 && !c->closing && !c->aborted) {
+		size_t used = 0;
+		h1_ev ev;
+		if (c->resp_done) {
+			u->reusable = false;
+			break;
+		}
+		ev = h1_parse(&c->x->resp, p, n, &used);
+		if (ev == H1_ERR) {
+			log_warn("msg=\"invalid response from upstream\" route=%s err=\"%s\"", u->rt->name, c->x->resp.errstr);
+			u->reusable = false;
+			pxi_upstream_fail(c, 502, "Bad Gateway", "invalid response from upstream");
+			goto out;
+		}
+		if (used) {
+			c->resp_started = true;
+			c->resp_bytes += used;
+			if (pxi_cwrite(c, p, used) < 0) {
+				pxi_conn_finish(c, false);
+				goto out;
+			}
+		}
+		p += used;
+		n -= used;
+		if (ev == H1_HEAD)
+			c->status = c->x->resp.status;
+		if (ev == H1_DONE) {
+			unsigned s = c->x->resp.status;
+			if (s == 101 && c->x->req.upgrade) {
+				c->status = 101;
+				c->resp_done = c->req_done = true;
+				u->reusable = false;
+				if (n && pxi_cwrite(c, p, n) < 0) {
+					pxi_conn_finish(c, false);
+					goto out;
+				}
+				c->resp_bytes += n;
+				n = 0;
+				start_tunnel(c);
+				goto out;
+			}
+			if (s / 100 == 1) {
+				/* 100 Continue and friends: the final response follows. */
+				h1_next(&c->x->resp);
+				if (c->head_req)
+					h1_skip_body(&c->x->resp);
+				continue;
+			}
+			c->status = s;
+			c->resp_done = true;
+			finished = true;
+		}
+	}
+	if (n > 0)
+		u->reusable = false;
+	pause_if_owner_full(c);
+	if (finished && c->req_done && !c->closing && !c->aborted)
+		pxi_end_exchange(c);
+out:
+	pxi_leave(c);
+}
+
+static void up_on_eof(tconn *tc, void *ud)
+{
+	pxu *u = ud;
+	px_conn *c = u->c;
+	(void)tc;
+	u->eof = true;
+	u->reusable = false;
+	if (!c)
+		return;
+	pxi_enter(c);
+	if (c->st == C_TUNNEL) {
+		if (!c->out_shut) {
+			tio_shutdown(c->tls);
+			pxi_flush_tls(c);
+			if (!c->aborted)
+				c->ops->shutdown(c->ctx);
+			c->out_shut = true;
+		}
+		if (c->client_done)
+			pxi_conn_finish(c, true);
+		goto out;
+	}
+	if (!c->in_exchange) {
+		pxi_up_detach(c);
+		goto out;
+	}
+	if (!c->resp_done) {
+		h1_ev ev = h1_eof(&c->x->resp);
+		if (ev == H1_DONE) {
+			c->status = c->x->resp.status;
+			c->resp_done = true;
+			if (c->req_done)
+				pxi_end_exchange(c);
+			else
+				pxi_conn_finish(c, true); /* close-delimited response: the client needs the close too */
+		} else if (!c->resp_started) {
+			log_warn("msg=\"upstream closed the connection before responding\" route=%s", u->rt->name);
+			pxi_upstream_fail(c, 502, "Bad Gateway", "upstream closed the connection");
+		} else {
+			pxi_conn_finish(c, false);
+		}
+	}
+out:
+	pxi_leave(c);
+}
+
+static void up_on_drain(tconn *tc, void *ud)
+{
+	pxu *u = ud;
+	px_conn *c = u->c;
+	(void)tc;
+	if (!c || !c->up_full)
+		return;
+	pxi_enter(c);
+	c->up_full = false;
+	pxi_drive(c);
+	pxi_leave(c);
+}
+
+static void up_on_close(tconn *tc, int err, void *ud)
+{
+	pxu *u = ud;
+	px_conn *c = u->c;
+	(void)err;
+	(void)tc;
+	if (!c) {
+		free(u);
+		return;
+	}
+	pxi_enter(c);
+	c->up = NULL;
+	c->up_full = c->up_paused = false;
+	u->c = NULL;
+	if (c->st == C_TUNNEL) {
+		pxi_conn_finish(c, c->out_shut);
+	} else if (c->in_exchange && !c->resp_done) {
+		if (!c->resp_started) {
+			log_warn("msg=\"upstream connection failed\" route=%s err=\"%s\"", u->rt->name, tconn_errstr(tc));
+			pxi_upstream_fail(c, 502, "Bad Gateway", "upstream connection failed");
+		} else {
+			pxi_conn_finish(c, false);
+		}
+	} else if (c->in_exchange && c->resp_done && !c->req_done) {
+		/* The upstream answered and left while the request was still coming: the answer stands. */
+		pxi_conn_finish(c, true);
+	}
+	free(u);
+	pxi_leave(c);
+}
+
+/* ---- stdio: and sandbox: routes ---------------------------------------------------------------------- */
+
+#define PX_MCP_MAX_BODY (4u << 20)
+
+static void mbody_sink(void *ud, const char *at, size_t n)
+{
+	px_conn *c = ud;
+	if (c->mbody_over || !n)
+		return;
+	if (c->mbody_len + n > PX_MCP_MAX_BODY) {
+		c->mbody_over = true;
+		return;
+	}
+	if (c->mbody_len + n > c->mbody_cap) {
+		size_t cap = c->mbody_cap ? c->mbody_cap : 4096;
+		uint8_t *nb;
+		while (cap < c->mbody_len + n)
+			cap *= 2;
+		if (!(nb = realloc(c->mbody, cap))) {
+			c->mbody_over = true;
+			return;
+		}
+		c->mbody = nb;
+		c->mbody_cap = cap;
+	}
+	memcpy(c->mbody + c->mbody_len, at, n);
+	c->mbody_len += n;
+}
+
+void pxi_start_mcp(px_conn *c)
+{
+	free(c->mbody);
+	c->mbody = NULL;
+	c->mbody_len = c->mbody_cap = 0;
+	c->mbody_over = false;
+	c->x->req.body_cb = mbody_sink;
+	c->x->req.body_ud = c;
+	c->st = C_MBODY;
+}
+
+static void mcp_done(void *ud, const mbr_response *r)
+{
+	px_conn *c = ud;
+	char head[512];
+	int n;
+	bool keep = c->x->req.keep_alive && !c->px->draining && !c->client_done;
+
+	c->mreq = NULL;
+	if (c->closing || c->aborted)
+		return;
+	pxi_enter(c);
+	c->status = (unsigned)r->status;
+	n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\n%s%s%s%s%s%s%s%s%sContent-Length: %zu\r\nCache-Control: no-store\r\n%s\r\n",
+		     r->status, http_status_str((enum http_status)r->status),
+		     r->content_type ? "Content-Type: " : "", r->content_type ? r->content_type : "",
+		     r->content_type ? "\r\n" : "", r->session_id ? "Mcp-Session-Id: " : "",
+		     r->session_id ? r->session_id : "", r->session_id ? "\r\n" : "", r->allow ? "Allow: " : "",
+		     r->allow ? r->allow : "", r->allow ? "\r\n" : "", r->body_len,
+		     keep ? "" : "Connection: close\r\n");
+	if (n > 0 && (size_t)n < sizeof head && pxi_cwrite(c, (const uint8_t *)head, (size_t)n) == 0 &&
+	    (!r->body_len || pxi_cwrite(c, (const uint8_t *)r->body, r->body_len) == 0)) {
+		c->resp_started = true;
+		c->resp_bytes = (size_t)n + r->body_len;
+		c->req_done = c->resp_done = true;
+		/* pxi_end_exchange decides keep-alive from both messages: this response keeps it when the request does. */
+		c->x->resp.keep_alive = keep;
+		c->x->req.upgrade = false;
+		pxi_end_exchange(c);
+	} else {
+		pxi_conn_finish(c, false);
+	}
+	pxi_leave(c);
+}
+
+void pxi_finish_mcp_request(px_conn *c)
+{
+	mbr *b = c->px->bridges[c->rt - c->px->cfg->routes.v];
+	char sid[128];
+	const char *sidp = NULL;
+	int r;
+
+	c->st = C_WAIT;
+	c->x->req.body_cb = NULL;
+	if (c->mbody_over) {
+		pxi_respond(c, 413, "Content Too Large", "MCP message too large (cap 4 MiB)");
+		return;
+	}
+	r = h1_head_value(c->head, c->head_len, "Mcp-Session-Id", sid, sizeof sid);
+	if (r == -E2BIG) {
+		pxi_respond(c, 400, "Bad Request", "Mcp-Session-Id too long");
+		return;
+	}
+	if (r >= 0)
+		sidp = sid;
+	free(c->head);
+	c->head = NULL;
+	c->head_len = c->head_cap = 0;
+	r = mbr_handle(b, c->x->method, sidp, c->mbody, c->mbody_len, mcp_done, c, &c->mreq);
+	if (r < 0)
+		pxi_respond(c, 500, "Internal Server Error", "MCP bridge failure");
+}
