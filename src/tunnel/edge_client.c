@@ -1,0 +1,317 @@
+/* The edge's client entries: the SNI listener (route by the ClientHello's server name) and the optional
+ * outer mTLS listener (route by an HTTP CONNECT head after a client-certificate handshake). */
+#include "tunnel/edge_int.h"
+/* ------------------------------------------------------------------ client connections */
+
+static void sni_on_data(struct relay *r, const uint8_t *p, size_t n)
+{
+	char hb[300];
+	size_t cap;
+	int res;
+	/* Many clients holding partial hellos must not add up to more than the budget: the one whose bytes would
+	 * cross it is closed (the budget held by the others drains within HELLO_TIMEOUT_MS). */
+	if (r->len + n <= HELLO_HOLD && (cap = edgi_buf_cap_after(r, n)) > r->charge &&
+	    E.hello_bytes - r->charge + cap > E.cfg.client_hello_budget) {
+		edgi_log_shed(&E.shed_budget, "sni", "ClientHello buffer budget exhausted", r->peer);
+		edgi_reject_metric("sni", "hello_budget");
+		edgi_relay_abort(r);
+		return;
+	}
+	if (!edgi_buf_append(r, p, n, HELLO_HOLD)) {
+		log_info("msg=\"client rejected\" entry=sni reason=\"ClientHello too large\" peer=%s", r->peer);
+		edgi_reject_metric("sni", "too_large");
+		edgi_relay_abort(r);
+		return;
+	}
+	edgi_hello_charge(r, r->cap);
+	res = sni_parse(r->buf + r->off, r->len, r->host, sizeof r->host);
+	switch (res) {
+	case SNI_NEED_MORE:
+		return;
+	case SNI_FOUND:
+		uv_timer_stop(&r->timer);
+		edgi_relay_route(r);
+		return;
+	case SNI_NONE:
+		log_info("msg=\"client rejected\" entry=sni reason=\"no server name in ClientHello\" peer=%s", r->peer);
+		edgi_reject_metric("sni", "no_sni");
+		edgi_sni_refuse(r, SNI_ALERT_UNRECOGNIZED_NAME);
+		return;
+	default:
+		log_info("msg=\"client rejected\" entry=sni reason=%s peer=%s", q(sni_result_str(res), hb, sizeof hb),
+			 r->peer);
+		edgi_reject_metric("sni", res == SNI_TOO_LARGE ? "too_large" : "malformed");
+		edgi_relay_abort(r);
+	}
+}
+
+static int head_url(http_parser *hp, const char *at, size_t len)
+{
+	struct mtls_head *h = hp->data;
+	if (h->urllen + len >= sizeof h->url) {
+		h->url_long = true;
+		return 0;
+	}
+	memcpy(h->url + h->urllen, at, len);
+	h->urllen += len;
+	h->url[h->urllen] = 0;
+	return 0;
+}
+
+static int head_done(http_parser *hp)
+{
+	struct mtls_head *h = hp->data;
+	h->done = true;
+	return 2; /* for CONNECT: edgi_stop here, what follows is the tunnel */
+}
+
+static const http_parser_settings head_settings = { .on_url = head_url, .on_headers_complete = head_done };
+
+static void mtls_on_data(struct relay *r, const uint8_t *p, size_t n)
+{
+	struct mtls_head *h = r->head;
+	char hb[600], *colon, *end;
+	size_t used;
+	long port;
+
+	used = http_parser_execute(&h->hp, &head_settings, (const char *)p, n);
+	h->seen += used;
+	if (!h->done) {
+		if (HTTP_PARSER_ERRNO(&h->hp) != HPE_OK) {
+			log_info("msg=\"client rejected\" entry=mtls reason=\"bad CONNECT request: %s\" peer=%s",
+				 http_errno_name(HTTP_PARSER_ERRNO(&h->hp)), r->peer);
+			edgi_reject_metric("mtls", "bad_request");
+			edgi_mtls_error(r, 400, "Bad Request", "malformed HTTP request");
+		} else if (h->seen > HEAD_MAX) {
+			edgi_reject_metric("mtls", "too_large");
+			edgi_mtls_error(r, 431, "Request Header Fields Too Large", "CONNECT request head too large");
+		}
+		return;
+	}
+	uv_timer_stop(&r->timer);
+	if (h->hp.method != HTTP_CONNECT) {
+		log_info("msg=\"client rejected\" entry=mtls reason=\"method %s, not CONNECT\" peer=%s",
+			 http_method_str((enum http_method)h->hp.method), r->peer);
+		edgi_reject_metric("mtls", "bad_request");
+		edgi_mtls_error(r, 405, "Method Not Allowed", "only CONNECT <route>.<tunnel domain>:443 is served here");
+		return;
+	}
+	if (h->url_long || !(colon = strrchr(h->url, ':')) || colon == h->url ||
+	    (size_t)(colon - h->url) >= sizeof r->host) {
+		log_info("msg=\"client rejected\" entry=mtls reason=\"bad CONNECT target\" target=%s peer=%s",
+			 q(h->url, hb, sizeof hb), r->peer);
+		edgi_reject_metric("mtls", "bad_request");
+		edgi_mtls_error(r, 400, "Bad Request", "CONNECT target must be host:443");
+		return;
+	}
+	/* The host is held to the rule an SNI name is held to: what reaches the connector as :authority is a
+	 * plain DNS name whichever entry it came through (no userinfo, brackets, escapes or trailing dot). */
+	if (!sni_valid_host(h->url, (size_t)(colon - h->url))) {
+		log_info("msg=\"client rejected\" entry=mtls reason=\"bad CONNECT host\" target=%s peer=%s",
+			 q(h->url, hb, sizeof hb), r->peer);
+		edgi_reject_metric("mtls", "bad_request");
+		edgi_mtls_error(r, 400, "Bad Request", "CONNECT host must be a DNS name (letters, digits, '-', '_', '.')");
+		return;
+	}
+	/* 1 to 5 digits, 1..65535: strtol alone would take signs, blanks and overflow. */
+	port = 0;
+	for (end = colon + 1; *end >= '0' && *end <= '9' && end - colon <= 5; end++)
+		port = port * 10 + (*end - '0');
+	if (*end || end == colon + 1 || port < 1 || port > 65535) {
+		log_info("msg=\"client rejected\" entry=mtls reason=\"bad CONNECT port\" target=%s peer=%s",
+			 q(h->url, hb, sizeof hb), r->peer);
+		edgi_reject_metric("mtls", "bad_request");
+		edgi_mtls_error(r, 400, "Bad Request", "CONNECT port must be a number (443)");
+		return;
+	}
+	memcpy(r->host, h->url, (size_t)(colon - h->url));
+	r->host[colon - h->url] = 0;
+	for (char *c = r->host; *c; c++)
+		if (*c >= 'A' && *c <= 'Z')
+			*c = (char)(*c + 32);
+	if (port != 443) {
+		log_info("msg=\"client rejected\" entry=mtls reason=\"port is not 443\" target=%s peer=%s",
+			 q(h->url, hb, sizeof hb), r->peer);
+		edgi_reject_metric("mtls", "forbidden");
+		edgi_mtls_error(r, 403, "Forbidden", "only port 443 is relayed");
+		return;
+	}
+	/* Bytes after the head already belong to the tunnel (a client may send its ClientHello at once). */
+	if (used < n && !edgi_buf_append(r, p + used, n - used, UP_CAP)) {
+		edgi_relay_abort(r);
+		return;
+	}
+	free(r->head);
+	r->head = NULL;
+	edgi_relay_route(r);
+}
+
+static void relay_on_data(tconn *c, const uint8_t *p, size_t n, void *ud)
+{
+	struct relay *r = ud;
+	switch (r->st) {
+	case RS_HELLO:
+		sni_on_data(r, p, n);
+		return;
+	case RS_HEAD:
+		mtls_on_data(r, p, n);
+		return;
+	case RS_OPENING:
+	case RS_OPEN:
+		if (!edgi_buf_append(r, p, n, UP_CAP + 64 * 1024)) {
+			edgi_relay_abort(r); /* reads pause at UP_CAP: more than a read past it is a bug */
+			return;
+		}
+		if (r->len >= UP_CAP && !r->paused) {
+			r->paused = true;
+			tconn_pause(c);
+		}
+		edgi_relay_kick(r);
+		return;
+	default:
+		return; /* answered already; input is ignored */
+	}
+}
+
+static void relay_on_eof(tconn *c, void *ud)
+{
+	struct relay *r = ud;
+	(void)c;
+	if (r->st == RS_OPENING || r->st == RS_OPEN) {
+		r->cli_eof = true;
+		edgi_relay_kick(r);
+		return;
+	}
+	if (r->st == RS_HELLO || r->st == RS_HEAD) {
+		log_info("msg=\"client rejected\" entry=%s reason=\"closed before %s\" peer=%s",
+			 r->entry == ENTRY_SNI ? "sni" : "mtls", r->st == RS_HELLO ? "a complete ClientHello" : "a CONNECT request",
+			 r->peer);
+		edgi_reject_metric(r->entry == ENTRY_SNI ? "sni" : "mtls", "incomplete");
+		edgi_relay_abort(r);
+	}
+}
+
+static void relay_on_drain(tconn *c, void *ud)
+{
+	struct relay *r = ud;
+	(void)c;
+	if (r->cc && r->unconsumed && r->sid > 0) {
+		nghttp2_session_consume(r->cc->h2, r->sid, r->unconsumed);
+		r->unconsumed = 0;
+		edgi_cconn_flush(r->cc);
+	}
+}
+
+static void relay_on_open(tconn *c, int status, void *ud)
+{
+	struct relay *r = ud;
+	if (status < 0) {
+		/* Only the mTLS entry has a handshake: a missing or untrusted client certificate ends here. */
+		log_info("msg=\"client rejected\" entry=mtls reason=\"TLS handshake failed: %s\" peer=%s", tconn_errstr(c),
+			 r->peer);
+		edgi_reject_metric("mtls", "handshake");
+		return;
+	}
+	if (r->entry == ENTRY_MTLS && r->st == RS_HEAD)
+		uv_timer_start(&r->timer, edgi_relay_timeout, HELLO_TIMEOUT_MS, 0);
+}
+
+static const tconn_cbs relay_cbs = {
+	.on_open = relay_on_open,
+	.on_data = relay_on_data,
+	.on_eof = relay_on_eof,
+	.on_drain = relay_on_drain,
+	.on_close = edgi_relay_on_close,
+};
+
+static void refused_closed(uv_handle_t *h) { free(h); }
+
+/* Takes the pending connection off the listener and closes it: returning without uv_accept would leave it
+ * queued and libuv would edgi_stop reading this listener. */
+void edgi_accept_and_drop(uv_stream_t *lsn)
+{
+	uv_tcp_t *t = malloc(sizeof *t);
+	if (!t || uv_tcp_init(E.loop, t) < 0) {
+		free(t);
+		return;
+	}
+	uv_accept(lsn, (uv_stream_t *)t);
+	uv_close((uv_handle_t *)t, refused_closed);
+}
+
+void edgi_on_client(uv_stream_t *lsn, int status)
+{
+	enum entry entry = lsn == (uv_stream_t *)&E.lsn_mtls ? ENTRY_MTLS : ENTRY_SNI;
+	const char *ename = entry == ENTRY_SNI ? "sni" : "mtls";
+	struct relay *r;
+	int rc;
+	if (status < 0) {
+		log_warn("msg=\"accept failed\" entry=%s err=\"%s\"", ename, uv_strerror(status));
+		return;
+	}
+	if (E.stopping)
+		return;
+	if (!(r = calloc(1, sizeof *r))) {
+		edgi_accept_and_drop(lsn);
+		return;
+	}
+	r->entry = entry;
+	r->st = entry == ENTRY_SNI ? RS_HELLO : RS_HEAD;
+	r->sid = -1;
+	r->t0 = uv_now(E.loop);
+	uv_timer_init(E.loop, &r->timer);
+	r->timer.data = r;
+	if (entry == ENTRY_MTLS) {
+		if (!(r->head = calloc(1, sizeof *r->head))) {
+			r->tc_closed = true;
+			uv_close((uv_handle_t *)&r->timer, edgi_relay_timer_closed);
+			return;
+		}
+		http_parser_init(&r->head->hp, HTTP_REQUEST);
+		r->head->hp.data = r->head;
+	}
+	if ((rc = tconn_accept(lsn, entry == ENTRY_MTLS ? E.mctx : NULL, &relay_cbs, r, &r->tc)) < 0) {
+		log_warn("msg=\"accept failed\" entry=%s err=\"%s\"", ename, uv_strerror(rc));
+		r->tc = NULL;
+		r->tc_closed = true;
+		uv_close((uv_handle_t *)&r->timer, edgi_relay_timer_closed);
+		return;
+	}
+	na_format(tconn_peer_addr(r->tc), r->peer, sizeof r->peer);
+	r->next = E.relays;
+	if (E.relays)
+		E.relays->pprev = &r->next;
+	E.relays = r;
+	r->pprev = &E.relays;
+	E.nrelays++;
+	adm_add(entry == ENTRY_SNI ? E.m_clients_sni : E.m_clients_mtls, 1);
+	if (E.cfg.have_allowed && !na_cidrs_match(&E.cfg.client_allowed, tconn_peer_addr(r->tc))) {
+		log_info("msg=\"client rejected\" entry=%s reason=\"address not in client_allowed_ips\" peer=%s", ename,
+			 r->peer);
+		edgi_reject_metric(ename, "ip_not_allowed");
+		r->st = RS_DONE;
+		tconn_close(r->tc);
+		return;
+	}
+	if (E.nrelays > MAX_CLIENTS) {
+		edgi_log_shed(&E.shed_clients, ename, "too many clients", r->peer);
+		edgi_reject_metric(ename, "overload");
+		r->st = RS_DONE;
+		tconn_close(r->tc);
+		return;
+	}
+	/* Clients that have not said where they go cost a deadline, a buffer and (mTLS) a TLS session each. */
+	if (E.npending >= E.cfg.client_pending_max) {
+		edgi_log_shed(&E.shed_pending, ename, "too many clients not routed yet", r->peer);
+		edgi_reject_metric(ename, "pending");
+		r->st = RS_DONE;
+		tconn_close(r->tc);
+		return;
+	}
+	r->pending = true;
+	E.npending++;
+	adm_add(E.m_pending, 1);
+	/* SNI: the ClientHello deadline starts now. mTLS: tconn bounds the handshake, then on_open arms it. */
+	if (entry == ENTRY_SNI)
+		uv_timer_start(&r->timer, edgi_relay_timeout, HELLO_TIMEOUT_MS, 0);
+}

@@ -1,0 +1,165 @@
+/* Internal to the edge, shared by edge.c (tunnels, metrics, set-up and main), edge_relay.c (relays),
+ * edge_client.c (SNI and mTLS entries) and edge_link.c (connector links). Nothing outside src/tunnel
+ * includes it. */
+#ifndef POSTERN_TUNNEL_EDGE_INT_H
+#define POSTERN_TUNNEL_EDGE_INT_H
+
+#include "tunnel/edge.h"
+
+#include <errno.h>
+#include <http_parser.h>
+#include <nghttp2/nghttp2.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <uv.h>
+
+#include "core/admin.h"
+#include "core/cli.h"
+#include "core/log.h"
+#include "core/tconn.h"
+#include "core/tlsio.h"
+#include "tunnel/reg.h"
+#include "tunnel/sni.h"
+#include "tunnel/tokstore.h"
+#define STREAM_WINDOW (1024 * 1024)       /* per-stream receive window (docs/internals.md) */
+#define CONN_WINDOW (32 * 1024 * 1024)     /* connection window: many streams, each bounded above */
+#define UP_CAP (64 * 1024)                 /* client bytes queued toward the connector before reads pause */
+#define HELLO_TIMEOUT_MS 10000             /* ClientHello / CONNECT head deadline */
+#define OPEN_TIMEOUT_MS 10000              /* connector must answer a stream within this */
+#define CLOSE_GRACE_MS 10000               /* a rejected client gets this long to take its answer */
+#define KEEPALIVE_MS 10000                 /* idle connector link: PING after this */
+#define DEAD_MS 30000                      /* nothing from a connector for this long: closed */
+#define HEAD_MAX (8 * 1024)                /* CONNECT request head cap */
+#define MAX_CLIENTS 100000                 /* relays at once; more are refused at accept */
+#define MAX_PENDING_CONNECTORS 256         /* TLS connections that have not registered yet */
+#define LINGER_MS 60000                    /* a finished relay's last bytes must reach the client by then */
+#define HELLO_HOLD (SNI_MAX_INPUT + UP_CAP) /* an SNI client's bytes held until its hello is complete */
+
+struct relay;
+
+struct tunnel {
+	struct tunnel *next;
+	char id[TOK_ID_LEN + 1];
+	char domain[TOK_DOMAIN_MAX];
+	struct cconn *conns;
+	adm_metric *m_conns, *m_streams, *m_active, *m_up, *m_down;
+};
+
+struct cconn {
+	struct cconn *next, **pprev; /* in its tunnel's list, or E.pending */
+	tconn *tc;
+	struct tunnel *tun;
+	reg_linebuf *lb;
+	uint8_t *early; /* bytes that followed the registration line */
+	size_t early_len;
+	nghttp2_session *h2;
+	uv_timer_t timer;
+	uint64_t last_recv;
+	int nstreams;
+	struct relay *relays;  /* streams on this connection */
+	struct relay *resume;  /* relays whose client reads can resume (after a send pass) */
+	char connector_id[64];
+	uint32_t slot;
+	char peer[NA_FMT_MAX];
+	bool registered, goaway, closing, tc_closed, flushing;
+};
+
+enum entry { ENTRY_SNI, ENTRY_MTLS };
+enum rstate { RS_HELLO, RS_HEAD, RS_OPENING, RS_OPEN, RS_DONE };
+
+struct mtls_head {
+	http_parser hp;
+	char url[512];
+	size_t urllen, seen;
+	bool url_long, done;
+};
+
+struct relay {
+	struct relay *next, **pprev;   /* E.relays */
+	struct relay *snext, **spprev; /* cc->relays */
+	struct relay *rnext;           /* cc->resume */
+	enum entry entry;
+	enum rstate st;
+	tconn *tc;
+	uv_timer_t timer;
+	struct cconn *cc;
+	int32_t sid;
+	struct tunnel *tun;
+	struct mtls_head *head;
+	uint8_t *buf;
+	size_t off, len, cap;
+	size_t unconsumed;
+	uint64_t up, down, t0;
+	size_t charge; /* bytes of buf counted in E.hello_bytes */
+	int status;
+	bool pending; /* accepted, not routed yet: counted in E.npending */
+	bool cli_eof, up_eof_sent, down_eof, paused, deferred, on_resume, tc_closed, timer_closed, aborted;
+	char host[SNI_NAME_MAX];
+	char peer[NA_FMT_MAX];
+};
+
+struct edge {
+	uv_loop_t *loop;
+	edge_config cfg;
+	tok_store *tok;
+	SSL_CTX *cctx, *mctx;
+	uv_tcp_t lsn_conn, lsn_cli, lsn_mtls;
+	bool have_mtls;
+	adm_server *adm;
+	uv_signal_t sigterm, sigint;
+	uv_timer_t recheck; /* drops the links of tunnels deleted since they registered */
+	struct tunnel *tunnels;
+	struct cconn *pending;
+	struct relay *relays;
+	int nrelays;
+	int npending;        /* relays not routed yet (cfg.client_pending_max) */
+	uint64_t hello_bytes; /* their buffered bytes (cfg.client_hello_budget) */
+	struct shed_log { uint64_t last; unsigned skipped; bool any; } shed_clients, shed_pending, shed_budget;
+	bool stopping;
+	adm_metric *m_reg_ok, *m_reg_rej, *m_clients_sni, *m_clients_mtls, *m_pending, *m_hello_bytes;
+};
+/* The one edge of this process, defined in edge.c. */
+extern struct edge E;
+
+
+static inline const char *q(const char *s, char *buf, size_t len) { return log_quote(s, buf, len); }
+
+/* edge.c */
+void edgi_reject_metric(const char *entry, const char *reason);
+void edgi_log_shed(struct shed_log *sl, const char *entry, const char *reason, const char *peer);
+struct tunnel *edgi_tunnel_find(const char *id);
+struct tunnel *edgi_tunnel_get(const tok_tunnel *tt);
+void edgi_list_unlink_cc(struct cconn *cc);
+void edgi_list_link_cc(struct cconn **head, struct cconn *cc);
+struct cconn *edgi_tunnel_pick(struct tunnel *t);
+void edgi_stop(void);
+
+/* edge_relay.c */
+void edgi_relay_stream_gone(struct relay *r, bool clean);
+void edgi_relay_timer_closed(uv_handle_t *h);
+void edgi_relay_on_close(tconn *c, int err, void *ud);
+void edgi_relay_abort(struct relay *r);
+void edgi_relay_timeout(uv_timer_t *t);
+void edgi_hello_charge(struct relay *r, size_t bytes);
+void edgi_mtls_error(struct relay *r, int status, const char *reason, const char *text);
+void edgi_sni_refuse(struct relay *r, uint8_t alert);
+bool edgi_buf_append(struct relay *r, const uint8_t *p, size_t n, size_t cap);
+size_t edgi_buf_cap_after(const struct relay *r, size_t n);
+void edgi_relay_kick(struct relay *r);
+void edgi_relay_route(struct relay *r);
+
+/* edge_client.c */
+void edgi_accept_and_drop(uv_stream_t *lsn);
+void edgi_on_client(uv_stream_t *lsn, int status);
+
+/* edge_link.c */
+void edgi_cconn_flush(struct cconn *cc);
+void edgi_cconn_close(struct cconn *cc, const char *why);
+void edgi_on_connector(uv_stream_t *lsn, int status);
+
+#endif
