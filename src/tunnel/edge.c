@@ -11,7 +11,6 @@
  *    holds a dangling pointer: freed when its tconn closed, its timer closed and its stream is gone. */
 #include "tunnel/edge_int.h"
 
-struct edge E;
 /* ------------------------------------------------------------------ tunnels and metrics */
 
 void edgi_reject_metric(const char *entry, const char *reason)
@@ -23,9 +22,9 @@ void edgi_reject_metric(const char *entry, const char *reason)
 
 /* Load shedding comes in bursts: at most one line a second per cause; suppressed= counts the rejections of
  * that cause not logged since the previous line. */
-void edgi_log_shed(struct shed_log *sl, const char *entry, const char *reason, const char *peer)
+void edgi_log_shed(struct edge *e, struct shed_log *sl, const char *entry, const char *reason, const char *peer)
 {
-	uint64_t now = uv_now(E.loop);
+	uint64_t now = uv_now(e->loop);
 	if (sl->any && now - sl->last < 1000) {
 		sl->skipped++;
 		return;
@@ -36,17 +35,17 @@ void edgi_log_shed(struct shed_log *sl, const char *entry, const char *reason, c
 	sl->skipped = 0;
 }
 
-struct tunnel *edgi_tunnel_find(const char *id)
+struct tunnel *edgi_tunnel_find(struct edge *e, const char *id)
 {
-	for (struct tunnel *t = E.tunnels; t; t = t->next)
+	for (struct tunnel *t = e->tunnels; t; t = t->next)
 		if (!strcmp(t->id, id))
 			return t;
 	return NULL;
 }
 
-struct tunnel *edgi_tunnel_get(const tok_tunnel *tt)
+struct tunnel *edgi_tunnel_get(struct edge *e, const tok_tunnel *tt)
 {
-	struct tunnel *t = edgi_tunnel_find(tt->id);
+	struct tunnel *t = edgi_tunnel_find(e, tt->id);
 	char l[64];
 	if (t)
 		return t;
@@ -65,8 +64,8 @@ struct tunnel *edgi_tunnel_get(const tok_tunnel *tt)
 		snprintf(l2, sizeof l2, "%s,direction=\"to_client\"", l);
 		t->m_down = adm_counter("postern_edge_bytes_total", NULL, l2);
 	}
-	t->next = E.tunnels;
-	E.tunnels = t;
+	t->next = e->tunnels;
+	e->tunnels = t;
 	return t;
 }
 
@@ -118,33 +117,33 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
 static unsigned char alpn_postern[] = "\x09postern/1";
 static unsigned char alpn_http11[] = "\x08http/1.1";
 
-static int make_ctx(char *err, size_t errlen)
+static int make_ctx(struct edge *e, char *err, size_t errlen)
 {
-	const char *mc = E.cfg.mtls_cert ? E.cfg.mtls_cert : E.cfg.connector_cert;
-	const char *mk = E.cfg.mtls_key ? E.cfg.mtls_key : E.cfg.connector_key;
+	const char *mc = e->cfg.mtls_cert ? e->cfg.mtls_cert : e->cfg.connector_cert;
+	const char *mk = e->cfg.mtls_key ? e->cfg.mtls_key : e->cfg.connector_key;
 	char buf[200];
 	STACK_OF(X509_NAME) *names;
-	if (!(E.cctx = tio_server_ctx(E.cfg.connector_cert, E.cfg.connector_key, true, err, errlen)))
+	if (!(e->cctx = tio_server_ctx(e->cfg.connector_cert, e->cfg.connector_key, true, err, errlen)))
 		return -EINVAL;
 	/* A handful of busy links: keeping TLS record buffers saves a malloc and free per record. */
-	SSL_CTX_clear_mode(E.cctx, SSL_MODE_RELEASE_BUFFERS);
-	SSL_CTX_set_alpn_select_cb(E.cctx, alpn_select, alpn_postern);
-	if (!E.cfg.mtls_listen)
+	SSL_CTX_clear_mode(e->cctx, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_alpn_select_cb(e->cctx, alpn_select, alpn_postern);
+	if (!e->cfg.mtls_listen)
 		return 0;
-	if (!(E.mctx = tio_server_ctx(mc, mk, false, err, errlen)))
+	if (!(e->mctx = tio_server_ctx(mc, mk, false, err, errlen)))
 		return -EINVAL;
-	SSL_CTX_set_alpn_select_cb(E.mctx, alpn_select, alpn_http11);
+	SSL_CTX_set_alpn_select_cb(e->mctx, alpn_select, alpn_http11);
 	ERR_clear_error();
-	if (SSL_CTX_load_verify_locations(E.mctx, E.cfg.client_ca_file, NULL) != 1 ||
-	    !(names = SSL_load_client_CA_file(E.cfg.client_ca_file))) {
-		snprintf(err, errlen, "%s: cannot load client_ca_file: %s", E.cfg.client_ca_file, tio_ssl_errors(buf, sizeof buf));
+	if (SSL_CTX_load_verify_locations(e->mctx, e->cfg.client_ca_file, NULL) != 1 ||
+	    !(names = SSL_load_client_CA_file(e->cfg.client_ca_file))) {
+		snprintf(err, errlen, "%s: cannot load client_ca_file: %s", e->cfg.client_ca_file, tio_ssl_errors(buf, sizeof buf));
 		return -EINVAL;
 	}
-	SSL_CTX_set_client_CA_list(E.mctx, names);
+	SSL_CTX_set_client_CA_list(e->mctx, names);
 	/* No certificate, or one the CA did not sign: the handshake fails. */
-	SSL_CTX_set_verify(E.mctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-	SSL_CTX_set_verify_depth(E.mctx, 4);
-	SSL_CTX_set_session_id_context(E.mctx, (const unsigned char *)"postern-mtls", 12);
+	SSL_CTX_set_verify(e->mctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	SSL_CTX_set_verify_depth(e->mctx, 4);
+	SSL_CTX_set_session_id_context(e->mctx, (const unsigned char *)"postern-mtls", 12);
 	return 0;
 }
 
@@ -167,13 +166,13 @@ static int listen_on(uv_tcp_t *h, const char *addr, uv_connection_cb cb, char *b
 }
 
 /* Tokens are checked only at registration (rotation must not cut open links), but a deleted tunnel (the
- * answer to a leaked token) must edgi_stop carrying traffic: its links are closed within RECHECK_MS. */
+ * answer to a leaked token) must stop carrying traffic: its links are closed within RECHECK_MS. */
 #define RECHECK_MS 15000
 static void on_recheck(uv_timer_t *t)
 {
-	(void)t;
-	for (struct tunnel *tun = E.tunnels; tun; tun = tun->next) {
-		if (!tun->conns || tok_get_by_id(E.tok, tun->id, NULL) != -ENOENT)
+	struct edge *e = t->data;
+	for (struct tunnel *tun = e->tunnels; tun; tun = tun->next) {
+		if (!tun->conns || tok_get_by_id(e->tok, tun->id, NULL) != -ENOENT)
 			continue;
 		log_warn("msg=\"tunnel deleted: closing its connector links\" tunnel=%s", tun->id);
 		for (struct cconn *cc = tun->conns, *next; cc; cc = next) {
@@ -183,27 +182,125 @@ static void on_recheck(uv_timer_t *t)
 	}
 }
 
-void edgi_stop(void)
+/* Everything the edge owns besides its handles, relays and links (all gone by now). */
+static void edge_release(struct edge *e)
 {
-	if (E.stopping)
+	bool started = e->addr_conn[0] != 0;
+	while (e->tunnels) {
+		struct tunnel *t = e->tunnels;
+		e->tunnels = t->next;
+		free(t);
+	}
+	SSL_CTX_free(e->cctx);
+	SSL_CTX_free(e->mctx);
+	tok_close(e->tok);
+	edge_config_free(&e->cfg);
+	free(e);
+	if (started)
+		log_info("msg=\"edge stopped\"");
+}
+
+void edgi_unref(struct edge *e)
+{
+	if (--e->refs == 0 && e->stopping)
+		edge_release(e);
+}
+
+static void handle_closed(uv_handle_t *h) { edgi_unref(h->data); }
+
+static void handle_init(struct edge *e, uv_handle_t *h)
+{
+	h->data = e;
+	e->refs++; /* released in handle_closed */
+}
+
+int edge_new(uv_loop_t *loop, edge_config *cfg, edge **out, char *err, size_t errlen)
+{
+	struct edge *e = calloc(1, sizeof *e);
+	int rc;
+	*out = NULL;
+	if (!e) {
+		edge_config_free(cfg);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	e->loop = loop;
+	e->cfg = *cfg;
+	memset(cfg, 0, sizeof *cfg);
+	snprintf(e->addr_mtls, sizeof e->addr_mtls, "-");
+	if ((rc = tok_open(e->cfg.state_dir, e->cfg.domain, &e->tok, err, errlen)) < 0 ||
+	    (rc = make_ctx(e, err, errlen)) < 0) {
+		edge_release(e);
+		return rc;
+	}
+	e->m_reg_ok = adm_counter("postern_edge_registrations_total", "Connector registrations, by result", "result=\"ok\"");
+	e->m_reg_rej = adm_counter("postern_edge_registrations_total", NULL, "result=\"rejected\"");
+	e->m_clients_sni = adm_gauge("postern_edge_client_connections", "Client connections open now, by entry", "entry=\"sni\"");
+	e->m_clients_mtls = adm_gauge("postern_edge_client_connections", NULL, "entry=\"mtls\"");
+	e->m_pending = adm_gauge("postern_edge_clients_pending",
+				"Client connections not routed yet (at most client_pending_max)", NULL);
+	e->m_hello_bytes = adm_gauge("postern_edge_client_hello_bytes",
+				    "Bytes buffered for client connections not routed yet (at most client_hello_budget)", NULL);
+	/* Every handle is initialised first so that edge_free() can close them all whatever failed. */
+	uv_tcp_init(loop, &e->lsn_conn);
+	handle_init(e, (uv_handle_t *)&e->lsn_conn);
+	uv_tcp_init(loop, &e->lsn_cli);
+	handle_init(e, (uv_handle_t *)&e->lsn_cli);
+	if ((e->have_mtls = e->cfg.mtls_listen != NULL)) {
+		uv_tcp_init(loop, &e->lsn_mtls);
+		handle_init(e, (uv_handle_t *)&e->lsn_mtls);
+	}
+	uv_timer_init(loop, &e->recheck);
+	handle_init(e, (uv_handle_t *)&e->recheck);
+	if ((rc = listen_on(&e->lsn_conn, e->cfg.connector_listen, edgi_on_connector, e->addr_conn, sizeof e->addr_conn,
+			    err, errlen)) < 0 ||
+	    (rc = listen_on(&e->lsn_cli, e->cfg.client_listen, edgi_on_client, e->addr_cli, sizeof e->addr_cli, err,
+			    errlen)) < 0 ||
+	    (e->have_mtls && (rc = listen_on(&e->lsn_mtls, e->cfg.mtls_listen, edgi_on_client, e->addr_mtls,
+					     sizeof e->addr_mtls, err, errlen)) < 0))
+		goto fail;
+	if (!(e->adm = adm_new(loop))) {
+		snprintf(err, errlen, "metrics_listen: out of memory");
+		rc = -ENOMEM;
+		goto fail;
+	}
+	if ((rc = adm_listen(e->adm, e->cfg.metrics_listen, err, errlen)) < 0) {
+		char m[400];
+		snprintf(m, sizeof m, "metrics_listen: %s", err);
+		snprintf(err, errlen, "%s", m);
+		goto fail;
+	}
+	uv_timer_start(&e->recheck, on_recheck, RECHECK_MS, RECHECK_MS);
+	log_info("msg=\"edge listening\" edge_id=%s domain=%s connector=%s client=%s mtls=%s metrics=127.0.0.1:%d",
+		 e->cfg.edge_id, e->cfg.domain, e->addr_conn, e->addr_cli, e->addr_mtls, adm_port(e->adm));
+	*out = e;
+	return 0;
+fail:
+	e->addr_conn[0] = 0; /* never started: no "edge stopped" line */
+	edge_free(e);
+	return rc;
+}
+
+void edge_free(edge *e)
+{
+	if (!e || e->stopping)
 		return;
-	E.stopping = true;
-	log_info("msg=\"edge stopping\"");
-	uv_close((uv_handle_t *)&E.recheck, NULL);
-	uv_close((uv_handle_t *)&E.lsn_conn, NULL);
-	uv_close((uv_handle_t *)&E.lsn_cli, NULL);
-	if (E.have_mtls)
-		uv_close((uv_handle_t *)&E.lsn_mtls, NULL);
-	uv_close((uv_handle_t *)&E.sigterm, NULL);
-	uv_close((uv_handle_t *)&E.sigint, NULL);
-	adm_free(E.adm);
-	E.adm = NULL;
-	for (struct relay *r = E.relays; r; r = r->next)
+	e->stopping = true;
+	if (e->addr_conn[0] && e->adm)
+		log_info("msg=\"edge stopping\"");
+	uv_close((uv_handle_t *)&e->recheck, handle_closed);
+	uv_close((uv_handle_t *)&e->lsn_conn, handle_closed);
+	uv_close((uv_handle_t *)&e->lsn_cli, handle_closed);
+	if (e->have_mtls)
+		uv_close((uv_handle_t *)&e->lsn_mtls, handle_closed);
+	adm_free(e->adm);
+	e->adm = NULL;
+	for (struct relay *r = e->relays; r; r = r->next)
 		if (r->tc)
 			tconn_close(r->tc);
-	for (struct cconn *cc = E.pending; cc; cc = cc->next)
+	for (struct cconn *cc = e->pending; cc; cc = cc->next)
 		tconn_close(cc->tc);
-	for (struct tunnel *t = E.tunnels; t; t = t->next)
+	for (struct tunnel *t = e->tunnels; t; t = t->next)
 		for (struct cconn *cc = t->conns; cc; cc = cc->next) {
 			if (cc->h2 && !cc->closing) {
 				nghttp2_submit_goaway(cc->h2, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(cc->h2),
@@ -214,11 +311,35 @@ void edgi_stop(void)
 		}
 }
 
+int edge_port(const edge *e, enum edge_addr which)
+{
+	const uv_tcp_t *h = which == EDGE_ADDR_CONNECTOR ? &e->lsn_conn
+			    : which == EDGE_ADDR_CLIENT  ? &e->lsn_cli
+			    : which == EDGE_ADDR_MTLS && e->have_mtls ? &e->lsn_mtls
+								      : NULL;
+	struct sockaddr_storage ss;
+	int len = sizeof ss;
+	if (which == EDGE_ADDR_METRICS)
+		return e->adm ? adm_port(e->adm) : 0;
+	if (!h || uv_tcp_getsockname(h, (struct sockaddr *)&ss, &len) < 0)
+		return 0;
+	return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+					       : ((struct sockaddr_in *)&ss)->sin_port);
+}
+
+/* ------------------------------------------------------------------ main */
+
+static edge *the_edge;
+static uv_signal_t sigterm, sigint;
+
 static void on_signal(uv_signal_t *s, int sig)
 {
 	(void)s;
 	(void)sig;
-	edgi_stop();
+	uv_close((uv_handle_t *)&sigterm, NULL);
+	uv_close((uv_handle_t *)&sigint, NULL);
+	edge_free(the_edge);
+	the_edge = NULL;
 }
 
 static void usage(FILE *f)
@@ -236,7 +357,9 @@ static void usage(FILE *f)
 int edge_main(int argc, char **argv)
 {
 	const char *path = NULL;
-	char err[512], a1[NA_FMT_MAX] = "", a2[NA_FMT_MAX] = "", a3[NA_FMT_MAX] = "-";
+	char err[512];
+	edge_config cfg;
+	uv_loop_t *loop;
 	int rc = 1;
 
 	{
@@ -244,12 +367,12 @@ int edge_main(int argc, char **argv)
 		if (a)
 			return a == CLI_EXIT_HELP ? 0 : 2;
 	}
-	memset(&E, 0, sizeof E);
-	if (edge_config_load(path, &E.cfg, err, sizeof err) < 0) {
+	memset(&cfg, 0, sizeof cfg);
+	if (edge_config_load(path, &cfg, err, sizeof err) < 0) {
 		fprintf(stderr, "postern edge: %s\n", err);
 		return 1;
 	}
-	log_set_level((enum log_level)E.cfg.log_level);
+	log_set_level((enum log_level)cfg.log_level);
 	signal(SIGPIPE, SIG_IGN);
 	{
 		/* A relay holds two descriptors' worth of state per client: use all the descriptors allowed. */
@@ -259,63 +382,18 @@ int edge_main(int argc, char **argv)
 			setrlimit(RLIMIT_NOFILE, &rl);
 		}
 	}
-	E.loop = uv_default_loop();
-	if (tok_open(E.cfg.state_dir, E.cfg.domain, &E.tok, err, sizeof err) < 0 || make_ctx(err, sizeof err) < 0) {
+	loop = uv_default_loop();
+	if (edge_new(loop, &cfg, &the_edge, err, sizeof err) < 0) {
 		log_error("msg=\"cannot start\" err=\"%s\"", err);
-		goto out;
+	} else {
+		uv_signal_init(loop, &sigterm);
+		uv_signal_init(loop, &sigint);
+		uv_signal_start(&sigterm, on_signal, SIGTERM);
+		uv_signal_start(&sigint, on_signal, SIGINT);
+		rc = 0;
 	}
-	E.m_reg_ok = adm_counter("postern_edge_registrations_total", "Connector registrations, by result", "result=\"ok\"");
-	E.m_reg_rej = adm_counter("postern_edge_registrations_total", NULL, "result=\"rejected\"");
-	E.m_clients_sni = adm_gauge("postern_edge_client_connections", "Client connections open now, by entry", "entry=\"sni\"");
-	E.m_clients_mtls = adm_gauge("postern_edge_client_connections", NULL, "entry=\"mtls\"");
-	E.m_pending = adm_gauge("postern_edge_clients_pending",
-				"Client connections not routed yet (at most client_pending_max)", NULL);
-	E.m_hello_bytes = adm_gauge("postern_edge_client_hello_bytes",
-				    "Bytes buffered for client connections not routed yet (at most client_hello_budget)", NULL);
-	/* Every handle is initialised first so that edgi_stop() can close them all whatever failed. */
-	uv_tcp_init(E.loop, &E.lsn_conn);
-	uv_tcp_init(E.loop, &E.lsn_cli);
-	if ((E.have_mtls = E.cfg.mtls_listen != NULL))
-		uv_tcp_init(E.loop, &E.lsn_mtls);
-	uv_signal_init(E.loop, &E.sigterm);
-	uv_signal_init(E.loop, &E.sigint);
-	uv_timer_init(E.loop, &E.recheck);
-	if (listen_on(&E.lsn_conn, E.cfg.connector_listen, edgi_on_connector, a1, sizeof a1, err, sizeof err) < 0 ||
-	    listen_on(&E.lsn_cli, E.cfg.client_listen, edgi_on_client, a2, sizeof a2, err, sizeof err) < 0 ||
-	    (E.have_mtls && listen_on(&E.lsn_mtls, E.cfg.mtls_listen, edgi_on_client, a3, sizeof a3, err, sizeof err) < 0)) {
-		log_error("msg=\"cannot start\" err=\"%s\"", err);
-		goto edgi_stop;
-	}
-	if (!(E.adm = adm_new(E.loop)) || adm_listen(E.adm, E.cfg.metrics_listen, err, sizeof err) < 0) {
-		log_error("msg=\"cannot start\" err=\"metrics_listen: %s\"", E.adm ? err : "out of memory");
-		goto edgi_stop;
-	}
-	uv_signal_start(&E.sigterm, on_signal, SIGTERM);
-	uv_signal_start(&E.sigint, on_signal, SIGINT);
-	uv_timer_start(&E.recheck, on_recheck, RECHECK_MS, RECHECK_MS);
-	log_info("msg=\"edge listening\" edge_id=%s domain=%s connector=%s client=%s mtls=%s metrics=127.0.0.1:%d",
-		 E.cfg.edge_id, E.cfg.domain, a1, a2, a3, adm_port(E.adm));
-	rc = 0;
-	uv_run(E.loop, UV_RUN_DEFAULT);
-	goto done;
-edgi_stop:
-	rc = 1;
-	edgi_stop();
-	uv_run(E.loop, UV_RUN_DEFAULT);
-done:
-	while (E.tunnels) {
-		struct tunnel *t = E.tunnels;
-		E.tunnels = t->next;
-		free(t);
-	}
-out:
-	uv_loop_close(E.loop);
-	SSL_CTX_free(E.cctx);
-	SSL_CTX_free(E.mctx);
-	tok_close(E.tok);
-	edge_config_free(&E.cfg);
+	uv_run(loop, UV_RUN_DEFAULT); /* until the edge has released everything */
+	uv_loop_close(loop);
 	adm_metrics_reset();
-	if (rc == 0)
-		log_info("msg=\"edge stopped\"");
 	return rc;
 }

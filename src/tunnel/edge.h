@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <uv.h>
+
 #include "core/netaddr.h"
 
 typedef struct edge_config {
@@ -38,6 +40,19 @@ int edge_config_load(const char *path, edge_config *c, char *err, size_t errlen)
 #define EDGE_PENDING_DEFAULT 16384
 #define EDGE_PENDING_MAX 100000 /* the edge's cap on clients at once */
 void edge_config_free(edge_config *c);
+
+/* One edge on a loop: token store, TLS contexts, listeners (connector, client, optional mTLS) and the admin
+ * server; logs "edge listening". Takes over cfg's contents (cfg is left empty) whether or not it succeeds.
+ * On error *out is NULL, err names what failed, and the rest of the edge is released on the loop's next
+ * turn (no callback of the caller's fires). Port 0 in a listen address picks a free port (edge_port). */
+typedef struct edge edge;
+int edge_new(uv_loop_t *loop, edge_config *cfg, edge **out, char *err, size_t errlen);
+/* Stops accepting, sends GOAWAY on every connector link and closes every connection; the edge releases
+ * itself on the loop once the last of them is closed (so uv_run returns). NULL is a no-op. */
+void edge_free(edge *e);
+enum edge_addr { EDGE_ADDR_CONNECTOR, EDGE_ADDR_CLIENT, EDGE_ADDR_MTLS, EDGE_ADDR_METRICS };
+/* The bound port of a listener; 0 when the edge has none of that kind. */
+int edge_port(const edge *e, enum edge_addr which);
 
 int edge_main(int argc, char **argv);
 /* `postern tunnel create|rotate|list|delete` (src/tunnel/tunnelcmd.c). */

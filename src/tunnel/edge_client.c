@@ -5,14 +5,15 @@
 
 static void sni_on_data(struct relay *r, const uint8_t *p, size_t n)
 {
+	struct edge *e = r->e;
 	char hb[300];
 	size_t cap;
 	int res;
 	/* Many clients holding partial hellos must not add up to more than the budget: the one whose bytes would
 	 * cross it is closed (the budget held by the others drains within HELLO_TIMEOUT_MS). */
 	if (r->len + n <= HELLO_HOLD && (cap = edgi_buf_cap_after(r, n)) > r->charge &&
-	    E.hello_bytes - r->charge + cap > E.cfg.client_hello_budget) {
-		edgi_log_shed(&E.shed_budget, "sni", "ClientHello buffer budget exhausted", r->peer);
+	    e->hello_bytes - r->charge + cap > e->cfg.client_hello_budget) {
+		edgi_log_shed(e, &e->shed_budget, "sni", "ClientHello buffer budget exhausted", r->peer);
 		edgi_reject_metric("sni", "hello_budget");
 		edgi_relay_abort(r);
 		return;
@@ -62,7 +63,7 @@ static int head_done(http_parser *hp)
 {
 	struct mtls_head *h = hp->data;
 	h->done = true;
-	return 2; /* for CONNECT: edgi_stop here, what follows is the tunnel */
+	return 2; /* for CONNECT: stop here, what follows is the tunnel */
 }
 
 static const http_parser_settings head_settings = { .on_url = head_url, .on_headers_complete = head_done };
@@ -224,24 +225,32 @@ static const tconn_cbs relay_cbs = {
 	.on_close = edgi_relay_on_close,
 };
 
-static void refused_closed(uv_handle_t *h) { free(h); }
+static void refused_closed(uv_handle_t *h)
+{
+	struct edge *e = h->data;
+	free(h);
+	edgi_unref(e);
+}
 
 /* Takes the pending connection off the listener and closes it: returning without uv_accept would leave it
- * queued and libuv would edgi_stop reading this listener. */
-void edgi_accept_and_drop(uv_stream_t *lsn)
+ * queued and libuv would stop reading this listener. */
+void edgi_accept_and_drop(struct edge *e, uv_stream_t *lsn)
 {
 	uv_tcp_t *t = malloc(sizeof *t);
-	if (!t || uv_tcp_init(E.loop, t) < 0) {
+	if (!t || uv_tcp_init(e->loop, t) < 0) {
 		free(t);
 		return;
 	}
+	t->data = e;
+	e->refs++;
 	uv_accept(lsn, (uv_stream_t *)t);
 	uv_close((uv_handle_t *)t, refused_closed);
 }
 
 void edgi_on_client(uv_stream_t *lsn, int status)
 {
-	enum entry entry = lsn == (uv_stream_t *)&E.lsn_mtls ? ENTRY_MTLS : ENTRY_SNI;
+	struct edge *e = lsn->data;
+	enum entry entry = lsn == (uv_stream_t *)&e->lsn_mtls ? ENTRY_MTLS : ENTRY_SNI;
 	const char *ename = entry == ENTRY_SNI ? "sni" : "mtls";
 	struct relay *r;
 	int rc;
@@ -249,17 +258,19 @@ void edgi_on_client(uv_stream_t *lsn, int status)
 		log_warn("msg=\"accept failed\" entry=%s err=\"%s\"", ename, uv_strerror(status));
 		return;
 	}
-	if (E.stopping)
+	if (e->stopping)
 		return;
 	if (!(r = calloc(1, sizeof *r))) {
-		edgi_accept_and_drop(lsn);
+		edgi_accept_and_drop(e, lsn);
 		return;
 	}
+	r->e = e;
+	e->refs++; /* released in relay_maybe_free */
 	r->entry = entry;
 	r->st = entry == ENTRY_SNI ? RS_HELLO : RS_HEAD;
 	r->sid = -1;
-	r->t0 = uv_now(E.loop);
-	uv_timer_init(E.loop, &r->timer);
+	r->t0 = uv_now(e->loop);
+	uv_timer_init(e->loop, &r->timer);
 	r->timer.data = r;
 	if (entry == ENTRY_MTLS) {
 		if (!(r->head = calloc(1, sizeof *r->head))) {
@@ -270,7 +281,7 @@ void edgi_on_client(uv_stream_t *lsn, int status)
 		http_parser_init(&r->head->hp, HTTP_REQUEST);
 		r->head->hp.data = r->head;
 	}
-	if ((rc = tconn_accept(lsn, entry == ENTRY_MTLS ? E.mctx : NULL, &relay_cbs, r, &r->tc)) < 0) {
+	if ((rc = tconn_accept(lsn, entry == ENTRY_MTLS ? e->mctx : NULL, &relay_cbs, r, &r->tc)) < 0) {
 		log_warn("msg=\"accept failed\" entry=%s err=\"%s\"", ename, uv_strerror(rc));
 		r->tc = NULL;
 		r->tc_closed = true;
@@ -278,14 +289,14 @@ void edgi_on_client(uv_stream_t *lsn, int status)
 		return;
 	}
 	na_format(tconn_peer_addr(r->tc), r->peer, sizeof r->peer);
-	r->next = E.relays;
-	if (E.relays)
-		E.relays->pprev = &r->next;
-	E.relays = r;
-	r->pprev = &E.relays;
-	E.nrelays++;
-	adm_add(entry == ENTRY_SNI ? E.m_clients_sni : E.m_clients_mtls, 1);
-	if (E.cfg.have_allowed && !na_cidrs_match(&E.cfg.client_allowed, tconn_peer_addr(r->tc))) {
+	r->next = e->relays;
+	if (e->relays)
+		e->relays->pprev = &r->next;
+	e->relays = r;
+	r->pprev = &e->relays;
+	e->nrelays++;
+	adm_add(entry == ENTRY_SNI ? e->m_clients_sni : e->m_clients_mtls, 1);
+	if (e->cfg.have_allowed && !na_cidrs_match(&e->cfg.client_allowed, tconn_peer_addr(r->tc))) {
 		log_info("msg=\"client rejected\" entry=%s reason=\"address not in client_allowed_ips\" peer=%s", ename,
 			 r->peer);
 		edgi_reject_metric(ename, "ip_not_allowed");
@@ -293,24 +304,24 @@ void edgi_on_client(uv_stream_t *lsn, int status)
 		tconn_close(r->tc);
 		return;
 	}
-	if (E.nrelays > MAX_CLIENTS) {
-		edgi_log_shed(&E.shed_clients, ename, "too many clients", r->peer);
+	if (e->nrelays > MAX_CLIENTS) {
+		edgi_log_shed(e, &e->shed_clients, ename, "too many clients", r->peer);
 		edgi_reject_metric(ename, "overload");
 		r->st = RS_DONE;
 		tconn_close(r->tc);
 		return;
 	}
 	/* Clients that have not said where they go cost a deadline, a buffer and (mTLS) a TLS session each. */
-	if (E.npending >= E.cfg.client_pending_max) {
-		edgi_log_shed(&E.shed_pending, ename, "too many clients not routed yet", r->peer);
+	if (e->npending >= e->cfg.client_pending_max) {
+		edgi_log_shed(e, &e->shed_pending, ename, "too many clients not routed yet", r->peer);
 		edgi_reject_metric(ename, "pending");
 		r->st = RS_DONE;
 		tconn_close(r->tc);
 		return;
 	}
 	r->pending = true;
-	E.npending++;
-	adm_add(E.m_pending, 1);
+	e->npending++;
+	adm_add(e->m_pending, 1);
 	/* SNI: the ClientHello deadline starts now. mTLS: tconn bounds the handshake, then on_open arms it. */
 	if (entry == ENTRY_SNI)
 		uv_timer_start(&r->timer, edgi_relay_timeout, HELLO_TIMEOUT_MS, 0);

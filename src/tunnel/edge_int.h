@@ -51,7 +51,8 @@ struct tunnel {
 };
 
 struct cconn {
-	struct cconn *next, **pprev; /* in its tunnel's list, or E.pending */
+	struct edge *e;
+	struct cconn *next, **pprev; /* in its tunnel's list, or e->pending */
 	tconn *tc;
 	struct tunnel *tun;
 	reg_linebuf *lb;
@@ -80,7 +81,8 @@ struct mtls_head {
 };
 
 struct relay {
-	struct relay *next, **pprev;   /* E.relays */
+	struct edge *e;
+	struct relay *next, **pprev;   /* e->relays */
 	struct relay *snext, **spprev; /* cc->relays */
 	struct relay *rnext;           /* cc->resume */
 	enum entry entry;
@@ -95,9 +97,9 @@ struct relay {
 	size_t off, len, cap;
 	size_t unconsumed;
 	uint64_t up, down, t0;
-	size_t charge; /* bytes of buf counted in E.hello_bytes */
+	size_t charge; /* bytes of buf counted in e->hello_bytes */
 	int status;
-	bool pending; /* accepted, not routed yet: counted in E.npending */
+	bool pending; /* accepted, not routed yet: counted in e->npending */
 	bool cli_eof, up_eof_sent, down_eof, paused, deferred, on_resume, tc_closed, timer_closed, aborted;
 	char host[SNI_NAME_MAX];
 	char peer[NA_FMT_MAX];
@@ -111,7 +113,6 @@ struct edge {
 	uv_tcp_t lsn_conn, lsn_cli, lsn_mtls;
 	bool have_mtls;
 	adm_server *adm;
-	uv_signal_t sigterm, sigint;
 	uv_timer_t recheck; /* drops the links of tunnels deleted since they registered */
 	struct tunnel *tunnels;
 	struct cconn *pending;
@@ -120,24 +121,26 @@ struct edge {
 	int npending;        /* relays not routed yet (cfg.client_pending_max) */
 	uint64_t hello_bytes; /* their buffered bytes (cfg.client_hello_budget) */
 	struct shed_log { uint64_t last; unsigned skipped; bool any; } shed_clients, shed_pending, shed_budget;
+	/* Open listeners and timers, relays and connector links: the edge is released when the last is gone
+	 * after edge_free (edgi_unref). */
+	int refs;
+	char addr_conn[NA_FMT_MAX], addr_cli[NA_FMT_MAX], addr_mtls[NA_FMT_MAX];
 	bool stopping;
 	adm_metric *m_reg_ok, *m_reg_rej, *m_clients_sni, *m_clients_mtls, *m_pending, *m_hello_bytes;
 };
-/* The one edge of this process, defined in edge.c. */
-extern struct edge E;
 
 
 static inline const char *q(const char *s, char *buf, size_t len) { return log_quote(s, buf, len); }
 
 /* edge.c */
 void edgi_reject_metric(const char *entry, const char *reason);
-void edgi_log_shed(struct shed_log *sl, const char *entry, const char *reason, const char *peer);
-struct tunnel *edgi_tunnel_find(const char *id);
-struct tunnel *edgi_tunnel_get(const tok_tunnel *tt);
+void edgi_log_shed(struct edge *e, struct shed_log *sl, const char *entry, const char *reason, const char *peer);
+struct tunnel *edgi_tunnel_find(struct edge *e, const char *id);
+struct tunnel *edgi_tunnel_get(struct edge *e, const tok_tunnel *tt);
 void edgi_list_unlink_cc(struct cconn *cc);
 void edgi_list_link_cc(struct cconn **head, struct cconn *cc);
 struct cconn *edgi_tunnel_pick(struct tunnel *t);
-void edgi_stop(void);
+void edgi_unref(struct edge *e); /* one of e->refs is gone */
 
 /* edge_relay.c */
 void edgi_relay_stream_gone(struct relay *r, bool clean);
@@ -154,7 +157,7 @@ void edgi_relay_kick(struct relay *r);
 void edgi_relay_route(struct relay *r);
 
 /* edge_client.c */
-void edgi_accept_and_drop(uv_stream_t *lsn);
+void edgi_accept_and_drop(struct edge *e, uv_stream_t *lsn);
 void edgi_on_client(uv_stream_t *lsn, int status);
 
 /* edge_link.c */

@@ -205,7 +205,9 @@ out:
 static void cconn_timer_closed(uv_handle_t *h)
 {
 	struct cconn *cc = h->data;
+	struct edge *e = cc->e;
 	free(cc);
+	edgi_unref(e);
 }
 
 static void cconn_on_close(tconn *c, int err, void *ud)
@@ -248,11 +250,12 @@ void edgi_cconn_close(struct cconn *cc, const char *why)
 static void cconn_keepalive(uv_timer_t *t)
 {
 	struct cconn *cc = t->data;
-	uint64_t idle = uv_now(E.loop) - cc->last_recv;
+	struct edge *e = cc->e;
+	uint64_t idle = uv_now(e->loop) - cc->last_recv;
 	if (!cc->registered) {
 		log_info("msg=\"connector rejected\" reason=\"no registration within %ds\" peer=%s", REG_TIMEOUT_MS / 1000,
 			 cc->peer);
-		adm_add(E.m_reg_rej, 1);
+		adm_add(e->m_reg_rej, 1);
 		tconn_close(cc->tc);
 		return;
 	}
@@ -268,6 +271,7 @@ static void cconn_keepalive(uv_timer_t *t)
 
 static void reg_reply_error(struct cconn *cc, const char *error)
 {
+	struct edge *e = cc->e;
 	reg_response resp;
 	char line[REG_MAX_LINE + 2];
 	int n;
@@ -279,11 +283,12 @@ static void reg_reply_error(struct cconn *cc, const char *error)
 	tconn_shutdown(cc->tc);
 	tconn_close_after_flush(cc->tc);
 	cc->closing = true; /* no more input is read into it; the registration timer bounds the flush */
-	adm_add(E.m_reg_rej, 1);
+	adm_add(e->m_reg_rej, 1);
 }
 
 static void cconn_register(struct cconn *cc)
 {
+	struct edge *e = cc->e;
 	reg_request req;
 	reg_response resp;
 	tok_tunnel tt;
@@ -305,10 +310,10 @@ static void cconn_register(struct cconn *cc)
 		snprintf(id, sizeof id, "-");
 	/* The store waits TOK_LOOP_BUSY_MS at most for a lock (this is the event loop): a locked or failing
 	 * store is no verdict on the token, and the connector is told so and retries. */
-	rc = tok_verify(E.tok, req.token, &tt);
+	rc = tok_verify(e->tok, req.token, &tt);
 	if (rc == -EBUSY || rc == -EIO) {
 		log_warn("msg=\"connector rejected\" reason=\"token store unavailable: %s\" tunnel=%s connector_id=%s slot=%u peer=%s",
-			 tok_errstr(E.tok), id, req.connector_id, req.slot, cc->peer);
+			 tok_errstr(e->tok), id, req.connector_id, req.slot, cc->peer);
 		reg_reply_error(cc, REG_ERR_STORE_UNAVAILABLE);
 		goto out;
 	}
@@ -318,7 +323,7 @@ static void cconn_register(struct cconn *cc)
 		reg_reply_error(cc, "invalid or expired token");
 		goto out;
 	}
-	if (!(t = edgi_tunnel_get(&tt))) {
+	if (!(t = edgi_tunnel_get(e, &tt))) {
 		reg_reply_error(cc, "out of memory");
 		goto out;
 	}
@@ -336,7 +341,7 @@ static void cconn_register(struct cconn *cc)
 	resp.ok = true;
 	snprintf(resp.tunnel_id, sizeof resp.tunnel_id, "%s", t->id);
 	snprintf(resp.domain, sizeof resp.domain, "%s", t->domain);
-	snprintf(resp.edge_id, sizeof resp.edge_id, "%s", E.cfg.edge_id);
+	snprintf(resp.edge_id, sizeof resp.edge_id, "%s", e->cfg.edge_id);
 	if ((n = reg_response_encode(&resp, line, sizeof line)) < 0 || tconn_write(cc->tc, (const uint8_t *)line, (size_t)n) < 0 ||
 	    h2_start(cc) < 0) {
 		log_warn("msg=\"connector setup failed\" tunnel=%s peer=%s", t->id, cc->peer);
@@ -348,7 +353,7 @@ static void cconn_register(struct cconn *cc)
 	cc->tun = t;
 	cc->registered = true;
 	adm_add(t->m_conns, 1);
-	adm_add(E.m_reg_ok, 1);
+	adm_add(e->m_reg_ok, 1);
 	log_info("msg=\"connector registered\" tunnel=%s name=%s connector_id=%s slot=%u version=%s peer=%s", t->id, tt.name,
 		 cc->connector_id, cc->slot, req.version, cc->peer);
 	uv_timer_start(&cc->timer, cconn_keepalive, KEEPALIVE_MS, KEEPALIVE_MS);
@@ -373,11 +378,12 @@ out:
 static void cconn_on_data(tconn *c, const uint8_t *p, size_t n, void *ud)
 {
 	struct cconn *cc = ud;
+	struct edge *e = cc->e;
 	ssize_t used;
 	(void)c;
 	if (cc->closing)
 		return;
-	cc->last_recv = uv_now(E.loop);
+	cc->last_recv = uv_now(e->loop);
 	if (cc->h2) {
 		used = nghttp2_session_mem_recv(cc->h2, p, n);
 		if (used < 0) {
@@ -427,12 +433,13 @@ static void cconn_on_drain(tconn *c, void *ud)
 static void cconn_on_open(tconn *c, int status, void *ud)
 {
 	struct cconn *cc = ud;
+	struct edge *e = cc->e;
 	if (status < 0) {
 		log_info("msg=\"connector rejected\" reason=\"TLS handshake failed: %s\" peer=%s", tconn_errstr(c), cc->peer);
-		adm_add(E.m_reg_rej, 1);
+		adm_add(e->m_reg_rej, 1);
 		return;
 	}
-	cc->last_recv = uv_now(E.loop);
+	cc->last_recv = uv_now(e->loop);
 }
 
 static const tconn_cbs cconn_cbs = {
@@ -445,31 +452,34 @@ static const tconn_cbs cconn_cbs = {
 
 void edgi_on_connector(uv_stream_t *lsn, int status)
 {
+	struct edge *e = lsn->data;
 	struct cconn *cc;
 	int rc, pending = 0;
 	if (status < 0) {
 		log_warn("msg=\"accept failed\" entry=connector err=\"%s\"", uv_strerror(status));
 		return;
 	}
-	if (E.stopping)
+	if (e->stopping)
 		return;
 	/* Unregistered links cost a TLS session each for up to REG_TIMEOUT_MS: bound them. */
-	for (struct cconn *p = E.pending; p && pending < MAX_PENDING_CONNECTORS; p = p->next)
+	for (struct cconn *p = e->pending; p && pending < MAX_PENDING_CONNECTORS; p = p->next)
 		pending++;
 	if (pending >= MAX_PENDING_CONNECTORS) {
 		log_warn("msg=\"connector refused\" reason=\"%d connections waiting to register\"", pending);
-		adm_add(E.m_reg_rej, 1);
-		edgi_accept_and_drop(lsn);
+		adm_add(e->m_reg_rej, 1);
+		edgi_accept_and_drop(e, lsn);
 		return;
 	}
 	if (!(cc = calloc(1, sizeof *cc)) || !(cc->lb = calloc(1, sizeof *cc->lb))) {
 		free(cc);
-		edgi_accept_and_drop(lsn);
+		edgi_accept_and_drop(e, lsn);
 		return;
 	}
-	uv_timer_init(E.loop, &cc->timer);
+	cc->e = e;
+	e->refs++; /* released in cconn_timer_closed */
+	uv_timer_init(e->loop, &cc->timer);
 	cc->timer.data = cc;
-	if ((rc = tconn_accept(lsn, E.cctx, &cconn_cbs, cc, &cc->tc)) < 0) {
+	if ((rc = tconn_accept(lsn, e->cctx, &cconn_cbs, cc, &cc->tc)) < 0) {
 		log_warn("msg=\"accept failed\" entry=connector err=\"%s\"", uv_strerror(rc));
 		free(cc->lb);
 		cc->lb = NULL;
@@ -477,7 +487,7 @@ void edgi_on_connector(uv_stream_t *lsn, int status)
 		return;
 	}
 	na_format(tconn_peer_addr(cc->tc), cc->peer, sizeof cc->peer);
-	edgi_list_link_cc(&E.pending, cc);
+	edgi_list_link_cc(&e->pending, cc);
 	/* Handshake and registration together get REG_TIMEOUT_MS (tconn bounds the handshake alone too). */
 	uv_timer_start(&cc->timer, cconn_keepalive, REG_TIMEOUT_MS, 0);
 }

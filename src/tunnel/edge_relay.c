@@ -67,16 +67,19 @@ void edgi_relay_timer_closed(uv_handle_t *h)
 
 static void relay_maybe_free(struct relay *r)
 {
+	struct edge *e = r->e;
 	if (!r->tc_closed || !r->timer_closed || r->cc)
 		return;
 	free(r->buf);
 	free(r->head);
 	free(r);
+	edgi_unref(e);
 }
 
 void edgi_relay_on_close(tconn *c, int err, void *ud)
 {
 	struct relay *r = ud;
+	struct edge *e = r->e;
 	char hb[300];
 	(void)c;
 	(void)err;
@@ -88,14 +91,14 @@ void edgi_relay_on_close(tconn *c, int err, void *ud)
 		if (r->next)
 			r->next->pprev = r->pprev;
 		r->pprev = NULL;
-		E.nrelays--;
-		adm_add(r->entry == ENTRY_SNI ? E.m_clients_sni : E.m_clients_mtls, -1);
+		e->nrelays--;
+		adm_add(r->entry == ENTRY_SNI ? e->m_clients_sni : e->m_clients_mtls, -1);
 	}
 	if (r->st == RS_OPEN || r->st == RS_OPENING)
 		log_info("msg=\"client closed\" entry=%s tunnel=%s host=%s peer=%s up_bytes=%llu down_bytes=%llu ms=%llu",
 			 r->entry == ENTRY_SNI ? "sni" : "mtls", r->tun ? r->tun->id : "-", q(r->host, hb, sizeof hb),
 			 r->peer, (unsigned long long)r->up, (unsigned long long)r->down,
-			 (unsigned long long)(uv_now(E.loop) - r->t0));
+			 (unsigned long long)(uv_now(e->loop) - r->t0));
 	r->st = RS_DONE;
 	/* The stream, if any, is reset; the relay lives on until nghttp2 is done with it. */
 	if (r->cc && r->sid > 0 && r->cc->h2) {
@@ -141,19 +144,21 @@ void edgi_relay_timeout(uv_timer_t *t)
 /* Buffered bytes of a relay that is not routed yet count against cfg.client_hello_budget. */
 void edgi_hello_charge(struct relay *r, size_t bytes)
 {
-	E.hello_bytes = E.hello_bytes - r->charge + bytes;
-	adm_add(E.m_hello_bytes, (int64_t)bytes - (int64_t)r->charge);
+	struct edge *e = r->e;
+	e->hello_bytes = e->hello_bytes - r->charge + bytes;
+	adm_add(e->m_hello_bytes, (int64_t)bytes - (int64_t)r->charge);
 	r->charge = bytes;
 }
 
 /* The relay is routed, answered or gone: it no longer counts as pending. */
 static void relay_unpend(struct relay *r)
 {
+	struct edge *e = r->e;
 	if (!r->pending)
 		return;
 	r->pending = false;
-	E.npending--;
-	adm_add(E.m_pending, -1);
+	e->npending--;
+	adm_add(e->m_pending, -1);
 	edgi_hello_charge(r, 0);
 }
 
@@ -331,14 +336,15 @@ static void relay_open_stream(struct relay *r, struct cconn *cc)
 /* Routes a relay whose host is known, or answers the client with why not. */
 void edgi_relay_route(struct relay *r)
 {
+	struct edge *e = r->e;
 	char id[TOK_ID_LEN + 8], hb[300];
 	const char *entry = r->entry == ENTRY_SNI ? "sni" : "mtls";
 	struct tunnel *t = NULL;
 	struct cconn *cc = NULL;
 
-	if (sni_split(r->host, E.cfg.domain, NULL, 0, id, sizeof id) < 0) {
+	if (sni_split(r->host, e->cfg.domain, NULL, 0, id, sizeof id) < 0) {
 		log_info("msg=\"client rejected\" entry=%s reason=\"host is not <route>.<tunnel id>.%s\" host=%s peer=%s",
-			 entry, E.cfg.domain, q(r->host, hb, sizeof hb), r->peer);
+			 entry, e->cfg.domain, q(r->host, hb, sizeof hb), r->peer);
 		edgi_reject_metric(entry, "foreign_host");
 		if (r->entry == ENTRY_SNI)
 			edgi_sni_refuse(r, SNI_ALERT_UNRECOGNIZED_NAME);
@@ -346,7 +352,7 @@ void edgi_relay_route(struct relay *r)
 			edgi_mtls_error(r, 403, "Forbidden", "host is not <route>.<tunnel id> under this edge's domain");
 		return;
 	}
-	t = edgi_tunnel_find(id);
+	t = edgi_tunnel_find(e, id);
 	if (!(cc = edgi_tunnel_pick(t))) {
 		log_info("msg=\"client rejected\" entry=%s reason=\"%s\" host=%s peer=%s", entry,
 			 t ? "tunnel has no live connection" : "unknown tunnel", q(r->host, hb, sizeof hb), r->peer);

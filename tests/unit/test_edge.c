@@ -1,0 +1,494 @@
+/* The edge through its handle (edge_new/edge_free) on a test loop: the real connector registers with a
+ * token from the edge's own store and serves an echo stream backend (core/stream.h); raw TCP clients send a
+ * ClientHello built here (the edge never decrypts, so the echo returns the client's bytes unchanged). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "core/admin.h"
+#include "core/log.h"
+#include "gateway/certs.h"
+#include "tunnel/connector.h"
+#include "tunnel/edge.h"
+#include "tunnel/sni.h"
+#include "tunnel/tokstore.h"
+
+static uv_loop_t *loop;
+static char tmpd[64], pki[128], state[128], tokfile[128], tunnel_id[TOK_ID_LEN + 1];
+
+/* ------------------------------------------------------------------ echo backend */
+
+struct echo {
+	const stream_ops *ops;
+	void *ctx;
+	bool eof;
+};
+static int opened, aborted;
+static char last_client_addr[64];
+
+static stream_conn *be_open(void *ud, const stream_ops *ops, void *ctx, const char *client_addr)
+{
+	struct echo *f = calloc(1, sizeof *f);
+	(void)ud;
+	f->ops = ops;
+	f->ctx = ctx;
+	snprintf(last_client_addr, sizeof last_client_addr, "%s", client_addr ? client_addr : "");
+	opened++;
+	return (stream_conn *)f;
+}
+
+static void be_feed(stream_conn *c, const uint8_t *p, size_t n)
+{
+	struct echo *f = (struct echo *)c;
+	assert_int_equal(f->ops->write(f->ctx, p, n), 0);
+	f->ops->consumed(f->ctx, n);
+}
+
+static void be_eof(stream_conn *c)
+{
+	struct echo *f = (struct echo *)c;
+	f->ops->shutdown(f->ctx);
+	f->ops->close(f->ctx);
+	free(f);
+}
+
+static void be_drained(stream_conn *c) { (void)c; }
+
+static void be_abort(stream_conn *c)
+{
+	aborted++;
+	free(c);
+}
+
+static const stream_backend echo_backend = { be_open, be_feed, be_eof, be_drained, be_abort, NULL };
+
+/* ------------------------------------------------------------------ raw TCP client */
+
+struct client {
+	uv_tcp_t tcp;
+	uv_connect_t creq;
+	uv_write_t wreq;
+	uint8_t *out;
+	size_t outlen;
+	uint8_t got[4096];
+	size_t gotlen;
+	bool connected, eof, closed;
+	int err;
+};
+
+static void cl_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+	struct client *c = h->data;
+	(void)hint;
+	b->base = (char *)c->got + c->gotlen;
+	b->len = sizeof c->got - c->gotlen;
+}
+
+static void cl_closed(uv_handle_t *h) { ((struct client *)h->data)->closed = true; }
+
+static void cl_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+	struct client *c = s->data;
+	(void)b;
+	if (n > 0) {
+		c->gotlen += (size_t)n;
+		return;
+	}
+	if (n < 0) {
+		c->eof = true;
+		if (n != UV_EOF)
+			c->err = (int)n;
+		uv_close((uv_handle_t *)&c->tcp, cl_closed);
+	}
+}
+
+static void cl_written(uv_write_t *w, int status) { (void)w; (void)status; }
+
+static void cl_send(struct client *c, const void *p, size_t n)
+{
+	uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+	assert_int_equal(uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, cl_written), 0);
+}
+
+static void cl_connected(uv_connect_t *r, int status)
+{
+	struct client *c = r->data;
+	if (status < 0) {
+		c->err = status;
+		c->eof = true;
+		uv_close((uv_handle_t *)&c->tcp, cl_closed);
+		return;
+	}
+	c->connected = true;
+	uv_read_start((uv_stream_t *)&c->tcp, cl_alloc, cl_read);
+	if (c->outlen)
+		cl_send(c, c->out, c->outlen);
+}
+
+/* Connects to 127.0.0.1:port and sends out (may be empty) once connected. */
+static void cl_start(struct client *c, int port, uint8_t *out, size_t outlen)
+{
+	struct sockaddr_in sa;
+	memset(c, 0, sizeof *c);
+	c->out = out;
+	c->outlen = outlen;
+	uv_tcp_init(loop, &c->tcp);
+	c->tcp.data = c;
+	c->creq.data = c;
+	uv_ip4_addr("127.0.0.1", port, &sa);
+	assert_int_equal(uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&sa, cl_connected), 0);
+}
+
+static void cl_close(struct client *c)
+{
+	if (!uv_is_closing((uv_handle_t *)&c->tcp))
+		uv_close((uv_handle_t *)&c->tcp, cl_closed);
+}
+
+/* A TLS 1.2-shaped ClientHello record carrying server_name host, then tail. Returns its length. */
+static size_t hello_with(uint8_t *out, size_t cap, const char *host, const char *tail)
+{
+	size_t hl = strlen(host), tl = strlen(tail), p = 0, ext = 9 + hl, body = 2 + 32 + 1 + 4 + 2 + 2 + ext;
+	assert_true(5 + 4 + body + tl <= cap);
+	out[p++] = 0x16, out[p++] = 3, out[p++] = 1;
+	out[p++] = (uint8_t)((4 + body) >> 8), out[p++] = (uint8_t)(4 + body);
+	out[p++] = 1, out[p++] = 0, out[p++] = (uint8_t)(body >> 8), out[p++] = (uint8_t)body;
+	out[p++] = 3, out[p++] = 3;
+	memset(out + p, 0x5a, 32), p += 32;                      /* random */
+	out[p++] = 0;                                            /* session id */
+	out[p++] = 0, out[p++] = 2, out[p++] = 0x13, out[p++] = 1; /* cipher suites */
+	out[p++] = 1, out[p++] = 0;                              /* compression */
+	out[p++] = (uint8_t)(ext >> 8), out[p++] = (uint8_t)ext; /* extensions */
+	out[p++] = 0, out[p++] = 0;                              /* server_name */
+	out[p++] = (uint8_t)((5 + hl) >> 8), out[p++] = (uint8_t)(5 + hl);
+	out[p++] = (uint8_t)((3 + hl) >> 8), out[p++] = (uint8_t)(3 + hl);
+	out[p++] = 0, out[p++] = (uint8_t)(hl >> 8), out[p++] = (uint8_t)hl;
+	memcpy(out + p, host, hl), p += hl;
+	memcpy(out + p, tail, tl), p += tl;
+	return p;
+}
+
+/* ------------------------------------------------------------------ harness */
+
+static uv_timer_t tick;
+static void tick_cb(uv_timer_t *t) { (void)t; }
+
+static bool run_until(bool (*cond)(void *), void *ud, int timeout_ms)
+{
+	uint64_t end = uv_now(loop) + (uint64_t)timeout_ms;
+	uv_timer_start(&tick, tick_cb, 5, 5);
+	while (!cond(ud) && uv_now(loop) < end)
+		uv_run(loop, UV_RUN_ONCE);
+	uv_timer_stop(&tick);
+	return cond(ud);
+}
+
+static bool never(void *ud) { (void)ud; return false; }
+static void run_for(int ms) { run_until(never, NULL, ms); }
+static bool is_ready(void *ud) { return ctr_ready(ud); }
+static bool cl_done(void *ud) { return ((struct client *)ud)->closed; }
+static size_t want;
+static bool cl_has_want(void *ud) { return ((struct client *)ud)->gotlen >= want; }
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb, (void)flag, (void)ftw;
+	return remove(p);
+}
+
+static int group_setup(void **st)
+{
+	certs_result r;
+	tok_store *s;
+	tok_tunnel t;
+	char err[256], token[TOK_TOKEN_MAX];
+	FILE *f;
+	(void)st;
+	log_set_level(getenv("TEST_VERBOSE") ? LOG_DEBUG : LOG_OFF);
+	loop = uv_default_loop();
+	uv_timer_init(loop, &tick);
+	snprintf(tmpd, sizeof tmpd, "/tmp/postern-edge-XXXXXX");
+	if (!mkdtemp(tmpd))
+		return -1;
+	snprintf(pki, sizeof pki, "%s/pki", tmpd);
+	snprintf(state, sizeof state, "%s/state", tmpd);
+	snprintf(tokfile, sizeof tokfile, "%s/token", tmpd);
+	if (certs_init(pki, "edge.test", time(NULL), &r, err, sizeof err) < 0)
+		return -1;
+	if (tok_open(state, "tun.test", &s, err, sizeof err) < 0)
+		return -1;
+	if (tok_create(s, "unit", &t, token) < 0)
+		return -1;
+	snprintf(tunnel_id, sizeof tunnel_id, "%s", t.id);
+	tok_close(s);
+	if (!(f = fopen(tokfile, "w")))
+		return -1;
+	fprintf(f, "%s\n", token);
+	fclose(f);
+	chmod(tokfile, 0600);
+	return 0;
+}
+
+static int group_teardown(void **st)
+{
+	(void)st;
+	uv_close((uv_handle_t *)&tick, NULL);
+	uv_run(loop, UV_RUN_DEFAULT);
+	uv_loop_close(loop);
+	nftw(tmpd, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	return 0;
+}
+
+/* An edge config from YAML (edge_config_load is part of what is tested); extra lines are appended. */
+static void edge_cfg(edge_config *c, const char *extra)
+{
+	char path[192], err[512];
+	FILE *f;
+	snprintf(path, sizeof path, "%s/edge.yaml", tmpd);
+	assert_non_null(f = fopen(path, "w"));
+	fprintf(f,
+		"state_dir: %s\ndomain: tun.test\nedge_id: unit-edge\nconnector_listen: 127.0.0.1:0\n"
+		"client_listen: 127.0.0.1:0\nmetrics_listen: 127.0.0.1:0\n"
+		"connector_tls:\n  cert_file: %s/%s\n  key_file: %s/%s\n%s",
+		state, pki, CERTS_SERVER_CERT, pki, CERTS_SERVER_KEY, extra ? extra : "");
+	fclose(f);
+	if (edge_config_load(path, c, err, sizeof err) < 0)
+		fail_msg("edge_config_load: %s", err);
+}
+
+static edge *edge_up(const char *extra)
+{
+	edge_config c;
+	edge *e;
+	char err[512];
+	edge_cfg(&c, extra);
+	if (edge_new(loop, &c, &e, err, sizeof err) < 0)
+		fail_msg("edge_new: %s", err);
+	assert_non_null(e);
+	assert_true(edge_port(e, EDGE_ADDR_CONNECTOR) > 0);
+	assert_true(edge_port(e, EDGE_ADDR_CLIENT) > 0);
+	assert_true(edge_port(e, EDGE_ADDR_METRICS) > 0);
+	assert_int_equal(edge_port(e, EDGE_ADDR_MTLS), 0);
+	return e;
+}
+
+static char edge_addr_buf[64], *edge_list[2];
+static char ca[256];
+
+static ctr *ctr_up(edge *e, ctr_config *cfg, const char *token_file)
+{
+	char err[256];
+	ctr *c;
+	assert_int_equal(ctr_config_init(cfg), 0);
+	snprintf(edge_addr_buf, sizeof edge_addr_buf, "127.0.0.1:%d", edge_port(e, EDGE_ADDR_CONNECTOR));
+	edge_list[0] = edge_addr_buf;
+	edge_list[1] = NULL;
+	cfg->edges = edge_list;
+	cfg->n_edges = 1;
+	snprintf(ca, sizeof ca, "%s/%s", pki, CERTS_CA_CERT);
+	cfg->edge_ca_file = ca;
+	cfg->edge_server_name = "connect.edge.test";
+	cfg->token_file = (char *)token_file;
+	cfg->connections = 1;
+	cfg->ping_interval_ms = 200;
+	cfg->ping_timeout_ms = 400;
+	cfg->backoff_base_ms = 50;
+	cfg->backoff_cap_ms = 200;
+	cfg->shutdown_timeout_ms = 1000;
+	assert_non_null(c = ctr_new(loop, cfg, &echo_backend, err, sizeof err));
+	assert_int_equal(ctr_start(c), 0);
+	return c;
+}
+
+static void ctr_down(ctr *c, ctr_config *cfg)
+{
+	ctr_free(c);
+	run_for(30);
+	free(cfg->metrics_listen);
+}
+
+/* Frees the edge and runs the loop until it has released itself (ASan reports anything left). */
+static void edge_down(edge *e)
+{
+	edge_free(e);
+	run_for(50);
+	adm_metrics_reset();
+}
+
+static int64_t metric(const char *name, const char *labels) { return adm_value(adm_counter(name, NULL, labels)); }
+
+/* ------------------------------------------------------------------ tests */
+
+/* Registration with the store's token, then a client's bytes relayed to the backend and back unchanged. */
+static void test_relay_echo(void **st)
+{
+	edge *e = edge_up(NULL);
+	ctr_config cfg;
+	ctr *c = ctr_up(e, &cfg, tokfile);
+	struct client cl;
+	uint8_t hello[512];
+	char host[128], labels[64];
+	size_t n;
+	(void)st;
+	opened = aborted = 0;
+	assert_true(run_until(is_ready, c, 3000));
+	assert_int_equal(metric("postern_edge_registrations_total", "result=\"ok\""), 1);
+	snprintf(host, sizeof host, "mcp.%s.tun.test", tunnel_id);
+	n = hello_with(hello, sizeof hello, host, "and the bytes after it");
+	cl_start(&cl, edge_port(e, EDGE_ADDR_CLIENT), hello, n);
+	want = n;
+	assert_true(run_until(cl_has_want, &cl, 3000));
+	assert_int_equal(cl.gotlen, n);
+	assert_memory_equal(cl.got, hello, n);
+	assert_int_equal(opened, 1);
+	assert_true(strncmp(last_client_addr, "127.0.0.1:", 10) == 0);
+	snprintf(labels, sizeof labels, "tunnel=\"%s\"", tunnel_id);
+	assert_int_equal(metric("postern_edge_streams_total", labels), 1);
+	cl_close(&cl);
+	assert_true(run_until(cl_done, &cl, 2000));
+	ctr_down(c, &cfg);
+	edge_down(e);
+}
+
+/* A name under no registered tunnel: a TLS unrecognized_name alert, then close; no stream opened. */
+static void test_unknown_tunnel(void **st)
+{
+	edge *e = edge_up(NULL);
+	struct client cl;
+	uint8_t hello[512];
+	size_t n = hello_with(hello, sizeof hello, "mcp.nosuchtunnel00.tun.test", "");
+	(void)st;
+	opened = 0;
+	cl_start(&cl, edge_port(e, EDGE_ADDR_CLIENT), hello, n);
+	assert_true(run_until(cl_done, &cl, 3000));
+	assert_int_equal(cl.gotlen, SNI_ALERT_LEN);
+	assert_int_equal(cl.got[0], 0x15); /* alert record */
+	assert_int_equal(cl.got[6], 112);  /* unrecognized_name */
+	assert_int_equal(opened, 0);
+	edge_down(e);
+}
+
+/* A connector with a token the store never issued is rejected and never becomes ready. */
+static void test_bad_token(void **st)
+{
+	edge *e = edge_up(NULL);
+	ctr_config cfg;
+	char bad[192];
+	FILE *f;
+	ctr *c;
+	ctr_stats s;
+	(void)st;
+	snprintf(bad, sizeof bad, "%s/bad-token", tmpd);
+	assert_non_null(f = fopen(bad, "w"));
+	fprintf(f, "pt1_%s_%064d\n", tunnel_id, 0);
+	fclose(f);
+	chmod(bad, 0600);
+	c = ctr_up(e, &cfg, bad);
+	run_for(600);
+	assert_false(ctr_ready(c));
+	ctr_get_stats(c, &s);
+	assert_true(s.rejections >= 1);
+	assert_true(metric("postern_edge_registrations_total", "result=\"rejected\"") >= 1);
+	assert_int_equal(metric("postern_edge_registrations_total", "result=\"ok\""), 0);
+	ctr_down(c, &cfg);
+	edge_down(e);
+}
+
+/* client_pending_max: 1 client may sit without a ClientHello; the next is closed at once and counted. */
+static void test_pending_cap(void **st)
+{
+	edge *e = edge_up("client_pending_max: 1\n");
+	struct client a, b;
+	(void)st;
+	cl_start(&a, edge_port(e, EDGE_ADDR_CLIENT), NULL, 0);
+	run_for(100);
+	cl_start(&b, edge_port(e, EDGE_ADDR_CLIENT), NULL, 0);
+	assert_true(run_until(cl_done, &b, 2000));
+	assert_false(a.closed);
+	assert_int_equal(metric("postern_edge_client_rejects_total", "entry=\"sni\",reason=\"pending\""), 1);
+	cl_close(&a);
+	assert_true(run_until(cl_done, &a, 2000));
+	edge_down(e);
+}
+
+static bool ctr_lost(void *ud)
+{
+	ctr_stats s;
+	ctr_get_stats(ud, &s);
+	return s.connections_lost >= 1 && !ctr_ready(ud);
+}
+
+/* edge_free with a live link and a client: the link is closed (the connector sees it), the client's
+ * connection ends, nothing leaks, and the listeners are gone. */
+static void test_free_while_busy(void **st)
+{
+	edge *e = edge_up(NULL);
+	ctr_config cfg;
+	ctr *c = ctr_up(e, &cfg, tokfile);
+	struct client cl, late;
+	int port = edge_port(e, EDGE_ADDR_CLIENT);
+	(void)st;
+	assert_true(run_until(is_ready, c, 3000));
+	cl_start(&cl, port, NULL, 0);
+	run_for(50);
+	edge_free(e);
+	assert_true(run_until(ctr_lost, c, 3000));
+	assert_true(run_until(cl_done, &cl, 2000));
+	cl_start(&late, port, NULL, 0);
+	assert_true(run_until(cl_done, &late, 2000));
+	assert_int_equal(late.err, UV_ECONNREFUSED);
+	ctr_down(c, &cfg);
+	adm_metrics_reset();
+}
+
+/* edge_new failures name what failed, take the config over, and leave nothing behind. */
+static void test_new_errors(void **st)
+{
+	edge_config c;
+	edge *e = (edge *)1, *first;
+	char err[512];
+	(void)st;
+	edge_cfg(&c, NULL);
+	free(c.connector_cert);
+	c.connector_cert = strdup("/nonexistent/server.pem");
+	assert_int_equal(edge_new(loop, &c, &e, err, sizeof err), -EINVAL);
+	assert_null(e);
+	assert_non_null(strstr(err, "/nonexistent/server.pem"));
+	assert_null(c.state_dir); /* taken over */
+
+	first = edge_up(NULL);
+	edge_cfg(&c, NULL);
+	free(c.client_listen);
+	assert_true(asprintf(&c.client_listen, "127.0.0.1:%d", edge_port(first, EDGE_ADDR_CLIENT)) > 0);
+	e = (edge *)1;
+	assert_true(edge_new(loop, &c, &e, err, sizeof err) < 0);
+	assert_null(e);
+	assert_non_null(strstr(err, "cannot listen on 127.0.0.1:"));
+	run_for(20);
+	edge_down(first);
+	edge_free(NULL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_relay_echo),
+		cmocka_unit_test(test_unknown_tunnel),
+		cmocka_unit_test(test_bad_token),
+		cmocka_unit_test(test_pending_cap),
+		cmocka_unit_test(test_free_while_busy),
+		cmocka_unit_test(test_new_errors),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
