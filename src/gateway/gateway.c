@@ -3,16 +3,14 @@
 #include "gateway/gateway.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <uv.h>
 
 #include "commands.h"
 #include "core/admin.h"
-#include "core/cli.h"
+#include "core/daemon.h"
 #include "core/log.h"
 
 /* ------------------------------------------------------------------ config */
@@ -76,16 +74,16 @@ fail:
 /* ------------------------------------------------------------------ process */
 
 struct gw {
-	uv_loop_t *loop;
+	bool proxy_mode; /* `postern proxy`: the proxy keys only, listen_addr required, no connector or metrics */
+	cfg_doc *doc;
 	px_config *pcfg;
 	ctr_config *ccfg;
 	stream_backend be;
 	px *p;
 	ctr *c;
 	adm_server *adm;
-	uv_signal_t sigterm, sigint;
-	int signals;
-	bool px_done, ctr_done, stopped;
+	dmn *dm;
+	bool draining, px_done, ctr_done, stopped;
 };
 
 static void stop_all(struct gw *g)
@@ -100,8 +98,8 @@ static void stop_all(struct gw *g)
 	g->p = NULL;
 	adm_free(g->adm);
 	g->adm = NULL;
-	uv_close((uv_handle_t *)&g->sigterm, NULL);
-	uv_close((uv_handle_t *)&g->sigint, NULL);
+	if (g->dm)
+		dmn_drained(g->dm);
 }
 
 static void maybe_stop(struct gw *g)
@@ -126,15 +124,16 @@ static void on_ctr_done(ctr *c, void *ud)
 	maybe_stop(g);
 }
 
-static void on_signal(uv_signal_t *s, int signum)
+static void gw_drain(void *ud, dmn *dm, int signum)
 {
-	struct gw *g = s->data;
-	if (++g->signals > 1) {
-		log_warn("msg=\"second signal: exiting now\" signal=%d", signum);
-		_exit(1);
-	}
-	log_info("msg=\"shutting down: no new streams, waiting for those in flight\" signal=%d timeout_ms=%lld",
-		 signum, (long long)g->ccfg->shutdown_timeout_ms);
+	struct gw *g = ud;
+	g->dm = dm;
+	g->draining = true;
+	if (g->c)
+		log_info("msg=\"shutting down: no new streams, waiting for those in flight\" signal=%d timeout_ms=%lld",
+			 signum, (long long)g->ccfg->shutdown_timeout_ms);
+	else
+		log_info("msg=\"shutting down\" signal=%d", signum);
 	if (g->c)
 		ctr_begin_shutdown(g->c, on_ctr_done, g);
 	if (g->p)
@@ -152,7 +151,7 @@ static void ready_handler(const char *method, const char *path, adm_resp *r, voi
 	(void)path;
 	if (g->c) {
 		ctr_counts(g->c, &reg, &rdy);
-		ok = rdy > 0 && !g->signals;
+		ok = rdy > 0 && !g->draining;
 		n = snprintf(body, sizeof body,
 			     "{\"status\":\"%s\",\"ready_connections\":%d,\"registered_connections\":%d,\"connector_id\":\"%s\"}\n",
 			     ok ? "ready" : "not ready", rdy, reg, ctr_connector_id(g->c));
@@ -161,6 +160,88 @@ static void ready_handler(const char *method, const char *path, adm_resp *r, voi
 		n = snprintf(body, sizeof body, "{\"status\":\"%s\",\"mode\":\"proxy-only\"}\n", ok ? "ready" : "not ready");
 	}
 	adm_reply(r, ok ? 200 : 503, "application/json", body, (size_t)n);
+}
+
+static int gw_load(void *ud, const char *path, int *log_level, char *err, size_t errlen)
+{
+	struct gw *g = ud;
+	if (!(g->doc = cfg_load(path, err, errlen)))
+		return -EINVAL;
+	if (g->proxy_mode) {
+		if (cfg_check_keys(g->doc, cfg_root(g->doc), "the proxy config", px_config_keys) < 0 ||
+		    px_config_load(g->doc, cfg_root(g->doc), &g->pcfg) < 0)
+			goto bad;
+		if (!g->pcfg->listen_addr) {
+			snprintf(err, errlen, "%s: listen_addr: missing (e.g. listen_addr: \":8443\")", path);
+			return -EINVAL;
+		}
+	} else if (gw_config_load(g->doc, &g->pcfg, &g->ccfg) < 0) {
+		goto bad;
+	}
+	*log_level = g->pcfg->log_level;
+	return 0;
+bad:
+	snprintf(err, errlen, "%s", cfg_error(g->doc) ? cfg_error(g->doc) : "invalid config");
+	return -EINVAL;
+}
+
+static int gw_start(void *ud, uv_loop_t *loop, char *err, size_t errlen)
+{
+	struct gw *g = ud;
+	bool tunnel = g->ccfg && g->ccfg->n_edges > 0;
+	char m[512];
+	int rc = -EINVAL;
+	if (!(g->p = px_new(loop, g->pcfg, m, sizeof m))) {
+		snprintf(err, errlen, "the proxy: %s", m);
+		goto fail;
+	}
+	if (g->pcfg->listen_addr && (rc = px_listen(g->p, m, sizeof m)) < 0) {
+		snprintf(err, errlen, "the proxy listener: %s", m);
+		goto fail;
+	}
+	if (tunnel) {
+		px_stream_backend(g->p, &g->be);
+		if (!(g->c = ctr_new(loop, g->ccfg, &g->be, m, sizeof m))) {
+			snprintf(err, errlen, "the connector: %s", m);
+			rc = -EINVAL;
+			goto fail;
+		}
+	}
+	if (g->ccfg && g->ccfg->metrics_listen[0]) {
+		if (!(g->adm = adm_new(loop)) || (rc = adm_handle(g->adm, "/ready", ready_handler, g)) < 0 ||
+		    (rc = adm_listen(g->adm, g->ccfg->metrics_listen, m, sizeof m)) < 0) {
+			snprintf(err, errlen, "metrics_listen %s: %s", g->ccfg->metrics_listen, g->adm ? m : "out of memory");
+			rc = rc < 0 ? rc : -ENOMEM;
+			goto fail;
+		}
+	}
+	if (g->c)
+		ctr_start(g->c);
+	if (g->proxy_mode)
+		log_info("msg=\"proxy started\" listen=%s", px_listen_addr(g->p));
+	else
+		log_info("msg=\"gateway started\" mode=%s connections=%u edges=%zu listen=%s metrics_port=%d",
+			 g->c ? (g->pcfg->listen_addr ? "tunnel+listener" : "tunnel") : "proxy-only",
+			 g->c ? g->ccfg->connections : 0, g->ccfg->n_edges,
+			 g->pcfg->listen_addr ? px_listen_addr(g->p) : "-", g->adm ? adm_port(g->adm) : 0);
+	return 0;
+fail:
+	/* Handles made so far close on the loop, which dmn_run then runs until they are released. */
+	stop_all(g);
+	return rc;
+}
+
+static void gw_cleanup(void *ud)
+{
+	struct gw *g = ud;
+	if (g->stopped && !g->proxy_mode && g->draining)
+		log_info("msg=\"gateway stopped\"");
+	else if (g->stopped && g->draining)
+		log_info("msg=\"stopped\"");
+	ctr_config_free(g->ccfg);
+	px_config_free(g->pcfg);
+	cfg_free(g->doc);
+	adm_metrics_reset();
 }
 
 static void usage(FILE *f)
@@ -185,85 +266,27 @@ static void usage(FILE *f)
 		   "A second signal exits at once. `postern check -c FILE` validates the file without starting.\n");
 }
 
+static void proxy_usage(FILE *f)
+{
+	fprintf(f, "usage: postern proxy -c FILE\n\n"
+		   "Runs the inner proxy alone (the gateway's proxy-only mode): terminates TLS with tls.cert_file/key_file\n"
+		   "on listen_addr and routes each request by Host to routes (name: scheme://host:port). The same keys\n"
+		   "work in the gateway; connector keys are refused here.\n");
+}
+
 int gateway_main(int argc, char **argv)
 {
-	const char *path = NULL;
-	char err[512];
-	cfg_doc *d = NULL;
+	static const dmn_ops ops = { "postern gateway", usage, gw_load, gw_start, gw_drain, gw_cleanup };
 	struct gw g;
-	int rc = 1;
-
 	memset(&g, 0, sizeof g);
-	{
-		int a = cli_config_path(argc, argv, "postern gateway", usage, &path);
-		if (a)
-			return a == CLI_EXIT_HELP ? 0 : 2;
-	}
-	if (!(d = cfg_load(path, err, sizeof err))) {
-		fprintf(stderr, "postern gateway: %s\n", err);
-		goto out;
-	}
-	if (gw_config_load(d, &g.pcfg, &g.ccfg) < 0) {
-		fprintf(stderr, "postern gateway: %s\n", cfg_error(d) ? cfg_error(d) : "invalid config");
-		goto out;
-	}
-	if (g.pcfg->log_level >= 0)
-		log_set_level((enum log_level)g.pcfg->log_level);
-	signal(SIGPIPE, SIG_IGN);
-	g.loop = uv_default_loop();
+	return dmn_run(&ops, &g, argc, argv);
+}
 
-	if (!(g.p = px_new(g.loop, g.pcfg, err, sizeof err))) {
-		log_error("msg=\"cannot start the proxy\" err=\"%s\"", err);
-		goto fail_run;
-	}
-	if (g.pcfg->listen_addr && px_listen(g.p, err, sizeof err) < 0) {
-		log_error("msg=\"cannot start the proxy listener\" err=\"%s\"", err);
-		goto fail_run;
-	}
-	if (g.ccfg->n_edges > 0) {
-		px_stream_backend(g.p, &g.be);
-		if (!(g.c = ctr_new(g.loop, g.ccfg, &g.be, err, sizeof err))) {
-			log_error("msg=\"cannot start the connector\" err=\"%s\"", err);
-			goto fail_run;
-		}
-	}
-	if (g.ccfg->metrics_listen[0]) {
-		if (!(g.adm = adm_new(g.loop)) || adm_handle(g.adm, "/ready", ready_handler, &g) < 0 ||
-		    adm_listen(g.adm, g.ccfg->metrics_listen, err, sizeof err) < 0) {
-			log_error("msg=\"cannot start the metrics listener\" addr=%s err=\"%s\"", g.ccfg->metrics_listen,
-				  g.adm ? err : "out of memory");
-			goto fail_run;
-		}
-	}
-	uv_signal_init(g.loop, &g.sigterm);
-	uv_signal_init(g.loop, &g.sigint);
-	g.sigterm.data = g.sigint.data = &g;
-	uv_signal_start(&g.sigterm, on_signal, SIGTERM);
-	uv_signal_start(&g.sigint, on_signal, SIGINT);
-	if (g.c)
-		ctr_start(g.c);
-	log_info("msg=\"gateway started\" mode=%s connections=%u edges=%zu listen=%s metrics_port=%d",
-		 g.c ? (g.pcfg->listen_addr ? "tunnel+listener" : "tunnel") : "proxy-only",
-		 g.c ? g.ccfg->connections : 0, g.ccfg->n_edges,
-		 g.pcfg->listen_addr ? px_listen_addr(g.p) : "-", g.adm ? adm_port(g.adm) : 0);
-	uv_run(g.loop, UV_RUN_DEFAULT);
-	log_info("msg=\"gateway stopped\"");
-	rc = 0;
-	goto out_loop;
-fail_run:
-	/* Startup failed after handles were made: close them and let the loop release them. */
-	ctr_free(g.c);
-	g.c = NULL;
-	if (g.p)
-		px_free(g.p);
-	adm_free(g.adm);
-	uv_run(g.loop, UV_RUN_DEFAULT);
-out_loop:
-	uv_loop_close(g.loop);
-out:
-	ctr_config_free(g.ccfg);
-	px_config_free(g.pcfg);
-	cfg_free(d);
-	adm_metrics_reset();
-	return rc;
+int proxy_main(int argc, char **argv)
+{
+	static const dmn_ops ops = { "postern proxy", proxy_usage, gw_load, gw_start, gw_drain, gw_cleanup };
+	struct gw g;
+	memset(&g, 0, sizeof g);
+	g.proxy_mode = true;
+	return dmn_run(&ops, &g, argc, argv);
 }

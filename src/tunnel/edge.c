@@ -329,17 +329,39 @@ int edge_port(const edge *e, enum edge_addr which)
 
 /* ------------------------------------------------------------------ main */
 
-static edge *the_edge;
-static uv_signal_t sigterm, sigint;
+struct edge_daemon {
+	edge_config cfg;
+	edge *e;
+};
 
-static void on_signal(uv_signal_t *s, int sig)
+static int ed_load(void *ud, const char *path, int *log_level, char *err, size_t errlen)
 {
-	(void)s;
-	(void)sig;
-	uv_close((uv_handle_t *)&sigterm, NULL);
-	uv_close((uv_handle_t *)&sigint, NULL);
-	edge_free(the_edge);
-	the_edge = NULL;
+	struct edge_daemon *d = ud;
+	int rc = edge_config_load(path, &d->cfg, err, errlen);
+	*log_level = d->cfg.log_level;
+	return rc;
+}
+
+static int ed_start(void *ud, uv_loop_t *loop, char *err, size_t errlen)
+{
+	struct edge_daemon *d = ud;
+	return edge_new(loop, &d->cfg, &d->e, err, errlen);
+}
+
+static void ed_drain(void *ud, dmn *dm, int signum)
+{
+	struct edge_daemon *d = ud;
+	(void)signum;
+	edge_free(d->e); /* the edge releases itself on the loop once its connections are closed */
+	d->e = NULL;
+	dmn_drained(dm);
+}
+
+static void ed_cleanup(void *ud)
+{
+	struct edge_daemon *d = ud;
+	edge_config_free(&d->cfg);
+	adm_metrics_reset();
 }
 
 static void usage(FILE *f)
@@ -356,44 +378,8 @@ static void usage(FILE *f)
 
 int edge_main(int argc, char **argv)
 {
-	const char *path = NULL;
-	char err[512];
-	edge_config cfg;
-	uv_loop_t *loop;
-	int rc = 1;
-
-	{
-		int a = cli_config_path(argc, argv, "postern edge", usage, &path);
-		if (a)
-			return a == CLI_EXIT_HELP ? 0 : 2;
-	}
-	memset(&cfg, 0, sizeof cfg);
-	if (edge_config_load(path, &cfg, err, sizeof err) < 0) {
-		fprintf(stderr, "postern edge: %s\n", err);
-		return 1;
-	}
-	log_set_level((enum log_level)cfg.log_level);
-	signal(SIGPIPE, SIG_IGN);
-	{
-		/* A relay holds two descriptors' worth of state per client: use all the descriptors allowed. */
-		struct rlimit rl;
-		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-			rl.rlim_cur = rl.rlim_max;
-			setrlimit(RLIMIT_NOFILE, &rl);
-		}
-	}
-	loop = uv_default_loop();
-	if (edge_new(loop, &cfg, &the_edge, err, sizeof err) < 0) {
-		log_error("msg=\"cannot start\" err=\"%s\"", err);
-	} else {
-		uv_signal_init(loop, &sigterm);
-		uv_signal_init(loop, &sigint);
-		uv_signal_start(&sigterm, on_signal, SIGTERM);
-		uv_signal_start(&sigint, on_signal, SIGINT);
-		rc = 0;
-	}
-	uv_run(loop, UV_RUN_DEFAULT); /* until the edge has released everything */
-	uv_loop_close(loop);
-	adm_metrics_reset();
-	return rc;
+	static const dmn_ops ops = { "postern edge", usage, ed_load, ed_start, ed_drain, ed_cleanup };
+	struct edge_daemon d;
+	memset(&d, 0, sizeof d);
+	return dmn_run(&ops, &d, argc, argv);
 }

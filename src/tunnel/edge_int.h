@@ -11,15 +11,13 @@
 #include <nghttp2/nghttp2.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <uv.h>
 
 #include "core/admin.h"
-#include "core/cli.h"
+#include "core/daemon.h"
 #include "core/log.h"
 #include "core/tconn.h"
 #include "core/tlsio.h"

@@ -1,0 +1,85 @@
+#include "core/daemon.h"
+
+#include <signal.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "core/cli.h"
+#include "core/log.h"
+
+struct dmn {
+	const dmn_ops *ops;
+	void *ud;
+	uv_signal_t sigterm, sigint;
+	int signals;
+	bool closed;
+};
+
+void dmn_drained(dmn *d)
+{
+	if (d->closed)
+		return;
+	d->closed = true;
+	uv_close((uv_handle_t *)&d->sigterm, NULL);
+	uv_close((uv_handle_t *)&d->sigint, NULL);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+	dmn *d = s->data;
+	if (++d->signals > 1) {
+		log_warn("msg=\"second signal: exiting now\" signal=%d", signum);
+		_exit(1);
+	}
+	d->ops->drain(d->ud, d, signum);
+}
+
+/* A relay or proxy holds descriptors per client: use all that are allowed. */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+int dmn_run(const dmn_ops *ops, void *ud, int argc, char **argv)
+{
+	const char *path = NULL;
+	char err[512];
+	int level = -1, rc = 1, a;
+	dmn d;
+
+	memset(&d, 0, sizeof d);
+	d.ops = ops;
+	d.ud = ud;
+	if ((a = cli_config_path(argc, argv, ops->prog, ops->usage, &path)))
+		return a == CLI_EXIT_HELP ? 0 : 2;
+	if (ops->load(ud, path, &level, err, sizeof err) < 0) {
+		fprintf(stderr, "%s: %s\n", ops->prog, err);
+		ops->cleanup(ud);
+		return 1;
+	}
+	if (level >= 0)
+		log_set_level((enum log_level)level);
+	signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
+	uv_loop_t *loop = uv_default_loop();
+	if (ops->start(ud, loop, err, sizeof err) < 0) {
+		log_error("msg=\"cannot start\" err=\"%s\"", err);
+	} else {
+		uv_signal_init(loop, &d.sigterm);
+		uv_signal_init(loop, &d.sigint);
+		d.sigterm.data = d.sigint.data = &d;
+		uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+		uv_signal_start(&d.sigint, on_signal, SIGINT);
+		rc = 0;
+	}
+	uv_run(loop, UV_RUN_DEFAULT); /* until the daemon has closed everything */
+	uv_loop_close(loop);
+	ops->cleanup(ud);
+	return rc;
+}

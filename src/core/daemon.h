@@ -1,0 +1,36 @@
+/* The life of a postern daemon process, one copy for the edge, the gateway (and its proxy-only mode) and the
+ * coming control plane and worker: `-c FILE`, config load and check, log level, SIGPIPE ignored, the
+ * descriptor limit raised, one libuv loop, start, SIGTERM/SIGINT -> drain (a second signal exits at once
+ * with status 1), run until every handle is closed, clean up.
+ *
+ * Exit status: 0 after a drain, 1 when the config or the start failed (the reason on stderr, or logged once
+ * logging is set up), 2 for a usage error. */
+#ifndef POSTERN_CORE_DAEMON_H
+#define POSTERN_CORE_DAEMON_H
+
+#include <stdio.h>
+#include <uv.h>
+
+typedef struct dmn dmn;
+
+typedef struct dmn_ops {
+	const char *prog; /* "postern edge": prefixes usage and config errors */
+	void (*usage)(FILE *f);
+	/* Loads and checks the config at path (unknown keys, bad values: "FILE:LINE: key: reason" in err).
+	 * *log_level (enum log_level) may be set; it starts at -1, which keeps the default. */
+	int (*load)(void *ud, const char *path, int *log_level, char *err, size_t errlen);
+	/* Starts the daemon on loop. On error err says what failed and the daemon has closed (or is closing on
+	 * the loop) everything it made; the skeleton then runs the loop until those are released. */
+	int (*start)(void *ud, uv_loop_t *loop, char *err, size_t errlen);
+	/* The first SIGTERM/SIGINT: stop taking work and let what is in flight finish. Call dmn_drained(d) once
+	 * the daemon needs no more signals (its own handles may still be closing). */
+	void (*drain)(void *ud, dmn *d, int signum);
+	/* After the loop has ended (always, whatever failed): frees the config and state. */
+	void (*cleanup)(void *ud);
+} dmn_ops;
+
+int dmn_run(const dmn_ops *ops, void *ud, int argc, char **argv);
+/* Closes the signal handlers: with nothing else left open the loop, and dmn_run, return. Idempotent. */
+void dmn_drained(dmn *d);
+
+#endif
