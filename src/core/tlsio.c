@@ -1,4 +1,5 @@
 #include "core/tlsio.h"
+#include "core/cbuf.h"
 #include "core/tls13rec.h"
 
 #include <arpa/inet.h>
@@ -11,13 +12,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A byte queue that frees its memory whenever it runs empty: an idle connection holds no buffer (a memory
- * BIO keeps the largest size it ever grew to), and the owner can write straight from it. */
-struct tbuf {
-	uint8_t *p;
-	size_t off, len, cap;
-	uint64_t total; /* bytes ever appended */
+/* A byte queue (core/buf: it frees its memory whenever it runs empty, so an idle connection holds no buffer,
+ * where a memory BIO keeps the largest size it ever grew to) that also counts the bytes ever appended. The
+ * owner (tconn) bounds it with its high-water marks. */
+struct tq {
+	cbuf b;
+	uint64_t total;
 };
+#define TQ_FIRST 4096
+#define TQ_MAX (SIZE_MAX / 4)
 
 /* Traffic secrets seen during the handshake, until the record layer takes them (tio_enable_handoff). */
 struct tio_hs {
@@ -34,78 +37,18 @@ struct tio {
 	char *sni; /* the name the client asked for, kept after the handoff */
 	BIO *in;   /* network -> SSL */
 	BIO *out;  /* SSL -> network */
-	struct tbuf ib, ob, pb; /* pb: opened plaintext the caller has not taken yet (record layer only) */
+	struct tq ib, ob, pb; /* pb: opened plaintext the caller has not taken yet (record layer only) */
 	bool done, eof, shut;
 	bool failed; /* the record layer hit a fatal error (ours or the peer's alert): it seals nothing more */
 	char err[256];
 };
 
-static void tbuf_clear(struct tbuf *b)
+static int tq_append(struct tq *q, const void *p, size_t n)
 {
-	free(b->p);
-	b->p = NULL;
-	b->off = b->len = b->cap = 0;
-}
-
-/* Room for n more bytes at the end; returns where they go (the caller then calls tbuf_commit). */
-static uint8_t *tbuf_reserve(struct tbuf *b, size_t n)
-{
-	if (b->off + b->len + n > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		uint8_t *q;
-		if (b->off) {
-			memmove(b->p, b->p + b->off, b->len);
-			b->off = 0;
-		}
-		while (cap < b->len + n)
-			cap *= 2;
-		if (cap != b->cap) {
-			if (!(q = realloc(b->p, cap)))
-				return NULL;
-			b->p = q;
-			b->cap = cap;
-		}
-	}
-	return b->p + b->off + b->len;
-}
-
-static void tbuf_commit(struct tbuf *b, size_t n)
-{
-	b->len += n;
-	b->total += n;
-}
-
-static int tbuf_append(struct tbuf *b, const uint8_t *p, size_t n)
-{
-	uint8_t *d;
-	if (!n)
-		return 0;
-	if (!(d = tbuf_reserve(b, n)))
-		return -ENOMEM;
-	memcpy(d, p, n);
-	tbuf_commit(b, n);
-	return 0;
-}
-
-static void tbuf_consume(struct tbuf *b, size_t n)
-{
-	if (n >= b->len) {
-		tbuf_clear(b);
-		return;
-	}
-	b->off += n;
-	b->len -= n;
-}
-
-/* Moves up to cap bytes from the front of b into buf. */
-static size_t tbuf_take(struct tbuf *b, uint8_t *buf, size_t cap)
-{
-	size_t k = cap < b->len ? cap : b->len;
-	if (!k)
-		return 0;
-	memcpy(buf, b->p + b->off, k);
-	tbuf_consume(b, k);
-	return k;
+	int rc = cbuf_append(&q->b, p, n);
+	if (rc == 0)
+		q->total += n;
+	return rc;
 }
 
 static int qbio_write(BIO *b, const char *p, int n)
@@ -113,35 +56,35 @@ static int qbio_write(BIO *b, const char *p, int n)
 	BIO_clear_retry_flags(b);
 	if (n <= 0)
 		return 0;
-	return tbuf_append(BIO_get_data(b), (const uint8_t *)p, (size_t)n) < 0 ? -1 : n;
+	return tq_append(BIO_get_data(b), p, (size_t)n) < 0 ? -1 : n;
 }
 
 static int qbio_read(BIO *b, char *p, int n)
 {
-	struct tbuf *q = BIO_get_data(b);
+	struct tq *q = BIO_get_data(b);
 	BIO_clear_retry_flags(b);
-	if (!q->len) {
+	if (!q->b.len) {
 		BIO_set_retry_read(b); /* more input may come: never a hard EOF */
 		return -1;
 	}
-	return (int)tbuf_take(q, (uint8_t *)p, (size_t)n);
+	return (int)cbuf_take(&q->b, p, (size_t)n);
 }
 
 static long qbio_ctrl(BIO *b, int cmd, long num, void *ptr)
 {
-	struct tbuf *q = BIO_get_data(b);
+	struct tq *q = BIO_get_data(b);
 	(void)num;
 	(void)ptr;
 	switch (cmd) {
 	case BIO_CTRL_PENDING:
-		return (long)q->len;
+		return (long)q->b.len;
 	case BIO_CTRL_WPENDING:
 		return 0;
 	case BIO_CTRL_FLUSH:
 	case BIO_CTRL_DUP:
 		return 1;
 	case BIO_CTRL_EOF:
-		return q->len == 0;
+		return q->b.len == 0;
 	default:
 		return 0;
 	}
@@ -168,7 +111,7 @@ static void qbio_init(void)
 	qbio_method = m;
 }
 
-static BIO *qbio_new(struct tbuf *q)
+static BIO *qbio_new(struct tq *q)
 {
 	BIO *b;
 	pthread_once(&qbio_once, qbio_init);
@@ -297,9 +240,9 @@ static void try_handoff(tio *t)
 	 * not exactly whole records still in the queue, the count is unknown and OpenSSL keeps the connection. */
 	since = t->ob.total - hs->out_at_key;
 	suite = SSL_CIPHER_get_protocol_id(SSL_get_current_cipher(t->ssl));
-	if (since > t->ob.len || !trl_suite_supported(suite))
+	if (since > t->ob.b.len || !trl_suite_supported(suite))
 		goto out;
-	sent = since ? count_records(suite, hs, t->ob.p + t->ob.off + t->ob.len - since, (size_t)since) : 0;
+	sent = since ? count_records(suite, hs, cbuf_data(&t->ob.b) + t->ob.b.len - since, (size_t)since) : 0;
 	if (sent < 0)
 		goto out;
 	sn = SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name);
@@ -326,6 +269,9 @@ tio *tio_new(SSL_CTX *ctx, bool server, const char *sni)
 	if (!t)
 		return NULL;
 	t->ssl = SSL_new(ctx);
+	cbuf_init(&t->ib.b, TQ_FIRST, TQ_MAX);
+	cbuf_init(&t->ob.b, TQ_FIRST, TQ_MAX);
+	cbuf_init(&t->pb.b, TQ_FIRST, TQ_MAX);
 	t->in = qbio_new(&t->ib);
 	t->out = qbio_new(&t->ob);
 	if (!t->ssl || !t->in || !t->out)
@@ -374,9 +320,9 @@ void tio_free(tio *t)
 	if (t->hs)
 		OPENSSL_clear_free(t->hs, sizeof *t->hs);
 	free(t->sni);
-	tbuf_clear(&t->ib);
-	tbuf_clear(&t->ob);
-	tbuf_clear(&t->pb);
+	cbuf_free(&t->ib.b);
+	cbuf_free(&t->ob.b);
+	cbuf_free(&t->pb.b);
 	free(t);
 }
 
@@ -390,11 +336,11 @@ const char *tio_servername(tio *t)
 	return t->ssl ? SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name) : t->sni;
 }
 
-size_t tio_plain_pending(tio *t) { return t->ssl ? (size_t)SSL_pending(t->ssl) : t->pb.len; }
+size_t tio_plain_pending(tio *t) { return t->ssl ? (size_t)SSL_pending(t->ssl) : t->pb.b.len; }
 
 int tio_feed(tio *t, const uint8_t *p, size_t n)
 {
-	return n ? tbuf_append(&t->ib, p, n) : 0;
+	return n ? tq_append(&t->ib, p, n) : 0;
 }
 
 static int fail(tio *t, int r)
@@ -444,13 +390,15 @@ static int rl_send(tio *t, uint8_t type, const uint8_t *p, size_t n)
 	uint8_t *d;
 	ssize_t k;
 	if (trl_write_update_due(t->rl)) {
-		if (!(d = tbuf_reserve(&t->ob, TRL_OVERHEAD + 5)) || (k = trl_key_update(t->rl, false, d)) < 0)
+		if (cbuf_reserve(&t->ob.b, TRL_OVERHEAD + 5, &d) < 0 || (k = trl_key_update(t->rl, false, d)) < 0)
 			return -ENOMEM;
-		tbuf_commit(&t->ob, (size_t)k);
+		cbuf_commit(&t->ob.b, (size_t)k);
+		t->ob.total += (size_t)k;
 	}
-	if (!(d = tbuf_reserve(&t->ob, n + TRL_OVERHEAD)) || (k = trl_seal(t->rl, type, p, n, d)) < 0)
+	if (cbuf_reserve(&t->ob.b, n + TRL_OVERHEAD, &d) < 0 || (k = trl_seal(t->rl, type, p, n, d)) < 0)
 		return -ENOMEM;
-	tbuf_commit(&t->ob, (size_t)k);
+	cbuf_commit(&t->ob.b, (size_t)k);
+	t->ob.total += (size_t)k;
 	return 0;
 }
 
@@ -506,14 +454,14 @@ static int rl_read(tio *t, uint8_t *buf, size_t cap)
 		ssize_t reclen;
 		int r, alert;
 
-		if (t->pb.len)
-			return (int)tbuf_take(&t->pb, buf, cap);
+		if (t->pb.b.len)
+			return (int)cbuf_take(&t->pb.b, buf, cap);
 		if (t->eof)
 			return t->failed ? -EPROTO : TIO_EOF;
-		if (!t->ib.len)
+		if (!t->ib.b.len)
 			return 0;
-		rec = t->ib.p + t->ib.off;
-		if ((reclen = trl_record_len(rec, t->ib.len)) == 0)
+		rec = cbuf_data(&t->ib.b);
+		if ((reclen = trl_record_len(rec, t->ib.b.len)) == 0)
 			return 0;
 		if (reclen < 0)
 			return rl_fail(t, (int)reclen, 0);
@@ -523,7 +471,7 @@ static int rl_read(tio *t, uint8_t *buf, size_t cap)
 		if (!dst)
 			return rl_fail(t, TRL_E_NOMEM, 0);
 		r = trl_open(t->rl, rec, (size_t)reclen, dst, &len, &type);
-		tbuf_consume(&t->ib, (size_t)reclen);
+		cbuf_consume(&t->ib.b, (size_t)reclen);
 		if (r < 0) {
 			if (tmp)
 				OPENSSL_clear_free(tmp, body);
@@ -533,7 +481,7 @@ static int rl_read(tio *t, uint8_t *buf, size_t cap)
 			if (tmp) {
 				size_t k = cap < len ? cap : len;
 				memcpy(buf, tmp, k);
-				r = tbuf_append(&t->pb, tmp + k, len - k);
+				r = tq_append(&t->pb, tmp + k, len - k);
 				OPENSSL_clear_free(tmp, body);
 				if (r < 0)
 					return rl_fail(t, TRL_E_NOMEM, 0);
@@ -549,7 +497,7 @@ static int rl_read(tio *t, uint8_t *buf, size_t cap)
 		if (r < 0)
 			return rl_fail(t, r, alert);
 		/* Nothing follows our close_notify (RFC 8446 6.1). */
-		if (replylen && !t->shut && tbuf_append(&t->ob, reply, replylen) < 0)
+		if (replylen && !t->shut && tq_append(&t->ob, reply, replylen) < 0)
 			return rl_fail(t, TRL_E_NOMEM, 0);
 		if (r == TRL_CTL_EOF) {
 			t->eof = true;
@@ -632,31 +580,32 @@ int tio_shutdown(tio *t)
 	return 0;
 }
 
-size_t tio_out_pending(tio *t) { return t->ob.len; }
-size_t tio_in_pending(const tio *t) { return t->ib.len; }
+size_t tio_out_pending(tio *t) { return t->ob.b.len; }
+size_t tio_in_pending(const tio *t) { return t->ib.b.len; }
 
-size_t tio_out_take(tio *t, uint8_t *buf, size_t cap) { return tbuf_take(&t->ob, buf, cap); }
+size_t tio_out_take(tio *t, uint8_t *buf, size_t cap) { return cbuf_take(&t->ob.b, buf, cap); }
 
 size_t tio_out_peek(tio *t, const uint8_t **p)
 {
-	*p = t->ob.len ? t->ob.p + t->ob.off : NULL;
-	return t->ob.len;
+	*p = t->ob.b.len ? cbuf_data(&t->ob.b) : NULL;
+	return t->ob.b.len;
 }
 
-void tio_out_consume(tio *t, size_t n) { tbuf_consume(&t->ob, n); }
+void tio_out_consume(tio *t, size_t n) { cbuf_consume(&t->ob.b, n); }
 
 uint8_t *tio_out_detach(tio *t, size_t *len)
 {
-	uint8_t *p = t->ob.p;
-	if (!t->ob.len) {
+	cbuf *b = &t->ob.b;
+	uint8_t *p = b->p;
+	if (!b->len) {
 		*len = 0;
 		return NULL;
 	}
-	if (t->ob.off)
-		memmove(p, p + t->ob.off, t->ob.len);
-	*len = t->ob.len;
-	t->ob.p = NULL;
-	t->ob.off = t->ob.len = t->ob.cap = 0;
+	if (b->off)
+		memmove(p, p + b->off, b->len);
+	*len = b->len;
+	b->p = NULL; /* the caller frees it */
+	b->off = b->len = b->cap = 0;
 	return p;
 }
 

@@ -300,7 +300,7 @@ void px_begin_shutdown(px *p, px_drained_cb cb, void *ud)
 		pxi_enter(c);
 		if (c->st == C_HANDSHAKE)
 			pxi_conn_finish(c, false);
-		else if (c->st == C_HEAD && (!c->x || !h1_started(&c->x->req)) && !c->pend)
+		else if (c->st == C_HEAD && (!c->x || !h1_started(&c->x->req)) && !c->pend.len)
 			pxi_conn_finish(c, true);
 		pxi_leave(c);
 	}

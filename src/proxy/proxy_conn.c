@@ -89,10 +89,10 @@ static void destroy(px_conn *c)
 	pxi_up_detach(c);
 	mbr_req_cancel(c->mreq);
 	c->mreq = NULL;
-	free(c->mbody);
+	cbuf_free(&c->mbody);
 	tio_free(c->tls);
-	free(c->pend);
-	free(c->head);
+	cbuf_free(&c->pend);
+	cbuf_free(&c->head);
 	c->tls = NULL;
 	uv_close((uv_handle_t *)&c->timer, conn_freed);
 	if (p->draining && p->nconns == 0 && !p->freeing)
@@ -332,23 +332,6 @@ static void bad_request(px_conn *c)
 	}
 }
 
-static int head_append(px_conn *c, const uint8_t *p, size_t n)
-{
-	if (c->head_len + n > c->head_cap) {
-		size_t cap = c->head_cap ? c->head_cap : 1024;
-		uint8_t *nh;
-		while (cap < c->head_len + n)
-			cap *= 2;
-		if (!(nh = realloc(c->head, cap)))
-			return -ENOMEM;
-		c->head = nh;
-		c->head_cap = cap;
-	}
-	memcpy(c->head + c->head_len, p, n);
-	c->head_len += n;
-	return 0;
-}
-
 static int exch_new(px_conn *c)
 {
 	uint32_t max_head = c->px->cfg->max_head_bytes;
@@ -381,7 +364,7 @@ static size_t process(px_conn *c, const uint8_t *p, size_t n)
 			bad_request(c);
 			return n;
 		}
-		if (head_append(c, p, used) < 0) {
+		if (cbuf_append(&c->head, p, used) < 0) {
 			pxi_conn_finish(c, false);
 			return n;
 		}
@@ -521,10 +504,10 @@ static void drive_once(px_conn *c)
 		}
 		if (!can_read(c))
 			return;
-		from_pend = c->pend != NULL;
+		from_pend = c->pend.len > 0;
 		if (from_pend) {
-			data = c->pend + c->pend_off;
-			n = c->pend_len - c->pend_off;
+			data = cbuf_data(&c->pend);
+			n = c->pend.len;
 		} else {
 			int r = tio_read(c->tls, buf, sizeof buf);
 			if (pxi_flush_tls(c) < 0) {
@@ -554,23 +537,10 @@ static void drive_once(px_conn *c)
 		if (c->aborted)
 			return;
 		if (from_pend) {
-			if (c->pend) { /* process may have freed it by finishing */
-				c->pend_off += used;
-				if (c->pend_off >= c->pend_len) {
-					free(c->pend);
-					c->pend = NULL;
-					c->pend_len = c->pend_off = 0;
-				}
-			}
-		} else if (used < n && !c->closing) {
-			c->pend = malloc(n - used);
-			if (!c->pend) {
-				pxi_conn_finish(c, false);
-				return;
-			}
-			memcpy(c->pend, data + used, n - used);
-			c->pend_len = n - used;
-			c->pend_off = 0;
+			cbuf_consume(&c->pend, used); /* empty (and freed) if process finished the connection */
+		} else if (used < n && !c->closing && cbuf_append(&c->pend, data + used, n - used) < 0) {
+			pxi_conn_finish(c, false);
+			return;
 		}
 		if (used == 0 && c->st == before)
 			return; /* nothing moved: wait for an event */
@@ -609,6 +579,10 @@ px_conn *px_conn_new(px *p, const stream_ops *ops, void *ctx, const char *client
 		return NULL;
 	}
 	c->px = p;
+	cbuf_init(&c->pend, 1024, PX_READ_CHUNK);
+	/* h1 refuses a head over max_head_bytes before it gets here: this cap is the backstop. */
+	cbuf_init(&c->head, 1024, (size_t)p->cfg->max_head_bytes + PX_READ_CHUNK);
+	cbuf_init(&c->mbody, 4096, PX_MCP_MAX_BODY);
 	c->ops = ops;
 	c->ctx = ctx;
 	snprintf(c->client, sizeof c->client, "%s", client_addr && *client_addr ? client_addr : "-");

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/cbuf.h"
 #include "core/log.h"
 #include "core/tconn.h"
 #include "core/tls13rec.h"
@@ -25,6 +26,7 @@
 #include "proxy/mcpbridge.h"
 
 #define PX_READ_CHUNK TRL_MAX_CIPHER /* a whole record body opens straight into it, with no spill copy */
+#define PX_MCP_MAX_BODY (4u << 20) /* a stdio:/sandbox: request body */
 #define PX_REUSE_MAX_IDLE_MS 2000   /* older idle upstream connections may be closing: dial a fresh one */
 #define PXL_WINDOW (256 * 1024)     /* listener: unconsumed bytes before the socket read pauses */
 #define PXL_LINGER_MS 5000          /* listener: wait this long for the client's FIN after ours */
@@ -76,10 +78,8 @@ struct px_conn {
 	enum tkind tkind;
 	enum cst st;
 	struct px_exch *x; /* parsers and names of the current exchange; NULL between requests */
-	uint8_t *pend; /* plaintext read out of TLS but not parsed yet (held while paused) */
-	size_t pend_len, pend_off;
-	uint8_t *head; /* request head gathered until the upstream is chosen and connected */
-	size_t head_len, head_cap;
+	cbuf pend; /* plaintext read out of TLS but not parsed yet (held while paused): at most one read */
+	cbuf head; /* request head gathered until the upstream is chosen and connected (h1 caps it first) */
 	uint64_t fed, reported;
 	int busy;
 	bool in_eof, client_done, out_shut, closing, aborted, driving, redrive;
@@ -91,8 +91,7 @@ struct px_conn {
 	uint64_t t0, req_bytes, resp_bytes;
 	unsigned status;
 	/* stdio:/sandbox: routes: the request body is gathered, then answered by the bridge */
-	uint8_t *mbody;
-	size_t mbody_len, mbody_cap;
+	cbuf mbody; /* at most PX_MCP_MAX_BODY */
 	bool mbody_over;
 	mbr_req *mreq;
 };

@@ -52,10 +52,8 @@ int pxi_up_write(px_conn *c, const uint8_t *p, size_t n)
 
 void pxi_up_send_head(px_conn *c)
 {
-	int r = pxi_up_write(c, c->head, c->head_len);
-	free(c->head);
-	c->head = NULL;
-	c->head_len = c->head_cap = 0;
+	int r = pxi_up_write(c, cbuf_data(&c->head), c->head.len);
+	cbuf_free(&c->head);
 	if (r < 0)
 		pxi_upstream_fail(c, 502, "Bad Gateway", "upstream write failed");
 }
@@ -371,38 +369,17 @@ static void up_on_close(tconn *tc, int err, void *ud)
 
 /* ---- stdio: and sandbox: routes ---------------------------------------------------------------------- */
 
-#define PX_MCP_MAX_BODY (4u << 20)
-
 static void mbody_sink(void *ud, const char *at, size_t n)
 {
 	px_conn *c = ud;
-	if (c->mbody_over || !n)
-		return;
-	if (c->mbody_len + n > PX_MCP_MAX_BODY) {
+	/* Too large (or out of memory): the rest is read and dropped, then answered with an error. */
+	if (!c->mbody_over && n && cbuf_append(&c->mbody, at, n) < 0)
 		c->mbody_over = true;
-		return;
-	}
-	if (c->mbody_len + n > c->mbody_cap) {
-		size_t cap = c->mbody_cap ? c->mbody_cap : 4096;
-		uint8_t *nb;
-		while (cap < c->mbody_len + n)
-			cap *= 2;
-		if (!(nb = realloc(c->mbody, cap))) {
-			c->mbody_over = true;
-			return;
-		}
-		c->mbody = nb;
-		c->mbody_cap = cap;
-	}
-	memcpy(c->mbody + c->mbody_len, at, n);
-	c->mbody_len += n;
 }
 
 void pxi_start_mcp(px_conn *c)
 {
-	free(c->mbody);
-	c->mbody = NULL;
-	c->mbody_len = c->mbody_cap = 0;
+	cbuf_free(&c->mbody);
 	c->mbody_over = false;
 	c->x->req.body_cb = mbody_sink;
 	c->x->req.body_ud = c;
@@ -456,17 +433,15 @@ void pxi_finish_mcp_request(px_conn *c)
 		pxi_respond(c, 413, "Content Too Large", "MCP message too large (cap 4 MiB)");
 		return;
 	}
-	r = h1_head_value(c->head, c->head_len, "Mcp-Session-Id", sid, sizeof sid);
+	r = h1_head_value(cbuf_data(&c->head), c->head.len, "Mcp-Session-Id", sid, sizeof sid);
 	if (r == -E2BIG) {
 		pxi_respond(c, 400, "Bad Request", "Mcp-Session-Id too long");
 		return;
 	}
 	if (r >= 0)
 		sidp = sid;
-	free(c->head);
-	c->head = NULL;
-	c->head_len = c->head_cap = 0;
-	r = mbr_handle(b, c->x->method, sidp, c->mbody, c->mbody_len, mcp_done, c, &c->mreq);
+	cbuf_free(&c->head);
+	r = mbr_handle(b, c->x->method, sidp, cbuf_data(&c->mbody), c->mbody.len, mcp_done, c, &c->mreq);
 	if (r < 0)
 		pxi_respond(c, 500, "Internal Server Error", "MCP bridge failure");
 }

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/cbuf.h"
 #include "core/admin.h"
 #include "core/backoff.h"
 #include "core/log.h"
@@ -42,8 +43,7 @@ struct stream {
 	struct link *l;
 	int32_t id;
 	stream_conn *sc;
-	uint8_t *q;
-	size_t qoff, qlen, qcap;
+	cbuf q; /* backend bytes toward the edge; its max catches a backend that ignores high water */
 	size_t unconsumed;  /* fed to the backend, not yet reported consumed: returned to the window on abort */
 	bool out_eof;       /* backend shut its sending side */
 	bool eof_sent;      /* END_STREAM went out */

@@ -17,7 +17,7 @@ static void stream_unlink_free(struct stream *s)
 	l->nstreams--;
 	if (s->accepted && l->c->st.streams_active > 0)
 		l->c->st.streams_active--;
-	free(s->q);
+	cbuf_free(&s->q);
 	free(s);
 }
 
@@ -37,7 +37,7 @@ static void stream_maybe_free(struct stream *s)
 static bool ops_over_high_water(void *ctx)
 {
 	struct stream *s = ctx;
-	return s->qlen > s->l->c->cfg->stream_high_water;
+	return s->q.len > s->l->c->cfg->stream_high_water;
 }
 
 static int ops_write(void *ctx, const uint8_t *p, size_t n)
@@ -45,32 +45,15 @@ static int ops_write(void *ctx, const uint8_t *p, size_t n)
 	struct stream *s = ctx;
 	struct link *l = s->l;
 	const ctr_config *cfg = l->c->cfg;
+	int rc;
 	if (l->closing || s->h2_closed || s->out_eof)
 		return -EPIPE;
 	if (!n)
 		return 0;
-	/* The backend must stop at high water; this cap only catches one that does not. */
-	if (s->qlen + n > 4 * (size_t)cfg->stream_high_water + 64 * 1024)
-		return -ENOBUFS;
-	if (s->qoff + s->qlen + n > s->qcap) {
-		if (s->qoff) {
-			memmove(s->q, s->q + s->qoff, s->qlen);
-			s->qoff = 0;
-		}
-		if (s->qlen + n > s->qcap) {
-			size_t cap = s->qcap ? s->qcap : 16 * 1024;
-			uint8_t *q;
-			while (cap < s->qlen + n)
-				cap *= 2;
-			if (!(q = realloc(s->q, cap)))
-				return -ENOMEM;
-			s->q = q;
-			s->qcap = cap;
-		}
-	}
-	memcpy(s->q + s->qoff + s->qlen, p, n);
-	s->qlen += n;
-	if (s->qlen > cfg->stream_high_water)
+	/* The backend must stop at high water; the queue's max only catches one that does not (-ENOBUFS). */
+	if ((rc = cbuf_append(&s->q, p, n)) < 0)
+		return rc;
+	if (s->q.len > cfg->stream_high_water)
 		s->high = true;
 	if (s->deferred) {
 		s->deferred = false;
@@ -148,7 +131,7 @@ static ssize_t read_cb(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t len
 	size_t n;
 	(void)h2;
 	(void)id;
-	if (s->qlen == 0) {
+	if (s->q.len == 0) {
 		if (s->out_eof) {
 			*flags |= NGHTTP2_DATA_FLAG_EOF;
 			s->eof_sent = true;
@@ -157,23 +140,15 @@ static ssize_t read_cb(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t len
 		s->deferred = true;
 		return NGHTTP2_ERR_DEFERRED;
 	}
-	n = s->qlen < len ? s->qlen : len;
-	memcpy(buf, s->q + s->qoff, n);
-	s->qoff += n;
-	s->qlen -= n;
-	if (!s->qlen) {
-		/* An idle stream keeps no queue buffer: memory per idle client stays small. */
-		free(s->q);
-		s->q = NULL;
-		s->qoff = s->qcap = 0;
-	}
+	/* An idle stream keeps no queue buffer (cbuf frees it when empty): memory per idle client stays small. */
+	n = cbuf_take(&s->q, buf, len);
 	l->c->st.bytes_out += n;
 	adm_add(l->c->m.bytes_out, (int64_t)n);
-	if (s->qlen == 0 && s->out_eof) {
+	if (s->q.len == 0 && s->out_eof) {
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
 		s->eof_sent = true;
 	}
-	if (s->high && s->qlen <= l->c->cfg->stream_low_water) {
+	if (s->high && s->q.len <= l->c->cfg->stream_low_water) {
 		/* Told after the send loop: the backend may write again from its drained call. */
 		s->high = false;
 		s->want_drained = true;
@@ -192,6 +167,7 @@ int ctri_on_begin_headers(nghttp2_session *h2, const nghttp2_frame *f, void *ud)
 	if (!(s = calloc(1, sizeof *s)))
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* nghttp2 resets the stream */
 	s->l = l;
+	cbuf_init(&s->q, 16 * 1024, 4 * (size_t)l->c->cfg->stream_high_water + 64 * 1024);
 	s->id = f->hd.stream_id;
 	s->next = l->streams;
 	if (l->streams)

@@ -11,21 +11,22 @@ static void sni_on_data(struct relay *r, const uint8_t *p, size_t n)
 	int res;
 	/* Many clients holding partial hellos must not add up to more than the budget: the one whose bytes would
 	 * cross it is closed (the budget held by the others drains within HELLO_TIMEOUT_MS). */
-	if (r->len + n <= HELLO_HOLD && (cap = edgi_buf_cap_after(r, n)) > r->charge &&
+	if (r->in.len + n <= HELLO_HOLD && (cap = cbuf_cap_after(&r->in, n)) > r->charge &&
 	    e->hello_bytes - r->charge + cap > e->cfg.client_hello_budget) {
 		edgi_log_shed(e, &e->shed_budget, "sni", "ClientHello buffer budget exhausted", r->peer);
 		edgi_reject_metric("sni", "hello_budget");
 		edgi_relay_abort(r);
 		return;
 	}
-	if (!edgi_buf_append(r, p, n, HELLO_HOLD)) {
+	r->in.max = HELLO_HOLD;
+	if (cbuf_append(&r->in, p, n) < 0) {
 		log_info("msg=\"client rejected\" entry=sni reason=\"ClientHello too large\" peer=%s", r->peer);
 		edgi_reject_metric("sni", "too_large");
 		edgi_relay_abort(r);
 		return;
 	}
-	edgi_hello_charge(r, r->cap);
-	res = sni_parse(r->buf + r->off, r->len, r->host, sizeof r->host);
+	edgi_hello_charge(r, r->in.cap);
+	res = sni_parse(cbuf_data(&r->in), r->in.len, r->host, sizeof r->host);
 	switch (res) {
 	case SNI_NEED_MORE:
 		return;
@@ -138,7 +139,8 @@ static void mtls_on_data(struct relay *r, const uint8_t *p, size_t n)
 		return;
 	}
 	/* Bytes after the head already belong to the tunnel (a client may send its ClientHello at once). */
-	if (used < n && !edgi_buf_append(r, p + used, n - used, UP_CAP)) {
+	r->in.max = UP_CAP;
+	if (used < n && cbuf_append(&r->in, p + used, n - used) < 0) {
 		edgi_relay_abort(r);
 		return;
 	}
@@ -159,11 +161,12 @@ static void relay_on_data(tconn *c, const uint8_t *p, size_t n, void *ud)
 		return;
 	case RS_OPENING:
 	case RS_OPEN:
-		if (!edgi_buf_append(r, p, n, UP_CAP + 64 * 1024)) {
+		r->in.max = UP_CAP + 64 * 1024;
+		if (cbuf_append(&r->in, p, n) < 0) {
 			edgi_relay_abort(r); /* reads pause at UP_CAP: more than a read past it is a bug */
 			return;
 		}
-		if (r->len >= UP_CAP && !r->paused) {
+		if (r->in.len >= UP_CAP && !r->paused) {
 			r->paused = true;
 			tconn_pause(c);
 		}
@@ -267,6 +270,7 @@ void edgi_on_client(uv_stream_t *lsn, int status)
 	r->e = e;
 	e->refs++; /* released in relay_maybe_free */
 	r->entry = entry;
+	cbuf_init(&r->in, 4096, HELLO_HOLD);
 	r->st = entry == ENTRY_SNI ? RS_HELLO : RS_HEAD;
 	r->sid = -1;
 	r->t0 = uv_now(e->loop);

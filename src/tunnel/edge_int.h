@@ -17,6 +17,7 @@
 #include <uv.h>
 
 #include "core/admin.h"
+#include "core/cbuf.h"
 #include "core/daemon.h"
 #include "core/log.h"
 #include "core/tconn.h"
@@ -91,11 +92,10 @@ struct relay {
 	int32_t sid;
 	struct tunnel *tun;
 	struct mtls_head *head;
-	uint8_t *buf;
-	size_t off, len, cap;
+	cbuf in; /* client bytes not sent on the stream yet; its max is the cap of the relay's phase */
 	size_t unconsumed;
 	uint64_t up, down, t0;
-	size_t charge; /* bytes of buf counted in e->hello_bytes */
+	size_t charge; /* bytes of in's allocation counted in e->hello_bytes */
 	int status;
 	bool pending; /* accepted, not routed yet: counted in e->npending */
 	bool cli_eof, up_eof_sent, down_eof, paused, deferred, on_resume, tc_closed, timer_closed, aborted;
@@ -149,8 +149,6 @@ void edgi_relay_timeout(uv_timer_t *t);
 void edgi_hello_charge(struct relay *r, size_t bytes);
 void edgi_mtls_error(struct relay *r, int status, const char *reason, const char *text);
 void edgi_sni_refuse(struct relay *r, uint8_t alert);
-bool edgi_buf_append(struct relay *r, const uint8_t *p, size_t n, size_t cap);
-size_t edgi_buf_cap_after(const struct relay *r, size_t n);
 void edgi_relay_kick(struct relay *r);
 void edgi_relay_route(struct relay *r);
 

@@ -70,7 +70,7 @@ static void relay_maybe_free(struct relay *r)
 	struct edge *e = r->e;
 	if (!r->tc_closed || !r->timer_closed || r->cc)
 		return;
-	free(r->buf);
+	cbuf_free(&r->in);
 	free(r->head);
 	free(r);
 	edgi_unref(e);
@@ -168,9 +168,7 @@ static void relay_drop_unrouted(struct relay *r)
 	if (!r->pending)
 		return;
 	relay_unpend(r);
-	free(r->buf);
-	r->buf = NULL;
-	r->off = r->len = r->cap = 0;
+	cbuf_free(&r->in);
 }
 
 /* Answers an mTLS client with an HTTP error and closes after it is sent. */
@@ -206,40 +204,6 @@ void edgi_sni_refuse(struct relay *r, uint8_t alert)
 	uv_timer_start(&r->timer, edgi_relay_timeout, CLOSE_GRACE_MS, 0);
 }
 
-bool edgi_buf_append(struct relay *r, const uint8_t *p, size_t n, size_t cap)
-{
-	if (r->len + n > cap)
-		return false;
-	if (r->off && r->off + r->len + n > r->cap) {
-		memmove(r->buf, r->buf + r->off, r->len);
-		r->off = 0;
-	}
-	if (r->off + r->len + n > r->cap) {
-		size_t ncap = r->cap ? r->cap : 4096;
-		uint8_t *nb;
-		while (ncap < r->off + r->len + n)
-			ncap *= 2;
-		if (!(nb = realloc(r->buf, ncap)))
-			return false;
-		r->buf = nb;
-		r->cap = ncap;
-	}
-	memcpy(r->buf + r->off + r->len, p, n);
-	r->len += n;
-	return true;
-}
-
-/* What r->cap becomes when edgi_buf_append adds n bytes (it grows only when len + n exceeds it). */
-size_t edgi_buf_cap_after(const struct relay *r, size_t n)
-{
-	size_t need = r->len + n, cap = r->cap ? r->cap : 4096;
-	if (need <= r->cap)
-		return r->cap;
-	while (cap < need)
-		cap *= 2;
-	return cap;
-}
-
 /* ------------------------------------------------------------------ relays: stream side */
 
 static ssize_t up_read(nghttp2_session *s, int32_t sid, uint8_t *out, size_t length, uint32_t *flags,
@@ -252,29 +216,20 @@ static ssize_t up_read(nghttp2_session *s, int32_t sid, uint8_t *out, size_t len
 	(void)sid;
 	if (r->aborted)
 		return NGHTTP2_ERR_DEFERRED; /* an RST_STREAM is on its way */
-	k = r->len < length ? r->len : length;
-	if (k) {
-		memcpy(out, r->buf + r->off, k);
-		r->off += k;
-		r->len -= k;
-		if (!r->len) {
-			/* An idle relay keeps no buffer: memory per idle client stays small. */
-			free(r->buf);
-			r->buf = NULL;
-			r->off = r->cap = 0;
-		}
+	/* An idle relay keeps no buffer (cbuf frees it when empty): memory per idle client stays small. */
+	if ((k = cbuf_take(&r->in, out, length))) {
 		r->up += k;
 		if (r->tun)
 			adm_add(r->tun->m_up, (int64_t)k);
 	}
-	if (!r->len && r->cli_eof) {
+	if (!r->in.len && r->cli_eof) {
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
 		r->up_eof_sent = true;
 	} else if (!k) {
 		r->deferred = true;
 		return NGHTTP2_ERR_DEFERRED;
 	}
-	if (r->paused && r->len < UP_CAP / 2 && !r->on_resume) {
+	if (r->paused && r->in.len < UP_CAP / 2 && !r->on_resume) {
 		/* Resumed after the send pass: tconn_resume may deliver data synchronously. */
 		r->on_resume = true;
 		r->rnext = cc->resume;
