@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/h1.h"
+#include "core/h1.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "proxy/h1.h"
+#include "core/h1.h"
 
 /* Feeds s in pieces of size step and records, per message, the exact bytes attributed to it. */
 struct split {

@@ -1,8 +1,6 @@
-#include "proxy/h1.h"
+#include "core/h1.h"
 
 #include <errno.h>
-#include <strings.h>
-
 #include <string.h>
 #include <strings.h>
 
