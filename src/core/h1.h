@@ -1,7 +1,10 @@
-/* HTTP/1.1 message framing for a relay, on top of http-parser. It does not copy or rewrite anything: it tells
- * the caller how many of the given bytes belong to the current message part and when a head or a whole
- * message ends, so the caller forwards exactly the bytes it was sent. It captures the few head fields the
- * proxy needs (method, target, Host, status, keep-alive, upgrade). No I/O. */
+/* HTTP/1.1 message framing on top of http-parser, the one HTTP/1 parser of the tree (the proxy, the admin
+ * server, the edge's mTLS CONNECT entry, the sandbox egress proxy). It does not copy or rewrite the stream: it
+ * tells the caller how many of the given bytes belong to the current message part and when a head or a whole
+ * message ends, so a relay forwards exactly the bytes it was sent. It captures the head fields its users need
+ * (method, target, Host, status, keep-alive, upgrade) and, on request, every header field. No I/O.
+ * H1_HEAD leaves the head's last LF unused: the next h1_parse call takes it (and reports H1_DONE there for a
+ * message without a body, a CONNECT among them), so a caller always has at least one byte to give it. */
 #ifndef POSTERN_H1_H
 #define POSTERN_H1_H
 
@@ -39,8 +42,10 @@ typedef struct h1 {
 	unsigned method;   /* enum http_method (requests) */
 	unsigned status;   /* responses */
 	unsigned http_minor;
-	char target[H1_TARGET_KEEP + 1];
-	size_t target_len;
+	char *target;      /* target_buf or the caller's (h1_keep_target); NUL-terminated, cut at target_cap - 1 */
+	size_t target_len, target_cap;
+	bool target_long;  /* the target did not fit: what is kept is cut */
+	char target_buf[H1_TARGET_KEEP + 1];
 	char host[H1_HOST_KEEP + 1];
 	size_t host_len;
 	unsigned host_count;
@@ -49,6 +54,12 @@ typedef struct h1 {
 	char field[8];
 	size_t field_len;
 	bool field_is_host, in_value;
+	bool any_host; /* h1_any_host: no Host rules */
+	/* h1_keep_headers: "name\0value\0" per field */
+	char *hdrs;
+	size_t hdrs_len, hdrs_cap;
+	unsigned hdrs_max, nheaders;
+	int hdr_state; /* 0 none open, 1 in a name, 2 in a value */
 	h1_err err;
 	const char *errstr;
 	/* Optional: decoded body bytes (chunked framing removed) of the current message; reset by h1_next. */
@@ -57,6 +68,17 @@ typedef struct h1 {
 } h1;
 
 void h1_init(h1 *h, bool request, uint32_t max_head);
+/* Options, each after h1_init; they hold across h1_next. */
+/* The request target goes to buf (cap bytes with the NUL) instead of the built-in H1_TARGET_KEEP bytes. */
+void h1_keep_target(h1 *h, char *buf, size_t cap);
+/* Every header field of a request or response is kept in buf as "name\0value\0" (walk them with
+ * h1_header_next once the head is parsed). More than max fields or more than cap bytes is H1_E_HEAD_TOO_LARGE
+ * ("too many header fields" / "header fields over the size limit"); a CR, LF or NUL inside a name or value
+ * (obsolete line folding) is H1_E_SYNTAX. */
+void h1_keep_headers(h1 *h, char *buf, size_t cap, unsigned max);
+/* The caller routes on no Host header: a missing, repeated or long one is not an error. */
+void h1_any_host(h1 *h);
+
 /* Prepares for the next message on the same connection (after H1_DONE). */
 void h1_next(h1 *h);
 /* The response being parsed has no body whatever its headers say (it answers a HEAD request). */
@@ -69,6 +91,8 @@ h1_ev h1_eof(h1 *h);
 /* True once any byte of the current message was parsed. */
 bool h1_started(const h1 *h);
 const char *h1_method_name(const h1 *h);
+/* The next kept header field from *pos (start at 0): 1 with name and value set, 0 after the last one. */
+int h1_header_next(const h1 *h, size_t *pos, const char **name, const char **value);
 /* Finds header name (case-insensitive) in a raw head; copies its trimmed value into out (cap outlen).
  * Returns the value length, -ENOENT when absent, -E2BIG when longer than outlen - 1. */
 int h1_head_value(const uint8_t *head, size_t len, const char *name, char *out, size_t outlen);
