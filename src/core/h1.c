@@ -1,6 +1,7 @@
 #include "core/h1.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -194,6 +195,51 @@ static void reset_fields(h1 *h)
 	h->errstr = NULL;
 	h->body_cb = NULL;
 	h->body_ud = NULL;
+}
+
+int h1_absolute_target(const char *url, size_t len, char *host, size_t hostcap, uint16_t *port, char *path,
+		       size_t pathcap, char *err, size_t errlen)
+{
+	struct http_parser_url u;
+	const char *why = NULL;
+	size_t po, pe;
+
+	http_parser_url_init(&u);
+	if (len == 0 || url[0] == '/' || http_parser_parse_url(url, len, 0, &u) != 0 || !(u.field_set & (1 << UF_HOST)) ||
+	    !(u.field_set & (1 << UF_SCHEMA))) {
+		why = "a proxy request needs an absolute http:// URL";
+		goto out;
+	}
+	if (u.field_data[UF_SCHEMA].len != 4 || strncasecmp(url + u.field_data[UF_SCHEMA].off, "http", 4)) {
+		why = "only http:// URLs; use CONNECT for https";
+		goto out;
+	}
+	if (u.field_data[UF_HOST].len >= hostcap) {
+		why = "host too long";
+		goto out;
+	}
+	memcpy(host, url + u.field_data[UF_HOST].off, u.field_data[UF_HOST].len);
+	host[u.field_data[UF_HOST].len] = 0;
+	*port = (u.field_set & (1 << UF_PORT)) ? u.port : 80;
+	if (*port == 0) {
+		why = "bad port";
+		goto out;
+	}
+	/* The path runs to the end of the query; a fragment is not sent. */
+	po = (u.field_set & (1 << UF_PATH)) ? u.field_data[UF_PATH].off : len;
+	pe = (u.field_set & (1 << UF_QUERY)) ? (size_t)u.field_data[UF_QUERY].off + u.field_data[UF_QUERY].len
+	     : (u.field_set & (1 << UF_PATH)) ? po + u.field_data[UF_PATH].len
+					       : po;
+	if (pe > po)
+		snprintf(path, pathcap, "%.*s", (int)(pe - po), url + po);
+	else
+		snprintf(path, pathcap, "/");
+	if (path[0] != '/')
+		why = "bad path";
+out:
+	if (why)
+		snprintf(err, errlen, "%s", why);
+	return why ? -EINVAL : 0;
 }
 
 int h1_head_value(const uint8_t *head, size_t len, const char *name, char *out, size_t outlen)

@@ -93,6 +93,11 @@ bool h1_started(const h1 *h);
 const char *h1_method_name(const h1 *h);
 /* The next kept header field from *pos (start at 0): 1 with name and value set, 0 after the last one. */
 int h1_header_next(const h1 *h, size_t *pos, const char **name, const char **value);
+/* Splits an absolute-form request target (what a forward proxy is sent: http://host[:port][/path][?query])
+ * into host (cap hostcap), port (80 when absent) and the origin-form path with its query ("/" when empty,
+ * cap pathcap). Only http:// is taken. Returns 0, or -EINVAL with err saying what is wrong. */
+int h1_absolute_target(const char *url, size_t len, char *host, size_t hostcap, uint16_t *port, char *path,
+		       size_t pathcap, char *err, size_t errlen);
 /* Finds header name (case-insensitive) in a raw head; copies its trimmed value into out (cap outlen).
  * Returns the value length, -ENOENT when absent, -E2BIG when longer than outlen - 1. */
 int h1_head_value(const uint8_t *head, size_t len, const char *name, char *out, size_t outlen);

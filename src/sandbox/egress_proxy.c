@@ -2,7 +2,6 @@
 #include "sandbox/egress_proxy.h"
 
 #include <errno.h>
-#include <http_parser.h>
 #include <ifaddrs.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -16,6 +15,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "core/h1.h"
 #include "core/log.h"
 #include "core/netaddr.h"
 #include "sandbox/sandbox.h"
@@ -52,16 +52,13 @@ struct conn {
 	int open_handles;
 	bool gai_pending, connect_pending, up_init;
 	bool client_eof, up_eof, client_paused, up_paused, close_after_write;
-	/* request head */
+	/* request head: raw bytes (hend of them parsed), then the first request's body through h1 */
 	char *head;
 	size_t hlen, hend;
-	http_parser parser;
+	h1 req;
 	char url[URL_MAX + 1];
-	size_t urllen;
-	char *hdrs; /* "name\0value\0" pairs */
-	size_t hdrslen;
-	int nhdr;
-	bool want_value, msg_done, parse_err, too_many;
+	char *hdrs; /* h1's "name\0value\0" pairs */
+	bool msg_done, parse_err;
 	bool is_connect;
 	/* target */
 	char host[NA_HOST_MAX], norm[EGP_MAX_HOST + 1], path[URL_MAX + 1];
@@ -266,26 +263,19 @@ static void half_close(struct conn *c, bool to_client)
 }
 
 /* Plain HTTP: forwards the rest of the first request (its body) and nothing after it. */
-static int msg_complete_cb(http_parser *p)
-{
-	struct conn *c = p->data;
-	c->msg_done = true;
-	http_parser_pause(p, 1);
-	return 0;
-}
-
-static const http_parser_settings body_settings = { .on_message_complete = msg_complete_cb };
-
 static size_t body_part(struct conn *c, const char *d, size_t n)
 {
-	size_t used;
-	if (c->msg_done)
+	size_t used = 0;
+	h1_ev ev;
+	if (c->msg_done || n == 0)
 		return 0;
-	used = http_parser_execute(&c->parser, &body_settings, d, n);
-	if (HTTP_PARSER_ERRNO(&c->parser) != HPE_OK && HTTP_PARSER_ERRNO(&c->parser) != HPE_PAUSED) {
+	ev = h1_parse(&c->req, (const uint8_t *)d, n, &used);
+	if (ev == H1_ERR) {
 		c->parse_err = true;
 		return 0;
 	}
+	if (ev == H1_DONE)
+		c->msg_done = true;
 	return used;
 }
 
@@ -400,7 +390,7 @@ static void start_relay(struct conn *c)
 	log_info("msg=\"egress allowed\" host=%s port=%u address=%s rule=%s method=%s client=%s",
 		 log_quote(c->norm, qh, sizeof qh), c->port, egp_addr_str(&c->addrs[c->addr_i], ab, sizeof ab),
 		 log_quote(c->rule, qr, sizeof qr),
-		 c->is_connect ? "CONNECT" : http_method_str((enum http_method)c->parser.method), c->peer);
+		 c->is_connect ? "CONNECT" : h1_method_name(&c->req), c->peer);
 	arm_timer(c, c->x->c.idle_timeout_ms);
 	if (c->is_connect) {
 		static const char ok[] = "HTTP/1.1 200 Connection Established\r\n\r\n";
@@ -412,18 +402,16 @@ static void start_relay(struct conn *c)
 		/* Request line in origin form, headers minus hop-by-hop and Proxy-*, our Host, Connection: close. */
 		static const char *const drop[] = { "host", "connection", "proxy-connection", "keep-alive", "proxy-authorization",
 						    "proxy-authenticate", "te", "trailer", "upgrade", NULL };
-		size_t cap = c->hdrslen + strlen(c->path) + strlen(c->host) + 256, o = 0;
-		char *req = malloc(cap), *p = c->hdrs;
+		size_t cap = c->req.hdrs_len + strlen(c->path) + strlen(c->host) + 256, o = 0, pos = 0;
+		char *req = malloc(cap);
+		const char *name, *val;
 		if (!req) {
 			conn_close(c);
 			return;
 		}
-		o += (size_t)snprintf(req + o, cap - o, "%s %s HTTP/1.1\r\n",
-				      http_method_str((enum http_method)c->parser.method), c->path);
-		for (int i = 0; i < c->nhdr; i++) {
-			const char *name = p, *val = p + strlen(p) + 1;
+		o += (size_t)snprintf(req + o, cap - o, "%s %s HTTP/1.1\r\n", h1_method_name(&c->req), c->path);
+		while (h1_header_next(&c->req, &pos, &name, &val)) {
 			bool skip = false;
-			p = (char *)val + strlen(val) + 1;
 			for (const char *const *d = drop; *d; d++)
 				if (!strcasecmp(name, *d))
 					skip = true;
@@ -581,136 +569,26 @@ static void on_resolved(uv_getaddrinfo_t *r, int status, struct addrinfo *res)
 
 /* ---- request head ------------------------------------------------------------------------------- */
 
-static int hp_url(http_parser *p, const char *at, size_t len)
-{
-	struct conn *c = p->data;
-	if (c->urllen + len > URL_MAX)
-		return 1;
-	memcpy(c->url + c->urllen, at, len);
-	c->urllen += len;
-	c->url[c->urllen] = 0;
-	return 0;
-}
-
-static int hdr_push(struct conn *c, const char *at, size_t len)
-{
-	size_t cap = c->x->c.max_header + 2 * MAX_HEADERS + 2;
-	if (!c->hdrs && !(c->hdrs = malloc(cap)))
-		return 1;
-	if (c->hdrslen + len + 1 > cap)
-		return 1;
-	for (size_t i = 0; i < len; i++)
-		if (at[i] == 0 || at[i] == '\r' || at[i] == '\n')
-			return 1;
-	memcpy(c->hdrs + c->hdrslen, at, len);
-	c->hdrslen += len;
-	c->hdrs[c->hdrslen++] = 0;
-	return 0;
-}
-
-/* The head is parsed in one execute call, so each field and value arrives in one callback. */
-static int hp_field(http_parser *p, const char *at, size_t len)
-{
-	struct conn *c = p->data;
-	if (c->want_value && hdr_push(c, "", 0))
-		return 1;
-	if (++c->nhdr > MAX_HEADERS) {
-		c->too_many = true;
-		return 1;
-	}
-	c->want_value = true;
-	return hdr_push(c, at, len);
-}
-
-static int hp_value(http_parser *p, const char *at, size_t len)
-{
-	struct conn *c = p->data;
-	if (!c->want_value)
-		return 1;
-	c->want_value = false;
-	return hdr_push(c, at, len);
-}
-
-static const http_parser_settings head_settings = {
-	.on_url = hp_url,
-	.on_header_field = hp_field,
-	.on_header_value = hp_value,
-	.on_message_complete = msg_complete_cb,
-};
-
-static size_t find_head_end(const char *d, size_t n)
-{
-	for (size_t i = 0; i + 1 < n; i++) {
-		if (d[i] == '\n' && d[i + 1] == '\n')
-			return i + 2;
-		if (i + 3 < n && d[i] == '\r' && d[i + 1] == '\n' && d[i + 2] == '\r' && d[i + 3] == '\n')
-			return i + 4;
-	}
-	return 0;
-}
-
 static void handle_head(struct conn *c)
 {
 	struct egp_decision d;
 	struct egp_addr ip;
+	char why[96];
 
-	http_parser_init(&c->parser, HTTP_REQUEST);
-	c->parser.data = c;
-	http_parser_execute(&c->parser, &head_settings, c->head, c->hend);
-	if (c->too_many) {
-		fail(c, 431, "Request Header Fields Too Large", "header-too-large", "too many header fields");
+	if (c->req.target_long) {
+		fail(c, 400, "Bad Request", "bad-request", "request target too long");
 		return;
 	}
-	if (HTTP_PARSER_ERRNO(&c->parser) != HPE_OK && HTTP_PARSER_ERRNO(&c->parser) != HPE_PAUSED) {
-		fail(c, 400, "Bad Request", "bad-request", http_errno_description(HTTP_PARSER_ERRNO(&c->parser)));
-		return;
-	}
-	/* Make the list whole: a field with an empty value may not have had a value callback. */
-	if (c->want_value && hdr_push(c, "", 0)) {
-		fail(c, 431, "Request Header Fields Too Large", "header-too-large", "request head over the size limit");
-		return;
-	}
-	c->is_connect = c->parser.method == HTTP_CONNECT;
+	c->is_connect = c->req.method == HTTP_CONNECT;
 	if (c->is_connect) {
 		if (na_split_hostport(c->url, false, c->host, sizeof c->host, &c->port) < 0 || !c->host[0]) {
 			fail(c, 400, "Bad Request", "bad-request", "CONNECT needs host:port");
 			return;
 		}
-	} else {
-		struct http_parser_url u;
-		http_parser_url_init(&u);
-		if (c->urllen == 0 || c->url[0] == '/' ||
-		    http_parser_parse_url(c->url, c->urllen, 0, &u) != 0 || !(u.field_set & (1 << UF_HOST)) ||
-		    !(u.field_set & (1 << UF_SCHEMA))) {
-			fail(c, 400, "Bad Request", "bad-request", "a proxy request needs an absolute http:// URL");
-			return;
-		}
-		if (u.field_data[UF_SCHEMA].len != 4 || strncasecmp(c->url + u.field_data[UF_SCHEMA].off, "http", 4)) {
-			fail(c, 400, "Bad Request", "bad-request", "only http:// URLs; use CONNECT for https");
-			return;
-		}
-		if (u.field_data[UF_HOST].len >= sizeof c->host) {
-			fail(c, 400, "Bad Request", "bad-request", "host too long");
-			return;
-		}
-		memcpy(c->host, c->url + u.field_data[UF_HOST].off, u.field_data[UF_HOST].len);
-		c->host[u.field_data[UF_HOST].len] = 0;
-		c->port = (u.field_set & (1 << UF_PORT)) ? u.port : 80;
-		if (c->port == 0) {
-			fail(c, 400, "Bad Request", "bad-request", "bad port");
-			return;
-		}
-		size_t po = (u.field_set & (1 << UF_PATH)) ? u.field_data[UF_PATH].off : c->urllen;
-		size_t pe = (u.field_set & (1 << UF_QUERY)) ? u.field_data[UF_QUERY].off + u.field_data[UF_QUERY].len
-							     : (u.field_set & (1 << UF_PATH)) ? po + u.field_data[UF_PATH].len : po;
-		if (pe > po)
-			snprintf(c->path, sizeof c->path, "%.*s", (int)(pe - po), c->url + po);
-		else
-			snprintf(c->path, sizeof c->path, "/");
-		if (c->path[0] != '/') {
-			fail(c, 400, "Bad Request", "bad-request", "bad path");
-			return;
-		}
+	} else if (h1_absolute_target(c->url, c->req.target_len, c->host, sizeof c->host, &c->port, c->path,
+				      sizeof c->path, why, sizeof why) < 0) {
+		fail(c, 400, "Bad Request", "bad-request", why);
+		return;
 	}
 	/* Policy on the name as asked, before any lookup. */
 	egp_check_host(c->x->pol, c->host, strlen(c->host), c->port, c->norm, sizeof c->norm, &ip, &d);
@@ -737,9 +615,20 @@ static void handle_head(struct conn *c)
 	}
 }
 
+/* An h1 error before the head ended. */
+static void head_error(struct conn *c)
+{
+	if (c->req.err == H1_E_HEAD_TOO_LARGE)
+		fail(c, 431, "Request Header Fields Too Large", "header-too-large",
+		     c->req.nheaders > MAX_HEADERS ? "too many header fields" : "request head over the size limit");
+	else
+		fail(c, 400, "Bad Request", "bad-request", c->req.errstr);
+}
+
 static void head_data(struct conn *c, const char *d, ssize_t n)
 {
-	size_t cap = c->x->c.max_header;
+	size_t cap = c->x->c.max_header, used;
+	h1_ev ev;
 
 	if (n < 0) {
 		conn_close(c);
@@ -751,16 +640,22 @@ static void head_data(struct conn *c, const char *d, ssize_t n)
 	}
 	memcpy(c->head + c->hlen, d, (size_t)n);
 	c->hlen += (size_t)n;
-	c->hend = find_head_end(c->head, c->hlen);
-	if (c->hend == 0) {
-		if (c->hlen > cap)
-			fail(c, 431, "Request Header Fields Too Large", "header-too-large", "request head over the size limit");
+	ev = h1_parse(&c->req, (const uint8_t *)c->head + c->hend, c->hlen - c->hend, &used);
+	c->hend += used;
+	if (ev == H1_MORE)
+		return;
+	if (ev == H1_ERR) {
+		head_error(c);
 		return;
 	}
-	if (c->hend > cap) {
-		fail(c, 431, "Request Header Fields Too Large", "header-too-large", "request head over the size limit");
+	/* H1_HEAD leaves the head's last LF (it is there: it ended the head); taking it alone ends a message
+	 * without a body (CONNECT, GET) and leaves hend where the body or the tunnel starts. */
+	if ((ev = h1_parse(&c->req, (const uint8_t *)c->head + c->hend, 1, &used)) == H1_ERR) {
+		head_error(c);
 		return;
 	}
+	c->hend += used;
+	c->msg_done = ev == H1_DONE;
 	uv_read_stop((uv_stream_t *)&c->client);
 	handle_head(c);
 }
@@ -805,10 +700,17 @@ static void on_conn(uv_stream_t *srv, int status)
 		return;
 	}
 	c->head = malloc(x->c.max_header + 65536);
-	if (!c->head) {
+	c->hdrs = malloc(x->c.max_header + 2 * MAX_HEADERS + 2);
+	if (!c->head || !c->hdrs) {
 		conn_close(c);
 		return;
 	}
+	/* The head cap counts its last LF, which h1 leaves out of its own count: hence max_header - 1. The
+	 * proxy routes on the target, not Host. */
+	h1_init(&c->req, true, (uint32_t)(x->c.max_header - 1));
+	h1_any_host(&c->req);
+	h1_keep_target(&c->req, c->url, sizeof c->url);
+	h1_keep_headers(&c->req, c->hdrs, x->c.max_header + 2 * MAX_HEADERS + 2, MAX_HEADERS);
 	arm_timer(c, x->c.header_timeout_ms);
 	uv_read_start((uv_stream_t *)&c->client, on_alloc, on_client_read);
 }

@@ -1,7 +1,8 @@
 /* libFuzzer harness for the HTTP/1.1 relay framing: any bytes, fed in pieces; every byte is attributed
  * exactly once, a call never stalls, and a message boundary never depends on how the input was split.
  * Bit 1 of the first byte turns on the options (caller's target buffer, kept headers, no Host rules): the
- * kept headers then walk to exactly what was kept, within the caps. */
+ * kept headers then walk to exactly what was kept, within the caps, and a request target is split as an
+ * absolute URL. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -55,6 +56,14 @@ static size_t run(const uint8_t *p, size_t n, bool request, bool opts, size_t st
 				check_headers(&h);
 				if (h.target_len >= sizeof target || strlen(h.target) != h.target_len)
 					abort();
+				if (request) {
+					char host[32], path[64], err[64];
+					uint16_t port;
+					if (h1_absolute_target(h.target, h.target_len, host, sizeof host, &port, path, sizeof path,
+							       err, sizeof err) == 0 &&
+					    (path[0] != '/' || port == 0 || strlen(host) >= sizeof host))
+						abort();
+				}
 			}
 			if (ev == H1_DONE) {
 				if (ne < 63)

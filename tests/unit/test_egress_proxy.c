@@ -223,6 +223,37 @@ static void test_bad_requests(void **st)
 	egx_stop(x);
 }
 
+/* The head cap (16384 by default) counts the whole head, its last LF too; a target over 8 KiB is refused by
+ * name. A head that passes reaches the policy (403 here). */
+static void test_head_cap_boundary(void **st)
+{
+	static const char *const allow[] = { "only.example", NULL };
+	static const char start_line[] = "GET http://b.example/ HTTP/1.1\r\nX: ";
+	uint16_t port;
+	char *r, *big = malloc(20000);
+	size_t fixed = strlen(start_line) + 4; /* "\r\n\r\n" */
+	egx *x = start(allow, NULL, &port, 300);
+	(void)st;
+	for (size_t total = 16383; total <= 16385; total++) {
+		memcpy(big, start_line, strlen(start_line));
+		memset(big + strlen(start_line), 'a', total - fixed);
+		memcpy(big + total - 4, "\r\n\r\n", 4);
+		r = exchange(port, big, total);
+		if (total <= 16384 ? strncmp(r, "HTTP/1.1 403 ", 13) : strncmp(r, "HTTP/1.1 431 ", 13))
+			fail_msg("head of %zu bytes: got %.200s", total, r);
+		free(r);
+	}
+	memcpy(big, "GET http://b.example/", 21);
+	memset(big + 21, 'p', 8200);
+	memcpy(big + 8221, " HTTP/1.1\r\n\r\n", 13);
+	r = exchange(port, big, 8234);
+	assert_non_null(strstr(r, "HTTP/1.1 400 "));
+	assert_non_null(strstr(r, "request target too long"));
+	free(r);
+	free(big);
+	egx_stop(x);
+}
+
 static void test_connect_failure(void **st)
 {
 	static const char *const allow[] = { "127.0.0.1", NULL };
@@ -249,6 +280,7 @@ int main(void)
 		cmocka_unit_test(test_connect_tunnel),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_bad_requests),
+		cmocka_unit_test(test_head_cap_boundary),
 		cmocka_unit_test(test_connect_failure),
 	};
 	up_fd = listen_any(&up_port);

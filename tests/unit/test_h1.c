@@ -1,3 +1,4 @@
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -294,6 +295,39 @@ static void test_keep_limits(void **st)
 	assert_int_equal(h.err, H1_E_HOST);
 }
 
+static void test_absolute_target(void **st)
+{
+	static const struct {
+		const char *url, *host, *path, *err;
+		unsigned port;
+	} c[] = {
+		{ "http://a.example:8080/p?q=1#frag", "a.example", "/p?q=1", NULL, 8080 },
+		{ "HTTP://a.example", "a.example", "/", NULL, 80 },
+		{ "http://[::1]:81/x", "::1", "/x", NULL, 81 },
+		{ "/relative", NULL, NULL, "a proxy request needs an absolute http:// URL", 0 },
+		{ "", NULL, NULL, "a proxy request needs an absolute http:// URL", 0 },
+		{ "https://a.example/", NULL, NULL, "only http:// URLs; use CONNECT for https", 0 },
+		{ "http://a.example:0/", NULL, NULL, "bad port", 0 },
+		{ "http://0123456789.example/", NULL, NULL, "host too long", 0 },
+	};
+	(void)st;
+	for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+		char host[16], path[32], err[64];
+		uint16_t port = 0;
+		int r = h1_absolute_target(c[i].url, strlen(c[i].url), host, sizeof host, &port, path, sizeof path, err,
+					   sizeof err);
+		if (c[i].err) {
+			assert_int_equal(r, -EINVAL);
+			assert_string_equal(err, c[i].err);
+			continue;
+		}
+		assert_int_equal(r, 0);
+		assert_string_equal(host, c[i].host);
+		assert_string_equal(path, c[i].path);
+		assert_int_equal(port, c[i].port);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -305,6 +339,7 @@ int main(void)
 		cmocka_unit_test(test_head_response_and_upgrade),
 		cmocka_unit_test(test_keep_target_headers_any_host),
 		cmocka_unit_test(test_keep_limits),
+		cmocka_unit_test(test_absolute_target),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
