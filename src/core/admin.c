@@ -1,13 +1,13 @@
 #include "core/admin.h"
 
 #include <errno.h>
-#include <http_parser.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/h1.h"
 #include "core/log.h"
 #include "core/netaddr.h"
 #include "core/tconn.h"
@@ -279,11 +279,10 @@ struct aconn {
 	adm_server *srv;
 	tconn *c;
 	uv_timer_t timer;
-	http_parser hp;
+	h1 req;
 	size_t seen;
 	char url[1024];
-	size_t urllen;
-	bool url_too_long, answered;
+	bool answered;
 	int closing; /* handles still to close */
 };
 
@@ -415,33 +414,20 @@ static void builtin_healthz(const char *method, const char *path, adm_resp *r, v
 	adm_reply(r, 200, NULL, "ok\n", 3);
 }
 
-static int hp_url(http_parser *hp, const char *at, size_t len)
+/* The request is whole (head and any body): one answer, then the connection ends. */
+static void answer(struct aconn *a)
 {
-	struct aconn *a = hp->data;
-	if (a->urllen + len >= sizeof a->url) {
-		a->url_too_long = true;
-		return 0;
-	}
-	memcpy(a->url + a->urllen, at, len);
-	a->urllen += len;
-	a->url[a->urllen] = 0;
-	return 0;
-}
-
-static int hp_complete(http_parser *hp)
-{
-	struct aconn *a = hp->data;
 	adm_server *s = a->srv;
-	const char *method = http_method_str((enum http_method)hp->method);
-	bool head = hp->method == HTTP_HEAD;
+	const char *method = h1_method_name(&a->req);
+	bool head = a->req.method == HTTP_HEAD;
 	char *q;
 	adm_resp r = { 0 };
 
-	if (a->url_too_long) {
+	if (a->req.target_long) {
 		simple(a, 431, "request URL too long\n");
 		goto out;
 	}
-	if (hp->method != HTTP_GET && !head) {
+	if (a->req.method != HTTP_GET && !head) {
 		simple(a, 405, "only GET and HEAD\n");
 		goto out;
 	}
@@ -463,19 +449,13 @@ static int hp_complete(http_parser *hp)
 out:
 	free(r.ctype);
 	free(r.body);
-	http_parser_pause(hp, 1);
-	return 0;
 }
-
-static const http_parser_settings hp_settings = {
-	.on_url = hp_url,
-	.on_message_complete = hp_complete,
-};
 
 static void conn_on_data(tconn *c, const uint8_t *p, size_t n, void *ud)
 {
 	struct aconn *a = ud;
 	size_t used;
+	h1_ev ev;
 	(void)c;
 	if (a->answered)
 		return; /* one request per connection; the rest is ignored */
@@ -484,8 +464,14 @@ static void conn_on_data(tconn *c, const uint8_t *p, size_t n, void *ud)
 		return;
 	}
 	a->seen += n;
-	used = http_parser_execute(&a->hp, &hp_settings, (const char *)p, n);
-	if (!a->answered && (HTTP_PARSER_ERRNO(&a->hp) != HPE_OK || used != n))
+	/* Past the head (its last LF is left for the next call), on to the end of the message. */
+	while ((ev = h1_parse(&a->req, p, n, &used)) == H1_HEAD) {
+		p += used;
+		n -= used;
+	}
+	if (ev == H1_DONE)
+		answer(a);
+	else if (ev == H1_ERR)
 		simple(a, 400, "bad request\n");
 }
 
@@ -517,8 +503,10 @@ static void on_conn(uv_stream_t *lsn, int status)
 	a->srv = s;
 	uv_timer_init(s->loop, &a->timer);
 	a->timer.data = a;
-	http_parser_init(&a->hp, HTTP_REQUEST);
-	a->hp.data = a;
+	/* The admin server routes on the path alone: no Host rules; the request cap is ADM_MAX_REQUEST. */
+	h1_init(&a->req, true, ADM_MAX_REQUEST);
+	h1_any_host(&a->req);
+	h1_keep_target(&a->req, a->url, sizeof a->url);
 	s->pending++;
 	s->nconns++;
 	a->next = s->conns;

@@ -26,6 +26,7 @@ struct tconn {
 	bool close_flushed, shut_pending, armed;
 	int handles;
 	int close_err;
+	size_t high_water, low_water; /* TCONN_*_WATER unless tconn_set_water */
 	uint64_t in, out;
 	char peer[64];
 	struct sockaddr_storage peer_sa;
@@ -143,7 +144,7 @@ static void write_done(uv_write_t *req, int status)
 		tconn_close(c);
 		return;
 	}
-	if (c->high && queued(c) <= TCONN_LOW_WATER) {
+	if (c->high && queued(c) <= c->low_water) {
 		c->high = false;
 		if (c->cbs.on_drain)
 			c->cbs.on_drain(c, c->ud);
@@ -311,7 +312,7 @@ static void arm(tconn *c)
 
 static void note_high(tconn *c)
 {
-	if (queued(c) > TCONN_HIGH_WATER)
+	if (queued(c) > c->high_water)
 		c->high = true;
 }
 
@@ -477,6 +478,8 @@ static tconn *alloc(uv_loop_t *loop, const tconn_cbs *cbs, void *ud)
 		return NULL;
 	c->cbs = *cbs;
 	c->ud = ud;
+	c->high_water = TCONN_HIGH_WATER;
+	c->low_water = TCONN_LOW_WATER;
 	if (uv_tcp_init(loop, &c->tcp) < 0) {
 		free(c);
 		return NULL;
@@ -694,6 +697,12 @@ const char *tconn_peer(const tconn *c) { return c->peer; }
 const struct sockaddr *tconn_peer_addr(const tconn *c) { return (const struct sockaddr *)&c->peer_sa; }
 const char *tconn_errstr(const tconn *c) { return c->err[0] ? c->err : "closed"; }
 size_t tconn_queued(const tconn *c) { return queued(c); }
-bool tconn_over_high_water(const tconn *c) { return queued(c) > TCONN_HIGH_WATER; }
+bool tconn_over_high_water(const tconn *c) { return queued(c) > c->high_water; }
+
+void tconn_set_water(tconn *c, size_t high, size_t low)
+{
+	c->high_water = high;
+	c->low_water = low;
+}
 uint64_t tconn_bytes_in(const tconn *c) { return c->in; }
 uint64_t tconn_bytes_out(const tconn *c) { return c->out; }

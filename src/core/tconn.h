@@ -43,6 +43,8 @@ int tconn_adopt(uv_loop_t *loop, int fd, SSL_CTX *tls, bool server, const char *
 int tconn_write(tconn *c, const uint8_t *p, size_t n);
 size_t tconn_queued(const tconn *c);
 bool tconn_over_high_water(const tconn *c);
+/* Marks of this connection instead of TCONN_HIGH_WATER / TCONN_LOW_WATER (high under TCONN_HARD_CAP). */
+void tconn_set_water(tconn *c, size_t high, size_t low);
 void tconn_pause(tconn *c);
 void tconn_resume(tconn *c);
 /* Half-close after the queue flushes (TLS: close_notify first). */

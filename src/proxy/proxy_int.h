@@ -22,7 +22,7 @@
 #include "core/tconn.h"
 #include "core/tls13rec.h"
 #include "core/tlsio.h"
-#include "proxy/h1.h"
+#include "core/h1.h"
 #include "proxy/mcpbridge.h"
 
 #define PX_READ_CHUNK TRL_MAX_CIPHER /* a whole record body opens straight into it, with no spill copy */

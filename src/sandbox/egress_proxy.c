@@ -2,7 +2,6 @@
 #include "sandbox/egress_proxy.h"
 
 #include <errno.h>
-#include <http_parser.h>
 #include <ifaddrs.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -16,15 +15,17 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "core/h1.h"
 #include "core/log.h"
 #include "core/netaddr.h"
+#include "core/tconn.h"
 #include "sandbox/sandbox.h"
 
 #define MAX_ADDRS 16
 #define MAX_HEADERS 100
 #define URL_MAX 8192
 #define WQ_HIGH (1u << 20) /* stop reading a side while the other's write queue is above this */
-#define WQ_LOW (256u << 10)
+#define WQ_LOW (256u << 10) /* and read it again once that queue is down to this */
 
 struct egx {
 	uv_loop_t loop;
@@ -39,29 +40,26 @@ struct egx {
 	struct egx_stats st;
 };
 
-enum cstate { C_HEAD, C_RESOLVE, C_CONNECT, C_RELAY, C_CLOSING };
+/* C_REPLIED: an error answer is on its way to the client; the connection ends once it is written. */
+enum cstate { C_HEAD, C_RESOLVE, C_CONNECT, C_RELAY, C_REPLIED, C_CLOSING };
 
 struct conn {
 	egx *x;
 	struct conn *prev, *next;
 	enum cstate state;
-	uv_tcp_t client, up;
+	tconn *client, *up; /* NULL once their on_close ran */
 	uv_timer_t timer;
 	uv_getaddrinfo_t gai;
-	uv_connect_t creq;
-	int open_handles;
-	bool gai_pending, connect_pending, up_init;
-	bool client_eof, up_eof, client_paused, up_paused, close_after_write;
-	/* request head */
+	int open_handles; /* the timer and each tconn not closed yet */
+	bool gai_pending;
+	bool client_eof, up_eof, client_paused, up_paused, client_shut;
+	/* request head: raw bytes (hend of them parsed), then the first request's body through h1 */
 	char *head;
 	size_t hlen, hend;
-	http_parser parser;
+	h1 req;
 	char url[URL_MAX + 1];
-	size_t urllen;
-	char *hdrs; /* "name\0value\0" pairs */
-	size_t hdrslen;
-	int nhdr;
-	bool want_value, msg_done, parse_err, too_many;
+	char *hdrs; /* h1's "name\0value\0" pairs */
+	bool msg_done, parse_err;
 	bool is_connect;
 	/* target */
 	char host[NA_HOST_MAX], norm[EGP_MAX_HOST + 1], path[URL_MAX + 1];
@@ -120,68 +118,34 @@ static void conn_close(struct conn *c)
 	c->state = C_CLOSING;
 	if (c->gai_pending)
 		uv_cancel((uv_req_t *)&c->gai);
-	uv_close((uv_handle_t *)&c->client, on_handle_closed);
+	tconn_close(c->client);
+	tconn_close(c->up);
 	uv_close((uv_handle_t *)&c->timer, on_handle_closed);
-	if (c->up_init)
-		uv_close((uv_handle_t *)&c->up, on_handle_closed);
 }
 
-/* ---- writes ------------------------------------------------------------------------------------- */
+static void arm_timer(struct conn *c, unsigned ms);
 
-struct wreq {
-	uv_write_t w;
-	struct conn *c;
-	bool to_client;
-	char data[];
-};
-
-static void maybe_resume(struct conn *c);
-
-static void on_written(uv_write_t *w, int status)
+/* Ends the client connection once what is queued for it is out. The FIN goes first: tconn closes after
+ * flush from the shutdown's completion, a callback a write finished at once would not give. */
+static void client_finish(struct conn *c)
 {
-	struct wreq *r = (struct wreq *)w;
-	struct conn *c = r->c;
-	bool to_client = r->to_client;
-	free(r);
-	if (c->state == C_CLOSING)
-		return;
-	if (status < 0) {
+	if (!c->client_shut && tconn_shutdown(c->client) < 0) {
 		conn_close(c);
 		return;
 	}
-	if (to_client && c->close_after_write && uv_stream_get_write_queue_size((uv_stream_t *)&c->client) == 0) {
-		conn_close(c);
-		return;
-	}
-	maybe_resume(c);
+	c->client_shut = true;
+	tconn_close_after_flush(c->client);
 }
 
-static int send_to(struct conn *c, bool to_client, const char *data, size_t len)
-{
-	struct wreq *r;
-	uv_buf_t b;
-	int rc;
-
-	if (len == 0)
-		return 0;
-	r = malloc(sizeof *r + len);
-	if (!r)
-		return -ENOMEM;
-	r->c = c;
-	r->to_client = to_client;
-	memcpy(r->data, data, len);
-	b = uv_buf_init(r->data, (unsigned)len);
-	rc = uv_write(&r->w, to_client ? (uv_stream_t *)&c->client : (uv_stream_t *)&c->up, &b, 1, on_written);
-	if (rc < 0)
-		free(r);
-	return rc;
-}
+/* ---- answers ------------------------------------------------------------------------------------- */
 
 static void reply_error(struct conn *c, int code, const char *status, const char *reason, const char *body)
 {
 	char buf[1024];
 	int blen = (int)strlen(body), n;
 
+	if (c->state == C_CLOSING || c->state == C_REPLIED)
+		return;
 	n = snprintf(buf, sizeof buf,
 		     "HTTP/1.1 %d %s\r\nX-Proxy-Error: %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
 		     "Content-Length: %d\r\nConnection: close\r\n\r\n%s",
@@ -189,12 +153,17 @@ static void reply_error(struct conn *c, int code, const char *status, const char
 	if (n < 0 || (size_t)n >= sizeof buf)
 		n = snprintf(buf, sizeof buf, "HTTP/1.1 %d %s\r\nX-Proxy-Error: %s\r\nContent-Length: 0\r\n\r\n", code,
 			     status, reason);
-	uv_read_stop((uv_stream_t *)&c->client);
-	if (c->up_init)
-		uv_read_stop((uv_stream_t *)&c->up);
-	c->close_after_write = true;
-	if (send_to(c, true, buf, (size_t)n) < 0)
+	c->state = C_REPLIED;
+	tconn_pause(c->client);
+	if (c->up)
+		tconn_pause(c->up);
+	if (tconn_write(c->client, (const uint8_t *)buf, (size_t)n) < 0) {
 		conn_close(c);
+		return;
+	}
+	/* The client's on_close ends the rest; the timer bounds a client that does not read the answer. */
+	client_finish(c);
+	arm_timer(c, c->x->c.header_timeout_ms);
 }
 
 static void refuse(struct conn *c, const struct egp_decision *d)
@@ -220,143 +189,193 @@ static void fail(struct conn *c, int code, const char *status, const char *reaso
 	reply_error(c, code, status, reason, body);
 }
 
-/* ---- relay -------------------------------------------------------------------------------------- */
+/* ---- relay (both sides on tconn; each side's reads pause while the other's queue is over WQ_HIGH) ---- */
 
-static void on_alloc(uv_handle_t *h, size_t sugg, uv_buf_t *b)
-{
-	(void)h;
-	(void)sugg;
-	b->base = malloc(65536);
-	b->len = b->base ? 65536 : 0;
-}
-
-static void arm_timer(struct conn *c, unsigned ms);
-static void head_data(struct conn *c, const char *d, ssize_t n);
-static void on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
-static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
-
-static void maybe_resume(struct conn *c)
-{
-	if (c->state != C_RELAY)
-		return;
-	if (c->client_paused && !c->client_eof &&
-	    uv_stream_get_write_queue_size((uv_stream_t *)&c->up) < WQ_LOW) {
-		c->client_paused = false;
-		uv_read_start((uv_stream_t *)&c->client, on_alloc, on_client_read);
-	}
-	if (c->up_paused && !c->up_eof && uv_stream_get_write_queue_size((uv_stream_t *)&c->client) < WQ_LOW) {
-		c->up_paused = false;
-		uv_read_start((uv_stream_t *)&c->up, on_alloc, on_up_read);
-	}
-}
-
-static void on_shutdown(uv_shutdown_t *r, int status)
-{
-	(void)status;
-	free(r);
-}
-
-static void half_close(struct conn *c, bool to_client)
-{
-	uv_shutdown_t *r = malloc(sizeof *r);
-	if (!r || uv_shutdown(r, to_client ? (uv_stream_t *)&c->client : (uv_stream_t *)&c->up, on_shutdown) < 0) {
-		free(r);
-		conn_close(c);
-	}
-}
+static void head_data(struct conn *c, const uint8_t *d, size_t n);
 
 /* Plain HTTP: forwards the rest of the first request (its body) and nothing after it. */
-static int msg_complete_cb(http_parser *p)
+static size_t body_part(struct conn *c, const uint8_t *d, size_t n)
 {
-	struct conn *c = p->data;
-	c->msg_done = true;
-	http_parser_pause(p, 1);
-	return 0;
-}
-
-static const http_parser_settings body_settings = { .on_message_complete = msg_complete_cb };
-
-static size_t body_part(struct conn *c, const char *d, size_t n)
-{
-	size_t used;
-	if (c->msg_done)
+	size_t used = 0;
+	h1_ev ev;
+	if (c->msg_done || n == 0)
 		return 0;
-	used = http_parser_execute(&c->parser, &body_settings, d, n);
-	if (HTTP_PARSER_ERRNO(&c->parser) != HPE_OK && HTTP_PARSER_ERRNO(&c->parser) != HPE_PAUSED) {
+	ev = h1_parse(&c->req, d, n, &used);
+	if (ev == H1_ERR) {
 		c->parse_err = true;
 		return 0;
 	}
+	if (ev == H1_DONE)
+		c->msg_done = true;
 	return used;
 }
 
-static void on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+static void client_data(tconn *tc, const uint8_t *p, size_t n, void *ud)
 {
-	struct conn *c = s->data;
+	struct conn *c = ud;
+	size_t fwd = n;
 
-	if (c->state == C_RELAY && n > 0) {
-		size_t fwd = (size_t)n;
-		arm_timer(c, c->x->c.idle_timeout_ms);
-		if (!c->is_connect) {
-			fwd = body_part(c, b->base, (size_t)n);
-			if (c->parse_err) {
-				free(b->base);
-				conn_close(c);
-				return;
-			}
-			if (c->msg_done)
-				uv_read_stop(s);
-		}
-		if (send_to(c, false, b->base, fwd) < 0) {
-			free(b->base);
+	if (c->state == C_HEAD) {
+		head_data(c, p, n);
+		return;
+	}
+	if (c->state != C_RELAY)
+		return;
+	arm_timer(c, c->x->c.idle_timeout_ms);
+	if (!c->is_connect) {
+		fwd = body_part(c, p, n);
+		if (c->parse_err) {
 			conn_close(c);
 			return;
 		}
-		if (uv_stream_get_write_queue_size((uv_stream_t *)&c->up) > WQ_HIGH) {
-			c->client_paused = true;
-			uv_read_stop(s);
-		}
-	} else if (c->state == C_RELAY && n < 0) {
-		c->client_eof = true;
-		uv_read_stop(s);
-		if (n != UV_EOF || c->up_eof)
-			conn_close(c);
+		if (c->msg_done)
+			tconn_pause(tc);
+	}
+	if (tconn_write(c->up, p, fwd) < 0) {
+		conn_close(c);
+		return;
+	}
+	if (tconn_over_high_water(c->up)) {
+		c->client_paused = true;
+		tconn_pause(tc);
+	}
+}
+
+static void client_eof(tconn *tc, void *ud)
+{
+	struct conn *c = ud;
+	(void)tc;
+	if (c->state == C_HEAD) {
+		conn_close(c);
+		return;
+	}
+	if (c->state != C_RELAY)
+		return;
+	c->client_eof = true;
+	if (c->up_eof || tconn_shutdown(c->up) < 0)
+		conn_close(c);
+}
+
+/* The client's queue is down to WQ_LOW: the upstream may be read again. */
+static void client_drain(tconn *tc, void *ud)
+{
+	struct conn *c = ud;
+	(void)tc;
+	if (c->state == C_RELAY && c->up_paused && !c->up_eof) {
+		c->up_paused = false;
+		tconn_resume(c->up);
+	}
+}
+
+static void client_closed(tconn *tc, int err, void *ud)
+{
+	struct conn *c = ud;
+	(void)tc;
+	(void)err;
+	c->client = NULL;
+	c->open_handles--;
+	conn_close(c);
+	conn_maybe_free(c);
+}
+
+static void up_data(tconn *tc, const uint8_t *p, size_t n, void *ud)
+{
+	struct conn *c = ud;
+	if (c->state != C_RELAY)
+		return;
+	arm_timer(c, c->x->c.idle_timeout_ms);
+	if (tconn_write(c->client, p, n) < 0) {
+		conn_close(c);
+		return;
+	}
+	if (tconn_over_high_water(c->client)) {
+		c->up_paused = true;
+		tconn_pause(tc);
+	}
+}
+
+static void up_eof(tconn *tc, void *ud)
+{
+	struct conn *c = ud;
+	(void)tc;
+	if (c->state != C_RELAY)
+		return;
+	c->up_eof = true;
+	/* Plain HTTP ends with the upstream's response; a tunnel half-closes towards the client. */
+	if (c->client_eof || !c->is_connect) {
+		client_finish(c);
+	} else if (tconn_shutdown(c->client) < 0) {
+		conn_close(c);
+	} else {
+		c->client_shut = true;
+	}
+}
+
+/* The upstream's queue is down to WQ_LOW: the client may be read again. */
+static void up_drain(tconn *tc, void *ud)
+{
+	struct conn *c = ud;
+	(void)tc;
+	if (c->state == C_RELAY && c->client_paused && !c->client_eof && (c->is_connect || !c->msg_done)) {
+		c->client_paused = false;
+		tconn_resume(c->client);
+	}
+}
+
+static void try_connect(struct conn *c);
+static void start_relay(struct conn *c);
+
+static void up_open(tconn *tc, int status, void *ud)
+{
+	struct conn *c = ud;
+	(void)tc;
+	if (c->state != C_CONNECT)
+		return;
+	if (status < 0) {
+		c->cerr = status; /* up_closed follows: the next address, or 502 */
+		return;
+	}
+	start_relay(c);
+}
+
+static void up_closed(tconn *tc, int err, void *ud)
+{
+	struct conn *c = ud;
+	(void)tc;
+	(void)err;
+	c->up = NULL;
+	c->open_handles--;
+	switch (c->state) {
+	case C_CONNECT:
+		if (++c->addr_i < c->naddr)
+			try_connect(c);
 		else
-			half_close(c, false);
-	} else if (c->state == C_HEAD && n != 0) {
-		head_data(c, b->base, n);
+			fail(c, 502, "Bad Gateway", "connect-failed", uv_strerror(c->cerr ? c->cerr : -ECONNRESET));
+		return;
+	case C_RELAY:
+		/* The upstream failed: what it sent still goes to the client, then the connection ends. */
+		client_finish(c);
+		return;
+	default:
+		conn_maybe_free(c);
+		return;
 	}
-	free(b->base);
 }
 
-static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
-{
-	struct conn *c = s->data;
+static const tconn_cbs client_cbs = {
+	.on_data = client_data,
+	.on_eof = client_eof,
+	.on_drain = client_drain,
+	.on_close = client_closed,
+};
 
-	if (c->state == C_RELAY && n > 0) {
-		arm_timer(c, c->x->c.idle_timeout_ms);
-		if (send_to(c, true, b->base, (size_t)n) < 0) {
-			free(b->base);
-			conn_close(c);
-			return;
-		}
-		if (uv_stream_get_write_queue_size((uv_stream_t *)&c->client) > WQ_HIGH) {
-			c->up_paused = true;
-			uv_read_stop(s);
-		}
-	} else if (c->state == C_RELAY && n < 0) {
-		c->up_eof = true;
-		uv_read_stop(s);
-		if (n != UV_EOF || c->client_eof || !c->is_connect) {
-			/* Plain HTTP ends with the upstream's response. */
-			c->close_after_write = true;
-			if (uv_stream_get_write_queue_size((uv_stream_t *)&c->client) == 0)
-				conn_close(c);
-		} else {
-			half_close(c, true);
-		}
-	}
-	free(b->base);
-}
+static const tconn_cbs up_cbs = {
+	.on_open = up_open,
+	.on_data = up_data,
+	.on_eof = up_eof,
+	.on_drain = up_drain,
+	.on_close = up_closed,
+};
 
 /* ---- timers ------------------------------------------------------------------------------------- */
 
@@ -374,6 +393,7 @@ static void on_timer(uv_timer_t *t)
 		fail(c, 504, "Gateway Timeout", "connect-timeout", "connect timed out");
 		break;
 	case C_RELAY:
+	case C_REPLIED:
 		conn_close(c);
 		break;
 	default:
@@ -388,23 +408,24 @@ static void arm_timer(struct conn *c, unsigned ms)
 
 /* ---- connect ------------------------------------------------------------------------------------ */
 
-static void try_connect(struct conn *c);
-
 static void start_relay(struct conn *c)
 {
 	char qh[300], ab[64], qr[300];
 	size_t early = c->hlen - c->hend;
+	const uint8_t *rest = (const uint8_t *)c->head + c->hend;
 
 	c->state = C_RELAY;
 	c->x->st.allowed++;
 	log_info("msg=\"egress allowed\" host=%s port=%u address=%s rule=%s method=%s client=%s",
 		 log_quote(c->norm, qh, sizeof qh), c->port, egp_addr_str(&c->addrs[c->addr_i], ab, sizeof ab),
 		 log_quote(c->rule, qr, sizeof qr),
-		 c->is_connect ? "CONNECT" : http_method_str((enum http_method)c->parser.method), c->peer);
+		 c->is_connect ? "CONNECT" : h1_method_name(&c->req), c->peer);
 	arm_timer(c, c->x->c.idle_timeout_ms);
+	tconn_set_water(c->client, WQ_HIGH, WQ_LOW);
+	tconn_set_water(c->up, WQ_HIGH, WQ_LOW);
 	if (c->is_connect) {
 		static const char ok[] = "HTTP/1.1 200 Connection Established\r\n\r\n";
-		if (send_to(c, true, ok, sizeof ok - 1) < 0 || send_to(c, false, c->head + c->hend, early) < 0) {
+		if (tconn_write(c->client, (const uint8_t *)ok, sizeof ok - 1) < 0 || tconn_write(c->up, rest, early) < 0) {
 			conn_close(c);
 			return;
 		}
@@ -412,18 +433,17 @@ static void start_relay(struct conn *c)
 		/* Request line in origin form, headers minus hop-by-hop and Proxy-*, our Host, Connection: close. */
 		static const char *const drop[] = { "host", "connection", "proxy-connection", "keep-alive", "proxy-authorization",
 						    "proxy-authenticate", "te", "trailer", "upgrade", NULL };
-		size_t cap = c->hdrslen + strlen(c->path) + strlen(c->host) + 256, o = 0;
-		char *req = malloc(cap), *p = c->hdrs;
+		size_t cap = c->req.hdrs_len + strlen(c->path) + strlen(c->host) + 256, o = 0, pos = 0, fwd;
+		char *req = malloc(cap);
+		const char *name, *val;
+		int rc;
 		if (!req) {
 			conn_close(c);
 			return;
 		}
-		o += (size_t)snprintf(req + o, cap - o, "%s %s HTTP/1.1\r\n",
-				      http_method_str((enum http_method)c->parser.method), c->path);
-		for (int i = 0; i < c->nhdr; i++) {
-			const char *name = p, *val = p + strlen(p) + 1;
+		o += (size_t)snprintf(req + o, cap - o, "%s %s HTTP/1.1\r\n", h1_method_name(&c->req), c->path);
+		while (h1_header_next(&c->req, &pos, &name, &val)) {
 			bool skip = false;
-			p = (char *)val + strlen(val) + 1;
 			for (const char *const *d = drop; *d; d++)
 				if (!strcasecmp(name, *d))
 					skip = true;
@@ -437,14 +457,14 @@ static void start_relay(struct conn *c)
 			o += (size_t)snprintf(req + o, cap - o, "Host: %s%s%s:%u\r\n", strchr(c->host, ':') ? "[" : "",
 					      c->host, strchr(c->host, ':') ? "]" : "", c->port);
 		o += (size_t)snprintf(req + o, cap - o, "Connection: close\r\n\r\n");
-		int rc = send_to(c, false, req, o);
+		rc = tconn_write(c->up, (const uint8_t *)req, o);
 		free(req);
 		if (rc < 0) {
 			conn_close(c);
 			return;
 		}
-		size_t fwd = body_part(c, c->head + c->hend, early);
-		if (c->parse_err || send_to(c, false, c->head + c->hend, fwd) < 0) {
+		fwd = body_part(c, rest, early);
+		if (c->parse_err || tconn_write(c->up, rest, fwd) < 0) {
 			conn_close(c);
 			return;
 		}
@@ -452,38 +472,7 @@ static void start_relay(struct conn *c)
 	free(c->head);
 	c->head = NULL;
 	if (c->is_connect || !c->msg_done)
-		uv_read_start((uv_stream_t *)&c->client, on_alloc, on_client_read);
-	uv_read_start((uv_stream_t *)&c->up, on_alloc, on_up_read);
-}
-
-static void on_up_closed_retry(uv_handle_t *h)
-{
-	struct conn *c = h->data;
-	c->open_handles--;
-	if (c->state == C_CLOSING) {
-		conn_maybe_free(c);
-		return;
-	}
-	if (++c->addr_i < c->naddr)
-		try_connect(c);
-	else
-		fail(c, 502, "Bad Gateway", "connect-failed", uv_strerror(c->cerr));
-}
-
-static void on_connected(uv_connect_t *r, int status)
-{
-	struct conn *c = r->data;
-	c->connect_pending = false;
-	if (c->state == C_CLOSING)
-		return;
-	if (status == 0) {
-		start_relay(c);
-		return;
-	}
-	/* Next allowed address, once the failed handle is closed (a uv_tcp_t is reused only after close). */
-	c->up_init = false;
-	c->cerr = status;
-	uv_close((uv_handle_t *)&c->up, on_up_closed_retry);
+		tconn_resume(c->client);
 }
 
 static void try_connect(struct conn *c)
@@ -505,18 +494,16 @@ static void try_connect(struct conn *c)
 		memcpy(&s6->sin6_addr, a->b, 16);
 	}
 	c->state = C_CONNECT;
+	c->cerr = 0;
 	arm_timer(c, c->x->c.connect_timeout_ms);
-	uv_tcp_init(&c->x->loop, &c->up);
-	c->up.data = c;
-	c->up_init = true;
-	c->open_handles++;
-	c->creq.data = c;
-	rc = uv_tcp_connect(&c->creq, &c->up, (struct sockaddr *)&ss, on_connected);
+	/* Our own timer answers 504 first; tconn's deadline, a second later, only backs it up. */
+	rc = tconn_connect(&c->x->loop, (struct sockaddr *)&ss, NULL, NULL, c->x->c.connect_timeout_ms + 1000, &up_cbs,
+			   c, &c->up);
 	if (rc < 0) {
 		fail(c, 502, "Bad Gateway", "connect-failed", uv_strerror(rc));
 		return;
 	}
-	c->connect_pending = true;
+	c->open_handles++;
 }
 
 /* Keeps only the allowed addresses; refuses when none is. */
@@ -562,7 +549,8 @@ static void on_resolved(uv_getaddrinfo_t *r, int status, struct addrinfo *res)
 	int n = 0;
 
 	c->gai_pending = false;
-	if (c->state == C_CLOSING) {
+	if (c->state != C_RESOLVE) {
+		/* Closed, or answered already (the lookup timed out): the result is not wanted. */
 		uv_freeaddrinfo(res);
 		conn_maybe_free(c);
 		return;
@@ -581,136 +569,26 @@ static void on_resolved(uv_getaddrinfo_t *r, int status, struct addrinfo *res)
 
 /* ---- request head ------------------------------------------------------------------------------- */
 
-static int hp_url(http_parser *p, const char *at, size_t len)
-{
-	struct conn *c = p->data;
-	if (c->urllen + len > URL_MAX)
-		return 1;
-	memcpy(c->url + c->urllen, at, len);
-	c->urllen += len;
-	c->url[c->urllen] = 0;
-	return 0;
-}
-
-static int hdr_push(struct conn *c, const char *at, size_t len)
-{
-	size_t cap = c->x->c.max_header + 2 * MAX_HEADERS + 2;
-	if (!c->hdrs && !(c->hdrs = malloc(cap)))
-		return 1;
-	if (c->hdrslen + len + 1 > cap)
-		return 1;
-	for (size_t i = 0; i < len; i++)
-		if (at[i] == 0 || at[i] == '\r' || at[i] == '\n')
-			return 1;
-	memcpy(c->hdrs + c->hdrslen, at, len);
-	c->hdrslen += len;
-	c->hdrs[c->hdrslen++] = 0;
-	return 0;
-}
-
-/* The head is parsed in one execute call, so each field and value arrives in one callback. */
-static int hp_field(http_parser *p, const char *at, size_t len)
-{
-	struct conn *c = p->data;
-	if (c->want_value && hdr_push(c, "", 0))
-		return 1;
-	if (++c->nhdr > MAX_HEADERS) {
-		c->too_many = true;
-		return 1;
-	}
-	c->want_value = true;
-	return hdr_push(c, at, len);
-}
-
-static int hp_value(http_parser *p, const char *at, size_t len)
-{
-	struct conn *c = p->data;
-	if (!c->want_value)
-		return 1;
-	c->want_value = false;
-	return hdr_push(c, at, len);
-}
-
-static const http_parser_settings head_settings = {
-	.on_url = hp_url,
-	.on_header_field = hp_field,
-	.on_header_value = hp_value,
-	.on_message_complete = msg_complete_cb,
-};
-
-static size_t find_head_end(const char *d, size_t n)
-{
-	for (size_t i = 0; i + 1 < n; i++) {
-		if (d[i] == '\n' && d[i + 1] == '\n')
-			return i + 2;
-		if (i + 3 < n && d[i] == '\r' && d[i + 1] == '\n' && d[i + 2] == '\r' && d[i + 3] == '\n')
-			return i + 4;
-	}
-	return 0;
-}
-
 static void handle_head(struct conn *c)
 {
 	struct egp_decision d;
 	struct egp_addr ip;
+	char why[96];
 
-	http_parser_init(&c->parser, HTTP_REQUEST);
-	c->parser.data = c;
-	http_parser_execute(&c->parser, &head_settings, c->head, c->hend);
-	if (c->too_many) {
-		fail(c, 431, "Request Header Fields Too Large", "header-too-large", "too many header fields");
+	if (c->req.target_long) {
+		fail(c, 400, "Bad Request", "bad-request", "request target too long");
 		return;
 	}
-	if (HTTP_PARSER_ERRNO(&c->parser) != HPE_OK && HTTP_PARSER_ERRNO(&c->parser) != HPE_PAUSED) {
-		fail(c, 400, "Bad Request", "bad-request", http_errno_description(HTTP_PARSER_ERRNO(&c->parser)));
-		return;
-	}
-	/* Make the list whole: a field with an empty value may not have had a value callback. */
-	if (c->want_value && hdr_push(c, "", 0)) {
-		fail(c, 431, "Request Header Fields Too Large", "header-too-large", "request head over the size limit");
-		return;
-	}
-	c->is_connect = c->parser.method == HTTP_CONNECT;
+	c->is_connect = c->req.method == HTTP_CONNECT;
 	if (c->is_connect) {
 		if (na_split_hostport(c->url, false, c->host, sizeof c->host, &c->port) < 0 || !c->host[0]) {
 			fail(c, 400, "Bad Request", "bad-request", "CONNECT needs host:port");
 			return;
 		}
-	} else {
-		struct http_parser_url u;
-		http_parser_url_init(&u);
-		if (c->urllen == 0 || c->url[0] == '/' ||
-		    http_parser_parse_url(c->url, c->urllen, 0, &u) != 0 || !(u.field_set & (1 << UF_HOST)) ||
-		    !(u.field_set & (1 << UF_SCHEMA))) {
-			fail(c, 400, "Bad Request", "bad-request", "a proxy request needs an absolute http:// URL");
-			return;
-		}
-		if (u.field_data[UF_SCHEMA].len != 4 || strncasecmp(c->url + u.field_data[UF_SCHEMA].off, "http", 4)) {
-			fail(c, 400, "Bad Request", "bad-request", "only http:// URLs; use CONNECT for https");
-			return;
-		}
-		if (u.field_data[UF_HOST].len >= sizeof c->host) {
-			fail(c, 400, "Bad Request", "bad-request", "host too long");
-			return;
-		}
-		memcpy(c->host, c->url + u.field_data[UF_HOST].off, u.field_data[UF_HOST].len);
-		c->host[u.field_data[UF_HOST].len] = 0;
-		c->port = (u.field_set & (1 << UF_PORT)) ? u.port : 80;
-		if (c->port == 0) {
-			fail(c, 400, "Bad Request", "bad-request", "bad port");
-			return;
-		}
-		size_t po = (u.field_set & (1 << UF_PATH)) ? u.field_data[UF_PATH].off : c->urllen;
-		size_t pe = (u.field_set & (1 << UF_QUERY)) ? u.field_data[UF_QUERY].off + u.field_data[UF_QUERY].len
-							     : (u.field_set & (1 << UF_PATH)) ? po + u.field_data[UF_PATH].len : po;
-		if (pe > po)
-			snprintf(c->path, sizeof c->path, "%.*s", (int)(pe - po), c->url + po);
-		else
-			snprintf(c->path, sizeof c->path, "/");
-		if (c->path[0] != '/') {
-			fail(c, 400, "Bad Request", "bad-request", "bad path");
-			return;
-		}
+	} else if (h1_absolute_target(c->url, c->req.target_len, c->host, sizeof c->host, &c->port, c->path,
+				      sizeof c->path, why, sizeof why) < 0) {
+		fail(c, 400, "Bad Request", "bad-request", why);
+		return;
 	}
 	/* Policy on the name as asked, before any lookup. */
 	egp_check_host(c->x->pol, c->host, strlen(c->host), c->port, c->norm, sizeof c->norm, &ip, &d);
@@ -737,31 +615,44 @@ static void handle_head(struct conn *c)
 	}
 }
 
-static void head_data(struct conn *c, const char *d, ssize_t n)
+/* An h1 error before the head ended. */
+static void head_error(struct conn *c)
 {
-	size_t cap = c->x->c.max_header;
+	if (c->req.err == H1_E_HEAD_TOO_LARGE)
+		fail(c, 431, "Request Header Fields Too Large", "header-too-large",
+		     c->req.nheaders > MAX_HEADERS ? "too many header fields" : "request head over the size limit");
+	else
+		fail(c, 400, "Bad Request", "bad-request", c->req.errstr);
+}
 
-	if (n < 0) {
-		conn_close(c);
-		return;
-	}
-	if (c->hlen + (size_t)n > cap + 65536) {
+static void head_data(struct conn *c, const uint8_t *d, size_t n)
+{
+	size_t cap = c->x->c.max_header, used;
+	h1_ev ev;
+
+	if (c->hlen + n > cap + 65536) {
 		fail(c, 431, "Request Header Fields Too Large", "header-too-large", "request head over the size limit");
 		return;
 	}
-	memcpy(c->head + c->hlen, d, (size_t)n);
-	c->hlen += (size_t)n;
-	c->hend = find_head_end(c->head, c->hlen);
-	if (c->hend == 0) {
-		if (c->hlen > cap)
-			fail(c, 431, "Request Header Fields Too Large", "header-too-large", "request head over the size limit");
+	memcpy(c->head + c->hlen, d, n);
+	c->hlen += n;
+	ev = h1_parse(&c->req, (const uint8_t *)c->head + c->hend, c->hlen - c->hend, &used);
+	c->hend += used;
+	if (ev == H1_MORE)
+		return;
+	if (ev == H1_ERR) {
+		head_error(c);
 		return;
 	}
-	if (c->hend > cap) {
-		fail(c, 431, "Request Header Fields Too Large", "header-too-large", "request head over the size limit");
+	/* H1_HEAD leaves the head's last LF (it is there: it ended the head); taking it alone ends a message
+	 * without a body (CONNECT, GET) and leaves hend where the body or the tunnel starts. */
+	if ((ev = h1_parse(&c->req, (const uint8_t *)c->head + c->hend, 1, &used)) == H1_ERR) {
+		head_error(c);
 		return;
 	}
-	uv_read_stop((uv_stream_t *)&c->client);
+	c->hend += used;
+	c->msg_done = ev == H1_DONE;
+	tconn_pause(c->client); /* until the upstream is connected */
 	handle_head(c);
 }
 
@@ -771,8 +662,6 @@ static void on_conn(uv_stream_t *srv, int status)
 {
 	egx *x = srv->data;
 	struct conn *c;
-	struct sockaddr_storage ss;
-	int sl = sizeof ss;
 
 	if (status < 0)
 		return;
@@ -780,37 +669,38 @@ static void on_conn(uv_stream_t *srv, int status)
 	if (!c)
 		return;
 	c->x = x;
-	uv_tcp_init(&x->loop, &c->client);
-	c->client.data = c;
 	uv_timer_init(&x->loop, &c->timer);
 	c->timer.data = c;
-	c->open_handles = 2;
+	c->open_handles = 1;
 	c->next = x->conns;
 	if (x->conns)
 		x->conns->prev = c;
 	x->conns = c;
 	x->nconns++;
-	if (uv_accept(srv, (uv_stream_t *)&c->client) < 0) {
-		conn_close(c);
+	if (tconn_accept(srv, NULL, &client_cbs, c, &c->client) < 0) {
+		conn_close(c); /* tconn released the socket: only the timer is left */
 		return;
 	}
+	c->open_handles++;
 	x->st.accepted++;
-	if (uv_tcp_getpeername(&c->client, (struct sockaddr *)&ss, &sl) == 0)
-		na_format((struct sockaddr *)&ss, c->peer, sizeof c->peer);
-	else
-		snprintf(c->peer, sizeof c->peer, "?");
-	uv_tcp_nodelay(&c->client, 1);
+	na_format(tconn_peer_addr(c->client), c->peer, sizeof c->peer);
 	if (x->nconns > x->c.max_conns) {
 		fail(c, 503, "Service Unavailable", "too-many-connections", "the sandbox has too many proxy connections");
 		return;
 	}
 	c->head = malloc(x->c.max_header + 65536);
-	if (!c->head) {
+	c->hdrs = malloc(x->c.max_header + 2 * MAX_HEADERS + 2);
+	if (!c->head || !c->hdrs) {
 		conn_close(c);
 		return;
 	}
+	/* The head cap counts its last LF, which h1 leaves out of its own count: hence max_header - 1. The
+	 * proxy routes on the target, not Host. */
+	h1_init(&c->req, true, (uint32_t)(x->c.max_header - 1));
+	h1_any_host(&c->req);
+	h1_keep_target(&c->req, c->url, sizeof c->url);
+	h1_keep_headers(&c->req, c->hdrs, x->c.max_header + 2 * MAX_HEADERS + 2, MAX_HEADERS);
 	arm_timer(c, x->c.header_timeout_ms);
-	uv_read_start((uv_stream_t *)&c->client, on_alloc, on_client_read);
 }
 
 static void on_walk_close(uv_handle_t *h, void *arg)

@@ -47,58 +47,42 @@ static void sni_on_data(struct relay *r, const uint8_t *p, size_t n)
 	}
 }
 
-static int head_url(http_parser *hp, const char *at, size_t len)
-{
-	struct mtls_head *h = hp->data;
-	if (h->urllen + len >= sizeof h->url) {
-		h->url_long = true;
-		return 0;
-	}
-	memcpy(h->url + h->urllen, at, len);
-	h->urllen += len;
-	h->url[h->urllen] = 0;
-	return 0;
-}
-
-static int head_done(http_parser *hp)
-{
-	struct mtls_head *h = hp->data;
-	h->done = true;
-	return 2; /* for CONNECT: stop here, what follows is the tunnel */
-}
-
-static const http_parser_settings head_settings = { .on_url = head_url, .on_headers_complete = head_done };
-
 static void mtls_on_data(struct relay *r, const uint8_t *p, size_t n)
 {
 	struct mtls_head *h = r->head;
 	char hb[600], *colon, *end;
-	size_t used;
+	size_t used, lf;
 	long port;
+	h1_ev ev;
 
-	used = http_parser_execute(&h->hp, &head_settings, (const char *)p, n);
-	h->seen += used;
-	if (!h->done) {
-		if (HTTP_PARSER_ERRNO(&h->hp) != HPE_OK) {
-			log_info("msg=\"client rejected\" entry=mtls reason=\"bad CONNECT request: %s\" peer=%s",
-				 http_errno_name(HTTP_PARSER_ERRNO(&h->hp)), r->peer);
-			edgi_reject_metric("mtls", "bad_request");
-			edgi_mtls_error(r, 400, "Bad Request", "malformed HTTP request");
-		} else if (h->seen > HEAD_MAX) {
+	ev = h1_parse(&h->req, p, n, &used);
+	if (ev == H1_MORE)
+		return;
+	if (ev == H1_ERR) {
+		if (h->req.err == H1_E_HEAD_TOO_LARGE) {
 			edgi_reject_metric("mtls", "too_large");
 			edgi_mtls_error(r, 431, "Request Header Fields Too Large", "CONNECT request head too large");
+			return;
 		}
+		log_info("msg=\"client rejected\" entry=mtls reason=\"bad CONNECT request: %s\" peer=%s",
+			 h->req.errstr, r->peer);
+		edgi_reject_metric("mtls", "bad_request");
+		edgi_mtls_error(r, 400, "Bad Request", "malformed HTTP request");
 		return;
 	}
+	/* H1_HEAD leaves the head's last LF (it is there: it ended the head); after a CONNECT head what follows
+	 * it is the tunnel. */
+	if (h1_parse(&h->req, p + used, 1, &lf) != H1_ERR)
+		used += lf;
 	uv_timer_stop(&r->timer);
-	if (h->hp.method != HTTP_CONNECT) {
+	if (h->req.method != HTTP_CONNECT) {
 		log_info("msg=\"client rejected\" entry=mtls reason=\"method %s, not CONNECT\" peer=%s",
-			 http_method_str((enum http_method)h->hp.method), r->peer);
+			 h1_method_name(&h->req), r->peer);
 		edgi_reject_metric("mtls", "bad_request");
 		edgi_mtls_error(r, 405, "Method Not Allowed", "only CONNECT <route>.<tunnel domain>:443 is served here");
 		return;
 	}
-	if (h->url_long || !(colon = strrchr(h->url, ':')) || colon == h->url ||
+	if (h->req.target_long || !(colon = strrchr(h->url, ':')) || colon == h->url ||
 	    (size_t)(colon - h->url) >= sizeof r->host) {
 		log_info("msg=\"client rejected\" entry=mtls reason=\"bad CONNECT target\" target=%s peer=%s",
 			 q(h->url, hb, sizeof hb), r->peer);
@@ -282,8 +266,10 @@ void edgi_on_client(uv_stream_t *lsn, int status)
 			uv_close((uv_handle_t *)&r->timer, edgi_relay_timer_closed);
 			return;
 		}
-		http_parser_init(&r->head->hp, HTTP_REQUEST);
-		r->head->hp.data = r->head;
+		/* HEAD_MAX counts the head's last LF, h1's cap does not. Routing is on the target, not Host. */
+		h1_init(&r->head->req, true, HEAD_MAX - 1);
+		h1_any_host(&r->head->req);
+		h1_keep_target(&r->head->req, r->head->url, sizeof r->head->url);
 	}
 	if ((rc = tconn_accept(lsn, entry == ENTRY_MTLS ? e->mctx : NULL, &relay_cbs, r, &r->tc)) < 0) {
 		log_warn("msg=\"accept failed\" entry=%s err=\"%s\"", ename, uv_strerror(rc));

@@ -7,7 +7,6 @@
 #include "tunnel/edge.h"
 
 #include <errno.h>
-#include <http_parser.h>
 #include <nghttp2/nghttp2.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -18,6 +17,7 @@
 
 #include "core/admin.h"
 #include "core/cbuf.h"
+#include "core/h1.h"
 #include "core/daemon.h"
 #include "core/log.h"
 #include "core/tconn.h"
@@ -73,10 +73,8 @@ enum entry { ENTRY_SNI, ENTRY_MTLS };
 enum rstate { RS_HELLO, RS_HEAD, RS_OPENING, RS_OPEN, RS_DONE };
 
 struct mtls_head {
-	http_parser hp;
-	char url[512];
-	size_t urllen, seen;
-	bool url_long, done;
+	h1 req;
+	char url[512]; /* the CONNECT target (h1_keep_target) */
 };
 
 struct relay {

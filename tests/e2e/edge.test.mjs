@@ -408,6 +408,13 @@ describe('postern edge', () => {
     assert.match(await mtlsRaw(req(`mcp.${tun.domain}:8443`)), /^HTTP\/1\.1 403 Forbidden\r\n[^]*only port 443 is relayed/);
     assert.match(await mtlsRaw(req(`mcp.nosuchtunnelxxxx.${DOMAIN}:443`)), /^HTTP\/1\.1 404 Not Found\r\n/);
     assert.match(await mtlsRaw(`GET / HTTP/1.1\r\nHost: x\r\n\r\n`), /^HTTP\/1\.1 405 Method Not Allowed\r\n/);
+    // The head itself: malformed 400, over 8 KiB 431, a target over 511 bytes 400; Host is not required.
+    assert.match(await mtlsRaw('CONNECT\x01 x HTTP/1.1\r\n\r\n'), /^HTTP\/1\.1 400 Bad Request\r\n[^]*malformed HTTP request/);
+    assert.match(await mtlsRaw(`CONNECT mcp.${tun.domain}:443 HTTP/1.1\r\nX: ${'a'.repeat(8200)}\r\n\r\n`),
+      /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n[^]*CONNECT request head too large/);
+    assert.match(await mtlsRaw(`CONNECT ${'a'.repeat(520)}.${tun.domain}:443 HTTP/1.1\r\n\r\n`),
+      /^HTTP\/1\.1 400 Bad Request\r\n[^]*CONNECT target must be host:443/);
+    assert.match(await mtlsRaw(`CONNECT mcp.nosuchtunnelxxxx.${DOMAIN}:443 HTTP/1.1\r\n\r\n`), /^HTTP\/1\.1 404 Not Found\r\n/);
     const ok = await viaMtls(`https://${tunnelHost('api')}/still-ok`, ['--proxy-cert', agent.cert, '--proxy-key', agent.key]);
     assert.equal(ok.code, 0, ok.stderr);
     assert.equal(ok.stdout, `route ${tunnelHost('api')} path /still-ok got 0 \n`);

@@ -1,3 +1,4 @@
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,7 +8,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "proxy/h1.h"
+#include "core/h1.h"
 
 /* Feeds s in pieces of size step and records, per message, the exact bytes attributed to it. */
 struct split {
@@ -206,6 +207,127 @@ static void test_head_response_and_upgrade(void **st)
 	assert_int_equal(strlen(r101) - off, 3);
 }
 
+/* The options the admin server, the edge's CONNECT entry and the egress proxy use: the caller's target
+ * buffer, every header kept, no Host rules; split anywhere, the outcome is the same. */
+static void test_keep_target_headers_any_host(void **st)
+{
+	const char *s = "GET http://a.example/0123456789abcdef HTTP/1.1\r\nX-A: 1\r\nx-empty:\r\nX-Fold: a\r\n b\r\n"
+			"Host: one\r\nHost: two\r\nX-Ws:   v w  \r\n\r\nrest";
+	(void)st;
+	for (size_t step = 1; step <= strlen(s); step++) {
+		h1 h;
+		char t[20], hb[256];
+		const char *name, *value;
+		size_t off = 0, pos = 0, used, n;
+		h1_ev ev = H1_MORE;
+		h1_init(&h, true, 8192);
+		h1_any_host(&h);
+		h1_keep_target(&h, t, sizeof t);
+		h1_keep_headers(&h, hb, sizeof hb, 10);
+		while (ev != H1_DONE) {
+			n = strlen(s) - off < step ? strlen(s) - off : step;
+			ev = h1_parse(&h, (const uint8_t *)s + off, n, &used);
+			assert_int_not_equal(ev, H1_ERR);
+			off += used;
+		}
+		assert_int_equal(strlen(s) - off, 4);
+		assert_string_equal(h.target, "http://a.example/01");
+		assert_true(h.target_long);
+		assert_int_equal(h.nheaders, 6);
+		assert_true(h1_header_next(&h, &pos, &name, &value));
+		assert_string_equal(name, "X-A");
+		assert_string_equal(value, "1");
+		assert_true(h1_header_next(&h, &pos, &name, &value));
+		assert_string_equal(name, "x-empty");
+		assert_string_equal(value, "");
+		assert_true(h1_header_next(&h, &pos, &name, &value));
+		assert_string_equal(name, "X-Fold");
+		assert_string_equal(value, "a b"); /* http-parser joins a folded line */
+		assert_true(h1_header_next(&h, &pos, &name, &value));
+		assert_string_equal(value, "one");
+		assert_true(h1_header_next(&h, &pos, &name, &value));
+		assert_string_equal(value, "two");
+		assert_true(h1_header_next(&h, &pos, &name, &value));
+		assert_string_equal(name, "X-Ws");
+		assert_string_equal(value, "v w  ");
+		assert_false(h1_header_next(&h, &pos, &name, &value));
+	}
+}
+
+static void test_keep_limits(void **st)
+{
+	h1 h;
+	char t[8], hb[32];
+	size_t used;
+	const char *many = "GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
+	const char *big = "GET / HTTP/1.1\r\nA: 0123456789012345678901234567890123456789\r\n\r\n";
+	const char *connect = "CONNECT a.example:443 HTTP/1.1\r\n\r\nTLS";
+	const char *nohost = "GET / HTTP/1.1\r\n\r\n";
+	(void)st;
+	h1_init(&h, true, 8192);
+	h1_keep_headers(&h, hb, sizeof hb, 2);
+	assert_int_equal(h1_parse(&h, (const uint8_t *)many, strlen(many), &used), H1_ERR);
+	assert_int_equal(h.err, H1_E_HEAD_TOO_LARGE);
+	assert_string_equal(h.errstr, "too many header fields");
+	h1_init(&h, true, 8192);
+	h1_keep_headers(&h, hb, sizeof hb, 10);
+	assert_int_equal(h1_parse(&h, (const uint8_t *)big, strlen(big), &used), H1_ERR);
+	assert_int_equal(h.err, H1_E_HEAD_TOO_LARGE);
+	assert_string_equal(h.errstr, "header fields over the size limit");
+	/* A CONNECT without Host: its head, then H1_DONE on the head's last LF; the rest is the tunnel. */
+	h1_init(&h, true, 8192);
+	h1_any_host(&h);
+	h1_keep_target(&h, t, sizeof t);
+	assert_int_equal(h1_parse(&h, (const uint8_t *)connect, strlen(connect), &used), H1_HEAD);
+	assert_int_equal(used, strlen(connect) - 4);
+	assert_int_equal(h.method, HTTP_CONNECT);
+	assert_string_equal(h.target, "a.examp");
+	assert_true(h.target_long);
+	assert_int_equal(h1_parse(&h, (const uint8_t *)connect + used, 4, &used), H1_DONE);
+	assert_int_equal(used, 1);
+	/* The option holds across h1_next; without it, HTTP/1.1 needs a Host. */
+	h1_next(&h);
+	assert_int_equal(h1_parse(&h, (const uint8_t *)nohost, strlen(nohost), &used), H1_HEAD);
+	assert_false(h.target_long);
+	assert_string_equal(h.target, "/");
+	h1_init(&h, true, 8192);
+	assert_int_equal(h1_parse(&h, (const uint8_t *)nohost, strlen(nohost), &used), H1_ERR);
+	assert_int_equal(h.err, H1_E_HOST);
+}
+
+static void test_absolute_target(void **st)
+{
+	static const struct {
+		const char *url, *host, *path, *err;
+		unsigned port;
+	} c[] = {
+		{ "http://a.example:8080/p?q=1#frag", "a.example", "/p?q=1", NULL, 8080 },
+		{ "HTTP://a.example", "a.example", "/", NULL, 80 },
+		{ "http://[::1]:81/x", "::1", "/x", NULL, 81 },
+		{ "/relative", NULL, NULL, "a proxy request needs an absolute http:// URL", 0 },
+		{ "", NULL, NULL, "a proxy request needs an absolute http:// URL", 0 },
+		{ "https://a.example/", NULL, NULL, "only http:// URLs; use CONNECT for https", 0 },
+		{ "http://a.example:0/", NULL, NULL, "bad port", 0 },
+		{ "http://0123456789.example/", NULL, NULL, "host too long", 0 },
+	};
+	(void)st;
+	for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+		char host[16], path[32], err[64];
+		uint16_t port = 0;
+		int r = h1_absolute_target(c[i].url, strlen(c[i].url), host, sizeof host, &port, path, sizeof path, err,
+					   sizeof err);
+		if (c[i].err) {
+			assert_int_equal(r, -EINVAL);
+			assert_string_equal(err, c[i].err);
+			continue;
+		}
+		assert_int_equal(r, 0);
+		assert_string_equal(host, c[i].host);
+		assert_string_equal(path, c[i].path);
+		assert_int_equal(port, c[i].port);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -215,6 +337,9 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_eof),
 		cmocka_unit_test(test_head_response_and_upgrade),
+		cmocka_unit_test(test_keep_target_headers_any_host),
+		cmocka_unit_test(test_keep_limits),
+		cmocka_unit_test(test_absolute_target),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

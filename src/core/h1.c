@@ -1,8 +1,7 @@
-#include "proxy/h1.h"
+#include "core/h1.h"
 
 #include <errno.h>
-#include <strings.h>
-
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -14,16 +13,59 @@ static int on_message_begin(http_parser *p)
 	return 0;
 }
 
+/* Fails the parse from a callback: h1_parse reports h->err, not the callback error http-parser records. */
+static int fail(h1 *h, h1_err err, const char *errstr)
+{
+	h->err = err;
+	h->errstr = errstr;
+	return 1;
+}
+
 static int on_url(http_parser *p, const char *at, size_t n)
 {
 	h1 *h = H(p);
-	size_t room = H1_TARGET_KEEP - h->target_len;
-	if (n > room)
+	size_t room = h->target_cap - 1 - h->target_len;
+	if (n > room) {
+		h->target_long = true;
 		n = room;
+	}
 	memcpy(h->target + h->target_len, at, n);
 	h->target_len += n;
 	h->target[h->target_len] = 0;
 	return 0;
+}
+
+static int hdr_put(h1 *h, const char *at, size_t n)
+{
+	if (n == 0)
+		return 0;
+	if (memchr(at, 0, n) || memchr(at, '\r', n) || memchr(at, '\n', n))
+		return fail(h, H1_E_SYNTAX, "CR, LF or NUL inside a header field");
+	if (n > h->hdrs_cap - h->hdrs_len)
+		return fail(h, H1_E_HEAD_TOO_LARGE, "header fields over the size limit");
+	memcpy(h->hdrs + h->hdrs_len, at, n);
+	h->hdrs_len += n;
+	return 0;
+}
+
+static int hdr_end(h1 *h)
+{
+	if (h->hdrs_len >= h->hdrs_cap)
+		return fail(h, H1_E_HEAD_TOO_LARGE, "header fields over the size limit");
+	h->hdrs[h->hdrs_len++] = 0;
+	return 0;
+}
+
+/* Ends the open name (with an empty value: http-parser may not report one) or value. */
+static int hdr_close(h1 *h)
+{
+	int r = 0;
+	if (h->hdr_state == 1)
+		r = hdr_end(h) || hdr_end(h);
+	else if (h->hdr_state == 2)
+		r = hdr_end(h);
+	h->hdr_state = 0;
+	return r;
 }
 
 static int on_header_field(http_parser *p, const char *at, size_t n)
@@ -33,7 +75,16 @@ static int on_header_field(http_parser *p, const char *at, size_t n)
 		/* a new header starts */
 		h->in_value = false;
 		h->field_len = 0;
+		if (h->hdrs) {
+			if (hdr_close(h))
+				return 1;
+			if (++h->nheaders > h->hdrs_max)
+				return fail(h, H1_E_HEAD_TOO_LARGE, "too many header fields");
+			h->hdr_state = 1;
+		}
 	}
+	if (h->hdrs && hdr_put(h, at, n))
+		return 1;
 	for (size_t i = 0; i < n; i++) {
 		if (h->field_len < sizeof h->field)
 			h->field[h->field_len] = at[i];
@@ -50,7 +101,14 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
 		h->field_is_host = h->request && h->field_len == 4 && !strncasecmp(h->field, "host", 4);
 		if (h->field_is_host)
 			h->host_count++;
+		if (h->hdrs) {
+			if (hdr_end(h))
+				return 1;
+			h->hdr_state = 2;
+		}
 	}
+	if (h->hdrs && hdr_put(h, at, n))
+		return 1;
 	if (h->field_is_host && h->host_count == 1) {
 		if (h->host_len + n > H1_HOST_KEEP) {
 			h->host_too_long = true;
@@ -73,8 +131,10 @@ static int on_headers_complete(http_parser *p)
 	h->upgrade = p->upgrade;
 	h->ev = H1_HEAD;
 	http_parser_pause(p, 1);
+	if (h->hdrs && hdr_close(h))
+		return 0; /* h->err is set; h1_parse reports it */
 	if (h->request) {
-		if (h->host_count > 1 || h->host_too_long) {
+		if (!h->any_host && (h->host_count > 1 || h->host_too_long)) {
 			h->err = H1_E_HOST;
 			h->errstr = h->host_too_long ? "Host header too long" : "more than one Host header";
 		}
@@ -123,6 +183,10 @@ static void reset_fields(h1 *h)
 	h->method = h->status = h->http_minor = 0;
 	h->target[0] = h->host[0] = 0;
 	h->target_len = h->host_len = 0;
+	h->target_long = false;
+	h->hdrs_len = 0;
+	h->nheaders = 0;
+	h->hdr_state = 0;
 	h->host_count = 0;
 	h->host_too_long = false;
 	h->field_len = (size_t)-1;
@@ -131,6 +195,51 @@ static void reset_fields(h1 *h)
 	h->errstr = NULL;
 	h->body_cb = NULL;
 	h->body_ud = NULL;
+}
+
+int h1_absolute_target(const char *url, size_t len, char *host, size_t hostcap, uint16_t *port, char *path,
+		       size_t pathcap, char *err, size_t errlen)
+{
+	struct http_parser_url u;
+	const char *why = NULL;
+	size_t po, pe;
+
+	http_parser_url_init(&u);
+	if (len == 0 || url[0] == '/' || http_parser_parse_url(url, len, 0, &u) != 0 || !(u.field_set & (1 << UF_HOST)) ||
+	    !(u.field_set & (1 << UF_SCHEMA))) {
+		why = "a proxy request needs an absolute http:// URL";
+		goto out;
+	}
+	if (u.field_data[UF_SCHEMA].len != 4 || strncasecmp(url + u.field_data[UF_SCHEMA].off, "http", 4)) {
+		why = "only http:// URLs; use CONNECT for https";
+		goto out;
+	}
+	if (u.field_data[UF_HOST].len >= hostcap) {
+		why = "host too long";
+		goto out;
+	}
+	memcpy(host, url + u.field_data[UF_HOST].off, u.field_data[UF_HOST].len);
+	host[u.field_data[UF_HOST].len] = 0;
+	*port = (u.field_set & (1 << UF_PORT)) ? u.port : 80;
+	if (*port == 0) {
+		why = "bad port";
+		goto out;
+	}
+	/* The path runs to the end of the query; a fragment is not sent. */
+	po = (u.field_set & (1 << UF_PATH)) ? u.field_data[UF_PATH].off : len;
+	pe = (u.field_set & (1 << UF_QUERY)) ? (size_t)u.field_data[UF_QUERY].off + u.field_data[UF_QUERY].len
+	     : (u.field_set & (1 << UF_PATH)) ? po + u.field_data[UF_PATH].len
+					       : po;
+	if (pe > po)
+		snprintf(path, pathcap, "%.*s", (int)(pe - po), url + po);
+	else
+		snprintf(path, pathcap, "/");
+	if (path[0] != '/')
+		why = "bad path";
+out:
+	if (why)
+		snprintf(err, errlen, "%s", why);
+	return why ? -EINVAL : 0;
 }
 
 int h1_head_value(const uint8_t *head, size_t len, const char *name, char *out, size_t outlen)
@@ -166,6 +275,8 @@ void h1_init(h1 *h, bool request, uint32_t max_head)
 	memset(h, 0, sizeof *h);
 	h->request = request;
 	h->max_head = max_head;
+	h->target = h->target_buf;
+	h->target_cap = sizeof h->target_buf;
 	http_parser_init(&h->p, request ? HTTP_REQUEST : HTTP_RESPONSE);
 	h->p.data = h;
 	reset_fields(h);
@@ -176,6 +287,37 @@ void h1_next(h1 *h)
 	http_parser_init(&h->p, h->request ? HTTP_REQUEST : HTTP_RESPONSE);
 	h->p.data = h;
 	reset_fields(h);
+}
+
+void h1_keep_target(h1 *h, char *buf, size_t cap)
+{
+	h->target = buf;
+	h->target_cap = cap;
+	h->target[0] = 0;
+	h->target_len = 0;
+}
+
+void h1_keep_headers(h1 *h, char *buf, size_t cap, unsigned max)
+{
+	h->hdrs = buf;
+	h->hdrs_cap = cap;
+	h->hdrs_max = max;
+	h->hdrs_len = 0;
+}
+
+void h1_any_host(h1 *h) { h->any_host = true; }
+
+int h1_header_next(const h1 *h, size_t *pos, const char **name, const char **value)
+{
+	size_t nl, vl;
+	if (!h->hdrs || *pos >= h->hdrs_len)
+		return 0;
+	*name = h->hdrs + *pos;
+	nl = strlen(*name);
+	*value = *name + nl + 1;
+	vl = strlen(*value);
+	*pos += nl + 1 + vl + 1;
+	return 1;
 }
 
 void h1_skip_body(h1 *h) { h->skip_body = true; }
@@ -214,7 +356,7 @@ h1_ev h1_parse(h1 *h, const uint8_t *data, size_t n, size_t *used)
 		h->errstr = "head too large";
 		return H1_ERR;
 	}
-	if (h->ev == H1_HEAD && h->request && h->host_count == 0 && h->http_minor >= 1 &&
+	if (h->ev == H1_HEAD && h->request && !h->any_host && h->host_count == 0 && h->http_minor >= 1 &&
 	    h->p.http_major == 1) {
 		h->err = H1_E_HOST;
 		h->errstr = "missing Host header";
