@@ -1,5 +1,5 @@
 /* The sandbox tools (see tools.h). */
-#include "sandbox/tools.h"
+#include "sandbox/tools/tools.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -19,9 +19,8 @@
 #include <unistd.h>
 
 #include "core/log.h"
-#include "sandbox/mcp_server.h"
-#include "sandbox/tool_text.h"
-#include "sandbox/tool_wire.h"
+#include "sandbox/tools/tool_text.h"
+#include "sandbox/tools/tool_wire.h"
 
 struct tool_session {
 	struct tool_backend b;
@@ -436,12 +435,20 @@ out:
 
 /* ---- dispatch ------------------------------------------------------------------------------------ */
 
+json_t *tool_result(const char *text, size_t len, bool is_error)
+{
+	json_t *t = json_stringn(text, len);
+	if (!t)
+		return NULL;
+	return json_pack("{s:[{s:s,s:o}],s:b}", "content", "type", "text", "text", t, "isError", is_error);
+}
+
 static json_t *result_of(char *text, bool is_error)
 {
 	json_t *r;
 	if (!text)
-		return mcps_text_result("internal error: out of memory", 29, true);
-	r = mcps_text_result(text, strlen(text), is_error);
+		return tool_result("internal error: out of memory", 29, true);
+	r = tool_result(text, strlen(text), is_error);
 	free(text);
 	return r;
 }

@@ -1,5 +1,5 @@
 /* The file tool worker inside the sandbox (see tool_worker.h). */
-#include "sandbox/tool_worker.h"
+#include "sandbox/tools/tool_worker.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -12,8 +12,8 @@
 
 #include <jansson.h>
 
-#include "sandbox/tool_files.h"
-#include "sandbox/tool_wire.h"
+#include "sandbox/tools/tool_files.h"
+#include "sandbox/tools/tool_wire.h"
 
 static int write_all(int fd, const void *p, size_t n)
 {

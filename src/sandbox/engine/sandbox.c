@@ -1,6 +1,6 @@
 /* Sandbox engine, host side: prepares the session (env, seccomp program, cgroups, protected paths), clones
  * the init into fresh namespaces, and drives it over the control socket. See sandbox.h. */
-#include "sandbox/sandbox.h"
+#include "sandbox/engine/sandbox.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,11 +25,11 @@
 #include <unistd.h>
 
 #include "core/log.h"
-#include "sandbox/cgroup.h"
-#include "sandbox/sbx_proto.h"
-#include "sandbox/seccomp_policy.h"
-#include "sandbox/ws_doors.h"
-#include "sandbox/ws_quota.h"
+#include "sandbox/engine/cgroup.h"
+#include "sandbox/engine/sbx_proto.h"
+#include "sandbox/engine/seccomp_policy.h"
+#include "sandbox/engine/ws_doors.h"
+#include "sandbox/engine/ws_quota.h"
 
 static const char *const default_env_allow[] = { "PATH", "LANG", "LC_*", "TERM", "TZ", NULL };
 static const char *const default_hide[] = { "/root", "/home", "/etc/shadow", "/etc/gshadow", "/etc/sudoers",

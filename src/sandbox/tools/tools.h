@@ -8,7 +8,8 @@
  * as untrusted text (capped, UTF-8 cleaned). A timeout or a cancel kills the worker; the next call
  * starts a new one.
  *
- * Tool results are MCP CallToolResult objects (content + isError), see tool_call(). */
+ * Tool results are CallToolResult objects (content + isError), see tool_call(): the JSON shape is the
+ * seam, so the tools know no MCP server and any face (MCP, a test) can carry them. */
 #ifndef POSTERN_TOOLS_H
 #define POSTERN_TOOLS_H
 
@@ -18,7 +19,7 @@
 
 #include <jansson.h>
 
-#include "sandbox/tool_files.h"
+#include "sandbox/tools/tool_files.h"
 
 typedef struct tool_session tool_session;
 
@@ -57,7 +58,11 @@ tool_session *tool_session_new(const struct tool_backend *b);
 /* Kills the shell (if any) and frees. NULL is fine. */
 void tool_session_free(tool_session *t);
 
-/* mcps_call_fn-compatible: runs tool `name` with args; 0 with *result, -ENOENT for an unknown tool.
+/* A CallToolResult {"content":[{"type":"text","text":text}],"isError":is_error}; text valid UTF-8 (NULL when
+ * not, or out of memory). */
+json_t *tool_result(const char *text, size_t len, bool is_error);
+
+/* The shape of the MCP server's call callback: runs tool `name` with args; 0 with *result, -ENOENT for an unknown tool.
  * Invalid arguments are isError results (so that a model can correct itself). */
 int tool_call(void *session, const char *name, json_t *args, json_t **result);
 

@@ -1,5 +1,5 @@
 /* The file tools, run by the tool worker inside the sandbox (see tool_files.h). */
-#include "sandbox/tool_files.h"
+#include "sandbox/tools/tool_files.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -15,8 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "sandbox/tool_files_int.h"
-#include "sandbox/tool_text.h"
+#include "sandbox/tools/tool_files_int.h"
+#include "sandbox/tools/tool_text.h"
 
 uint64_t tfile_now_ms(void)
 {

@@ -2,7 +2,7 @@
  * (its processes move into a leaf child first: the no-internal-processes rule), or at the v2 root;
  * otherwise each v1 controller is used where mounted and writable (a configured v1 directory, or our
  * own v1 cgroup). */
-#include "sandbox/cgroup.h"
+#include "sandbox/engine/cgroup.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -10,7 +10,7 @@
 
 #include <jansson.h>
 
-#include "sandbox/tool_files.h"
+#include "sandbox/tools/tool_files.h"
 
 /* Growing text with a cap (limit, 0 = none): at the cap it is cut at a UTF-8 boundary and marked full. */
 struct tfile_text {

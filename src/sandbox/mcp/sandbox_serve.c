@@ -1,5 +1,5 @@
 /* `postern sandbox serve --stdio` (see sandbox_serve.h). */
-#include "sandbox/sandbox_serve.h"
+#include "sandbox/mcp/sandbox_serve.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,12 +16,12 @@
 
 #include "core/cfg.h"
 #include "core/log.h"
-#include "sandbox/egress_proxy.h"
-#include "sandbox/mcp_server.h"
-#include "sandbox/sandbox.h"
-#include "sandbox/sandbox_cli.h"
-#include "sandbox/sandbox_slots.h"
-#include "sandbox/tools.h"
+#include "sandbox/egress/egress_proxy.h"
+#include "sandbox/engine/sandbox.h"
+#include "sandbox/engine/sandbox_slots.h"
+#include "sandbox/engine/sbxopt.h"
+#include "sandbox/mcp/mcp_server.h"
+#include "sandbox/tools/tools.h"
 
 static void usage(FILE *f)
 {
@@ -85,7 +85,7 @@ int ssv_parse(int argc, char **argv, struct ssv_opts *o, char *err, size_t errle
 			o->workspace = v;
 			o->scratch = a[2] == 's';
 		} else if (!strcmp(a, "--disk")) {
-			if (sandbox_cli_parse_disk(v, &o->disk_bytes, err, errlen) < 0)
+			if (sbxopt_disk(v, &o->disk_bytes, err, errlen) < 0)
 				return -EINVAL;
 		} else if (!strcmp(a, "--image")) {
 			o->image = v;
@@ -114,11 +114,11 @@ int ssv_parse(int argc, char **argv, struct ssv_opts *o, char *err, size_t errle
 			}
 			*(a[2] == 'm' ? &o->memory_bytes : &o->tmp_bytes) = sz;
 		} else if (!strcmp(a, "--pids") || !strcmp(a, "--max-sandboxes")) {
-			if (sandbox_cli_parse_count(a, v, a[2] == 'p' ? 1000000 : SLOT_MAX,
+			if (sbxopt_count(a, v, a[2] == 'p' ? 1000000 : SLOT_MAX,
 						    a[2] == 'p' ? &o->pids : &o->max_sandboxes, err, errlen) < 0)
 				return -EINVAL;
 		} else if (!strcmp(a, "--cpus")) {
-			if (sandbox_cli_parse_cpus(v, &o->cpu_millis, err, errlen) < 0)
+			if (sbxopt_cpus(v, &o->cpu_millis, err, errlen) < 0)
 				return -EINVAL;
 		} else if (!strcmp(a, "--timeout") || !strcmp(a, "--idle-timeout")) {
 			if (cfg_parse_duration_ms(v, &ms) < 0 || ms < 1 || ms > 7ll * 24 * 3600 * 1000 ||

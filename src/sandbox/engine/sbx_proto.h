@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "sandbox/sandbox.h"
+#include "sandbox/engine/sandbox.h"
 
 #define SBXP_MAX_PAYLOAD (64 * 1024)
 

@@ -1,0 +1,44 @@
+/* Limit values for the sandbox CLIs (see sbxopt.h). */
+#include "sandbox/engine/sbxopt.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "core/cfg.h"
+#include "sandbox/engine/ws_quota.h"
+
+int sbxopt_cpus(const char *v, unsigned *millis, char *err, size_t errlen)
+{
+	char *end;
+	double d = strtod(v, &end);
+	if (*end || !(d >= 0.01 && d <= 1024)) {
+		snprintf(err, errlen, "--cpus %s: expected a number of CPUs like 0.5 or 2", v);
+		return -EINVAL;
+	}
+	*millis = (unsigned)(d * 1000 + 0.5);
+	return 0;
+}
+
+int sbxopt_count(const char *opt, const char *v, long max, unsigned *out, char *err, size_t errlen)
+{
+	char *end;
+	long n = strtol(v, &end, 10);
+	if (*end || n < 1 || n > max) {
+		snprintf(err, errlen, "%s %s: expected 1..%ld", opt, v, max);
+		return -EINVAL;
+	}
+	*out = (unsigned)n;
+	return 0;
+}
+
+int sbxopt_disk(const char *v, uint64_t *out, char *err, size_t errlen)
+{
+	uint64_t sz;
+	if (cfg_parse_size(v, &sz) < 0 || sz < WSQ_MIN_BYTES || sz > (16ull << 40)) {
+		snprintf(err, errlen, "--disk %s: expected a size from 16M to 16T, like 2G", v);
+		return -EINVAL;
+	}
+	*out = sz;
+	return 0;
+}
