@@ -25,9 +25,11 @@
 
 static void usage(FILE *f)
 {
+	fprintf(f, "usage: postern sandbox serve --stdio [options]\n\nAn MCP server (JSON-RPC over stdin/stdout) with the tools");
+	for (const struct tool_def *d = tool_table; d->name; d++)
+		fprintf(f, "%s %s", d == tool_table ? "" : d[1].name ? "," : " and", d->name);
 	fprintf(f,
-		"usage: postern sandbox serve --stdio [options]\n\n"
-		"An MCP server (JSON-RPC over stdin/stdout) with the tools bash, read, write, edit, glob and grep.\n"
+		".\n"
 		"One sandbox per session: created at the first tool call, removed at stdin EOF, SIGTERM or idle timeout.\n\n"
 		"options:\n"
 		"  --workspace DIR       host directory mounted read-write at /workspace (default: an empty tmpfs)\n"
@@ -345,13 +347,9 @@ fail:
 int ssv_call(void *session, const char *tool, json_t *args, json_t **result)
 {
 	ssv_session *ss = session;
-	static const char *const known[] = { "bash", "read", "write", "edit", "glob", "grep", NULL };
-	bool ok = false;
 	char err[600];
 
-	for (const char *const *k = known; *k; k++)
-		ok |= !strcmp(*k, tool);
-	if (!ok)
+	if (!tool_find(tool))
 		return -ENOENT;
 	if (!ss->tools) {
 		if (make_sandbox(ss, err, sizeof err) < 0) {
@@ -440,13 +438,9 @@ static void *runner_main(void *arg)
 static int runner_start_call(void *ud, json_t *id, const char *tool, json_t *args)
 {
 	struct runner *r = ud;
-	static const char *const known[] = { "bash", "read", "write", "edit", "glob", "grep", NULL };
-	bool ok = false;
 	struct job *j;
 
-	for (const char *const *k = known; *k; k++)
-		ok |= !strcmp(*k, tool);
-	if (!ok)
+	if (!tool_find(tool))
 		return -ENOENT;
 	pthread_mutex_lock(&r->mu);
 	if (r->pending >= MAX_PENDING || !(j = calloc(1, sizeof *j))) {

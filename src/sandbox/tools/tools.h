@@ -26,6 +26,7 @@ typedef struct tool_session tool_session;
 #define TOOL_BASH_OUTPUT_CAP (100u * 1024u)
 #define TOOL_BASH_DEFAULT_TIMEOUT_MS 120000u
 #define TOOL_BASH_MAX_TIMEOUT_MS 3600000u
+#define TOOL_BASH_MAX_TIMEOUT_TEXT "3600000" /* the same, for bash's JSON schema */
 #define TOOL_BASH_MAX_COMMAND (1u << 20)
 
 /* Where the tools act. The shell functions start and stop the persistent shell inside the sandbox. */
@@ -54,6 +55,21 @@ struct tool_backend {
 	void *ud;
 };
 
+/* The one table of tools: tools/list, tool_call and the worker's dispatch all read it. */
+#define TOOL_F_WORKER 1u /* runs in the tool worker inside the sandbox (a file tool), else on the host side */
+struct tool_def {
+	const char *name;
+	const char *description;
+	const char *input_schema; /* JSON text: the tool's inputSchema as tools/list sends it */
+	unsigned flags;
+	/* The call on the host side: the result text (malloc'd, NULL when out of memory) and *is_error. */
+	char *(*call)(tool_session *t, const struct tool_def *d, json_t *args, bool *is_error);
+	tfile_fn worker; /* TOOL_F_WORKER: the tool inside the worker (tool_files.h) */
+};
+extern const struct tool_def tool_table[]; /* ends with a NULL name */
+/* The tool called name, or NULL. */
+const struct tool_def *tool_find(const char *name);
+
 tool_session *tool_session_new(const struct tool_backend *b);
 /* Kills the shell (if any) and frees. NULL is fine. */
 void tool_session_free(tool_session *t);
@@ -66,7 +82,7 @@ json_t *tool_result(const char *text, size_t len, bool is_error);
  * Invalid arguments are isError results (so that a model can correct itself). */
 int tool_call(void *session, const char *name, json_t *args, json_t **result);
 
-/* The tools/list array with the six tools' JSON schemas (new reference). */
+/* The tools/list array from tool_table: name, description, inputSchema per tool (new reference). */
 json_t *tool_list_json(void);
 
 /* Single tools, returning the result text (malloc'd, valid UTF-8) and setting *is_error. Exposed for
