@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "sandbox/engine/landlock.h"
+#include "sandbox/engine/sandbox.h"
 #include "sandbox/engine/seccomp_policy.h"
 
 #define MAX_CMDS 256
