@@ -86,19 +86,12 @@ int sandbox_cli_parse_run(int argc, char **argv, struct sandbox_run_opts *o, cha
 		if (need(argc, argv, i, err, errlen) < 0)
 			return -EINVAL;
 		const char *v = argv[++i];
-		if (!strcmp(a, "--workspace") || !strcmp(a, "--scratch-workspace")) {
-			if (o->workspace) {
-				snprintf(err, errlen, "%s: one workspace only (--workspace or --scratch-workspace)", a);
-				return -EINVAL;
-			}
-			o->workspace = v;
-			o->scratch = a[2] == 's';
-		} else if (!strcmp(a, "--disk")) {
-			if (sbxopt_disk(v, &o->disk_bytes, err, errlen) < 0)
-				return -EINVAL;
-		} else if (!strcmp(a, "--image")) {
-			o->image = v;
-		} else if (!strcmp(a, "--cgroup-parent")) {
+		int rc = sbxopt_place(a, v, &o->workspace, &o->scratch, &o->disk_bytes, &o->image, err, errlen);
+		if (rc < 0)
+			return -EINVAL;
+		if (rc > 0)
+			continue;
+		if (!strcmp(a, "--cgroup-parent")) {
 			if (v[0] != '/') {
 				snprintf(err, errlen, "--cgroup-parent %s: expected an absolute cgroup v2 directory", v);
 				return -EINVAL;

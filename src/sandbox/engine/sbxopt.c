@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/cfg.h"
 #include "sandbox/engine/ws_quota.h"
@@ -40,5 +41,26 @@ int sbxopt_disk(const char *v, uint64_t *out, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	*out = sz;
+	return 0;
+}
+
+int sbxopt_place(const char *a, const char *v, const char **workspace, bool *scratch, uint64_t *disk_bytes,
+		 const char **image, char *err, size_t errlen)
+{
+	if (!strcmp(a, "--workspace") || !strcmp(a, "--scratch-workspace")) {
+		if (*workspace) {
+			snprintf(err, errlen, "%s: one workspace only (--workspace or --scratch-workspace)", a);
+			return -EINVAL;
+		}
+		*workspace = v;
+		*scratch = a[2] == 's';
+		return 1;
+	}
+	if (!strcmp(a, "--disk"))
+		return sbxopt_disk(v, disk_bytes, err, errlen) < 0 ? -EINVAL : 1;
+	if (!strcmp(a, "--image")) {
+		*image = v;
+		return 1;
+	}
 	return 0;
 }

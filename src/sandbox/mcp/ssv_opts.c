@@ -68,21 +68,14 @@ static int apply(struct ssv_opts *o, const char *a, const char *v, char *err, si
 	int64_t ms;
 	uint64_t sz;
 
+	int placed;
+
 	if (!strcmp(a, "--option"))
 		return route_option(o, v, err, errlen);
-	if (!strcmp(a, "--workspace") || !strcmp(a, "--scratch-workspace")) {
-		if (o->workspace) {
-			snprintf(err, errlen, "%s: one workspace only (--workspace or --scratch-workspace)", a);
-			return -EINVAL;
-		}
-		o->workspace = v;
-		o->scratch = a[2] == 's';
-	} else if (!strcmp(a, "--disk")) {
-		if (sbxopt_disk(v, &o->disk_bytes, err, errlen) < 0)
-			return -EINVAL;
-	} else if (!strcmp(a, "--image")) {
-		o->image = v;
-	} else if (!strcmp(a, "--slots-dir")) {
+	placed = sbxopt_place(a, v, &o->workspace, &o->scratch, &o->disk_bytes, &o->image, err, errlen);
+	if (placed)
+		return placed < 0 ? -EINVAL : 0;
+	if (!strcmp(a, "--slots-dir")) {
 		o->slots_dir = v;
 	} else if (!strcmp(a, "--allow-domain") || !strcmp(a, "--deny-domain")) {
 		bool allow = a[2] == 'a';
