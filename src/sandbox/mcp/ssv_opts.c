@@ -54,6 +54,7 @@ static int route_option(struct ssv_opts *o, const char *kv, char *err, size_t er
 	}
 	if (k->kind != RK_BOOL)
 		return apply(o, k->flag, eq + 1, err, errlen);
+	/* no_cgroup, the one boolean key */
 	if (cfg_parse_bool(eq + 1, &on) < 0) {
 		snprintf(err, errlen, "--option %s: '%s' is not a boolean (true or false)", kv, eq + 1);
 		return -EINVAL;
@@ -166,10 +167,10 @@ int ssv_opts_parse(int argc, char **argv, struct ssv_opts *o, char *err, size_t 
  * flag's check through the same code as `sandbox serve`, so a route that loads also starts. */
 static int check_value(struct ssv_opts *o, const struct route_key *k, const char *v, char *err, size_t errlen)
 {
-	char e[300], *kv = NULL;
+	char e[300];
 	uint64_t sz;
 	int64_t ms;
-	bool on;
+	bool on, ok = false;
 	int rc;
 
 	if (k->kind == RK_SIZE && cfg_parse_size(v, &sz) < 0)
@@ -183,17 +184,14 @@ static int check_value(struct ssv_opts *o, const struct route_key *k, const char
 	else if (k->kind == RK_BOOL && cfg_parse_bool(v, &on) < 0)
 		snprintf(err, errlen, "%s: '%s' is not a boolean (true or false)", k->key, v);
 	else
-		goto flag;
-	return -EINVAL;
-flag:
-	if (asprintf(&kv, "%s=%s", k->key, v) < 0) {
-		snprintf(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
-	rc = route_option(o, kv, e, sizeof e);
+		ok = true;
+	if (!ok)
+		return -EINVAL;
+	if (k->kind == RK_BOOL)
+		return 0;
+	rc = apply(o, k->flag, v, e, sizeof e); /* v lives in the optmap as long as o */
 	if (rc < 0)
 		snprintf(err, errlen, "%s: %s", k->key, e);
-	free(kv);
 	return rc;
 }
 
