@@ -8,16 +8,21 @@ cp -r src "$t/src"
 scripts/layers.sh "$t/src" >/dev/null || { echo "layers self-test: the clean copy failed" >&2; exit 1; }
 echo '#include "tunnel/sni.h"' >> "$t/src/core/log.c"          # core knows a feature
 echo '#include "proxy/proxy.h"' >> "$t/src/tunnel/reg.c"        # tunnel knows the proxy
-echo '#include "sandbox/sandbox.h"' >> "$t/src/tunnel/sni.h"    # tunnel knows the sandbox
-echo '#include "tunnel/edge.h"' >> "$t/src/sandbox/landlock.c"  # sandbox knows a transport
+echo '#include "sandbox/engine/sandbox.h"' >> "$t/src/tunnel/sni.h"    # tunnel knows the sandbox
+echo '#include "tunnel/edge.h"' >> "$t/src/sandbox/engine/landlock.c"  # sandbox knows a transport
 echo '#include "commands.h"' >> "$t/src/proxy/route.c"          # below the command table
-echo '#include "sandbox/tools.h"' >> "$t/src/sandbox/tool_text.c"   # a cycle with tools.c -> tool_text.h
+echo '#include "sandbox/tools/tools.h"' >> "$t/src/sandbox/tools/tool_text.c"   # a cycle with tools.c -> tool_text.h
+echo '#include "sandbox/mcp/mcp_server.h"' >> "$t/src/sandbox/tools/tool_wire.c" # tools know the MCP server
+echo '#include "sandbox/tools/tools.h"' >> "$t/src/sandbox/engine/ws_quota.c"     # the engine knows the tools
 mkdir "$t/src/newdir" && echo 'int x;' > "$t/src/newdir/a.c"    # a folder with no rule
 if out=$(scripts/layers.sh "$t/src" 2>&1); then echo "layers self-test: violations passed" >&2; exit 1; fi
 for want in 'core/log.c:[0-9]* includes "tunnel/sni.h"' 'tunnel/reg.c:[0-9]* includes "proxy/proxy.h"' \
-            'tunnel/sni.h:[0-9]* includes "sandbox/sandbox.h"' 'sandbox/landlock.c:[0-9]* includes "tunnel/edge.h"' \
+            'tunnel/sni.h:[0-9]* includes "sandbox/engine/sandbox.h"' 'sandbox/engine/landlock.c:[0-9]* includes "tunnel/edge.h"' \
             'proxy/route.c:[0-9]* includes commands.h but defines no command' 'newdir/a.c: folder src/newdir has no rule' \
-            'include cycle: sandbox/tool_text includes sandbox/tools.h' '7 include(s) break'; do
+            'include cycle: sandbox/tools/tool_text includes sandbox/tools/tools.h' \
+            'sandbox/tools/tool_wire.c:[0-9]* includes "sandbox/mcp/mcp_server.h": src/sandbox/tools may include only' \
+            'sandbox/engine/ws_quota.c:[0-9]* includes "sandbox/tools/tools.h": src/sandbox/engine may include only' \
+            '9 include(s) break'; do
   grep -q "$want" <<<"$out" || { echo "layers self-test: missing: $want"; echo "$out"; exit 1; } >&2
 done
-echo "layers self-test: 7 injected violations caught"
+echo "layers self-test: 9 injected violations caught"

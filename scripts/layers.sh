@@ -4,9 +4,14 @@
 #   core     -> core                       (knows no feature)
 #   tunnel   -> core, tunnel               (knows neither proxy nor sandbox)
 #   proxy    -> core, proxy
-#   sandbox  -> core, sandbox              (knows no transport)
+#   sandbox  -> core, sandbox and its sub-folders (knows no transport; the top level is the CLI), where
+#     sandbox/engine -> core, sandbox/engine                     (namespaces, init, cgroups, seccomp, slots)
+#     sandbox/egress -> core, sandbox/egress, sandbox/engine     (the proxy listens in the sandbox's netns)
+#     sandbox/tools  -> core, sandbox/tools                      (knows no MCP server, no engine)
+#     sandbox/mcp    -> core, sandbox/mcp, tools, engine, egress (the MCP server face wires them)
 #   gateway  -> core, tunnel, proxy, gateway   (the wiring of a daemon)
 #   src/*.c  -> anything                   (main and the command table)
+# A file's folder is its directory under src/ (sandbox/engine/x.c is in sandbox/engine), and so is a header's;
 # and commands.h (the command table) only from a file that defines one of its commands; no two modules
 # include each other's headers (x_int.h counts as module x; header-only modules are exempt).
 # Usage: scripts/layers.sh [SRC_DIR]   (default src; the self-test passes a tree with violations)
@@ -19,7 +24,11 @@ allowed() { # folder -> allowed include folders
     core) echo "core" ;;
     tunnel) echo "core tunnel" ;;
     proxy) echo "core proxy" ;;
-    sandbox) echo "core sandbox" ;;
+    sandbox) echo "core sandbox sandbox/engine sandbox/egress sandbox/tools sandbox/mcp" ;;
+    sandbox/engine) echo "core sandbox/engine" ;;
+    sandbox/egress) echo "core sandbox/egress sandbox/engine" ;;
+    sandbox/tools) echo "core sandbox/tools" ;;
+    sandbox/mcp) echo "core sandbox/mcp sandbox/tools sandbox/engine sandbox/egress" ;;
     gateway) echo "core tunnel proxy gateway" ;;
     *) echo "" ;;
   esac
@@ -31,7 +40,7 @@ bad=0 files=0
 while IFS= read -r f; do
   files=$((files + 1))
   rel=${f#"$src"/}
-  dir=${rel%%/*}
+  dir=${rel%/*}
   [ "$dir" = "$rel" ] && continue # top level: main.c, check.c, commands.h
   ok=$(allowed "$dir")
   if [ -z "$ok" ]; then
@@ -49,7 +58,7 @@ while IFS= read -r f; do
       fi
       continue
     fi
-    to=${inc%%/*}
+    to=${inc%/*}
     [ "$to" = "$inc" ] && continue
     from_mod=${rel%.*} to_mod=${inc%.h}
     from_mod=${from_mod%_int} to_mod=${to_mod%_int} # x_int.h is module x's internal header

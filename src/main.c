@@ -2,8 +2,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/log.h"
 #include "commands.h"
+#include "core/log.h"
+#include "core/optmap.h"
+#include "sandbox/mcp/ssv_opts.h"
 
 struct command {
 	const char *name;
@@ -39,6 +41,8 @@ int main(int argc, char **argv)
 		printf("postern %s\n", POSTERN_VERSION);
 		return 0;
 	}
+	/* Options one part carries for another unparsed are checked by their owner: a proxy route's sandbox:. */
+	optmap_set_checker("sandbox", ssv_opts_check);
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
 		if (!strcmp(argv[1], commands[i].name)) {
 			log_set_component(commands[i].name);

@@ -154,6 +154,23 @@ int cfg_fail(cfg_doc *d, cfg_node *map, const char *key, const char *fmt, ...)
 	return -EINVAL;
 }
 
+int cfg_fail_line(cfg_doc *d, int line, const char *fmt, ...)
+{
+	char msg[384];
+	va_list ap;
+
+	if (d->err[0])
+		return -EINVAL;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (line)
+		snprintf(d->err, sizeof d->err, "%s:%d: %s", d->path, line, msg);
+	else
+		snprintf(d->err, sizeof d->err, "%s: %s", d->path, msg);
+	return -EINVAL;
+}
+
 int cfg_check_keys(cfg_doc *d, cfg_node *map, const char *where, const char *const *allowed)
 {
 	void *it = NULL;
@@ -262,12 +279,19 @@ int cfg_get_bool(cfg_doc *d, cfg_node *map, const char *key, bool *out)
 	int rc = get_scalar(d, map, key, &s);
 	if (rc)
 		return rc;
+	if (cfg_parse_bool(s, out) < 0)
+		return cfg_fail(d, map, key, "'%s' is not a boolean (true or false)", s);
+	return 0;
+}
+
+int cfg_parse_bool(const char *s, bool *out)
+{
 	if (!strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "on"))
 		*out = true;
 	else if (!strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "off"))
 		*out = false;
 	else
-		return cfg_fail(d, map, key, "'%s' is not a boolean (true or false)", s);
+		return -EINVAL;
 	return 0;
 }
 

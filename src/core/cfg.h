@@ -23,6 +23,8 @@ const char *cfg_path(const cfg_doc *d);
 const char *cfg_error(const cfg_doc *d);
 /* Records an error at node n (or at key within map when n is NULL); returns -EINVAL. */
 int cfg_fail(cfg_doc *d, cfg_node *map, const char *key, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Records an error at a line (0 = unknown) with the message as given, for checks done elsewhere. */
+int cfg_fail_line(cfg_doc *d, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Line (1-based) of key in map, or of a scalar node; 0 when unknown. */
 int cfg_key_line(cfg_node *map, const char *key);
 int cfg_node_line(cfg_node *n);
@@ -50,6 +52,8 @@ const char *cfg_scalar(cfg_node *n);
 
 /* "250ms", "10s", "5m", "2h", "720h", "1h30m"; a bare number is seconds. 0 or -EINVAL. */
 int cfg_parse_duration_ms(const char *s, int64_t *ms);
+/* true/yes/on, false/no/off; 0 or -EINVAL. */
+int cfg_parse_bool(const char *s, bool *out);
 /* "512", "64K", "2M", "1G", "2GiB"; 0 or -EINVAL. */
 int cfg_parse_size(const char *s, uint64_t *bytes);
 

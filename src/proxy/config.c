@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/optmap.h"
 #include "proxy/proxy.h"
 
 const char *const px_config_keys[] = { "listen_addr", "log_level", "shutdown_timeout", "tunnel_domain",
@@ -42,15 +43,17 @@ void px_config_free(px_config *c)
 	free(c);
 }
 
-/* `name: {sandbox: {...}}` or `name: {stdio: [cmd, args...], max_sessions: N, idle_timeout: D}`. */
+/* `name: {sandbox: {...}}` (options the sandbox checks, carried unparsed) or
+ * `name: {stdio: [cmd, args...], max_sessions: N, idle_timeout: D}`. */
 static int load_mcp_route(cfg_doc *d, cfg_node *routes, const char *name, cfg_node *val, route *r)
 {
 	static const char *const top[] = { "stdio", "sandbox", "max_sessions", "idle_timeout", NULL };
-	static const char *const sbx_keys[] = { "image", "workspace_root", "memory", "pids", "cpus", "tmp", "disk", "timeout",
-						"allow_domains", "deny_domains", "no_cgroup", NULL };
 	cfg_node *sb = NULL, *st = cfg_get(val, "stdio");
-	char **list = NULL, *s = NULL, **argv = NULL;
-	size_t n = 0, na = 0;
+	char **list = NULL, err[384];
+	size_t n = 0;
+	optmap opts = { 0 };
+	const optmap_ent *ws, *at = NULL;
+	optmap_check_fn check;
 	int64_t v, ms;
 	int rc;
 
@@ -96,88 +99,33 @@ static int load_mcp_route(cfg_doc *d, cfg_node *routes, const char *name, cfg_no
 		return -ENOMEM;
 	if (!sb)
 		return 0;
-	if ((rc = cfg_check_keys(d, sb, "sandbox", sbx_keys)) < 0)
+	if ((rc = optmap_from_cfg(d, sb, "sandbox", &opts)) < 0)
 		return rc;
-	argv = calloc(64, sizeof *argv);
-	if (!argv)
-		return -ENOMEM;
-#define ADD(flag, val)                                                                                     \
-	do {                                                                                               \
-		if (na + 2 >= 63) {                                                                        \
-			rc = cfg_fail(d, sb, NULL, "too many sandbox options");                            \
-			goto out;                                                                          \
-		}                                                                                          \
-		if (!(argv[na] = strdup(flag)) || !(argv[na + 1] = strdup(val))) {                        \
-			rc = -ENOMEM;                                                                      \
-			goto out;                                                                          \
-		}                                                                                          \
-		na += 2;                                                                                   \
-	} while (0)
-	{
-		static const char *const plain[][2] = { { "image", "--image" }, { "memory", "--memory" },
-							{ "pids", "--pids" }, { "cpus", "--cpus" },
-							{ "tmp", "--tmp" }, { "disk", "--disk" },
-							{ "timeout", "--timeout" } };
-		for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
-			uint64_t sz;
-			if ((rc = cfg_get_str(d, sb, plain[i][0], &s)) < 0)
-				goto out;
-			if (rc == 1)
-				continue;
-			if ((!strcmp(plain[i][0], "memory") || !strcmp(plain[i][0], "tmp")) && cfg_parse_size(s, &sz) < 0) {
-				rc = cfg_fail(d, sb, plain[i][0], "'%s' is not a size (e.g. 512M, 2G)", s);
-				goto out;
-			}
-			if (!strcmp(plain[i][0], "disk") &&
-			    (cfg_parse_size(s, &sz) < 0 || sz < (16ull << 20) || sz > (16ull << 40))) {
-				rc = cfg_fail(d, sb, plain[i][0], "'%s' is not a size from 16M to 16T (e.g. 10G)", s);
-				goto out;
-			}
-			if (!strcmp(plain[i][0], "timeout") && cfg_parse_duration_ms(s, &ms) < 0) {
-				rc = cfg_fail(d, sb, plain[i][0], "'%s' is not a duration (e.g. 30s, 2m)", s);
-				goto out;
-			}
-			if (!strcmp(plain[i][0], "image") && s[0] != '/') {
-				rc = cfg_fail(d, sb, plain[i][0], "must be an absolute directory path");
-				goto out;
-			}
-			ADD(plain[i][1], s);
-		}
-	}
-	{
-		bool nocg = false;
-		if ((rc = cfg_get_bool(d, sb, "no_cgroup", &nocg)) < 0)
+	/* workspace_root is the bridge's own key (a directory per session under it); the rest is the
+	 * sandbox's, checked by the sandbox alone and passed to `sandbox serve` as --option KEY=VALUE. */
+	if ((ws = optmap_get(&opts, "workspace_root"))) {
+		if (ws->list || ws->map || ws->n != 1)
+			rc = cfg_fail(d, sb, "workspace_root", "expected a single value, not a list or mapping");
+		else if (ws->vals[0][0] != '/')
+			rc = cfg_fail(d, sb, "workspace_root", "must be an absolute directory path");
+		else if (!(r->workspace_root = strdup(ws->vals[0])))
+			rc = -ENOMEM;
+		if (rc < 0)
 			goto out;
-		if (nocg) {
-			if (!(argv[na++] = strdup("--no-cgroup"))) {
-				rc = -ENOMEM;
-				goto out;
-			}
-		}
+		optmap_del(&opts, "workspace_root");
 	}
-	for (int k = 0; k < 2; k++) {
-		const char *key = k ? "deny_domains" : "allow_domains";
-		if ((rc = cfg_get_strlist(d, sb, key, &list, &n)) < 0)
-			goto out;
-		for (size_t i = 0; rc == 0 && i < n; i++)
-			ADD(k ? "--deny-domain" : "--allow-domain", list[i]);
-		cfg_strv_free(list);
-		list = NULL;
-	}
-#undef ADD
-	if ((rc = cfg_get_str(d, sb, "workspace_root", &r->workspace_root)) < 0)
-		goto out;
-	if (rc == 0 && r->workspace_root[0] != '/') {
-		rc = cfg_fail(d, sb, "workspace_root", "must be an absolute directory path");
+	if ((check = optmap_checker("sandbox")) && check(&opts, &at, err, sizeof err) < 0) {
+		rc = cfg_fail_line(d, at ? at->line : cfg_key_line(val, "sandbox"), "%s", err);
 		goto out;
 	}
-	r->argv = argv;
-	argv = NULL;
-	rc = 0;
+	if (optmap_count_values(&opts) > 31) { /* two arguments each, within the bridge's command line */
+		rc = cfg_fail(d, sb, NULL, "too many sandbox options");
+		goto out;
+	}
+	if (opts.n && !(r->argv = optmap_to_argv(&opts, "--option")))
+		rc = -ENOMEM;
 out:
-	cfg_strv_free(argv);
-	cfg_strv_free(list);
-	free(s);
+	optmap_free(&opts);
 	return rc;
 }
 

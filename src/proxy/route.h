@@ -23,8 +23,8 @@ typedef struct route {
 	char *host;  /* upstream host: a DNS name or an IPv4 literal, as written */
 	uint16_t port;
 	char *value; /* the value as configured, for logs */
-	/* ROUTE_STDIO: the command (argv[0] is a path); ROUTE_SANDBOX: extra `sandbox serve` options.
-	 * NULL-terminated, may be NULL. */
+	/* ROUTE_STDIO: the command (argv[0] is a path); ROUTE_SANDBOX: the route's sandbox: options for
+	 * `sandbox serve`, unparsed (`--option KEY=VALUE` pairs, core/optmap.h). NULL-terminated, may be NULL. */
 	char **argv;
 	char *workspace_root;     /* sandbox: per-session workspaces under this host directory; NULL = tmpfs */
 	unsigned max_sessions;    /* stdio/sandbox: concurrent MCP sessions; 0 = default */

@@ -14,9 +14,9 @@
 #include "commands.h"
 #include "core/cfg.h"
 #include "core/log.h"
-#include "sandbox/egress_proxy.h"
-#include "sandbox/tool_worker.h"
-#include "sandbox/ws_quota.h"
+#include "sandbox/egress/egress_proxy.h"
+#include "sandbox/engine/sbxopt.h"
+#include "sandbox/tools/tool_worker.h"
 
 #define PROXY_ADDR EGX_PROXY_ADDR
 #define PROXY_PORT EGX_PROXY_PORT
@@ -57,41 +57,6 @@ static int need(int argc, char **argv, int i, char *err, size_t errlen)
 	return 0;
 }
 
-int sandbox_cli_parse_cpus(const char *v, unsigned *millis, char *err, size_t errlen)
-{
-	char *end;
-	double d = strtod(v, &end);
-	if (*end || !(d >= 0.01 && d <= 1024)) {
-		snprintf(err, errlen, "--cpus %s: expected a number of CPUs like 0.5 or 2", v);
-		return -EINVAL;
-	}
-	*millis = (unsigned)(d * 1000 + 0.5);
-	return 0;
-}
-
-int sandbox_cli_parse_count(const char *opt, const char *v, long max, unsigned *out, char *err, size_t errlen)
-{
-	char *end;
-	long n = strtol(v, &end, 10);
-	if (*end || n < 1 || n > max) {
-		snprintf(err, errlen, "%s %s: expected 1..%ld", opt, v, max);
-		return -EINVAL;
-	}
-	*out = (unsigned)n;
-	return 0;
-}
-
-int sandbox_cli_parse_disk(const char *v, uint64_t *out, char *err, size_t errlen)
-{
-	uint64_t sz;
-	if (cfg_parse_size(v, &sz) < 0 || sz < WSQ_MIN_BYTES || sz > (16ull << 40)) {
-		snprintf(err, errlen, "--disk %s: expected a size from 16M to 16T, like 2G", v);
-		return -EINVAL;
-	}
-	*out = sz;
-	return 0;
-}
-
 int sandbox_cli_parse_run(int argc, char **argv, struct sandbox_run_opts *o, char *err, size_t errlen)
 {
 	memset(o, 0, sizeof *o);
@@ -121,19 +86,12 @@ int sandbox_cli_parse_run(int argc, char **argv, struct sandbox_run_opts *o, cha
 		if (need(argc, argv, i, err, errlen) < 0)
 			return -EINVAL;
 		const char *v = argv[++i];
-		if (!strcmp(a, "--workspace") || !strcmp(a, "--scratch-workspace")) {
-			if (o->workspace) {
-				snprintf(err, errlen, "%s: one workspace only (--workspace or --scratch-workspace)", a);
-				return -EINVAL;
-			}
-			o->workspace = v;
-			o->scratch = a[2] == 's';
-		} else if (!strcmp(a, "--disk")) {
-			if (sandbox_cli_parse_disk(v, &o->disk_bytes, err, errlen) < 0)
-				return -EINVAL;
-		} else if (!strcmp(a, "--image")) {
-			o->image = v;
-		} else if (!strcmp(a, "--cgroup-parent")) {
+		int rc = sbxopt_place(a, v, &o->workspace, &o->scratch, &o->disk_bytes, &o->image, err, errlen);
+		if (rc < 0)
+			return -EINVAL;
+		if (rc > 0)
+			continue;
+		if (!strcmp(a, "--cgroup-parent")) {
 			if (v[0] != '/') {
 				snprintf(err, errlen, "--cgroup-parent %s: expected an absolute cgroup v2 directory", v);
 				return -EINVAL;
@@ -167,10 +125,10 @@ int sandbox_cli_parse_run(int argc, char **argv, struct sandbox_run_opts *o, cha
 				return -EINVAL;
 			}
 		} else if (!strcmp(a, "--pids")) {
-			if (sandbox_cli_parse_count(a, v, 1000000, &o->pids, err, errlen) < 0)
+			if (sbxopt_count(a, v, 1000000, &o->pids, err, errlen) < 0)
 				return -EINVAL;
 		} else if (!strcmp(a, "--cpus")) {
-			if (sandbox_cli_parse_cpus(v, &o->cpu_millis, err, errlen) < 0)
+			if (sbxopt_cpus(v, &o->cpu_millis, err, errlen) < 0)
 				return -EINVAL;
 		} else if (!strcmp(a, "--timeout")) {
 			if (cfg_parse_duration_ms(v, &ms) < 0 || ms < 1 || ms > 24ll * 3600 * 1000) {

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "sandbox/sandbox.h"
+#include "sandbox/engine/sandbox.h"
 
 #define SANDBOX_CLI_MAX_LIST 64
 
@@ -24,11 +24,7 @@ struct sandbox_run_opts {
 	char **argv; /* the command (points into the caller's argv) */
 };
 
-/* Option values shared by `run` and `serve`. 0, or -EINVAL with "OPT VALUE: expected ..." in err. */
-int sandbox_cli_parse_cpus(const char *v, unsigned *millis, char *err, size_t errlen);
-/* --disk SIZE: 16M to 16T. */
-int sandbox_cli_parse_disk(const char *v, uint64_t *out, char *err, size_t errlen);
-int sandbox_cli_parse_count(const char *opt, const char *v, long max, unsigned *out, char *err, size_t errlen);
+/* The option values both share are parsed by sbxopt (sandbox/engine/sbxopt.h). */
 
 /* Pure: parses `run` options (argv[0] is "run"). 0, or -EINVAL with a message in err. */
 int sandbox_cli_parse_run(int argc, char **argv, struct sandbox_run_opts *o, char *err, size_t errlen);

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sandbox/egress_policy.h"
+#include "sandbox/egress/egress_policy.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sandbox/mcp_server.h"
+#include "sandbox/mcp/mcp_server.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

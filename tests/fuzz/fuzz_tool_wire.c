@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sandbox/tool_wire.h"
+#include "sandbox/tools/tool_wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

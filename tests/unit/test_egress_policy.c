@@ -11,7 +11,7 @@
 #include <sys/socket.h>
 #include <cmocka.h>
 
-#include "sandbox/egress_policy.h"
+#include "sandbox/egress/egress_policy.h"
 
 static egp_policy *mk(const char *const *allow, const char *const *deny)
 {

@@ -17,7 +17,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "sandbox/egress_proxy.h"
+#include "sandbox/egress/egress_proxy.h"
 
 static int listen_any(uint16_t *port)
 {

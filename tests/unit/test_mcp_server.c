@@ -8,7 +8,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "sandbox/mcp_server.h"
+#include "sandbox/mcp/mcp_server.h"
 
 static int calls;
 

@@ -10,8 +10,10 @@
 
 #include "core/cfg.h"
 #include "core/log.h"
+#include "core/optmap.h"
 #include "proxy/proxy.h"
 #include "proxy/route.h"
+#include "sandbox/mcp/ssv_opts.h"
 
 static void test_route_values(void **st)
 {
@@ -208,12 +210,60 @@ static void test_config_errors(void **st)
 	assert_non_null(strstr(err, "gw.yaml:1: tls: needs both cert_file and key_file"));
 }
 
+/* A route's sandbox: options reach `sandbox serve` unparsed as --option KEY=VALUE; the sandbox's checker
+ * (registered as main.c does) alone knows the keys and names file, line and key. */
+static void test_sandbox_route_options(void **st)
+{
+	static const char *const base = "tls: {cert_file: a, key_file: b}\nroutes:\n  box:\n    sandbox:\n";
+	static const struct bad_case cases[] = {
+		{ "      disk: 1M\n", "gw.yaml:5: disk: '1M' is not a size from 16M to 16T (e.g. 10G)" },
+		{ "      memory: 1G\n      memroy: 1G\n", "gw.yaml:6: unknown key 'memroy' in sandbox" },
+		{ "      allow_domains: a.com\n", "gw.yaml:5: allow_domains: expected a list" },
+		{ "      memory: {a: 1}\n", "gw.yaml:5: memory: expected a single value, not a list or mapping" },
+		{ "      pids: 0\n", "gw.yaml:5: pids: --pids 0: expected 1..1000000" },
+		{ "      workspace_root: rel\n", "gw.yaml:5: workspace_root: must be an absolute directory path" },
+	};
+	const char *y = "tls: {cert_file: a, key_file: b}\nroutes:\n  box:\n    sandbox:\n      memory: 512M\n"
+			"      workspace_root: /tmp\n      allow_domains: [a.com, \"*.b.com\"]\n      no_cgroup: true\n";
+	static const char *const want[] = { "--option", "memory=512M", "--option", "allow_domains=a.com",
+					    "--option", "allow_domains=*.b.com", "--option", "no_cgroup=true", NULL };
+	char yy[512], err[512], *argv[16] = { "serve", "--stdio" };
+	px_config *c = NULL;
+	struct ssv_opts o;
+	size_t n = 2;
+	(void)st;
+	optmap_set_checker("sandbox", ssv_opts_check);
+	assert_int_equal(load(y, &c, err, sizeof err), 0);
+	assert_string_equal(c->routes.v[0].workspace_root, "/tmp");
+	for (size_t i = 0; want[i]; i++) {
+		assert_non_null(c->routes.v[0].argv[i]);
+		assert_string_equal(c->routes.v[0].argv[i], want[i]);
+		argv[n++] = c->routes.v[0].argv[i];
+	}
+	assert_null(c->routes.v[0].argv[8]);
+	assert_int_equal(ssv_opts_parse((int)n, argv, &o, err, sizeof err), 0);
+	assert_int_equal(o.memory_bytes, 512u << 20);
+	assert_int_equal(o.n_allow, 2);
+	assert_true(o.no_cgroup);
+	px_config_free(c);
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		snprintf(yy, sizeof yy, "%s%s", base, cases[i].yaml);
+		c = NULL;
+		assert_int_equal(load(yy, &c, err, sizeof err), -EINVAL);
+		if (!strstr(err, cases[i].want)) {
+			fprintf(stderr, "case %zu: got '%s', want '%s'\n", i, err, cases[i].want);
+			fail();
+		}
+	}
+	optmap_set_checker("sandbox", NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_route_values), cmocka_unit_test(test_host_normalize),
 		cmocka_unit_test(test_lookup),       cmocka_unit_test(test_config_ok),
-		cmocka_unit_test(test_config_errors),
+		cmocka_unit_test(test_config_errors), cmocka_unit_test(test_sandbox_route_options),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

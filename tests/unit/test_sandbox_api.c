@@ -21,7 +21,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "sandbox/sandbox.h"
+#include "sandbox/engine/sandbox.h"
 
 static char wsdir[] = "/tmp/sbx-api-XXXXXX";
 

@@ -19,9 +19,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "sandbox/cgroup.h"
+#include "sandbox/engine/cgroup.h"
+#include "sandbox/engine/seccomp_policy.h"
 #include "sandbox/sandbox_cli.h"
-#include "sandbox/seccomp_policy.h"
 
 static bool in_list(const char *const *l, const char *name)
 {

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "sandbox/tool_text.h"
+#include "sandbox/tools/tool_text.h"
 
 static void test_ansi(void **st)
 {

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "sandbox/tool_wire.h"
+#include "sandbox/tools/tool_wire.h"
 
 static size_t frame(char *out, uint8_t flags, const char *payload)
 {

@@ -20,8 +20,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "sandbox/tool_worker.h"
-#include "sandbox/tools.h"
+#include "sandbox/tools/tool_worker.h"
+#include "sandbox/tools/tools.h"
 
 static char top[256], root[300], outside[300];
 

@@ -1,5 +1,5 @@
 /* The file tool worker inside the sandbox (see tool_worker.h). */
-#include "sandbox/tool_worker.h"
+#include "sandbox/tools/tool_worker.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -12,8 +12,9 @@
 
 #include <jansson.h>
 
-#include "sandbox/tool_files.h"
-#include "sandbox/tool_wire.h"
+#include "sandbox/tools/tool_files.h"
+#include "sandbox/tools/tool_wire.h"
+#include "sandbox/tools/tools.h"
 
 static int write_all(int fd, const void *p, size_t n)
 {
@@ -49,6 +50,7 @@ static int handle(int out_fd, const char *payload, size_t len)
 	char *out = NULL, msg[300];
 	size_t olen = 0;
 	bool is_error = true;
+	const struct tool_def *d;
 	int rc;
 
 	if (!tool || !json_is_object(json_object_get(req, "args"))) {
@@ -57,8 +59,10 @@ static int handle(int out_fd, const char *payload, size_t len)
 		rc = reply(out_fd, true, msg, strlen(msg));
 		goto out;
 	}
-	rc = tfile_run(tool, json_object_get(req, "args"), cwd, json_is_integer(to) ? (unsigned)json_integer_value(to) : 0,
-		       &out, &olen, &is_error);
+	d = tool_find(tool);
+	rc = d && d->worker ? tfile_run(d->name, d->worker, json_object_get(req, "args"), cwd,
+					json_is_integer(to) ? (unsigned)json_integer_value(to) : 0, &out, &olen, &is_error)
+			    : -ENOENT;
 	if (rc < 0) {
 		snprintf(msg, sizeof msg, "%s", rc == -ENOENT ? "internal error: not a file tool" : "out of memory");
 		rc = reply(out_fd, true, msg, strlen(msg));

@@ -1,5 +1,5 @@
 /* Internal to the file tools (tool_files.c, tool_search.c): the result being built, the call's context,
- * the shared path and read helpers, and the two searching tools. */
+ * and the shared path and read helpers. */
 #ifndef POSTERN_TOOL_FILES_INT_H
 #define POSTERN_TOOL_FILES_INT_H
 
@@ -10,7 +10,7 @@
 
 #include <jansson.h>
 
-#include "sandbox/tool_files.h"
+#include "sandbox/tools/tool_files.h"
 
 /* Growing text with a cap (limit, 0 = none): at the cap it is cut at a UTF-8 boundary and marked full. */
 struct tfile_text {
@@ -45,8 +45,5 @@ int tfile_path(const struct tfctx *s, json_t *v, char *out, size_t outlen, struc
 int tfile_open_regular(const struct tfctx *s, const char *spath, struct stat *st, struct tfile_res *r);
 /* Reads up to cap+1 bytes; *len > cap means the file is larger than cap. */
 char *tfile_read_capped(int fd, size_t cap, size_t *len);
-
-void tsearch_glob(const struct tfctx *s, json_t *a, struct tfile_res *r);
-void tsearch_grep(const struct tfctx *s, json_t *a, struct tfile_res *r);
 
 #endif

@@ -1,6 +1,6 @@
 /* Landlock for special files (see landlock.h). Only the MAKE_* rights for FIFOs, sockets and devices
  * are handled, so every other access stays as the mounts and permissions make it. */
-#include "sandbox/landlock.h"
+#include "sandbox/engine/landlock.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -11,23 +11,7 @@
 
 #include <jansson.h>
 
-#define SSV_MAX_LIST 64
-#define SSV_DEFAULT_IDLE_MS (30u * 60u * 1000u)
-
-struct ssv_opts {
-	bool stdio;
-	const char *workspace, *image, *slots_dir;
-	const char *allow[SSV_MAX_LIST + 1], *deny[SSV_MAX_LIST + 1]; /* NULL-terminated */
-	size_t n_allow, n_deny;
-	uint64_t memory_bytes, tmp_bytes, disk_bytes;
-	bool scratch; /* --scratch-workspace */
-	unsigned pids, cpu_millis, timeout_ms, max_sandboxes;
-	uint64_t idle_ms;
-	bool no_cgroup;
-};
-
-/* Pure: parses serve options (argv[0] is "serve"); 0 or -EINVAL with a message. */
-int ssv_parse(int argc, char **argv, struct ssv_opts *o, char *err, size_t errlen);
+#include "sandbox/mcp/ssv_opts.h"
 
 /* One MCP session bound to (at most) one sandbox. */
 typedef struct ssv_session ssv_session;

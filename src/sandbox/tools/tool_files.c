@@ -1,5 +1,5 @@
 /* The file tools, run by the tool worker inside the sandbox (see tool_files.h). */
-#include "sandbox/tool_files.h"
+#include "sandbox/tools/tool_files.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -15,8 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "sandbox/tool_files_int.h"
-#include "sandbox/tool_text.h"
+#include "sandbox/tools/tool_files_int.h"
+#include "sandbox/tools/tool_text.h"
 
 uint64_t tfile_now_ms(void)
 {
@@ -217,7 +217,7 @@ char *tfile_read_capped(int fd, size_t cap, size_t *len)
 
 /* ---- read --------------------------------------------------------------------------------------- */
 
-static void read_fn(const struct tfctx *s, json_t *a, struct tfile_res *r)
+void tfile_read(const struct tfctx *s, json_t *a, struct tfile_res *r)
 {
 	json_t *vr = json_object_get(a, "view_range");
 	char spath[PATH_MAX];
@@ -474,7 +474,7 @@ fail:
 	return rc;
 }
 
-static void write_fn(const struct tfctx *s, json_t *a, struct tfile_res *r)
+void tfile_write(const struct tfctx *s, json_t *a, struct tfile_res *r)
 {
 	json_t *c = json_object_get(a, "content");
 	char spath[PATH_MAX];
@@ -508,7 +508,7 @@ static void write_fn(const struct tfctx *s, json_t *a, struct tfile_res *r)
 	close(dfd);
 }
 
-static void edit_fn(const struct tfctx *s, json_t *a, struct tfile_res *r)
+void tfile_edit(const struct tfctx *s, json_t *a, struct tfile_res *r)
 {
 	json_t *o = json_object_get(a, "old_string"), *n = json_object_get(a, "new_string");
 	json_t *all = json_object_get(a, "replace_all");
@@ -576,27 +576,14 @@ out:
 	close(dfd);
 }
 
-/* ---- dispatch ------------------------------------------------------------------------------------ */
+/* ---- one file tool ------------------------------------------------------------------------------ */
 
-int tfile_run(const char *name, json_t *args, const char *cwd, unsigned budget_ms, char **out, size_t *len,
-	      bool *is_error)
+int tfile_run(const char *name, tfile_fn fn, json_t *args, const char *cwd, unsigned budget_ms, char **out,
+	      size_t *len, bool *is_error)
 {
 	struct tfctx c = { .cwd = cwd && *cwd == '/' ? cwd : "/", .budget_ms = budget_ms ? budget_ms : TOOL_FILE_TIMEOUT_MS };
 	struct tfile_res r = { .t = { .limit = TFILE_RESULT_CAP } };
-	void (*fn)(const struct tfctx *, json_t *, struct tfile_res *) = NULL;
 
-	if (!strcmp(name, "read"))
-		fn = read_fn;
-	else if (!strcmp(name, "write"))
-		fn = write_fn;
-	else if (!strcmp(name, "edit"))
-		fn = edit_fn;
-	else if (!strcmp(name, "glob"))
-		fn = tsearch_glob;
-	else if (!strcmp(name, "grep"))
-		fn = tsearch_grep;
-	if (!fn)
-		return -ENOENT;
 	if (!json_is_object(args))
 		tfile_err(&r, "%s: arguments must be an object", name);
 	else

@@ -2,7 +2,7 @@
  * and node need; everything else fails with EPERM (clone3 with ENOSYS so libc falls back to clone,
  * whose namespace flags we can check). Argument checks compare full 64-bit values where the kernel
  * reads a 64-bit value, and mask to 32 bits where the kernel truncates (ioctl's request). */
-#include "sandbox/seccomp_policy.h"
+#include "sandbox/engine/seccomp_policy.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 /* Workspace doors (see ws_doors.h). */
-#include "sandbox/ws_doors.h"
+#include "sandbox/engine/ws_doors.h"
 
 #include <errno.h>
 #include <fcntl.h>

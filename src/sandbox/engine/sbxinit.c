@@ -1,7 +1,7 @@
 /* The in-sandbox init: builds the root inside the fresh namespaces, then serves commands as pid 1.
  * Runs in a raw clone of a possibly multithreaded host process, so it uses no malloc and no stdio:
  * static buffers only, errors reported as text over the control socket. */
-#include "sandbox/sbx_proto.h"
+#include "sandbox/engine/sbx_proto.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -31,8 +31,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "sandbox/landlock.h"
-#include "sandbox/seccomp_policy.h"
+#include "sandbox/engine/landlock.h"
+#include "sandbox/engine/sandbox.h"
+#include "sandbox/engine/seccomp_policy.h"
 
 #define MAX_CMDS 256
 

@@ -1,5 +1,5 @@
 /* MCP server protocol face (see mcp_server.h). */
-#include "sandbox/mcp_server.h"
+#include "sandbox/mcp/mcp_server.h"
 
 #include <errno.h>
 #include <stdint.h>

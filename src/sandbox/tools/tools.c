@@ -1,5 +1,5 @@
 /* The sandbox tools (see tools.h). */
-#include "sandbox/tools.h"
+#include "sandbox/tools/tools.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -19,9 +19,8 @@
 #include <unistd.h>
 
 #include "core/log.h"
-#include "sandbox/mcp_server.h"
-#include "sandbox/tool_text.h"
-#include "sandbox/tool_wire.h"
+#include "sandbox/tools/tool_text.h"
+#include "sandbox/tools/tool_wire.h"
 
 struct tool_session {
 	struct tool_backend b;
@@ -436,108 +435,141 @@ out:
 
 /* ---- dispatch ------------------------------------------------------------------------------------ */
 
+json_t *tool_result(const char *text, size_t len, bool is_error)
+{
+	json_t *t = json_stringn(text, len);
+	if (!t)
+		return NULL;
+	return json_pack("{s:[{s:s,s:o}],s:b}", "content", "type", "text", "text", t, "isError", is_error);
+}
+
 static json_t *result_of(char *text, bool is_error)
 {
 	json_t *r;
 	if (!text)
-		return mcps_text_result("internal error: out of memory", 29, true);
-	r = mcps_text_result(text, strlen(text), is_error);
+		return tool_result("internal error: out of memory", 29, true);
+	r = tool_result(text, strlen(text), is_error);
 	free(text);
 	return r;
 }
 
+/* bash's arguments; invalid ones are error results, so that a model can correct itself. */
+static char *bash_call(tool_session *t, const struct tool_def *d, json_t *args, bool *is_error)
+{
+	json_t *c = json_object_get(args, "command"), *rs = json_object_get(args, "restart");
+	json_t *to = json_object_get(args, "timeout_ms");
+	unsigned tmo = 0;
+
+	(void)d;
+	*is_error = true;
+	if ((c && !json_is_string(c) && !json_is_null(c)) || (rs && !json_is_boolean(rs) && !json_is_null(rs)))
+		return dupf("bash: 'command' must be a string and 'restart' a boolean");
+	if (to && !json_is_null(to)) {
+		if (!json_is_integer(to) || json_integer_value(to) < 1 || json_integer_value(to) > TOOL_BASH_MAX_TIMEOUT_MS)
+			return dupf("bash: 'timeout_ms' must be an integer from 1 to %u", TOOL_BASH_MAX_TIMEOUT_MS);
+		tmo = (unsigned)json_integer_value(to);
+	}
+	return tool_bash(t, json_is_string(c) ? json_string_value(c) : NULL, json_is_string(c) ? json_string_length(c) : 0,
+			 json_is_true(rs), tmo, is_error);
+}
+
+static char *file_call(tool_session *t, const struct tool_def *d, json_t *args, bool *is_error)
+{
+	return run_file_tool(t, d->name, args, is_error);
+}
+
 int tool_call(void *session, const char *name, json_t *args, json_t **result)
 {
-	tool_session *t = session;
+	const struct tool_def *d = tool_find(name);
 	bool is_error = true;
 	char *text;
 
-	if (!strcmp(name, "bash")) {
-		json_t *c = json_object_get(args, "command"), *rs = json_object_get(args, "restart");
-		json_t *to = json_object_get(args, "timeout_ms");
-		unsigned tmo = 0;
-		if ((c && !json_is_string(c) && !json_is_null(c)) || (rs && !json_is_boolean(rs) && !json_is_null(rs))) {
-			*result = result_of(dupf("bash: 'command' must be a string and 'restart' a boolean"), true);
-			return 0;
-		}
-		if (to && !json_is_null(to)) {
-			if (!json_is_integer(to) || json_integer_value(to) < 1 ||
-			    json_integer_value(to) > TOOL_BASH_MAX_TIMEOUT_MS) {
-				*result = result_of(dupf("bash: 'timeout_ms' must be an integer from 1 to %u",
-							 TOOL_BASH_MAX_TIMEOUT_MS),
-						    true);
-				return 0;
-			}
-			tmo = (unsigned)json_integer_value(to);
-		}
-		text = tool_bash(t, json_is_string(c) ? json_string_value(c) : NULL, json_is_string(c) ? json_string_length(c) : 0,
-				 json_is_true(rs), tmo, &is_error);
-		*result = result_of(text, is_error);
-		return 0;
-	}
-	if (strcmp(name, "read") && strcmp(name, "write") && strcmp(name, "edit") && strcmp(name, "glob") &&
-	    strcmp(name, "grep"))
+	if (!d)
 		return -ENOENT;
-	text = run_file_tool(t, name, args, &is_error);
+	text = d->call(session, d, args, &is_error); /* before result_of reads is_error */
 	*result = result_of(text, is_error);
 	return 0;
 }
 
+/* ---- the table ---------------------------------------------------------------------------------- */
+
+#define PATH_PROP "{\"type\":\"string\",\"description\":\"Path of the file (absolute, or relative to the workspace).\"}"
+
+const struct tool_def tool_table[] = {
+	{ "bash",
+	  "Run a command in a persistent bash shell inside the sandbox. State (cwd, variables) persists between "
+	  "calls. stdin is /dev/null, stderr is merged into stdout, output is capped at 100 KiB (the tail is "
+	  "kept) and ANSI escapes are stripped. A non-zero exit code is an error. Default timeout 120 s.",
+	  "{\"type\":\"object\",\"properties\":{"
+	  "\"command\":{\"type\":\"string\",\"description\":\"The command to run.\"},"
+	  "\"restart\":{\"type\":\"boolean\",\"description\":"
+	  "\"Kill the shell and every process of the sandbox, then start a fresh shell.\"},"
+	  "\"timeout_ms\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":" TOOL_BASH_MAX_TIMEOUT_TEXT ",\"description\":"
+	  "\"Timeout for this command in milliseconds (default 120000).\"}}}",
+	  0, bash_call, NULL },
+	{ "read",
+	  "Read a text file in the sandbox. Optional view_range [start, end] is 1-indexed and inclusive; end <= 0 "
+	  "reads to the end of the file. Files over 256 KiB need a view_range.",
+	  "{\"type\":\"object\",\"properties\":{\"file_path\":" PATH_PROP ","
+	  "\"view_range\":{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"minItems\":2,\"maxItems\":2,"
+	  "\"description\":\"[start_line, end_line]\"}},\"required\":[\"file_path\"]}",
+	  TOOL_F_WORKER, file_call, tfile_read },
+	{ "write",
+	  "Write a file atomically (temporary file + rename), creating parent directories. Replaces the file if it "
+	  "exists.",
+	  "{\"type\":\"object\",\"properties\":{\"file_path\":" PATH_PROP ","
+	  "\"content\":{\"type\":\"string\",\"description\":\"The complete new content.\"}},"
+	  "\"required\":[\"file_path\",\"content\"]}",
+	  TOOL_F_WORKER, file_call, tfile_write },
+	{ "edit",
+	  "Replace old_string with new_string in a file. old_string must occur exactly once unless replace_all is "
+	  "true. The file is rewritten atomically.",
+	  "{\"type\":\"object\",\"properties\":{\"file_path\":" PATH_PROP ","
+	  "\"old_string\":{\"type\":\"string\",\"description\":\"Exact text to replace.\"},"
+	  "\"new_string\":{\"type\":\"string\",\"description\":\"Replacement text.\"},"
+	  "\"replace_all\":{\"type\":\"boolean\",\"description\":\"Replace every occurrence.\"}},"
+	  "\"required\":[\"file_path\",\"old_string\",\"new_string\"]}",
+	  TOOL_F_WORKER, file_call, tfile_edit },
+	{ "glob",
+	  "Find files by glob pattern (** for any depth, {a,b} alternatives). Relative patterns only, no '..'. "
+	  "Skips .git and node_modules. Returns at most 200 paths, newest first.",
+	  "{\"type\":\"object\",\"properties\":{"
+	  "\"pattern\":{\"type\":\"string\",\"description\":\"Glob pattern, e.g. **/*.c\"},"
+	  "\"path\":{\"type\":\"string\",\"description\":\"Directory to search (default: the workspace).\"}},"
+	  "\"required\":[\"pattern\"]}",
+	  TOOL_F_WORKER, file_call, tsearch_glob },
+	{ "grep",
+	  "Search file contents with a Perl-compatible regular expression (PCRE2). Output lines are path:line:text, capped "
+	  "at 100 KiB; binary files are skipped. A pattern that needs too much backtracking stops with an error.",
+	  "{\"type\":\"object\",\"properties\":{"
+	  "\"pattern\":{\"type\":\"string\",\"description\":\"Regular expression (PCRE2 syntax).\"},"
+	  "\"path\":{\"type\":\"string\",\"description\":\"File or directory to search (default: the workspace).\"}},"
+	  "\"required\":[\"pattern\"]}",
+	  TOOL_F_WORKER, file_call, tsearch_grep },
+	{ NULL, NULL, NULL, 0, NULL, NULL },
+};
+
+const struct tool_def *tool_find(const char *name)
+{
+	for (const struct tool_def *d = tool_table; name && d->name; d++)
+		if (!strcmp(d->name, name))
+			return d;
+	return NULL;
+}
+
 json_t *tool_list_json(void)
 {
-	return json_pack(
-		"[{s:s,s:s,s:{s:s,s:{s:{s:s,s:s},s:{s:s,s:s},s:{s:s,s:i,s:i,s:s}}}},"
-		"{s:s,s:s,s:{s:s,s:{s:{s:s,s:s},s:{s:s,s:{s:s},s:i,s:i,s:s}},s:[s]}},"
-		"{s:s,s:s,s:{s:s,s:{s:{s:s,s:s},s:{s:s,s:s}},s:[s,s]}},"
-		"{s:s,s:s,s:{s:s,s:{s:{s:s,s:s},s:{s:s,s:s},s:{s:s,s:s},s:{s:s,s:s}},s:[s,s,s]}},"
-		"{s:s,s:s,s:{s:s,s:{s:{s:s,s:s},s:{s:s,s:s}},s:[s]}},"
-		"{s:s,s:s,s:{s:s,s:{s:{s:s,s:s},s:{s:s,s:s}},s:[s]}}]",
-		/* bash */
-		"name", "bash", "description",
-		"Run a command in a persistent bash shell inside the sandbox. State (cwd, variables) persists between "
-		"calls. stdin is /dev/null, stderr is merged into stdout, output is capped at 100 KiB (the tail is "
-		"kept) and ANSI escapes are stripped. A non-zero exit code is an error. Default timeout 120 s.",
-		"inputSchema", "type", "object", "properties", "command", "type", "string", "description",
-		"The command to run.", "restart", "type", "boolean", "description",
-		"Kill the shell and every process of the sandbox, then start a fresh shell.", "timeout_ms", "type",
-		"integer", "minimum", 1, "maximum", (int)TOOL_BASH_MAX_TIMEOUT_MS, "description",
-		"Timeout for this command in milliseconds (default 120000).",
-		/* read */
-		"name", "read", "description",
-		"Read a text file in the sandbox. Optional view_range [start, end] is 1-indexed and inclusive; end <= 0 "
-		"reads to the end of the file. Files over 256 KiB need a view_range.",
-		"inputSchema", "type", "object", "properties", "file_path", "type", "string", "description",
-		"Path of the file (absolute, or relative to the workspace).", "view_range", "type", "array", "items",
-		"type", "integer", "minItems", 2, "maxItems", 2, "description", "[start_line, end_line]", "required",
-		"file_path",
-		/* write */
-		"name", "write", "description",
-		"Write a file atomically (temporary file + rename), creating parent directories. Replaces the file if it "
-		"exists.",
-		"inputSchema", "type", "object", "properties", "file_path", "type", "string", "description",
-		"Path of the file (absolute, or relative to the workspace).", "content", "type", "string", "description",
-		"The complete new content.", "required", "file_path", "content",
-		/* edit */
-		"name", "edit", "description",
-		"Replace old_string with new_string in a file. old_string must occur exactly once unless replace_all is "
-		"true. The file is rewritten atomically.",
-		"inputSchema", "type", "object", "properties", "file_path", "type", "string", "description",
-		"Path of the file (absolute, or relative to the workspace).", "old_string", "type", "string", "description",
-		"Exact text to replace.", "new_string", "type", "string", "description", "Replacement text.", "replace_all",
-		"type", "boolean", "description", "Replace every occurrence.", "required", "file_path", "old_string",
-		"new_string",
-		/* glob */
-		"name", "glob", "description",
-		"Find files by glob pattern (** for any depth, {a,b} alternatives). Relative patterns only, no '..'. "
-		"Skips .git and node_modules. Returns at most 200 paths, newest first.",
-		"inputSchema", "type", "object", "properties", "pattern", "type", "string", "description",
-		"Glob pattern, e.g. **/*.c", "path", "type", "string", "description",
-		"Directory to search (default: the workspace).", "required", "pattern",
-		/* grep */
-		"name", "grep", "description",
-		"Search file contents with a Perl-compatible regular expression (PCRE2). Output lines are path:line:text, capped "
-		"at 100 KiB; binary files are skipped. A pattern that needs too much backtracking stops with an error.",
-		"inputSchema", "type", "object", "properties", "pattern", "type", "string", "description",
-		"Regular expression (PCRE2 syntax).", "path", "type", "string", "description",
-		"File or directory to search (default: the workspace).", "required", "pattern");
+	json_t *list = json_array();
+
+	for (const struct tool_def *d = tool_table; list && d->name; d++) {
+		json_t *schema = json_loads(d->input_schema, 0, NULL);
+		json_t *e = schema ? json_pack("{s:s,s:s,s:o}", "name", d->name, "description", d->description,
+					       "inputSchema", schema)
+				   : NULL;
+		if (!e || json_array_append_new(list, e) < 0) {
+			json_decref(list);
+			list = NULL;
+		}
+	}
+	return list;
 }

@@ -1,5 +1,5 @@
 /* glob and grep of the file tools (see tool_files.h): bounded walks and a bounded regex engine. */
-#include "sandbox/tool_files_int.h"
+#include "sandbox/tools/tool_files_int.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -15,7 +15,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
-#include "sandbox/tool_text.h"
+#include "sandbox/tools/tool_text.h"
 
 /* ---- glob and grep walks -------------------------------------------------------------------------- */
 

@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "sandbox/egress_policy.h"
+#include "sandbox/egress/egress_policy.h"
 
 typedef struct egx egx;
 struct sbx;

@@ -1,5 +1,5 @@
 /* Egress policy: pure decisions on names and addresses (see egress_policy.h for the rule syntax). */
-#include "sandbox/egress_policy.h"
+#include "sandbox/egress/egress_policy.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -32,11 +32,22 @@
 #define TFILE_GREP_DEPTH_LIMIT 10000u	/* PCRE2 backtracking depth */
 #define TFILE_GREP_HEAP_KIB 16384u	/* PCRE2 backtracking memory per line */
 
-/* Runs file tool `name` with args; relative paths start at cwd (a sandbox path); budget_ms bounds the
- * walks of glob and grep (0 = TOOL_FILE_TIMEOUT_MS). 0 with *out (malloc'd text, *len bytes, not
- * necessarily valid UTF-8) and *is_error; -ENOENT when name is not a file tool; -ENOMEM. Invalid
- * arguments are error results, so that a model can correct itself. */
-int tfile_run(const char *name, json_t *args, const char *cwd, unsigned budget_ms, char **out, size_t *len,
-	      bool *is_error);
+struct tfctx;
+struct tfile_res;
+/* One file tool as the worker runs it: the call's context, its arguments (an object), the result. The
+ * tools table (tools.h) names them; tool_files.c has read, write and edit, tool_search.c glob and grep. */
+typedef void (*tfile_fn)(const struct tfctx *c, json_t *args, struct tfile_res *r);
+void tfile_read(const struct tfctx *c, json_t *args, struct tfile_res *r);
+void tfile_write(const struct tfctx *c, json_t *args, struct tfile_res *r);
+void tfile_edit(const struct tfctx *c, json_t *args, struct tfile_res *r);
+void tsearch_glob(const struct tfctx *c, json_t *args, struct tfile_res *r);
+void tsearch_grep(const struct tfctx *c, json_t *args, struct tfile_res *r);
+
+/* Runs file tool fn (called name, for messages) with args; relative paths start at cwd (a sandbox path);
+ * budget_ms bounds the walks of glob and grep (0 = TOOL_FILE_TIMEOUT_MS). 0 with *out (malloc'd text,
+ * *len bytes, not necessarily valid UTF-8) and *is_error; -ENOMEM. Invalid arguments are error results,
+ * so that a model can correct itself. */
+int tfile_run(const char *name, tfile_fn fn, json_t *args, const char *cwd, unsigned budget_ms, char **out,
+	      size_t *len, bool *is_error);
 
 #endif

@@ -1,5 +1,5 @@
 /* Workspace disk caps: the engine's own size-capped file system for scratch workspaces. See ws_quota.h. */
-#include "sandbox/ws_quota.h"
+#include "sandbox/engine/ws_quota.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,13 +1,11 @@
-/* Internal: the control protocol between the host side (sandbox.c) and the in-sandbox init (sbxinit.c).
- * One SOCK_SEQPACKET message = one header + payload; fds travel with SCM_RIGHTS. */
+/* Internal: the control protocol between the host side (sandbox.c, sandbox_proc.c) and the in-sandbox init
+ * (sbxinit.c). One SOCK_SEQPACKET message = one header + payload; fds travel with SCM_RIGHTS (sbx_proto.c). */
 #ifndef POSTERN_SBX_PROTO_H
 #define POSTERN_SBX_PROTO_H
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
-
-#include "sandbox/sandbox.h"
 
 #define SBXP_MAX_PAYLOAD (64 * 1024)
 

@@ -1,5 +1,5 @@
 /* Cross-process sandbox slots (see sandbox_slots.h). */
-#include "sandbox/sandbox_slots.h"
+#include "sandbox/engine/sandbox_slots.h"
 
 #include <errno.h>
 #include <fcntl.h>

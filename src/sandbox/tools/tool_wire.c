@@ -1,5 +1,5 @@
 /* Frames of the file tool worker (see tool_wire.h). */
-#include "sandbox/tool_wire.h"
+#include "sandbox/tools/tool_wire.h"
 
 #include <errno.h>
 #include <stdlib.h>

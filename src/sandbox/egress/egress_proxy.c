@@ -1,5 +1,5 @@
 /* Host-side egress proxy for sandboxes (see egress_proxy.h). */
-#include "sandbox/egress_proxy.h"
+#include "sandbox/egress/egress_proxy.h"
 
 #include <errno.h>
 #include <ifaddrs.h>
@@ -19,7 +19,7 @@
 #include "core/log.h"
 #include "core/netaddr.h"
 #include "core/tconn.h"
-#include "sandbox/sandbox.h"
+#include "sandbox/engine/sandbox.h"
 
 #define MAX_ADDRS 16
 #define MAX_HEADERS 100

@@ -8,7 +8,8 @@
  * as untrusted text (capped, UTF-8 cleaned). A timeout or a cancel kills the worker; the next call
  * starts a new one.
  *
- * Tool results are MCP CallToolResult objects (content + isError), see tool_call(). */
+ * Tool results are CallToolResult objects (content + isError), see tool_call(): the JSON shape is the
+ * seam, so the tools know no MCP server and any face (MCP, a test) can carry them. */
 #ifndef POSTERN_TOOLS_H
 #define POSTERN_TOOLS_H
 
@@ -18,13 +19,14 @@
 
 #include <jansson.h>
 
-#include "sandbox/tool_files.h"
+#include "sandbox/tools/tool_files.h"
 
 typedef struct tool_session tool_session;
 
 #define TOOL_BASH_OUTPUT_CAP (100u * 1024u)
 #define TOOL_BASH_DEFAULT_TIMEOUT_MS 120000u
 #define TOOL_BASH_MAX_TIMEOUT_MS 3600000u
+#define TOOL_BASH_MAX_TIMEOUT_TEXT "3600000" /* the same, for bash's JSON schema */
 #define TOOL_BASH_MAX_COMMAND (1u << 20)
 
 /* Where the tools act. The shell functions start and stop the persistent shell inside the sandbox. */
@@ -53,15 +55,34 @@ struct tool_backend {
 	void *ud;
 };
 
+/* The one table of tools: tools/list, tool_call and the worker's dispatch all read it. */
+#define TOOL_F_WORKER 1u /* runs in the tool worker inside the sandbox (a file tool), else on the host side */
+struct tool_def {
+	const char *name;
+	const char *description;
+	const char *input_schema; /* JSON text: the tool's inputSchema as tools/list sends it */
+	unsigned flags;
+	/* The call on the host side: the result text (malloc'd, NULL when out of memory) and *is_error. */
+	char *(*call)(tool_session *t, const struct tool_def *d, json_t *args, bool *is_error);
+	tfile_fn worker; /* TOOL_F_WORKER: the tool inside the worker (tool_files.h) */
+};
+extern const struct tool_def tool_table[]; /* ends with a NULL name */
+/* The tool called name, or NULL. */
+const struct tool_def *tool_find(const char *name);
+
 tool_session *tool_session_new(const struct tool_backend *b);
 /* Kills the shell (if any) and frees. NULL is fine. */
 void tool_session_free(tool_session *t);
 
-/* mcps_call_fn-compatible: runs tool `name` with args; 0 with *result, -ENOENT for an unknown tool.
+/* A CallToolResult {"content":[{"type":"text","text":text}],"isError":is_error}; text valid UTF-8 (NULL when
+ * not, or out of memory). */
+json_t *tool_result(const char *text, size_t len, bool is_error);
+
+/* The shape of the MCP server's call callback: runs tool `name` with args; 0 with *result, -ENOENT for an unknown tool.
  * Invalid arguments are isError results (so that a model can correct itself). */
 int tool_call(void *session, const char *name, json_t *args, json_t **result);
 
-/* The tools/list array with the six tools' JSON schemas (new reference). */
+/* The tools/list array from tool_table: name, description, inputSchema per tool (new reference). */
 json_t *tool_list_json(void);
 
 /* Single tools, returning the result text (malloc'd, valid UTF-8) and setting *is_error. Exposed for

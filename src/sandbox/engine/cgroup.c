@@ -2,7 +2,7 @@
  * (its processes move into a leaf child first: the no-internal-processes rule), or at the v2 root;
  * otherwise each v1 controller is used where mounted and writable (a configured v1 directory, or our
  * own v1 cgroup). */
-#include "sandbox/cgroup.h"
+#include "sandbox/engine/cgroup.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -335,19 +335,29 @@ static void sweep_stale(const char *dir)
 	closedir(d);
 }
 
+/* Walks a ':'-separated list of directories (a cgroup parent A:B): copies the next one that is neither
+ * empty nor too long for dir into dir and returns where the rest starts; NULL when none is left. */
+static const char *next_dir(const char *p, char *dir, size_t dirlen)
+{
+	while (p && *p) {
+		const char *e = strchr(p, ':');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+		const char *rest = e ? e + 1 : "";
+		if (n && n < dirlen) {
+			memcpy(dir, p, n);
+			dir[n] = 0;
+			return rest;
+		}
+		p = rest;
+	}
+	return NULL;
+}
+
 static void sweep_all(const struct cgr_mounts *m, const char *parent, const char *own_v2)
 {
 	char dir[CGR_PATH_MAX * 2];
-	for (const char *p = parent; p && *p;) {
-		const char *e = strchr(p, ':');
-		size_t n = e ? (size_t)(e - p) : strlen(p);
-		if (n && n < sizeof dir) {
-			memcpy(dir, p, n);
-			dir[n] = 0;
-			sweep_stale(dir);
-		}
-		p = e ? e + 1 : NULL;
-	}
+	for (const char *p = parent; (p = next_dir(p, dir, sizeof dir));)
+		sweep_stale(dir);
 	if (own_v2 && *own_v2)
 		sweep_stale(own_v2);
 	for (int c = 0; c < CGR_NCTRL; c++)
@@ -497,16 +507,8 @@ cgr *cgr_new(const char *parent, const char *name, const struct cgr_limits *l, b
 	if (!atomic_flag_test_and_set(&swept))
 		sweep_all(&m, parent, own_ok ? own : NULL);
 	if (parent && *parent) {
-		for (const char *p = parent; p && *p;) {
-			const char *e = strchr(p, ':');
-			size_t n = e ? (size_t)(e - p) : strlen(p);
-			if (n && n < sizeof dir) {
-				memcpy(dir, p, n);
-				dir[n] = 0;
-				parent_setup(g, &m, dir, name, l);
-			}
-			p = e ? e + 1 : NULL;
-		}
+		for (const char *p = parent; (p = next_dir(p, dir, sizeof dir));)
+			parent_setup(g, &m, dir, name, l);
 	} else if (own_ok) {
 		if (v2_make_parent(own, wanted(l), g->why, sizeof g->why) == 0 &&
 		    (size_t)snprintf(dir, sizeof dir, "%s/%s", own, name) < sizeof dir)

@@ -1,5 +1,5 @@
 /* Pure text helpers of the sandbox tools (see tool_text.h). */
-#include "sandbox/tool_text.h"
+#include "sandbox/tools/tool_text.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -1,5 +1,5 @@
 /* `postern sandbox serve --stdio` (see sandbox_serve.h). */
-#include "sandbox/sandbox_serve.h"
+#include "sandbox/mcp/sandbox_serve.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,18 +16,20 @@
 
 #include "core/cfg.h"
 #include "core/log.h"
-#include "sandbox/egress_proxy.h"
-#include "sandbox/mcp_server.h"
-#include "sandbox/sandbox.h"
-#include "sandbox/sandbox_cli.h"
-#include "sandbox/sandbox_slots.h"
-#include "sandbox/tools.h"
+#include "sandbox/egress/egress_proxy.h"
+#include "sandbox/engine/sandbox.h"
+#include "sandbox/engine/sandbox_slots.h"
+#include "sandbox/engine/sbxopt.h"
+#include "sandbox/mcp/mcp_server.h"
+#include "sandbox/tools/tools.h"
 
 static void usage(FILE *f)
 {
+	fprintf(f, "usage: postern sandbox serve --stdio [options]\n\nAn MCP server (JSON-RPC over stdin/stdout) with the tools");
+	for (const struct tool_def *d = tool_table; d->name; d++)
+		fprintf(f, "%s %s", d == tool_table ? "" : d[1].name ? "," : " and", d->name);
 	fprintf(f,
-		"usage: postern sandbox serve --stdio [options]\n\n"
-		"An MCP server (JSON-RPC over stdin/stdout) with the tools bash, read, write, edit, glob and grep.\n"
+		".\n"
 		"One sandbox per session: created at the first tool call, removed at stdin EOF, SIGTERM or idle timeout.\n\n"
 		"options:\n"
 		"  --workspace DIR       host directory mounted read-write at /workspace (default: an empty tmpfs)\n"
@@ -50,104 +52,9 @@ static void usage(FILE *f)
 		"  --max-sandboxes N     concurrent sandboxes on this host for this user (default %d)\n"
 		"  --slots-dir DIR       where the concurrency slots live (default $XDG_RUNTIME_DIR or /tmp)\n"
 		"  --no-cgroup           use rlimits even when cgroups are available\n"
-		"  --log-level L         debug, info, warn, error (default info; logs go to stderr)\n",
+		"  --log-level L         debug, info, warn, error (default info; logs go to stderr)\n"
+		"  --option KEY=VALUE    a key of a proxy route's sandbox: options (memory=512M, allow_domains=D, ...)\n",
 		SLOT_DEFAULT_MAX);
-}
-
-int ssv_parse(int argc, char **argv, struct ssv_opts *o, char *err, size_t errlen)
-{
-	memset(o, 0, sizeof *o);
-	o->idle_ms = SSV_DEFAULT_IDLE_MS;
-	o->max_sandboxes = SLOT_DEFAULT_MAX;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v;
-		int64_t ms;
-		uint64_t sz;
-		if (!strcmp(a, "--stdio")) {
-			o->stdio = true;
-			continue;
-		}
-		if (!strcmp(a, "--no-cgroup")) {
-			o->no_cgroup = true;
-			continue;
-		}
-		if (i + 1 >= argc || strncmp(a, "--", 2) != 0) {
-			snprintf(err, errlen, i + 1 >= argc && !strncmp(a, "--", 2) ? "%s needs a value" : "unexpected argument '%s'",
-				 a);
-			return -EINVAL;
-		}
-		v = argv[++i];
-		if (!strcmp(a, "--workspace") || !strcmp(a, "--scratch-workspace")) {
-			if (o->workspace) {
-				snprintf(err, errlen, "%s: one workspace only (--workspace or --scratch-workspace)", a);
-				return -EINVAL;
-			}
-			o->workspace = v;
-			o->scratch = a[2] == 's';
-		} else if (!strcmp(a, "--disk")) {
-			if (sandbox_cli_parse_disk(v, &o->disk_bytes, err, errlen) < 0)
-				return -EINVAL;
-		} else if (!strcmp(a, "--image")) {
-			o->image = v;
-		} else if (!strcmp(a, "--slots-dir")) {
-			o->slots_dir = v;
-		} else if (!strcmp(a, "--allow-domain") || !strcmp(a, "--deny-domain")) {
-			bool allow = a[2] == 'a';
-			size_t *n = allow ? &o->n_allow : &o->n_deny;
-			egp_policy *p = egp_new();
-			char e[160];
-			int rc = p ? (allow ? egp_allow(p, v, e, sizeof e) : egp_deny(p, v, e, sizeof e)) : -ENOMEM;
-			egp_free(p);
-			if (rc < 0) {
-				snprintf(err, errlen, "%s: %s", a, rc == -ENOMEM ? "out of memory" : e);
-				return -EINVAL;
-			}
-			if (*n >= SSV_MAX_LIST) {
-				snprintf(err, errlen, "%s: more than %d", a, SSV_MAX_LIST);
-				return -EINVAL;
-			}
-			(allow ? o->allow : o->deny)[(*n)++] = v;
-		} else if (!strcmp(a, "--memory") || !strcmp(a, "--tmp")) {
-			if (cfg_parse_size(v, &sz) < 0 || sz < (1u << 20) || sz > (1ull << 42)) {
-				snprintf(err, errlen, "%s %s: expected a size like 512M or 2G", a, v);
-				return -EINVAL;
-			}
-			*(a[2] == 'm' ? &o->memory_bytes : &o->tmp_bytes) = sz;
-		} else if (!strcmp(a, "--pids") || !strcmp(a, "--max-sandboxes")) {
-			if (sandbox_cli_parse_count(a, v, a[2] == 'p' ? 1000000 : SLOT_MAX,
-						    a[2] == 'p' ? &o->pids : &o->max_sandboxes, err, errlen) < 0)
-				return -EINVAL;
-		} else if (!strcmp(a, "--cpus")) {
-			if (sandbox_cli_parse_cpus(v, &o->cpu_millis, err, errlen) < 0)
-				return -EINVAL;
-		} else if (!strcmp(a, "--timeout") || !strcmp(a, "--idle-timeout")) {
-			if (cfg_parse_duration_ms(v, &ms) < 0 || ms < 1 || ms > 7ll * 24 * 3600 * 1000 ||
-			    (a[2] == 't' && ms > 3600000)) {
-				snprintf(err, errlen, "%s %s: expected a duration like 500ms, 30s, 5m%s", a, v,
-					 a[2] == 't' ? " (at most 1h)" : "");
-				return -EINVAL;
-			}
-			if (a[2] == 't')
-				o->timeout_ms = (unsigned)ms;
-			else
-				o->idle_ms = (uint64_t)ms;
-		} else if (!strcmp(a, "--log-level")) {
-			int l = log_level_parse(v);
-			if (l < 0) {
-				snprintf(err, errlen, "--log-level %s: expected debug, info, warn or error", v);
-				return -EINVAL;
-			}
-			log_set_level((enum log_level)l);
-		} else {
-			snprintf(err, errlen, "unknown option %s", a);
-			return -EINVAL;
-		}
-	}
-	if (!o->stdio) {
-		snprintf(err, errlen, "--stdio is required (the only transport of this command)");
-		return -EINVAL;
-	}
-	return 0;
 }
 
 /* ---- one session ------------------------------------------------------------------------------------ */
@@ -345,13 +252,9 @@ fail:
 int ssv_call(void *session, const char *tool, json_t *args, json_t **result)
 {
 	ssv_session *ss = session;
-	static const char *const known[] = { "bash", "read", "write", "edit", "glob", "grep", NULL };
-	bool ok = false;
 	char err[600];
 
-	for (const char *const *k = known; *k; k++)
-		ok |= !strcmp(*k, tool);
-	if (!ok)
+	if (!tool_find(tool))
 		return -ENOENT;
 	if (!ss->tools) {
 		if (make_sandbox(ss, err, sizeof err) < 0) {
@@ -440,13 +343,9 @@ static void *runner_main(void *arg)
 static int runner_start_call(void *ud, json_t *id, const char *tool, json_t *args)
 {
 	struct runner *r = ud;
-	static const char *const known[] = { "bash", "read", "write", "edit", "glob", "grep", NULL };
-	bool ok = false;
 	struct job *j;
 
-	for (const char *const *k = known; *k; k++)
-		ok |= !strcmp(*k, tool);
-	if (!ok)
+	if (!tool_find(tool))
 		return -ENOENT;
 	pthread_mutex_lock(&r->mu);
 	if (r->pending >= MAX_PENDING || !(j = calloc(1, sizeof *j))) {
@@ -569,7 +468,7 @@ int sandbox_serve_main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		}
-	if (ssv_parse(argc, argv, &o, err, sizeof err) < 0) {
+	if (ssv_opts_parse(argc, argv, &o, err, sizeof err) < 0) {
 		fprintf(stderr, "postern sandbox serve: %s\n", err);
 		return 2;
 	}
