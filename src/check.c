@@ -9,11 +9,38 @@
 #include "proxy/proxy.h"
 #include "tunnel/edge.h"
 
+static void print_warnings(const cfg_doc *d)
+{
+	for (size_t i = 0; i < cfg_warning_count(d); i++)
+		fprintf(stderr, "postern check: warning: %s\n", cfg_warning(d, i));
+	if (cfg_warnings_dropped(d))
+		fprintf(stderr, "postern check: warning: %zu more warnings not shown\n", cfg_warnings_dropped(d));
+}
+
+/* A file that is none of the kinds: name its first key, which is the likeliest typo or wrong file. */
+static int not_a_config(cfg_doc *d)
+{
+	void *it = NULL;
+	const char *k = NULL;
+	cfg_node *v;
+	if (!cfg_is_map(cfg_root(d)))
+		cfg_fail(d, cfg_root(d), NULL, "the config must be a mapping of keys");
+	else if (cfg_map_next(cfg_root(d), &it, &k, &v) == 1)
+		cfg_fail(d, cfg_root(d), k, "unknown key: this is not an edge config (state_dir, connector_listen, ...), a "
+			 "gateway config (edges, token_file, routes, tls, ...) or a proxy config (listen_addr, routes, tls)");
+	else
+		cfg_fail(d, cfg_root(d), NULL, "the config has no keys");
+	fprintf(stderr, "postern check: %s\n", cfg_error(d));
+	return 1;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: postern check -c FILE\n\n"
 		   "Validates an edge, gateway or proxy config with the loader the daemon uses and exits 0 when it is\n"
-		   "valid; otherwise prints the first error with file, line and key and exits 1.\n");
+		   "valid; otherwise prints the first error with file, line and key and exits 1. Beyond the keys it checks\n"
+		   "what the daemon will need: certificate and key files load and cover the routes, stdio commands\n"
+		   "exist, directories are usable, the token file reads; what may be intended is printed as a warning.\n");
 }
 
 int check_main(int argc, char **argv)
@@ -54,6 +81,7 @@ int check_main(int argc, char **argv)
 			cfg_free(d);
 			return 1;
 		}
+		print_warnings(d);
 		px_config_free(pc);
 		ctr_config_free(cc);
 		cfg_free(d);
@@ -66,14 +94,20 @@ int check_main(int argc, char **argv)
 		px_config *pc = NULL;
 		bool proxy_only = !cfg_key_line(cfg_root(d), "edges") && !cfg_key_line(cfg_root(d), "token_file");
 		if ((proxy_only && cfg_check_keys(d, cfg_root(d), "the proxy config", px_config_keys) < 0) ||
-		    px_config_load(d, cfg_root(d), &pc) < 0) {
+		    px_config_load(d, cfg_root(d), &pc) < 0 || px_config_preflight(d, cfg_root(d), pc) < 0) {
 			fprintf(stderr, "postern check: %s\n", cfg_error(d) ? cfg_error(d) : "invalid proxy config");
 			cfg_free(d);
 			return 1;
 		}
 		px_config_free(pc);
+		print_warnings(d);
+		cfg_free(d);
+		printf("%s: ok (proxy)\n", path);
+		return 0;
 	}
-	cfg_free(d);
-	printf("%s: ok\n", path);
-	return 0;
+	{
+		int rc = not_a_config(d);
+		cfg_free(d);
+		return rc;
+	}
 }

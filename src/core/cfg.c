@@ -7,11 +7,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 struct cfg_doc {
 	struct fy_document *fyd;
 	char *path;
 	char err[512];
+	/* Warnings: things that may be intended (postern check prints them, daemons log them). Capped: the
+	 * ones past CFG_WARN_MAX are counted, not kept. */
+	char *warn[CFG_WARN_MAX];
+	size_t nwarn, warn_dropped;
 };
 
 static cfg_doc *load(const char *name, const char *path, const char *yaml, size_t len, char *err, size_t errlen)
@@ -49,10 +54,10 @@ static cfg_doc *load(const char *name, const char *path, const char *yaml, size_
 		de = fy_diag_errors_iterate(diag, &it);
 		if (de)
 			snprintf(err, errlen, "%s:%d:%d: %s", name, de->line + 1, de->column + 1, de->msg);
-		else if (path && errno)
-			snprintf(err, errlen, "%s: %s", name, strerror(errno));
 		else
-			snprintf(err, errlen, "%s: empty or unreadable YAML document", name);
+			/* No parse error and no document: nothing but blanks or comments (cfg_load has opened the
+			 * file and checked it is a regular file, so errno here is stale and says nothing). */
+			snprintf(err, errlen, "%s: the file is empty: a config is a mapping of keys", name);
 		goto fail;
 	}
 	goto out;
@@ -72,13 +77,19 @@ out:
 
 cfg_doc *cfg_load(const char *path, char *err, size_t errlen)
 {
+	struct stat st;
 	FILE *f = fopen(path, "r");
 	if (!f) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return NULL;
 	}
+	/* fopen("r") succeeds on a directory or a FIFO; name the problem instead of a read error. */
+	if (fstat(fileno(f), &st) == 0 && !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file (%s)", path, S_ISDIR(st.st_mode) ? "a directory" : "a special file");
+		fclose(f);
+		return NULL;
+	}
 	fclose(f);
-	errno = 0;
 	return load(path, path, NULL, 0, err, errlen);
 }
 
@@ -91,6 +102,8 @@ void cfg_free(cfg_doc *d)
 {
 	if (!d)
 		return;
+	for (size_t i = 0; i < d->nwarn; i++)
+		free(d->warn[i]);
 	fy_document_destroy(d->fyd);
 	free(d->path);
 	free(d);
@@ -153,6 +166,39 @@ int cfg_fail(cfg_doc *d, cfg_node *map, const char *key, const char *fmt, ...)
 		snprintf(d->err, sizeof d->err, "%s: %s", d->path, msg);
 	return -EINVAL;
 }
+
+int cfg_warn(cfg_doc *d, cfg_node *map, const char *key, const char *fmt, ...)
+{
+	char msg[384], line_s[640];
+	va_list ap;
+	int line = key ? cfg_key_line(map, key) : cfg_node_line(map);
+
+	if (d->nwarn == CFG_WARN_MAX) {
+		d->warn_dropped++;
+		return 0;
+	}
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (line && key)
+		snprintf(line_s, sizeof line_s, "%s:%d: %s: %s", d->path, line, key, msg);
+	else if (line)
+		snprintf(line_s, sizeof line_s, "%s:%d: %s", d->path, line, msg);
+	else if (key)
+		snprintf(line_s, sizeof line_s, "%s: %s: %s", d->path, key, msg);
+	else
+		snprintf(line_s, sizeof line_s, "%s: %s", d->path, msg);
+	if (!(d->warn[d->nwarn] = strdup(line_s))) {
+		d->warn_dropped++;
+		return 0;
+	}
+	d->nwarn++;
+	return 0;
+}
+
+size_t cfg_warning_count(const cfg_doc *d) { return d->nwarn; }
+const char *cfg_warning(const cfg_doc *d, size_t i) { return i < d->nwarn ? d->warn[i] : NULL; }
+size_t cfg_warnings_dropped(const cfg_doc *d) { return d->warn_dropped; }
 
 int cfg_fail_line(cfg_doc *d, int line, const char *fmt, ...)
 {

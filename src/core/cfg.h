@@ -23,6 +23,13 @@ const char *cfg_path(const cfg_doc *d);
 const char *cfg_error(const cfg_doc *d);
 /* Records an error at node n (or at key within map when n is NULL); returns -EINVAL. */
 int cfg_fail(cfg_doc *d, cfg_node *map, const char *key, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Records a warning (something that may be intended) at key within map, or at node map when key is NULL,
+ * formatted like an error ("FILE:LINE: key: reason"). Always returns 0. At most CFG_WARN_MAX are kept. */
+#define CFG_WARN_MAX 32
+int cfg_warn(cfg_doc *d, cfg_node *map, const char *key, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+size_t cfg_warning_count(const cfg_doc *d);
+const char *cfg_warning(const cfg_doc *d, size_t i);
+size_t cfg_warnings_dropped(const cfg_doc *d);
 /* Records an error at a line (0 = unknown) with the message as given, for checks done elsewhere. */
 int cfg_fail_line(cfg_doc *d, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Line (1-based) of key in map, or of a scalar node; 0 when unknown. */

@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/dirs.h"
+
 #include "commands.h"
 #include "core/cfg.h"
 #include "core/tlsio.h"
@@ -345,12 +347,11 @@ static int ensure_dir(const char *dir, char *err, size_t errlen)
 			return seterr(err, errlen, -errno, "%s: not writable: %s", dir, strerror(errno));
 		return 0;
 	}
-	if (errno != ENOENT)
+	if (errno != ENOENT && errno != ENOTDIR) /* ENOTDIR: dirs_make names the parent that is a file */
 		return seterr(err, errlen, -errno, "%s: %s", dir, strerror(errno));
-	/* Only the last component: a typo in a parent path should not silently create a tree. */
-	if (mkdir(dir, 0700) < 0)
-		return seterr(err, errlen, -errno, "%s: cannot create directory: %s", dir, strerror(errno));
-	return 0;
+	/* The whole path, like mkdir -p (a fresh host has no /etc/postern): parents 0755, the key directory 0700.
+	 * The command prints where it wrote, so a typo in a parent is visible. */
+	return dirs_make(dir, 0700, NULL, err, errlen);
 }
 
 static int new_server(const char *dir, const char *domain, X509 *ca, EVP_PKEY *cakey, time_t now,

@@ -62,6 +62,8 @@ int gw_config_load(cfg_doc *d, px_config **pc, ctr_config **cc)
 					      "the inner TLS (see postern certs init)");
 		goto fail;
 	}
+	if ((rc = px_config_preflight(d, root, *pc)) < 0)
+		goto fail;
 	return 0;
 fail:
 	px_config_free(*pc);
@@ -169,7 +171,8 @@ static int gw_load(void *ud, const char *path, int *log_level, char *err, size_t
 		return -EINVAL;
 	if (g->proxy_mode) {
 		if (cfg_check_keys(g->doc, cfg_root(g->doc), "the proxy config", px_config_keys) < 0 ||
-		    px_config_load(g->doc, cfg_root(g->doc), &g->pcfg) < 0)
+		    px_config_load(g->doc, cfg_root(g->doc), &g->pcfg) < 0 ||
+		    px_config_preflight(g->doc, cfg_root(g->doc), g->pcfg) < 0)
 			goto bad;
 		if (!g->pcfg->listen_addr) {
 			snprintf(err, errlen, "%s: listen_addr: missing (e.g. listen_addr: \":8443\")", path);
@@ -179,6 +182,10 @@ static int gw_load(void *ud, const char *path, int *log_level, char *err, size_t
 		goto bad;
 	}
 	*log_level = g->pcfg->log_level;
+	for (size_t i = 0; i < cfg_warning_count(g->doc); i++) {
+		char q[700];
+		log_warn("msg=\"config warning\" detail=%s", log_quote(cfg_warning(g->doc, i), q, sizeof q));
+	}
 	return 0;
 bad:
 	snprintf(err, errlen, "%s", cfg_error(g->doc) ? cfg_error(g->doc) : "invalid config");

@@ -2,12 +2,19 @@
  * tls.cert_file/key_file, routes, upstream.allowed_ips, ...). */
 #include <errno.h>
 #include <libfyaml.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/log.h"
 #include "core/optmap.h"
+#include "core/tlsio.h"
 #include "proxy/proxy.h"
 
 const char *const px_config_keys[] = { "listen_addr", "log_level", "shutdown_timeout", "tunnel_domain",
@@ -318,4 +325,199 @@ out:
 	}
 	*out = c;
 	return rc < 0 ? rc : 0;
+}
+
+/* ---- preflight: what the daemon will need, checked before it starts -------------------------------------- */
+
+int px_cert_check_domain(const px_config *c, SSL_CTX *ctx, char *err, size_t errlen)
+{
+	X509 *x = SSL_CTX_get0_certificate(ctx);
+	char host[ROUTE_NAME_MAX + ROUTE_HOST_MAX + 2];
+
+	if (!c->tunnel_domain || !x)
+		return 0;
+	/* Each route named by a label is reached as <label>.<tunnel_domain>: the certificate must cover it, or
+	 * every client of that route fails its TLS check. Names with a dot are checked by px_config_preflight. */
+	for (size_t i = 0; i < c->routes.n; i++) {
+		const char *name = c->routes.v[i].name;
+		if (strchr(name, '.'))
+			continue;
+		snprintf(host, sizeof host, "%s.%s", name, c->tunnel_domain);
+		if (X509_check_host(x, host, 0, 0, NULL) != 1) {
+			snprintf(err, errlen, "%s: the certificate does not cover %s (route '%s' under tunnel_domain %s): "
+				 "issue it for *.%s (postern certs init --domain %s)", c->cert_file, host, name,
+				 c->tunnel_domain, c->tunnel_domain, c->tunnel_domain);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/* A route's node for error lines: its mapping when it has one, else the routes mapping at its key. */
+static int route_fail(cfg_doc *d, cfg_node *routes, const char *name, const char *key, const char *msg)
+{
+	cfg_node *n = cfg_get(routes, name);
+	if (cfg_is_map(n))
+		return cfg_fail(d, n, key, "route '%s': %s", name, msg);
+	return cfg_fail(d, routes, name, "%s", msg);
+}
+
+/* Where execvp (and uv_spawn) would find cmd: a name with a slash as it is, else the first executable
+ * regular file of that name on PATH. 0 with the path in found, or -ENOENT / -EACCES. */
+static int find_command(const char *cmd, char *found, size_t len)
+{
+	const char *path = getenv("PATH"), *p, *e;
+	struct stat st;
+	int rc = -ENOENT;
+
+	if (strchr(cmd, '/')) {
+		snprintf(found, len, "%s", cmd);
+		if (stat(cmd, &st) != 0)
+			return -errno;
+		return S_ISREG(st.st_mode) && access(cmd, X_OK) == 0 ? 0 : -EACCES;
+	}
+	if (!path || !*path)
+		path = "/usr/local/bin:/usr/bin:/bin"; /* glibc's execvp default, less the current directory */
+	for (p = path;; p = e + 1) {
+		size_t n;
+		e = strchr(p, ':');
+		n = e ? (size_t)(e - p) : strlen(p);
+		snprintf(found, len, "%.*s/%s", (int)n, n ? p : ".", cmd);
+		if (stat(found, &st) == 0 && S_ISREG(st.st_mode)) {
+			if (access(found, X_OK) == 0)
+				return 0;
+			rc = -EACCES;
+		}
+		if (!e)
+			break;
+	}
+	return rc;
+}
+
+static int check_readable(cfg_doc *d, cfg_node *map, const char *key, const char *file)
+{
+	FILE *f = fopen(file, "r");
+	if (!f)
+		return cfg_fail(d, map, key, "%s: %s", file, strerror(errno));
+	fclose(f);
+	return 0;
+}
+
+static int preflight_tls(cfg_doc *d, cfg_node *root, const px_config *c)
+{
+	cfg_node *tls = cfg_get(root, "tls");
+	char err[512], host[ROUTE_NAME_MAX + ROUTE_HOST_MAX + 2];
+	SSL_CTX *ctx;
+	X509 *x;
+	int rc;
+
+	if (!c->cert_file)
+		return 0;
+	if ((rc = check_readable(d, tls, "cert_file", c->cert_file)) < 0 ||
+	    (rc = check_readable(d, tls, "key_file", c->key_file)) < 0)
+		return rc;
+	if (!(ctx = tio_server_ctx(c->cert_file, c->key_file, false, err, sizeof err)))
+		return cfg_fail(d, root, "tls", "%s", err);
+	if ((rc = px_cert_check_domain(c, ctx, err, sizeof err)) < 0) {
+		rc = cfg_fail(d, tls, "cert_file", "%s", err);
+		goto out;
+	}
+	x = SSL_CTX_get0_certificate(ctx);
+	if (x && X509_cmp_current_time(X509_get0_notAfter(x)) < 0)
+		cfg_warn(d, tls, "cert_file", "%s: the certificate has expired: clients will refuse it", c->cert_file);
+	/* A route named by a full host name is reached by that name (or, with tunnel_domain, under it). One the
+	 * certificate covers neither way is reachable only by clients that skip verification: say so. */
+	for (size_t i = 0; x && i < c->routes.n; i++) {
+		const char *name = c->routes.v[i].name;
+		bool dotted = strchr(name, '.') != NULL;
+		if (!dotted && c->tunnel_domain)
+			continue; /* px_cert_check_domain did it */
+		if (X509_check_host(x, name, 0, 0, NULL) == 1)
+			continue;
+		if (c->tunnel_domain) {
+			snprintf(host, sizeof host, "%s.%s", name, c->tunnel_domain);
+			if (X509_check_host(x, host, 0, 0, NULL) == 1)
+				continue;
+		}
+		if (c->tunnel_domain)
+			cfg_warn(d, cfg_get(root, "routes"), name,
+				 "the certificate %s covers neither %s nor %s: clients that verify it cannot reach this "
+				 "route%s", c->cert_file, name, host,
+				 dotted ? " (a wildcard covers one label: name routes under tunnel_domain with one label)" : "");
+		else
+			cfg_warn(d, cfg_get(root, "routes"), name,
+				 "the certificate %s does not cover %s: clients that verify it cannot reach this route",
+				 c->cert_file, name);
+	}
+	rc = 0;
+out:
+	SSL_CTX_free(ctx);
+	return rc;
+}
+
+static int preflight_routes(cfg_doc *d, cfg_node *root, const px_config *c)
+{
+	cfg_node *routes = cfg_get(root, "routes");
+	char found[4096], msg[4400];
+	struct stat st;
+
+	for (size_t i = 0; i < c->routes.n; i++) {
+		const route *r = &c->routes.v[i];
+		if (r->kind == ROUTE_STDIO && r->argv && r->argv[0]) {
+			int rc = find_command(r->argv[0], found, sizeof found);
+			if (rc == -EACCES)
+				snprintf(msg, sizeof msg, "command '%s' (%s) is not an executable file", r->argv[0], found);
+			else if (rc < 0 && strchr(r->argv[0], '/'))
+				snprintf(msg, sizeof msg, "command '%s': %s", r->argv[0], strerror(-rc));
+			else if (rc < 0)
+				snprintf(msg, sizeof msg, "command '%s' not found on PATH (%s): install it or give its full path",
+					 r->argv[0], getenv("PATH") ? getenv("PATH") : "unset");
+			if (rc < 0)
+				return route_fail(d, routes, r->name, "stdio", msg);
+		}
+		/* An upstream given as an address the allowlist refuses would answer every request 502: the usual
+		 * case is an MCP server on the gateway's own host (127.0.0.1) with the default RFC 1918 list. */
+		if ((r->kind == ROUTE_HTTP || r->kind == ROUTE_HTTPS) && r->host && !c->disable_ip_validation) {
+			const char *ip = !strcmp(r->host, "localhost") ? "127.0.0.1" : r->host;
+			struct in_addr a4;
+			struct in6_addr a6;
+			bool literal = inet_pton(AF_INET, ip, &a4) == 1 || inet_pton(AF_INET6, ip, &a6) == 1;
+			if (literal && !na_cidrs_match_str(&c->allowed_ips, ip))
+				cfg_warn(d, routes, r->name,
+					 "upstream %s is outside upstream.allowed_ips: every request will get 502; add it "
+					 "(upstream: {allowed_ips: [%s/32]}), which replaces the default RFC 1918 list",
+					 r->host, ip);
+		}
+		if (r->kind == ROUTE_SANDBOX && r->workspace_root) {
+			cfg_node *n = cfg_get(routes, r->name);
+			cfg_node *sb = cfg_is_map(n) ? cfg_get(n, "sandbox") : NULL;
+			if (stat(r->workspace_root, &st) != 0 && errno == ENOENT)
+				cfg_warn(d, sb ? sb : routes, sb ? "workspace_root" : r->name,
+					 "%s does not exist: the gateway creates it (mode 0700) when it starts", r->workspace_root);
+			else if (stat(r->workspace_root, &st) != 0)
+				return cfg_fail(d, sb ? sb : routes, sb ? "workspace_root" : r->name, "%s: %s",
+						r->workspace_root, strerror(errno));
+			else if (!S_ISDIR(st.st_mode))
+				return cfg_fail(d, sb ? sb : routes, sb ? "workspace_root" : r->name, "%s: not a directory",
+						r->workspace_root);
+			else if (access(r->workspace_root, W_OK | X_OK) != 0)
+				return cfg_fail(d, sb ? sb : routes, sb ? "workspace_root" : r->name, "%s: not writable: %s",
+						r->workspace_root, strerror(errno));
+		}
+	}
+	return 0;
+}
+
+int px_config_preflight(cfg_doc *d, cfg_node *root, const px_config *c)
+{
+	int rc;
+	if ((rc = preflight_tls(d, root, c)) < 0)
+		return rc;
+	if ((rc = preflight_routes(d, root, c)) < 0)
+		return rc;
+	if (c->upstream_ca_file && (rc = check_readable(d, cfg_get(cfg_get(root, "upstream"), "tls") ?
+									cfg_get(cfg_get(root, "upstream"), "tls") : root,
+							 "ca_file", c->upstream_ca_file)) < 0)
+		return rc;
+	return 0;
 }

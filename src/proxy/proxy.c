@@ -9,6 +9,7 @@
  * mark (unread ciphertext stays in the TLS input buffer and is not reported as consumed, so the owner's window
  * closes); the upstream is paused while the owner reports over_high_water. */
 #include "proxy/proxy_int.h"
+#include "core/dirs.h"
 
 /* ---- small helpers ---------------------------------------------------------------------------------- */
 
@@ -115,6 +116,11 @@ static void on_reload_timer(uv_timer_t *t)
 	p->cert_id = c;
 	p->key_id = k;
 	n = load_server_ctx(p->cfg, err, sizeof err);
+	/* A pair that loads but no longer covers the routes would fail every client: keep the old one. */
+	if (n && px_cert_check_domain(p->cfg, n, err, sizeof err) < 0) {
+		SSL_CTX_free(n);
+		n = NULL;
+	}
 	if (!n) {
 		p->st.cert_reload_failures++;
 		log_error("msg=\"certificate reload failed, keeping the current certificate\" err=%s",
@@ -150,7 +156,7 @@ static void free_bridges(px *p)
 static int make_bridges(px *p, char *err, size_t errlen)
 {
 	const route_table *t = &p->cfg->routes;
-	char exe[4096];
+	char exe[4096], q[600];
 	ssize_t n;
 
 	p->bridges = calloc(t->n ? t->n : 1, sizeof *p->bridges);
@@ -190,6 +196,14 @@ static int make_bridges(px *p, char *err, size_t errlen)
 		o.name = r->name;
 		o.argv = argv;
 		o.workspace_root = r->workspace_root;
+		if (r->workspace_root) {
+			bool made = false;
+			if (dirs_make(r->workspace_root, 0700, &made, err, errlen) < 0)
+				return -EINVAL;
+			if (made)
+				log_info("msg=\"created the workspace root\" route=%s dir=%s mode=0700", r->name,
+					 log_quote(r->workspace_root, q, sizeof q));
+		}
 		o.max_sessions = r->max_sessions;
 		o.idle_timeout_ms = r->idle_timeout_ms;
 		if (!(p->bridges[i] = mbr_new(p->loop, &o, err, errlen)))

@@ -54,6 +54,15 @@ int px_config_init(px_config *c);
  * key). *out is malloc'd; free with px_config_free. */
 int px_config_load(cfg_doc *d, cfg_node *root, px_config **out);
 void px_config_free(px_config *c);
+/* What the daemon will need, checked on the host before it starts (by the daemon's load and by postern
+ * check): the certificate pair loads and covers the routes under tunnel_domain, each stdio command exists,
+ * each workspace_root is a writable directory or can be created, upstream.tls.ca_file is readable. Errors
+ * (file, line, key) in cfg_error(d) with -EINVAL; what may be intended becomes a cfg_warn. Changes nothing. */
+int px_config_preflight(cfg_doc *d, cfg_node *root, const px_config *c);
+/* 0 when the certificate of ctx covers <route>.<tunnel_domain> for every single-label route (always when
+ * tunnel_domain is unset), else -EINVAL with the reason in err. Also used when the certificate is reloaded. */
+struct ssl_ctx_st;
+int px_cert_check_domain(const px_config *c, struct ssl_ctx_st *ctx, char *err, size_t errlen);
 
 /* ---- the proxy ---------------------------------------------------------------------------------------- */
 

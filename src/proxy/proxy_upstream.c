@@ -96,8 +96,10 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 		if (bad) {
 			na_format_ip(bad->ai_addr, ip, sizeof ip);
 			c->px->st.ip_rejected++;
-			log_error("msg=\"IP validation failed: %s is not an allowed address\" route=%s upstream=%s", ip,
-				  u->rt->name, u->rt->value);
+			log_error("msg=\"IP validation failed: %s is not an allowed address\" route=%s upstream=%s "
+				  "key=upstream.allowed_ips hint=\"add %s (or its network) to upstream.allowed_ips in the "
+				  "gateway config; the default allows only RFC 1918 addresses\"",
+				  ip, u->rt->name, u->rt->value, ip);
 		} else {
 			log_warn("msg=\"upstream has no IPv4 address\" route=%s host=%s", u->rt->name, u->rt->host);
 		}

@@ -163,6 +163,17 @@ int ctr_config_load(cfg_doc *d, cfg_node *root, ctr_config **out)
 				rc = cfg_fail(d, root, "token_file", "%s: %s", c->token_file, ctri_token_err(t));
 				goto fail;
 			}
+			/* A warning, not an error: secret volumes (Kubernetes' default 0644) are often like this on
+			 * purpose, and the directory may be what protects it. */
+			{
+				struct stat st;
+				if (stat(c->token_file, &st) == 0 && (st.st_mode & 077))
+					cfg_warn(d, root, "token_file",
+						 "%s is readable by %s (mode %04o): the token lets anyone run this tunnel; "
+						 "chmod 600 %s (or defaultMode: 0400 for a Kubernetes secret)",
+						 c->token_file, st.st_mode & 007 ? "all users" : "its group",
+						 (unsigned)(st.st_mode & 07777), c->token_file);
+			}
 		} else if (!getenv("POSTERN_TOKEN") || !getenv("POSTERN_TOKEN")[0]) {
 			rc = cfg_fail(d, root, "edges", "no tunnel token: set token_file or the POSTERN_TOKEN environment variable");
 			goto fail;

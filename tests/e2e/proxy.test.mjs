@@ -385,7 +385,7 @@ test('an upstream outside allowed_ips after DNS: 502 and "IP validation failed" 
       assert.equal(r.status, 502);
       assert.equal(r.text, 'upstream address not allowed');
     }
-    await p.waitFor(/IP validation failed: 127\.0\.0\.1 is not an allowed address/, 5000);
+    await p.waitFor(/IP validation failed: 127\.0\.0\.1 is not an allowed address.* key=upstream\.allowed_ips hint="add 127\.0\.0\.1/, 5000);
   } finally {
     assert.equal((await p.kill()).code, 0, p.log);
   }
@@ -482,6 +482,29 @@ test('certificate hot-reload: new connections get the new pair; a broken pair ke
   renameSync(path.join(live, 'tls.key.tmp'), path.join(live, 'tls.key'));
   renameSync(path.join(live, 'tls.crt.tmp'), path.join(live, 'tls.crt'));
   await waitUntil(async () => (await peerFingerprint(pxPort)) === fingerprint(pki.cert), 10000, 200, 'reload back');
+});
+
+test('certificate hot-reload: a valid pair for another domain is refused with an error, the old one stays', async () => {
+  const live = path.join(dir, 'live');
+  const r = await postern(['certs', 'init', '--domain', 'elsewhere.test', '--out', path.join(dir, 'pki3')]);
+  assert.equal(r.code, 0, r.stderr);
+  const mark = proxy.log.length;
+  // the key first, then the certificate: the pair that finally loads is a good pair, for the wrong names
+  copyFileSync(path.join(dir, 'pki3', 'server.key'), path.join(live, 'tls.key.tmp'));
+  copyFileSync(path.join(dir, 'pki3', 'server.pem'), path.join(live, 'tls.crt.tmp'));
+  renameSync(path.join(live, 'tls.key.tmp'), path.join(live, 'tls.key'));
+  renameSync(path.join(live, 'tls.crt.tmp'), path.join(live, 'tls.crt'));
+  await proxy.waitFor(/level=error .*certificate reload failed, keeping the current certificate.*does not cover [a-z]+\.abcd\.tunnel\.test.*issue it for \*\.abcd\.tunnel\.test/, 10000, mark);
+  await sleep(300);
+  assert.equal(await peerFingerprint(pxPort), fingerprint(pki.cert));
+  assert.equal((await request(`up.${DOMAIN}`, '/still-old')).status, 200);
+  assert.doesNotMatch(proxy.log.slice(mark), /certificate reloaded/);
+  copyFileSync(pki.cert, path.join(live, 'tls.crt.tmp'));
+  copyFileSync(pki.key, path.join(live, 'tls.key.tmp'));
+  renameSync(path.join(live, 'tls.key.tmp'), path.join(live, 'tls.key'));
+  renameSync(path.join(live, 'tls.crt.tmp'), path.join(live, 'tls.crt'));
+  await proxy.waitFor(/msg="certificate reloaded"/, 10000, mark);
+  assert.equal(await peerFingerprint(pxPort), fingerprint(pki.cert));
 });
 
 test('SIGTERM drains: an in-flight SSE response completes, then the process exits 0', async () => {

@@ -294,9 +294,22 @@ static void test_errors(void **st)
 	assert_int_equal(certs_init(p, "ok.example.com", time(NULL), &r, err, sizeof err), -ENOTDIR);
 	assert_non_null(strstr(err, "not a directory"));
 
-	/* parent missing: not created silently */
+	/* parents missing (a fresh host has no /etc/postern): made like mkdir -p, parents 0755, the key
+	 * directory 0700 (issue 11; this used to be refused) */
 	path(p, sizeof p, dir, "no/such/dir");
-	assert_int_equal(certs_init(p, "ok.example.com", time(NULL), &r, err, sizeof err), -ENOENT);
+	assert_int_equal(certs_init(p, "ok.example.com", time(NULL), &r, err, sizeof err), 0);
+	{
+		struct stat sb;
+		assert_int_equal(stat(p, &sb), 0);
+		assert_int_equal(sb.st_mode & 0777, 0700);
+		path(p, sizeof p, dir, "no/such");
+		assert_int_equal(stat(p, &sb), 0);
+		assert_int_equal(sb.st_mode & 0777, 0755);
+	}
+	/* a parent that is a file is named */
+	path(p, sizeof p, dir, "afile/sub");
+	assert_int_equal(certs_init(p, "ok.example.com", time(NULL), &r, err, sizeof err), -ENOTDIR);
+	assert_non_null(strstr(err, "afile: exists and is not a directory"));
 
 	/* half a CA is never replaced */
 	path(p, sizeof p, dir, "half");

@@ -1,4 +1,9 @@
+#include <fcntl.h>
 #include <setjmp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -8,6 +13,7 @@
 #include <cmocka.h>
 
 #include "core/cfg.h"
+#include "core/dirs.h"
 
 static cfg_doc *doc(const char *y)
 {
@@ -70,6 +76,80 @@ static void test_syntax_error(void **st)
 	assert_non_null(strstr(err, "bad.yaml:"));
 }
 
+/* Warnings are kept in order with file, line and key; past CFG_WARN_MAX they are counted, not kept, and
+ * they never turn into an error. */
+static void test_warnings(void **st)
+{
+	cfg_doc *d = doc("a: 1\nb: 2\n");
+	(void)st;
+	assert_int_equal(cfg_warning_count(d), 0);
+	assert_null(cfg_warning(d, 0));
+	assert_int_equal(cfg_warn(d, cfg_root(d), "b", "looks %s", "odd"), 0);
+	assert_int_equal(cfg_warn(d, cfg_root(d), NULL, "whole file"), 0);
+	assert_int_equal(cfg_warning_count(d), 2);
+	assert_string_equal(cfg_warning(d, 0), "t.yaml:2: b: looks odd");
+	assert_string_equal(cfg_warning(d, 1), "t.yaml: whole file");
+	for (int i = 0; i < CFG_WARN_MAX + 5; i++)
+		cfg_warn(d, cfg_root(d), "a", "n%d", i);
+	assert_int_equal(cfg_warning_count(d), CFG_WARN_MAX);
+	assert_int_equal(cfg_warnings_dropped(d), 7);
+	assert_null(cfg_error(d));
+	cfg_free(d);
+}
+
+/* An empty file or one of comments only is named as such (it once said "Bad file descriptor"), and so is a
+ * directory given as the config. */
+static void test_empty_and_not_a_file(void **st)
+{
+	char err[256], path[] = "/tmp/postern-cfg-XXXXXX";
+	int fd = mkstemp(path);
+	(void)st;
+	assert_true(fd >= 0);
+	assert_null(cfg_load(path, err, sizeof err));
+	assert_non_null(strstr(err, ": the file is empty: a config is a mapping of keys"));
+	assert_int_equal(write(fd, "# only a comment\n\n", 19), 19);
+	assert_null(cfg_load(path, err, sizeof err));
+	assert_non_null(strstr(err, ": the file is empty"));
+	close(fd);
+	unlink(path);
+	assert_null(cfg_load("/tmp", err, sizeof err));
+	assert_string_equal(err, "/tmp: not a regular file (a directory)");
+	assert_null(cfg_load("/nonexistent/x.yaml", err, sizeof err));
+	assert_string_equal(err, "/nonexistent/x.yaml: No such file or directory");
+}
+
+/* dirs_make: parents 0755, the last component with the mode asked (whatever the umask), an existing
+ * directory left alone, a file in the way named. */
+static void test_dirs_make(void **st)
+{
+	char base[] = "/tmp/postern-dirs-XXXXXX", p[256], err[256];
+	struct stat sb;
+	bool made = false;
+	mode_t old = umask(077);
+	(void)st;
+	assert_non_null(mkdtemp(base));
+	snprintf(p, sizeof p, "%s/a/b/c/", base);
+	assert_int_equal(dirs_make(p, 0700, &made, err, sizeof err), 0);
+	assert_true(made);
+	snprintf(p, sizeof p, "%s/a/b", base);
+	assert_int_equal(stat(p, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0755);
+	snprintf(p, sizeof p, "%s/a/b/c", base);
+	assert_int_equal(stat(p, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0700);
+	assert_int_equal(dirs_make(p, 0700, &made, err, sizeof err), 0);
+	assert_false(made);
+	snprintf(p, sizeof p, "%s/f", base);
+	close(open(p, O_CREAT | O_WRONLY, 0600));
+	snprintf(p, sizeof p, "%s/f/g", base);
+	assert_int_equal(dirs_make(p, 0700, &made, err, sizeof err), -ENOTDIR);
+	assert_non_null(strstr(err, "/f: exists and is not a directory"));
+	assert_int_equal(dirs_make("", 0700, NULL, err, sizeof err), -EINVAL);
+	umask(old);
+	snprintf(p, sizeof p, "rm -rf %s", base);
+	assert_int_equal(system(p), 0);
+}
+
 static void test_durations(void **st)
 {
 	int64_t ms;
@@ -98,6 +178,9 @@ int main(void)
 		cmocka_unit_test(test_errors_name_line_and_key),
 		cmocka_unit_test(test_syntax_error),
 		cmocka_unit_test(test_durations),
+		cmocka_unit_test(test_warnings),
+		cmocka_unit_test(test_empty_and_not_a_file),
+		cmocka_unit_test(test_dirs_make),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
