@@ -50,9 +50,11 @@ int check_main(int argc, char **argv)
 	cfg_doc *d;
 
 	{
-		int a = cli_config_path(argc, argv, "postern check", usage, &path);
+		cli_args ca;
+		int a = cli_parse(argc, argv, "postern check", usage, false, &ca);
 		if (a)
 			return a == CLI_EXIT_HELP ? 0 : 2;
+		path = ca.path;
 	}
 	d = cfg_load(path, err, sizeof err);
 	if (!d) {

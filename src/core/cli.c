@@ -2,21 +2,39 @@
 
 #include <string.h>
 
-int cli_config_path(int argc, char **argv, const char *prog, void (*usage)(FILE *f), const char **path)
+#include "core/log.h"
+
+int cli_parse(int argc, char **argv, const char *prog, void (*usage)(FILE *f), bool daemon, cli_args *a)
 {
-	*path = NULL;
+	a->path = NULL;
+	a->log_level = a->log_format = -1;
 	for (int i = 1; i < argc; i++) {
-		if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) && i + 1 < argc) {
-			*path = argv[++i];
-		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+		const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if ((!strcmp(o, "-c") || !strcmp(o, "--config")) && v) {
+			a->path = v;
+			i++;
+		} else if (daemon && !strcmp(o, "--log-level") && v) {
+			if ((a->log_level = log_level_parse(v)) < 0) {
+				fprintf(stderr, "%s: --log-level: '%s' is not one of debug, info, warn, error, off\n", prog, v);
+				return CLI_EXIT_USAGE;
+			}
+			i++;
+		} else if (daemon && !strcmp(o, "--log-format") && v) {
+			if ((a->log_format = log_format_parse(v)) < 0) {
+				fprintf(stderr, "%s: --log-format: '%s' is not one of logfmt, json\n", prog, v);
+				return CLI_EXIT_USAGE;
+			}
+			i++;
+		} else if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
 			usage(stdout);
 			return CLI_EXIT_HELP;
 		} else {
-			fprintf(stderr, "%s: unexpected argument '%s' (see %s --help)\n", prog, argv[i], prog);
+			fprintf(stderr, "%s: %s '%s' (see %s --help)\n", prog,
+				v || o[0] != '-' ? "unexpected argument" : "missing value after", o, prog);
 			return CLI_EXIT_USAGE;
 		}
 	}
-	if (!*path) {
+	if (!a->path) {
 		fprintf(stderr, "%s: -c FILE is required (see %s --help)\n", prog, prog);
 		return CLI_EXIT_USAGE;
 	}

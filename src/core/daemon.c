@@ -48,23 +48,32 @@ static void raise_nofile(void)
 
 int dmn_run(const dmn_ops *ops, void *ud, int argc, char **argv)
 {
-	const char *path = NULL;
+	cli_args args;
 	char err[512];
-	int level = -1, rc = 1, a;
+	int level = -1, format = -1, rc = 1, a;
 	dmn d;
 
 	memset(&d, 0, sizeof d);
 	d.ops = ops;
 	d.ud = ud;
-	if ((a = cli_config_path(argc, argv, ops->prog, ops->usage, &path)))
+	if ((a = cli_parse(argc, argv, ops->prog, ops->usage, true, &args)))
 		return a == CLI_EXIT_HELP ? 0 : 2;
-	if (ops->load(ud, path, &level, err, sizeof err) < 0) {
+	/* The flag's format holds from the first line; the config's from after the load. */
+	if (args.log_format >= 0)
+		log_set_format((enum log_format)args.log_format);
+	if (ops->load(ud, args.path, &level, &format, err, sizeof err) < 0) {
 		fprintf(stderr, "%s: %s\n", ops->prog, err);
 		ops->cleanup(ud);
 		return 1;
 	}
+	if (args.log_level >= 0)
+		level = args.log_level;
+	if (args.log_format >= 0)
+		format = args.log_format;
 	if (level >= 0)
 		log_set_level((enum log_level)level);
+	if (format >= 0)
+		log_set_format((enum log_format)format);
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile();
 	uv_loop_t *loop = uv_default_loop();

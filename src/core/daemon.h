@@ -1,5 +1,5 @@
 /* The life of a postern daemon process, one copy for the edge, the gateway (and its proxy-only mode) and the
- * coming control plane and worker: `-c FILE`, config load and check, log level, SIGPIPE ignored, the
+ * coming control plane and worker: `-c FILE [--log-level L] [--log-format F]`, config load and check, log level, SIGPIPE ignored, the
  * descriptor limit raised, one libuv loop, start, SIGTERM/SIGINT -> drain (a second signal exits at once
  * with status 1), run until every handle is closed, clean up.
  *
@@ -17,8 +17,10 @@ typedef struct dmn_ops {
 	const char *prog; /* "postern edge": prefixes usage and config errors */
 	void (*usage)(FILE *f);
 	/* Loads and checks the config at path (unknown keys, bad values: "FILE:LINE: key: reason" in err).
-	 * *log_level (enum log_level) may be set; it starts at -1, which keeps the default. */
-	int (*load)(void *ud, const char *path, int *log_level, char *err, size_t errlen);
+	 * *log_level (enum log_level) and *log_format (enum log_format) may be set from the config; they start
+	 * at -1, which keeps the default. --log-level / --log-format on the command line win over both. Config
+	 * warnings are best logged from start, once the format is in force. */
+	int (*load)(void *ud, const char *path, int *log_level, int *log_format, char *err, size_t errlen);
 	/* Starts the daemon on loop. On error err says what failed and the daemon has closed (or is closing on
 	 * the loop) everything it made; the skeleton then runs the loop until those are released. */
 	int (*start)(void *ud, uv_loop_t *loop, char *err, size_t errlen);

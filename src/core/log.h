@@ -1,4 +1,6 @@
-/* Leveled one-line-per-event logging to stderr, key=value. Audit records never go through here. */
+/* Leveled one-line-per-event logging to stderr, key=value (logfmt) or one JSON object per line. Audit records
+ * never go through here. Callers always write logfmt fragments (msg="..." key=value, peer values through
+ * log_quote); the JSON format is derived from them, so both formats carry the same fields. */
 #ifndef POSTERN_LOG_H
 #define POSTERN_LOG_H
 
@@ -10,6 +12,17 @@ enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR, LOG_OFF };
 int log_level_parse(const char *s);
 void log_set_level(enum log_level lvl);
 enum log_level log_get_level(void);
+enum log_format { LOG_FMT_LOGFMT = 0, LOG_FMT_JSON };
+/* Parses "logfmt|json"; returns the format or -1. */
+int log_format_parse(const char *s);
+void log_set_format(enum log_format f);
+
+/* Reads the optional log_level and log_format keys of a config mapping. *level and *format keep their values
+ * when a key is absent; 0, or -EINVAL with the error (file, line, key) in cfg_error(d). */
+struct fy_node;
+typedef struct cfg_doc cfg_doc;
+int log_config_read(cfg_doc *d, struct fy_node *root, int *level, int *format);
+
 /* Component tag shown as comp=...; a static string, e.g. "edge". */
 void log_set_component(const char *comp);
 

@@ -164,7 +164,7 @@ static void ready_handler(const char *method, const char *path, adm_resp *r, voi
 	adm_reply(r, ok ? 200 : 503, "application/json", body, (size_t)n);
 }
 
-static int gw_load(void *ud, const char *path, int *log_level, char *err, size_t errlen)
+static int gw_load(void *ud, const char *path, int *log_level, int *log_format, char *err, size_t errlen)
 {
 	struct gw *g = ud;
 	if (!(g->doc = cfg_load(path, err, errlen)))
@@ -182,10 +182,7 @@ static int gw_load(void *ud, const char *path, int *log_level, char *err, size_t
 		goto bad;
 	}
 	*log_level = g->pcfg->log_level;
-	for (size_t i = 0; i < cfg_warning_count(g->doc); i++) {
-		char q[700];
-		log_warn("msg=\"config warning\" detail=%s", log_quote(cfg_warning(g->doc, i), q, sizeof q));
-	}
+	*log_format = g->pcfg->log_format;
 	return 0;
 bad:
 	snprintf(err, errlen, "%s", cfg_error(g->doc) ? cfg_error(g->doc) : "invalid config");
@@ -198,6 +195,11 @@ static int gw_start(void *ud, uv_loop_t *loop, char *err, size_t errlen)
 	bool tunnel = g->ccfg && g->ccfg->n_edges > 0;
 	char m[512];
 	int rc = -EINVAL;
+	/* Logged here, not at load: the config's log_format is in force now. */
+	for (size_t i = 0; i < cfg_warning_count(g->doc); i++) {
+		char q[700];
+		log_warn("msg=\"config warning\" detail=%s", log_quote(cfg_warning(g->doc, i), q, sizeof q));
+	}
 	if (!(g->p = px_new(loop, g->pcfg, m, sizeof m))) {
 		snprintf(err, errlen, "the proxy: %s", m);
 		goto fail;
@@ -253,7 +255,7 @@ static void gw_cleanup(void *ud)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: postern gateway -c FILE\n\n"
+	fprintf(f, "usage: postern gateway -c FILE [--log-level LEVEL] [--log-format logfmt|json]\n\n"
 		   "Runs the customer side of a tunnel: the connector dials the edges listed in `edges` (outbound only)\n"
 		   "and the proxy terminates the inner TLS of every client connection the edge relays, then routes it\n"
 		   "by host name to an upstream MCP server. Without `edges` it is proxy-only on `listen_addr`.\n\n"
@@ -268,14 +270,14 @@ static void usage(FILE *f)
 		   "  metrics_listen    /metrics, /healthz, /ready (default 127.0.0.1:20242; \"\" disables)\n"
 		   "proxy keys:\n"
 		   "  tunnel_domain, tls.cert_file, tls.key_file, routes, upstream.allowed_ips,\n"
-		   "  upstream.disable_ip_validation, upstream.tls.ca_file, listen_addr, shutdown_timeout (30s), log_level\n\n"
+		   "  upstream.disable_ip_validation, upstream.tls.ca_file, listen_addr, shutdown_timeout (30s), log_level, log_format (logfmt|json)\n\n"
 		   "SIGTERM/SIGINT: GOAWAY to the edges, in-flight streams finish within shutdown_timeout, exit 0.\n"
 		   "A second signal exits at once. `postern check -c FILE` validates the file without starting.\n");
 }
 
 static void proxy_usage(FILE *f)
 {
-	fprintf(f, "usage: postern proxy -c FILE\n\n"
+	fprintf(f, "usage: postern proxy -c FILE [--log-level LEVEL] [--log-format logfmt|json]\n\n"
 		   "Runs the inner proxy alone (the gateway's proxy-only mode): terminates TLS with tls.cert_file/key_file\n"
 		   "on listen_addr and routes each request by Host to routes (name: scheme://host:port). The same keys\n"
 		   "work in the gateway; connector keys are refused here.\n");

@@ -17,7 +17,7 @@
 #include "core/tlsio.h"
 #include "proxy/proxy.h"
 
-const char *const px_config_keys[] = { "listen_addr", "log_level", "shutdown_timeout", "tunnel_domain",
+const char *const px_config_keys[] = { "listen_addr", "log_level", "log_format", "shutdown_timeout", "tunnel_domain",
 				       "tls",         "routes",    "upstream",         NULL };
 
 int px_config_init(px_config *c)
@@ -27,6 +27,7 @@ int px_config_init(px_config *c)
 	na_cidrs_init(&c->allowed_ips);
 	c->shutdown_timeout_ms = 30000;
 	c->log_level = -1;
+	c->log_format = -1;
 	c->connect_timeout_ms = 30000;
 	c->handshake_timeout_ms = 10000;
 	c->head_timeout_ms = 30000;
@@ -256,7 +257,6 @@ int px_config_load(cfg_doc *d, cfg_node *root, px_config **out)
 	static const char *const tls_keys[] = { "cert_file", "key_file", NULL };
 	px_config *c = calloc(1, sizeof *c);
 	cfg_node *tls = NULL;
-	char *lvl = NULL;
 	int rc;
 
 	if (!c)
@@ -277,12 +277,8 @@ int px_config_load(cfg_doc *d, cfg_node *root, px_config **out)
 			goto out;
 		}
 	}
-	if ((rc = cfg_get_str(d, root, "log_level", &lvl)) < 0)
+	if ((rc = log_config_read(d, root, &c->log_level, &c->log_format)) < 0)
 		goto out;
-	if (lvl && (c->log_level = log_level_parse(lvl)) < 0) {
-		rc = cfg_fail(d, root, "log_level", "'%s' is not one of debug, info, warn, error", lvl);
-		goto out;
-	}
 	if ((rc = cfg_get_duration_ms(d, root, "shutdown_timeout", &c->shutdown_timeout_ms)) < 0)
 		goto out;
 	if ((rc = cfg_get_str(d, root, "tunnel_domain", &c->tunnel_domain)) < 0)
@@ -318,7 +314,6 @@ int px_config_load(cfg_doc *d, cfg_node *root, px_config **out)
 		goto out;
 	rc = 0;
 out:
-	free(lvl);
 	if (rc < 0) {
 		px_config_free(c);
 		c = NULL;

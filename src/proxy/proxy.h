@@ -38,6 +38,7 @@ typedef struct px_config {
 	bool include_system_cas; /* upstream.tls.include_system_cas: system CAs as well as ca_file */
 	int64_t shutdown_timeout_ms; /* default 30 s */
 	int log_level;           /* enum log_level, or -1 when not set (the caller applies it) */
+	int log_format;          /* enum log_format, or -1 when not set (the caller applies it) */
 
 	/* Tunables, not in YAML (tests and embedding may change them). */
 	uint32_t connect_timeout_ms;   /* DNS + TCP connect + upstream TLS; default 30 s */

@@ -585,7 +585,7 @@ px_conn *px_conn_new(px *p, const stream_ops *ops, void *ctx, const char *client
 	cbuf_init(&c->mbody, 4096, PX_MCP_MAX_BODY);
 	c->ops = ops;
 	c->ctx = ctx;
-	snprintf(c->client, sizeof c->client, "%s", client_addr && *client_addr ? client_addr : "-");
+	log_quote(client_addr && *client_addr ? client_addr : "-", c->client, sizeof c->client);
 	uv_timer_init(p->loop, &c->timer);
 	c->timer.data = c;
 	c->st = C_HANDSHAKE;

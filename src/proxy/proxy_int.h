@@ -72,7 +72,8 @@ struct px_conn {
 	px_conn *prev, *next;
 	const stream_ops *ops;
 	void *ctx;
-	char client[NA_FMT_MAX];
+	char client[NA_FMT_MAX + 40]; /* the client address as the owner gave it, already quoted for logs: an edge
+					 * decides what postern-client-addr holds, spaces and key=value included */
 	tio *tls;
 	uv_timer_t timer;
 	enum tkind tkind;

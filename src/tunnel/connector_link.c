@@ -237,8 +237,13 @@ static void accept_stream(struct link *l, struct stream *s, bool end_stream)
 	s->accepted = true;
 	c->st.streams_active++;
 	ctri_metrics_refresh(c);
-	log_debug("msg=\"stream opened\" slot=%d stream=%d authority=%s client=%s", l->s->idx, s->id,
-		  s->authority[0] ? s->authority : "-", s->client_addr[0] ? s->client_addr : "-");
+	if (log_get_level() <= LOG_DEBUG) {
+		/* Both come from the edge's HEADERS: quoted, whatever they hold. */
+		char qa[300], qc[300];
+		log_debug("msg=\"stream opened\" slot=%d stream=%d authority=%s client=%s", l->s->idx, s->id,
+			  log_quote(s->authority[0] ? s->authority : "-", qa, sizeof qa),
+			  log_quote(s->client_addr[0] ? s->client_addr : "-", qc, sizeof qc));
+	}
 	nghttp2_submit_response(l->h2, s->id, &nv, 1, &dp);
 	if (end_stream)
 		c->be.eof(s->sc);

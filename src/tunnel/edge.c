@@ -334,11 +334,12 @@ struct edge_daemon {
 	edge *e;
 };
 
-static int ed_load(void *ud, const char *path, int *log_level, char *err, size_t errlen)
+static int ed_load(void *ud, const char *path, int *log_level, int *log_format, char *err, size_t errlen)
 {
 	struct edge_daemon *d = ud;
 	int rc = edge_config_load(path, &d->cfg, err, errlen);
 	*log_level = d->cfg.log_level;
+	*log_format = d->cfg.log_format;
 	return rc;
 }
 
@@ -366,14 +367,14 @@ static void ed_cleanup(void *ud)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: postern edge -c edge.yaml\n\n"
+	fprintf(f, "usage: postern edge -c edge.yaml [--log-level LEVEL] [--log-format logfmt|json]\n\n"
 		   "The public relay: connectors register on connector_listen (TLS 1.3, tunnel token), MCP clients\n"
 		   "connect to client_listen with TLS SNI <route>.<tunnel id>.<domain> (relayed, never decrypted),\n"
 		   "or through the outer mTLS entry (mtls_listen: HTTP CONNECT with a client certificate).\n\n"
 		   "config keys: state_dir, domain, edge_id, connector_listen (:7844), connector_tls.cert_file/key_file,\n"
 		   "  client_listen (:443), client_allowed_ips, metrics_listen (127.0.0.1:20241), mtls_listen,\n"
 		   "  client_ca_file, mtls_tls.cert_file/key_file (default: connector_tls), client_hello_budget (64M),\n"
-		   "  client_pending_max (16384), log_level\n");
+		   "  client_pending_max (16384), log_level, log_format (logfmt|json)\n");
 }
 
 int edge_main(int argc, char **argv)

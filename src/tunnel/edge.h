@@ -28,6 +28,7 @@ typedef struct edge_config {
 	uint64_t client_hello_budget;
 	int64_t client_pending_max;
 	int log_level;
+	int log_format; /* enum log_format, or -1 when not set */
 } edge_config;
 
 /* Loads and validates an edge config. Unknown keys and bad values fail with "FILE:LINE: key: reason" in

@@ -12,7 +12,7 @@
 
 static const char *const top_keys[] = { "state_dir", "domain", "edge_id", "connector_listen", "connector_tls",
 					"client_listen", "client_allowed_ips", "metrics_listen", "mtls_listen",
-					"client_ca_file", "mtls_tls", "log_level", "client_hello_budget",
+					"client_ca_file", "mtls_tls", "log_level", "log_format", "client_hello_budget",
 					"client_pending_max", NULL };
 static const char *const tls_keys[] = { "cert_file", "key_file", NULL };
 
@@ -74,13 +74,14 @@ int edge_config_load(const char *path, edge_config *c, char *err, size_t errlen)
 {
 	cfg_doc *d;
 	cfg_node *root;
-	char **ips = NULL, *lvl = NULL;
+	char **ips = NULL;
 	size_t nips = 0;
 	int r = -EINVAL;
 
 	memset(c, 0, sizeof *c);
 	na_cidrs_init(&c->client_allowed);
 	c->log_level = LOG_INFO;
+	c->log_format = -1;
 	c->client_hello_budget = EDGE_HELLO_BUDGET_DEFAULT;
 	c->client_pending_max = EDGE_PENDING_DEFAULT;
 	if (!(d = cfg_load(path, err, errlen)))
@@ -153,12 +154,8 @@ int edge_config_load(const char *path, edge_config *c, char *err, size_t errlen)
 	}
 	if ((r = cfg_get_int(d, root, "client_pending_max", 1, EDGE_PENDING_MAX, &c->client_pending_max)) < 0)
 		goto out;
-	if ((r = cfg_get_str(d, root, "log_level", &lvl)) < 0)
+	if ((r = log_config_read(d, root, &c->log_level, &c->log_format)) < 0)
 		goto out;
-	if (lvl && (c->log_level = log_level_parse(lvl)) < 0) {
-		cfg_fail(d, root, "log_level", "'%s' is not one of debug, info, warn, error", lvl);
-		goto out;
-	}
 	r = 0;
 	goto out;
 nomem:
@@ -175,7 +172,6 @@ out:
 		snprintf(err, errlen, "%s: invalid config", path);
 		r = -EINVAL;
 	}
-	free(lvl);
 	cfg_strv_free(ips);
 	cfg_free(d);
 	if (r < 0)

@@ -228,6 +228,8 @@ static void on_pump(uv_timer_t *t)
 	}
 }
 
+static const char *g_client = "test:1"; /* the client address the owner hands the proxy */
+
 static px_config *config(int port, const char *extra)
 {
 	char y[1024], err[256];
@@ -265,7 +267,7 @@ static void run_case(struct owner *o, const char *request, bool abort_on_write, 
 	o->cli = tio_new(cctx, false, "up.t.example");
 	o->request = request;
 	o->abort_on_write = abort_on_write;
-	o->pc = px_conn_new(p, &ops, o, "test:1");
+	o->pc = px_conn_new(p, &ops, o, g_client);
 	assert_non_null(o->pc);
 	tio_handshake(o->cli);
 	uv_timer_init(&loop, &o->pump);
@@ -331,6 +333,34 @@ static void test_no_route_closes_gracefully(void **st)
 	assert_false(o.close_in_call);
 }
 
+/* The client address comes from the edge (postern-client-addr): whatever it holds, every log line keeps it
+ * inside one quoted value, so it cannot add keys or split the line. */
+static void test_client_addr_is_quoted_in_logs(void **st)
+{
+	struct owner o;
+	int n = 0, saved = dup(STDERR_FILENO);
+	char path[] = "/tmp/postern-pxlog-XXXXXX", text[8192];
+	int fd = mkstemp(path);
+	ssize_t got;
+	(void)st;
+	assert_true(fd >= 0 && saved >= 0);
+	assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+	g_client = "1.2.3.4:5 route=evil msg=\"forged\"\nlevel=error";
+	run_case(&o, "GET /x HTTP/1.1\r\nHost: nope.t.example\r\n\r\n", false, &n);
+	g_client = "test:1";
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	got = pread(fd, text, sizeof text - 1, 0);
+	close(fd);
+	unlink(path);
+	assert_true(got > 0);
+	text[got] = 0;
+	assert_non_null(strstr(text, "msg=\"no route for host\""));
+	assert_non_null(strstr(text, "client=\"1.2.3.4:5 route=evil msg=\\\"forged\\\"\\x0alevel=error\""));
+	assert_null(strstr(text, " route=evil msg=\"forged\""));
+	assert_null(strstr(text, "\nlevel=error\n"));
+}
+
 static void test_truncated_record_then_eof_closes_at_once(void **st)
 {
 	struct owner o;
@@ -363,6 +393,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_exchange),
 		cmocka_unit_test(test_no_route_closes_gracefully),
+		cmocka_unit_test(test_client_addr_is_quoted_in_logs),
 		cmocka_unit_test(test_abort_inside_write),
 		cmocka_unit_test(test_truncated_record_then_eof_closes_at_once),
 	};
