@@ -129,11 +129,12 @@ static bool file_exists(const char *dir, const char *name)
 	return stat(p, &st) == 0;
 }
 
-static X509 *load_cert(const char *dir, const char *name, char *err, size_t errlen)
+/* One PEM object of dir/name: a private key (key) or a certificate. NULL with err set. */
+static void *load_pem(const char *dir, const char *name, bool key, char *err, size_t errlen)
 {
 	char p[4096], ebuf[200];
 	FILE *f;
-	X509 *x;
+	void *obj;
 	path_join(p, sizeof p, dir, name);
 	f = fopen(p, "r");
 	if (!f) {
@@ -141,30 +142,22 @@ static X509 *load_cert(const char *dir, const char *name, char *err, size_t errl
 		return NULL;
 	}
 	ERR_clear_error();
-	x = PEM_read_X509(f, NULL, NULL, NULL);
+	obj = key ? (void *)PEM_read_PrivateKey(f, NULL, NULL, NULL) : (void *)PEM_read_X509(f, NULL, NULL, NULL);
 	fclose(f);
-	if (!x)
-		seterr(err, errlen, -EINVAL, "%s: not a PEM certificate: %s", p, tio_ssl_errors(ebuf, sizeof ebuf));
-	return x;
+	if (!obj)
+		seterr(err, errlen, -EINVAL, "%s: not a PEM %s: %s", p, key ? "private key" : "certificate",
+		       tio_ssl_errors(ebuf, sizeof ebuf));
+	return obj;
+}
+
+static X509 *load_cert(const char *dir, const char *name, char *err, size_t errlen)
+{
+	return load_pem(dir, name, false, err, errlen);
 }
 
 static EVP_PKEY *load_key(const char *dir, const char *name, char *err, size_t errlen)
 {
-	char p[4096], ebuf[200];
-	FILE *f;
-	EVP_PKEY *k;
-	path_join(p, sizeof p, dir, name);
-	f = fopen(p, "r");
-	if (!f) {
-		seterr(err, errlen, -errno, "%s: %s", p, strerror(errno));
-		return NULL;
-	}
-	ERR_clear_error();
-	k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
-	fclose(f);
-	if (!k)
-		seterr(err, errlen, -EINVAL, "%s: not a PEM private key: %s", p, tio_ssl_errors(ebuf, sizeof ebuf));
-	return k;
+	return load_pem(dir, name, true, err, errlen);
 }
 
 static int add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
