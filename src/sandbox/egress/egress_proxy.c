@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "core/h1.h"
+#include "core/list.h"
 #include "core/log.h"
 #include "core/netaddr.h"
 #include "core/tconn.h"
@@ -45,7 +46,7 @@ enum cstate { C_HEAD, C_RESOLVE, C_CONNECT, C_RELAY, C_REPLIED, C_CLOSING };
 
 struct conn {
 	egx *x;
-	struct conn *prev, *next;
+	struct conn *next, **pprev; /* x->conns */
 	enum cstate state;
 	tconn *client, *up; /* NULL once their on_close ran */
 	uv_timer_t timer;
@@ -92,12 +93,7 @@ static void conn_maybe_free(struct conn *c)
 {
 	if (c->open_handles > 0 || c->gai_pending)
 		return;
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		c->x->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	LIST_UNLINK(c, next, pprev);
 	c->x->nconns--;
 	free(c->head);
 	free(c->hdrs);
@@ -672,10 +668,7 @@ static void on_conn(uv_stream_t *srv, int status)
 	uv_timer_init(&x->loop, &c->timer);
 	c->timer.data = c;
 	c->open_handles = 1;
-	c->next = x->conns;
-	if (x->conns)
-		x->conns->prev = c;
-	x->conns = c;
+	LIST_PUSH(x->conns, c, next, pprev);
 	x->nconns++;
 	if (tconn_accept(srv, NULL, &client_cbs, c, &c->client) < 0) {
 		conn_close(c); /* tconn released the socket: only the timer is left */
