@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "core/arr.h"
+
 enum rule_kind { R_ANY, R_EXACT, R_WILD, R_NET };
 
 struct rule {
@@ -467,14 +469,8 @@ static int add_rule(struct rule_list *l, const char *pat, char *err, size_t errl
 		seterr(err, errlen, "more than %d rules", EGP_MAX_RULES);
 		return -ENOSPC;
 	}
-	if (l->n == l->cap) {
-		size_t nc = l->cap ? l->cap * 2 : 8;
-		struct rule *nv = realloc(l->v, nc * sizeof *nv);
-		if (!nv)
-			return -ENOMEM;
-		l->v = nv;
-		l->cap = nc;
-	}
+	if (ARR_RESERVE(l->v, l->n, l->cap, 8) < 0)
+		return -ENOMEM;
 	l->v[l->n++] = r;
 	return 0;
 }
@@ -495,14 +491,8 @@ int egp_add_local_addr(egp_policy *p, const struct egp_addr *a)
 		return -EINVAL;
 	if (p->nlocal >= EGP_MAX_RULES)
 		return -ENOSPC;
-	if (p->nlocal == p->caplocal) {
-		size_t nc = p->caplocal ? p->caplocal * 2 : 8;
-		struct egp_addr *nv = realloc(p->local, nc * sizeof *nv);
-		if (!nv)
-			return -ENOMEM;
-		p->local = nv;
-		p->caplocal = nc;
-	}
+	if (ARR_RESERVE(p->local, p->nlocal, p->caplocal, 8) < 0)
+		return -ENOMEM;
 	p->local[p->nlocal++] = *a;
 	return 0;
 }
