@@ -206,6 +206,19 @@ static size_t body_part(struct conn *c, const uint8_t *d, size_t n)
 	return used;
 }
 
+/* n bytes read from `from` go to `to`; `from` pauses (*paused) while to's queue is over WQ_HIGH. */
+static void forward(struct conn *c, tconn *from, tconn *to, const uint8_t *p, size_t n, bool *paused)
+{
+	if (tconn_write(to, p, n) < 0) {
+		conn_close(c);
+		return;
+	}
+	if (tconn_over_high_water(to)) {
+		*paused = true;
+		tconn_pause(from);
+	}
+}
+
 static void client_data(tconn *tc, const uint8_t *p, size_t n, void *ud)
 {
 	struct conn *c = ud;
@@ -227,14 +240,7 @@ static void client_data(tconn *tc, const uint8_t *p, size_t n, void *ud)
 		if (c->msg_done)
 			tconn_pause(tc);
 	}
-	if (tconn_write(c->up, p, fwd) < 0) {
-		conn_close(c);
-		return;
-	}
-	if (tconn_over_high_water(c->up)) {
-		c->client_paused = true;
-		tconn_pause(tc);
-	}
+	forward(c, tc, c->up, p, fwd, &c->client_paused);
 }
 
 static void client_eof(tconn *tc, void *ud)
@@ -280,14 +286,7 @@ static void up_data(tconn *tc, const uint8_t *p, size_t n, void *ud)
 	if (c->state != C_RELAY)
 		return;
 	arm_timer(c, c->x->c.idle_timeout_ms);
-	if (tconn_write(c->client, p, n) < 0) {
-		conn_close(c);
-		return;
-	}
-	if (tconn_over_high_water(c->client)) {
-		c->up_paused = true;
-		tconn_pause(tc);
-	}
+	forward(c, tc, c->client, p, n, &c->up_paused);
 }
 
 static void up_eof(tconn *tc, void *ud)
