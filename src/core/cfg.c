@@ -273,15 +273,33 @@ int cfg_get_int(cfg_doc *d, cfg_node *map, const char *key, int64_t min, int64_t
 	return 0;
 }
 
-int cfg_get_bool(cfg_doc *d, cfg_node *map, const char *key, bool *out)
+enum kind { K_BOOL, K_DURATION, K_SIZE };
+
+/* key's scalar through the parser of its kind into out; a value it refuses is reported at the key. */
+static int get_kind(cfg_doc *d, cfg_node *map, const char *key, enum kind k, void *out)
 {
+	static const char *const what[] = {
+		[K_BOOL] = "a boolean (true or false)",
+		[K_DURATION] = "a duration (e.g. 500ms, 10s, 5m, 720h)",
+		[K_SIZE] = "a size (e.g. 512M, 2G)",
+	};
 	const char *s;
 	int rc = get_scalar(d, map, key, &s);
 	if (rc)
 		return rc;
-	if (cfg_parse_bool(s, out) < 0)
-		return cfg_fail(d, map, key, "'%s' is not a boolean (true or false)", s);
+	switch (k) {
+	case K_BOOL: rc = cfg_parse_bool(s, out); break;
+	case K_DURATION: rc = cfg_parse_duration_ms(s, out); break;
+	default: rc = cfg_parse_size(s, out); break;
+	}
+	if (rc < 0)
+		return cfg_fail(d, map, key, "'%s' is not %s", s, what[k]);
 	return 0;
+}
+
+int cfg_get_bool(cfg_doc *d, cfg_node *map, const char *key, bool *out)
+{
+	return get_kind(d, map, key, K_BOOL, out);
 }
 
 int cfg_parse_bool(const char *s, bool *out)
@@ -376,24 +394,12 @@ int cfg_parse_size(const char *s, uint64_t *bytes)
 
 int cfg_get_duration_ms(cfg_doc *d, cfg_node *map, const char *key, int64_t *out)
 {
-	const char *s;
-	int rc = get_scalar(d, map, key, &s);
-	if (rc)
-		return rc;
-	if (cfg_parse_duration_ms(s, out) < 0)
-		return cfg_fail(d, map, key, "'%s' is not a duration (e.g. 500ms, 10s, 5m, 720h)", s);
-	return 0;
+	return get_kind(d, map, key, K_DURATION, out);
 }
 
 int cfg_get_size(cfg_doc *d, cfg_node *map, const char *key, uint64_t *out)
 {
-	const char *s;
-	int rc = get_scalar(d, map, key, &s);
-	if (rc)
-		return rc;
-	if (cfg_parse_size(s, out) < 0)
-		return cfg_fail(d, map, key, "'%s' is not a size (e.g. 512M, 2G)", s);
-	return 0;
+	return get_kind(d, map, key, K_SIZE, out);
 }
 
 void cfg_strv_free(char **v)
