@@ -609,18 +609,27 @@ uint8_t *tio_out_detach(tio *t, size_t *len)
 	return p;
 }
 
-SSL_CTX *tio_server_ctx(const char *cert_file, const char *key_file, bool min13, char *err, size_t errlen)
+/* What both sides set: the lowest version and no read buffers kept while idle. */
+static SSL_CTX *new_ctx(const SSL_METHOD *m, bool min13, char *err, size_t errlen)
 {
-	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-	char buf[200];
+	SSL_CTX *ctx = SSL_CTX_new(m);
 	if (!ctx) {
 		snprintf(err, errlen, "cannot create TLS context");
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, min13 ? TLS1_3_VERSION : TLS1_2_VERSION);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	ERR_clear_error();
+	return ctx;
+}
+
+SSL_CTX *tio_server_ctx(const char *cert_file, const char *key_file, bool min13, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = new_ctx(TLS_server_method(), min13, err, errlen);
+	char buf[200];
+	if (!ctx)
+		return NULL;
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
 		snprintf(err, errlen, "%s: cannot load certificate: %s", cert_file, tio_ssl_errors(buf, sizeof buf));
 		goto fail;
@@ -642,16 +651,11 @@ fail:
 SSL_CTX *tio_client_ctx(const char *ca_file, const char *cert_file, const char *key_file, bool min13,
 			char *err, size_t errlen)
 {
-	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	SSL_CTX *ctx = new_ctx(TLS_client_method(), min13, err, errlen);
 	char buf[200];
-	if (!ctx) {
-		snprintf(err, errlen, "cannot create TLS context");
+	if (!ctx)
 		return NULL;
-	}
-	SSL_CTX_set_min_proto_version(ctx, min13 ? TLS1_3_VERSION : TLS1_2_VERSION);
-	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	ERR_clear_error();
 	if (ca_file ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1
 		    : SSL_CTX_set_default_verify_paths(ctx) != 1) {
 		snprintf(err, errlen, "%s: cannot load CA certificates: %s", ca_file ? ca_file : "system CA store",
