@@ -313,8 +313,17 @@ int cfg_parse_bool(const char *s, bool *out)
 	return 0;
 }
 
+struct unit {
+	const char *name;
+	int64_t ms;
+};
+
 int cfg_parse_duration_ms(const char *s, int64_t *ms)
 {
+	/* "ms" before "m": the first unit that prefixes the rest wins. */
+	static const struct unit units[] = {
+		{ "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 }, { "d", 86400000 }, { NULL, 0 },
+	};
 	int64_t total = 0;
 	const char *p = s;
 	if (!s || !*s)
@@ -332,29 +341,18 @@ int cfg_parse_duration_ms(const char *s, int64_t *ms)
 	while (*p) {
 		char *end;
 		int64_t mult;
+		const struct unit *u;
 		errno = 0;
 		double v = strtod(p, &end);
 		if (errno || end == p || v < 0 || !isdigit((unsigned char)*p))
 			return -EINVAL;
 		p = end;
-		if (!strncmp(p, "ms", 2)) {
-			mult = 1;
-			p += 2;
-		} else if (*p == 's') {
-			mult = 1000;
-			p++;
-		} else if (*p == 'm') {
-			mult = 60000;
-			p++;
-		} else if (*p == 'h') {
-			mult = 3600000;
-			p++;
-		} else if (*p == 'd') {
-			mult = 86400000;
-			p++;
-		} else {
+		for (u = units; u->name && strncmp(p, u->name, strlen(u->name)); u++)
+			;
+		if (!u->name)
 			return -EINVAL;
-		}
+		mult = u->ms;
+		p += strlen(u->name);
 		if (v * (double)mult > 1e15)
 			return -EINVAL;
 		total += (int64_t)(v * (double)mult);
