@@ -1,5 +1,6 @@
 #include "core/log.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,7 +18,7 @@ int log_level_parse(const char *s)
 			return i;
 	if (strcmp(s, "warning") == 0)
 		return LOG_WARN;
-	return -1;
+	return -EINVAL;
 }
 
 void log_set_level(enum log_level lvl) { g_level = lvl; }

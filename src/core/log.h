@@ -6,7 +6,7 @@
 
 enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR, LOG_OFF };
 
-/* Parses "debug|info|warn|error|off"; returns the level or -1. */
+/* Parses "debug|info|warn|error|off"; returns the level or -EINVAL. */
 int log_level_parse(const char *s);
 void log_set_level(enum log_level lvl);
 enum log_level log_get_level(void);

@@ -64,8 +64,8 @@ static int qbio_read(BIO *b, char *p, int n)
 	struct tq *q = BIO_get_data(b);
 	BIO_clear_retry_flags(b);
 	if (!q->b.len) {
-		BIO_set_retry_read(b); /* more input may come: never a hard EOF */
-		return -1;
+		BIO_set_retry_read(b);
+		return -1; /* -1: BIO "retry", more input may come: never a hard EOF */
 	}
 	return (int)cbuf_take(&q->b, p, (size_t)n);
 }
@@ -189,23 +189,28 @@ void tio_enable_handoff(SSL_CTX *ctx)
 	SSL_CTX_set_keylog_callback(ctx, keylog_cb);
 }
 
-/* The records in p[0..n): their count, or -1 unless they are exactly whole records that open, in order from
- * sequence 0, with the server's application key (so the count is proven, not inferred: a wrong count could
- * only ever mean a nonce used twice). */
+/* The records in p[0..n): their count, or a negative errno unless they are exactly whole records that open,
+ * in order from sequence 0, with the server's application key (so the count is proven, not inferred: a wrong
+ * count could only ever mean a nonce used twice). */
 static int64_t count_records(uint16_t suite, const struct tio_hs *hs, const uint8_t *p, size_t n)
 {
 	int64_t k = 0;
 	trl *chk = NULL;
 	uint8_t *tmp = NULL;
+	int rc;
 
-	if (n && trl_new(&chk, suite, hs->ssec, hs->csec, hs->slen) < 0)
-		return -1;
+	if (n && (rc = trl_new(&chk, suite, hs->ssec, hs->csec, hs->slen)) < 0)
+		return rc;
 	while (n > 0) {
 		ssize_t l = trl_record_len(p, n);
 		size_t olen;
 		uint8_t type;
-		if (l <= 0 || !(tmp = malloc((size_t)l)) || trl_open(chk, p, (size_t)l, tmp, &olen, &type) < 0) {
-			k = -1;
+		if (l <= 0 || !(tmp = malloc((size_t)l))) {
+			k = l <= 0 ? -EBADMSG : -ENOMEM;
+			break;
+		}
+		if ((rc = trl_open(chk, p, (size_t)l, tmp, &olen, &type)) < 0) {
+			k = rc;
 			break;
 		}
 		OPENSSL_clear_free(tmp, (size_t)l);

@@ -75,7 +75,7 @@ static int hexval(char c)
 		return c - 'a' + 10;
 	if (c >= 'A' && c <= 'F')
 		return c - 'A' + 10;
-	return -1;
+	return -1; /* -1: not a hex digit */
 }
 
 /* One part of a lax IPv4 literal: decimal, 0-prefixed octal or 0x-prefixed hex. Caps at 2^32. */
@@ -469,8 +469,10 @@ static int add_rule(struct rule_list *l, const char *pat, char *err, size_t errl
 		seterr(err, errlen, "more than %d rules", EGP_MAX_RULES);
 		return -ENOSPC;
 	}
-	if (ARR_RESERVE(l->v, l->n, l->cap, 8) < 0)
+	if (ARR_RESERVE(l->v, l->n, l->cap, 8) < 0) {
+		seterr(err, errlen, "out of memory");
 		return -ENOMEM;
+	}
 	l->v[l->n++] = r;
 	return 0;
 }

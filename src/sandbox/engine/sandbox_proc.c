@@ -40,7 +40,7 @@ static int poll_ms(uint64_t deadline)
 {
 	uint64_t n = now_ms();
 	if (deadline == UINT64_MAX)
-		return -1;
+		return -1; /* -1: poll's "no timeout" */
 	return deadline <= n ? 0 : (int)(deadline - n > 60000 ? 60000 : deadline - n);
 }
 

@@ -624,7 +624,7 @@ static int class_match(const char *p, const char *pend, char c, size_t *adv)
 		q++;
 	}
 	if (q >= pend)
-		return -1;
+		return -1; /* -1: not a class: the [ is literal */
 	*adv = (size_t)(q - p) + 1;
 	return hit != neg;
 }
@@ -691,7 +691,7 @@ static int split(const char *s, const char **b, const char **e)
 			q++;
 		if (q > p && !(q - p == 1 && *p == '.')) {
 			if (n == GLOB_SEGS)
-				return -1;
+				return -E2BIG;
 			b[n] = p;
 			e[n] = q;
 			n++;
