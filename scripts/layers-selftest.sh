@@ -15,6 +15,7 @@ echo '#include "sandbox/tools/tools.h"' >> "$t/src/sandbox/tools/tool_text.c"   
 echo '#include "sandbox/mcp/mcp_server.h"' >> "$t/src/sandbox/tools/tool_wire.c" # tools know the MCP server
 echo '#include "sandbox/tools/tools.h"' >> "$t/src/sandbox/engine/ws_quota.c"     # the engine knows the tools
 mkdir "$t/src/newdir" && echo 'int x;' > "$t/src/newdir/a.c"    # a folder with no rule
+printf 'int bo_bad(void);\nint bo_bad(void)\n{\n\treturn -1;\n}\n' >> "$t/src/core/backoff.c"  # a bare -1
 if out=$(scripts/layers.sh "$t/src" 2>&1); then echo "layers self-test: violations passed" >&2; exit 1; fi
 for want in 'core/log.c:[0-9]* includes "tunnel/sni.h"' 'tunnel/reg.c:[0-9]* includes "proxy/proxy.h"' \
             'tunnel/sni.h:[0-9]* includes "sandbox/engine/sandbox.h"' 'sandbox/engine/landlock.c:[0-9]* includes "tunnel/edge.h"' \
@@ -22,7 +23,7 @@ for want in 'core/log.c:[0-9]* includes "tunnel/sni.h"' 'tunnel/reg.c:[0-9]* inc
             'include cycle: sandbox/tools/tool_text includes sandbox/tools/tools.h' \
             'sandbox/tools/tool_wire.c:[0-9]* includes "sandbox/mcp/mcp_server.h": src/sandbox/tools may include only' \
             'sandbox/engine/ws_quota.c:[0-9]* includes "sandbox/tools/tools.h": src/sandbox/engine may include only' \
-            '9 include(s) break'; do
+            '9 include(s) break' 'core/backoff.c:[0-9]*: return -1;' '1 bare return -1'; do
   grep -q "$want" <<<"$out" || { echo "layers self-test: missing: $want"; echo "$out"; exit 1; } >&2
 done
-echo "layers self-test: 9 injected violations caught"
+echo "layers self-test: 10 injected violations caught"

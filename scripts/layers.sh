@@ -13,7 +13,8 @@
 #   src/*.c  -> anything                   (main and the command table)
 # A file's folder is its directory under src/ (sandbox/engine/x.c is in sandbox/engine), and so is a header's;
 # and commands.h (the command table) only from a file that defines one of its commands; no two modules
-# include each other's headers (x_int.h counts as module x; header-only modules are exempt).
+# include each other's headers (x_int.h counts as module x; header-only modules are exempt). It also holds
+# the one cheap check of the error convention: no bare `return -1;`.
 # Usage: scripts/layers.sh [SRC_DIR]   (default src; the self-test passes a tree with violations)
 set -uo pipefail
 src=${1:-src}
@@ -80,8 +81,20 @@ for e in "${!edge[@]}"; do
   fi
 done
 
+# The error convention (docs/internals.md, "Errors"): a failure is a negative errno, never a bare -1. A -1
+# that is a value and not an error (poll's "no timeout", OpenSSL's BIO retry, "not a hex digit") says so on
+# its line: `return -1; /* -1: why */`.
+errs=0
+while IFS=: read -r f line _; do
+  echo "layers: ${f#"$src"/}:$line: return -1; (a failure returns a negative errno; a -1 that is a value says /* -1: why */)" >&2
+  errs=$((errs + 1))
+done < <(grep -rnE --include='*.[ch]' 'return -1;' "$src" | grep -vE 'return -1; /\* -1: ' || true)
+
 if [ $bad -gt 0 ]; then
   echo "layers: $bad include(s) break the layer rule (docs/internals.md, \"Layers\")" >&2
-  exit 1
 fi
+if [ $errs -gt 0 ]; then
+  echo "layers: $errs bare return -1 (docs/internals.md, \"Errors\")" >&2
+fi
+[ $bad -gt 0 ] || [ $errs -gt 0 ] && exit 1
 echo "layers: $files files, rule holds"

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/h1.h"
+#include "core/list.h"
 #include "core/log.h"
 #include "core/netaddr.h"
 #include "core/tconn.h"
@@ -309,12 +310,7 @@ static void conn_on_close(tconn *c, int err, void *ud)
 	struct aconn *a = ud;
 	(void)c;
 	(void)err;
-	if (a->pprev) {
-		*a->pprev = a->next;
-		if (a->next)
-			a->next->pprev = a->pprev;
-		a->pprev = NULL;
-	}
+	LIST_UNLINK(a, next, pprev);
 	a->srv->nconns--;
 	a->c = NULL;
 	uv_close((uv_handle_t *)&a->timer, conn_timer_closed);
@@ -509,11 +505,7 @@ static void on_conn(uv_stream_t *lsn, int status)
 	h1_keep_target(&a->req, a->url, sizeof a->url);
 	s->pending++;
 	s->nconns++;
-	a->next = s->conns;
-	if (s->conns)
-		s->conns->pprev = &a->next;
-	s->conns = a;
-	a->pprev = &s->conns;
+	LIST_PUSH(s->conns, a, next, pprev);
 	if ((r = tconn_accept(lsn, NULL, &conn_cbs, a, &a->c)) < 0) {
 		/* tconn reports no close for a failed accept: undo by hand. */
 		a->c = NULL;

@@ -319,15 +319,33 @@ int cfg_get_int(cfg_doc *d, cfg_node *map, const char *key, int64_t min, int64_t
 	return 0;
 }
 
-int cfg_get_bool(cfg_doc *d, cfg_node *map, const char *key, bool *out)
+enum kind { K_BOOL, K_DURATION, K_SIZE };
+
+/* key's scalar through the parser of its kind into out; a value it refuses is reported at the key. */
+static int get_kind(cfg_doc *d, cfg_node *map, const char *key, enum kind k, void *out)
 {
+	static const char *const what[] = {
+		[K_BOOL] = "a boolean (true or false)",
+		[K_DURATION] = "a duration (e.g. 500ms, 10s, 5m, 720h)",
+		[K_SIZE] = "a size (e.g. 512M, 2G)",
+	};
 	const char *s;
 	int rc = get_scalar(d, map, key, &s);
 	if (rc)
 		return rc;
-	if (cfg_parse_bool(s, out) < 0)
-		return cfg_fail(d, map, key, "'%s' is not a boolean (true or false)", s);
+	switch (k) {
+	case K_BOOL: rc = cfg_parse_bool(s, out); break;
+	case K_DURATION: rc = cfg_parse_duration_ms(s, out); break;
+	default: rc = cfg_parse_size(s, out); break;
+	}
+	if (rc < 0)
+		return cfg_fail(d, map, key, "'%s' is not %s", s, what[k]);
 	return 0;
+}
+
+int cfg_get_bool(cfg_doc *d, cfg_node *map, const char *key, bool *out)
+{
+	return get_kind(d, map, key, K_BOOL, out);
 }
 
 int cfg_parse_bool(const char *s, bool *out)
@@ -341,8 +359,17 @@ int cfg_parse_bool(const char *s, bool *out)
 	return 0;
 }
 
+struct unit {
+	const char *name;
+	int64_t ms;
+};
+
 int cfg_parse_duration_ms(const char *s, int64_t *ms)
 {
+	/* "ms" before "m": the first unit that prefixes the rest wins. */
+	static const struct unit units[] = {
+		{ "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 }, { "d", 86400000 }, { NULL, 0 },
+	};
 	int64_t total = 0;
 	const char *p = s;
 	if (!s || !*s)
@@ -360,29 +387,18 @@ int cfg_parse_duration_ms(const char *s, int64_t *ms)
 	while (*p) {
 		char *end;
 		int64_t mult;
+		const struct unit *u;
 		errno = 0;
 		double v = strtod(p, &end);
 		if (errno || end == p || v < 0 || !isdigit((unsigned char)*p))
 			return -EINVAL;
 		p = end;
-		if (!strncmp(p, "ms", 2)) {
-			mult = 1;
-			p += 2;
-		} else if (*p == 's') {
-			mult = 1000;
-			p++;
-		} else if (*p == 'm') {
-			mult = 60000;
-			p++;
-		} else if (*p == 'h') {
-			mult = 3600000;
-			p++;
-		} else if (*p == 'd') {
-			mult = 86400000;
-			p++;
-		} else {
+		for (u = units; u->name && strncmp(p, u->name, strlen(u->name)); u++)
+			;
+		if (!u->name)
 			return -EINVAL;
-		}
+		mult = u->ms;
+		p += strlen(u->name);
 		if (v * (double)mult > 1e15)
 			return -EINVAL;
 		total += (int64_t)(v * (double)mult);
@@ -422,24 +438,12 @@ int cfg_parse_size(const char *s, uint64_t *bytes)
 
 int cfg_get_duration_ms(cfg_doc *d, cfg_node *map, const char *key, int64_t *out)
 {
-	const char *s;
-	int rc = get_scalar(d, map, key, &s);
-	if (rc)
-		return rc;
-	if (cfg_parse_duration_ms(s, out) < 0)
-		return cfg_fail(d, map, key, "'%s' is not a duration (e.g. 500ms, 10s, 5m, 720h)", s);
-	return 0;
+	return get_kind(d, map, key, K_DURATION, out);
 }
 
 int cfg_get_size(cfg_doc *d, cfg_node *map, const char *key, uint64_t *out)
 {
-	const char *s;
-	int rc = get_scalar(d, map, key, &s);
-	if (rc)
-		return rc;
-	if (cfg_parse_size(s, out) < 0)
-		return cfg_fail(d, map, key, "'%s' is not a size (e.g. 512M, 2G)", s);
-	return 0;
+	return get_kind(d, map, key, K_SIZE, out);
 }
 
 void cfg_strv_free(char **v)

@@ -25,7 +25,7 @@ int log_level_parse(const char *s)
 			return i;
 	if (strcmp(s, "warning") == 0)
 		return LOG_WARN;
-	return -1;
+	return -EINVAL;
 }
 
 int log_format_parse(const char *s)
@@ -34,7 +34,7 @@ int log_format_parse(const char *s)
 		return LOG_FMT_LOGFMT;
 	if (strcmp(s, "json") == 0)
 		return LOG_FMT_JSON;
-	return -1;
+	return -EINVAL;
 }
 
 void log_set_format(enum log_format f) { g_format = f; }

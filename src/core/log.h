@@ -8,12 +8,12 @@
 
 enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR, LOG_OFF };
 
-/* Parses "debug|info|warn|error|off"; returns the level or -1. */
+/* Parses "debug|info|warn|error|off"; returns the level or -EINVAL. */
 int log_level_parse(const char *s);
 void log_set_level(enum log_level lvl);
 enum log_level log_get_level(void);
 enum log_format { LOG_FMT_LOGFMT = 0, LOG_FMT_JSON };
-/* Parses "logfmt|json"; returns the format or -1. */
+/* Parses "logfmt|json"; returns the format or -EINVAL. */
 int log_format_parse(const char *s);
 void log_set_format(enum log_format f);
 

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/arr.h"
+
 static int parse_port(const char *s, bool allow_zero, uint16_t *port)
 {
 	unsigned long v = 0;
@@ -238,14 +240,8 @@ int na_cidrs_add(na_cidrs *l, const char *cidr)
 		return -EINVAL;
 	if (l->n >= NA_CIDRS_MAX)
 		return -E2BIG;
-	if (l->n == l->cap) {
-		size_t ncap = l->cap ? l->cap * 2 : 8;
-		na_cidr *nv = realloc(l->v, ncap * sizeof *nv);
-		if (!nv)
-			return -ENOMEM;
-		l->v = nv;
-		l->cap = ncap;
-	}
+	if (ARR_RESERVE(l->v, l->n, l->cap, 8) < 0)
+		return -ENOMEM;
 	l->v[l->n++] = c;
 	return 0;
 }

@@ -64,8 +64,8 @@ static int qbio_read(BIO *b, char *p, int n)
 	struct tq *q = BIO_get_data(b);
 	BIO_clear_retry_flags(b);
 	if (!q->b.len) {
-		BIO_set_retry_read(b); /* more input may come: never a hard EOF */
-		return -1;
+		BIO_set_retry_read(b);
+		return -1; /* -1: BIO "retry", more input may come: never a hard EOF */
 	}
 	return (int)cbuf_take(&q->b, p, (size_t)n);
 }
@@ -189,23 +189,28 @@ void tio_enable_handoff(SSL_CTX *ctx)
 	SSL_CTX_set_keylog_callback(ctx, keylog_cb);
 }
 
-/* The records in p[0..n): their count, or -1 unless they are exactly whole records that open, in order from
- * sequence 0, with the server's application key (so the count is proven, not inferred: a wrong count could
- * only ever mean a nonce used twice). */
+/* The records in p[0..n): their count, or a negative errno unless they are exactly whole records that open,
+ * in order from sequence 0, with the server's application key (so the count is proven, not inferred: a wrong
+ * count could only ever mean a nonce used twice). */
 static int64_t count_records(uint16_t suite, const struct tio_hs *hs, const uint8_t *p, size_t n)
 {
 	int64_t k = 0;
 	trl *chk = NULL;
 	uint8_t *tmp = NULL;
+	int rc;
 
-	if (n && trl_new(&chk, suite, hs->ssec, hs->csec, hs->slen) < 0)
-		return -1;
+	if (n && (rc = trl_new(&chk, suite, hs->ssec, hs->csec, hs->slen)) < 0)
+		return rc;
 	while (n > 0) {
 		ssize_t l = trl_record_len(p, n);
 		size_t olen;
 		uint8_t type;
-		if (l <= 0 || !(tmp = malloc((size_t)l)) || trl_open(chk, p, (size_t)l, tmp, &olen, &type) < 0) {
-			k = -1;
+		if (l <= 0 || !(tmp = malloc((size_t)l))) {
+			k = l <= 0 ? -EBADMSG : -ENOMEM;
+			break;
+		}
+		if ((rc = trl_open(chk, p, (size_t)l, tmp, &olen, &type)) < 0) {
+			k = rc;
 			break;
 		}
 		OPENSSL_clear_free(tmp, (size_t)l);
@@ -609,18 +614,27 @@ uint8_t *tio_out_detach(tio *t, size_t *len)
 	return p;
 }
 
-SSL_CTX *tio_server_ctx(const char *cert_file, const char *key_file, bool min13, char *err, size_t errlen)
+/* What both sides set: the lowest version and no read buffers kept while idle. */
+static SSL_CTX *new_ctx(const SSL_METHOD *m, bool min13, char *err, size_t errlen)
 {
-	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-	char buf[200];
+	SSL_CTX *ctx = SSL_CTX_new(m);
 	if (!ctx) {
 		snprintf(err, errlen, "cannot create TLS context");
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, min13 ? TLS1_3_VERSION : TLS1_2_VERSION);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	ERR_clear_error();
+	return ctx;
+}
+
+SSL_CTX *tio_server_ctx(const char *cert_file, const char *key_file, bool min13, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = new_ctx(TLS_server_method(), min13, err, errlen);
+	char buf[200];
+	if (!ctx)
+		return NULL;
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
 		snprintf(err, errlen, "%s: cannot load certificate: %s", cert_file, tio_ssl_errors(buf, sizeof buf));
 		goto fail;
@@ -642,16 +656,11 @@ fail:
 SSL_CTX *tio_client_ctx(const char *ca_file, const char *cert_file, const char *key_file, bool min13,
 			char *err, size_t errlen)
 {
-	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	SSL_CTX *ctx = new_ctx(TLS_client_method(), min13, err, errlen);
 	char buf[200];
-	if (!ctx) {
-		snprintf(err, errlen, "cannot create TLS context");
+	if (!ctx)
 		return NULL;
-	}
-	SSL_CTX_set_min_proto_version(ctx, min13 ? TLS1_3_VERSION : TLS1_2_VERSION);
-	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	ERR_clear_error();
 	if (ca_file ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1
 		    : SSL_CTX_set_default_verify_paths(ctx) != 1) {
 		snprintf(err, errlen, "%s: cannot load CA certificates: %s", ca_file ? ca_file : "system CA store",

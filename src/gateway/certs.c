@@ -10,30 +10,19 @@
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/dirs.h"
-
 #include "commands.h"
 #include "core/cfg.h"
+#include "core/dirs.h"
+#include "core/err.h"
 #include "core/tlsio.h"
 
 #define CA_CN "postern customer CA"
-
-static int seterr(char *err, size_t errlen, int rc, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int seterr(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return rc;
-}
 
 int certs_check_domain(const char *domain, char *out, size_t outlen)
 {
@@ -80,9 +69,9 @@ static int write_atomic(const char *dir, const char *name, const void *data, siz
 	snprintf(tmp, sizeof tmp, "%s/.%s.tmpXXXXXX", dir, name);
 	fd = mkstemp(tmp);
 	if (fd < 0)
-		return seterr(err, errlen, -errno, "%s: cannot create a file: %s", dir, strerror(errno));
+		return err_set(err, errlen, -errno, "%s: cannot create a file: %s", dir, strerror(errno));
 	if (fchmod(fd, mode) < 0) {
-		rc = seterr(err, errlen, -errno, "%s: chmod: %s", tmp, strerror(errno));
+		rc = err_set(err, errlen, -errno, "%s: chmod: %s", tmp, strerror(errno));
 		goto out;
 	}
 	while (left > 0) {
@@ -90,24 +79,24 @@ static int write_atomic(const char *dir, const char *name, const void *data, siz
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0) {
-			rc = seterr(err, errlen, -errno, "%s: write: %s", tmp, strerror(errno));
+			rc = err_set(err, errlen, -errno, "%s: write: %s", tmp, strerror(errno));
 			goto out;
 		}
 		p += w;
 		left -= (size_t)w;
 	}
 	if (fsync(fd) < 0) {
-		rc = seterr(err, errlen, -errno, "%s: fsync: %s", tmp, strerror(errno));
+		rc = err_set(err, errlen, -errno, "%s: fsync: %s", tmp, strerror(errno));
 		goto out;
 	}
 	if (close(fd) < 0) {
 		fd = -1;
-		rc = seterr(err, errlen, -errno, "%s: close: %s", tmp, strerror(errno));
+		rc = err_set(err, errlen, -errno, "%s: close: %s", tmp, strerror(errno));
 		goto out;
 	}
 	fd = -1;
 	if (rename(tmp, dst) < 0) {
-		rc = seterr(err, errlen, -errno, "%s: rename: %s", dst, strerror(errno));
+		rc = err_set(err, errlen, -errno, "%s: rename: %s", dst, strerror(errno));
 		goto out;
 	}
 	dfd = open(dir, O_RDONLY | O_DIRECTORY);
@@ -131,42 +120,35 @@ static bool file_exists(const char *dir, const char *name)
 	return stat(p, &st) == 0;
 }
 
-static X509 *load_cert(const char *dir, const char *name, char *err, size_t errlen)
+/* One PEM object of dir/name: a private key (key) or a certificate. NULL with err set. */
+static void *load_pem(const char *dir, const char *name, bool key, char *err, size_t errlen)
 {
 	char p[4096], ebuf[200];
 	FILE *f;
-	X509 *x;
+	void *obj;
 	path_join(p, sizeof p, dir, name);
 	f = fopen(p, "r");
 	if (!f) {
-		seterr(err, errlen, -errno, "%s: %s", p, strerror(errno));
+		err_set(err, errlen, -errno, "%s: %s", p, strerror(errno));
 		return NULL;
 	}
 	ERR_clear_error();
-	x = PEM_read_X509(f, NULL, NULL, NULL);
+	obj = key ? (void *)PEM_read_PrivateKey(f, NULL, NULL, NULL) : (void *)PEM_read_X509(f, NULL, NULL, NULL);
 	fclose(f);
-	if (!x)
-		seterr(err, errlen, -EINVAL, "%s: not a PEM certificate: %s", p, tio_ssl_errors(ebuf, sizeof ebuf));
-	return x;
+	if (!obj)
+		err_set(err, errlen, -EINVAL, "%s: not a PEM %s: %s", p, key ? "private key" : "certificate",
+		       tio_ssl_errors(ebuf, sizeof ebuf));
+	return obj;
+}
+
+static X509 *load_cert(const char *dir, const char *name, char *err, size_t errlen)
+{
+	return load_pem(dir, name, false, err, errlen);
 }
 
 static EVP_PKEY *load_key(const char *dir, const char *name, char *err, size_t errlen)
 {
-	char p[4096], ebuf[200];
-	FILE *f;
-	EVP_PKEY *k;
-	path_join(p, sizeof p, dir, name);
-	f = fopen(p, "r");
-	if (!f) {
-		seterr(err, errlen, -errno, "%s: %s", p, strerror(errno));
-		return NULL;
-	}
-	ERR_clear_error();
-	k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
-	fclose(f);
-	if (!k)
-		seterr(err, errlen, -EINVAL, "%s: not a PEM private key: %s", p, tio_ssl_errors(ebuf, sizeof ebuf));
-	return k;
+	return load_pem(dir, name, true, err, errlen);
 }
 
 static int add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
@@ -279,7 +261,7 @@ static int save_pair(const char *dir, const char *cert_name, const char *key_nam
 	size_t kl = 0, cl = 0;
 	int rc;
 	if ((rc = pem_of(NULL, key, &kp, &kl)) < 0 || (rc = pem_of(cert, NULL, &cp, &cl)) < 0) {
-		seterr(err, errlen, rc, "cannot encode PEM");
+		err_set(err, errlen, rc, "cannot encode PEM");
 		goto out;
 	}
 	if ((rc = write_atomic(dir, key_name, kp, kl, 0600, err, errlen)) < 0)
@@ -342,13 +324,13 @@ static int ensure_dir(const char *dir, char *err, size_t errlen)
 	struct stat st;
 	if (stat(dir, &st) == 0) {
 		if (!S_ISDIR(st.st_mode))
-			return seterr(err, errlen, -ENOTDIR, "%s: exists and is not a directory", dir);
+			return err_set(err, errlen, -ENOTDIR, "%s: exists and is not a directory", dir);
 		if (access(dir, W_OK | X_OK) < 0)
-			return seterr(err, errlen, -errno, "%s: not writable: %s", dir, strerror(errno));
+			return err_set(err, errlen, -errno, "%s: not writable: %s", dir, strerror(errno));
 		return 0;
 	}
 	if (errno != ENOENT && errno != ENOTDIR) /* ENOTDIR: dirs_make names the parent that is a file */
-		return seterr(err, errlen, -errno, "%s: %s", dir, strerror(errno));
+		return err_set(err, errlen, -errno, "%s: %s", dir, strerror(errno));
 	/* The whole path, like mkdir -p (a fresh host has no /etc/postern): parents 0755, the key directory 0700.
 	 * The command prints where it wrote, so a typo in a parent is visible. */
 	return dirs_make(dir, 0700, NULL, err, errlen);
@@ -363,7 +345,7 @@ static int new_server(const char *dir, const char *domain, X509 *ca, EVP_PKEY *c
 	int rc = -ENOMEM;
 	snprintf(cn, sizeof cn, "*.%s", domain);
 	if (!key || !(cert = issue(key, ca, cakey, cn, domain, now, CERTS_SERVER_DAYS))) {
-		seterr(err, errlen, -EIO, "cannot create the server certificate");
+		err_set(err, errlen, -EIO, "cannot create the server certificate");
 		goto out;
 	}
 	if ((rc = save_pair(dir, CERTS_SERVER_CERT, CERTS_SERVER_KEY, cert, key, err, errlen)) < 0)
@@ -384,11 +366,11 @@ static int get_ca(const char *dir, bool create, time_t now, X509 **ca, EVP_PKEY 
 	int rc;
 	if (!hc && !hk) {
 		if (!create)
-			return seterr(err, errlen, -ENOENT, "%s: no CA (%s, %s): run 'postern certs init' first", dir,
+			return err_set(err, errlen, -ENOENT, "%s: no CA (%s, %s): run 'postern certs init' first", dir,
 				      CERTS_CA_CERT, CERTS_CA_KEY);
 		*cakey = EVP_EC_gen("P-256");
 		if (!*cakey || !(*ca = issue(*cakey, NULL, NULL, CA_CN, NULL, now, CERTS_CA_DAYS)))
-			return seterr(err, errlen, -EIO, "cannot create the CA certificate");
+			return err_set(err, errlen, -EIO, "cannot create the CA certificate");
 		if ((rc = save_pair(dir, CERTS_CA_CERT, CERTS_CA_KEY, *ca, *cakey, err, errlen)) < 0)
 			return rc;
 		res->ca_created = true;
@@ -397,16 +379,16 @@ static int get_ca(const char *dir, bool create, time_t now, X509 **ca, EVP_PKEY 
 	}
 	/* Never replace half a CA: the other half may be what the customer registered. */
 	if (!hc || !hk)
-		return seterr(err, errlen, -EEXIST, "%s: %s exists without %s: restore it or remove both to create a new CA",
+		return err_set(err, errlen, -EEXIST, "%s: %s exists without %s: restore it or remove both to create a new CA",
 			      dir, hc ? CERTS_CA_CERT : CERTS_CA_KEY, hc ? CERTS_CA_KEY : CERTS_CA_CERT);
 	if (!(*ca = load_cert(dir, CERTS_CA_CERT, err, errlen)) || !(*cakey = load_key(dir, CERTS_CA_KEY, err, errlen)))
 		return -EINVAL;
 	if (X509_check_private_key(*ca, *cakey) != 1) {
 		ERR_clear_error();
-		return seterr(err, errlen, -EINVAL, "%s/%s does not match %s/%s", dir, CERTS_CA_KEY, dir, CERTS_CA_CERT);
+		return err_set(err, errlen, -EINVAL, "%s/%s does not match %s/%s", dir, CERTS_CA_KEY, dir, CERTS_CA_CERT);
 	}
 	if (X509_check_ca(*ca) == 0)
-		return seterr(err, errlen, -EINVAL, "%s/%s is not a CA certificate", dir, CERTS_CA_CERT);
+		return err_set(err, errlen, -EINVAL, "%s/%s is not a CA certificate", dir, CERTS_CA_CERT);
 	res->ca_not_after = not_after(*ca);
 	return 0;
 }
@@ -420,7 +402,7 @@ int certs_init(const char *dir, const char *domain, time_t now, certs_result *re
 
 	memset(res, 0, sizeof *res);
 	if (certs_check_domain(domain, res->domain, sizeof res->domain) < 0)
-		return seterr(err, errlen, -EINVAL, "'%s' is not a valid domain name (e.g. abc123.tunnel.example.com)",
+		return err_set(err, errlen, -EINVAL, "'%s' is not a valid domain name (e.g. abc123.tunnel.example.com)",
 			      domain ? domain : "");
 	if ((rc = ensure_dir(dir, err, errlen)) < 0)
 		goto out;
@@ -462,7 +444,7 @@ int certs_renew(const char *dir, int64_t renew_before_s, time_t now, certs_resul
 
 	memset(res, 0, sizeof *res);
 	if (renew_before_s < 0)
-		return seterr(err, errlen, -EINVAL, "the renew window must not be negative");
+		return err_set(err, errlen, -EINVAL, "the renew window must not be negative");
 	if ((rc = get_ca(dir, false, now, &ca, &cakey, res, err, errlen)) < 0)
 		goto out;
 	if (!(cert = load_cert(dir, CERTS_SERVER_CERT, err, errlen))) {
@@ -470,7 +452,7 @@ int certs_renew(const char *dir, int64_t renew_before_s, time_t now, certs_resul
 		goto out;
 	}
 	if (!cert_domain(cert, res->domain, sizeof res->domain)) {
-		rc = seterr(err, errlen, -EINVAL, "%s/%s names no tunnel domain: run 'postern certs init --domain ...'",
+		rc = err_set(err, errlen, -EINVAL, "%s/%s names no tunnel domain: run 'postern certs init --domain ...'",
 			    dir, CERTS_SERVER_CERT);
 		goto out;
 	}

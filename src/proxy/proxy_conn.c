@@ -79,12 +79,7 @@ static void conn_freed(uv_handle_t *h)
 static void destroy(px_conn *c)
 {
 	px *p = c->px;
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		p->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	LIST_UNLINK(c, next, pprev);
 	p->nconns--;
 	pxi_up_detach(c);
 	mbr_req_cancel(c->mreq);
@@ -590,10 +585,7 @@ px_conn *px_conn_new(px *p, const stream_ops *ops, void *ctx, const char *client
 	c->timer.data = c;
 	c->st = C_HANDSHAKE;
 	pxi_set_timer(c, T_HANDSHAKE, p->cfg->handshake_timeout_ms);
-	c->next = p->conns;
-	if (p->conns)
-		p->conns->prev = c;
-	p->conns = c;
+	LIST_PUSH(p->conns, c, next, pprev);
 	p->nconns++;
 	p->st.conns_total++;
 	pxi_ref(p);

@@ -23,6 +23,7 @@
 #include "core/tls13rec.h"
 #include "core/tlsio.h"
 #include "core/h1.h"
+#include "core/list.h"
 #include "proxy/mcpbridge.h"
 
 #define PX_READ_CHUNK TRL_MAX_CIPHER /* a whole record body opens straight into it, with no spill copy */
@@ -69,7 +70,7 @@ enum tkind { T_NONE, T_HANDSHAKE, T_IDLE, T_HEAD, T_CONNECT, T_CLOSE };
 
 struct px_conn {
 	px *px;
-	px_conn *prev, *next;
+	px_conn *next, **pprev; /* p->conns */
 	const stream_ops *ops;
 	void *ctx;
 	char client[NA_FMT_MAX + 40]; /* the client address as the owner gave it, already quoted for logs: an edge
@@ -118,7 +119,7 @@ struct pxu {
 /* A plain TCP connection accepted on listen_addr, carrying one px_conn. */
 struct pxl {
 	px *px;
-	pxl *prev, *next;
+	pxl *next, **pprev; /* p->glues */
 	tconn *tc;
 	px_conn *pc;
 	uv_timer_t linger;

@@ -5,12 +5,7 @@
 static void pxl_unlink_free(pxl *g)
 {
 	px *p = g->px;
-	if (g->prev)
-		g->prev->next = g->next;
-	else
-		p->glues = g->next;
-	if (g->next)
-		g->next->prev = g->prev;
+	LIST_UNLINK(g, next, pprev);
 	p->nglues--;
 	free(g);
 	pxi_unref(p);
@@ -161,10 +156,7 @@ static void on_accept(uv_stream_t *server, int status)
 	uv_timer_init(p->loop, &g->linger);
 	g->linger.data = g;
 	g->handles = 2;
-	g->next = p->glues;
-	if (p->glues)
-		p->glues->prev = g;
-	p->glues = g;
+	LIST_PUSH(p->glues, g, next, pprev);
 	p->nglues++;
 	pxi_ref(p);
 	if (p->nglues > PX_MAX_LISTENER_CONNS || !(g->pc = px_conn_new(p, &pxl_ops, g, tconn_peer(g->tc))))

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/arr.h"
+
 const char *route_kind_name(route_kind k)
 {
 	switch (k) {
@@ -304,14 +306,8 @@ int route_table_add(route_table *t, const char *name, const route *r)
 	for (size_t i = 0; i < t->n; i++)
 		if (strlen(t->v[i].name) == n && !strcasecmp(t->v[i].name, name))
 			return -EEXIST;
-	if (t->n == t->cap) {
-		size_t ncap = t->cap ? t->cap * 2 : 8;
-		route *nv = realloc(t->v, ncap * sizeof *nv);
-		if (!nv)
-			return -ENOMEM;
-		t->v = nv;
-		t->cap = ncap;
-	}
+	if (ARR_RESERVE(t->v, t->n, t->cap, 8) < 0)
+		return -ENOMEM;
 	memset(&nr, 0, sizeof nr);
 	nr.kind = r->kind;
 	nr.port = r->port;

@@ -287,10 +287,7 @@ static void dial(ctr *c, struct slot *s, int edge, bool probe)
 	l->probe = probe;
 	l->st = L_RESOLVING;
 	l->started_at = now_ms(c);
-	l->next = c->links;
-	if (c->links)
-		c->links->prev = l;
-	c->links = l;
+	LIST_PUSH(c->links, l, next, pprev);
 	c->st.dials++;
 	adm_add(c->m.dials, 1);
 	if (s->dialed_before)

@@ -19,6 +19,7 @@
 #include "core/cbuf.h"
 #include "core/admin.h"
 #include "core/backoff.h"
+#include "core/list.h"
 #include "core/log.h"
 #include "core/netaddr.h"
 #include "core/tconn.h"
@@ -39,7 +40,7 @@ struct link;
 struct slot;
 
 struct stream {
-	struct stream *next, *prev;
+	struct stream *next, **pprev; /* l->streams */
 	struct link *l;
 	int32_t id;
 	stream_conn *sc;
@@ -63,7 +64,7 @@ struct dns {
 };
 
 struct link {
-	struct link *next, *prev;
+	struct link *next, **pprev; /* c->links */
 	ctr *c;
 	struct slot *s;
 	int edge;

@@ -8,12 +8,7 @@ static void stream_maybe_free(struct stream *s);
 static void stream_unlink_free(struct stream *s)
 {
 	struct link *l = s->l;
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		l->streams = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
+	LIST_UNLINK(s, next, pprev);
 	l->nstreams--;
 	if (s->accepted && l->c->st.streams_active > 0)
 		l->c->st.streams_active--;
@@ -169,10 +164,7 @@ int ctri_on_begin_headers(nghttp2_session *h2, const nghttp2_frame *f, void *ud)
 	s->l = l;
 	cbuf_init(&s->q, 16 * 1024, 4 * (size_t)l->c->cfg->stream_high_water + 64 * 1024);
 	s->id = f->hd.stream_id;
-	s->next = l->streams;
-	if (l->streams)
-		l->streams->prev = s;
-	l->streams = s;
+	LIST_PUSH(l->streams, s, next, pprev);
 	l->nstreams++;
 	nghttp2_session_set_stream_user_data(h2, s->id, s);
 	return 0;
@@ -671,12 +663,7 @@ static void link_finished(struct link *l)
 	l->h2 = NULL;
 	free(l->lb);
 	l->lb = NULL;
-	if (l->prev)
-		l->prev->next = l->next;
-	else
-		c->links = l->next;
-	if (l->next)
-		l->next->prev = l->prev;
+	LIST_UNLINK(l, next, pprev);
 	if (!c->freeing)
 		ctri_slot_link_closed(l);
 	free(l);

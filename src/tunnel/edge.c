@@ -69,26 +69,6 @@ struct tunnel *edgi_tunnel_get(struct edge *e, const tok_tunnel *tt)
 	return t;
 }
 
-void edgi_list_unlink_cc(struct cconn *cc)
-{
-	if (!cc->pprev)
-		return;
-	*cc->pprev = cc->next;
-	if (cc->next)
-		cc->next->pprev = cc->pprev;
-	cc->pprev = NULL;
-	cc->next = NULL;
-}
-
-void edgi_list_link_cc(struct cconn **head, struct cconn *cc)
-{
-	cc->next = *head;
-	if (*head)
-		(*head)->pprev = &cc->next;
-	*head = cc;
-	cc->pprev = head;
-}
-
 /* The live connection of t with the fewest active streams. */
 struct cconn *edgi_tunnel_pick(struct tunnel *t)
 {

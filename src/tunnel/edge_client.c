@@ -279,11 +279,7 @@ void edgi_on_client(uv_stream_t *lsn, int status)
 		return;
 	}
 	na_format(tconn_peer_addr(r->tc), r->peer, sizeof r->peer);
-	r->next = e->relays;
-	if (e->relays)
-		e->relays->pprev = &r->next;
-	e->relays = r;
-	r->pprev = &e->relays;
+	LIST_PUSH(e->relays, r, next, pprev);
 	e->nrelays++;
 	adm_add(entry == ENTRY_SNI ? e->m_clients_sni : e->m_clients_mtls, 1);
 	if (e->cfg.have_allowed && !na_cidrs_match(&e->cfg.client_allowed, tconn_peer_addr(r->tc))) {

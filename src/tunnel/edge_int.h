@@ -18,6 +18,7 @@
 #include "core/admin.h"
 #include "core/cbuf.h"
 #include "core/h1.h"
+#include "core/list.h"
 #include "core/daemon.h"
 #include "core/log.h"
 #include "core/tconn.h"
@@ -133,8 +134,6 @@ void edgi_reject_metric(const char *entry, const char *reason);
 void edgi_log_shed(struct edge *e, struct shed_log *sl, const char *entry, const char *reason, const char *peer);
 struct tunnel *edgi_tunnel_find(struct edge *e, const char *id);
 struct tunnel *edgi_tunnel_get(struct edge *e, const tok_tunnel *tt);
-void edgi_list_unlink_cc(struct cconn *cc);
-void edgi_list_link_cc(struct cconn **head, struct cconn *cc);
 struct cconn *edgi_tunnel_pick(struct tunnel *t);
 void edgi_unref(struct edge *e); /* one of e->refs is gone */
 

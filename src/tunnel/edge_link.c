@@ -224,7 +224,7 @@ static void cconn_on_close(tconn *c, int err, void *ud)
 		edgi_relay_stream_gone(cc->relays, false);
 	if (cc->registered && cc->tun)
 		adm_add(cc->tun->m_conns, -1);
-	edgi_list_unlink_cc(cc);
+	LIST_UNLINK(cc, next, pprev);
 	if (cc->h2)
 		nghttp2_session_del(cc->h2);
 	cc->h2 = NULL;
@@ -348,8 +348,8 @@ static void cconn_register(struct cconn *cc)
 		tconn_close(cc->tc);
 		goto out;
 	}
-	edgi_list_unlink_cc(cc);
-	edgi_list_link_cc(&t->conns, cc);
+	LIST_UNLINK(cc, next, pprev);
+	LIST_PUSH(t->conns, cc, next, pprev);
 	cc->tun = t;
 	cc->registered = true;
 	adm_add(t->m_conns, 1);
@@ -487,7 +487,7 @@ void edgi_on_connector(uv_stream_t *lsn, int status)
 		return;
 	}
 	na_format(tconn_peer_addr(cc->tc), cc->peer, sizeof cc->peer);
-	edgi_list_link_cc(&e->pending, cc);
+	LIST_PUSH(e->pending, cc, next, pprev);
 	/* Handshake and registration together get REG_TIMEOUT_MS (tconn bounds the handshake alone too). */
 	uv_timer_start(&cc->timer, cconn_keepalive, REG_TIMEOUT_MS, 0);
 }

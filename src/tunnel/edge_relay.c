@@ -6,24 +6,13 @@ static void relay_maybe_free(struct relay *r);
 static void relay_unpend(struct relay *r);
 /* ------------------------------------------------------------------ relays: client side */
 
-static void relay_unlink_stream(struct relay *r)
-{
-	if (!r->spprev)
-		return;
-	*r->spprev = r->snext;
-	if (r->snext)
-		r->snext->spprev = r->spprev;
-	r->spprev = NULL;
-	r->snext = NULL;
-}
-
 /* The HTTP/2 stream is gone (closed, never sent, or its connection died). */
 void edgi_relay_stream_gone(struct relay *r, bool clean)
 {
 	struct cconn *cc = r->cc;
 	if (!cc)
 		return;
-	relay_unlink_stream(r);
+	LIST_UNLINK(r, snext, spprev);
 	if (r->on_resume) {
 		struct relay **pp = &cc->resume;
 		while (*pp && *pp != r)
@@ -87,10 +76,7 @@ void edgi_relay_on_close(tconn *c, int err, void *ud)
 	r->tc_closed = true;
 	relay_unpend(r);
 	if (r->pprev) {
-		*r->pprev = r->next;
-		if (r->next)
-			r->next->pprev = r->pprev;
-		r->pprev = NULL;
+		LIST_UNLINK(r, next, pprev);
 		e->nrelays--;
 		adm_add(r->entry == ENTRY_SNI ? e->m_clients_sni : e->m_clients_mtls, -1);
 	}
@@ -275,11 +261,7 @@ static void relay_open_stream(struct relay *r, struct cconn *cc)
 	}
 	r->sid = sid;
 	r->cc = cc;
-	r->snext = cc->relays;
-	if (cc->relays)
-		cc->relays->spprev = &r->snext;
-	cc->relays = r;
-	r->spprev = &cc->relays;
+	LIST_PUSH(cc->relays, r, snext, spprev);
 	cc->nstreams++;
 	adm_add(r->tun->m_streams, 1);
 	adm_add(r->tun->m_active, 1);

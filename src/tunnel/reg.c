@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/err.h"
+
 ssize_t reg_line_feed(reg_linebuf *lb, const uint8_t *p, size_t n)
 {
 	size_t i;
@@ -69,13 +71,10 @@ static int copy_str(json_t *o, const char *key, bool required, char *dst, size_t
 	if (!v) {
 		if (!required)
 			return 0;
-		snprintf(err, errlen, "missing \"%s\"", key);
-		return -EINVAL;
+		return err_set(err, errlen, -EINVAL, "missing \"%s\"", key);
 	}
-	if (!json_is_string(v) || json_string_length(v) >= len || strlen(json_string_value(v)) != json_string_length(v)) {
-		snprintf(err, errlen, "\"%s\" must be a string of at most %zu bytes", key, len - 1);
-		return -EINVAL;
-	}
+	if (!json_is_string(v) || json_string_length(v) >= len || strlen(json_string_value(v)) != json_string_length(v))
+		return err_set(err, errlen, -EINVAL, "\"%s\" must be a string of at most %zu bytes", key, len - 1);
 	memcpy(dst, json_string_value(v), json_string_length(v) + 1);
 	return 0;
 }
@@ -88,94 +87,78 @@ static bool ident_ok(const char *s)
 	return true;
 }
 
-static json_t *load(const char *line, char *err, size_t errlen)
+/* line as one JSON object, handed to fields with out cleared first. 0, or -EINVAL with err set. */
+typedef int fields_fn(json_t *o, void *out, char *err, size_t errlen);
+static int parse(const char *line, void *out, size_t outlen, fields_fn *fields, char *err, size_t errlen)
 {
 	json_error_t je;
 	json_t *o = json_loads(line, JSON_REJECT_DUPLICATES, &je);
-	if (!o) {
-		/* je.text may quote the input, which holds a token: report the position only. */
-		snprintf(err, errlen, "not JSON (column %d)", je.column);
-		return NULL;
-	}
-	if (!json_is_object(o)) {
-		json_decref(o);
-		snprintf(err, errlen, "not a JSON object");
-		return NULL;
-	}
-	return o;
+	int rc;
+	memset(out, 0, outlen);
+	/* je.text may quote the input, which holds a token: report the position only. */
+	if (!o)
+		return err_set(err, errlen, -EINVAL, "not JSON (column %d)", je.column);
+	rc = json_is_object(o) ? fields(o, out, err, errlen) : err_set(err, errlen, -EINVAL, "not a JSON object");
+	json_decref(o);
+	return rc;
 }
 
-int reg_request_parse(const char *line, reg_request *out, char *err, size_t errlen)
+static int request_fields(json_t *o, void *p, char *err, size_t errlen)
 {
-	json_t *o = load(line, err, errlen), *v;
-	int rc = -EINVAL;
-	memset(out, 0, sizeof *out);
-	if (!o)
-		return -EINVAL;
-	v = json_object_get(o, "v");
-	if (!json_is_integer(v)) {
-		snprintf(err, errlen, "missing protocol version \"v\"");
-		goto out;
-	}
-	if (json_integer_value(v) != REG_PROTO_VERSION) {
-		snprintf(err, errlen, "unsupported protocol version %lld", (long long)json_integer_value(v));
-		goto out;
-	}
+	reg_request *out = p;
+	json_t *v = json_object_get(o, "v");
+	if (!json_is_integer(v))
+		return err_set(err, errlen, -EINVAL, "missing protocol version \"v\"");
+	if (json_integer_value(v) != REG_PROTO_VERSION)
+		return err_set(err, errlen, -EINVAL, "unsupported protocol version %lld", (long long)json_integer_value(v));
 	out->v = REG_PROTO_VERSION;
 	if (copy_str(o, "token", true, out->token, sizeof out->token, err, errlen) < 0 ||
 	    copy_str(o, "connector_id", true, out->connector_id, sizeof out->connector_id, err, errlen) < 0 ||
 	    copy_str(o, "version", false, out->version, sizeof out->version, err, errlen) < 0)
-		goto out;
-	if (!out->token[0] || !out->connector_id[0]) {
-		snprintf(err, errlen, "empty \"%s\"", !out->token[0] ? "token" : "connector_id");
-		goto out;
-	}
+		return -EINVAL;
+	if (!out->token[0] || !out->connector_id[0])
+		return err_set(err, errlen, -EINVAL, "empty \"%s\"", !out->token[0] ? "token" : "connector_id");
 	/* Both are logged before the token is checked: a peer must not be able to forge key=value fields. */
-	if (!ident_ok(out->connector_id) || !ident_ok(out->version)) {
-		snprintf(err, errlen, "connector_id and version may hold only letters, digits and . _ : -");
-		goto out;
-	}
+	if (!ident_ok(out->connector_id) || !ident_ok(out->version))
+		return err_set(err, errlen, -EINVAL, "connector_id and version may hold only letters, digits and . _ : -");
 	v = json_object_get(o, "slot");
-	if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 1023) {
-		snprintf(err, errlen, "\"slot\" must be an integer in [0, 1023]");
-		goto out;
-	}
+	if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 1023)
+		return err_set(err, errlen, -EINVAL, "\"slot\" must be an integer in [0, 1023]");
 	out->slot = (uint32_t)json_integer_value(v);
-	rc = 0;
-out:
+	return 0;
+}
+
+int reg_request_parse(const char *line, reg_request *out, char *err, size_t errlen)
+{
+	int rc = parse(line, out, sizeof *out, request_fields, err, errlen);
 	if (rc < 0)
 		reg_request_wipe(out);
-	json_decref(o);
 	return rc;
+}
+
+static int response_fields(json_t *o, void *p, char *err, size_t errlen)
+{
+	reg_response *out = p;
+	json_t *v = json_object_get(o, "ok");
+	if (!json_is_boolean(v))
+		return err_set(err, errlen, -EINVAL, "missing \"ok\"");
+	out->ok = json_is_true(v);
+	if (!out->ok) {
+		/* A reason longer than our buffer is cut, not refused: it is only shown. */
+		v = json_object_get(o, "error");
+		snprintf(out->error, sizeof out->error, "%s", json_is_string(v) ? json_string_value(v) : "no reason given");
+		return 0;
+	}
+	if (copy_str(o, "tunnel_id", false, out->tunnel_id, sizeof out->tunnel_id, err, errlen) < 0 ||
+	    copy_str(o, "domain", false, out->domain, sizeof out->domain, err, errlen) < 0 ||
+	    copy_str(o, "edge_id", false, out->edge_id, sizeof out->edge_id, err, errlen) < 0)
+		return -EINVAL;
+	return 0;
 }
 
 int reg_response_parse(const char *line, reg_response *out, char *err, size_t errlen)
 {
-	json_t *o = load(line, err, errlen), *v;
-	int rc = -EINVAL;
-	memset(out, 0, sizeof *out);
-	if (!o)
-		return -EINVAL;
-	v = json_object_get(o, "ok");
-	if (!json_is_boolean(v)) {
-		snprintf(err, errlen, "missing \"ok\"");
-		goto out;
-	}
-	out->ok = json_is_true(v);
-	if (out->ok) {
-		if (copy_str(o, "tunnel_id", false, out->tunnel_id, sizeof out->tunnel_id, err, errlen) < 0 ||
-		    copy_str(o, "domain", false, out->domain, sizeof out->domain, err, errlen) < 0 ||
-		    copy_str(o, "edge_id", false, out->edge_id, sizeof out->edge_id, err, errlen) < 0)
-			goto out;
-	} else {
-		/* A reason longer than our buffer is cut, not refused: it is only shown. */
-		v = json_object_get(o, "error");
-		snprintf(out->error, sizeof out->error, "%s", json_is_string(v) ? json_string_value(v) : "no reason given");
-	}
-	rc = 0;
-out:
-	json_decref(o);
-	return rc;
+	return parse(line, out, sizeof *out, response_fields, err, errlen);
 }
 
 void reg_request_wipe(reg_request *r) { OPENSSL_cleanse(r, sizeof *r); }

@@ -292,6 +292,17 @@ static int lookup(tok_store *s, const char *by, const char *v, tok_tunnel *t)
 	return rc;
 }
 
+/* A write transaction (*in_tx once it is open) on the live tunnel called name: its row in *cur (cur NULL:
+ * whether it exists), -ENOENT when there is none. */
+static int begin_on(tok_store *s, const char *name, tok_tunnel *cur, bool *in_tx)
+{
+	int rc = exec(s, "BEGIN IMMEDIATE");
+	if (rc < 0)
+		return rc;
+	*in_tx = true;
+	return lookup(s, "name", name, cur);
+}
+
 int tok_get(tok_store *s, const char *name, tok_tunnel *t)
 {
 	if (!valid_name(name))
@@ -321,10 +332,7 @@ int tok_create(tok_store *s, const char *name, tok_tunnel *t, char *token)
 		snprintf(s->err, sizeof s->err, "no edge domain configured");
 		return -EINVAL;
 	}
-	if ((rc = exec(s, "BEGIN IMMEDIATE")) < 0)
-		goto out;
-	in_tx = true;
-	if ((rc = lookup(s, "name", name, NULL)) != -ENOENT) {
+	if ((rc = begin_on(s, name, NULL, &in_tx)) != -ENOENT) {
 		rc = rc == 0 ? -EEXIST : rc;
 		goto out;
 	}
@@ -373,10 +381,7 @@ int tok_rotate(tok_store *s, const char *name, int64_t grace_ms, tok_tunnel *t, 
 
 	if (!valid_name(name) || grace_ms < 0)
 		return -EINVAL;
-	if ((rc = exec(s, "BEGIN IMMEDIATE")) < 0)
-		goto out;
-	in_tx = true;
-	if ((rc = lookup(s, "name", name, &cur)) < 0)
+	if ((rc = begin_on(s, name, &cur, &in_tx)) < 0)
 		goto out;
 	/* Older tokens end at now + grace, or earlier if a previous rotation already set that. */
 	if (sqlite3_prepare_v2(s->db,
@@ -420,10 +425,7 @@ int tok_delete(tok_store *s, const char *name)
 
 	if (!valid_name(name))
 		return -EINVAL;
-	if ((rc = exec(s, "BEGIN IMMEDIATE")) < 0)
-		goto out;
-	in_tx = true;
-	if ((rc = lookup(s, "name", name, &cur)) < 0)
+	if ((rc = begin_on(s, name, &cur, &in_tx)) < 0)
 		goto out;
 	/* The row stays (id and domain are never reused); its tokens go. */
 	if (sqlite3_prepare_v2(s->db, "UPDATE tunnels SET deleted_ms = ?2 WHERE id = ?1", -1, &st, NULL) != SQLITE_OK) {

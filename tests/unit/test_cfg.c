@@ -161,6 +161,13 @@ static void test_durations(void **st)
 	assert_int_equal(ms, 10000);
 	assert_int_equal(cfg_parse_duration_ms("720h", &ms), 0);
 	assert_int_equal(ms, 720ll * 3600000);
+	/* Every unit, combined; "ms" is not read as minutes then "s". */
+	assert_int_equal(cfg_parse_duration_ms("1d2h3m4s5ms", &ms), 0);
+	assert_int_equal(ms, 86400000 + 2 * 3600000 + 3 * 60000 + 4 * 1000 + 5);
+	assert_int_equal(cfg_parse_duration_ms("1.5m", &ms), 0);
+	assert_int_equal(ms, 90000);
+	assert_int_equal(cfg_parse_duration_ms("5", &ms), 0);
+	assert_int_equal(cfg_parse_duration_ms("5s3", &ms), -EINVAL);
 	assert_int_equal(cfg_parse_duration_ms("10x", &ms), -EINVAL);
 	assert_int_equal(cfg_parse_duration_ms("-1s", &ms), -EINVAL);
 	assert_int_equal(cfg_parse_duration_ms("", &ms), -EINVAL);

@@ -129,7 +129,7 @@ static void test_config_keys(void **st)
 	assert_non_null(strstr(cfg_error(d), "t.yaml:1: log_level: 'loud' is not one of"));
 	cfg_free(d);
 	assert_int_equal(log_format_parse("logfmt"), LOG_FMT_LOGFMT);
-	assert_int_equal(log_format_parse("JSON"), -1);
+	assert_int_equal(log_format_parse("JSON"), -EINVAL);
 }
 
 int main(void)

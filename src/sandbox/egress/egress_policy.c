@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "core/arr.h"
+
 enum rule_kind { R_ANY, R_EXACT, R_WILD, R_NET };
 
 struct rule {
@@ -73,7 +75,7 @@ static int hexval(char c)
 		return c - 'a' + 10;
 	if (c >= 'A' && c <= 'F')
 		return c - 'A' + 10;
-	return -1;
+	return -1; /* -1: not a hex digit */
 }
 
 /* One part of a lax IPv4 literal: decimal, 0-prefixed octal or 0x-prefixed hex. Caps at 2^32. */
@@ -467,13 +469,9 @@ static int add_rule(struct rule_list *l, const char *pat, char *err, size_t errl
 		seterr(err, errlen, "more than %d rules", EGP_MAX_RULES);
 		return -ENOSPC;
 	}
-	if (l->n == l->cap) {
-		size_t nc = l->cap ? l->cap * 2 : 8;
-		struct rule *nv = realloc(l->v, nc * sizeof *nv);
-		if (!nv)
-			return -ENOMEM;
-		l->v = nv;
-		l->cap = nc;
+	if (ARR_RESERVE(l->v, l->n, l->cap, 8) < 0) {
+		seterr(err, errlen, "out of memory");
+		return -ENOMEM;
 	}
 	l->v[l->n++] = r;
 	return 0;
@@ -495,14 +493,8 @@ int egp_add_local_addr(egp_policy *p, const struct egp_addr *a)
 		return -EINVAL;
 	if (p->nlocal >= EGP_MAX_RULES)
 		return -ENOSPC;
-	if (p->nlocal == p->caplocal) {
-		size_t nc = p->caplocal ? p->caplocal * 2 : 8;
-		struct egp_addr *nv = realloc(p->local, nc * sizeof *nv);
-		if (!nv)
-			return -ENOMEM;
-		p->local = nv;
-		p->caplocal = nc;
-	}
+	if (ARR_RESERVE(p->local, p->nlocal, p->caplocal, 8) < 0)
+		return -ENOMEM;
 	p->local[p->nlocal++] = *a;
 	return 0;
 }
@@ -531,6 +523,16 @@ static bool rule_matches_host(const struct rule *r, enum host_kind k, const char
 	return false;
 }
 
+/* The first rule of l that matches, or NULL. An address (k HOST_IP, ip) matches only the address rules. */
+static const struct rule *first_match(const struct rule_list *l, enum host_kind k, const char *norm,
+				      const struct egp_addr *ip, uint16_t port)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (rule_matches_host(&l->v[i], k, norm, ip, port))
+			return &l->v[i];
+	return NULL;
+}
+
 static void decide(struct egp_decision *d, bool allow, enum egp_stage st, const char *reason, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
 static void decide(struct egp_decision *d, bool allow, enum egp_stage st, const char *reason, const char *fmt, ...)
@@ -554,6 +556,7 @@ static bool reserved_name(const char *norm)
 int egp_check_host(const egp_policy *p, const char *host, size_t hostlen, uint16_t port, char *norm, size_t normlen,
 		   struct egp_addr *ip, struct egp_decision *d)
 {
+	const struct rule *rl;
 	enum host_kind k;
 
 	if (!p || !norm || !ip || !d || normlen < EGP_MAX_HOST + 1)
@@ -565,11 +568,10 @@ int egp_check_host(const egp_policy *p, const char *host, size_t hostlen, uint16
 		decide(d, false, EGP_STAGE_NAME, "invalid-host", "builtin host syntax");
 		return 0;
 	}
-	for (size_t i = 0; i < p->deny.n; i++)
-		if (rule_matches_host(&p->deny.v[i], k, norm, ip, port)) {
-			decide(d, false, EGP_STAGE_NAME, "blocked-by-denylist", "deny %s", p->deny.v[i].text);
-			return 0;
-		}
+	if ((rl = first_match(&p->deny, k, norm, ip, port))) {
+		decide(d, false, EGP_STAGE_NAME, "blocked-by-denylist", "deny %s", rl->text);
+		return 0;
+	}
 	if (k == HOST_NAME && reserved_name(norm)) {
 		decide(d, false, EGP_STAGE_NAME, "reserved-name", "builtin reserved name .invalid (RFC 6761)");
 		return 0;
@@ -578,11 +580,10 @@ int egp_check_host(const egp_policy *p, const char *host, size_t hostlen, uint16
 		decide(d, false, EGP_STAGE_NAME, "no-network", "default (empty allowlist: no network)");
 		return 0;
 	}
-	for (size_t i = 0; i < p->allow.n; i++)
-		if (rule_matches_host(&p->allow.v[i], k, norm, ip, port)) {
-			decide(d, true, EGP_STAGE_NAME, "allowed", "allow %s", p->allow.v[i].text);
-			return 0;
-		}
+	if ((rl = first_match(&p->allow, k, norm, ip, port))) {
+		decide(d, true, EGP_STAGE_NAME, "allowed", "allow %s", rl->text);
+		return 0;
+	}
 	if (k == HOST_IP)
 		decide(d, false, EGP_STAGE_NAME, "ip-literal-not-allowed",
 		       "default (an IP literal needs an explicit address rule)");
@@ -658,6 +659,7 @@ int egp_check_addr(const egp_policy *p, const char *norm, const struct egp_addr 
 {
 	struct egp_addr a, v4;
 	const struct range *r;
+	const struct rule *rl;
 	char s[64];
 
 	(void)norm;
@@ -666,19 +668,13 @@ int egp_check_addr(const egp_policy *p, const char *norm, const struct egp_addr 
 	a = *addr;
 	fold_v6(&a);
 	egp_addr_str(&a, s, sizeof s);
-	for (size_t i = 0; i < p->deny.n; i++) {
-		const struct rule *rl = &p->deny.v[i];
-		if (rl->kind == R_NET && (!rl->port || rl->port == port) && addr_in(&a, &rl->net, rl->prefix)) {
-			decide(d, false, EGP_STAGE_ADDR, "blocked-by-denylist", "deny %s (address %s)", rl->text, s);
-			return 0;
-		}
+	if ((rl = first_match(&p->deny, HOST_IP, NULL, &a, port))) {
+		decide(d, false, EGP_STAGE_ADDR, "blocked-by-denylist", "deny %s (address %s)", rl->text, s);
+		return 0;
 	}
-	for (size_t i = 0; i < p->allow.n; i++) {
-		const struct rule *rl = &p->allow.v[i];
-		if (rl->kind == R_NET && (!rl->port || rl->port == port) && addr_in(&a, &rl->net, rl->prefix)) {
-			decide(d, true, EGP_STAGE_ADDR, "allowed", "allow %s (address %s)", rl->text, s);
-			return 0;
-		}
+	if ((rl = first_match(&p->allow, HOST_IP, NULL, &a, port))) {
+		decide(d, true, EGP_STAGE_ADDR, "allowed", "allow %s (address %s)", rl->text, s);
+		return 0;
 	}
 	r = builtin_match(&a);
 	if (!r && embedded_v4(&a, &v4))

@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "core/h1.h"
+#include "core/list.h"
 #include "core/log.h"
 #include "core/netaddr.h"
 #include "core/tconn.h"
@@ -45,7 +46,7 @@ enum cstate { C_HEAD, C_RESOLVE, C_CONNECT, C_RELAY, C_REPLIED, C_CLOSING };
 
 struct conn {
 	egx *x;
-	struct conn *prev, *next;
+	struct conn *next, **pprev; /* x->conns */
 	enum cstate state;
 	tconn *client, *up; /* NULL once their on_close ran */
 	uv_timer_t timer;
@@ -92,12 +93,7 @@ static void conn_maybe_free(struct conn *c)
 {
 	if (c->open_handles > 0 || c->gai_pending)
 		return;
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		c->x->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	LIST_UNLINK(c, next, pprev);
 	c->x->nconns--;
 	free(c->head);
 	free(c->hdrs);
@@ -210,6 +206,19 @@ static size_t body_part(struct conn *c, const uint8_t *d, size_t n)
 	return used;
 }
 
+/* n bytes read from `from` go to `to`; `from` pauses (*paused) while to's queue is over WQ_HIGH. */
+static void forward(struct conn *c, tconn *from, tconn *to, const uint8_t *p, size_t n, bool *paused)
+{
+	if (tconn_write(to, p, n) < 0) {
+		conn_close(c);
+		return;
+	}
+	if (tconn_over_high_water(to)) {
+		*paused = true;
+		tconn_pause(from);
+	}
+}
+
 static void client_data(tconn *tc, const uint8_t *p, size_t n, void *ud)
 {
 	struct conn *c = ud;
@@ -231,14 +240,7 @@ static void client_data(tconn *tc, const uint8_t *p, size_t n, void *ud)
 		if (c->msg_done)
 			tconn_pause(tc);
 	}
-	if (tconn_write(c->up, p, fwd) < 0) {
-		conn_close(c);
-		return;
-	}
-	if (tconn_over_high_water(c->up)) {
-		c->client_paused = true;
-		tconn_pause(tc);
-	}
+	forward(c, tc, c->up, p, fwd, &c->client_paused);
 }
 
 static void client_eof(tconn *tc, void *ud)
@@ -284,14 +286,7 @@ static void up_data(tconn *tc, const uint8_t *p, size_t n, void *ud)
 	if (c->state != C_RELAY)
 		return;
 	arm_timer(c, c->x->c.idle_timeout_ms);
-	if (tconn_write(c->client, p, n) < 0) {
-		conn_close(c);
-		return;
-	}
-	if (tconn_over_high_water(c->client)) {
-		c->up_paused = true;
-		tconn_pause(tc);
-	}
+	forward(c, tc, c->client, p, n, &c->up_paused);
 }
 
 static void up_eof(tconn *tc, void *ud)
@@ -672,10 +667,7 @@ static void on_conn(uv_stream_t *srv, int status)
 	uv_timer_init(&x->loop, &c->timer);
 	c->timer.data = c;
 	c->open_handles = 1;
-	c->next = x->conns;
-	if (x->conns)
-		x->conns->prev = c;
-	x->conns = c;
+	LIST_PUSH(x->conns, c, next, pprev);
 	x->nconns++;
 	if (tconn_accept(srv, NULL, &client_cbs, c, &c->client) < 0) {
 		conn_close(c); /* tconn released the socket: only the timer is left */

@@ -36,14 +36,14 @@ static int field(const char *line, int n, char *out, size_t outlen)
 		while (*p && *p != ' ' && *p != '\n')
 			p++;
 		if (*p != ' ')
-			return -1;
+			return -EINVAL;
 		p++;
 	}
 	size_t len = 0;
 	while (p[len] && p[len] != ' ' && p[len] != '\n')
 		len++;
 	if (len >= outlen)
-		return -1;
+		return -ENAMETOOLONG;
 	memcpy(out, p, len);
 	out[len] = 0;
 	return 0;

@@ -140,18 +140,25 @@ static int write_map(pid_t pid, const char *file, unsigned in, unsigned out)
 	return rc;
 }
 
+/* Kills the init behind pidfd, reaps it and closes pidfd. pid 1 dying makes the kernel kill and reap the
+ * whole pid namespace before we can reap it. */
+static void kill_init(int pidfd)
+{
+	siginfo_t si;
+	if (pidfd < 0)
+		return;
+	(void)pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
+	while (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED) < 0 && errno == EINTR)
+		;
+	close(pidfd);
+}
+
 /* Kills a half-started init and forgets it. */
 static void stop_init(sbx *s)
 {
 	if (s->ctl >= 0)
 		close(s->ctl);
-	if (s->pidfd >= 0) {
-		(void)pidfd_send_signal(s->pidfd, SIGKILL, NULL, 0);
-		siginfo_t si;
-		while (waitid(P_PIDFD, (id_t)s->pidfd, &si, WEXITED) < 0 && errno == EINTR)
-			;
-		close(s->pidfd);
-	}
+	kill_init(s->pidfd);
 	s->ctl = s->pidfd = -1;
 	s->init_pid = 0;
 }
@@ -491,14 +498,7 @@ void sbx_free(sbx *s)
 		close(s->ctl);
 	if (s->listen_fd >= 0)
 		close(s->listen_fd);
-	if (s->pidfd >= 0) {
-		/* pid 1 dying makes the kernel kill and reap the whole pid namespace before we can reap it. */
-		(void)pidfd_send_signal(s->pidfd, SIGKILL, NULL, 0);
-		siginfo_t si;
-		while (waitid(P_PIDFD, (id_t)s->pidfd, &si, WEXITED) < 0 && errno == EINTR)
-			;
-		close(s->pidfd);
-	}
+	kill_init(s->pidfd);
 	cgr_free(s->cg);
 	/* Every process of the session is gone: nothing races the move. */
 	if (s->ws_fd >= 0) {

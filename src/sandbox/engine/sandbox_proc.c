@@ -40,7 +40,7 @@ static int poll_ms(uint64_t deadline)
 {
 	uint64_t n = now_ms();
 	if (deadline == UINT64_MAX)
-		return -1;
+		return -1; /* -1: poll's "no timeout" */
 	return deadline <= n ? 0 : (int)(deadline - n > 60000 ? 60000 : deadline - n);
 }
 
@@ -455,24 +455,25 @@ void sbx_proc_free(sbx_proc *p)
 	free(p);
 }
 
-int sbx_kill_all(sbx *s)
+/* Sends a command without arguments and waits for its answer, one count: *got and *n. */
+static int ask_count(sbx *s, uint32_t type, bool *got, const int *n)
 {
-	s->got_killall = false;
-	int rc = sbxp_send(s->ctl, SBXP_KILLALL, 0, 0, 0, NULL, 0, NULL, 0);
+	*got = false;
+	int rc = sbxp_send(s->ctl, type, 0, 0, 0, NULL, 0, NULL, 0);
 	if (rc < 0)
 		return rc;
-	rc = wait_flag(s, &s->got_killall, now_ms() + SBXH_KILL_GRACE_MS);
-	return rc < 0 ? rc : s->killall_n;
+	rc = wait_flag(s, got, now_ms() + SBXH_KILL_GRACE_MS);
+	return rc < 0 ? rc : *n;
+}
+
+int sbx_kill_all(sbx *s)
+{
+	return ask_count(s, SBXP_KILLALL, &s->got_killall, &s->killall_n);
 }
 
 int sbx_nprocs(sbx *s)
 {
-	s->got_nprocs = false;
-	int rc = sbxp_send(s->ctl, SBXP_NPROCS, 0, 0, 0, NULL, 0, NULL, 0);
-	if (rc < 0)
-		return rc;
-	rc = wait_flag(s, &s->got_nprocs, now_ms() + SBXH_KILL_GRACE_MS);
-	return rc < 0 ? rc : s->nprocs_n;
+	return ask_count(s, SBXP_NPROCS, &s->got_nprocs, &s->nprocs_n);
 }
 
 int sbx_netns_listen(sbx *s, const char *addr, int port, int *fd_out)

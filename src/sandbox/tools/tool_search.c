@@ -15,6 +15,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include "core/arr.h"
 #include "sandbox/tools/tool_text.h"
 
 /* ---- glob and grep walks -------------------------------------------------------------------------- */
@@ -115,15 +116,9 @@ static void glob_visit(struct walk *w, int dirfd, const char *name, const char *
 	for (char **p = g->pats; *p; p++) {
 		if (!ttx_glob_match(*p, rel))
 			continue;
-		if (g->n == g->cap) {
-			size_t nc = g->cap ? g->cap * 2 : 64;
-			struct gmatch *nm = realloc(g->m, nc * sizeof *nm);
-			if (!nm) {
-				g->oom = w->stop = true;
-				return;
-			}
-			g->m = nm;
-			g->cap = nc;
+		if (ARR_RESERVE(g->m, g->n, g->cap, 64) < 0) {
+			g->oom = w->stop = true;
+			return;
 		}
 		g->m[g->n].path = strdup(rel);
 		g->m[g->n].mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/arr.h"
+
 /* ---- ANSI ---------------------------------------------------------------------------------------- */
 
 enum { A_NORMAL, A_ESC, A_CSI, A_ESC_INT, A_STR, A_STR_ESC };
@@ -505,15 +507,10 @@ struct strv {
 
 static int strv_add(struct strv *s, char *str)
 {
-	if (s->n + 1 >= s->cap) {
-		size_t nc = s->cap ? s->cap * 2 : 8;
-		char **nv = realloc(s->v, nc * sizeof *nv);
-		if (!nv) {
-			free(str);
-			return -ENOMEM;
-		}
-		s->v = nv;
-		s->cap = nc;
+	/* n + 1: the array ends with a NULL. */
+	if (ARR_RESERVE(s->v, s->n + 1, s->cap, 8) < 0) {
+		free(str);
+		return -ENOMEM;
 	}
 	s->v[s->n++] = str;
 	s->v[s->n] = NULL;
@@ -627,7 +624,7 @@ static int class_match(const char *p, const char *pend, char c, size_t *adv)
 		q++;
 	}
 	if (q >= pend)
-		return -1;
+		return -1; /* -1: not a class: the [ is literal */
 	*adv = (size_t)(q - p) + 1;
 	return hit != neg;
 }
@@ -694,7 +691,7 @@ static int split(const char *s, const char **b, const char **e)
 			q++;
 		if (q > p && !(q - p == 1 && *p == '.')) {
 			if (n == GLOB_SEGS)
-				return -1;
+				return -E2BIG;
 			b[n] = p;
 			e[n] = q;
 			n++;
