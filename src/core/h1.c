@@ -101,6 +101,10 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
 		h->field_is_host = h->request && h->field_len == 4 && !strncasecmp(h->field, "host", 4);
 		if (h->field_is_host)
 			h->host_count++;
+		h->field_is_te = h->request && !h->head_done && h->field_len == 17 &&
+				 !strncasecmp(h->field, "transfer-encoding", 17);
+		if (h->field_is_te)
+			h->te_count++;
 		if (h->hdrs) {
 			if (hdr_end(h))
 				return 1;
@@ -109,6 +113,14 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
 	}
 	if (h->hdrs && hdr_put(h, at, n))
 		return 1;
+	if (h->field_is_te && h->te_count == 1) {
+		if (h->te_len + n >= sizeof h->te)
+			h->te_long = true;
+		else {
+			memcpy(h->te + h->te_len, at, n);
+			h->te_len += n;
+		}
+	}
 	if (h->field_is_host && h->host_count == 1) {
 		if (h->host_len + n > H1_HOST_KEEP) {
 			h->host_too_long = true;
@@ -119,6 +131,19 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
 		h->host[h->host_len] = 0;
 	}
 	return 0;
+}
+
+/* A request's Transfer-Encoding is one header saying "chunked" on HTTP/1.1. http-parser takes more: a list
+ * ending in chunked ("identity, chunked"), several headers, and chunked framing on HTTP/1.0. A server behind
+ * a relay that reads those another way (an unknown coding, or no Transfer-Encoding on 1.0, means no body to
+ * it) would take the body for the next request: refused here, before the head is relayed. */
+static bool te_ok(const h1 *h)
+{
+	size_t n = h->te_len;
+	while (n && (h->te[n - 1] == ' ' || h->te[n - 1] == '\t'))
+		n--;
+	return h->te_count == 1 && !h->te_long && h->p.http_major == 1 && h->p.http_minor >= 1 && n == 7 &&
+	       !strncasecmp(h->te, "chunked", 7);
 }
 
 static int on_headers_complete(http_parser *p)
@@ -134,6 +159,19 @@ static int on_headers_complete(http_parser *p)
 	if (h->hdrs && hdr_close(h))
 		return 0; /* h->err is set; h1_parse reports it */
 	if (h->request) {
+		/* HTTP/0.9 ("GET /") and 2.x heads are no HTTP/1 requests: relayed, they would be read otherwise. */
+		if (p->http_major != 1) {
+			h->err = H1_E_SYNTAX;
+			h->errstr = "HTTP version other than 1.0 and 1.1";
+			return 0;
+		}
+		if (h->te_count && !te_ok(h)) {
+			h->err = H1_E_SYNTAX;
+			h->errstr = h->te_count > 1		     ? "more than one Transfer-Encoding header"
+				    : h->p.http_major != 1 || !h->p.http_minor ? "Transfer-Encoding in an HTTP/1.0 request"
+									 : "Transfer-Encoding other than chunked";
+			return 0;
+		}
 		if (!h->any_host && (h->host_count > 1 || h->host_too_long)) {
 			h->err = H1_E_HOST;
 			h->errstr = h->host_too_long ? "Host header too long" : "more than one Host header";
@@ -190,7 +228,11 @@ static void reset_fields(h1 *h)
 	h->host_count = 0;
 	h->host_too_long = false;
 	h->field_len = (size_t)-1;
-	h->field_is_host = h->in_value = false;
+	h->field_is_host = h->field_is_te = h->in_value = false;
+	h->te_len = 0;
+	h->te_count = 0;
+	h->te_long = false;
+	memset(&h->scan, 0, sizeof h->scan);
 	h->err = H1_E_NONE;
 	h->errstr = NULL;
 	h->body_cb = NULL;
@@ -326,10 +368,212 @@ bool h1_started(const h1 *h) { return h->head_bytes > 0 || h->head_done; }
 
 const char *h1_method_name(const h1 *h) { return http_method_str((enum http_method)h->method); }
 
+/* The request grammar check. http-parser is built without HTTP_PARSER_STRICT (Debian's and upstream's
+ * library default), and then it takes any byte after a CR as the LF (so "\r\n\rX" ends a head and "abcXX"
+ * ends a chunk of 3), bare LF line ends, obsolete line folding ("Transfer-Encoding:\r\n chunked" is chunked
+ * to it), and whitespace before a header's colon ("Host : x" is not a Host to us, "Content-Length : 5" is a
+ * Content-Length to it). The proxy relays a request's bytes unchanged, so each of those is a request that an
+ * upstream can frame otherwise (request smuggling); the egress proxy and the edge read them from hostile
+ * peers. So the bytes of a request are checked here against RFC 9112 before http-parser sees them: h1_parse
+ * hands it only the bytes before the first one that breaks the grammar, and reports H1_E_SYNTAX when it gets
+ * there. Control bytes in names and values are left to http-parser, which refuses them. */
+enum {
+	SC_START,      /* before the request line: empty lines (CRLF) are ignored (RFC 9112 2.2) */
+	SC_START_LF,
+	SC_LINE,       /* the request line */
+	SC_LINE_LF,
+	SC_FIELD,      /* the start of a header (or trailer) line */
+	SC_NAME,
+	SC_VALUE,
+	SC_VALUE_LF,
+	SC_END_LF,     /* the CR of the empty line that ends the head (or the trailers) was seen */
+	SC_OPAQUE,     /* a Content-Length body, a tunnel, or past the end of the message: not ours to check */
+	SC_CHUNK,      /* chunk-size = 1*HEXDIG */
+	SC_CHUNK_SIZE,
+	SC_CHUNK_BWS,  /* whitespace after the size: only before a chunk extension */
+	SC_CHUNK_EXT,
+	SC_CHUNK_LF,
+	SC_CHUNK_DATA,
+	SC_CHUNK_CR,   /* CRLF after a chunk's data */
+	SC_CHUNK_DATA_LF,
+};
+
+static int hexdig(uint8_t c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* Runs the check over n bytes from state sc; returns how many are valid (n when all are), with why set when
+ * fewer. */
+static size_t scan(const h1 *h, struct h1_scan *sc, const uint8_t *p, size_t n, const char **why)
+{
+	size_t i = 0;
+	int d;
+	while (i < n) {
+		uint8_t c = p[i];
+		switch (sc->st) {
+		case SC_START:
+			if (c == '\r') {
+				sc->st = SC_START_LF;
+				break;
+			}
+			if (c == '\n')
+				goto bare_lf;
+			sc->st = SC_LINE;
+			continue;
+		case SC_START_LF:
+		case SC_LINE_LF:
+		case SC_VALUE_LF:
+			if (c != '\n')
+				goto bare_cr;
+			sc->st = sc->st == SC_START_LF ? SC_START : SC_FIELD;
+			break;
+		case SC_LINE:
+			if (c == '\r') {
+				sc->st = SC_LINE_LF;
+				break;
+			}
+			if (c == '\n')
+				goto bare_lf;
+			if (c < 0x20 || c == 0x7f) {
+				*why = "control character in the request line";
+				return i;
+			}
+			if (c == ' ' && sc->sp) {
+				*why = "more than one space between request line parts";
+				return i;
+			}
+			sc->sp = c == ' ';
+			break;
+		case SC_FIELD:
+			if (c == '\r') {
+				sc->st = SC_END_LF;
+				break;
+			}
+			if (c == '\n')
+				goto bare_lf;
+			if (c == ' ' || c == '\t') {
+				*why = "header line starting with whitespace (obsolete line folding)";
+				return i;
+			}
+			sc->st = SC_NAME;
+			continue;
+		case SC_NAME:
+			if (c == ':')
+				sc->st = SC_VALUE;
+			else if (c == ' ' || c == '\t') {
+				*why = "whitespace in or after a header field name";
+				return i;
+			} else if (c == '\r' || c == '\n') {
+				*why = "header line without ':'";
+				return i;
+			}
+			break;
+		case SC_VALUE:
+			if (c == '\r')
+				sc->st = SC_VALUE_LF;
+			else if (c == '\n')
+				goto bare_lf;
+			break;
+		case SC_END_LF:
+			if (c != '\n')
+				goto bare_cr;
+			/* The head's end: the framing http-parser chose is known once it reported the head (the
+			 * check ahead of it, before that, cannot know and stops here). A CONNECT has no body. */
+			sc->st = !sc->trailer && h->head_done && (h->p.flags & F_CHUNKED) && h->p.method != HTTP_CONNECT
+					 ? SC_CHUNK
+					 : SC_OPAQUE;
+			break;
+		case SC_OPAQUE:
+			return n;
+		case SC_CHUNK:
+		case SC_CHUNK_SIZE:
+			if ((d = hexdig(c)) >= 0) {
+				if (++sc->digits > 16) {
+					*why = "chunk size too large";
+					return i;
+				}
+				sc->left = sc->left * 16 + (unsigned)d;
+				sc->st = SC_CHUNK_SIZE;
+				break;
+			}
+			if (sc->st == SC_CHUNK) {
+				*why = "invalid chunk size";
+				return i;
+			}
+			/* fall through */
+		case SC_CHUNK_BWS:
+			if (c == ' ' || c == '\t')
+				sc->st = SC_CHUNK_BWS;
+			else if (c == ';')
+				sc->st = SC_CHUNK_EXT;
+			else if (c == '\r' && sc->st == SC_CHUNK_SIZE)
+				sc->st = SC_CHUNK_LF;
+			else if (c == '\n')
+				goto bare_lf;
+			else {
+				*why = "invalid chunk size line";
+				return i;
+			}
+			break;
+		case SC_CHUNK_EXT:
+			if (c == '\r')
+				sc->st = SC_CHUNK_LF;
+			else if (c == '\n')
+				goto bare_lf;
+			else if ((c < 0x20 && c != '\t') || c == 0x7f) {
+				*why = "control character in a chunk extension";
+				return i;
+			}
+			break;
+		case SC_CHUNK_LF:
+			if (c != '\n')
+				goto bare_cr;
+			sc->digits = 0;
+			if (sc->left == 0) {
+				sc->trailer = true;
+				sc->st = SC_FIELD;
+			} else {
+				sc->st = SC_CHUNK_DATA;
+			}
+			break;
+		case SC_CHUNK_DATA: {
+			size_t k = n - i < sc->left ? n - i : (size_t)sc->left;
+			sc->left -= k;
+			i += k;
+			if (sc->left == 0)
+				sc->st = SC_CHUNK_CR;
+			continue;
+		}
+		case SC_CHUNK_CR:
+			if (c != '\r') {
+				*why = "chunk data not followed by CRLF";
+				return i;
+			}
+			sc->st = SC_CHUNK_DATA_LF;
+			break;
+		case SC_CHUNK_DATA_LF:
+			if (c != '\n')
+				goto bare_cr;
+			sc->st = SC_CHUNK;
+			break;
+		}
+		i++;
+	}
+	return n;
+bare_cr:
+	*why = "CR not followed by LF";
+	return i;
+bare_lf:
+	*why = "line ending in a bare LF";
+	return i;
+}
+
 h1_ev h1_parse(h1 *h, const uint8_t *data, size_t n, size_t *used)
 {
 	size_t lim = n, got;
 	bool in_head = !h->head_done;
+	const char *bad = NULL;
 	enum http_errno e;
 
 	*used = 0;
@@ -337,10 +581,25 @@ h1_ev h1_parse(h1 *h, const uint8_t *data, size_t n, size_t *used)
 		return h->err ? H1_ERR : H1_DONE;
 	if (in_head && lim > (size_t)h->max_head + 1 - h->head_bytes)
 		lim = (size_t)h->max_head + 1 - h->head_bytes;
+	if (h->request) {
+		/* http-parser gets only the bytes before the first one that breaks the grammar (scan). */
+		struct h1_scan ahead = h->scan;
+		lim = scan(h, &ahead, data, lim, &bad);
+		if (bad && lim == 0) {
+			/* never an empty execute: to http-parser that is the end of the stream */
+			h->err = H1_E_SYNTAX;
+			h->errstr = bad;
+			return H1_ERR;
+		}
+	}
 	h->ev = H1_MORE;
 	http_parser_pause(&h->p, 0);
 	got = http_parser_execute(&h->p, &settings, (const char *)data, lim);
 	*used = got;
+	if (h->request) {
+		const char *none = NULL;
+		scan(h, &h->scan, data, got, &none); /* the state after what it took */
+	}
 	if (in_head)
 		h->head_bytes += (uint32_t)got;
 	e = HTTP_PARSER_ERRNO(&h->p);
@@ -349,6 +608,12 @@ h1_ev h1_parse(h1 *h, const uint8_t *data, size_t n, size_t *used)
 	if (e != HPE_OK && e != HPE_PAUSED) {
 		h->err = e == HPE_HEADER_OVERFLOW ? H1_E_HEAD_TOO_LARGE : H1_E_SYNTAX;
 		h->errstr = http_errno_description(e);
+		return H1_ERR;
+	}
+	if (bad && h->ev == H1_MORE && got == lim) {
+		/* It took everything up to the offending byte without reaching an event: that byte is next. */
+		h->err = H1_E_SYNTAX;
+		h->errstr = bad;
 		return H1_ERR;
 	}
 	if (in_head && !h->head_done && h->head_bytes > h->max_head) {

@@ -4,7 +4,13 @@
  * message ends, so a relay forwards exactly the bytes it was sent. It captures the head fields its users need
  * (method, target, Host, status, keep-alive, upgrade) and, on request, every header field. No I/O.
  * H1_HEAD leaves the head's last LF unused: the next h1_parse call takes it (and reports H1_DONE there for a
- * message without a body, a CONNECT among them), so a caller always has at least one byte to give it. */
+ * message without a body, a CONNECT among them), so a caller always has at least one byte to give it.
+ * Requests come from untrusted peers and some users relay their bytes unchanged, so a request is held to the
+ * RFC 9112 grammar where http-parser (built without HTTP_PARSER_STRICT) is lenient: every line ends in CRLF
+ * (no bare CR or LF), no obsolete line folding, no whitespace in or after a header name, no control byte or
+ * doubled space in the request line, chunked framing exactly as written (CRLF after each chunk's data), and
+ * Transfer-Encoding only as one "chunked" header on HTTP/1.1. Anything else is H1_E_SYNTAX
+ * (docs/threat-model.md, "HTTP/1 heads from untrusted peers"). */
 #ifndef POSTERN_H1_H
 #define POSTERN_H1_H
 
@@ -51,9 +57,20 @@ typedef struct h1 {
 	unsigned host_count;
 	bool host_too_long;
 	/* header name tracking across split callbacks */
-	char field[8];
+	char field[18];
 	size_t field_len;
-	bool field_is_host, in_value;
+	bool field_is_host, field_is_te, in_value;
+	/* Transfer-Encoding of a request: how many headers, the first one's value (cut: te_long) */
+	char te[16];
+	size_t te_len;
+	unsigned te_count;
+	bool te_long;
+	/* the request grammar check on the raw bytes (h1.c, scan): state, request line space, chunk size left */
+	struct h1_scan {
+		uint8_t st, digits;
+		bool sp, trailer;
+		uint64_t left;
+	} scan;
 	bool any_host; /* h1_any_host: no Host rules */
 	/* h1_keep_headers: "name\0value\0" per field */
 	char *hdrs;

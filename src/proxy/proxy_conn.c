@@ -255,6 +255,21 @@ static void begin_exchange(px_conn *c)
 		pxi_respond(c, 400, "Bad Request", "invalid Host header");
 		return;
 	}
+	/* The target goes upstream as sent, and a server takes the host of an absolute-form target over Host
+	 * (RFC 9112 3.2.2): routed on Host, "GET http://other/ HTTP/1.1" with "Host: this" would reach this
+	 * route's upstream asking for other. So such a target must name the host routed on. */
+	if (c->x->req.target[0] != '/' && strcmp(c->x->req.target, "*")) {
+		struct http_parser_url u;
+		char th[ROUTE_HOST_MAX + 1];
+		const char *t = c->x->req.target;
+		http_parser_url_init(&u);
+		if (http_parser_parse_url(t, c->x->req.target_len, 0, &u) != 0 || !(u.field_set & (1 << UF_HOST)) ||
+		    route_host_normalize(t + u.field_data[UF_HOST].off, u.field_data[UF_HOST].len, th, sizeof th) < 0 ||
+		    strcmp(th, host)) {
+			pxi_respond(c, 400, "Bad Request", "request target names another host than Host");
+			return;
+		}
+	}
 	c->rt = route_lookup(&cfg->routes, cfg->tunnel_domain, host);
 	if (!c->rt) {
 		log_warn("msg=\"no route for host\" host=%s client=%s", log_quote(host, q, sizeof q), c->client);

@@ -424,6 +424,40 @@ describe('postern edge', () => {
     assert.doesNotMatch(log, /msg="client relayed" entry=mtls tunnel=\S+ host="(bad!|user@|mcp%)/);
   });
 
+  it('reads a hostile CONNECT head the same however it is split, at its cap and one over, and refuses framing tricks', async () => {
+    // Sends the head in pieces (one TLS write each) to the mTLS entry; resolves with the answer at close.
+    const mtlsPieces = (pieces, timeoutMs = 8000) => new Promise((resolve, reject) => {
+      const s = tls.connect({ host: '127.0.0.1', port: ports.mtls, servername: 'connect.edge.test', ca: readFileSync(edgeCa()),
+        cert: readFileSync(agent.cert), key: readFileSync(agent.key) });
+      let got = '';
+      const timer = setTimeout(() => { s.destroy(); reject(new Error(`no close within ${timeoutMs}ms; got: ${JSON.stringify(got)}`)); }, timeoutMs);
+      s.on('secureConnect', async () => { for (const p of pieces) { s.write(p); await sleep(2); } });
+      s.on('data', (d) => { got += d; });
+      s.on('error', (e) => { clearTimeout(timer); reject(e); });
+      s.on('close', () => { clearTimeout(timer); resolve(got); });
+    });
+    // A valid name outside the tunnel domain: 403 whole, byte by byte, and cut at a few places.
+    const head = 'CONNECT Example.COM:443 HTTP/1.1\r\nHost: example.com:443\r\nProxy-Connection: keep-alive\r\n\r\n';
+    assert.match(await mtlsRaw(head), /^HTTP\/1\.1 403 Forbidden\r\n/);
+    assert.match(await mtlsPieces([...head]), /^HTTP\/1\.1 403 Forbidden\r\n/);
+    for (const cut of [1, 8, 20, head.length - 2, head.length - 1]) {
+      assert.match(await mtlsPieces([head.slice(0, cut), head.slice(cut)]), /^HTTP\/1\.1 403 Forbidden\r\n/, `cut ${cut}`);
+    }
+    // The head cap is 8 KiB with its last LF: 8192 bytes are read (403), 8193 are 431.
+    const padded = (total) => {
+      const pre = 'CONNECT example.com:443 HTTP/1.1\r\nX: ';
+      return pre + 'a'.repeat(total - pre.length - 4) + '\r\n\r\n';
+    };
+    assert.match(await mtlsRaw(padded(8192)), /^HTTP\/1\.1 403 Forbidden\r\n/);
+    assert.match(await mtlsRaw(padded(8193)), /^HTTP\/1\.1 431 /);
+    // Bare LF, bare CR, folding, whitespace before a colon, a control byte or doubled space in the request line.
+    for (const bad of ['CONNECT example.com:443 HTTP/1.1\n\n', 'CONNECT example.com:443 HTTP/1.1\r\n\rX',
+      'CONNECT example.com:443 HTTP/1.1\r\nX: a\r\n b\r\n\r\n', 'CONNECT example.com:443 HTTP/1.1\r\nHost : a\r\n\r\n',
+      'CONNECT example.com:443\t HTTP/1.1\r\n\r\n', 'CONNECT  example.com:443 HTTP/1.1\r\n\r\n']) {
+      assert.match(await mtlsRaw(bad), /^HTTP\/1\.1 400 Bad Request\r\n[^]*malformed HTTP request/, JSON.stringify(bad));
+    }
+  });
+
   it('replaces the registration of the same connector slot at once', async () => {
     const a = await connect({ connectorId: 'same-gw', slot: 3 });
     const aClosed = new Promise((r) => a.socket.once('close', r));

@@ -163,6 +163,29 @@ static void test_server(void **st)
 	assert_non_null(strstr(c.resp, "HTTP/1.1 431 "));
 	free(big);
 
+	/* Hostile heads: bare LF, folding, space before the colon, HTTP/0.9, a control byte in the target are
+	 * 400; a request pipelined after a chunked one is not answered (one request per connection). */
+	{
+		static const char *const bad[] = {
+			"GET /metrics HTTP/1.1\n\n",
+			"GET /metrics HTTP/1.1\r\nX: a\r\n b\r\n\r\n",
+			"GET /metrics HTTP/1.1\r\nX : a\r\n\r\n",
+			"GET /metrics\r\n\r\n",
+			"GET /met\trics HTTP/1.1\r\n\r\n",
+			"GET /metrics HTTP/1.1\r\n\rX",
+		};
+		for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+			roundtrip(s, &loop, bad[i], strlen(bad[i]), &c);
+			if (!strstr(c.resp, "HTTP/1.1 400 "))
+				fail_msg("request %zu: %s", i, c.resp);
+		}
+		roundtrip(s, &loop,
+			  "GET /healthz HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /ready HTTP/1.1\r\n\r\n", 81,
+			  &c);
+		assert_non_null(strstr(c.resp, "\r\n\r\nok\n"));
+		assert_int_equal(calls, 1);
+	}
+
 	adm_free(s);
 	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
 	assert_int_equal(uv_loop_close(&loop), 0);

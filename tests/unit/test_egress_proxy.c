@@ -370,6 +370,80 @@ static void test_connect_failure(void **st)
 	egx_stop(x);
 }
 
+/* The rebuilt head of a plain request with the most fields (100) and a long method and port: it goes out
+ * whole, the buffer it is built in sized for the ": " and CRLF each field gains (it was 2 bytes short: the
+ * head was cut and 2 bytes past the buffer were sent). A second request after the first one's body, and one
+ * smuggled in a folded or space-before-colon header, never reach the upstream. */
+static void test_rebuilt_head_and_smuggling(void **st)
+{
+	static const char *const allow[] = { "127.0.0.1", NULL };
+	uint16_t port;
+	char req[4096], *r;
+	size_t o;
+	egx *x = start(allow, NULL, &port, 300);
+	(void)st;
+	assert_true(up_port >= 10000); /* 5 digits, as the sizing below assumes */
+	o = (size_t)snprintf(req, sizeof req, "UNSUBSCRIBE http://127.0.0.1:%u/ HTTP/1.1\r\n", up_port);
+	for (int i = 0; i < 100; i++)
+		o += (size_t)snprintf(req + o, sizeof req - o, "h%02d: v\r\n", i);
+	o += (size_t)snprintf(req + o, sizeof req - o, "\r\n");
+	r = exchange(port, req, o);
+	assert_non_null(strstr(r, "200 OK"));
+	free(r);
+	pthread_mutex_lock(&up_mu);
+	assert_non_null(strstr(up_seen, "UNSUBSCRIBE / HTTP/1.1\r\nh00: v\r\n"));
+	assert_non_null(strstr(up_seen, "h99: v\r\nHost: 127.0.0.1:"));
+	assert_int_equal(strlen(up_seen), up_seen_len); /* no NUL or stray byte sent */
+	assert_true(up_seen_len > 25 && !strcmp(up_seen + up_seen_len - 21, "Connection: close\r\n\r\n"));
+	pthread_mutex_unlock(&up_mu);
+
+	/* after the first request's body: not forwarded */
+	snprintf(req, sizeof req,
+		 "POST http://127.0.0.1:%u/a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET http://127.0.0.1:%u/smuggled HTTP/1.1\r\n\r\n",
+		 up_port, up_port);
+	r = get(port, req);
+	assert_non_null(strstr(r, "200 OK"));
+	free(r);
+	pthread_mutex_lock(&up_mu);
+	assert_non_null(strstr(up_seen, "\r\n\r\nabc"));
+	assert_null(strstr(up_seen, "smuggled"));
+	pthread_mutex_unlock(&up_mu);
+
+	/* framing tricks are refused before anything is sent (the upstream keeps what it saw last) */
+	static const char *const tricks[] = {
+		"POST http://127.0.0.1:%u/ HTTP/1.1\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n",
+		"POST http://127.0.0.1:%u/ HTTP/1.1\r\nHost : evil.example\r\nContent-Length: 0\r\n\r\n",
+		"POST http://127.0.0.1:%u/ HTTP/1.1\r\nTransfer-Encoding : chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n",
+		"POST http://127.0.0.1:%u/ HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.0\r\n\r\n",
+		"POST http://127.0.0.1:%u/ HTTP/1.1\r\nTransfer-Encoding: identity, chunked\r\n\r\n0\r\n\r\n",
+		"GET http://127.0.0.1:%u/ HTTP/1.1\nX: y\n\n",
+		"GET http://127.0.0.1:%u/ HTTP/1.1\r\nX: y\r\n\rGET /smuggled HTTP/1.1\r\n\r\n",
+	};
+	for (size_t i = 0; i < sizeof tricks / sizeof tricks[0]; i++) {
+		snprintf(req, sizeof req, tricks[i], up_port);
+		r = get(port, req);
+		if (strncmp(r, "HTTP/1.1 400 ", 13) != 0)
+			fail_msg("trick %zu: want 400, got %.200s", i, r);
+		free(r);
+	}
+	pthread_mutex_lock(&up_mu);
+	assert_null(strstr(up_seen, "smuggled"));
+	assert_null(strstr(up_seen, "evil"));
+	pthread_mutex_unlock(&up_mu);
+
+	/* a chunked body whose chunk is not followed by CRLF: the upstream got the head, not the bad bytes */
+	snprintf(req, sizeof req,
+		 "POST http://127.0.0.1:%u/c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXX0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n",
+		 up_port);
+	r = get(port, req);
+	free(r);
+	pthread_mutex_lock(&up_mu);
+	assert_null(strstr(up_seen, "abcXX"));
+	assert_null(strstr(up_seen, "smuggled"));
+	pthread_mutex_unlock(&up_mu);
+	egx_stop(x);
+}
+
 int main(void)
 {
 	pthread_t t;
@@ -381,6 +455,7 @@ int main(void)
 		cmocka_unit_test(test_head_cap_boundary),
 		cmocka_unit_test(test_connect_bulk_backpressure),
 		cmocka_unit_test(test_connect_failure),
+		cmocka_unit_test(test_rebuilt_head_and_smuggling),
 	};
 	up_fd = listen_any(&up_port);
 	pthread_create(&t, NULL, upstream, NULL);

@@ -388,6 +388,35 @@ static void test_abort_inside_write(void **st)
 	assert_false(o.closed);
 }
 
+/* Requests an upstream could frame otherwise than the proxy (smuggling through the relayed head) are
+ * answered 400 and never reach the upstream; so is an absolute-form target naming another host than Host,
+ * while one naming the same host goes through. */
+static void test_smuggling_refused(void **st)
+{
+	static const char *const bad[] = {
+		"POST /x HTTP/1.1\r\nHost: up.t.example\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\nGET /s HTTP/1.1\r\nHost: up.t.example\r\n\r\n",
+		"POST /x HTTP/1.1\r\nHost: up.t.example\r\nContent-Length: 0\r\nTransfer-Encoding : chunked\r\n\r\n",
+		"GET /x HTTP/1.1\r\nHost: up.t.example\r\nHost : evil.t.example\r\n\r\n",
+		"POST /x HTTP/1.0\r\nHost: up.t.example\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /s HTTP/1.0\r\n\r\n",
+		"POST /x HTTP/1.1\r\nHost: up.t.example\r\nTransfer-Encoding: identity, chunked\r\n\r\n0\r\n\r\n",
+		"GET /x HTTP/1.1\nHost: up.t.example\n\n",
+		"GET /x HTTP/1.1\r\nHost: up.t.example\r\n\rXGET /s HTTP/1.1\r\nHost: up.t.example\r\n\r\n",
+		"GET http://other.t.example/x HTTP/1.1\r\nHost: up.t.example\r\n\r\n",
+		"GET http://up.t.example@other.t.example/x HTTP/1.1\r\nHost: up.t.example\r\n\r\n",
+	};
+	struct owner o;
+	int n = 0;
+	(void)st;
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		run_case(&o, bad[i], false, &n);
+		if (n != 0 || !strstr(o.got, "HTTP/1.1 400 Bad Request\r\n"))
+			fail_msg("request %zu: %d upstream requests, answer %.120s", i, n, o.got);
+	}
+	run_case(&o, "GET http://UP.t.example:443/x HTTP/1.1\r\nHost: up.t.example\r\n\r\n", false, &n);
+	assert_int_equal(n, 1);
+	assert_non_null(strstr(o.got, "\r\n\r\nok"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -396,6 +425,7 @@ int main(void)
 		cmocka_unit_test(test_client_addr_is_quoted_in_logs),
 		cmocka_unit_test(test_abort_inside_write),
 		cmocka_unit_test(test_truncated_record_then_eof_closes_at_once),
+		cmocka_unit_test(test_smuggling_refused),
 	};
 	int rc;
 	log_set_level(LOG_WARN);

@@ -428,7 +428,10 @@ static void start_relay(struct conn *c)
 		/* Request line in origin form, headers minus hop-by-hop and Proxy-*, our Host, Connection: close. */
 		static const char *const drop[] = { "host", "connection", "proxy-connection", "keep-alive", "proxy-authorization",
 						    "proxy-authenticate", "te", "trailer", "upgrade", NULL };
-		size_t cap = c->req.hdrs_len + strlen(c->path) + strlen(c->host) + 256, o = 0, pos = 0, fwd;
+		/* A kept field is "name\0value\0" and goes out as "name: value\r\n", two bytes more each: without
+		 * them 100 fields overran the buffer by a few bytes, which were then sent upstream. */
+		size_t cap = c->req.hdrs_len + 2 * (size_t)c->req.nheaders + strlen(c->path) + strlen(c->host) + 256, o = 0,
+		       pos = 0, fwd;
 		char *req = malloc(cap);
 		const char *name, *val;
 		int rc;
@@ -452,7 +455,7 @@ static void start_relay(struct conn *c)
 			o += (size_t)snprintf(req + o, cap - o, "Host: %s%s%s:%u\r\n", strchr(c->host, ':') ? "[" : "",
 					      c->host, strchr(c->host, ':') ? "]" : "", c->port);
 		o += (size_t)snprintf(req + o, cap - o, "Connection: close\r\n\r\n");
-		rc = tconn_write(c->up, (const uint8_t *)req, o);
+		rc = o < cap ? tconn_write(c->up, (const uint8_t *)req, o) : -ENOBUFS; /* never a cut head */
 		free(req);
 		if (rc < 0) {
 			conn_close(c);
