@@ -267,7 +267,7 @@ static void usage(FILE *f)
 		   "  connections       connections kept open (default 4)\n"
 		   "  ping_interval     HTTP/2 PING period (default 5s)\n"
 		   "  ping_timeout      PING answer deadline; a connection missing it is redialled (default 10s)\n"
-		   "  metrics_listen    /metrics, /healthz, /ready (default 127.0.0.1:20242; \"\" disables)\n"
+		   "  metrics_listen    /metrics, /healthz, /ready (default 127.0.0.1:20251; \"\" disables)\n"
 		   "proxy keys:\n"
 		   "  tunnel_domain, tls.cert_file, tls.key_file, routes, upstream.allowed_ips,\n"
 		   "  upstream.disable_ip_validation, upstream.tls.ca_file, listen_addr, shutdown_timeout (30s), log_level, log_format (logfmt|json)\n\n"

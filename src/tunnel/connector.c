@@ -21,7 +21,7 @@ int ctr_config_init(ctr_config *c)
 	c->max_streams = 1000;
 	c->stream_high_water = 256 * 1024;
 	c->stream_low_water = 64 * 1024;
-	if (!(c->metrics_listen = strdup("127.0.0.1:20242")))
+	if (!(c->metrics_listen = strdup("127.0.0.1:20251")))
 		return -ENOMEM;
 	return 0;
 }
@@ -142,7 +142,7 @@ int ctr_config_load(cfg_doc *d, cfg_node *root, ctr_config **out)
 	if (c->metrics_listen[0]) {
 		struct sockaddr_storage ss;
 		if (na_parse_sockaddr(c->metrics_listen, true, &ss) < 0) {
-			rc = cfg_fail(d, root, "metrics_listen", "'%s' is not IP:PORT (e.g. 127.0.0.1:20242)",
+			rc = cfg_fail(d, root, "metrics_listen", "'%s' is not IP:PORT (e.g. 127.0.0.1:20251)",
 				      c->metrics_listen);
 			goto fail;
 		}

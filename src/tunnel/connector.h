@@ -39,7 +39,7 @@ typedef struct ctr_config {
 	char *edge_ca_file;      /* NULL: system CAs */
 	char *edge_server_name;  /* TLS name to verify; NULL: the host part of each edge address */
 	uint32_t connections;    /* default 4 */
-	char *metrics_listen;    /* default 127.0.0.1:20242 */
+	char *metrics_listen;    /* default 127.0.0.1:20251 (cloudflared uses 20241-20245) */
 	int64_t ping_interval_ms;    /* default 5 s */
 	int64_t ping_timeout_ms;     /* default 10 s */
 	int64_t shutdown_timeout_ms; /* default 30 s */

@@ -352,7 +352,7 @@ static void usage(FILE *f)
 		   "connect to client_listen with TLS SNI <route>.<tunnel id>.<domain> (relayed, never decrypted),\n"
 		   "or through the outer mTLS entry (mtls_listen: HTTP CONNECT with a client certificate).\n\n"
 		   "config keys: state_dir, domain, edge_id, connector_listen (:7844), connector_tls.cert_file/key_file,\n"
-		   "  client_listen (:443), client_allowed_ips, metrics_listen (127.0.0.1:20241), mtls_listen,\n"
+		   "  client_listen (:443), client_allowed_ips, metrics_listen (127.0.0.1:20250), mtls_listen,\n"
 		   "  client_ca_file, mtls_tls.cert_file/key_file (default: connector_tls), client_hello_budget (64M),\n"
 		   "  client_pending_max (16384), log_level, log_format (logfmt|json)\n");
 }

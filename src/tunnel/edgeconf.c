@@ -118,7 +118,7 @@ int edge_config_load(const char *path, edge_config *c, char *err, size_t errlen)
 	}
 	if (get_addr(d, root, "connector_listen", ":7844", &c->connector_listen) < 0 ||
 	    get_addr(d, root, "client_listen", ":443", &c->client_listen) < 0 ||
-	    get_addr(d, root, "metrics_listen", "127.0.0.1:20241", &c->metrics_listen) < 0 ||
+	    get_addr(d, root, "metrics_listen", "127.0.0.1:20250", &c->metrics_listen) < 0 ||
 	    get_addr(d, root, "mtls_listen", NULL, &c->mtls_listen) < 0)
 		goto out;
 	if ((r = get_tls(d, root, "connector_tls", &c->connector_cert, &c->connector_key)) != 0) {

@@ -1166,7 +1166,7 @@ static void test_config_load(void **st)
 	assert_int_equal(c->connections, 6);
 	assert_int_equal(c->ping_interval_ms, 2000);
 	assert_int_equal(c->ping_timeout_ms, 3000);
-	assert_string_equal(c->metrics_listen, "127.0.0.1:20242");
+	assert_string_equal(c->metrics_listen, "127.0.0.1:20251");
 	ctr_config_free(c);
 	cfg_free(d);
 
