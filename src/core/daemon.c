@@ -12,7 +12,9 @@
 struct dmn {
 	const dmn_ops *ops;
 	void *ud;
-	uv_signal_t sigterm, sigint;
+	uv_signal_t sigterm, sigint, sighup;
+	const char *path;
+	int cli_level, cli_format; /* flags win over the config, on reload too */
 	int signals;
 	bool closed;
 };
@@ -24,6 +26,33 @@ void dmn_drained(dmn *d)
 	d->closed = true;
 	uv_close((uv_handle_t *)&d->sigterm, NULL);
 	uv_close((uv_handle_t *)&d->sigint, NULL);
+	uv_close((uv_handle_t *)&d->sighup, NULL);
+}
+
+/* SIGHUP used to end the process (its default action); now it re-reads the config. Live reload of routes,
+ * upstreams and listeners is not there yet: say so rather than pretend. */
+static void on_hup(uv_signal_t *s, int signum)
+{
+	dmn *d = s->data;
+	char err[512], q[600];
+	int level = -1, format = -1;
+	(void)signum;
+	if (!d->ops->recheck) {
+		log_warn("msg=\"SIGHUP ignored: this daemon does not reload; restart it to apply a changed config\"");
+		return;
+	}
+	if (d->ops->recheck(d->ud, d->path, &level, &format, err, sizeof err) < 0) {
+		log_error("msg=\"config reload failed, keeping the running config\" err=%s", log_quote(err, q, sizeof q));
+		return;
+	}
+	if (d->cli_level >= 0)
+		level = d->cli_level;
+	if (d->cli_format >= 0)
+		format = d->cli_format;
+	log_set_level(level >= 0 ? (enum log_level)level : LOG_INFO);
+	log_set_format(format >= 0 ? (enum log_format)format : LOG_FMT_LOGFMT);
+	log_info("msg=\"config checked on SIGHUP\" file=%s applied=\"log_level log_format\" "
+		 "restart_needed_for=\"routes, upstream, tls paths, listeners, edges\"", log_quote(d->path, q, sizeof q));
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -58,6 +87,9 @@ int dmn_run(const dmn_ops *ops, void *ud, int argc, char **argv)
 	d.ud = ud;
 	if ((a = cli_parse(argc, argv, ops->prog, ops->usage, true, &args)))
 		return a == CLI_EXIT_HELP ? 0 : 2;
+	d.path = args.path;
+	d.cli_level = args.log_level;
+	d.cli_format = args.log_format;
 	/* The flag's format holds from the first line; the config's from after the load. */
 	if (args.log_format >= 0)
 		log_set_format((enum log_format)args.log_format);
@@ -82,9 +114,11 @@ int dmn_run(const dmn_ops *ops, void *ud, int argc, char **argv)
 	} else {
 		uv_signal_init(loop, &d.sigterm);
 		uv_signal_init(loop, &d.sigint);
-		d.sigterm.data = d.sigint.data = &d;
+		uv_signal_init(loop, &d.sighup);
+		d.sigterm.data = d.sigint.data = d.sighup.data = &d;
 		uv_signal_start(&d.sigterm, on_signal, SIGTERM);
 		uv_signal_start(&d.sigint, on_signal, SIGINT);
+		uv_signal_start(&d.sighup, on_hup, SIGHUP);
 		rc = 0;
 	}
 	uv_run(loop, UV_RUN_DEFAULT); /* until the daemon has closed everything */

@@ -1,7 +1,9 @@
 /* The life of a postern daemon process, one copy for the edge, the gateway (and its proxy-only mode) and the
  * coming control plane and worker: `-c FILE [--log-level L] [--log-format F]`, config load and check, log level, SIGPIPE ignored, the
  * descriptor limit raised, one libuv loop, start, SIGTERM/SIGINT -> drain (a second signal exits at once
- * with status 1), run until every handle is closed, clean up.
+ * with status 1), SIGHUP -> the config is checked again and its log level and format applied (a config that
+ * fails is logged and the running one stays; other keys apply after a restart, which the log line says),
+ * run until every handle is closed, clean up.
  *
  * Exit status: 0 after a drain, 1 when the config or the start failed (the reason on stderr, or logged once
  * logging is set up), 2 for a usage error. */
@@ -29,6 +31,9 @@ typedef struct dmn_ops {
 	void (*drain)(void *ud, dmn *d, int signum);
 	/* After the loop has ended (always, whatever failed): frees the config and state. */
 	void (*cleanup)(void *ud);
+	/* SIGHUP: loads the config at path again the way load does (keys and preflight) but into temporaries,
+	 * changing nothing, and reports its log_level / log_format. 0 or <0 with err. May be NULL. */
+	int (*recheck)(void *ud, const char *path, int *log_level, int *log_format, char *err, size_t errlen);
 } dmn_ops;
 
 int dmn_run(const dmn_ops *ops, void *ud, int argc, char **argv);

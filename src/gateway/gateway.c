@@ -253,6 +253,19 @@ static void gw_cleanup(void *ud)
 	adm_metrics_reset();
 }
 
+static int gw_recheck(void *ud, const char *path, int *log_level, int *log_format, char *err, size_t errlen)
+{
+	struct gw t;
+	int rc;
+	memset(&t, 0, sizeof t);
+	t.proxy_mode = ((struct gw *)ud)->proxy_mode;
+	rc = gw_load(&t, path, log_level, log_format, err, errlen);
+	ctr_config_free(t.ccfg);
+	px_config_free(t.pcfg);
+	cfg_free(t.doc);
+	return rc;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: postern gateway -c FILE [--log-level LEVEL] [--log-format logfmt|json]\n\n"
@@ -285,7 +298,7 @@ static void proxy_usage(FILE *f)
 
 int gateway_main(int argc, char **argv)
 {
-	static const dmn_ops ops = { "postern gateway", usage, gw_load, gw_start, gw_drain, gw_cleanup };
+	static const dmn_ops ops = { "postern gateway", usage, gw_load, gw_start, gw_drain, gw_cleanup, gw_recheck };
 	struct gw g;
 	memset(&g, 0, sizeof g);
 	return dmn_run(&ops, &g, argc, argv);
@@ -293,7 +306,7 @@ int gateway_main(int argc, char **argv)
 
 int proxy_main(int argc, char **argv)
 {
-	static const dmn_ops ops = { "postern proxy", proxy_usage, gw_load, gw_start, gw_drain, gw_cleanup };
+	static const dmn_ops ops = { "postern proxy", proxy_usage, gw_load, gw_start, gw_drain, gw_cleanup, gw_recheck };
 	struct gw g;
 	memset(&g, 0, sizeof g);
 	g.proxy_mode = true;

@@ -345,6 +345,19 @@ static void ed_cleanup(void *ud)
 	adm_metrics_reset();
 }
 
+static int ed_recheck(void *ud, const char *path, int *log_level, int *log_format, char *err, size_t errlen)
+{
+	edge_config c;
+	int rc;
+	(void)ud;
+	memset(&c, 0, sizeof c);
+	rc = edge_config_load(path, &c, err, errlen);
+	*log_level = c.log_level;
+	*log_format = c.log_format;
+	edge_config_free(&c);
+	return rc;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: postern edge -c edge.yaml [--log-level LEVEL] [--log-format logfmt|json]\n\n"
@@ -359,7 +372,7 @@ static void usage(FILE *f)
 
 int edge_main(int argc, char **argv)
 {
-	static const dmn_ops ops = { "postern edge", usage, ed_load, ed_start, ed_drain, ed_cleanup };
+	static const dmn_ops ops = { "postern edge", usage, ed_load, ed_start, ed_drain, ed_cleanup, ed_recheck };
 	struct edge_daemon d;
 	memset(&d, 0, sizeof d);
 	return dmn_run(&ops, &d, argc, argv);

@@ -124,3 +124,28 @@ test('certs init makes missing parents; a parent that is a file is named', async
   assert.equal(statSync(path.join(d, 'deep', 'a', 'b')).mode & 0o777, 0o755);
   assert.equal(statSync(path.join(d, 'deep', 'a', 'b', 'c')).mode & 0o777, 0o700);
 });
+
+test('SIGHUP: the config is checked again; a broken one is logged and the daemon keeps running', async () => {
+  const yaml = path.join(d, 'hup.yaml');
+  const good = px(`cert_file: ${pki.cert}, key_file: ${pki.key}`, 'routes: {a: "http://10.0.0.1:1"}');
+  writeFileSync(yaml, good);
+  const p = start(process.env.POSTERN_BIN, ['proxy', '-c', yaml], { name: 'hup' });
+  await p.waitFor(/msg="proxy listening"/, 10000);
+  let mark = p.log.length;
+  p.child.kill('SIGHUP');
+  await p.waitFor(/msg="config checked on SIGHUP" file=".*hup\.yaml" applied="log_level log_format" restart_needed_for=/, 5000, mark);
+  // a broken file: the error names file, line and key; the process stays up
+  writeFileSync(yaml, good.replace('tunnel_domain: t.test', 'tunnel_domain: "not a domain"'));
+  mark = p.log.length;
+  p.child.kill('SIGHUP');
+  await p.waitFor(/level=error .*msg="config reload failed, keeping the running config" err=".*hup\.yaml:2: tunnel_domain:/, 5000, mark);
+  assert.equal(p.child.exitCode, null);
+  // a new log_format applies at once
+  writeFileSync(yaml, good + 'log_format: json\n');
+  mark = p.log.length;
+  p.child.kill('SIGHUP');
+  await p.waitFor(/\{"time":"[^"]+","level":"info","comp":"proxy","msg":"config checked on SIGHUP"/, 5000, mark);
+  p.child.kill('SIGTERM');
+  const ex = await p.exited;
+  assert.equal(ex.code, 0);
+});
