@@ -299,7 +299,8 @@ int aud_verify_feed(aud_verify *v, const char *file, const char *buf, size_t len
 			v->buf = nb;
 			v->cap = cap;
 		}
-		memcpy(v->buf + v->len, buf, take);
+		if (take) /* an empty line: nothing to keep (and v->buf may still be NULL) */
+			memcpy(v->buf + v->len, buf, take);
 		v->len += take;
 		if (!nl)
 			break;
