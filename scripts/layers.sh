@@ -3,13 +3,14 @@
 # folders below it:
 #   core     -> core                       (knows no feature)
 #   tunnel   -> core, tunnel               (knows neither proxy nor sandbox)
-#   proxy    -> core, proxy
+#   guard    -> core, guard                (the MCP guard's protocol core: bytes in, decisions out)
+#   proxy    -> core, guard, proxy
 #   sandbox  -> core, sandbox and its sub-folders (knows no transport; the top level is the CLI), where
 #     sandbox/engine -> core, sandbox/engine                     (namespaces, init, cgroups, seccomp, slots)
 #     sandbox/egress -> core, sandbox/egress, sandbox/engine     (the proxy listens in the sandbox's netns)
 #     sandbox/tools  -> core, sandbox/tools                      (knows no MCP server, no engine)
 #     sandbox/mcp    -> core, sandbox/mcp, tools, engine, egress (the MCP server face wires them)
-#   gateway  -> core, tunnel, proxy, gateway   (the wiring of a daemon)
+#   gateway  -> core, tunnel, guard, proxy, gateway   (the wiring of a daemon)
 #   src/*.c  -> anything                   (main and the command table)
 # A file's folder is its directory under src/ (sandbox/engine/x.c is in sandbox/engine), and so is a header's;
 # and commands.h (the command table) only from a file that defines one of its commands; no two modules
@@ -24,13 +25,14 @@ allowed() { # folder -> allowed include folders
   case $1 in
     core) echo "core" ;;
     tunnel) echo "core tunnel" ;;
-    proxy) echo "core proxy" ;;
+    guard) echo "core guard" ;;
+    proxy) echo "core guard proxy" ;;
     sandbox) echo "core sandbox sandbox/engine sandbox/egress sandbox/tools sandbox/mcp" ;;
     sandbox/engine) echo "core sandbox/engine" ;;
     sandbox/egress) echo "core sandbox/egress sandbox/engine" ;;
     sandbox/tools) echo "core sandbox/tools" ;;
     sandbox/mcp) echo "core sandbox/mcp sandbox/tools sandbox/engine sandbox/egress" ;;
-    gateway) echo "core tunnel proxy gateway" ;;
+    gateway) echo "core tunnel guard proxy gateway" ;;
     *) echo "" ;;
   esac
 }

@@ -9,6 +9,7 @@ int tunnel_main(int argc, char **argv);
 int edge_main(int argc, char **argv);
 int proxy_main(int argc, char **argv);
 int gateway_main(int argc, char **argv);
+int audit_main(int argc, char **argv);
 
 #define POSTERN_COMMANDS \
 	{ "check", check_main, "validate a config file without starting (-c FILE)" }, \
@@ -17,6 +18,7 @@ int gateway_main(int argc, char **argv);
 	{ "tunnel", tunnel_main, "tunnel records and tokens on the edge: create, rotate, list, delete" }, \
 	{ "edge", edge_main, "the public relay: connector links, SNI and mTLS client entries (-c edge.yaml)" }, \
 	{ "gateway", gateway_main, "customer side: connector to the edges + inner proxy (-c gateway.yaml)" }, \
-	{ "proxy", proxy_main, "the inner proxy alone on listen_addr (gateway without a connector)" },
+	{ "proxy", proxy_main, "the inner proxy alone on listen_addr (gateway without a connector)" }, \
+	{ "audit", audit_main, "the MCP audit log: verify FILE... (the hash chain across rotated files)" },
 
 #endif

@@ -1,0 +1,352 @@
+/* Audit lines and their hash chain; the verifier that names the first removed, inserted or edited line. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "guard/audit.h"
+
+struct aud_chain {
+	char prev[AUD_HEX_LEN + 1];
+	uint64_t seq;
+};
+
+static void sha256_hex(const char *p, size_t n, char out[AUD_HEX_LEN + 1])
+{
+	unsigned char md[32];
+	unsigned len = 0;
+	EVP_Digest(p, n, md, &len, EVP_sha256(), NULL);
+	for (unsigned i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+static bool hex64(const char *h)
+{
+	size_t i;
+	for (i = 0; h && i < AUD_HEX_LEN; i++)
+		if (!((h[i] >= '0' && h[i] <= '9') || (h[i] >= 'a' && h[i] <= 'f')))
+			return false;
+	return h && !h[i];
+}
+
+int aud_chain_new(aud_chain **out)
+{
+	aud_chain *c = calloc(1, sizeof *c);
+	*out = c;
+	if (!c)
+		return -ENOMEM;
+	memcpy(c->prev, AUD_GENESIS, sizeof c->prev);
+	return 0;
+}
+
+void aud_chain_free(aud_chain *c) { free(c); }
+const char *aud_chain_prev(const aud_chain *c) { return c->prev; }
+uint64_t aud_chain_seq(const aud_chain *c) { return c->seq; }
+
+/* prev and seq of one line; 0 or -EINVAL. */
+static int line_fields(const char *p, size_t n, char prev[AUD_HEX_LEN + 1], uint64_t *seq)
+{
+	json_t *o = json_loadb(p, n, JSON_REJECT_DUPLICATES, NULL);
+	const char *h = json_string_value(json_object_get(o, "prev"));
+	json_t *s = json_object_get(o, "seq");
+	int rc = -EINVAL;
+
+	if (json_is_object(o) && hex64(h) && json_is_integer(s) && json_integer_value(s) >= 0) {
+		memcpy(prev, h, AUD_HEX_LEN + 1);
+		*seq = (uint64_t)json_integer_value(s);
+		rc = 0;
+	}
+	json_decref(o);
+	return rc;
+}
+
+int aud_chain_resume(aud_chain *c, const char *tail, size_t len, size_t *keep)
+{
+	size_t end = len, start;
+	char prev[AUD_HEX_LEN + 1];
+	uint64_t seq;
+
+	while (end > 0 && tail[end - 1] != '\n')
+		end--;
+	*keep = end; /* what follows the last newline was cut by a crash */
+	if (end == 0)
+		return 0;
+	start = end - 1;
+	while (start > 0 && tail[start - 1] != '\n')
+		start--;
+	if (line_fields(tail + start, end - 1 - start, prev, &seq) < 0)
+		return -EINVAL;
+	sha256_hex(tail + start, end - 1 - start, c->prev);
+	c->seq = seq + 1;
+	return 0;
+}
+
+static int set_str(json_t *o, const char *k, const char *v)
+{
+	return v ? json_object_set_new(o, k, json_string(v)) : 0;
+}
+
+static void fmt_ts(int64_t us, char out[40])
+{
+	time_t s = (time_t)(us / 1000000);
+	struct tm tm;
+	char day[24];
+	if (us < 0)
+		s = 0, us = 0;
+	gmtime_r(&s, &tm);
+	strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out, 40, "%s.%06" PRId64 "Z", day, us % 1000000);
+}
+
+int aud_line(aud_chain *c, const aud_rec *r, char **line, size_t *len)
+{
+	json_t *o = json_object(), *id = NULL;
+	char ts[40], *s = NULL, *l = NULL;
+	size_t n;
+	int rc = -ENOMEM, bad = 0;
+
+	*line = NULL;
+	if (!o)
+		goto done;
+	if (r->id && !(id = json_loads(r->id, JSON_DECODE_ANY, NULL))) {
+		rc = -EINVAL;
+		goto done;
+	}
+	fmt_ts(r->ts_us, ts);
+	/* A fixed order, so that lines diff and grep well; prev and seq first. */
+	bad |= json_object_set_new(o, "prev", json_string(c->prev));
+	bad |= json_object_set_new(o, "seq", json_integer((json_int_t)c->seq));
+	bad |= json_object_set_new(o, "ts", json_string(ts));
+	bad |= set_str(o, "dir", r->dir);
+	bad |= set_str(o, "trace_id", r->trace_id);
+	bad |= set_str(o, "span_id", r->span_id);
+	bad |= set_str(o, "parent_span_id", r->parent_span_id);
+	bad |= set_str(o, "route", r->route);
+	bad |= set_str(o, "client", r->client);
+	bad |= set_str(o, "client_addr", r->client_addr);
+	bad |= set_str(o, "session", r->session);
+	bad |= set_str(o, "protocol", r->protocol);
+	bad |= set_str(o, "method", r->method);
+	if (id)
+		bad |= json_object_set(o, "id", id);
+	bad |= set_str(o, "tool", r->tool);
+	bad |= set_str(o, "tool_hash", r->tool_hash);
+	bad |= set_str(o, "decision", r->decision);
+	bad |= set_str(o, "rule", r->rule);
+	bad |= set_str(o, "policy_rev", r->policy_rev);
+	bad |= set_str(o, "approval", r->approval);
+	bad |= set_str(o, "approver", r->approver);
+	if (r->args)
+		bad |= json_object_set(o, "args", (json_t *)r->args);
+	bad |= set_str(o, "status", r->status);
+	if (r->has_rpc_code)
+		bad |= json_object_set_new(o, "rpc_code", json_integer((json_int_t)r->rpc_code));
+	if (r->http_status)
+		bad |= json_object_set_new(o, "http_status", json_integer(r->http_status));
+	if (r->latency_us >= 0)
+		bad |= json_object_set_new(o, "latency_us", json_integer((json_int_t)r->latency_us));
+	bad |= json_object_set_new(o, "bytes_in", json_integer((json_int_t)r->bytes_in));
+	bad |= json_object_set_new(o, "bytes_out", json_integer((json_int_t)r->bytes_out));
+	if (bad || !(s = json_dumps(o, JSON_COMPACT)))
+		goto done;
+	n = strlen(s);
+	if (n >= AUD_MAX_LINE) {
+		rc = -EMSGSIZE;
+		goto done;
+	}
+	if (!(l = malloc(n + 2)))
+		goto done;
+	memcpy(l, s, n);
+	l[n] = '\n';
+	l[n + 1] = 0;
+	sha256_hex(s, n, c->prev);
+	c->seq++;
+	*line = l;
+	if (len)
+		*len = n + 1;
+	l = NULL;
+	rc = 0;
+done:
+	free(l);
+	free(s);
+	json_decref(id);
+	json_decref(o);
+	return rc;
+}
+
+/* ---- verifier ---- */
+
+struct aud_verify {
+	bool partial;
+	aud_report rep;
+	char *buf; /* the current partial line */
+	size_t len, cap;
+	char file[256];
+	unsigned long lineno;
+	/* the two previous lines: their hashes, seq and place */
+	uint64_t n;
+	char h1[AUD_HEX_LEN + 1], h2[AUD_HEX_LEN + 1];
+	uint64_t seq1;
+	char file1[256];
+	unsigned long line1;
+};
+
+int aud_verify_new(bool partial, aud_verify **out)
+{
+	aud_verify *v = calloc(1, sizeof *v);
+	*out = v;
+	if (!v)
+		return -ENOMEM;
+	v->partial = partial;
+	v->rep.ok = true;
+	return 0;
+}
+
+void aud_verify_free(aud_verify *v)
+{
+	if (!v)
+		return;
+	free(v->buf);
+	free(v);
+}
+
+static void brk(aud_verify *v, const char *file, unsigned long line, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void brk(aud_verify *v, const char *file, unsigned long line, const char *fmt, ...)
+{
+	va_list ap;
+	v->rep.ok = false;
+	snprintf(v->rep.file, sizeof v->rep.file, "%s", file);
+	v->rep.line = line;
+	va_start(ap, fmt);
+	vsnprintf(v->rep.what, sizeof v->rep.what, fmt, ap);
+	va_end(ap);
+}
+
+static void check_line(aud_verify *v, const char *p, size_t n)
+{
+	char prev[AUD_HEX_LEN + 1], h[AUD_HEX_LEN + 1];
+	uint64_t seq;
+	const char *f = v->file;
+	unsigned long ln = v->lineno;
+
+	v->rep.lines++;
+	if (line_fields(p, n, prev, &seq) < 0) {
+		brk(v, f, ln, "edited: not an audit record (not JSON, or no prev and seq)");
+		return;
+	}
+	sha256_hex(p, n, h);
+	if (v->n == 0) {
+		v->rep.first_seq = seq;
+		v->rep.from_genesis = seq == 0;
+		if (seq == 0 && CRYPTO_memcmp(prev, AUD_GENESIS, AUD_HEX_LEN))
+			brk(v, f, ln, "edited: the first record (seq 0) does not start from the genesis value");
+		else if (seq != 0 && !v->partial)
+			brk(v, f, ln, "removed: the chain starts at seq %" PRIu64 ", not 0: %" PRIu64
+				      " earlier record(s) missing (--partial if older files were rotated away)",
+			    seq, seq);
+	} else if (!CRYPTO_memcmp(prev, v->h1, AUD_HEX_LEN)) {
+		if (seq != v->seq1 + 1)
+			brk(v, f, ln, "edited: seq %" PRIu64 " after %" PRIu64 " although prev matches", seq, v->seq1);
+	} else if (v->n >= 2 && !CRYPTO_memcmp(prev, v->h2, AUD_HEX_LEN)) {
+		brk(v, v->file1, v->line1, "inserted: this line is not in the chain (the next line, %s:%lu, follows "
+			  "the line before it)", f, ln);
+	} else if (seq > v->seq1 + 1) {
+		brk(v, f, ln, "removed: %" PRIu64 " record(s) missing before this line (seq %" PRIu64 " to %" PRIu64 ")",
+		    seq - v->seq1 - 1, v->seq1, seq);
+	} else if (seq == v->seq1 + 1) {
+		brk(v, v->file1, v->line1, "edited: this line does not hash to the prev of the next line (%s:%lu)", f,
+		    ln);
+	} else {
+		brk(v, f, ln, "inserted: seq %" PRIu64 " does not follow %" PRIu64 " and prev matches no line before",
+		    seq, v->seq1);
+	}
+	v->rep.last_seq = seq;
+	memcpy(v->h2, v->h1, sizeof v->h2);
+	memcpy(v->h1, h, sizeof v->h1);
+	v->seq1 = seq;
+	snprintf(v->file1, sizeof v->file1, "%s", f);
+	v->line1 = ln;
+	v->n++;
+}
+
+int aud_verify_feed(aud_verify *v, const char *file, const char *buf, size_t len)
+{
+	if (strcmp(v->file, file)) {
+		snprintf(v->file, sizeof v->file, "%s", file);
+		v->lineno = 0;
+		v->len = 0;
+	}
+	while (len && v->rep.ok) {
+		const char *nl = memchr(buf, '\n', len);
+		size_t take = nl ? (size_t)(nl - buf) : len;
+		if (v->len + take >= AUD_MAX_LINE) {
+			brk(v, v->file, v->lineno + 1, "edited: line over %u bytes", AUD_MAX_LINE);
+			break;
+		}
+		if (v->len + take > v->cap) {
+			size_t cap = v->cap ? v->cap : 4096;
+			char *nb;
+			while (cap < v->len + take)
+				cap *= 2;
+			if (!(nb = realloc(v->buf, cap)))
+				return -ENOMEM;
+			v->buf = nb;
+			v->cap = cap;
+		}
+		if (take) /* an empty line: nothing to keep (and v->buf may still be NULL) */
+			memcpy(v->buf + v->len, buf, take);
+		v->len += take;
+		if (!nl)
+			break;
+		v->lineno++;
+		check_line(v, v->buf, v->len);
+		v->len = 0;
+		buf = nl + 1;
+		len -= take + 1;
+	}
+	return 0;
+}
+
+int aud_verify_end_file(aud_verify *v)
+{
+	if (v->rep.ok && v->len)
+		brk(v, v->file, v->lineno + 1, "incomplete: the last line has no newline (cut by a crash?)");
+	v->len = 0;
+	v->file[0] = 0;
+	return 0;
+}
+
+int aud_verify_file(aud_verify *v, const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "re");
+	char buf[65536];
+	size_t n;
+	int rc = 0;
+
+	if (!f) {
+		rc = -errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(-rc));
+		return rc;
+	}
+	while (rc == 0 && (n = fread(buf, 1, sizeof buf, f)) > 0)
+		rc = aud_verify_feed(v, path, buf, n);
+	if (rc == 0 && ferror(f))
+		rc = -EIO;
+	if (rc < 0)
+		snprintf(err, errlen, "%s: %s", path, strerror(-rc));
+	else
+		aud_verify_end_file(v);
+	fclose(f);
+	return rc;
+}
+
+void aud_verify_report(const aud_verify *v, aud_report *r)
+{
+	*r = v->rep;
+}

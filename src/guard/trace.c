@@ -1,0 +1,80 @@
+/* W3C traceparent: parse, generate, child spans. */
+#include <errno.h>
+#include <openssl/rand.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "guard/trace.h"
+
+static bool lowhex(const char *s, size_t n, bool nonzero)
+{
+	bool any = false;
+	for (size_t i = 0; i < n; i++) {
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+		any |= s[i] != '0';
+	}
+	return any || !nonzero;
+}
+
+int trc_parse(const char *s, trc_ctx *out)
+{
+	size_t n = s ? strlen(s) : 0;
+	unsigned flags;
+
+	if (n < TRC_HEADER_LEN || !lowhex(s, 2, false) || !memcmp(s, "ff", 2) || s[2] != '-' || s[35] != '-' ||
+	    s[52] != '-')
+		return -EINVAL;
+	/* Version 00 is exactly 55 characters; a later one may carry more after a '-'. */
+	if (!memcmp(s, "00", 2) ? n != TRC_HEADER_LEN : (n > TRC_HEADER_LEN && s[TRC_HEADER_LEN] != '-'))
+		return -EINVAL;
+	if (!lowhex(s + 3, 32, true) || !lowhex(s + 36, 16, true) || !lowhex(s + 53, 2, false))
+		return -EINVAL;
+	memcpy(out->trace_id, s + 3, 32);
+	out->trace_id[32] = 0;
+	memcpy(out->span_id, s + 36, 16);
+	out->span_id[16] = 0;
+	sscanf(s + 53, "%2x", &flags);
+	out->flags = (uint8_t)flags;
+	return 0;
+}
+
+/* n random bytes as 2n hex digits, never all zero (the spec calls all-zero invalid). */
+static int random_hex(char *out, size_t n)
+{
+	unsigned char b[16];
+	bool any = false;
+	do {
+		if (RAND_bytes(b, (int)n) != 1)
+			return -EIO;
+		for (size_t i = 0; i < n; i++)
+			any |= b[i] != 0;
+	} while (!any);
+	for (size_t i = 0; i < n; i++)
+		snprintf(out + 2 * i, 3, "%02x", b[i]);
+	return 0;
+}
+
+int trc_new(trc_ctx *out)
+{
+	int rc;
+	if ((rc = random_hex(out->trace_id, 16)) < 0 || (rc = random_hex(out->span_id, 8)) < 0)
+		return rc;
+	out->flags = 1;
+	return 0;
+}
+
+int trc_child(const trc_ctx *parent, trc_ctx *out)
+{
+	trc_ctx c = *parent;
+	int rc = random_hex(c.span_id, 8);
+	if (rc == 0)
+		*out = c;
+	return rc;
+}
+
+void trc_format(const trc_ctx *c, char out[TRC_HEADER_LEN + 1])
+{
+	snprintf(out, TRC_HEADER_LEN + 1, "00-%s-%s-%02x", c->trace_id, c->span_id, c->flags);
+}
