@@ -75,6 +75,65 @@ out:
 	return d;
 }
 
+/* What a postern config may hold, checked before libfyaml sees it: postern's configs are a small subset of
+ * YAML (mappings, sequences, scalars, comments), and libfyaml 0.7.12 crashes on some explicit-key ("? ")
+ * inputs, loops on a directive line holding a NUL and leaks on invalid UTF-8 in a quoted scalar (found by
+ * fuzzing). So: at most CFG_MAX_BYTES, UTF-8, no NUL or other control byte but tab/CR/LF, no "%" directive
+ * lines, no "? " explicit keys. Each refusal names the line. */
+#define CFG_MAX_BYTES (1u << 20)
+
+static int subset_check(const char *name, const char *s, size_t n, char *err, size_t errlen)
+{
+	size_t line = 1, ls = 0; /* ls: where the current line starts */
+	bool lead = true;          /* only blanks so far on this line */
+	if (n > CFG_MAX_BYTES) {
+		snprintf(err, errlen, "%s: larger than %u bytes: not a postern config", name, CFG_MAX_BYTES);
+		return -EFBIG;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '\n') {
+			line++;
+			ls = i + 1;
+			lead = true;
+			continue;
+		}
+		if (c == 0 || (c < 0x20 && c != '\t' && c != '\r') || c == 0x7f) {
+			snprintf(err, errlen, "%s:%zu: a control byte (0x%02x): a config is UTF-8 text", name, line, c);
+			return -EINVAL;
+		}
+		if (c >= 0x80) {
+			/* well-formed UTF-8 (RFC 3629): lead byte, then continuation bytes in range */
+			size_t len = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+			unsigned char lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+			unsigned char hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+			bool ok = len && i + len <= n && (unsigned char)s[i + 1] >= lo && (unsigned char)s[i + 1] <= hi;
+			for (size_t k = 2; ok && k < len; k++)
+				ok = (unsigned char)s[i + k] >= 0x80 && (unsigned char)s[i + k] <= 0xbf;
+			if (!ok) {
+				snprintf(err, errlen, "%s:%zu: bytes that are not UTF-8: a config is UTF-8 text", name, line);
+				return -EINVAL;
+			}
+			i += len - 1;
+			lead = false;
+			continue;
+		}
+		if (c == '%' && i == ls) {
+			snprintf(err, errlen, "%s:%zu: YAML directives (%%YAML, %%TAG) are not used in postern configs", name, line);
+			return -EINVAL;
+		}
+		if (lead && c == '?' && (i + 1 == n || s[i + 1] == ' ' || s[i + 1] == '\t' || s[i + 1] == '\n' ||
+					 s[i + 1] == '\r')) {
+			snprintf(err, errlen, "%s:%zu: explicit '? ' keys are not used in postern configs: write key: value",
+				 name, line);
+			return -EINVAL;
+		}
+		if (c != ' ' && c != '\t' && c != '-')
+			lead = false;
+	}
+	return 0;
+}
+
 cfg_doc *cfg_load(const char *path, char *err, size_t errlen)
 {
 	struct stat st;
@@ -89,12 +148,26 @@ cfg_doc *cfg_load(const char *path, char *err, size_t errlen)
 		fclose(f);
 		return NULL;
 	}
-	fclose(f);
+	{
+		char *text = malloc(CFG_MAX_BYTES + 1);
+		size_t n = text ? fread(text, 1, CFG_MAX_BYTES + 1, f) : 0;
+		int bad = !text ? -ENOMEM : ferror(f) ? -EIO : subset_check(path, text, n, err, errlen);
+		free(text);
+		fclose(f);
+		if (bad == -ENOMEM || bad == -EIO) {
+			snprintf(err, errlen, "%s: %s", path, bad == -EIO ? "read error" : "out of memory");
+			return NULL;
+		}
+		if (bad < 0)
+			return NULL;
+	}
 	return load(path, path, NULL, 0, err, errlen);
 }
 
 cfg_doc *cfg_load_string(const char *name, const char *yaml, size_t len, char *err, size_t errlen)
 {
+	if (subset_check(name, yaml, len, err, errlen) < 0)
+		return NULL;
 	return load(name, NULL, yaml, len, err, errlen);
 }
 
