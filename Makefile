@@ -22,7 +22,7 @@ else ifeq ($(FLAVOUR),asan)
   LDSAN := -fsanitize=address,undefined
 else ifeq ($(FLAVOUR),fuzz)
   CC := clang
-  OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined
+  OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
   LDSAN := -fsanitize=address,undefined
 endif
 

@@ -456,9 +456,16 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		 sys_empty ? "empty" : "netns",
 		 landlocked ? "landlock" : "seccomp-mknod");
 	if (!mem_cg) {
+		/* The host's state, not the session's: a warning once per process (a worker starts thousands of
+		 * sessions), then debug lines; the start line's limits= says it for every session. */
+		static bool warned;
 		char why[900];
-		log_warn("msg=\"no memory cgroup: the memory limit applies to each process, not to the session\" "
-			 "reason=\"%s\"", cgr_why(s->cg, CGR_MEMORY, why, sizeof why));
+		if (!warned)
+			log_warn("msg=\"no memory cgroup: the memory limit applies to each process, not to the session\" "
+				 "reason=\"%s\" note=\"said once per process\"", cgr_why(s->cg, CGR_MEMORY, why, sizeof why));
+		else
+			log_debug("msg=\"no memory cgroup\" reason=\"%s\"", cgr_why(s->cg, CGR_MEMORY, why, sizeof why));
+		warned = true;
 	}
 	if (c.workspace && !s->disk_image && cfg->disk_bytes)
 		log_warn("msg=\"no total disk cap on this workspace: each file is capped at the disk size\" "
