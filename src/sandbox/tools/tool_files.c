@@ -32,7 +32,7 @@ void tfile_addn(struct tfile_text *t, const char *s, size_t n)
 	if (t->full)
 		return;
 	if (t->limit && t->len + n > t->limit) {
-		n = ttx_utf8_prefix(s, t->limit - t->len);
+		n = ttext_utf8_prefix(s, t->limit - t->len);
 		t->full = true;
 	}
 	if (t->len + n + 1 > t->cap) {
@@ -150,7 +150,7 @@ int tfile_path(const struct tfctx *s, json_t *v, char *out, size_t outlen, struc
 		tfile_err(r, "'%s' holds a NUL byte", what);
 		return -EINVAL;
 	}
-	rc = ttx_path_norm(s->cwd, json_string_value(v), json_string_length(v), out, outlen);
+	rc = ttext_path_norm(s->cwd, json_string_value(v), json_string_length(v), out, outlen);
 	if (rc < 0)
 		tfile_err(r, "'%s' is not a usable path (%s)", what, strerror(-rc));
 	return rc;
@@ -264,7 +264,7 @@ void tfile_read(const struct tfctx *s, json_t *a, struct tfile_res *r)
 			     TOOL_READ_CAP / 1024);
 		} else if (len > TOOL_READ_CAP) {
 			tfile_err(r, "%s: the file is larger than it said; use bash for it", spath);
-		} else if (ttx_line_range(b, len, start, end, &off, &n) < 0) {
+		} else if (ttext_line_range(b, len, start, end, &off, &n) < 0) {
 			size_t lines = 0;
 			for (size_t i = 0; i < len; i++)
 				lines += b[i] == '\n';
@@ -424,7 +424,7 @@ static int resolve_target(const struct tfctx *s, char *spath, bool create_dirs, 
 		}
 		target[tl] = 0;
 		/* The link text is a sandbox path (absolute ones start at the sandbox root). */
-		if (ttx_path_norm(dir, target, (size_t)tl, next, sizeof next) < 0) {
+		if (ttext_path_norm(dir, target, (size_t)tl, next, sizeof next) < 0) {
 			tfile_err(r, "%s: symbolic link target is not usable", spath);
 			return -EINVAL;
 		}
@@ -557,8 +557,8 @@ void tfile_edit(const struct tfctx *s, json_t *a, struct tfile_res *r)
 		tfile_err(r, "%s: cannot read it within the %u MiB edit limit", spath, TOOL_EDIT_CAP >> 20);
 		goto out;
 	}
-	rc = ttx_edit(buf, len, json_string_value(o), json_string_length(o), json_string_value(n), json_string_length(n),
-		      json_is_true(all), TOOL_EDIT_CAP, &out, &outlen, &count);
+	rc = ttext_edit(buf, len, json_string_value(o), json_string_length(o), json_string_value(n),
+			json_string_length(n), json_is_true(all), TOOL_EDIT_CAP, &out, &outlen, &count);
 	if (rc == -ENOENT) {
 		tfile_err(r, "%s: old_string not found in the file; nothing was changed", spath);
 	} else if (rc == -EEXIST) {
