@@ -96,9 +96,10 @@ deps:
 integration: $(BIN)
 	POSTERN_BIN=$(abspath $(BIN)) scripts/run-integration.sh
 
-# The include rule between src/ folders (docs/internals.md, "Layers"), and proof that the check can fail.
+# The include rule between src/ folders (docs/internals.md, "Layers") and the naming rule (module prefixes,
+# scripts/prefixes.txt), each with proof that its check can fail. Reads the sources only: no build needed.
 layers:
-	@scripts/layers.sh src && scripts/layers-selftest.sh
+	@scripts/layers.sh src && scripts/layers-selftest.sh && scripts/prefixes.sh && scripts/prefixes-selftest.sh
 
 check: deps
 	@scripts/check.sh

@@ -474,7 +474,7 @@ int sandbox_main(int argc, char **argv)
 	if (!strcmp(argv[1], "run"))
 		return run_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "serve")) {
-		return sandbox_serve_main(argc - 1, argv + 1);
+		return ssv_main(argc - 1, argv + 1);
 	}
 	if (!strcmp(argv[1], "tool-worker")) /* internal: started inside a sandbox by its init */
 		return tworker_main(argc - 1, argv + 1);

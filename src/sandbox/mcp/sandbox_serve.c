@@ -449,7 +449,7 @@ static int flush_out(mcps *m)
 	return 0;
 }
 
-int sandbox_serve_main(int argc, char **argv)
+int ssv_main(int argc, char **argv)
 {
 	struct ssv_opts o;
 	char err[512];

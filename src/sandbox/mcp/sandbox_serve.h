@@ -26,6 +26,6 @@ int ssv_call(void *session, const char *tool, json_t *args, json_t **result);
 int ssv_poll_fd(const ssv_session *s);
 void ssv_pump(ssv_session *s);
 
-int sandbox_serve_main(int argc, char **argv);
+int ssv_main(int argc, char **argv);
 
 #endif
