@@ -45,12 +45,12 @@ $(B)/%.o: %.c
 
 # The sandbox's seccomp program, compiled by libseccomp at build time: a cold start then skips ~1.5 ms of
 # libseccomp work. The runtime compiler stays as the fallback and the unit test compares the two.
-SBXSC_INC := $(B)/gen/sbxsc_bpf.inc
-$(SBXSC_INC): src/sandbox/engine/seccomp_policy.c src/sandbox/engine/seccomp_policy.h
+SECPOL_INC := $(B)/gen/secpol_bpf.inc
+$(SECPOL_INC): src/sandbox/engine/seccomp_policy.c src/sandbox/engine/seccomp_policy.h
 	@mkdir -p $(dir $@)
-	@echo "  GEN [$(FLAVOUR)] $@"; $(CC) $(BASEFLAGS) -O1 -DSBXSC_GENERATOR -o $(B)/gen/sbxsc_gen $< $(PKG_LIBS) \
-		&& $(B)/gen/sbxsc_gen > $@.tmp && mv $@.tmp $@
-$(B)/src/sandbox/engine/seccomp_policy.o: $(SBXSC_INC)
+	@echo "  GEN [$(FLAVOUR)] $@"; $(CC) $(BASEFLAGS) -O1 -DSECPOL_GENERATOR -o $(B)/gen/secpol_gen $< $(PKG_LIBS) \
+		&& $(B)/gen/secpol_gen > $@.tmp && mv $@.tmp $@
+$(B)/src/sandbox/engine/seccomp_policy.o: $(SECPOL_INC)
 $(B)/src/sandbox/engine/seccomp_policy.o: BASEFLAGS += -I$(B)/gen
 
 $(B)/libpostern.a: $(LIB_OBJS)
@@ -96,9 +96,10 @@ deps:
 integration: $(BIN)
 	POSTERN_BIN=$(abspath $(BIN)) scripts/run-integration.sh
 
-# The include rule between src/ folders (docs/internals.md, "Layers"), and proof that the check can fail.
+# The include rule between src/ folders (docs/internals.md, "Layers") and the naming rule (module prefixes,
+# scripts/prefixes.txt), each with proof that its check can fail. Reads the sources only: no build needed.
 layers:
-	@scripts/layers.sh src && scripts/layers-selftest.sh
+	@scripts/layers.sh src && scripts/layers-selftest.sh && scripts/prefixes.sh && scripts/prefixes-selftest.sh
 
 check: deps
 	@scripts/check.sh

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make check: every test tier. The layer rule, gcc build + unit, clang build + unit, integration,
+# make check: every test tier. The layer and naming rules, gcc build + unit, clang build + unit, integration,
 # then unit + integration again under ASan+UBSan, then each fuzz corpus once.
 set -euo pipefail
 cd "$(dirname "$0")/.."

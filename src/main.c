@@ -5,7 +5,7 @@
 #include "commands.h"
 #include "core/log.h"
 #include "core/optmap.h"
-#include "sandbox/mcp/ssv_opts.h"
+#include "sandbox/mcp/sandbox_serve_opts.h"
 
 struct command {
 	const char *name;

@@ -1,12 +1,12 @@
 #include "core/admin.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cbuf.h"
 #include "core/h1.h"
 #include "core/list.h"
 #include "core/log.h"
@@ -166,66 +166,31 @@ const char *adm_label(char *buf, size_t len, const char *key, const char *value)
 	return buf;
 }
 
-struct sbuf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(struct sbuf *b, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-	if (b->oom)
-		return;
-	for (;;) {
-		va_start(ap, fmt);
-		n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-		va_end(ap);
-		if (n < 0) {
-			b->oom = true;
-			return;
-		}
-		if ((size_t)n < b->cap - b->len) {
-			b->len += (size_t)n;
-			return;
-		}
-		size_t ncap = b->cap * 2 + (size_t)n + 1;
-		char *np = realloc(b->p, ncap);
-		if (!np) {
-			b->oom = true;
-			return;
-		}
-		b->p = np;
-		b->cap = ncap;
-	}
-}
-
 char *adm_metrics_render(size_t *len)
 {
-	struct sbuf b = { .cap = 4096 };
-	b.p = malloc(b.cap);
-	if (!b.p)
-		return NULL;
-	b.p[0] = 0;
-	for (struct family *f = g_fams; f; f = f->next) {
+	cbuf b = CBUF_INIT(4096, SIZE_MAX / 2);
+	char *out = NULL;
+	int rc = 0;
+	for (struct family *f = g_fams; f && rc == 0; f = f->next) {
 		if (f->help[0])
-			sb_printf(&b, "# HELP %s %s\n", f->name, f->help);
-		sb_printf(&b, "# TYPE %s %s\n", f->name, f->type == M_COUNTER ? "counter" : "gauge");
-		for (adm_metric *m = f->series; m; m = m->next) {
+			rc = cbuf_printf(&b, "# HELP %s %s\n", f->name, f->help);
+		if (rc == 0)
+			rc = cbuf_printf(&b, "# TYPE %s %s\n", f->name, f->type == M_COUNTER ? "counter" : "gauge");
+		for (adm_metric *m = f->series; m && rc == 0; m = m->next) {
 			if (m->labels[0])
-				sb_printf(&b, "%s{%s} %lld\n", f->name, m->labels, (long long)m->v);
+				rc = cbuf_printf(&b, "%s{%s} %lld\n", f->name, m->labels, (long long)m->v);
 			else
-				sb_printf(&b, "%s %lld\n", f->name, (long long)m->v);
+				rc = cbuf_printf(&b, "%s %lld\n", f->name, (long long)m->v);
 		}
 	}
-	if (b.oom) {
-		free(b.p);
-		return NULL;
-	}
-	*len = b.len;
-	return b.p;
+	/* The caller frees the text: nothing was consumed, so it starts at the buffer's memory, NUL-terminated. */
+	if (rc == 0)
+		out = b.len ? (char *)b.p : strdup("");
+	if (out)
+		*len = b.len;
+	else
+		cbuf_free(&b);
+	return out;
 }
 
 void adm_metrics_reset(void)

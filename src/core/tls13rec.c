@@ -12,18 +12,18 @@
 #define IV_LEN 12
 #define UPDATE_AFTER (1ull << 23)
 
-struct trl_dir {
-	uint8_t secret[TRL_SECRET_MAX];
+struct trec_dir {
+	uint8_t secret[TREC_SECRET_MAX];
 	uint8_t key[32];
 	uint8_t iv[IV_LEN];
 	uint64_t seq;
 };
 
-struct trl {
+struct trec {
 	const EVP_CIPHER *cipher;
 	const char *md;
 	size_t hlen, klen;
-	struct trl_dir rd, wr;
+	struct trec_dir rd, wr;
 };
 
 /* Fetched once: a fetch per record would cost more than sealing a small one. Never freed (process-wide). */
@@ -39,10 +39,10 @@ static void fetch_all(void)
 	hkdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
 }
 
-bool trl_suite_supported(uint16_t suite) { return suite >= 0x1301 && suite <= 0x1303; }
+bool trec_suite_supported(uint16_t suite) { return suite >= 0x1301 && suite <= 0x1303; }
 
 /* HKDF-Expand-Label(secret, label, "", len) of RFC 8446 7.1. */
-static int expand_label(const trl *r, const uint8_t *secret, const char *label, uint8_t *out, size_t len)
+static int expand_label(const trec *r, const uint8_t *secret, const char *label, uint8_t *out, size_t len)
 {
 	uint8_t info[2 + 1 + 6 + 32 + 1];
 	size_t ll = strlen(label), o = 0;
@@ -74,18 +74,18 @@ out:
 	return rc;
 }
 
-static int dir_keys(const trl *r, struct trl_dir *d)
+static int dir_keys(const trec *r, struct trec_dir *d)
 {
 	if (expand_label(r, d->secret, "key", d->key, r->klen) < 0 || expand_label(r, d->secret, "iv", d->iv, IV_LEN) < 0)
-		return TRL_E_NOMEM;
+		return TREC_E_NOMEM;
 	d->seq = 0;
 	return 0;
 }
 
-static int dir_update(const trl *r, struct trl_dir *d)
+static int dir_update(const trec *r, struct trec_dir *d)
 {
-	uint8_t next[TRL_SECRET_MAX];
-	int rc = TRL_E_NOMEM;
+	uint8_t next[TREC_SECRET_MAX];
+	int rc = TREC_E_NOMEM;
 	if (expand_label(r, d->secret, "traffic upd", next, r->hlen) < 0)
 		goto out;
 	memcpy(d->secret, next, r->hlen);
@@ -95,15 +95,15 @@ out:
 	return rc;
 }
 
-int trl_new(trl **out, uint16_t suite, const uint8_t *read_secret, const uint8_t *write_secret, size_t len)
+int trec_new(trec **out, uint16_t suite, const uint8_t *read_secret, const uint8_t *write_secret, size_t len)
 {
-	trl *r = NULL;
-	int rc = TRL_E_NOMEM;
+	trec *r = NULL;
+	int rc = TREC_E_NOMEM;
 
 	*out = NULL;
 	pthread_once(&fetch_once, fetch_all);
-	if (!trl_suite_supported(suite)) {
-		rc = TRL_E_FORMAT;
+	if (!trec_suite_supported(suite)) {
+		rc = TREC_E_FORMAT;
 		goto out;
 	}
 	if (!(r = OPENSSL_zalloc(sizeof *r)))
@@ -113,7 +113,7 @@ int trl_new(trl **out, uint16_t suite, const uint8_t *read_secret, const uint8_t
 	r->hlen = suite == 0x1302 ? 48 : 32;
 	r->klen = suite == 0x1301 ? 16 : 32;
 	if (!r->cipher || len != r->hlen) {
-		rc = TRL_E_FORMAT;
+		rc = TREC_E_FORMAT;
 		goto out;
 	}
 	memcpy(r->rd.secret, read_secret, len);
@@ -124,63 +124,63 @@ int trl_new(trl **out, uint16_t suite, const uint8_t *read_secret, const uint8_t
 	r = NULL;
 	rc = 0;
 out:
-	trl_free(r);
+	trec_free(r);
 	return rc;
 }
 
-void trl_free(trl *r)
+void trec_free(trec *r)
 {
 	if (r)
 		OPENSSL_clear_free(r, sizeof *r); /* keys and secrets do not outlive the connection */
 }
 
-void trl_skip_written(trl *r, uint64_t n) { r->wr.seq = n; }
+void trec_skip_written(trec *r, uint64_t n) { r->wr.seq = n; }
 
-ssize_t trl_record_len(const uint8_t *p, size_t n)
+ssize_t trec_record_len(const uint8_t *p, size_t n)
 {
 	size_t len;
-	if (n < TRL_HEADER)
+	if (n < TREC_HEADER)
 		return 0;
 	/* After the handshake only protected records remain: opaque_type application_data, version 3.x. */
-	if (p[0] != TRL_DATA)
-		return TRL_E_PROTO;
+	if (p[0] != TREC_DATA)
+		return TREC_E_PROTO;
 	if (p[1] != 3)
-		return TRL_E_FORMAT;
+		return TREC_E_FORMAT;
 	len = ((size_t)p[3] << 8) | p[4];
-	if (len > TRL_MAX_CIPHER)
-		return TRL_E_OVERFLOW;
+	if (len > TREC_MAX_CIPHER)
+		return TREC_E_OVERFLOW;
 	if (len < TAG_LEN + 1)
-		return TRL_E_FORMAT;
-	return n >= TRL_HEADER + len ? (ssize_t)(TRL_HEADER + len) : 0;
+		return TREC_E_FORMAT;
+	return n >= TREC_HEADER + len ? (ssize_t)(TREC_HEADER + len) : 0;
 }
 
-static void nonce(const struct trl_dir *d, uint8_t out[IV_LEN])
+static void nonce(const struct trec_dir *d, uint8_t out[IV_LEN])
 {
 	memcpy(out, d->iv, IV_LEN);
 	for (int i = 0; i < 8; i++)
 		out[IV_LEN - 1 - i] ^= (uint8_t)(d->seq >> (8 * i));
 }
 
-int trl_open(trl *r, const uint8_t *rec, size_t reclen, uint8_t *out, size_t *outlen, uint8_t *type)
+int trec_open(trec *r, const uint8_t *rec, size_t reclen, uint8_t *out, size_t *outlen, uint8_t *type)
 {
 	uint8_t iv[IV_LEN];
 	size_t clen;
-	int l, rc = TRL_E_AUTH;
+	int l, rc = TREC_E_AUTH;
 	EVP_CIPHER_CTX *x = NULL;
 
-	if (trl_record_len(rec, reclen) != (ssize_t)reclen)
-		return TRL_E_FORMAT;
+	if (trec_record_len(rec, reclen) != (ssize_t)reclen)
+		return TREC_E_FORMAT;
 	if (r->rd.seq == UINT64_MAX)
-		return TRL_E_LIMIT;
-	clen = reclen - TRL_HEADER - TAG_LEN;
+		return TREC_E_LIMIT;
+	clen = reclen - TREC_HEADER - TAG_LEN;
 	nonce(&r->rd, iv);
 	if (!(x = EVP_CIPHER_CTX_new())) {
-		rc = TRL_E_NOMEM;
+		rc = TREC_E_NOMEM;
 		goto out;
 	}
 	if (EVP_DecryptInit_ex2(x, r->cipher, r->rd.key, iv, NULL) != 1 ||
-	    EVP_DecryptUpdate(x, NULL, &l, rec, TRL_HEADER) != 1 ||
-	    EVP_DecryptUpdate(x, out, &l, rec + TRL_HEADER, (int)clen) != 1 ||
+	    EVP_DecryptUpdate(x, NULL, &l, rec, TREC_HEADER) != 1 ||
+	    EVP_DecryptUpdate(x, out, &l, rec + TREC_HEADER, (int)clen) != 1 ||
 	    EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_SET_TAG, TAG_LEN, (void *)(rec + reclen - TAG_LEN)) != 1 ||
 	    EVP_DecryptFinal_ex(x, out + l, &l) != 1) {
 		OPENSSL_cleanse(out, clen); /* nothing unauthenticated leaves */
@@ -191,30 +191,30 @@ int trl_open(trl *r, const uint8_t *rec, size_t reclen, uint8_t *out, size_t *ou
 	while (clen > 0 && out[clen - 1] == 0)
 		clen--;
 	if (clen == 0) {
-		rc = TRL_E_PROTO;
+		rc = TREC_E_PROTO;
 		goto out;
 	}
 	*type = out[clen - 1];
 	*outlen = clen - 1;
-	rc = *outlen > TRL_MAX_PLAIN ? TRL_E_OVERFLOW : 0;
+	rc = *outlen > TREC_MAX_PLAIN ? TREC_E_OVERFLOW : 0;
 out:
 	EVP_CIPHER_CTX_free(x);
 	return rc;
 }
 
-ssize_t trl_seal(trl *r, uint8_t type, const uint8_t *p, size_t n, uint8_t *out)
+ssize_t trec_seal(trec *r, uint8_t type, const uint8_t *p, size_t n, uint8_t *out)
 {
 	uint8_t iv[IV_LEN];
 	size_t len = n + 1 + TAG_LEN;
 	int l;
-	ssize_t rc = TRL_E_NOMEM;
+	ssize_t rc = TREC_E_NOMEM;
 	EVP_CIPHER_CTX *x = NULL;
 
-	if (n > TRL_MAX_PLAIN)
-		return TRL_E_FORMAT;
+	if (n > TREC_MAX_PLAIN)
+		return TREC_E_FORMAT;
 	if (r->wr.seq == UINT64_MAX)
-		return TRL_E_LIMIT;
-	out[0] = TRL_DATA;
+		return TREC_E_LIMIT;
+	out[0] = TREC_DATA;
 	out[1] = 3;
 	out[2] = 3;
 	out[3] = (uint8_t)(len >> 8);
@@ -223,68 +223,68 @@ ssize_t trl_seal(trl *r, uint8_t type, const uint8_t *p, size_t n, uint8_t *out)
 	if (!(x = EVP_CIPHER_CTX_new()))
 		goto out;
 	if (EVP_EncryptInit_ex2(x, r->cipher, r->wr.key, iv, NULL) != 1 ||
-	    EVP_EncryptUpdate(x, NULL, &l, out, TRL_HEADER) != 1 ||
-	    (n && EVP_EncryptUpdate(x, out + TRL_HEADER, &l, p, (int)n) != 1) ||
-	    EVP_EncryptUpdate(x, out + TRL_HEADER + n, &l, &type, 1) != 1 ||
-	    EVP_EncryptFinal_ex(x, out + TRL_HEADER + n + 1, &l) != 1 ||
-	    EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_GET_TAG, TAG_LEN, out + TRL_HEADER + n + 1) != 1)
+	    EVP_EncryptUpdate(x, NULL, &l, out, TREC_HEADER) != 1 ||
+	    (n && EVP_EncryptUpdate(x, out + TREC_HEADER, &l, p, (int)n) != 1) ||
+	    EVP_EncryptUpdate(x, out + TREC_HEADER + n, &l, &type, 1) != 1 ||
+	    EVP_EncryptFinal_ex(x, out + TREC_HEADER + n + 1, &l) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_GET_TAG, TAG_LEN, out + TREC_HEADER + n + 1) != 1)
 		goto out;
 	/* The sequence number moves on only for a record that exists: a nonce is never used twice. */
 	r->wr.seq++;
-	rc = (ssize_t)(TRL_HEADER + len);
+	rc = (ssize_t)(TREC_HEADER + len);
 out:
 	EVP_CIPHER_CTX_free(x);
 	return rc;
 }
 
-bool trl_write_update_due(const trl *r) { return r->wr.seq >= UPDATE_AFTER; }
+bool trec_write_update_due(const trec *r) { return r->wr.seq >= UPDATE_AFTER; }
 
-ssize_t trl_key_update(trl *r, bool request_peer, uint8_t *out)
+ssize_t trec_key_update(trec *r, bool request_peer, uint8_t *out)
 {
 	const uint8_t msg[5] = { 24, 0, 0, 1, request_peer ? 1 : 0 };
-	ssize_t n = trl_seal(r, TRL_HANDSHAKE, msg, sizeof msg, out);
+	ssize_t n = trec_seal(r, TREC_HANDSHAKE, msg, sizeof msg, out);
 	if (n < 0)
 		return n;
-	return dir_update(r, &r->wr) < 0 ? TRL_E_NOMEM : n;
+	return dir_update(r, &r->wr) < 0 ? TREC_E_NOMEM : n;
 }
 
-int trl_control(trl *r, uint8_t type, const uint8_t *p, size_t n, uint8_t *reply, size_t *replylen, int *alert)
+int trec_control(trec *r, uint8_t type, const uint8_t *p, size_t n, uint8_t *reply, size_t *replylen, int *alert)
 {
 	*replylen = 0;
 	*alert = 0;
-	if (type == TRL_ALERT) {
+	if (type == TREC_ALERT) {
 		if (n != 2) {
 			*alert = 256 + 50; /* decode_error */
-			return TRL_E_PROTO;
+			return TREC_E_PROTO;
 		}
 		if (p[1] == 0)
-			return TRL_CTL_EOF;
+			return TREC_CTL_EOF;
 		if (p[1] == 90) /* user_canceled: a close_notify follows */
-			return TRL_CTL_NONE;
+			return TREC_CTL_NONE;
 		*alert = p[1];
-		return TRL_E_PROTO;
+		return TREC_E_PROTO;
 	}
-	if (type != TRL_HANDSHAKE) {
+	if (type != TREC_HANDSHAKE) {
 		*alert = 256 + 10; /* unexpected_message */
-		return TRL_E_PROTO;
+		return TREC_E_PROTO;
 	}
 	/* The only message a client may send after its Finished here is KeyUpdate (no post-handshake
 	 * authentication is offered), and a key change must end its record: exactly one, whole. */
 	if (n != 5 || p[0] != 24 || p[1] || p[2] || p[3] != 1) {
 		*alert = 256 + 10;
-		return TRL_E_PROTO;
+		return TREC_E_PROTO;
 	}
 	if (p[4] > 1) {
 		*alert = 256 + 47; /* illegal_parameter */
-		return TRL_E_PROTO;
+		return TREC_E_PROTO;
 	}
 	if (dir_update(r, &r->rd) < 0)
-		return TRL_E_NOMEM;
+		return TREC_E_NOMEM;
 	if (p[4] == 1) {
-		ssize_t k = trl_key_update(r, false, reply);
+		ssize_t k = trec_key_update(r, false, reply);
 		if (k < 0)
 			return (int)k;
 		*replylen = (size_t)k;
 	}
-	return TRL_CTL_NONE;
+	return TREC_CTL_NONE;
 }

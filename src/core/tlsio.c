@@ -24,7 +24,7 @@ struct tq {
 
 /* Traffic secrets seen during the handshake, until the record layer takes them (tio_enable_handoff). */
 struct tio_hs {
-	uint8_t csec[TRL_SECRET_MAX], ssec[TRL_SECRET_MAX];
+	uint8_t csec[TREC_SECRET_MAX], ssec[TREC_SECRET_MAX];
 	size_t clen, slen;
 	uint64_t out_at_key; /* bytes sent when the server's application key came into use */
 	bool marked;
@@ -32,7 +32,7 @@ struct tio_hs {
 
 struct tio {
 	SSL *ssl; /* NULL once the record layer took over (rl) */
-	trl *rl;
+	trec *rl;
 	struct tio_hs *hs;
 	char *sni; /* the name the client asked for, kept after the handoff */
 	BIO *in;   /* network -> SSL */
@@ -170,7 +170,7 @@ static void keylog_cb(const SSL *ssl, const char *line)
 		return;
 	if (!(sp = strchr(line + 24, ' ')))
 		return;
-	if (OPENSSL_hexstr2buf_ex(client ? hs->csec : hs->ssec, TRL_SECRET_MAX, client ? &hs->clen : &hs->slen, sp + 1,
+	if (OPENSSL_hexstr2buf_ex(client ? hs->csec : hs->ssec, TREC_SECRET_MAX, client ? &hs->clen : &hs->slen, sp + 1,
 				  '\0') != 1) {
 		hs->clen = hs->slen = 0; /* never hand off on a secret we could not read */
 		return;
@@ -195,21 +195,21 @@ void tio_enable_handoff(SSL_CTX *ctx)
 static int64_t count_records(uint16_t suite, const struct tio_hs *hs, const uint8_t *p, size_t n)
 {
 	int64_t k = 0;
-	trl *chk = NULL;
+	trec *chk = NULL;
 	uint8_t *tmp = NULL;
 	int rc;
 
-	if (n && (rc = trl_new(&chk, suite, hs->ssec, hs->csec, hs->slen)) < 0)
+	if (n && (rc = trec_new(&chk, suite, hs->ssec, hs->csec, hs->slen)) < 0)
 		return rc;
 	while (n > 0) {
-		ssize_t l = trl_record_len(p, n);
+		ssize_t l = trec_record_len(p, n);
 		size_t olen;
 		uint8_t type;
 		if (l <= 0 || !(tmp = malloc((size_t)l))) {
 			k = l <= 0 ? -EBADMSG : -ENOMEM;
 			break;
 		}
-		if ((rc = trl_open(chk, p, (size_t)l, tmp, &olen, &type)) < 0) {
+		if ((rc = trec_open(chk, p, (size_t)l, tmp, &olen, &type)) < 0) {
 			k = rc;
 			break;
 		}
@@ -220,8 +220,8 @@ static int64_t count_records(uint16_t suite, const struct tio_hs *hs, const uint
 		k++;
 	}
 	if (tmp)
-		free(tmp); /* trl_open wiped what it wrote on failure */
-	trl_free(chk);
+		free(tmp); /* trec_open wiped what it wrote on failure */
+	trec_free(chk);
 	return k;
 }
 
@@ -245,7 +245,7 @@ static void try_handoff(tio *t)
 	 * not exactly whole records still in the queue, the count is unknown and OpenSSL keeps the connection. */
 	since = t->ob.total - hs->out_at_key;
 	suite = SSL_CIPHER_get_protocol_id(SSL_get_current_cipher(t->ssl));
-	if (since > t->ob.b.len || !trl_suite_supported(suite))
+	if (since > t->ob.b.len || !trec_suite_supported(suite))
 		goto out;
 	sent = since ? count_records(suite, hs, cbuf_data(&t->ob.b) + t->ob.b.len - since, (size_t)since) : 0;
 	if (sent < 0)
@@ -253,12 +253,12 @@ static void try_handoff(tio *t)
 	sn = SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name);
 	if (sn && !(t->sni = strdup(sn)))
 		goto out;
-	if (trl_new(&t->rl, suite, hs->csec, hs->ssec, hs->clen) < 0) {
+	if (trec_new(&t->rl, suite, hs->csec, hs->ssec, hs->clen) < 0) {
 		free(t->sni);
 		t->sni = NULL;
 		goto out;
 	}
-	trl_skip_written(t->rl, (uint64_t)sent);
+	trec_skip_written(t->rl, (uint64_t)sent);
 	SSL_free(t->ssl); /* frees the BIOs; the queues are ours */
 	t->ssl = NULL;
 	t->in = t->out = NULL;
@@ -321,7 +321,7 @@ void tio_free(tio *t)
 	if (!t)
 		return;
 	SSL_free(t->ssl);
-	trl_free(t->rl);
+	trec_free(t->rl);
 	if (t->hs)
 		OPENSSL_clear_free(t->hs, sizeof *t->hs);
 	free(t->sni);
@@ -394,13 +394,13 @@ static int rl_send(tio *t, uint8_t type, const uint8_t *p, size_t n)
 {
 	uint8_t *d;
 	ssize_t k;
-	if (trl_write_update_due(t->rl)) {
-		if (cbuf_reserve(&t->ob.b, TRL_OVERHEAD + 5, &d) < 0 || (k = trl_key_update(t->rl, false, d)) < 0)
+	if (trec_write_update_due(t->rl)) {
+		if (cbuf_reserve(&t->ob.b, TREC_OVERHEAD + 5, &d) < 0 || (k = trec_key_update(t->rl, false, d)) < 0)
 			return -ENOMEM;
 		cbuf_commit(&t->ob.b, (size_t)k);
 		t->ob.total += (size_t)k;
 	}
-	if (cbuf_reserve(&t->ob.b, n + TRL_OVERHEAD, &d) < 0 || (k = trl_seal(t->rl, type, p, n, d)) < 0)
+	if (cbuf_reserve(&t->ob.b, n + TREC_OVERHEAD, &d) < 0 || (k = trec_seal(t->rl, type, p, n, d)) < 0)
 		return -ENOMEM;
 	cbuf_commit(&t->ob.b, (size_t)k);
 	t->ob.total += (size_t)k;
@@ -413,19 +413,19 @@ static int rl_fail(tio *t, int e, int alert)
 			     overflow[2] = { 2, 22 };
 	const uint8_t *mine = NULL;
 	switch (e) {
-	case TRL_E_AUTH:
+	case TREC_E_AUTH:
 		snprintf(t->err, sizeof t->err, "TLS record failed authentication (bad_record_mac)");
 		mine = bad_mac;
 		break;
-	case TRL_E_FORMAT:
+	case TREC_E_FORMAT:
 		snprintf(t->err, sizeof t->err, "malformed TLS record");
 		mine = decode;
 		break;
-	case TRL_E_OVERFLOW:
+	case TREC_E_OVERFLOW:
 		snprintf(t->err, sizeof t->err, "TLS record too large (record_overflow)");
 		mine = overflow;
 		break;
-	case TRL_E_PROTO:
+	case TREC_E_PROTO:
 		if (alert > 0 && alert < 256) {
 			snprintf(t->err, sizeof t->err, "peer sent TLS alert %d", alert);
 		} else {
@@ -433,7 +433,7 @@ static int rl_fail(tio *t, int e, int alert)
 			mine = alert == 256 + 50 ? decode : unexpected;
 		}
 		break;
-	case TRL_E_LIMIT:
+	case TREC_E_LIMIT:
 		snprintf(t->err, sizeof t->err, "TLS sequence numbers exhausted");
 		break;
 	default:
@@ -441,7 +441,7 @@ static int rl_fail(tio *t, int e, int alert)
 		break;
 	}
 	/* A fatal alert of ours tells the peer why; the caller sends what is queued before it closes. */
-	if (mine && !t->shut && !t->failed && rl_send(t, TRL_ALERT, mine, 2) == 0)
+	if (mine && !t->shut && !t->failed && rl_send(t, TREC_ALERT, mine, 2) == 0)
 		t->shut = true;
 	/* RFC 8446 6.2: after a fatal alert either way the connection is closed at once, and our write state
 	 * may be half-updated after a failed seal: nothing is sealed from here on. */
@@ -454,7 +454,7 @@ static int rl_read(tio *t, uint8_t *buf, size_t cap)
 {
 	for (;;) {
 		const uint8_t *rec;
-		uint8_t *dst, *tmp = NULL, type = 0, reply[TRL_OVERHEAD + 5];
+		uint8_t *dst, *tmp = NULL, type = 0, reply[TREC_OVERHEAD + 5];
 		size_t len = 0, replylen, body;
 		ssize_t reclen;
 		int r, alert;
@@ -466,45 +466,45 @@ static int rl_read(tio *t, uint8_t *buf, size_t cap)
 		if (!t->ib.b.len)
 			return 0;
 		rec = cbuf_data(&t->ib.b);
-		if ((reclen = trl_record_len(rec, t->ib.b.len)) == 0)
+		if ((reclen = trec_record_len(rec, t->ib.b.len)) == 0)
 			return 0;
 		if (reclen < 0)
 			return rl_fail(t, (int)reclen, 0);
-		body = (size_t)reclen - TRL_HEADER - 16;
+		body = (size_t)reclen - TREC_HEADER - 16;
 		/* Straight into the caller's buffer when the record fits, else through a spill buffer. */
 		dst = body <= cap ? buf : (tmp = malloc(body));
 		if (!dst)
-			return rl_fail(t, TRL_E_NOMEM, 0);
-		r = trl_open(t->rl, rec, (size_t)reclen, dst, &len, &type);
+			return rl_fail(t, TREC_E_NOMEM, 0);
+		r = trec_open(t->rl, rec, (size_t)reclen, dst, &len, &type);
 		cbuf_consume(&t->ib.b, (size_t)reclen);
 		if (r < 0) {
 			if (tmp)
 				OPENSSL_clear_free(tmp, body);
 			return rl_fail(t, r, 0);
 		}
-		if (type == TRL_DATA) {
+		if (type == TREC_DATA) {
 			if (tmp) {
 				size_t k = cap < len ? cap : len;
 				memcpy(buf, tmp, k);
 				r = tq_append(&t->pb, tmp + k, len - k);
 				OPENSSL_clear_free(tmp, body);
 				if (r < 0)
-					return rl_fail(t, TRL_E_NOMEM, 0);
+					return rl_fail(t, TREC_E_NOMEM, 0);
 				len = k;
 			}
 			if (len)
 				return (int)len;
 			continue; /* an empty record is allowed and means nothing */
 		}
-		r = trl_control(t->rl, type, dst, len, reply, &replylen, &alert);
+		r = trec_control(t->rl, type, dst, len, reply, &replylen, &alert);
 		if (tmp)
 			OPENSSL_clear_free(tmp, body);
 		if (r < 0)
 			return rl_fail(t, r, alert);
 		/* Nothing follows our close_notify (RFC 8446 6.1). */
 		if (replylen && !t->shut && tq_append(&t->ob, reply, replylen) < 0)
-			return rl_fail(t, TRL_E_NOMEM, 0);
-		if (r == TRL_CTL_EOF) {
+			return rl_fail(t, TREC_E_NOMEM, 0);
+		if (r == TREC_CTL_EOF) {
 			t->eof = true;
 			return TIO_EOF;
 		}
@@ -548,9 +548,9 @@ int tio_write(tio *t, const uint8_t *p, size_t n)
 			return -EPIPE;
 		}
 		for (; n > 0;) {
-			size_t k = n > TRL_MAX_PLAIN ? TRL_MAX_PLAIN : n;
-			if (rl_send(t, TRL_DATA, p, k) < 0)
-				return rl_fail(t, TRL_E_NOMEM, 0);
+			size_t k = n > TREC_MAX_PLAIN ? TREC_MAX_PLAIN : n;
+			if (rl_send(t, TREC_DATA, p, k) < 0)
+				return rl_fail(t, TREC_E_NOMEM, 0);
 			p += k;
 			n -= k;
 		}
@@ -577,7 +577,7 @@ int tio_shutdown(tio *t)
 		if (t->shut)
 			return 0;
 		t->shut = true;
-		return rl_send(t, TRL_ALERT, close_notify, 2) < 0 ? -ENOMEM : 0;
+		return rl_send(t, TREC_ALERT, close_notify, 2) < 0 ? -ENOMEM : 0;
 	}
 	ERR_clear_error();
 	if (SSL_shutdown(t->ssl) < 0)

@@ -10,11 +10,11 @@
 
 #include "guard/redact.h"
 
-struct rdx {
+struct redact {
 	char **keys;
 	size_t nkeys;
 	bool *is_glob;
-	pcre2_code *pat[RDX_MAX_PATTERNS];
+	pcre2_code *pat[REDACT_MAX_PATTERNS];
 	size_t npat;
 	pcre2_match_context *mc;
 	size_t max_bytes;
@@ -34,7 +34,7 @@ static const char *const builtin[] = {
 	 "[A-Za-z0-9+/_-]{40,}={0,2}"),
 };
 
-void rdx_free(rdx *r)
+void redact_free(redact *r)
 {
 	if (!r)
 		return;
@@ -48,14 +48,14 @@ void rdx_free(rdx *r)
 	free(r);
 }
 
-int rdx_add_value_pattern(rdx *r, const char *pcre, char *err, size_t errlen)
+int redact_add_value_pattern(redact *r, const char *pcre, char *err, size_t errlen)
 {
 	int ec;
 	PCRE2_SIZE off;
 	pcre2_code *c;
 
-	if (r->npat >= RDX_MAX_PATTERNS) {
-		snprintf(err, errlen, "more than %d value patterns", RDX_MAX_PATTERNS);
+	if (r->npat >= REDACT_MAX_PATTERNS) {
+		snprintf(err, errlen, "more than %d value patterns", REDACT_MAX_PATTERNS);
 		return -EINVAL;
 	}
 	if (!(c = pcre2_compile((PCRE2_SPTR)pcre, PCRE2_ZERO_TERMINATED, 0, &ec, &off, NULL))) {
@@ -69,9 +69,9 @@ int rdx_add_value_pattern(rdx *r, const char *pcre, char *err, size_t errlen)
 	return 0;
 }
 
-int rdx_new(const char *const *keys, size_t max_bytes, rdx **out, char *err, size_t errlen)
+int redact_new(const char *const *keys, size_t max_bytes, redact **out, char *err, size_t errlen)
 {
-	rdx *r = calloc(1, sizeof *r);
+	redact *r = calloc(1, sizeof *r);
 	size_t n = 0;
 	int rc = -ENOMEM;
 
@@ -82,13 +82,13 @@ int rdx_new(const char *const *keys, size_t max_bytes, rdx **out, char *err, siz
 		keys = default_keys;
 	while (keys[n])
 		n++;
-	if (n > RDX_MAX_KEYS || (max_bytes && max_bytes < RDX_MIN_BYTES)) {
-		snprintf(err, errlen, n > RDX_MAX_KEYS ? "more than %d key patterns" : "size cap under %d bytes",
-			 n > RDX_MAX_KEYS ? RDX_MAX_KEYS : RDX_MIN_BYTES);
+	if (n > REDACT_MAX_KEYS || (max_bytes && max_bytes < REDACT_MIN_BYTES)) {
+		snprintf(err, errlen, n > REDACT_MAX_KEYS ? "more than %d key patterns" : "size cap under %d bytes",
+			 n > REDACT_MAX_KEYS ? REDACT_MAX_KEYS : REDACT_MIN_BYTES);
 		rc = -EINVAL;
 		goto done;
 	}
-	r->max_bytes = max_bytes ? max_bytes : RDX_MAX_BYTES_DEFAULT;
+	r->max_bytes = max_bytes ? max_bytes : REDACT_MAX_BYTES_DEFAULT;
 	if (!(r->keys = calloc(n + 1, sizeof *r->keys)) || !(r->is_glob = calloc(n + 1, sizeof *r->is_glob)))
 		goto done;
 	for (; r->nkeys < n; r->nkeys++) {
@@ -103,10 +103,10 @@ int rdx_new(const char *const *keys, size_t max_bytes, rdx **out, char *err, siz
 	}
 	if (!(r->mc = pcre2_match_context_create(NULL)))
 		goto done;
-	pcre2_set_match_limit(r->mc, RDX_MATCH_LIMIT);
+	pcre2_set_match_limit(r->mc, REDACT_MATCH_LIMIT);
 	pcre2_set_depth_limit(r->mc, 1000);
 	for (size_t i = 0; i < sizeof builtin / sizeof builtin[0]; i++)
-		if ((rc = rdx_add_value_pattern(r, builtin[i], err, errlen)) < 0)
+		if ((rc = redact_add_value_pattern(r, builtin[i], err, errlen)) < 0)
 			goto done;
 	*out = r;
 	r = NULL;
@@ -114,11 +114,11 @@ int rdx_new(const char *const *keys, size_t max_bytes, rdx **out, char *err, siz
 done:
 	if (rc == -ENOMEM)
 		snprintf(err, errlen, "out of memory");
-	rdx_free(r);
+	redact_free(r);
 	return rc;
 }
 
-static bool key_matches(const rdx *r, const char *k)
+static bool key_matches(const redact *r, const char *k)
 {
 	for (size_t i = 0; i < r->nkeys; i++)
 		if (r->is_glob[i] ? fnmatch(r->keys[i], k, FNM_CASEFOLD) == 0 : strcasestr(k, r->keys[i]) != NULL)
@@ -127,8 +127,8 @@ static bool key_matches(const rdx *r, const char *k)
 }
 
 /* Applies every value pattern to s; *out is a new string, or NULL with *changed false when nothing matched. */
-static int redact_string(const rdx *r, pcre2_match_data *md, const char *s, size_t n, json_t **out,
-			 rdx_stats *st)
+static int redact_string(const redact *r, pcre2_match_data *md, const char *s, size_t n, json_t **out,
+			 redact_stats *st)
 {
 	char *cur = NULL, *buf = NULL;
 	const char *in = s;
@@ -143,7 +143,7 @@ static int redact_string(const rdx *r, pcre2_match_data *md, const char *s, size
 			continue;
 		if (m < 0) { /* a limit: keep nothing of a string we could not scan */
 			free(cur);
-			*out = json_string(RDX_MASK);
+			*out = json_string(REDACT_MASK);
 			st->values++;
 			return *out ? 0 : -ENOMEM;
 		}
@@ -156,7 +156,7 @@ static int redact_string(const rdx *r, pcre2_match_data *md, const char *s, size
 			}
 			m = pcre2_substitute(r->pat[i], (PCRE2_SPTR)in, inlen, 0,
 					     PCRE2_SUBSTITUTE_GLOBAL | PCRE2_SUBSTITUTE_OVERFLOW_LENGTH, md, r->mc,
-					     (PCRE2_SPTR)RDX_MASK, PCRE2_ZERO_TERMINATED, (PCRE2_UCHAR *)buf, &olen);
+					     (PCRE2_SPTR)REDACT_MASK, PCRE2_ZERO_TERMINATED, (PCRE2_UCHAR *)buf, &olen);
 			if (m != PCRE2_ERROR_NOMEMORY)
 				break;
 		}
@@ -165,7 +165,7 @@ static int redact_string(const rdx *r, pcre2_match_data *md, const char *s, size
 			cur = NULL;
 			free(buf);
 			buf = NULL;
-			*out = json_string(RDX_MASK);
+			*out = json_string(REDACT_MASK);
 			st->values++;
 			return *out ? 0 : -ENOMEM;
 		}
@@ -178,7 +178,7 @@ static int redact_string(const rdx *r, pcre2_match_data *md, const char *s, size
 	if (cur) {
 		st->values++;
 		/* Replacing ASCII runs keeps UTF-8 valid; jansson checks it anyway. */
-		if (!(*out = json_stringn(cur, inlen)) && !(*out = json_string(RDX_MASK)))
+		if (!(*out = json_stringn(cur, inlen)) && !(*out = json_string(REDACT_MASK)))
 			rc = -ENOMEM;
 	}
 done:
@@ -187,7 +187,7 @@ done:
 	return rc;
 }
 
-static int walk(const rdx *r, pcre2_match_data *md, const json_t *v, unsigned depth, json_t **out, rdx_stats *st)
+static int walk(const redact *r, pcre2_match_data *md, const json_t *v, unsigned depth, json_t **out, redact_stats *st)
 {
 	json_t *c = NULL, *x;
 	const char *k;
@@ -195,8 +195,8 @@ static int walk(const rdx *r, pcre2_match_data *md, const json_t *v, unsigned de
 	int rc = 0;
 
 	*out = NULL;
-	if (depth > RDX_MAX_DEPTH) {
-		*out = json_string(RDX_MASK);
+	if (depth > REDACT_MAX_DEPTH) {
+		*out = json_string(REDACT_MASK);
 		return *out ? 0 : -ENOMEM;
 	}
 	if (json_is_object(v)) {
@@ -206,7 +206,7 @@ static int walk(const rdx *r, pcre2_match_data *md, const json_t *v, unsigned de
 			json_t *nv = NULL;
 			if (key_matches(r, k)) {
 				st->keys++;
-				nv = json_string(RDX_MASK);
+				nv = json_string(REDACT_MASK);
 			} else if ((rc = walk(r, md, x, depth + 1, &nv, st)) < 0)
 				goto done;
 			if (!nv || json_object_set_new(c, k, nv) < 0) {
@@ -249,7 +249,7 @@ static size_t utf8_cut(const char *s, size_t n)
 	return n;
 }
 
-static int truncate_to(const rdx *r, json_t **v, rdx_stats *st)
+static int truncate_to(const redact *r, json_t **v, redact_stats *st)
 {
 	char *s = json_dumps(*v, JSON_COMPACT | JSON_ENCODE_ANY), *w = NULL;
 	size_t n, head;
@@ -290,9 +290,9 @@ done:
 	return rc;
 }
 
-int rdx_apply(const rdx *r, const json_t *v, json_t **out, rdx_stats *st)
+int redact_apply(const redact *r, const json_t *v, json_t **out, redact_stats *st)
 {
-	rdx_stats local;
+	redact_stats local;
 	pcre2_match_data *md = pcre2_match_data_create(8, NULL);
 	json_t *c = NULL;
 	int rc = -ENOMEM;
@@ -313,10 +313,10 @@ done:
 	return rc;
 }
 
-int rdx_apply_text(const rdx *r, const json_t *v, char **out, size_t *len, rdx_stats *st)
+int redact_apply_text(const redact *r, const json_t *v, char **out, size_t *len, redact_stats *st)
 {
 	json_t *c;
-	int rc = rdx_apply(r, v, &c, st);
+	int rc = redact_apply(r, v, &c, st);
 
 	*out = NULL;
 	if (rc < 0)

@@ -26,7 +26,7 @@
 #include "core/list.h"
 #include "proxy/mcpbridge.h"
 
-#define PX_READ_CHUNK TRL_MAX_CIPHER /* a whole record body opens straight into it, with no spill copy */
+#define PX_READ_CHUNK TREC_MAX_CIPHER /* a whole record body opens straight into it, with no spill copy */
 #define PX_MCP_MAX_BODY (4u << 20) /* a stdio:/sandbox: request body */
 #define PX_REUSE_MAX_IDLE_MS 2000   /* older idle upstream connections may be closing: dial a fresh one */
 #define PXL_WINDOW (256 * 1024)     /* listener: unconsumed bytes before the socket read pauses */

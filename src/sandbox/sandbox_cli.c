@@ -170,7 +170,7 @@ static int run_main(int argc, char **argv)
 	struct sandbox_run_opts o;
 	char err[512];
 	sbx *s = NULL;
-	struct sandbox_egress *eg = NULL;
+	struct egx_run *eg = NULL;
 	sbx_result r = { 0 };
 	int status = 125;
 	const char *env_set[SANDBOX_CLI_MAX_LIST + 8];
@@ -205,7 +205,7 @@ static int run_main(int argc, char **argv)
 			fprintf(stderr, "postern sandbox run: proxy socket: %s\n", strerror(-rc));
 			goto out;
 		}
-		if (!(eg = sandbox_egress_start(lfd, o.allow_domains, err, sizeof err))) {
+		if (!(eg = egx_run_start(lfd, o.allow_domains, err, sizeof err))) {
 			fprintf(stderr, "postern sandbox run: egress proxy: %s\n", err);
 			goto out;
 		}
@@ -246,7 +246,7 @@ static int run_main(int argc, char **argv)
 out:
 	sbx_result_free(&r);
 	if (eg)
-		sandbox_egress_stop(eg);
+		egx_run_stop(eg);
 	sbx_free(s);
 	return status;
 }
@@ -474,7 +474,7 @@ int sandbox_main(int argc, char **argv)
 	if (!strcmp(argv[1], "run"))
 		return run_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "serve")) {
-		return sandbox_serve_main(argc - 1, argv + 1);
+		return ssv_main(argc - 1, argv + 1);
 	}
 	if (!strcmp(argv[1], "tool-worker")) /* internal: started inside a sandbox by its init */
 		return tworker_main(argc - 1, argv + 1);

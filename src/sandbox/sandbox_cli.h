@@ -30,8 +30,8 @@ struct sandbox_run_opts {
 int sandbox_cli_parse_run(int argc, char **argv, struct sandbox_run_opts *o, char *err, size_t errlen);
 
 /* `postern sandbox serve ...` (the MCP server face). */
-int sandbox_serve_main(int argc, char **argv); /* implemented: src/sandbox/sandbox_serve.c */
+int ssv_main(int argc, char **argv); /* implemented: src/sandbox/mcp/sandbox_serve.c */
 
-/* The egress proxy for `run --allow-domain` is sandbox_egress_start (sandbox/egress_proxy.h). */
+/* The egress proxy for `run --allow-domain` is egx_run_start (sandbox/egress_proxy.h). */
 
 #endif

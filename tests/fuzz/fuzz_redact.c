@@ -9,20 +9,20 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static rdx *r;
+static redact *r;
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char err[200], *out = NULL;
 	size_t len;
 	json_t *v, *back;
-	rdx_stats st;
+	redact_stats st;
 
-	if (!r && rdx_new(NULL, 512, &r, err, sizeof err) < 0)
+	if (!r && redact_new(NULL, 512, &r, err, sizeof err) < 0)
 		abort();
 	if (!(v = json_loadb((const char *)data, size, JSON_DECODE_ANY, NULL)))
 		return 0;
-	if (rdx_apply_text(r, v, &out, &len, &st) == 0) {
+	if (redact_apply_text(r, v, &out, &len, &st) == 0) {
 		if (len > 512 || !(back = json_loads(out, JSON_DECODE_ANY, NULL)))
 			abort();
 		json_decref(back);

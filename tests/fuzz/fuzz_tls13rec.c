@@ -11,12 +11,12 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static uint8_t rec[TRL_MAX_PLAIN + TRL_OVERHEAD], out[TRL_MAX_CIPHER], reply[TRL_OVERHEAD + 5], scratch[TRL_OVERHEAD + 5];
+static uint8_t rec[TREC_MAX_PLAIN + TREC_OVERHEAD], out[TREC_MAX_CIPHER], reply[TREC_OVERHEAD + 5], scratch[TREC_OVERHEAD + 5];
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	uint8_t s1[48], s2[48];
-	trl *us = NULL, *peer = NULL;
+	trec *us = NULL, *peer = NULL;
 	uint16_t suite;
 
 	if (size < 2)
@@ -26,8 +26,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		s1[i] = (uint8_t)(i * 7);
 		s2[i] = (uint8_t)(i * 13 + 1);
 	}
-	if (trl_new(&us, suite, s1, s2, suite == 0x1302 ? 48 : 32) < 0 ||
-	    trl_new(&peer, suite, s2, s1, suite == 0x1302 ? 48 : 32) < 0)
+	if (trec_new(&us, suite, s1, s2, suite == 0x1302 ? 48 : 32) < 0 ||
+	    trec_new(&peer, suite, s2, s1, suite == 0x1302 ? 48 : 32) < 0)
 		abort();
 	if (!(data[0] & 1)) {
 		const uint8_t *p = data + 2;
@@ -36,16 +36,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			size_t olen, rl;
 			uint8_t type;
 			int alert;
-			ssize_t k = trl_record_len(p, n);
+			ssize_t k = trec_record_len(p, n);
 			if (k <= 0)
 				break;
-			if ((size_t)k > n || (size_t)k > TRL_HEADER + TRL_MAX_CIPHER)
+			if ((size_t)k > n || (size_t)k > TREC_HEADER + TREC_MAX_CIPHER)
 				abort();
-			if (trl_open(us, p, (size_t)k, out, &olen, &type) < 0)
+			if (trec_open(us, p, (size_t)k, out, &olen, &type) < 0)
 				break;
-			if (olen > TRL_MAX_PLAIN)
+			if (olen > TREC_MAX_PLAIN)
 				abort();
-			if (type != TRL_DATA && trl_control(us, type, out, olen, reply, &rl, &alert) != TRL_CTL_NONE)
+			if (type != TREC_DATA && trec_control(us, type, out, olen, reply, &rl, &alert) != TREC_CTL_NONE)
 				break;
 			p += k;
 			n -= (size_t)k;
@@ -54,40 +54,40 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	for (size_t o = 2; o + 3 <= size;) {
 		uint8_t type = data[o], otype;
-		size_t len = ((size_t)data[o + 1] << 8 | data[o + 2]) % (TRL_MAX_PLAIN + 1), olen, rl, rl2;
+		size_t len = ((size_t)data[o + 1] << 8 | data[o + 2]) % (TREC_MAX_PLAIN + 1), olen, rl, rl2;
 		int alert, r;
 		ssize_t k;
 		o += 3;
 		if (len > size - o)
 			len = size - o;
 		if (type == 0) /* a record with no content type cannot be sealed meaningfully */
-			type = TRL_DATA;
-		if ((k = trl_seal(peer, type, data + o, len, rec)) != (ssize_t)(len + TRL_OVERHEAD))
+			type = TREC_DATA;
+		if ((k = trec_seal(peer, type, data + o, len, rec)) != (ssize_t)(len + TREC_OVERHEAD))
 			abort();
 		o += len;
-		if (trl_record_len(rec, (size_t)k) != k || trl_open(us, rec, (size_t)k, out, &olen, &otype) != 0)
+		if (trec_record_len(rec, (size_t)k) != k || trec_open(us, rec, (size_t)k, out, &olen, &otype) != 0)
 			abort();
 		/* The type byte ends the content, so zeros at its end survive the padding strip. */
 		if (otype != type || olen != len || memcmp(out, data + o - len, olen) != 0)
 			abort();
-		if (otype == TRL_DATA)
+		if (otype == TREC_DATA)
 			continue;
-		r = trl_control(us, otype, out, olen, reply, &rl, &alert);
-		if (r != TRL_CTL_NONE)
+		r = trec_control(us, otype, out, olen, reply, &rl, &alert);
+		if (r != TREC_CTL_NONE)
 			break;
-		if (otype == TRL_HANDSHAKE) {
+		if (otype == TREC_HANDSHAKE) {
 			/* A KeyUpdate moved our read keys: the peer's next records use its next keys too. */
-			if (trl_key_update(peer, false, scratch) < 0)
+			if (trec_key_update(peer, false, scratch) < 0)
 				abort();
 			if (rl) {
-				if (trl_open(peer, reply, rl, out, &olen, &otype) != 0 || otype != TRL_HANDSHAKE ||
-				    trl_control(peer, otype, out, olen, scratch, &rl2, &alert) != TRL_CTL_NONE || rl2)
+				if (trec_open(peer, reply, rl, out, &olen, &otype) != 0 || otype != TREC_HANDSHAKE ||
+				    trec_control(peer, otype, out, olen, scratch, &rl2, &alert) != TREC_CTL_NONE || rl2)
 					abort();
 			}
 		}
 	}
 out:
-	trl_free(us);
-	trl_free(peer);
+	trec_free(us);
+	trec_free(peer);
 	return 0;
 }

@@ -9,7 +9,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <nghttp2/nghttp2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,8 +22,8 @@
 #include "gateway/certs.h"
 #include "tunnel/connector.h"
 #include "tunnel/reg.h"
+#include "uvtest.h"
 
-static uv_loop_t *loop;
 static char tmpd[64];
 
 /* ------------------------------------------------------------------ echo / hold backend */
@@ -508,33 +507,8 @@ static struct fstream *e_open_stream(struct fconn *fc, const void *data, size_t 
 
 /* ------------------------------------------------------------------ harness */
 
-static uv_timer_t tick;
-static void tick_cb(uv_timer_t *t) { (void)t; }
-
-/* Runs the loop until cond(ud) or timeout_ms; returns cond's last value. */
-static bool run_until(bool (*cond)(void *), void *ud, int timeout_ms)
-{
-	uint64_t end = uv_now(loop) + (uint64_t)timeout_ms;
-	uv_timer_start(&tick, tick_cb, 5, 5);
-	while (!cond(ud) && uv_now(loop) < end)
-		uv_run(loop, UV_RUN_ONCE);
-	uv_timer_stop(&tick);
-	return cond(ud);
-}
-
-static bool never(void *ud) { (void)ud; return false; }
-static void run_for(int ms) { run_until(never, NULL, ms); }
-
 static bool is_ready(void *ud) { return ctr_ready(ud); }
 static bool not_ready(void *ud) { return !ctr_ready(ud); }
-
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
 
 static char pki[128], pki_other[128], tokfile[128];
 
@@ -545,9 +519,9 @@ static int group_setup(void **st)
 	FILE *f;
 	(void)st;
 	log_set_level(getenv("TEST_VERBOSE") ? LOG_DEBUG : LOG_OFF);
-	loop = uv_default_loop();
-	uv_timer_init(loop, &tick);
+	uvt_init(tmpd);
 	uv_timer_init(loop, &be.closer);
+	uvt_keep(&be.closer);
 	snprintf(tmpd, sizeof tmpd, "/tmp/postern-ctr-XXXXXX");
 	if (!mkdtemp(tmpd))
 		return -1;
@@ -567,11 +541,7 @@ static int group_setup(void **st)
 static int group_teardown(void **st)
 {
 	(void)st;
-	uv_close((uv_handle_t *)&tick, NULL);
-	uv_close((uv_handle_t *)&be.closer, NULL);
-	uv_run(loop, UV_RUN_DEFAULT);
-	uv_loop_close(loop);
-	nftw(tmpd, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	uvt_fini();
 	return 0;
 }
 
@@ -1212,16 +1182,16 @@ static void test_config_load(void **st)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_config_load),
-		cmocka_unit_test(test_register_and_echo),
-		cmocka_unit_test(test_flow_control_bounds_memory),
-		cmocka_unit_test(test_rejected_token_backs_off),
-		cmocka_unit_test(test_store_unavailable_is_retried),
-		cmocka_unit_test(test_wrong_edge_certificate),
-		cmocka_unit_test(test_ping_timeout_redials),
-		cmocka_unit_test(test_failover_and_return_home),
-		cmocka_unit_test(test_graceful_shutdown),
-		cmocka_unit_test(test_shutdown_timeout_resets_streams),
+		UVT_TEST(test_config_load),
+		UVT_TEST(test_register_and_echo),
+		UVT_TEST(test_flow_control_bounds_memory),
+		UVT_TEST(test_rejected_token_backs_off),
+		UVT_TEST(test_store_unavailable_is_retried),
+		UVT_TEST(test_wrong_edge_certificate),
+		UVT_TEST(test_ping_timeout_redials),
+		UVT_TEST(test_failover_and_return_home),
+		UVT_TEST(test_graceful_shutdown),
+		UVT_TEST(test_shutdown_timeout_resets_streams),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -8,7 +8,6 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,8 +22,8 @@
 #include "tunnel/edge.h"
 #include "tunnel/sni.h"
 #include "tunnel/tokstore.h"
+#include "uvtest.h"
 
-static uv_loop_t *loop;
 static char tmpd[64], pki[128], state[128], tokfile[128], tunnel_id[TOK_ID_LEN + 1];
 
 /* ------------------------------------------------------------------ echo backend */
@@ -181,31 +180,10 @@ static size_t hello_with(uint8_t *out, size_t cap, const char *host, const char 
 
 /* ------------------------------------------------------------------ harness */
 
-static uv_timer_t tick;
-static void tick_cb(uv_timer_t *t) { (void)t; }
-
-static bool run_until(bool (*cond)(void *), void *ud, int timeout_ms)
-{
-	uint64_t end = uv_now(loop) + (uint64_t)timeout_ms;
-	uv_timer_start(&tick, tick_cb, 5, 5);
-	while (!cond(ud) && uv_now(loop) < end)
-		uv_run(loop, UV_RUN_ONCE);
-	uv_timer_stop(&tick);
-	return cond(ud);
-}
-
-static bool never(void *ud) { (void)ud; return false; }
-static void run_for(int ms) { run_until(never, NULL, ms); }
 static bool is_ready(void *ud) { return ctr_ready(ud); }
 static bool cl_done(void *ud) { return ((struct client *)ud)->closed; }
 static size_t want;
 static bool cl_has_want(void *ud) { return ((struct client *)ud)->gotlen >= want; }
-
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb, (void)flag, (void)ftw;
-	return remove(p);
-}
 
 static int group_setup(void **st)
 {
@@ -216,8 +194,7 @@ static int group_setup(void **st)
 	FILE *f;
 	(void)st;
 	log_set_level(getenv("TEST_VERBOSE") ? LOG_DEBUG : LOG_OFF);
-	loop = uv_default_loop();
-	uv_timer_init(loop, &tick);
+	uvt_init(tmpd);
 	snprintf(tmpd, sizeof tmpd, "/tmp/postern-edge-XXXXXX");
 	if (!mkdtemp(tmpd))
 		return -1;
@@ -243,10 +220,7 @@ static int group_setup(void **st)
 static int group_teardown(void **st)
 {
 	(void)st;
-	uv_close((uv_handle_t *)&tick, NULL);
-	uv_run(loop, UV_RUN_DEFAULT);
-	uv_loop_close(loop);
-	nftw(tmpd, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	uvt_fini();
 	return 0;
 }
 
@@ -483,12 +457,12 @@ static void test_new_errors(void **st)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_relay_echo),
-		cmocka_unit_test(test_unknown_tunnel),
-		cmocka_unit_test(test_bad_token),
-		cmocka_unit_test(test_pending_cap),
-		cmocka_unit_test(test_free_while_busy),
-		cmocka_unit_test(test_new_errors),
+		UVT_TEST(test_relay_echo),
+		UVT_TEST(test_unknown_tunnel),
+		UVT_TEST(test_bad_token),
+		UVT_TEST(test_pending_cap),
+		UVT_TEST(test_free_while_busy),
+		UVT_TEST(test_new_errors),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -13,7 +13,7 @@
 #include "core/optmap.h"
 #include "proxy/proxy.h"
 #include "proxy/route.h"
-#include "sandbox/mcp/ssv_opts.h"
+#include "sandbox/mcp/sandbox_serve_opts.h"
 
 static void test_route_values(void **st)
 {

@@ -12,28 +12,28 @@
 
 #include "guard/redact.h"
 
-static char *redact(const rdx *r, const char *js, rdx_stats *st)
+static char *run_redact(const redact *r, const char *js, redact_stats *st)
 {
 	json_t *v = json_loads(js, JSON_DECODE_ANY, NULL);
 	char *out = NULL;
 	assert_non_null(v);
-	assert_int_equal(rdx_apply_text(r, v, &out, NULL, st), 0);
+	assert_int_equal(redact_apply_text(r, v, &out, NULL, st), 0);
 	json_decref(v);
 	return out;
 }
 
 static void test_secrets_never_survive(void **st)
 {
-	rdx *r;
-	rdx_stats s;
+	redact *r;
+	redact_stats s;
 	char err[200], *out;
 	const char *in = "{\"user\":\"alice\",\"password\":\"hunter2-very-secret\",\"Auth\":{\"X-Api-Token\":42},"
 			 "\"note\":\"call it with Authorization: Bearer abcDEF123.xyz-789_ok please\","
 			 "\"list\":[\"x\",{\"client_secret\":[\"a\",\"b\"]},\"basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==\"],"
 			 "\"n\":3,\"ok\":true,\"path\":\"/srv/docs/readme.md\"}";
 	(void)st;
-	assert_int_equal(rdx_new(NULL, 0, &r, err, sizeof err), 0);
-	out = redact(r, in, &s);
+	assert_int_equal(redact_new(NULL, 0, &r, err, sizeof err), 0);
+	out = run_redact(r, in, &s);
 	assert_null(strstr(out, "hunter2"));
 	assert_null(strstr(out, "abcDEF123"));
 	assert_null(strstr(out, "QWxhZGRpbjpvcGVuIHNlc2FtZQ"));
@@ -48,12 +48,12 @@ static void test_secrets_never_survive(void **st)
 	assert_int_equal(s.values, 2);
 	assert_false(s.truncated);
 	free(out);
-	rdx_free(r);
+	redact_free(r);
 }
 
 static void test_value_patterns(void **st)
 {
-	rdx *r;
+	redact *r;
 	char err[200], *out;
 	const char *in = "[\"-----BEGIN RSA PRIVATE KEY-----\\nMIIEpAIBAAKCAQEA\\n-----END RSA PRIVATE KEY-----\\ntail\","
 			 "\"k: -----BEGIN PRIVATE KEY-----\\nMIIEvQ cut off\","
@@ -63,8 +63,8 @@ static void test_value_patterns(void **st)
 			 "\"sha 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\","
 			 "\"the bearer of this\",\"caf\\u00e9 Bearer tok_ABCDEFGH1234 \\u00e9\"]";
 	(void)st;
-	assert_int_equal(rdx_new(NULL, 0, &r, err, sizeof err), 0);
-	out = redact(r, in, NULL);
+	assert_int_equal(redact_new(NULL, 0, &r, err, sizeof err), 0);
+	out = run_redact(r, in, NULL);
 	assert_null(strstr(out, "MIIE"));
 	assert_non_null(strstr(out, "[REDACTED]\\ntail"));
 	assert_non_null(strstr(out, "\"k: [REDACTED]\""));
@@ -76,41 +76,41 @@ static void test_value_patterns(void **st)
 	assert_non_null(strstr(out, "\"the bearer of this\""));
 	assert_non_null(strstr(out, "\"caf\xc3\xa9 [REDACTED] \xc3\xa9\""));
 	free(out);
-	rdx_free(r);
+	redact_free(r);
 }
 
 static void test_custom(void **st)
 {
 	const char *keys[] = { "*_pin", "ssn", NULL }, *none[] = { NULL };
-	rdx *r;
+	redact *r;
 	char err[200], *out;
 	(void)st;
-	assert_int_equal(rdx_new(keys, 0, &r, err, sizeof err), 0);
-	assert_int_equal(rdx_add_value_pattern(r, "\\b\\d{3}-\\d{2}-\\d{4}\\b", err, sizeof err), 0);
-	out = redact(r, "{\"CARD_PIN\":1234,\"pin\":5,\"my_ssn_no\":\"x\",\"password\":\"p\",\"t\":\"id 123-45-6789.\"}", NULL);
+	assert_int_equal(redact_new(keys, 0, &r, err, sizeof err), 0);
+	assert_int_equal(redact_add_value_pattern(r, "\\b\\d{3}-\\d{2}-\\d{4}\\b", err, sizeof err), 0);
+	out = run_redact(r, "{\"CARD_PIN\":1234,\"pin\":5,\"my_ssn_no\":\"x\",\"password\":\"p\",\"t\":\"id 123-45-6789.\"}", NULL);
 	assert_string_equal(out, "{\"CARD_PIN\":\"[REDACTED]\",\"pin\":5,\"my_ssn_no\":\"[REDACTED]\",\"password\":\"p\","
 				 "\"t\":\"id [REDACTED].\"}");
 	free(out);
-	assert_int_equal(rdx_add_value_pattern(r, "(", err, sizeof err), -EINVAL);
+	assert_int_equal(redact_add_value_pattern(r, "(", err, sizeof err), -EINVAL);
 	assert_non_null(strstr(err, "value pattern at offset 1"));
-	rdx_free(r);
-	assert_int_equal(rdx_new(none, 0, &r, err, sizeof err), 0);
-	out = redact(r, "{\"password\":\"p\"}", NULL);
+	redact_free(r);
+	assert_int_equal(redact_new(none, 0, &r, err, sizeof err), 0);
+	out = run_redact(r, "{\"password\":\"p\"}", NULL);
 	assert_string_equal(out, "{\"password\":\"p\"}");
 	free(out);
-	rdx_free(r);
-	assert_int_equal(rdx_new(NULL, 10, &r, err, sizeof err), -EINVAL);
+	redact_free(r);
+	assert_int_equal(redact_new(NULL, 10, &r, err, sizeof err), -EINVAL);
 	assert_null(r);
 }
 
 static void test_cap(void **st)
 {
-	rdx *r;
-	rdx_stats s;
+	redact *r;
+	redact_stats s;
 	char err[200], *out, *big = malloc(20001);
 	json_t *v, *back;
 	(void)st;
-	assert_int_equal(rdx_new(NULL, 200, &r, err, sizeof err), 0);
+	assert_int_equal(redact_new(NULL, 200, &r, err, sizeof err), 0);
 	/* escapes (\" and \u00e9 as UTF-8) and a secret near the head: still valid JSON within the cap */
 	strcpy(big, "{\"password\":\"hunter2\",\"x\":\"");
 	for (size_t i = strlen(big); i < 19000; i += 2)
@@ -118,7 +118,7 @@ static void test_cap(void **st)
 	strcat(big, "\"}");
 	v = json_loads(big, 0, NULL);
 	assert_non_null(v);
-	assert_int_equal(rdx_apply_text(r, v, &out, NULL, &s), 0);
+	assert_int_equal(redact_apply_text(r, v, &out, NULL, &s), 0);
 	assert_true(s.truncated);
 	assert_true(strlen(out) <= 200);
 	assert_null(strstr(out, "hunter2"));
@@ -137,13 +137,13 @@ static void test_cap(void **st)
 		big[2 * n] = 0;
 		v = json_loads(big, 0, NULL); /* jansson's own limit is 2048 */
 		assert_non_null(v);
-		assert_int_equal(rdx_apply_text(r, v, &out, NULL, &s), 0);
+		assert_int_equal(redact_apply_text(r, v, &out, NULL, &s), 0);
 		assert_non_null(strstr(out, "\"[REDACTED]\""));
 		free(out);
 		json_decref(v);
 	}
 	free(big);
-	rdx_free(r);
+	redact_free(r);
 }
 
 int main(void)

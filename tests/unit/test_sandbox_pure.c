@@ -34,16 +34,16 @@ static bool in_list(const char *const *l, const char *name)
 static void test_seccomp_tables_disjoint(void **st)
 {
 	(void)st;
-	for (const char *const *f = sbxsc_forbidden(); *f; f++)
-		assert_false(in_list(sbxsc_allowed(), *f));
+	for (const char *const *f = secpol_forbidden(); *f; f++)
+		assert_false(in_list(secpol_allowed(), *f));
 	/* issue 4's list, spelled out */
 	static const char *const must_block[] = { "ptrace", "mount", "unshare", "setns", "keyctl", "bpf",
 		"perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter", "io_uring_register",
 		"open_by_handle_at", "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
 		"socketcall", "clone3", NULL };
 	for (const char *const *m = must_block; *m; m++) {
-		assert_false(in_list(sbxsc_allowed(), *m));
-		assert_true(in_list(sbxsc_forbidden(), *m));
+		assert_false(in_list(secpol_allowed(), *m));
+		assert_true(in_list(secpol_forbidden(), *m));
 	}
 }
 
@@ -53,26 +53,26 @@ static void test_seccomp_names_resolve(void **st)
 	/* Every allowed name but a handful of very new ones must be known to libseccomp: a typo would
 	 * silently deny a call the tools need. */
 	int unknown = 0;
-	for (const char *const *a = sbxsc_allowed(); *a; a++)
+	for (const char *const *a = secpol_allowed(); *a; a++)
 		if (seccomp_syscall_resolve_name(*a) == __NR_SCMP_ERROR)
 			unknown++;
 	assert_true(unknown <= 4);
-	assert_true(in_list(sbxsc_allowed(), "execve"));
-	assert_true(in_list(sbxsc_allowed(), "openat"));
-	assert_false(in_list(sbxsc_allowed(), "openat2")); /* ENOSYS: its mode is out of the filter's reach */
+	assert_true(in_list(secpol_allowed(), "execve"));
+	assert_true(in_list(secpol_allowed(), "openat"));
+	assert_false(in_list(secpol_allowed(), "openat2")); /* ENOSYS: its mode is out of the filter's reach */
 }
 
 static void test_seccomp_program_builds(void **st)
 {
 	char err[256] = "";
 	(void)st;
-	const struct sock_fprog *p = sbxsc_program(err, sizeof err);
+	const struct sock_fprog *p = secpol_program(err, sizeof err);
 	assert_non_null(p);
-	assert_true(sbxsc_program(err, sizeof err) == p); /* built once */
+	assert_true(secpol_program(err, sizeof err) == p); /* built once */
 	/* The build-time program is exactly what libseccomp produces now from the same table. */
-	const struct sock_fprog *rt = sbxsc_program_runtime(err, sizeof err);
+	const struct sock_fprog *rt = secpol_program_runtime(err, sizeof err);
 	assert_non_null(rt);
-	assert_true(sbxsc_prebuilt());
+	assert_true(secpol_prebuilt());
 	assert_int_equal(p->len, rt->len);
 	assert_memory_equal(p->filter, rt->filter, rt->len * sizeof rt->filter[0]);
 }
@@ -126,7 +126,7 @@ static void test_seccomp_argument_checks(void **st)
 {
 	char err[256] = "";
 	(void)st;
-	const struct sock_fprog *p = sbxsc_program(err, sizeof err);
+	const struct sock_fprog *p = secpol_program(err, sizeof err);
 	assert_non_null(p);
 	int fds[2];
 	assert_int_equal(pipe(fds), 0);
@@ -134,8 +134,8 @@ static void test_seccomp_argument_checks(void **st)
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		close(fds[0]);
-		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || sbxsc_install(p) < 0 ||
-		    sbxsc_install(sbxsc_mknod_program()) < 0)
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || secpol_install(p) < 0 ||
+		    secpol_install(secpol_mknod_program()) < 0)
 			_exit(2);
 		for (size_t i = 0; i < sizeof sc_cases / sizeof sc_cases[0]; i++) {
 			const struct sc_case *c = &sc_cases[i];

@@ -280,7 +280,7 @@ static void test_tls12_stays_with_openssl(void **st)
 
 /* ---- the hand-off's edges: what arrives with the client Finished, what OpenSSL may do first ----------- */
 
-/* The client's traffic secrets, from its own key log: a stand-in client (a trl with the same keys) can then
+/* The client's traffic secrets, from its own key log: a stand-in client (a trec with the same keys) can then
  * send records an OpenSSL client never would. */
 static uint8_t cli_sec[2][48];
 static size_t cli_seclen[2];
@@ -434,17 +434,17 @@ static void test_resumed_session_hands_off(void **st)
 }
 
 /* A stand-in for the client after its Finished: it writes with the client's key, reads with the server's. */
-static trl *fake_client(struct pair *p)
+static trec *fake_client(struct pair *p)
 {
-	trl *f = NULL;
+	trec *f = NULL;
 	uint16_t suite = SSL_CIPHER_get_protocol_id(SSL_get_current_cipher(tio_ssl(p->cli)));
 	assert_true(cli_seclen[0] > 0 && cli_seclen[0] == cli_seclen[1]);
-	assert_int_equal(trl_new(&f, suite, cli_sec[1], cli_sec[0], cli_seclen[0]), 0);
+	assert_int_equal(trec_new(&f, suite, cli_sec[1], cli_sec[0], cli_seclen[0]), 0);
 	return f;
 }
 
 /* A handed-off server and a stand-in for its client that can send records OpenSSL never would. */
-static trl *open_with_fake_client(struct pair *p)
+static trec *open_with_fake_client(struct pair *p)
 {
 	pair_open_until_finished(p);
 	/* The stand-in reads our records from sequence 0: no tickets ahead of them. */
@@ -455,46 +455,46 @@ static trl *open_with_fake_client(struct pair *p)
 	return fake_client(p);
 }
 
-static void feed_sealed(tio *t, trl *f, uint8_t type, const uint8_t *msg, size_t n)
+static void feed_sealed(tio *t, trec *f, uint8_t type, const uint8_t *msg, size_t n)
 {
-	uint8_t rec[TRL_MAX_PLAIN + TRL_OVERHEAD];
-	ssize_t k = trl_seal(f, type, msg, n, rec);
+	uint8_t rec[TREC_MAX_PLAIN + TREC_OVERHEAD];
+	ssize_t k = trec_seal(f, type, msg, n, rec);
 	assert_true(k > 0);
 	assert_int_equal(tio_feed(t, rec, (size_t)k), 0);
 }
 
-static void feed_key_update(tio *t, trl *f)
+static void feed_key_update(tio *t, trec *f)
 {
-	uint8_t rec[TRL_OVERHEAD + 5];
-	ssize_t k = trl_key_update(f, true, rec); /* moves the stand-in's write keys on */
-	assert_int_equal(k, TRL_OVERHEAD + 5);
+	uint8_t rec[TREC_OVERHEAD + 5];
+	ssize_t k = trec_key_update(f, true, rec); /* moves the stand-in's write keys on */
+	assert_int_equal(k, TREC_OVERHEAD + 5);
 	assert_int_equal(tio_feed(t, rec, (size_t)k), 0);
 }
 
 static void test_no_records_after_a_fatal_alert(void **st)
 {
 	struct pair p;
-	trl *f;
+	trec *f;
 	uint8_t buf[64];
 	(void)st;
 	f = open_with_fake_client(&p);
-	feed_sealed(p.srv, f, TRL_DATA, (const uint8_t *)"hi", 2);
+	feed_sealed(p.srv, f, TREC_DATA, (const uint8_t *)"hi", 2);
 	assert_int_equal(tio_read(p.srv, buf, sizeof buf), 2);
-	feed_sealed(p.srv, f, TRL_ALERT, (const uint8_t *)"\x02\x28", 2);
+	feed_sealed(p.srv, f, TREC_ALERT, (const uint8_t *)"\x02\x28", 2);
 	assert_true(tio_read(p.srv, buf, sizeof buf) < 0);
 	assert_string_equal(tio_errstr(p.srv), "peer sent TLS alert 40");
 	/* RFC 8446 6.2: the connection is closed at once; nothing more is sealed. */
 	assert_true(tio_write(p.srv, (const uint8_t *)"x", 1) < 0);
 	assert_true(tio_shutdown(p.srv) < 0 || tio_out_pending(p.srv) == 0);
 	assert_int_equal(tio_out_pending(p.srv), 0);
-	trl_free(f);
+	trec_free(f);
 	pair_close(&p);
 }
 
 static void test_nothing_after_our_close_notify(void **st)
 {
 	struct pair p;
-	trl *f;
+	trec *f;
 	uint8_t buf[64], out[64], type;
 	size_t before, olen;
 	const uint8_t *q;
@@ -502,18 +502,18 @@ static void test_nothing_after_our_close_notify(void **st)
 	f = open_with_fake_client(&p);
 	assert_int_equal(tio_shutdown(p.srv), 0);
 	before = tio_out_pending(p.srv);
-	assert_int_equal(before, TRL_OVERHEAD + 2);
+	assert_int_equal(before, TREC_OVERHEAD + 2);
 	/* The client asks for a KeyUpdate after we closed: our close_notify stays the last record we send. */
 	feed_key_update(p.srv, f);
-	feed_sealed(p.srv, f, TRL_DATA, (const uint8_t *)"late", 4);
+	feed_sealed(p.srv, f, TREC_DATA, (const uint8_t *)"late", 4);
 	assert_int_equal(tio_read(p.srv, buf, sizeof buf), 4);
 	assert_int_equal(tio_out_pending(p.srv), before);
 	assert_int_equal(tio_out_peek(p.srv, &q), before);
-	assert_int_equal(trl_open(f, q, before, out, &olen, &type), 0);
-	assert_int_equal(type, TRL_ALERT);
+	assert_int_equal(trec_open(f, q, before, out, &olen, &type), 0);
+	assert_int_equal(type, TREC_ALERT);
 	assert_int_equal(olen, 2);
 	assert_memory_equal(out, "\x01\x00", 2);
-	trl_free(f);
+	trec_free(f);
 	pair_close(&p);
 }
 
@@ -521,14 +521,14 @@ static void test_nothing_after_our_close_notify(void **st)
 static void test_key_update_with_a_tiny_read_buffer(void **st)
 {
 	struct pair p;
-	trl *f;
+	trec *f;
 	uint8_t buf[1], out[64], type;
 	size_t olen, n;
 	const uint8_t *q;
 	(void)st;
 	f = open_with_fake_client(&p);
 	feed_key_update(p.srv, f);
-	feed_sealed(p.srv, f, TRL_DATA, (const uint8_t *)"ab", 2);
+	feed_sealed(p.srv, f, TREC_DATA, (const uint8_t *)"ab", 2);
 	assert_int_equal(tio_read(p.srv, buf, 1), 1);
 	assert_int_equal(buf[0], 'a');
 	assert_int_equal(tio_plain_pending(p.srv), 1);
@@ -536,18 +536,18 @@ static void test_key_update_with_a_tiny_read_buffer(void **st)
 	assert_int_equal(buf[0], 'b');
 	/* The reply is under our old key; the client then follows. */
 	n = tio_out_peek(p.srv, &q);
-	assert_int_equal(n, TRL_OVERHEAD + 5);
-	assert_int_equal(trl_open(f, q, n, out, &olen, &type), 0);
-	assert_int_equal(type, TRL_HANDSHAKE);
+	assert_int_equal(n, TREC_OVERHEAD + 5);
+	assert_int_equal(trec_open(f, q, n, out, &olen, &type), 0);
+	assert_int_equal(type, TREC_HANDSHAKE);
 	assert_memory_equal(out, "\x18\x00\x00\x01\x00", 5);
 	tio_out_consume(p.srv, n);
-	trl_free(f);
+	trec_free(f);
 	pair_close(&p);
 }
 
 /* ---- the record layer on its own: two mirrored halves ------------------------------------------------ */
 
-static void mirror(trl **a, trl **b, uint16_t suite)
+static void mirror(trec **a, trec **b, uint16_t suite)
 {
 	uint8_t s1[48], s2[48];
 	size_t len = suite == 0x1302 ? 48 : 32;
@@ -555,49 +555,49 @@ static void mirror(trl **a, trl **b, uint16_t suite)
 		s1[i] = (uint8_t)i;
 		s2[i] = (uint8_t)(200 - i);
 	}
-	assert_int_equal(trl_new(a, suite, s1, s2, len), 0);
-	assert_int_equal(trl_new(b, suite, s2, s1, len), 0);
+	assert_int_equal(trec_new(a, suite, s1, s2, len), 0);
+	assert_int_equal(trec_new(b, suite, s2, s1, len), 0);
 }
 
-static int send_recv(trl *from, trl *to, uint8_t type, const uint8_t *msg, size_t n, uint8_t *reply, size_t *replylen,
+static int send_recv(trec *from, trec *to, uint8_t type, const uint8_t *msg, size_t n, uint8_t *reply, size_t *replylen,
 		     int *alert)
 {
-	uint8_t rec[TRL_MAX_PLAIN + TRL_OVERHEAD], out[TRL_MAX_CIPHER];
+	uint8_t rec[TREC_MAX_PLAIN + TREC_OVERHEAD], out[TREC_MAX_CIPHER];
 	size_t olen = 0;
 	uint8_t otype = 0;
-	ssize_t k = trl_seal(from, type, msg, n, rec);
-	assert_true(k == (ssize_t)(n + TRL_OVERHEAD));
-	assert_int_equal(trl_record_len(rec, (size_t)k), k);
-	assert_int_equal(trl_record_len(rec, (size_t)k - 1), 0);
-	assert_int_equal(trl_open(to, rec, (size_t)k, out, &olen, &otype), 0);
+	ssize_t k = trec_seal(from, type, msg, n, rec);
+	assert_true(k == (ssize_t)(n + TREC_OVERHEAD));
+	assert_int_equal(trec_record_len(rec, (size_t)k), k);
+	assert_int_equal(trec_record_len(rec, (size_t)k - 1), 0);
+	assert_int_equal(trec_open(to, rec, (size_t)k, out, &olen, &otype), 0);
 	assert_int_equal(otype, type);
 	assert_int_equal(olen, n);
 	assert_memory_equal(out, msg, n);
-	if (type == TRL_DATA)
+	if (type == TREC_DATA)
 		return 0;
-	return trl_control(to, type, out, olen, reply, replylen, alert);
+	return trec_control(to, type, out, olen, reply, replylen, alert);
 }
 
 static void test_record_framing_limits(void **st)
 {
-	uint8_t h[TRL_HEADER];
+	uint8_t h[TREC_HEADER];
 	(void)st;
-	assert_int_equal(trl_record_len((const uint8_t *)"\x17\x03", 2), 0);
+	assert_int_equal(trec_record_len((const uint8_t *)"\x17\x03", 2), 0);
 	memcpy(h, "\x17\x03\x03\x00\x10", 5); /* 16: shorter than a tag and a type */
-	assert_int_equal(trl_record_len(h, 5), TRL_E_FORMAT);
+	assert_int_equal(trec_record_len(h, 5), TREC_E_FORMAT);
 	memcpy(h, "\x17\x03\x03\x41\x01", 5); /* 2^14 + 257 */
-	assert_int_equal(trl_record_len(h, 5), TRL_E_OVERFLOW);
+	assert_int_equal(trec_record_len(h, 5), TREC_E_OVERFLOW);
 	memcpy(h, "\x17\x03\x03\xff\xff", 5);
-	assert_int_equal(trl_record_len(h, 5), TRL_E_OVERFLOW);
+	assert_int_equal(trec_record_len(h, 5), TREC_E_OVERFLOW);
 	memcpy(h, "\x17\x03\x03\x41\x00", 5); /* 2^14 + 256: allowed, waits for its body */
-	assert_int_equal(trl_record_len(h, 5), 0);
+	assert_int_equal(trec_record_len(h, 5), 0);
 	memcpy(h, "\x15\x03\x03\x00\x02", 5); /* a plaintext alert after the handshake */
-	assert_int_equal(trl_record_len(h, 5), TRL_E_PROTO);
+	assert_int_equal(trec_record_len(h, 5), TREC_E_PROTO);
 	memcpy(h, "\x14\x03\x03\x00\x01", 5); /* a stray ChangeCipherSpec */
-	assert_int_equal(trl_record_len(h, 5), TRL_E_PROTO);
+	assert_int_equal(trec_record_len(h, 5), TREC_E_PROTO);
 	memcpy(h, "\x17\x02\x03\x00\x20", 5);
-	assert_int_equal(trl_record_len(h, 5), TRL_E_FORMAT);
-	assert_false(trl_suite_supported(0x1304)); /* CCM is not offered */
+	assert_int_equal(trec_record_len(h, 5), TREC_E_FORMAT);
+	assert_false(trec_suite_supported(0x1304)); /* CCM is not offered */
 }
 
 static void test_post_handshake_messages(void **st)
@@ -605,51 +605,51 @@ static void test_post_handshake_messages(void **st)
 	static const uint16_t suites[] = { 0x1301, 0x1302, 0x1303 };
 	(void)st;
 	for (size_t i = 0; i < 3; i++) {
-		trl *a, *b;
-		uint8_t reply[TRL_OVERHEAD + 5], rec[64], out[64], type;
+		trec *a, *b;
+		uint8_t reply[TREC_OVERHEAD + 5], rec[64], out[64], type;
 		size_t rl, olen;
 		int alert;
 		mirror(&a, &b, suites[i]);
-		assert_int_equal(send_recv(a, b, TRL_DATA, (const uint8_t *)"abc", 3, reply, &rl, &alert), 0);
+		assert_int_equal(send_recv(a, b, TREC_DATA, (const uint8_t *)"abc", 3, reply, &rl, &alert), 0);
 		/* KeyUpdate not requested: b's read keys move, no reply; data still flows. */
-		assert_int_equal(trl_key_update(a, false, rec), TRL_OVERHEAD + 5);
-		assert_int_equal(trl_open(b, rec, TRL_OVERHEAD + 5, out, &olen, &type), 0);
-		assert_int_equal(trl_control(b, type, out, olen, reply, &rl, &alert), TRL_CTL_NONE);
+		assert_int_equal(trec_key_update(a, false, rec), TREC_OVERHEAD + 5);
+		assert_int_equal(trec_open(b, rec, TREC_OVERHEAD + 5, out, &olen, &type), 0);
+		assert_int_equal(trec_control(b, type, out, olen, reply, &rl, &alert), TREC_CTL_NONE);
 		assert_int_equal(rl, 0);
-		assert_int_equal(send_recv(a, b, TRL_DATA, (const uint8_t *)"after", 5, reply, &rl, &alert), 0);
+		assert_int_equal(send_recv(a, b, TREC_DATA, (const uint8_t *)"after", 5, reply, &rl, &alert), 0);
 		/* Requested: b answers with its own, which a opens with its old read keys and then follows. */
-		assert_int_equal(trl_key_update(a, true, rec), TRL_OVERHEAD + 5);
-		assert_int_equal(trl_open(b, rec, TRL_OVERHEAD + 5, out, &olen, &type), 0);
-		assert_int_equal(trl_control(b, type, out, olen, reply, &rl, &alert), TRL_CTL_NONE);
-		assert_int_equal(rl, TRL_OVERHEAD + 5);
-		assert_int_equal(trl_open(a, reply, rl, out, &olen, &type), 0);
-		assert_int_equal(trl_control(a, type, out, olen, rec, &rl, &alert), TRL_CTL_NONE);
+		assert_int_equal(trec_key_update(a, true, rec), TREC_OVERHEAD + 5);
+		assert_int_equal(trec_open(b, rec, TREC_OVERHEAD + 5, out, &olen, &type), 0);
+		assert_int_equal(trec_control(b, type, out, olen, reply, &rl, &alert), TREC_CTL_NONE);
+		assert_int_equal(rl, TREC_OVERHEAD + 5);
+		assert_int_equal(trec_open(a, reply, rl, out, &olen, &type), 0);
+		assert_int_equal(trec_control(a, type, out, olen, rec, &rl, &alert), TREC_CTL_NONE);
 		assert_int_equal(rl, 0);
-		assert_int_equal(send_recv(b, a, TRL_DATA, (const uint8_t *)"both", 4, reply, &rl, &alert), 0);
-		assert_int_equal(send_recv(a, b, TRL_DATA, (const uint8_t *)"", 0, reply, &rl, &alert), 0);
+		assert_int_equal(send_recv(b, a, TREC_DATA, (const uint8_t *)"both", 4, reply, &rl, &alert), 0);
+		assert_int_equal(send_recv(a, b, TREC_DATA, (const uint8_t *)"", 0, reply, &rl, &alert), 0);
 		/* Alerts: close_notify ends, user_canceled is ignored, anything else fails naming it. */
-		assert_int_equal(send_recv(a, b, TRL_ALERT, (const uint8_t *)"\x01\x5a", 2, reply, &rl, &alert), TRL_CTL_NONE);
-		assert_int_equal(send_recv(a, b, TRL_ALERT, (const uint8_t *)"\x02\x28", 2, reply, &rl, &alert), TRL_E_PROTO);
+		assert_int_equal(send_recv(a, b, TREC_ALERT, (const uint8_t *)"\x01\x5a", 2, reply, &rl, &alert), TREC_CTL_NONE);
+		assert_int_equal(send_recv(a, b, TREC_ALERT, (const uint8_t *)"\x02\x28", 2, reply, &rl, &alert), TREC_E_PROTO);
 		assert_int_equal(alert, 40);
-		assert_int_equal(send_recv(a, b, TRL_ALERT, (const uint8_t *)"\x01\x00\x00", 3, reply, &rl, &alert), TRL_E_PROTO);
+		assert_int_equal(send_recv(a, b, TREC_ALERT, (const uint8_t *)"\x01\x00\x00", 3, reply, &rl, &alert), TREC_E_PROTO);
 		assert_int_equal(alert, 256 + 50);
-		assert_int_equal(send_recv(a, b, TRL_ALERT, (const uint8_t *)"\x01\x00", 2, reply, &rl, &alert), TRL_CTL_EOF);
+		assert_int_equal(send_recv(a, b, TREC_ALERT, (const uint8_t *)"\x01\x00", 2, reply, &rl, &alert), TREC_CTL_EOF);
 		/* Handshake messages a client must not send here, a bad KeyUpdate value, two in one record. */
-		assert_int_equal(send_recv(a, b, TRL_HANDSHAKE, (const uint8_t *)"\x04\x00\x00\x01\x00", 5, reply, &rl, &alert),
-				 TRL_E_PROTO);
+		assert_int_equal(send_recv(a, b, TREC_HANDSHAKE, (const uint8_t *)"\x04\x00\x00\x01\x00", 5, reply, &rl, &alert),
+				 TREC_E_PROTO);
 		assert_int_equal(alert, 256 + 10);
-		assert_int_equal(send_recv(a, b, TRL_HANDSHAKE, (const uint8_t *)"\x18\x00\x00\x01\x02", 5, reply, &rl, &alert),
-				 TRL_E_PROTO);
+		assert_int_equal(send_recv(a, b, TREC_HANDSHAKE, (const uint8_t *)"\x18\x00\x00\x01\x02", 5, reply, &rl, &alert),
+				 TREC_E_PROTO);
 		assert_int_equal(alert, 256 + 47);
-		assert_int_equal(send_recv(a, b, TRL_HANDSHAKE, (const uint8_t *)"\x18\x00\x00\x01\x00\x18\x00\x00\x01\x00", 10,
-					   reply, &rl, &alert), TRL_E_PROTO);
-		assert_int_equal(send_recv(a, b, 20, (const uint8_t *)"\x01", 1, reply, &rl, &alert), TRL_E_PROTO);
+		assert_int_equal(send_recv(a, b, TREC_HANDSHAKE, (const uint8_t *)"\x18\x00\x00\x01\x00\x18\x00\x00\x01\x00", 10,
+					   reply, &rl, &alert), TREC_E_PROTO);
+		assert_int_equal(send_recv(a, b, 20, (const uint8_t *)"\x01", 1, reply, &rl, &alert), TREC_E_PROTO);
 		/* A record sealed for the wrong sequence number does not open. */
-		assert_true(trl_seal(a, TRL_DATA, (const uint8_t *)"x", 1, rec) > 0);
-		assert_true(trl_seal(a, TRL_DATA, (const uint8_t *)"y", 1, rec) > 0);
-		assert_int_equal(trl_open(b, rec, 1 + TRL_OVERHEAD, out, &olen, &type), TRL_E_AUTH);
-		trl_free(a);
-		trl_free(b);
+		assert_true(trec_seal(a, TREC_DATA, (const uint8_t *)"x", 1, rec) > 0);
+		assert_true(trec_seal(a, TREC_DATA, (const uint8_t *)"y", 1, rec) > 0);
+		assert_int_equal(trec_open(b, rec, 1 + TREC_OVERHEAD, out, &olen, &type), TREC_E_AUTH);
+		trec_free(a);
+		trec_free(b);
 	}
 }
 

@@ -831,14 +831,14 @@ int egx_start_for_sandbox(struct sbx *s, egp_policy *policy, egx **out, char *er
 
 /* ---- the engine's `sandbox run --allow-domain` hook -------------------------------------------------- */
 
-struct sandbox_egress {
+struct egx_run {
 	egx *x;
 };
 
-struct sandbox_egress *sandbox_egress_start(int listen_fd, const char *const *allow, char *err, size_t errlen)
+struct egx_run *egx_run_start(int listen_fd, const char *const *allow, char *err, size_t errlen)
 {
 	struct egx_config c = { .listen_fd = listen_fd };
-	struct sandbox_egress *e;
+	struct egx_run *e;
 
 	c.policy = egp_new();
 	if (!c.policy) {
@@ -867,7 +867,7 @@ struct sandbox_egress *sandbox_egress_start(int listen_fd, const char *const *al
 	return e;
 }
 
-void sandbox_egress_stop(struct sandbox_egress *e)
+void egx_run_stop(struct egx_run *e)
 {
 	if (!e)
 		return;

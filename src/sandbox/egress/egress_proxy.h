@@ -62,8 +62,8 @@ void egx_get_stats(const egx *x, struct egx_stats *st);
 /* Egress for `postern sandbox run --allow-domain`: serves HTTP CONNECT and plain HTTP on listen_fd (a socket
  * inside the sandbox's net namespace, owned by the proxy from then on) in a background thread, allowing the
  * NULL-terminated domain patterns. NULL with a reason in err. */
-struct sandbox_egress;
-struct sandbox_egress *sandbox_egress_start(int listen_fd, const char *const *allow, char *err, size_t errlen);
-void sandbox_egress_stop(struct sandbox_egress *e);
+struct egx_run;
+struct egx_run *egx_run_start(int listen_fd, const char *const *allow, char *err, size_t errlen);
+void egx_run_stop(struct egx_run *e);
 
 #endif

@@ -15,13 +15,13 @@
 	 LANDLOCK_ACCESS_FS_MAKE_BLOCK)
 #define SCRATCH_OK (LANDLOCK_ACCESS_FS_MAKE_FIFO | LANDLOCK_ACCESS_FS_MAKE_SOCK)
 
-int sbxll_abi(void)
+int landlock_abi(void)
 {
 	long v = syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
 	return v < 0 ? 0 : (int)v;
 }
 
-int sbxll_restrict(const char *const *paths, const char **what)
+int landlock_restrict(const char *const *paths, const char **what)
 {
 	struct landlock_ruleset_attr attr = { .handled_access_fs = SPECIAL };
 	int rc = 0, dir = -1;

@@ -6,11 +6,11 @@
 #define POSTERN_LANDLOCK_H
 
 /* The Landlock ABI version the kernel offers, 0 when it has none (not built, not enabled in lsm=). */
-int sbxll_abi(void);
+int landlock_abi(void);
 
 /* Restricts the calling thread (and what it starts later) as above. paths: absolute, NULL-terminated;
  * the directories beneath which FIFOs and sockets may be made. no_new_privs must be set.
  * 0, or -errno with the failing step in *what. */
-int sbxll_restrict(const char *const *paths, const char **what);
+int landlock_restrict(const char *const *paths, const char **what);
 
 #endif

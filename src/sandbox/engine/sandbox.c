@@ -235,8 +235,8 @@ static int start_init(sbx *s, const sbx_config *c, struct sbxi_params *ip, const
 		/* A scratch workspace becomes a disk of its own, of the cap; failing that, the directory itself
 		 * (each file capped) with a warning. */
 		if (c->flags & SBX_F_SCRATCH) {
-			tree = wsq_image_mount(s->ws_fd, c->disk_bytes, im->in_uid, im->in_gid, im->in_mode, why,
-					       sizeof why);
+			tree = ws_quota_image_mount(s->ws_fd, c->disk_bytes, im->in_uid, im->in_gid, im->in_mode, why,
+					            sizeof why);
 			s->disk_image = tree >= 0;
 			if (tree < 0)
 				log_warn("msg=\"scratch workspace without a disk image: only each file is capped\" "
@@ -313,10 +313,10 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 	if (!c.tmp_bytes)
 		c.tmp_bytes = SBX_DEFAULT_TMP;
 	if (!c.disk_bytes)
-		c.disk_bytes = WSQ_DEFAULT_BYTES;
-	if (c.disk_bytes < WSQ_MIN_BYTES) {
+		c.disk_bytes = WS_QUOTA_DEFAULT_BYTES;
+	if (c.disk_bytes < WS_QUOTA_MIN_BYTES) {
 		snprintf(err, errlen, "disk %llu bytes: at least %lluM", (unsigned long long)c.disk_bytes,
-			 (unsigned long long)(WSQ_MIN_BYTES >> 20));
+			 (unsigned long long)(WS_QUOTA_MIN_BYTES >> 20));
 		goto fail;
 	}
 	/* /tmp, /dev/shm (and a tmpfs workspace) share one tmpfs, kept within half the memory budget: with a
@@ -367,8 +367,8 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 			goto sys;
 		/* Doors that exist are bound read-only by the init; the others are noted, to be moved aside at
 		 * the end if the session makes them (ws_doors.h). Nothing is created here. */
-		s->doors = c.protected_paths ? c.protected_paths : wsd_default;
-		s->doors_before = wsd_snapshot(ws, s->doors);
+		s->doors = c.protected_paths ? c.protected_paths : ws_doors_default;
+		s->doors_before = ws_doors_snapshot(ws, s->doors);
 		if ((s->ws_fd = fcntl(ws, F_DUPFD_CLOEXEC, 3)) < 0 || !(s->ws_name = strdup(c.workspace)))
 			goto oom;
 	}
@@ -382,7 +382,7 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		.hostname = c.hostname,
 		.tmp_bytes = c.tmp_bytes,
 		.hide = (const char *const *)hide,
-		.protect = c.protected_paths ? c.protected_paths : wsd_default,
+		.protect = c.protected_paths ? c.protected_paths : ws_doors_default,
 		.env = env,
 		.memory_bytes = c.memory_bytes,
 		.fsize_bytes = c.disk_bytes,
@@ -408,7 +408,7 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		goto oom;
 	if (cgr_attach(s->cg, s->init_pid) < 0)
 		log_warn("msg=\"cgroup attach failed; rlimits stand in\"");
-	const struct sock_fprog *prog = sbxsc_program(err, errlen);
+	const struct sock_fprog *prog = secpol_program(err, errlen);
 	if (!prog)
 		goto fail;
 	int go = (cgr_kind_of(s->cg, CGR_MEMORY) == CGR_NONE ? SBXP_GO_RLIMIT_AS : 0) |
@@ -509,7 +509,7 @@ void sbx_free(sbx *s)
 	cgr_free(s->cg);
 	/* Every process of the session is gone: nothing races the move. */
 	if (s->ws_fd >= 0) {
-		wsd_quarantine(s->ws_fd, s->doors, s->doors_before, s->ws_name);
+		ws_doors_quarantine(s->ws_fd, s->doors, s->doors_before, s->ws_name);
 		close(s->ws_fd);
 	}
 	free(s->ws_name);

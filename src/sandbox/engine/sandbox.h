@@ -86,7 +86,7 @@ typedef struct sbx_config {
 	uint64_t memory_bytes;   /* 0 = SBX_DEFAULT_MEMORY */
 	unsigned pids;           /* 0 = SBX_DEFAULT_PIDS */
 	uint64_t tmp_bytes;      /* size cap of the /tmp tmpfs; 0 = SBX_DEFAULT_TMP */
-	uint64_t disk_bytes;     /* workspace disk cap (ws_quota.h says how it holds); 0 = WSQ_DEFAULT_BYTES */
+	uint64_t disk_bytes;     /* workspace disk cap (ws_quota.h says how it holds); 0 = WS_QUOTA_DEFAULT_BYTES */
 	unsigned cpu_millis;     /* CPU quota in 1/1000 CPU (1500 = 1.5 CPUs); 0 = no quota */
 	unsigned timeout_ms;     /* default per-command wall clock timeout; 0 = SBX_DEFAULT_TIMEOUT_MS */
 	/* NULL-terminated lists; NULL selects the default shown. */
@@ -94,7 +94,7 @@ typedef struct sbx_config {
 	const char *const *env_set;   /* "K=V" set for every command (HTTP_PROXY=..., HOME=...); wins over allow */
 	/* Doors (ws_doors.h), relative to the workspace: those that exist are kept read-only, those the
 	 * session makes are moved aside when it ends; nothing is created. A trailing '/' marks a directory.
-	 * Must outlive the sbx. Default: wsd_default (git's config, hooks, commondir..., shell rc files). */
+	 * Must outlive the sbx. Default: ws_doors_default (git's config, hooks, commondir..., shell rc files). */
 	const char *const *protected_paths;
 	/* Absolute paths in the image masked (empty tmpfs over a directory, /dev/null over a file).
 	 * Default: /root /home /etc/shadow /etc/gshadow /etc/sudoers /etc/sudoers.d /etc/ssh

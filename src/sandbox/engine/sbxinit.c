@@ -499,14 +499,14 @@ static void special_files(void)
 	const char *what = "";
 	if (!P->workspace)
 		paths[2] = P->mount_point; /* a tmpfs workspace is scratch too */
-	if (!P->no_landlock && sbxll_abi() > 0) {
-		int rc = sbxll_restrict(paths, &what);
+	if (!P->no_landlock && landlock_abi() > 0) {
+		int rc = landlock_restrict(paths, &what);
 		if (rc < 0)
 			fail(-rc, "landlock (%s): %s", what, strerror(-rc));
 		landlocked = true;
 		return;
 	}
-	int rc = sbxsc_install(sbxsc_mknod_program());
+	int rc = secpol_install(secpol_mknod_program());
 	if (rc < 0)
 		fail(-rc, "seccomp mknod filter: %s", strerror(-rc));
 }
@@ -795,7 +795,7 @@ static void __attribute__((noreturn)) serve(void)
 		fail(errno, "init setup: %s", strerror(errno));
 	/* The init takes the commands' filter itself: every command inherits it through vfork without a
 	 * per-command attach (and BPF JIT), and the init's own surface shrinks to the same allowlist. */
-	int rc = sbxsc_install(&prog);
+	int rc = secpol_install(&prog);
 	if (rc < 0)
 		fail(-rc, "seccomp: %s", strerror(-rc));
 	(void)sbxp_send(P->ctl, SBXP_READY, 0,

@@ -15,7 +15,7 @@
 
 #define GIT_BIT (1ull << 63)
 
-const char *const wsd_default[] = {
+const char *const ws_doors_default[] = {
 	/* git: what runs code or decides where config comes from */
 	".git/config", ".git/config.worktree", ".git/hooks/", ".git/commondir", ".git/info/", ".git/modules/",
 	".git/worktrees/", ".git/objects/info/alternates",
@@ -63,10 +63,10 @@ static bool exists(int wsfd, const char *rel)
 	return e;
 }
 
-uint64_t wsd_snapshot(int wsfd, const char *const *doors)
+uint64_t ws_doors_snapshot(int wsfd, const char *const *doors)
 {
 	uint64_t m = exists(wsfd, ".git") ? GIT_BIT : 0;
-	for (int i = 0; doors && doors[i] && i < WSD_MAX; i++)
+	for (int i = 0; doors && doors[i] && i < WS_DOORS_MAX; i++)
 		if (exists(wsfd, doors[i]))
 			m |= 1ull << i;
 	return m;
@@ -100,12 +100,12 @@ static int move_aside(int wsfd, const char *rel, const char *ws_name)
 	return rc;
 }
 
-int wsd_quarantine(int wsfd, const char *const *doors, uint64_t before, const char *ws_name)
+int ws_doors_quarantine(int wsfd, const char *const *doors, uint64_t before, const char *ws_name)
 {
 	int moved = 0;
 	if (!(before & GIT_BIT) && exists(wsfd, ".git"))
 		moved += move_aside(wsfd, ".git", ws_name) == 0;
-	for (int i = 0; doors && doors[i] && i < WSD_MAX; i++)
+	for (int i = 0; doors && doors[i] && i < WS_DOORS_MAX; i++)
 		if (!(before & (1ull << i)) && exists(wsfd, doors[i]))
 			moved += move_aside(wsfd, doors[i], ws_name) == 0;
 	return moved;

@@ -13,15 +13,15 @@
 
 #include <stdint.h>
 
-#define WSD_MAX 62
+#define WS_DOORS_MAX 62
 
 /* NULL-terminated, relative to the workspace; a trailing '/' marks a directory. */
-extern const char *const wsd_default[];
+extern const char *const ws_doors_default[];
 
 /* Which doors (bit i for doors[i]) and whether .git (bit 63) exist, not following symlinks. */
-uint64_t wsd_snapshot(int wsfd, const char *const *doors);
+uint64_t ws_doors_snapshot(int wsfd, const char *const *doors);
 /* Moves aside every door that is there now but was not in `before`; returns how many it moved. Logs each,
  * and each it could not move. ws_name is for the log. */
-int wsd_quarantine(int wsfd, const char *const *doors, uint64_t before, const char *ws_name);
+int ws_doors_quarantine(int wsfd, const char *const *doors, uint64_t before, const char *ws_name);
 
 #endif

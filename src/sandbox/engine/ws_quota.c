@@ -66,7 +66,7 @@ static int mkfs(int img, uid_t uid, gid_t gid, char *err, size_t errlen)
 	/* Bounded wait: a stuck mke2fs is killed, not waited for. */
 	if ((pfd = pidfd_open(pid, 0)) >= 0) {
 		struct pollfd p = { pfd, POLLIN, 0 };
-		if (poll(&p, 1, WSQ_MKFS_TIMEOUT_MS) <= 0) {
+		if (poll(&p, 1, WS_QUOTA_MKFS_TIMEOUT_MS) <= 0) {
 			kill(pid, SIGKILL);
 			rc = -ETIMEDOUT;
 		}
@@ -84,7 +84,7 @@ static int mkfs(int img, uid_t uid, gid_t gid, char *err, size_t errlen)
 		snprintf(err, errlen, "mke2fs failed (%s %d): %s", WIFEXITED(st) ? "exit" : "signal",
 			 WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), msg);
 	} else if (rc == -ETIMEDOUT) {
-		snprintf(err, errlen, "mke2fs ran over %d ms", WSQ_MKFS_TIMEOUT_MS);
+		snprintf(err, errlen, "mke2fs ran over %d ms", WS_QUOTA_MKFS_TIMEOUT_MS);
 	}
 out:
 	if (pfd >= 0)
@@ -138,7 +138,7 @@ static int loop_attach(int img, char *dev, size_t devlen, char *err, size_t errl
 	return rc;
 }
 
-int wsq_image_mount(int dirfd, uint64_t bytes, uid_t uid, gid_t gid, mode_t mode, char *err, size_t errlen)
+int ws_quota_image_mount(int dirfd, uint64_t bytes, uid_t uid, gid_t gid, mode_t mode, char *err, size_t errlen)
 {
 	char dev[32];
 	int img = -1, loop = -1, fs = -1, mnt = -1, root = -1, rc = 0;

@@ -19,13 +19,13 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define WSQ_DEFAULT_BYTES (10ull << 30)
-#define WSQ_MIN_BYTES (16ull << 20) /* smaller ext4 file systems waste most of themselves on metadata */
-#define WSQ_MKFS_TIMEOUT_MS 20000
+#define WS_QUOTA_DEFAULT_BYTES (10ull << 30)
+#define WS_QUOTA_MIN_BYTES (16ull << 20) /* smaller ext4 file systems waste most of themselves on metadata */
+#define WS_QUOTA_MKFS_TIMEOUT_MS 20000
 
 /* An empty ext4 of `bytes` whose root directory is owned by uid:gid with mode (& 0777), kept in an
  * O_TMPFILE of dirfd on a loop device. Returns a detached mount fd (nosuid, nodev; not yet attached
  * anywhere, so it can still be idmapped) or -errno with a reason in err. Needs root. */
-int wsq_image_mount(int dirfd, uint64_t bytes, uid_t uid, gid_t gid, mode_t mode, char *err, size_t errlen);
+int ws_quota_image_mount(int dirfd, uint64_t bytes, uid_t uid, gid_t gid, mode_t mode, char *err, size_t errlen);
 
 #endif

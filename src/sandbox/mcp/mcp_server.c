@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cbuf.h"
+
 enum {
 	RPC_PARSE = -32700,
 	RPC_INVALID_REQUEST = -32600,
@@ -17,39 +19,14 @@ enum {
 
 static const char *const versions[] = { "2025-11-25", "2025-06-18", "2025-03-26" };
 
-struct buf {
-	char *p;
-	size_t len, cap;
-};
-
 struct mcps {
 	struct mcps_config c;
-	struct buf in, out;
+	cbuf in, out; /* a line being gathered (up to max_message), answers not yet taken */
 	bool discarding; /* dropping the rest of an over-long line */
 	bool initialized, ready;
 	char version[16];
 	char *client_name;
 };
-
-static int buf_add(struct buf *b, const char *d, size_t n)
-{
-	if (n > SIZE_MAX - b->len - 1)
-		return -ENOMEM;
-	if (b->len + n + 1 > b->cap) {
-		size_t nc = b->cap ? b->cap : 4096;
-		while (nc < b->len + n + 1)
-			nc *= 2;
-		char *np = realloc(b->p, nc);
-		if (!np)
-			return -ENOMEM;
-		b->p = np;
-		b->cap = nc;
-	}
-	memcpy(b->p + b->len, d, n);
-	b->len += n;
-	b->p[b->len] = 0;
-	return 0;
-}
 
 mcps *mcps_new(const struct mcps_config *c)
 {
@@ -59,6 +36,9 @@ mcps *mcps_new(const struct mcps_config *c)
 	m->c = *c;
 	if (!m->c.max_message)
 		m->c.max_message = MCPS_DEFAULT_MAX_MESSAGE;
+	/* feed() checks both caps itself (an over-long line gets an answer, too much output -ENOBUFS). */
+	cbuf_init(&m->in, 4096, m->c.max_message);
+	cbuf_init(&m->out, 4096, SIZE_MAX / 2);
 	if (!m->c.server_name)
 		m->c.server_name = "postern-sandbox";
 	if (!m->c.server_version)
@@ -70,8 +50,8 @@ void mcps_free(mcps *m)
 {
 	if (!m)
 		return;
-	free(m->in.p);
-	free(m->out.p);
+	cbuf_free(&m->in);
+	cbuf_free(&m->out);
 	free(m->client_name);
 	free(m);
 }
@@ -94,17 +74,12 @@ const char *mcps_client_name(const mcps *m)
 const char *mcps_output(const mcps *m, size_t *len)
 {
 	*len = m->out.len;
-	return m->out.p ? m->out.p : "";
+	return cbuf_str(&m->out);
 }
 
 void mcps_consume(mcps *m, size_t n)
 {
-	if (n >= m->out.len) {
-		m->out.len = 0;
-		return;
-	}
-	memmove(m->out.p, m->out.p + n, m->out.len - n);
-	m->out.len -= n;
+	cbuf_consume(&m->out, n);
 }
 
 json_t *mcps_text_result(const char *text, size_t len, bool is_error)
@@ -144,9 +119,9 @@ static int emit(mcps *m, json_t *resp)
 	json_decref(resp);
 	if (!s)
 		return -ENOMEM;
-	rc = buf_add(&m->out, s, strlen(s));
+	rc = cbuf_append(&m->out, s, strlen(s));
 	if (rc == 0)
-		rc = buf_add(&m->out, "\n", 1);
+		rc = cbuf_append(&m->out, "\n", 1);
 	free(s);
 	return rc;
 }
@@ -380,24 +355,24 @@ int mcps_feed(mcps *m, const char *data, size_t len)
 				m->discarding = false;
 		} else if (m->in.len + n > m->c.max_message) {
 			/* Over the cap: answer once, drop the rest of the line without buffering it. */
-			m->in.len = 0;
+			cbuf_consume(&m->in, m->in.len);
 			m->discarding = !nl;
 			rc = emit(m, mk_error(NULL, RPC_INVALID_REQUEST, "message exceeds the size limit", NULL));
 			if (rc < 0)
 				return rc;
 		} else if (nl) {
 			if (m->in.len) {
-				rc = buf_add(&m->in, data, n);
+				rc = cbuf_append(&m->in, data, n);
 				if (rc == 0)
-					rc = handle_line(m, m->in.p, m->in.len);
-				m->in.len = 0;
+					rc = handle_line(m, cbuf_str(&m->in), m->in.len);
+				cbuf_consume(&m->in, m->in.len);
 			} else {
 				rc = handle_line(m, data, n);
 			}
 			if (rc < 0)
 				return rc;
 		} else {
-			rc = buf_add(&m->in, data, n);
+			rc = cbuf_append(&m->in, data, n);
 			if (rc < 0)
 				return rc;
 		}
@@ -413,8 +388,8 @@ int mcps_finish(mcps *m)
 {
 	int rc = 0;
 	if (m->in.len && !m->discarding)
-		rc = handle_line(m, m->in.p, m->in.len);
-	m->in.len = 0;
+		rc = handle_line(m, cbuf_str(&m->in), m->in.len);
+	cbuf_consume(&m->in, m->in.len);
 	m->discarding = false;
 	return rc;
 }

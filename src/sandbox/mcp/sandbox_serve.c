@@ -18,7 +18,7 @@
 #include "core/log.h"
 #include "sandbox/egress/egress_proxy.h"
 #include "sandbox/engine/sandbox.h"
-#include "sandbox/engine/sandbox_slots.h"
+#include "sandbox/engine/slot.h"
 #include "sandbox/engine/sbxopt.h"
 #include "sandbox/mcp/mcp_server.h"
 #include "sandbox/tools/tools.h"
@@ -449,7 +449,7 @@ static int flush_out(mcps *m)
 	return 0;
 }
 
-int sandbox_serve_main(int argc, char **argv)
+int ssv_main(int argc, char **argv)
 {
 	struct ssv_opts o;
 	char err[512];

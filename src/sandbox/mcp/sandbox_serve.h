@@ -1,7 +1,7 @@
 /* `postern sandbox serve --stdio`: an MCP server (mcp_server) exposing the sandbox tools (tools) with one
  * sandbox (engine) per MCP session, created at the first tool call and torn down at session end (stdin
  * EOF, SIGTERM) or after the idle timeout; the egress proxy (egress_proxy) when domains are allowed; a cap
- * on concurrent sandboxes across processes (sandbox_slots). */
+ * on concurrent sandboxes across processes (slot.c). */
 #ifndef POSTERN_SANDBOX_SERVE_H
 #define POSTERN_SANDBOX_SERVE_H
 
@@ -11,7 +11,7 @@
 
 #include <jansson.h>
 
-#include "sandbox/mcp/ssv_opts.h"
+#include "sandbox/mcp/sandbox_serve_opts.h"
 
 /* One MCP session bound to (at most) one sandbox. */
 typedef struct ssv_session ssv_session;
@@ -26,6 +26,6 @@ int ssv_call(void *session, const char *tool, json_t *args, json_t **result);
 int ssv_poll_fd(const ssv_session *s);
 void ssv_pump(ssv_session *s);
 
-int sandbox_serve_main(int argc, char **argv);
+int ssv_main(int argc, char **argv);
 
 #endif

@@ -31,25 +31,12 @@ void tfile_addn(struct tfile_text *t, const char *s, size_t n)
 {
 	if (t->full)
 		return;
-	if (t->limit && t->len + n > t->limit) {
-		n = ttx_utf8_prefix(s, t->limit - t->len);
+	if (t->limit && t->b.len + n > t->limit) {
+		n = ttext_utf8_prefix(s, t->limit - t->b.len);
 		t->full = true;
 	}
-	if (t->len + n + 1 > t->cap) {
-		size_t nc = t->cap ? t->cap : 256;
-		while (nc < t->len + n + 1)
-			nc *= 2;
-		char *np = realloc(t->p, nc);
-		if (!np) {
-			t->full = true;
-			return;
-		}
-		t->p = np;
-		t->cap = nc;
-	}
-	memcpy(t->p + t->len, s, n);
-	t->len += n;
-	t->p[t->len] = 0;
+	if (cbuf_append(&t->b, s, n) < 0)
+		t->full = true;
 }
 
 void tfile_add(struct tfile_text *t, const char *s)
@@ -78,7 +65,7 @@ void tfile_err(struct tfile_res *r, const char *fmt, ...)
 	vsnprintf(buf, sizeof buf, fmt, ap);
 	va_end(ap);
 	r->err = true;
-	r->t.len = 0;
+	cbuf_consume(&r->t.b, r->t.b.len);
 	r->t.full = false;
 	tfile_add(&r->t, buf);
 }
@@ -150,7 +137,7 @@ int tfile_path(const struct tfctx *s, json_t *v, char *out, size_t outlen, struc
 		tfile_err(r, "'%s' holds a NUL byte", what);
 		return -EINVAL;
 	}
-	rc = ttx_path_norm(s->cwd, json_string_value(v), json_string_length(v), out, outlen);
+	rc = ttext_path_norm(s->cwd, json_string_value(v), json_string_length(v), out, outlen);
 	if (rc < 0)
 		tfile_err(r, "'%s' is not a usable path (%s)", what, strerror(-rc));
 	return rc;
@@ -264,7 +251,7 @@ void tfile_read(const struct tfctx *s, json_t *a, struct tfile_res *r)
 			     TOOL_READ_CAP / 1024);
 		} else if (len > TOOL_READ_CAP) {
 			tfile_err(r, "%s: the file is larger than it said; use bash for it", spath);
-		} else if (ttx_line_range(b, len, start, end, &off, &n) < 0) {
+		} else if (ttext_line_range(b, len, start, end, &off, &n) < 0) {
 			size_t lines = 0;
 			for (size_t i = 0; i < len; i++)
 				lines += b[i] == '\n';
@@ -293,7 +280,7 @@ void tfile_read(const struct tfctx *s, json_t *a, struct tfile_res *r)
 			scanned += (size_t)k;
 			for (ssize_t i = 0; i < k; i++) {
 				if (line >= start && (end <= 0 || line <= end)) {
-					if (r->t.len >= TOOL_READ_CAP) {
+					if (r->t.b.len >= TOOL_READ_CAP) {
 						over = true;
 						break;
 					}
@@ -308,7 +295,7 @@ void tfile_read(const struct tfctx *s, json_t *a, struct tfile_res *r)
 		if (over)
 			tfile_err(r, "%s: the requested lines are over the %u KiB read limit; ask for fewer lines", spath,
 			     TOOL_READ_CAP / 1024);
-		else if (line < start || (line == start && r->t.len == 0))
+		else if (line < start || (line == start && r->t.b.len == 0))
 			tfile_err(r, "%s: view_range starts at line %ld but the file has %ld lines%s", spath, start, line - 1,
 			     scanned >= TOOL_READ_SCAN_CAP ? " within the scanned part" : "");
 	}
@@ -424,7 +411,7 @@ static int resolve_target(const struct tfctx *s, char *spath, bool create_dirs, 
 		}
 		target[tl] = 0;
 		/* The link text is a sandbox path (absolute ones start at the sandbox root). */
-		if (ttx_path_norm(dir, target, (size_t)tl, next, sizeof next) < 0) {
+		if (ttext_path_norm(dir, target, (size_t)tl, next, sizeof next) < 0) {
 			tfile_err(r, "%s: symbolic link target is not usable", spath);
 			return -EINVAL;
 		}
@@ -557,8 +544,8 @@ void tfile_edit(const struct tfctx *s, json_t *a, struct tfile_res *r)
 		tfile_err(r, "%s: cannot read it within the %u MiB edit limit", spath, TOOL_EDIT_CAP >> 20);
 		goto out;
 	}
-	rc = ttx_edit(buf, len, json_string_value(o), json_string_length(o), json_string_value(n), json_string_length(n),
-		      json_is_true(all), TOOL_EDIT_CAP, &out, &outlen, &count);
+	rc = ttext_edit(buf, len, json_string_value(o), json_string_length(o), json_string_value(n),
+			json_string_length(n), json_is_true(all), TOOL_EDIT_CAP, &out, &outlen, &count);
 	if (rc == -ENOENT) {
 		tfile_err(r, "%s: old_string not found in the file; nothing was changed", spath);
 	} else if (rc == -EEXIST) {
@@ -582,18 +569,17 @@ int tfile_run(const char *name, tfile_fn fn, json_t *args, const char *cwd, unsi
 	      size_t *len, bool *is_error)
 {
 	struct tfctx c = { .cwd = cwd && *cwd == '/' ? cwd : "/", .budget_ms = budget_ms ? budget_ms : TOOL_FILE_TIMEOUT_MS };
-	struct tfile_res r = { .t = { .limit = TFILE_RESULT_CAP } };
+	struct tfile_res r = { .t = TFILE_TEXT_INIT(TFILE_RESULT_CAP) };
 
 	if (!json_is_object(args))
 		tfile_err(&r, "%s: arguments must be an object", name);
 	else
 		fn(&c, args, &r);
-	if (!r.t.p)
-		tfile_add(&r.t, "");
-	if (!r.t.p)
+	/* The caller frees the text: only a whole reset ever consumes, so it starts at the buffer's memory. */
+	*out = r.t.b.len ? (char *)r.t.b.p : strdup("");
+	if (!*out)
 		return -ENOMEM;
 	*is_error = r.err;
-	*len = r.t.len;
-	*out = r.t.p;
+	*len = r.t.b.len;
 	return 0;
 }

@@ -10,14 +10,17 @@
 
 #include <jansson.h>
 
+#include "core/cbuf.h"
 #include "sandbox/tools/tool_files.h"
 
-/* Growing text with a cap (limit, 0 = none): at the cap it is cut at a UTF-8 boundary and marked full. */
+/* Growing text with a cap (limit, 0 = none): at the cap it is cut at a UTF-8 boundary and marked full (a cut,
+ * not the cbuf's -ENOBUFS, which is why the cbuf itself is uncapped). Out of memory marks it full too. */
 struct tfile_text {
-	char *p;
-	size_t len, cap, limit;
+	cbuf b;
+	size_t limit;
 	bool full;
 };
+#define TFILE_TEXT_INIT(limit_) { .b = CBUF_INIT(256, SIZE_MAX / 2), .limit = (limit_) }
 
 struct tfile_res {
 	bool err;

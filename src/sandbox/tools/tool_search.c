@@ -114,7 +114,7 @@ static void glob_visit(struct walk *w, int dirfd, const char *name, const char *
 	(void)dirfd;
 	(void)name;
 	for (char **p = g->pats; *p; p++) {
-		if (!ttx_glob_match(*p, rel))
+		if (!ttext_glob_match(*p, rel))
 			continue;
 		if (ARR_RESERVE(g->m, g->n, g->cap, 64) < 0) {
 			g->oom = w->stop = true;
@@ -149,11 +149,11 @@ void tsearch_glob(const struct tfctx *s, json_t *a, struct tfile_res *r)
 		tfile_err(r, "'pattern' must be a string");
 		return;
 	}
-	if (ttx_glob_check(json_string_value(p), json_string_length(p), err, sizeof err) < 0) {
+	if (ttext_glob_check(json_string_value(p), json_string_length(p), err, sizeof err) < 0) {
 		tfile_err(r, "pattern: %s", err);
 		return;
 	}
-	if (ttx_glob_expand(json_string_value(p), &g.pats, &n) < 0) {
+	if (ttext_glob_expand(json_string_value(p), &g.pats, &n) < 0) {
 		tfile_err(r, "pattern: too many {} alternatives");
 		return;
 	}
@@ -180,7 +180,7 @@ out:
 	for (size_t i = 0; i < g.n; i++)
 		free(g.m[i].path);
 	free(g.m);
-	ttx_strv_free(g.pats);
+	ttext_strv_free(g.pats);
 }
 
 struct grep_state {
@@ -208,7 +208,7 @@ static void grep_buf(struct grep_state *g, const char *spath, char *b, size_t le
 		if (rc >= 0) {
 			size_t tl = e - i;
 			if (tl > TOOL_GREP_LINE)
-				tl = ttx_utf8_prefix(b + i, TOOL_GREP_LINE);
+				tl = ttext_utf8_prefix(b + i, TOOL_GREP_LINE);
 			tfile_printf(g->out, "%s:%ld:", spath, line);
 			tfile_addn(g->out, b + i, tl);
 			tfile_add(g->out, "\n");

@@ -17,7 +17,7 @@ enum { A_NORMAL, A_ESC, A_CSI, A_ESC_INT, A_STR, A_STR_ESC };
 #define ANSI_CSI_MAX 64
 #define ANSI_STR_MAX 4096
 
-size_t ttx_ansi_strip(struct ttx_ansi *a, char *buf, size_t len)
+size_t ttext_ansi_strip(struct ttext_ansi *a, char *buf, size_t len)
 {
 	size_t o = 0;
 
@@ -82,7 +82,7 @@ size_t ttx_ansi_strip(struct ttx_ansi *a, char *buf, size_t len)
 
 /* ---- tail ---------------------------------------------------------------------------------------- */
 
-int ttx_tail_init(struct ttx_tail *t, size_t cap)
+int ttext_tail_init(struct ttext_tail *t, size_t cap)
 {
 	memset(t, 0, sizeof *t);
 	if (cap == 0)
@@ -94,7 +94,7 @@ int ttx_tail_init(struct ttx_tail *t, size_t cap)
 	return 0;
 }
 
-void ttx_tail_push(struct ttx_tail *t, const char *data, size_t len)
+void ttext_tail_push(struct ttext_tail *t, const char *data, size_t len)
 {
 	t->total += len;
 	if (len >= t->cap) {
@@ -118,7 +118,7 @@ void ttx_tail_push(struct ttx_tail *t, const char *data, size_t len)
 	}
 }
 
-char *ttx_tail_take(const struct ttx_tail *t, size_t *len, bool *truncated)
+char *ttext_tail_take(const struct ttext_tail *t, size_t *len, bool *truncated)
 {
 	char *out = malloc(t->len + 1);
 	size_t first, skip = 0;
@@ -138,7 +138,7 @@ char *ttx_tail_take(const struct ttx_tail *t, size_t *len, bool *truncated)
 	return out;
 }
 
-void ttx_tail_free(struct ttx_tail *t)
+void ttext_tail_free(struct ttext_tail *t)
 {
 	free(t->buf);
 	memset(t, 0, sizeof *t);
@@ -146,15 +146,15 @@ void ttx_tail_free(struct ttx_tail *t)
 
 /* ---- sentinel framing ----------------------------------------------------------------------------- */
 
-void ttx_frame_init(struct ttx_frame *f, const char *nonce)
+void ttext_frame_init(struct ttext_frame *f, const char *nonce)
 {
 	memset(f, 0, sizeof *f);
 	f->marker[0] = '\n';
-	memcpy(f->marker + 1, nonce, TTX_NONCE_LEN);
-	f->mlen = TTX_NONCE_LEN + 1;
+	memcpy(f->marker + 1, nonce, TTEXT_NONCE_LEN);
+	f->mlen = TTEXT_NONCE_LEN + 1;
 }
 
-static bool code_byte(const struct ttx_frame *f, char c)
+static bool code_byte(const struct ttext_frame *f, char c)
 {
 	size_t n = f->hlen - f->mlen;
 	if (n >= 11)
@@ -162,7 +162,7 @@ static bool code_byte(const struct ttx_frame *f, char c)
 	return (c >= '0' && c <= '9') || (c == '-' && n == 0);
 }
 
-bool ttx_frame_feed(struct ttx_frame *f, const char *data, size_t len, ttx_emit_fn emit, void *ud)
+bool ttext_frame_feed(struct ttext_frame *f, const char *data, size_t len, ttext_emit_fn emit, void *ud)
 {
 	size_t run = 0; /* start of the bytes not yet emitted nor held */
 
@@ -217,7 +217,7 @@ bool ttx_frame_feed(struct ttx_frame *f, const char *data, size_t len, ttx_emit_
 	return false;
 }
 
-void ttx_frame_flush(struct ttx_frame *f, ttx_emit_fn emit, void *ud)
+void ttext_frame_flush(struct ttext_frame *f, ttext_emit_fn emit, void *ud)
 {
 	if (f->hlen)
 		emit(ud, f->hold, f->hlen);
@@ -225,7 +225,7 @@ void ttx_frame_flush(struct ttx_frame *f, ttx_emit_fn emit, void *ud)
 	f->in_code = false;
 }
 
-int ttx_bash_wrap(const char *cmd, size_t cmdlen, const char *nonce, char **out, size_t *outlen)
+int ttext_bash_wrap(const char *cmd, size_t cmdlen, const char *nonce, char **out, size_t *outlen)
 {
 	static const char fmt[] =
 		"IFS= builtin read -r -d '' __postern_cmd <<'__POSTERN_%.*s' || :\n"
@@ -251,13 +251,13 @@ int ttx_bash_wrap(const char *cmd, size_t cmdlen, const char *nonce, char **out,
 		free(c);
 		return -EAGAIN;
 	}
-	cap = cmdlen + sizeof fmt + 4 * TTX_NONCE_LEN;
+	cap = cmdlen + sizeof fmt + 4 * TTEXT_NONCE_LEN;
 	buf = malloc(cap);
 	if (!buf) {
 		free(c);
 		return -ENOMEM;
 	}
-	n = snprintf(buf, cap, fmt, TTX_NONCE_LEN, nonce, c, TTX_NONCE_LEN, nonce, TTX_NONCE_LEN, nonce);
+	n = snprintf(buf, cap, fmt, TTEXT_NONCE_LEN, nonce, c, TTEXT_NONCE_LEN, nonce, TTEXT_NONCE_LEN, nonce);
 	free(c);
 	if (n < 0 || (size_t)n >= cap) {
 		free(buf);
@@ -303,7 +303,7 @@ static size_t utf8_seq(const unsigned char *s, size_t len)
 	return n;
 }
 
-char *ttx_utf8_clean(const char *in, size_t len, size_t *outlen)
+char *ttext_utf8_clean(const char *in, size_t len, size_t *outlen)
 {
 	const unsigned char *s = (const unsigned char *)in;
 	size_t o = 0, bad = 0, i = 0;
@@ -342,7 +342,7 @@ char *ttx_utf8_clean(const char *in, size_t len, size_t *outlen)
 	return out;
 }
 
-size_t ttx_utf8_prefix(const char *s, size_t len)
+size_t ttext_utf8_prefix(const char *s, size_t len)
 {
 	size_t i = len, back = 0;
 
@@ -361,7 +361,7 @@ size_t ttx_utf8_prefix(const char *s, size_t len)
 
 /* ---- line ranges --------------------------------------------------------------------------------- */
 
-int ttx_line_range(const char *buf, size_t len, long start, long end, size_t *off, size_t *n)
+int ttext_line_range(const char *buf, size_t len, long start, long end, size_t *off, size_t *n)
 {
 	long line = 1;
 	size_t i = 0, b;
@@ -394,8 +394,8 @@ int ttx_line_range(const char *buf, size_t len, long start, long end, size_t *of
 
 /* ---- edit ---------------------------------------------------------------------------------------- */
 
-int ttx_edit(const char *buf, size_t len, const char *old, size_t oldlen, const char *new_, size_t newlen, bool all,
-	     size_t maxlen, char **out, size_t *outlen, size_t *count)
+int ttext_edit(const char *buf, size_t len, const char *old, size_t oldlen, const char *new_, size_t newlen, bool all,
+	       size_t maxlen, char **out, size_t *outlen, size_t *count)
 {
 	size_t cnt = 0, o = 0, i = 0, total;
 	const char *p;
@@ -449,7 +449,7 @@ static void seterr(char *err, size_t errlen, const char *msg)
 		snprintf(err, errlen, "%s", msg);
 }
 
-int ttx_glob_check(const char *pat, size_t len, char *err, size_t errlen)
+int ttext_glob_check(const char *pat, size_t len, char *err, size_t errlen)
 {
 	int depth = 0, groups = 0;
 	size_t seg = 0;
@@ -458,7 +458,7 @@ int ttx_glob_check(const char *pat, size_t len, char *err, size_t errlen)
 		seterr(err, errlen, "empty pattern");
 		return -EINVAL;
 	}
-	if (len > TTX_GLOB_MAX || memchr(pat, 0, len)) {
+	if (len > TTEXT_GLOB_MAX || memchr(pat, 0, len)) {
 		seterr(err, errlen, "pattern too long or holds a NUL byte");
 		return -EINVAL;
 	}
@@ -517,7 +517,7 @@ static int strv_add(struct strv *s, char *str)
 	return 0;
 }
 
-void ttx_strv_free(char **v)
+void ttext_strv_free(char **v)
 {
 	for (size_t i = 0; v && v[i]; i++)
 		free(v[i]);
@@ -580,13 +580,13 @@ static int expand_one(const char *pat, struct strv *acc)
 	return 0;
 }
 
-int ttx_glob_expand(const char *pat, char ***out, size_t *n)
+int ttext_glob_expand(const char *pat, char ***out, size_t *n)
 {
 	struct strv acc = { 0 };
 	int rc = expand_one(pat, &acc);
 
 	if (rc < 0) {
-		ttx_strv_free(acc.v);
+		ttext_strv_free(acc.v);
 		return rc;
 	}
 	*out = acc.v;
@@ -725,7 +725,7 @@ static bool gm_run(struct gm *g, int pi, int si)
 	return r;
 }
 
-bool ttx_glob_match(const char *pat, const char *path)
+bool ttext_glob_match(const char *pat, const char *path)
 {
 	const char *pb[GLOB_SEGS], *pe[GLOB_SEGS], *sb[GLOB_SEGS], *se[GLOB_SEGS];
 	unsigned char memo[(GLOB_SEGS + 1) * (GLOB_SEGS + 1)];
@@ -769,7 +769,7 @@ static int push_segs(char *out, size_t outlen, size_t *o, const char *p, size_t 
 	return 0;
 }
 
-int ttx_path_norm(const char *cwd, const char *path, size_t pathlen, char *out, size_t outlen)
+int ttext_path_norm(const char *cwd, const char *path, size_t pathlen, char *out, size_t outlen)
 {
 	size_t o = 0;
 	int rc;

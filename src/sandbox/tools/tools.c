@@ -90,8 +90,8 @@ static char *dupf(const char *fmt, ...)
 /* ---- bash ------------------------------------------------------------------------------------- */
 
 struct bash_sink {
-	struct ttx_ansi ansi;
-	struct ttx_tail tail;
+	struct ttext_ansi ansi;
+	struct ttext_tail tail;
 };
 
 static void bash_emit(void *ud, const char *data, size_t len)
@@ -102,15 +102,15 @@ static void bash_emit(void *ud, const char *data, size_t len)
 	while (len) {
 		size_t n = len < sizeof buf ? len : sizeof buf;
 		memcpy(buf, data, n);
-		ttx_tail_push(&s->tail, buf, ttx_ansi_strip(&s->ansi, buf, n));
+		ttext_tail_push(&s->tail, buf, ttext_ansi_strip(&s->ansi, buf, n));
 		data += n;
 		len -= n;
 	}
 }
 
-static int make_nonce(char out[TTX_NONCE_LEN + 1])
+static int make_nonce(char out[TTEXT_NONCE_LEN + 1])
 {
-	unsigned char r[TTX_NONCE_LEN / 2];
+	unsigned char r[TTEXT_NONCE_LEN / 2];
 	static const char hex[] = "0123456789abcdef";
 	if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
 		return -EIO;
@@ -118,7 +118,7 @@ static int make_nonce(char out[TTX_NONCE_LEN + 1])
 		out[2 * i] = hex[r[i] >> 4];
 		out[2 * i + 1] = hex[r[i] & 15];
 	}
-	out[TTX_NONCE_LEN] = 0;
+	out[TTEXT_NONCE_LEN] = 0;
 	return 0;
 }
 
@@ -126,11 +126,11 @@ static char *bash_result(struct bash_sink *s, const char *note, bool *is_error, 
 {
 	size_t len, clen;
 	bool trunc;
-	char *raw = ttx_tail_take(&s->tail, &len, &trunc), *clean, *out;
+	char *raw = ttext_tail_take(&s->tail, &len, &trunc), *clean, *out;
 
 	if (!raw)
 		return NULL;
-	clean = ttx_utf8_clean(raw, len, &clen);
+	clean = ttext_utf8_clean(raw, len, &clen);
 	free(raw);
 	if (!clean)
 		return NULL;
@@ -144,8 +144,8 @@ static char *bash_result(struct bash_sink *s, const char *note, bool *is_error, 
 char *tool_bash(tool_session *t, const char *cmd, size_t cmdlen, bool restart, unsigned timeout_ms, bool *is_error)
 {
 	struct bash_sink sink = { 0 };
-	struct ttx_frame fr;
-	char nonce[TTX_NONCE_LEN + 1], *wrap = NULL, *res = NULL, note[256];
+	struct ttext_frame fr;
+	char nonce[TTEXT_NONCE_LEN + 1], *wrap = NULL, *res = NULL, note[256];
 	size_t wlen = 0, woff = 0;
 	uint64_t deadline;
 	int rc, ws;
@@ -172,7 +172,7 @@ char *tool_bash(tool_session *t, const char *cmd, size_t cmdlen, bool restart, u
 			return dupf("bash: no randomness for the sentinel");
 		free(wrap);
 		wrap = NULL;
-		rc = ttx_bash_wrap(cmd, cmdlen, nonce, &wrap, &wlen);
+		rc = ttext_bash_wrap(cmd, cmdlen, nonce, &wrap, &wlen);
 	} while (rc == -EAGAIN);
 	if (rc == -EINVAL)
 		return dupf("bash: the command holds a NUL byte");
@@ -186,11 +186,11 @@ char *tool_bash(tool_session *t, const char *cmd, size_t cmdlen, bool restart, u
 			return dupf("bash: cannot start the shell in the sandbox: %s", strerror(-rc));
 		}
 	}
-	if (ttx_tail_init(&sink.tail, TOOL_BASH_OUTPUT_CAP) < 0) {
+	if (ttext_tail_init(&sink.tail, TOOL_BASH_OUTPUT_CAP) < 0) {
 		free(wrap);
 		return NULL;
 	}
-	ttx_frame_init(&fr, nonce);
+	ttext_frame_init(&fr, nonce);
 	deadline = now_ms() + timeout_ms;
 	for (;;) {
 		struct pollfd p[3] = { { t->shell_out, POLLIN, 0 },
@@ -220,9 +220,10 @@ char *tool_bash(tool_session *t, const char *cmd, size_t cmdlen, bool restart, u
 		/* A shell that exited while a background job still holds its output pipe never gives EOF:
 		 * check for its exit on quiet ticks. */
 		if (rc == 0 && t->b.shell_wait(t->b.ud, t->shell, 0, &ws) == 1) {
-			while ((n = read(t->shell_out, buf, sizeof buf)) > 0 && !ttx_frame_feed(&fr, buf, (size_t)n, bash_emit, &sink))
+			while ((n = read(t->shell_out, buf, sizeof buf)) > 0 &&
+			       !ttext_frame_feed(&fr, buf, (size_t)n, bash_emit, &sink))
 				;
-			ttx_frame_flush(&fr, bash_emit, &sink);
+			ttext_frame_flush(&fr, bash_emit, &sink);
 			snprintf(note, sizeof note, "[shell ended (status %d); a new shell starts on the next call]", ws);
 			shell_drop(t, true);
 			res = bash_result(&sink, note, is_error, true);
@@ -239,7 +240,7 @@ char *tool_bash(tool_session *t, const char *cmd, size_t cmdlen, bool restart, u
 			continue;
 		n = read(t->shell_out, buf, sizeof buf);
 		if (n > 0) {
-			if (ttx_frame_feed(&fr, buf, (size_t)n, bash_emit, &sink)) {
+			if (ttext_frame_feed(&fr, buf, (size_t)n, bash_emit, &sink)) {
 				if (fr.code != 0)
 					snprintf(note, sizeof note, "[exit code %d]", fr.code);
 				res = bash_result(&sink, fr.code ? note : NULL, is_error, fr.code != 0);
@@ -250,7 +251,7 @@ char *tool_bash(tool_session *t, const char *cmd, size_t cmdlen, bool restart, u
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			continue;
 		/* EOF: the shell exited (`exit N`, killed). */
-		ttx_frame_flush(&fr, bash_emit, &sink);
+		ttext_frame_flush(&fr, bash_emit, &sink);
 		ws = 0;
 		rc = t->b.shell_wait(t->b.ud, t->shell, 2000, &ws);
 		if (rc == 1 && WIFEXITED(ws))
@@ -265,7 +266,7 @@ char *tool_bash(tool_session *t, const char *cmd, size_t cmdlen, bool restart, u
 		res = bash_result(&sink, note, is_error, !(rc == 1 && WIFEXITED(ws) && WEXITSTATUS(ws) == 0));
 		break;
 	}
-	ttx_tail_free(&sink.tail);
+	ttext_tail_free(&sink.tail);
 	free(wrap);
 	return res ? res : dupf("bash: internal error");
 }
@@ -315,7 +316,7 @@ static char *worker_garbage(tool_session *t, const char *first, size_t n)
 			break;
 		len += (size_t)k;
 	}
-	clean = ttx_utf8_clean(buf, len, NULL);
+	clean = ttext_utf8_clean(buf, len, NULL);
 	res = worker_gone(t, clean ? clean : "unreadable output");
 	free(clean);
 	return res;
@@ -423,7 +424,7 @@ static char *run_file_tool(tool_session *t, const char *name, json_t *args, bool
 				break;
 			}
 			*is_error = d.flags & TWIRE_F_ERROR;
-			res = ttx_utf8_clean(d.payload, d.len, NULL);
+			res = ttext_utf8_clean(d.payload, d.len, NULL);
 			break;
 		}
 	}

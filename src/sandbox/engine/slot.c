@@ -1,5 +1,5 @@
-/* Cross-process sandbox slots (see sandbox_slots.h). */
-#include "sandbox/engine/sandbox_slots.h"
+/* Cross-process sandbox slots (see slot.h). */
+#include "sandbox/engine/slot.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -11,7 +11,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "sandbox/engine/sandbox_slots.h"
+#include "sandbox/engine/slot.h"
 
 static void test_cap_and_release(void **st)
 {

@@ -1,5 +1,5 @@
-/* The options of `postern sandbox serve` (see ssv_opts.h). */
-#include "sandbox/mcp/ssv_opts.h"
+/* The options of `postern sandbox serve` (see sandbox_serve_opts.h). */
+#include "sandbox/mcp/sandbox_serve_opts.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -9,7 +9,7 @@
 #include "core/cfg.h"
 #include "core/log.h"
 #include "sandbox/egress/egress_policy.h"
-#include "sandbox/engine/sandbox_slots.h"
+#include "sandbox/engine/slot.h"
 #include "sandbox/engine/sbxopt.h"
 
 /* The keys of a route's sandbox: mapping and the flag each one is. */

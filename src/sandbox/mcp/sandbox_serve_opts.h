@@ -1,8 +1,8 @@
 /* The options of `postern sandbox serve`: its flags, and the keys of a proxy route's `sandbox:` mapping,
  * which the proxy carries unparsed (core/optmap.h) and passes as `--option KEY=VALUE`. Both go through the
  * same code, so only the sandbox knows and validates its keys. */
-#ifndef POSTERN_SSV_OPTS_H
-#define POSTERN_SSV_OPTS_H
+#ifndef POSTERN_SANDBOX_SERVE_OPTS_H
+#define POSTERN_SANDBOX_SERVE_OPTS_H
 
 #include <stdbool.h>
 #include <stddef.h>

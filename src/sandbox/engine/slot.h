@@ -1,8 +1,8 @@
 /* A cap on concurrent sandboxes across processes: N slot files in a directory, a session holds one with
  * an exclusive flock() for its lifetime. The kernel drops the lock when the holder exits, so a crashed
  * session never leaks a slot. Works the same within one process (each slot is its own open file). */
-#ifndef POSTERN_SANDBOX_SLOTS_H
-#define POSTERN_SANDBOX_SLOTS_H
+#ifndef POSTERN_SLOT_H
+#define POSTERN_SLOT_H
 
 #include <stddef.h>
 
