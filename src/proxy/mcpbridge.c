@@ -1,66 +1,29 @@
-#include "proxy/mcpbridge.h"
+/* The stdio bridge's API: HTTP requests to sessions (POST, GET, DELETE), the session table with its cap and
+ * reclaim of idle sessions, metrics, and inspection of JSON-RPC messages (pure). The child processes are
+ * in mcpbridge_proc.c, the routing of their messages and the SSE streams in mcpbridge_stream.c. */
+#include "proxy/mcpbridge_int.h"
 
 #include <errno.h>
-#include <ftw.h>
-#include <jansson.h>
-#include <openssl/rand.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "core/log.h"
 
-#define MBR_MAX_PENDING 32
-#define MBR_KILL_GRACE_MS 5000
-
-typedef struct sess sess;
-
-struct mbr_req {
-	mbr *b;
-	sess *s;
-	char idkey[160];
-	mbr_done_cb cb;
-	void *ud;
-	uint64_t deadline;
-	bool init;
-	mbr_req *next;
-};
-
-struct sess {
-	mbr *b;
-	char id[33];
-	uv_process_t proc;
-	uv_pipe_t in, out;
-	uv_timer_t tick;
-	int open_handles;
-	bool exited, ending, initialized;
-	int64_t exit_status;
-	uint64_t last_active, kill_at;
-	char *line;
-	size_t line_len;
-	bool line_overflow;
-	mbr_req *pending;
-	unsigned npending;
-	char *workspace;
-	sess *next;
-};
-
-struct mbr {
-	uv_loop_t *loop;
-	char *name;
-	char **argv;
-	size_t argc;
-	char *workspace_root;
-	unsigned max_sessions, nsessions;
-	uint32_t idle_ms, req_ms;
-	size_t max_msg;
-	sess *sessions;
-	bool freeing;
-};
-
 /* ---- classification ------------------------------------------------------------------------------------ */
+
+/* The canonical key of a JSON-RPC id or progress token: "n:5", "s:abc"; -EINVAL when it is neither or too long. */
+static int id_key(json_t *id, char *out, size_t len)
+{
+	if (json_is_integer(id))
+		snprintf(out, len, "n:%lld", (long long)json_integer_value(id));
+	else if (json_is_string(id) && json_string_length(id) < len - 3)
+		snprintf(out, len, "s:%s", json_string_value(id));
+	else
+		return -EINVAL;
+	return 0;
+}
 
 static mbr_kind classify_json(json_t *m, char *idkey, size_t idlen, char *method, size_t mlen, char *why,
 			      size_t whylen)
@@ -77,15 +40,9 @@ static mbr_kind classify_json(json_t *m, char *idkey, size_t idlen, char *method
 	}
 	id = json_object_get(m, "id");
 	meth = json_object_get(m, "method");
-	if (id) {
-		if (json_is_integer(id))
-			snprintf(idkey, idlen, "n:%lld", (long long)json_integer_value(id));
-		else if (json_is_string(id) && json_string_length(id) < idlen - 3)
-			snprintf(idkey, idlen, "s:%s", json_string_value(id));
-		else {
-			snprintf(why, whylen, "id must be a string (under %zu bytes) or an integer", idlen - 3);
-			return MBR_INVALID;
-		}
+	if (id && id_key(id, idkey, idlen) < 0) {
+		snprintf(why, whylen, "id must be a string (under %zu bytes) or an integer", idlen - 3);
+		return MBR_INVALID;
 	}
 	if (meth) {
 		if (!json_is_string(meth) || json_string_length(meth) == 0 || json_string_length(meth) >= mlen) {
@@ -122,292 +79,82 @@ mbr_kind mbr_classify(const char *json, size_t n, char *idkey, size_t idlen, cha
 	return k;
 }
 
+/* The routing keys of a classified message. */
+static void route_keys(json_t *j, mbr_msg *m)
+{
+	json_t *params = json_object_get(j, "params"), *meta, *v;
+	m->progress[0] = m->related[0] = 0;
+	if (!json_is_object(params))
+		return;
+	if (m->kind == MBR_REQUEST && json_is_object(meta = json_object_get(params, "_meta")) &&
+	    (v = json_object_get(meta, "progressToken")) && id_key(v, m->progress, sizeof m->progress) < 0)
+		m->progress[0] = 0;
+	if (m->kind != MBR_NOTIFICATION)
+		return;
+	if (!strcmp(m->method, "notifications/progress") && (v = json_object_get(params, "progressToken")) &&
+	    id_key(v, m->progress, sizeof m->progress) < 0)
+		m->progress[0] = 0;
+	if (!strcmp(m->method, "notifications/cancelled") && (v = json_object_get(params, "requestId")) &&
+	    id_key(v, m->related, sizeof m->related) < 0)
+		m->related[0] = 0;
+}
+
+static mbr_kind inspect_json(json_t *j, mbr_msg *m, char *why, size_t whylen)
+{
+	m->idkey[0] = m->method[0] = 0;
+	m->kind = classify_json(j, m->idkey, sizeof m->idkey, m->method, sizeof m->method, why, whylen);
+	if (m->kind != MBR_INVALID)
+		route_keys(j, m);
+	return m->kind;
+}
+
+mbr_kind mbr_inspect(const char *json, size_t n, mbr_msg *m, char *why, size_t whylen)
+{
+	json_t *j = parse(json, n, why, whylen);
+	memset(m, 0, sizeof *m);
+	if (!j)
+		return MBR_INVALID;
+	inspect_json(j, m, why, whylen);
+	json_decref(j);
+	return m->kind;
+}
+
 /* ---- responses ----------------------------------------------------------------------------------------- */
 
-static void reply(mbr_done_cb cb, void *ud, int status, const char *sid, const char *ctype, const char *body)
+void mbri_reply(const mbr_sink *k, void *ud, int status, const char *sid, const char *ctype, const char *body)
 {
 	mbr_response r = { .status = status, .session_id = sid, .content_type = ctype, .body = body,
 			   .body_len = body ? strlen(body) : 0 };
-	cb(ud, &r);
+	k->respond(ud, &r);
+}
+
+static json_t *id_value(const char *idkey)
+{
+	if (idkey[0] == 'n' && idkey[1] == ':')
+		return json_integer(strtoll(idkey + 2, NULL, 10));
+	if (idkey[0] == 's' && idkey[1] == ':')
+		return json_string(idkey + 2);
+	return json_null();
+}
+
+char *mbri_error_line(const char *idkey, int code, const char *msg)
+{
+	json_t *e = json_pack("{s:s, s:o, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", idkey ? id_value(idkey) : json_null(),
+			      "error", "code", code, "message", msg);
+	char *s = e ? json_dumps(e, JSON_COMPACT) : NULL;
+	json_decref(e);
+	return s;
 }
 
 /* A JSON-RPC error as the HTTP body (the MCP SDKs read these). */
-static void reply_rpc_error(mbr_done_cb cb, void *ud, int status, int code, const char *msg)
+void mbri_reply_rpc_error(const mbr_sink *k, void *ud, int status, int code, const char *msg)
 {
-	json_t *e = json_pack("{s:s, s:n, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", "error", "code", code, "message", msg);
-	char *s = e ? json_dumps(e, JSON_COMPACT) : NULL;
-	reply(cb, ud, status, NULL, "application/json", s ? s : "{}");
+	char *s = mbri_error_line(NULL, code, msg);
+	mbri_reply(k, ud, status, NULL, "application/json", s ? s : "{}");
 	free(s);
-	json_decref(e);
-}
-
-static uint64_t now_ms(mbr *b) { return uv_now(b->loop); }
-
-static void req_unlink(mbr_req *r)
-{
-	mbr_req **pp;
-	if (!r->s)
-		return;
-	for (pp = &r->s->pending; *pp; pp = &(*pp)->next)
-		if (*pp == r) {
-			*pp = r->next;
-			r->s->npending--;
-			break;
-		}
-	r->s = NULL;
-}
-
-static void req_finish(mbr_req *r, int status, const char *sid, const char *ctype, const char *body)
-{
-	mbr_done_cb cb = r->cb;
-	void *ud = r->ud;
-	req_unlink(r);
-	free(r);
-	reply(cb, ud, status, sid, ctype, body);
-}
-
-void mbr_req_cancel(mbr_req *r)
-{
-	if (!r)
-		return;
-	req_unlink(r);
-	free(r);
 }
 
 /* ---- sessions ------------------------------------------------------------------------------------------ */
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
-static void sess_handle_closed(uv_handle_t *h)
-{
-	sess *s = h->data;
-	mbr *b = s->b;
-	sess **pp;
-	if (--s->open_handles > 0)
-		return;
-	for (pp = &b->sessions; *pp; pp = &(*pp)->next)
-		if (*pp == s) {
-			*pp = s->next;
-			b->nsessions--;
-			break;
-		}
-	if (s->workspace) {
-		nftw(s->workspace, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-		free(s->workspace);
-	}
-	free(s->line);
-	free(s);
-	if (b->freeing && !b->sessions) {
-		free(b->name);
-		free(b);
-	}
-}
-
-static void sess_fail_pending(sess *s, const char *why)
-{
-	char msg[200];
-	snprintf(msg, sizeof msg, "MCP server session ended: %s", why);
-	while (s->pending) {
-		mbr_req *r = s->pending;
-		mbr_done_cb cb = r->cb;
-		void *ud = r->ud;
-		req_unlink(r);
-		free(r);
-		reply_rpc_error(cb, ud, 502, -32603, msg);
-	}
-}
-
-/* Starts the end of a session: pending requests fail, the child gets SIGTERM, then SIGKILL. */
-static void sess_end(sess *s, const char *why)
-{
-	if (s->ending)
-		return;
-	s->ending = true;
-	log_info("msg=\"mcp session ended\" route=%s session=%.8s reason=\"%s\"", s->b->name, s->id, why);
-	sess_fail_pending(s, why);
-	if (!uv_is_closing((uv_handle_t *)&s->in))
-		uv_close((uv_handle_t *)&s->in, sess_handle_closed);
-	if (!s->exited) {
-		uv_process_kill(&s->proc, SIGTERM);
-		s->kill_at = now_ms(s->b) + MBR_KILL_GRACE_MS;
-	}
-}
-
-static void sess_close_all(sess *s)
-{
-	if (!uv_is_closing((uv_handle_t *)&s->in))
-		uv_close((uv_handle_t *)&s->in, sess_handle_closed);
-	if (!uv_is_closing((uv_handle_t *)&s->out))
-		uv_close((uv_handle_t *)&s->out, sess_handle_closed);
-	if (!uv_is_closing((uv_handle_t *)&s->tick))
-		uv_close((uv_handle_t *)&s->tick, sess_handle_closed);
-	if (!uv_is_closing((uv_handle_t *)&s->proc))
-		uv_close((uv_handle_t *)&s->proc, sess_handle_closed);
-}
-
-static void on_exit_cb(uv_process_t *p, int64_t status, int sig)
-{
-	sess *s = p->data;
-	char why[64];
-	s->exited = true;
-	s->exit_status = status;
-	if (sig)
-		snprintf(why, sizeof why, "server process killed by signal %d", sig);
-	else
-		snprintf(why, sizeof why, "server process exited with status %lld", (long long)status);
-	sess_end(s, why);
-	/* Keep reading: the child may have written its last response just before exiting. */
-	if (uv_is_closing((uv_handle_t *)&s->out) || s->b->freeing)
-		sess_close_all(s);
-}
-
-static void deliver_line(sess *s, char *line, size_t n)
-{
-	char idkey[160] = "", method[128], why[160];
-	mbr_kind k;
-	mbr_req *r;
-
-	if (n == 0)
-		return;
-	k = mbr_classify(line, n, idkey, sizeof idkey, method, sizeof method, why, sizeof why);
-	if (k != MBR_RESPONSE) {
-		/* Server-initiated messages need the GET stream, which this bridge does not offer. */
-		log_debug("msg=\"dropped server message\" route=%s kind=%d", s->b->name, (int)k);
-		return;
-	}
-	for (r = s->pending; r; r = r->next)
-		if (!strcmp(r->idkey, idkey))
-			break;
-	if (!r) {
-		log_debug("msg=\"response for no pending request\" route=%s", s->b->name);
-		return;
-	}
-	line[n] = 0;
-	if (r->init)
-		s->initialized = true;
-	s->last_active = now_ms(s->b);
-	req_finish(r, 200, r->init ? s->id : NULL, "application/json", line);
-}
-
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
-{
-	static char rbuf[64 * 1024];
-	(void)h;
-	(void)hint;
-	buf->base = rbuf;
-	buf->len = sizeof rbuf;
-}
-
-static void on_out(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
-{
-	sess *s = st->data;
-	size_t i, start = 0;
-	if (nread < 0) {
-		uv_close((uv_handle_t *)&s->out, sess_handle_closed);
-		sess_end(s, "server closed its output");
-		if (s->exited)
-			sess_close_all(s);
-		return;
-	}
-	for (i = 0; i < (size_t)nread; i++) {
-		if (buf->base[i] != '\n')
-			continue;
-		size_t part = i - start;
-		if (!s->line_overflow && s->line_len + part <= s->b->max_msg) {
-			memcpy(s->line + s->line_len, buf->base + start, part);
-			s->line_len += part;
-			deliver_line(s, s->line, s->line_len);
-		} else {
-			log_warn("msg=\"dropped oversized message from MCP server\" route=%s cap=%zu", s->b->name, s->b->max_msg);
-		}
-		s->line_len = 0;
-		s->line_overflow = false;
-		start = i + 1;
-	}
-	if (start < (size_t)nread) {
-		size_t part = (size_t)nread - start;
-		if (s->line_len + part > s->b->max_msg)
-			s->line_overflow = true;
-		else {
-			memcpy(s->line + s->line_len, buf->base + start, part);
-			s->line_len += part;
-		}
-	}
-}
-
-static void on_tick(uv_timer_t *t)
-{
-	sess *s = t->data;
-	uint64_t now = now_ms(s->b);
-	mbr_req *r, *next;
-	if (s->ending) {
-		if (!s->exited && s->kill_at && now >= s->kill_at) {
-			uv_process_kill(&s->proc, SIGKILL);
-			s->kill_at = 0;
-		}
-		return;
-	}
-	for (r = s->pending; r; r = next) {
-		next = r->next;
-		if (now >= r->deadline) {
-			mbr_done_cb cb = r->cb;
-			void *ud = r->ud;
-			req_unlink(r);
-			free(r);
-			reply_rpc_error(cb, ud, 504, -32603, "MCP server did not answer in time");
-		}
-	}
-	if (!s->pending && now - s->last_active >= s->b->idle_ms)
-		sess_end(s, "idle timeout");
-}
-
-static void write_done(uv_write_t *w, int status)
-{
-	(void)status;
-	free(w);
-}
-
-static int sess_write(sess *s, json_t *msg)
-{
-	char *txt = json_dumps(msg, JSON_COMPACT);
-	size_t n;
-	uv_write_t *w;
-	uv_buf_t buf;
-	int r;
-	if (!txt)
-		return -ENOMEM;
-	n = strlen(txt);
-	w = malloc(sizeof *w + n + 1);
-	if (!w) {
-		free(txt);
-		return -ENOMEM;
-	}
-	memcpy((char *)(w + 1), txt, n);
-	((char *)(w + 1))[n] = '\n';
-	free(txt);
-	buf = uv_buf_init((char *)(w + 1), (unsigned)(n + 1));
-	r = uv_write(w, (uv_stream_t *)&s->in, &buf, 1, write_done);
-	if (r < 0)
-		free(w);
-	return r;
-}
-
-static int make_id(char out[33])
-{
-	unsigned char raw[16];
-	if (RAND_bytes(raw, sizeof raw) != 1)
-		return -EIO;
-	for (int i = 0; i < 16; i++)
-		snprintf(out + 2 * i, 3, "%02x", raw[i]);
-	return 0;
-}
 
 /* Ending sessions do not count: their child is on its way out (SIGKILL at most 5 s later). */
 static unsigned live_sessions(const mbr *b)
@@ -426,201 +173,203 @@ static sess *sess_find(mbr *b, const char *id)
 	return NULL;
 }
 
-static int sess_spawn(mbr *b, sess **out, char *why, size_t whylen)
+void mbri_metrics(mbr *b)
 {
-	sess *s = calloc(1, sizeof *s);
-	uv_process_options_t po;
-	uv_stdio_container_t stdio[3];
-	char **args = NULL;
-	size_t na = 0;
-	int r = -ENOMEM;
-
-	if (!s || !(s->line = malloc(b->max_msg + 1)))
-		goto fail;
-	s->b = b;
-	if ((r = make_id(s->id)) < 0)
-		goto fail;
-	args = calloc(b->argc + 3, sizeof *args);
-	if (!args)
-		goto fail;
-	for (size_t i = 0; i < b->argc; i++)
-		args[na++] = b->argv[i];
-	if (b->workspace_root) {
-		if (asprintf(&s->workspace, "%s/%s", b->workspace_root, s->id) < 0) {
-			s->workspace = NULL;
-			goto fail;
-		}
-		if (mkdir(s->workspace, 0700) < 0) {
-			r = -errno;
-			snprintf(why, whylen, "cannot create session workspace %s: %s", s->workspace, strerror(errno));
-			free(s->workspace);
-			s->workspace = NULL;
-			goto fail;
-		}
-		/* The session's own, removed at its end: the engine may keep it on a capped disk of its own. */
-		args[na++] = "--scratch-workspace";
-		args[na++] = s->workspace;
-	}
-	uv_pipe_init(b->loop, &s->in, 0);
-	uv_pipe_init(b->loop, &s->out, 0);
-	uv_timer_init(b->loop, &s->tick);
-	s->in.data = s->out.data = s->tick.data = s->proc.data = s;
-	stdio[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
-	stdio[0].data.stream = (uv_stream_t *)&s->in;
-	stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-	stdio[1].data.stream = (uv_stream_t *)&s->out;
-	stdio[2].flags = UV_INHERIT_FD;
-	stdio[2].data.fd = 2;
-	memset(&po, 0, sizeof po);
-	po.file = args[0];
-	po.args = args;
-	po.exit_cb = on_exit_cb;
-	po.stdio = stdio;
-	po.stdio_count = 3;
-	r = uv_spawn(b->loop, &s->proc, &po);
-	free(args);
-	args = NULL;
-	s->open_handles = 4;
-	if (r < 0) {
-		snprintf(why, whylen, "cannot start %s: %s", b->argv[0], uv_strerror(r));
-		s->exited = true;
-		s->ending = true;
-		s->next = b->sessions;
-		b->sessions = s;
-		b->nsessions++;
-		sess_close_all(s);
-		return r;
-	}
-	uv_read_start((uv_stream_t *)&s->out, on_alloc, on_out);
-	uv_timer_start(&s->tick, on_tick, 1000, 1000);
-	s->last_active = now_ms(b);
-	s->next = b->sessions;
-	b->sessions = s;
-	b->nsessions++;
-	log_info("msg=\"mcp session started\" route=%s session=%.8s pid=%d", b->name, s->id, s->proc.pid);
-	*out = s;
-	return 0;
-fail:
-	if (s && !why[0])
-		snprintf(why, whylen, "out of memory");
-	free(args);
-	if (s) {
-		free(s->line);
-		free(s);
-	}
-	return r;
+	b->st.sessions = live_sessions(b);
+	adm_set(b->m_sessions, b->st.sessions);
+	adm_set(b->m_streams_get, b->st.get_streams);
+	adm_set(b->m_streams_post, b->st.post_streams);
 }
 
-int mbr_handle(mbr *b, const char *method, const char *session_id, const uint8_t *body, size_t n,
-	       mbr_done_cb cb, void *ud, mbr_req **out)
+/* Idle: no stream open, no request in flight, and no request for reclaim_idle. */
+static bool reclaimable(const sess *s, uint64_t now)
 {
-	char idkey[160] = "", meth[128] = "", why[200] = "";
+	return !s->ending && !s->pending && !s->conns && now - s->last_active >= s->b->reclaim_ms;
+}
+
+void mbri_reclaim(mbr *b, bool force)
+{
+	uint64_t now = mbri_now(b);
+	unsigned mark = MBR_RECLAIM_MARK(b->max_sessions), live;
+	if (b->freeing || (!force && now - b->last_reclaim_check < MBR_TICK_MS))
+		return;
+	b->last_reclaim_check = now;
+	while ((live = live_sessions(b)) > 0 && (force ? live >= b->max_sessions : live > mark)) {
+		sess *old = NULL;
+		for (sess *s = b->sessions; s; s = s->next)
+			if (reclaimable(s, now) && (!old || s->last_active < old->last_active))
+				old = s;
+		if (!old)
+			return;
+		b->st.reclaimed++;
+		adm_add(b->m_reclaimed, 1);
+		log_info("msg=\"mcp session reclaimed\" route=%s session=%.8s idle_ms=%llu sessions=%u max=%u mark=%u "
+			 "reason=\"%s\"",
+			 b->name, old->id, (unsigned long long)(now - old->last_active), live, b->max_sessions, mark,
+			 force ? "a new session at the cap" : "above the high-water mark");
+		mbri_end(old, "reclaimed: idle while the route is near its session cap");
+		if (force)
+			return;
+	}
+}
+
+static int handle_get(mbr *b, const mbr_http *h, const mbr_sink *k, void *ud, mbr_req **out)
+{
+	sess *s;
+	if (!h->session_id) {
+		mbri_reply_rpc_error(k, ud, 400, -32000, "Bad Request: Mcp-Session-Id header is required");
+		return 0;
+	}
+	if (!(s = sess_find(b, h->session_id))) {
+		mbri_reply_rpc_error(k, ud, 404, -32001, "Session not found");
+		return 0;
+	}
+	if (!h->accept_sse) {
+		mbri_reply_rpc_error(k, ud, 406, -32000, "Not Acceptable: the client must accept text/event-stream");
+		return 0;
+	}
+	s->last_active = mbri_now(b);
+	return mbri_open_get(s, k, ud, h->last_event_id, out);
+}
+
+int mbr_handle(mbr *b, const mbr_http *h, const mbr_sink *k, void *ud, mbr_req **out)
+{
+	char why[200] = "";
 	json_t *msg = NULL;
-	mbr_kind k;
+	mbr_msg m;
 	sess *s = NULL;
-	mbr_req *r;
+	mbri_pend *p = NULL;
+	mbr_req *q = NULL, *dummy;
 	int rc = 0;
 
-	if (out)
-		*out = NULL;
-	if (!strcmp(method, "DELETE")) {
-		if (!session_id || !(s = sess_find(b, session_id)))
-			reply(cb, ud, 404, NULL, "text/plain", "unknown MCP session\n");
+	if (!out)
+		out = &dummy;
+	*out = NULL;
+	if (!strcmp(h->method, "DELETE")) {
+		if (!h->session_id || !(s = sess_find(b, h->session_id)))
+			mbri_reply(k, ud, 404, NULL, "text/plain", "unknown MCP session\n");
 		else {
-			sess_end(s, "client ended the session");
-			reply(cb, ud, 200, NULL, NULL, NULL);
+			mbri_end(s, "client ended the session");
+			mbri_reply(k, ud, 200, NULL, NULL, NULL);
 		}
 		goto out;
 	}
-	if (strcmp(method, "POST") != 0) {
-		mbr_response resp = { .status = 405, .allow = "POST, DELETE", .content_type = "text/plain",
-				      .body = "this MCP route accepts POST and DELETE\n" };
+	if (!strcmp(h->method, "GET")) {
+		rc = handle_get(b, h, k, ud, out);
+		goto out;
+	}
+	if (strcmp(h->method, "POST") != 0) {
+		mbr_response resp = { .status = 405, .allow = "GET, POST, DELETE", .content_type = "text/plain",
+				      .body = "this MCP route accepts GET, POST and DELETE\n" };
 		resp.body_len = strlen(resp.body);
-		cb(ud, &resp);
+		k->respond(ud, &resp);
 		goto out;
 	}
-	if (n > b->max_msg) {
-		reply_rpc_error(cb, ud, 413, -32600, "message too large");
+	if (h->body_len > b->max_msg) {
+		mbri_reply_rpc_error(k, ud, 413, -32600, "message too large");
 		goto out;
 	}
-	msg = parse((const char *)body, n, why, sizeof why);
+	msg = parse((const char *)h->body, h->body_len, why, sizeof why);
 	if (!msg) {
-		reply_rpc_error(cb, ud, 400, -32700, why);
+		mbri_reply_rpc_error(k, ud, 400, -32700, why);
 		goto out;
 	}
-	k = classify_json(msg, idkey, sizeof idkey, meth, sizeof meth, why, sizeof why);
-	if (k == MBR_INVALID) {
-		reply_rpc_error(cb, ud, 400, -32600, why);
+	if (inspect_json(msg, &m, why, sizeof why) == MBR_INVALID) {
+		mbri_reply_rpc_error(k, ud, 400, -32600, why);
 		goto out;
 	}
-	if (!session_id) {
-		if (k != MBR_REQUEST || strcmp(meth, "initialize") != 0) {
-			reply_rpc_error(cb, ud, 400, -32000, "Bad Request: no valid session ID provided (initialize first)");
+	if (!h->session_id) {
+		if (m.kind != MBR_REQUEST || strcmp(m.method, "initialize") != 0) {
+			mbri_reply_rpc_error(k, ud, 400, -32000, "Bad Request: no valid session ID provided (initialize first)");
 			goto out;
 		}
+		if (live_sessions(b) >= b->max_sessions)
+			mbri_reclaim(b, true);
 		if (live_sessions(b) >= b->max_sessions) {
-			char m[120];
-			snprintf(m, sizeof m, "too many concurrent MCP sessions on route %s (max %u)", b->name, b->max_sessions);
-			log_warn("msg=\"session cap reached\" route=%s max=%u", b->name, b->max_sessions);
-			reply_rpc_error(cb, ud, 503, -32000, m);
+			char t[160];
+			snprintf(t, sizeof t, "too many concurrent MCP sessions on route %s (max %u, all busy)", b->name,
+				 b->max_sessions);
+			b->st.refused++;
+			adm_add(b->m_refused, 1);
+			log_warn("msg=\"session cap reached, every session busy\" route=%s max=%u", b->name, b->max_sessions);
+			mbri_reply_rpc_error(k, ud, 503, -32000, t);
 			goto out;
 		}
-		if ((rc = sess_spawn(b, &s, why, sizeof why)) < 0) {
+		if ((rc = mbri_spawn(b, &s, why, sizeof why)) < 0) {
 			log_error("msg=\"cannot start MCP server\" route=%s reason=\"%s\"", b->name, why);
-			reply_rpc_error(cb, ud, 502, -32603, why);
+			mbri_reply_rpc_error(k, ud, 502, -32603, why);
 			rc = 0;
 			goto out;
 		}
-	} else if (!(s = sess_find(b, session_id))) {
-		reply_rpc_error(cb, ud, 404, -32001, "Session not found");
+	} else if (!(s = sess_find(b, h->session_id))) {
+		mbri_reply_rpc_error(k, ud, 404, -32001, "Session not found");
 		goto out;
 	}
-	if (k == MBR_REQUEST && s->npending >= MBR_MAX_PENDING) {
-		reply_rpc_error(cb, ud, 429, -32000, "too many requests in flight on this session");
-		goto out;
-	}
-	if (k == MBR_REQUEST) {
-		for (mbr_req *p = s->pending; p; p = p->next)
-			if (!strcmp(p->idkey, idkey)) {
-				reply_rpc_error(cb, ud, 400, -32600, "a request with this id is already in flight");
+	if (m.kind == MBR_REQUEST) {
+		if (s->npending >= MBR_MAX_PENDING) {
+			mbri_reply_rpc_error(k, ud, 429, -32000, "too many requests in flight on this session");
+			goto out;
+		}
+		for (mbri_pend *o = s->pending; o; o = o->next)
+			if (!strcmp(o->idkey, m.idkey)) {
+				mbri_reply_rpc_error(k, ud, 400, -32600, "a request with this id is already in flight");
 				goto out;
 			}
+		/* Both before the write: once the child has the request, its answer must have somewhere to go. */
+		if (!(p = calloc(1, sizeof *p)) || !(q = mbri_conn_new(s, k, ud))) {
+			rc = -ENOMEM;
+			goto out;
+		}
 	}
-	if ((rc = sess_write(s, msg)) < 0) {
+	if ((rc = mbri_write(s, msg)) < 0) {
 		rc = 0;
-		reply_rpc_error(cb, ud, 502, -32603, "cannot write to the MCP server");
+		if (q) {
+			mbr_req_cancel(q);
+			q = NULL;
+		}
+		mbri_reply_rpc_error(k, ud, 502, -32603, "cannot write to the MCP server");
 		goto out;
 	}
-	s->last_active = now_ms(b);
-	if (k != MBR_REQUEST) {
-		reply(cb, ud, 202, NULL, NULL, NULL);
+	s->last_active = mbri_now(b);
+	if (m.kind != MBR_REQUEST) {
+		/* A notification, or the client's answer to a server request (its id is the child's own). */
+		mbri_reply(k, ud, 202, NULL, NULL, NULL);
 		goto out;
 	}
-	r = calloc(1, sizeof *r);
-	if (!r) {
-		rc = -ENOMEM;
-		goto out;
+	snprintf(p->idkey, sizeof p->idkey, "%s", m.idkey);
+	snprintf(p->progress, sizeof p->progress, "%s", m.progress);
+	p->init = !h->session_id;
+	p->deadline = mbri_now(b) + b->req_ms;
+	p->stream = h->accept_sse ? ++s->next_stream : 0;
+	p->conn = q;
+	{
+		mbri_pend **tail = &s->pending;
+		while (*tail)
+			tail = &(*tail)->next;
+		*tail = p;
+		s->npending++;
 	}
-	r->b = b;
-	r->s = s;
-	snprintf(r->idkey, sizeof r->idkey, "%s", idkey);
-	r->cb = cb;
-	r->ud = ud;
-	r->init = !session_id;
-	r->deadline = now_ms(b) + b->req_ms;
-	r->next = s->pending;
-	s->pending = r;
-	s->npending++;
-	if (out)
-		*out = r;
+	q->p = p;
+	q->sse = h->accept_sse;
+	q->stream = p->stream;
+	q->cursor = s->next_seq;
+	*out = q;
+	p = NULL;
+	q = NULL;
 out:
+	free(p);
+	if (q)
+		mbr_req_cancel(q);
 	json_decref(msg);
 	return rc;
 }
 
+/* ---- the bridge ---------------------------------------------------------------------------------------- */
+
 mbr *mbr_new(uv_loop_t *loop, const mbr_opts *o, char *err, size_t errlen)
 {
 	mbr *b = calloc(1, sizeof *b);
+	char l[300], l2[340];
 	size_t n = 0;
 	if (!b)
 		goto nomem;
@@ -644,8 +393,28 @@ mbr *mbr_new(uv_loop_t *loop, const mbr_opts *o, char *err, size_t errlen)
 		goto nomem;
 	b->max_sessions = o->max_sessions ? o->max_sessions : 16;
 	b->idle_ms = o->idle_timeout_ms ? o->idle_timeout_ms : 30u * 60 * 1000;
+	b->reclaim_ms = o->reclaim_idle_ms ? o->reclaim_idle_ms : 60u * 1000;
+	if (b->reclaim_ms > b->idle_ms)
+		b->reclaim_ms = b->idle_ms;
 	b->req_ms = o->request_timeout_ms ? o->request_timeout_ms : 15u * 60 * 1000;
 	b->max_msg = o->max_message ? o->max_message : 4u << 20;
+	b->st.max_sessions = b->max_sessions;
+	adm_label(l, sizeof l, "route", b->name);
+	b->m_sessions = adm_gauge("postern_mcp_sessions", "MCP sessions open on a stdio: or sandbox: route", l);
+	b->m_max = adm_gauge("postern_mcp_sessions_max", "Session cap of a stdio: or sandbox: route", l);
+	b->m_started = adm_counter("postern_mcp_sessions_started_total", "MCP sessions started (child processes)", l);
+	b->m_reclaimed = adm_counter("postern_mcp_sessions_reclaimed_total",
+				     "Idle MCP sessions ended because the route neared its session cap", l);
+	b->m_refused = adm_counter("postern_mcp_sessions_refused_total", "New MCP sessions refused (503): every session busy", l);
+	b->m_dropped = adm_counter("postern_mcp_events_dropped_total",
+				   "SSE events that fell out of a session's replay buffer before any client received them", l);
+	b->m_events = adm_counter("postern_mcp_events_total", "SSE events made from the server's messages", l);
+	snprintf(l2, sizeof l2, "%s,kind=\"get\"", l);
+	b->m_streams_get = adm_gauge("postern_mcp_streams", "SSE streams open (get: standalone GET streams; post: POST responses)", l2);
+	snprintf(l2, sizeof l2, "%s,kind=\"post\"", l);
+	b->m_streams_post = adm_gauge("postern_mcp_streams", "SSE streams open (get: standalone GET streams; post: POST responses)", l2);
+	adm_set(b->m_max, b->max_sessions);
+	mbri_metrics(b);
 	return b;
 nomem:
 	snprintf(err, errlen, "out of memory");
@@ -657,14 +426,20 @@ void mbr_free(mbr *b)
 {
 	if (!b)
 		return;
+	adm_metric **ms[] = { &b->m_sessions, &b->m_max, &b->m_started, &b->m_reclaimed, &b->m_refused,
+			      &b->m_dropped, &b->m_events, &b->m_streams_get, &b->m_streams_post };
 	b->freeing = true;
 	for (sess *s = b->sessions, *next; s; s = next) {
 		next = s->next;
-		/* s may be freed by sess_close_all's callbacks only later, from the loop. */
-		sess_end(s, "gateway shutting down");
+		/* s may be freed by mbri_close_all's callbacks only later, from the loop. */
+		mbri_end(s, "gateway shutting down");
 		if (!s->exited)
 			uv_process_kill(&s->proc, SIGKILL);
-		sess_close_all(s);
+		mbri_close_all(s);
+	}
+	for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
+		adm_metric_drop(*ms[i]);
+		*ms[i] = NULL;
 	}
 	/* Closing sessions still point at b: the last one to close frees it (callers run the loop after). */
 	for (size_t i = 0; b->argv && i < b->argc; i++)
@@ -680,3 +455,9 @@ void mbr_free(mbr *b)
 }
 
 unsigned mbr_sessions(const mbr *b) { return live_sessions(b); }
+
+void mbr_get_stats(const mbr *b, mbr_stats *out)
+{
+	*out = b->st;
+	out->sessions = live_sessions(b);
+}

@@ -1,11 +1,19 @@
-/* Streamable HTTP in front of a stdio MCP server: one child process per MCP session.
+/* Streamable HTTP (2025-03-26 .. 2025-11-25 sessions) in front of a stdio MCP server: one child process per
+ * MCP session.
  *
  * The proxy hands each complete HTTP request for a `stdio:` or `sandbox:` route to mbr_handle(). A POST
  * without Mcp-Session-Id must carry `initialize`: a child is spawned and the response carries a fresh
- * Mcp-Session-Id. Later POSTs are written to that child's stdin as one line; a request waits for the
- * response line with the same id (application/json), notifications and responses get 202. DELETE ends the
- * session; GET (server-initiated stream) is 405, which the spec allows. A session ends on DELETE, child
- * exit, or idle timeout; its child is killed (SIGTERM, SIGKILL after 5 s).
+ * Mcp-Session-Id. Later POSTs are written to that child's stdin as one line. A request is answered with the
+ * response line of the same id: as application/json when the response is the first thing the child sends for
+ * it, else (when the client accepts text/event-stream) as an SSE stream that carries the request's progress
+ * notifications, other server messages routed to it, and then the response. Notifications and responses
+ * (the client's answers to server requests; ids are the child's own, not rewritten) get 202.
+ * GET with Accept: text/event-stream opens the session's one standalone SSE stream (a second: 409) for
+ * server-initiated messages. Every SSE event has an id `<stream>-<seq>` (stream 0 = the GET stream, n = the
+ * n-th SSE POST of the session) and sits in a bounded per-session replay buffer; GET with Last-Event-ID
+ * replays what followed on that stream and then carries it on. Routing of child messages: docs/proxy.md.
+ * DELETE ends the session. A session ends on DELETE, child exit, idle timeout, or reclaim (idle sessions,
+ * oldest first, once the route nears its session cap); its child is killed (SIGTERM, SIGKILL after 5 s).
  * Everything runs on the caller's libuv loop. */
 #ifndef POSTERN_MCPBRIDGE_H
 #define POSTERN_MCPBRIDGE_H
@@ -19,12 +27,13 @@ typedef struct mbr mbr;
 typedef struct mbr_req mbr_req;
 
 typedef struct mbr_opts {
-	const char *name;            /* route name, for logs */
+	const char *name;            /* route name, for logs and metrics */
 	const char *const *argv;     /* the stdio MCP server command; copied */
 	const char *workspace_root;  /* sandbox routes: each session gets <root>/<session id>, passed as
 					--workspace after argv; NULL = none */
 	unsigned max_sessions;       /* 0 = 16 */
-	uint32_t idle_timeout_ms;    /* 0 = 30 min */
+	uint32_t idle_timeout_ms;    /* end a session idle this long; 0 = 30 min */
+	uint32_t reclaim_idle_ms;    /* near the cap, end sessions idle this long; 0 = 60 s (at most idle) */
 	uint32_t request_timeout_ms; /* wait for a response line; 0 = 15 min */
 	size_t max_message;          /* request body and response line cap; 0 = 4 MiB */
 } mbr_opts;
@@ -38,23 +47,67 @@ typedef struct mbr_response {
 	size_t body_len;
 } mbr_response;
 
-/* Called once per mbr_handle that returned 0, from the loop or from inside mbr_handle; r is valid only
- * during the call. Not called after mbr_req_cancel. */
-typedef void (*mbr_done_cb)(void *ud, const mbr_response *r);
+/* The caller's side of one exchange. Either respond() once (a whole response), or stream_head() once, then
+ * stream_data() any number of times, then stream_end() once. respond() and stream_end() are the last call
+ * (the mbr_req is gone when they run, so the caller must not cancel it after). stream_data() returning <0
+ * (the client is gone) also ends the exchange: the bridge forgets the request and calls nothing more.
+ * full() tells whether the caller's output queue is over its high-water mark: the bridge then stops
+ * writing to it (and reading the child's output) until mbr_req_resume(). Calls come from the loop or from
+ * inside mbr_handle / mbr_req_resume; r and bytes are valid only during the call. */
+typedef struct mbr_sink {
+	void (*respond)(void *ud, const mbr_response *r);
+	int (*stream_head)(void *ud, int status, const char *session_id); /* text/event-stream */
+	int (*stream_data)(void *ud, const char *p, size_t n);
+	void (*stream_end)(void *ud);
+	bool (*full)(void *ud);
+} mbr_sink;
+
+/* One HTTP request as the bridge needs it. */
+typedef struct mbr_http {
+	const char *method;        /* "POST", "GET", "DELETE", ... */
+	const char *session_id;    /* Mcp-Session-Id, or NULL */
+	const char *last_event_id; /* Last-Event-ID, or NULL */
+	bool accept_sse;           /* Accept lists text/event-stream */
+	const uint8_t *body;
+	size_t body_len;
+} mbr_http;
 
 mbr *mbr_new(uv_loop_t *loop, const mbr_opts *o, char *err, size_t errlen);
 /* Kills every session's child; handles close on the loop. */
 void mbr_free(mbr *b);
-/* method: "POST", "GET", "DELETE", ...; session_id: the Mcp-Session-Id header or NULL. *out (may be NULL)
- * lets the caller cancel while waiting. 0, or <0 (no callback then). */
-int mbr_handle(mbr *b, const char *method, const char *session_id, const uint8_t *body, size_t n,
-	       mbr_done_cb cb, void *ud, mbr_req **out);
-/* The client went away: the callback will not fire. */
+/* Answers h through sink (ud is passed back). *out (may be NULL) is the handle while the exchange waits or
+ * streams, NULL when it was answered inside the call. 0, or <0 (no callback then). */
+int mbr_handle(mbr *b, const mbr_http *h, const mbr_sink *sink, void *ud, mbr_req **out);
+/* The client went away: no more callbacks. A request in flight stays in flight (its SSE events stay in
+ * the replay buffer for a GET with Last-Event-ID). */
 void mbr_req_cancel(mbr_req *r);
+/* The caller's output fell below its low-water mark after full() was true. */
+void mbr_req_resume(mbr_req *r);
 unsigned mbr_sessions(const mbr *b);
+/* The gateway drains: GET streams end (a client would reconnect, and is refused), POST streams go on to
+ * their response. Sessions stay until mbr_free. */
+void mbr_drain(mbr *b);
+
+typedef struct mbr_stats {
+	unsigned sessions, max_sessions, get_streams, post_streams;
+	uint64_t started, reclaimed, refused, events, events_dropped;
+} mbr_stats;
+void mbr_get_stats(const mbr *b, mbr_stats *out);
 
 /* JSON-RPC message classification (pure; unit-tested and fuzzed). */
 typedef enum mbr_kind { MBR_INVALID = 0, MBR_REQUEST, MBR_NOTIFICATION, MBR_RESPONSE } mbr_kind;
+
+#define MBR_KEY_MAX 160
+/* What routing needs from one message. Keys are canonical ("n:5", "s:abc"); empty when absent. */
+typedef struct mbr_msg {
+	mbr_kind kind;
+	char idkey[MBR_KEY_MAX];    /* requests and responses: the id */
+	char method[128];           /* requests and notifications */
+	char progress[MBR_KEY_MAX]; /* requests: params._meta.progressToken; notifications/progress: params.progressToken */
+	char related[MBR_KEY_MAX];  /* notifications/cancelled: params.requestId */
+} mbr_msg;
+/* Fills m from one JSON-RPC message; MBR_INVALID with a reason in why. */
+mbr_kind mbr_inspect(const char *json, size_t n, mbr_msg *m, char *why, size_t whylen);
 /* Classifies one JSON-RPC message. For requests and responses, idkey (cap idlen) gets a canonical form of the
  * id ("n:5", "s:abc") and, for requests, method (cap mlen) the method name. why gets a reason when invalid. */
 mbr_kind mbr_classify(const char *json, size_t n, char *idkey, size_t idlen, char *method, size_t mlen,

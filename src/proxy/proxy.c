@@ -206,6 +206,7 @@ static int make_bridges(px *p, char *err, size_t errlen)
 		}
 		o.max_sessions = r->max_sessions;
 		o.idle_timeout_ms = r->idle_timeout_ms;
+		o.reclaim_idle_ms = r->reclaim_idle_ms;
 		if (!(p->bridges[i] = mbr_new(p->loop, &o, err, errlen)))
 			return -EINVAL;
 		log_info("msg=\"mcp route ready\" route=%s kind=%s command=%s", r->name, route_kind_name(r->kind), argv[0]);
@@ -318,6 +319,11 @@ void px_begin_shutdown(px *p, px_drained_cb cb, void *ud)
 			pxi_conn_finish(c, true);
 		pxi_leave(c);
 	}
+	/* GET streams of the stdio bridge never end by themselves: they end now (POST streams end with their
+	 * response). Their connections then close as they would after any exchange while draining. */
+	for (size_t i = 0; p->bridges && i < p->cfg->routes.n; i++)
+		if (p->bridges[i])
+			mbr_drain(p->bridges[i]);
 	if (p->nconns == 0)
 		uv_timer_start(&p->dtimer, pxi_on_drained_timer, 0, 0);
 	else

@@ -52,10 +52,10 @@ void px_config_free(px_config *c)
 }
 
 /* `name: {sandbox: {...}}` (options the sandbox checks, carried unparsed) or
- * `name: {stdio: [cmd, args...], max_sessions: N, idle_timeout: D}`. */
+ * `name: {stdio: [cmd, args...], max_sessions: N, idle_timeout: D, reclaim_idle: D}`. */
 static int load_mcp_route(cfg_doc *d, cfg_node *routes, const char *name, cfg_node *val, route *r)
 {
-	static const char *const top[] = { "stdio", "sandbox", "max_sessions", "idle_timeout", NULL };
+	static const char *const top[] = { "stdio", "sandbox", "max_sessions", "idle_timeout", "reclaim_idle", NULL };
 	cfg_node *sb = NULL, *st = cfg_get(val, "stdio");
 	char **list = NULL, err[384];
 	size_t n = 0;
@@ -80,6 +80,13 @@ static int load_mcp_route(cfg_doc *d, cfg_node *routes, const char *name, cfg_no
 		if (ms < 1000 || ms > 7 * 86400000LL)
 			return cfg_fail(d, val, "idle_timeout", "must be between 1s and 168h");
 		r->idle_timeout_ms = (uint32_t)ms;
+	}
+	if ((rc = cfg_get_duration_ms(d, val, "reclaim_idle", &ms)) < 0)
+		return rc;
+	if (rc == 0) {
+		if (ms < 1000 || ms > 7 * 86400000LL)
+			return cfg_fail(d, val, "reclaim_idle", "must be between 1s and 168h");
+		r->reclaim_idle_ms = (uint32_t)ms;
 	}
 	if (st) {
 		if (cfg_get(val, "sandbox"))

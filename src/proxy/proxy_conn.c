@@ -647,8 +647,14 @@ void px_conn_eof(px_conn *c)
 		return;
 	pxi_enter(c);
 	c->in_eof = true;
-	if (!c->closing)
+	if (!c->closing && c->st == C_WAIT && c->mreq && c->x && c->x->req.method == HTTP_GET) {
+		/* A GET stream of the stdio bridge has no end of its own: the client's FIN is its end (the request
+		 * is not read while it waits, so drive would not see it). */
+		c->client_done = true;
+		pxi_conn_finish(c, true);
+	} else if (!c->closing) {
 		pxi_drive(c);
+	}
 	pxi_leave(c);
 }
 
@@ -661,5 +667,7 @@ void px_conn_drained(px_conn *c)
 		c->up_paused = false;
 		tconn_resume(c->up->tc);
 	}
+	if (c->mreq)
+		mbr_req_resume(c->mreq); /* an SSE stream of the stdio bridge waits for room */
 	pxi_leave(c);
 }

@@ -95,7 +95,8 @@ struct px_conn {
 	/* stdio:/sandbox: routes: the request body is gathered, then answered by the bridge */
 	cbuf mbody; /* at most PX_MCP_MAX_BODY */
 	bool mbody_over;
-	mbr_req *mreq;
+	bool mchunked; /* the bridge's SSE response goes out chunked */
+	mbr_req *mreq;  /* the bridge's exchange while it waits or streams */
 };
 
 /* Allocated when a request's first byte arrives and freed when the exchange ends, so that an idle keep-alive

@@ -388,7 +388,8 @@ void pxi_start_mcp(px_conn *c)
 	c->st = C_MBODY;
 }
 
-static void mcp_done(void *ud, const mbr_response *r)
+/* Writes the whole response the bridge made and ends the exchange. */
+static void mcp_respond(void *ud, const mbr_response *r)
 {
 	px_conn *c = ud;
 	char head[512];
@@ -422,11 +423,117 @@ static void mcp_done(void *ud, const mbr_response *r)
 	pxi_leave(c);
 }
 
+/* The bridge's write failed on our side: the exchange is over and the bridge forgets it. */
+static int mcp_stream_fail(px_conn *c)
+{
+	c->mreq = NULL;
+	pxi_conn_finish(c, false);
+	return -EPIPE;
+}
+
+/* An SSE response: chunked on HTTP/1.1 (the connection stays usable), close-delimited on HTTP/1.0. */
+static int mcp_stream_head(void *ud, int status, const char *sid)
+{
+	px_conn *c = ud;
+	char head[512];
+	int n, r = 0;
+	if (c->closing || c->aborted)
+		return -EPIPE;
+	pxi_enter(c);
+	c->mchunked = c->x->req.http_minor >= 1;
+	c->status = (unsigned)status;
+	n = snprintf(head, sizeof head,
+		     "HTTP/1.1 %d %s\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache, no-store\r\n"
+		     "X-Accel-Buffering: no\r\n%s%s%s%s\r\n",
+		     status, http_status_str((enum http_status)status), sid ? "Mcp-Session-Id: " : "", sid ? sid : "",
+		     sid ? "\r\n" : "", c->mchunked ? "Transfer-Encoding: chunked\r\n" : "Connection: close\r\n");
+	if (n <= 0 || (size_t)n >= sizeof head || pxi_cwrite(c, (const uint8_t *)head, (size_t)n) < 0) {
+		r = mcp_stream_fail(c);
+	} else {
+		c->resp_started = true;
+		c->resp_bytes += (size_t)n;
+	}
+	pxi_leave(c);
+	return r;
+}
+
+static int mcp_stream_data(void *ud, const char *p, size_t n)
+{
+	px_conn *c = ud;
+	char *buf;
+	int k = 0, r = 0;
+	if (!n)
+		return 0;
+	if (c->closing || c->aborted)
+		return -EPIPE;
+	pxi_enter(c);
+	/* One write per event (one TLS record when it fits): chunk size line, the event, CRLF. */
+	buf = malloc(n + 24);
+	if (buf) {
+		if (c->mchunked)
+			k = snprintf(buf, 24, "%zx\r\n", n);
+		memcpy(buf + k, p, n);
+		if (c->mchunked) {
+			memcpy(buf + k + n, "\r\n", 2);
+			n += 2;
+		}
+	}
+	if (!buf || pxi_cwrite(c, (const uint8_t *)buf, (size_t)k + n) < 0)
+		r = mcp_stream_fail(c);
+	else
+		c->resp_bytes += (size_t)k + n;
+	free(buf);
+	pxi_leave(c);
+	return r;
+}
+
+static void mcp_stream_end(void *ud)
+{
+	px_conn *c = ud;
+	bool keep = c->mchunked && c->x->req.keep_alive && !c->px->draining && !c->client_done;
+	c->mreq = NULL;
+	if (c->closing || c->aborted)
+		return;
+	pxi_enter(c);
+	if (c->mchunked && pxi_cwrite(c, (const uint8_t *)"0\r\n\r\n", 5) < 0) {
+		pxi_conn_finish(c, false);
+	} else {
+		c->resp_bytes += c->mchunked ? 5 : 0;
+		c->req_done = c->resp_done = true;
+		c->x->resp.keep_alive = keep;
+		c->x->req.upgrade = false;
+		pxi_end_exchange(c);
+	}
+	pxi_leave(c);
+}
+
+static bool mcp_full(void *ud)
+{
+	px_conn *c = ud;
+	return c->closing || c->aborted || c->ops->over_high_water(c->ctx);
+}
+
+static const mbr_sink mcp_sink = {
+	.respond = mcp_respond,
+	.stream_head = mcp_stream_head,
+	.stream_data = mcp_stream_data,
+	.stream_end = mcp_stream_end,
+	.full = mcp_full,
+};
+
+/* A header of the request head as a string; NULL when absent or over cap (the caller's buffer). */
+static const char *head_value(px_conn *c, const char *name, char *buf, size_t cap, int *rc)
+{
+	*rc = h1_head_value(cbuf_data(&c->head), c->head.len, name, buf, cap);
+	return *rc >= 0 ? buf : NULL;
+}
+
 void pxi_finish_mcp_request(px_conn *c)
 {
 	mbr *b = c->px->bridges[c->rt - c->px->cfg->routes.v];
-	char sid[128];
-	const char *sidp = NULL;
+	char sid[128], last[300], accept[1024];
+	const char *a;
+	mbr_http h = { 0 };
 	int r;
 
 	c->st = C_WAIT;
@@ -435,15 +542,25 @@ void pxi_finish_mcp_request(px_conn *c)
 		pxi_respond(c, 413, "Content Too Large", "MCP message too large (cap 4 MiB)");
 		return;
 	}
-	r = h1_head_value(cbuf_data(&c->head), c->head.len, "Mcp-Session-Id", sid, sizeof sid);
+	h.session_id = head_value(c, "Mcp-Session-Id", sid, sizeof sid, &r);
 	if (r == -E2BIG) {
 		pxi_respond(c, 400, "Bad Request", "Mcp-Session-Id too long");
 		return;
 	}
-	if (r >= 0)
-		sidp = sid;
+	h.last_event_id = head_value(c, "Last-Event-ID", last, sizeof last, &r);
+	if (r == -E2BIG) {
+		pxi_respond(c, 400, "Bad Request", "Last-Event-ID too long");
+		return;
+	}
+	/* An Accept longer than the buffer is read as not listing SSE: the answer is then plain JSON. */
+	a = head_value(c, "Accept", accept, sizeof accept, &r);
+	h.accept_sse = a && strcasestr(a, "text/event-stream");
 	cbuf_free(&c->head);
-	r = mbr_handle(b, c->x->method, sidp, cbuf_data(&c->mbody), c->mbody.len, mcp_done, c, &c->mreq);
+	h.method = c->x->method;
+	h.body = cbuf_data(&c->mbody);
+	h.body_len = c->mbody.len;
+	c->mchunked = false;
+	r = mbr_handle(b, &h, &mcp_sink, c, &c->mreq);
 	if (r < 0)
 		pxi_respond(c, 500, "Internal Server Error", "MCP bridge failure");
 }

@@ -318,6 +318,7 @@ int route_table_add(route_table *t, const char *name, const route *r)
 	nr.workspace_root = r->workspace_root ? strdup(r->workspace_root) : NULL;
 	nr.max_sessions = r->max_sessions;
 	nr.idle_timeout_ms = r->idle_timeout_ms;
+	nr.reclaim_idle_ms = r->reclaim_idle_ms;
 	if (!nr.name || (r->host && !nr.host) || (r->value && !nr.value) || (r->argv && !nr.argv) ||
 	    (r->workspace_root && !nr.workspace_root)) {
 		free(nr.name);

@@ -29,6 +29,7 @@ typedef struct route {
 	char *workspace_root;     /* sandbox: per-session workspaces under this host directory; NULL = tmpfs */
 	unsigned max_sessions;    /* stdio/sandbox: concurrent MCP sessions; 0 = default */
 	uint32_t idle_timeout_ms; /* stdio/sandbox: end an idle session; 0 = default (30 min) */
+	uint32_t reclaim_idle_ms; /* stdio/sandbox: near the session cap, end sessions idle this long; 0 = 60 s */
 } route;
 
 typedef struct route_table {

@@ -87,7 +87,7 @@ test('sandbox route: sessions are isolated and the cap gives a clear error', asy
     await a.client.callTool({ name: 'bash', arguments: { command: 'echo secret-a > /tmp/x' } });
     const rb = await b.client.callTool({ name: 'bash', arguments: { command: 'cat /tmp/x 2>&1; echo rc=$?' } });
     assert.match(text(rb), /No such file/);
-    await assert.rejects(() => connectMcp(url('box'), { ca }), /too many concurrent MCP sessions on route box \(max 2\)/);
+    await assert.rejects(() => connectMcp(url('box'), { ca }), /too many concurrent MCP sessions on route box \(max 2, all busy\)/);
   } finally {
     await a.close();
     await b.close();
@@ -116,9 +116,16 @@ test('bridge protocol errors are JSON-RPC errors with the right HTTP status', as
   assert.match((await r.json()).error.message, /initialize first/);
   r = await post('{"jsonrpc":"2.0","id":1,"method":"tools/list"}', { 'mcp-session-id': 'nope' });
   assert.equal(r.status, 404);
+  // GET opens a session's SSE stream: it needs a session
   r = await f(url('box'), { method: 'GET', headers: { accept: 'text/event-stream' } });
+  assert.equal(r.status, 400);
+  assert.match((await r.json()).error.message, /Mcp-Session-Id/);
+  r = await f(url('box'), { method: 'GET', headers: { accept: 'text/event-stream', 'mcp-session-id': 'nope' } });
+  assert.equal(r.status, 404);
+  await r.text();
+  r = await f(url('box'), { method: 'PUT', body: '{}', headers: { 'content-type': 'application/json' } });
   assert.equal(r.status, 405);
-  assert.equal(r.headers.get('allow'), 'POST, DELETE');
+  assert.equal(r.headers.get('allow'), 'GET, POST, DELETE');
   await r.text();
   await f.close();
 });

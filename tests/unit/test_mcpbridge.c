@@ -2,9 +2,11 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
 
+#include "core/admin.h"
 #include "proxy/mcpbridge.h"
 
 static mbr_kind cls(const char *j, char *id, char *m, char *why)
@@ -43,11 +45,260 @@ static void test_invalid(void **st)
 	assert_int_equal(cls("{\"jsonrpc\":\"2.0\",\"id\":\"0123456789012345678901234567890123456789012345678901234567890123456789\",\"method\":\"x\"}", id, m, why), MBR_INVALID);
 }
 
+static void test_inspect(void **st)
+{
+	mbr_msg m;
+	char why[128];
+	(void)st;
+#define INS(j) mbr_inspect(j, strlen(j), &m, why, sizeof why)
+	assert_int_equal(INS("{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"x\",\"_meta\":{\"progressToken\":\"tok\"}}}"), MBR_REQUEST);
+	assert_string_equal(m.idkey, "n:3");
+	assert_string_equal(m.progress, "s:tok");
+	assert_int_equal(INS("{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"method\":\"tools/call\",\"params\":{\"_meta\":{\"progressToken\":9}}}"), MBR_REQUEST);
+	assert_string_equal(m.progress, "n:9");
+	/* a token that is neither string nor integer is no token */
+	assert_int_equal(INS("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\",\"params\":{\"_meta\":{\"progressToken\":1.5}}}"), MBR_REQUEST);
+	assert_string_equal(m.progress, "");
+	assert_int_equal(INS("{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":9,\"progress\":1}}"), MBR_NOTIFICATION);
+	assert_string_equal(m.progress, "n:9");
+	assert_string_equal(m.idkey, "");
+	assert_int_equal(INS("{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":\"r1\"}}"), MBR_NOTIFICATION);
+	assert_string_equal(m.related, "s:r1");
+	/* a server request: its id is the child's own */
+	assert_int_equal(INS("{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"sampling/createMessage\",\"params\":{}}"), MBR_REQUEST);
+	assert_string_equal(m.method, "sampling/createMessage");
+	assert_string_equal(m.idkey, "n:0");
+	assert_int_equal(INS("{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":7}"), MBR_NOTIFICATION);
+	assert_string_equal(m.progress, "");
+#undef INS
+}
+
+/* ---- the engine against a scripted stdio child ---- */
+
+typedef struct rec {
+	int status, responds, heads, ends;
+	char body[2048], sid[64], data[8192];
+	size_t dlen;
+	bool full;
+	mbr_req *q;
+} rec;
+
+static void r_respond(void *ud, const mbr_response *r)
+{
+	rec *x = ud;
+	x->responds++;
+	x->status = r->status;
+	snprintf(x->body, sizeof x->body, "%.*s", (int)r->body_len, r->body ? r->body : "");
+	snprintf(x->sid, sizeof x->sid, "%s", r->session_id ? r->session_id : "");
+	x->q = NULL;
+}
+static int r_head(void *ud, int status, const char *sid)
+{
+	rec *x = ud;
+	x->heads++;
+	x->status = status;
+	if (sid)
+		snprintf(x->sid, sizeof x->sid, "%s", sid);
+	return 0;
+}
+static int r_data(void *ud, const char *p, size_t n)
+{
+	rec *x = ud;
+	assert_true(x->dlen + n < sizeof x->data);
+	memcpy(x->data + x->dlen, p, n);
+	x->dlen += n;
+	x->data[x->dlen] = 0;
+	return 0;
+}
+static void r_end(void *ud)
+{
+	rec *x = ud;
+	x->ends++;
+	x->q = NULL;
+}
+static bool r_full(void *ud) { return ((rec *)ud)->full; }
+static const mbr_sink sink = { r_respond, r_head, r_data, r_end, r_full };
+
+static uv_loop_t loop;
+
+static void run_until(bool (*cond)(void *), void *arg, int ms)
+{
+	uint64_t end = uv_now(&loop) + (uint64_t)ms;
+	while (!cond(arg) && uv_now(&loop) < end)
+		uv_run(&loop, UV_RUN_NOWAIT), uv_sleep(2), uv_update_time(&loop);
+	assert_true(cond(arg));
+}
+static bool answered(void *a) { return ((rec *)a)->responds > 0 || ((rec *)a)->ends > 0; }
+static bool has_data(void *a) { return ((rec *)a)->dlen > 0; }
+static bool has_roots(void *a) { return strstr(((rec *)a)->data, "roots/list") != NULL; }
+static bool no_sessions(void *a) { return mbr_sessions(a) == 0; }
+
+/* Answers initialize; then for the tools/call: progress (its token), a log message, a server request; waits
+ * for the client's answer to it and answers the call with what it got. */
+static const char *const child[] = { "/bin/sh", "-c",
+	"read l; echo '{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{}}}';"
+	"read l; echo '{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":\"p\",\"progress\":1}}';"
+	"echo '{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"level\":\"info\",\"data\":\"hi\"}}';"
+	"echo '{\"jsonrpc\":\"2.0\",\"id\":\"srv-1\",\"method\":\"roots/list\"}';"
+	"read l; case \"$l\" in *srv-1*granted*) echo '{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"answer\":\"granted\"}}';; esac;"
+	"read l; echo '{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"data\":\"later\"}}'; sleep 30", NULL };
+
+static int post(mbr *b, rec *x, const char *sid, bool sse, const char *body)
+{
+	mbr_http h = { .method = "POST", .session_id = sid, .accept_sse = sse, .body = (const uint8_t *)body,
+		       .body_len = strlen(body) };
+	memset(x, 0, sizeof *x);
+	return mbr_handle(b, &h, &sink, x, &x->q);
+}
+
+static int get(mbr *b, rec *x, const char *sid, const char *last)
+{
+	mbr_http h = { .method = "GET", .session_id = sid, .last_event_id = last, .accept_sse = true };
+	memset(x, 0, sizeof *x);
+	return mbr_handle(b, &h, &sink, x, &x->q);
+}
+
+static void test_streams(void **st)
+{
+	mbr_opts o = { .name = "t", .argv = child };
+	char err[200], sid[64];
+	rec a, c, g, g2;
+	mbr_stats ms;
+	mbr *b;
+	(void)st;
+	uv_loop_init(&loop);
+	assert_non_null(b = mbr_new(&loop, &o, err, sizeof err));
+	/* initialize: the response is the first thing the child sends for it: plain JSON */
+	assert_int_equal(post(b, &a, NULL, true, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{}}"), 0);
+	run_until(answered, &a, 5000);
+	assert_int_equal(a.status, 200);
+	assert_int_equal(a.heads, 0);
+	assert_non_null(strstr(a.body, "protocolVersion"));
+	snprintf(sid, sizeof sid, "%s", a.sid);
+	assert_int_equal(strlen(sid), 32);
+	/* a call that streams: progress, the unassociated log message and server request (no GET stream open:
+	 * they go to the oldest streaming request), then, after the client's answer, the response */
+	assert_int_equal(post(b, &c, sid, true, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"_meta\":{\"progressToken\":\"p\"}}}"), 0);
+	assert_non_null(c.q);
+	run_until(has_data, &c, 5000);
+	run_until(has_roots, &c, 5000);
+	assert_int_equal(c.heads, 1);
+	assert_string_equal(c.data,
+		"id: 2-1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":\"p\",\"progress\":1}}\n\n"
+		"id: 2-2\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"level\":\"info\",\"data\":\"hi\"}}\n\n"
+		"id: 2-3\ndata: {\"jsonrpc\":\"2.0\",\"id\":\"srv-1\",\"method\":\"roots/list\"}\n\n");
+	/* the client's answer to the server request: 202, and the child gets it as it was (its own id) */
+	assert_int_equal(post(b, &a, sid, true, "{\"jsonrpc\":\"2.0\",\"id\":\"srv-1\",\"result\":{\"roots\":\"granted\"}}"), 0);
+	assert_int_equal(a.status, 202);
+	run_until(answered, &c, 5000);
+	assert_int_equal(c.ends, 1);
+	assert_non_null(strstr(c.data, "id: 2-4\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"answer\":\"granted\"}}\n\n"));
+	/* (stream 1 was the initialize, answered as JSON) resume that POST's stream after its second event: the rest, then it ends (the request is over) */
+	assert_int_equal(get(b, &g, sid, "2-2"), 0);
+	assert_int_equal(g.heads, 1);
+	assert_int_equal(g.ends, 1);
+	assert_non_null(strstr(g.data, "id: 2-3\n"));
+	assert_non_null(strstr(g.data, "id: 2-4\n"));
+	assert_null(strstr(g.data, "id: 2-2\n"));
+	/* the GET stream: one per session */
+	assert_int_equal(get(b, &g, sid, NULL), 0);
+	assert_int_equal(g.heads, 1);
+	assert_int_equal(g.ends, 0);
+	assert_non_null(g.q);
+	assert_int_equal(get(b, &g2, sid, NULL), 0);
+	assert_int_equal(g2.status, 409);
+	assert_int_equal(get(b, &g2, sid, "x-1"), 0);
+	assert_int_equal(g2.status, 400);
+	/* a server message with no request: to the GET stream, held while the caller is full, then written */
+	g.full = true;
+	assert_int_equal(post(b, &a, sid, false, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}"), 0);
+	assert_int_equal(a.status, 202);
+	for (int i = 0; i < 50; i++)
+		uv_run(&loop, UV_RUN_NOWAIT), uv_sleep(2);
+	assert_int_equal(g.dlen, 0);
+	g.full = false;
+	mbr_req_resume(g.q);
+	run_until(has_data, &g, 5000);
+	assert_non_null(strstr(g.data, "id: 0-5\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"data\":\"later\"}}\n\n"));
+	mbr_get_stats(b, &ms);
+	assert_int_equal(ms.sessions, 1);
+	assert_int_equal(ms.get_streams, 1);
+	assert_int_equal(ms.events, 5);
+	assert_int_equal(ms.events_dropped, 0);
+	mbr_req_cancel(g.q);
+	mbr_get_stats(b, &ms);
+	assert_int_equal(ms.get_streams, 0);
+	/* DELETE ends it */
+	{
+		mbr_http h = { .method = "DELETE", .session_id = sid };
+		memset(&a, 0, sizeof a);
+		assert_int_equal(mbr_handle(b, &h, &sink, &a, NULL), 0);
+		assert_int_equal(a.status, 200);
+	}
+	run_until(no_sessions, b, 5000);
+	mbr_free(b);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	adm_metrics_reset();
+}
+
+static const char *const idle_child[] = { "/bin/sh", "-c",
+	"while read l; do case \"$l\" in *initialize*) echo '{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}';; esac; done", NULL };
+
+static void test_reclaim(void **st)
+{
+	mbr_opts o = { .name = "r", .argv = idle_child, .max_sessions = 2, .reclaim_idle_ms = 50 };
+	const char *init = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{}}";
+	char err[200], sid[2][64];
+	rec a, g[2];
+	mbr_stats ms;
+	mbr *b;
+	(void)st;
+	uv_loop_init(&loop);
+	assert_non_null(b = mbr_new(&loop, &o, err, sizeof err));
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(post(b, &a, NULL, true, init), 0);
+		run_until(answered, &a, 5000);
+		assert_int_equal(a.status, 200);
+		snprintf(sid[i], sizeof sid[i], "%s", a.sid);
+		assert_int_equal(get(b, &g[i], sid[i], NULL), 0); /* busy: a stream open */
+	}
+	uv_sleep(80);
+	uv_update_time(&loop);
+	/* every session busy: 503 */
+	assert_int_equal(post(b, &a, NULL, true, init), 0);
+	assert_int_equal(a.status, 503);
+	assert_non_null(strstr(a.body, "all busy"));
+	/* the first client goes away; once idle for reclaim_idle, a new session takes its place */
+	mbr_req_cancel(g[0].q);
+	uv_sleep(80);
+	uv_update_time(&loop);
+	assert_int_equal(post(b, &a, NULL, true, init), 0);
+	run_until(answered, &a, 5000);
+	assert_int_equal(a.status, 200);
+	mbr_get_stats(b, &ms);
+	assert_int_equal(ms.sessions, 2);
+	assert_int_equal(ms.reclaimed, 1);
+	assert_int_equal(ms.refused, 1);
+	assert_int_equal(ms.started, 3);
+	/* the reclaimed one is gone, the busy one is not */
+	assert_int_equal(get(b, &a, sid[0], NULL), 0);
+	assert_int_equal(a.status, 404);
+	mbr_req_cancel(g[1].q);
+	mbr_free(b);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	adm_metrics_reset();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_kinds),
 		cmocka_unit_test(test_invalid),
+		cmocka_unit_test(test_inspect),
+		cmocka_unit_test(test_streams),
+		cmocka_unit_test(test_reclaim),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
