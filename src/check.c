@@ -17,6 +17,20 @@ static void print_warnings(const cfg_doc *d)
 		fprintf(stderr, "postern check: warning: %zu more warnings not shown\n", cfg_warnings_dropped(d));
 }
 
+/* The end of a check of doc d: its error, or its warnings and "ok (kind)". Frees d; the exit status. */
+static int finish(cfg_doc *d, bool ok, const char *path, const char *kind)
+{
+	int rc = ok ? 0 : 1;
+	if (!ok)
+		fprintf(stderr, "postern check: %s\n", cfg_error(d) ? cfg_error(d) : "invalid config");
+	else {
+		print_warnings(d);
+		printf("%s: ok (%s)\n", path, kind);
+	}
+	cfg_free(d);
+	return rc;
+}
+
 /* A file that is none of the kinds: name its first key, which is the likeliest typo or wrong file. */
 static int not_a_config(cfg_doc *d)
 {
@@ -78,34 +92,20 @@ int check_main(int argc, char **argv)
 	if (gw_config_has_connector(d)) {
 		px_config *pc = NULL;
 		ctr_config *cc = NULL;
-		if (gw_config_load(d, &pc, &cc) < 0) {
-			fprintf(stderr, "postern check: %s\n", cfg_error(d) ? cfg_error(d) : "invalid gateway config");
-			cfg_free(d);
-			return 1;
-		}
-		print_warnings(d);
+		bool ok = gw_config_load(d, &pc, &cc) == 0;
 		px_config_free(pc);
 		ctr_config_free(cc);
-		cfg_free(d);
-		printf("%s: ok (gateway)\n", path);
-		return 0;
+		return finish(d, ok, path, "gateway");
 	}
 	/* A gateway or proxy config (it has routes): the proxy keys are checked with the proxy's own loader.
 	 * Without connector keys it is proxy-only, so unknown top-level keys are errors here too. */
 	if (cfg_get(cfg_root(d), "routes") || cfg_key_line(cfg_root(d), "routes")) {
 		px_config *pc = NULL;
 		bool proxy_only = !cfg_key_line(cfg_root(d), "edges") && !cfg_key_line(cfg_root(d), "token_file");
-		if ((proxy_only && cfg_check_keys(d, cfg_root(d), "the proxy config", px_config_keys) < 0) ||
-		    px_config_load(d, cfg_root(d), &pc) < 0 || px_config_preflight(d, cfg_root(d), pc) < 0) {
-			fprintf(stderr, "postern check: %s\n", cfg_error(d) ? cfg_error(d) : "invalid proxy config");
-			cfg_free(d);
-			return 1;
-		}
+		bool ok = !(proxy_only && cfg_check_keys(d, cfg_root(d), "the proxy config", px_config_keys) < 0) &&
+			  px_config_load(d, cfg_root(d), &pc) == 0 && px_config_preflight(d, cfg_root(d), pc) == 0;
 		px_config_free(pc);
-		print_warnings(d);
-		cfg_free(d);
-		printf("%s: ok (proxy)\n", path);
-		return 0;
+		return finish(d, ok, path, "proxy");
 	}
 	{
 		int rc = not_a_config(d);
