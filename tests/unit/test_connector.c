@@ -538,13 +538,6 @@ static int group_setup(void **st)
 	return 0;
 }
 
-static int group_teardown(void **st)
-{
-	(void)st;
-	uvt_fini();
-	return 0;
-}
-
 static char *edge_list[4];
 static char edge_bufs[4][64];
 
@@ -1193,5 +1186,5 @@ int main(void)
 		UVT_TEST(test_graceful_shutdown),
 		UVT_TEST(test_shutdown_timeout_resets_streams),
 	};
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+	return cmocka_run_group_tests(tests, group_setup, uvt_group_teardown);
 }

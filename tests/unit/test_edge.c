@@ -217,13 +217,6 @@ static int group_setup(void **st)
 	return 0;
 }
 
-static int group_teardown(void **st)
-{
-	(void)st;
-	uvt_fini();
-	return 0;
-}
-
 /* An edge config from YAML (edge_config_load is part of what is tested); extra lines are appended. */
 static void edge_cfg(edge_config *c, const char *extra)
 {
@@ -464,5 +457,5 @@ int main(void)
 		UVT_TEST(test_free_while_busy),
 		UVT_TEST(test_new_errors),
 	};
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+	return cmocka_run_group_tests(tests, group_setup, uvt_group_teardown);
 }
