@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/utf8.h"
+
 struct cfg_doc {
 	struct fy_document *fyd;
 	char *path;
@@ -103,14 +105,8 @@ static int subset_check(const char *name, const char *s, size_t n, char *err, si
 			return -EINVAL;
 		}
 		if (c >= 0x80) {
-			/* well-formed UTF-8 (RFC 3629): lead byte, then continuation bytes in range */
-			size_t len = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
-			unsigned char lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
-			unsigned char hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
-			bool ok = len && i + len <= n && (unsigned char)s[i + 1] >= lo && (unsigned char)s[i + 1] <= hi;
-			for (size_t k = 2; ok && k < len; k++)
-				ok = (unsigned char)s[i + k] >= 0x80 && (unsigned char)s[i + k] <= 0xbf;
-			if (!ok) {
+			size_t len = utf8_seq_len((const unsigned char *)s + i, n - i);
+			if (!len) {
 				snprintf(err, errlen, "%s:%zu: bytes that are not UTF-8: a config is UTF-8 text", name, line);
 				return -EINVAL;
 			}

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/cfg.h"
+#include "core/utf8.h"
 
 static enum log_level g_level = LOG_INFO;
 static const char *g_comp = "postern";
@@ -67,33 +68,6 @@ void log_set_component(const char *comp) { g_comp = comp; }
 
 /* ---- JSON lines, derived from the logfmt fragment ------------------------------------------------------ */
 
-/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlongs, surrogates or > U+10FFFF), or 0. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
-	size_t len;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		len = 2;
-	else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		lo = c == 0xe0 ? 0xa0 : 0x80;
-		hi = c == 0xed ? 0x9f : 0xbf;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		lo = c == 0xf0 ? 0x90 : 0x80;
-		hi = c == 0xf4 ? 0x8f : 0xbf;
-	} else
-		return 0;
-	if (len > n || s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 2; i < len; i++)
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	return len;
-}
-
 /* A JSON string of v; bytes that are not UTF-8 (a peer's bytes can be anything) become \xNN text. */
 static json_t *jstr(const char *v, size_t n)
 {
@@ -103,7 +77,7 @@ static json_t *jstr(const char *v, size_t n)
 	if (j || !(t = malloc(n * 4 + 1)))
 		return j;
 	for (size_t i = 0; i < n;) {
-		size_t l = utf8_len((const unsigned char *)v + i, n - i);
+		size_t l = utf8_seq_len((const unsigned char *)v + i, n - i);
 		if (l) {
 			memcpy(t + o, v + i, l);
 			o += l;
