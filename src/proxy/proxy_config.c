@@ -493,18 +493,17 @@ static int preflight_routes(cfg_doc *d, cfg_node *root, const px_config *c)
 		if (r->kind == ROUTE_SANDBOX && r->workspace_root) {
 			cfg_node *n = cfg_get(routes, r->name);
 			cfg_node *sb = cfg_is_map(n) ? cfg_get(n, "sandbox") : NULL;
-			if (stat(r->workspace_root, &st) != 0 && errno == ENOENT)
-				cfg_warn(d, sb ? sb : routes, sb ? "workspace_root" : r->name,
-					 "%s does not exist: the gateway creates it (mode 0700) when it starts", r->workspace_root);
-			else if (stat(r->workspace_root, &st) != 0)
-				return cfg_fail(d, sb ? sb : routes, sb ? "workspace_root" : r->name, "%s: %s",
-						r->workspace_root, strerror(errno));
+			cfg_node *at = sb ? sb : routes;
+			const char *key = sb ? "workspace_root" : r->name, *ws = r->workspace_root;
+			int e = stat(ws, &st) == 0 ? 0 : errno;
+			if (e == ENOENT)
+				cfg_warn(d, at, key, "%s does not exist: the gateway creates it (mode 0700) when it starts", ws);
+			else if (e)
+				return cfg_fail(d, at, key, "%s: %s", ws, strerror(e));
 			else if (!S_ISDIR(st.st_mode))
-				return cfg_fail(d, sb ? sb : routes, sb ? "workspace_root" : r->name, "%s: not a directory",
-						r->workspace_root);
-			else if (access(r->workspace_root, W_OK | X_OK) != 0)
-				return cfg_fail(d, sb ? sb : routes, sb ? "workspace_root" : r->name, "%s: not writable: %s",
-						r->workspace_root, strerror(errno));
+				return cfg_fail(d, at, key, "%s: not a directory", ws);
+			else if (access(ws, W_OK | X_OK) != 0)
+				return cfg_fail(d, at, key, "%s: not writable: %s", ws, strerror(errno));
 		}
 	}
 	return 0;
