@@ -10,11 +10,13 @@
  * closes); the upstream is paused while the owner reports over_high_water. */
 #include "proxy/proxy_int.h"
 #include "core/dirs.h"
+#include "guard/pins.h"
 
 /* ---- small helpers ---------------------------------------------------------------------------------- */
 
 static void px_final_free(px *p)
 {
+	pin_free(p->pins);
 	SSL_CTX_free(p->sctx);
 	SSL_CTX_free(p->uctx);
 	free(p);
@@ -242,6 +244,18 @@ px *px_new(uv_loop_t *loop, const px_config *cfg, char *err, size_t errlen)
 	}
 	if (make_bridges(p, err, errlen) < 0)
 		goto fail;
+	if (pin_new(&p->pins) < 0) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	if (cfg->pins_file) {
+		char perr[300];
+		if (pin_load(p->pins, cfg->pins_file, perr, sizeof perr) < 0) {
+			snprintf(err, errlen, "pins_file %s: %s", cfg->pins_file, perr);
+			goto fail;
+		}
+		log_info("msg=\"tool pins loaded\" file=%s pins=%zu", cfg->pins_file, pin_count(p->pins));
+	}
 	uv_timer_init(loop, &p->reload);
 	uv_timer_init(loop, &p->dtimer);
 	p->reload.data = p->dtimer.data = p;
@@ -254,6 +268,7 @@ px *px_new(uv_loop_t *loop, const px_config *cfg, char *err, size_t errlen)
 		 cfg->disable_ip_validation ? "off" : "on", sum);
 	return p;
 fail:
+	pin_free(p->pins);
 	free_bridges(p);
 	SSL_CTX_free(p->sctx);
 	SSL_CTX_free(p->uctx);
