@@ -136,7 +136,9 @@ struct verdict {
 	char hash[PIN_HEX_LEN + 1];
 };
 
-#define PXG_E_DENIED (-32003) /* refused by the guard (policy, a changed tool definition) */
+/* Refused by the guard (policy, a changed tool definition, a refused batch). Outside -32768..-32000, which
+ * JSON-RPC and MCP reserve (mcp-spec 2026-07-28: application codes SHOULD be outside it). */
+#define PXG_E_DENIED (-31001)
 
 static void decide(px_conn *c, const jrpc_msg *m, struct verdict *v)
 {

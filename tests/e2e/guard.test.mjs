@@ -118,9 +118,9 @@ for (const route of ROUTES) {
     const s = await sdk(route);
     try {
       const names = (await s.client.listTools()).tools.map((t) => t.name).sort();
-      assert.deepEqual(names, ['drift', 'echo', 'move_file', 'read_file', 'slow']);
+      assert.deepEqual(names, ['drift', 'echo', 'move_file', 'read_file', 'slow', 'whoami']);
       await assert.rejects(s.client.callTool({ name: 'write_file', arguments: { path: '/etc/passwd', content: 'x' } }),
-        (e) => { assert.equal(e.code, -32003); assert.match(e.message, /write_file.*denied by policy rule rules\[0\] of route /); return true; });
+        (e) => { assert.equal(e.code, -31001); assert.match(e.message, /write_file.*denied by policy rule rules\[0\] of route /); return true; });
       const ok = await s.client.callTool({ name: 'echo', arguments: { text: 'hi' } });
       assert.equal(text(ok), 'echo:{"text":"hi"}');
       // the client identity is empty without auth: "ops-*" does not match it, move_file is allowed
@@ -214,6 +214,26 @@ for (const route of ROUTES) {
     }
   });
 }
+
+test('web: the upstream gets a traceparent: the client\'s trace with the guard\'s span, or a new trace', async () => {
+  const sid = await session('web');
+  const h = { 'mcp-session-id': sid, 'mcp-protocol-version': '2025-06-18' };
+  const call = async (extra) => {
+    const r = await post('web', { jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'whoami', arguments: {} } }, { ...h, ...extra });
+    assert.equal(r.status, 200, r.text);
+    const m = r.text.match(/"text":"(\{.*?\})"/);
+    return JSON.parse(JSON.parse(`"${m[1]}"`));
+  };
+  const mine = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+  const seen = await call({ traceparent: mine });
+  const tp = /^00-([0-9a-f]{32})-([0-9a-f]{16})-01$/.exec(seen.traceparent);
+  assert.ok(tp, seen.traceparent);
+  assert.equal(tp[1], '0af7651916cd43dd8448eb211c80319c');
+  assert.notEqual(tp[2], 'b7ad6b7169203331');
+  const fresh = await call({});
+  assert.match(fresh.traceparent, /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+  assert.notEqual(fresh.traceparent.slice(3, 35), '0af7651916cd43dd8448eb211c80319c');
+});
 
 test('a route without policy, auth or audit is relayed untouched', async () => {
   const s = await sdk('plain');
