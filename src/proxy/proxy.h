@@ -109,7 +109,7 @@ bool px_draining(const px *p);
 
 typedef struct px_stats {
 	uint64_t conns_total, conns_active, requests_total, tls_failures, upstream_failures, ip_rejected,
-		 cert_reloads, cert_reload_failures, audit_failures;
+		 cert_reloads, cert_reload_failures, audit_failures, guard_dropped;
 } px_stats;
 void px_get_stats(const px *p, px_stats *out);
 

@@ -375,6 +375,11 @@ int pxi_guard_request(px_conn *c)
 	}
 	if (c->x->req.method != HTTP_POST) {
 		trace_begin(c, NULL);
+		if (c->mbody.len || c->mbody_over) {
+			/* A body on GET or DELETE would reach the server unread. */
+			pxi_respond(c, 400, "Bad Request", "a body is only read on POST on a guarded MCP route");
+			return 1;
+		}
 		return 0; /* GET streams and DELETE: nothing to inspect on the way in; a GET's events are (resp side) */
 	}
 	if (c->mbody_over) {

@@ -73,28 +73,43 @@ static void save_pins(px *p)
 		log_error("msg=\"cannot save the tool pins\" file=%s err=\"%s\"", p->cfg->pins_file, err);
 }
 
-/* Filters one response (compact text of one message) when it answers a list request. *out NULL: unchanged. */
-static int filter_one(px_conn *c, const pxg_req *q, const char *buf, size_t len, char **out, size_t *outlen)
+/* Filters one response (compact text of one message) of list shape: result.tools, result.prompts and
+ * result.resources are each cut to what the client may call. By shape, not by the request it answers: a client
+ * may match an id the guard would not ("1" for 1), so no answer escapes the filter by its id. *out NULL: unchanged. */
+static int filter_one(px_conn *c, const json_t *result, const char *buf, size_t len, char **out, size_t *outlen)
 {
+	static const struct { const char *list; pol_kind kind; } lists[] = {
+		{ "tools", POL_TOOL }, { "prompts", POL_PROMPT }, { "resources", POL_RESOURCE },
+	};
 	jrpc_limits lim = { c->px->cfg->max_body, c->px->cfg->max_batch, c->px->cfg->max_depth };
-	struct keep_ctx k = { c, POL_TOOL, false };
-	const char *list;
-	char err[160];
-	int rc;
+	char err[160], *cur = NULL;
+	size_t curlen = 0;
+	int rc = 0;
 
 	*out = NULL;
-	if (!q || !q->list)
-		return 0;
-	if (!strcmp(q->method, "tools/list"))
-		list = "tools";
-	else if (!strcmp(q->method, "prompts/list"))
-		list = "prompts", k.kind = POL_PROMPT;
-	else
-		list = "resources", k.kind = POL_RESOURCE;
-	rc = jrpc_filter_list(buf, len, &lim, list, keep_item, &k, out, outlen, NULL, err, sizeof err);
-	if (k.pins_changed)
-		save_pins(c->px);
-	return rc;
+	for (size_t i = 0; i < sizeof lists / sizeof lists[0] && rc == 0; i++) {
+		struct keep_ctx k = { c, lists[i].kind, false };
+		char *next = NULL;
+		size_t nlen = 0;
+		if (!json_is_array(json_object_get(result, lists[i].list)))
+			continue;
+		rc = jrpc_filter_list(cur ? cur : buf, cur ? curlen : len, &lim, lists[i].list, keep_item, &k, &next,
+				      &nlen, NULL, err, sizeof err);
+		if (k.pins_changed)
+			save_pins(c->px);
+		if (next) {
+			free(cur);
+			cur = next;
+			curlen = nlen;
+		}
+	}
+	if (rc < 0) {
+		free(cur);
+		return rc;
+	}
+	*out = cur;
+	*outlen = curlen;
+	return 0;
 }
 
 /* ---- one payload: a message or a batch ----------------------------------------------------------------- */
@@ -144,11 +159,11 @@ int pxi_guard_payload(px_conn *c, const char *buf, size_t len, char **out, size_
 		pxg_req *q = (m->kind == JRPC_RESULT || m->kind == JRPC_ERROR) ? find_req(c->g, m->id) : NULL;
 		char *one = NULL, *rep = NULL;
 		size_t rlen = 0;
-		if (q && q->list && m->kind == JRPC_RESULT) {
+		if (m->kind == JRPC_RESULT && json_is_object(m->result)) {
 			if (!jrpc_is_batch(b)) {
-				rc = filter_one(c, q, buf, len, &rep, &rlen);
+				rc = filter_one(c, m->result, buf, len, &rep, &rlen);
 			} else if ((one = json_dumps(json_array_get(jrpc_json(b), i), JSON_COMPACT))) {
-				rc = filter_one(c, q, one, strlen(one), &rep, &rlen);
+				rc = filter_one(c, m->result, one, strlen(one), &rep, &rlen);
 				if (rc == 0 && rep) {
 					json_t *nv = json_loads(rep, 0, NULL);
 					free(rep);
@@ -242,6 +257,13 @@ int pxi_guard_sse_feed(px_conn *c, const uint8_t *p, size_t n)
 			int rc = pxi_guard_payload(c, ev.data, ev.data_len, &rep, &rlen);
 			if (rc == -EIO)
 				return rc; /* the audit cannot be written: nothing more is released */
+			if (rc < 0) {
+				/* Not JSON-RPC to the guard (not JSON, a duplicate key, over a cap): a client might still read
+				 * it, and read it differently, so it is not released. */
+				c->px->st.guard_dropped++;
+				cbuf_free(&g->sse_in);
+				continue;
+			}
 			if (rep) {
 				cbuf enc;
 				sse_event ne = ev;
@@ -311,8 +333,10 @@ static int start_mode(px_conn *c)
 	if (h1_head_value(cbuf_data(&g->rhead), g->rhead.len, "Content-Type", ct, sizeof ct) < 0)
 		ct[0] = 0;
 	sse = !strncasecmp(ct, "text/event-stream", 17);
-	json = !strncasecmp(ct, "application/json", 16);
-	if (c->head_req || s == 204 || s == 304 || (!sse && !(json && c->x->req.method == HTTP_POST))) {
+	/* Any other successful answer to a POST is read as JSON, whatever its type says: a client that parses a
+	 * text/plain body would otherwise get an unfiltered list. Errors pass as they came. */
+	json = !sse && c->x->req.method == HTTP_POST && s / 100 == 2 && s != 202;
+	if (c->head_req || s == 204 || s == 304 || (!sse && !json)) {
 		g->rmode = RM_PASS;
 		pxi_guard_flush(c, NULL); /* recorded before the answer is released */
 		rc = pxi_cwrite(c, cbuf_data(&g->rhead), g->rhead.len);
@@ -355,8 +379,6 @@ static int finish_mode(px_conn *c)
 	if (g->rmode != RM_JSON)
 		return 0;
 	rc = g->rbody.len ? pxi_guard_payload(c, (const char *)cbuf_data(&g->rbody), g->rbody.len, &rep, &rlen) : 0;
-	if (rc < 0 && rc != -EIO && c->status >= 400)
-		rc = 0; /* an HTTP error with a body that is no JSON-RPC: nothing to filter, it goes as sent */
 	if (rc < 0)
 		return rc;
 	pxi_guard_flush(c, NULL);
