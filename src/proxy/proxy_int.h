@@ -196,6 +196,7 @@ void pxi_up_send_head(px_conn *c);
 void pxi_start_upstream(px_conn *c);
 void pxi_start_mcp(px_conn *c);
 void pxi_finish_mcp_request(px_conn *c);
+void pxi_forward_request(px_conn *c); /* the request read whole (and checked) goes upstream or to the bridge */
 void pxi_respond_whole(px_conn *c, const mbr_response *r); /* a whole response, keep-alive as the request asks */
 int pxi_write_chunk(px_conn *c, const uint8_t *p, size_t n); /* a part of a streamed body (chunked if mchunked) */
 void pxi_up_pause_if_full(px_conn *c);

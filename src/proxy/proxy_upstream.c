@@ -587,18 +587,24 @@ static const char *head_value(px_conn *c, const char *name, char *buf, size_t ca
 
 void pxi_finish_mcp_request(px_conn *c)
 {
-	mbr *b = c->px->bridges ? c->px->bridges[c->rt - c->px->cfg->routes.v] : NULL;
-	char sid[128], last[300], accept[1024];
-	const char *a;
-	mbr_http h = { 0 };
-	int r;
-
 	c->st = C_WAIT;
 	c->x->req.body_cb = NULL;
 	if (c->g)
 		pxi_guard_free(c);
 	if (pxi_guarded(c->px, c->rt) && pxi_guard_request(c) != 0)
 		return; /* answered (or held) by the guard */
+	pxi_forward_request(c);
+}
+
+/* The request, read whole (and checked on a guarded route), goes to its upstream or the stdio bridge. */
+void pxi_forward_request(px_conn *c)
+{
+	mbr *b = c->px->bridges ? c->px->bridges[c->rt - c->px->cfg->routes.v] : NULL;
+	char sid[128], last[300], accept[1024];
+	const char *a;
+	mbr_http h = { 0 };
+	int r;
+
 	if (!route_is_mcp(c->rt)) {
 		/* A guarded http(s) route: the checked request goes upstream with the head rebuilt for it. */
 		if (pxi_guard_upstream_head(c) < 0) {
