@@ -1,6 +1,6 @@
 // The pinned MCP tooling in .mcp-tools/ (scripts/mcp-tools.sh): the conformance suite and the Inspector CLI
 // run under Node 22, their results read from the suite's own checks.json files.
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { run } from './proc.mjs';
@@ -61,6 +61,7 @@ export const passing = (r) => r.checks.filter((c) => c.status === 'SUCCESS').map
 // Runs one suite (`tool` from .mcp-tools/bin) in server mode against url; returns readChecks() of its output
 // plus the exit code and log. The suite exits 1 when any check fails; anything else is a crash.
 export async function runSuite(tool, url, args, outDir, env, timeoutMs = 60000) {
+  rmSync(outDir, { recursive: true, force: true }); // a kept dir from an earlier run would add its scenarios
   const t0 = performance.now();
   const r = await run(toolBin(tool), ['server', '--url', url, ...args, '-o', outDir], { env, timeoutMs });
   const ms = performance.now() - t0;
