@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the build and tests need and is missing: Debian packages (as root, apt-get -y)
-# and the npm test clients pinned in package-lock.json (npm ci into ./node_modules).
+# and the npm test clients pinned in package-lock.json (npm ci into ./node_modules), then the MCP conformance
+# tooling (scripts/mcp-tools.sh: Node 22, the conformance suite, the Inspector CLI into ./.mcp-tools).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,3 +36,5 @@ if [ -f package-lock.json ]; then
     cp package-lock.json "$stamp"
   fi
 fi
+
+scripts/mcp-tools.sh
