@@ -7,10 +7,19 @@
 
 #include "commands.h"
 #include "guard/audit.h"
+#include "guard/auditcmd.h"
+
+static int (*emit_fn)(int argc, char **argv);
+
+void auditcmd_set_emit(int (*fn)(int argc, char **argv))
+{
+	emit_fn = fn;
+}
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: postern audit verify [--partial] FILE...\n\n"
+	fprintf(f, "usage: postern audit verify [--partial] FILE...\n"
+		   "       postern audit emit -c FILE [options]   (a test and operations tool: --help)\n\n"
 		   "Checks the hash chain of audit files given oldest first (a rotated set continues one chain).\n"
 		   "Exit 0 when intact; 1 naming FILE:LINE and what broke (removed, inserted, edited, incomplete);\n"
 		   "2 on a usage or read error. --partial: the first file need not start the chain (older files\n"
@@ -30,8 +39,10 @@ int audit_main(int argc, char **argv)
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;
 	}
+	if (!strcmp(argv[1], "emit") && emit_fn)
+		return emit_fn(argc - 1, argv + 1);
 	if (strcmp(argv[1], "verify")) {
-		fprintf(stderr, "postern audit: unknown subcommand '%s' (verify)\n", argv[1]);
+		fprintf(stderr, "postern audit: unknown subcommand '%s' (verify, emit)\n", argv[1]);
 		return 2;
 	}
 	if (first < argc && !strcmp(argv[first], "--partial"))
