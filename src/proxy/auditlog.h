@@ -74,8 +74,10 @@ typedef struct alog_stats {
 	uint64_t syslog_dropped; /* queue full, or left at shutdown */
 	uint64_t syslog_truncated; /* UDP messages cut to syslog_udp_max_bytes */
 	uint64_t syslog_connects;
+	uint64_t syslog_queued;  /* waiting in the queue now */
 	uint64_t stdout_written;
 	uint64_t stdout_dropped;
+	uint64_t stdout_queued;
 	uint64_t next_seq;       /* the seq the next line gets */
 } alog_stats;
 

@@ -84,11 +84,11 @@ static void drained(alog *l, void *ud)
 	fprintf(stderr,
 		"{\"emit\":\"done\",\"count\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"written\":%" PRIu64
 		",\"file_errors\":%" PRIu64 ",\"rotations\":%" PRIu64 ",\"syslog_sent\":%" PRIu64
-		",\"syslog_dropped\":%" PRIu64 ",\"syslog_truncated\":%" PRIu64 ",\"syslog_connects\":%" PRIu64
-		",\"stdout_written\":%" PRIu64 ",\"stdout_dropped\":%" PRIu64 ",\"next_seq\":%" PRIu64
+		",\"syslog_dropped\":%" PRIu64 ",\"syslog_queued\":%" PRIu64 ",\"syslog_truncated\":%" PRIu64 ",\"syslog_connects\":%" PRIu64
+		",\"stdout_written\":%" PRIu64 ",\"stdout_dropped\":%" PRIu64 ",\"stdout_queued\":%" PRIu64 ",\"next_seq\":%" PRIu64
 		",\"max_write_us\":%" PRIu64 "}\n",
 		e->done, e->errors, st.written, st.file_errors, st.rotations, st.syslog_sent, st.syslog_dropped,
-		st.syslog_truncated, st.syslog_connects, st.stdout_written, st.stdout_dropped, st.next_seq,
+		st.syslog_queued, st.syslog_truncated, st.syslog_connects, st.stdout_written, st.stdout_dropped, st.stdout_queued, st.next_seq,
 		e->max_write_ns / 1000);
 	alog_free(l);
 	e->l = NULL;

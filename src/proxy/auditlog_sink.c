@@ -218,6 +218,9 @@ void alogi_stdout_stats(const alogi_stdout *s, alog_stats *st)
 {
 	st->stdout_written = s->written;
 	st->stdout_dropped = s->drops.total;
+	pthread_mutex_lock((pthread_mutex_t *)&s->mu);
+	st->stdout_queued = s->q.n;
+	pthread_mutex_unlock((pthread_mutex_t *)&s->mu);
 }
 
 void alogi_stdout_close(alogi_stdout *s, bool deadline)
@@ -470,6 +473,8 @@ static void sl_pump(alogi_syslog *s)
 		else
 			sl_sent(s, ln->seq);
 		alogi_line_unref(ln);
+		if (!s->q.n)
+			alogi_progress(s->l);
 	}
 }
 
@@ -596,9 +601,10 @@ void alogi_syslog_push(alogi_syslog *s, alogi_line *ln)
 	sl_pump(s);
 }
 
+/* Bytes already in the connection's write queue are not waited for here: the close flushes them. */
 bool alogi_syslog_idle(const alogi_syslog *s)
 {
-	return !s->q.n && !s->udp_inflight && (!s->tc || !tconn_queued(s->tc));
+	return !s->q.n && !s->udp_inflight;
 }
 
 void alogi_syslog_stats(const alogi_syslog *s, alog_stats *st)
@@ -607,13 +613,19 @@ void alogi_syslog_stats(const alogi_syslog *s, alog_stats *st)
 	st->syslog_dropped = s->drops.total;
 	st->syslog_truncated = s->truncated;
 	st->syslog_connects = s->connects;
+	st->syslog_queued = s->q.n;
 }
 
 void alogi_syslog_close(alogi_syslog *s, bool deadline)
 {
 	alogi_line *ln;
 	s->closing = true;
-	if (s->closed || (!deadline && !alogi_syslog_idle(s)))
+	if (s->closed) {
+		if (deadline && s->tc)
+			tconn_close(s->tc); /* a receiver that does not read: what it did not take is lost */
+		return;
+	}
+	if (!deadline && !alogi_syslog_idle(s))
 		return; /* still sending (or reconnecting) until the deadline */
 	s->closed = true;
 	while ((ln = alogi_q_pop(&s->q))) {
@@ -625,8 +637,10 @@ void alogi_syslog_close(alogi_syslog *s, bool deadline)
 	uv_close((uv_handle_t *)&s->timer, closed_cb);
 	if (s->gai_pending)
 		uv_cancel((uv_req_t *)&s->gai);
-	if (s->tc)
-		tconn_close(s->tc); /* idle: nothing queued; at the deadline what is left is lost with it */
+	if (s->tc && deadline)
+		tconn_close(s->tc);
+	else if (s->tc)
+		tconn_close_after_flush(s->tc); /* the deadline closes it if the receiver does not read */
 	if (s->udp_open)
 		uv_close((uv_handle_t *)&s->udp, closed_cb); /* pending sends end as UV_ECANCELED: counted */
 	alogi_drops_close(&s->drops);
