@@ -873,7 +873,6 @@ void alog_free(alog *l)
 	l->dfd = -1;
 	l->drain_cb = NULL;
 	uv_timer_start(&l->close_timer, close_timer_cb, ALOG_FLUSH_MS, 0);
-	uv_unref((uv_handle_t *)&l->close_timer); /* the sinks' handles keep the loop alive, not the deadline */
 	close_sinks(l, false);
 	l->handles++; /* a sink-free alog closes its timers through the same path */
 	alogi_handle_closed(l);

@@ -388,7 +388,7 @@ static void tc_closed(tconn *c, int err, void *ud)
 	char q[256];
 
 	s->tc = NULL;
-	if (!s->closing) {
+	if (!s->closed) { /* also while closing: the records queued get until the deadline */
 		log_quote(tconn_errstr(c), q, sizeof q);
 		if (was_up)
 			log_warn("msg=\"audit syslog connection lost; records still in flight on it may be lost\" "
