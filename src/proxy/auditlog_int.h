@@ -1,4 +1,5 @@
-/* Shared between the parts of proxy/auditlog: auditlog.c (config, file, queues, lifecycle), auditlog_sink.c
+/* Shared between the parts of proxy/auditlog: auditlog.c (file, queues, lifecycle), auditlog_config.c (the
+ * audit: keys), auditlog_sink.c
  * (the stdout writer thread and the syslog connection), auditlog_emit.c (`postern audit emit`). */
 #ifndef POSTERN_PROXY_AUDITLOG_INT_H
 #define POSTERN_PROXY_AUDITLOG_INT_H
