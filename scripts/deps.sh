@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 debs=(build-essential pkg-config clang llvm libclang-rt-14-dev
       libssl-dev libuv1-dev libnghttp2-dev libhttp-parser-dev libjansson-dev libfyaml-dev
       libseccomp-dev libpcre2-dev libcurl4-openssl-dev libsqlite3-dev libhiredis-dev libcmocka-dev
-      openssl curl iproute2 util-linux e2fsprogs procps psmisc nodejs npm)
+      rsyslog rsyslog-openssl openssl curl iproute2 util-linux e2fsprogs procps psmisc nodejs npm)
 [ "${POSTERN_BENCH_DEPS:-0}" = 1 ] && debs+=(bubblewrap firejail wrk hyperfine openssh-server openssh-client socat nginx python3 ripgrep)
 
 missing=()
