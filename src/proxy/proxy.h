@@ -28,6 +28,7 @@ extern const char *const px_config_keys[];
 
 struct pol;
 struct auth;
+struct alog_config;
 typedef struct px_route_guard {
 	struct pol *policy; /* NULL: no policy */
 	struct auth *auth;  /* NULL: passthrough (the client's Authorization goes upstream untouched) */
@@ -55,7 +56,8 @@ typedef struct px_config {
 	size_t max_body;         /* mcp_limits.max_body: an MCP POST body (stdio, sandbox, guarded routes); 4 MiB */
 	unsigned max_batch;      /* mcp_limits.max_batch: messages in one batch; 64 */
 	unsigned max_depth;      /* mcp_limits.max_depth: JSON nesting; 64 */
-	bool audit_configured;   /* the audit: key is present (its sinks are the owner's: px_set_audit) */
+	bool audit_configured;   /* the audit: key is present */
+	struct alog_config *audit; /* its sinks (proxy/auditlog.h): px_new opens them; NULL = no audit */
 
 	/* Tunables, not in YAML (tests and embedding may change them). */
 	uint32_t connect_timeout_ms;   /* DNS + TCP connect + upstream TLS; default 30 s */

@@ -17,6 +17,7 @@
 #include "core/tlsio.h"
 #include "proxy/proxy_int.h"
 #include "guard/jrpc.h"
+#include "proxy/auditlog.h"
 
 const char *const px_config_keys[] = { "listen_addr", "log_level", "log_format", "shutdown_timeout", "tunnel_domain",
 				       "tls",         "routes",    "upstream",         "audit",
@@ -541,6 +542,8 @@ int px_config_preflight(cfg_doc *d, cfg_node *root, const px_config *c)
 	if ((rc = preflight_tls(d, root, c)) < 0)
 		return rc;
 	if ((rc = preflight_routes(d, root, c)) < 0)
+		return rc;
+	if (c->audit && (rc = alog_config_preflight(c->audit, d)) < 0)
 		return rc;
 	if (c->upstream_ca_file && (rc = check_readable(d, cfg_get(cfg_get(root, "upstream"), "tls") ?
 									cfg_get(cfg_get(root, "upstream"), "tls") : root,

@@ -4,6 +4,7 @@
 
 #include "guard/jrpc.h"
 #include "guard/policy.h"
+#include "proxy/auditlog.h"
 
 void pxi_config_guard_free(px_config *c)
 {
@@ -13,6 +14,8 @@ void pxi_config_guard_free(px_config *c)
 		free(c->guards);
 	}
 	c->guards = NULL;
+	alog_config_free(c->audit);
+	c->audit = NULL;
 	free(c->pins_file);
 	c->pins_file = NULL;
 }
@@ -66,6 +69,11 @@ int pxi_config_guard_load(cfg_doc *d, cfg_node *root, px_config *c)
 	c->max_batch = JRPC_MAX_BATCH_DEFAULT;
 	c->max_depth = JRPC_MAX_DEPTH_DEFAULT;
 	c->audit_configured = cfg_key_line(root, "audit") != 0;
+	if (c->audit_configured && !cfg_is_map(cfg_get(root, "audit")))
+		return cfg_fail(d, root, "audit", "must be a mapping with at least one sink: {file: PATH}, stdout: true or "
+				"syslog: tcp://HOST:PORT");
+	if ((rc = alog_config_from_cfg(d, cfg_get(root, "audit"), &c->audit)) < 0)
+		return rc;
 	if ((rc = cfg_get_str(d, root, "pins_file", &c->pins_file)) < 0)
 		return rc;
 	if (c->pins_file && c->pins_file[0] != '/')

@@ -99,6 +99,7 @@ struct px {
 	void *audit_ud;
 	const struct redact *redact;
 	bool log_args;
+	struct alog *alog;      /* the sinks of cfg->audit, when set */
 };
 
 enum cst { C_HANDSHAKE, C_HEAD, C_CONNECTING, C_BODY, C_MBODY, C_WAIT, C_TUNNEL, C_CLOSED };

@@ -66,6 +66,7 @@ before(async () => {
     'shutdown_timeout: 5s',
     `pins_file: ${path.join(dir, 'pins.json')}`,
     'mcp_limits: {max_body: 1MiB, max_batch: 32, max_depth: 32}',
+    `audit: {file: ${path.join(dir, 'audit', 'audit.jsonl')}}`,
     `tls: { cert_file: ${path.join(dir, 'pki', 'server.pem')}, key_file: ${path.join(dir, 'pki', 'server.key')} }`,
     'upstream: {allowed_ips: [127.0.0.1/32]}',
     'routes:',
@@ -80,6 +81,7 @@ before(async () => {
     ...policy,
     '  plain:',
     `    url: http://127.0.0.1:${upPort}`,
+    '    audit: false',
   ].join('\n') + '\n');
   gw = start(process.env.POSTERN_BIN, ['proxy', '-c', yaml], { name: 'gateway', env: { ...process.env, DRIFT_FILE: path.join(dir, 'drift-files') } });
   await gw.waitFor(/proxy listening/, 10000);
@@ -302,4 +304,42 @@ test('a route without policy, auth or audit is relayed untouched', async () => {
   } finally {
     await s.close();
   }
+});
+
+test('every message crossed is in the audit, chained, with decisions and redacted arguments', async () => {
+  const s = await sdk('web');
+  try {
+    await s.client.callTool({ name: 'echo', arguments: { text: 'Authorization: Bearer abcdefghijklmnopqrstuvwxyz0123456789ABCD', password: 'hunter2-secret' } });
+    await assert.rejects(s.client.callTool({ name: 'write_file', arguments: { path: 'x', content: 'y' } }));
+  } finally {
+    await s.close();
+  }
+  const file = path.join(dir, 'audit', 'audit.jsonl');
+  const raw = readFileSync(file, 'utf8');
+  assert.ok(!raw.includes('hunter2-secret'), 'a password argument reached the audit');
+  assert.ok(!raw.includes('abcdefghijklmnopqrstuvwxyz0123456789ABCD'), 'a bearer token reached the audit');
+  assert.ok(!gw.log.includes('hunter2-secret'));
+  const lines = raw.trim().split('\n').map((l) => JSON.parse(l));
+  lines.forEach((l, i) => assert.equal(l.seq, i));
+  const echo = lines.filter((l) => l.route === 'web' && l.tool === 'echo' && l.method === 'tools/call');
+  const inE = echo.find((l) => l.dir === 'in' && l.args && l.args.text && l.args.text.includes('[REDACTED]'));
+  assert.ok(inE, JSON.stringify(echo));
+  assert.equal(inE.args.password, '[REDACTED]');
+  assert.equal(inE.decision, 'allow');
+  assert.match(inE.trace_id, /^[0-9a-f]{32}$/);
+  const outE = echo.find((l) => l.dir === 'out' && l.trace_id === inE.trace_id);
+  assert.ok(outE && outE.status === 'ok' && outE.latency_us >= 0, JSON.stringify(echo));
+  const deny = lines.find((l) => l.dir === 'in' && l.tool === 'write_file' && l.decision === 'deny' && l.route === 'web');
+  assert.ok(deny && deny.rule === 'rules[0]' && deny.rpc_code === -31001, JSON.stringify(deny));
+  assert.ok(!lines.some((l) => l.route === 'plain'), 'a route with audit: false was recorded');
+  // the chain verifies, and an edited line is named
+  let r = await postern(['audit', 'verify', file]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  const bad = path.join(dir, 'audit-edited.jsonl');
+  const all = raw.split('\n');
+  all[3] = all[3].replace('"dir":"in"', '"dir":"ni"').replace('"dir":"out"', '"dir":"tuo"');
+  writeFileSync(bad, all.join('\n'));
+  r = await postern(['audit', 'verify', bad]);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stdout + r.stderr, /audit-edited\.jsonl:4: edited/);
 });
