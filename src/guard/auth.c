@@ -410,7 +410,7 @@ static int get_as(cfg_doc *d, cfg_node *m, auth *a)
 	return 0;
 }
 
-static int bearer_cfg(cfg_doc *d, cfg_node *m, auth *a)
+static int bearer_cfg(cfg_doc *d, cfg_node *m, int line, auth *a)
 {
 	static const char *const keys[] = { "tokens_file", "scopes", "authorization_servers", NULL };
 	char *path = NULL, *buf = NULL, err[400];
@@ -422,7 +422,7 @@ static int bearer_cfg(cfg_doc *d, cfg_node *m, auth *a)
 	    (rc = get_as(d, m, a)) < 0 || (rc = cfg_get_str(d, m, "tokens_file", &path)) < 0)
 		goto done;
 	if (rc > 0) {
-		rc = cfg_fail(d, m, NULL, "auth.bearer: tokens_file: missing: the file of hashed tokens (postern auth "
+		rc = cfg_fail_line(d, line, "auth.bearer: tokens_file: missing: the file of hashed tokens (postern auth "
 			      "hash-token SUBJECT prints a line)");
 		goto done;
 	}
@@ -441,7 +441,7 @@ done:
 	return rc;
 }
 
-static int jwt_cfg(cfg_doc *d, cfg_node *m, auth *a)
+static int jwt_cfg(cfg_doc *d, cfg_node *m, int line, auth *a)
 {
 	static const char *const keys[] = { "issuer", "audience", "jwks_file", "jwks_url", "ca_file", "jwks_refresh",
 					    "leeway", "scopes", "authorization_servers", NULL };
@@ -457,7 +457,7 @@ static int jwt_cfg(cfg_doc *d, cfg_node *m, auth *a)
 	    (rc = cfg_get_str(d, m, "jwks_url", &a->jwks_url)) < 0 || (rc = cfg_get_str(d, m, "ca_file", &a->ca_file)) < 0)
 		goto done;
 	if (!a->issuer || !*a->issuer) {
-		rc = cfg_fail(d, m, NULL, "auth.jwt: issuer: missing: the iss every token must carry");
+		rc = cfg_fail_line(d, line, "auth.jwt: issuer: missing: the iss every token must carry");
 		goto done;
 	}
 	if (a->audience && !*a->audience) {
@@ -465,7 +465,7 @@ static int jwt_cfg(cfg_doc *d, cfg_node *m, auth *a)
 		goto done;
 	}
 	if (!file == !a->jwks_url) {
-		rc = cfg_fail(d, m, NULL, "auth.jwt: set exactly one of jwks_file and jwks_url");
+		rc = cfg_fail_line(d, line, "auth.jwt: set exactly one of jwks_file and jwks_url");
 		goto done;
 	}
 	if (a->jwks_url && !jwks_url_ok(a->jwks_url)) {
@@ -520,7 +520,7 @@ int auth_from_cfg(cfg_doc *d, cfg_node *node, auth **out)
 	auth *a = calloc(1, sizeof *a);
 	cfg_node *m;
 	const char *s;
-	int rc;
+	int rc, line;
 
 	*out = NULL;
 	if (!a)
@@ -538,13 +538,18 @@ int auth_from_cfg(cfg_doc *d, cfg_node *node, auth **out)
 	if ((rc = cfg_check_keys(d, node, "auth", keys)) < 0)
 		goto done;
 	if (!!cfg_get(node, "bearer") + !!cfg_get(node, "jwt") != 1) {
-		rc = cfg_fail(d, node, NULL, "auth: give exactly one of bearer and jwt");
+		const char *k = NULL;
+		cfg_node *v;
+		void *it = NULL;
+		rc = cfg_fail_line(d, cfg_map_next(node, &it, &k, &v) > 0 ? cfg_key_line(node, k) : 0,
+				   "auth: give exactly one of bearer and jwt");
 		goto done;
 	}
 	a->mode = cfg_get(node, "bearer") ? AUTH_BEARER : AUTH_JWT;
 	if ((rc = cfg_get_map(d, node, a->mode == AUTH_BEARER ? "bearer" : "jwt", &m)) < 0)
 		goto done;
-	if ((rc = (a->mode == AUTH_BEARER ? bearer_cfg : jwt_cfg)(d, m, a)) < 0)
+	line = cfg_key_line(node, a->mode == AUTH_BEARER ? "bearer" : "jwt");
+	if ((rc = (a->mode == AUTH_BEARER ? bearer_cfg : jwt_cfg)(d, m, line, a)) < 0)
 		goto done;
 ok:
 	*out = a;
