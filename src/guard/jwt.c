@@ -662,8 +662,12 @@ int jwt_verify(const jwt *t, const jwt_keys *keys, const jwt_expect *e, jwt_resu
 		if (w->alg != t->alg || (t->kid && (!w->kid || strcmp(w->kid, t->kid))))
 			continue;
 		tried++;
-		if (verify_with(t, w))
-			return claims(t, e, r);
+		if (verify_with(t, w)) {
+			int rc = claims(t, e, r);
+			if (rc == -EACCES)
+				r->subject[0] = 0; /* the subject stands only for a valid token */
+			return rc;
+		}
 	}
 	if (!tried && t->kid) {
 		r->unknown_kid = true;
