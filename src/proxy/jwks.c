@@ -80,6 +80,7 @@ static void do_fetch(uv_work_t *w)
 	curl_easy_setopt(c, CURLOPT_URL, j->url);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, j->http_ok ? "http" : "https");
 	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(c, CURLOPT_NOPROXY, "127.0.0.1,localhost,::1"); /* an env proxy cannot reach our loopback */
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L); /* threads: no SIGALRM for DNS timeouts */
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)j->o.connect_timeout_ms);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)j->o.total_timeout_ms);
