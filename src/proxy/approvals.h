@@ -24,7 +24,7 @@
 #define APV_MAX_TIMEOUT_MS (24u * 3600 * 1000)
 #define APV_MAX_FIELD 1024          /* each apv_info string is cut (on a UTF-8 boundary) to this many bytes */
 #define APV_MAX_ARGS (16u * 1024)   /* args_redacted_json beyond this is listed as a cut preview */
-#define APV_MAX_BY 128
+#define APV_MAX_BY 320            /* the decider and an optional reason */
 
 typedef struct apv apv;
 
