@@ -87,6 +87,13 @@ bool gw_config_has_connector(cfg_doc *d)
 	return cfg_key_line(r, "edges") || cfg_key_line(r, "token_file") || cfg_key_line(r, "edge_ca_file");
 }
 
+bool gw_config_is_gateway(cfg_doc *d)
+{
+	cfg_node *r = cfg_root(d);
+	return gw_config_has_connector(d) || cfg_key_line(r, "metrics_listen") || cfg_key_line(r, "admin_socket") ||
+	       cfg_key_line(r, "admin_http");
+}
+
 int gw_config_load(cfg_doc *d, px_config **pc, ctr_config **cc)
 {
 	cfg_node *root = cfg_root(d);

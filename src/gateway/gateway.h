@@ -22,5 +22,8 @@ int gw_config_admin(cfg_doc *d, char **sock, bool *http);
 
 /* True when the file looks like a gateway config with a connector part (edges or token_file present). */
 bool gw_config_has_connector(cfg_doc *d);
+/* True when the file has a key only `postern gateway` takes (a connector key, metrics_listen, admin_socket,
+ * admin_http): a proxy-only gateway file is checked as a gateway's, not as `postern proxy`'s. */
+bool gw_config_is_gateway(cfg_doc *d);
 
 #endif
