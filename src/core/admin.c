@@ -804,7 +804,8 @@ int adm_listen_unix(adm_server *s, const char *path, mode_t mode, char *err, siz
 	bool bound = false;
 
 	if (s->unix_init)
-		return err_set(err, errlen, -EALREADY, "already listening on %s", s->unix_path);
+		return err_set(err, errlen, -EALREADY, "this server already has a unix listener%s%s",
+			       s->unix_path ? " on " : "", s->unix_path ? s->unix_path : "");
 	if (!path || !*path || strlen(path) > ADM_UNIX_PATH_MAX)
 		return err_set(err, errlen, -ENAMETOOLONG, "admin socket path %s: empty or over %d bytes",
 			       path ? path : "(null)", ADM_UNIX_PATH_MAX);

@@ -116,8 +116,8 @@ static void test_timeout_progress(void **st)
 	assert_int_equal(g.o, APV_TIMED_OUT);
 	assert_string_equal(g.by, "timeout");
 	assert_true(uv_now(loop) - t0 >= 150);
-	assert_in_range(g.ticks, 2, 4); /* at 40, 80, 120 ms */
-	assert_in_range(g.last_waited, 80, 149);
+	assert_in_range(g.ticks, 1, 4); /* at 40, 80, 120 ms (fewer on a loaded machine: a late tick is not repeated) */
+	assert_in_range(g.last_waited, 40, 149);
 	assert_int_equal(apv_decide(a, id, true, "late", err, sizeof err), -ENOENT);
 	assert_int_equal(metric("postern_approvals_total", "outcome=\"timed_out\""), 1);
 
