@@ -88,8 +88,9 @@ int check_main(int argc, char **argv)
 		printf("%s: ok (edge)\n", path);
 		return 0;
 	}
-	/* A gateway config with a connector part: the gateway's own loader (both key lists, token, edges). */
-	if (gw_config_has_connector(d)) {
+	/* A gateway config (a connector part or a gateway-only key): the gateway's own loader (both key lists,
+	 * token, edges, the control keys). */
+	if (gw_config_is_gateway(d)) {
 		px_config *pc = NULL;
 		ctr_config *cc = NULL;
 		bool ok = gw_config_load(d, &pc, &cc) == 0;

@@ -11,6 +11,8 @@ int proxy_main(int argc, char **argv);
 int gateway_main(int argc, char **argv);
 int audit_main(int argc, char **argv);
 int auth_main(int argc, char **argv);
+int approvals_main(int argc, char **argv);
+int pins_main(int argc, char **argv);
 
 #define POSTERN_COMMANDS \
 	{ "check", check_main, "validate a config file without starting (-c FILE)" }, \
@@ -21,6 +23,8 @@ int auth_main(int argc, char **argv);
 	{ "gateway", gateway_main, "customer side: connector to the edges + inner proxy (-c gateway.yaml)" }, \
 	{ "proxy", proxy_main, "the inner proxy alone on listen_addr (gateway without a connector)" }, \
 	{ "audit", audit_main, "the MCP audit log: verify FILE... (the hash chain across rotated files)" }, \
-	{ "auth", auth_main, "client authentication of proxy routes: hash-token SUBJECT (a tokens_file line)" },
+	{ "auth", auth_main, "client authentication of proxy routes: hash-token SUBJECT (a tokens_file line)" }, \
+	{ "approvals", approvals_main, "held tool calls: list, approve ID, deny ID (the gateway's admin socket)" }, \
+	{ "pins", pins_main, "tool-definition pins: list, accept ROUTE TOOL (the gateway's admin socket)" },
 
 #endif

@@ -1,10 +1,14 @@
 /* A tiny HTTP/1.1 admin server (libuv + http-parser) for Prometheus /metrics, /healthz and handlers the
  * caller registers (e.g. the gateway's /ready), plus a process-wide metrics registry.
  *
- * Server: GET/HEAD only, one request per connection (answers carry Connection: close), request head capped
- * at ADM_MAX_REQUEST bytes (431 beyond), ADM_TIMEOUT_MS to send it (then closed), at most ADM_MAX_CONNS
- * connections at once (more are closed at accept). Bind it to loopback: there is no authentication.
+ * Server: GET/HEAD, and POST to handlers registered for it (adm_handle_ex), one request per connection
+ * (answers carry Connection: close), request head capped at ADM_MAX_REQUEST bytes (431 beyond), a body only
+ * with Content-Length and at most ADM_MAX_BODY bytes (413 beyond; chunked: 411), ADM_TIMEOUT_MS to send it
+ * (then closed), at most ADM_MAX_CONNS connections at once (more are closed at accept). TCP has no
+ * authentication: bind it to loopback. The unix listener (adm_listen_unix) is guarded by its file mode, and
+ * each request carries the peer's kernel credentials (SO_PEERCRED), so a handler can record who asked.
  *
+ * Client: adm_client_request, a blocking HTTP/1.1 request over a unix socket or TCP (the CLI's).  *
  * Metrics: single-threaded (use from the loop thread only). A series is a family name plus a label set.
  *   adm_metric *m = adm_counter("postern_edge_streams_total", "Streams opened", "tunnel=\"abc\"");
  *   adm_add(m, 1);
@@ -15,11 +19,14 @@
 #ifndef POSTERN_ADMIN_H
 #define POSTERN_ADMIN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <uv.h>
 
 #define ADM_MAX_REQUEST (8u * 1024)
+#define ADM_MAX_BODY (64u * 1024)
 #define ADM_TIMEOUT_MS 10000u
 #define ADM_MAX_CONNS 64
 
@@ -55,19 +62,60 @@ typedef struct adm_resp adm_resp;
  * answer synchronously with adm_reply(); without one the client gets 500. */
 typedef void (*adm_handler)(const char *method, const char *path, adm_resp *r, void *ud);
 
+/* What adm_handle_ex handlers are given; valid during the call only. */
+typedef struct adm_req {
+	const char *method;  /* "GET", "HEAD" or "POST" */
+	const char *path;    /* without the query */
+	const char *query;   /* the text after '?', "" when none */
+	const char *body;    /* NUL-terminated ("" when none); at most ADM_MAX_BODY bytes */
+	size_t body_len;
+	const char *peer;    /* "ip:port" on TCP, "unix" on the unix listener */
+	bool peer_unix;      /* true: peer_uid and peer_pid are the kernel's (SO_PEERCRED) */
+	uid_t peer_uid;
+	pid_t peer_pid;
+} adm_req;
+typedef void (*adm_handler_ex)(const adm_req *q, adm_resp *r, void *ud);
+
+/* adm_handle_ex flags: the methods a handler takes (a request with another one gets 405) and prefix
+ * matching ("/approvals/" takes "/approvals/ID/approve"; an exact match wins, then the longest prefix). */
+#define ADM_GET 1u    /* GET and HEAD (a HEAD answer has its body dropped) */
+#define ADM_POST 2u
+#define ADM_PREFIX 4u
+
 /* Copies body (len bytes). ctype NULL means "text/plain; charset=utf-8". Last call wins. */
 void adm_reply(adm_resp *r, int status, const char *ctype, const char *body, size_t len);
 
 adm_server *adm_new(uv_loop_t *loop);
 /* Registers a handler; overrides the built-in /metrics or /healthz when path matches. 0 or -errno. */
 int adm_handle(adm_server *s, const char *path, adm_handler fn, void *ud);
+/* The same with methods, prefix matching and the whole request (adm_req). 0 or -errno. */
+int adm_handle_ex(adm_server *s, const char *path, unsigned flags, adm_handler_ex fn, void *ud);
 /* Binds and listens. addr is numeric "ip:port", "[v6]:port" or ":port" (all interfaces); port 0 = ephemeral.
  * On failure returns -errno and writes a reason to err. */
 int adm_listen(adm_server *s, const char *addr, char *err, size_t errlen);
 /* The bound port (after adm_listen), else 0. */
 int adm_port(const adm_server *s);
-/* Closes the listener and every open connection; memory is released as the loop runs the close callbacks.
+/* Listens on a unix socket at path (at most ADM_UNIX_PATH_MAX bytes) with the file mode given (0 means
+ * 0600). A missing directory is made (core/dirs, 0755: the socket's own mode guards it). An existing socket
+ * file nobody listens on (a crashed run's) is replaced; a live one is -EADDRINUSE, anything else at path
+ * -EEXIST. The socket is bound under a temporary name, given its mode, then renamed into place, so it is
+ * never reachable with a wider mode. adm_free unlinks it (if it is still this server's). A server may
+ * listen on TCP and on a unix socket at once; both serve the same handlers. 0 or -errno with err. */
+#define ADM_UNIX_PATH_MAX 96
+int adm_listen_unix(adm_server *s, const char *path, mode_t mode, char *err, size_t errlen);
+/* Closes the listeners and every open connection; memory is released as the loop runs the close callbacks.
  * No handler is called afterwards. */
 void adm_free(adm_server *s);
+
+/* ---- client ---- */
+
+/* One blocking request (the CLI's): target is a unix socket path (starts with '/' or '.') or a numeric
+ * "ip:port"; body may be NULL. Reads the answer until the server closes, at most max_resp bytes of body and
+ * timeout_ms in all. On 0: *status, and *resp (malloc'd, NUL-terminated, *resp_len bytes). Errors: -ENOENT
+ * (no socket file), -ECONNREFUSED (nobody listens), -EACCES (the socket's mode), -ETIMEDOUT, -EMSGSIZE (answer
+ * over max_resp), -EPROTO (not an HTTP answer), each with err naming target and reason. */
+int adm_client_request(const char *target, const char *method, const char *path, const char *body,
+		       size_t body_len, uint32_t timeout_ms, size_t max_resp, int *status, char **resp,
+		       size_t *resp_len, char *err, size_t errlen);
 
 #endif

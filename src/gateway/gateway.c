@@ -11,7 +11,11 @@
 #include "commands.h"
 #include "core/admin.h"
 #include "core/daemon.h"
+#include "core/err.h"
 #include "core/log.h"
+#include "core/netaddr.h"
+#include "gateway/gwadmin.h"
+#include "proxy/approvals.h"
 
 /* ------------------------------------------------------------------ config */
 
@@ -23,21 +27,71 @@ const char *const *gw_config_keys(void)
 		return keys;
 	for (size_t i = 0; px_config_keys[i] && n < 62; i++)
 		keys[n++] = px_config_keys[i];
-	for (size_t i = 0; ctr_config_keys[i] && n < 62; i++) {
+	for (size_t i = 0; ctr_config_keys[i] && n < 60; i++) {
 		bool dup = false;
 		for (size_t j = 0; j < n; j++)
 			dup |= !strcmp(keys[j], ctr_config_keys[i]);
 		if (!dup)
 			keys[n++] = ctr_config_keys[i];
 	}
+	keys[n++] = "admin_socket";
+	keys[n++] = "admin_http";
 	keys[n] = NULL;
 	return keys;
+}
+
+int gw_config_admin(cfg_doc *d, char **sock, bool *http)
+{
+	cfg_node *root = cfg_root(d);
+	int rc;
+	*sock = NULL;
+	*http = false;
+	if ((rc = cfg_get_str(d, root, "admin_socket", sock)) < 0 || (rc = cfg_get_bool(d, root, "admin_http", http)) < 0)
+		goto fail;
+	if (*sock && **sock && (**sock != '/' || strlen(*sock) > ADM_UNIX_PATH_MAX)) {
+		rc = cfg_fail(d, root, "admin_socket", "want an absolute path of at most %d bytes (or \"\" to turn the "
+						       "control socket off)", ADM_UNIX_PATH_MAX);
+		goto fail;
+	}
+	return 0;
+fail:
+	free(*sock);
+	*sock = NULL;
+	return rc < 0 ? rc : -EINVAL;
+}
+
+/* admin_http serves decisions with no authentication: only where the host's own users reach it. */
+static int check_admin_http(cfg_doc *d, const ctr_config *cc)
+{
+	struct sockaddr_storage ss;
+	char *sock = NULL;
+	bool http = false;
+	int rc = gw_config_admin(d, &sock, &http);
+	free(sock);
+	if (rc < 0 || !http)
+		return rc;
+	memset(&ss, 0, sizeof ss);
+	if (!cc->metrics_listen || !cc->metrics_listen[0] || na_parse_sockaddr(cc->metrics_listen, true, &ss) < 0 ||
+	    !((ss.ss_family == AF_INET && (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127) ||
+	      (ss.ss_family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&ss)->sin6_addr))))
+		return cfg_fail(d, cfg_root(d), "admin_http",
+				"needs metrics_listen on a loopback address (it is \"%s\"): the approvals and pins API "
+				"has no authentication on TCP; use admin_socket instead",
+				cc->metrics_listen ? cc->metrics_listen : "");
+	return 0;
 }
 
 bool gw_config_has_connector(cfg_doc *d)
 {
 	cfg_node *r = cfg_root(d);
 	return cfg_key_line(r, "edges") || cfg_key_line(r, "token_file") || cfg_key_line(r, "edge_ca_file");
+}
+
+bool gw_config_is_gateway(cfg_doc *d)
+{
+	cfg_node *r = cfg_root(d);
+	return gw_config_has_connector(d) || cfg_key_line(r, "metrics_listen") || cfg_key_line(r, "admin_socket") ||
+	       cfg_key_line(r, "admin_http");
 }
 
 int gw_config_load(cfg_doc *d, px_config **pc, ctr_config **cc)
@@ -62,6 +116,8 @@ int gw_config_load(cfg_doc *d, px_config **pc, ctr_config **cc)
 					      "the inner TLS (see postern certs init)");
 		goto fail;
 	}
+	if ((rc = check_admin_http(d, *cc)) < 0)
+		goto fail;
 	if ((rc = px_config_preflight(d, root, *pc)) < 0)
 		goto fail;
 	return 0;
@@ -84,6 +140,11 @@ struct gw {
 	px *p;
 	ctr *c;
 	adm_server *adm;
+	char *admin_socket; /* NULL: the default */
+	bool admin_http;
+	apv *apv;	    /* held calls; the proxy's once it takes them (see proxy/approvals.h) */
+	gwa *gwa;
+	adm_server *ctl;    /* the control API on admin_socket */
 	dmn *dm;
 	bool draining, px_done, ctr_done, stopped;
 };
@@ -100,6 +161,12 @@ static void stop_all(struct gw *g)
 	g->p = NULL;
 	adm_free(g->adm);
 	g->adm = NULL;
+	adm_free(g->ctl);
+	g->ctl = NULL;
+	gwa_free(g->gwa); /* no handler runs after adm_free */
+	g->gwa = NULL;
+	apv_free(g->apv); /* after the proxy, whose calls may still cancel their holds */
+	g->apv = NULL;
 	if (g->dm)
 		dmn_drained(g->dm);
 }
@@ -178,7 +245,8 @@ static int gw_load(void *ud, const char *path, int *log_level, int *log_format, 
 			snprintf(err, errlen, "%s: listen_addr: missing (e.g. listen_addr: \":8443\")", path);
 			return -EINVAL;
 		}
-	} else if (gw_config_load(g->doc, &g->pcfg, &g->ccfg) < 0) {
+	} else if (gw_config_load(g->doc, &g->pcfg, &g->ccfg) < 0 ||
+		   gw_config_admin(g->doc, &g->admin_socket, &g->admin_http) < 0) {
 		goto bad;
 	}
 	*log_level = g->pcfg->log_level;
@@ -187,6 +255,34 @@ static int gw_load(void *ud, const char *path, int *log_level, int *log_format, 
 bad:
 	snprintf(err, errlen, "%s", cfg_error(g->doc) ? cfg_error(g->doc) : "invalid config");
 	return -EINVAL;
+}
+
+/* The control API on admin_socket. The default path failing (no /run/postern for this user, another
+ * gateway there) is a warning: approvals then wait for their timeout. */
+static int start_control(struct gw *g, uv_loop_t *loop, char *err, size_t errlen)
+{
+	const char *path = g->admin_socket ? g->admin_socket : GW_ADMIN_SOCKET_DEFAULT;
+	char m[512], q[700];
+	int rc;
+	if (!(g->apv = apv_new(loop, 0)) || !(g->gwa = gwa_new(g->apv, NULL, NULL)) || !(g->ctl = adm_new(loop)))
+		return err_set(err, errlen, -ENOMEM, "admin_socket: out of memory");
+	if (!*path) {
+		log_info("msg=\"admin socket off (admin_socket is empty): held calls can only time out\"");
+		adm_free(g->ctl);
+		g->ctl = NULL;
+		return 0;
+	}
+	if ((rc = gwa_register(g->ctl, g->gwa, m, sizeof m)) < 0 || (rc = adm_listen_unix(g->ctl, path, 0600, m, sizeof m)) < 0) {
+		adm_free(g->ctl);
+		g->ctl = NULL;
+		if (g->admin_socket)
+			return err_set(err, errlen, rc, "admin_socket %s: %s", path, m);
+		log_warn("msg=\"no admin socket: held calls can only time out (set admin_socket)\" detail=%s",
+			 log_quote(m, q, sizeof q));
+		return 0;
+	}
+	log_info("msg=\"admin socket listening\" path=%s", log_quote(path, q, sizeof q));
+	return 0;
 }
 
 static int gw_start(void *ud, uv_loop_t *loop, char *err, size_t errlen)
@@ -216,8 +312,11 @@ static int gw_start(void *ud, uv_loop_t *loop, char *err, size_t errlen)
 			goto fail;
 		}
 	}
+	if (!g->proxy_mode && (rc = start_control(g, loop, err, errlen)) < 0)
+		goto fail;
 	if (g->ccfg && g->ccfg->metrics_listen[0]) {
 		if (!(g->adm = adm_new(loop)) || (rc = adm_handle(g->adm, "/ready", ready_handler, g)) < 0 ||
+		    (g->admin_http && (rc = gwa_register(g->adm, g->gwa, m, sizeof m)) < 0) ||
 		    (rc = adm_listen(g->adm, g->ccfg->metrics_listen, m, sizeof m)) < 0) {
 			snprintf(err, errlen, "metrics_listen %s: %s", g->ccfg->metrics_listen, g->adm ? m : "out of memory");
 			rc = rc < 0 ? rc : -ENOMEM;
@@ -250,6 +349,7 @@ static void gw_cleanup(void *ud)
 	ctr_config_free(g->ccfg);
 	px_config_free(g->pcfg);
 	cfg_free(g->doc);
+	free(g->admin_socket);
 	adm_metrics_reset();
 }
 
@@ -260,6 +360,7 @@ static int gw_recheck(void *ud, const char *path, int *log_level, int *log_forma
 	memset(&t, 0, sizeof t);
 	t.proxy_mode = ((struct gw *)ud)->proxy_mode;
 	rc = gw_load(&t, path, log_level, log_format, err, errlen);
+	free(t.admin_socket);
 	ctr_config_free(t.ccfg);
 	px_config_free(t.pcfg);
 	cfg_free(t.doc);
@@ -281,6 +382,10 @@ static void usage(FILE *f)
 		   "  ping_interval     HTTP/2 PING period (default 5s)\n"
 		   "  ping_timeout      PING answer deadline; a connection missing it is redialled (default 10s)\n"
 		   "  metrics_listen    /metrics, /healthz, /ready (default 127.0.0.1:20251; \"\" disables)\n"
+		   "control keys (postern approvals, postern pins):\n"
+		   "  admin_socket      unix socket of the approvals and pins API, mode 0600 (default\n"
+		   "                    " GW_ADMIN_SOCKET_DEFAULT "; \"\" disables)\n"
+		   "  admin_http        also serve that API on metrics_listen, loopback only (default false)\n"
 		   "proxy keys:\n"
 		   "  tunnel_domain, tls.cert_file, tls.key_file, routes, upstream.allowed_ips,\n"
 		   "  upstream.disable_ip_validation, upstream.tls.ca_file, listen_addr, shutdown_timeout (30s), log_level, log_format (logfmt|json)\n\n"

@@ -6,9 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <cmocka.h>
 #include <uv.h>
 
@@ -192,11 +195,220 @@ static void test_server(void **st)
 	adm_metrics_reset();
 }
 
+/* ---- POST, prefixes, bodies, the unix listener and the client ---- */
+
+static void echo(const adm_req *q, adm_resp *r, void *ud)
+{
+	char out[512];
+	int n = snprintf(out, sizeof out, "%s %s q=%s body=%.40s len=%zu unix=%d", q->method, q->path, q->query, q->body,
+			 q->body_len, q->peer_unix);
+	(void)ud;
+	if (q->peer_unix)
+		n += snprintf(out + n, sizeof out - (size_t)n, " uid=%d pid=%d", (int)q->peer_uid, (int)q->peer_pid);
+	adm_reply(r, 200, "text/plain", out, (size_t)n);
+}
+
+static void test_post_prefix(void **st)
+{
+	uv_loop_t loop;
+	adm_server *s;
+	struct client c;
+	char err[200], req[512];
+	int calls = 0;
+	(void)st;
+	uv_loop_init(&loop);
+	s = adm_new(&loop);
+	assert_int_equal(adm_listen(s, "127.0.0.1:0", err, sizeof err), 0);
+	assert_int_equal(adm_handle_ex(s, "/echo", ADM_GET | ADM_POST, echo, NULL), 0);
+	assert_int_equal(adm_handle_ex(s, "/items/", ADM_POST | ADM_PREFIX, echo, NULL), 0);
+	assert_int_equal(adm_handle_ex(s, "/items/special", ADM_GET, echo, NULL), 0);
+	assert_int_equal(adm_handle(s, "/ready", ready, &calls), 0);
+	assert_int_equal(adm_handle_ex(s, "/x", 0, echo, NULL), -EINVAL);
+
+	roundtrip(s, &loop, "POST /echo?a=1 HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", 51, &c);
+	assert_non_null(strstr(c.resp, "HTTP/1.1 200 OK\r\n"));
+	assert_non_null(strstr(c.resp, "\r\n\r\nPOST /echo q=a=1 body=hello len=5 unix=0"));
+
+	roundtrip(s, &loop, "GET /echo HTTP/1.1\r\n\r\n", 22, &c);
+	assert_non_null(strstr(c.resp, "\r\n\r\nGET /echo q= body= len=0 unix=0"));
+
+	/* the longest prefix, an exact route over a prefix one, methods per route */
+	roundtrip(s, &loop, "POST /items/ab12/approve HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", 58, &c);
+	assert_non_null(strstr(c.resp, "\r\n\r\nPOST /items/ab12/approve q= body={} len=2"));
+	roundtrip(s, &loop, "GET /items/ab12/approve HTTP/1.1\r\n\r\n", 36, &c);
+	assert_non_null(strstr(c.resp, "HTTP/1.1 405 "));
+	assert_non_null(strstr(c.resp, "GET is not allowed here (POST)"));
+	roundtrip(s, &loop, "GET /items/special HTTP/1.1\r\n\r\n", 31, &c);
+	assert_non_null(strstr(c.resp, "\r\n\r\nGET /items/special"));
+	roundtrip(s, &loop, "POST /ready HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 44, &c);
+	assert_non_null(strstr(c.resp, "HTTP/1.1 405 "));
+	assert_int_equal(calls, 0);
+	roundtrip(s, &loop, "POST /items HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 44, &c);
+	assert_non_null(strstr(c.resp, "HTTP/1.1 405 ")); /* no route: GET and HEAD only */
+	roundtrip(s, &loop, "DELETE /echo HTTP/1.1\r\n\r\n", 25, &c);
+	assert_non_null(strstr(c.resp, "HTTP/1.1 405 "));
+
+	/* bodies: Content-Length only, capped */
+	snprintf(req, sizeof req, "POST /echo HTTP/1.1\r\nContent-Length: %u\r\n\r\nxx", ADM_MAX_BODY + 1);
+	roundtrip(s, &loop, req, strlen(req), &c);
+	assert_non_null(strstr(c.resp, "HTTP/1.1 413 "));
+	roundtrip(s, &loop, "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n", 63, &c);
+	assert_non_null(strstr(c.resp, "HTTP/1.1 411 "));
+	{
+		size_t blen = ADM_MAX_BODY, hl;
+		char *big = malloc(blen + 100);
+		hl = (size_t)sprintf(big, "POST /items/x HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", blen);
+		memset(big + hl, 'b', blen);
+		roundtrip(s, &loop, big, hl + blen, &c);
+		assert_non_null(strstr(c.resp, "HTTP/1.1 200 "));
+		assert_non_null(strstr(c.resp, "len=65536"));
+		free(big);
+	}
+	adm_free(s);
+	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+struct creq {
+	const char *target, *method, *path, *body;
+	size_t max;
+	int rc, status;
+	char *resp;
+	size_t len;
+	char err[256];
+	uv_async_t *done;
+};
+
+static void creq_run(void *arg)
+{
+	struct creq *q = arg;
+	q->rc = adm_client_request(q->target, q->method, q->path, q->body, q->body ? strlen(q->body) : 0, 5000,
+				   q->max ? q->max : 65536, &q->status, &q->resp, &q->len, q->err, sizeof q->err);
+	uv_async_send(q->done);
+}
+
+static void client_roundtrip(uv_loop_t *loop, struct creq *q)
+{
+	uv_async_t done;
+	uv_thread_t th;
+	q->done = &done;
+	q->resp = NULL;
+	uv_async_init(loop, &done, on_done);
+	uv_thread_create(&th, creq_run, q);
+	uv_run(loop, UV_RUN_DEFAULT);
+	uv_thread_join(&th);
+}
+
+static void test_unix(void **st)
+{
+	uv_loop_t loop;
+	adm_server *s, *s2, *s3;
+	char dir[] = "/tmp/test_admin_XXXXXX", path[256], path2[256], expect[128], err[256];
+	struct stat sb;
+	struct creq q;
+	int fd;
+	(void)st;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/run/postern/gw.sock", dir);
+	uv_loop_init(&loop);
+	s = adm_new(&loop);
+	assert_int_equal(adm_handle_ex(s, "/echo", ADM_GET | ADM_POST, echo, NULL), 0);
+	assert_int_equal(adm_listen_unix(s, path, 0, err, sizeof err), 0);
+	assert_int_equal(lstat(path, &sb), 0);
+	assert_true(S_ISSOCK(sb.st_mode));
+	assert_int_equal(sb.st_mode & 07777, 0600);
+	assert_int_equal(adm_listen_unix(s, path, 0, err, sizeof err), -EALREADY);
+
+	/* The peer's credentials come from the kernel. */
+	memset(&q, 0, sizeof q);
+	q.target = path, q.method = "POST", q.path = "/echo?z", q.body = "{\"reason\":\"ok\"}";
+	client_roundtrip(&loop, &q);
+	assert_int_equal(q.rc, 0);
+	assert_int_equal(q.status, 200);
+	snprintf(expect, sizeof expect, "POST /echo q=z body={\"reason\":\"ok\"} len=15 unix=1 uid=%d pid=%d",
+		 (int)getuid(), (int)getpid());
+	assert_string_equal(q.resp, expect);
+	free(q.resp);
+
+	/* 404 is an answer; an answer over the cap is not taken. */
+	memset(&q, 0, sizeof q);
+	q.target = path, q.method = "GET", q.path = "/nope";
+	client_roundtrip(&loop, &q);
+	assert_int_equal(q.rc, 0);
+	assert_int_equal(q.status, 404);
+	assert_string_equal(q.resp, "not found\n");
+	free(q.resp);
+	memset(&q, 0, sizeof q);
+	q.target = path, q.method = "GET", q.path = "/echo", q.max = 8;
+	client_roundtrip(&loop, &q);
+	assert_int_equal(q.rc, -EMSGSIZE);
+	assert_null(q.resp);
+
+	/* A live socket is not taken over; a file that is not a socket is not removed. */
+	s2 = adm_new(&loop);
+	assert_int_equal(adm_listen_unix(s2, path, 0, err, sizeof err), -EADDRINUSE);
+	assert_non_null(strstr(err, "another process is listening"));
+	snprintf(path2, sizeof path2, "%s/plain", dir);
+	close(open(path2, O_CREAT | O_WRONLY, 0600));
+	assert_int_equal(adm_listen_unix(s2, path2, 0, err, sizeof err), -EEXIST);
+	assert_non_null(strstr(err, "is not a socket"));
+	unlink(path2);
+	/* A stale socket (bound, nobody listening) is replaced; the mode asked for is set. */
+	{
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		strcpy(sa.sun_path, path2);
+		assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+		close(fd);
+	}
+	assert_int_equal(adm_listen_unix(s2, path2, 0660, err, sizeof err), 0);
+	assert_int_equal(lstat(path2, &sb), 0);
+	assert_int_equal(sb.st_mode & 07777, 0660);
+	memset(&q, 0, sizeof q);
+	q.target = path2, q.method = "GET", q.path = "/healthz";
+	client_roundtrip(&loop, &q);
+	assert_int_equal(q.rc, 0);
+	assert_string_equal(q.resp, "ok\n");
+	free(q.resp);
+
+	{
+		char lng[200];
+		memset(lng, 'a', sizeof lng - 1);
+		lng[0] = '/';
+		lng[sizeof lng - 1] = 0;
+		assert_int_equal(adm_listen_unix(s2, lng, 0, err, sizeof err), -EALREADY);
+		s3 = adm_new(&loop);
+		assert_int_equal(adm_listen_unix(s3, lng, 0, err, sizeof err), -ENAMETOOLONG);
+		adm_free(s3);
+	}
+	adm_free(s);
+	adm_free(s2);
+	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	/* adm_free took the socket files away */
+	assert_int_equal(lstat(path, &sb), -1);
+	assert_int_equal(lstat(path2, &sb), -1);
+
+	/* The client's errors: no file, nobody listening. */
+	assert_int_equal(adm_client_request(path, "GET", "/", NULL, 0, 1000, 100, &q.status, &q.resp, &q.len, err,
+					    sizeof err), -ENOENT);
+	assert_non_null(strstr(err, "cannot connect to"));
+	assert_int_equal(adm_client_request("127.0.0.1:1", "GET", "/", NULL, 0, 1000, 100, &q.status, &q.resp,
+					    &q.len, err, sizeof err), -ECONNREFUSED);
+	snprintf(path, sizeof path, "%s/run/postern", dir);
+	rmdir(path);
+	snprintf(path, sizeof path, "%s/run", dir);
+	rmdir(path);
+	assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_registry_render),
 		cmocka_unit_test(test_server),
+		cmocka_unit_test(test_post_prefix),
+		cmocka_unit_test(test_unix),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
