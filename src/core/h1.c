@@ -323,6 +323,24 @@ static bool dropped(const uint8_t *line, size_t n, const char *const *drop)
 	return false;
 }
 
+int h1_head_count(const uint8_t *head, size_t len, const char *name)
+{
+	const char *const one[] = { name, NULL };
+	size_t i = 0;
+	int n = 0;
+	while (i < len && head[i] != '\n')
+		i++; /* the start line */
+	while (++i < len) {
+		size_t end = i;
+		while (end < len && head[end] != '\n')
+			end++;
+		if (dropped(head + i, end - i, one))
+			n++;
+		i = end;
+	}
+	return n;
+}
+
 int h1_head_rewrite(const uint8_t *head, size_t len, const char *const *drop, const char *add, cbuf *out)
 {
 	size_t i = 0;

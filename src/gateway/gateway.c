@@ -264,8 +264,10 @@ static int start_control(struct gw *g, uv_loop_t *loop, char *err, size_t errlen
 	const char *path = g->admin_socket ? g->admin_socket : GW_ADMIN_SOCKET_DEFAULT;
 	char m[512], q[700];
 	int rc;
-	if (!(g->apv = apv_new(loop, 0)) || !(g->gwa = gwa_new(g->apv, NULL, NULL)) || !(g->ctl = adm_new(loop)))
+	if (!(g->apv = apv_new(loop, 0)) || !(g->gwa = gwa_new(g->apv, px_pins(g->p), g->pcfg->pins_file)) ||
+	    !(g->ctl = adm_new(loop)))
 		return err_set(err, errlen, -ENOMEM, "admin_socket: out of memory");
+	px_set_approvals(g->p, g->apv);
 	if (!*path) {
 		log_info("msg=\"admin socket off (admin_socket is empty): held calls can only time out\"");
 		adm_free(g->ctl);

@@ -43,6 +43,7 @@ typedef struct mbr_response {
 	const char *content_type; /* NULL when no body */
 	const char *session_id;   /* Mcp-Session-Id to send, or NULL */
 	const char *allow;        /* Allow header for 405, or NULL */
+	const char *extra;        /* more header lines ("Name: value\r\n" each; the guard's WWW-Authenticate), or NULL */
 	const char *body;
 	size_t body_len;
 } mbr_response;

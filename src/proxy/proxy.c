@@ -10,8 +10,11 @@
  * closes); the upstream is paused while the owner reports over_high_water. */
 #include "proxy/proxy_int.h"
 #include "core/dirs.h"
+#include "core/err.h"
 #include "guard/pins.h"
 #include "proxy/auditlog.h"
+#include "proxy/jwks.h"
+#include "guard/auth.h"
 
 /* ---- small helpers ---------------------------------------------------------------------------------- */
 
@@ -219,6 +222,31 @@ static int make_bridges(px *p, char *err, size_t errlen)
 
 static int audit_sink(void *ud, const struct aud_rec *r) { return alog_write(ud, r); }
 
+/* jwt routes with jwks_url: their key sets are fetched (and kept fresh) from the start. */
+static int start_jwks(px *p, char *err, size_t errlen)
+{
+	const px_config *cfg = p->cfg;
+	char m[300];
+	for (size_t i = 0; i < cfg->nguards; i++) {
+		struct auth *a = cfg->guards[i].auth;
+		if (!a || !auth_jwks_url(a))
+			continue;
+		if (!p->jwks && !(p->jwks = calloc(cfg->routes.n, sizeof *p->jwks)))
+			return err_set(err, errlen, -ENOMEM, "out of memory");
+		if (jwks_new(p->loop, a, NULL, &p->jwks[i], m, sizeof m) < 0)
+			return err_set(err, errlen, -EINVAL, "route %s: %s", cfg->routes.v[i].name, m);
+	}
+	return 0;
+}
+
+static void free_jwks(px *p)
+{
+	for (size_t i = 0; p->jwks && i < p->cfg->routes.n; i++)
+		jwks_free(p->jwks[i]);
+	free(p->jwks);
+	p->jwks = NULL;
+}
+
 px *px_new(uv_loop_t *loop, const px_config *cfg, char *err, size_t errlen)
 {
 	px *p = calloc(1, sizeof *p);
@@ -255,6 +283,8 @@ px *px_new(uv_loop_t *loop, const px_config *cfg, char *err, size_t errlen)
 		}
 		px_set_audit(p, audit_sink, p->alog, alog_config_redact(cfg->audit), alog_config_log_arguments(cfg->audit));
 	}
+	if (start_jwks(p, err, errlen) < 0)
+		goto fail;
 	if (pin_new(&p->pins) < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
@@ -279,6 +309,7 @@ px *px_new(uv_loop_t *loop, const px_config *cfg, char *err, size_t errlen)
 		 cfg->disable_ip_validation ? "off" : "on", sum);
 	return p;
 fail:
+	free_jwks(p);
 	alog_free(p->alog);
 	pin_free(p->pins);
 	free_bridges(p);
@@ -383,6 +414,7 @@ void px_free(px *p)
 	uv_close((uv_handle_t *)&p->reload, pxi_handle_closed);
 	uv_close((uv_handle_t *)&p->dtimer, pxi_handle_closed);
 	free_bridges(p);
+	free_jwks(p);
 	alog_free(p->alog); /* after the connections: their last lines are written */
 	p->alog = NULL;
 	pxi_unref(p);

@@ -52,6 +52,7 @@ typedef struct px_config {
 	/* The MCP guard (docs/proxy.md, "MCP guard"): per route (parallel to routes.v) its policy and auth, and
 	 * whether the audit sink (given by the owner with px_set_audit) records it; the JSON-RPC caps. */
 	px_route_guard *guards;
+	size_t nguards;          /* entries of guards (routes.n once loaded) */
 	char *pins_file;         /* pins_file: tool-definition pins kept across restarts; NULL = in memory */
 	size_t max_body;         /* mcp_limits.max_body: an MCP POST body (stdio, sandbox, guarded routes); 4 MiB */
 	unsigned max_batch;      /* mcp_limits.max_batch: messages in one batch; 64 */
@@ -124,6 +125,10 @@ struct redact;
 struct pin_table;
 typedef int (*px_audit_fn)(void *ud, const struct aud_rec *r);
 void px_set_audit(px *p, px_audit_fn fn, void *ud, const struct redact *r, bool log_arguments);
+/* Where approve rules hold their calls (proxy/approvals.h); without it such calls are refused. a must
+ * outlive the px's connections (free it after px_free). */
+struct apv;
+void px_set_approvals(px *p, struct apv *a);
 /* The tool-definition pins of every route (loaded from pins_file at px_new), for `postern pins`. */
 struct pin_table *px_pins(px *p);
 

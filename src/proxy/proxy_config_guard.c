@@ -2,6 +2,7 @@
  * the top-level pins_file, mcp_limits and audit (whose sinks the owner builds: px_set_audit). */
 #include "proxy/proxy_int.h"
 
+#include "guard/auth.h"
 #include "guard/jrpc.h"
 #include "guard/policy.h"
 #include "proxy/auditlog.h"
@@ -9,11 +10,14 @@
 void pxi_config_guard_free(px_config *c)
 {
 	if (c->guards) {
-		for (size_t i = 0; i < c->routes.n; i++)
+		for (size_t i = 0; i < c->nguards; i++) {
 			pol_free(c->guards[i].policy);
+			auth_free(c->guards[i].auth);
+		}
 		free(c->guards);
 	}
 	c->guards = NULL;
+	c->nguards = 0;
 	alog_config_free(c->audit);
 	c->audit = NULL;
 	free(c->pins_file);
@@ -24,7 +28,6 @@ int pxi_config_route_guard(cfg_doc *d, cfg_node *val, px_config *c, size_t i)
 {
 	px_route_guard *g, *nv;
 	cfg_node *pn;
-	const char *s;
 	bool b;
 	int rc;
 
@@ -34,6 +37,7 @@ int pxi_config_route_guard(cfg_doc *d, cfg_node *val, px_config *c, size_t i)
 	c->guards = nv;
 	g = &c->guards[i];
 	memset(g, 0, sizeof *g);
+	c->nguards = i + 1;
 	g->audit = true;
 	if (!val)
 		return 0;
@@ -41,10 +45,15 @@ int pxi_config_route_guard(cfg_doc *d, cfg_node *val, px_config *c, size_t i)
 		return rc;
 	if (rc == 0)
 		g->audit = b;
-	if ((pn = cfg_get(val, "auth"))) {
-		s = cfg_scalar(pn);
-		if (!s || strcmp(s, "passthrough"))
-			return cfg_fail(d, val, "auth", "must be passthrough (the client's Authorization goes upstream)");
+	if ((pn = cfg_get(val, "auth")) || cfg_key_line(val, "auth")) {
+		if (!pn)
+			return cfg_fail(d, val, "auth", "is empty: passthrough, {bearer: {tokens_file: F}} or {jwt: {...}}");
+		if ((rc = auth_from_cfg(d, pn, &g->auth)) < 0)
+			return rc;
+		if (auth_mode_of(g->auth) == AUTH_PASSTHROUGH) {
+			auth_free(g->auth); /* passthrough is no auth at all: the route may stay unguarded */
+			g->auth = NULL;
+		}
 	}
 	if ((pn = cfg_get(val, "policy"))) {
 		if (!cfg_is_map(pn))

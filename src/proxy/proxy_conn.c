@@ -234,6 +234,7 @@ static void begin_exchange(px_conn *c)
 	c->status = 0;
 	c->req_bytes = c->resp_bytes = 0;
 	c->rt = NULL;
+	pxi_guard_free(c);
 	c->head_req = c->x->req.method == HTTP_HEAD;
 	snprintf(c->x->method, sizeof c->x->method, "%s", h1_method_name(&c->x->req));
 	snprintf(c->x->path, sizeof c->x->path, "%s", c->x->req.target);
@@ -290,6 +291,8 @@ static void begin_exchange(px_conn *c)
 			pxi_respond(c, 405, "Method Not Allowed", "a guarded MCP route takes POST, GET, DELETE, HEAD and OPTIONS");
 			return;
 		}
+		if (pxi_guard_begin(c) != 0)
+			return; /* answered at the head: metadata, 401, 403 */
 		pxi_start_mcp(c);
 		return;
 	}

@@ -4,15 +4,19 @@
  * names what refused it. The response side is proxy_guard_resp.c. */
 #include "proxy/proxy_int.h"
 
+#include <ctype.h>
 #include <time.h>
 
 #include "core/arr.h"
 
 #include "guard/audit.h"
+#include "guard/auth.h"
 #include "guard/jrpc.h"
 #include "guard/pins.h"
 #include "guard/policy.h"
 #include "guard/redact.h"
+#include "proxy/approvals.h"
+#include "proxy/jwks.h"
 
 const px_route_guard *pxi_route_guard(const px *p, const route *rt)
 {
@@ -36,12 +40,15 @@ void px_set_audit(px *p, px_audit_fn fn, void *ud, const struct redact *r, bool 
 }
 
 struct pin_table *px_pins(px *p) { return p->pins; }
+void px_set_approvals(px *p, struct apv *a) { p->apv = a; }
 
 void pxi_guard_free(px_conn *c)
 {
 	pxg *g = c->g;
 	if (!g)
 		return;
+	if (g->held && c->px->apv)
+		apv_cancel(c->px->apv, g->hold_id); /* the client went away: nobody to answer */
 	for (size_t i = 0; i < g->nreqs; i++) {
 		free(g->reqs[i].id);
 		free(g->reqs[i].tool);
@@ -129,7 +136,7 @@ static pol_kind call_kind(const char *method, bool *policed)
 
 /* One message's verdict. refused: a JSON-RPC error answers it (code, message); why: the audit status. */
 struct verdict {
-	bool refused;
+	bool refused, approve;
 	int code;
 	char message[512];
 	const char *decision, *rule, *why;
@@ -195,6 +202,7 @@ static void decide(px_conn *c, const jrpc_msg *m, struct verdict *v)
 	} else {
 		/* approve: held for a person when the approval channel is there (px_set_approvals), else refused */
 		v->decision = "approve";
+		v->approve = true;
 		v->why = "approval_unavailable";
 		snprintf(v->message, sizeof v->message,
 			 "%s \"%.200s\" needs approval (policy rule %s of route %s) and this gateway has no approval "
@@ -285,6 +293,103 @@ static int guard_new(px_conn *c)
 	return 0;
 }
 
+/* ---- at the head: the guard's state, and the route's auth ------------------------------------------------- */
+
+#define PXG_METADATA_PATH "/.well-known/oauth-protected-resource"
+
+static void respond_auth(px_conn *c, unsigned status, const char *www, const char *error, const char *reason)
+{
+	json_t *o = json_pack("{s:s, s:s}", "error", error ? error : "unauthorized", "error_description", reason);
+	char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	char extra[1400];
+	mbr_response r = { .status = (int)status, .content_type = "application/json", .body = body,
+			   .body_len = body ? strlen(body) : 0 };
+	json_decref(o);
+	if (www && snprintf(extra, sizeof extra, "WWW-Authenticate: %s\r\n", www) < (int)sizeof extra)
+		r.extra = extra;
+	pxi_respond_whole(c, &r);
+	free(body);
+}
+
+int pxi_guard_begin(px_conn *c)
+{
+	px *p = c->px;
+	const px_route_guard *rg = pxi_route_guard(p, c->rt);
+	char host[ROUTE_HOST_MAX + 8], resource[ROUTE_HOST_MAX + 24], meta[ROUTE_HOST_MAX + 80], www[1024];
+	char *authz = NULL, *doc = NULL;
+	const uint8_t *hd = cbuf_data(&c->head);
+	size_t hl = c->head.len, dl = 0, plen;
+	auth_result ar;
+	int rc, ret = 1;
+
+	if (guard_new(c) < 0) {
+		pxi_respond(c, 500, "Internal Server Error", "out of memory");
+		return 1;
+	}
+	if (!rg->auth)
+		return 0;
+	/* The resource is the URL the client used: https://<Host>/ (RFC 8707, RFC 9728). */
+	snprintf(host, sizeof host, "%.*s", (int)c->x->req.host_len, c->x->req.host);
+	for (char *h = host; *h; h++)
+		*h = (char)tolower((unsigned char)*h);
+	snprintf(resource, sizeof resource, "https://%s/", host);
+	snprintf(meta, sizeof meta, "https://%s%s", host, PXG_METADATA_PATH);
+	plen = strcspn(c->x->path, "?");
+	if (plen >= sizeof PXG_METADATA_PATH - 1 && !strncmp(c->x->path, PXG_METADATA_PATH, sizeof PXG_METADATA_PATH - 1) &&
+	    (plen == sizeof PXG_METADATA_PATH - 1 || c->x->path[sizeof PXG_METADATA_PATH - 1] == '/')) {
+		/* The protected resource metadata is public: it says where to get a token. */
+		if (c->x->req.method != HTTP_GET && c->x->req.method != HTTP_HEAD) {
+			pxi_respond(c, 405, "Method Not Allowed", "the resource metadata is read with GET");
+		} else if (auth_metadata_json(rg->auth, resource, &doc, &dl) < 0) {
+			pxi_respond(c, 500, "Internal Server Error", "out of memory");
+		} else {
+			mbr_response r = { .status = 200, .content_type = "application/json", .body = doc, .body_len = dl };
+			pxi_respond_whole(c, &r);
+		}
+		goto out;
+	}
+	if (h1_head_count(hd, hl, "Authorization") > 1) {
+		respond_auth(c, 400, NULL, "invalid_request", "more than one Authorization header");
+		goto out;
+	}
+	if (!(authz = malloc(17 * 1024))) {
+		pxi_respond(c, 500, "Internal Server Error", "out of memory");
+		goto out;
+	}
+	rc = h1_head_value(hd, hl, "Authorization", authz, 17 * 1024);
+	if (rc == -E2BIG)
+		snprintf(authz, 17 * 1024, "Bearer %s", "!"); /* over any token's cap: refused as malformed */
+	rc = auth_check(rg->auth, rc == -ENOENT ? NULL : authz, resource, (int64_t)time(NULL), &ar);
+	if (ar.refetch_keys && p->jwks && p->jwks[c->rt - p->cfg->routes.v])
+		jwks_kick(p->jwks[c->rt - p->cfg->routes.v]);
+	if (rc == 0) {
+		snprintf(c->g->client_id, sizeof c->g->client_id, "%s", ar.subject);
+		c->g->authed = true;
+		ret = 0;
+		goto out;
+	}
+	if (rc == -ENOMEM || ar.status == 500) {
+		pxi_respond(c, 500, "Internal Server Error", "out of memory");
+		goto out;
+	}
+	{
+		aud_rec r = { .dir = "in", .method = c->x->method, .decision = "deny", .rule = "auth",
+			      .status = ar.status == 403 ? "insufficient_scope" : "unauthenticated",
+			      .http_status = ar.status };
+		trace_begin(c, NULL);
+		if (ar.status == 403)
+			snprintf(c->g->client_id, sizeof c->g->client_id, "%s", ar.subject);
+		pxi_audit(c, &r);
+	}
+	if (auth_www_authenticate(rg->auth, &ar, meta, www, sizeof www) < 0)
+		snprintf(www, sizeof www, "Bearer resource_metadata=\"%s\"", meta);
+	respond_auth(c, (unsigned)ar.status, www, ar.error, ar.reason[0] ? ar.reason : "a bearer token is required");
+out:
+	free(authz);
+	free(doc);
+	return ret;
+}
+
 /* The modern era's request-metadata headers, read from the head; the Mcp-Param-* ones are not mirrored by
  * the guard (it cannot see the tool's schema at call time) and are left to the server. */
 static int check_modern(px_conn *c, const jrpc_body *b)
@@ -358,6 +463,108 @@ static void refuse_messages(px_conn *c, const jrpc_body *b, const struct verdict
 	answer(c, 200, body, strlen(body));
 }
 
+/* ---- approve: the call waits for a person --------------------------------------------------------------- */
+
+static void on_decided(void *ud, apv_outcome o, const char *by)
+{
+	px_conn *c = ud;
+	pxg *g = c->g;
+	pxg_req *q = g && g->nreqs ? &g->reqs[g->nreqs - 1] : NULL;
+	const char *state = o == APV_APPROVED ? "approved" : o == APV_DENIED ? "denied" : "timed_out";
+	char msg[700], *body = NULL;
+	size_t len = 0;
+
+	if (!g || !q)
+		return;
+	pxi_enter(c);
+	g->held = false;
+	{
+		aud_rec r = { .dir = "in", .method = q->method, .id = q->id, .tool = q->tool, .decision = "approve",
+			      .rule = g->hold_rule, .approval = state, .approver = by,
+			      .status = o == APV_APPROVED ? "forwarded" : "denied", .bytes_in = c->mbody.len };
+		if (o != APV_APPROVED) {
+			r.has_rpc_code = true;
+			r.rpc_code = PXG_E_DENIED;
+		}
+		pxi_audit(c, &r);
+	}
+	if (o == APV_APPROVED && !g->audit_failed) {
+		pxi_forward_request(c);
+		goto done;
+	}
+	if (o == APV_APPROVED)
+		snprintf(msg, sizeof msg, "the audit log cannot be written: the approved call was not sent");
+	else if (o == APV_DENIED)
+		snprintf(msg, sizeof msg, "tool \"%.200s\" was denied by %.300s (policy rule %s of route %s)", q->tool ? q->tool : "",
+			 by ? by : "a person", g->hold_rule, c->rt->name);
+	else
+		snprintf(msg, sizeof msg, "tool \"%.200s\" was not approved in time (policy rule %s of route %s): denied",
+			 q->tool ? q->tool : "", g->hold_rule, c->rt->name);
+	q->done = true;
+	{
+		aud_rec r = { .dir = "out", .method = q->method, .id = q->id, .tool = q->tool, .status = "denied",
+			      .has_rpc_code = true, .rpc_code = PXG_E_DENIED, .http_status = 200,
+			      .latency_us = (int64_t)((uv_hrtime() - q->t0) / 1000) };
+		pxi_audit(c, &r);
+	}
+	if (jrpc_error_body(q->id, PXG_E_DENIED, msg, NULL, &body, &len) < 0)
+		pxi_respond(c, 500, "Internal Server Error", "out of memory");
+	else
+		answer(c, 200, body, len);
+done:
+	pxi_leave(c);
+}
+
+static int hold(px_conn *c, const jrpc_msg *m, struct verdict *v, uint64_t t0)
+{
+	px *p = c->px;
+	const px_route_guard *rg = pxi_route_guard(p, c->rt);
+	char *args = NULL, err[160];
+	json_t *red = NULL;
+	apv_info info = { .route = c->rt->name, .client = c->g->client_id[0] ? c->g->client_id : NULL,
+			  .client_addr = c->client_raw[0] ? c->client_raw : NULL,
+			  .session = c->g->session[0] ? c->g->session : NULL, .method = m->method, .tool = m->name,
+			  .rule = v->rule, .trace_id = c->g->trace.trace_id };
+	int rc;
+
+	if (remember(c->g, m, v->hash, t0) < 0) {
+		pxi_respond(c, 500, "Internal Server Error", "out of memory");
+		return 1;
+	}
+	/* The person sees the arguments redacted, as the audit does. */
+	if (m->arguments && p->redact && redact_apply(p->redact, m->arguments, &red, NULL) == 0)
+		args = json_dumps(red, JSON_COMPACT);
+	info.args_redacted_json = args;
+	snprintf(c->g->hold_rule, sizeof c->g->hold_rule, "%s", v->rule ? v->rule : "default");
+	rc = apv_hold(p->apv, &info, pol_approval_timeout_ms(rg->policy), on_decided, c, c->g->hold_id);
+	free(args);
+	json_decref(red);
+	if (rc < 0) {
+		snprintf(err, sizeof err, "tool \"%.60s\" needs approval and %s", m->name ? m->name : "",
+			 rc == -EBUSY ? "too many calls are waiting for one already" : "it could not be held");
+		v->why = "approval_unavailable";
+		audit_in(c, m, v, c->mbody.len);
+		c->g->reqs[c->g->nreqs - 1].done = true;
+		refuse_body(c, 200, PXG_E_DENIED, err, "approval_unavailable");
+		return 1;
+	}
+	c->g->held = true;
+	v->why = "held";
+	{
+		json_t *a2 = NULL;
+		aud_rec r = { .dir = "in", .method = m->method, .id = m->id, .tool = m->name, .decision = "approve",
+			      .rule = v->rule, .approval = "pending", .status = "held", .bytes_in = c->mbody.len };
+		if (v->hash[0])
+			r.tool_hash = v->hash;
+		if (p->log_args && m->arguments && p->redact && redact_apply(p->redact, m->arguments, &a2, NULL) == 0)
+			r.args = a2;
+		pxi_audit(c, &r);
+		json_decref(a2);
+	}
+	log_info("msg=\"call held for approval\" route=%s id=%s rule=%s", c->rt->name, c->g->hold_id, c->g->hold_rule);
+	return 1;
+}
+
 int pxi_guard_request(px_conn *c)
 {
 	px *p = c->px;
@@ -369,10 +576,6 @@ int pxi_guard_request(px_conn *c)
 	bool refused;
 	int rc, ret = 1, first = -1;
 
-	if (guard_new(c) < 0) {
-		pxi_respond(c, 500, "Internal Server Error", "out of memory");
-		return 1;
-	}
 	if (c->x->req.method != HTTP_POST) {
 		trace_begin(c, NULL);
 		if (c->mbody.len || c->mbody_over) {
@@ -409,6 +612,10 @@ int pxi_guard_request(px_conn *c)
 			first = (int)i;
 	}
 	refused = first >= 0;
+	if (refused && jrpc_count(b) == 1 && vs[0].approve && p->apv) {
+		ret = hold(c, jrpc_at(b, 0), &vs[0], t0);
+		goto out;
+	}
 	for (size_t i = 0; i < jrpc_count(b); i++) {
 		const jrpc_msg *m = jrpc_at(b, i);
 		if (refused && !vs[i].refused && m->kind == JRPC_REQUEST) {
@@ -445,6 +652,8 @@ out:
 int pxi_guard_upstream_head(px_conn *c)
 {
 	static const char *const drop[] = { "Content-Length", "Transfer-Encoding", "traceparent", "Expect", NULL };
+	static const char *const drop_auth[] = { "Content-Length", "Transfer-Encoding", "traceparent", "Expect",
+						 "Authorization", NULL };
 	char add[160], tp[TRC_HEADER_LEN + 1];
 	cbuf out;
 	int rc;
@@ -453,7 +662,8 @@ int pxi_guard_upstream_head(px_conn *c)
 	trc_format(&c->g->trace, tp);
 	snprintf(add, sizeof add, "Content-Length: %zu\r\n%s%s%s", c->mbody.len, c->g->trace.trace_id[0] ? "traceparent: " : "",
 		 c->g->trace.trace_id[0] ? tp : "", c->g->trace.trace_id[0] ? "\r\n" : "");
-	rc = h1_head_rewrite(cbuf_data(&c->head), c->head.len, drop, add, &out);
+	/* A credential the guard validated is the gateway's business: it never reaches the server. */
+	rc = h1_head_rewrite(cbuf_data(&c->head), c->head.len, c->g->authed ? drop_auth : drop, add, &out);
 	if (rc < 0) {
 		cbuf_free(&out);
 		return rc;

@@ -61,7 +61,9 @@ typedef struct pxg {
 	char parent_span[17];
 	pxg_req *reqs;
 	size_t nreqs, capreqs;
-	bool modern, forward_body, audit_failed, over, dec_on;
+	bool modern, forward_body, audit_failed, over, dec_on, held, authed;
+	char hold_id[16];    /* the approval this exchange waits for (held) */
+	char hold_rule[72];
 	int rmode;           /* the response: undecided, passed as is, a JSON body, an SSE stream */
 	cbuf rhead, rbody;   /* the upstream's head until its mode is known; a JSON body */
 	cbuf sse_in;         /* raw bytes of the SSE event being read (released when it is complete) */
@@ -100,6 +102,8 @@ struct px {
 	const struct redact *redact;
 	bool log_args;
 	struct alog *alog;      /* the sinks of cfg->audit, when set */
+	struct apv *apv;        /* held calls of approve rules (px_set_approvals); NULL: they are refused */
+	struct jwks **jwks;     /* per route index: the jwks_url fetcher of a jwt route, else NULL */
 };
 
 enum cst { C_HANDSHAKE, C_HEAD, C_CONNECTING, C_BODY, C_MBODY, C_WAIT, C_TUNNEL, C_CLOSED };
@@ -211,6 +215,7 @@ void pxi_config_guard_free(px_config *c);
 /* proxy_guard.c, proxy_guard_resp.c */
 const px_route_guard *pxi_route_guard(const px *p, const route *rt);
 bool pxi_guarded(const px *p, const route *rt);
+int pxi_guard_begin(px_conn *c);        /* at the head: guard state, auth; 0: read the body; 1: answered */
 int pxi_guard_request(px_conn *c);      /* 0: forward; 1: answered (or held) here */
 int pxi_guard_upstream_head(px_conn *c); /* the head for an http upstream: Content-Length, traceparent */
 int pxi_audit(px_conn *c, struct aud_rec *r);

@@ -405,7 +405,7 @@ void pxi_start_mcp(px_conn *c)
 /* Writes a whole response (the bridge's, or one the guard made) and ends the exchange. */
 void pxi_respond_whole(px_conn *c, const mbr_response *r)
 {
-	char head[512];
+	char head[1536];
 	int n;
 	bool keep = c->x->req.keep_alive && !c->px->draining && !c->client_done;
 
@@ -414,12 +414,12 @@ void pxi_respond_whole(px_conn *c, const mbr_response *r)
 		return;
 	pxi_enter(c);
 	c->status = (unsigned)r->status;
-	n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\n%s%s%s%s%s%s%s%s%sContent-Length: %zu\r\nCache-Control: no-store\r\n%s\r\n",
+	n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\n%s%s%s%s%s%s%s%s%s%sContent-Length: %zu\r\nCache-Control: no-store\r\n%s\r\n",
 		     r->status, http_status_str((enum http_status)r->status),
 		     r->content_type ? "Content-Type: " : "", r->content_type ? r->content_type : "",
 		     r->content_type ? "\r\n" : "", r->session_id ? "Mcp-Session-Id: " : "",
 		     r->session_id ? r->session_id : "", r->session_id ? "\r\n" : "", r->allow ? "Allow: " : "",
-		     r->allow ? r->allow : "", r->allow ? "\r\n" : "", r->body_len,
+		     r->allow ? r->allow : "", r->allow ? "\r\n" : "", r->extra ? r->extra : "", r->body_len,
 		     keep ? "" : "Connection: close\r\n");
 	if (n > 0 && (size_t)n < sizeof head && pxi_cwrite(c, (const uint8_t *)head, (size_t)n) == 0 &&
 	    (!r->body_len || pxi_cwrite(c, (const uint8_t *)r->body, r->body_len) == 0)) {
@@ -589,9 +589,7 @@ void pxi_finish_mcp_request(px_conn *c)
 {
 	c->st = C_WAIT;
 	c->x->req.body_cb = NULL;
-	if (c->g)
-		pxi_guard_free(c);
-	if (pxi_guarded(c->px, c->rt) && pxi_guard_request(c) != 0)
+	if (c->g && pxi_guard_request(c) != 0)
 		return; /* answered (or held) by the guard */
 	pxi_forward_request(c);
 }
