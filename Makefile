@@ -140,4 +140,5 @@ bench: deps
 	@$(MAKE) --no-print-directory build
 	@bench/run.sh $(abspath $(BIN))
 
--include $(shell find build -name '*.d' -type f 2>/dev/null)
+# (this flavour's dependency files only: build/deb holds a Debian root, with files such as invoke-rc.d)
+-include $(shell find $(B) -name '*.d' -type f 2>/dev/null)

@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 : "${INSTALL_BIN:=build/gcc/postern}" "${DEB_OUT:=build/deb}"
+: "${DEB_MAINTAINER:=postern developers <dev@postern.example.org>}"
 version=$(tr -d ' \n' < VERSION)
 [[ $version =~ ^[0-9][0-9A-Za-z.+~-]*$ ]] || { echo "deb: VERSION '$version' is not a Debian version" >&2; exit 1; }
 arch=$(dpkg --print-architecture)
@@ -22,13 +23,17 @@ Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: postern
 
 Files: *
-Copyright: the postern authors
+Copyright: 2026 the postern authors
 License: see the upstream repository
 EOF
-printf 'postern (%s) unstable; urgency=medium\n\n  * Release %s.\n\n -- postern <postern@localhost>  %s\n' \
-  "$version" "$version" "$(date -R -d @"${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}")" \
-  | gzip -9n > "$doc/changelog.Debian.gz"
-chmod 0644 "$doc/copyright" "$doc/changelog.Debian.gz"
+printf 'postern (%s) unstable; urgency=medium\n\n  * Release %s.\n\n -- %s  %s\n' \
+  "$version" "$version" "$DEB_MAINTAINER" "$(date -R -d @"${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}")" \
+  | gzip -9n > "$doc/changelog.gz"
+chmod 0644 "$doc/copyright" "$doc/changelog.gz"
+# No man page: every subcommand's --help is in /usr/share/doc/postern/commands.txt (and `postern X --help`).
+install -d -m 0755 "$stage/usr/share/lintian/overrides"
+echo 'postern: no-manual-page [usr/bin/postern]' > "$stage/usr/share/lintian/overrides/postern"
+chmod 0644 "$stage/usr/share/lintian/overrides/postern"
 
 # The only shared libraries left are glibc's (the others are linked statically): depend on the newest
 # GLIBC symbol version the binary uses.
@@ -41,7 +46,7 @@ cat > "$stage/DEBIAN/control" <<EOF
 Package: postern
 Version: $version
 Architecture: $arch
-Maintainer: postern <postern@localhost>
+Maintainer: $DEB_MAINTAINER
 Installed-Size: $size
 Depends: libc6 (>= $glibc), adduser
 Section: net
