@@ -10,6 +10,7 @@ int edge_main(int argc, char **argv);
 int proxy_main(int argc, char **argv);
 int gateway_main(int argc, char **argv);
 int audit_main(int argc, char **argv);
+int boundary_main(int argc, char **argv);
 
 #define POSTERN_COMMANDS \
 	{ "check", check_main, "validate a config file without starting (-c FILE)" }, \
@@ -19,6 +20,7 @@ int audit_main(int argc, char **argv);
 	{ "edge", edge_main, "the public relay: connector links, SNI and mTLS client entries (-c edge.yaml)" }, \
 	{ "gateway", gateway_main, "customer side: connector to the edges + inner proxy (-c gateway.yaml)" }, \
 	{ "proxy", proxy_main, "the inner proxy alone on listen_addr (gateway without a connector)" }, \
-	{ "audit", audit_main, "the MCP audit log: verify FILE... (the hash chain across rotated files)" },
+	{ "audit", audit_main, "the MCP audit log: verify FILE... (the hash chain across rotated files)" }, \
+	{ "boundary", boundary_main, "who can see what, from a gateway config: text or Mermaid (-c FILE)" },
 
 #endif
