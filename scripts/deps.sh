@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the build and tests need and is missing: Debian packages (as root, apt-get -y)
-# and the npm test clients pinned in package-lock.json (npm ci into ./node_modules).
+# and the npm test clients pinned in package-lock.json (npm ci into ./node_modules), then the MCP conformance
+# tooling (scripts/mcp-tools.sh: Node 22, the conformance suite, the Inspector CLI into ./.mcp-tools).
 # `scripts/deps.sh --build` installs only what `make build` needs (the Containerfile's build stage uses it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +10,7 @@ build_debs=(build-essential pkg-config
       libssl-dev libuv1-dev libnghttp2-dev libhttp-parser-dev libjansson-dev libfyaml-dev
       libseccomp-dev libpcre2-dev libcurl4-openssl-dev libsqlite3-dev libhiredis-dev)
 debs=("${build_debs[@]}" clang llvm libclang-rt-14-dev libcmocka-dev
-      openssl curl iproute2 util-linux e2fsprogs procps psmisc nodejs npm lintian)
+      rsyslog rsyslog-openssl openssl curl iproute2 util-linux e2fsprogs procps psmisc nodejs npm lintian)
 build_only=0
 [ "${1:-}" = --build ] && { build_only=1; debs=("${build_debs[@]}"); }
 [ "$build_only" = 0 ] && [ "${POSTERN_BENCH_DEPS:-0}" = 1 ] && debs+=(bubblewrap firejail wrk hyperfine openssh-server openssh-client socat nginx python3 ripgrep)
@@ -39,3 +40,5 @@ if [ "$build_only" = 0 ] && [ -f package-lock.json ]; then
     cp package-lock.json "$stamp"
   fi
 fi
+
+[ "$build_only" = 1 ] || scripts/mcp-tools.sh

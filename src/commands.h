@@ -10,6 +10,7 @@ int edge_main(int argc, char **argv);
 int proxy_main(int argc, char **argv);
 int gateway_main(int argc, char **argv);
 int audit_main(int argc, char **argv);
+int auth_main(int argc, char **argv);
 int boundary_main(int argc, char **argv);
 
 #define POSTERN_COMMANDS \
@@ -21,6 +22,7 @@ int boundary_main(int argc, char **argv);
 	{ "gateway", gateway_main, "customer side: connector to the edges + inner proxy (-c gateway.yaml)" }, \
 	{ "proxy", proxy_main, "the inner proxy alone on listen_addr (gateway without a connector)" }, \
 	{ "audit", audit_main, "the MCP audit log: verify FILE... (the hash chain across rotated files)" }, \
+	{ "auth", auth_main, "client authentication of proxy routes: hash-token SUBJECT (a tokens_file line)" }, \
 	{ "boundary", boundary_main, "who can see what, from a gateway config: text or Mermaid (-c FILE)" },
 
 #endif

@@ -5,6 +5,8 @@
 #include "commands.h"
 #include "core/log.h"
 #include "core/optmap.h"
+#include "guard/auditcmd.h"
+#include "proxy/auditlog.h"
 #include "sandbox/mcp/sandbox_serve_opts.h"
 
 struct command {
@@ -43,6 +45,8 @@ int main(int argc, char **argv)
 	}
 	/* Options one part carries for another unparsed are checked by their owner: a proxy route's sandbox:. */
 	optmap_set_checker("sandbox", ssv_opts_check);
+	/* `postern audit emit` lives with the sinks (proxy), above the verify command (guard). */
+	auditcmd_set_emit(alog_emit_main);
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
 		if (!strcmp(argv[1], commands[i].name)) {
 			log_set_component(commands[i].name);

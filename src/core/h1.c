@@ -1,4 +1,5 @@
 #include "core/h1.h"
+#include "core/cbuf.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -310,6 +311,45 @@ int h1_head_value(const uint8_t *head, size_t len, const char *name, char *out, 
 		i = end;
 	}
 	return -ENOENT;
+}
+
+static bool dropped(const uint8_t *line, size_t n, const char *const *drop)
+{
+	for (; drop && *drop; drop++) {
+		size_t k = strlen(*drop);
+		if (n > k && line[k] == ':' && !strncasecmp((const char *)line, *drop, k))
+			return true;
+	}
+	return false;
+}
+
+int h1_head_rewrite(const uint8_t *head, size_t len, const char *const *drop, const char *add, cbuf *out)
+{
+	size_t i = 0;
+	bool first = true;
+	int rc = 0;
+	while (i < len && rc == 0) {
+		size_t end = i, n;
+		while (end < len && head[end] != '\n')
+			end++;
+		n = end - i;
+		if (n && head[i + n - 1] == '\r')
+			n--;
+		if (n == 0)
+			break; /* the blank line: the head's end */
+		if (first || !dropped(head + i, n, drop)) {
+			rc = cbuf_append(out, head + i, n);
+			if (rc == 0)
+				rc = cbuf_append(out, "\r\n", 2);
+		}
+		first = false;
+		i = end + 1;
+	}
+	if (rc == 0 && add && *add)
+		rc = cbuf_append(out, add, strlen(add));
+	if (rc == 0)
+		rc = cbuf_append(out, "\r\n", 2);
+	return rc;
 }
 
 void h1_init(h1 *h, bool request, uint32_t max_head)

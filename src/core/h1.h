@@ -118,5 +118,10 @@ int h1_absolute_target(const char *url, size_t len, char *host, size_t hostcap, 
 /* Finds header name (case-insensitive) in a raw head; copies its trimmed value into out (cap outlen).
  * Returns the value length, -ENOENT when absent, -E2BIG when longer than outlen - 1. */
 int h1_head_value(const uint8_t *head, size_t len, const char *name, char *out, size_t outlen);
+/* Copies a raw head (as h1 accepted it) into out with every field named in drop (NULL-terminated,
+ * case-insensitive; every occurrence) left out, then the preformatted lines of add ("Name: value\r\n"...,
+ * may be NULL), then the blank line. Line ends become CRLF. 0, or cbuf_append's -ENOBUFS / -ENOMEM. */
+struct cbuf;
+int h1_head_rewrite(const uint8_t *head, size_t len, const char *const *drop, const char *add, struct cbuf *out);
 
 #endif

@@ -179,7 +179,9 @@ static int read_auth(cfg_doc *d, cfg_node *rv, bndi_route *r)
 		return r->tokens_file ? 0 : cfg_fail(d, a, "bearer", "needs tokens_file");
 	}
 	if ((b = cfg_get(a, "jwt"))) {
-		static const char *const keys[] = { "issuer", "audience", "jwks_file", "jwks_url", "scopes", NULL };
+		/* the keys of guard/auth.c's jwt reader */
+		static const char *const keys[] = { "issuer", "audience", "jwks_file", "jwks_url", "ca_file", "jwks_refresh",
+						    "leeway", "scopes", "authorization_servers", NULL };
 		char *file = NULL, *url = NULL;
 		int rc;
 		if (!cfg_is_map(b))
@@ -199,8 +201,8 @@ static int read_auth(cfg_doc *d, cfg_node *rv, bndi_route *r)
 			return cfg_fail(d, a, "jwt", "needs exactly one of jwks_file and jwks_url");
 		}
 		r->jwks = file ? file : url;
-		if (!r->jwt_issuer || !r->jwt_audience)
-			return cfg_fail(d, a, "jwt", "needs issuer and audience");
+		if (!r->jwt_issuer)
+			return cfg_fail(d, a, "jwt", "needs issuer");
 		return 0;
 	}
 	return cfg_fail(d, rv, "auth", "must be passthrough, {bearer: {...}} or {jwt: {...}}");

@@ -29,7 +29,7 @@ static void auth_text(FILE *f, const bndi_route *r)
 		break;
 	case BNDI_AUTH_JWT:
 		fprintf(f, "  auth: JWT checked by the gateway (issuer %s, audience %s, keys %s); the token is not "
-			   "forwarded, its sub goes to policy and audit\n", r->jwt_issuer, r->jwt_audience, r->jwks);
+			   "forwarded, its sub goes to policy and audit\n", r->jwt_issuer, r->jwt_audience ? r->jwt_audience : "the route's resource URL", r->jwks);
 		break;
 	default:
 		if (r->kind == BNDI_HTTP)

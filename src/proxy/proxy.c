@@ -10,11 +10,14 @@
  * closes); the upstream is paused while the owner reports over_high_water. */
 #include "proxy/proxy_int.h"
 #include "core/dirs.h"
+#include "guard/pins.h"
+#include "proxy/auditlog.h"
 
 /* ---- small helpers ---------------------------------------------------------------------------------- */
 
 static void px_final_free(px *p)
 {
+	pin_free(p->pins);
 	SSL_CTX_free(p->sctx);
 	SSL_CTX_free(p->uctx);
 	free(p);
@@ -214,6 +217,8 @@ static int make_bridges(px *p, char *err, size_t errlen)
 	return 0;
 }
 
+static int audit_sink(void *ud, const struct aud_rec *r) { return alog_write(ud, r); }
+
 px *px_new(uv_loop_t *loop, const px_config *cfg, char *err, size_t errlen)
 {
 	px *p = calloc(1, sizeof *p);
@@ -242,6 +247,26 @@ px *px_new(uv_loop_t *loop, const px_config *cfg, char *err, size_t errlen)
 	}
 	if (make_bridges(p, err, errlen) < 0)
 		goto fail;
+	if (cfg->audit) {
+		char aerr[300];
+		if (!(p->alog = alog_new(loop, cfg->audit, aerr, sizeof aerr))) {
+			snprintf(err, errlen, "audit: %s", aerr);
+			goto fail;
+		}
+		px_set_audit(p, audit_sink, p->alog, alog_config_redact(cfg->audit), alog_config_log_arguments(cfg->audit));
+	}
+	if (pin_new(&p->pins) < 0) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	if (cfg->pins_file) {
+		char perr[300];
+		if (pin_load(p->pins, cfg->pins_file, perr, sizeof perr) < 0) {
+			snprintf(err, errlen, "pins_file %s: %s", cfg->pins_file, perr);
+			goto fail;
+		}
+		log_info("msg=\"tool pins loaded\" file=%s pins=%zu", cfg->pins_file, pin_count(p->pins));
+	}
 	uv_timer_init(loop, &p->reload);
 	uv_timer_init(loop, &p->dtimer);
 	p->reload.data = p->dtimer.data = p;
@@ -254,6 +279,8 @@ px *px_new(uv_loop_t *loop, const px_config *cfg, char *err, size_t errlen)
 		 cfg->disable_ip_validation ? "off" : "on", sum);
 	return p;
 fail:
+	alog_free(p->alog);
+	pin_free(p->pins);
 	free_bridges(p);
 	SSL_CTX_free(p->sctx);
 	SSL_CTX_free(p->uctx);
@@ -356,5 +383,7 @@ void px_free(px *p)
 	uv_close((uv_handle_t *)&p->reload, pxi_handle_closed);
 	uv_close((uv_handle_t *)&p->dtimer, pxi_handle_closed);
 	free_bridges(p);
+	alog_free(p->alog); /* after the connections: their last lines are written */
+	p->alog = NULL;
 	pxi_unref(p);
 }

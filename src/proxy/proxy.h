@@ -26,6 +26,15 @@
  * cfg_check_keys. (log_level and shutdown_timeout are in this list; the gateway may list them too.) */
 extern const char *const px_config_keys[];
 
+struct pol;
+struct auth;
+struct alog_config;
+typedef struct px_route_guard {
+	struct pol *policy; /* NULL: no policy */
+	struct auth *auth;  /* NULL: passthrough (the client's Authorization goes upstream untouched) */
+	bool audit;         /* recorded when the proxy has an audit sink; `audit: false` on the route turns it off */
+} px_route_guard;
+
 typedef struct px_config {
 	char *listen_addr;       /* optional plain listener, "IP:PORT", ":PORT" or "[v6]:PORT"; NULL = none */
 	char *tunnel_domain;     /* optional: "<route>.<tunnel_domain>" routes to <route>; lowercase, no dots at ends */
@@ -39,6 +48,16 @@ typedef struct px_config {
 	int64_t shutdown_timeout_ms; /* default 30 s */
 	int log_level;           /* enum log_level, or -1 when not set (the caller applies it) */
 	int log_format;          /* enum log_format, or -1 when not set (the caller applies it) */
+
+	/* The MCP guard (docs/proxy.md, "MCP guard"): per route (parallel to routes.v) its policy and auth, and
+	 * whether the audit sink (given by the owner with px_set_audit) records it; the JSON-RPC caps. */
+	px_route_guard *guards;
+	char *pins_file;         /* pins_file: tool-definition pins kept across restarts; NULL = in memory */
+	size_t max_body;         /* mcp_limits.max_body: an MCP POST body (stdio, sandbox, guarded routes); 4 MiB */
+	unsigned max_batch;      /* mcp_limits.max_batch: messages in one batch; 64 */
+	unsigned max_depth;      /* mcp_limits.max_depth: JSON nesting; 64 */
+	bool audit_configured;   /* the audit: key is present */
+	struct alog_config *audit; /* its sinks (proxy/auditlog.h): px_new opens them; NULL = no audit */
 
 	/* Tunables, not in YAML (tests and embedding may change them). */
 	uint32_t connect_timeout_ms;   /* DNS + TCP connect + upstream TLS; default 30 s */
@@ -92,9 +111,21 @@ bool px_draining(const px *p);
 
 typedef struct px_stats {
 	uint64_t conns_total, conns_active, requests_total, tls_failures, upstream_failures, ip_rejected,
-		 cert_reloads, cert_reload_failures;
+		 cert_reloads, cert_reload_failures, audit_failures, guard_dropped;
 } px_stats;
 void px_get_stats(const px *p, px_stats *out);
+
+/* The audit sink: one record per MCP message crossing a guarded route (guard/audit.h). It runs before the
+ * message is released, so a record it returns 0 for was written before the client saw the answer; <0 refuses
+ * the call (503) instead of forwarding it unrecorded. r and log_arguments: how arguments are redacted, and
+ * whether they are recorded at all. Called from the loop. */
+struct aud_rec;
+struct redact;
+struct pin_table;
+typedef int (*px_audit_fn)(void *ud, const struct aud_rec *r);
+void px_set_audit(px *p, px_audit_fn fn, void *ud, const struct redact *r, bool log_arguments);
+/* The tool-definition pins of every route (loaded from pins_file at px_new), for `postern pins`. */
+struct pin_table *px_pins(px *p);
 
 /* ---- the stream seam (core/stream.h) ------------------------------------------------------------------- */
 

@@ -15,10 +15,13 @@
 #include "core/log.h"
 #include "core/optmap.h"
 #include "core/tlsio.h"
-#include "proxy/proxy.h"
+#include "proxy/proxy_int.h"
+#include "guard/jrpc.h"
+#include "proxy/auditlog.h"
 
 const char *const px_config_keys[] = { "listen_addr", "log_level", "log_format", "shutdown_timeout", "tunnel_domain",
-				       "tls",         "routes",    "upstream",         NULL };
+				       "tls",         "routes",    "upstream",         "audit",
+				       "pins_file",   "mcp_limits", NULL };
 
 int px_config_init(px_config *c)
 {
@@ -34,6 +37,9 @@ int px_config_init(px_config *c)
 	c->idle_timeout_ms = 120000;
 	c->max_head_bytes = 64 * 1024;
 	c->reload_interval_ms = 2000;
+	c->max_body = JRPC_MAX_BODY_DEFAULT;
+	c->max_batch = JRPC_MAX_BATCH_DEFAULT;
+	c->max_depth = JRPC_MAX_DEPTH_DEFAULT;
 	return na_cidrs_add_rfc1918(&c->allowed_ips);
 }
 
@@ -46,6 +52,7 @@ void px_config_free(px_config *c)
 	free(c->cert_file);
 	free(c->key_file);
 	free(c->upstream_ca_file);
+	pxi_config_guard_free(c);
 	route_table_free(&c->routes);
 	na_cidrs_free(&c->allowed_ips);
 	free(c);
@@ -55,21 +62,37 @@ void px_config_free(px_config *c)
  * `name: {stdio: [cmd, args...], max_sessions: N, idle_timeout: D, reclaim_idle: D}`. */
 static int load_mcp_route(cfg_doc *d, cfg_node *routes, const char *name, cfg_node *val, route *r)
 {
-	static const char *const top[] = { "stdio", "sandbox", "max_sessions", "idle_timeout", "reclaim_idle", NULL };
+	static const char *const top[] = { "stdio", "sandbox", "url", "max_sessions", "idle_timeout", "reclaim_idle",
+					   "policy", "auth", "audit", NULL };
 	cfg_node *sb = NULL, *st = cfg_get(val, "stdio");
-	char **list = NULL, err[384];
+	char **list = NULL, err[384], why[160];
 	size_t n = 0;
 	optmap opts = { 0 };
 	const optmap_ent *ws, *at = NULL;
 	optmap_check_fn check;
 	int64_t v, ms;
-	int rc;
+	int rc, forms = !!cfg_key_line(val, "stdio") + !!cfg_key_line(val, "sandbox") + !!cfg_key_line(val, "url");
 
-	if (!cfg_key_line(val, "stdio") && !cfg_key_line(val, "sandbox"))
+	if (forms == 0)
 		return cfg_fail(d, routes, name, "invalid upstream (must be scheme://host:port); a mapping must hold "
-				"sandbox: {...} or stdio: [cmd, ...]");
+				"url: scheme://host:port, sandbox: {...} or stdio: [cmd, ...]");
+	if (forms > 1)
+		return cfg_fail(d, routes, name, "a route is one of url, stdio or sandbox, not several");
 	if ((rc = cfg_check_keys(d, val, name, top)) < 0)
 		return rc;
+	if (cfg_key_line(val, "url")) {
+		const char *s = cfg_scalar(cfg_get(val, "url"));
+		if (!s)
+			return cfg_fail(d, val, "url", "must be scheme://host:port");
+		if (cfg_key_line(val, "max_sessions") || cfg_key_line(val, "idle_timeout") || cfg_key_line(val, "reclaim_idle"))
+			return cfg_fail(d, routes, name, "max_sessions, idle_timeout and reclaim_idle are for stdio and sandbox routes");
+		rc = route_parse_value(s, r, why, sizeof why);
+		if (rc < 0 && rc != -ENOMEM)
+			return cfg_fail(d, val, "url", "invalid upstream (must be scheme://host:port): '%s': %s", s, why);
+		if (rc == 0 && route_is_mcp(r))
+			return cfg_fail(d, val, "url", "must be scheme://host:port; a stdio or sandbox route uses its own key");
+		return rc;
+	}
 	if ((rc = cfg_get_int(d, val, "max_sessions", 1, 4096, &v)) < 0)
 		return rc;
 	if (rc == 0)
@@ -185,6 +208,8 @@ static int load_routes(cfg_doc *d, cfg_node *root, px_config *c)
 		if (rc == 0)
 			rc = route_table_add(&c->routes, name, &r);
 		route_free_fields(&r);
+		if (rc == 0)
+			rc = pxi_config_route_guard(d, cfg_is_map(val) ? val : NULL, c, c->routes.n - 1);
 		if (rc == -EEXIST)
 			return cfg_fail(d, routes, name, "duplicate route name (names are case-insensitive)");
 		if (rc < 0)
@@ -318,6 +343,8 @@ int px_config_load(cfg_doc *d, cfg_node *root, px_config **out)
 	if ((rc = load_routes(d, root, c)) < 0)
 		goto out;
 	if ((rc = load_upstream(d, root, c)) < 0)
+		goto out;
+	if ((rc = pxi_config_guard_load(d, root, c)) < 0)
 		goto out;
 	rc = 0;
 out:
@@ -515,6 +542,8 @@ int px_config_preflight(cfg_doc *d, cfg_node *root, const px_config *c)
 	if ((rc = preflight_tls(d, root, c)) < 0)
 		return rc;
 	if ((rc = preflight_routes(d, root, c)) < 0)
+		return rc;
+	if (c->audit && (rc = alog_config_preflight(c->audit, d)) < 0)
 		return rc;
 	if (c->upstream_ca_file && (rc = check_readable(d, cfg_get(cfg_get(root, "upstream"), "tls") ?
 									cfg_get(cfg_get(root, "upstream"), "tls") : root,

@@ -50,6 +50,7 @@ void pxi_log_request(px_conn *c, const char *err)
 	if (!c->in_exchange || c->logged)
 		return;
 	c->logged = true;
+	pxi_guard_flush(c, err ? "no_response" : NULL);
 	plen = strcspn(c->x->path, "?");
 	c->x->path[plen] = 0; /* the query may carry secrets: never logged */
 	if (err)
@@ -84,6 +85,7 @@ static void destroy(px_conn *c)
 	pxi_up_detach(c);
 	mbr_req_cancel(c->mreq);
 	c->mreq = NULL;
+	pxi_guard_free(c);
 	cbuf_free(&c->mbody);
 	tio_free(c->tls);
 	cbuf_free(&c->pend);
@@ -276,10 +278,30 @@ static void begin_exchange(px_conn *c)
 		pxi_respond(c, 404, "Not Found", "no route for host");
 		return;
 	}
+	if (pxi_guarded(p, c->rt)) {
+		unsigned m = c->x->req.method;
+		/* The guard reads every message: no way around it through an upgraded connection or a method
+		 * MCP does not use (an upstream may treat a PUT with a JSON-RPC body like a POST). */
+		if (c->x->req.upgrade) {
+			pxi_respond(c, 501, "Not Implemented", "protocol upgrades are not relayed on a guarded route");
+			return;
+		}
+		if (m != HTTP_POST && m != HTTP_GET && m != HTTP_DELETE && m != HTTP_HEAD && m != HTTP_OPTIONS) {
+			pxi_respond(c, 405, "Method Not Allowed", "a guarded MCP route takes POST, GET, DELETE, HEAD and OPTIONS");
+			return;
+		}
+		pxi_start_mcp(c);
+		return;
+	}
 	if (route_is_mcp(c->rt)) {
 		pxi_start_mcp(c);
 		return;
 	}
+	pxi_up_begin(c);
+}
+
+void pxi_up_begin(px_conn *c)
+{
 	h1_next(&c->x->resp);
 	if (c->head_req)
 		h1_skip_body(&c->x->resp);
@@ -303,6 +325,9 @@ void pxi_end_exchange(px_conn *c)
 	bool keep = c->x->req.keep_alive && c->x->resp.keep_alive && !c->x->req.upgrade && !p->draining && !c->client_done;
 
 	pxi_log_request(c, NULL);
+	pxi_guard_free(c);
+	cbuf_free(&c->head); /* an exchange answered here never sent it */
+	cbuf_free(&c->mbody);
 	c->in_exchange = false;
 	if (c->up) {
 		if (!keep || !c->up->reusable || c->up->eof)
@@ -592,10 +617,11 @@ px_conn *px_conn_new(px *p, const stream_ops *ops, void *ctx, const char *client
 	cbuf_init(&c->pend, 1024, PX_READ_CHUNK);
 	/* h1 refuses a head over max_head_bytes before it gets here: this cap is the backstop. */
 	cbuf_init(&c->head, 1024, (size_t)p->cfg->max_head_bytes + PX_READ_CHUNK);
-	cbuf_init(&c->mbody, 4096, PX_MCP_MAX_BODY);
+	cbuf_init(&c->mbody, 4096, p->cfg->max_body);
 	c->ops = ops;
 	c->ctx = ctx;
 	log_quote(client_addr && *client_addr ? client_addr : "-", c->client, sizeof c->client);
+	snprintf(c->client_raw, sizeof c->client_raw, "%s", client_addr ? client_addr : "");
 	uv_timer_init(p->loop, &c->timer);
 	c->timer.data = c;
 	c->st = C_HANDSHAKE;

@@ -25,6 +25,8 @@
 #include "core/h1.h"
 #include "core/list.h"
 #include "proxy/mcpbridge.h"
+#include "proxy/sse.h"
+#include "guard/trace.h"
 
 #define PX_READ_CHUNK TREC_MAX_CIPHER /* a whole record body opens straight into it, with no spill copy */
 #define PX_MCP_MAX_BODY (4u << 20) /* a stdio:/sandbox: request body */
@@ -36,6 +38,35 @@
 
 typedef struct pxu pxu;
 typedef struct pxl pxl;
+struct aud_rec;
+struct pin_table;
+struct redact;
+
+/* A request of a guarded exchange waiting for its answer (proxy_guard.c). */
+typedef struct pxg_req {
+	char *id;          /* JSON text of the id */
+	char method[64];
+	char *tool;        /* tools/call: the tool; prompts/get: the prompt; resources/read: the URI */
+	char hash[65];     /* the tool's pinned definition hash, "" when unknown */
+	uint64_t t0;
+	bool list, done;   /* a tools, prompts or resources list request (its result is filtered); answered (audited) */
+} pxg_req;
+
+/* The guard's state of one exchange on a guarded route; NULL on other routes. */
+typedef struct pxg {
+	char client_id[256]; /* the identity auth established ("" when none) */
+	char session[128];   /* Mcp-Session-Id of the request */
+	char protocol[32];   /* MCP-Protocol-Version of the request */
+	trc_ctx trace;       /* the guard's span (sent upstream as traceparent) */
+	char parent_span[17];
+	pxg_req *reqs;
+	size_t nreqs, capreqs;
+	bool modern, forward_body, audit_failed, over, dec_on;
+	int rmode;           /* the response: undecided, passed as is, a JSON body, an SSE stream */
+	cbuf rhead, rbody;   /* the upstream's head until its mode is known; a JSON body */
+	cbuf sse_in;         /* raw bytes of the SSE event being read (released when it is complete) */
+	sse_dec dec;
+} pxg;
 
 struct file_id {
 	bool ok;
@@ -63,6 +94,12 @@ struct px {
 	int refs;
 	px_stats st;
 	mbr **bridges; /* per route index: the stdio bridge of stdio:/sandbox: routes, else NULL */
+	struct pin_table *pins; /* tool-definition pins of every route (pins_file) */
+	px_audit_fn audit_fn;   /* the audit sink (px_set_audit); NULL: no audit */
+	void *audit_ud;
+	const struct redact *redact;
+	bool log_args;
+	struct alog *alog;      /* the sinks of cfg->audit, when set */
 };
 
 enum cst { C_HANDSHAKE, C_HEAD, C_CONNECTING, C_BODY, C_MBODY, C_WAIT, C_TUNNEL, C_CLOSED };
@@ -73,6 +110,7 @@ struct px_conn {
 	px_conn *next, **pprev; /* p->conns */
 	const stream_ops *ops;
 	void *ctx;
+	char client_raw[NA_FMT_MAX + 40]; /* the same, unquoted, for the audit (a JSON string escapes it) */
 	char client[NA_FMT_MAX + 40]; /* the client address as the owner gave it, already quoted for logs: an edge
 					 * decides what postern-client-addr holds, spaces and key=value included */
 	tio *tls;
@@ -97,6 +135,7 @@ struct px_conn {
 	bool mbody_over;
 	bool mchunked; /* the bridge's SSE response goes out chunked */
 	mbr_req *mreq;  /* the bridge's exchange while it waits or streams */
+	pxg *g;         /* the guard's state of the exchange on a guarded route */
 };
 
 /* Allocated when a request's first byte arrives and freed when the exchange ends, so that an idle keep-alive
@@ -158,5 +197,28 @@ void pxi_up_send_head(px_conn *c);
 void pxi_start_upstream(px_conn *c);
 void pxi_start_mcp(px_conn *c);
 void pxi_finish_mcp_request(px_conn *c);
+void pxi_forward_request(px_conn *c); /* the request read whole (and checked) goes upstream or to the bridge */
+void pxi_respond_whole(px_conn *c, const mbr_response *r); /* a whole response, keep-alive as the request asks */
+int pxi_write_chunk(px_conn *c, const uint8_t *p, size_t n); /* a part of a streamed body (chunked if mchunked) */
+void pxi_up_pause_if_full(px_conn *c);
+void pxi_up_begin(px_conn *c); /* reuse the route's idle upstream connection or dial one, then send the head */
+
+/* proxy_config_guard.c */
+int pxi_config_route_guard(cfg_doc *d, cfg_node *val, px_config *c, size_t i);
+int pxi_config_guard_load(cfg_doc *d, cfg_node *root, px_config *c);
+void pxi_config_guard_free(px_config *c);
+
+/* proxy_guard.c, proxy_guard_resp.c */
+const px_route_guard *pxi_route_guard(const px *p, const route *rt);
+bool pxi_guarded(const px *p, const route *rt);
+int pxi_guard_request(px_conn *c);      /* 0: forward; 1: answered (or held) here */
+int pxi_guard_upstream_head(px_conn *c); /* the head for an http upstream: Content-Length, traceparent */
+int pxi_audit(px_conn *c, struct aud_rec *r);
+int pxi_guard_payload(px_conn *c, const char *buf, size_t len, char **out, size_t *outlen);
+int pxi_guard_sse_feed(px_conn *c, const uint8_t *p, size_t n);
+void pxi_guard_flush(px_conn *c, const char *why);
+void pxi_guard_up_data(px_conn *c, pxu *u, const uint8_t *p, size_t n);
+void pxi_guard_up_eof(px_conn *c);
+void pxi_guard_free(px_conn *c);
 
 #endif

@@ -54,6 +54,14 @@ void pxi_up_send_head(px_conn *c)
 {
 	int r = pxi_up_write(c, cbuf_data(&c->head), c->head.len);
 	cbuf_free(&c->head);
+	if (r == 0 && c->g && c->g->forward_body) {
+		/* A guarded request was read whole and checked: its body follows the rebuilt head. */
+		r = pxi_up_write(c, cbuf_data(&c->mbody), c->mbody.len);
+		cbuf_free(&c->mbody);
+		c->g->forward_body = false;
+		c->req_done = true;
+		c->st = C_WAIT;
+	}
 	if (r < 0)
 		pxi_upstream_fail(c, 502, "Bad Gateway", "upstream write failed");
 }
@@ -177,7 +185,7 @@ out:
 	pxi_leave(c);
 }
 
-static void pause_if_owner_full(px_conn *c)
+void pxi_up_pause_if_full(px_conn *c)
 {
 	if (c->aborted || c->closing || !c->up || !c->up->tc || c->up_paused)
 		return;
@@ -207,7 +215,11 @@ static void up_on_data(tconn *tc, const uint8_t *p, size_t n, void *ud)
 		c->resp_bytes += n;
 		if (pxi_cwrite(c, p, n) < 0)
 			pxi_conn_finish(c, false);
-		pause_if_owner_full(c);
+		pxi_up_pause_if_full(c);
+		goto out;
+	}
+	if (c->g && c->in_exchange && !c->resp_done) {
+		pxi_guard_up_data(c, u, p, n);
 		goto out;
 	}
 	if (!c->in_exchange || c->resp_done) {
@@ -272,7 +284,7 @@ static void up_on_data(tconn *tc, const uint8_t *p, size_t n, void *ud)
 	}
 	if (n > 0)
 		u->reusable = false;
-	pause_if_owner_full(c);
+	pxi_up_pause_if_full(c);
 	if (finished && c->req_done && !c->closing && !c->aborted)
 		pxi_end_exchange(c);
 out:
@@ -305,7 +317,9 @@ static void up_on_eof(tconn *tc, void *ud)
 		pxi_up_detach(c);
 		goto out;
 	}
-	if (!c->resp_done) {
+	if (!c->resp_done && c->g) {
+		pxi_guard_up_eof(c);
+	} else if (!c->resp_done) {
 		h1_ev ev = h1_eof(&c->x->resp);
 		if (ev == H1_DONE) {
 			c->status = c->x->resp.status;
@@ -388,10 +402,9 @@ void pxi_start_mcp(px_conn *c)
 	c->st = C_MBODY;
 }
 
-/* Writes the whole response the bridge made and ends the exchange. */
-static void mcp_respond(void *ud, const mbr_response *r)
+/* Writes a whole response (the bridge's, or one the guard made) and ends the exchange. */
+void pxi_respond_whole(px_conn *c, const mbr_response *r)
 {
-	px_conn *c = ud;
 	char head[512];
 	int n;
 	bool keep = c->x->req.keep_alive && !c->px->draining && !c->client_done;
@@ -421,6 +434,37 @@ static void mcp_respond(void *ud, const mbr_response *r)
 		pxi_conn_finish(c, false);
 	}
 	pxi_leave(c);
+}
+
+static void mcp_respond(void *ud, const mbr_response *r)
+{
+	px_conn *c = ud;
+	mbr_response f = *r;
+	char *rep = NULL;
+	size_t rlen = 0;
+
+	c->mreq = NULL;
+	if (c->closing || c->aborted)
+		return;
+	if (c->g && r->body_len && r->content_type && !strncmp(r->content_type, "application/json", 16)) {
+		c->status = (unsigned)r->status;
+		if (pxi_guard_payload(c, r->body, r->body_len, &rep, &rlen) == -EIO) {
+			pxi_enter(c);
+			pxi_respond(c, 503, "Service Unavailable", "the audit log cannot be written");
+			pxi_leave(c);
+			return;
+		}
+		if (rep) {
+			f.body = rep;
+			f.body_len = rlen;
+		}
+	}
+	if (c->g) {
+		c->status = (unsigned)r->status;
+		pxi_guard_flush(c, NULL);
+	}
+	pxi_respond_whole(c, &f);
+	free(rep);
 }
 
 /* The bridge's write failed on our side: the exchange is over and the bridge forgets it. */
@@ -457,16 +501,14 @@ static int mcp_stream_head(void *ud, int status, const char *sid)
 	return r;
 }
 
-static int mcp_stream_data(void *ud, const char *p, size_t n)
+int pxi_write_chunk(px_conn *c, const uint8_t *p, size_t n)
 {
-	px_conn *c = ud;
 	char *buf;
 	int k = 0, r = 0;
 	if (!n)
 		return 0;
 	if (c->closing || c->aborted)
 		return -EPIPE;
-	pxi_enter(c);
 	/* One write per event (one TLS record when it fits): chunk size line, the event, CRLF. */
 	buf = malloc(n + 24);
 	if (buf) {
@@ -479,10 +521,25 @@ static int mcp_stream_data(void *ud, const char *p, size_t n)
 		}
 	}
 	if (!buf || pxi_cwrite(c, (const uint8_t *)buf, (size_t)k + n) < 0)
-		r = mcp_stream_fail(c);
+		r = -EPIPE;
 	else
 		c->resp_bytes += (size_t)k + n;
 	free(buf);
+	return r;
+}
+
+static int mcp_stream_data(void *ud, const char *p, size_t n)
+{
+	px_conn *c = ud;
+	int r;
+	if (!n)
+		return 0;
+	if (c->closing || c->aborted)
+		return -EPIPE;
+	pxi_enter(c);
+	r = c->g ? pxi_guard_sse_feed(c, (const uint8_t *)p, n) : pxi_write_chunk(c, (const uint8_t *)p, n);
+	if (r < 0)
+		r = mcp_stream_fail(c);
 	pxi_leave(c);
 	return r;
 }
@@ -530,16 +587,37 @@ static const char *head_value(px_conn *c, const char *name, char *buf, size_t ca
 
 void pxi_finish_mcp_request(px_conn *c)
 {
-	mbr *b = c->px->bridges[c->rt - c->px->cfg->routes.v];
+	c->st = C_WAIT;
+	c->x->req.body_cb = NULL;
+	if (c->g)
+		pxi_guard_free(c);
+	if (pxi_guarded(c->px, c->rt) && pxi_guard_request(c) != 0)
+		return; /* answered (or held) by the guard */
+	pxi_forward_request(c);
+}
+
+/* The request, read whole (and checked on a guarded route), goes to its upstream or the stdio bridge. */
+void pxi_forward_request(px_conn *c)
+{
+	mbr *b = c->px->bridges ? c->px->bridges[c->rt - c->px->cfg->routes.v] : NULL;
 	char sid[128], last[300], accept[1024];
 	const char *a;
 	mbr_http h = { 0 };
 	int r;
 
-	c->st = C_WAIT;
-	c->x->req.body_cb = NULL;
+	if (!route_is_mcp(c->rt)) {
+		/* A guarded http(s) route: the checked request goes upstream with the head rebuilt for it. */
+		if (pxi_guard_upstream_head(c) < 0) {
+			pxi_respond(c, 431, "Request Header Fields Too Large", "request head too large");
+			return;
+		}
+		pxi_up_begin(c);
+		return;
+	}
 	if (c->mbody_over) {
-		pxi_respond(c, 413, "Content Too Large", "MCP message too large (cap 4 MiB)");
+		char msg[96];
+		snprintf(msg, sizeof msg, "MCP message too large (mcp_limits.max_body is %zu bytes)", c->px->cfg->max_body);
+		pxi_respond(c, 413, "Content Too Large", msg);
 		return;
 	}
 	h.session_id = head_value(c, "Mcp-Session-Id", sid, sizeof sid, &r);

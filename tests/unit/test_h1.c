@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "core/h1.h"
+#include "core/cbuf.h"
 
 /* Feeds s in pieces of size step and records, per message, the exact bytes attributed to it. */
 struct split {
@@ -526,6 +527,25 @@ static void test_caps_exact(void **st)
 	}
 }
 
+/* h1_head_rewrite: fields named in drop go (every occurrence, any case), the rest stay in order, line ends
+ * become CRLF, add goes before the blank line; the cap is honoured. */
+static void test_head_rewrite(void **state)
+{
+	static const char head[] = "POST /mcp HTTP/1.1\r\nHost: a\r\ncontent-length: 5\r\nX-Keep: 1\nAuthorization: Bearer s\r\n"
+				   "AUTHORIZATION: Bearer t\r\nX-Content-Length: 9\r\n\r\n";
+	static const char *const drop[] = { "Content-Length", "Authorization", NULL };
+	cbuf out, small;
+	(void)state;
+	cbuf_init(&out, 64, 4096);
+	assert_int_equal(h1_head_rewrite((const uint8_t *)head, sizeof head - 1, drop, "Content-Length: 7\r\n", &out), 0);
+	assert_string_equal(cbuf_str(&out), "POST /mcp HTTP/1.1\r\nHost: a\r\nX-Keep: 1\r\nX-Content-Length: 9\r\n"
+					    "Content-Length: 7\r\n\r\n");
+	cbuf_free(&out);
+	cbuf_init(&small, 16, 20);
+	assert_int_equal(h1_head_rewrite((const uint8_t *)head, sizeof head - 1, drop, NULL, &small), -ENOBUFS);
+	cbuf_free(&small);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -540,6 +560,7 @@ int main(void)
 		cmocka_unit_test(test_absolute_target),
 		cmocka_unit_test(test_request_grammar),
 		cmocka_unit_test(test_caps_exact),
+		cmocka_unit_test(test_head_rewrite),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

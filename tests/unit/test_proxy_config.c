@@ -174,7 +174,7 @@ static void test_config_errors(void **st)
 		{ "routes:\n  docs: http://docs:8080/mcp\n", "gw.yaml:5: docs: invalid upstream (must be scheme://host:port)" },
 		{ "routes:\n  ok: http://a:1\n  docs: docs:8080\n", "gw.yaml:6: docs: invalid upstream (must be scheme://host:port)" },
 		{ "routes:\n  - docs: http://docs:8080\n", "gw.yaml:4: routes: must be a mapping of route name to scheme://host:port" },
-		{ "routes:\n  docs: {url: x}\n", "gw.yaml:5: docs: invalid upstream (must be scheme://host:port)" },
+		{ "routes:\n  docs: {url: x}\n", "gw.yaml:5: url: invalid upstream (must be scheme://host:port): 'x': scheme must be http or https" },
 		{ "routes: {}\n", "gw.yaml:4: routes: is empty" },
 		{ "", "routes: missing" },
 		{ "routes: {a: \"http://a:1\"}\nrouts: {}\n", "gw.yaml:5: unknown key 'routs'" },

@@ -1,0 +1,38 @@
+// Tool-call load for the guard benchmark: C SDK clients (StreamableHTTPClientTransport), each making its share
+// of N `echo` tool calls one after another. Prints one JSON line: calls, seconds, calls_per_s, p50_us, p99_us.
+// Usage: node bench/mcp-calls.mjs URL CALLS CONCURRENCY [CA_FILE]   (https names resolve to 127.0.0.1)
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { pinnedFetch } from '../tests/e2e/lib/mcp.mjs';
+
+const [url, callsArg, concArg, ca] = process.argv.slice(2);
+const calls = Number(callsArg), conc = Number(concArg);
+const lat = [];
+async function worker(n) {
+  const f = pinnedFetch({ ca });
+  const transport = new StreamableHTTPClientTransport(new URL(url), { fetch: f });
+  const client = new Client({ name: 'postern-bench', version: '1.0.0' });
+  await client.connect(transport);
+  for (let i = 0; i < 20; i++) await client.callTool({ name: 'echo', arguments: { text: 'warm' } }); // warm-up, not counted
+  if (++ready === conc) go();
+  await barrier;
+  for (let i = 0; i < n; i++) {
+    const t0 = process.hrtime.bigint();
+    const r = await client.callTool({ name: 'echo', arguments: { text: `call ${i}`, password: 'hunter2' } });
+    lat.push(Number(process.hrtime.bigint() - t0) / 1000);
+    if (!r.content?.[0]?.text?.startsWith('echo:')) throw new Error(`bad answer: ${JSON.stringify(r)}`);
+  }
+  await transport.terminateSession().catch(() => {});
+  await client.close();
+  await f.close();
+}
+let go, ready = 0;
+const barrier = new Promise((r) => { go = r; });
+const per = Math.floor(calls / conc);
+let t0;
+barrier.then(() => { t0 = process.hrtime.bigint(); });
+await Promise.all(Array.from({ length: conc }, () => worker(per)));
+const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+lat.sort((a, b) => a - b);
+const q = (p) => Math.round(lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]);
+console.log(JSON.stringify({ calls: lat.length, seconds: +secs.toFixed(3), calls_per_s: Math.round(lat.length / secs), p50_us: q(0.5), p99_us: q(0.99) }));

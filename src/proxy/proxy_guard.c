@@ -1,0 +1,465 @@
+/* The MCP guard on a route's requests: the POST body is read whole (under mcp_limits), parsed by the
+ * JSON-RPC inspector, checked (the 2026-07-28 headers against the body, policy at call time, tool pins), each
+ * message recorded in the audit, and then forwarded unchanged, or answered here with a JSON-RPC error that
+ * names what refused it. The response side is proxy_guard_resp.c. */
+#include "proxy/proxy_int.h"
+
+#include <time.h>
+
+#include "core/arr.h"
+
+#include "guard/audit.h"
+#include "guard/jrpc.h"
+#include "guard/pins.h"
+#include "guard/policy.h"
+#include "guard/redact.h"
+
+const px_route_guard *pxi_route_guard(const px *p, const route *rt)
+{
+	if (!rt || !p->cfg->guards)
+		return NULL;
+	return &p->cfg->guards[rt - p->cfg->routes.v];
+}
+
+bool pxi_guarded(const px *p, const route *rt)
+{
+	const px_route_guard *g = pxi_route_guard(p, rt);
+	return g && (g->policy || g->auth || (g->audit && p->audit_fn));
+}
+
+void px_set_audit(px *p, px_audit_fn fn, void *ud, const struct redact *r, bool log_arguments)
+{
+	p->audit_fn = fn;
+	p->audit_ud = ud;
+	p->redact = r;
+	p->log_args = log_arguments;
+}
+
+struct pin_table *px_pins(px *p) { return p->pins; }
+
+void pxi_guard_free(px_conn *c)
+{
+	pxg *g = c->g;
+	if (!g)
+		return;
+	for (size_t i = 0; i < g->nreqs; i++) {
+		free(g->reqs[i].id);
+		free(g->reqs[i].tool);
+	}
+	free(g->reqs);
+	cbuf_free(&g->rhead);
+	cbuf_free(&g->rbody);
+	cbuf_free(&g->sse_in);
+	sse_dec_free(&g->dec);
+	free(g);
+	c->g = NULL;
+}
+
+static int64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Fills what every line of this exchange shares and hands the record to the sink. */
+int pxi_audit(px_conn *c, aud_rec *r)
+{
+	px *p = c->px;
+	pxg *g = c->g;
+	const px_route_guard *rg = pxi_route_guard(p, c->rt);
+	int rc;
+	if (!p->audit_fn || !rg || !rg->audit || !g)
+		return 0;
+	r->ts_us = now_us();
+	r->trace_id = g->trace.trace_id;
+	r->span_id = g->trace.span_id;
+	r->parent_span_id = g->parent_span[0] ? g->parent_span : NULL;
+	r->route = c->rt->name;
+	r->client = g->client_id[0] ? g->client_id : NULL;
+	r->client_addr = c->client_raw[0] ? c->client_raw : NULL;
+	r->session = g->session[0] ? g->session : NULL;
+	r->protocol = g->protocol[0] ? g->protocol : NULL;
+	if (rg->policy && !r->policy_rev)
+		r->policy_rev = pol_revision(rg->policy);
+	rc = p->audit_fn(p->audit_ud, r);
+	if (rc < 0) {
+		p->st.audit_failures++;
+		g->audit_failed = true;
+	}
+	return rc;
+}
+
+/* ---- answers made by the guard ------------------------------------------------------------------------- */
+
+static void answer(px_conn *c, unsigned status, char *body, size_t len)
+{
+	mbr_response r = { .status = (int)status, .content_type = "application/json", .body = body, .body_len = len };
+	pxi_respond_whole(c, &r);
+	free(body);
+}
+
+/* The whole POST refused before any message is looked at (not JSON, over a cap, a bad header). */
+static void refuse_body(px_conn *c, unsigned status, int code, const char *msg, const char *reason)
+{
+	char *body = NULL;
+	size_t len = 0;
+	aud_rec r = { .dir = "in", .method = c->x->method, .decision = "deny", .status = reason, .has_rpc_code = true,
+		      .rpc_code = code, .http_status = (int)status, .bytes_in = c->mbody.len };
+	pxi_audit(c, &r);
+	if (jrpc_error_body(NULL, code, msg, NULL, &body, &len) < 0) {
+		pxi_respond(c, 500, "Internal Server Error", "out of memory");
+		return;
+	}
+	answer(c, status, body, len);
+}
+
+static pol_kind call_kind(const char *method, bool *policed)
+{
+	*policed = true;
+	if (!strcmp(method, "tools/call"))
+		return POL_TOOL;
+	if (!strcmp(method, "prompts/get"))
+		return POL_PROMPT;
+	if (!strcmp(method, "resources/read"))
+		return POL_RESOURCE;
+	*policed = false;
+	return POL_TOOL;
+}
+
+/* One message's verdict. refused: a JSON-RPC error answers it (code, message); why: the audit status. */
+struct verdict {
+	bool refused;
+	int code;
+	char message[512];
+	const char *decision, *rule, *why;
+	char hash[PIN_HEX_LEN + 1];
+};
+
+/* Refused by the guard (policy, a changed tool definition, a refused batch). Outside -32768..-32000, which
+ * JSON-RPC and MCP reserve (mcp-spec 2026-07-28: application codes SHOULD be outside it). */
+#define PXG_E_DENIED (-31001)
+
+static void decide(px_conn *c, const jrpc_msg *m, struct verdict *v)
+{
+	const px_route_guard *rg = pxi_route_guard(c->px, c->rt);
+	const char *hex = NULL, *pending = NULL;
+	bool policed;
+	pol_kind k;
+	pol_verdict pv;
+
+	memset(v, 0, sizeof *v);
+	v->decision = "allow";
+	v->why = "forwarded";
+	if (m->kind == JRPC_INVALID) {
+		v->refused = true;
+		v->code = m->invalid_code ? m->invalid_code : JRPC_E_INVALID_REQUEST;
+		snprintf(v->message, sizeof v->message, "invalid JSON-RPC message: %s", m->why ? m->why : "malformed");
+		v->decision = "deny";
+		v->why = "invalid";
+		return;
+	}
+	if (m->kind != JRPC_REQUEST)
+		return;
+	k = call_kind(m->method, &policed);
+	if (!policed)
+		return;
+	if (k == POL_TOOL && m->name && pin_get(c->px->pins, c->rt->name, m->name, &hex, &pending) == 0) {
+		snprintf(v->hash, sizeof v->hash, "%s", hex);
+		if (pending) {
+			v->refused = true;
+			v->code = PXG_E_DENIED;
+			snprintf(v->message, sizeof v->message,
+				 "tool \"%.100s\" changed its definition since it was pinned: refused until re-approved "
+				 "(postern pins accept %.100s %.100s)", m->name, c->rt->name, m->name);
+			v->decision = "deny";
+			v->rule = "pin";
+			v->why = "pin_changed";
+			return;
+		}
+	}
+	if (!rg->policy)
+		return;
+	pol_eval(rg->policy, k, m->name ? m->name : "", c->g->client_id, &pv);
+	v->rule = pv.name;
+	if (pv.action == POL_ALLOW)
+		return;
+	v->refused = true;
+	v->code = PXG_E_DENIED;
+	if (pv.action == POL_DENY) {
+		v->decision = "deny";
+		v->why = "denied";
+		snprintf(v->message, sizeof v->message, "%s \"%.200s\" is denied by policy rule %s of route %s",
+			 k == POL_TOOL ? "tool" : k == POL_PROMPT ? "prompt" : "resource", m->name ? m->name : "",
+			 pv.name, c->rt->name);
+	} else {
+		/* approve: held for a person when the approval channel is there (px_set_approvals), else refused */
+		v->decision = "approve";
+		v->why = "approval_unavailable";
+		snprintf(v->message, sizeof v->message,
+			 "%s \"%.200s\" needs approval (policy rule %s of route %s) and this gateway has no approval "
+			 "channel", k == POL_TOOL ? "tool" : k == POL_PROMPT ? "prompt" : "resource", m->name ? m->name : "",
+			 pv.name, c->rt->name);
+	}
+}
+
+static int remember(pxg *g, const jrpc_msg *m, const char *hash, uint64_t t0)
+{
+	pxg_req *q;
+	if (ARR_RESERVE(g->reqs, g->nreqs, g->capreqs, 4) < 0)
+		return -ENOMEM;
+	q = &g->reqs[g->nreqs];
+	memset(q, 0, sizeof *q);
+	if (!(q->id = strdup(m->id)) || (m->name && !(q->tool = strdup(m->name)))) {
+		free(q->id);
+		return -ENOMEM;
+	}
+	snprintf(q->method, sizeof q->method, "%s", m->method);
+	snprintf(q->hash, sizeof q->hash, "%s", hash ? hash : "");
+	q->t0 = t0;
+	q->list = !strcmp(m->method, "tools/list") || !strcmp(m->method, "prompts/list") ||
+		  !strcmp(m->method, "resources/list");
+	g->nreqs++;
+	return 0;
+}
+
+static void audit_in(px_conn *c, const jrpc_msg *m, const struct verdict *v, size_t bytes)
+{
+	px *p = c->px;
+	json_t *args = NULL;
+	aud_rec r = { .dir = "in", .method = m->method, .id = m->id, .tool = m->name, .decision = v->decision,
+		      .rule = v->rule, .approval = strcmp(v->decision, "approve") ? "none" : "denied",
+		      .status = v->why, .bytes_in = bytes };
+	if (m->kind == JRPC_RESULT || m->kind == JRPC_ERROR)
+		r.method = "response";
+	if (v->hash[0])
+		r.tool_hash = v->hash;
+	if (v->refused) {
+		r.has_rpc_code = true;
+		r.rpc_code = v->code;
+	}
+	if (p->log_args && m->arguments && p->redact && redact_apply(p->redact, m->arguments, &args, NULL) == 0)
+		r.args = args;
+	pxi_audit(c, &r);
+	json_decref(args);
+}
+
+static void trace_begin(px_conn *c, const jrpc_body *b)
+{
+	pxg *g = c->g;
+	char tp[TRC_HEADER_LEN + 8];
+	trc_ctx parent;
+	int r;
+	bool have = h1_head_value(cbuf_data(&c->head), c->head.len, "traceparent", tp, sizeof tp) > 0 &&
+		    trc_parse(tp, &parent) == 0;
+	for (size_t i = 0; !have && b && i < jrpc_count(b); i++) {
+		const jrpc_msg *m = jrpc_at(b, i);
+		have = m->traceparent && trc_parse(m->traceparent, &parent) == 0;
+	}
+	if (have) {
+		memcpy(g->parent_span, parent.span_id, sizeof g->parent_span);
+		r = trc_child(&parent, &g->trace);
+	} else {
+		r = trc_new(&g->trace);
+	}
+	if (r < 0) /* no randomness: the line still says which exchange it was */
+		memset(&g->trace, 0, sizeof g->trace);
+}
+
+static int guard_new(px_conn *c)
+{
+	pxg *g = calloc(1, sizeof *g);
+	int r;
+	if (!g)
+		return -ENOMEM;
+	cbuf_init(&g->rhead, 1024, (size_t)c->px->cfg->max_head_bytes + 1024);
+	cbuf_init(&g->rbody, 4096, c->px->cfg->max_body);
+	cbuf_init(&g->sse_in, 4096, c->px->cfg->max_body + 4096);
+	c->g = g;
+	r = h1_head_value(cbuf_data(&c->head), c->head.len, "Mcp-Session-Id", g->session, sizeof g->session);
+	if (r < 0)
+		g->session[0] = 0;
+	r = h1_head_value(cbuf_data(&c->head), c->head.len, "MCP-Protocol-Version", g->protocol, sizeof g->protocol);
+	if (r < 0)
+		g->protocol[0] = 0;
+	return 0;
+}
+
+/* The modern era's request-metadata headers, read from the head; the Mcp-Param-* ones are not mirrored by
+ * the guard (it cannot see the tool's schema at call time) and are left to the server. */
+static int check_modern(px_conn *c, const jrpc_body *b)
+{
+	char ver[64], meth[128], name[1024];
+	jrpc_headers h = { 0 };
+	jrpc_mismatch mm;
+	const uint8_t *hd = cbuf_data(&c->head);
+	size_t hl = c->head.len;
+	char *body = NULL;
+	size_t len = 0;
+
+	h.protocol_version = h1_head_value(hd, hl, "MCP-Protocol-Version", ver, sizeof ver) >= 0 ? ver : NULL;
+	h.method = h1_head_value(hd, hl, "Mcp-Method", meth, sizeof meth) >= 0 ? meth : NULL;
+	h.name = h1_head_value(hd, hl, "Mcp-Name", name, sizeof name) >= 0 ? name : NULL;
+	for (size_t i = 0; i < jrpc_count(b); i++) {
+		const jrpc_msg *m = jrpc_at(b, i);
+		if (m->kind != JRPC_REQUEST && m->kind != JRPC_NOTIFICATION)
+			continue;
+		if (jrpc_check_headers(m, &h, &mm) == 0)
+			continue;
+		{
+			aud_rec r = { .dir = "in", .method = m->method, .id = m->id, .tool = m->name, .decision = "deny",
+				      .status = "header_mismatch", .has_rpc_code = true, .rpc_code = JRPC_E_HEADER_MISMATCH,
+				      .http_status = 400, .bytes_in = c->mbody.len };
+			pxi_audit(c, &r);
+		}
+		if (jrpc_mismatch_body(m, &mm, &body, &len) < 0) {
+			pxi_respond(c, 500, "Internal Server Error", "out of memory");
+			return 1;
+		}
+		answer(c, 400, body, len);
+		return 1;
+	}
+	return 0;
+}
+
+/* Refuses the POST with one error per request: the refused ones say why, the others that they were not
+ * sent because another message of the same batch was refused (a batch goes upstream whole or not at all). */
+static void refuse_messages(px_conn *c, const jrpc_body *b, const struct verdict *vs)
+{
+	json_t *arr = json_array();
+	char *body = NULL, *one;
+	size_t len = 0;
+
+	for (size_t i = 0; arr && i < jrpc_count(b); i++) {
+		const jrpc_msg *m = jrpc_at(b, i);
+		json_t *e;
+		if (!vs[i].refused || (m->kind != JRPC_REQUEST && m->kind != JRPC_INVALID))
+			continue; /* notifications and responses get no answer */
+		if (jrpc_error_body(m->kind == JRPC_REQUEST ? m->id : NULL, vs[i].code, vs[i].message, NULL, &one, &len) < 0)
+			continue;
+		if ((e = json_loads(one, 0, NULL)))
+			json_array_append_new(arr, e);
+		free(one);
+	}
+	if (!arr) {
+		pxi_respond(c, 500, "Internal Server Error", "out of memory");
+		return;
+	}
+	if (!jrpc_is_batch(b) && json_array_size(arr) == 1)
+		body = json_dumps(json_array_get(arr, 0), JSON_COMPACT);
+	else if (json_array_size(arr) > 0)
+		body = json_dumps(arr, JSON_COMPACT);
+	json_decref(arr);
+	if (!body) { /* only notifications were refused: nothing to answer them with */
+		mbr_response r = { .status = 202 };
+		pxi_respond_whole(c, &r);
+		return;
+	}
+	answer(c, 200, body, strlen(body));
+}
+
+int pxi_guard_request(px_conn *c)
+{
+	px *p = c->px;
+	jrpc_limits lim = { p->cfg->max_body, p->cfg->max_batch, p->cfg->max_depth };
+	jrpc_body *b = NULL;
+	struct verdict *vs = NULL;
+	char err[200];
+	uint64_t t0 = uv_hrtime();
+	bool refused;
+	int rc, ret = 1, first = -1;
+
+	if (guard_new(c) < 0) {
+		pxi_respond(c, 500, "Internal Server Error", "out of memory");
+		return 1;
+	}
+	if (c->x->req.method != HTTP_POST) {
+		trace_begin(c, NULL);
+		if (c->mbody.len || c->mbody_over) {
+			/* A body on GET or DELETE would reach the server unread. */
+			pxi_respond(c, 400, "Bad Request", "a body is only read on POST on a guarded MCP route");
+			return 1;
+		}
+		return 0; /* GET streams and DELETE: nothing to inspect on the way in; a GET's events are (resp side) */
+	}
+	if (c->mbody_over) {
+		snprintf(err, sizeof err, "MCP message too large (mcp_limits.max_body is %zu bytes)", p->cfg->max_body);
+		trace_begin(c, NULL);
+		refuse_body(c, 413, JRPC_E_INVALID_REQUEST, err, "too_large");
+		return 1;
+	}
+	rc = jrpc_new(cbuf_data(&c->mbody), c->mbody.len, &lim, &b, err, sizeof err);
+	trace_begin(c, rc == 0 ? b : NULL);
+	if (rc < 0) {
+		refuse_body(c, (unsigned)jrpc_refusal_status(rc), jrpc_refusal_code(rc), err, "refused");
+		goto out;
+	}
+	if (jrpc_era_of(b, c->g->protocol[0] ? c->g->protocol : NULL) == JRPC_ERA_MODERN) {
+		c->g->modern = true;
+		if (check_modern(c, b))
+			goto out;
+	}
+	if (!(vs = calloc(jrpc_count(b), sizeof *vs))) {
+		pxi_respond(c, 500, "Internal Server Error", "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < jrpc_count(b); i++) {
+		decide(c, jrpc_at(b, i), &vs[i]);
+		if (vs[i].refused && first < 0)
+			first = (int)i;
+	}
+	refused = first >= 0;
+	for (size_t i = 0; i < jrpc_count(b); i++) {
+		const jrpc_msg *m = jrpc_at(b, i);
+		if (refused && !vs[i].refused && m->kind == JRPC_REQUEST) {
+			vs[i].why = "batch_refused";
+			vs[i].refused = true;
+			vs[i].code = PXG_E_DENIED;
+			snprintf(vs[i].message, sizeof vs[i].message,
+				 "not sent: message %d of this batch was refused, and a batch goes upstream whole or not at all",
+				 first);
+		}
+		audit_in(c, m, &vs[i], c->mbody.len);
+		if (!refused && m->kind == JRPC_REQUEST && remember(c->g, m, vs[i].hash, t0) < 0) {
+			pxi_respond(c, 500, "Internal Server Error", "out of memory");
+			goto out;
+		}
+	}
+	if (refused) {
+		refuse_messages(c, b, vs);
+		goto out;
+	}
+	if (p->audit_fn && pxi_route_guard(p, c->rt)->audit && c->g->audit_failed) {
+		refuse_body(c, 503, JRPC_E_INTERNAL, "the audit log cannot be written: the call was not sent", "audit_failed");
+		goto out;
+	}
+	ret = 0;
+out:
+	free(vs);
+	jrpc_free(b);
+	return ret;
+}
+
+/* The request head for a guarded http(s) upstream: the body was read whole, so it goes with a Content-Length;
+ * traceparent carries the guard's span. */
+int pxi_guard_upstream_head(px_conn *c)
+{
+	static const char *const drop[] = { "Content-Length", "Transfer-Encoding", "traceparent", "Expect", NULL };
+	char add[160], tp[TRC_HEADER_LEN + 1];
+	cbuf out;
+	int rc;
+
+	cbuf_init(&out, 1024, (size_t)c->px->cfg->max_head_bytes + 256);
+	trc_format(&c->g->trace, tp);
+	snprintf(add, sizeof add, "Content-Length: %zu\r\n%s%s%s", c->mbody.len, c->g->trace.trace_id[0] ? "traceparent: " : "",
+		 c->g->trace.trace_id[0] ? tp : "", c->g->trace.trace_id[0] ? "\r\n" : "");
+	rc = h1_head_rewrite(cbuf_data(&c->head), c->head.len, drop, add, &out);
+	if (rc < 0) {
+		cbuf_free(&out);
+		return rc;
+	}
+	cbuf_free(&c->head);
+	c->head = out;
+	c->g->forward_body = true;
+	return 0;
+}
