@@ -35,7 +35,7 @@ FUZZ_SRCS:= $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS:= $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz/%)
 BIN      := $(B)/postern
 
-.PHONY: all build clean deps deps-npm unit layers check check-build integration sanitize fuzz fuzz-corpus demo bench clang asan
+.PHONY: all build install uninstall deb deb-boot-check clean deps deps-npm unit layers check check-build integration sanitize fuzz fuzz-corpus demo bench clang asan
 all: build
 build: $(BIN)
 
@@ -87,6 +87,31 @@ fuzz-bins: $(FUZZ_BINS)
 clean:
 	rm -rf build
 
+# --- packaging (docs/operations.md) ----------------------------------------
+# make install [PREFIX=/usr/local] [DESTDIR=...]: binary, docs (README, docs/, every --help), example configs
+# (kept when present) and the systemd units. INSTALL_BIN packages another build (the tests pass theirs).
+PREFIX      ?= /usr/local
+SYSCONFDIR  ?= /etc
+BINDIR      ?= $(PREFIX)/bin
+DOCDIR      ?= $(PREFIX)/share/doc/postern
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+INSTALL_BIN ?= $(BIN)
+INSTALL_VARS = INSTALL_BIN='$(INSTALL_BIN)' PREFIX='$(PREFIX)' SYSCONFDIR='$(SYSCONFDIR)' BINDIR='$(BINDIR)' \
+	DOCDIR='$(DOCDIR)' UNITDIR='$(UNITDIR)' SYSUSERSDIR='$(SYSUSERSDIR)' DESTDIR='$(DESTDIR)'
+install: $(INSTALL_BIN)
+	@$(INSTALL_VARS) scripts/install.sh
+# The configs in SYSCONFDIR stay (they are the operator's).
+uninstall:
+	@$(INSTALL_VARS) scripts/install.sh --list | awk '{print $$1}' | grep -v '^$(SYSCONFDIR)/' | \
+		while read -r f; do rm -f "$(DESTDIR)$$f"; done
+# make deb: build/deb/postern_<VERSION>_<arch>.deb (dpkg-deb; units, configs as conffiles, the user postern).
+deb: $(INSTALL_BIN)
+	@INSTALL_BIN='$(INSTALL_BIN)' scripts/mkdeb.sh
+# The package on a fresh Debian 12 booted with systemd (debootstrap + systemd-nspawn; root, ~1-3 min).
+deb-boot-check: $(INSTALL_BIN)
+	@INSTALL_BIN='$(INSTALL_BIN)' scripts/deb-boot-check.sh
+
 # Installs missing Debian packages (as root) and the pinned npm test clients.
 deps:
 	@scripts/deps.sh
@@ -115,4 +140,5 @@ bench: deps
 	@$(MAKE) --no-print-directory build
 	@bench/run.sh $(abspath $(BIN))
 
--include $(shell find build -name '*.d' 2>/dev/null)
+# (this flavour's dependency files only: build/deb holds a Debian root, with files such as invoke-rc.d)
+-include $(shell find $(B) -name '*.d' -type f 2>/dev/null)

@@ -2,14 +2,18 @@
 # Installs what the build and tests need and is missing: Debian packages (as root, apt-get -y)
 # and the npm test clients pinned in package-lock.json (npm ci into ./node_modules), then the MCP conformance
 # tooling (scripts/mcp-tools.sh: Node 22, the conformance suite, the Inspector CLI into ./.mcp-tools).
+# `scripts/deps.sh --build` installs only what `make build` needs (the Containerfile's build stage uses it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(build-essential pkg-config clang llvm libclang-rt-14-dev
+build_debs=(build-essential pkg-config
       libssl-dev libuv1-dev libnghttp2-dev libhttp-parser-dev libjansson-dev libfyaml-dev
-      libseccomp-dev libpcre2-dev libcurl4-openssl-dev libsqlite3-dev libhiredis-dev libcmocka-dev
-      rsyslog rsyslog-openssl openssl curl iproute2 util-linux e2fsprogs procps psmisc nodejs npm)
-[ "${POSTERN_BENCH_DEPS:-0}" = 1 ] && debs+=(bubblewrap firejail wrk hyperfine openssh-server openssh-client socat nginx python3 ripgrep)
+      libseccomp-dev libpcre2-dev libcurl4-openssl-dev libsqlite3-dev libhiredis-dev)
+debs=("${build_debs[@]}" clang llvm libclang-rt-14-dev libcmocka-dev
+      rsyslog rsyslog-openssl openssl curl iproute2 util-linux e2fsprogs procps psmisc nodejs npm lintian)
+build_only=0
+[ "${1:-}" = --build ] && { build_only=1; debs=("${build_debs[@]}"); }
+[ "$build_only" = 0 ] && [ "${POSTERN_BENCH_DEPS:-0}" = 1 ] && debs+=(bubblewrap firejail wrk hyperfine openssh-server openssh-client socat nginx python3 ripgrep)
 
 missing=()
 for p in "${debs[@]}"; do
@@ -28,7 +32,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if [ -f package-lock.json ]; then
+if [ "$build_only" = 0 ] && [ -f package-lock.json ]; then
   stamp=node_modules/.postern-lock
   if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
     echo "deps: npm ci (pinned MCP SDK, server-everything, inspector CLI)"
@@ -37,4 +41,4 @@ if [ -f package-lock.json ]; then
   fi
 fi
 
-scripts/mcp-tools.sh
+[ "$build_only" = 1 ] || scripts/mcp-tools.sh

@@ -13,6 +13,7 @@ int audit_main(int argc, char **argv);
 int auth_main(int argc, char **argv);
 int approvals_main(int argc, char **argv);
 int pins_main(int argc, char **argv);
+int boundary_main(int argc, char **argv);
 
 #define POSTERN_COMMANDS \
 	{ "check", check_main, "validate a config file without starting (-c FILE)" }, \
@@ -25,6 +26,7 @@ int pins_main(int argc, char **argv);
 	{ "audit", audit_main, "the MCP audit log: verify FILE... (the hash chain across rotated files)" }, \
 	{ "auth", auth_main, "client authentication of proxy routes: hash-token SUBJECT (a tokens_file line)" }, \
 	{ "approvals", approvals_main, "held tool calls: list, approve ID, deny ID (the gateway's admin socket)" }, \
-	{ "pins", pins_main, "tool-definition pins: list, accept ROUTE TOOL (the gateway's admin socket)" },
+	{ "pins", pins_main, "tool-definition pins: list, accept ROUTE TOOL (the gateway's admin socket)" }, \
+	{ "boundary", boundary_main, "who can see what, from a gateway config: text or Mermaid (-c FILE)" },
 
 #endif
