@@ -6,20 +6,20 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
+import { createHash } from 'node:crypto';
 import { writeFileSync, readFileSync } from 'node:fs';
 import { start, freePort, stopAll, tmpdir, rmrf } from './lib/proc.mjs';
 import { makeEdges, createTunnel, startGateway, EDGE_DOMAIN } from './lib/tunnel.mjs';
 import { pinnedFetch } from './lib/mcp.mjs';
 import { requireTools, toolBin, clientEnv, runSuite, passing, inspector, LISTEN_LOOPBACK, SERVER_EVERYTHING } from './lib/mcptools.mjs';
 
-// ---- GUARD HOOK (issue 10) ---------------------------------------------------------------------------------
-// The guard (auth, policy, audit) is not wired into the proxy yet, so the route is plain. When it is: set
-// GUARD to true and make the three marked lines in gatewayConfig() the real keys. Everything else is ready:
-// the suite and the Inspector then send `Authorization: Bearer <token>` on every tunnelled request (the
-// preload adds it to Node's fetch and to the undici package, which between them carry all the suite's
-// requests), and the guard-only assertions below (401 without the token, the denied tool hidden and refused,
-// audit lines written) start to run.
-const GUARD = process.env.POSTERN_CONFORMANCE_GUARD === '1' || false;
+// ---- the guard on the tunnelled route (issue 10) ---------------------------------------------------------------
+// The tunnelled route has auth (a bearer token from a hashed tokens_file), a policy (one tool denied that no
+// scenario uses) and the audit to a file; the suite and the Inspector send `Authorization: Bearer <token>` on
+// every tunnelled request (the preload adds it to Node's fetch and to the undici package, which between them
+// carry all the suite's requests), and the guard-only assertions below (401 without the token, the denied tool
+// hidden and refused, audit lines written) run. POSTERN_CONFORMANCE_GUARD=0 runs the route plain.
+const GUARD = process.env.POSTERN_CONFORMANCE_GUARD !== '0';
 const DENIED_TOOL = 'get-env'; // no conformance scenario uses it (and it returns the server's environment)
 
 // The gateway's route for the server under test, as startGateway() takes it: {routes, extra, guard}.
@@ -28,17 +28,17 @@ function gatewayConfig({ upstream, dir, guard = GUARD }) {
   if (!guard) return { routes: { everything: upstream }, extra: [], guard: null };
   const g = { token: `conf-${process.pid}-${Date.now()}-bearer`, auditFile: path.join(dir, 'audit.jsonl'),
     tokenFile: path.join(dir, 'route.token'), deniedTool: DENIED_TOOL };
-  writeFileSync(g.tokenFile, g.token + '\n', { mode: 0o600 });
+  writeFileSync(g.tokenFile, `conformance sha256:${createHash('sha256').update(g.token).digest('hex')}\n`, { mode: 0o600 });
   const route = [
     `url: "${upstream}"`,
-    `auth: { bearer: { token_file: ${g.tokenFile} } }`, // GUARD HOOK 1: the proxy-enforced bearer key
-    `policy: { default: allow, rules: [ { match: { tool: "${g.deniedTool}" }, action: deny } ] }`, // GUARD HOOK 2
+    `auth: { bearer: { tokens_file: ${g.tokenFile} } }`,
+    `policy: { default: allow, rules: [ { match: { tool: "${g.deniedTool}" }, action: deny } ] }`,
     'audit: true',
   ];
-  const extra = ['audit:', `  file: ${g.auditFile}`]; // GUARD HOOK 3: the top-level audit sink
+  const extra = ['audit:', `  file: ${g.auditFile}`];
   return { routes: { everything: `{ ${route.join(', ')} }` }, extra, guard: g };
 }
-// ---- end of GUARD HOOK ---------------------------------------------------------------------------------------
+// ---- end of the guard's route -------------------------------------------------------------------------------
 
 // Each suite run: [label, tool in .mcp-tools/bin, args]. 0.1.16 is the latest stable release; 0.2.0-alpha.11
 // has frozen per-revision requirement sets, the only way to test the 2026-07-28 era.
@@ -177,6 +177,20 @@ test('guard on: no token is refused, the denied tool is refused, tunnelled calls
   assert.match(noToken.headers.get('www-authenticate') || '', /^Bearer/i);
   const denied = await inspector(tunnelled, ['--method', 'tools/call', '--tool-name', cfg.guard.deniedTool], inspEnv);
   assert.ok(denied.code !== 0 || denied.json?.result?.isError, `${cfg.guard.deniedTool} must be refused: ${denied.stdout}`);
+  // The Inspector gives up on a tool the filtered list lacks; a client that calls it anyway is refused by the
+  // guard at call time, with the rule named, and the refusal is audited.
+  const g = pinnedFetch({ ca: t.ca });
+  const hdr = { 'content-type': 'application/json', accept: 'application/json, text/event-stream', authorization: `Bearer ${cfg.guard.token}` };
+  const ini = await g(tunnelled, { method: 'POST', headers: hdr, body: JSON.stringify(init) });
+  assert.equal(ini.status, 200);
+  await ini.text();
+  const sid = ini.headers.get('mcp-session-id');
+  const call = await g(tunnelled, { method: 'POST', headers: { ...hdr, 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: cfg.guard.deniedTool, arguments: {} } }) });
+  const callBody = await call.text();
+  await g.close();
+  assert.match(callBody, /-31001/);
+  assert.match(callBody, /denied by policy rule rules\[0\]/);
   const lines = readFileSync(cfg.guard.auditFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   assert.ok(lines.some((l) => JSON.stringify(l).includes(cfg.guard.deniedTool)), 'the denied call is not in the audit log');
   assert.ok(lines.some((l) => JSON.stringify(l).includes('"echo"')), 'the echo call is not in the audit log');
