@@ -12,28 +12,15 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync, appendFileSync } fr
 import path from 'node:path';
 import { BIN, start, run, postern, tmpdir, rmrf, freePort, waitForPort, waitUntil, sleep, stopAll } from './lib/proc.mjs';
 import { makeCA, makeLeaf } from './lib/certs.mjs';
+import { requireRsyslog, startRsyslog as startRsyslogIn, received } from './lib/rsyslog.mjs';
 
 let dir, modDir, ca, leaf, otherCa, rs;
 
-// The directory holding rsyslog's input modules, found from the installed package (not assumed).
-function findModDir() {
-  const cands = [];
-  try {
-    const files = execFileSync('dpkg', ['-L', 'rsyslog'], { encoding: 'utf8' }).split('\n');
-    const f = files.find((l) => l.endsWith('/imtcp.so'));
-    if (f) cands.push(path.dirname(f));
-  } catch { /* not a dpkg system */ }
-  cands.push('/usr/lib/x86_64-linux-gnu/rsyslog', '/usr/lib/aarch64-linux-gnu/rsyslog', '/usr/lib/rsyslog');
-  return cands.find((d) => existsSync(path.join(d, 'imtcp.so')));
-}
+// One rsyslogd: TCP, UDP and TLS inputs on fresh ports (or the given ones).
+const startRsyslog = (name, ports) => startRsyslogIn(dir, modDir, name, { ports, tls: { ca, leaf } });
 
 before(async () => {
-  const v = execFileSync('rsyslogd', ['-v'], { encoding: 'utf8' });
-  assert.match(v, /rsyslogd\s+8\./, 'rsyslogd -v: rsyslog 8 expected (scripts/deps.sh installs it)');
-  modDir = findModDir();
-  assert.ok(modDir, 'rsyslog input modules (imtcp.so) not found: run scripts/deps.sh');
-  for (const m of ['imtcp.so', 'imudp.so', 'lmnsd_ossl.so'])
-    assert.ok(existsSync(path.join(modDir, m)), `${modDir}/${m} missing (rsyslog, rsyslog-openssl)`);
+  modDir = requireRsyslog(['imtcp.so', 'imudp.so', 'lmnsd_ossl.so']);
   dir = tmpdir('postern-audit-');
   ca = makeCA(dir, 'siem-ca');
   leaf = makeLeaf(dir, ca, 'siem', ['DNS:localhost', 'IP:127.0.0.1']);
@@ -42,38 +29,6 @@ before(async () => {
 });
 
 after(async () => { await stopAll(); if (dir) rmrf(dir); });
-
-// One rsyslogd: TCP, UDP and TLS inputs on fresh ports; every message to out as a "|"-separated line.
-async function startRsyslog(name, ports) {
-  const wd = path.join(dir, `rs-${name}`);
-  mkdirSync(path.join(wd, 'work'), { recursive: true });
-  const p = ports || { tcp: await freePort(), udp: await freePort(), tls: await freePort() };
-  const out = path.join(wd, 'out.log'), conf = path.join(wd, 'rsyslog.conf');
-  writeFileSync(conf, `
-global(workDirectory="${wd}/work" maxMessageSize="256k")
-module(load="imtcp" maxSessions="20")
-module(load="imudp")
-template(name="t" type="string" string="%pri%|%protocol-version%|%hostname%|%app-name%|%procid%|%msgid%|%structured-data%|%msg%\\n")
-ruleset(name="r") { action(type="omfile" file="${out}" template="t") }
-input(type="imtcp" port="${p.tcp}" address="127.0.0.1" ruleset="r")
-input(type="imudp" port="${p.udp}" address="127.0.0.1" ruleset="r")
-input(type="imtcp" port="${p.tls}" address="127.0.0.1" ruleset="r" streamDriver.name="ossl" streamDriver.mode="1"
-      streamDriver.authMode="anon" streamDriver.CAFile="${ca.cert}" streamDriver.CertFile="${leaf.cert}"
-      streamDriver.KeyFile="${leaf.key}")
-`);
-  const proc = start('rsyslogd', ['-n', '-M', modDir, '-f', conf, '-i', path.join(wd, 'pid')], { name: `rsyslogd-${name}` });
-  await waitForPort(p.tcp);
-  await waitForPort(p.tls);
-  return { proc, ports: p, out, name };
-}
-
-function received(rs, host) {
-  if (!existsSync(rs.out)) return [];
-  return readFileSync(rs.out, 'utf8').split('\n').filter(Boolean).map((l) => {
-    const f = l.split('|');
-    return { pri: +f[0], ver: f[1], host: f[2], app: f[3], procid: f[4], msgid: f[5], sd: f[6], msg: f.slice(7).join('|') };
-  }).filter((r) => r.host === host);
-}
 
 function config(name, lines) {
   const file = path.join(dir, `${name}.jsonl`);
