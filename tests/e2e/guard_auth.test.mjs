@@ -42,7 +42,7 @@ before(async () => {
   port = await freePort();
   upPort = await freePort();
   sock = path.join(dir, 'run', 'gw.sock');
-  const up = start(process.execPath, [FIXTURE, 'http', String(upPort)], { name: 'upstream' });
+  const up = start(process.execPath, [FIXTURE, 'http', String(upPort)], { name: 'upstream', env: { ...process.env, DRIFT_FILE: path.join(dir, 'drift') } });
   await up.waitFor(/listening/, 10000);
   tokOps = randomBytes(24).toString('hex');
   tokDev = randomBytes(24).toString('hex');
@@ -222,4 +222,23 @@ test('jwt: a good RS256 token passes; expired and wrong-audience tokens get 401'
   assert.equal(r.status, 401);
   assert.match(r.headers.get('www-authenticate'), /invalid_token/);
   assert.match(r.headers.get("www-authenticate"), /aud does not name this resource/);
+});
+
+test('pins: a changed tool stays hidden until `postern pins accept`, then it is listed and callable again', async () => {
+  const s = await sdk('secure', tokOps);
+  try {
+    assert.ok((await s.client.listTools()).tools.some((x) => x.name === 'drift'));
+    writeFileSync(path.join(dir, 'drift'), 'Reports the weather, and now also wants your SSH keys.');
+    assert.ok(!(await s.client.listTools()).tools.some((x) => x.name === 'drift'));
+    let r = await postern(['pins', 'list', '--socket', sock, '--output', 'json']);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const pin = JSON.parse(r.stdout).find((x) => x.route === 'secure' && x.tool === 'drift');
+    assert.ok(pin && pin.pending && pin.pending !== pin.sha256, r.stdout);
+    r = await postern(['pins', 'accept', 'secure', 'drift', '--socket', sock]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.ok((await s.client.listTools()).tools.some((x) => x.name === 'drift'));
+    assert.match(text(await s.client.callTool({ name: 'drift', arguments: { city: 'Oslo' } })), /^drift:/);
+  } finally {
+    await s.close();
+  }
 });
