@@ -54,6 +54,7 @@ void pxi_guard_free(px_conn *c)
 		free(g->reqs[i].tool);
 	}
 	free(g->reqs);
+	free(g->ptoken);
 	cbuf_free(&g->rhead);
 	cbuf_free(&g->rbody);
 	cbuf_free(&g->sse_in);
@@ -507,12 +508,68 @@ static void on_decided(void *ud, apv_outcome o, const char *by)
 			      .latency_us = (int64_t)((uv_hrtime() - q->t0) / 1000) };
 		pxi_audit(c, &r);
 	}
-	if (jrpc_error_body(q->id, PXG_E_DENIED, msg, NULL, &body, &len) < 0)
+	if (jrpc_error_body(q->id, PXG_E_DENIED, msg, NULL, &body, &len) < 0) {
 		pxi_respond(c, 500, "Internal Server Error", "out of memory");
-	else
+	} else if (g->sse_started) {
+		if (pxi_guard_sse_event(c, body, len) == 0)
+			pxi_stream_end(c);
+		else
+			pxi_conn_finish(c, false);
+		free(body);
+	} else {
 		answer(c, 200, body, len);
+	}
 done:
 	pxi_leave(c);
+}
+
+#define PXG_PROGRESS_EVERY_MS 5000 /* while held: well inside the SDK client's 60 s request timeout */
+
+static void on_progress(void *ud, uint64_t waited_ms, uint64_t timeout_ms)
+{
+	px_conn *c = ud;
+	char body[512];
+	int n;
+	if (!c->g || !c->g->sse_started || !c->g->ptoken)
+		return;
+	n = snprintf(body, sizeof body,
+		     "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":%s,"
+		     "\"progress\":%llu,\"total\":%llu,\"message\":\"waiting for approval (policy rule %s)\"}}",
+		     c->g->ptoken, (unsigned long long)(waited_ms / 1000), (unsigned long long)(timeout_ms / 1000),
+		     c->g->hold_rule);
+	pxi_enter(c);
+	if (n > 0 && (size_t)n < sizeof body && pxi_guard_sse_event(c, body, (size_t)n) < 0)
+		pxi_conn_finish(c, false);
+	pxi_leave(c);
+}
+
+/* A client that asked for progress (and takes SSE) hears every few seconds that its call waits for a person:
+ * its answer becomes an SSE stream now, which the upstream's answer joins once the call is approved. */
+static void start_progress(px_conn *c, const jrpc_msg *m)
+{
+	static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache, no-store\r\n"
+				   "X-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\n\r\n";
+	char accept[1024];
+	pxg *g = c->g;
+	if (!m->progress_token || c->x->req.http_minor < 1 ||
+	    h1_head_value(cbuf_data(&c->head), c->head.len, "Accept", accept, sizeof accept) < 0 ||
+	    !strcasestr(accept, "text/event-stream"))
+		return;
+	if (!(g->ptoken = json_dumps(m->progress_token, JSON_ENCODE_ANY | JSON_COMPACT)))
+		return;
+	if (pxi_cwrite(c, (const uint8_t *)head, sizeof head - 1) < 0)
+		return;
+	c->status = 200;
+	c->resp_started = true;
+	c->resp_bytes += sizeof head - 1;
+	c->mchunked = true;
+	g->sse_started = true;
+	{
+		/* Every 5 s, or more often when the whole wait is short, so that at least a few arrive. */
+		uint32_t to = pol_approval_timeout_ms(pxi_route_guard(c->px, c->rt)->policy), every = to / 3;
+		every = every < 1000 ? 1000 : every > PXG_PROGRESS_EVERY_MS ? PXG_PROGRESS_EVERY_MS : every;
+		apv_progress(c->px->apv, g->hold_id, every, on_progress);
+	}
 }
 
 static int hold(px_conn *c, const jrpc_msg *m, struct verdict *v, uint64_t t0)
@@ -550,6 +607,7 @@ static int hold(px_conn *c, const jrpc_msg *m, struct verdict *v, uint64_t t0)
 	}
 	c->g->held = true;
 	v->why = "held";
+	start_progress(c, m);
 	{
 		json_t *a2 = NULL;
 		aud_rec r = { .dir = "in", .method = m->method, .id = m->id, .tool = m->name, .decision = "approve",

@@ -9,7 +9,7 @@
 #include "guard/pins.h"
 #include "guard/policy.h"
 
-enum { RM_NONE = 0, RM_PASS, RM_JSON, RM_SSE };
+enum { RM_NONE = 0, RM_PASS, RM_JSON, RM_SSE, RM_SWALLOW };
 
 static pxg_req *find_req(pxg *g, const char *id)
 {
@@ -288,6 +288,19 @@ int pxi_guard_sse_feed(px_conn *c, const uint8_t *p, size_t n)
 	return 0;
 }
 
+int pxi_guard_sse_event(px_conn *c, const char *json, size_t len)
+{
+	sse_event ev = { .data = json, .data_len = len, .retry = -1 };
+	cbuf enc;
+	int rc;
+	cbuf_init(&enc, 256, len + 256);
+	rc = sse_encode(&enc, &ev);
+	if (rc == 0)
+		rc = pxi_write_chunk(c, cbuf_data(&enc), enc.len);
+	cbuf_free(&enc);
+	return rc;
+}
+
 /* ---- an http(s) upstream's response -------------------------------------------------------------------- */
 
 static void json_body_cb(void *ud, const char *at, size_t n)
@@ -336,6 +349,14 @@ static int start_mode(px_conn *c)
 	/* Any other successful answer to a POST is read as JSON, whatever its type says: a client that parses a
 	 * text/plain body would otherwise get an unfiltered list. Errors pass as they came. */
 	json = !sse && c->x->req.method == HTTP_POST && s / 100 == 2 && s != 202;
+	if (g->sse_started) {
+		/* The client's SSE answer is open (a held call's progress): the upstream's answer joins it. */
+		cbuf_free(&g->rhead);
+		g->rmode = sse ? RM_SSE : json ? RM_JSON : RM_SWALLOW;
+		c->x->resp.body_cb = sse ? sse_body_cb : json ? json_body_cb : NULL;
+		c->x->resp.body_ud = c;
+		return 0;
+	}
 	if (c->head_req || s == 204 || s == 304 || (!sse && !json)) {
 		g->rmode = RM_PASS;
 		pxi_guard_flush(c, NULL); /* recorded before the answer is released */
@@ -376,11 +397,34 @@ static int finish_mode(px_conn *c)
 			c->x->resp.keep_alive = false;
 		return rc;
 	}
+	if (g->rmode == RM_SWALLOW) {
+		char msg[120], *eb = NULL;
+		size_t el = 0;
+		pxg_req *q = g->nreqs ? &g->reqs[g->nreqs - 1] : NULL;
+		snprintf(msg, sizeof msg, "the upstream answered HTTP %u", c->status);
+		pxi_guard_flush(c, NULL);
+		rc = jrpc_error_body(q ? q->id : NULL, JRPC_E_INTERNAL, msg, NULL, &eb, &el);
+		if (rc == 0)
+			rc = pxi_guard_sse_event(c, eb, el);
+		free(eb);
+		if (rc == 0 && (rc = pxi_cwrite(c, (const uint8_t *)"0\r\n\r\n", 5)) == 0)
+			c->resp_bytes += 5;
+		return rc;
+	}
 	if (g->rmode != RM_JSON)
 		return 0;
 	rc = g->rbody.len ? pxi_guard_payload(c, (const char *)cbuf_data(&g->rbody), g->rbody.len, &rep, &rlen) : 0;
 	if (rc < 0)
 		return rc;
+	if (g->sse_started) {
+		pxi_guard_flush(c, NULL);
+		rc = pxi_guard_sse_event(c, rep ? rep : (const char *)cbuf_data(&g->rbody), rep ? rlen : g->rbody.len);
+		if (rc == 0 && (rc = pxi_cwrite(c, (const uint8_t *)"0\r\n\r\n", 5)) == 0)
+			c->resp_bytes += 5;
+		free(rep);
+		cbuf_free(&g->rbody);
+		return rc;
+	}
 	pxi_guard_flush(c, NULL);
 	snprintf(add, sizeof add, "Content-Length: %zu\r\n", rep ? rlen : g->rbody.len);
 	rc = write_head(c, add);

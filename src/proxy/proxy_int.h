@@ -62,6 +62,8 @@ typedef struct pxg {
 	pxg_req *reqs;
 	size_t nreqs, capreqs;
 	bool modern, forward_body, audit_failed, over, dec_on, held, authed;
+	bool sse_started;    /* the guard opened the client's SSE answer (progress while held) */
+	char *ptoken;        /* the held request's progressToken, as JSON text */
 	char hold_id[16];    /* the approval this exchange waits for (held) */
 	char hold_rule[72];
 	int rmode;           /* the response: undecided, passed as is, a JSON body, an SSE stream */
@@ -205,6 +207,7 @@ void pxi_forward_request(px_conn *c); /* the request read whole (and checked) go
 void pxi_respond_whole(px_conn *c, const mbr_response *r); /* a whole response, keep-alive as the request asks */
 int pxi_write_chunk(px_conn *c, const uint8_t *p, size_t n); /* a part of a streamed body (chunked if mchunked) */
 void pxi_up_pause_if_full(px_conn *c);
+void pxi_stream_end(px_conn *c); /* the last chunk of an SSE response, then the end of the exchange */
 void pxi_up_begin(px_conn *c); /* reuse the route's idle upstream connection or dial one, then send the head */
 
 /* proxy_config_guard.c */
@@ -221,6 +224,7 @@ int pxi_guard_upstream_head(px_conn *c); /* the head for an http upstream: Conte
 int pxi_audit(px_conn *c, struct aud_rec *r);
 int pxi_guard_payload(px_conn *c, const char *buf, size_t len, char **out, size_t *outlen);
 int pxi_guard_sse_feed(px_conn *c, const uint8_t *p, size_t n);
+int pxi_guard_sse_event(px_conn *c, const char *json, size_t len); /* one message as an SSE event chunk */
 void pxi_guard_flush(px_conn *c, const char *why);
 void pxi_guard_up_data(px_conn *c, pxu *u, const uint8_t *p, size_t n);
 void pxi_guard_up_eof(px_conn *c);

@@ -446,6 +446,18 @@ static void mcp_respond(void *ud, const mbr_response *r)
 	c->mreq = NULL;
 	if (c->closing || c->aborted)
 		return;
+	if (c->g && c->g->sse_started) {
+		/* A held call answered its client's progress on SSE already: the answer is the stream's last event. */
+		c->status = (unsigned)r->status;
+		if (r->body_len && r->content_type && !strncmp(r->content_type, "application/json", 16) &&
+		    pxi_guard_payload(c, r->body, r->body_len, &rep, &rlen) != -EIO &&
+		    pxi_guard_sse_event(c, rep ? rep : r->body, rep ? rlen : r->body_len) == 0)
+			pxi_stream_end(c);
+		else
+			pxi_conn_finish(c, false);
+		free(rep);
+		return;
+	}
 	if (c->g && r->body_len && r->content_type && !strncmp(r->content_type, "application/json", 16)) {
 		c->status = (unsigned)r->status;
 		if (pxi_guard_payload(c, r->body, r->body_len, &rep, &rlen) == -EIO) {
@@ -483,6 +495,8 @@ static int mcp_stream_head(void *ud, int status, const char *sid)
 	int n, r = 0;
 	if (c->closing || c->aborted)
 		return -EPIPE;
+	if (c->g && c->g->sse_started)
+		return 0; /* the guard's stream of a held call is already open: the bridge's events join it */
 	pxi_enter(c);
 	c->mchunked = c->x->req.http_minor >= 1;
 	c->status = (unsigned)status;
@@ -547,10 +561,16 @@ static int mcp_stream_data(void *ud, const char *p, size_t n)
 static void mcp_stream_end(void *ud)
 {
 	px_conn *c = ud;
-	bool keep = c->mchunked && c->x->req.keep_alive && !c->px->draining && !c->client_done;
 	c->mreq = NULL;
 	if (c->closing || c->aborted)
 		return;
+	pxi_stream_end(c);
+}
+
+/* Ends a streamed (SSE) response: the last chunk, then the exchange. */
+void pxi_stream_end(px_conn *c)
+{
+	bool keep = c->mchunked && c->x->req.keep_alive && !c->px->draining && !c->client_done;
 	pxi_enter(c);
 	if (c->mchunked && pxi_cwrite(c, (const uint8_t *)"0\r\n\r\n", 5) < 0) {
 		pxi_conn_finish(c, false);

@@ -242,3 +242,20 @@ test('pins: a changed tool stays hidden until `postern pins accept`, then it is 
     await s.close();
   }
 });
+
+test('approve: a client that asked for progress hears that its call waits, then gets the result on the same stream', async () => {
+  const ops = await sdk('secure', tokOps);
+  try {
+    const seen = [];
+    const call = ops.client.callTool({ name: 'move_file', arguments: { from: 'p', to: 'q' } }, undefined,
+      { onprogress: (p) => seen.push(p), resetTimeoutOnProgress: true, timeout: 30000 });
+    const id = await held('move_file');
+    await waitUntil(() => seen.length >= 1, 12000, 100, 'a progress notification while held');
+    assert.match(seen[0].message, /waiting for approval \(policy rule ops-moves\)/);
+    const r = await postern(['approvals', 'approve', id, '--socket', sock]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(text(await call), /^move_file:/);
+  } finally {
+    await ops.close();
+  }
+});
