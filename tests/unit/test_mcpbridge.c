@@ -1,8 +1,10 @@
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -71,6 +73,103 @@ static void test_inspect(void **st)
 	assert_int_equal(INS("{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":7}"), MBR_NOTIFICATION);
 	assert_string_equal(m.progress, "");
 #undef INS
+}
+
+/* ---- 2026-07-28: the pure rewrites ---- */
+
+static void test_modern_to_child(void **st)
+{
+	char *out, *cid, *ctok, why[160];
+	(void)st;
+#define TC(j, bid) mbr_modern_to_child(j, strlen(j), bid, &out, &cid, &ctok, why, sizeof why)
+	assert_int_equal(TC("{\"jsonrpc\":\"2.0\",\"id\":\"a\\\"b\",\"method\":\"tools/call\",\"params\":{\"name\":\"echo\","
+			    "\"_meta\":{\"progressToken\":\"tok\",\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\"}}}", 41), 0);
+	assert_string_equal(out, "{\"jsonrpc\":\"2.0\",\"id\":41,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\","
+				 "\"_meta\":{\"progressToken\":41,\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\"}}}");
+	assert_string_equal(cid, "\"a\\\"b\"");
+	assert_string_equal(ctok, "\"tok\"");
+	free(out), free(cid), free(ctok);
+	/* no token: none made up; an integer id */
+	assert_int_equal(TC("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\",\"params\":{\"_meta\":{}}}", 2), 0);
+	assert_string_equal(out, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\",\"params\":{\"_meta\":{}}}");
+	assert_string_equal(cid, "1");
+	assert_null(ctok);
+	free(out), free(cid);
+	/* an integer token, no params at all */
+	assert_int_equal(TC("{\"jsonrpc\":\"2.0\",\"id\":-3,\"method\":\"x\",\"params\":{\"_meta\":{\"progressToken\":9}}}", 5), 0);
+	assert_string_equal(ctok, "9");
+	assert_non_null(strstr(out, "\"progressToken\":5"));
+	free(out), free(cid), free(ctok);
+	assert_int_equal(TC("{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"x\"}", 6), 0);
+	assert_string_equal(out, "{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"x\"}");
+	free(out), free(cid);
+	/* refused: a float token, a notification, not JSON, not an object */
+	assert_int_equal(TC("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\",\"params\":{\"_meta\":{\"progressToken\":1.5}}}", 1), -EINVAL);
+	assert_non_null(strstr(why, "progressToken"));
+	assert_null(out), assert_null(cid), assert_null(ctok);
+	assert_int_equal(TC("{\"jsonrpc\":\"2.0\",\"method\":\"x\"}", 1), -EINVAL);
+	assert_non_null(strstr(why, "not a request"));
+	assert_int_equal(TC("{\"id\":", 1), -EINVAL);
+	assert_non_null(strstr(why, "invalid JSON"));
+	assert_int_equal(TC("[1]", 1), -EINVAL);
+#undef TC
+}
+
+static void test_modern_from_child(void **st)
+{
+	char *out, why[160];
+	int code;
+	(void)st;
+#define FC(j, m, cid, tok) mbr_modern_from_child(j, strlen(j), m, cid, tok, &out, &code, why, sizeof why)
+	/* a result: the client's id back, resultType added */
+	assert_int_equal(FC("{\"jsonrpc\":\"2.0\",\"id\":41,\"result\":{\"content\":[]}}", "tools/call", "\"a\"", NULL), 0);
+	assert_string_equal(out, "{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"result\":{\"content\":[],\"resultType\":\"complete\"}}");
+	assert_int_equal(code, 0);
+	free(out);
+	/* a resultType of its own is kept; a cacheable list gets the hints it lacks, keeps those it has */
+	assert_int_equal(FC("{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"resultType\":\"complete\",\"tools\":[],\"ttlMs\":5}}", "tools/list", "7", NULL), 0);
+	assert_string_equal(out, "{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"resultType\":\"complete\",\"tools\":[],\"ttlMs\":5,\"cacheScope\":\"private\"}}");
+	free(out);
+	assert_int_equal(FC("{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}", "resources/read", "7", NULL), 0);
+	assert_string_equal(out, "{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"resultType\":\"complete\",\"ttlMs\":0,\"cacheScope\":\"private\"}}");
+	free(out);
+	/* an error: id back, its code told */
+	assert_int_equal(FC("{\"jsonrpc\":\"2.0\",\"id\":3,\"error\":{\"code\":-32601,\"message\":\"no\"}}", "x/y", "1", "\"t\""), 0);
+	assert_string_equal(out, "{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-32601,\"message\":\"no\"}}");
+	assert_int_equal(code, -32601);
+	free(out);
+	/* progress: the client's token back */
+	assert_int_equal(FC("{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":41,\"progress\":1,\"total\":4}}", "tools/call", "1", "\"tok\""), 0);
+	assert_string_equal(out, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":\"tok\",\"progress\":1,\"total\":4}}");
+	free(out);
+	/* anything else comes back as it was */
+	assert_int_equal(FC("{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"data\":\"x\"}}", "tools/call", "1", "2"), 0);
+	assert_string_equal(out, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"data\":\"x\"}}");
+	free(out);
+	assert_int_equal(FC("nope", "x", "1", NULL), -EINVAL);
+	assert_null(out);
+#undef FC
+}
+
+static void test_modern_discover(void **st)
+{
+	const char *init = "{\"protocolVersion\":\"2025-11-25\",\"capabilities\":{\"tools\":{\"listChanged\":true},"
+			   "\"resources\":{\"subscribe\":true,\"listChanged\":true},\"logging\":{},\"tasks\":{\"list\":{}}},"
+			   "\"serverInfo\":{\"name\":\"kid\",\"version\":\"1.2\"},\"instructions\":\"be nice\"}";
+	char *out, why[160];
+	(void)st;
+	assert_int_equal(mbr_modern_discover(init, strlen(init), "\"d\"", &out, why, sizeof why), 0);
+	assert_string_equal(out, "{\"jsonrpc\":\"2.0\",\"id\":\"d\",\"result\":{\"resultType\":\"complete\","
+				 "\"supportedVersions\":[\"2026-07-28\"],\"capabilities\":{\"tools\":{},\"resources\":{},\"logging\":{}},"
+				 "\"instructions\":\"be nice\",\"_meta\":{\"io.modelcontextprotocol/serverInfo\":{\"name\":\"kid\",\"version\":\"1.2\"}},"
+				 "\"ttlMs\":300000,\"cacheScope\":\"public\"}}");
+	free(out);
+	/* a bare result: capabilities {}, no instructions, no _meta */
+	assert_int_equal(mbr_modern_discover("{}", 2, "4", &out, why, sizeof why), 0);
+	assert_string_equal(out, "{\"jsonrpc\":\"2.0\",\"id\":4,\"result\":{\"resultType\":\"complete\",\"supportedVersions\":[\"2026-07-28\"],"
+				 "\"capabilities\":{},\"ttlMs\":300000,\"cacheScope\":\"public\"}}");
+	free(out);
+	assert_int_equal(mbr_modern_discover("[]", 2, "4", &out, why, sizeof why), -EINVAL);
 }
 
 /* ---- the engine against a scripted stdio child ---- */
@@ -297,6 +396,9 @@ int main(void)
 		cmocka_unit_test(test_kinds),
 		cmocka_unit_test(test_invalid),
 		cmocka_unit_test(test_inspect),
+		cmocka_unit_test(test_modern_to_child),
+		cmocka_unit_test(test_modern_from_child),
+		cmocka_unit_test(test_modern_discover),
 		cmocka_unit_test(test_streams),
 		cmocka_unit_test(test_reclaim),
 	};
