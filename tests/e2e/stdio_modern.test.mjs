@@ -39,6 +39,12 @@ before(async () => {
     'routes:',
     '  every:',
     `    stdio: ${EVERYTHING}`,
+    '  guarded:',
+    `    stdio: ${EVERYTHING}`,
+    '    policy:',
+    '      default: allow',
+    '      rules:',
+    '        - {name: no-env, match: {tool: "get-env"}, action: deny}',
   ].join('\n') + '\n');
   gw = start(process.env.POSTERN_BIN, ['gateway', '-c', yaml], { name: 'gateway' });
   await gw.waitFor(/proxy listening/, 10000);
@@ -59,11 +65,11 @@ const metric = (body, name, labels) => {
   return m ? Number(m[1]) : undefined;
 };
 
-function rawRequest(method, headers, body) {
+function rawRequest(method, headers, body, route = 'every') {
   return new Promise((resolve, reject) => {
     const req = https.request({
-      host: '127.0.0.1', port, servername: `every.${DOMAIN}`, path: '/mcp', method, agent: false, ca: readFileSync(ca),
-      headers: { host: `every.${DOMAIN}`, ...headers },
+      host: '127.0.0.1', port, servername: `${route}.${DOMAIN}`, path: '/mcp', method, agent: false, ca: readFileSync(ca),
+      headers: { host: `${route}.${DOMAIN}`, ...headers },
     }, resolve);
     req.setTimeout(30000, () => req.destroy(new Error('request timed out')));
     req.on('error', reject);
@@ -111,7 +117,7 @@ function sseReader(res) {
 
 // A modern request: the body carries the per-request _meta, the headers mirror it.
 let nextId = 100;
-function modern(method, params = {}, { id = nextId++, meta = {}, headers = {}, version = V } = {}) {
+function modern(method, params = {}, { id = nextId++, meta = {}, headers = {}, version = V, route } = {}) {
   const body = { jsonrpc: '2.0', id, method, params: { ...params, _meta: {
     'io.modelcontextprotocol/protocolVersion': version,
     'io.modelcontextprotocol/clientCapabilities': {},
@@ -124,7 +130,7 @@ function modern(method, params = {}, { id = nextId++, meta = {}, headers = {}, v
     ...(params.name ? { 'mcp-name': params.name } : {}),
     ...headers,
   };
-  return rawRequest('POST', h, JSON.stringify(body));
+  return rawRequest('POST', h, JSON.stringify(body), route);
 }
 async function modernJson(method, params, opts) {
   const r = await rawText(await modern(method, params, opts));
@@ -270,6 +276,20 @@ test('refusals: unknown version -32022, batch 400, header mismatch -32020, remov
   // beside the legacy client; the refusals above do not count
   assert.equal(metric(m, 'postern_mcp_modern_requests_total', 'route="every"'), 9);
   assert.equal(metric(m, 'postern_mcp_sessions_started_total', 'route="every"'), 1, 'only the legacy client started a session');
+});
+
+test('a guarded stdio route: modern tools/list is filtered and a denied call is refused naming the rule', async () => {
+  const l = await modernJson('tools/list', {}, { id: 1, route: 'guarded' });
+  assert.equal(l.status, 200, l.text);
+  const names = l.body.result.tools.map((t) => t.name);
+  assert.ok(names.includes('echo'), names.join(','));
+  assert.ok(!names.includes('get-env'), 'the denied tool is hidden');
+  assert.equal(l.body.result.resultType, 'complete');
+  const d = await modernJson('tools/call', { name: 'get-env', arguments: {} }, { id: 2, route: 'guarded' });
+  assert.equal(d.body.id, 2);
+  assert.match(JSON.stringify(d.body.error ?? d.body.result), /no-env/);
+  const c = await modernJson('tools/call', { name: 'echo', arguments: { message: 'guarded' } }, { id: 3, route: 'guarded' });
+  assert.equal(c.body.result.content[0].text, 'Echo: guarded');
 });
 
 test('SIGTERM: the gateway exits 0 with the shared child running', async () => {
