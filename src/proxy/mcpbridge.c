@@ -291,7 +291,9 @@ int mbr_handle(mbr *b, const mbr_http *h, const mbr_sink *k, void *ud, mbr_req *
 		mbri_reply_rpc_error(k, ud, 413, -32600, "message too large");
 		goto out;
 	}
-	if (!h->session_id && (rc = mbri_modern_post(b, h, k, ud, out)) != 0) {
+	/* A modern client ignores session ids (it may still send a stale one); a legacy one with an unknown session
+	 * carries no _meta version and still gets its 404 below. */
+	if ((!h->session_id || !sess_find(b, h->session_id)) && (rc = mbri_modern_post(b, h, k, ud, out)) != 0) {
 		rc = rc > 0 ? 0 : rc;
 		goto out;
 	}

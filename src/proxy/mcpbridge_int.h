@@ -188,7 +188,7 @@ void mbri_ring_free(sess *s);
 void mbri_pend_free(sess *s, mbri_pend *p);
 
 /* mcpbridge_modern.c */
-/* A POST without Mcp-Session-Id: 1 when it was of the 2026-07-28 era and is answered (or waits: *out), 0 when
+/* A POST without a live Mcp-Session-Id: 1 when it was of the 2026-07-28 era and is answered (or waits: *out), 0 when
  * it is legacy (the caller goes on), <0 (no callback). */
 int mbri_modern_post(mbr *b, const mbr_http *h, const mbr_sink *k, void *ud, mbr_req **out);
 /* One line from a shared child. */

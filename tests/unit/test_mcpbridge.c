@@ -507,6 +507,23 @@ static void test_modern(void **st)
 		assert_int_equal(mbr_handle(b, &h, &sink, &d, NULL), 0);
 		assert_int_equal(d.status, 405);
 	}
+	/* a stale session id on a modern request is ignored */
+	{
+		const char *body = "{\"jsonrpc\":\"2.0\",\"id\":\"d2\",\"method\":\"server/discover\",\"params\":{" MV "}}";
+		mbr_http h = { .method = "POST", .session_id = "0123", .accept_sse = true, .protocol_version = "2026-07-28",
+			       .mcp_method = "server/discover", .body = (const uint8_t *)body, .body_len = strlen(body) };
+		memset(&d, 0, sizeof d);
+		assert_int_equal(mbr_handle(b, &h, &sink, &d, NULL), 0);
+		assert_int_equal(d.status, 200);
+		assert_non_null(strstr(d.body, "\"id\":\"d2\""));
+		/* a legacy request with that stale id: 404 as before */
+		body = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}";
+		h.body = (const uint8_t *)body;
+		h.body_len = strlen(body);
+		h.protocol_version = "2025-11-25";
+		assert_int_equal(mbr_handle(b, &h, &sink, &d, NULL), 0);
+		assert_int_equal(d.status, 404);
+	}
 	/* the client closes the stream of a call in flight: the child is told (notifications/cancelled) */
 	assert_int_equal(mcall(b, &a, "8", "slow", "1"), 0);
 	run_until(has_data, &a, 5000); /* its progress: it reached the child */
