@@ -1,6 +1,7 @@
 /* The stdio bridge's API: HTTP requests to sessions (POST, GET, DELETE), the session table with its cap and
  * reclaim of idle sessions, metrics, and inspection of JSON-RPC messages (pure). The child processes are
- * in mcpbridge_proc.c, the routing of their messages and the SSE streams in mcpbridge_stream.c. */
+ * in mcpbridge_proc.c, the routing of their messages and the SSE streams in mcpbridge_stream.c, the
+ * 2026-07-28 era in mcpbridge_modern.c. */
 #include "proxy/mcpbridge_int.h"
 
 #include <errno.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "guard/jrpc.h"
 
 /* ---- classification ------------------------------------------------------------------------------------ */
 
@@ -156,35 +158,46 @@ void mbri_reply_rpc_error(const mbr_sink *k, void *ud, int status, int code, con
 
 /* ---- sessions ------------------------------------------------------------------------------------------ */
 
-/* Ending sessions do not count: their child is on its way out (SIGKILL at most 5 s later). */
+/* Ending sessions do not count: their child is on its way out (SIGKILL at most 5 s later). Shared children
+ * of 2026-07-28 clients are no sessions. */
 static unsigned live_sessions(const mbr *b)
 {
 	unsigned n = 0;
 	for (const sess *s = b->sessions; s; s = s->next)
-		n += !s->ending;
+		n += !s->ending && !s->modern;
 	return n;
 }
 
 static sess *sess_find(mbr *b, const char *id)
 {
 	for (sess *s = b->sessions; s; s = s->next)
-		if (!s->ending && !strcmp(s->id, id))
+		if (!s->ending && !s->modern && !strcmp(s->id, id))
 			return s;
 	return NULL;
 }
 
 void mbri_metrics(mbr *b)
 {
+	unsigned mc = 0, mi = 0;
+	for (const sess *s = b->sessions; s; s = s->next)
+		if (s->modern) {
+			mc += !s->ending;
+			mi += s->nmreqs;
+		}
 	b->st.sessions = live_sessions(b);
+	b->st.modern_children = mc;
+	b->st.modern_inflight = mi;
 	adm_set(b->m_sessions, b->st.sessions);
 	adm_set(b->m_streams_get, b->st.get_streams);
 	adm_set(b->m_streams_post, b->st.post_streams);
+	adm_set(b->m_modern_children, mc);
+	adm_set(b->m_modern_inflight, mi);
 }
 
 /* Idle: no stream open, no request in flight, and no request for reclaim_idle. */
 static bool reclaimable(const sess *s, uint64_t now)
 {
-	return !s->ending && !s->pending && !s->conns && now - s->last_active >= s->b->reclaim_ms;
+	return !s->ending && !s->modern && !s->pending && !s->conns && now - s->last_active >= s->b->reclaim_ms;
 }
 
 void mbri_reclaim(mbr *b, bool force)
@@ -245,6 +258,15 @@ int mbr_handle(mbr *b, const mbr_http *h, const mbr_sink *k, void *ud, mbr_req *
 	if (!out)
 		out = &dummy;
 	*out = NULL;
+	if (!h->session_id && jrpc_version_is_modern(h->protocol_version) &&
+	    (!strcmp(h->method, "GET") || !strcmp(h->method, "DELETE"))) {
+		/* 2026-07-28 has no GET stream and no session to delete (streamable-http: SHOULD 405). */
+		mbr_response resp = { .status = 405, .allow = "POST", .content_type = "text/plain",
+				      .body = "a 2026-07-28 client only POSTs to this MCP route (no GET stream, no session to DELETE)\n" };
+		resp.body_len = strlen(resp.body);
+		k->respond(ud, &resp);
+		goto out;
+	}
 	if (!strcmp(h->method, "DELETE")) {
 		if (!h->session_id || !(s = sess_find(b, h->session_id)))
 			mbri_reply(k, ud, 404, NULL, "text/plain", "unknown MCP session\n");
@@ -267,6 +289,12 @@ int mbr_handle(mbr *b, const mbr_http *h, const mbr_sink *k, void *ud, mbr_req *
 	}
 	if (h->body_len > b->max_msg) {
 		mbri_reply_rpc_error(k, ud, 413, -32600, "message too large");
+		goto out;
+	}
+	/* A modern client ignores session ids (it may still send a stale one); a legacy one with an unknown session
+	 * carries no _meta version and still gets its 404 below. */
+	if ((!h->session_id || !sess_find(b, h->session_id)) && (rc = mbri_modern_post(b, h, k, ud, out)) != 0) {
+		rc = rc > 0 ? 0 : rc;
 		goto out;
 	}
 	msg = parse((const char *)h->body, h->body_len, why, sizeof why);
@@ -295,7 +323,7 @@ int mbr_handle(mbr *b, const mbr_http *h, const mbr_sink *k, void *ud, mbr_req *
 			mbri_reply_rpc_error(k, ud, 503, -32000, t);
 			goto out;
 		}
-		if ((rc = mbri_spawn(b, &s, why, sizeof why)) < 0) {
+		if ((rc = mbri_spawn(b, false, &s, why, sizeof why)) < 0) {
 			log_error("msg=\"cannot start MCP server\" route=%s reason=\"%s\"", b->name, why);
 			mbri_reply_rpc_error(k, ud, 502, -32603, why);
 			rc = 0;
@@ -398,6 +426,8 @@ mbr *mbr_new(uv_loop_t *loop, const mbr_opts *o, char *err, size_t errlen)
 		b->reclaim_ms = b->idle_ms;
 	b->req_ms = o->request_timeout_ms ? o->request_timeout_ms : 15u * 60 * 1000;
 	b->max_msg = o->max_message ? o->max_message : 4u << 20;
+	b->modern_children = o->modern_children ? o->modern_children : 2;
+	b->max_modern = o->max_modern ? o->max_modern : 64;
 	b->st.max_sessions = b->max_sessions;
 	adm_label(l, sizeof l, "route", b->name);
 	b->m_sessions = adm_gauge("postern_mcp_sessions", "MCP sessions open on a stdio: or sandbox: route", l);
@@ -413,6 +443,14 @@ mbr *mbr_new(uv_loop_t *loop, const mbr_opts *o, char *err, size_t errlen)
 	b->m_streams_get = adm_gauge("postern_mcp_streams", "SSE streams open (get: standalone GET streams; post: POST responses)", l2);
 	snprintf(l2, sizeof l2, "%s,kind=\"post\"", l);
 	b->m_streams_post = adm_gauge("postern_mcp_streams", "SSE streams open (get: standalone GET streams; post: POST responses)", l2);
+	b->m_modern_requests = adm_counter("postern_mcp_modern_requests_total",
+					   "2026-07-28 requests served on a stdio: or sandbox: route (shared children)", l);
+	b->m_modern_refused = adm_counter("postern_mcp_modern_refused_total",
+					  "2026-07-28 requests refused (429): the route's in-flight cap was reached", l);
+	b->m_modern_cancelled = adm_counter("postern_mcp_modern_cancelled_total",
+					    "2026-07-28 requests cancelled (stream closed, notifications/cancelled, timeout)", l);
+	b->m_modern_children = adm_gauge("postern_mcp_modern_children", "Shared children serving 2026-07-28 clients", l);
+	b->m_modern_inflight = adm_gauge("postern_mcp_modern_inflight", "2026-07-28 requests in flight", l);
 	adm_set(b->m_max, b->max_sessions);
 	mbri_metrics(b);
 	return b;
@@ -427,7 +465,9 @@ void mbr_free(mbr *b)
 	if (!b)
 		return;
 	adm_metric **ms[] = { &b->m_sessions, &b->m_max, &b->m_started, &b->m_reclaimed, &b->m_refused,
-			      &b->m_dropped, &b->m_events, &b->m_streams_get, &b->m_streams_post };
+			      &b->m_dropped, &b->m_events, &b->m_streams_get, &b->m_streams_post,
+			      &b->m_modern_requests, &b->m_modern_refused, &b->m_modern_cancelled,
+			      &b->m_modern_children, &b->m_modern_inflight };
 	b->freeing = true;
 	for (sess *s = b->sessions, *next; s; s = next) {
 		next = s->next;
@@ -448,6 +488,8 @@ void mbr_free(mbr *b)
 	b->argv = NULL;
 	free(b->workspace_root);
 	b->workspace_root = NULL;
+	free(b->init_result);
+	b->init_result = NULL;
 	if (!b->sessions) {
 		free(b->name);
 		free(b);
@@ -460,4 +502,10 @@ void mbr_get_stats(const mbr *b, mbr_stats *out)
 {
 	*out = b->st;
 	out->sessions = live_sessions(b);
+	out->modern_children = out->modern_inflight = 0;
+	for (const sess *s = b->sessions; s; s = s->next)
+		if (s->modern) {
+			out->modern_children += !s->ending;
+			out->modern_inflight += s->nmreqs;
+		}
 }

@@ -1,5 +1,6 @@
-/* Streamable HTTP (2025-03-26 .. 2025-11-25 sessions) in front of a stdio MCP server: one child process per
- * MCP session.
+/* Streamable HTTP in front of a stdio MCP server, both eras: 2025-03-26 .. 2025-11-25 sessions (one child
+ * process per MCP session, below) and 2026-07-28 stateless requests (a few shared children per route, at the
+ * end of this comment).
  *
  * The proxy hands each complete HTTP request for a `stdio:` or `sandbox:` route to mbr_handle(). A POST
  * without Mcp-Session-Id must carry `initialize`: a child is spawned and the response carries a fresh
@@ -14,6 +15,15 @@
  * replays what followed on that stream and then carries it on. Routing of child messages: docs/proxy.md.
  * DELETE ends the session. A session ends on DELETE, child exit, idle timeout, or reclaim (idle sessions,
  * oldest first, once the route nears its session cap); its child is killed (SIGTERM, SIGKILL after 5 s).
+ *
+ * 2026-07-28 (modern): a POST without Mcp-Session-Id whose body is one request carrying
+ * _meta["io.modelcontextprotocol/protocolVersion"] (or a notification whose MCP-Protocol-Version header names
+ * 2026-07-28 or later) is served statelessly. The stdio child still speaks the legacy protocol: the bridge
+ * keeps up to modern_children shared children per route, initializes each once itself, answers
+ * server/discover from the cached initialize result, writes each request with its id and progress token
+ * rewritten to bridge-unique ones (mapped back on the way out), and answers with JSON, or SSE scoped to the
+ * request. Closing that stream cancels the request (notifications/cancelled to the child). Server requests
+ * of a shared child are refused by the bridge; GET/DELETE from a modern client get 405. docs/proxy.md.
  * Everything runs on the caller's libuv loop. */
 #ifndef POSTERN_MCPBRIDGE_H
 #define POSTERN_MCPBRIDGE_H
@@ -36,6 +46,8 @@ typedef struct mbr_opts {
 	uint32_t reclaim_idle_ms;    /* near the cap, end sessions idle this long; 0 = 60 s (at most idle) */
 	uint32_t request_timeout_ms; /* wait for a response line; 0 = 15 min */
 	size_t max_message;          /* request body and response line cap; 0 = 4 MiB */
+	unsigned modern_children;    /* 2026-07-28 clients: shared children of the route, at most; 0 = 2 */
+	unsigned max_modern;         /* 2026-07-28 requests in flight on the route (more: 429); 0 = 64 */
 } mbr_opts;
 
 typedef struct mbr_response {
@@ -69,6 +81,11 @@ typedef struct mbr_http {
 	const char *session_id;    /* Mcp-Session-Id, or NULL */
 	const char *last_event_id; /* Last-Event-ID, or NULL */
 	bool accept_sse;           /* Accept lists text/event-stream */
+	/* The 2026-07-28 request-metadata headers (NULL when absent): the era is told by the body's _meta or by
+	 * protocol_version, and a modern request's headers are checked against its body (-32020). */
+	const char *protocol_version; /* MCP-Protocol-Version */
+	const char *mcp_method;       /* Mcp-Method */
+	const char *mcp_name;         /* Mcp-Name */
 	const uint8_t *body;
 	size_t body_len;
 } mbr_http;
@@ -92,6 +109,11 @@ void mbr_drain(mbr *b);
 typedef struct mbr_stats {
 	unsigned sessions, max_sessions, get_streams, post_streams;
 	uint64_t started, reclaimed, refused, events, events_dropped;
+	/* 2026-07-28: shared children alive, requests in flight, served (written or answered by the bridge),
+	 * refused at the in-flight cap, cancelled (stream closed, notifications/cancelled, timeout), server
+	 * requests of a shared child refused */
+	unsigned modern_children, modern_inflight;
+	uint64_t modern_requests, modern_refused, modern_cancelled, modern_server_requests;
 } mbr_stats;
 void mbr_get_stats(const mbr *b, mbr_stats *out);
 
@@ -113,5 +135,29 @@ mbr_kind mbr_inspect(const char *json, size_t n, mbr_msg *m, char *why, size_t w
  * id ("n:5", "s:abc") and, for requests, method (cap mlen) the method name. why gets a reason when invalid. */
 mbr_kind mbr_classify(const char *json, size_t n, char *idkey, size_t idlen, char *method, size_t mlen,
 		      char *why, size_t whylen);
+
+/* 2026-07-28 requests on a shared legacy child (pure; unit-tested and fuzzed). All out strings are malloc'd
+ * compact JSON with no newline (one stdio line); each function returns 0, -EINVAL (why says what) or -ENOMEM. */
+#define MBR_MODERN_VERSION "2026-07-28"  /* the one stateless revision the bridge serves */
+#define MBR_LEGACY_VERSION "2025-11-25"  /* what it asks of the child in its initialize */
+#define MBR_DISCOVER_TTL_MS 300000       /* ttlMs of the server/discover result */
+/* A client request as the child gets it: "id" becomes bid; params._meta.progressToken, when present, becomes
+ * bid too (unique among the child's requests in flight, as the spec asks of tokens). *cid gets the client's
+ * id and *ctoken its token (NULL when none), as JSON text, to map the answers back. */
+int mbr_modern_to_child(const char *json, size_t n, long long bid, char **out, char **cid, char **ctoken,
+			char *why, size_t whylen);
+/* A message of the child for one request, as its client gets it. A response gets the client's id back (cid)
+ * and, when its result is an object, "resultType":"complete" if it has none; the results of the cacheable
+ * methods (method: tools/list, prompts/list, resources/list, resources/templates/list, resources/read) get
+ * "ttlMs":0 and "cacheScope":"private" when they lack them (the bridge cannot know when a legacy list
+ * changes). notifications/progress gets the client's token back (ctoken; unchanged when NULL). Anything
+ * else comes back unchanged. *code (may be NULL) gets error.code of an error response, else 0. */
+int mbr_modern_from_child(const char *json, size_t n, const char *method, const char *cid, const char *ctoken,
+			  char **out, int *code, char *why, size_t whylen);
+/* The server/discover response for the request id cid (JSON text) from a legacy initialize result object:
+ * resultType "complete", supportedVersions [MBR_MODERN_VERSION], the child's capabilities less what the
+ * bridge does not carry to modern clients (listChanged, resources.subscribe, tasks), its instructions,
+ * _meta["io.modelcontextprotocol/serverInfo"] = its serverInfo, ttlMs MBR_DISCOVER_TTL_MS, cacheScope public. */
+int mbr_modern_discover(const char *init_result, size_t n, const char *cid, char **out, char *why, size_t whylen);
 
 #endif

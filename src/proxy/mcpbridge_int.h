@@ -1,7 +1,8 @@
 /* Internal to the stdio bridge, shared by its parts: mcpbridge.c (the API, HTTP dispatch, sessions, reclaim,
  * metrics, message inspection), mcpbridge_proc.c (the child process: spawn, stdin lines, stdout lines,
- * exit, kill) and mcpbridge_stream.c (routing of the child's messages, the replay buffer, SSE streams to
- * the caller's sinks). Nothing outside src/proxy/mcpbridge*.c includes it. */
+ * exit, kill), mcpbridge_stream.c (routing of the child's messages, the replay buffer, SSE streams to
+ * the caller's sinks), mcpbridge_modern.c (2026-07-28 requests on shared children) and mcpbridge_wire.c
+ * (their pure rewrites). Nothing outside src/proxy/mcpbridge*.c includes it. */
 #ifndef POSTERN_MCPBRIDGE_INT_H
 #define POSTERN_MCPBRIDGE_INT_H
 
@@ -23,9 +24,19 @@
 /* Sessions: at or above this high-water mark, sessions idle for reclaim_idle are ended, oldest first,
  * down to it; at the cap a new session takes the place of the oldest idle one. */
 #define MBR_RECLAIM_MARK(max) ((max) - (max) / 4)
+/* 2026-07-28: a request goes to the least-loaded shared child; another one is started (up to the route's
+ * modern_children) when every one has this many in flight. */
+#define MBR_MODERN_SPAWN_LOAD 8
+#define MBR_MODERN_INIT_MS 60000         /* the child's answer to the bridge's initialize */
+/* Events of one modern request waiting while its client's output is full; past either cap further
+ * notifications are dropped (counted, logged), the response never is. */
+#define MBR_MODERN_QUEUE_EVENTS 64
+#define MBR_MODERN_QUEUE_BYTES (256u << 10)
+#define MBR_INIT_ID "postern-init"       /* the id of the bridge's own initialize (request ids are integers) */
 
 typedef struct sess sess;
 typedef struct mbri_pend mbri_pend;
+typedef struct mbri_mp mbri_mp;
 
 /* A request written to the child, waiting for its response line. */
 struct mbri_pend {
@@ -48,7 +59,34 @@ struct mbr_req {
 	uint64_t cursor;  /* the last event seq written to it */
 	uint64_t last_write;
 	bool get, sse, streaming, blocked, standalone;
+	bool modern;      /* the first member of an mbri_mp (mcpbridge_modern.c); none of the above is used */
 	mbr_req *next;    /* s->conns */
+};
+
+/* An SSE event of a modern request, encoded. */
+typedef struct mbri_mq {
+	struct mbri_mq *next;
+	size_t len;
+	bool final;
+	char data[];
+} mbri_mq;
+
+/* A 2026-07-28 request: one exchange, one request on a shared child, the same lifetime. */
+struct mbri_mp {
+	mbr_req q;          /* first: the caller's handle (q.modern) */
+	sess *s;            /* the child it went (or goes) to */
+	long long bid;      /* its id on the child, and its progress token there when the client gave one */
+	char *cid, *ctoken; /* the client's id and token, JSON text */
+	char method[64];
+	char *line;         /* the rewritten request, held until the child is initialized */
+	bool discover;      /* server/discover waiting for the child's initialize result */
+	bool loglevel;      /* the client asked for log messages (_meta logLevel) */
+	bool answered;      /* the response is queued: the rest goes out whatever the caller's high-water mark */
+	uint64_t deadline;
+	mbri_mq *qhead, **qtail;
+	unsigned nq;
+	size_t qbytes;
+	mbri_mp *next;      /* s->mreqs */
 };
 
 typedef struct mbri_ev {
@@ -81,6 +119,11 @@ struct sess {
 	uint64_t next_seq;
 	uint32_t next_stream;
 	char *workspace;
+	/* a shared child of 2026-07-28 clients: no session id handed out, no legacy conns or pending */
+	bool modern;
+	uint64_t init_deadline;
+	mbri_mp *mreqs;
+	unsigned nmreqs;
 	sess *next;
 };
 
@@ -99,6 +142,11 @@ struct mbr {
 	mbr_stats st;
 	adm_metric *m_sessions, *m_max, *m_started, *m_reclaimed, *m_refused, *m_streams_get, *m_streams_post,
 		*m_dropped, *m_events;
+	/* 2026-07-28 */
+	unsigned modern_children, max_modern;
+	long long next_bid;
+	char *init_result; /* the last initialize result of a shared child, JSON text (server/discover) */
+	adm_metric *m_modern_requests, *m_modern_refused, *m_modern_cancelled, *m_modern_children, *m_modern_inflight;
 };
 
 /* mcpbridge.c */
@@ -113,11 +161,13 @@ void mbri_reclaim(mbr *b, bool force);
 void mbri_handle_closed(uv_handle_t *h);
 
 /* mcpbridge_proc.c */
-int mbri_spawn(mbr *b, sess **out, char *why, size_t whylen);
+/* A child: a legacy session's, or (modern) a shared one of 2026-07-28 clients. */
+int mbri_spawn(mbr *b, bool modern, sess **out, char *why, size_t whylen);
 /* Starts the end of a session: streams end, pending requests fail, the child gets SIGTERM, then SIGKILL. */
 void mbri_end(sess *s, const char *why);
 void mbri_close_all(sess *s);
 int mbri_write(sess *s, json_t *msg);
+int mbri_write_text(sess *s, const char *txt, size_t n); /* one line: the newline is added */
 /* Stops or restarts reading the child's output, by whether an attached stream is blocked. */
 void mbri_flow(sess *s);
 
@@ -136,5 +186,20 @@ void mbri_end_conns(sess *s, const char *why);
 void mbri_stream_tick(sess *s, uint64_t now);
 void mbri_ring_free(sess *s);
 void mbri_pend_free(sess *s, mbri_pend *p);
+
+/* mcpbridge_modern.c */
+/* A POST without a live Mcp-Session-Id: 1 when it was of the 2026-07-28 era and is answered (or waits: *out), 0 when
+ * it is legacy (the caller goes on), <0 (no callback). */
+int mbri_modern_post(mbr *b, const mbr_http *h, const mbr_sink *k, void *ud, mbr_req **out);
+/* One line from a shared child. */
+void mbri_modern_deliver(sess *s, const char *line, size_t n);
+/* The child ends: every request of it gets its JSON-RPC error. */
+void mbri_modern_end(sess *s, const char *why);
+/* Initialize and request deadlines, keep-alives. */
+void mbri_modern_tick(sess *s, uint64_t now);
+void mbri_modern_cancel(mbr_req *q);
+void mbri_modern_resume(mbr_req *q);
+/* The bridge writes its initialize to a new shared child. */
+int mbri_modern_start(sess *s);
 
 #endif

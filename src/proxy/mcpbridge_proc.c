@@ -55,7 +55,12 @@ void mbri_end(sess *s, const char *why)
 	if (s->ending)
 		return;
 	s->ending = true;
-	log_info("msg=\"mcp session ended\" route=%s session=%.8s reason=\"%s\"", s->b->name, s->id, why);
+	if (s->modern)
+		log_info("msg=\"mcp shared child ended\" route=%s child=%.8s reason=\"%s\"", s->b->name, s->id, why);
+	else
+		log_info("msg=\"mcp session ended\" route=%s session=%.8s reason=\"%s\"", s->b->name, s->id, why);
+	if (s->modern)
+		mbri_modern_end(s, why);
 	mbri_end_conns(s, why);
 	while (s->pending)
 		mbri_pend_free(s, s->pending);
@@ -181,8 +186,11 @@ static void on_tick(uv_timer_t *t)
 		}
 		return;
 	}
-	mbri_stream_tick(s, now);
-	if (!s->ending && !s->pending && !s->conns && now - s->last_active >= s->b->idle_ms)
+	if (s->modern)
+		mbri_modern_tick(s, now);
+	else
+		mbri_stream_tick(s, now);
+	if (!s->ending && !s->pending && !s->conns && !s->mreqs && now - s->last_active >= s->b->idle_ms)
 		mbri_end(s, "idle timeout");
 	mbri_reclaim(s->b, false);
 }
@@ -196,21 +204,26 @@ static void write_done(uv_write_t *w, int status)
 int mbri_write(sess *s, json_t *msg)
 {
 	char *txt = json_dumps(msg, JSON_COMPACT);
-	size_t n;
-	uv_write_t *w;
-	uv_buf_t buf;
 	int r;
 	if (!txt)
 		return -ENOMEM;
-	n = strlen(txt);
+	r = mbri_write_text(s, txt, strlen(txt));
+	free(txt);
+	return r;
+}
+
+int mbri_write_text(sess *s, const char *txt, size_t n)
+{
+	uv_write_t *w;
+	uv_buf_t buf;
+	int r;
+	if (s->ending || uv_is_closing((uv_handle_t *)&s->in))
+		return -EPIPE;
 	w = malloc(sizeof *w + n + 1);
-	if (!w) {
-		free(txt);
+	if (!w)
 		return -ENOMEM;
-	}
 	memcpy((char *)(w + 1), txt, n);
 	((char *)(w + 1))[n] = '\n';
-	free(txt);
 	buf = uv_buf_init((char *)(w + 1), (unsigned)(n + 1));
 	r = uv_write(w, (uv_stream_t *)&s->in, &buf, 1, write_done);
 	if (r < 0)
@@ -228,7 +241,7 @@ static int make_id(char out[33])
 	return 0;
 }
 
-int mbri_spawn(mbr *b, sess **out, char *why, size_t whylen)
+int mbri_spawn(mbr *b, bool modern, sess **out, char *why, size_t whylen)
 {
 	sess *s = calloc(1, sizeof *s);
 	uv_process_options_t po;
@@ -240,6 +253,7 @@ int mbri_spawn(mbr *b, sess **out, char *why, size_t whylen)
 	if (!s || !(s->line = malloc(b->max_msg + 1)))
 		goto fail;
 	s->b = b;
+	s->modern = modern;
 	if ((r = make_id(s->id)) < 0)
 		goto fail;
 	r = -ENOMEM;
@@ -297,9 +311,14 @@ int mbri_spawn(mbr *b, sess **out, char *why, size_t whylen)
 	uv_read_start((uv_stream_t *)&s->out, on_alloc, on_out);
 	uv_timer_start(&s->tick, on_tick, MBR_TICK_MS, MBR_TICK_MS);
 	s->last_active = mbri_now(b);
-	b->st.started++;
-	adm_add(b->m_started, 1);
-	log_info("msg=\"mcp session started\" route=%s session=%.8s pid=%d", b->name, s->id, s->proc.pid);
+	if (modern) {
+		log_info("msg=\"mcp shared child started\" route=%s child=%.8s pid=%d era=2026-07-28", b->name, s->id,
+			 s->proc.pid);
+	} else {
+		b->st.started++;
+		adm_add(b->m_started, 1);
+		log_info("msg=\"mcp session started\" route=%s session=%.8s pid=%d", b->name, s->id, s->proc.pid);
+	}
 	mbri_metrics(b);
 	*out = s;
 	return 0;

@@ -84,6 +84,10 @@ void mbr_req_cancel(mbr_req *q)
 	sess *s;
 	if (!q)
 		return;
+	if (q->modern) {
+		mbri_modern_cancel(q);
+		return;
+	}
 	s = q->s;
 	if (s && q->p && !q->streaming && !q->get)
 		mbri_pend_free(s, q->p); /* nothing of it reached the client: its response will be dropped */
@@ -264,6 +268,10 @@ void mbri_flush_stream(sess *s, uint32_t stream)
 void mbr_req_resume(mbr_req *q)
 {
 	sess *s;
+	if (q && q->modern) {
+		mbri_modern_resume(q);
+		return;
+	}
 	if (!q || !q->s || !q->blocked)
 		return;
 	s = q->s;
@@ -337,6 +345,10 @@ void mbri_deliver(sess *s, char *line, size_t n)
 
 	if (n == 0 || s->ending)
 		return;
+	if (s->modern) {
+		mbri_modern_deliver(s, line, n);
+		return;
+	}
 	if (mbr_inspect(line, n, &m, why, sizeof why) == MBR_INVALID) {
 		log_debug("msg=\"dropped invalid message from MCP server\" route=%s reason=\"%s\"", s->b->name, why);
 		return;

@@ -619,6 +619,7 @@ void pxi_forward_request(px_conn *c)
 {
 	mbr *b = c->px->bridges ? c->px->bridges[c->rt - c->px->cfg->routes.v] : NULL;
 	char sid[128], last[300], accept[1024];
+	char ver[64], mmethod[128], mname[1024]; /* 2026-07-28 request-metadata headers */
 	const char *a;
 	mbr_http h = { 0 };
 	int r;
@@ -651,6 +652,10 @@ void pxi_forward_request(px_conn *c)
 	/* An Accept longer than the buffer is read as not listing SSE: the answer is then plain JSON. */
 	a = head_value(c, "Accept", accept, sizeof accept, &r);
 	h.accept_sse = a && strcasestr(a, "text/event-stream");
+	/* The bridge tells the 2026-07-28 era by them and checks them against the body (absent or over cap: NULL). */
+	h.protocol_version = head_value(c, "MCP-Protocol-Version", ver, sizeof ver, &r);
+	h.mcp_method = head_value(c, "Mcp-Method", mmethod, sizeof mmethod, &r);
+	h.mcp_name = head_value(c, "Mcp-Name", mname, sizeof mname, &r);
 	cbuf_free(&c->head);
 	h.method = c->x->method;
 	h.body = cbuf_data(&c->mbody);
