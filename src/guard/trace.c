@@ -1,5 +1,8 @@
 /* W3C traceparent: parse, generate, child spans. */
 #include <errno.h>
+#include <stdint.h>
+#include <unistd.h>
+#include <pthread.h>
 #include <openssl/rand.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -40,13 +43,48 @@ int trc_parse(const char *s, trc_ctx *out)
 	return 0;
 }
 
+/* Trace and span ids need to be unique, not secret (W3C Trace Context: random, no confidentiality). OpenSSL's
+ * RAND_bytes asks the kernel for the pid on every call (fork detection), a syscall per id that cost more than
+ * the rest of the guard on a virtual machine; so ids come from xoshiro256** seeded once from RAND_bytes, and
+ * reseeded in a forked child. */
+static uint64_t prng_s[4];
+static pid_t prng_pid;
+static bool prng_ready;
+
+static void prng_forked(void) { prng_ready = false; }
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static int prng_bytes(unsigned char *b, size_t n)
+{
+	if (!prng_ready) {
+		if (RAND_bytes((unsigned char *)prng_s, sizeof prng_s) != 1)
+			return -EIO;
+		if (!prng_pid)
+			pthread_atfork(NULL, NULL, prng_forked);
+		prng_pid = getpid();
+		prng_ready = true;
+	}
+	for (size_t i = 0; i < n; i += 8) {
+		uint64_t r = rotl(prng_s[1] * 5, 7) * 9, t = prng_s[1] << 17;
+		prng_s[2] ^= prng_s[0];
+		prng_s[3] ^= prng_s[1];
+		prng_s[1] ^= prng_s[2];
+		prng_s[0] ^= prng_s[3];
+		prng_s[2] ^= t;
+		prng_s[3] = rotl(prng_s[3], 45);
+		memcpy(b + i, &r, n - i < 8 ? n - i : 8);
+	}
+	return 0;
+}
+
 /* n random bytes as 2n hex digits, never all zero (the spec calls all-zero invalid). */
 static int random_hex(char *out, size_t n)
 {
 	unsigned char b[16];
 	bool any = false;
 	do {
-		if (RAND_bytes(b, (int)n) != 1)
+		if (prng_bytes(b, n) < 0)
 			return -EIO;
 		for (size_t i = 0; i < n; i++)
 			any |= b[i] != 0;
