@@ -1,8 +1,10 @@
 #include "core/admin.h"
+#include "core/admin_int.h"
 
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +25,7 @@
 
 /* ---------------------------------------------------------------- metrics registry */
 
-enum mtype { M_COUNTER, M_GAUGE };
+enum mtype { M_COUNTER, M_GAUGE, M_HISTOGRAM };
 
 struct family;
 
@@ -31,13 +33,17 @@ struct adm_metric {
 	struct adm_metric *next;
 	struct family *fam;
 	char *labels;
-	int64_t v;
+	int64_t v;      /* counters and gauges; a histogram's observation count */
+	uint64_t *hb;   /* histogram: observations per bucket (not cumulative), fam->nb of them */
+	double sum;     /* histogram: sum of the observations */
 };
 
 struct family {
 	struct family *next;
 	char *name, *help;
 	enum mtype type;
+	double *bounds; /* histogram: ascending upper bounds (the +Inf bucket is implicit) */
+	size_t nb;
 	struct adm_metric *series, **tail;
 };
 
@@ -87,7 +93,9 @@ static adm_metric *series_get(const char *name, const char *help, const char *la
 		if (!strcmp(m->labels, labels))
 			return m;
 	m = calloc(1, sizeof *m);
-	if (!m || !(m->labels = strdup(labels))) {
+	if (!m || !(m->labels = strdup(labels)) || (f->nb && !(m->hb = calloc(f->nb, sizeof *m->hb)))) {
+		if (m)
+			free(m->labels);
 		free(m);
 		return NULL;
 	}
@@ -107,9 +115,53 @@ adm_metric *adm_gauge(const char *name, const char *help, const char *labels)
 	return series_get(name, help, labels, M_GAUGE);
 }
 
+/* Histogram bounds: finite, strictly ascending, at most ADM_HIST_MAX_BUCKETS of them. */
+static bool bounds_ok(const double *bounds, size_t nb)
+{
+	if (!bounds || nb == 0 || nb > ADM_HIST_MAX_BUCKETS)
+		return false;
+	for (size_t i = 0; i < nb; i++)
+		if (!isfinite(bounds[i]) || (i && !(bounds[i] > bounds[i - 1])))
+			return false;
+	return true;
+}
+
+adm_metric *adm_histogram(const char *name, const char *help, const char *labels, const double *bounds, size_t nb)
+{
+	struct family *f;
+	if (!bounds_ok(bounds, nb) || !(f = family_get(name, help, M_HISTOGRAM)))
+		return NULL;
+	/* The family's first call fixes its buckets: every series of a family has the same ones. */
+	if (!f->bounds) {
+		if (!(f->bounds = malloc(nb * sizeof *f->bounds)))
+			return NULL;
+		memcpy(f->bounds, bounds, nb * sizeof *f->bounds);
+		f->nb = nb;
+	}
+	return series_get(name, help, labels, M_HISTOGRAM);
+}
+
+void adm_observe(adm_metric *m, double v)
+{
+	struct family *f;
+	if (!m || m->fam->type != M_HISTOGRAM || isnan(v))
+		return;
+	f = m->fam;
+	m->v++;
+	m->sum += v;
+	/* Each observation lands in the first bucket whose bound holds it; none: only in +Inf (the count). */
+	for (size_t i = 0; i < f->nb; i++)
+		if (v <= f->bounds[i]) {
+			m->hb[i]++;
+			break;
+		}
+}
+
+double adm_hist_sum(const adm_metric *m) { return m && m->fam->type == M_HISTOGRAM ? m->sum : 0; }
+
 void adm_add(adm_metric *m, int64_t v)
 {
-	if (!m || (m->fam->type == M_COUNTER && v < 0))
+	if (!m || m->fam->type == M_HISTOGRAM || (m->fam->type == M_COUNTER && v < 0))
 		return;
 	m->v += v;
 }
@@ -137,6 +189,7 @@ void adm_metric_drop(adm_metric *m)
 			break;
 		}
 	free(m->labels);
+	free(m->hb);
 	free(m);
 }
 
@@ -174,6 +227,42 @@ const char *adm_label(char *buf, size_t len, const char *key, const char *value)
 	return buf;
 }
 
+/* The shortest of %.15g and %.17g that reads back as v: 0.005 stays "0.005", a sum keeps every bit. */
+const char *admi_fmt_double(char *buf, size_t len, double v)
+{
+	snprintf(buf, len, "%.15g", v);
+	if (strtod(buf, NULL) != v)
+		snprintf(buf, len, "%.17g", v);
+	return buf;
+}
+
+/* One histogram series: cumulative _bucket lines with le (the series' labels first), +Inf, _sum, _count. */
+static int render_histogram(cbuf *b, const struct family *f, const adm_metric *m)
+{
+	const char *sep = m->labels[0] ? "," : "";
+	char num[40];
+	uint64_t cum = 0;
+	int rc = 0;
+	for (size_t i = 0; i < f->nb && rc == 0; i++) {
+		cum += m->hb[i];
+		rc = cbuf_printf(b, "%s_bucket{%s%sle=\"%s\"} %llu\n", f->name, m->labels, sep,
+				 admi_fmt_double(num, sizeof num, f->bounds[i]), (unsigned long long)cum);
+	}
+	if (rc == 0)
+		rc = cbuf_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %lld\n", f->name, m->labels, sep, (long long)m->v);
+	admi_fmt_double(num, sizeof num, m->sum);
+	if (rc == 0)
+		rc = m->labels[0] ? cbuf_printf(b, "%s_sum{%s} %s\n%s_count{%s} %lld\n", f->name, m->labels, num, f->name,
+						m->labels, (long long)m->v)
+				  : cbuf_printf(b, "%s_sum %s\n%s_count %lld\n", f->name, num, f->name, (long long)m->v);
+	return rc;
+}
+
+static const char *type_name(enum mtype t)
+{
+	return t == M_COUNTER ? "counter" : t == M_GAUGE ? "gauge" : "histogram";
+}
+
 char *adm_metrics_render(size_t *len)
 {
 	cbuf b = CBUF_INIT(4096, SIZE_MAX / 2);
@@ -183,14 +272,18 @@ char *adm_metrics_render(size_t *len)
 		if (f->help[0])
 			rc = cbuf_printf(&b, "# HELP %s %s\n", f->name, f->help);
 		if (rc == 0)
-			rc = cbuf_printf(&b, "# TYPE %s %s\n", f->name, f->type == M_COUNTER ? "counter" : "gauge");
+			rc = cbuf_printf(&b, "# TYPE %s %s\n", f->name, type_name(f->type));
 		for (adm_metric *m = f->series; m && rc == 0; m = m->next) {
-			if (m->labels[0])
+			if (f->type == M_HISTOGRAM)
+				rc = render_histogram(&b, f, m);
+			else if (m->labels[0])
 				rc = cbuf_printf(&b, "%s{%s} %lld\n", f->name, m->labels, (long long)m->v);
 			else
 				rc = cbuf_printf(&b, "%s %lld\n", f->name, (long long)m->v);
 		}
 	}
+	if (rc == 0)
+		rc = admi_process_render(&b);
 	/* The caller frees the text: nothing was consumed, so it starts at the buffer's memory, NUL-terminated. */
 	if (rc == 0)
 		out = b.len ? (char *)b.p : strdup("");
@@ -210,14 +303,17 @@ void adm_metrics_reset(void)
 		for (m = f->series; m; m = mn) {
 			mn = m->next;
 			free(m->labels);
+			free(m->hb);
 			free(m);
 		}
+		free(f->bounds);
 		free(f->name);
 		free(f->help);
 		free(f);
 	}
 	g_fams = NULL;
 	g_fams_tail = &g_fams;
+	admi_process_off();
 }
 
 /* ---------------------------------------------------------------- server */
