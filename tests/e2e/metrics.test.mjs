@@ -222,6 +222,15 @@ test('the Grafana dashboard uses only metric names a live edge or gateway expose
   assert.ok(names.size >= 30, `dashboard names only ${names.size} metrics`);
 });
 
+test('docs/metrics.md lists every metric family a live edge or gateway exposes', async () => {
+  const doc = readFileSync(path.join(root, 'docs/metrics.md'), 'utf8');
+  const families = new Set();
+  for (const port of [edge().metrics, gw.metrics]) for (const f of Object.keys((await scrape(port)).types)) families.add(f);
+  assert.ok(families.size >= 30);
+  const undocumented = [...families].filter((f) => !doc.includes(`| \`${f}\` |`));
+  assert.deepEqual(undocumented, [], `not in docs/metrics.md: ${undocumented.join(', ')}`);
+});
+
 test('tunnel list and info with a live gateway: connectors, connections, times, fingerprints (table and JSON)', async () => {
   const ready = (await getJson(`http://127.0.0.1:${gw.metrics}/ready`)).body;
   const l = await tunnelCmd('list');
