@@ -268,6 +268,7 @@ char *adm_metrics_render(size_t *len)
 	cbuf b = CBUF_INIT(4096, SIZE_MAX / 2);
 	char *out = NULL;
 	int rc = 0;
+	admi_collect();
 	for (struct family *f = g_fams; f && rc == 0; f = f->next) {
 		if (f->help[0])
 			rc = cbuf_printf(&b, "# HELP %s %s\n", f->name, f->help);

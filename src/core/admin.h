@@ -69,6 +69,11 @@ void adm_metrics_reset(void);
  * process_virtual_memory_bytes, process_open_fds, process_max_fds and process_start_time_seconds, read
  * from /proc/self (and getrusage, getrlimit) at render time; one that cannot be read is left out. */
 void adm_process_metrics(void);
+/* fn(ud) runs at the start of every render, to set gauges from live state (e.g. requests in flight). At most
+ * ADM_MAX_COLLECTORS at once: 0, or -ENOSPC. Remove it before ud goes away; adm_metrics_reset removes all. */
+#define ADM_MAX_COLLECTORS 16
+int adm_collector_add(void (*fn)(void *ud), void *ud);
+void adm_collector_remove(void (*fn)(void *ud), void *ud);
 /* The gauge postern_build_info{version="…"} 1 (and commit="…" when commit is neither NULL nor empty). */
 void adm_build_info(const char *version, const char *commit);
 

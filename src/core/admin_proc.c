@@ -1,5 +1,6 @@
-/* The standard process_* series (the names and meanings of the Prometheus client libraries), read at render
- * time, and postern_build_info. Linux only: /proc/self/stat, /proc/self/fd, /proc/stat. */
+/* What is gathered when the metrics are rendered: the collectors callers register, the standard process_*
+ * series (the names and meanings of the Prometheus client libraries) and postern_build_info. Linux only:
+ * /proc/self/stat, /proc/self/fd, /proc/stat. */
 #include "core/admin.h"
 #include "core/admin_int.h"
 
@@ -13,9 +14,43 @@
 #include <unistd.h>
 
 static bool g_process;
+static struct collector {
+	void (*fn)(void *ud);
+	void *ud;
+} g_coll[ADM_MAX_COLLECTORS];
+static size_t g_ncoll;
 
 void adm_process_metrics(void) { g_process = true; }
-void admi_process_off(void) { g_process = false; }
+
+void admi_process_off(void)
+{
+	g_process = false;
+	g_ncoll = 0;
+}
+
+int adm_collector_add(void (*fn)(void *ud), void *ud)
+{
+	if (g_ncoll == ADM_MAX_COLLECTORS)
+		return -ENOSPC;
+	g_coll[g_ncoll++] = (struct collector){ fn, ud };
+	return 0;
+}
+
+void adm_collector_remove(void (*fn)(void *ud), void *ud)
+{
+	for (size_t i = 0; i < g_ncoll; i++)
+		if (g_coll[i].fn == fn && g_coll[i].ud == ud) {
+			memmove(&g_coll[i], &g_coll[i + 1], (g_ncoll - i - 1) * sizeof g_coll[0]);
+			g_ncoll--;
+			return;
+		}
+}
+
+void admi_collect(void)
+{
+	for (size_t i = 0; i < g_ncoll; i++)
+		g_coll[i].fn(g_coll[i].ud);
+}
 
 void adm_build_info(const char *version, const char *commit)
 {

@@ -196,8 +196,11 @@ void pxi_set_timer(px_conn *c, enum tkind k, uint64_t ms);
 void pxi_end_exchange(px_conn *c);
 void pxi_drive(px_conn *c);
 
-/* proxy_metrics.c: one exchange's requests_total, duration and bytes (called where it is logged) */
+/* proxy_metrics.c: one exchange's requests_total, duration and bytes (called where it is logged); the
+ * requests in flight per route, gathered at render time from px_new (start) to px_free (stop) */
 void pxi_metrics_request(const px_conn *c);
+void pxi_metrics_start(px *p);
+void pxi_metrics_stop(px *p);
 
 /* proxy_upstream.c */
 void pxi_up_detach(px_conn *c);

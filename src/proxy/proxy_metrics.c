@@ -1,4 +1,5 @@
-/* Per-route request metrics of the proxy, counted once per exchange where it is logged (pxi_log_request).
+/* Per-route request metrics of the proxy: counted once per exchange where it is logged (pxi_log_request), and
+ * the requests in flight, counted from the live connections when the metrics are rendered.
  * Labels: route is a configured route's name ("-" when the request matched none), code the status class:
  * both finite, whatever the client sends. Names and meanings: docs/metrics.md. */
 #include "proxy/proxy_int.h"
@@ -33,3 +34,29 @@ void pxi_metrics_request(const px_conn *c)
 			    rl),
 		(int64_t)c->resp_bytes);
 }
+
+/* Requests whose route is known and whose exchange is not logged yet, per route; an SSE stream is one for its
+ * whole life. */
+static void collect_active(void *ud)
+{
+	const px *p = ud;
+	const route_table *rt = &p->cfg->routes;
+	char l[300];
+	for (size_t i = 0; i < rt->n; i++) {
+		int64_t n = 0;
+		for (const px_conn *c = p->conns; c; c = c->next)
+			n += c->in_exchange && !c->logged && c->rt == &rt->v[i];
+		adm_set(adm_gauge("postern_proxy_requests_active", "Requests in flight (an SSE stream counts for its whole life), by route",
+				  adm_label(l, sizeof l, "route", rt->v[i].name)),
+			n);
+	}
+}
+
+void pxi_metrics_start(px *p)
+{
+	/* Without a collector slot the gauge is missing, nothing else: not worth failing the proxy for. */
+	if (adm_collector_add(collect_active, p) < 0)
+		log_warn("msg=\"postern_proxy_requests_active not collected: too many collectors\"");
+}
+
+void pxi_metrics_stop(px *p) { adm_collector_remove(collect_active, p); }

@@ -56,6 +56,12 @@ before(async () => {
     let body = '';
     req.on('data', (c) => { body += c; });
     req.on('end', () => {
+      if (req.url.startsWith('/slow')) {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write('data: one\n\n');
+        setTimeout(() => res.end('data: two\n\n'), 1500);
+        return;
+      }
       const code = req.url.startsWith('/missing') ? 404 : req.url.startsWith('/boom') ? 500 : 200;
       res.writeHead(code, { 'content-type': 'text/plain' });
       res.end(`${code} ${body.length}\n`);
@@ -183,6 +189,28 @@ test('per-route requests by status class, duration histogram and bytes; client-c
   assert.ok(val(e, 'postern_edge_bytes_total', { tunnel: t.id, direction: 'to_client' }) > 0);
   await waitUntil(async () => val(await scrape(edge().metrics), 'postern_edge_client_rejects_total', { entry: 'sni', reason: 'unknown_tunnel' }) === 1,
     5000, 50, 'the unknown tunnel reject counted');
+});
+
+test('postern_proxy_requests_active: 1 for a route while its stream is open, 0 once it ended', async () => {
+  const f = pinnedFetch({ ca: t.ca });
+  try {
+    const before = await scrape(gw.metrics);
+    assert.equal(val(before, 'postern_proxy_requests_active', { route: 'other' }), 0);
+    const res = await f(tunnelUrl('other', '/slow'));
+    const reader = res.body.getReader();
+    await reader.read(); // the first event: the stream is open
+    const during = await scrape(gw.metrics);
+    assert.equal(val(during, 'postern_proxy_requests_active', { route: 'other' }), 1);
+    assert.equal(val(during, 'postern_proxy_requests_active', { route: 'api' }), 0);
+    while (!(await reader.read()).done);
+    await waitUntil(async () => val(await scrape(gw.metrics), 'postern_proxy_requests_active', { route: 'other' }) === 0, 5000, 50, 'active back to 0');
+    const after = await scrape(gw.metrics);
+    const b = val(after, 'postern_proxy_request_duration_seconds_bucket', { route: 'other', le: '1' });
+    const c = val(after, 'postern_proxy_request_duration_seconds_bucket', { route: 'other', le: '2.5' });
+    assert.equal(c - b, 1, 'the 1.5 s stream lands in the 2.5 s bucket');
+  } finally {
+    await f.close();
+  }
 });
 
 test('build_info and process_* on edge and gateway', async () => {

@@ -115,6 +115,44 @@ static void test_histogram(void **st)
 	adm_metrics_reset();
 }
 
+static void set_from_live(void *ud)
+{
+	int *live = ud;
+	adm_gauge_set("live_things", NULL, *live);
+}
+
+static void noop(void *ud) { (void)ud; }
+
+static void test_collectors(void **st)
+{
+	int live = 3, other = 0;
+	char *out;
+	size_t len;
+	(void)st;
+	assert_int_equal(adm_collector_add(set_from_live, &live), 0);
+	out = adm_metrics_render(&len);
+	assert_string_equal(out, "# TYPE live_things gauge\nlive_things 3\n"); /* gathered before the render */
+	free(out);
+	live = 5;
+	out = adm_metrics_render(&len);
+	assert_non_null(strstr(out, "live_things 5\n"));
+	free(out);
+	adm_collector_remove(set_from_live, &live);
+	live = 9;
+	out = adm_metrics_render(&len);
+	assert_non_null(strstr(out, "live_things 5\n")); /* no longer asked */
+	free(out);
+	for (int i = 0; i < ADM_MAX_COLLECTORS; i++)
+		assert_int_equal(adm_collector_add(noop, &other), 0);
+	assert_int_equal(adm_collector_add(noop, &other), -ENOSPC);
+	adm_metrics_reset(); /* removes them all */
+	assert_int_equal(adm_collector_add(set_from_live, &live), 0);
+	out = adm_metrics_render(&len);
+	assert_string_equal(out, "# TYPE live_things gauge\nlive_things 9\n");
+	free(out);
+	adm_metrics_reset();
+}
+
 static void test_process_and_build_info(void **st)
 {
 	char *out, *p;
@@ -512,6 +550,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_registry_render),
 		cmocka_unit_test(test_histogram),
+		cmocka_unit_test(test_collectors),
 		cmocka_unit_test(test_process_and_build_info),
 		cmocka_unit_test(test_server),
 		cmocka_unit_test(test_post_prefix),
