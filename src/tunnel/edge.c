@@ -370,7 +370,9 @@ static void usage(FILE *f)
 		   "config keys: state_dir, domain, edge_id, connector_listen (:7844), connector_tls.cert_file/key_file,\n"
 		   "  client_listen (:443), client_allowed_ips, metrics_listen (127.0.0.1:20250), mtls_listen,\n"
 		   "  client_ca_file, mtls_tls.cert_file/key_file (default: connector_tls), client_hello_budget (64M),\n"
-		   "  client_pending_max (16384), log_level, log_format (logfmt|json)\n");
+		   "  client_pending_max (16384), log_level, log_format (logfmt|json)\n\n"
+		   "metrics_listen serves /metrics, /healthz, /ready (200 while the listeners are up and the token store\n"
+		   "answers) and, on a loopback address, /tunnels (live connections, for postern tunnel list|info).\n");
 }
 
 int edge_main(int argc, char **argv)
