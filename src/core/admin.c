@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
-#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,31 +24,9 @@
 
 /* ---------------------------------------------------------------- metrics registry */
 
-enum mtype { M_COUNTER, M_GAUGE, M_HISTOGRAM };
-
-struct family;
-
-struct adm_metric {
-	struct adm_metric *next;
-	struct family *fam;
-	char *labels;
-	int64_t v;      /* counters and gauges; a histogram's observation count */
-	uint64_t *hb;   /* histogram: observations per bucket (not cumulative), fam->nb of them */
-	double sum;     /* histogram: sum of the observations */
-};
-
-struct family {
-	struct family *next;
-	char *name, *help;
-	enum mtype type;
-	double *bounds; /* histogram: ascending upper bounds (the +Inf bucket is implicit) */
-	size_t nb;
-	struct adm_metric *series, **tail;
-};
-
 static struct family *g_fams, **g_fams_tail = &g_fams;
 
-static struct family *family_get(const char *name, const char *help, enum mtype type)
+struct family *admi_family_get(const char *name, const char *help, enum mtype type)
 {
 	struct family *f;
 	for (f = g_fams; f; f = f->next)
@@ -73,9 +50,9 @@ static struct family *family_get(const char *name, const char *help, enum mtype 
 	return f;
 }
 
-static adm_metric *series_get(const char *name, const char *help, const char *labels, enum mtype type)
+adm_metric *admi_series_get(const char *name, const char *help, const char *labels, enum mtype type)
 {
-	struct family *f = family_get(name, help, type);
+	struct family *f = admi_family_get(name, help, type);
 	adm_metric *m;
 	if (!f)
 		return NULL;
@@ -107,57 +84,13 @@ static adm_metric *series_get(const char *name, const char *help, const char *la
 
 adm_metric *adm_counter(const char *name, const char *help, const char *labels)
 {
-	return series_get(name, help, labels, M_COUNTER);
+	return admi_series_get(name, help, labels, M_COUNTER);
 }
 
 adm_metric *adm_gauge(const char *name, const char *help, const char *labels)
 {
-	return series_get(name, help, labels, M_GAUGE);
+	return admi_series_get(name, help, labels, M_GAUGE);
 }
-
-/* Histogram bounds: finite, strictly ascending, at most ADM_HIST_MAX_BUCKETS of them. */
-static bool bounds_ok(const double *bounds, size_t nb)
-{
-	if (!bounds || nb == 0 || nb > ADM_HIST_MAX_BUCKETS)
-		return false;
-	for (size_t i = 0; i < nb; i++)
-		if (!isfinite(bounds[i]) || (i && !(bounds[i] > bounds[i - 1])))
-			return false;
-	return true;
-}
-
-adm_metric *adm_histogram(const char *name, const char *help, const char *labels, const double *bounds, size_t nb)
-{
-	struct family *f;
-	if (!bounds_ok(bounds, nb) || !(f = family_get(name, help, M_HISTOGRAM)))
-		return NULL;
-	/* The family's first call fixes its buckets: every series of a family has the same ones. */
-	if (!f->bounds) {
-		if (!(f->bounds = malloc(nb * sizeof *f->bounds)))
-			return NULL;
-		memcpy(f->bounds, bounds, nb * sizeof *f->bounds);
-		f->nb = nb;
-	}
-	return series_get(name, help, labels, M_HISTOGRAM);
-}
-
-void adm_observe(adm_metric *m, double v)
-{
-	struct family *f;
-	if (!m || m->fam->type != M_HISTOGRAM || isnan(v))
-		return;
-	f = m->fam;
-	m->v++;
-	m->sum += v;
-	/* Each observation lands in the first bucket whose bound holds it; none: only in +Inf (the count). */
-	for (size_t i = 0; i < f->nb; i++)
-		if (v <= f->bounds[i]) {
-			m->hb[i]++;
-			break;
-		}
-}
-
-double adm_hist_sum(const adm_metric *m) { return m && m->fam->type == M_HISTOGRAM ? m->sum : 0; }
 
 void adm_add(adm_metric *m, int64_t v)
 {
@@ -227,37 +160,6 @@ const char *adm_label(char *buf, size_t len, const char *key, const char *value)
 	return buf;
 }
 
-/* The shortest of %.15g and %.17g that reads back as v: 0.005 stays "0.005", a sum keeps every bit. */
-const char *admi_fmt_double(char *buf, size_t len, double v)
-{
-	snprintf(buf, len, "%.15g", v);
-	if (strtod(buf, NULL) != v)
-		snprintf(buf, len, "%.17g", v);
-	return buf;
-}
-
-/* One histogram series: cumulative _bucket lines with le (the series' labels first), +Inf, _sum, _count. */
-static int render_histogram(cbuf *b, const struct family *f, const adm_metric *m)
-{
-	const char *sep = m->labels[0] ? "," : "";
-	char num[40];
-	uint64_t cum = 0;
-	int rc = 0;
-	for (size_t i = 0; i < f->nb && rc == 0; i++) {
-		cum += m->hb[i];
-		rc = cbuf_printf(b, "%s_bucket{%s%sle=\"%s\"} %llu\n", f->name, m->labels, sep,
-				 admi_fmt_double(num, sizeof num, f->bounds[i]), (unsigned long long)cum);
-	}
-	if (rc == 0)
-		rc = cbuf_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %lld\n", f->name, m->labels, sep, (long long)m->v);
-	admi_fmt_double(num, sizeof num, m->sum);
-	if (rc == 0)
-		rc = m->labels[0] ? cbuf_printf(b, "%s_sum{%s} %s\n%s_count{%s} %lld\n", f->name, m->labels, num, f->name,
-						m->labels, (long long)m->v)
-				  : cbuf_printf(b, "%s_sum %s\n%s_count %lld\n", f->name, num, f->name, (long long)m->v);
-	return rc;
-}
-
 static const char *type_name(enum mtype t)
 {
 	return t == M_COUNTER ? "counter" : t == M_GAUGE ? "gauge" : "histogram";
@@ -276,7 +178,7 @@ char *adm_metrics_render(size_t *len)
 			rc = cbuf_printf(&b, "# TYPE %s %s\n", f->name, type_name(f->type));
 		for (adm_metric *m = f->series; m && rc == 0; m = m->next) {
 			if (f->type == M_HISTOGRAM)
-				rc = render_histogram(&b, f, m);
+				rc = admi_render_histogram(&b, f, m);
 			else if (m->labels[0])
 				rc = cbuf_printf(&b, "%s{%s} %lld\n", f->name, m->labels, (long long)m->v);
 			else

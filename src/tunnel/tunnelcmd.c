@@ -3,22 +3,17 @@
  * table, or JSON with --output json, and add what the running edge knows (its connector connections, from
  * the loopback /tunnels answer on its metrics_listen). Errors are one line on stderr. */
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <openssl/crypto.h>
-#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
-#include <netinet/in.h>
 
-#include "core/cbuf.h"
+#include "core/admin.h"
 #include "core/cfg.h"
-#include "core/h1.h"
 #include "core/netaddr.h"
 #include "tunnel/edge.h"
 #include "tunnel/tokstore.h"
@@ -63,173 +58,42 @@ static int print_json(json_t *o)
 
 /* ---------------------------------------------------------------- the running edge's live state */
 
-/* metrics_listen as an address to dial: an all-interfaces one is reached on loopback. */
-static int admin_addr(const char *listen, struct sockaddr_storage *ss)
+/* metrics_listen as an address to dial ("ip:port" for adm_client_request): all interfaces is asked on loopback. */
+static int admin_target(const char *listen, char *out, size_t len)
 {
-	int rc = na_parse_sockaddr(listen, false, ss);
+	struct sockaddr_storage ss;
+	int rc = na_parse_sockaddr(listen, false, &ss);
 	if (rc < 0)
 		return rc;
-	if (ss->ss_family == AF_INET && ((struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY))
-		((struct sockaddr_in *)ss)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	else if (ss->ss_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)ss)->sin6_addr))
-		((struct sockaddr_in6 *)ss)->sin6_addr = in6addr_loopback;
+	if (ss.ss_family == AF_INET && ((struct sockaddr_in *)&ss)->sin_addr.s_addr == htonl(INADDR_ANY))
+		((struct sockaddr_in *)&ss)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	else if (ss.ss_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&ss)->sin6_addr))
+		((struct sockaddr_in6 *)&ss)->sin6_addr = in6addr_loopback;
+	na_format((struct sockaddr *)&ss, out, len);
 	return 0;
-}
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Waits for ev on fd until deadline: 0, or -ETIMEDOUT / -errno. */
-static int wait_fd(int fd, short ev, int64_t deadline)
-{
-	struct pollfd p = { .fd = fd, .events = ev };
-	for (;;) {
-		int64_t left = deadline - mono_ms();
-		int n;
-		if (left <= 0)
-			return -ETIMEDOUT;
-		n = poll(&p, 1, (int)left);
-		if (n > 0)
-			return 0;
-		if (n == 0)
-			return -ETIMEDOUT;
-		if (errno != EINTR)
-			return -errno;
-	}
-}
-
-struct get_body {
-	cbuf b;
-	bool over;
-};
-
-static void on_body(void *ud, const char *at, size_t n)
-{
-	struct get_body *g = ud;
-	if (!g->over && cbuf_append(&g->b, at, n) < 0)
-		g->over = true;
-}
-
-/* GET path from the admin server at ss (HTTP/1.1, Connection: close), within LIVE_TIMEOUT_MS. 0 with *status
- * and the body (at most LIVE_MAX bytes), or -errno with err filled. */
-static int http_get(const struct sockaddr_storage *ss, const char *path, unsigned *status, cbuf *body, char *err,
-		    size_t errlen)
-{
-	int64_t deadline = mono_ms() + LIVE_TIMEOUT_MS;
-	char req[256];
-	uint8_t buf[16384];
-	struct get_body g = { .b = CBUF_INIT(4096, LIVE_MAX) };
-	h1 h;
-	h1_ev ev = H1_MORE;
-	int fd, rc, soerr = 0, n;
-	socklen_t sl = sizeof soerr;
-	size_t off = 0;
-
-	h1_init(&h, false, sizeof buf);
-	h.body_cb = on_body;
-	h.body_ud = &g;
-	n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", path);
-	if ((fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0) {
-		rc = -errno;
-		snprintf(err, errlen, "socket: %s", strerror(errno));
-		goto out;
-	}
-	if (connect(fd, (const struct sockaddr *)ss, ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-									     : sizeof(struct sockaddr_in)) < 0 &&
-	    errno != EINPROGRESS) {
-		rc = -errno;
-		snprintf(err, errlen, "%s", strerror(errno));
-		goto out;
-	}
-	if ((rc = wait_fd(fd, POLLOUT, deadline)) < 0 || (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr)) {
-		rc = rc < 0 ? rc : -soerr;
-		snprintf(err, errlen, "%s", strerror(-rc));
-		goto out;
-	}
-	while (off < (size_t)n) {
-		ssize_t k = send(fd, req + off, (size_t)n - off, MSG_NOSIGNAL);
-		if (k < 0 && (errno == EAGAIN || errno == EINTR)) {
-			if ((rc = wait_fd(fd, POLLOUT, deadline)) < 0)
-				break;
-			continue;
-		}
-		if (k < 0) {
-			rc = -errno;
-			break;
-		}
-		off += (size_t)k;
-	}
-	if (off < (size_t)n) {
-		snprintf(err, errlen, "sending the request: %s", strerror(-rc));
-		goto out;
-	}
-	while (ev != H1_DONE && ev != H1_ERR) {
-		ssize_t k = read(fd, buf, sizeof buf);
-		const uint8_t *p = buf;
-		size_t left, used;
-		if (k < 0 && (errno == EAGAIN || errno == EINTR)) {
-			if ((rc = wait_fd(fd, POLLIN, deadline)) < 0) {
-				snprintf(err, errlen, "no answer within %d ms", LIVE_TIMEOUT_MS);
-				goto out;
-			}
-			continue;
-		}
-		if (k < 0) {
-			rc = -errno;
-			snprintf(err, errlen, "reading the answer: %s", strerror(errno));
-			goto out;
-		}
-		if (k == 0) {
-			ev = h1_eof(&h);
-			break;
-		}
-		left = (size_t)k;
-		while ((ev = h1_parse(&h, p, left, &used)) == H1_HEAD) {
-			p += used;
-			left -= used;
-		}
-	}
-	if (ev != H1_DONE || g.over) {
-		rc = g.over ? -E2BIG : -EPROTO;
-		snprintf(err, errlen, g.over ? "answer over %u bytes" : "malformed answer", LIVE_MAX);
-		goto out;
-	}
-	*status = h.status;
-	*body = g.b;
-	g.b = (cbuf)CBUF_INIT(0, 0);
-	rc = 0;
-out:
-	cbuf_free(&g.b);
-	if (fd >= 0)
-		close(fd);
-	return rc;
 }
 
 /* The edge's /tunnels answer, or NULL with the reason in why (the caller shows the store alone then). */
 static json_t *fetch_live(const edge_config *cfg, char *why, size_t whylen)
 {
-	struct sockaddr_storage ss;
-	cbuf body = CBUF_INIT(0, 0);
-	unsigned status = 0;
-	char e[256];
+	char target[NA_FMT_MAX], e[300], *body = NULL;
+	size_t blen = 0;
+	int status = 0;
 	json_t *doc = NULL, *msg;
-	if (!cfg->metrics_listen || !cfg->metrics_listen[0] || admin_addr(cfg->metrics_listen, &ss) < 0) {
+	if (!cfg->metrics_listen || !cfg->metrics_listen[0] || admin_target(cfg->metrics_listen, target, sizeof target) < 0) {
 		snprintf(why, whylen, "metrics_listen '%s' is not an address to ask", cfg->metrics_listen ? cfg->metrics_listen : "");
 		return NULL;
 	}
-	if (http_get(&ss, "/tunnels", &status, &body, e, sizeof e) < 0) {
+	if (adm_client_request(target, "GET", "/tunnels", NULL, 0, LIVE_TIMEOUT_MS, LIVE_MAX, &status, &body, &blen, e,
+			       sizeof e) < 0) {
 		snprintf(why, whylen, "the edge on metrics_listen %s did not answer (%s): is it running?", cfg->metrics_listen, e);
 		return NULL;
 	}
-	doc = json_loadb((const char *)cbuf_str(&body), body.len, 0, NULL);
-	cbuf_free(&body);
+	doc = json_loadb(body, blen, 0, NULL);
+	free(body);
 	if (status != 200 || !json_is_array(json_object_get(doc, "tunnels"))) {
 		msg = json_object_get(doc, "error");
-		snprintf(why, whylen, "the edge on metrics_listen %s answered /tunnels with %u%s%s", cfg->metrics_listen, status,
+		snprintf(why, whylen, "the edge on metrics_listen %s answered /tunnels with %d%s%s", cfg->metrics_listen, status,
 			 json_is_string(msg) ? ": " : "", json_is_string(msg) ? json_string_value(msg) : "");
 		json_decref(doc);
 		return NULL;
