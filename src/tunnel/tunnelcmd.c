@@ -167,11 +167,19 @@ static void print_table(json_t *rows, const char *indent)
 	}
 }
 
+/* Cells go to a terminal: whatever the edge's answer holds, a control byte becomes '?' (the edge already
+ * refuses such ids and versions at registration; JSON output escapes them) and a cell ends at 200 bytes. */
 static json_t *row(const char *const *cells, size_t n)
 {
 	json_t *r = json_array();
-	for (size_t i = 0; i < n && r; i++)
-		json_array_append_new(r, json_string(cells[i] ? cells[i] : "-"));
+	for (size_t i = 0; i < n && r; i++) {
+		char c[201];
+		size_t k = 0;
+		for (const char *p = cells[i] ? cells[i] : "-"; *p && k < sizeof c - 1; p++)
+			c[k++] = (unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p;
+		c[k] = 0;
+		json_array_append_new(r, json_string(c[0] ? c : "-"));
+	}
 	return r;
 }
 
