@@ -1,4 +1,5 @@
 #include "core/admin.h"
+#include "core/admin_int.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -23,27 +24,9 @@
 
 /* ---------------------------------------------------------------- metrics registry */
 
-enum mtype { M_COUNTER, M_GAUGE };
-
-struct family;
-
-struct adm_metric {
-	struct adm_metric *next;
-	struct family *fam;
-	char *labels;
-	int64_t v;
-};
-
-struct family {
-	struct family *next;
-	char *name, *help;
-	enum mtype type;
-	struct adm_metric *series, **tail;
-};
-
 static struct family *g_fams, **g_fams_tail = &g_fams;
 
-static struct family *family_get(const char *name, const char *help, enum mtype type)
+struct family *admi_family_get(const char *name, const char *help, enum mtype type)
 {
 	struct family *f;
 	for (f = g_fams; f; f = f->next)
@@ -67,9 +50,9 @@ static struct family *family_get(const char *name, const char *help, enum mtype 
 	return f;
 }
 
-static adm_metric *series_get(const char *name, const char *help, const char *labels, enum mtype type)
+adm_metric *admi_series_get(const char *name, const char *help, const char *labels, enum mtype type)
 {
-	struct family *f = family_get(name, help, type);
+	struct family *f = admi_family_get(name, help, type);
 	adm_metric *m;
 	if (!f)
 		return NULL;
@@ -87,7 +70,9 @@ static adm_metric *series_get(const char *name, const char *help, const char *la
 		if (!strcmp(m->labels, labels))
 			return m;
 	m = calloc(1, sizeof *m);
-	if (!m || !(m->labels = strdup(labels))) {
+	if (!m || !(m->labels = strdup(labels)) || (f->nb && !(m->hb = calloc(f->nb, sizeof *m->hb)))) {
+		if (m)
+			free(m->labels);
 		free(m);
 		return NULL;
 	}
@@ -99,17 +84,17 @@ static adm_metric *series_get(const char *name, const char *help, const char *la
 
 adm_metric *adm_counter(const char *name, const char *help, const char *labels)
 {
-	return series_get(name, help, labels, M_COUNTER);
+	return admi_series_get(name, help, labels, M_COUNTER);
 }
 
 adm_metric *adm_gauge(const char *name, const char *help, const char *labels)
 {
-	return series_get(name, help, labels, M_GAUGE);
+	return admi_series_get(name, help, labels, M_GAUGE);
 }
 
 void adm_add(adm_metric *m, int64_t v)
 {
-	if (!m || (m->fam->type == M_COUNTER && v < 0))
+	if (!m || m->fam->type == M_HISTOGRAM || (m->fam->type == M_COUNTER && v < 0))
 		return;
 	m->v += v;
 }
@@ -137,6 +122,7 @@ void adm_metric_drop(adm_metric *m)
 			break;
 		}
 	free(m->labels);
+	free(m->hb);
 	free(m);
 }
 
@@ -174,23 +160,33 @@ const char *adm_label(char *buf, size_t len, const char *key, const char *value)
 	return buf;
 }
 
+static const char *type_name(enum mtype t)
+{
+	return t == M_COUNTER ? "counter" : t == M_GAUGE ? "gauge" : "histogram";
+}
+
 char *adm_metrics_render(size_t *len)
 {
 	cbuf b = CBUF_INIT(4096, SIZE_MAX / 2);
 	char *out = NULL;
 	int rc = 0;
+	admi_collect();
 	for (struct family *f = g_fams; f && rc == 0; f = f->next) {
 		if (f->help[0])
 			rc = cbuf_printf(&b, "# HELP %s %s\n", f->name, f->help);
 		if (rc == 0)
-			rc = cbuf_printf(&b, "# TYPE %s %s\n", f->name, f->type == M_COUNTER ? "counter" : "gauge");
+			rc = cbuf_printf(&b, "# TYPE %s %s\n", f->name, type_name(f->type));
 		for (adm_metric *m = f->series; m && rc == 0; m = m->next) {
-			if (m->labels[0])
+			if (f->type == M_HISTOGRAM)
+				rc = admi_render_histogram(&b, f, m);
+			else if (m->labels[0])
 				rc = cbuf_printf(&b, "%s{%s} %lld\n", f->name, m->labels, (long long)m->v);
 			else
 				rc = cbuf_printf(&b, "%s %lld\n", f->name, (long long)m->v);
 		}
 	}
+	if (rc == 0)
+		rc = admi_process_render(&b);
 	/* The caller frees the text: nothing was consumed, so it starts at the buffer's memory, NUL-terminated. */
 	if (rc == 0)
 		out = b.len ? (char *)b.p : strdup("");
@@ -210,14 +206,17 @@ void adm_metrics_reset(void)
 		for (m = f->series; m; m = mn) {
 			mn = m->next;
 			free(m->labels);
+			free(m->hb);
 			free(m);
 		}
+		free(f->bounds);
 		free(f->name);
 		free(f->help);
 		free(f);
 	}
 	g_fams = NULL;
 	g_fams_tail = &g_fams;
+	admi_process_off();
 }
 
 /* ---------------------------------------------------------------- server */

@@ -15,7 +15,11 @@
  * The label set is the text between the braces, already formatted; adm_label() builds one pair with the
  * value escaped. The same (name, labels) returns the same handle, so callers may cache it or look it up
  * each time with the one-shot helpers adm_counter_add()/adm_gauge_set(). Handles stay valid until
- * adm_metric_drop() or adm_metrics_reset(). */
+ * adm_metric_drop() or adm_metrics_reset().
+ *
+ * Histograms have fixed buckets (upper bounds, the +Inf one implicit) set by the family's first call and
+ * render as cumulative NAME_bucket{...,le="B"} lines, le="+Inf", NAME_sum and NAME_count (the Prometheus
+ * text format). adm_process_metrics() adds the standard process_* series, read from /proc/self when rendered. */
 #ifndef POSTERN_ADMIN_H
 #define POSTERN_ADMIN_H
 
@@ -41,6 +45,14 @@ adm_metric *adm_gauge(const char *name, const char *help, const char *labels);
 void adm_add(adm_metric *m, int64_t v);
 void adm_set(adm_metric *m, int64_t v); /* gauges only */
 int64_t adm_value(const adm_metric *m);
+/* Histogram: bounds ascending and finite, 1..ADM_HIST_MAX_BUCKETS of them (copied; a later call's bounds
+ * for the same family are ignored). NULL also for bad bounds or a family of another type. */
+#define ADM_HIST_MAX_BUCKETS 32
+adm_metric *adm_histogram(const char *name, const char *help, const char *labels, const double *bounds, size_t nb);
+/* One observation (e.g. seconds). NULL m, a series that is not a histogram, and NaN are no-ops. */
+void adm_observe(adm_metric *m, double v);
+/* A histogram's sum of observations (its count is adm_value). */
+double adm_hist_sum(const adm_metric *m);
 /* Removes one series (e.g. a deleted tunnel's); the handle is invalid afterwards. */
 void adm_metric_drop(adm_metric *m);
 /* One-shot forms: look the series up (creating it with an empty help) and apply v. */
@@ -51,8 +63,19 @@ void adm_gauge_add(const char *name, const char *labels, int64_t v);
 const char *adm_label(char *buf, size_t len, const char *key, const char *value);
 /* Prometheus text exposition of every series; malloc'd, *len set. NULL when out of memory. */
 char *adm_metrics_render(size_t *len);
-/* Frees every family and series (tests, shutdown). */
+/* Frees every family and series (tests, shutdown); also turns the process_* series off. */
 void adm_metrics_reset(void);
+/* From now on every render ends with process_cpu_seconds_total, process_resident_memory_bytes,
+ * process_virtual_memory_bytes, process_open_fds, process_max_fds and process_start_time_seconds, read
+ * from /proc/self (and getrusage, getrlimit) at render time; one that cannot be read is left out. */
+void adm_process_metrics(void);
+/* fn(ud) runs at the start of every render, to set gauges from live state (e.g. requests in flight). At most
+ * ADM_MAX_COLLECTORS at once: 0, or -ENOSPC. Remove it before ud goes away; adm_metrics_reset removes all. */
+#define ADM_MAX_COLLECTORS 16
+int adm_collector_add(void (*fn)(void *ud), void *ud);
+void adm_collector_remove(void (*fn)(void *ud), void *ud);
+/* The gauge postern_build_info{version="…"} 1 (and commit="…" when commit is neither NULL nor empty). */
+void adm_build_info(const char *version, const char *commit);
 
 /* ---- server ---- */
 typedef struct adm_server adm_server;

@@ -213,7 +213,7 @@ static void gw_drain(void *ud, dmn *dm, int signum)
 static void ready_handler(const char *method, const char *path, adm_resp *r, void *ud)
 {
 	struct gw *g = ud;
-	char body[256];
+	char body[384];
 	int reg = 0, rdy = 0, n;
 	bool ok;
 	(void)method;
@@ -221,9 +221,11 @@ static void ready_handler(const char *method, const char *path, adm_resp *r, voi
 	if (g->c) {
 		ctr_counts(g->c, &reg, &rdy);
 		ok = rdy > 0 && !g->draining;
+		/* readyConnections and connectorId: the names of cloudflared's /ready, for probes written for it. */
 		n = snprintf(body, sizeof body,
-			     "{\"status\":\"%s\",\"ready_connections\":%d,\"registered_connections\":%d,\"connector_id\":\"%s\"}\n",
-			     ok ? "ready" : "not ready", rdy, reg, ctr_connector_id(g->c));
+			     "{\"status\":\"%s\",\"ready_connections\":%d,\"registered_connections\":%d,\"connector_id\":\"%s\","
+			     "\"readyConnections\":%d,\"connectorId\":\"%s\"}\n",
+			     ok ? "ready" : "not ready", rdy, reg, ctr_connector_id(g->c), rdy, ctr_connector_id(g->c));
 	} else {
 		ok = g->p && !px_draining(g->p);
 		n = snprintf(body, sizeof body, "{\"status\":\"%s\",\"mode\":\"proxy-only\"}\n", ok ? "ready" : "not ready");
@@ -317,6 +319,8 @@ static int gw_start(void *ud, uv_loop_t *loop, char *err, size_t errlen)
 	if (!g->proxy_mode && (rc = start_control(g, loop, err, errlen)) < 0)
 		goto fail;
 	if (g->ccfg && g->ccfg->metrics_listen[0]) {
+		adm_build_info(POSTERN_VERSION, NULL);
+		adm_process_metrics();
 		if (!(g->adm = adm_new(loop)) || (rc = adm_handle(g->adm, "/ready", ready_handler, g)) < 0 ||
 		    (g->admin_http && (rc = gwa_register(g->adm, g->gwa, m, sizeof m)) < 0) ||
 		    (rc = adm_listen(g->adm, g->ccfg->metrics_listen, m, sizeof m)) < 0) {

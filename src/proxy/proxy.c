@@ -297,6 +297,7 @@ px *px_new(uv_loop_t *loop, const px_config *cfg, char *err, size_t errlen)
 		}
 		log_info("msg=\"tool pins loaded\" file=%s pins=%zu", cfg->pins_file, pin_count(p->pins));
 	}
+	pxi_metrics_start(p);
 	uv_timer_init(loop, &p->reload);
 	uv_timer_init(loop, &p->dtimer);
 	p->reload.data = p->dtimer.data = p;
@@ -394,6 +395,7 @@ void px_free(px *p)
 	if (!p || p->freeing)
 		return;
 	p->freeing = true;
+	pxi_metrics_stop(p);
 	for (g = p->glues; g; g = g->next) {
 		if (g->pc) {
 			px_conn *pc = g->pc;

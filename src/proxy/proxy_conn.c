@@ -51,6 +51,7 @@ void pxi_log_request(px_conn *c, const char *err)
 		return;
 	c->logged = true;
 	pxi_guard_flush(c, err ? "no_response" : NULL);
+	pxi_metrics_request(c);
 	plen = strcspn(c->x->path, "?");
 	c->x->path[plen] = 0; /* the query may carry secrets: never logged */
 	if (err)

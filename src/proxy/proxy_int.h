@@ -1,7 +1,7 @@
 /* Internal to the proxy, shared by its parts: proxy.c (lifecycle, TLS server context, drain),
  * proxy_conn.c (a client connection: TLS, exchanges, timers, the stream seam), proxy_upstream.c (upstream
- * connections, stdio:/sandbox: routes) and proxy_listen.c (the plain listen_addr listener). Nothing outside
- * src/proxy includes it. */
+ * connections, stdio:/sandbox: routes), proxy_listen.c (the plain listen_addr listener) and proxy_metrics.c
+ * (per-route request metrics). Nothing outside src/proxy includes it. */
 #ifndef POSTERN_PROXY_INT_H
 #define POSTERN_PROXY_INT_H
 
@@ -195,6 +195,12 @@ void pxi_upstream_fail(px_conn *c, unsigned code, const char *reason, const char
 void pxi_set_timer(px_conn *c, enum tkind k, uint64_t ms);
 void pxi_end_exchange(px_conn *c);
 void pxi_drive(px_conn *c);
+
+/* proxy_metrics.c: one exchange's requests_total, duration and bytes (called where it is logged); the
+ * requests in flight per route, gathered at render time from px_new (start) to px_free (stop) */
+void pxi_metrics_request(const px_conn *c);
+void pxi_metrics_start(px *p);
+void pxi_metrics_stop(px *p);
 
 /* proxy_upstream.c */
 void pxi_up_detach(px_conn *c);

@@ -221,6 +221,7 @@ int edge_new(uv_loop_t *loop, edge_config *cfg, edge **out, char *err, size_t er
 				"Client connections not routed yet (at most client_pending_max)", NULL);
 	e->m_hello_bytes = adm_gauge("postern_edge_client_hello_bytes",
 				    "Bytes buffered for client connections not routed yet (at most client_hello_budget)", NULL);
+	e->m_tunnels = adm_gauge("postern_edge_tunnels_connected", "Tunnels with at least one registered connector connection", NULL);
 	/* Every handle is initialised first so that edge_free() can close them all whatever failed. */
 	uv_tcp_init(loop, &e->lsn_conn);
 	handle_init(e, (uv_handle_t *)&e->lsn_conn);
@@ -239,7 +240,7 @@ int edge_new(uv_loop_t *loop, edge_config *cfg, edge **out, char *err, size_t er
 	    (e->have_mtls && (rc = listen_on(&e->lsn_mtls, e->cfg.mtls_listen, edgi_on_client, e->addr_mtls,
 					     sizeof e->addr_mtls, err, errlen)) < 0))
 		goto fail;
-	if (!(e->adm = adm_new(loop))) {
+	if (!(e->adm = adm_new(loop)) || edgi_admin_routes(e) < 0) {
 		snprintf(err, errlen, "metrics_listen: out of memory");
 		rc = -ENOMEM;
 		goto fail;
@@ -326,6 +327,8 @@ static int ed_load(void *ud, const char *path, int *log_level, int *log_format, 
 static int ed_start(void *ud, uv_loop_t *loop, char *err, size_t errlen)
 {
 	struct edge_daemon *d = ud;
+	adm_build_info(POSTERN_VERSION, NULL);
+	adm_process_metrics();
 	return edge_new(loop, &d->cfg, &d->e, err, errlen);
 }
 
@@ -367,7 +370,9 @@ static void usage(FILE *f)
 		   "config keys: state_dir, domain, edge_id, connector_listen (:7844), connector_tls.cert_file/key_file,\n"
 		   "  client_listen (:443), client_allowed_ips, metrics_listen (127.0.0.1:20250), mtls_listen,\n"
 		   "  client_ca_file, mtls_tls.cert_file/key_file (default: connector_tls), client_hello_budget (64M),\n"
-		   "  client_pending_max (16384), log_level, log_format (logfmt|json)\n");
+		   "  client_pending_max (16384), log_level, log_format (logfmt|json)\n\n"
+		   "metrics_listen serves /metrics, /healthz, /ready (200 while the listeners are up and the token store\n"
+		   "answers) and, on a loopback address, /tunnels (live connections, for postern tunnel list|info).\n");
 }
 
 int edge_main(int argc, char **argv)

@@ -1,5 +1,5 @@
 /* Internal to the edge, shared by edge.c (tunnels, metrics, set-up and main), edge_relay.c (relays),
- * edge_client.c (SNI and mTLS entries) and edge_link.c (connector links). Nothing outside src/tunnel
+ * edge_client.c (SNI and mTLS entries), edge_link.c (connector links) and edge_admin.c (/ready, /tunnels). Nothing outside src/tunnel
  * includes it. */
 #ifndef POSTERN_TUNNEL_EDGE_INT_H
 #define POSTERN_TUNNEL_EDGE_INT_H
@@ -66,6 +66,8 @@ struct cconn {
 	struct relay *resume;  /* relays whose client reads can resume (after a send pass) */
 	char connector_id[64];
 	uint32_t slot;
+	char version[32];   /* the connector's, from its registration line */
+	int64_t since_ms;   /* wall clock (ms since the epoch) at registration, for `postern tunnel list` */
 	char peer[NA_FMT_MAX];
 	bool registered, goaway, closing, tc_closed, flushing;
 };
@@ -124,6 +126,7 @@ struct edge {
 	char addr_conn[NA_FMT_MAX], addr_cli[NA_FMT_MAX], addr_mtls[NA_FMT_MAX];
 	bool stopping;
 	adm_metric *m_reg_ok, *m_reg_rej, *m_clients_sni, *m_clients_mtls, *m_pending, *m_hello_bytes;
+	adm_metric *m_tunnels; /* tunnels with at least one registered connection */
 };
 
 
@@ -152,6 +155,10 @@ void edgi_relay_route(struct relay *r);
 /* edge_client.c */
 void edgi_accept_and_drop(struct edge *e, uv_stream_t *lsn);
 void edgi_on_client(uv_stream_t *lsn, int status);
+
+/* edge_admin.c: /ready and /tunnels on the metrics listener */
+int edgi_admin_routes(struct edge *e);
+int64_t edgi_wall_ms(void); /* ms since the epoch; 0 when the clock cannot be read */
 
 /* edge_link.c */
 void edgi_cconn_flush(struct cconn *cc);

@@ -222,8 +222,11 @@ static void cconn_on_close(tconn *c, int err, void *ud)
 	/* Streams die with their connection; their clients are closed. */
 	while (cc->relays)
 		edgi_relay_stream_gone(cc->relays, false);
-	if (cc->registered && cc->tun)
+	if (cc->registered && cc->tun) {
 		adm_add(cc->tun->m_conns, -1);
+		if (adm_value(cc->tun->m_conns) == 0)
+			adm_add(cc->e->m_tunnels, -1);
+	}
 	LIST_UNLINK(cc, next, pprev);
 	if (cc->h2)
 		nghttp2_session_del(cc->h2);
@@ -352,7 +355,11 @@ static void cconn_register(struct cconn *cc)
 	LIST_PUSH(t->conns, cc, next, pprev);
 	cc->tun = t;
 	cc->registered = true;
+	snprintf(cc->version, sizeof cc->version, "%s", req.version);
+	cc->since_ms = edgi_wall_ms();
 	adm_add(t->m_conns, 1);
+	if (adm_value(t->m_conns) == 1)
+		adm_add(e->m_tunnels, 1);
 	adm_add(e->m_reg_ok, 1);
 	log_info("msg=\"connector registered\" tunnel=%s name=%s connector_id=%s slot=%u version=%s peer=%s", t->id, tt.name,
 		 cc->connector_id, cc->slot, req.version, cc->peer);

@@ -477,6 +477,37 @@ out:
 	return rc;
 }
 
+int tok_tokens(tok_store *s, const char *id, int (*fn)(const tok_token_info *k, void *ud), void *ud)
+{
+	sqlite3_stmt *st = NULL;
+	tok_token_info k;
+	int rc;
+	if (sqlite3_prepare_v2(s->db,
+			       "SELECT k.hash, k.created_ms, k.expires_ms FROM tokens k JOIN tunnels t ON t.id = k.tunnel_id"
+			       " WHERE k.tunnel_id = ?1 AND t.deleted_ms IS NULL AND (k.expires_ms IS NULL OR k.expires_ms > ?2)"
+			       " ORDER BY k.created_ms DESC, k.rowid DESC",
+			       -1, &st, NULL) != SQLITE_OK)
+		return dberr(s, "tokens");
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, now(s));
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const uint8_t *h = sqlite3_column_blob(st, 0);
+		memset(&k, 0, sizeof k);
+		if (!h || sqlite3_column_bytes(st, 0) != 32)
+			continue;
+		memcpy(k.fingerprint, "sha256:", 7);
+		hex(h, 8, k.fingerprint + 7);
+		k.created_ms = sqlite3_column_int64(st, 1);
+		k.expires_ms = sqlite3_column_int64(st, 2);
+		if ((rc = fn(&k, ud)) != 0)
+			goto out;
+	}
+	rc = rc == SQLITE_DONE ? 0 : dberr(s, "tokens");
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
 int tok_token_tunnel_id(const char *token, char *id)
 {
 	const char *p;

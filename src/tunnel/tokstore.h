@@ -52,6 +52,17 @@ int tok_get_by_id(tok_store *s, const char *id, tok_tunnel *t);
 /* Live tunnels by name; fn returning non-zero stops the walk (and is returned). */
 int tok_list(tok_store *s, int (*fn)(const tok_tunnel *t, void *ud), void *ud);
 
+/* A token as `postern tunnel info` shows it: never the token, only the first 8 bytes of the SHA-256 the store
+ * keeps of its secret part (sha256sum of the 64 hex characters after the second '_' starts with them). */
+typedef struct tok_token_info {
+	char fingerprint[24]; /* "sha256:" and 16 hex digits */
+	int64_t created_ms;
+	int64_t expires_ms;   /* 0: until a rotation ends it */
+} tok_token_info;
+/* The tokens of live tunnel id that are valid now, newest first; fn returning non-zero stops the walk (and
+ * is returned). 0 for an unknown or deleted id (no tokens), -EBUSY or -EIO on a database error. */
+int tok_tokens(tok_store *s, const char *id, int (*fn)(const tok_token_info *k, void *ud), void *ud);
+
 /* 0 and t filled when token is valid now; -EACCES when unknown, wrong, expired or its tunnel deleted;
  * -EINVAL when it does not have the token format; -EBUSY when the database stayed locked for
  * TOK_LOOP_BUSY_MS (the token is neither accepted nor refused: ask again later); -EIO on database failure. */

@@ -102,7 +102,7 @@ describe('postern tunnel CLI', () => {
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--grace: 'soon' is not a duration/);
 
-    const l = await postern(['tunnel', 'list', '-c', yaml]);
+    const l = await postern(['tunnel', 'list', '-c', yaml, '--output', 'json']);
     assert.equal(l.code, 0);
     const list = JSON.parse(l.stdout);
     assert.equal(list.length, 1);
@@ -116,7 +116,7 @@ describe('postern tunnel CLI', () => {
     const d2 = await postern(['tunnel', 'delete', 'prod-mcp', '-c', yaml]);
     assert.equal(d2.code, 1);
     assert.match(d2.stderr, /no tunnel named 'prod-mcp'/);
-    assert.deepEqual(JSON.parse((await postern(['tunnel', 'list', '-c', yaml])).stdout), []);
+    assert.deepEqual(JSON.parse((await postern(['tunnel', 'list', '-c', yaml, '--output', 'json'])).stdout), []);
 
     // The name can be used again, but the id and domain are new.
     const again = JSON.parse((await postern(['tunnel', 'create', 'prod-mcp', '-c', yaml])).stdout);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <sys/socket.h>
@@ -49,6 +50,148 @@ static void test_registry_render(void **st)
 	assert_non_null(strstr(out, "x_total{tunnel=\"c\"} 1\n"));
 	free(out);
 	adm_metrics_reset();
+	out = adm_metrics_render(&len);
+	assert_int_equal(len, 0);
+	free(out);
+}
+
+static void test_histogram(void **st)
+{
+	static const double b[] = { 0.005, 0.01, 0.1, 1 };
+	static const double bad1[] = { 0.1, 0.1 }, bad2[] = { 1, 0.5 };
+	double bad3[] = { 0.1, 0 };
+	char *out;
+	size_t len = 0;
+	adm_metric *h, *h2;
+	(void)st;
+	bad3[1] = 1.0 / 0.0; /* +Inf is implicit: never a bound */
+	assert_null(adm_histogram("h_seconds", NULL, NULL, bad1, 2));
+	assert_null(adm_histogram("h_seconds", NULL, NULL, bad2, 2));
+	assert_null(adm_histogram("h_seconds", NULL, NULL, bad3, 2));
+	assert_null(adm_histogram("h_seconds", NULL, NULL, b, 0));
+	h = adm_histogram("h_seconds", "Latency", "route=\"a\"", b, 4);
+	assert_non_null(h);
+	assert_null(adm_histogram("h_seconds", NULL, "route=\"a\"", bad1, 2)); /* bad bounds: refused even now */
+	assert_ptr_equal(adm_histogram("h_seconds", NULL, "route=\"a\"", b + 1, 3), h); /* good ones: ignored */
+	assert_null(adm_counter("h_seconds", NULL, NULL)); /* a histogram family is not a counter */
+	adm_observe(h, 0.001);  /* first bucket */
+	adm_observe(h, 0.005);  /* a bound holds its own value: le is "less or equal" */
+	adm_observe(h, 0.05);   /* third */
+	adm_observe(h, 2.0);    /* past every bound: +Inf only */
+	adm_observe(h, 0.0 / 0.0); /* NaN: ignored */
+	adm_add(h, 5);          /* not a counter: ignored */
+	assert_int_equal(adm_value(h), 4);
+	assert_true(adm_hist_sum(h) > 2.0559 && adm_hist_sum(h) < 2.0561);
+	/* A series without labels; the family's buckets stay those of its first call. */
+	h2 = adm_histogram("h_seconds", NULL, NULL, (const double[]){ 7 }, 1);
+	assert_non_null(h2);
+	adm_observe(h2, 0.5);
+	out = adm_metrics_render(&len);
+	assert_non_null(out);
+	assert_string_equal(out, "# HELP h_seconds Latency\n# TYPE h_seconds histogram\n"
+				 "h_seconds_bucket{route=\"a\",le=\"0.005\"} 2\n"
+				 "h_seconds_bucket{route=\"a\",le=\"0.01\"} 2\n"
+				 "h_seconds_bucket{route=\"a\",le=\"0.1\"} 3\n"
+				 "h_seconds_bucket{route=\"a\",le=\"1\"} 3\n"
+				 "h_seconds_bucket{route=\"a\",le=\"+Inf\"} 4\n"
+				 "h_seconds_sum{route=\"a\"} 2.056\n"
+				 "h_seconds_count{route=\"a\"} 4\n"
+				 "h_seconds_bucket{le=\"0.005\"} 0\n"
+				 "h_seconds_bucket{le=\"0.01\"} 0\n"
+				 "h_seconds_bucket{le=\"0.1\"} 0\n"
+				 "h_seconds_bucket{le=\"1\"} 1\n"
+				 "h_seconds_bucket{le=\"+Inf\"} 1\n"
+				 "h_seconds_sum 0.5\n"
+				 "h_seconds_count 1\n");
+	assert_int_equal(len, strlen(out));
+	free(out);
+	/* A sum that %.15g cannot carry exactly keeps every bit. */
+	h2 = adm_histogram("h_seconds", NULL, "route=\"b\"", b, 4);
+	adm_observe(h2, 0.1);
+	adm_observe(h2, 0.2);
+	out = adm_metrics_render(&len);
+	assert_non_null(strstr(out, "h_seconds_sum{route=\"b\"} 0.30000000000000004\n"));
+	free(out);
+	adm_metrics_reset();
+}
+
+static void set_from_live(void *ud)
+{
+	int *live = ud;
+	adm_gauge_set("live_things", NULL, *live);
+}
+
+static void noop(void *ud) { (void)ud; }
+
+static void test_collectors(void **st)
+{
+	int live = 3, other = 0;
+	char *out;
+	size_t len;
+	(void)st;
+	assert_int_equal(adm_collector_add(set_from_live, &live), 0);
+	out = adm_metrics_render(&len);
+	assert_string_equal(out, "# TYPE live_things gauge\nlive_things 3\n"); /* gathered before the render */
+	free(out);
+	live = 5;
+	out = adm_metrics_render(&len);
+	assert_non_null(strstr(out, "live_things 5\n"));
+	free(out);
+	adm_collector_remove(set_from_live, &live);
+	live = 9;
+	out = adm_metrics_render(&len);
+	assert_non_null(strstr(out, "live_things 5\n")); /* no longer asked */
+	free(out);
+	for (int i = 0; i < ADM_MAX_COLLECTORS; i++)
+		assert_int_equal(adm_collector_add(noop, &other), 0);
+	assert_int_equal(adm_collector_add(noop, &other), -ENOSPC);
+	adm_metrics_reset(); /* removes them all */
+	assert_int_equal(adm_collector_add(set_from_live, &live), 0);
+	out = adm_metrics_render(&len);
+	assert_string_equal(out, "# TYPE live_things gauge\nlive_things 9\n");
+	free(out);
+	adm_metrics_reset();
+}
+
+static void test_process_and_build_info(void **st)
+{
+	char *out, *p;
+	size_t len = 0;
+	double fds;
+	(void)st;
+	adm_build_info("1.2.3", NULL);
+	adm_build_info("1.2.3", "abc\"d"); /* another series: commit escaped */
+	out = adm_metrics_render(&len);
+	assert_null(strstr(out, "process_")); /* off until asked for */
+	assert_non_null(strstr(out, "# TYPE postern_build_info gauge\npostern_build_info{version=\"1.2.3\"} 1\n"
+				    "postern_build_info{version=\"1.2.3\",commit=\"abc\\\"d\"} 1\n"));
+	free(out);
+	adm_process_metrics();
+	out = adm_metrics_render(&len);
+	for (const char *n = "process_cpu_seconds_total counter\0process_open_fds gauge\0process_max_fds gauge\0"
+			     "process_virtual_memory_bytes gauge\0process_resident_memory_bytes gauge\0"
+			     "process_start_time_seconds gauge\0";
+	     *n; n += strlen(n) + 1) {
+		char want[128];
+		snprintf(want, sizeof want, "# TYPE %s\n", n);
+		assert_non_null(strstr(out, want));
+	}
+	/* This test holds stdin, stdout, stderr open at least, far fewer than the limit. */
+	p = strstr(out, "\nprocess_open_fds ");
+	assert_non_null(p);
+	fds = strtod(p + strlen("\nprocess_open_fds "), NULL);
+	assert_true(fds >= 3 && fds < 1000);
+	p = strstr(out, "\nprocess_resident_memory_bytes ");
+	assert_non_null(p);
+	assert_true(strtod(p + strlen("\nprocess_resident_memory_bytes "), NULL) > 100000);
+	p = strstr(out, "\nprocess_start_time_seconds ");
+	assert_non_null(p);
+	{
+		double t = strtod(p + strlen("\nprocess_start_time_seconds "), NULL), now = (double)time(NULL);
+		assert_true(t > now - 3600 && t <= now + 2);
+	}
+	free(out);
+	adm_metrics_reset(); /* also turns the process series off */
 	out = adm_metrics_render(&len);
 	assert_int_equal(len, 0);
 	free(out);
@@ -406,6 +549,9 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_registry_render),
+		cmocka_unit_test(test_histogram),
+		cmocka_unit_test(test_collectors),
+		cmocka_unit_test(test_process_and_build_info),
 		cmocka_unit_test(test_server),
 		cmocka_unit_test(test_post_prefix),
 		cmocka_unit_test(test_unix),

@@ -17,6 +17,7 @@
 #include <openssl/x509.h>
 #include <uv.h>
 
+#include "core/admin.h"
 #include "core/log.h"
 #include "core/tlsio.h"
 #include "selfsigned.h"
@@ -317,6 +318,14 @@ static void test_exchange(void **st)
 	/* everything fed was processed and reported */
 	assert_true(o.fed > 0);
 	assert_int_equal(o.consumed, o.fed);
+	/* counted once, under its route and status class, with its duration and bytes */
+	assert_int_equal(adm_value(adm_counter("postern_proxy_requests_total", NULL, "route=\"up\",code=\"2xx\"")), 1);
+	assert_int_equal(adm_value(adm_histogram("postern_proxy_request_duration_seconds", NULL, "route=\"up\"",
+						 (const double[]){ 1 }, 1)), 1);
+	assert_true(adm_value(adm_counter("postern_proxy_request_bytes_total", NULL, "route=\"up\"")) >=
+		    (int64_t)strlen("GET /x HTTP/1.1\r\nHost: up.t.example\r\n\r\n"));
+	assert_true(adm_value(adm_counter("postern_proxy_response_bytes_total", NULL, "route=\"up\"")) > 0);
+	adm_metrics_reset();
 }
 
 static void test_no_route_closes_gracefully(void **st)
@@ -331,6 +340,16 @@ static void test_no_route_closes_gracefully(void **st)
 	assert_true(o.closed);
 	assert_true(o.shut); /* graceful: shutdown came before close */
 	assert_false(o.close_in_call);
+	/* the client's host name is no label: no route is "-" */
+	assert_int_equal(adm_value(adm_counter("postern_proxy_requests_total", NULL, "route=\"-\",code=\"4xx\"")), 1);
+	{
+		size_t len;
+		char *m = adm_metrics_render(&len);
+		assert_non_null(m);
+		assert_null(strstr(m, "nope"));
+		free(m);
+	}
+	adm_metrics_reset();
 }
 
 /* The client address comes from the edge (postern-client-addr): whatever it holds, every log line keeps it

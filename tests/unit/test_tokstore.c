@@ -131,6 +131,68 @@ static void test_rotate_grace(void **st)
 	assert_int_equal(tok_rotate(f->s, "nope", 0, &v, t2), -ENOENT);
 }
 
+struct tokens_seen {
+	int n;
+	tok_token_info k[4];
+};
+
+static int collect_tokens(const tok_token_info *k, void *ud)
+{
+	struct tokens_seen *ts = ud;
+	if (ts->n < 4)
+		ts->k[ts->n] = *k;
+	ts->n++;
+	return 0;
+}
+
+/* The fingerprint a holder of the token can compute: sha256 of its secret part, first 8 bytes in hex. */
+static void expected_fp(const char *tok, char out[24])
+{
+	const char *secret = strrchr(tok, '_') + 1;
+	char cmd[200];
+	FILE *p;
+	snprintf(cmd, sizeof cmd, "printf %%s '%s' | sha256sum", secret);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	memcpy(out, "sha256:", 7);
+	assert_non_null(fgets(out + 7, 17, p));
+	pclose(p);
+}
+
+static void test_token_fingerprints(void **st)
+{
+	struct fx *f = *st;
+	struct tokens_seen ts = { 0 };
+	tok_tunnel t, v;
+	char t1[TOK_TOKEN_MAX], t2[TOK_TOKEN_MAX], fp[24];
+
+	assert_int_equal(tok_create(f->s, "a", &t, t1), 0);
+	f->now += 1000;
+	assert_int_equal(tok_rotate(f->s, "a", 60000, &v, t2), 0);
+	assert_int_equal(tok_tokens(f->s, t.id, collect_tokens, &ts), 0);
+	assert_int_equal(ts.n, 2);
+	/* Newest first; the older one ends with its grace. */
+	expected_fp(t2, fp);
+	assert_string_equal(ts.k[0].fingerprint, fp);
+	assert_int_equal(ts.k[0].created_ms, f->now);
+	assert_int_equal(ts.k[0].expires_ms, 0);
+	expected_fp(t1, fp);
+	assert_string_equal(ts.k[1].fingerprint, fp);
+	assert_int_equal(ts.k[1].expires_ms, f->now + 60000);
+	assert_null(strstr(ts.k[0].fingerprint, strrchr(t2, '_') + 1)); /* never the secret */
+	/* Past the grace only the new one is listed; a deleted tunnel has none. */
+	f->now += 60000;
+	ts.n = 0;
+	assert_int_equal(tok_tokens(f->s, t.id, collect_tokens, &ts), 0);
+	assert_int_equal(ts.n, 1);
+	assert_int_equal(tok_delete(f->s, "a"), 0);
+	ts.n = 0;
+	assert_int_equal(tok_tokens(f->s, t.id, collect_tokens, &ts), 0);
+	assert_int_equal(ts.n, 0);
+	assert_int_equal(tok_tokens(f->s, "nosuchtunnel", collect_tokens, &ts), 0);
+	assert_int_equal(ts.n, 0);
+}
+
 static int collect(const tok_tunnel *t, void *ud)
 {
 	char *out = ud;
@@ -304,6 +366,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_create_verify, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rotate_grace, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_token_fingerprints, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete_never_reuses, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_handles_share_state, setup, teardown),
 		cmocka_unit_test(test_verify_locked_fails_fast),

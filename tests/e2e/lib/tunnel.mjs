@@ -56,8 +56,9 @@ export async function createTunnel(ctx, name = 'test') {
   return t;
 }
 
-// Writes and starts a gateway for tunnel t with routes {name: url}. extra: more YAML lines.
-export async function startGateway(ctx, t, routes, { connections = 2, edgeAddrs, extra = [], name = 'gateway' } = {}) {
+// Writes and starts a gateway for tunnel t with routes {name: url}. extra: more YAML lines. wait: false
+// returns at once, before /ready is 200 (e.g. while no edge runs yet).
+export async function startGateway(ctx, t, routes, { connections = 2, edgeAddrs, extra = [], name = 'gateway', wait = true } = {}) {
   const metrics = await freePort();
   const addrs = edgeAddrs || ctx.edges.map((e) => `127.0.0.1:${e.connector}`);
   const yaml = path.join(ctx.dir, `${name}.yaml`);
@@ -78,6 +79,6 @@ export async function startGateway(ctx, t, routes, { connections = 2, edgeAddrs,
   ].join('\n') + '\n');
   const proc = start(process.env.POSTERN_BIN, ['gateway', '-c', yaml], { name });
   const gw = { proc, metrics, yaml, ready: () => getStatus(`http://127.0.0.1:${metrics}/ready`) };
-  await waitUntil(async () => (await gw.ready()) === 200, 15000, 50, 'gateway /ready');
+  if (wait) await waitUntil(async () => (await gw.ready()) === 200, 15000, 50, 'gateway /ready');
   return gw;
 }
