@@ -40,6 +40,9 @@ before(async () => {
     'routes:',
     '  every:',
     `    stdio: ${EVERYTHING}`,
+    '  guarded:',
+    `    stdio: ${EVERYTHING}`,
+    '    policy: {default: allow, rules: [{match: {tool: "get-env"}, action: deny}]}',
     '  small:',
     `    max_sessions: ${CAP}`,
     '    reclaim_idle: 1s',
@@ -112,9 +115,10 @@ test('a POST answered as SSE carries 4 of 4 progress notifications before the re
   }
 });
 
-test('a sampling request from the server reaches the client and its answer reaches the server', async () => {
+for (const route of ['every', 'guarded'])
+test(`${route}: a sampling request from the server reaches the client and its answer reaches the server`, async () => {
   const asked = [];
-  const s = await sdkClient('every', {
+  const s = await sdkClient(route, {
     sampling: async (req) => {
       asked.push(req.params);
       return { model: 'postern-test-model', role: 'assistant', content: { type: 'text', text: `sampled: ${req.params.messages[0].content.text}` } };
