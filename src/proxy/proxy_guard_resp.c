@@ -446,17 +446,11 @@ void pxi_guard_up_data(px_conn *c, pxu *u, const uint8_t *p, size_t n)
 	while (n > 0 && !c->closing && !c->aborted) {
 		size_t used = 0;
 		h1_ev ev;
-		if (c->resp_done) {
-			u->reusable = false;
+		int pr = pxi_up_parse(c, u, p, n, &used, &ev);
+		if (pr > 0)
 			break;
-		}
-		ev = h1_parse(&c->x->resp, p, n, &used);
-		if (ev == H1_ERR) {
-			log_warn("msg=\"invalid response from upstream\" route=%s err=\"%s\"", u->rt->name, c->x->resp.errstr);
-			u->reusable = false;
-			pxi_upstream_fail(c, 502, "Bad Gateway", "invalid response from upstream");
+		if (pr < 0)
 			return;
-		}
 		if (g->rmode == RM_NONE) {
 			if (cbuf_append(&g->rhead, p, used) < 0) {
 				u->reusable = false;

@@ -202,6 +202,23 @@ static void start_tunnel(px_conn *c)
 	pxi_drive(c); /* client bytes that followed the upgrade request */
 }
 
+/* One step of parsing an upstream's response. 0: *ev and *used are set; 1: the response is over, the rest of
+ * the bytes are unasked for; <0: it was malformed, and the exchange has been failed (502). */
+int pxi_up_parse(px_conn *c, pxu *u, const uint8_t *p, size_t n, size_t *used, h1_ev *ev)
+{
+	if (c->resp_done) {
+		u->reusable = false;
+		return 1;
+	}
+	*ev = h1_parse(&c->x->resp, p, n, used);
+	if (*ev != H1_ERR)
+		return 0;
+	log_warn("msg=\"invalid response from upstream\" route=%s err=\"%s\"", u->rt->name, c->x->resp.errstr);
+	u->reusable = false;
+	pxi_upstream_fail(c, 502, "Bad Gateway", "invalid response from upstream");
+	return -EPROTO;
+}
+
 static void up_on_data(tconn *tc, const uint8_t *p, size_t n, void *ud)
 {
 	pxu *u = ud;
@@ -232,17 +249,11 @@ static void up_on_data(tconn *tc, const uint8_t *p, size_t n, void *ud)
 	while (n > 0 && !c->closing && !c->aborted) {
 		size_t used = 0;
 		h1_ev ev;
-		if (c->resp_done) {
-			u->reusable = false;
+		int pr = pxi_up_parse(c, u, p, n, &used, &ev);
+		if (pr > 0)
 			break;
-		}
-		ev = h1_parse(&c->x->resp, p, n, &used);
-		if (ev == H1_ERR) {
-			log_warn("msg=\"invalid response from upstream\" route=%s err=\"%s\"", u->rt->name, c->x->resp.errstr);
-			u->reusable = false;
-			pxi_upstream_fail(c, 502, "Bad Gateway", "invalid response from upstream");
+		if (pr < 0)
 			goto out;
-		}
 		if (used) {
 			c->resp_started = true;
 			c->resp_bytes += used;
