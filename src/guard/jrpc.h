@@ -72,7 +72,8 @@ typedef struct jrpc_body jrpc_body;
 /* Parses and classifies a POST body. A body that is not JSON, too large, too deep, an empty batch or a
  * batch over the cap is refused as a whole: -EMSGSIZE (over max_body), -ELOOP (over max_depth), -E2BIG
  * (batch over max_batch), -EBADMSG (not JSON), -EPROTO (neither object nor non-empty array), -ENOMEM;
- * err says what. A message of a batch that is not JSON-RPC is JRPC_INVALID in its place. */
+ * err says what. A message of a batch that is not JSON-RPC is JRPC_INVALID in its place; so is a tools/call,
+ * prompts/get or resources/read without an id (a notification would escape the policy). */
 int jrpc_new(const void *buf, size_t len, const jrpc_limits *lim, jrpc_body **out, char *err, size_t errlen);
 void jrpc_free(jrpc_body *b);
 /* The JSON-RPC error code and HTTP status that answer a jrpc_new failure. */

@@ -427,6 +427,57 @@ static int check_modern(px_conn *c, const jrpc_body *b)
 	return 0;
 }
 
+/* Before the 2026-07-28 era nothing requires Mcp-Method or Mcp-Name, but a server that routes on them would
+ * act on a name the guard never decided: when present they must match every message as in the modern era. */
+static int check_legacy(px_conn *c, const jrpc_body *b)
+{
+	char meth[128], name[1024], dec[1024];
+	const uint8_t *hd = cbuf_data(&c->head);
+	size_t hl = c->head.len;
+	int rm = h1_head_value(hd, hl, "Mcp-Method", meth, sizeof meth);
+	int rn = h1_head_value(hd, hl, "Mcp-Name", name, sizeof name);
+	bool hm = rm != -ENOENT, hn = rn != -ENOENT;
+	char *body = NULL;
+	size_t len = 0;
+
+	if (rm < 0)
+		meth[0] = 0; /* over the buffer: matches no method */
+	if (rn < 0)
+		name[0] = 0;
+
+	if (!hm && !hn)
+		return 0;
+	for (size_t i = 0; i < jrpc_count(b); i++) {
+		const jrpc_msg *m = jrpc_at(b, i);
+		jrpc_mismatch mm = { 0 };
+		if (!m->method)
+			continue;
+		if (hm && (jrpc_hdr_decode(meth, dec, sizeof dec) < 0 || strcmp(dec, m->method))) {
+			mm.header = "Mcp-Method";
+			snprintf(mm.message, sizeof mm.message, "Mcp-Method header does not match method %.100s", m->method);
+		} else if (hn && m->name && (jrpc_hdr_decode(name, dec, sizeof dec) < 0 || strcmp(dec, m->name))) {
+			mm.header = "Mcp-Name";
+			snprintf(mm.message, sizeof mm.message, "Mcp-Name header does not match params.%s",
+				 strcmp(m->method, "resources/read") ? "name" : "uri");
+		} else {
+			continue;
+		}
+		{
+			aud_rec r = { .dir = "in", .method = m->method, .id = m->id, .tool = m->name, .decision = "deny",
+				      .status = "header_mismatch", .has_rpc_code = true, .rpc_code = JRPC_E_HEADER_MISMATCH,
+				      .http_status = 400, .bytes_in = c->mbody.len };
+			pxi_audit(c, &r);
+		}
+		if (jrpc_mismatch_body(m, &mm, &body, &len) < 0) {
+			pxi_respond(c, 500, "Internal Server Error", "out of memory");
+			return 1;
+		}
+		answer(c, 400, body, len);
+		return 1;
+	}
+	return 0;
+}
+
 /* Refuses the POST with one error per request: the refused ones say why, the others that they were not
  * sent because another message of the same batch was refused (a batch goes upstream whole or not at all). */
 static void refuse_messages(px_conn *c, const jrpc_body *b, const struct verdict *vs)
@@ -601,6 +652,8 @@ int pxi_guard_request(px_conn *c)
 		c->g->modern = true;
 		if (check_modern(c, b))
 			goto out;
+	} else if (check_legacy(c, b)) {
+		goto out;
 	}
 	if (!(vs = calloc(jrpc_count(b), sizeof *vs))) {
 		pxi_respond(c, 500, "Internal Server Error", "out of memory");

@@ -231,7 +231,7 @@ int pxi_guard_sse_feed(px_conn *c, const uint8_t *p, size_t n)
 	pxg *g = c->g;
 	char err[120];
 	if (!g->dec_on) {
-		sse_dec_init(&g->dec, 0, c->px->cfg->max_body);
+		sse_dec_init(&g->dec, c->px->cfg->max_body, c->px->cfg->max_body); /* one line may be a whole message */
 		g->dec_on = true;
 	}
 	while (n > 0) {
@@ -333,9 +333,14 @@ static int start_mode(px_conn *c)
 	if (h1_head_value(cbuf_data(&g->rhead), g->rhead.len, "Content-Type", ct, sizeof ct) < 0)
 		ct[0] = 0;
 	sse = !strncasecmp(ct, "text/event-stream", 17);
-	/* Any other successful answer to a POST is read as JSON, whatever its type says: a client that parses a
-	 * text/plain body would otherwise get an unfiltered list. Errors pass as they came. */
-	json = !sse && c->x->req.method == HTTP_POST && s / 100 == 2 && s != 202;
+	/* A successful GET is a stream: a client reads its body as SSE whatever its type says (the SDK's does). */
+	if (!sse && c->x->req.method == HTTP_GET && s / 100 == 2)
+		sse = true;
+	/* Any other answer to a POST is read as JSON, whatever its type says: a client that parses a text/plain
+	 * body would otherwise get an unfiltered list. A 2xx must be JSON-RPC; an error or a 202 whose body is
+	 * not passes as it came, one that is is audited and filtered like any other. */
+	json = !sse && c->x->req.method == HTTP_POST;
+	g->lenient = json && (s / 100 != 2 || s == 202);
 	if (c->head_req || s == 204 || s == 304 || (!sse && !json)) {
 		g->rmode = RM_PASS;
 		pxi_guard_flush(c, NULL); /* recorded before the answer is released */
@@ -368,9 +373,13 @@ static int finish_mode(px_conn *c)
 	if (g->over)
 		return -ENOBUFS;
 	if (g->rmode == RM_SSE) {
-		rc = g->sse_in.len ? pxi_write_chunk(c, cbuf_data(&g->sse_in), g->sse_in.len) : 0;
+		/* Bytes after the last complete event: an event the stream's end cut off is discarded by a client
+		 * that follows the SSE rules, and could be read by one that does not; it was never audited. */
+		if (g->dec_on && g->dec.data.len && !g->dec.emitted)
+			c->px->st.guard_dropped++;
 		cbuf_free(&g->sse_in);
-		if (rc == 0 && c->mchunked && (rc = pxi_cwrite(c, (const uint8_t *)"0\r\n\r\n", 5)) == 0)
+		rc = 0;
+		if (c->mchunked && (rc = pxi_cwrite(c, (const uint8_t *)"0\r\n\r\n", 5)) == 0)
 			c->resp_bytes += 5;
 		if (!c->mchunked)
 			c->x->resp.keep_alive = false;
@@ -379,6 +388,8 @@ static int finish_mode(px_conn *c)
 	if (g->rmode != RM_JSON)
 		return 0;
 	rc = g->rbody.len ? pxi_guard_payload(c, (const char *)cbuf_data(&g->rbody), g->rbody.len, &rep, &rlen) : 0;
+	if (rc < 0 && rc != -EIO && g->lenient)
+		rc = 0; /* an HTTP error's own body, not JSON-RPC: it goes as sent */
 	if (rc < 0)
 		return rc;
 	pxi_guard_flush(c, NULL);

@@ -62,6 +62,7 @@ typedef struct pxg {
 	pxg_req *reqs;
 	size_t nreqs, capreqs;
 	bool modern, forward_body, audit_failed, over, dec_on, held, authed;
+	bool lenient;        /* a POST's error or 202 answer: its body may be other than JSON-RPC */
 	char hold_id[16];    /* the approval this exchange waits for (held) */
 	char hold_rule[72];
 	int rmode;           /* the response: undecided, passed as is, a JSON body, an SSE stream */
