@@ -138,7 +138,7 @@ int jrpc_mismatch_body(const jrpc_msg *m, const jrpc_mismatch *mm, char **out, s
 /* Keeps an entry of a list result (a tools/list, prompts/list or resources/list response)? item is the
  * entry object; return false to remove it. */
 typedef bool (*jrpc_keep_fn)(void *ctx, json_t *item);
-/* Filters result.<list> (list: "tools", "prompts", "resources") of one JSON-RPC response: a JSON body or the
+/* Filters result.<list> (list: "tools", "prompts", "resources", "resourceTemplates") of one JSON-RPC response: a JSON body or the
  * data payload of one SSE event (data lines joined with \n). When nothing is removed (or the message is no
  * such result) *out is NULL and the caller forwards the original bytes; otherwise *out (malloc'd) is the
  * compact re-serialisation, one line (an SSE writer can send it as a single data: line). *removed counts

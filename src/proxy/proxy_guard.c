@@ -704,9 +704,11 @@ out:
  * traceparent carries the guard's span. */
 int pxi_guard_upstream_head(px_conn *c)
 {
-	static const char *const drop[] = { "Content-Length", "Transfer-Encoding", "traceparent", "Expect", NULL };
+	/* Accept-Encoding: a compressed answer could not be read (audited, filtered), so none is asked for. */
+	static const char *const drop[] = { "Content-Length", "Transfer-Encoding", "traceparent", "Expect",
+					    "Accept-Encoding", NULL };
 	static const char *const drop_auth[] = { "Content-Length", "Transfer-Encoding", "traceparent", "Expect",
-						 "Authorization", NULL };
+						 "Accept-Encoding", "Authorization", NULL };
 	char add[160], tp[TRC_HEADER_LEN + 1];
 	cbuf out;
 	int rc;

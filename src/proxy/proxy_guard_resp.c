@@ -24,6 +24,7 @@ static pxg_req *find_req(pxg *g, const char *id)
 struct keep_ctx {
 	px_conn *c;
 	pol_kind kind;
+	bool templates; /* resourceTemplates: entries are named by uriTemplate */
 	bool pins_changed;
 };
 
@@ -43,7 +44,7 @@ static bool keep_item(void *ctx, json_t *item)
 	struct keep_ctx *k = ctx;
 	px_conn *c = k->c;
 	const px_route_guard *rg = pxi_route_guard(c->px, c->rt);
-	const char *key = k->kind == POL_RESOURCE ? "uri" : "name";
+	const char *key = k->templates ? "uriTemplate" : k->kind == POL_RESOURCE ? "uri" : "name";
 	const char *name = json_string_value(json_object_get(item, key));
 	char hex[PIN_HEX_LEN + 1];
 	pin_verdict pv;
@@ -80,6 +81,7 @@ static int filter_one(px_conn *c, const json_t *result, const char *buf, size_t 
 {
 	static const struct { const char *list; pol_kind kind; } lists[] = {
 		{ "tools", POL_TOOL }, { "prompts", POL_PROMPT }, { "resources", POL_RESOURCE },
+		{ "resourceTemplates", POL_RESOURCE }, /* a template under a denied scheme is hidden too */
 	};
 	jrpc_limits lim = { c->px->cfg->max_body, c->px->cfg->max_batch, c->px->cfg->max_depth };
 	char err[160], *cur = NULL;
@@ -88,7 +90,7 @@ static int filter_one(px_conn *c, const json_t *result, const char *buf, size_t 
 
 	*out = NULL;
 	for (size_t i = 0; i < sizeof lists / sizeof lists[0] && rc == 0; i++) {
-		struct keep_ctx k = { c, lists[i].kind, false };
+		struct keep_ctx k = { c, lists[i].kind, !strcmp(lists[i].list, "resourceTemplates"), false };
 		char *next = NULL;
 		size_t nlen = 0;
 		if (!json_is_array(json_object_get(result, lists[i].list)))
@@ -325,7 +327,7 @@ static int write_head(px_conn *c, const char *add)
 static int start_mode(px_conn *c)
 {
 	pxg *g = c->g;
-	char ct[200];
+	char ct[200], ce[64];
 	unsigned s = c->x->resp.status;
 	bool sse, json;
 	int rc = 0;
@@ -341,6 +343,13 @@ static int start_mode(px_conn *c)
 	 * not passes as it came, one that is is audited and filtered like any other. */
 	json = !sse && c->x->req.method == HTTP_POST;
 	g->lenient = json && (s / 100 != 2 || s == 202);
+	if (!c->head_req && s != 204 && s != 304 && (sse || json) &&
+	    h1_head_value(cbuf_data(&g->rhead), g->rhead.len, "Content-Encoding", ce, sizeof ce) != -ENOENT &&
+	    strcasecmp(ce, "identity")) {
+		/* Not asked for (Accept-Encoding is dropped): what the guard cannot read is not released. */
+		log_warn("msg=\"upstream answer is compressed; the guard reads only identity bodies\" route=%s", c->rt->name);
+		return -EPROTO;
+	}
 	if (c->head_req || s == 204 || s == 304 || (!sse && !json)) {
 		g->rmode = RM_PASS;
 		pxi_guard_flush(c, NULL); /* recorded before the answer is released */
@@ -447,7 +456,11 @@ void pxi_guard_up_data(px_conn *c, pxu *u, const uint8_t *p, size_t n)
 		if (ev == H1_HEAD && c->x->resp.status / 100 != 1) {
 			c->status = c->x->resp.status;
 			if (start_mode(c) < 0) {
-				pxi_conn_finish(c, false);
+				u->reusable = false;
+				if (!c->resp_started)
+					pxi_upstream_fail(c, 502, "Bad Gateway", "upstream answer refused by the guard");
+				else
+					pxi_conn_finish(c, false);
 				return;
 			}
 		}

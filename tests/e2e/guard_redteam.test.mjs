@@ -12,6 +12,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
+import { gzipSync, gunzipSync } from 'node:zlib';
 import { start, postern, freePort, tmpdir, rmrf, stopAll, sleep } from './lib/proc.mjs';
 
 const DOMAIN = 'tun.test';
@@ -44,6 +45,14 @@ const scenarios = {
   // an HTTP error whose body is a JSON-RPC list result
   'err-list': (s) => { const b = TOOLS(1); s.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${b.length}\r\nConnection: close\r\n\r\n${b}`); },
   'err-text': (s) => s.end('HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 9\r\nConnection: close\r\n\r\nbusy; go!'),
+  // a compressed body the guard cannot read (a client's fetch would inflate it)
+  'gzip-json': (s) => { const b = gzipSync(TOOLS(1)); s.write(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: ${b.length}\r\nConnection: close\r\n\r\n`); s.end(b); },
+  'gzip-sse': (s) => { const b = gzipSync(`data: ${TOOLS(1)}\n\n`); s.write('HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Encoding: gzip\r\nConnection: close\r\n\r\n'); s.end(b); },
+  'gzip-err': (s) => { const b = gzipSync(TOOLS(1)); s.write(`HTTP/1.1 500 Oops\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: ${b.length}\r\nConnection: close\r\n\r\n`); s.end(b); },
+  // resource templates under a denied scheme, and a list page with a cursor
+  'templates': (s) => { const b = JSON.stringify({ jsonrpc: '2.0', id: 1, result: { resourceTemplates: [{ uriTemplate: 'docs:{path}', name: 'docs' }, { uriTemplate: 'vault:{key}', name: 'vault-secrets' }], nextCursor: 'c2' } }); s.end(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${b.length}\r\nConnection: close\r\n\r\n${b}`); },
+  // what the gateway sent upstream, echoed back in a JSON-RPC result
+  'echo-head': (s, head) => { const b = JSON.stringify({ jsonrpc: '2.0', id: 1, result: { head } }); s.end(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(b)}\r\nConnection: close\r\n\r\n${b}`); },
   'accepted-list': (s) => { const b = TOOLS(1); s.end(`HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: ${b.length}\r\nConnection: close\r\n\r\n${b}`); },
   // an SSE stream whose last event has no blank line before the end of the stream
   'sse-cut': (s) => s.end(`HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\ndata: ${TOOLS(1)}\n`),
@@ -89,7 +98,7 @@ function evilServer() {
       const name = (head.match(/^\S+ \/s\/([\w-]+)/) || [])[1];
       s.removeAllListeners('data');
       const f = scenarios[name];
-      if (f) f(s); else s.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+      if (f) f(s, head); else s.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
     });
     s.on('error', () => {});
   });
@@ -152,13 +161,13 @@ function raw(route, bytes, { timeoutMs = 5000, writes } = {}) {
   return new Promise((resolve, reject) => {
     const s = tls.connect({ host: '127.0.0.1', port, servername: `${route}.${DOMAIN}`, ca });
     const out = [];
-    const t = setTimeout(() => { s.destroy(); resolve(Buffer.concat(out).toString('utf8')); }, timeoutMs);
+    const t = setTimeout(() => { s.destroy(); resolve(Buffer.concat(out).toString('latin1')); }, timeoutMs);
     s.on('secureConnect', async () => {
       for (const w of writes || [bytes]) { s.write(w); if (writes) await sleep(30); }
     });
     s.on('data', (d) => out.push(d));
-    s.on('end', () => { clearTimeout(t); s.end(); resolve(Buffer.concat(out).toString('utf8')); });
-    s.on('error', (e) => { clearTimeout(t); if (out.length) resolve(Buffer.concat(out).toString('utf8')); else reject(e); });
+    s.on('end', () => { clearTimeout(t); s.end(); resolve(Buffer.concat(out).toString('latin1')); });
+    s.on('error', (e) => { clearTimeout(t); if (out.length) resolve(Buffer.concat(out).toString('latin1')); else reject(e); });
   });
 }
 const H = (route) => `${route}.${DOMAIN}`;
@@ -363,7 +372,7 @@ async function evilList(scn, { method = 'POST' } = {}) {
   const before = auditLines().length;
   const req = method === 'GET'
     ? `GET /s/${scn} HTTP/1.1\r\nHost: ${H('evil')}\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n`
-    : postReq('evil', { jsonrpc: '2.0', id: 1, method: 'tools/list' }, { path: `/s/${scn}` });
+    : postReq('evil', { jsonrpc: '2.0', id: 1, method: 'tools/list' }, { path: `/s/${scn}`, headers: 'Accept-Encoding: gzip, deflate, br\r\n' });
   const r = await raw('evil', req);
   await sleep(50);
   return { r, lines: auditLines().slice(before) };
@@ -392,6 +401,30 @@ test('an HTTP error whose body is not JSON-RPC still passes as sent', async () =
   const { r } = await evilList('err-text');
   assert.equal(status(r), 503, r);
   assert.match(r, /\r\n\r\nbusy; go!$/);
+});
+
+test('a compressed answer is never released unread, and the guard asks the upstream for none', async () => {
+  for (const scn of ['gzip-json', 'gzip-sse', 'gzip-err']) {
+    const { r } = await evilList(scn);
+    const body = Buffer.from(r.slice(r.indexOf('\r\n\r\n') + 4), 'latin1');
+    assert.ok(!r.includes('write_file') && !body.includes(Buffer.from([0x1f, 0x8b])), `${scn}: a compressed body went out: ${r.slice(0, 300)}`);
+    let inflated = '';
+    try { inflated = gunzipSync(Buffer.from(r.slice(r.indexOf('\r\n\r\n') + 4), 'latin1')).toString(); } catch { /* not gzip */ }
+    assert.ok(!inflated.includes('write_file'), `${scn}: a compressed list went out`);
+  }
+  const { r } = await evilList('echo-head');
+  assert.equal(status(r), 200, r);
+  const head = JSON.parse(r.slice(r.indexOf('\r\n\r\n') + 4)).result.head;
+  assert.ok(!/accept-encoding:\s*(?!identity)/i.test(head), `the upstream was offered compression:\n${head}`);
+});
+
+test('resource templates under a denied scheme are hidden like resources', async () => {
+  const { r, lines } = await evilList('templates');
+  assert.equal(status(r), 200, r);
+  assert.ok(!r.includes('vault:'), `a denied template was listed:\n${r}`);
+  assert.match(r, /docs:\{path\}/);
+  assert.match(r, /"nextCursor":"c2"/);
+  assert.ok(lines.some((l) => l.dir === 'out' && String(l.id) === '1'));
 });
 
 for (const scn of ['sse-cut', 'sse-cut-chunked']) {
