@@ -75,6 +75,7 @@ int pxi_audit(px_conn *c, aud_rec *r)
 	px *p = c->px;
 	pxg *g = c->g;
 	const px_route_guard *rg = pxi_route_guard(p, c->rt);
+	json_t *ts = NULL, *tr = NULL;
 	int rc;
 	if (!p->audit_fn || !rg || !rg->audit || !g)
 		return 0;
@@ -89,7 +90,14 @@ int pxi_audit(px_conn *c, aud_rec *r)
 	r->protocol = g->protocol[0] ? g->protocol : NULL;
 	if (rg->policy && !r->policy_rev)
 		r->policy_rev = pol_revision(rg->policy);
+	/* A tool name or resource URI is the client's text too: a key in a URI's query is redacted like an
+	 * argument would be. */
+	if (r->tool && p->redact && (ts = json_string(r->tool)) && redact_apply(p->redact, ts, &tr, NULL) == 0 &&
+	    json_is_string(tr))
+		r->tool = json_string_value(tr);
 	rc = p->audit_fn(p->audit_ud, r);
+	json_decref(ts);
+	json_decref(tr);
 	if (rc < 0) {
 		p->st.audit_failures++;
 		g->audit_failed = true;

@@ -108,7 +108,7 @@ struct px {
 };
 
 enum cst { C_HANDSHAKE, C_HEAD, C_CONNECTING, C_BODY, C_MBODY, C_WAIT, C_TUNNEL, C_CLOSED };
-enum tkind { T_NONE, T_HANDSHAKE, T_IDLE, T_HEAD, T_CONNECT, T_CLOSE };
+enum tkind { T_NONE, T_HANDSHAKE, T_IDLE, T_HEAD, T_BODY, T_CONNECT, T_CLOSE };
 
 struct px_conn {
 	px *px;

@@ -16,7 +16,7 @@ import { gzipSync, gunzipSync } from 'node:zlib';
 import { start, postern, freePort, tmpdir, rmrf, stopAll, sleep } from './lib/proc.mjs';
 
 const DOMAIN = 'tun.test';
-let dir, port, ca, gw, recPort, evilPort, rec, evil, auditFile, tokA, tokB;
+let slow, slowT0, dir, port, ca, gw, recPort, evilPort, rec, evil, auditFile, tokA, tokB;
 const seen = []; // requests the recording upstream received: {method, url, headers, body}
 
 // The recording upstream: an MCP-ish server that answers every request with a small JSON-RPC result and
@@ -135,6 +135,7 @@ before(async () => {
     'log_level: info',
     'shutdown_timeout: 2s',
     'admin_socket: ""',
+    'metrics_listen: ""',
     'mcp_limits: {max_body: 1MiB, max_batch: 16, max_depth: 16}',
     `audit: {file: ${auditFile}}`,
     `tls: { cert_file: ${path.join(dir, 'pki', 'server.pem')}, key_file: ${path.join(dir, 'pki', 'server.key')} }`,
@@ -147,6 +148,10 @@ before(async () => {
   ].join('\n') + '\n');
   gw = start(process.env.POSTERN_BIN, ['gateway', '-c', yaml], { name: 'gateway' });
   await gw.waitFor(/proxy listening/, 10000);
+  // A POST whose body never completes, checked by the last test (the body deadline is the head's, 30 s).
+  slowT0 = Date.now();
+  slow = raw('rec', null, { timeoutMs: 45000, writes: [`POST /mcp HTTP/1.1\r\nHost: ${H('rec')}\r\nContent-Length: 100\r\n\r\n0123456789`] })
+    .then((r) => ({ r, after: Date.now() - slowT0 }));
 });
 
 after(async () => {
@@ -346,6 +351,18 @@ test('client auth: missing, duplicate, oversized, odd schemes, a token in the qu
   assert.ok(!gw.log.includes(tokA), 'the token reached the log');
 });
 
+test('a secret in a resource URI or a tool name is redacted in the audit like an argument', async () => {
+  const aws = 'AKIA' + randomBytes(8).toString('hex').toUpperCase().slice(0, 16);
+  const jwtish = 'eyJhbGciOiJIUzI1NiJ9.' + randomBytes(12).toString('base64url') + '.' + randomBytes(12).toString('base64url');
+  await raw('rec', postReq('rec', { jsonrpc: '2.0', id: 1, method: 'resources/read', params: { uri: `docs:report?key=${aws}` } }));
+  await raw('rec', postReq('rec', call(2, jwtish, { password: 'hunter2-' + aws })));
+  await sleep(50);
+  const t = auditText();
+  assert.ok(t.includes('docs:report?key='), 'the resource read was not audited');
+  assert.ok(!t.includes(aws), 'an AWS key id in a resource URI reached the audit');
+  assert.ok(!t.includes(jwtish), 'a JWT used as a tool name reached the audit');
+});
+
 test('an audit line that cannot be built (huge id, huge name) keeps the call from the upstream', async () => {
   const m = 'aud-' + randomBytes(4).toString('hex');
   const bigId = 'i'.repeat(900 * 1024);
@@ -354,9 +371,9 @@ test('an audit line that cannot be built (huge id, huge name) keeps the call fro
   const inAudit1 = auditText().includes(bigId.slice(0, 1000));
   assert.ok(!got1 || inAudit1, 'a call went upstream without its audit line');
   const bigName = 'e'.repeat(900 * 1024);
-  r = await raw('rec', postReq('rec', call(2, bigName, { p: m + '2' })), { timeoutMs: 8000 });
+  r = await raw('rec', postReq('rec', call(m + '-id2', bigName, { p: m + '2' })), { timeoutMs: 8000 });
   assert.ok(status(r) > 0, r.slice(0, 200));
-  assert.ok(!reached(m + '2') || auditText().includes(bigName.slice(0, 1000)), 'a call went upstream without its audit line');
+  assert.ok(!reached(m + '2') || auditLines().some((l) => l.id === m + '-id2' && l.dir === 'in'), 'a call went upstream without its audit line');
   // bad UTF-8 in the arguments: not JSON to the guard, refused
   const bad = Buffer.concat([Buffer.from(`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"p":"${m}3\xff`, 'latin1'), Buffer.from('"}}}')]);
   r = await raw('rec', Buffer.concat([Buffer.from(`POST /mcp HTTP/1.1\r\nHost: ${H('rec')}\r\nContent-Type: application/json\r\nContent-Length: ${bad.length}\r\nConnection: close\r\n\r\n`), bad]));
@@ -447,4 +464,11 @@ test('the audit chain of everything above verifies', async () => {
   const v = await postern(['audit', 'verify', auditFile]);
   assert.equal(v.code, 0, v.stdout + v.stderr);
   assert.ok(!/log line not in key=value form/.test(gw.log));
+});
+
+test('a POST body sent too slowly is answered 408 after the head deadline, not held forever', async () => {
+  const { r, after } = await slow;
+  assert.equal(status(r), 408, `after ${after} ms: ${r}`);
+  assert.match(r, /request body not received in time/);
+  assert.ok(after >= 29000 && after < 40000, `answered after ${after} ms`);
 });
