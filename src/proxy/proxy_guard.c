@@ -49,6 +49,7 @@ void pxi_guard_free(px_conn *c)
 		return;
 	if (g->held && c->px->apv)
 		apv_cancel(c->px->apv, g->hold_id); /* the client went away: nobody to answer */
+	c->px->held_bytes -= g->hold_bytes;
 	for (size_t i = 0; i < g->nreqs; i++) {
 		free(g->reqs[i].id);
 		free(g->reqs[i].tool);
@@ -154,6 +155,7 @@ struct verdict {
 /* Refused by the guard (policy, a changed tool definition, a refused batch). Outside -32768..-32000, which
  * JSON-RPC and MCP reserve (mcp-spec 2026-07-28: application codes SHOULD be outside it). */
 #define PXG_E_DENIED (-31001)
+#define PXG_HELD_BYTES_MAX ((size_t)64 << 20) /* request bodies of all held calls together */
 
 static void decide(px_conn *c, const jrpc_msg *m, struct verdict *v)
 {
@@ -537,6 +539,8 @@ static void on_decided(void *ud, apv_outcome o, const char *by)
 		return;
 	pxi_enter(c);
 	g->held = false;
+	c->px->held_bytes -= g->hold_bytes;
+	g->hold_bytes = 0;
 	{
 		aud_rec r = { .dir = "in", .method = q->method, .id = q->id, .tool = q->tool, .decision = "approve",
 			      .rule = g->hold_rule, .approval = state, .approver = by,
@@ -595,12 +599,18 @@ static int hold(px_conn *c, const jrpc_msg *m, struct verdict *v, uint64_t t0)
 		args = json_dumps(red, JSON_COMPACT);
 	info.args_redacted_json = args;
 	snprintf(c->g->hold_rule, sizeof c->g->hold_rule, "%s", v->rule ? v->rule : "default");
-	rc = apv_hold(p->apv, &info, pol_approval_timeout_ms(rg->policy), on_decided, c, c->g->hold_id);
+	/* Each held call keeps its body (up to max_body) until it is decided: the count cap alone would let
+	 * 1000 calls of max_body wait for minutes. */
+	if (p->held_bytes + c->mbody.len > PXG_HELD_BYTES_MAX)
+		rc = -ENOBUFS;
+	else
+		rc = apv_hold(p->apv, &info, pol_approval_timeout_ms(rg->policy), on_decided, c, c->g->hold_id);
 	free(args);
 	json_decref(red);
 	if (rc < 0) {
 		snprintf(err, sizeof err, "tool \"%.60s\" needs approval and %s", m->name ? m->name : "",
-			 rc == -EBUSY ? "too many calls are waiting for one already" : "it could not be held");
+			 rc == -EBUSY ? "too many calls are waiting for one already"
+			 : rc == -ENOBUFS ? "the calls waiting for one already hold too many bytes" : "it could not be held");
 		v->why = "approval_unavailable";
 		audit_in(c, m, v, c->mbody.len);
 		c->g->reqs[c->g->nreqs - 1].done = true;
@@ -608,6 +618,8 @@ static int hold(px_conn *c, const jrpc_msg *m, struct verdict *v, uint64_t t0)
 		return 1;
 	}
 	c->g->held = true;
+	c->g->hold_bytes = c->mbody.len;
+	p->held_bytes += c->mbody.len;
 	v->why = "held";
 	{
 		json_t *a2 = NULL;

@@ -64,6 +64,7 @@ typedef struct pxg {
 	bool modern, forward_body, audit_failed, over, dec_on, held, authed;
 	bool lenient;        /* a POST's error or 202 answer: its body may be other than JSON-RPC */
 	char hold_id[16];    /* the approval this exchange waits for (held) */
+	size_t hold_bytes;   /* its body's share of px.held_bytes */
 	char hold_rule[72];
 	int rmode;           /* the response: undecided, passed as is, a JSON body, an SSE stream */
 	cbuf rhead, rbody;   /* the upstream's head until its mode is known; a JSON body */
@@ -104,6 +105,7 @@ struct px {
 	bool log_args;
 	struct alog *alog;      /* the sinks of cfg->audit, when set */
 	struct apv *apv;        /* held calls of approve rules (px_set_approvals); NULL: they are refused */
+	size_t held_bytes;      /* request bodies of held calls, kept until decided (PXG_HELD_BYTES_MAX) */
 	struct jwks **jwks;     /* per route index: the jwks_url fetcher of a jwt route, else NULL */
 };
 

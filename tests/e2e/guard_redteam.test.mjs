@@ -124,7 +124,8 @@ before(async () => {
     writeFileSync(path.join(dir, f), h.stdout, { mode: 0o600 });
   }
   auditFile = path.join(dir, 'audit.jsonl');
-  const policy = ['    policy:', '      default: allow', '      rules:',
+  const policy = ['    policy:', '      default: allow', '      approval_timeout: 6s', '      rules:',
+    '        - {match: {tool: "move_*"}, action: approve}',
     '        - {match: {tool: "write_*"}, action: deny}',
     '        - {match: {prompt: "secret_*"}, action: deny}',
     '        - {match: {resource: "vault:*"}, action: deny}'];
@@ -381,6 +382,24 @@ test('an audit line that cannot be built (huge id, huge name) keeps the call fro
   assert.ok(!reached(m + '3'));
   const v = await postern(['audit', 'verify', auditFile]);
   assert.equal(v.code, 0, v.stdout + v.stderr);
+});
+
+test('held calls cannot pin unbounded memory: past 64 MiB of held bodies a call is refused at once', async () => {
+  const pad = 'p'.repeat(1000 * 1024);
+  const conns = [];
+  for (let i = 0; i < 72; i++) {
+    const t0 = Date.now();
+    conns.push(raw('rec', postReq('rec', call(i, 'move_file', { pad })), { timeoutMs: 15000 }).then((r) => ({ r, ms: Date.now() - t0 })));
+  }
+  const res = await Promise.all(conns);
+  const refused = res.filter(({ r }) => /hold too many bytes/.test(r));
+  const timedOut = res.filter(({ r }) => /not approved in time/.test(r));
+  assert.ok(refused.length >= 6, `refused at once: ${refused.length}; ${res.map(({ r }) => r.slice(-120)).join('\n')}`);
+  assert.ok(timedOut.length >= 60 && timedOut.length <= 66, `held then timed out: ${timedOut.length}`);
+  assert.ok(!reached(pad.slice(0, 100)), 'a held call reached the upstream');
+  // the budget is back once they are decided
+  const again = await raw('rec', postReq('rec', call(99, 'move_file', { pad })), { timeoutMs: 15000 });
+  assert.match(again, /not approved in time/);
 });
 
 // ---- (b) a hostile upstream ------------------------------------------------------------------------------
