@@ -171,7 +171,7 @@ static void read_params(jrpc_msg *m)
 			invalid(m, JRPC_E_INVALID_PARAMS, "params.name missing or not a string");
 		else if (m->arguments && !json_is_object(m->arguments))
 			invalid(m, JRPC_E_INVALID_PARAMS, "params.arguments is not an object");
-	} else if (!strcmp(m->method, "resources/read")) {
+	} else if (!strcmp(m->method, "resources/read") || !strcmp(m->method, "resources/subscribe")) {
 		m->name = str_member(m->params, "uri");
 		if (!m->name)
 			invalid(m, JRPC_E_INVALID_PARAMS, "params.uri missing or not a string");

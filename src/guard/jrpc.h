@@ -56,7 +56,7 @@ typedef struct jrpc_msg {
 	int invalid_code;        /* JRPC_INVALID: -32600, or -32602 for a tools/call etc. without its name */
 	const char *method;      /* requests and notifications */
 	char *id;                /* the id as compact JSON text ("7", "\"a\""), NULL when absent */
-	const char *name;        /* tools/call, prompts/get: params.name; resources/read: params.uri */
+	const char *name;        /* tools/call, prompts/get: params.name; resources/read, resources/subscribe: params.uri */
 	json_t *params;          /* borrowed; NULL when absent */
 	json_t *arguments;       /* tools/call, prompts/get: params.arguments; borrowed */
 	json_t *progress_token;  /* params._meta.progressToken (string or integer); borrowed */

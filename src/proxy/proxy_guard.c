@@ -137,8 +137,8 @@ static pol_kind call_kind(const char *method, bool *policed)
 		return POL_TOOL;
 	if (!strcmp(method, "prompts/get"))
 		return POL_PROMPT;
-	if (!strcmp(method, "resources/read"))
-		return POL_RESOURCE;
+	if (!strcmp(method, "resources/read") || !strcmp(method, "resources/subscribe"))
+		return POL_RESOURCE; /* a subscription to a denied resource would still tell when it changes */
 	*policed = false;
 	return POL_TOOL;
 }
@@ -160,7 +160,7 @@ struct verdict {
 static void decide(px_conn *c, const jrpc_msg *m, struct verdict *v)
 {
 	const px_route_guard *rg = pxi_route_guard(c->px, c->rt);
-	const char *hex = NULL, *pending = NULL;
+	const char *hex = NULL, *pending = NULL, *bad = NULL;
 	bool policed;
 	pol_kind k;
 	pol_verdict pv;
@@ -199,6 +199,16 @@ static void decide(px_conn *c, const jrpc_msg *m, struct verdict *v)
 		return;
 	pol_eval(rg->policy, k, m->name ? m->name : "", c->g->client_id, &pv);
 	v->rule = pv.name;
+	if (k == POL_RESOURCE && pv.rule != POL_RULE_UNPOLICED && m->name && pol_uri_check(m->name, &bad) < 0) {
+		v->refused = true;
+		v->code = PXG_E_DENIED;
+		v->decision = "deny";
+		v->rule = "uri";
+		v->why = "denied";
+		snprintf(v->message, sizeof v->message, "resource \"%.200s\" is refused on route %s: %s, which the "
+			 "policy's globs cannot be trusted to match", m->name, c->rt->name, bad);
+		return;
+	}
 	if (pv.action == POL_ALLOW)
 		return;
 	v->refused = true;
@@ -468,7 +478,7 @@ static int check_legacy(px_conn *c, const jrpc_body *b)
 		} else if (hn && m->name && (jrpc_hdr_decode(name, dec, sizeof dec) < 0 || strcmp(dec, m->name))) {
 			mm.header = "Mcp-Name";
 			snprintf(mm.message, sizeof mm.message, "Mcp-Name header does not match params.%s",
-				 strcmp(m->method, "resources/read") ? "name" : "uri");
+				 strncmp(m->method, "resources/", 10) ? "name" : "uri");
 		} else {
 			continue;
 		}

@@ -238,6 +238,25 @@ test('denied calls spelled with unicode escapes, in batches, or by prompt or res
   assert.ok(!reached(m + '4'), 'a denied resource reached the upstream');
 });
 
+test('resource URIs a server could resolve elsewhere are refused where resources are policed; subscriptions are policed', async () => {
+  const m = 'uri-' + randomBytes(4).toString('hex');
+  const read = (id, uri, method = 'resources/read') => postReq('rec', { jsonrpc: '2.0', id, method, params: { uri } });
+  const bad = [`VAULT:${m}`, `Vault:${m}`, `docs:/pub/../${m}`, `docs:/pub/./${m}`, `docs:..`, `file:///srv/%2e%2e/${m}`,
+    `file:///srv/..%2F${m}`, `file:///srv/..%5c${m}`, `docs:a\\..\\${m}`, `docs:${m}%00`];
+  for (const [i, uri] of bad.entries()) {
+    const r = await raw('rec', read(i + 1, uri));
+    assert.match(r, /-31001/, `${uri}: ${r}`);
+  }
+  let r = await raw('rec', read(20, `vault:${m}`, 'resources/subscribe'));
+  assert.match(r, /-31001/, r);
+  assert.ok(!reached(m), 'a refused resource URI reached the upstream');
+  // ordinary URIs pass, dots inside names too
+  r = await raw('rec', read(21, `docs:/pub/readme.v2..txt?x=${m}-ok`));
+  assert.equal(status(r), 200, r);
+  assert.doesNotMatch(r, /-31001/);
+  assert.ok(reached(`${m}-ok`));
+});
+
 test('HTTP framing tricks: chunked, Expect, HTTP/1.0, pipelining, absolute form, bodies on GET, other methods', async () => {
   const m = 'http-' + randomBytes(4).toString('hex');
   const deny = (i) => JSON.stringify(call(i, 'write_file', { p: `${m}-${i}` }));
