@@ -155,6 +155,13 @@ static void read_params(jrpc_msg *m)
 		m->traceparent = str_member(meta, "traceparent");
 		m->meta_version = str_member(meta, JRPC_META_VERSION);
 	}
+	if (m->kind == JRPC_NOTIFICATION && (!strcmp(m->method, "tools/call") || !strcmp(m->method, "prompts/get") ||
+					     !strcmp(m->method, "resources/read"))) {
+		/* Without an id it would escape the policy (only requests are decided), and a lenient server may
+		 * still act on it. */
+		invalid(m, JRPC_E_INVALID_REQUEST, "a tools/call, prompts/get or resources/read needs an id");
+		return;
+	}
 	if (m->kind != JRPC_REQUEST)
 		return;
 	if (!strcmp(m->method, "tools/call") || !strcmp(m->method, "prompts/get")) {
@@ -164,7 +171,7 @@ static void read_params(jrpc_msg *m)
 			invalid(m, JRPC_E_INVALID_PARAMS, "params.name missing or not a string");
 		else if (m->arguments && !json_is_object(m->arguments))
 			invalid(m, JRPC_E_INVALID_PARAMS, "params.arguments is not an object");
-	} else if (!strcmp(m->method, "resources/read")) {
+	} else if (!strcmp(m->method, "resources/read") || !strcmp(m->method, "resources/subscribe")) {
 		m->name = str_member(m->params, "uri");
 		if (!m->name)
 			invalid(m, JRPC_E_INVALID_PARAMS, "params.uri missing or not a string");

@@ -56,7 +56,7 @@ typedef struct jrpc_msg {
 	int invalid_code;        /* JRPC_INVALID: -32600, or -32602 for a tools/call etc. without its name */
 	const char *method;      /* requests and notifications */
 	char *id;                /* the id as compact JSON text ("7", "\"a\""), NULL when absent */
-	const char *name;        /* tools/call, prompts/get: params.name; resources/read: params.uri */
+	const char *name;        /* tools/call, prompts/get: params.name; resources/read, resources/subscribe: params.uri */
 	json_t *params;          /* borrowed; NULL when absent */
 	json_t *arguments;       /* tools/call, prompts/get: params.arguments; borrowed */
 	json_t *progress_token;  /* params._meta.progressToken (string or integer); borrowed */
@@ -72,7 +72,8 @@ typedef struct jrpc_body jrpc_body;
 /* Parses and classifies a POST body. A body that is not JSON, too large, too deep, an empty batch or a
  * batch over the cap is refused as a whole: -EMSGSIZE (over max_body), -ELOOP (over max_depth), -E2BIG
  * (batch over max_batch), -EBADMSG (not JSON), -EPROTO (neither object nor non-empty array), -ENOMEM;
- * err says what. A message of a batch that is not JSON-RPC is JRPC_INVALID in its place. */
+ * err says what. A message of a batch that is not JSON-RPC is JRPC_INVALID in its place; so is a tools/call,
+ * prompts/get or resources/read without an id (a notification would escape the policy). */
 int jrpc_new(const void *buf, size_t len, const jrpc_limits *lim, jrpc_body **out, char *err, size_t errlen);
 void jrpc_free(jrpc_body *b);
 /* The JSON-RPC error code and HTTP status that answer a jrpc_new failure. */
@@ -137,7 +138,7 @@ int jrpc_mismatch_body(const jrpc_msg *m, const jrpc_mismatch *mm, char **out, s
 /* Keeps an entry of a list result (a tools/list, prompts/list or resources/list response)? item is the
  * entry object; return false to remove it. */
 typedef bool (*jrpc_keep_fn)(void *ctx, json_t *item);
-/* Filters result.<list> (list: "tools", "prompts", "resources") of one JSON-RPC response: a JSON body or the
+/* Filters result.<list> (list: "tools", "prompts", "resources", "resourceTemplates") of one JSON-RPC response: a JSON body or the
  * data payload of one SSE event (data lines joined with \n). When nothing is removed (or the message is no
  * such result) *out is NULL and the caller forwards the original bytes; otherwise *out (malloc'd) is the
  * compact re-serialisation, one line (an SSE writer can send it as a single data: line). *removed counts

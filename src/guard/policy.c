@@ -1,4 +1,5 @@
 /* Per-route tool policy: ordered glob rules and a default; config from YAML with file:line errors. */
+#include <ctype.h>
 #include <errno.h>
 #include <fnmatch.h>
 #include <libfyaml.h>
@@ -160,6 +161,43 @@ int pol_visible(const pol *p, pol_kind kind, const char *target, const char *cli
 	pol_verdict v;
 	int rc = pol_eval(p, kind, target, client, &v);
 	return rc < 0 ? rc : v.action != POL_DENY;
+}
+
+int pol_uri_check(const char *uri, const char **why)
+{
+	size_t n = strlen(uri), sch = strcspn(uri, ":/?#"), seg;
+	bool scheme = sch < n && uri[sch] == ':' && sch > 0 && isalpha((unsigned char)uri[0]);
+
+	for (size_t i = 0; scheme && i < sch; i++) {
+		unsigned char ch = (unsigned char)uri[i];
+		if (!isalnum(ch) && ch != '+' && ch != '-' && ch != '.')
+			scheme = false;
+		else if (isupper(ch)) {
+			*why = "its scheme is not in lower case";
+			return -EINVAL;
+		}
+	}
+	if (strchr(uri, '\\')) {
+		*why = "it holds a backslash";
+		return -EINVAL;
+	}
+	for (const char *p = strchr(uri, '%'); p; p = strchr(p + 1, '%'))
+		if (p[1] && p[2] && ((p[1] == '2' && strchr("eEfF", p[2])) || (p[1] == '5' && strchr("cC", p[2])) ||
+				     (p[1] == '0' && p[2] == '0'))) {
+			*why = "it holds an encoded dot, slash, backslash or NUL";
+			return -EINVAL;
+		}
+	/* segments from after the scheme to the query or fragment */
+	for (size_t i = scheme ? sch + 1 : 0; i <= n; i += seg + 1) {
+		seg = strcspn(uri + i, "/?#");
+		if ((seg == 1 && uri[i] == '.') || (seg == 2 && uri[i] == '.' && uri[i + 1] == '.')) {
+			*why = "it holds a dot segment (. or ..)";
+			return -EINVAL;
+		}
+		if (uri[i + seg] != '/')
+			break;
+	}
+	return 0;
 }
 
 size_t pol_rule_count(const pol *p) { return p->n; }

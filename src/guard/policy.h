@@ -65,6 +65,13 @@ int pol_eval(const pol *p, pol_kind kind, const char *target, const char *client
 /* The tools/list filter: is the tool shown to this client? (deny hides it; approve shows it.) */
 int pol_visible(const pol *p, pol_kind kind, const char *target, const char *client);
 
+/* A resource URI a glob can be trusted to match: one a server could resolve to another resource than the text
+ * says is refused, since '*' matches any bytes ("file:///srv/" and a star would cover "file:///srv/../etc"):
+ * a dot segment ("." or ".." between '/' or '\\'), a backslash, %2E, %2F, %5C or %00 (any case), or a
+ * scheme with upper-case letters (schemes are case-insensitive, RFC 3986 3.1, globs are not). 0, or -EINVAL
+ * with why (static text). */
+int pol_uri_check(const char *uri, const char **why);
+
 size_t pol_rule_count(const pol *p);
 uint32_t pol_approval_timeout_ms(const pol *p);
 /* 16 hex digits of SHA-256 over the rules and the default: which policy revision decided, for the audit. */

@@ -207,6 +207,9 @@ static void on_conn_timer(uv_timer_t *t)
 		snprintf(c->x->method, sizeof c->x->method, "-");
 		pxi_respond(c, 408, "Request Timeout", "request head not received in time");
 		break;
+	case T_BODY:
+		pxi_respond(c, 408, "Request Timeout", "request body not received in time");
+		break;
 	case T_CONNECT:
 		log_warn("msg=\"upstream connect timed out\" route=%s upstream=%s", c->rt ? c->rt->name : "-",
 			 c->rt ? c->rt->value : "-");

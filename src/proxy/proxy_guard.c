@@ -49,6 +49,7 @@ void pxi_guard_free(px_conn *c)
 		return;
 	if (g->held && c->px->apv)
 		apv_cancel(c->px->apv, g->hold_id); /* the client went away: nobody to answer */
+	c->px->held_bytes -= g->hold_bytes;
 	for (size_t i = 0; i < g->nreqs; i++) {
 		free(g->reqs[i].id);
 		free(g->reqs[i].tool);
@@ -76,6 +77,7 @@ int pxi_audit(px_conn *c, aud_rec *r)
 	px *p = c->px;
 	pxg *g = c->g;
 	const px_route_guard *rg = pxi_route_guard(p, c->rt);
+	json_t *ts = NULL, *tr = NULL;
 	int rc;
 	if (!p->audit_fn || !rg || !rg->audit || !g)
 		return 0;
@@ -90,7 +92,14 @@ int pxi_audit(px_conn *c, aud_rec *r)
 	r->protocol = g->protocol[0] ? g->protocol : NULL;
 	if (rg->policy && !r->policy_rev)
 		r->policy_rev = pol_revision(rg->policy);
+	/* A tool name or resource URI is the client's text too: a key in a URI's query is redacted like an
+	 * argument would be. */
+	if (r->tool && p->redact && (ts = json_string(r->tool)) && redact_apply(p->redact, ts, &tr, NULL) == 0 &&
+	    json_is_string(tr))
+		r->tool = json_string_value(tr);
 	rc = p->audit_fn(p->audit_ud, r);
+	json_decref(ts);
+	json_decref(tr);
 	if (rc < 0) {
 		p->st.audit_failures++;
 		g->audit_failed = true;
@@ -129,8 +138,8 @@ static pol_kind call_kind(const char *method, bool *policed)
 		return POL_TOOL;
 	if (!strcmp(method, "prompts/get"))
 		return POL_PROMPT;
-	if (!strcmp(method, "resources/read"))
-		return POL_RESOURCE;
+	if (!strcmp(method, "resources/read") || !strcmp(method, "resources/subscribe"))
+		return POL_RESOURCE; /* a subscription to a denied resource would still tell when it changes */
 	*policed = false;
 	return POL_TOOL;
 }
@@ -147,11 +156,12 @@ struct verdict {
 /* Refused by the guard (policy, a changed tool definition, a refused batch). Outside -32768..-32000, which
  * JSON-RPC and MCP reserve (mcp-spec 2026-07-28: application codes SHOULD be outside it). */
 #define PXG_E_DENIED (-31001)
+#define PXG_HELD_BYTES_MAX ((size_t)64 << 20) /* request bodies of all held calls together */
 
 static void decide(px_conn *c, const jrpc_msg *m, struct verdict *v)
 {
 	const px_route_guard *rg = pxi_route_guard(c->px, c->rt);
-	const char *hex = NULL, *pending = NULL;
+	const char *hex = NULL, *pending = NULL, *bad = NULL;
 	bool policed;
 	pol_kind k;
 	pol_verdict pv;
@@ -190,6 +200,16 @@ static void decide(px_conn *c, const jrpc_msg *m, struct verdict *v)
 		return;
 	pol_eval(rg->policy, k, m->name ? m->name : "", c->g->client_id, &pv);
 	v->rule = pv.name;
+	if (k == POL_RESOURCE && pv.rule != POL_RULE_UNPOLICED && m->name && pol_uri_check(m->name, &bad) < 0) {
+		v->refused = true;
+		v->code = PXG_E_DENIED;
+		v->decision = "deny";
+		v->rule = "uri";
+		v->why = "denied";
+		snprintf(v->message, sizeof v->message, "resource \"%.200s\" is refused on route %s: %s, which the "
+			 "policy's globs cannot be trusted to match", m->name, c->rt->name, bad);
+		return;
+	}
 	if (pv.action == POL_ALLOW)
 		return;
 	v->refused = true;
@@ -288,6 +308,12 @@ static int guard_new(px_conn *c)
 	r = h1_head_value(cbuf_data(&c->head), c->head.len, "Mcp-Session-Id", g->session, sizeof g->session);
 	if (r < 0)
 		g->session[0] = 0;
+	{
+		char accept[1024];
+		/* An Accept longer than the buffer is read as not listing SSE, as the bridge reads it. */
+		g->accept_sse = h1_head_value(cbuf_data(&c->head), c->head.len, "Accept", accept, sizeof accept) >= 0 &&
+				strcasestr(accept, "text/event-stream");
+	}
 	r = h1_head_value(cbuf_data(&c->head), c->head.len, "MCP-Protocol-Version", g->protocol, sizeof g->protocol);
 	if (r < 0)
 		g->protocol[0] = 0;
@@ -428,6 +454,57 @@ static int check_modern(px_conn *c, const jrpc_body *b)
 	return 0;
 }
 
+/* Before the 2026-07-28 era nothing requires Mcp-Method or Mcp-Name, but a server that routes on them would
+ * act on a name the guard never decided: when present they must match every message as in the modern era. */
+static int check_legacy(px_conn *c, const jrpc_body *b)
+{
+	char meth[128], name[1024], dec[1024];
+	const uint8_t *hd = cbuf_data(&c->head);
+	size_t hl = c->head.len;
+	int rm = h1_head_value(hd, hl, "Mcp-Method", meth, sizeof meth);
+	int rn = h1_head_value(hd, hl, "Mcp-Name", name, sizeof name);
+	bool hm = rm != -ENOENT, hn = rn != -ENOENT;
+	char *body = NULL;
+	size_t len = 0;
+
+	if (rm < 0)
+		meth[0] = 0; /* over the buffer: matches no method */
+	if (rn < 0)
+		name[0] = 0;
+
+	if (!hm && !hn)
+		return 0;
+	for (size_t i = 0; i < jrpc_count(b); i++) {
+		const jrpc_msg *m = jrpc_at(b, i);
+		jrpc_mismatch mm = { 0 };
+		if (!m->method)
+			continue;
+		if (hm && (jrpc_hdr_decode(meth, dec, sizeof dec) < 0 || strcmp(dec, m->method))) {
+			mm.header = "Mcp-Method";
+			snprintf(mm.message, sizeof mm.message, "Mcp-Method header does not match method %.100s", m->method);
+		} else if (hn && m->name && (jrpc_hdr_decode(name, dec, sizeof dec) < 0 || strcmp(dec, m->name))) {
+			mm.header = "Mcp-Name";
+			snprintf(mm.message, sizeof mm.message, "Mcp-Name header does not match params.%s",
+				 strncmp(m->method, "resources/", 10) ? "name" : "uri");
+		} else {
+			continue;
+		}
+		{
+			aud_rec r = { .dir = "in", .method = m->method, .id = m->id, .tool = m->name, .decision = "deny",
+				      .status = "header_mismatch", .has_rpc_code = true, .rpc_code = JRPC_E_HEADER_MISMATCH,
+				      .http_status = 400, .bytes_in = c->mbody.len };
+			pxi_audit(c, &r);
+		}
+		if (jrpc_mismatch_body(m, &mm, &body, &len) < 0) {
+			pxi_respond(c, 500, "Internal Server Error", "out of memory");
+			return 1;
+		}
+		answer(c, 400, body, len);
+		return 1;
+	}
+	return 0;
+}
+
 /* Refuses the POST with one error per request: the refused ones say why, the others that they were not
  * sent because another message of the same batch was refused (a batch goes upstream whole or not at all). */
 static void refuse_messages(px_conn *c, const jrpc_body *b, const struct verdict *vs)
@@ -479,6 +556,8 @@ static void on_decided(void *ud, apv_outcome o, const char *by)
 		return;
 	pxi_enter(c);
 	g->held = false;
+	c->px->held_bytes -= g->hold_bytes;
+	g->hold_bytes = 0;
 	{
 		aud_rec r = { .dir = "in", .method = q->method, .id = q->id, .tool = q->tool, .decision = "approve",
 			      .rule = g->hold_rule, .approval = state, .approver = by,
@@ -593,12 +672,18 @@ static int hold(px_conn *c, const jrpc_msg *m, struct verdict *v, uint64_t t0)
 		args = json_dumps(red, JSON_COMPACT);
 	info.args_redacted_json = args;
 	snprintf(c->g->hold_rule, sizeof c->g->hold_rule, "%s", v->rule ? v->rule : "default");
-	rc = apv_hold(p->apv, &info, pol_approval_timeout_ms(rg->policy), on_decided, c, c->g->hold_id);
+	/* Each held call keeps its body (up to max_body) until it is decided: the count cap alone would let
+	 * 1000 calls of max_body wait for minutes. */
+	if (p->held_bytes + c->mbody.len > PXG_HELD_BYTES_MAX)
+		rc = -ENOBUFS;
+	else
+		rc = apv_hold(p->apv, &info, pol_approval_timeout_ms(rg->policy), on_decided, c, c->g->hold_id);
 	free(args);
 	json_decref(red);
 	if (rc < 0) {
 		snprintf(err, sizeof err, "tool \"%.60s\" needs approval and %s", m->name ? m->name : "",
-			 rc == -EBUSY ? "too many calls are waiting for one already" : "it could not be held");
+			 rc == -EBUSY ? "too many calls are waiting for one already"
+			 : rc == -ENOBUFS ? "the calls waiting for one already hold too many bytes" : "it could not be held");
 		v->why = "approval_unavailable";
 		audit_in(c, m, v, c->mbody.len);
 		c->g->reqs[c->g->nreqs - 1].done = true;
@@ -606,6 +691,8 @@ static int hold(px_conn *c, const jrpc_msg *m, struct verdict *v, uint64_t t0)
 		return 1;
 	}
 	c->g->held = true;
+	c->g->hold_bytes = c->mbody.len;
+	p->held_bytes += c->mbody.len;
 	v->why = "held";
 	start_progress(c, m);
 	{
@@ -659,6 +746,8 @@ int pxi_guard_request(px_conn *c)
 		c->g->modern = true;
 		if (check_modern(c, b))
 			goto out;
+	} else if (check_legacy(c, b)) {
+		goto out;
 	}
 	if (!(vs = calloc(jrpc_count(b), sizeof *vs))) {
 		pxi_respond(c, 500, "Internal Server Error", "out of memory");
@@ -709,9 +798,11 @@ out:
  * traceparent carries the guard's span. */
 int pxi_guard_upstream_head(px_conn *c)
 {
-	static const char *const drop[] = { "Content-Length", "Transfer-Encoding", "traceparent", "Expect", NULL };
+	/* Accept-Encoding: a compressed answer could not be read (audited, filtered), so none is asked for. */
+	static const char *const drop[] = { "Content-Length", "Transfer-Encoding", "traceparent", "Expect",
+					    "Accept-Encoding", NULL };
 	static const char *const drop_auth[] = { "Content-Length", "Transfer-Encoding", "traceparent", "Expect",
-						 "Authorization", NULL };
+						 "Accept-Encoding", "Authorization", NULL };
 	char add[160], tp[TRC_HEADER_LEN + 1];
 	cbuf out;
 	int rc;

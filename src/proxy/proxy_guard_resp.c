@@ -24,6 +24,7 @@ static pxg_req *find_req(pxg *g, const char *id)
 struct keep_ctx {
 	px_conn *c;
 	pol_kind kind;
+	bool templates; /* resourceTemplates: entries are named by uriTemplate */
 	bool pins_changed;
 };
 
@@ -43,7 +44,7 @@ static bool keep_item(void *ctx, json_t *item)
 	struct keep_ctx *k = ctx;
 	px_conn *c = k->c;
 	const px_route_guard *rg = pxi_route_guard(c->px, c->rt);
-	const char *key = k->kind == POL_RESOURCE ? "uri" : "name";
+	const char *key = k->templates ? "uriTemplate" : k->kind == POL_RESOURCE ? "uri" : "name";
 	const char *name = json_string_value(json_object_get(item, key));
 	char hex[PIN_HEX_LEN + 1];
 	pin_verdict pv;
@@ -80,6 +81,7 @@ static int filter_one(px_conn *c, const json_t *result, const char *buf, size_t 
 {
 	static const struct { const char *list; pol_kind kind; } lists[] = {
 		{ "tools", POL_TOOL }, { "prompts", POL_PROMPT }, { "resources", POL_RESOURCE },
+		{ "resourceTemplates", POL_RESOURCE }, /* a template under a denied scheme is hidden too */
 	};
 	jrpc_limits lim = { c->px->cfg->max_body, c->px->cfg->max_batch, c->px->cfg->max_depth };
 	char err[160], *cur = NULL;
@@ -88,7 +90,7 @@ static int filter_one(px_conn *c, const json_t *result, const char *buf, size_t 
 
 	*out = NULL;
 	for (size_t i = 0; i < sizeof lists / sizeof lists[0] && rc == 0; i++) {
-		struct keep_ctx k = { c, lists[i].kind, false };
+		struct keep_ctx k = { c, lists[i].kind, !strcmp(lists[i].list, "resourceTemplates"), false };
 		char *next = NULL;
 		size_t nlen = 0;
 		if (!json_is_array(json_object_get(result, lists[i].list)))
@@ -231,7 +233,7 @@ int pxi_guard_sse_feed(px_conn *c, const uint8_t *p, size_t n)
 	pxg *g = c->g;
 	char err[120];
 	if (!g->dec_on) {
-		sse_dec_init(&g->dec, 0, c->px->cfg->max_body);
+		sse_dec_init(&g->dec, c->px->cfg->max_body, c->px->cfg->max_body); /* one line may be a whole message */
 		g->dec_on = true;
 	}
 	while (n > 0) {
@@ -338,7 +340,7 @@ static int write_head(px_conn *c, const char *add)
 static int start_mode(px_conn *c)
 {
 	pxg *g = c->g;
-	char ct[200];
+	char ct[200], ce[64];
 	unsigned s = c->x->resp.status;
 	bool sse, json;
 	int rc = 0;
@@ -346,9 +348,23 @@ static int start_mode(px_conn *c)
 	if (h1_head_value(cbuf_data(&g->rhead), g->rhead.len, "Content-Type", ct, sizeof ct) < 0)
 		ct[0] = 0;
 	sse = !strncasecmp(ct, "text/event-stream", 17);
-	/* Any other successful answer to a POST is read as JSON, whatever its type says: a client that parses a
-	 * text/plain body would otherwise get an unfiltered list. Errors pass as they came. */
-	json = !sse && c->x->req.method == HTTP_POST && s / 100 == 2 && s != 202;
+	/* A successful GET that asked for a stream is one: a client reads its body as SSE whatever its type says
+	 * (the SDK's does). A GET that asked for something else (the upstream's own OAuth metadata under auth:
+	 * passthrough) passes as it came. */
+	if (!sse && c->x->req.method == HTTP_GET && s / 100 == 2 && g->accept_sse)
+		sse = true;
+	/* Any other answer to a POST is read as JSON, whatever its type says: a client that parses a text/plain
+	 * body would otherwise get an unfiltered list. A 2xx must be JSON-RPC; an error or a 202 whose body is
+	 * not passes as it came, one that is is audited and filtered like any other. */
+	json = !sse && c->x->req.method == HTTP_POST;
+	g->lenient = json && (s / 100 != 2 || s == 202);
+	if (!c->head_req && s != 204 && s != 304 && (sse || json) &&
+	    h1_head_value(cbuf_data(&g->rhead), g->rhead.len, "Content-Encoding", ce, sizeof ce) != -ENOENT &&
+	    strcasecmp(ce, "identity")) {
+		/* Not asked for (Accept-Encoding is dropped): what the guard cannot read is not released. */
+		log_warn("msg=\"upstream answer is compressed; the guard reads only identity bodies\" route=%s", c->rt->name);
+		return -EPROTO;
+	}
 	if (g->sse_started) {
 		/* The client's SSE answer is open (a held call's progress): the upstream's answer joins it. */
 		cbuf_free(&g->rhead);
@@ -389,9 +405,13 @@ static int finish_mode(px_conn *c)
 	if (g->over)
 		return -ENOBUFS;
 	if (g->rmode == RM_SSE) {
-		rc = g->sse_in.len ? pxi_write_chunk(c, cbuf_data(&g->sse_in), g->sse_in.len) : 0;
+		/* Bytes after the last complete event: an event the stream's end cut off is discarded by a client
+		 * that follows the SSE rules, and could be read by one that does not; it was never audited. */
+		if (g->dec_on && g->dec.data.len && !g->dec.emitted)
+			c->px->st.guard_dropped++;
 		cbuf_free(&g->sse_in);
-		if (rc == 0 && c->mchunked && (rc = pxi_cwrite(c, (const uint8_t *)"0\r\n\r\n", 5)) == 0)
+		rc = 0;
+		if (c->mchunked && (rc = pxi_cwrite(c, (const uint8_t *)"0\r\n\r\n", 5)) == 0)
 			c->resp_bytes += 5;
 		if (!c->mchunked)
 			c->x->resp.keep_alive = false;
@@ -414,6 +434,12 @@ static int finish_mode(px_conn *c)
 	if (g->rmode != RM_JSON)
 		return 0;
 	rc = g->rbody.len ? pxi_guard_payload(c, (const char *)cbuf_data(&g->rbody), g->rbody.len, &rep, &rlen) : 0;
+	if (rc < 0 && rc != -EIO && g->lenient && g->sse_started) {
+		g->rmode = RM_SWALLOW; /* not JSON-RPC, and the stream wants an event: an error event says what came */
+		return finish_mode(c);
+	}
+	if (rc < 0 && rc != -EIO && g->lenient)
+		rc = 0; /* an HTTP error's own body, not JSON-RPC: it goes as sent */
 	if (rc < 0)
 		return rc;
 	if (g->sse_started) {
@@ -474,7 +500,11 @@ void pxi_guard_up_data(px_conn *c, pxu *u, const uint8_t *p, size_t n)
 		if (ev == H1_HEAD && c->x->resp.status / 100 != 1) {
 			c->status = c->x->resp.status;
 			if (start_mode(c) < 0) {
-				pxi_conn_finish(c, false);
+				u->reusable = false;
+				if (!c->resp_started)
+					pxi_upstream_fail(c, 502, "Bad Gateway", "upstream answer refused by the guard");
+				else
+					pxi_conn_finish(c, false);
 				return;
 			}
 		}

@@ -63,8 +63,11 @@ typedef struct pxg {
 	size_t nreqs, capreqs;
 	bool modern, forward_body, audit_failed, over, dec_on, held, authed;
 	bool sse_started;    /* the guard opened the client's SSE answer (progress while held) */
+	bool accept_sse;     /* the request's Accept lists text/event-stream */
 	char *ptoken;        /* the held request's progressToken, as JSON text */
+	bool lenient;        /* a POST's error or 202 answer: its body may be other than JSON-RPC */
 	char hold_id[16];    /* the approval this exchange waits for (held) */
+	size_t hold_bytes;   /* its body's share of px.held_bytes */
 	char hold_rule[72];
 	int rmode;           /* the response: undecided, passed as is, a JSON body, an SSE stream */
 	cbuf rhead, rbody;   /* the upstream's head until its mode is known; a JSON body */
@@ -105,11 +108,12 @@ struct px {
 	bool log_args;
 	struct alog *alog;      /* the sinks of cfg->audit, when set */
 	struct apv *apv;        /* held calls of approve rules (px_set_approvals); NULL: they are refused */
+	size_t held_bytes;      /* request bodies of held calls, kept until decided (PXG_HELD_BYTES_MAX) */
 	struct jwks **jwks;     /* per route index: the jwks_url fetcher of a jwt route, else NULL */
 };
 
 enum cst { C_HANDSHAKE, C_HEAD, C_CONNECTING, C_BODY, C_MBODY, C_WAIT, C_TUNNEL, C_CLOSED };
-enum tkind { T_NONE, T_HANDSHAKE, T_IDLE, T_HEAD, T_CONNECT, T_CLOSE };
+enum tkind { T_NONE, T_HANDSHAKE, T_IDLE, T_HEAD, T_BODY, T_CONNECT, T_CLOSE };
 
 struct px_conn {
 	px *px;

@@ -411,6 +411,9 @@ void pxi_start_mcp(px_conn *c)
 	c->x->req.body_cb = mbody_sink;
 	c->x->req.body_ud = c;
 	c->st = C_MBODY;
+	/* The body is held in memory until it is whole (guard, bridge): it gets the head's deadline again, so
+	 * a client cannot keep max_body bytes and the connection forever by sending slowly. */
+	pxi_set_timer(c, T_BODY, c->px->cfg->head_timeout_ms);
 }
 
 /* Writes a whole response (the bridge's, or one the guard made) and ends the exchange. */
@@ -618,6 +621,7 @@ static const char *head_value(px_conn *c, const char *name, char *buf, size_t ca
 
 void pxi_finish_mcp_request(px_conn *c)
 {
+	pxi_set_timer(c, T_NONE, 0);
 	c->st = C_WAIT;
 	c->x->req.body_cb = NULL;
 	if (c->g && pxi_guard_request(c) != 0)

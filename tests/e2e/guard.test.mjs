@@ -294,6 +294,18 @@ test('a body on GET or DELETE is refused on a guarded route, and so is a method 
   }
 });
 
+test('web: the upstream\'s own OAuth metadata (a JSON GET) passes a guarded passthrough route as it came', async () => {
+  const f = pinnedFetch({ ca });
+  try {
+    const r = await f(`https://web.${DOMAIN}:${port}/.well-known/oauth-authorization-server`, { headers: { accept: 'application/json' } });
+    assert.equal(r.status, 200);
+    const doc = await r.json();
+    assert.equal(doc.fixture, true);
+  } finally {
+    await f.close();
+  }
+});
+
 test('a route without policy, auth or audit is relayed untouched', async () => {
   const s = await sdk('plain');
   try {

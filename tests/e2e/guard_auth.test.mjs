@@ -58,6 +58,7 @@ before(async () => {
     `listen_addr: 127.0.0.1:${port}`,
     `tunnel_domain: ${DOMAIN}`,
     `admin_socket: ${sock}`,
+    'metrics_listen: ""',
     'log_level: info',
     'shutdown_timeout: 5s',
     `audit: {file: ${path.join(dir, 'audit.jsonl')}}`,

@@ -82,6 +82,25 @@ static void test_classify_kinds(void **st)
 	jrpc_free(b);
 }
 
+/* A call without an id would escape the policy (only requests are decided): it is no notification. */
+static void test_notification_calls(void **st)
+{
+	jrpc_body *b = parse_ok("[{\"jsonrpc\":\"2.0\",\"method\":\"tools/call\",\"params\":{\"name\":\"w\"}},"
+				"{\"jsonrpc\":\"2.0\",\"method\":\"prompts/get\",\"params\":{\"name\":\"p\"}},"
+				"{\"jsonrpc\":\"2.0\",\"method\":\"resources/read\",\"params\":{\"uri\":\"v:x\"}},"
+				"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}},"
+				"{\"jsonrpc\":\"2.0\",\"method\":\"tools/list\"}]");
+	(void)st;
+	for (size_t i = 0; i < 3; i++) {
+		assert_int_equal(jrpc_at(b, i)->kind, JRPC_INVALID);
+		assert_int_equal(jrpc_at(b, i)->invalid_code, JRPC_E_INVALID_REQUEST);
+		assert_non_null(strstr(jrpc_at(b, i)->why, "needs an id"));
+	}
+	assert_int_equal(jrpc_at(b, 3)->kind, JRPC_NOTIFICATION);
+	assert_int_equal(jrpc_at(b, 4)->kind, JRPC_NOTIFICATION);
+	jrpc_free(b);
+}
+
 static void test_era(void **st)
 {
 	jrpc_body *b = parse_ok("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{}}");
@@ -331,6 +350,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_classify_call), cmocka_unit_test(test_classify_kinds), cmocka_unit_test(test_era),
+		cmocka_unit_test(test_notification_calls),
 		cmocka_unit_test(test_caps),          cmocka_unit_test(test_hdr_codec),      cmocka_unit_test(test_check_headers),
 		cmocka_unit_test(test_error_body),    cmocka_unit_test(test_filter),
 	};

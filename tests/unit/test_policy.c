@@ -111,6 +111,27 @@ static void test_default_deny_and_globs(void **st)
 	pol_free(p);
 }
 
+/* URIs a server could resolve to another resource than their text says (the glob '*' matches any bytes). */
+static void test_uri_check(void **st)
+{
+	static const char *const ok[] = { "vault:x", "file:///srv/a/b.txt", "docs:/pub/readme.v2..txt?q=../x",
+					  "https://h/a%20b", "x", "file:///srv/.hidden", "urn:isbn:0451450523" };
+	static const char *const bad[] = { "VAULT:x", "File:///srv", "file:///srv/../etc/passwd", "file:///srv/./a",
+					   "docs:..", "file:///srv/..", "file:///srv/%2e%2e/etc", "file:///srv/..%2Fetc",
+					   "file:///srv/..%5cetc", "docs:a\\b", "docs:a%00", "../x" };
+	const char *why;
+	(void)st;
+	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+		why = NULL;
+		assert_int_equal(pol_uri_check(ok[i], &why), 0);
+	}
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		why = NULL;
+		assert_int_equal(pol_uri_check(bad[i], &why), -EINVAL);
+		assert_non_null(why);
+	}
+}
+
 static void test_config_errors(void **st)
 {
 	static const struct {
@@ -154,6 +175,7 @@ int main(void)
 		cmocka_unit_test(test_issue_config),
 		cmocka_unit_test(test_default_deny_and_globs),
 		cmocka_unit_test(test_config_errors),
+		cmocka_unit_test(test_uri_check),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
