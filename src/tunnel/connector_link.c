@@ -514,6 +514,10 @@ static void handle_registration(struct link *l, const uint8_t *p, size_t n)
 		if (!strcmp(r.error, REG_ERR_STORE_UNAVAILABLE))
 			log_warn("msg=\"edge could not check the tunnel token now; will retry\" edge=%s slot=%d reason=%s",
 				 c->edges[l->edge].text, l->s->idx, q);
+		else if (!strcmp(r.error, REG_ERR_RATE_LIMITED))
+			log_warn("msg=\"edge refuses registrations from this address for a while (too many failed ones from "
+				 "it: another connector here with a wrong token?); will retry\" edge=%s slot=%d reason=%s",
+				 c->edges[l->edge].text, l->s->idx, q);
 		else if (strstr(r.error, "token"))
 			log_error("msg=\"edge rejected the tunnel token\" edge=%s slot=%d reason=%s", c->edges[l->edge].text,
 				  l->s->idx, q);
