@@ -1,6 +1,7 @@
 #include "core/cbuf.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,30 @@ void cbuf_init(cbuf *b, size_t first, size_t max)
 	memset(b, 0, sizeof *b);
 	b->first = first ? first : 256;
 	b->max = max;
+}
+
+int cbuf_set_secret(cbuf *b)
+{
+	if (b->p)
+		return -EBUSY; /* memory taken from the other allocator */
+	b->secret = true;
+	return 0;
+}
+
+/* A new block of cap + 1 bytes holding the data; a secret buffer never reallocs, which could leave the old
+ * block's copy behind unwiped. */
+static uint8_t *grow(cbuf *b, size_t cap)
+{
+	uint8_t *q;
+	if (!b->secret)
+		return realloc(b->p, cap + 1);
+	if (!(q = OPENSSL_malloc(cap + 1)))
+		return NULL;
+	if (b->p) {
+		memcpy(q, b->p, b->len);
+		OPENSSL_clear_free(b->p, b->cap + 1);
+	}
+	return q;
 }
 
 size_t cbuf_cap_after(const cbuf *b, size_t n)
@@ -30,12 +55,14 @@ int cbuf_reserve(cbuf *b, size_t n, uint8_t **at)
 	if (b->off + b->len + n > b->cap) {
 		if (b->off) {
 			memmove(b->p, b->p + b->off, b->len);
+			if (b->secret)
+				OPENSSL_cleanse(b->p + b->len, b->off); /* where the tail of the data was */
 			b->off = 0;
 			b->p[b->len] = 0;
 		}
 		if (b->len + n > b->cap) {
 			size_t cap = cbuf_cap_after(b, n);
-			uint8_t *q = realloc(b->p, cap + 1);
+			uint8_t *q = grow(b, cap);
 			if (!q)
 				return -ENOMEM;
 			b->p = q;
@@ -94,6 +121,8 @@ void cbuf_consume(cbuf *b, size_t n)
 		cbuf_free(b);
 		return;
 	}
+	if (b->secret)
+		OPENSSL_cleanse(b->p + b->off, n);
 	b->off += n;
 	b->len -= n;
 }
@@ -110,7 +139,10 @@ size_t cbuf_take(cbuf *b, void *out, size_t cap)
 
 void cbuf_free(cbuf *b)
 {
-	free(b->p);
+	if (b->secret && b->p)
+		OPENSSL_clear_free(b->p, b->cap + 1);
+	else
+		free(b->p);
 	b->p = NULL;
 	b->off = b->len = b->cap = 0;
 }

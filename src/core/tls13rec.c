@@ -173,6 +173,10 @@ int trec_open(trec *r, const uint8_t *rec, size_t reclen, uint8_t *out, size_t *
 	if (r->rd.seq == UINT64_MAX)
 		return TREC_E_LIMIT;
 	clen = reclen - TREC_HEADER - TAG_LEN;
+	/* RFC 8446 5.4: the TLSInnerPlaintext (content, type, padding) is at most 2^14 + 1 bytes. Checked before
+	 * the padding goes: a peer may not hide an oversized record in zeros (the outer cap allows 2^14 + 240). */
+	if (clen > TREC_MAX_PLAIN + 1)
+		return TREC_E_OVERFLOW;
 	nonce(&r->rd, iv);
 	if (!(x = EVP_CIPHER_CTX_new())) {
 		rc = TREC_E_NOMEM;
@@ -196,7 +200,7 @@ int trec_open(trec *r, const uint8_t *rec, size_t reclen, uint8_t *out, size_t *
 	}
 	*type = out[clen - 1];
 	*outlen = clen - 1;
-	rc = *outlen > TREC_MAX_PLAIN ? TREC_E_OVERFLOW : 0;
+	rc = 0;
 out:
 	EVP_CIPHER_CTX_free(x);
 	return rc;

@@ -44,7 +44,8 @@ void trec_skip_written(trec *r, uint64_t n);
  * TREC_E_OVERFLOW for a length over 2^14 + 256, TREC_E_FORMAT for any other header no peer sends. */
 ssize_t trec_record_len(const uint8_t *p, size_t n);
 /* Opens one whole record (trec_record_len bytes) into out, which needs reclen - TREC_HEADER - 16 bytes.
- * *type gets the inner content type, *outlen the content length (padding removed). */
+ * *type gets the inner content type, *outlen the content length (padding removed). TREC_E_OVERFLOW, before
+ * anything is decrypted, for a TLSInnerPlaintext over 2^14 + 1 bytes (padding counts). out is wiped on error. */
 int trec_open(trec *r, const uint8_t *rec, size_t reclen, uint8_t *out, size_t *outlen, uint8_t *type);
 /* Seals n <= TREC_MAX_PLAIN bytes into out (n + TREC_OVERHEAD bytes); returns the record length or an error. */
 ssize_t trec_seal(trec *r, uint8_t type, const uint8_t *p, size_t n, uint8_t *out);

@@ -277,6 +277,7 @@ tio *tio_new(SSL_CTX *ctx, bool server, const char *sni)
 	cbuf_init(&t->ib.b, TQ_FIRST, TQ_MAX);
 	cbuf_init(&t->ob.b, TQ_FIRST, TQ_MAX);
 	cbuf_init(&t->pb.b, TQ_FIRST, TQ_MAX);
+	(void)cbuf_set_secret(&t->pb.b); /* decrypted plaintext: wiped as it is taken, moved or freed */
 	t->in = qbio_new(&t->ib);
 	t->out = qbio_new(&t->ob);
 	if (!t->ssl || !t->in || !t->out)

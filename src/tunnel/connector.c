@@ -207,6 +207,9 @@ static void metrics_init(ctr *c)
 	c->m.reg_failed = adm_counter("postern_connector_registrations_total", "Registration outcomes", "result=\"failed\"");
 	c->m.pings_ok = adm_counter("postern_connector_pings_total", "PINGs by outcome", "result=\"ok\"");
 	c->m.pings_timeout = adm_counter("postern_connector_pings_total", "PINGs by outcome", "result=\"timeout\"");
+	c->m.stream_aborts_queue = adm_counter("postern_connector_stream_aborts_total",
+					       "Streams the connector's per-stream backstop aborted, by reason",
+					       "reason=\"queue_overflow\"");
 	c->m.rtt = adm_gauge("postern_connector_ping_rtt_ms", "Round trip of the last answered PING", NULL);
 }
 

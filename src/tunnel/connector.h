@@ -86,6 +86,7 @@ void ctr_free(ctr *c);
 typedef struct ctr_stats {
 	uint64_t dials, registrations, rejections, dial_failures, connections_lost, ping_timeouts, pings_ok;
 	uint64_t streams_total, streams_active, streams_refused, bytes_in, bytes_out;
+	uint64_t stream_aborts; /* by the per-stream backstop (a backend writing past the queue cap) */
 } ctr_stats;
 void ctr_get_stats(const ctr *c, ctr_stats *out);
 

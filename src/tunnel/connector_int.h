@@ -52,6 +52,7 @@ struct stream {
 	bool high, want_drained;
 	bool h2_closed;
 	bool accepted;
+	bool aborted;       /* the backstop fired (logged and counted once) */
 	char method[16];
 	char authority[256];
 	char client_addr[80];
@@ -128,7 +129,7 @@ struct ctr {
 	struct {
 		adm_metric *conns[4], *ready, *streams_active, *streams_total, *streams_refused, *bytes_in,
 			*bytes_out, *dials, *reconnects, *reg_ok, *reg_rejected, *reg_failed, *pings_ok,
-			*pings_timeout, *rtt;
+			*pings_timeout, *rtt, *stream_aborts_queue;
 	} m;
 };
 

@@ -29,6 +29,23 @@ static void stream_maybe_free(struct stream *s)
 		ctri_link_flush(l);
 }
 
+/* The per-stream backstop fired: the write fails, which the backend takes as fatal (it closes, ops_close
+ * resets the stream). Told once per stream, with what an operator needs to find the backend at fault. */
+static void stream_backstop(struct stream *s, const char *reason, size_t n)
+{
+	struct link *l = s->l;
+	char qt[300], qa[300];
+	if (s->aborted)
+		return;
+	s->aborted = true;
+	l->c->st.stream_aborts++;
+	adm_add(l->c->m.stream_aborts_queue, 1);
+	log_warn("msg=\"stream aborted: the backend wrote past the stream's queue cap\" tunnel=%s stream=%d "
+		 "reason=%s slot=%d queued=%zu write=%zu cap=%zu authority=%s",
+		 log_quote(l->tunnel_id[0] ? l->tunnel_id : "-", qt, sizeof qt), s->id, reason, l->s->idx, s->q.len, n,
+		 s->q.max, log_quote(s->authority[0] ? s->authority : "-", qa, sizeof qa));
+}
+
 static bool ops_over_high_water(void *ctx)
 {
 	struct stream *s = ctx;
@@ -46,8 +63,11 @@ static int ops_write(void *ctx, const uint8_t *p, size_t n)
 	if (!n)
 		return 0;
 	/* The backend must stop at high water; the queue's max only catches one that does not (-ENOBUFS). */
-	if ((rc = cbuf_append(&s->q, p, n)) < 0)
+	if ((rc = cbuf_append(&s->q, p, n)) < 0) {
+		if (rc == -ENOBUFS)
+			stream_backstop(s, "queue_overflow", n);
 		return rc;
+	}
 	if (s->q.len > cfg->stream_high_water)
 		s->high = true;
 	if (s->deferred) {
@@ -493,6 +513,10 @@ static void handle_registration(struct link *l, const uint8_t *p, size_t n)
 		 * that could not check the token has not refused it: a passing condition, retried on backoff. */
 		if (!strcmp(r.error, REG_ERR_STORE_UNAVAILABLE))
 			log_warn("msg=\"edge could not check the tunnel token now; will retry\" edge=%s slot=%d reason=%s",
+				 c->edges[l->edge].text, l->s->idx, q);
+		else if (!strcmp(r.error, REG_ERR_RATE_LIMITED))
+			log_warn("msg=\"edge refuses registrations from this address for a while (too many failed ones from "
+				 "it: another connector here with a wrong token?); will retry\" edge=%s slot=%d reason=%s",
 				 c->edges[l->edge].text, l->s->idx, q);
 		else if (strstr(r.error, "token"))
 			log_error("msg=\"edge rejected the tunnel token\" edge=%s slot=%d reason=%s", c->edges[l->edge].text,

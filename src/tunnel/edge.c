@@ -162,6 +162,19 @@ static void on_recheck(uv_timer_t *t)
 	}
 }
 
+static int reglim_new(struct edge *e, char *err, size_t errlen)
+{
+	srl_config c;
+	int rc;
+	srl_config_default(&c);
+	c.burst = (uint32_t)e->cfg.reg_failures;
+	c.window_ms = (uint32_t)e->cfg.reg_window_ms;
+	c.block_ms = (uint32_t)e->cfg.reg_block_ms;
+	if ((rc = srl_new(&c, &e->reglim)) < 0)
+		snprintf(err, errlen, "registration_limit: %s", rc == -ENOMEM ? "out of memory" : "bad values");
+	return rc;
+}
+
 /* Everything the edge owns besides its handles, relays and links (all gone by now). */
 static void edge_release(struct edge *e)
 {
@@ -174,6 +187,7 @@ static void edge_release(struct edge *e)
 	SSL_CTX_free(e->cctx);
 	SSL_CTX_free(e->mctx);
 	tok_close(e->tok);
+	srl_free(e->reglim);
 	edge_config_free(&e->cfg);
 	free(e);
 	if (started)
@@ -209,12 +223,13 @@ int edge_new(uv_loop_t *loop, edge_config *cfg, edge **out, char *err, size_t er
 	memset(cfg, 0, sizeof *cfg);
 	snprintf(e->addr_mtls, sizeof e->addr_mtls, "-");
 	if ((rc = tok_open(e->cfg.state_dir, e->cfg.domain, &e->tok, err, errlen)) < 0 ||
-	    (rc = make_ctx(e, err, errlen)) < 0) {
+	    (rc = make_ctx(e, err, errlen)) < 0 || (rc = reglim_new(e, err, errlen)) < 0) {
 		edge_release(e);
 		return rc;
 	}
 	e->m_reg_ok = adm_counter("postern_edge_registrations_total", "Connector registrations, by result", "result=\"ok\"");
 	e->m_reg_rej = adm_counter("postern_edge_registrations_total", NULL, "result=\"rejected\"");
+	e->m_reg_limited = adm_counter("postern_edge_registrations_total", NULL, "result=\"rate_limited\"");
 	e->m_clients_sni = adm_gauge("postern_edge_client_connections", "Client connections open now, by entry", "entry=\"sni\"");
 	e->m_clients_mtls = adm_gauge("postern_edge_client_connections", NULL, "entry=\"mtls\"");
 	e->m_pending = adm_gauge("postern_edge_clients_pending",
@@ -233,6 +248,8 @@ int edge_new(uv_loop_t *loop, edge_config *cfg, edge **out, char *err, size_t er
 	}
 	uv_timer_init(loop, &e->recheck);
 	handle_init(e, (uv_handle_t *)&e->recheck);
+	uv_timer_init(loop, &e->reglim_tick);
+	handle_init(e, (uv_handle_t *)&e->reglim_tick);
 	if ((rc = listen_on(&e->lsn_conn, e->cfg.connector_listen, edgi_on_connector, e->addr_conn, sizeof e->addr_conn,
 			    err, errlen)) < 0 ||
 	    (rc = listen_on(&e->lsn_cli, e->cfg.client_listen, edgi_on_client, e->addr_cli, sizeof e->addr_cli, err,
@@ -252,6 +269,12 @@ int edge_new(uv_loop_t *loop, edge_config *cfg, edge **out, char *err, size_t er
 		goto fail;
 	}
 	uv_timer_start(&e->recheck, on_recheck, RECHECK_MS, RECHECK_MS);
+	{
+		/* A summary line is at most a quarter window (or 5 s) late. */
+		uint64_t tick = (uint64_t)e->cfg.reg_window_ms / 4;
+		tick = tick < 50 ? 50 : tick > 5000 ? 5000 : tick;
+		uv_timer_start(&e->reglim_tick, edgi_reglim_tick, tick, tick);
+	}
 	log_info("msg=\"edge listening\" edge_id=%s domain=%s connector=%s client=%s mtls=%s metrics=127.0.0.1:%d",
 		 e->cfg.edge_id, e->cfg.domain, e->addr_conn, e->addr_cli, e->addr_mtls, adm_port(e->adm));
 	*out = e;
@@ -270,6 +293,7 @@ void edge_free(edge *e)
 	if (e->addr_conn[0] && e->adm)
 		log_info("msg=\"edge stopping\"");
 	uv_close((uv_handle_t *)&e->recheck, handle_closed);
+	uv_close((uv_handle_t *)&e->reglim_tick, handle_closed);
 	uv_close((uv_handle_t *)&e->lsn_conn, handle_closed);
 	uv_close((uv_handle_t *)&e->lsn_cli, handle_closed);
 	if (e->have_mtls)

@@ -27,6 +27,9 @@ typedef struct edge_config {
 	 * at most client_pending_max of them, holding at most client_hello_budget bytes of buffered hello. */
 	uint64_t client_hello_budget;
 	int64_t client_pending_max;
+	/* registration_limit: failed registrations (bad token, malformed line) per source (/32, /64) before it
+	 * is refused for block_ms without a token lookup (core/srclim.h); reg_failures 0 turns it off. */
+	int64_t reg_failures, reg_window_ms, reg_block_ms;
 	int log_level;
 	int log_format; /* enum log_format, or -1 when not set */
 } edge_config;
@@ -40,6 +43,7 @@ int edge_config_load(const char *path, edge_config *c, char *err, size_t errlen)
 #define EDGE_HELLO_BUDGET_MAX (64ull << 30)
 #define EDGE_PENDING_DEFAULT 16384
 #define EDGE_PENDING_MAX 100000 /* the edge's cap on clients at once */
+#define EDGE_REG_WINDOW_MAX_MS (24ll * 3600 * 1000)
 void edge_config_free(edge_config *c);
 
 /* One edge on a loop: token store, TLS contexts, listeners (connector, client, optional mTLS) and the admin

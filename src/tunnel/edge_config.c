@@ -9,12 +9,33 @@
 
 #include "core/cfg.h"
 #include "core/log.h"
+#include "core/srclim.h"
 
 static const char *const top_keys[] = { "state_dir", "domain", "edge_id", "connector_listen", "connector_tls",
 					"client_listen", "client_allowed_ips", "metrics_listen", "mtls_listen",
 					"client_ca_file", "mtls_tls", "log_level", "log_format", "client_hello_budget",
-					"client_pending_max", NULL };
+					"client_pending_max", "registration_limit", NULL };
 static const char *const tls_keys[] = { "cert_file", "key_file", NULL };
+static const char *const reglim_keys[] = { "failures", "window", "block", NULL };
+
+/* registration_limit: {failures: 10, window: 1m, block: 1m}; every key optional. */
+static int get_reglim(cfg_doc *d, cfg_node *root, edge_config *c)
+{
+	cfg_node *m = NULL;
+	int r = cfg_get_map(d, root, "registration_limit", &m);
+	if (r)
+		return r < 0 ? r : 0;
+	if (cfg_check_keys(d, m, "registration_limit", reglim_keys) < 0 ||
+	    cfg_get_int(d, m, "failures", 0, 100000, &c->reg_failures) < 0 ||
+	    cfg_get_duration_ms(d, m, "window", &c->reg_window_ms) < 0 ||
+	    cfg_get_duration_ms(d, m, "block", &c->reg_block_ms) < 0)
+		return -EINVAL;
+	if (c->reg_window_ms < 100 || c->reg_window_ms > EDGE_REG_WINDOW_MAX_MS)
+		return cfg_fail(d, m, "window", "must be between 100ms and 24h (failures are counted over it)");
+	if (c->reg_block_ms < 0 || c->reg_block_ms > EDGE_REG_WINDOW_MAX_MS)
+		return cfg_fail(d, m, "block", "must be between 0 and 24h");
+	return 0;
+}
 
 static bool valid_domain(const char *s)
 {
@@ -84,6 +105,9 @@ int edge_config_load(const char *path, edge_config *c, char *err, size_t errlen)
 	c->log_format = -1;
 	c->client_hello_budget = EDGE_HELLO_BUDGET_DEFAULT;
 	c->client_pending_max = EDGE_PENDING_DEFAULT;
+	c->reg_failures = SRL_BURST_DEFAULT;
+	c->reg_window_ms = SRL_WINDOW_DEFAULT_MS;
+	c->reg_block_ms = SRL_BLOCK_DEFAULT_MS;
 	if (!(d = cfg_load(path, err, errlen)))
 		return -EINVAL;
 	root = cfg_root(d);
@@ -153,6 +177,8 @@ int edge_config_load(const char *path, edge_config *c, char *err, size_t errlen)
 		goto out;
 	}
 	if ((r = cfg_get_int(d, root, "client_pending_max", 1, EDGE_PENDING_MAX, &c->client_pending_max)) < 0)
+		goto out;
+	if ((r = get_reglim(d, root, c)) < 0)
 		goto out;
 	if ((r = log_config_read(d, root, &c->log_level, &c->log_format)) < 0)
 		goto out;

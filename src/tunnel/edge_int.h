@@ -21,6 +21,7 @@
 #include "core/list.h"
 #include "core/daemon.h"
 #include "core/log.h"
+#include "core/srclim.h"
 #include "core/tconn.h"
 #include "core/tlsio.h"
 #include "tunnel/reg.h"
@@ -113,6 +114,8 @@ struct edge {
 	bool have_mtls;
 	adm_server *adm;
 	uv_timer_t recheck; /* drops the links of tunnels deleted since they registered */
+	srl *reglim;        /* failed registrations per source (cfg.reg_*) */
+	uv_timer_t reglim_tick; /* their aggregated log lines */
 	struct tunnel *tunnels;
 	struct cconn *pending;
 	struct relay *relays;
@@ -125,7 +128,7 @@ struct edge {
 	int refs;
 	char addr_conn[NA_FMT_MAX], addr_cli[NA_FMT_MAX], addr_mtls[NA_FMT_MAX];
 	bool stopping;
-	adm_metric *m_reg_ok, *m_reg_rej, *m_clients_sni, *m_clients_mtls, *m_pending, *m_hello_bytes;
+	adm_metric *m_reg_ok, *m_reg_rej, *m_reg_limited, *m_clients_sni, *m_clients_mtls, *m_pending, *m_hello_bytes;
 	adm_metric *m_tunnels; /* tunnels with at least one registered connection */
 };
 
@@ -164,5 +167,6 @@ int64_t edgi_wall_ms(void); /* ms since the epoch; 0 when the clock cannot be re
 void edgi_cconn_flush(struct cconn *cc);
 void edgi_cconn_close(struct cconn *cc, const char *why);
 void edgi_on_connector(uv_stream_t *lsn, int status);
+void edgi_reglim_tick(uv_timer_t *t); /* the aggregated lines of failed registrations that are due */
 
 #endif

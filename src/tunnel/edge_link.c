@@ -272,9 +272,8 @@ static void cconn_keepalive(uv_timer_t *t)
 	}
 }
 
-static void reg_reply_error(struct cconn *cc, const char *error)
+static void reg_reply_error_counted(struct cconn *cc, const char *error, adm_metric *m)
 {
-	struct edge *e = cc->e;
 	reg_response resp;
 	char line[REG_MAX_LINE + 2];
 	int n;
@@ -286,7 +285,43 @@ static void reg_reply_error(struct cconn *cc, const char *error)
 	tconn_shutdown(cc->tc);
 	tconn_close_after_flush(cc->tc);
 	cc->closing = true; /* no more input is read into it; the registration timer bounds the flush */
-	adm_add(e->m_reg_rej, 1);
+	adm_add(m, 1);
+}
+
+static void reg_reply_error(struct cconn *cc, const char *error) { reg_reply_error_counted(cc, error, cc->e->m_reg_rej); }
+
+/* A failed registration (a bad token or line: what a guesser or a hammering client produces), counted for
+ * its source. Only the first of the source's interval is logged in full (the caller does, when this says
+ * so); the rest come as one line per source and interval from edgi_reglim_tick. */
+static bool reg_failed(struct cconn *cc)
+{
+	struct edge *e = cc->e;
+	const struct sockaddr *sa = tconn_peer_addr(cc->tc);
+	char src[SRL_SOURCE_MAX];
+	int f;
+	if (!sa)
+		return true;
+	f = srl_fail(e->reglim, sa, uv_now(e->loop));
+	if (f & SRL_BLOCKED)
+		log_warn("msg=\"connector registrations refused from one source\" source=%s "
+			 "reason=\"%lld failed registrations within %llds\" block_s=%lld peer=%s",
+			 srl_source(sa, src, sizeof src), (long long)e->cfg.reg_failures,
+			 (long long)e->cfg.reg_window_ms / 1000, (long long)e->cfg.reg_block_ms / 1000, cc->peer);
+	return (f & SRL_LOG) != 0;
+}
+
+static void reglim_line(const srl_report *r, void *ud)
+{
+	(void)ud;
+	log_warn("msg=\"failed connector registrations from one source\" source=%s failures=%u refused=%u "
+		 "interval_s=%u blocked=%s", r->source, r->failures, r->refused, r->interval_ms / 1000,
+		 r->blocked ? "true" : "false");
+}
+
+void edgi_reglim_tick(uv_timer_t *t)
+{
+	struct edge *e = t->data;
+	srl_report_due(e->reglim, uv_now(e->loop), reglim_line, e);
 }
 
 static void cconn_register(struct cconn *cc)
@@ -297,10 +332,19 @@ static void cconn_register(struct cconn *cc)
 	tok_tunnel tt;
 	char err[256], id[TOK_ID_LEN + 1], line[REG_MAX_LINE + 2];
 	struct tunnel *t;
+	const struct sockaddr *sa = tconn_peer_addr(cc->tc);
 	int rc, n;
 
+	memset(&req, 0, sizeof req);
+	/* A source over its limit is refused before anything is parsed or looked up (counted, logged in the
+	 * aggregate). A good token from it waits too: telling it from a bad one would take the lookup. */
+	if (sa && srl_refused(e->reglim, sa, uv_now(e->loop))) {
+		reg_reply_error_counted(cc, REG_ERR_RATE_LIMITED, e->m_reg_limited);
+		goto out;
+	}
 	if (reg_request_parse(cc->lb->buf, &req, err, sizeof err) < 0) {
-		log_info("msg=\"connector rejected\" reason=\"bad registration line: %s\" peer=%s", err, cc->peer);
+		if (reg_failed(cc))
+			log_info("msg=\"connector rejected\" reason=\"bad registration line: %s\" peer=%s", err, cc->peer);
 		reg_reply_error(cc, "malformed registration");
 		goto out;
 	}
@@ -321,8 +365,10 @@ static void cconn_register(struct cconn *cc)
 		goto out;
 	}
 	if (rc < 0) {
-		log_info("msg=\"connector rejected\" reason=\"%s\" tunnel=%s connector_id=%s slot=%u peer=%s",
-			 rc == -EINVAL ? "malformed token" : "invalid or expired token", id, req.connector_id, req.slot, cc->peer);
+		if (reg_failed(cc))
+			log_info("msg=\"connector rejected\" reason=\"%s\" tunnel=%s connector_id=%s slot=%u peer=%s",
+				 rc == -EINVAL ? "malformed token" : "invalid or expired token", id, req.connector_id, req.slot,
+				 cc->peer);
 		reg_reply_error(cc, "invalid or expired token");
 		goto out;
 	}
@@ -404,7 +450,9 @@ static void cconn_on_data(tconn *c, const uint8_t *p, size_t n, void *ud)
 		return;
 	used = reg_line_feed(cc->lb, p, n);
 	if (used < 0) {
-		log_info("msg=\"connector rejected\" reason=\"registration line over %d bytes\" peer=%s", REG_MAX_LINE, cc->peer);
+		if (reg_failed(cc))
+			log_info("msg=\"connector rejected\" reason=\"registration line over %d bytes\" peer=%s", REG_MAX_LINE,
+				 cc->peer);
 		reg_reply_error(cc, "registration line too long");
 		return;
 	}

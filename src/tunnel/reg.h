@@ -16,6 +16,9 @@
 /* The edge could not check the token (its token store was locked or failed): neither accepted nor refused.
  * The connector retries on its usual backoff and does not report the token as wrong. */
 #define REG_ERR_STORE_UNAVAILABLE "token store unavailable"
+/* Too many failed registrations came from the connector's address (/32, /64): refused for a while without a
+ * token lookup, whatever the token. Also retried on backoff; the connector says why. */
+#define REG_ERR_RATE_LIMITED "too many failed registrations from this address; retry later"
 
 typedef struct reg_request {
 	int v;

@@ -126,7 +126,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			to_server(cli, srv, 0, 0);
 			break;
 		case 5: /* our side sends data and may close */
-			tio_write(srv, data, (size_t)arg);
+			tio_write(srv, data, (size_t)arg < size ? (size_t)arg : size); /* never past the input */
 			if (arg & 1)
 				tio_shutdown(srv);
 			break;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "core/admin.h"
 #include "core/log.h"
 #include "core/tconn.h"
 #include "core/tlsio.h"
@@ -43,6 +44,7 @@ static struct {
 	bool hold;       /* new streams keep what they are fed and never report it consumed */
 	bool refuse;     /* open returns NULL */
 	size_t write_n;  /* on open, write this many bytes toward the edge (then shut down once fed EOF) */
+	bool ignore_high; /* the bulk write ignores high water (a faulty backend); a failed write closes */
 	int write_rc;    /* last ops->write result of the bulk write */
 	bool saw_high;
 	uv_timer_t closer;
@@ -75,12 +77,16 @@ static void closer_cb(uv_timer_t *t)
 static void bulk_write(struct fpc *f)
 {
 	static uint8_t chunk[16384];
-	while (f->echoed < be.write_n && !f->ops->over_high_water(f->ctx)) {
+	while (f->echoed < be.write_n && (be.ignore_high || !f->ops->over_high_water(f->ctx))) {
 		size_t n = be.write_n - f->echoed < sizeof chunk ? be.write_n - f->echoed : sizeof chunk;
 		memset(chunk, 'a' + (int)(f->echoed / sizeof chunk) % 26, n);
 		be.write_rc = f->ops->write(f->ctx, chunk, n);
-		if (be.write_rc < 0)
+		if (be.write_rc < 0) {
+			/* Fatal for the connection (core/stream.h): close it, from the loop. */
+			f->closing = true;
+			uv_timer_start(&be.closer, closer_cb, 1, 0);
 			return;
+		}
 		f->echoed += n;
 	}
 	if (f->ops->over_high_water(f->ctx))
@@ -612,7 +618,7 @@ static void reset_backend(void)
 {
 	assert_null(be.conns);
 	be.opened = be.aborted = be.closed = be.drained = 0;
-	be.hold = be.refuse = be.saw_high = false;
+	be.hold = be.refuse = be.saw_high = be.ignore_high = false;
 	be.write_n = 0;
 	be.write_rc = 0;
 }
@@ -1114,6 +1120,106 @@ static void test_shutdown_timeout_resets_streams(void **st)
 	cfg_release(&cfg);
 }
 
+/* The per-stream backstop: a backend that ignores high water hits the stream queue's cap. The write fails,
+ * the stream is reset, one warn line names tunnel, stream and reason, and the metric counts it. */
+static void test_backstop_abort_is_logged_and_counted(void **st)
+{
+	struct fedge e, *ev[] = { &e };
+	ctr_config cfg;
+	char err[256], path[160], line[64], *logs, *m, *b, *eol;
+	enum log_level lvl = log_get_level();
+	adm_metric *aborts = adm_counter("postern_connector_stream_aborts_total", NULL, "reason=\"queue_overflow\"");
+	int64_t before = adm_value(aborts);
+	ctr *c;
+	struct fconn *fc;
+	struct fstream *s, *s2;
+	ctr_stats stats;
+	FILE *f;
+	long n;
+	int saved, fd;
+	bool done1, done2, eof;
+	int status, sid;
+	uint32_t close_code;
+	size_t got2;
+	(void)st;
+	reset_backend();
+	e_init(&e, pki, OK);
+	cfg_for(&cfg, ev, 1, pki);
+	snprintf(path, sizeof path, "%s/backstop.log", tmpd);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	saved = dup(STDERR_FILENO);
+	assert_true(saved >= 0);
+	assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+	log_set_level(LOG_WARN);
+	c = ctr_new(loop, &cfg, &echo_backend, err, sizeof err);
+	assert_non_null(c);
+	ctr_start(c);
+	assert_true(run_until(is_ready, c, 3000));
+	fc = live_conn(&e);
+	/* The edge reads nothing; the backend writes 8 MiB without looking at high water. */
+	e.auto_consume = false;
+	be.ignore_high = true;
+	be.write_n = 8 * 1024 * 1024;
+	s = e_open_stream(fc, "go", 2, true);
+	done1 = run_until(stream_done, s, 3000);
+	run_for(20);
+	be.ignore_high = false;
+	be.write_n = 0;
+	e.auto_consume = true;
+	nghttp2_session_consume_connection(fc->h2, s->got); /* what the edge received of it, never read */
+	e_flush(fc);
+	/* A well-behaved stream on the same connection still works, and is not counted. */
+	s2 = e_open_stream(fc, "still fine", 10, true);
+	done2 = run_until(stream_done, s2, 3000);
+	ctr_get_stats(c, &stats);
+	/* The streams live in the fake edge's connection: what is asserted is copied before it goes. */
+	status = s->status;
+	close_code = s->close_code;
+	eof = s->eof;
+	sid = s->id;
+	got2 = s2->got;
+	ctr_stop(c);
+	log_set_level(lvl);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(fd);
+	e_free(&e);
+	cfg_release(&cfg);
+
+	assert_true(done1);
+	assert_true(done2);
+	assert_int_equal(be.write_rc, -ENOBUFS);
+	assert_int_equal(status, 200);
+	assert_int_equal(close_code, NGHTTP2_CANCEL);
+	assert_false(eof);
+	assert_int_equal(got2, 10);
+	assert_int_equal(stats.stream_aborts, 1);
+	assert_int_equal(adm_value(aborts) - before, 1);
+	assert_non_null(f = fopen(path, "r"));
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	assert_non_null(logs = calloc(1, (size_t)n + 1));
+	assert_int_equal(fread(logs, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	m = strstr(logs, "msg=\"stream aborted: the backend wrote past the stream's queue cap\"");
+	assert_non_null(m);
+	assert_null(strstr(m + 1, "msg=\"stream aborted")); /* one line, however many writes failed */
+	for (b = m; b > logs && b[-1] != '\n'; b--)
+		;
+	assert_non_null(eol = strchr(m, '\n'));
+	*eol = 0;
+	assert_non_null(strstr(b, "level=warn "));
+	assert_non_null(strstr(m, " tunnel=\"t1\" "));
+	snprintf(line, sizeof line, " stream=%d ", sid);
+	assert_non_null(strstr(m, line));
+	assert_non_null(strstr(m, " reason=queue_overflow "));
+	snprintf(line, sizeof line, " cap=%zu ", 4 * (size_t)cfg.stream_high_water + 64 * 1024);
+	assert_non_null(strstr(m, line));
+	free(logs);
+}
+
 static void test_config_load(void **st)
 {
 	static const char *y = "edges: [\"a.example:7844\", \"10.0.0.2:7844\"]\nconnections: 6\nping_interval: 2s\n"
@@ -1185,6 +1291,7 @@ int main(void)
 		UVT_TEST(test_failover_and_return_home),
 		UVT_TEST(test_graceful_shutdown),
 		UVT_TEST(test_shutdown_timeout_resets_streams),
+		UVT_TEST(test_backstop_abort_is_logged_and_counted),
 	};
 	return cmocka_run_group_tests(tests, group_setup, uvt_group_teardown);
 }

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -372,6 +373,104 @@ static void test_bad_token(void **st)
 	edge_down(e);
 }
 
+static bool limited_once(void *ud)
+{
+	(void)ud;
+	return metric("postern_edge_registrations_total", "result=\"rate_limited\"") >= 1;
+}
+
+static bool ctr_rejected(void *ud)
+{
+	ctr_stats s;
+	ctr_get_stats(ud, &s);
+	return s.rejections >= 1;
+}
+
+static size_t count_of(const char *hay, const char *needle)
+{
+	size_t n = 0;
+	for (const char *p = hay; (p = strstr(p, needle)); p++)
+		n++;
+	return n;
+}
+
+/* registration_limit: a connector with a bad token fails three times, then its address is refused without
+ * a token lookup: even a good token from the same host waits until the block ends (then registers). The
+ * log has the first failure in full and the rest as one aggregated line per interval. */
+static void test_bad_registrations_rate_limited(void **st)
+{
+	edge *e;
+	ctr_config bcfg, gcfg;
+	char bad[192], path[192], *logs;
+	enum log_level lvl = log_get_level();
+	FILE *f;
+	ctr *b, *g;
+	ctr_stats gs;
+	bool blocked_seen, good_refused, good_ready;
+	int64_t rejected, limited, ok;
+	long n;
+	int saved, fd;
+	(void)st;
+	snprintf(bad, sizeof bad, "%s/bad-token", tmpd);
+	assert_non_null(f = fopen(bad, "w"));
+	fprintf(f, "pt1_%s_%064d\n", tunnel_id, 0);
+	fclose(f);
+	chmod(bad, 0600);
+	snprintf(path, sizeof path, "%s/reglim.log", tmpd);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	saved = dup(STDERR_FILENO);
+	assert_true(saved >= 0);
+	assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+	log_set_level(LOG_INFO);
+
+	e = edge_up("registration_limit:\n  failures: 3\n  window: 1s\n  block: 1500ms\n");
+	b = ctr_up(e, &bcfg, bad);
+	blocked_seen = run_until(limited_once, NULL, 3000);
+	ctr_down(b, &bcfg);
+	rejected = metric("postern_edge_registrations_total", "result=\"rejected\"");
+	/* The same host with the good token: refused while the block lasts, registered once it is over. */
+	g = ctr_up(e, &gcfg, tokfile);
+	good_refused = run_until(ctr_rejected, g, 1000) && !ctr_ready(g);
+	good_ready = run_until(is_ready, g, 4000);
+	ctr_get_stats(g, &gs);
+	limited = metric("postern_edge_registrations_total", "result=\"rate_limited\"");
+	ok = metric("postern_edge_registrations_total", "result=\"ok\"");
+	run_for(300); /* the summary line of the last interval */
+	ctr_down(g, &gcfg);
+	edge_down(e);
+	log_set_level(lvl);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(fd);
+
+	assert_true(blocked_seen);
+	assert_int_equal(rejected, 3); /* looked up and refused: exactly the three before the block */
+	assert_true(good_refused);
+	assert_true(good_ready);
+	assert_true(limited >= 2);
+	assert_int_equal(ok, 1);
+	assert_non_null(f = fopen(path, "r"));
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	assert_non_null(logs = calloc(1, (size_t)n + 1));
+	assert_int_equal(fread(logs, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	/* One line in full; the block said once; the rest aggregated, with counts. */
+	assert_int_equal(count_of(logs, "msg=\"connector rejected\" reason=\"invalid or expired token\""), 1);
+	assert_int_equal(count_of(logs, "msg=\"connector registrations refused from one source\" source=127.0.0.1/32 "
+					"reason=\"3 failed registrations within 1s\" block_s=1"), 1);
+	assert_non_null(strstr(logs, "msg=\"failed connector registrations from one source\" source=127.0.0.1/32 "
+				     "failures=2 refused="));
+	assert_true(count_of(logs, "msg=\"failed connector registrations from one source\"") <= 4);
+	assert_non_null(strstr(logs, "blocked=true"));
+	/* The connector says why, and does not call its token wrong for it. */
+	assert_non_null(strstr(logs, "msg=\"edge refuses registrations from this address for a while"));
+	assert_true(gs.rejections >= 1);
+	free(logs);
+}
+
 /* client_pending_max: 1 client may sit without a ClientHello; the next is closed at once and counted. */
 static void test_pending_cap(void **st)
 {
@@ -453,6 +552,7 @@ int main(void)
 		UVT_TEST(test_relay_echo),
 		UVT_TEST(test_unknown_tunnel),
 		UVT_TEST(test_bad_token),
+		UVT_TEST(test_bad_registrations_rate_limited),
 		UVT_TEST(test_pending_cap),
 		UVT_TEST(test_free_while_busy),
 		UVT_TEST(test_new_errors),

@@ -7,7 +7,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <stdio.h>
@@ -578,6 +580,159 @@ static int send_recv(trec *from, trec *to, uint8_t type, const uint8_t *msg, siz
 	return trec_control(to, type, out, olen, reply, replylen, alert);
 }
 
+/* A record sealed by hand (AES-128-GCM, SHA-256), with as much zero padding as asked: trec_seal sends none,
+ * and a peer that pads past 2^14 + 1 bytes of TLSInnerPlaintext is what the record layer must refuse. */
+static void expand_label(const uint8_t *secret, const char *label, uint8_t *out, size_t len)
+{
+	uint8_t info[64];
+	size_t ll = strlen(label), o = 0;
+	int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
+	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+	EVP_KDF_CTX *k = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+	OSSL_PARAM params[5];
+	assert_non_null(k);
+	info[o++] = 0;
+	info[o++] = (uint8_t)len;
+	info[o++] = (uint8_t)(6 + ll);
+	memcpy(info + o, "tls13 ", 6);
+	o += 6;
+	memcpy(info + o, label, ll);
+	o += ll;
+	info[o++] = 0;
+	params[0] = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
+	params[1] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0);
+	params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)secret, 32);
+	params[3] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, o);
+	params[4] = OSSL_PARAM_construct_end();
+	assert_int_equal(EVP_KDF_derive(k, out, len, params), 1);
+	EVP_KDF_CTX_free(k);
+	EVP_KDF_free(kdf);
+}
+
+static size_t seal_padded(const uint8_t secret[32], uint64_t seq, uint8_t type, const uint8_t *p, size_t n, size_t pad,
+			  uint8_t *out)
+{
+	uint8_t key[16], iv[12], *inner = calloc(1, n + 1 + pad);
+	size_t len = n + 1 + pad + 16;
+	int l;
+	EVP_CIPHER_CTX *x = EVP_CIPHER_CTX_new();
+	assert_non_null(inner);
+	assert_non_null(x);
+	assert_true(len <= 0xffff);
+	expand_label(secret, "key", key, sizeof key);
+	expand_label(secret, "iv", iv, sizeof iv);
+	for (int i = 0; i < 8; i++)
+		iv[11 - i] ^= (uint8_t)(seq >> (8 * i));
+	memcpy(inner, p, n);
+	inner[n] = type;
+	out[0] = TREC_DATA;
+	out[1] = out[2] = 3;
+	out[3] = (uint8_t)(len >> 8);
+	out[4] = (uint8_t)len;
+	assert_int_equal(EVP_EncryptInit_ex2(x, EVP_aes_128_gcm(), key, iv, NULL), 1);
+	assert_int_equal(EVP_EncryptUpdate(x, NULL, &l, out, TREC_HEADER), 1);
+	assert_int_equal(EVP_EncryptUpdate(x, out + TREC_HEADER, &l, inner, (int)(n + 1 + pad)), 1);
+	assert_int_equal(EVP_EncryptFinal_ex(x, out + TREC_HEADER + n + 1 + pad, &l), 1);
+	assert_int_equal(EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_GET_TAG, 16, out + TREC_HEADER + n + 1 + pad), 1);
+	EVP_CIPHER_CTX_free(x);
+	free(inner);
+	return TREC_HEADER + len;
+}
+
+static void test_inner_plaintext_over_the_limit(void **st)
+{
+	static uint8_t rec[TREC_HEADER + TREC_MAX_CIPHER], out[TREC_MAX_CIPHER], data[TREC_MAX_PLAIN];
+	uint8_t s1[48], s2[48], type;
+	size_t olen, n;
+	trec *b;
+	(void)st;
+	for (size_t i = 0; i < sizeof s1; i++) {
+		s1[i] = (uint8_t)i;
+		s2[i] = (uint8_t)(200 - i);
+	}
+	memset(data, 'd', sizeof data);
+	assert_int_equal(trec_new(&b, 0x1301, s2, s1, 32), 0);
+	/* The hand-made sealer agrees with trec: a padded record opens, padding removed. */
+	n = seal_padded(s2, 0, TREC_DATA, data, 100, 200, rec);
+	assert_int_equal(trec_open(b, rec, n, out, &olen, &type), 0);
+	assert_int_equal(olen, 100);
+	assert_int_equal(type, TREC_DATA);
+	/* 2^14 + 1 bytes of TLSInnerPlaintext: the most there may be, with padding or without. */
+	n = seal_padded(s2, 1, TREC_DATA, data, TREC_MAX_PLAIN, 0, rec);
+	assert_int_equal(trec_open(b, rec, n, out, &olen, &type), 0);
+	assert_int_equal(olen, TREC_MAX_PLAIN);
+	n = seal_padded(s2, 2, TREC_DATA, data, 1000, TREC_MAX_PLAIN - 1000, rec);
+	assert_int_equal(trec_open(b, rec, n, out, &olen, &type), 0);
+	assert_int_equal(olen, 1000);
+	/* One byte more, though the content fits once the padding goes, and though the outer length is within
+	 * 2^14 + 256: record_overflow. */
+	n = seal_padded(s2, 3, TREC_DATA, data, TREC_MAX_PLAIN, 1, rec);
+	assert_int_equal(trec_record_len(rec, n), (ssize_t)n);
+	assert_int_equal(trec_open(b, rec, n, out, &olen, &type), TREC_E_OVERFLOW);
+	n = seal_padded(s2, 3, TREC_DATA, data, 10, TREC_MAX_PLAIN + 200, rec);
+	assert_int_equal(trec_open(b, rec, n, out, &olen, &type), TREC_E_OVERFLOW);
+	trec_free(b);
+}
+
+/* The client's application traffic secret, from OpenSSL's key log. */
+static uint8_t cli_secret[32];
+static bool cli_secret_seen;
+
+static void keylog_capture(const SSL *ssl, const char *line)
+{
+	static const char tag[] = "CLIENT_TRAFFIC_SECRET_0 ";
+	const char *hex;
+	(void)ssl;
+	if (strncmp(line, tag, sizeof tag - 1) || !(hex = strchr(line + sizeof tag - 1, ' ')))
+		return;
+	hex++;
+	for (size_t i = 0; i < 32; i++) {
+		unsigned v;
+		assert_int_equal(sscanf(hex + 2 * i, "%2x", &v), 1);
+		cli_secret[i] = (uint8_t)v;
+	}
+	cli_secret_seen = true;
+}
+
+static void test_padded_overflow_gets_record_overflow(void **st)
+{
+	static uint8_t rec[TREC_HEADER + TREC_MAX_CIPHER], data[TREC_MAX_PLAIN];
+	struct pair p;
+	uint8_t buf[256];
+	size_t n;
+	int r;
+	(void)st;
+	memset(&p, 0, sizeof p);
+	memset(data, 'e', sizeof data);
+	cli_secret_seen = false;
+	p.sctx = server_ctx();
+	p.cctx = SSL_CTX_new(TLS_client_method());
+	assert_non_null(p.cctx);
+	SSL_CTX_set_verify(p.cctx, SSL_VERIFY_NONE, NULL);
+	assert_int_equal(SSL_CTX_set_ciphersuites(p.cctx, "TLS_AES_128_GCM_SHA256"), 1);
+	SSL_CTX_set_keylog_callback(p.cctx, keylog_capture);
+	p.srv = tio_new(p.sctx, true, NULL);
+	p.cli = tio_new(p.cctx, false, "srv.test");
+	assert_non_null(p.srv);
+	assert_non_null(p.cli);
+	tio_handshake(p.cli);
+	pump(&p);
+	assert_true(tio_handed_off(p.srv));
+	assert_true(cli_secret_seen);
+	/* The client's first application record: 2^14 bytes of data and one byte of padding. */
+	n = seal_padded(cli_secret, 0, TREC_DATA, data, TREC_MAX_PLAIN, 1, rec);
+	assert_int_equal(tio_feed(p.srv, rec, n), 0);
+	r = tio_read(p.srv, buf, sizeof buf);
+	assert_true(r < 0 && r != TIO_EOF);
+	assert_string_equal(tio_errstr(p.srv), "TLS record too large (record_overflow)");
+	assert_int_equal(tio_plain_pending(p.srv), 0); /* nothing of it was delivered */
+	pump(&p);
+	r = tio_read(p.cli, buf, sizeof buf);
+	assert_true(r < 0 && r != TIO_EOF);
+	assert_non_null(strstr(tio_errstr(p.cli), "record overflow"));
+	pair_close(&p);
+}
+
 static void test_record_framing_limits(void **st)
 {
 	uint8_t h[TREC_HEADER];
@@ -672,6 +827,8 @@ int main(void)
 		cmocka_unit_test(test_no_records_after_a_fatal_alert),
 		cmocka_unit_test(test_nothing_after_our_close_notify),
 		cmocka_unit_test(test_key_update_with_a_tiny_read_buffer),
+		cmocka_unit_test(test_inner_plaintext_over_the_limit),
+		cmocka_unit_test(test_padded_overflow_gets_record_overflow),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
