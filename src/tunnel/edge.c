@@ -171,6 +171,7 @@ static void edge_release(struct edge *e)
 		e->tunnels = t->next;
 		free(t);
 	}
+	edgi_src_free(e);
 	SSL_CTX_free(e->cctx);
 	SSL_CTX_free(e->mctx);
 	tok_close(e->tok);
@@ -209,7 +210,7 @@ int edge_new(uv_loop_t *loop, edge_config *cfg, edge **out, char *err, size_t er
 	memset(cfg, 0, sizeof *cfg);
 	snprintf(e->addr_mtls, sizeof e->addr_mtls, "-");
 	if ((rc = tok_open(e->cfg.state_dir, e->cfg.domain, &e->tok, err, errlen)) < 0 ||
-	    (rc = make_ctx(e, err, errlen)) < 0) {
+	    (rc = make_ctx(e, err, errlen)) < 0 || (rc = edgi_src_init(e, err, errlen)) < 0) {
 		edge_release(e);
 		return rc;
 	}
@@ -370,7 +371,9 @@ static void usage(FILE *f)
 		   "config keys: state_dir, domain, edge_id, connector_listen (:7844), connector_tls.cert_file/key_file,\n"
 		   "  client_listen (:443), client_allowed_ips, metrics_listen (127.0.0.1:20250), mtls_listen,\n"
 		   "  client_ca_file, mtls_tls.cert_file/key_file (default: connector_tls), client_hello_budget (64M),\n"
-		   "  client_pending_max (16384), log_level, log_format (logfmt|json)\n\n"
+		   "  client_pending_max (16384), client_pending_per_ip (256), client_pending_per_net (1024: IPv4 /24,\n"
+		   "  IPv6 /64), client_hello_timeout (10s), client_hello_timeout_busy (2s), log_level,\n"
+		   "  log_format (logfmt|json)\n\n"
 		   "metrics_listen serves /metrics, /healthz, /ready (200 while the listeners are up and the token store\n"
 		   "answers) and, on a loopback address, /tunnels (live connections, for postern tunnel list|info).\n");
 }

@@ -27,6 +27,11 @@ typedef struct edge_config {
 	 * at most client_pending_max of them, holding at most client_hello_budget bytes of buffered hello. */
 	uint64_t client_hello_budget;
 	int64_t client_pending_max;
+	/* Of those, one address (IPv4, IPv6) and one network (IPv4 /24, IPv6 /64) may hold at most this many. */
+	int64_t client_pending_per_ip, client_pending_per_net;
+	/* Deadline for the ClientHello (SNI) or the CONNECT head after the handshake (mTLS); _busy applies to
+	 * clients accepted while at least half of client_pending_max are pending. */
+	int64_t client_hello_timeout_ms, client_hello_timeout_busy_ms;
 	int log_level;
 	int log_format; /* enum log_format, or -1 when not set */
 } edge_config;
@@ -40,6 +45,10 @@ int edge_config_load(const char *path, edge_config *c, char *err, size_t errlen)
 #define EDGE_HELLO_BUDGET_MAX (64ull << 30)
 #define EDGE_PENDING_DEFAULT 16384
 #define EDGE_PENDING_MAX 100000 /* the edge's cap on clients at once */
+#define EDGE_PENDING_PER_IP_DEFAULT 256
+#define EDGE_PENDING_PER_NET_DEFAULT 1024
+#define EDGE_HELLO_TIMEOUT_DEFAULT_MS 10000
+#define EDGE_HELLO_TIMEOUT_BUSY_DEFAULT_MS 2000
 void edge_config_free(edge_config *c);
 
 /* One edge on a loop: token store, TLS contexts, listeners (connector, client, optional mTLS) and the admin

@@ -10,7 +10,7 @@ static void sni_on_data(struct relay *r, const uint8_t *p, size_t n)
 	size_t cap;
 	int res;
 	/* Many clients holding partial hellos must not add up to more than the budget: the one whose bytes would
-	 * cross it is closed (the budget held by the others drains within HELLO_TIMEOUT_MS). */
+	 * cross it is closed (the budget held by the others drains within cfg.client_hello_timeout). */
 	if (r->in.len + n <= HELLO_HOLD && (cap = cbuf_cap_after(&r->in, n)) > r->charge &&
 	    e->hello_bytes - r->charge + cap > e->cfg.client_hello_budget) {
 		edgi_log_shed(e, &e->shed_budget, "sni", "ClientHello buffer budget exhausted", r->peer);
@@ -201,7 +201,7 @@ static void relay_on_open(tconn *c, int status, void *ud)
 		return;
 	}
 	if (r->entry == ENTRY_MTLS && r->st == RS_HEAD)
-		uv_timer_start(&r->timer, edgi_relay_timeout, HELLO_TIMEOUT_MS, 0);
+		uv_timer_start(&r->timer, edgi_relay_timeout, r->hello_ms, 0);
 }
 
 static const tconn_cbs relay_cbs = {
@@ -234,12 +234,28 @@ void edgi_accept_and_drop(struct edge *e, uv_stream_t *lsn)
 	uv_close((uv_handle_t *)t, refused_closed);
 }
 
+/* Closes the oldest client not routed yet (it no longer counts as pending once this returns). */
+static void pend_evict_oldest(struct edge *e)
+{
+	struct relay *old = e->pend_first;
+	const char *ename;
+	if (!old)
+		return;
+	ename = old->entry == ENTRY_SNI ? "sni" : "mtls";
+	edgi_log_shed(e, &e->shed_pending, ename, "too many clients not routed yet: oldest closed", old->peer);
+	edgi_reject_metric(ename, "evicted");
+	edgi_relay_drop_unrouted(old);
+	old->st = RS_DONE;
+	edgi_relay_abort(old);
+}
+
 void edgi_on_client(uv_stream_t *lsn, int status)
 {
 	struct edge *e = lsn->data;
 	enum entry entry = lsn == (uv_stream_t *)&e->lsn_mtls ? ENTRY_MTLS : ENTRY_SNI;
 	const char *ename = entry == ENTRY_SNI ? "sni" : "mtls";
 	struct relay *r;
+	const char *why;
 	int rc;
 	if (status < 0) {
 		log_warn("msg=\"accept failed\" entry=%s err=\"%s\"", ename, uv_strerror(status));
@@ -297,18 +313,30 @@ void edgi_on_client(uv_stream_t *lsn, int status)
 		tconn_close(r->tc);
 		return;
 	}
-	/* Clients that have not said where they go cost a deadline, a buffer and (mTLS) a TLS session each. */
-	if (e->npending >= e->cfg.client_pending_max) {
-		edgi_log_shed(e, &e->shed_pending, ename, "too many clients not routed yet", r->peer);
-		edgi_reject_metric(ename, "pending");
+	/* Clients that have not said where they go cost a deadline, a buffer and (mTLS) a TLS session each.
+	 * One source past its share is refused; a full edge makes room by closing the oldest, so that a flood
+	 * cannot keep newcomers out by merely holding its connections open (issue 11). */
+	if ((rc = edgi_pend_add(r, &why)) < 0) {
+		if (why) {
+			char reason[96];
+			snprintf(reason, sizeof reason, "too many clients not routed yet from this %s",
+				 !strcmp(why, "per_address") ? "address" : "network");
+			edgi_log_shed(e, &e->shed_src, ename, reason, r->peer);
+			edgi_reject_metric(ename, why);
+		} else {
+			edgi_log_shed(e, &e->shed_pending, ename, "out of memory", r->peer);
+			edgi_reject_metric(ename, "pending");
+		}
 		r->st = RS_DONE;
 		tconn_close(r->tc);
 		return;
 	}
-	r->pending = true;
-	e->npending++;
-	adm_add(e->m_pending, 1);
+	if (e->npending > e->cfg.client_pending_max)
+		pend_evict_oldest(e); /* never r: it is the newest of at least two */
+	/* Under pressure a client gets less time to say where it goes. */
+	r->hello_ms = (uint32_t)(e->npending * 2 > e->cfg.client_pending_max ? e->cfg.client_hello_timeout_busy_ms
+									     : e->cfg.client_hello_timeout_ms);
 	/* SNI: the ClientHello deadline starts now. mTLS: tconn bounds the handshake, then on_open arms it. */
 	if (entry == ENTRY_SNI)
-		uv_timer_start(&r->timer, edgi_relay_timeout, HELLO_TIMEOUT_MS, 0);
+		uv_timer_start(&r->timer, edgi_relay_timeout, r->hello_ms, 0);
 }

@@ -13,7 +13,8 @@
 static const char *const top_keys[] = { "state_dir", "domain", "edge_id", "connector_listen", "connector_tls",
 					"client_listen", "client_allowed_ips", "metrics_listen", "mtls_listen",
 					"client_ca_file", "mtls_tls", "log_level", "log_format", "client_hello_budget",
-					"client_pending_max", NULL };
+					"client_pending_max", "client_pending_per_ip", "client_pending_per_net",
+					"client_hello_timeout", "client_hello_timeout_busy", NULL };
 static const char *const tls_keys[] = { "cert_file", "key_file", NULL };
 
 static bool valid_domain(const char *s)
@@ -84,6 +85,10 @@ int edge_config_load(const char *path, edge_config *c, char *err, size_t errlen)
 	c->log_format = -1;
 	c->client_hello_budget = EDGE_HELLO_BUDGET_DEFAULT;
 	c->client_pending_max = EDGE_PENDING_DEFAULT;
+	c->client_pending_per_ip = EDGE_PENDING_PER_IP_DEFAULT;
+	c->client_pending_per_net = EDGE_PENDING_PER_NET_DEFAULT;
+	c->client_hello_timeout_ms = EDGE_HELLO_TIMEOUT_DEFAULT_MS;
+	c->client_hello_timeout_busy_ms = EDGE_HELLO_TIMEOUT_BUSY_DEFAULT_MS;
 	if (!(d = cfg_load(path, err, errlen)))
 		return -EINVAL;
 	root = cfg_root(d);
@@ -154,6 +159,25 @@ int edge_config_load(const char *path, edge_config *c, char *err, size_t errlen)
 	}
 	if ((r = cfg_get_int(d, root, "client_pending_max", 1, EDGE_PENDING_MAX, &c->client_pending_max)) < 0)
 		goto out;
+	if ((r = cfg_get_int(d, root, "client_pending_per_ip", 1, EDGE_PENDING_MAX, &c->client_pending_per_ip)) < 0 ||
+	    (r = cfg_get_int(d, root, "client_pending_per_net", 1, EDGE_PENDING_MAX, &c->client_pending_per_net)) < 0)
+		goto out;
+	if (c->client_pending_per_ip > c->client_pending_per_net) {
+		cfg_fail(d, root, "client_pending_per_ip", "%lld is more than client_pending_per_net (%lld): an address is in its network",
+			 (long long)c->client_pending_per_ip, (long long)c->client_pending_per_net);
+		goto out;
+	}
+	if ((r = cfg_get_duration_ms(d, root, "client_hello_timeout", &c->client_hello_timeout_ms)) < 0 ||
+	    (r = cfg_get_duration_ms(d, root, "client_hello_timeout_busy", &c->client_hello_timeout_busy_ms)) < 0)
+		goto out;
+	if (c->client_hello_timeout_ms < 1000 || c->client_hello_timeout_ms > 120000) {
+		cfg_fail(d, root, "client_hello_timeout", "must be between 1s and 120s");
+		goto out;
+	}
+	if (c->client_hello_timeout_busy_ms < 100 || c->client_hello_timeout_busy_ms > c->client_hello_timeout_ms) {
+		cfg_fail(d, root, "client_hello_timeout_busy", "must be between 100ms and client_hello_timeout");
+		goto out;
+	}
 	if ((r = log_config_read(d, root, &c->log_level, &c->log_format)) < 0)
 		goto out;
 	r = 0;
