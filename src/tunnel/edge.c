@@ -53,6 +53,11 @@ struct tunnel *edgi_tunnel_get(struct edge *e, const tok_tunnel *tt)
 		return NULL;
 	snprintf(t->id, sizeof t->id, "%s", tt->id);
 	snprintf(t->domain, sizeof t->domain, "%s", tt->domain);
+	snprintf(t->name, sizeof t->name, "%s", tt->name);
+	t->bind = -1;
+	for (size_t i = 0; i < e->cfg.n_mtls_binds; i++)
+		if (!strcmp(e->cfg.mtls_binds[i].tunnel, t->name))
+			t->bind = (int)i;
 	adm_label(l, sizeof l, "tunnel", t->id);
 	t->m_conns = adm_gauge("postern_edge_connector_connections", "Registered connector connections", l);
 	t->m_streams = adm_counter("postern_edge_streams_total", "Streams opened to connectors", l);
@@ -124,6 +129,21 @@ static int make_ctx(struct edge *e, char *err, size_t errlen)
 	SSL_CTX_set_verify(e->mctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
 	SSL_CTX_set_verify_depth(e->mctx, 4);
 	SSL_CTX_set_session_id_context(e->mctx, (const unsigned char *)"postern-mtls", 12);
+	if (e->cfg.n_mtls_binds && !(e->bind_ca = calloc(e->cfg.n_mtls_binds, sizeof *e->bind_ca))) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < e->cfg.n_mtls_binds; i++) {
+		const char *f = e->cfg.mtls_binds[i].ca_file;
+		if (!f)
+			continue;
+		ERR_clear_error();
+		if (!(e->bind_ca[i] = X509_STORE_new()) || X509_STORE_load_file(e->bind_ca[i], f) != 1) {
+			snprintf(err, errlen, "%s: cannot load mtls_tunnels.%s.client_ca_file: %s", f,
+				 e->cfg.mtls_binds[i].tunnel, tio_ssl_errors(buf, sizeof buf));
+			return -EINVAL;
+		}
+	}
 	return 0;
 }
 
@@ -172,6 +192,9 @@ static void edge_release(struct edge *e)
 		free(t);
 	}
 	edgi_src_free(e);
+	for (size_t i = 0; e->bind_ca && i < e->cfg.n_mtls_binds; i++)
+		X509_STORE_free(e->bind_ca[i]);
+	free(e->bind_ca);
 	SSL_CTX_free(e->cctx);
 	SSL_CTX_free(e->mctx);
 	tok_close(e->tok);

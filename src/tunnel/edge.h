@@ -13,6 +13,16 @@
 
 #include "core/netaddr.h"
 
+/* Which client certificates may reach one tunnel through the mTLS entry (mtls_tunnels.<tunnel name>):
+ * every criterion given must hold. ca_file: the certificate chains to this CA (which client_ca_file must
+ * also trust); cns / uris: its subject common name, or one of its URI SANs, is one of these exactly. */
+typedef struct edge_mtls_bind {
+	char *tunnel; /* tunnel name (postern tunnel create NAME) */
+	char *ca_file;
+	char **cns, **uris; /* NULL-terminated; NULL when not given */
+	size_t ncns, nuris;
+} edge_mtls_bind;
+
 typedef struct edge_config {
 	char *path;
 	char *state_dir;
@@ -21,6 +31,9 @@ typedef struct edge_config {
 	char *connector_listen, *client_listen, *metrics_listen, *mtls_listen; /* mtls_listen may be NULL */
 	char *connector_cert, *connector_key;
 	char *mtls_cert, *mtls_key, *client_ca_file; /* mTLS entry; cert/key default to connector_tls */
+	/* A tunnel without an entry here is not reachable through the mTLS entry. */
+	edge_mtls_bind *mtls_binds;
+	size_t n_mtls_binds;
 	na_cidrs client_allowed; /* empty: everyone */
 	bool have_allowed;
 	/* Clients accepted but not routed yet (SNI: ClientHello not complete; mTLS: handshake or CONNECT head):

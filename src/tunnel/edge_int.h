@@ -47,6 +47,8 @@ struct tunnel {
 	struct tunnel *next;
 	char id[TOK_ID_LEN + 1];
 	char domain[TOK_DOMAIN_MAX];
+	char name[TOK_NAME_MAX];
+	int bind; /* its entry in cfg.mtls_binds, -1 when it has none (then no mTLS client reaches it) */
 	struct cconn *conns;
 	adm_metric *m_conns, *m_streams, *m_active, *m_up, *m_down;
 };
@@ -113,6 +115,7 @@ struct edge {
 	edge_config cfg;
 	tok_store *tok;
 	SSL_CTX *cctx, *mctx;
+	X509_STORE **bind_ca; /* per cfg.mtls_binds entry: its client_ca_file, or NULL */
 	uv_tcp_t lsn_conn, lsn_cli, lsn_mtls;
 	bool have_mtls;
 	adm_server *adm;
@@ -173,6 +176,9 @@ void edgi_pend_del(struct relay *r); /* no-op when r is not pending */
 /* edge_client.c */
 void edgi_accept_and_drop(struct edge *e, uv_stream_t *lsn);
 void edgi_on_client(uv_stream_t *lsn, int status);
+/* mTLS entry: true when the client's certificate may reach t (cfg.mtls_binds); otherwise the client is
+ * answered 403, the refusal logged, and false returned. */
+bool edgi_mtls_bound(struct relay *r, struct tunnel *t);
 
 /* edge_admin.c: /ready and /tunnels on the metrics listener */
 int edgi_admin_routes(struct edge *e);

@@ -111,8 +111,12 @@ void edgi_relay_timeout(uv_timer_t *t)
 	switch (r->st) {
 	case RS_HELLO:
 	case RS_HEAD:
-		log_info("msg=\"client rejected\" entry=%s reason=\"nothing usable within %ums\" peer=%s", entry,
-			 (unsigned)r->hello_ms, r->peer);
+		if (r->hello_ms % 1000)
+			log_info("msg=\"client rejected\" entry=%s reason=\"nothing usable within %ums\" peer=%s", entry,
+				 (unsigned)r->hello_ms, r->peer);
+		else
+			log_info("msg=\"client rejected\" entry=%s reason=\"nothing usable within %us\" peer=%s", entry,
+				 (unsigned)(r->hello_ms / 1000), r->peer);
 		edgi_reject_metric(entry, "timeout");
 		break;
 	case RS_OPENING:
@@ -286,6 +290,9 @@ void edgi_relay_route(struct relay *r)
 		return;
 	}
 	t = edgi_tunnel_find(e, id);
+	/* Before a live connection is looked for: a client not allowed on t learns nothing of its state. */
+	if (t && r->entry == ENTRY_MTLS && !edgi_mtls_bound(r, t))
+		return;
 	if (!(cc = edgi_tunnel_pick(t))) {
 		log_info("msg=\"client rejected\" entry=%s reason=\"%s\" host=%s peer=%s", entry,
 			 t ? "tunnel has no live connection" : "unknown tunnel", q(r->host, hb, sizeof hb), r->peer);
