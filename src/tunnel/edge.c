@@ -276,6 +276,9 @@ int edge_new(uv_loop_t *loop, edge_config *cfg, edge **out, char *err, size_t er
 		goto fail;
 	}
 	uv_timer_start(&e->recheck, on_recheck, RECHECK_MS, RECHECK_MS);
+	if (e->have_mtls && !e->cfg.n_mtls_binds)
+		log_warn("msg=\"mtls_listen without mtls_tunnels: every mTLS client will be refused\" "
+			 "hint=\"name the certificates each tunnel takes under mtls_tunnels.<tunnel name>\"");
 	log_info("msg=\"edge listening\" edge_id=%s domain=%s connector=%s client=%s mtls=%s metrics=127.0.0.1:%d",
 		 e->cfg.edge_id, e->cfg.domain, e->addr_conn, e->addr_cli, e->addr_mtls, adm_port(e->adm));
 	*out = e;

@@ -146,6 +146,16 @@ describe('mTLS entry: client certificates bound to tunnels', () => {
       assert.equal(r.code, 1, r.stderr);
       assert.match(r.stderr, re);
     }
+    // mtls_listen alone is valid but serves no tunnel: the edge says so at start.
+    const lone = path.join(dir, 'lone.yaml');
+    const lp = { connector: await freePort(), client: await freePort(), metrics: await freePort(), mtls: await freePort() };
+    writeFileSync(lone, base.replace(/connector_listen: .*/, `connector_listen: 127.0.0.1:${lp.connector}`)
+      .replace(/client_listen: .*/, `client_listen: 127.0.0.1:${lp.client}`)
+      .replace(/metrics_listen: .*/, `metrics_listen: 127.0.0.1:${lp.metrics}`)
+      .replace(/mtls_listen: .*/, `mtls_listen: 127.0.0.1:${lp.mtls}`));
+    const e2 = start(process.env.POSTERN_BIN, ['edge', '-c', lone], { name: 'edge-lone' });
+    await e2.waitFor(/level=warn comp=edge msg="mtls_listen without mtls_tunnels: every mTLS client will be refused"/);
+    assert.equal((await e2.kill('SIGTERM', 10000)).code, 0);
     const f = path.join(dir, 'bad-nomtls.yaml');
     writeFileSync(f, base.replace(/mtls_listen: .*\n/, '').replace(/client_ca_file: .*\n/, '') + 'mtls_tunnels:\n  alpha: { client_cn: [x] }\n');
     const r = await postern(['edge', '-c', f], { timeoutMs: 10000 });
