@@ -53,6 +53,11 @@ struct tunnel *edgi_tunnel_get(struct edge *e, const tok_tunnel *tt)
 		return NULL;
 	snprintf(t->id, sizeof t->id, "%s", tt->id);
 	snprintf(t->domain, sizeof t->domain, "%s", tt->domain);
+	snprintf(t->name, sizeof t->name, "%s", tt->name);
+	t->bind = -1;
+	for (size_t i = 0; i < e->cfg.n_mtls_binds; i++)
+		if (!strcmp(e->cfg.mtls_binds[i].tunnel, t->name))
+			t->bind = (int)i;
 	adm_label(l, sizeof l, "tunnel", t->id);
 	t->m_conns = adm_gauge("postern_edge_connector_connections", "Registered connector connections", l);
 	t->m_streams = adm_counter("postern_edge_streams_total", "Streams opened to connectors", l);
@@ -124,6 +129,21 @@ static int make_ctx(struct edge *e, char *err, size_t errlen)
 	SSL_CTX_set_verify(e->mctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
 	SSL_CTX_set_verify_depth(e->mctx, 4);
 	SSL_CTX_set_session_id_context(e->mctx, (const unsigned char *)"postern-mtls", 12);
+	if (e->cfg.n_mtls_binds && !(e->bind_ca = calloc(e->cfg.n_mtls_binds, sizeof *e->bind_ca))) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < e->cfg.n_mtls_binds; i++) {
+		const char *f = e->cfg.mtls_binds[i].ca_file;
+		if (!f)
+			continue;
+		ERR_clear_error();
+		if (!(e->bind_ca[i] = X509_STORE_new()) || X509_STORE_load_file(e->bind_ca[i], f) != 1) {
+			snprintf(err, errlen, "%s: cannot load mtls_tunnels.%s.client_ca_file: %s", f,
+				 e->cfg.mtls_binds[i].tunnel, tio_ssl_errors(buf, sizeof buf));
+			return -EINVAL;
+		}
+	}
 	return 0;
 }
 
@@ -184,6 +204,10 @@ static void edge_release(struct edge *e)
 		e->tunnels = t->next;
 		free(t);
 	}
+	edgi_src_free(e);
+	for (size_t i = 0; e->bind_ca && i < e->cfg.n_mtls_binds; i++)
+		X509_STORE_free(e->bind_ca[i]);
+	free(e->bind_ca);
 	SSL_CTX_free(e->cctx);
 	SSL_CTX_free(e->mctx);
 	tok_close(e->tok);
@@ -223,7 +247,8 @@ int edge_new(uv_loop_t *loop, edge_config *cfg, edge **out, char *err, size_t er
 	memset(cfg, 0, sizeof *cfg);
 	snprintf(e->addr_mtls, sizeof e->addr_mtls, "-");
 	if ((rc = tok_open(e->cfg.state_dir, e->cfg.domain, &e->tok, err, errlen)) < 0 ||
-	    (rc = make_ctx(e, err, errlen)) < 0 || (rc = reglim_new(e, err, errlen)) < 0) {
+	    (rc = make_ctx(e, err, errlen)) < 0 || (rc = reglim_new(e, err, errlen)) < 0 ||
+	    (rc = edgi_src_init(e, err, errlen)) < 0) {
 		edge_release(e);
 		return rc;
 	}
@@ -275,6 +300,9 @@ int edge_new(uv_loop_t *loop, edge_config *cfg, edge **out, char *err, size_t er
 		tick = tick < 50 ? 50 : tick > 5000 ? 5000 : tick;
 		uv_timer_start(&e->reglim_tick, edgi_reglim_tick, tick, tick);
 	}
+	if (e->have_mtls && !e->cfg.n_mtls_binds)
+		log_warn("msg=\"mtls_listen without mtls_tunnels: every mTLS client will be refused\" "
+			 "hint=\"name the certificates each tunnel takes under mtls_tunnels.<tunnel name>\"");
 	log_info("msg=\"edge listening\" edge_id=%s domain=%s connector=%s client=%s mtls=%s metrics=127.0.0.1:%d",
 		 e->cfg.edge_id, e->cfg.domain, e->addr_conn, e->addr_cli, e->addr_mtls, adm_port(e->adm));
 	*out = e;
@@ -394,7 +422,9 @@ static void usage(FILE *f)
 		   "config keys: state_dir, domain, edge_id, connector_listen (:7844), connector_tls.cert_file/key_file,\n"
 		   "  client_listen (:443), client_allowed_ips, metrics_listen (127.0.0.1:20250), mtls_listen,\n"
 		   "  client_ca_file, mtls_tls.cert_file/key_file (default: connector_tls), client_hello_budget (64M),\n"
-		   "  client_pending_max (16384), log_level, log_format (logfmt|json)\n\n"
+		   "  client_pending_max (16384), client_pending_per_ip (256), client_pending_per_net (1024: IPv4 /24,\n"
+		   "  IPv6 /64), client_hello_timeout (10s), client_hello_timeout_busy (2s), log_level,\n"
+		   "  log_format (logfmt|json)\n\n"
 		   "metrics_listen serves /metrics, /healthz, /ready (200 while the listeners are up and the token store\n"
 		   "answers) and, on a loopback address, /tunnels (live connections, for postern tunnel list|info).\n");
 }

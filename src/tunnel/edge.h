@@ -13,6 +13,16 @@
 
 #include "core/netaddr.h"
 
+/* Which client certificates may reach one tunnel through the mTLS entry (mtls_tunnels.<tunnel name>):
+ * every criterion given must hold. ca_file: the certificate chains to this CA (which client_ca_file must
+ * also trust); cns / uris: its subject common name, or one of its URI SANs, is one of these exactly. */
+typedef struct edge_mtls_bind {
+	char *tunnel; /* tunnel name (postern tunnel create NAME) */
+	char *ca_file;
+	char **cns, **uris; /* NULL-terminated; NULL when not given */
+	size_t ncns, nuris;
+} edge_mtls_bind;
+
 typedef struct edge_config {
 	char *path;
 	char *state_dir;
@@ -21,6 +31,9 @@ typedef struct edge_config {
 	char *connector_listen, *client_listen, *metrics_listen, *mtls_listen; /* mtls_listen may be NULL */
 	char *connector_cert, *connector_key;
 	char *mtls_cert, *mtls_key, *client_ca_file; /* mTLS entry; cert/key default to connector_tls */
+	/* A tunnel without an entry here is not reachable through the mTLS entry. */
+	edge_mtls_bind *mtls_binds;
+	size_t n_mtls_binds;
 	na_cidrs client_allowed; /* empty: everyone */
 	bool have_allowed;
 	/* Clients accepted but not routed yet (SNI: ClientHello not complete; mTLS: handshake or CONNECT head):
@@ -30,6 +43,11 @@ typedef struct edge_config {
 	/* registration_limit: failed registrations (bad token, malformed line) per source (/32, /64) before it
 	 * is refused for block_ms without a token lookup (core/srclim.h); reg_failures 0 turns it off. */
 	int64_t reg_failures, reg_window_ms, reg_block_ms;
+	/* Of those, one address (IPv4, IPv6) and one network (IPv4 /24, IPv6 /64) may hold at most this many. */
+	int64_t client_pending_per_ip, client_pending_per_net;
+	/* Deadline for the ClientHello (SNI) or the CONNECT head after the handshake (mTLS); _busy applies to
+	 * clients accepted while at least half of client_pending_max are pending. */
+	int64_t client_hello_timeout_ms, client_hello_timeout_busy_ms;
 	int log_level;
 	int log_format; /* enum log_format, or -1 when not set */
 } edge_config;
@@ -44,6 +62,10 @@ int edge_config_load(const char *path, edge_config *c, char *err, size_t errlen)
 #define EDGE_PENDING_DEFAULT 16384
 #define EDGE_PENDING_MAX 100000 /* the edge's cap on clients at once */
 #define EDGE_REG_WINDOW_MAX_MS (24ll * 3600 * 1000)
+#define EDGE_PENDING_PER_IP_DEFAULT 256
+#define EDGE_PENDING_PER_NET_DEFAULT 1024
+#define EDGE_HELLO_TIMEOUT_DEFAULT_MS 10000
+#define EDGE_HELLO_TIMEOUT_BUSY_DEFAULT_MS 2000
 void edge_config_free(edge_config *c);
 
 /* One edge on a loop: token store, TLS contexts, listeners (connector, client, optional mTLS) and the admin

@@ -1,6 +1,8 @@
 /* The edge's client entries: the SNI listener (route by the ClientHello's server name) and the optional
  * outer mTLS listener (route by an HTTP CONNECT head after a client-certificate handshake). */
 #include "tunnel/edge_int.h"
+
+#include <openssl/x509v3.h>
 /* ------------------------------------------------------------------ client connections */
 
 static void sni_on_data(struct relay *r, const uint8_t *p, size_t n)
@@ -10,7 +12,7 @@ static void sni_on_data(struct relay *r, const uint8_t *p, size_t n)
 	size_t cap;
 	int res;
 	/* Many clients holding partial hellos must not add up to more than the budget: the one whose bytes would
-	 * cross it is closed (the budget held by the others drains within HELLO_TIMEOUT_MS). */
+	 * cross it is closed (the budget held by the others drains within cfg.client_hello_timeout). */
 	if (r->in.len + n <= HELLO_HOLD && (cap = cbuf_cap_after(&r->in, n)) > r->charge &&
 	    e->hello_bytes - r->charge + cap > e->cfg.client_hello_budget) {
 		edgi_log_shed(e, &e->shed_budget, "sni", "ClientHello buffer budget exhausted", r->peer);
@@ -133,6 +135,92 @@ static void mtls_on_data(struct relay *r, const uint8_t *p, size_t n)
 	edgi_relay_route(r);
 }
 
+/* ------------------------------------------------------------------ mTLS: client certificate to tunnel */
+
+/* The subject's common name as UTF-8 into out; false when there is not exactly one, or it holds a NUL. */
+static bool cert_cn(X509 *x, char *out, size_t outlen)
+{
+	X509_NAME *n = X509_get_subject_name(x);
+	int i = X509_NAME_get_index_by_NID(n, NID_commonName, -1), len;
+	unsigned char *u = NULL;
+	bool ok = false;
+	if (i < 0 || X509_NAME_get_index_by_NID(n, NID_commonName, i) >= 0)
+		return false;
+	len = ASN1_STRING_to_UTF8(&u, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(n, i)));
+	if (len >= 0 && (size_t)len < outlen && !memchr(u, 0, (size_t)len)) {
+		memcpy(out, u, (size_t)len);
+		out[len] = 0;
+		ok = true;
+	}
+	OPENSSL_free(u);
+	return ok;
+}
+
+static bool cert_has_uri(X509 *x, char **uris)
+{
+	GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	bool found = false;
+	for (int i = 0; gens && !found && i < sk_GENERAL_NAME_num(gens); i++) {
+		const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+		const unsigned char *d;
+		size_t len;
+		if (g->type != GEN_URI)
+			continue;
+		d = ASN1_STRING_get0_data(g->d.uniformResourceIdentifier);
+		len = (size_t)ASN1_STRING_length(g->d.uniformResourceIdentifier);
+		for (char **u = uris; *u && !found; u++)
+			found = strlen(*u) == len && !memcmp(*u, d, len);
+	}
+	GENERAL_NAMES_free(gens);
+	return found;
+}
+
+/* The handshake verified the chain against client_ca_file; a per-tunnel CA narrows it to one issuer. */
+static bool cert_from_ca(X509_STORE *ca, SSL *ssl, X509 *x)
+{
+	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+	bool ok = ctx && X509_STORE_CTX_init(ctx, ca, x, SSL_get_peer_cert_chain(ssl)) == 1 &&
+		  X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT) == 1 && X509_verify_cert(ctx) == 1;
+	X509_STORE_CTX_free(ctx);
+	ERR_clear_error();
+	return ok;
+}
+
+bool edgi_mtls_bound(struct relay *r, struct tunnel *t)
+{
+	struct edge *e = r->e;
+	SSL *ssl = r->tc ? tconn_ssl(r->tc) : NULL;
+	X509 *x = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
+	const edge_mtls_bind *b = t->bind >= 0 ? &e->cfg.mtls_binds[t->bind] : NULL;
+	char cn[256] = "", hb[300], cb[300];
+	bool have_cn = x && cert_cn(x, cn, sizeof cn), ok;
+	if (!b) {
+		log_info("msg=\"client rejected\" entry=mtls reason=\"tunnel has no mtls_tunnels entry\" tunnel=%s "
+			 "tunnel_name=%s host=%s peer=%s", t->id, q(t->name, cb, sizeof cb), q(r->host, hb, sizeof hb), r->peer);
+		edgi_reject_metric("mtls", "tunnel_not_bound");
+		edgi_mtls_error(r, 403, "Forbidden", "this tunnel is not served through the mTLS entry");
+		return false;
+	}
+	ok = x != NULL;
+	if (ok && b->ca_file)
+		ok = cert_from_ca(e->bind_ca[t->bind], ssl, x);
+	if (ok && (b->ncns || b->nuris)) {
+		bool named = false;
+		for (size_t i = 0; have_cn && i < b->ncns && !named; i++)
+			named = !strcmp(b->cns[i], cn);
+		ok = named || (b->nuris && cert_has_uri(x, b->uris));
+	}
+	if (!ok) {
+		char cq[300];
+		log_warn("msg=\"client rejected\" entry=mtls reason=\"client certificate not allowed for this tunnel\" "
+			 "tunnel=%s tunnel_name=%s cert_cn=%s host=%s peer=%s", t->id, q(t->name, cb, sizeof cb),
+			 q(have_cn ? cn : "-", cq, sizeof cq), q(r->host, hb, sizeof hb), r->peer);
+		edgi_reject_metric("mtls", "cert_not_allowed");
+		edgi_mtls_error(r, 403, "Forbidden", "client certificate is not allowed for this tunnel");
+	}
+	return ok;
+}
+
 static void relay_on_data(tconn *c, const uint8_t *p, size_t n, void *ud)
 {
 	struct relay *r = ud;
@@ -201,7 +289,7 @@ static void relay_on_open(tconn *c, int status, void *ud)
 		return;
 	}
 	if (r->entry == ENTRY_MTLS && r->st == RS_HEAD)
-		uv_timer_start(&r->timer, edgi_relay_timeout, HELLO_TIMEOUT_MS, 0);
+		uv_timer_start(&r->timer, edgi_relay_timeout, r->hello_ms, 0);
 }
 
 static const tconn_cbs relay_cbs = {
@@ -234,12 +322,28 @@ void edgi_accept_and_drop(struct edge *e, uv_stream_t *lsn)
 	uv_close((uv_handle_t *)t, refused_closed);
 }
 
+/* Closes the oldest client not routed yet (it no longer counts as pending once this returns). */
+static void pend_evict_oldest(struct edge *e)
+{
+	struct relay *old = e->pend_first;
+	const char *ename;
+	if (!old)
+		return;
+	ename = old->entry == ENTRY_SNI ? "sni" : "mtls";
+	edgi_log_shed(e, &e->shed_pending, ename, "too many clients not routed yet: oldest closed", old->peer);
+	edgi_reject_metric(ename, "evicted");
+	edgi_relay_drop_unrouted(old);
+	old->st = RS_DONE;
+	edgi_relay_abort(old);
+}
+
 void edgi_on_client(uv_stream_t *lsn, int status)
 {
 	struct edge *e = lsn->data;
 	enum entry entry = lsn == (uv_stream_t *)&e->lsn_mtls ? ENTRY_MTLS : ENTRY_SNI;
 	const char *ename = entry == ENTRY_SNI ? "sni" : "mtls";
 	struct relay *r;
+	const char *why;
 	int rc;
 	if (status < 0) {
 		log_warn("msg=\"accept failed\" entry=%s err=\"%s\"", ename, uv_strerror(status));
@@ -297,18 +401,30 @@ void edgi_on_client(uv_stream_t *lsn, int status)
 		tconn_close(r->tc);
 		return;
 	}
-	/* Clients that have not said where they go cost a deadline, a buffer and (mTLS) a TLS session each. */
-	if (e->npending >= e->cfg.client_pending_max) {
-		edgi_log_shed(e, &e->shed_pending, ename, "too many clients not routed yet", r->peer);
-		edgi_reject_metric(ename, "pending");
+	/* Clients that have not said where they go cost a deadline, a buffer and (mTLS) a TLS session each.
+	 * One source past its share is refused; a full edge makes room by closing the oldest, so that a flood
+	 * cannot keep newcomers out by merely holding its connections open (issue 11). */
+	if ((rc = edgi_pend_add(r, &why)) < 0) {
+		if (why) {
+			char reason[96];
+			snprintf(reason, sizeof reason, "too many clients not routed yet from this %s",
+				 !strcmp(why, "per_address") ? "address" : "network");
+			edgi_log_shed(e, &e->shed_src, ename, reason, r->peer);
+			edgi_reject_metric(ename, why);
+		} else {
+			edgi_log_shed(e, &e->shed_pending, ename, "out of memory", r->peer);
+			edgi_reject_metric(ename, "pending");
+		}
 		r->st = RS_DONE;
 		tconn_close(r->tc);
 		return;
 	}
-	r->pending = true;
-	e->npending++;
-	adm_add(e->m_pending, 1);
+	if (e->npending > e->cfg.client_pending_max)
+		pend_evict_oldest(e); /* never r: it is the newest of at least two */
+	/* Under pressure a client gets less time to say where it goes. */
+	r->hello_ms = (uint32_t)(e->npending * 2 > e->cfg.client_pending_max ? e->cfg.client_hello_timeout_busy_ms
+									     : e->cfg.client_hello_timeout_ms);
 	/* SNI: the ClientHello deadline starts now. mTLS: tconn bounds the handshake, then on_open arms it. */
 	if (entry == ENTRY_SNI)
-		uv_timer_start(&r->timer, edgi_relay_timeout, HELLO_TIMEOUT_MS, 0);
+		uv_timer_start(&r->timer, edgi_relay_timeout, r->hello_ms, 0);
 }

@@ -10,11 +10,14 @@
 #include "core/cfg.h"
 #include "core/log.h"
 #include "core/srclim.h"
+#include "tunnel/tokstore.h"
 
 static const char *const top_keys[] = { "state_dir", "domain", "edge_id", "connector_listen", "connector_tls",
 					"client_listen", "client_allowed_ips", "metrics_listen", "mtls_listen",
 					"client_ca_file", "mtls_tls", "log_level", "log_format", "client_hello_budget",
-					"client_pending_max", "registration_limit", NULL };
+					"client_pending_max", "registration_limit", "client_pending_per_ip", "client_pending_per_net",
+					"client_hello_timeout", "client_hello_timeout_busy", "mtls_tunnels", NULL };
+static const char *const bind_keys[] = { "client_ca_file", "client_cn", "client_uri", NULL };
 static const char *const tls_keys[] = { "cert_file", "key_file", NULL };
 static const char *const reglim_keys[] = { "failures", "window", "block", NULL };
 
@@ -56,6 +59,63 @@ static bool valid_domain(const char *s)
 			return false;
 	}
 	return true;
+}
+
+/* A tunnel name as tok_create accepts it: 1..63 of [A-Za-z0-9._-]. */
+static bool valid_tunnel_name(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n >= TOK_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
+		      s[i] == '.' || s[i] == '_' || s[i] == '-'))
+			return false;
+	return true;
+}
+
+/* mtls_tunnels: { <tunnel name>: { client_ca_file, client_cn: [..], client_uri: [..] } } */
+static int get_binds(cfg_doc *d, cfg_node *root, edge_config *c)
+{
+	cfg_node *m = NULL, *v;
+	void *it = NULL;
+	const char *name;
+	size_t n = 0;
+	int r = cfg_get_map(d, root, "mtls_tunnels", &m);
+	if (r)
+		return r < 0 ? r : 0;
+	while (cfg_map_next(m, &it, &name, &v))
+		n++;
+	if (!c->mtls_listen)
+		return cfg_fail(d, root, "mtls_tunnels", "needs mtls_listen (the mTLS entry it configures)");
+	if (n && !(c->mtls_binds = calloc(n, sizeof *c->mtls_binds)))
+		return -ENOMEM;
+	it = NULL;
+	while (cfg_map_next(m, &it, &name, &v)) {
+		edge_mtls_bind *b = &c->mtls_binds[c->n_mtls_binds++];
+		if (!valid_tunnel_name(name))
+			return cfg_fail(d, m, name, "'%s' is not a tunnel name (1..63 of letters, digits, '.', '_', '-')", name);
+		for (size_t i = 0; i + 1 < c->n_mtls_binds; i++)
+			if (!strcmp(c->mtls_binds[i].tunnel, name))
+				return cfg_fail(d, m, name, "tunnel '%s' is listed twice", name);
+		if (!(b->tunnel = strdup(name)))
+			return -ENOMEM;
+		if (!cfg_is_map(v))
+			return cfg_fail(d, m, name, "expected a mapping (client_ca_file, client_cn, client_uri)");
+		if (cfg_check_keys(d, v, name, bind_keys) < 0 || cfg_get_str(d, v, "client_ca_file", &b->ca_file) < 0 ||
+		    cfg_get_strlist(d, v, "client_cn", &b->cns, &b->ncns) < 0 ||
+		    cfg_get_strlist(d, v, "client_uri", &b->uris, &b->nuris) < 0)
+			return -EINVAL;
+		if (!b->ca_file && !b->ncns && !b->nuris)
+			return cfg_fail(d, m, name, "names no client: give client_ca_file, client_cn or client_uri");
+		for (size_t i = 0; i < b->ncns; i++)
+			if (!*b->cns[i])
+				return cfg_fail(d, v, "client_cn", "an empty name matches no certificate");
+		for (size_t i = 0; i < b->nuris; i++)
+			if (!*b->uris[i])
+				return cfg_fail(d, v, "client_uri", "an empty URI matches no certificate");
+	}
+	return 0;
 }
 
 static int get_addr(cfg_doc *d, cfg_node *root, const char *key, const char *def, char **out)
@@ -108,6 +168,10 @@ int edge_config_load(const char *path, edge_config *c, char *err, size_t errlen)
 	c->reg_failures = SRL_BURST_DEFAULT;
 	c->reg_window_ms = SRL_WINDOW_DEFAULT_MS;
 	c->reg_block_ms = SRL_BLOCK_DEFAULT_MS;
+	c->client_pending_per_ip = EDGE_PENDING_PER_IP_DEFAULT;
+	c->client_pending_per_net = EDGE_PENDING_PER_NET_DEFAULT;
+	c->client_hello_timeout_ms = EDGE_HELLO_TIMEOUT_DEFAULT_MS;
+	c->client_hello_timeout_busy_ms = EDGE_HELLO_TIMEOUT_BUSY_DEFAULT_MS;
 	if (!(d = cfg_load(path, err, errlen)))
 		return -EINVAL;
 	root = cfg_root(d);
@@ -158,6 +222,10 @@ int edge_config_load(const char *path, edge_config *c, char *err, size_t errlen)
 		cfg_fail(d, root, "mtls_listen", "needs client_ca_file (the CA that signs agent platform certificates)");
 		goto out;
 	}
+	if ((r = get_binds(d, root, c)) == -ENOMEM)
+		goto nomem;
+	if (r < 0)
+		goto out;
 	if ((r = cfg_get_strlist(d, root, "client_allowed_ips", &ips, &nips)) < 0)
 		goto out;
 	for (size_t i = 0; i < nips; i++)
@@ -180,6 +248,25 @@ int edge_config_load(const char *path, edge_config *c, char *err, size_t errlen)
 		goto out;
 	if ((r = get_reglim(d, root, c)) < 0)
 		goto out;
+	if ((r = cfg_get_int(d, root, "client_pending_per_ip", 1, EDGE_PENDING_MAX, &c->client_pending_per_ip)) < 0 ||
+	    (r = cfg_get_int(d, root, "client_pending_per_net", 1, EDGE_PENDING_MAX, &c->client_pending_per_net)) < 0)
+		goto out;
+	if (c->client_pending_per_ip > c->client_pending_per_net) {
+		cfg_fail(d, root, "client_pending_per_ip", "%lld is more than client_pending_per_net (%lld): an address is in its network",
+			 (long long)c->client_pending_per_ip, (long long)c->client_pending_per_net);
+		goto out;
+	}
+	if ((r = cfg_get_duration_ms(d, root, "client_hello_timeout", &c->client_hello_timeout_ms)) < 0 ||
+	    (r = cfg_get_duration_ms(d, root, "client_hello_timeout_busy", &c->client_hello_timeout_busy_ms)) < 0)
+		goto out;
+	if (c->client_hello_timeout_ms < 1000 || c->client_hello_timeout_ms > 120000) {
+		cfg_fail(d, root, "client_hello_timeout", "must be between 1s and 120s");
+		goto out;
+	}
+	if (c->client_hello_timeout_busy_ms < 100 || c->client_hello_timeout_busy_ms > c->client_hello_timeout_ms) {
+		cfg_fail(d, root, "client_hello_timeout_busy", "must be between 100ms and client_hello_timeout");
+		goto out;
+	}
 	if ((r = log_config_read(d, root, &c->log_level, &c->log_format)) < 0)
 		goto out;
 	r = 0;
@@ -220,6 +307,13 @@ void edge_config_free(edge_config *c)
 	free(c->mtls_cert);
 	free(c->mtls_key);
 	free(c->client_ca_file);
+	for (size_t i = 0; i < c->n_mtls_binds; i++) {
+		free(c->mtls_binds[i].tunnel);
+		free(c->mtls_binds[i].ca_file);
+		cfg_strv_free(c->mtls_binds[i].cns);
+		cfg_strv_free(c->mtls_binds[i].uris);
+	}
+	free(c->mtls_binds);
 	na_cidrs_free(&c->client_allowed);
 	memset(c, 0, sizeof *c);
 }

@@ -1,5 +1,6 @@
 /* Internal to the edge, shared by edge.c (tunnels, metrics, set-up and main), edge_relay.c (relays),
- * edge_client.c (SNI and mTLS entries), edge_link.c (connector links) and edge_admin.c (/ready, /tunnels). Nothing outside src/tunnel
+ * edge_client.c (SNI and mTLS entries), edge_src.c (pending clients by source), edge_link.c (connector links)
+ * and edge_admin.c (/ready, /tunnels). Nothing outside src/tunnel
  * includes it. */
 #ifndef POSTERN_TUNNEL_EDGE_INT_H
 #define POSTERN_TUNNEL_EDGE_INT_H
@@ -30,7 +31,6 @@
 #define STREAM_WINDOW (1024 * 1024)       /* per-stream receive window (docs/internals.md) */
 #define CONN_WINDOW (32 * 1024 * 1024)     /* connection window: many streams, each bounded above */
 #define UP_CAP (64 * 1024)                 /* client bytes queued toward the connector before reads pause */
-#define HELLO_TIMEOUT_MS 10000             /* ClientHello / CONNECT head deadline */
 #define OPEN_TIMEOUT_MS 10000              /* connector must answer a stream within this */
 #define CLOSE_GRACE_MS 10000               /* a rejected client gets this long to take its answer */
 #define KEEPALIVE_MS 10000                 /* idle connector link: PING after this */
@@ -42,11 +42,14 @@
 #define HELLO_HOLD (SNI_MAX_INPUT + UP_CAP) /* an SNI client's bytes held until its hello is complete */
 
 struct relay;
+struct edge_src;
 
 struct tunnel {
 	struct tunnel *next;
 	char id[TOK_ID_LEN + 1];
 	char domain[TOK_DOMAIN_MAX];
+	char name[TOK_NAME_MAX];
+	int bind; /* its entry in cfg.mtls_binds, -1 when it has none (then no mTLS client reaches it) */
 	struct cconn *conns;
 	adm_metric *m_conns, *m_streams, *m_active, *m_up, *m_down;
 };
@@ -99,7 +102,10 @@ struct relay {
 	uint64_t up, down, t0;
 	size_t charge; /* bytes of in's allocation counted in e->hello_bytes */
 	int status;
-	bool pending; /* accepted, not routed yet: counted in e->npending */
+	bool pending; /* accepted, not routed yet: counted in e->npending, on e->pend_first..pend_last */
+	struct relay *pend_prev, *pend_next; /* pending relays, oldest first */
+	struct edge_src *src_ip, *src_net;   /* its source's counts (edge_src.c) */
+	uint32_t hello_ms;                   /* its ClientHello / CONNECT head deadline */
 	bool cli_eof, up_eof_sent, down_eof, paused, deferred, on_resume, tc_closed, timer_closed, aborted;
 	char host[SNI_NAME_MAX];
 	char peer[NA_FMT_MAX];
@@ -110,6 +116,7 @@ struct edge {
 	edge_config cfg;
 	tok_store *tok;
 	SSL_CTX *cctx, *mctx;
+	X509_STORE **bind_ca; /* per cfg.mtls_binds entry: its client_ca_file, or NULL */
 	uv_tcp_t lsn_conn, lsn_cli, lsn_mtls;
 	bool have_mtls;
 	adm_server *adm;
@@ -122,7 +129,11 @@ struct edge {
 	int nrelays;
 	int npending;        /* relays not routed yet (cfg.client_pending_max) */
 	uint64_t hello_bytes; /* their buffered bytes (cfg.client_hello_budget) */
-	struct shed_log { uint64_t last; unsigned skipped; bool any; } shed_clients, shed_pending, shed_budget;
+	struct relay *pend_first, *pend_last; /* the pending relays, oldest first */
+	struct edge_src **srcs;               /* pending relays by source address and network (edge_src.c) */
+	size_t nsrcs;                         /* buckets, a power of two */
+	uint64_t src_seed[2];
+	struct shed_log { uint64_t last; unsigned skipped; bool any; } shed_clients, shed_pending, shed_budget, shed_src;
 	/* Open listeners and timers, relays and connector links: the edge is released when the last is gone
 	 * after edge_free (edgi_unref). */
 	int refs;
@@ -154,10 +165,23 @@ void edgi_mtls_error(struct relay *r, int status, const char *reason, const char
 void edgi_sni_refuse(struct relay *r, uint8_t alert);
 void edgi_relay_kick(struct relay *r);
 void edgi_relay_route(struct relay *r);
+void edgi_relay_unpend(struct relay *r);
+void edgi_relay_drop_unrouted(struct relay *r);
+
+/* edge_src.c */
+int edgi_src_init(struct edge *e, char *err, size_t errlen);
+void edgi_src_free(struct edge *e);
+/* Counts r (accepted, r->tc set) as pending under its address and network: 0, or -EAGAIN with *why
+ * "per_address" / "per_network" when its source is at its cap (nothing counted), or -ENOMEM. */
+int edgi_pend_add(struct relay *r, const char **why);
+void edgi_pend_del(struct relay *r); /* no-op when r is not pending */
 
 /* edge_client.c */
 void edgi_accept_and_drop(struct edge *e, uv_stream_t *lsn);
 void edgi_on_client(uv_stream_t *lsn, int status);
+/* mTLS entry: true when the client's certificate may reach t (cfg.mtls_binds); otherwise the client is
+ * answered 403, the refusal logged, and false returned. */
+bool edgi_mtls_bound(struct relay *r, struct tunnel *t);
 
 /* edge_admin.c: /ready and /tunnels on the metrics listener */
 int edgi_admin_routes(struct edge *e);

@@ -3,7 +3,6 @@
 #include "tunnel/edge_int.h"
 
 static void relay_maybe_free(struct relay *r);
-static void relay_unpend(struct relay *r);
 /* ------------------------------------------------------------------ relays: client side */
 
 /* The HTTP/2 stream is gone (closed, never sent, or its connection died). */
@@ -74,7 +73,7 @@ void edgi_relay_on_close(tconn *c, int err, void *ud)
 	(void)err;
 	r->tc = NULL;
 	r->tc_closed = true;
-	relay_unpend(r);
+	edgi_relay_unpend(r);
 	if (r->pprev) {
 		LIST_UNLINK(r, next, pprev);
 		e->nrelays--;
@@ -112,8 +111,12 @@ void edgi_relay_timeout(uv_timer_t *t)
 	switch (r->st) {
 	case RS_HELLO:
 	case RS_HEAD:
-		log_info("msg=\"client rejected\" entry=%s reason=\"nothing usable within %ds\" peer=%s", entry,
-			 HELLO_TIMEOUT_MS / 1000, r->peer);
+		if (r->hello_ms % 1000)
+			log_info("msg=\"client rejected\" entry=%s reason=\"nothing usable within %ums\" peer=%s", entry,
+				 (unsigned)r->hello_ms, r->peer);
+		else
+			log_info("msg=\"client rejected\" entry=%s reason=\"nothing usable within %us\" peer=%s", entry,
+				 (unsigned)(r->hello_ms / 1000), r->peer);
 		edgi_reject_metric(entry, "timeout");
 		break;
 	case RS_OPENING:
@@ -137,23 +140,20 @@ void edgi_hello_charge(struct relay *r, size_t bytes)
 }
 
 /* The relay is routed, answered or gone: it no longer counts as pending. */
-static void relay_unpend(struct relay *r)
+void edgi_relay_unpend(struct relay *r)
 {
-	struct edge *e = r->e;
 	if (!r->pending)
 		return;
-	r->pending = false;
-	e->npending--;
-	adm_add(e->m_pending, -1);
+	edgi_pend_del(r);
 	edgi_hello_charge(r, 0);
 }
 
 /* A client answered before it was routed: what it buffered is of no further use. */
-static void relay_drop_unrouted(struct relay *r)
+void edgi_relay_drop_unrouted(struct relay *r)
 {
 	if (!r->pending)
 		return;
-	relay_unpend(r);
+	edgi_relay_unpend(r);
 	cbuf_free(&r->in);
 }
 
@@ -165,7 +165,7 @@ void edgi_mtls_error(struct relay *r, int status, const char *reason, const char
 			 "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n"
 			 "Connection: close\r\n\r\n%s\n",
 			 status, reason, strlen(text) + 1, text);
-	relay_drop_unrouted(r);
+	edgi_relay_drop_unrouted(r);
 	r->st = RS_DONE;
 	if (!r->tc)
 		return;
@@ -179,7 +179,7 @@ void edgi_mtls_error(struct relay *r, int status, const char *reason, const char
 void edgi_sni_refuse(struct relay *r, uint8_t alert)
 {
 	uint8_t a[SNI_ALERT_LEN];
-	relay_drop_unrouted(r);
+	edgi_relay_drop_unrouted(r);
 	r->st = RS_DONE;
 	if (!r->tc)
 		return;
@@ -290,6 +290,9 @@ void edgi_relay_route(struct relay *r)
 		return;
 	}
 	t = edgi_tunnel_find(e, id);
+	/* Before a live connection is looked for: a client not allowed on t learns nothing of its state. */
+	if (t && r->entry == ENTRY_MTLS && !edgi_mtls_bound(r, t))
+		return;
 	if (!(cc = edgi_tunnel_pick(t))) {
 		log_info("msg=\"client rejected\" entry=%s reason=\"%s\" host=%s peer=%s", entry,
 			 t ? "tunnel has no live connection" : "unknown tunnel", q(r->host, hb, sizeof hb), r->peer);
@@ -305,5 +308,5 @@ void edgi_relay_route(struct relay *r)
 	r->tun = t;
 	relay_open_stream(r, cc);
 	/* Routed (a refusal above freed the buffer already): the stream's flow control bounds it from here. */
-	relay_unpend(r);
+	edgi_relay_unpend(r);
 }

@@ -70,16 +70,25 @@ static bool vec(struct rd *r, int lenbytes, struct rd *sub)
 bool sni_valid_host(const char *host, size_t n)
 {
 	const uint8_t *s = (const uint8_t *)host;
+	size_t label = 0;
 	if (n == 0 || n > 253)
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		uint8_t c = s[i];
 		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-			  c == '_' || c == '.';
-		if (!ok)
+			  c == '_';
+		/* Empty labels ("a..b", leading or trailing dot) and labels over 63 bytes are no DNS name: a
+		 * gateway's route table must never see "a." as a route. */
+		if (c == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+			continue;
+		}
+		if (!ok || ++label > 63)
 			return false;
 	}
-	return s[0] != '.' && s[n - 1] != '.';
+	return label > 0;
 }
 
 /* The body of a complete ClientHello (after the 4-byte handshake header). */

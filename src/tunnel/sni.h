@@ -27,7 +27,8 @@ int sni_parse(const uint8_t *p, size_t n, char *name, size_t namelen);
 const char *sni_result_str(int r);
 
 /* The host name rule for a routed name, whichever entry it came from (ClientHello SNI, mTLS CONNECT): the n
- * bytes at host (no NUL needed) are 1..253 of [A-Za-z0-9._-], not starting or ending with '.'. */
+ * bytes at host (no NUL needed) are 1..253 of [A-Za-z0-9._-] in dot-separated labels of 1..63 bytes (no
+ * empty label: no leading, trailing or doubled '.'). */
 bool sni_valid_host(const char *host, size_t n);
 
 /* TLS alert record (fatal) in out; returns its length, SNI_ALERT_LEN. */

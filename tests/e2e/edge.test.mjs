@@ -223,6 +223,7 @@ describe('postern edge', () => {
       `metrics_listen: 127.0.0.1:${ports.metrics}`,
       `mtls_listen: 127.0.0.1:${ports.mtls}`,
       `client_ca_file: ${plat.cert}`,
+      'mtls_tunnels: { test: { client_cn: [agent] } }', // the tunnel created below
     ].join('\n') + '\n');
     const c = await postern(['tunnel', 'create', 'test', '-c', yaml]);
     assert.equal(c.code, 0, c.stderr);
@@ -392,7 +393,7 @@ describe('postern edge', () => {
     const req = (target) => `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`;
     // Hosts that end in the tunnel's own domain, so the tunnel is found: only the host rule refuses them.
     for (const target of [`bad!route.${tun.domain}:443`, `user@mcp.${tun.domain}:443`, `mcp%2e.${tun.domain}:443`,
-      `mcp.${tun.domain}.:443`, '[::1]:443']) {
+      `mcp.${tun.domain}.:443`, '[::1]:443', `mcp..${tun.domain}:443`, `.mcp.${tun.domain}:443`]) {
       const r = await mtlsRaw(req(target));
       assert.match(r, /^HTTP\/1\.1 400 Bad Request\r\n/, `${target}: ${r}`);
       assert.match(r, /\r\n\r\nCONNECT host must be a DNS name \(letters, digits, '-', '_', '\.'\)\n$/, target);
@@ -538,7 +539,7 @@ describe('postern edge', () => {
       .replace(/client_listen: .*/, `client_listen: 127.0.0.1:${p.client}`)
       .replace(/metrics_listen: .*/, `metrics_listen: 127.0.0.1:${p.metrics}`)
       .replace(/mtls_listen: .*\n/, '')
-      .replace(/client_ca_file: .*\n/, '') + 'client_allowed_ips: ["10.0.0.0/8", "192.168.0.0/16"]\n');
+      .replace(/client_ca_file: .*\n/, '').replace(/mtls_tunnels: .*\n/, '') + 'client_allowed_ips: ["10.0.0.0/8", "192.168.0.0/16"]\n');
     const e2 = start(process.env.POSTERN_BIN, ['edge', '-c', y], { name: 'edge-allow' });
     await e2.waitFor(/msg="edge listening"/);
     const r = await rawExchange(p.client, clientHello(`mcp.${tun.domain}`));
@@ -580,6 +581,7 @@ describe('postern edge load shedding before routing', () => {
       `metrics_listen: 127.0.0.1:${ports.metrics}`,
       'client_hello_budget: 128K',
       'client_pending_max: 12',
+      'client_hello_timeout_busy: 10s', // the busy deadline is the unit test's (test_edge): these hold clients for seconds
     ].join('\n') + '\n');
     edge = start(process.env.POSTERN_BIN, ['edge', '-c', yaml], { name: 'edge-shed' });
     await edge.waitFor(/msg="edge listening"/, 10000);
@@ -623,20 +625,26 @@ describe('postern edge load shedding before routing', () => {
       5000, 50, 'budget and pending back to zero');
   });
 
-  it('closes clients past client_pending_max at accept, logging a burst once', async () => {
+  it('makes room past client_pending_max by closing the oldest pending clients, logging a burst once', async () => {
     const silent = [];
     for (let i = 0; i < 12; i++) silent.push(await hold(null));
     await waitUntil(async () => (await gauge('postern_edge_clients_pending')) === 12, 5000, 50, '12 pending');
     const from = edge.log.length;
-    const burst = await Promise.all([0, 1, 2].map(() => rawExchange(ports.client, null, { timeoutMs: 5000 })));
-    for (const b of burst) assert.ok(b.closedMs < 3000, `closed after ${b.closedMs}ms`);
-    await edge.waitFor(/msg="client rejected" entry=sni reason="too many clients not routed yet" peer=\S+ suppressed=0/, 5000, from);
-    assert.match(await metrics(ports.metrics), /postern_edge_client_rejects_total\{entry="sni",reason="pending"\} 3\n/);
+    for (let i = 0; i < 3; i++) silent.push(await hold(null));
+    await waitUntil(async () => silent.slice(0, 3).every((s) => s.gone), 3000, 20, 'the 3 oldest closed');
+    await sleep(100);
+    assert.ok(silent.slice(3).every((s) => !s.gone), 'the newer pending clients, the newcomers among them, are kept');
+    assert.equal(await gauge('postern_edge_clients_pending'), 12);
+    await edge.waitFor(/msg="client rejected" entry=sni reason="too many clients not routed yet: oldest closed" peer=\S+ suppressed=0/, 5000, from);
+    const m = await metrics(ports.metrics);
+    assert.match(m, /postern_edge_client_rejects_total\{entry="sni",reason="evicted"\} 3\n/);
+    assert.doesNotMatch(m, /postern_edge_client_rejects_total\{entry="sni",reason="pending"\}/);
     assert.equal(edge.log.slice(from).split('\n').filter((l) => l.includes('too many clients not routed yet')).length, 1, 'one line per burst');
     await sleep(1100);
-    await rawExchange(ports.client, null, { timeoutMs: 5000 });
-    await edge.waitFor(/reason="too many clients not routed yet" peer=\S+ suppressed=2/, 5000, from);
-    assert.ok(silent.every((s) => !s.gone), 'the pending clients are kept');
+    silent.push(await hold(null));
+    await edge.waitFor(/reason="too many clients not routed yet: oldest closed" peer=\S+ suppressed=2/, 5000, from);
+    await waitUntil(async () => silent[3].gone, 3000, 20, 'the next oldest closed');
+    assert.ok(silent.slice(4).every((s) => !s.gone), 'the pending clients newer than it are kept');
 
     for (const s of silent) s.destroy();
     await waitUntil(async () => (await gauge('postern_edge_clients_pending')) === 0, 5000, 50, 'pending back to zero');

@@ -45,7 +45,7 @@ before(async () => {
   const platform = makeCA(pkiDir, 'platform-ca');
   agent = makeLeaf(pkiDir, platform, 'agent', [], 'client');
   foreign = makeLeaf(pkiDir, makeCA(pkiDir, 'other-ca'), 'intruder', [], 'client');
-  ctx = await makeEdges(1, { mtlsCa: platform.cert });
+  ctx = await makeEdges(1, { mtlsCa: platform.cert, mtlsTunnels: '{ test: { client_cn: [agent] } }' });
   await ctx.edges[0].start();
   t = await createTunnel(ctx);
 

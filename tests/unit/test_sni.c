@@ -168,10 +168,24 @@ static void test_valid_host(void **st)
 	assert_false(sni_valid_host("user@mcp.abc", 12));
 	assert_false(sni_valid_host("mcp!.abc", 8));
 	assert_false(sni_valid_host("[::1]", 5));
+	/* Empty labels and over-long labels (issue 11, hardening 4). */
+	assert_false(sni_valid_host("a..tun.example", 14));
+	assert_false(sni_valid_host("mcp.abc..example", 16));
+	assert_false(sni_valid_host("..", 2));
+	assert_false(sni_valid_host(".", 1));
+	{
+		char l[80];
+		memset(l, 'a', 64);
+		memcpy(l + 64, ".x", 3);
+		assert_false(sni_valid_host(l, 66));
+		assert_true(sni_valid_host(l + 1, 65)); /* 63 bytes is the longest label */
+	}
 	assert_false(sni_valid_host("mcp%2e.abc", 10));
 	assert_false(sni_valid_host("mcp abc", 7));
 	assert_false(sni_valid_host("mcp\0abc", 7));
 	memset(long_name, 'a', sizeof long_name);
+	for (size_t i = 60; i < sizeof long_name; i += 61)
+		long_name[i] = '.'; /* labels of 60 */
 	assert_true(sni_valid_host(long_name, 253));
 	assert_false(sni_valid_host(long_name, 254));
 }

@@ -17,7 +17,8 @@ export async function getStatus(url) {
 }
 
 // Creates the edge side (no process yet). Returns ctx with dir, edgeYaml(i), startEdge(i), createTunnel().
-export async function makeEdges(n = 1, { dir = tmpdir('postern-tun-'), mtlsCa } = {}) {
+// mtlsTunnels: the edge config's mtls_tunnels value (flow YAML), which tunnels mTLS clients may reach.
+export async function makeEdges(n = 1, { dir = tmpdir('postern-tun-'), mtlsCa, mtlsTunnels } = {}) {
   await ok(['certs', 'init', '--domain', 'edge.test', '--out', path.join(dir, 'edge-pki')]);
   const edges = [];
   for (let i = 0; i < n; i++) {
@@ -31,6 +32,7 @@ export async function makeEdges(n = 1, { dir = tmpdir('postern-tun-'), mtlsCa } 
       `client_listen: 127.0.0.1:${e.client}`,
       `metrics_listen: 127.0.0.1:${e.metrics}`,
       ...(mtlsCa ? [`mtls_listen: 127.0.0.1:${e.mtls}`, `client_ca_file: ${mtlsCa}`] : []),
+      ...(mtlsTunnels ? [`mtls_tunnels: ${mtlsTunnels}`] : []),
     ];
     writeFileSync(e.yaml, e.lines.join('\n') + '\n');
     e.start = async () => {
