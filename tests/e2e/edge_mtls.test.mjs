@@ -155,6 +155,7 @@ describe('mTLS entry: client certificates bound to tunnels', () => {
       .replace(/mtls_listen: .*/, `mtls_listen: 127.0.0.1:${lp.mtls}`));
     const e2 = start(process.env.POSTERN_BIN, ['edge', '-c', lone], { name: 'edge-lone' });
     await e2.waitFor(/level=warn comp=edge msg="mtls_listen without mtls_tunnels: every mTLS client will be refused"/);
+    await e2.waitFor(/msg="edge listening"/); // the signal handlers are in place only once it started
     assert.equal((await e2.kill('SIGTERM', 10000)).code, 0);
     const f = path.join(dir, 'bad-nomtls.yaml');
     writeFileSync(f, base.replace(/mtls_listen: .*\n/, '').replace(/client_ca_file: .*\n/, '') + 'mtls_tunnels:\n  alpha: { client_cn: [x] }\n');
