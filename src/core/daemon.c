@@ -109,16 +109,19 @@ int dmn_run(const dmn_ops *ops, void *ud, int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile();
 	uv_loop_t *loop = uv_default_loop();
+	/* The watchers go in before start: a SIGTERM while the daemon starts (a stop right after a start) waits
+	 * for the loop and drains, where the default action would have killed it. */
+	uv_signal_init(loop, &d.sigterm);
+	uv_signal_init(loop, &d.sigint);
+	uv_signal_init(loop, &d.sighup);
+	d.sigterm.data = d.sigint.data = d.sighup.data = &d;
+	uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+	uv_signal_start(&d.sigint, on_signal, SIGINT);
+	uv_signal_start(&d.sighup, on_hup, SIGHUP);
 	if (ops->start(ud, loop, err, sizeof err) < 0) {
 		log_error("msg=\"cannot start\" err=\"%s\"", err);
+		dmn_drained(&d);
 	} else {
-		uv_signal_init(loop, &d.sigterm);
-		uv_signal_init(loop, &d.sigint);
-		uv_signal_init(loop, &d.sighup);
-		d.sigterm.data = d.sigint.data = d.sighup.data = &d;
-		uv_signal_start(&d.sigterm, on_signal, SIGTERM);
-		uv_signal_start(&d.sigint, on_signal, SIGINT);
-		uv_signal_start(&d.sighup, on_hup, SIGHUP);
 		rc = 0;
 	}
 	uv_run(loop, UV_RUN_DEFAULT); /* until the daemon has closed everything */
