@@ -417,6 +417,22 @@ out:
 	return ret;
 }
 
+/* A header that does not match the body: recorded, and answered 400 -32020 naming the header. Returns 1. */
+static int refuse_mismatch(px_conn *c, const jrpc_msg *m, const jrpc_mismatch *mm)
+{
+	aud_rec r = { .dir = "in", .method = m->method, .id = m->id, .tool = m->name, .decision = "deny",
+		      .status = "header_mismatch", .has_rpc_code = true, .rpc_code = JRPC_E_HEADER_MISMATCH,
+		      .http_status = 400, .bytes_in = c->mbody.len };
+	char *body = NULL;
+	size_t len = 0;
+	pxi_audit(c, &r);
+	if (jrpc_mismatch_body(m, mm, &body, &len) < 0)
+		pxi_respond(c, 500, "Internal Server Error", "out of memory");
+	else
+		answer(c, 400, body, len);
+	return 1;
+}
+
 /* The modern era's request-metadata headers, read from the head; the Mcp-Param-* ones are not mirrored by
  * the guard (it cannot see the tool's schema at call time) and are left to the server. */
 static int check_modern(px_conn *c, const jrpc_body *b)
@@ -426,8 +442,6 @@ static int check_modern(px_conn *c, const jrpc_body *b)
 	jrpc_mismatch mm;
 	const uint8_t *hd = cbuf_data(&c->head);
 	size_t hl = c->head.len;
-	char *body = NULL;
-	size_t len = 0;
 
 	h.protocol_version = h1_head_value(hd, hl, "MCP-Protocol-Version", ver, sizeof ver) >= 0 ? ver : NULL;
 	h.method = h1_head_value(hd, hl, "Mcp-Method", meth, sizeof meth) >= 0 ? meth : NULL;
@@ -438,18 +452,7 @@ static int check_modern(px_conn *c, const jrpc_body *b)
 			continue;
 		if (jrpc_check_headers(m, &h, &mm) == 0)
 			continue;
-		{
-			aud_rec r = { .dir = "in", .method = m->method, .id = m->id, .tool = m->name, .decision = "deny",
-				      .status = "header_mismatch", .has_rpc_code = true, .rpc_code = JRPC_E_HEADER_MISMATCH,
-				      .http_status = 400, .bytes_in = c->mbody.len };
-			pxi_audit(c, &r);
-		}
-		if (jrpc_mismatch_body(m, &mm, &body, &len) < 0) {
-			pxi_respond(c, 500, "Internal Server Error", "out of memory");
-			return 1;
-		}
-		answer(c, 400, body, len);
-		return 1;
+		return refuse_mismatch(c, m, &mm);
 	}
 	return 0;
 }
@@ -464,8 +467,6 @@ static int check_legacy(px_conn *c, const jrpc_body *b)
 	int rm = h1_head_value(hd, hl, "Mcp-Method", meth, sizeof meth);
 	int rn = h1_head_value(hd, hl, "Mcp-Name", name, sizeof name);
 	bool hm = rm != -ENOENT, hn = rn != -ENOENT;
-	char *body = NULL;
-	size_t len = 0;
 
 	if (rm < 0)
 		meth[0] = 0; /* over the buffer: matches no method */
@@ -489,18 +490,7 @@ static int check_legacy(px_conn *c, const jrpc_body *b)
 		} else {
 			continue;
 		}
-		{
-			aud_rec r = { .dir = "in", .method = m->method, .id = m->id, .tool = m->name, .decision = "deny",
-				      .status = "header_mismatch", .has_rpc_code = true, .rpc_code = JRPC_E_HEADER_MISMATCH,
-				      .http_status = 400, .bytes_in = c->mbody.len };
-			pxi_audit(c, &r);
-		}
-		if (jrpc_mismatch_body(m, &mm, &body, &len) < 0) {
-			pxi_respond(c, 500, "Internal Server Error", "out of memory");
-			return 1;
-		}
-		answer(c, 400, body, len);
-		return 1;
+		return refuse_mismatch(c, m, &mm);
 	}
 	return 0;
 }

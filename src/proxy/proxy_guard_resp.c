@@ -529,11 +529,7 @@ void pxi_guard_up_data(px_conn *c, pxu *u, const uint8_t *p, size_t n)
 			finished = true;
 		}
 	}
-	if (n > 0)
-		u->reusable = false;
-	pxi_up_pause_if_full(c);
-	if (finished && c->req_done && !c->closing && !c->aborted)
-		pxi_end_exchange(c);
+	pxi_up_data_done(c, u, n, finished);
 }
 
 /* up_on_eof inside a guarded response: a body delimited by the close ends here. */

@@ -217,6 +217,7 @@ void pxi_forward_request(px_conn *c); /* the request read whole (and checked) go
 void pxi_respond_whole(px_conn *c, const mbr_response *r); /* a whole response, keep-alive as the request asks */
 int pxi_write_chunk(px_conn *c, const uint8_t *p, size_t n); /* a part of a streamed body (chunked if mchunked) */
 void pxi_up_pause_if_full(px_conn *c);
+void pxi_up_data_done(px_conn *c, pxu *u, size_t left, bool finished);
 int pxi_up_parse(px_conn *c, pxu *u, const uint8_t *p, size_t n, size_t *used, h1_ev *ev);
 void pxi_stream_end(px_conn *c); /* the last chunk of an SSE response, then the end of the exchange */
 void pxi_up_begin(px_conn *c); /* reuse the route's idle upstream connection or dial one, then send the head */

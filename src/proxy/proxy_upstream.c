@@ -219,6 +219,17 @@ int pxi_up_parse(px_conn *c, pxu *u, const uint8_t *p, size_t n, size_t *used, h
 	return -EPROTO;
 }
 
+/* After a read of the upstream: bytes past the response make the connection unusable for another request;
+ * the owner's queue may want the upstream paused; a finished exchange ends. */
+void pxi_up_data_done(px_conn *c, pxu *u, size_t left, bool finished)
+{
+	if (left > 0)
+		u->reusable = false;
+	pxi_up_pause_if_full(c);
+	if (finished && c->req_done && !c->closing && !c->aborted)
+		pxi_end_exchange(c);
+}
+
 static void up_on_data(tconn *tc, const uint8_t *p, size_t n, void *ud)
 {
 	pxu *u = ud;
@@ -293,11 +304,7 @@ static void up_on_data(tconn *tc, const uint8_t *p, size_t n, void *ud)
 			finished = true;
 		}
 	}
-	if (n > 0)
-		u->reusable = false;
-	pxi_up_pause_if_full(c);
-	if (finished && c->req_done && !c->closing && !c->aborted)
-		pxi_end_exchange(c);
+	pxi_up_data_done(c, u, n, finished);
 out:
 	pxi_leave(c);
 }
