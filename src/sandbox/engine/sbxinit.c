@@ -368,7 +368,9 @@ static void protect_paths(void)
 	 * (a `.git` directory stays writable for the session's own git; its doors are bound above). */
 	struct stat gst;
 	snprintf(path, sizeof path, "%s/.git", mp);
-	if (lstat(path, &gst) == 0 && S_ISREG(gst.st_mode))
+	if (lstat(path, &gst) < 0)
+		return; /* no repository: nothing to keep (gst is unset, so it must not be looked at) */
+	if (S_ISREG(gst.st_mode))
 		bind_tree(AT_FDCWD, path, path, false, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
 	else if (S_ISDIR(gst.st_mode) && !ancestor_bound(path)) /* a mount point: not renamed away, even bare */
 		bind_tree(AT_FDCWD, path, path, false, 0);
