@@ -11,6 +11,8 @@
 #     sandbox/tools  -> core, sandbox/tools                      (knows no MCP server, no engine)
 #     sandbox/mcp    -> core, sandbox/mcp, tools, engine, egress (the MCP server face wires them)
 #   gateway  -> core, tunnel, guard, proxy, gateway   (the wiring of a daemon)
+#   control  -> core, control              (the control plane: HTTP API over one store interface)
+#   worker   -> core, worker               (runs sessions' tools in `postern sandbox serve` children)
 #   src/*.c  -> anything                   (main and the command table)
 # A file's folder is its directory under src/ (sandbox/engine/x.c is in sandbox/engine), and so is a header's;
 # and commands.h (the command table) only from a file that defines one of its commands; no two modules
@@ -33,6 +35,8 @@ allowed() { # folder -> allowed include folders
     sandbox/tools) echo "core sandbox/tools" ;;
     sandbox/mcp) echo "core sandbox/mcp sandbox/tools sandbox/engine sandbox/egress" ;;
     gateway) echo "core tunnel guard proxy gateway" ;;
+    control) echo "core control" ;;
+    worker) echo "core worker" ;;
     *) echo "" ;;
   esac
 }
