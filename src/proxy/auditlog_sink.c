@@ -639,8 +639,11 @@ void alogi_syslog_close(alogi_syslog *s, bool deadline)
 		uv_cancel((uv_req_t *)&s->gai);
 	if (s->tc && deadline)
 		tconn_close(s->tc);
-	else if (s->tc)
-		tconn_close_after_flush(s->tc); /* the deadline closes it if the receiver does not read */
+	else if (s->tc && tconn_shutdown(s->tc) < 0) /* FIN (TLS: close_notify) after the queue; tc_eof closes */
+		tconn_close_after_flush(s->tc);
+	/* Not closed at once after the flush: the receiver may still send (its own close_notify), and data to a
+	 * closed socket draws a RST, which makes the receiver's kernel drop what its program has not read yet.
+	 * Its EOF says it has read everything; the deadline closes a receiver that never sends one. */
 	if (s->udp_open)
 		uv_close((uv_handle_t *)&s->udp, closed_cb); /* pending sends end as UV_ECANCELED: counted */
 	alogi_drops_close(&s->drops);
