@@ -359,13 +359,58 @@ static void gw_cleanup(void *ud)
 	adm_metrics_reset();
 }
 
-static int gw_recheck(void *ud, const char *path, int *log_level, int *log_format, char *err, size_t errlen)
+static bool same_text(const char *a, const char *b) { return a == b || (a && b && !strcmp(a, b)); }
+
+/* The keys a running gateway cannot change, compared with the file it started from (they never apply live, so
+ * that is what runs): the listeners, the pin table's file and the connector's dialing. */
+static void restart_keys(const struct gw *g, cfg_doc *nd, char *out, size_t len)
 {
-	struct gw t;
+	static const char *const fixed[] = { "listen_addr", "pins_file", "admin_socket", "admin_http", NULL };
+	const char *const *lists[] = { fixed, g->proxy_mode ? NULL : ctr_config_keys };
+	out[0] = 0;
+	for (size_t l = 0; l < 2; l++)
+		for (size_t i = 0; lists[l] && lists[l][i]; i++) {
+			const char *k = lists[l][i];
+			char *a, *b;
+			/* shutdown_timeout is the proxy's too, which takes it live; the connector's needs a restart. */
+			if (!strcmp(k, "shutdown_timeout") && !g->c)
+				continue;
+			a = cfg_key_text(cfg_root(g->doc), k);
+			b = cfg_key_text(cfg_root(nd), k);
+			if (!same_text(a, b) && strlen(out) + strlen(k) + 2 < len)
+				snprintf(out + strlen(out), len - strlen(out), "%s%s", out[0] ? "," : "", k);
+			free(a);
+			free(b);
+		}
+}
+
+/* SIGHUP: the whole file is loaded and checked again (gw_load: keys, preflight), then the proxy swaps in
+ * what it builds from it (px_reload). Either step failing leaves the running config as it was. */
+static int gw_reload(void *ud, const char *path, int *log_level, int *log_format, char *restart, size_t restartlen,
+		     char *err, size_t errlen)
+{
+	struct gw *g = ud, t;
+	char m[512], q[700];
 	int rc;
+
 	memset(&t, 0, sizeof t);
-	t.proxy_mode = ((struct gw *)ud)->proxy_mode;
-	rc = gw_load(&t, path, log_level, log_format, err, errlen);
+	t.proxy_mode = g->proxy_mode;
+	restart[0] = 0;
+	if (!g->p || g->draining) {
+		snprintf(err, errlen, "%s: not reloaded: the %s is shutting down", path, g->proxy_mode ? "proxy" : "gateway");
+		return -EBUSY;
+	}
+	if ((rc = gw_load(&t, path, log_level, log_format, err, errlen)) < 0)
+		goto out;
+	restart_keys(g, t.doc, restart, restartlen);
+	if ((rc = px_reload(g->p, t.pcfg, m, sizeof m)) < 0) {
+		snprintf(err, errlen, "%s: %s", path, m);
+		goto out;
+	}
+	t.pcfg = NULL; /* the proxy's now */
+	for (size_t i = 0; i < cfg_warning_count(t.doc); i++)
+		log_warn("msg=\"config warning\" detail=%s", log_quote(cfg_warning(t.doc, i), q, sizeof q));
+out:
 	free(t.admin_socket);
 	ctr_config_free(t.ccfg);
 	px_config_free(t.pcfg);
@@ -396,6 +441,8 @@ static void usage(FILE *f)
 		   "  tunnel_domain, tls.cert_file, tls.key_file, routes, upstream.allowed_ips,\n"
 		   "  upstream.disable_ip_validation, upstream.tls.ca_file, listen_addr, shutdown_timeout (30s), log_level, log_format (logfmt|json)\n\n"
 		   "SIGTERM/SIGINT: GOAWAY to the edges, in-flight streams finish within shutdown_timeout, exit 0.\n"
+		   "SIGHUP: reloads the file live (routes, policy, upstream, audit; listeners and connector keys after a\n"
+		   "restart); a file that fails keeps the running config.\n"
 		   "A second signal exits at once. `postern check -c FILE` validates the file without starting.\n");
 }
 
@@ -404,12 +451,13 @@ static void proxy_usage(FILE *f)
 	fprintf(f, "usage: postern proxy -c FILE [--log-level LEVEL] [--log-format logfmt|json]\n\n"
 		   "Runs the inner proxy alone (the gateway's proxy-only mode): terminates TLS with tls.cert_file/key_file\n"
 		   "on listen_addr and routes each request by Host to routes (name: scheme://host:port). The same keys\n"
-		   "work in the gateway; connector keys are refused here.\n");
+		   "work in the gateway; connector keys are refused here. SIGHUP reloads the file live (listen_addr and\n"
+		   "pins_file after a restart).\n");
 }
 
 int gateway_main(int argc, char **argv)
 {
-	static const dmn_ops ops = { "postern gateway", usage, gw_load, gw_start, gw_drain, gw_cleanup, gw_recheck };
+	static const dmn_ops ops = { "postern gateway", usage, gw_load, gw_start, gw_drain, gw_cleanup, NULL, gw_reload };
 	struct gw g;
 	memset(&g, 0, sizeof g);
 	return dmn_run(&ops, &g, argc, argv);
@@ -417,7 +465,7 @@ int gateway_main(int argc, char **argv)
 
 int proxy_main(int argc, char **argv)
 {
-	static const dmn_ops ops = { "postern proxy", proxy_usage, gw_load, gw_start, gw_drain, gw_cleanup, gw_recheck };
+	static const dmn_ops ops = { "postern proxy", proxy_usage, gw_load, gw_start, gw_drain, gw_cleanup, NULL, gw_reload };
 	struct gw g;
 	memset(&g, 0, sizeof g);
 	g.proxy_mode = true;
