@@ -131,6 +131,8 @@ fail:
 
 /* ------------------------------------------------------------------ process */
 
+#define GW_FIXED_MAX 16
+
 struct gw {
 	bool proxy_mode; /* `postern proxy`: the proxy keys only, listen_addr required, no connector or metrics */
 	cfg_doc *doc;
@@ -147,6 +149,7 @@ struct gw {
 	adm_server *ctl;    /* the control API on admin_socket */
 	dmn *dm;
 	bool draining, px_done, ctr_done, stopped;
+	char *fixed[GW_FIXED_MAX]; /* text of each of fixed_keys at load (NULL: absent) */
 };
 
 static void stop_all(struct gw *g)
@@ -233,6 +236,44 @@ static void ready_handler(const char *method, const char *path, adm_resp *r, voi
 	adm_reply(r, ok ? 200 : 503, "application/json", body, (size_t)n);
 }
 
+/* The keys a running gateway cannot change: the listeners, the pin table's file and the connector's dialing.
+ * Their text is kept from each load (the document may map the file, which an editor rewrites in place). */
+static const char *const fixed_keys[] = { "listen_addr", "pins_file", "admin_socket", "admin_http",
+					  "token_file", "edges", "edge_ca_file", "edge_server_name", "connections",
+					  "metrics_listen", "ping_interval", "ping_timeout", "shutdown_timeout", NULL };
+
+static int keep_fixed(struct gw *g)
+{
+	for (size_t i = 0; fixed_keys[i] && i < GW_FIXED_MAX; i++) {
+		cfg_node *r = cfg_root(g->doc);
+		if (cfg_key_line(r, fixed_keys[i]) && !(g->fixed[i] = cfg_key_text(r, fixed_keys[i])))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static void free_fixed(struct gw *g)
+{
+	for (size_t i = 0; i < GW_FIXED_MAX; i++) {
+		free(g->fixed[i]);
+		g->fixed[i] = NULL;
+	}
+}
+
+/* Compared with the file the daemon started from: they never apply live, so that is what runs. */
+static void restart_keys(const struct gw *g, const struct gw *t, char *out, size_t len)
+{
+	out[0] = 0;
+	for (size_t i = 0; fixed_keys[i] && i < GW_FIXED_MAX; i++) {
+		const char *k = fixed_keys[i], *a = g->fixed[i], *b = t->fixed[i];
+		/* shutdown_timeout is the proxy's too, which takes it live; the connector's needs a restart. */
+		if (!strcmp(k, "shutdown_timeout") && !g->c)
+			continue;
+		if (!(a == b || (a && b && !strcmp(a, b))) && strlen(out) + strlen(k) + 2 < len)
+			snprintf(out + strlen(out), len - strlen(out), "%s%s", out[0] ? "," : "", k);
+	}
+}
+
 static int gw_load(void *ud, const char *path, int *log_level, int *log_format, char *err, size_t errlen)
 {
 	struct gw *g = ud;
@@ -250,6 +291,10 @@ static int gw_load(void *ud, const char *path, int *log_level, int *log_format, 
 	} else if (gw_config_load(g->doc, &g->pcfg, &g->ccfg) < 0 ||
 		   gw_config_admin(g->doc, &g->admin_socket, &g->admin_http) < 0) {
 		goto bad;
+	}
+	if (keep_fixed(g) < 0) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		return -ENOMEM;
 	}
 	*log_level = g->pcfg->log_level;
 	*log_format = g->pcfg->log_format;
@@ -356,32 +401,8 @@ static void gw_cleanup(void *ud)
 	px_config_free(g->pcfg);
 	cfg_free(g->doc);
 	free(g->admin_socket);
+	free_fixed(g);
 	adm_metrics_reset();
-}
-
-static bool same_text(const char *a, const char *b) { return a == b || (a && b && !strcmp(a, b)); }
-
-/* The keys a running gateway cannot change, compared with the file it started from (they never apply live, so
- * that is what runs): the listeners, the pin table's file and the connector's dialing. */
-static void restart_keys(const struct gw *g, cfg_doc *nd, char *out, size_t len)
-{
-	static const char *const fixed[] = { "listen_addr", "pins_file", "admin_socket", "admin_http", NULL };
-	const char *const *lists[] = { fixed, g->proxy_mode ? NULL : ctr_config_keys };
-	out[0] = 0;
-	for (size_t l = 0; l < 2; l++)
-		for (size_t i = 0; lists[l] && lists[l][i]; i++) {
-			const char *k = lists[l][i];
-			char *a, *b;
-			/* shutdown_timeout is the proxy's too, which takes it live; the connector's needs a restart. */
-			if (!strcmp(k, "shutdown_timeout") && !g->c)
-				continue;
-			a = cfg_key_text(cfg_root(g->doc), k);
-			b = cfg_key_text(cfg_root(nd), k);
-			if (!same_text(a, b) && strlen(out) + strlen(k) + 2 < len)
-				snprintf(out + strlen(out), len - strlen(out), "%s%s", out[0] ? "," : "", k);
-			free(a);
-			free(b);
-		}
 }
 
 /* SIGHUP: the whole file is loaded and checked again (gw_load: keys, preflight), then the proxy swaps in
@@ -402,7 +423,7 @@ static int gw_reload(void *ud, const char *path, int *log_level, int *log_format
 	}
 	if ((rc = gw_load(&t, path, log_level, log_format, err, errlen)) < 0)
 		goto out;
-	restart_keys(g, t.doc, restart, restartlen);
+	restart_keys(g, &t, restart, restartlen);
 	if ((rc = px_reload(g->p, t.pcfg, m, sizeof m)) < 0) {
 		snprintf(err, errlen, "%s: %s", path, m);
 		goto out;
@@ -411,6 +432,7 @@ static int gw_reload(void *ud, const char *path, int *log_level, int *log_format
 	for (size_t i = 0; i < cfg_warning_count(t.doc); i++)
 		log_warn("msg=\"config warning\" detail=%s", log_quote(cfg_warning(t.doc, i), q, sizeof q));
 out:
+	free_fixed(&t);
 	free(t.admin_socket);
 	ctr_config_free(t.ccfg);
 	px_config_free(t.pcfg);

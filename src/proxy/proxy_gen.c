@@ -72,11 +72,24 @@ static mbr *make_bridge(px *p, const route *r, char *err, size_t errlen)
 	return b;
 }
 
+/* Bridges of one route name share metric series: the last one alive of a name drops them. */
+static void free_bridge(px *p, mbr *b, const char *name)
+{
+	for (pxgen *g = p->gens; g; g = g->next)
+		for (size_t i = 0; i < g->cfg->routes.n; i++)
+			if (g->r[i].bridge && g->r[i].bridge != b && !strcmp(g->cfg->routes.v[i].name, name)) {
+				mbr_forget_metrics(b);
+				goto out;
+			}
+out:
+	mbr_free(b);
+}
+
 static void gen_free(pxgen *g)
 {
 	for (size_t i = 0; g->r && i < g->cfg->routes.n; i++) {
 		if (g->r[i].own_bridge)
-			mbr_free(g->r[i].bridge);
+			free_bridge(g->px, g->r[i].bridge, g->cfg->routes.v[i].name);
 		if (g->r[i].own_jwks)
 			jwks_free(g->r[i].jwks); /* before its auth goes with the config */
 	}
@@ -143,6 +156,16 @@ void pxi_gen_discard(pxgen *g)
 		gen_free(g);
 }
 
+/* An exchange of any generation (an older one may have handed b on) is on b's route. */
+static bool bridge_busy(const px *p, const mbr *b)
+{
+	for (const pxgen *g = p->gens; g; g = g->next)
+		for (size_t i = 0; i < g->cfg->routes.n; i++)
+			if (g->r[i].bridge == b && g->r[i].busy)
+				return true;
+	return false;
+}
+
 /* Frees what retired generations no longer need; loops since a freed generation lets go of the newer. */
 static void sweep(px *p)
 {
@@ -156,11 +179,11 @@ static void sweep(px *p)
 				continue;
 			for (size_t i = 0; i < g->cfg->routes.n; i++) {
 				pxgen_route *r = &g->r[i];
-				if (!r->own_bridge || !r->bridge || r->busy)
+				if (!r->own_bridge || !r->bridge || bridge_busy(p, r->bridge))
 					continue;
 				log_info("msg=\"mcp route retired by a reload: its sessions end\" route=%s generation=%u sessions=%u",
 					 log_quote(g->cfg->routes.v[i].name, q, sizeof q), g->id, mbr_sessions(r->bridge));
-				mbr_free(r->bridge);
+				free_bridge(p, r->bridge, g->cfg->routes.v[i].name);
 				r->bridge = NULL;
 				r->own_bridge = false;
 			}
@@ -250,7 +273,7 @@ void pxi_gen_leave(px_conn *c)
 		return;
 	if (c->rt) {
 		pxgen_route *r = pxi_rstate(c);
-		if (--r->busy == 0 && g->retired && r->own_bridge)
+		if (--r->busy == 0 && g->retired && r->bridge)
 			sweep_soon(c->px);
 	}
 	c->rt = NULL;
@@ -397,7 +420,7 @@ int px_reload(px *p, px_config *cfg, char *err, size_t errlen)
 	log_info("msg=\"proxy config reloaded\" generation=%u routes=%zu added=%s changed=%s removed=%s unchanged=%s "
 		 "audit=%s %s", p->ngen, cfg->routes.n, log_quote(added[0] ? added : "-", qa, sizeof qa),
 		 log_quote(changed[0] ? changed : "-", qc, sizeof qc), log_quote(removed[0] ? removed : "-", qr, sizeof qr),
-		 log_quote(kept[0] ? kept : "-", qk, sizeof qk), same_audit ? "kept" : cfg->audit ? "reopened" : "off", sum);
+		 log_quote(kept[0] ? kept : "-", qk, sizeof qk), !cfg->audit ? "off" : same_audit ? "kept" : "reopened", sum);
 	rc = 0;
 out:
 	pxi_gen_discard(g);
