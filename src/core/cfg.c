@@ -563,8 +563,8 @@ out:
 
 char *cfg_node_text(cfg_node *n)
 {
-	/* One line, no comments: two nodes with the same text are the same YAML whatever the layout. */
-	return n ? fy_emit_node_to_string(n, FYECF_MODE_FLOW_ONELINE | FYECF_WIDTH_INF) : NULL;
+	/* One line of JSON: layout, comments and quoting styles (plain or quoted: the same string) drop out. */
+	return n ? fy_emit_node_to_string(n, FYECF_MODE_JSON_ONELINE | FYECF_WIDTH_INF) : NULL;
 }
 
 char *cfg_key_text(cfg_node *map, const char *key)
@@ -572,6 +572,6 @@ char *cfg_key_text(cfg_node *map, const char *key)
 	struct fy_node_pair *p = cfg_is_map(map) ? find_pair(map, key) : NULL;
 	if (!p)
 		return NULL;
-	/* `key:` with nothing after it is present, unlike an absent key: "~" says so. */
-	return fy_node_pair_value(p) ? cfg_node_text(fy_node_pair_value(p)) : strdup("~");
+	/* `key:` with nothing after it is present, unlike an absent key: "null" says so. */
+	return fy_node_pair_value(p) ? cfg_node_text(fy_node_pair_value(p)) : strdup("null");
 }

@@ -57,9 +57,9 @@ int cfg_map_next(cfg_node *map, void **iter, const char **key, cfg_node **val);
 /* Scalar text of a node (NUL-terminated, owned by the document) or NULL when not a scalar. */
 const char *cfg_scalar(cfg_node *n);
 
-/* A node as one line of flow YAML (layout and comments left out), for telling whether a key changed between
- * two loads; malloc'd, NULL when n is NULL or out of memory. cfg_key_text: the value of key in map ("~" when
- * the key has no value), NULL when map has no such key. */
+/* A node as one line of JSON (layout, comments and quoting left out), for telling whether a key changed between
+ * two loads; malloc'd, NULL when n is NULL or out of memory. cfg_key_text: the value of key in map (never NULL
+ * when the key is there, even without a value), NULL when map has no such key. */
 char *cfg_node_text(cfg_node *n);
 char *cfg_key_text(cfg_node *map, const char *key);
 

@@ -249,6 +249,40 @@ test('a changed listen_addr is named as needing a restart; the rest applies', as
   assert.equal(await status('old'), 200); // still on the old port
 });
 
+test('audit: an unchanged audit block keeps the running sinks, a changed one reopens them; one chain verifies', async () => {
+  const file = path.join(dir, 'audit', 'audit.jsonl');
+  const audit = `audit: {file: ${file}}\n`;
+  const calls = async (n) => {
+    const web = oneConnection('web');
+    try {
+      await web.rpc({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } });
+      await web.rpc({ jsonrpc: '2.0', method: 'notifications/initialized' });
+      const r = await web.call(2, 'echo', { text: `round ${n}` });
+      assert.equal(r.json.result.content[0].text, `echo:{"text":"round ${n}"}`);
+    } finally {
+      await web.close();
+    }
+  };
+  writeFileSync(yaml, V1() + audit);
+  await hup(/msg="proxy config reloaded" generation=\d+ .*audit=reopened /);
+  await calls(1);
+  writeFileSync(yaml, V1().replace('routes:\n', `routes:\n  extra: "http://127.0.0.1:${upPort}"\n`) + audit);
+  await hup(/msg="proxy config reloaded" generation=\d+ routes=4 added="extra" .*audit=kept /);
+  await calls(2);
+  writeFileSync(yaml, V1() + `audit: {file: ${file}, fsync: true}\n`);
+  await hup(/msg="proxy config reloaded" generation=\d+ .*removed="extra" .*audit=reopened /);
+  await calls(3);
+  const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  lines.forEach((l, i) => assert.equal(l.seq, i));
+  const raw = readFileSync(file, 'utf8');
+  for (const n of [1, 2, 3]) assert.ok(raw.includes(`round ${n}`), `round ${n} not in the audit`);
+  const r = await postern(['audit', 'verify', file]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  // back to no audit: the sinks close
+  writeFileSync(yaml, V1());
+  await hup(/msg="proxy config reloaded" generation=\d+ .*audit=off /);
+});
+
 test('the gateway reloads through the edge; a changed connector key is named as needing a restart', async () => {
   const ctx = await makeEdges(1);
   try {
