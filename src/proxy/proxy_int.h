@@ -1,4 +1,5 @@
-/* Internal to the proxy, shared by its parts: proxy.c (lifecycle, TLS server context, drain),
+/* Internal to the proxy, shared by its parts: proxy.c (lifecycle, TLS server context, drain), proxy_gen.c
+ * (config generations and live reload),
  * proxy_conn.c (a client connection: TLS, exchanges, timers, the stream seam), proxy_upstream.c (upstream
  * connections, stdio:/sandbox: routes), proxy_listen.c (the plain listen_addr listener) and proxy_metrics.c
  * (per-route request metrics). Nothing outside src/proxy includes it. */
