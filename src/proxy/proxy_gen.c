@@ -72,16 +72,20 @@ static mbr *make_bridge(px *p, const route *r, char *err, size_t errlen)
 	return b;
 }
 
-/* Bridges of one route name share metric series: the last one alive of a name drops them. */
+/* Bridges of one route name share metric series: the last one alive of a name drops them. Older generations
+ * that handed b on forget it too. */
 static void free_bridge(px *p, mbr *b, const char *name)
 {
+	bool shared = false;
 	for (pxgen *g = p->gens; g; g = g->next)
-		for (size_t i = 0; i < g->cfg->routes.n; i++)
-			if (g->r[i].bridge && g->r[i].bridge != b && !strcmp(g->cfg->routes.v[i].name, name)) {
-				mbr_forget_metrics(b);
-				goto out;
-			}
-out:
+		for (size_t i = 0; i < g->cfg->routes.n; i++) {
+			if (g->r[i].bridge == b)
+				g->r[i].bridge = NULL;
+			else if (g->r[i].bridge && !strcmp(g->cfg->routes.v[i].name, name))
+				shared = true;
+		}
+	if (shared)
+		mbr_forget_metrics(b);
 	mbr_free(b);
 }
 
