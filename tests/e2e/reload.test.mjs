@@ -5,8 +5,10 @@
 // denied tool is refused naming the new rule on the next call of the same session, files keeps its session
 // and its child, the keep-alive connection carries on. Then broken files (a YAML error, a missing certificate,
 // a certificate that does not cover tunnel_domain): an error naming file, line and key, the old config serving.
-// Last, the same through `postern gateway` and an edge, where a connector key change is named as needing a
-// restart.
+// Also: a changed stdio command retires the old bridge and its sessions; listen_addr is named as needing a
+// restart; the audit chain goes on across kept and reopened sinks; a call held for approval when its route is
+// removed is answered by its own rule; the same through `postern gateway` and an edge, where a connector key
+// change is named as needing a restart; and after all that the proxy exits 0 (no leak under ASan).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -53,7 +55,7 @@ const V2 = () => config({
 });
 
 // Raw MCP requests that all go over one connection (undici: connections 1); st.connects counts the dials.
-function oneConnection(route) {
+function oneConnection(route, at = port) {
   const agent = new Agent({
     connections: 1,
     keepAliveTimeout: 60000,
@@ -68,7 +70,7 @@ function oneConnection(route) {
   const rpc = async (msg) => {
     const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
     if (st.sid) Object.assign(headers, { 'mcp-session-id': st.sid, 'mcp-protocol-version': '2025-06-18' });
-    const r = await ufetch(`https://${route}.${DOMAIN}:${port}/mcp`, { method: 'POST', headers, body: JSON.stringify(msg), dispatcher: agent });
+    const r = await ufetch(`https://${route}.${DOMAIN}:${at}/mcp`, { method: 'POST', headers, body: JSON.stringify(msg), dispatcher: agent });
     st.sid = r.headers.get('mcp-session-id') || st.sid;
     const t = await r.text();
     if (r.status === 202) return { status: 202 };
@@ -96,10 +98,10 @@ async function sdk(route, f) {
 }
 
 // A plain GET on an unguarded route: the fixture answers /.well-known/ with 200, the proxy an unknown route 404.
-async function status(route) {
+async function status(route, at = port) {
   const f = pinnedFetch({ ca });
   try {
-    const r = await f(`https://${route}.${DOMAIN}:${port}/.well-known/x`);
+    const r = await f(`https://${route}.${DOMAIN}:${at}/.well-known/x`);
     await r.text();
     return r.status;
   } finally {
@@ -281,6 +283,38 @@ test('audit: an unchanged audit block keeps the running sinks, a changed one reo
   // back to no audit: the sinks close
   writeFileSync(yaml, V1());
   await hup(/msg="proxy config reloaded" generation=\d+ .*audit=off /);
+});
+
+test('a call in flight across a reload finishes under the config it began on, on a route the reload removed', async () => {
+  // approve rules hold calls in a gateway (here proxy-only, its admin socket off: a held call times out)
+  const gport = await freePort();
+  const base = V1().replace(`listen_addr: 127.0.0.1:${port}`, `listen_addr: 127.0.0.1:${gport}`) + 'admin_socket: ""\nmetrics_listen: ""\n';
+  const held = ['  held:', `    url: http://127.0.0.1:${upPort}`, '    policy:', '      default: allow',
+    '      approval_timeout: 2s', '      rules:', '        - {name: ask-first, match: {tool: "move_*"}, action: approve}'];
+  const gyaml = path.join(dir, 'gateway.yaml');
+  writeFileSync(gyaml, base.replace('routes:\n', `routes:\n${held.join('\n')}\n`));
+  const gw = start(process.env.POSTERN_BIN, ['gateway', '-c', gyaml], { name: 'gateway-held' });
+  await gw.waitFor(/msg="gateway started"/, 10000);
+  const c = oneConnection('held', gport);
+  try {
+    await c.rpc({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } });
+    await c.rpc({ jsonrpc: '2.0', method: 'notifications/initialized' });
+    const pending = c.call(2, 'move_file', { from: 'a', to: 'b' });
+    await gw.waitFor(/msg="call held for approval" route=held .*rule=ask-first/, 5000);
+    writeFileSync(gyaml, base);
+    const mark = gw.log.length;
+    gw.child.kill('SIGHUP');
+    await gw.waitFor(/msg="proxy config reloaded" generation=2 routes=3 .*removed="held" /, 10000, mark);
+    assert.equal(await status('held', gport), 404); // new requests: no such route
+    const r = await pending; // the held one: answered by its own rule when its approval times out
+    assert.equal(r.json.error.code, -31001);
+    assert.match(r.json.error.message, /move_file.*not approved in time \(policy rule ask-first of route held\)/);
+  } finally {
+    await c.close();
+  }
+  const ex = await gw.kill('SIGTERM', 15000);
+  assert.equal(ex.code, 0, gw.log.slice(-3000));
+  assert.doesNotMatch(gw.log, /Sanitizer|runtime error/);
 });
 
 test('the gateway reloads through the edge; a changed connector key is named as needing a restart', async () => {
