@@ -560,3 +560,18 @@ out:
 	cfg_strv_free(v);
 	return rc;
 }
+
+char *cfg_node_text(cfg_node *n)
+{
+	/* One line of JSON: layout, comments and quoting styles (plain or quoted: the same string) drop out. */
+	return n ? fy_emit_node_to_string(n, FYECF_MODE_JSON_ONELINE | FYECF_WIDTH_INF) : NULL;
+}
+
+char *cfg_key_text(cfg_node *map, const char *key)
+{
+	struct fy_node_pair *p = cfg_is_map(map) ? find_pair(map, key) : NULL;
+	if (!p)
+		return NULL;
+	/* `key:` with nothing after it is present, unlike an absent key: "null" says so. */
+	return fy_node_pair_value(p) ? cfg_node_text(fy_node_pair_value(p)) : strdup("null");
+}

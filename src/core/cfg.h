@@ -57,6 +57,12 @@ int cfg_map_next(cfg_node *map, void **iter, const char **key, cfg_node **val);
 /* Scalar text of a node (NUL-terminated, owned by the document) or NULL when not a scalar. */
 const char *cfg_scalar(cfg_node *n);
 
+/* A node as one line of JSON (layout, comments and quoting left out), for telling whether a key changed between
+ * two loads; malloc'd, NULL when n is NULL or out of memory. cfg_key_text: the value of key in map (never NULL
+ * when the key is there, even without a value), NULL when map has no such key. */
+char *cfg_node_text(cfg_node *n);
+char *cfg_key_text(cfg_node *map, const char *key);
+
 /* "250ms", "10s", "5m", "2h", "720h", "1h30m"; a bare number is seconds. 0 or -EINVAL. */
 int cfg_parse_duration_ms(const char *s, int64_t *ms);
 /* true/yes/on, false/no/off; 0 or -EINVAL. */

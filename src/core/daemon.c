@@ -29,14 +29,38 @@ void dmn_drained(dmn *d)
 	uv_close((uv_handle_t *)&d->sighup, NULL);
 }
 
-/* SIGHUP used to end the process (its default action); now it re-reads the config. Live reload of routes,
- * upstreams and listeners is not there yet: say so rather than pretend. */
+/* The log level and format of a config just loaded, unless the command line set them. */
+static void apply_logging(dmn *d, int level, int format)
+{
+	if (d->cli_level >= 0)
+		level = d->cli_level;
+	if (d->cli_format >= 0)
+		format = d->cli_format;
+	log_set_level(level >= 0 ? (enum log_level)level : LOG_INFO);
+	log_set_format(format >= 0 ? (enum log_format)format : LOG_FMT_LOGFMT);
+}
+
+/* SIGHUP used to end the process (its default action); now it reloads the config, or with only recheck
+ * checks it and applies its logging keys. */
 static void on_hup(uv_signal_t *s, int signum)
 {
 	dmn *d = s->data;
-	char err[512], q[600];
+	char err[512], q[600], restart[512] = "", qr[600];
 	int level = -1, format = -1;
 	(void)signum;
+	if (d->ops->reload) {
+		if (d->ops->reload(d->ud, d->path, &level, &format, restart, sizeof restart, err, sizeof err) < 0) {
+			log_error("msg=\"config reload failed, keeping the running config\" err=%s", log_quote(err, q, sizeof q));
+			return;
+		}
+		apply_logging(d, level, format);
+		if (restart[0])
+			log_warn("msg=\"config reloaded; changed keys that need a restart keep their running values\" file=%s "
+				 "restart_needed_for=%s", log_quote(d->path, q, sizeof q), log_quote(restart, qr, sizeof qr));
+		else
+			log_info("msg=\"config reloaded\" file=%s", log_quote(d->path, q, sizeof q));
+		return;
+	}
 	if (!d->ops->recheck) {
 		log_warn("msg=\"SIGHUP ignored: this daemon does not reload; restart it to apply a changed config\"");
 		return;
@@ -45,14 +69,9 @@ static void on_hup(uv_signal_t *s, int signum)
 		log_error("msg=\"config reload failed, keeping the running config\" err=%s", log_quote(err, q, sizeof q));
 		return;
 	}
-	if (d->cli_level >= 0)
-		level = d->cli_level;
-	if (d->cli_format >= 0)
-		format = d->cli_format;
-	log_set_level(level >= 0 ? (enum log_level)level : LOG_INFO);
-	log_set_format(format >= 0 ? (enum log_format)format : LOG_FMT_LOGFMT);
+	apply_logging(d, level, format);
 	log_info("msg=\"config checked on SIGHUP\" file=%s applied=\"log_level log_format\" "
-		 "restart_needed_for=\"routes, upstream, tls paths, listeners, edges\"", log_quote(d->path, q, sizeof q));
+		 "restart_needed_for=\"everything else: this daemon reloads no other key live\"", log_quote(d->path, q, sizeof q));
 }
 
 static void on_signal(uv_signal_t *s, int signum)

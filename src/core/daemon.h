@@ -1,8 +1,10 @@
 /* The life of a postern daemon process, one copy for the edge, the gateway (and its proxy-only mode) and the
  * coming control plane and worker: `-c FILE [--log-level L] [--log-format F]`, config load and check, log level, SIGPIPE ignored, the
  * descriptor limit raised, one libuv loop, start, SIGTERM/SIGINT -> drain (a second signal exits at once
- * with status 1), SIGHUP -> the config is checked again and its log level and format applied (a config that
- * fails is logged and the running one stays; other keys apply after a restart, which the log line says),
+ * with status 1), SIGHUP -> the config is loaded again: with a reload hook the daemon applies what it can
+ * live (the gateway and the proxy: routes, policy, upstream settings, audit) and the skeleton logs the keys
+ * that changed but need a restart; with only recheck (the edge) it is checked and its log level and format
+ * applied. Either way a config that fails is logged (file, line, key) and the running one stays whole. Then
  * run until every handle is closed, clean up.
  *
  * Exit status: 0 after a drain, 1 when the config or the start failed (the reason on stderr, or logged once
@@ -34,6 +36,12 @@ typedef struct dmn_ops {
 	/* SIGHUP: loads the config at path again the way load does (keys and preflight) but into temporaries,
 	 * changing nothing, and reports its log_level / log_format. 0 or <0 with err. May be NULL. */
 	int (*recheck)(void *ud, const char *path, int *log_level, int *log_format, char *err, size_t errlen);
+	/* SIGHUP, taking over from recheck when set: loads the config at path the way load does and applies it
+	 * live, all of it or nothing (<0 with err, "FILE:LINE: key: reason", and the running config unchanged).
+	 * Reports log_level / log_format like load; restart gets the keys that changed but keep their running
+	 * value until a restart, comma-separated ("" when none). May be NULL. */
+	int (*reload)(void *ud, const char *path, int *log_level, int *log_format, char *restart, size_t restartlen,
+		      char *err, size_t errlen);
 } dmn_ops;
 
 int dmn_run(const dmn_ops *ops, void *ud, int argc, char **argv);

@@ -131,6 +131,8 @@ fail:
 
 /* ------------------------------------------------------------------ process */
 
+#define GW_FIXED_MAX 16
+
 struct gw {
 	bool proxy_mode; /* `postern proxy`: the proxy keys only, listen_addr required, no connector or metrics */
 	cfg_doc *doc;
@@ -147,6 +149,7 @@ struct gw {
 	adm_server *ctl;    /* the control API on admin_socket */
 	dmn *dm;
 	bool draining, px_done, ctr_done, stopped;
+	char *fixed[GW_FIXED_MAX]; /* text of each of fixed_keys at load (NULL: absent) */
 };
 
 static void stop_all(struct gw *g)
@@ -233,6 +236,44 @@ static void ready_handler(const char *method, const char *path, adm_resp *r, voi
 	adm_reply(r, ok ? 200 : 503, "application/json", body, (size_t)n);
 }
 
+/* The keys a running gateway cannot change: the listeners, the pin table's file and the connector's dialing.
+ * Their text is kept from each load (the document may map the file, which an editor rewrites in place). */
+static const char *const fixed_keys[] = { "listen_addr", "pins_file", "admin_socket", "admin_http",
+					  "token_file", "edges", "edge_ca_file", "edge_server_name", "connections",
+					  "metrics_listen", "ping_interval", "ping_timeout", "shutdown_timeout", NULL };
+
+static int keep_fixed(struct gw *g)
+{
+	for (size_t i = 0; fixed_keys[i] && i < GW_FIXED_MAX; i++) {
+		cfg_node *r = cfg_root(g->doc);
+		if (cfg_key_line(r, fixed_keys[i]) && !(g->fixed[i] = cfg_key_text(r, fixed_keys[i])))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static void free_fixed(struct gw *g)
+{
+	for (size_t i = 0; i < GW_FIXED_MAX; i++) {
+		free(g->fixed[i]);
+		g->fixed[i] = NULL;
+	}
+}
+
+/* Compared with the file the daemon started from: they never apply live, so that is what runs. */
+static void restart_keys(const struct gw *g, const struct gw *t, char *out, size_t len)
+{
+	out[0] = 0;
+	for (size_t i = 0; fixed_keys[i] && i < GW_FIXED_MAX; i++) {
+		const char *k = fixed_keys[i], *a = g->fixed[i], *b = t->fixed[i];
+		/* shutdown_timeout is the proxy's too, which takes it live; the connector's needs a restart. */
+		if (!strcmp(k, "shutdown_timeout") && !g->c)
+			continue;
+		if (!(a == b || (a && b && !strcmp(a, b))) && strlen(out) + strlen(k) + 2 < len)
+			snprintf(out + strlen(out), len - strlen(out), "%s%s", out[0] ? "," : "", k);
+	}
+}
+
 static int gw_load(void *ud, const char *path, int *log_level, int *log_format, char *err, size_t errlen)
 {
 	struct gw *g = ud;
@@ -250,6 +291,10 @@ static int gw_load(void *ud, const char *path, int *log_level, int *log_format, 
 	} else if (gw_config_load(g->doc, &g->pcfg, &g->ccfg) < 0 ||
 		   gw_config_admin(g->doc, &g->admin_socket, &g->admin_http) < 0) {
 		goto bad;
+	}
+	if (keep_fixed(g) < 0) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		return -ENOMEM;
 	}
 	*log_level = g->pcfg->log_level;
 	*log_format = g->pcfg->log_format;
@@ -356,16 +401,38 @@ static void gw_cleanup(void *ud)
 	px_config_free(g->pcfg);
 	cfg_free(g->doc);
 	free(g->admin_socket);
+	free_fixed(g);
 	adm_metrics_reset();
 }
 
-static int gw_recheck(void *ud, const char *path, int *log_level, int *log_format, char *err, size_t errlen)
+/* SIGHUP: the whole file is loaded and checked again (gw_load: keys, preflight), then the proxy swaps in
+ * what it builds from it (px_reload). Either step failing leaves the running config as it was. */
+static int gw_reload(void *ud, const char *path, int *log_level, int *log_format, char *restart, size_t restartlen,
+		     char *err, size_t errlen)
 {
-	struct gw t;
+	struct gw *g = ud, t;
+	char m[512], q[700];
 	int rc;
+
 	memset(&t, 0, sizeof t);
-	t.proxy_mode = ((struct gw *)ud)->proxy_mode;
-	rc = gw_load(&t, path, log_level, log_format, err, errlen);
+	t.proxy_mode = g->proxy_mode;
+	restart[0] = 0;
+	if (!g->p || g->draining) {
+		snprintf(err, errlen, "%s: not reloaded: the %s is shutting down", path, g->proxy_mode ? "proxy" : "gateway");
+		return -EBUSY;
+	}
+	if ((rc = gw_load(&t, path, log_level, log_format, err, errlen)) < 0)
+		goto out;
+	restart_keys(g, &t, restart, restartlen);
+	if ((rc = px_reload(g->p, t.pcfg, m, sizeof m)) < 0) {
+		snprintf(err, errlen, "%s: %s", path, m);
+		goto out;
+	}
+	t.pcfg = NULL; /* the proxy's now */
+	for (size_t i = 0; i < cfg_warning_count(t.doc); i++)
+		log_warn("msg=\"config warning\" detail=%s", log_quote(cfg_warning(t.doc, i), q, sizeof q));
+out:
+	free_fixed(&t);
 	free(t.admin_socket);
 	ctr_config_free(t.ccfg);
 	px_config_free(t.pcfg);
@@ -396,6 +463,8 @@ static void usage(FILE *f)
 		   "  tunnel_domain, tls.cert_file, tls.key_file, routes, upstream.allowed_ips,\n"
 		   "  upstream.disable_ip_validation, upstream.tls.ca_file, listen_addr, shutdown_timeout (30s), log_level, log_format (logfmt|json)\n\n"
 		   "SIGTERM/SIGINT: GOAWAY to the edges, in-flight streams finish within shutdown_timeout, exit 0.\n"
+		   "SIGHUP: reloads the file live (routes, policy, upstream, audit; listeners and connector keys after a\n"
+		   "restart); a file that fails keeps the running config.\n"
 		   "A second signal exits at once. `postern check -c FILE` validates the file without starting.\n");
 }
 
@@ -404,12 +473,13 @@ static void proxy_usage(FILE *f)
 	fprintf(f, "usage: postern proxy -c FILE [--log-level LEVEL] [--log-format logfmt|json]\n\n"
 		   "Runs the inner proxy alone (the gateway's proxy-only mode): terminates TLS with tls.cert_file/key_file\n"
 		   "on listen_addr and routes each request by Host to routes (name: scheme://host:port). The same keys\n"
-		   "work in the gateway; connector keys are refused here.\n");
+		   "work in the gateway; connector keys are refused here. SIGHUP reloads the file live (listen_addr and\n"
+		   "pins_file after a restart).\n");
 }
 
 int gateway_main(int argc, char **argv)
 {
-	static const dmn_ops ops = { "postern gateway", usage, gw_load, gw_start, gw_drain, gw_cleanup, gw_recheck };
+	static const dmn_ops ops = { "postern gateway", usage, gw_load, gw_start, gw_drain, gw_cleanup, NULL, gw_reload };
 	struct gw g;
 	memset(&g, 0, sizeof g);
 	return dmn_run(&ops, &g, argc, argv);
@@ -417,7 +487,7 @@ int gateway_main(int argc, char **argv)
 
 int proxy_main(int argc, char **argv)
 {
-	static const dmn_ops ops = { "postern proxy", proxy_usage, gw_load, gw_start, gw_drain, gw_cleanup, gw_recheck };
+	static const dmn_ops ops = { "postern proxy", proxy_usage, gw_load, gw_start, gw_drain, gw_cleanup, NULL, gw_reload };
 	struct gw g;
 	memset(&g, 0, sizeof g);
 	g.proxy_mode = true;

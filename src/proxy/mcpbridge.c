@@ -460,14 +460,30 @@ nomem:
 	return NULL;
 }
 
-void mbr_free(mbr *b)
+/* Lets go of the bridge's metric series, dropping them from the registry when drop is set. */
+static void metrics_release(mbr *b, bool drop)
 {
-	if (!b)
-		return;
 	adm_metric **ms[] = { &b->m_sessions, &b->m_max, &b->m_started, &b->m_reclaimed, &b->m_refused,
 			      &b->m_dropped, &b->m_events, &b->m_streams_get, &b->m_streams_post,
 			      &b->m_modern_requests, &b->m_modern_refused, &b->m_modern_cancelled,
 			      &b->m_modern_children, &b->m_modern_inflight };
+	for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
+		if (drop)
+			adm_metric_drop(*ms[i]);
+		*ms[i] = NULL;
+	}
+}
+
+void mbr_forget_metrics(mbr *b)
+{
+	if (b)
+		metrics_release(b, false);
+}
+
+void mbr_free(mbr *b)
+{
+	if (!b)
+		return;
 	b->freeing = true;
 	for (sess *s = b->sessions, *next; s; s = next) {
 		next = s->next;
@@ -477,10 +493,7 @@ void mbr_free(mbr *b)
 			uv_process_kill(&s->proc, SIGKILL);
 		mbri_close_all(s);
 	}
-	for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
-		adm_metric_drop(*ms[i]);
-		*ms[i] = NULL;
-	}
+	metrics_release(b, true);
 	/* Closing sessions still point at b: the last one to close frees it (callers run the loop after). */
 	for (size_t i = 0; b->argv && i < b->argc; i++)
 		free(b->argv[i]);

@@ -102,6 +102,9 @@ void mbr_req_cancel(mbr_req *r);
 /* The caller's output fell below its low-water mark after full() was true. */
 void mbr_req_resume(mbr_req *r);
 unsigned mbr_sessions(const mbr *b);
+/* Another bridge of the same route name shares its metric series (a reload's, proxy_gen.c): b stops updating
+ * them and mbr_free leaves them in the registry. */
+void mbr_forget_metrics(mbr *b);
 /* The gateway drains: GET streams end (a client would reconnect, and is refused), POST streams go on to
  * their response. Sessions stay until mbr_free. */
 void mbr_drain(mbr *b);

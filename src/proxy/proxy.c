@@ -9,20 +9,17 @@
  * mark (unread ciphertext stays in the TLS input buffer and is not reported as consumed, so the owner's window
  * closes); the upstream is paused while the owner reports over_high_water. */
 #include "proxy/proxy_int.h"
-#include "core/dirs.h"
 #include "core/err.h"
 #include "guard/pins.h"
 #include "proxy/auditlog.h"
-#include "proxy/jwks.h"
-#include "guard/auth.h"
 
 /* ---- small helpers ---------------------------------------------------------------------------------- */
 
 static void px_final_free(px *p)
 {
+	pxi_gen_release(p); /* the configs last: p->cfg stayed valid until now */
 	pin_free(p->pins);
 	SSL_CTX_free(p->sctx);
-	SSL_CTX_free(p->uctx);
 	free(p);
 }
 
@@ -57,7 +54,7 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
 	return SSL_TLSEXT_ERR_NOACK;
 }
 
-static SSL_CTX *load_server_ctx(const px_config *cfg, char *err, size_t errlen)
+SSL_CTX *pxi_load_server_ctx(const px_config *cfg, char *err, size_t errlen)
 {
 	SSL_CTX *ctx = tio_server_ctx(cfg->cert_file, cfg->key_file, false, err, errlen);
 	if (!ctx)
@@ -68,7 +65,7 @@ static SSL_CTX *load_server_ctx(const px_config *cfg, char *err, size_t errlen)
 	return ctx;
 }
 
-static void file_id_get(const char *path, struct file_id *f)
+void pxi_file_id_get(const char *path, struct file_id *f)
 {
 	struct stat st;
 	memset(f, 0, sizeof *f);
@@ -87,7 +84,7 @@ static bool file_id_eq(const struct file_id *a, const struct file_id *b)
 	       a->mtim.tv_sec == b->mtim.tv_sec && a->mtim.tv_nsec == b->mtim.tv_nsec;
 }
 
-static void cert_summary(SSL_CTX *ctx, char *buf, size_t len)
+void pxi_cert_summary(SSL_CTX *ctx, char *buf, size_t len)
 {
 	X509 *x = SSL_CTX_get0_certificate(ctx);
 	char subj[256] = "?";
@@ -114,14 +111,14 @@ static void on_reload_timer(uv_timer_t *t)
 	char err[512], sum[400], q[600];
 	SSL_CTX *n;
 
-	file_id_get(p->cfg->cert_file, &c);
-	file_id_get(p->cfg->key_file, &k);
+	pxi_file_id_get(p->cfg->cert_file, &c);
+	pxi_file_id_get(p->cfg->key_file, &k);
 	if (file_id_eq(&c, &p->cert_id) && file_id_eq(&k, &p->key_id))
 		return;
 	/* Remember what we tried, good or bad: a broken pair is reported once, not every poll. */
 	p->cert_id = c;
 	p->key_id = k;
-	n = load_server_ctx(p->cfg, err, sizeof err);
+	n = pxi_load_server_ctx(p->cfg, err, sizeof err);
 	/* A pair that loads but no longer covers the routes would fail every client: keep the old one. */
 	if (n && px_cert_check_domain(p->cfg, n, err, sizeof err) < 0) {
 		SSL_CTX_free(n);
@@ -136,121 +133,31 @@ static void on_reload_timer(uv_timer_t *t)
 	SSL_CTX_free(p->sctx);
 	p->sctx = n;
 	p->st.cert_reloads++;
-	cert_summary(n, sum, sizeof sum);
+	pxi_cert_summary(n, sum, sizeof sum);
 	log_info("msg=\"certificate reloaded\" cert_file=%s %s", log_quote(p->cfg->cert_file, q, sizeof q), sum);
 }
 
 /* ---- px lifecycle ----------------------------------------------------------------------------------- */
 
-static bool any_https(const px_config *cfg)
+static int audit_sink(void *ud, const struct aud_rec *r)
 {
-	for (size_t i = 0; i < cfg->routes.n; i++)
-		if (cfg->routes.v[i].kind == ROUTE_HTTPS)
-			return true;
-	return false;
+	/* NULL: a reload could not reopen the sinks; refusing the call beats forwarding it unrecorded. */
+	return ud ? alog_write(ud, r) : -EIO;
 }
 
-static void free_bridges(px *p)
+void pxi_audit_use(px *p, const px_config *cfg)
 {
-	for (size_t i = 0; p->bridges && i < p->cfg->routes.n; i++)
-		mbr_free(p->bridges[i]);
-	free(p->bridges);
-	p->bridges = NULL;
-}
-
-/* stdio: routes run their command; sandbox: routes run this binary's `sandbox serve --stdio`. */
-static int make_bridges(px *p, char *err, size_t errlen)
-{
-	const route_table *t = &p->cfg->routes;
-	char exe[4096], q[600];
-	ssize_t n;
-
-	p->bridges = calloc(t->n ? t->n : 1, sizeof *p->bridges);
-	if (!p->bridges) {
-		snprintf(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < t->n; i++) {
-		const route *r = &t->v[i];
-		const char *argv[80];
-		char idle[32];
-		size_t na = 0;
-		mbr_opts o;
-
-		if (!route_is_mcp(r))
-			continue;
-		memset(&o, 0, sizeof o);
-		if (r->kind == ROUTE_SANDBOX) {
-			n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-			if (n <= 0) {
-				snprintf(err, errlen, "route %s: cannot find the postern binary: %s", r->name, strerror(errno));
-				return -EIO;
-			}
-			exe[n] = 0;
-			argv[na++] = exe;
-			argv[na++] = "sandbox";
-			argv[na++] = "serve";
-			argv[na++] = "--stdio";
-			/* The bridge ends idle sessions; the server's own idle timer must not fire first. */
-			snprintf(idle, sizeof idle, "%ums", (r->idle_timeout_ms ? r->idle_timeout_ms : 30u * 60 * 1000) + 60000u);
-			argv[na++] = "--idle-timeout";
-			argv[na++] = idle;
-		}
-		for (size_t k = 0; r->argv && r->argv[k] && na < 78; k++)
-			argv[na++] = r->argv[k];
-		argv[na] = NULL;
-		o.name = r->name;
-		o.argv = argv;
-		o.workspace_root = r->workspace_root;
-		if (r->workspace_root) {
-			bool made = false;
-			if (dirs_make(r->workspace_root, 0700, &made, err, errlen) < 0)
-				return -EINVAL;
-			if (made)
-				log_info("msg=\"created the workspace root\" route=%s dir=%s mode=0700", r->name,
-					 log_quote(r->workspace_root, q, sizeof q));
-		}
-		o.max_sessions = r->max_sessions;
-		o.idle_timeout_ms = r->idle_timeout_ms;
-		o.reclaim_idle_ms = r->reclaim_idle_ms;
-		if (!(p->bridges[i] = mbr_new(p->loop, &o, err, errlen)))
-			return -EINVAL;
-		log_info("msg=\"mcp route ready\" route=%s kind=%s command=%s", r->name, route_kind_name(r->kind), argv[0]);
-	}
-	return 0;
-}
-
-static int audit_sink(void *ud, const struct aud_rec *r) { return alog_write(ud, r); }
-
-/* jwt routes with jwks_url: their key sets are fetched (and kept fresh) from the start. */
-static int start_jwks(px *p, char *err, size_t errlen)
-{
-	const px_config *cfg = p->cfg;
-	char m[300];
-	for (size_t i = 0; i < cfg->nguards; i++) {
-		struct auth *a = cfg->guards[i].auth;
-		if (!a || !auth_jwks_url(a))
-			continue;
-		if (!p->jwks && !(p->jwks = calloc(cfg->routes.n, sizeof *p->jwks)))
-			return err_set(err, errlen, -ENOMEM, "out of memory");
-		if (jwks_new(p->loop, a, NULL, &p->jwks[i], m, sizeof m) < 0)
-			return err_set(err, errlen, -EINVAL, "route %s: %s", cfg->routes.v[i].name, m);
-	}
-	return 0;
-}
-
-static void free_jwks(px *p)
-{
-	for (size_t i = 0; p->jwks && i < p->cfg->routes.n; i++)
-		jwks_free(p->jwks[i]);
-	free(p->jwks);
-	p->jwks = NULL;
+	if (cfg->audit)
+		px_set_audit(p, audit_sink, p->alog, alog_config_redact(cfg->audit), alog_config_log_arguments(cfg->audit));
+	else
+		px_set_audit(p, NULL, NULL, NULL, false);
 }
 
 px *px_new(uv_loop_t *loop, const px_config *cfg, char *err, size_t errlen)
 {
 	px *p = calloc(1, sizeof *p);
-	char sum[400], buf[200];
+	char sum[400];
+	pxgen *g = NULL;
 
 	if (!p) {
 		snprintf(err, errlen, "out of memory");
@@ -258,22 +165,13 @@ px *px_new(uv_loop_t *loop, const px_config *cfg, char *err, size_t errlen)
 	}
 	p->loop = loop;
 	p->cfg = cfg;
+	p->pins_file = cfg->pins_file;
 	p->refs = 1;
-	file_id_get(cfg->cert_file, &p->cert_id);
-	file_id_get(cfg->key_file, &p->key_id);
-	if (!(p->sctx = load_server_ctx(cfg, err, errlen)))
+	pxi_file_id_get(cfg->cert_file, &p->cert_id);
+	pxi_file_id_get(cfg->key_file, &p->key_id);
+	if (!(p->sctx = pxi_load_server_ctx(cfg, err, errlen)))
 		goto fail;
-	if (any_https(cfg)) {
-		p->uctx = tio_client_ctx(cfg->upstream_ca_file, NULL, NULL, false, err, errlen);
-		if (!p->uctx)
-			goto fail;
-		if (cfg->upstream_ca_file && cfg->include_system_cas && SSL_CTX_set_default_verify_paths(p->uctx) != 1) {
-			snprintf(err, errlen, "cannot load the system CA store: %s", tio_ssl_errors(buf, sizeof buf));
-			goto fail;
-		}
-		SSL_CTX_set_alpn_protos(p->uctx, (const unsigned char *)"\x08http/1.1", 9);
-	}
-	if (make_bridges(p, err, errlen) < 0)
+	if (!(g = pxi_gen_build(p, cfg, NULL, NULL, err, errlen)))
 		goto fail;
 	if (cfg->audit) {
 		char aerr[300];
@@ -281,10 +179,8 @@ px *px_new(uv_loop_t *loop, const px_config *cfg, char *err, size_t errlen)
 			snprintf(err, errlen, "audit: %s", aerr);
 			goto fail;
 		}
-		px_set_audit(p, audit_sink, p->alog, alog_config_redact(cfg->audit), alog_config_log_arguments(cfg->audit));
+		pxi_audit_use(p, cfg);
 	}
-	if (start_jwks(p, err, errlen) < 0)
-		goto fail;
 	if (pin_new(&p->pins) < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
@@ -297,25 +193,27 @@ px *px_new(uv_loop_t *loop, const px_config *cfg, char *err, size_t errlen)
 		}
 		log_info("msg=\"tool pins loaded\" file=%s pins=%zu", cfg->pins_file, pin_count(p->pins));
 	}
+	pxi_gen_commit(p, g, NULL, NULL);
 	pxi_metrics_start(p);
 	uv_timer_init(loop, &p->reload);
 	uv_timer_init(loop, &p->dtimer);
-	p->reload.data = p->dtimer.data = p;
+	uv_timer_init(loop, &p->gtimer);
+	p->reload.data = p->dtimer.data = p->gtimer.data = p;
+	pxi_ref(p);
 	pxi_ref(p);
 	pxi_ref(p);
 	uv_timer_start(&p->reload, on_reload_timer, cfg->reload_interval_ms, cfg->reload_interval_ms);
 	uv_unref((uv_handle_t *)&p->reload); /* the watcher alone must not keep the loop alive */
-	cert_summary(p->sctx, sum, sizeof sum);
+	pxi_cert_summary(p->sctx, sum, sizeof sum);
 	log_info("msg=\"proxy ready\" routes=%zu ip_validation=%s %s", cfg->routes.n,
 		 cfg->disable_ip_validation ? "off" : "on", sum);
 	return p;
 fail:
-	free_jwks(p);
+	p->freeing = true; /* what goes now goes at once, not from a timer that was never made */
+	pxi_gen_discard(g);
 	alog_free(p->alog);
 	pin_free(p->pins);
-	free_bridges(p);
 	SSL_CTX_free(p->sctx);
-	SSL_CTX_free(p->uctx);
 	free(p);
 	return NULL;
 }
@@ -380,9 +278,7 @@ void px_begin_shutdown(px *p, px_drained_cb cb, void *ud)
 	}
 	/* GET streams of the stdio bridge never end by themselves: they end now (POST streams end with their
 	 * response). Their connections then close as they would after any exchange while draining. */
-	for (size_t i = 0; p->bridges && i < p->cfg->routes.n; i++)
-		if (p->bridges[i])
-			mbr_drain(p->bridges[i]);
+	pxi_gen_drain(p);
 	if (p->nconns == 0)
 		uv_timer_start(&p->dtimer, pxi_on_drained_timer, 0, 0);
 	else
@@ -415,8 +311,8 @@ void px_free(px *p)
 	}
 	uv_close((uv_handle_t *)&p->reload, pxi_handle_closed);
 	uv_close((uv_handle_t *)&p->dtimer, pxi_handle_closed);
-	free_bridges(p);
-	free_jwks(p);
+	uv_close((uv_handle_t *)&p->gtimer, pxi_handle_closed);
+	pxi_gen_free_all(p);
 	alog_free(p->alog); /* after the connections: their last lines are written */
 	p->alog = NULL;
 	pxi_unref(p);

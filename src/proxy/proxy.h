@@ -60,6 +60,11 @@ typedef struct px_config {
 	bool audit_configured;   /* the audit: key is present */
 	struct alog_config *audit; /* its sinks (proxy/auditlog.h): px_new opens them; NULL = no audit */
 
+	/* What a reload compares (cfg_node_text): per route (parallel to routes.v) its YAML value, and the audit
+	 * block's; NULL when absent. */
+	char **route_src;
+	char *audit_src;
+
 	/* Tunables, not in YAML (tests and embedding may change them). */
 	uint32_t connect_timeout_ms;   /* DNS + TCP connect + upstream TLS; default 30 s */
 	uint32_t handshake_timeout_ms; /* client TLS handshake; default 10 s */
@@ -90,9 +95,32 @@ int px_cert_check_domain(const px_config *c, struct ssl_ctx_st *ctx, char *err, 
 typedef struct px px;
 typedef struct px_conn px_conn;
 
-/* cfg must stay valid (and unchanged) until px_free. Loads the certificate pair and starts watching it.
- * Returns NULL with a reason in err. */
+/* cfg must stay valid until px_free (px_reload may exchange equal objects between it and a newer config: the
+ * audit sinks' config and a jwks_url route's auth, each freed by the config that then holds it). Loads the
+ * certificate pair and starts watching it. Returns NULL with a reason in err. */
 px *px_new(uv_loop_t *loop, const px_config *cfg, char *err, size_t errlen);
+
+/* Live reload (SIGHUP, docs/proxy.md "Reload"): builds a new generation from cfg (the certificate pair, checked
+ * against tunnel_domain; the https upstream context; the MCP bridges of new or changed stdio/sandbox routes;
+ * jwks fetchers; the audit sinks when the audit block changed) and swaps it in for new requests. Exchanges
+ * in flight finish on the generation they began on. Carried over from the running generation: the bridge
+ * (sessions, children) of a stdio/sandbox route whose command and session settings are unchanged, the auth
+ * (with its fetched key set) of a jwks_url route whose YAML is unchanged, the audit sinks when the audit block
+ * is unchanged. A removed or changed route's bridge ends its GET streams at once and its sessions once no
+ * request of the old generation is in flight on it. listen_addr and pins_file keep their running values
+ * (the caller tells the operator they need a restart). On success the px owns cfg (freed when its generation
+ * ends); on error nothing changed, cfg is still the caller's and err says why. */
+int px_reload(px *p, px_config *cfg, char *err, size_t errlen);
+
+/* How a reload treats each route of the new config (pure, for px_reload and its unit test). */
+typedef struct px_route_carry {
+	long old;         /* index of the route of that name in the running config; -1: added */
+	bool same;        /* its YAML value is unchanged */
+	bool keep_bridge; /* stdio/sandbox with the same command and session settings: the bridge carries on */
+	bool keep_auth;   /* same and a jwks_url auth: the auth and its fetcher carry on */
+} px_route_carry;
+/* out has nw->routes.n entries. *removed (may be NULL) gets how many running routes are gone or changed. */
+void px_reload_plan(const px_config *old, const px_config *nw, px_route_carry *out, size_t *removed);
 /* Aborts every connection left (no ops calls), stops timers and the listener. Handles close on the loop:
  * run the loop afterwards until it has no more handles of the proxy (uv_run(loop, UV_RUN_DEFAULT) returns). */
 void px_free(px *p);

@@ -18,6 +18,7 @@
 #include "proxy/proxy_int.h"
 #include "guard/jrpc.h"
 #include "proxy/auditlog.h"
+#include "guard/auth.h"
 
 const char *const px_config_keys[] = { "listen_addr", "log_level", "log_format", "shutdown_timeout", "tunnel_domain",
 				       "tls",         "routes",    "upstream",         "audit",
@@ -53,6 +54,10 @@ void px_config_free(px_config *c)
 	free(c->key_file);
 	free(c->upstream_ca_file);
 	pxi_config_guard_free(c);
+	for (size_t i = 0; c->route_src && i < c->routes.n; i++)
+		free(c->route_src[i]);
+	free(c->route_src);
+	free(c->audit_src);
 	route_table_free(&c->routes);
 	na_cidrs_free(&c->allowed_ips);
 	free(c);
@@ -217,6 +222,13 @@ static int load_routes(cfg_doc *d, cfg_node *root, px_config *c)
 	}
 	if (c->routes.n == 0)
 		return cfg_fail(d, root, "routes", "is empty: add at least one route (name: scheme://host:port)");
+	/* What a reload compares: each route's value as one line (keys come in table order, one route each). */
+	if (!(c->route_src = calloc(c->routes.n, sizeof *c->route_src)))
+		return -ENOMEM;
+	it = NULL;
+	for (size_t i = 0; i < c->routes.n && cfg_map_next(routes, &it, &name, &val); i++)
+		if (!(c->route_src[i] = cfg_node_text(val)))
+			return -ENOMEM;
 	return 0;
 }
 
@@ -354,6 +366,39 @@ out:
 	}
 	*out = c;
 	return rc < 0 ? rc : 0;
+}
+
+/* ---- reload plan ------------------------------------------------------------------------------------- */
+
+static bool src_same(const char *a, const char *b) { return a && b && !strcmp(a, b); }
+
+void px_reload_plan(const px_config *old, const px_config *nw, px_route_carry *out, size_t *removed)
+{
+	size_t kept = 0;
+	for (size_t i = 0; i < nw->routes.n; i++) {
+		const route *r = &nw->routes.v[i], *o;
+		const struct auth *na, *oa;
+		px_route_carry *k = &out[i];
+
+		memset(k, 0, sizeof *k);
+		k->old = -1;
+		for (size_t j = 0; j < old->routes.n && k->old < 0; j++)
+			if (!strcmp(old->routes.v[j].name, r->name))
+				k->old = (long)j;
+		if (k->old < 0)
+			continue;
+		o = &old->routes.v[k->old];
+		k->same = old->route_src && nw->route_src && src_same(old->route_src[k->old], nw->route_src[i]);
+		/* A policy or auth change alone keeps the sessions: the guard applies the new rules per message. */
+		k->keep_bridge = route_same_process(o, r);
+		na = (size_t)i < nw->nguards ? nw->guards[i].auth : NULL;
+		oa = (size_t)k->old < old->nguards ? old->guards[k->old].auth : NULL;
+		/* Only a fetched key set is worth carrying: other auth (tokens files, a jwks file) is read afresh. */
+		k->keep_auth = k->same && na && oa && auth_jwks_url(na) && auth_jwks_url(oa);
+		kept += k->same;
+	}
+	if (removed)
+		*removed = old->routes.n - kept;
 }
 
 /* ---- preflight: what the daemon will need, checked before it starts -------------------------------------- */

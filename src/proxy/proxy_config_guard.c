@@ -83,6 +83,8 @@ int pxi_config_guard_load(cfg_doc *d, cfg_node *root, px_config *c)
 				"syslog: tcp://HOST:PORT");
 	if ((rc = alog_config_from_cfg(d, cfg_get(root, "audit"), &c->audit)) < 0)
 		return rc;
+	if (c->audit_configured && !(c->audit_src = cfg_key_text(root, "audit")))
+		return -ENOMEM;
 	if ((rc = cfg_get_str(d, root, "pins_file", &c->pins_file)) < 0)
 		return rc;
 	if (c->pins_file && c->pins_file[0] != '/')

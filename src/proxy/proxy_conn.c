@@ -87,6 +87,7 @@ static void destroy(px_conn *c)
 	mbr_req_cancel(c->mreq);
 	c->mreq = NULL;
 	pxi_guard_free(c);
+	pxi_gen_leave(c);
 	cbuf_free(&c->mbody);
 	tio_free(c->tls);
 	cbuf_free(&c->pend);
@@ -226,11 +227,15 @@ static void on_conn_timer(uv_timer_t *t)
 static void begin_exchange(px_conn *c)
 {
 	px *p = c->px;
-	const px_config *cfg = p->cfg;
+	const px_config *cfg;
 	char host[ROUTE_HOST_MAX + 1], q[400];
 	const char *h = NULL;
 	size_t hlen = 0;
 
+	pxi_gen_enter(c); /* the newest config serves this request to its end, whatever reloads meanwhile */
+	cfg = pxi_cfg(c);
+	if (!c->mbody.p) /* mcp_limits.max_body may have changed since the connection came */
+		cbuf_init(&c->mbody, 4096, cfg->max_body);
 	pxi_set_timer(c, T_NONE, 0);
 	p->st.requests_total++;
 	c->in_exchange = true;
@@ -283,7 +288,8 @@ static void begin_exchange(px_conn *c)
 		pxi_respond(c, 404, "Not Found", "no route for host");
 		return;
 	}
-	if (pxi_guarded(p, c->rt)) {
+	pxi_gen_route(c);
+	if (pxi_guarded(c)) {
 		unsigned m = c->x->req.method;
 		/* The guard reads every message: no way around it through an upgraded connection or a method
 		 * MCP does not use (an upstream may treat a PUT with a JSON-RPC body like a POST). */
@@ -336,6 +342,9 @@ void pxi_end_exchange(px_conn *c)
 	cbuf_free(&c->head); /* an exchange answered here never sent it */
 	cbuf_free(&c->mbody);
 	c->in_exchange = false;
+	if (c->gen != p->gen)
+		pxi_up_detach(c); /* dialled for a route of an older config: the next request dials afresh */
+	pxi_gen_leave(c);
 	if (c->up) {
 		if (!keep || !c->up->reusable || c->up->eof)
 			pxi_up_detach(c);

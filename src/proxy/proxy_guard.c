@@ -18,17 +18,18 @@
 #include "proxy/approvals.h"
 #include "proxy/jwks.h"
 
-const px_route_guard *pxi_route_guard(const px *p, const route *rt)
+const px_route_guard *pxi_route_guard(const px_conn *c)
 {
-	if (!rt || !p->cfg->guards)
+	const px_config *cfg = pxi_cfg(c);
+	if (!c->rt || !cfg->guards)
 		return NULL;
-	return &p->cfg->guards[rt - p->cfg->routes.v];
+	return &cfg->guards[c->rt - cfg->routes.v];
 }
 
-bool pxi_guarded(const px *p, const route *rt)
+bool pxi_guarded(const px_conn *c)
 {
-	const px_route_guard *g = pxi_route_guard(p, rt);
-	return g && (g->policy || g->auth || (g->audit && p->audit_fn));
+	const px_route_guard *g = pxi_route_guard(c);
+	return g && (g->policy || g->auth || (g->audit && c->px->audit_fn));
 }
 
 void px_set_audit(px *p, px_audit_fn fn, void *ud, const struct redact *r, bool log_arguments)
@@ -76,7 +77,7 @@ int pxi_audit(px_conn *c, aud_rec *r)
 {
 	px *p = c->px;
 	pxg *g = c->g;
-	const px_route_guard *rg = pxi_route_guard(p, c->rt);
+	const px_route_guard *rg = pxi_route_guard(c);
 	json_t *ts = NULL, *tr = NULL;
 	int rc;
 	if (!p->audit_fn || !rg || !rg->audit || !g)
@@ -160,7 +161,7 @@ struct verdict {
 
 static void decide(px_conn *c, const jrpc_msg *m, struct verdict *v)
 {
-	const px_route_guard *rg = pxi_route_guard(c->px, c->rt);
+	const px_route_guard *rg = pxi_route_guard(c);
 	const char *hex = NULL, *pending = NULL, *bad = NULL;
 	bool policed;
 	pol_kind k;
@@ -301,9 +302,9 @@ static int guard_new(px_conn *c)
 	int r;
 	if (!g)
 		return -ENOMEM;
-	cbuf_init(&g->rhead, 1024, (size_t)c->px->cfg->max_head_bytes + 1024);
-	cbuf_init(&g->rbody, 4096, c->px->cfg->max_body);
-	cbuf_init(&g->sse_in, 4096, c->px->cfg->max_body + 4096);
+	cbuf_init(&g->rhead, 1024, (size_t)pxi_cfg(c)->max_head_bytes + 1024);
+	cbuf_init(&g->rbody, 4096, pxi_cfg(c)->max_body);
+	cbuf_init(&g->sse_in, 4096, pxi_cfg(c)->max_body + 4096);
 	c->g = g;
 	r = h1_head_value(cbuf_data(&c->head), c->head.len, "Mcp-Session-Id", g->session, sizeof g->session);
 	if (r < 0)
@@ -340,8 +341,7 @@ static void respond_auth(px_conn *c, unsigned status, const char *www, const cha
 
 int pxi_guard_begin(px_conn *c)
 {
-	px *p = c->px;
-	const px_route_guard *rg = pxi_route_guard(p, c->rt);
+	const px_route_guard *rg = pxi_route_guard(c);
 	char host[ROUTE_HOST_MAX + 8], resource[ROUTE_HOST_MAX + 24], meta[ROUTE_HOST_MAX + 80], www[1024];
 	char *authz = NULL, *doc = NULL;
 	const uint8_t *hd = cbuf_data(&c->head);
@@ -387,8 +387,8 @@ int pxi_guard_begin(px_conn *c)
 	if (rc == -E2BIG)
 		snprintf(authz, 17 * 1024, "Bearer %s", "!"); /* over any token's cap: refused as malformed */
 	rc = auth_check(rg->auth, rc == -ENOENT ? NULL : authz, resource, (int64_t)time(NULL), &ar);
-	if (ar.refetch_keys && p->jwks && p->jwks[c->rt - p->cfg->routes.v])
-		jwks_kick(p->jwks[c->rt - p->cfg->routes.v]);
+	if (ar.refetch_keys && pxi_rstate(c)->jwks)
+		jwks_kick(pxi_rstate(c)->jwks);
 	if (rc == 0) {
 		snprintf(c->g->client_id, sizeof c->g->client_id, "%s", ar.subject);
 		c->g->authed = true;
@@ -635,7 +635,7 @@ static void start_progress(px_conn *c, const jrpc_msg *m)
 	g->sse_started = true;
 	{
 		/* Every 5 s, or more often when the whole wait is short, so that at least a few arrive. */
-		uint32_t to = pol_approval_timeout_ms(pxi_route_guard(c->px, c->rt)->policy), every = to / 3;
+		uint32_t to = pol_approval_timeout_ms(pxi_route_guard(c)->policy), every = to / 3;
 		every = every < 1000 ? 1000 : every > PXG_PROGRESS_EVERY_MS ? PXG_PROGRESS_EVERY_MS : every;
 		apv_progress(c->px->apv, g->hold_id, every, on_progress);
 	}
@@ -644,7 +644,7 @@ static void start_progress(px_conn *c, const jrpc_msg *m)
 static int hold(px_conn *c, const jrpc_msg *m, struct verdict *v, uint64_t t0)
 {
 	px *p = c->px;
-	const px_route_guard *rg = pxi_route_guard(p, c->rt);
+	const px_route_guard *rg = pxi_route_guard(c);
 	char *args = NULL, err[160];
 	json_t *red = NULL;
 	apv_info info = { .route = c->rt->name, .client = c->g->client_id[0] ? c->g->client_id : NULL,
@@ -703,7 +703,7 @@ static int hold(px_conn *c, const jrpc_msg *m, struct verdict *v, uint64_t t0)
 int pxi_guard_request(px_conn *c)
 {
 	px *p = c->px;
-	jrpc_limits lim = { p->cfg->max_body, p->cfg->max_batch, p->cfg->max_depth };
+	jrpc_limits lim = { pxi_cfg(c)->max_body, pxi_cfg(c)->max_batch, pxi_cfg(c)->max_depth };
 	jrpc_body *b = NULL;
 	struct verdict *vs = NULL;
 	char err[200];
@@ -721,7 +721,7 @@ int pxi_guard_request(px_conn *c)
 		return 0; /* GET streams and DELETE: nothing to inspect on the way in; a GET's events are (resp side) */
 	}
 	if (c->mbody_over) {
-		snprintf(err, sizeof err, "MCP message too large (mcp_limits.max_body is %zu bytes)", p->cfg->max_body);
+		snprintf(err, sizeof err, "MCP message too large (mcp_limits.max_body is %zu bytes)", pxi_cfg(c)->max_body);
 		trace_begin(c, NULL);
 		refuse_body(c, 413, JRPC_E_INVALID_REQUEST, err, "too_large");
 		return 1;
@@ -773,7 +773,7 @@ int pxi_guard_request(px_conn *c)
 		refuse_messages(c, b, vs);
 		goto out;
 	}
-	if (p->audit_fn && pxi_route_guard(p, c->rt)->audit && c->g->audit_failed) {
+	if (p->audit_fn && pxi_route_guard(c)->audit && c->g->audit_failed) {
 		refuse_body(c, 503, JRPC_E_INTERNAL, "the audit log cannot be written: the call was not sent", "audit_failed");
 		goto out;
 	}
@@ -797,7 +797,7 @@ int pxi_guard_upstream_head(px_conn *c)
 	cbuf out;
 	int rc;
 
-	cbuf_init(&out, 1024, (size_t)c->px->cfg->max_head_bytes + 256);
+	cbuf_init(&out, 1024, (size_t)pxi_cfg(c)->max_head_bytes + 256);
 	trc_format(&c->g->trace, tp);
 	snprintf(add, sizeof add, "Content-Length: %zu\r\n%s%s%s", c->mbody.len, c->g->trace.trace_id[0] ? "traceparent: " : "",
 		 c->g->trace.trace_id[0] ? tp : "", c->g->trace.trace_id[0] ? "\r\n" : "");

@@ -43,7 +43,7 @@ static bool keep_item(void *ctx, json_t *item)
 {
 	struct keep_ctx *k = ctx;
 	px_conn *c = k->c;
-	const px_route_guard *rg = pxi_route_guard(c->px, c->rt);
+	const px_route_guard *rg = pxi_route_guard(c);
 	const char *key = k->templates ? "uriTemplate" : k->kind == POL_RESOURCE ? "uri" : "name";
 	const char *name = json_string_value(json_object_get(item, key));
 	char hex[PIN_HEX_LEN + 1];
@@ -70,8 +70,8 @@ static bool keep_item(void *ctx, json_t *item)
 static void save_pins(px *p)
 {
 	char err[300];
-	if (p->cfg->pins_file && pin_save(p->pins, p->cfg->pins_file, err, sizeof err) < 0)
-		log_error("msg=\"cannot save the tool pins\" file=%s err=\"%s\"", p->cfg->pins_file, err);
+	if (p->pins_file && pin_save(p->pins, p->pins_file, err, sizeof err) < 0)
+		log_error("msg=\"cannot save the tool pins\" file=%s err=\"%s\"", p->pins_file, err);
 }
 
 /* Filters one response (compact text of one message) of list shape: result.tools, result.prompts and
@@ -83,7 +83,7 @@ static int filter_one(px_conn *c, const json_t *result, const char *buf, size_t 
 		{ "tools", POL_TOOL }, { "prompts", POL_PROMPT }, { "resources", POL_RESOURCE },
 		{ "resourceTemplates", POL_RESOURCE }, /* a template under a denied scheme is hidden too */
 	};
-	jrpc_limits lim = { c->px->cfg->max_body, c->px->cfg->max_batch, c->px->cfg->max_depth };
+	jrpc_limits lim = { pxi_cfg(c)->max_body, pxi_cfg(c)->max_batch, pxi_cfg(c)->max_depth };
 	char err[160], *cur = NULL;
 	size_t curlen = 0;
 	int rc = 0;
@@ -142,7 +142,7 @@ static void audit_out(px_conn *c, const jrpc_msg *m, pxg_req *q, size_t bytes)
  * or malloc'd replacement text; <0 when the payload is not JSON-RPC (the caller decides). */
 int pxi_guard_payload(px_conn *c, const char *buf, size_t len, char **out, size_t *outlen)
 {
-	jrpc_limits lim = { c->px->cfg->max_body, c->px->cfg->max_batch, c->px->cfg->max_depth };
+	jrpc_limits lim = { pxi_cfg(c)->max_body, pxi_cfg(c)->max_batch, pxi_cfg(c)->max_depth };
 	jrpc_body *b = NULL;
 	char err[160];
 	bool changed = false;
@@ -233,7 +233,7 @@ int pxi_guard_sse_feed(px_conn *c, const uint8_t *p, size_t n)
 	pxg *g = c->g;
 	char err[120];
 	if (!g->dec_on) {
-		sse_dec_init(&g->dec, c->px->cfg->max_body, c->px->cfg->max_body); /* one line may be a whole message */
+		sse_dec_init(&g->dec, pxi_cfg(c)->max_body, pxi_cfg(c)->max_body); /* one line may be a whole message */
 		g->dec_on = true;
 	}
 	while (n > 0) {

@@ -1,4 +1,5 @@
-/* Internal to the proxy, shared by its parts: proxy.c (lifecycle, TLS server context, drain),
+/* Internal to the proxy, shared by its parts: proxy.c (lifecycle, TLS server context, drain), proxy_gen.c
+ * (config generations and live reload),
  * proxy_conn.c (a client connection: TLS, exchanges, timers, the stream seam), proxy_upstream.c (upstream
  * connections, stdio:/sandbox: routes), proxy_listen.c (the plain listen_addr listener) and proxy_metrics.c
  * (per-route request metrics). Nothing outside src/proxy includes it. */
@@ -83,12 +84,39 @@ struct file_id {
 	struct timespec mtim;
 };
 
+/* One route's state in a generation (proxy_gen.c). */
+typedef struct pxgen_route {
+	mbr *bridge;        /* the stdio bridge of a stdio:/sandbox: route, else NULL */
+	struct jwks *jwks;  /* the jwks_url fetcher of a jwt route, else NULL */
+	unsigned busy;      /* exchanges of this generation on the route */
+	bool own_bridge, own_jwks; /* freed by this generation (a carried one belongs to the newer) */
+} pxgen_route;
+
+/* A generation: a config and what was built from it. Each exchange holds the one it began on; the px holds
+ * the newest (px->gen). An older generation holds the newer one, so that what it handed on (bridges, jwks)
+ * outlives every exchange still using it. Freed from the loop (gtimer) once nothing holds it. */
+typedef struct pxgen pxgen;
+struct pxgen {
+	px *px;
+	pxgen *next, **pprev; /* px->gens */
+	const px_config *cfg;
+	px_config *owned;     /* cfg when the px owns it (a reload's); NULL for px_new's */
+	unsigned id;          /* 1 for px_new's, then one more per reload: in log lines */
+	int refs;
+	bool retired;         /* no longer px->gen: its own bridges go once idle */
+	SSL_CTX *uctx;        /* upstream https client */
+	pxgen_route *r;       /* per route index */
+	pxgen *newer;
+};
+
 struct px {
 	uv_loop_t *loop;
-	const px_config *cfg;
+	const px_config *cfg; /* gen->cfg: for what is not an exchange's (listener, timers, drain) */
+	pxgen *gen, *gens;    /* the newest; all that are alive */
+	unsigned ngen;
+	const char *pins_file; /* px_new's pins_file: the pin table stays with it until a restart */
 	SSL_CTX *sctx; /* customer certificate; swapped on reload (live SSLs keep their own reference) */
-	SSL_CTX *uctx; /* upstream https client */
-	uv_timer_t reload, dtimer;
+	uv_timer_t reload, dtimer, gtimer;
 	struct file_id cert_id, key_id;
 	uv_tcp_t lsock;
 	bool listening, draining, drained_called, freeing;
@@ -100,7 +128,6 @@ struct px {
 	size_t nconns, nglues;
 	int refs;
 	px_stats st;
-	mbr **bridges; /* per route index: the stdio bridge of stdio:/sandbox: routes, else NULL */
 	struct pin_table *pins; /* tool-definition pins of every route (pins_file) */
 	px_audit_fn audit_fn;   /* the audit sink (px_set_audit); NULL: no audit */
 	void *audit_ud;
@@ -109,7 +136,6 @@ struct px {
 	struct alog *alog;      /* the sinks of cfg->audit, when set */
 	struct apv *apv;        /* held calls of approve rules (px_set_approvals); NULL: they are refused */
 	size_t held_bytes;      /* request bodies of held calls, kept until decided (PXG_HELD_BYTES_MAX) */
-	struct jwks **jwks;     /* per route index: the jwks_url fetcher of a jwt route, else NULL */
 };
 
 enum cst { C_HANDSHAKE, C_HEAD, C_CONNECTING, C_BODY, C_MBODY, C_WAIT, C_TUNNEL, C_CLOSED };
@@ -135,6 +161,7 @@ struct px_conn {
 	bool in_eof, client_done, out_shut, closing, aborted, driving, redrive;
 	bool up_full, up_paused;
 	/* current exchange */
+	pxgen *gen; /* the generation it began on (held from the route lookup to its end); rt points into it */
 	bool in_exchange, req_done, resp_done, resp_started, head_req, logged;
 	const route *rt;
 	pxu *up;
@@ -180,11 +207,34 @@ struct pxl {
 };
 
 /* proxy.c */
+SSL_CTX *pxi_load_server_ctx(const px_config *cfg, char *err, size_t errlen);
+void pxi_file_id_get(const char *path, struct file_id *f);
+void pxi_cert_summary(SSL_CTX *ctx, char *buf, size_t len);
+void pxi_audit_use(px *p, const px_config *cfg); /* px_set_audit for p->alog with cfg's audit settings */
 void pxi_unref(px *p);
 void pxi_handle_closed(uv_handle_t *h); /* a handle of the proxy closed: drops its reference */
 void pxi_on_drained_timer(uv_timer_t *t);
 static inline void pxi_ref(px *p) { p->refs++; }
 static inline double pxi_ms_since(uint64_t t0) { return (double)(uv_hrtime() - t0) / 1e6; }
+
+/* The config of c's exchange: its generation's, else the newest. */
+static inline const px_config *pxi_cfg(const px_conn *c) { return c->gen ? c->gen->cfg : c->px->cfg; }
+/* c's exchange's route state (rt set). */
+static inline pxgen_route *pxi_rstate(const px_conn *c) { return &c->gen->r[c->rt - c->gen->cfg->routes.v]; }
+
+/* proxy_gen.c */
+/* Builds what cfg needs; with old and plan, what plan carries is taken from old (handed over at commit). */
+pxgen *pxi_gen_build(px *p, const px_config *cfg, const pxgen *old, const px_route_carry *plan, char *err,
+		     size_t errlen);
+/* g becomes p->gen and owns owned (may be NULL); the running one retires. Cannot fail. */
+void pxi_gen_commit(px *p, pxgen *g, px_config *owned, const px_route_carry *plan);
+void pxi_gen_discard(pxgen *g); /* a built generation never committed */
+void pxi_gen_enter(px_conn *c); /* c's exchange takes the newest generation (before the route lookup) */
+void pxi_gen_route(px_conn *c); /* c->rt was found: counted as busy on it */
+void pxi_gen_leave(px_conn *c); /* the exchange is over: c->rt is cleared */
+void pxi_gen_drain(px *p);      /* px_begin_shutdown: every bridge ends its GET streams */
+void pxi_gen_free_all(px *p);   /* px_free: every bridge and fetcher goes now */
+void pxi_gen_release(px *p);    /* px_final_free: the generations themselves */
 
 /* proxy_conn.c */
 int pxi_flush_tls(px_conn *c);
@@ -228,8 +278,8 @@ int pxi_config_guard_load(cfg_doc *d, cfg_node *root, px_config *c);
 void pxi_config_guard_free(px_config *c);
 
 /* proxy_guard.c, proxy_guard_resp.c */
-const px_route_guard *pxi_route_guard(const px *p, const route *rt);
-bool pxi_guarded(const px *p, const route *rt);
+const px_route_guard *pxi_route_guard(const px_conn *c);
+bool pxi_guarded(const px_conn *c);
 int pxi_guard_begin(px_conn *c);        /* at the head: guard state, auth; 0: read the body; 1: answered */
 int pxi_guard_request(px_conn *c);      /* 0: forward; 1: answered (or held) here */
 int pxi_guard_upstream_head(px_conn *c); /* the head for an http upstream: Content-Length, traceparent */

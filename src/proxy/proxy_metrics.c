@@ -44,8 +44,9 @@ static void collect_active(void *ud)
 	char l[300];
 	for (size_t i = 0; i < rt->n; i++) {
 		int64_t n = 0;
+		/* By name: an exchange begun before a reload points into its own generation's table. */
 		for (const px_conn *c = p->conns; c; c = c->next)
-			n += c->in_exchange && !c->logged && c->rt == &rt->v[i];
+			n += c->in_exchange && !c->logged && c->rt && !strcmp(c->rt->name, rt->v[i].name);
 		adm_set(adm_gauge("postern_proxy_requests_active", "Requests in flight (an SSE stream counts for its whole life), by route",
 				  adm_label(l, sizeof l, "route", rt->v[i].name)),
 			n);

@@ -82,7 +82,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 		return;
 	}
 	pxi_enter(c);
-	cfg = c->px->cfg;
+	cfg = pxi_cfg(c);
 	if (status < 0) {
 		log_warn("msg=\"upstream name resolution failed\" route=%s host=%s err=\"%s\"", u->rt->name, u->rt->host,
 			 uv_strerror(status));
@@ -116,8 +116,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 		goto out;
 	}
 	na_format(pick->ai_addr, u->addr, sizeof u->addr);
-	r = tconn_connect(c->px->loop, pick->ai_addr, u->rt->kind == ROUTE_HTTPS ? c->px->uctx : NULL, u->rt->host,
-			  c->px->cfg->connect_timeout_ms, &up_cbs, u, &u->tc);
+	r = tconn_connect(c->px->loop, pick->ai_addr, u->rt->kind == ROUTE_HTTPS ? c->gen->uctx : NULL, u->rt->host,
+			  pxi_cfg(c)->connect_timeout_ms, &up_cbs, u, &u->tc);
 	uv_freeaddrinfo(res);
 	if (r < 0) {
 		u->tc = NULL;
@@ -146,7 +146,7 @@ void pxi_start_upstream(px_conn *c)
 	u->gai.data = u;
 	c->up = u;
 	c->st = C_CONNECTING;
-	pxi_set_timer(c, T_CONNECT, c->px->cfg->connect_timeout_ms);
+	pxi_set_timer(c, T_CONNECT, pxi_cfg(c)->connect_timeout_ms);
 	memset(&hints, 0, sizeof hints);
 	hints.ai_family = AF_INET; /* upstreams are IPv4, as in Anthropic's proxy */
 	hints.ai_socktype = SOCK_STREAM;
@@ -420,7 +420,7 @@ void pxi_start_mcp(px_conn *c)
 	c->st = C_MBODY;
 	/* The body is held in memory until it is whole (guard, bridge): it gets the head's deadline again, so
 	 * a client cannot keep max_body bytes and the connection forever by sending slowly. */
-	pxi_set_timer(c, T_BODY, c->px->cfg->head_timeout_ms);
+	pxi_set_timer(c, T_BODY, pxi_cfg(c)->head_timeout_ms);
 }
 
 /* Writes a whole response (the bridge's, or one the guard made) and ends the exchange. */
@@ -639,7 +639,7 @@ void pxi_finish_mcp_request(px_conn *c)
 /* The request, read whole (and checked on a guarded route), goes to its upstream or the stdio bridge. */
 void pxi_forward_request(px_conn *c)
 {
-	mbr *b = c->px->bridges ? c->px->bridges[c->rt - c->px->cfg->routes.v] : NULL;
+	mbr *b = pxi_rstate(c)->bridge;
 	char sid[128], last[300], accept[1024];
 	char ver[64], mmethod[128], mname[1024]; /* 2026-07-28 request-metadata headers */
 	const char *a;
@@ -657,7 +657,7 @@ void pxi_forward_request(px_conn *c)
 	}
 	if (c->mbody_over) {
 		char msg[96];
-		snprintf(msg, sizeof msg, "MCP message too large (mcp_limits.max_body is %zu bytes)", c->px->cfg->max_body);
+		snprintf(msg, sizeof msg, "MCP message too large (mcp_limits.max_body is %zu bytes)", pxi_cfg(c)->max_body);
 		pxi_respond(c, 413, "Content Too Large", msg);
 		return;
 	}

@@ -342,3 +342,19 @@ void route_table_free(route_table *t)
 	free(t->v);
 	memset(t, 0, sizeof *t);
 }
+
+static bool same_str(const char *a, const char *b) { return a == b || (a && b && !strcmp(a, b)); }
+
+bool route_same_process(const route *a, const route *b)
+{
+	size_t i = 0;
+	if (a->kind != b->kind || !route_is_mcp(a) || !same_str(a->workspace_root, b->workspace_root) ||
+	    a->max_sessions != b->max_sessions || a->idle_timeout_ms != b->idle_timeout_ms ||
+	    a->reclaim_idle_ms != b->reclaim_idle_ms)
+		return false;
+	for (; a->argv && b->argv && a->argv[i] && b->argv[i]; i++)
+		if (strcmp(a->argv[i], b->argv[i]))
+			return false;
+	/* Both lists end at once (or are both absent, or one is absent and the other empty). */
+	return !(a->argv && a->argv[i]) && !(b->argv && b->argv[i]);
+}

@@ -62,5 +62,8 @@ const char *route_kind_name(route_kind k);
 /* True for routes served by the stdio bridge (stdio:, sandbox:). */
 bool route_is_mcp(const route *r);
 void route_free_fields(route *r);
+/* True when a and b are stdio/sandbox routes the bridge serves alike: same kind, command (or sandbox options),
+ * workspace_root and session settings. A reload keeps the bridge (and its sessions) of such a route. */
+bool route_same_process(const route *a, const route *b);
 
 #endif

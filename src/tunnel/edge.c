@@ -431,7 +431,7 @@ static void usage(FILE *f)
 
 int edge_main(int argc, char **argv)
 {
-	static const dmn_ops ops = { "postern edge", usage, ed_load, ed_start, ed_drain, ed_cleanup, ed_recheck };
+	static const dmn_ops ops = { "postern edge", usage, ed_load, ed_start, ed_drain, ed_cleanup, ed_recheck, NULL };
 	struct edge_daemon d;
 	memset(&d, 0, sizeof d);
 	return dmn_run(&ops, &d, argc, argv);
