@@ -332,8 +332,14 @@ static void who(cai_ctx *c)
 	}
 	if (au && !strncasecmp(au, "Bearer ", 7) && au[7]) {
 		capi_key_hash(au + 7, h);
-		if (s->ops->key_check(s, "env", h, c->key_id, sizeof c->key_id, c->scope, sizeof c->scope) == 0)
-			c->cred = CAI_ENV;
+		if (s->ops->key_check(s, "env", h, c->key_id, sizeof c->key_id, c->scope, sizeof c->scope) == 0) {
+			/* the key of a deleted environment (a tombstone) works no more */
+			json_t *e = NULL;
+			char err[128];
+			if (s->ops->env_get(s, c->scope, &e, err, sizeof err) == 0 && !json_is_true(json_object_get(e, "deleted")))
+				c->cred = CAI_ENV;
+			json_decref(e);
+		}
 		else if (s->ops->key_check(s, "session", h, c->key_id, sizeof c->key_id, c->scope, sizeof c->scope) == 0)
 			c->cred = CAI_SESSION;
 	}

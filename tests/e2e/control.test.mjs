@@ -375,6 +375,12 @@ for (const store of stores) {
     const d = await c.api(`/v1/environments/${id}`, { key: c.apiKey, method: 'DELETE' });
     assert.deepEqual(d.body, { id, type: 'environment_deleted' });
     assert.equal((await c.api(`/v1/environments/${id}`, { key: c.apiKey })).status, 404);
+    const dk = await c.cli(['env', 'create', 'doomed']);
+    assert.equal((await c.poll('block_ms=1', 'w', dk.key)).status, 403, 'a key of its own environment only');
+    const dd = await c.api(`/v1/environments/${dk.id}`, { key: c.apiKey, method: 'DELETE' });
+    assert.equal(dd.status, 200);
+    const gone = await c.api(`/v1/environments/${dk.id}/work/poll`, { bearer: dk.key });
+    assert.equal(gone.status, 401, 'the key of a deleted environment works no more');
     const envs = await c.cli(['env', 'list']);
     assert.ok(envs.some((e) => e.id === c.envId) && !envs.some((e) => e.id === id));
   });
