@@ -4,8 +4,10 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { writeFileSync } from 'node:fs';
+import { writeFileSync, readFileSync } from 'node:fs';
 import { startControl, stores, sessionsToken } from './lib/control.mjs';
+import https from 'node:https';
+import { makeCA, makeLeaf } from './lib/certs.mjs';
 import { postern, tmpdir, rmrf, sleep, stopAll, freePort } from './lib/proc.mjs';
 
 after(async () => { await stopAll(); });
@@ -418,4 +420,51 @@ test('the metrics listener counts requests by endpoint and status, and the queue
   assert.match(m, /postern_control_queue_depth 1/);
   assert.match(m, /postern_control_sessions 1/);
   assert.match(m, /postern_control_sse_streams 0/);
+});
+
+test('TLS from tls: {cert_file, key_file}: a non-loopback listen_addr is served over TLS only', async () => {
+  const pki = tmpdir('postern-control-pki-');
+  try {
+    const ca = makeCA(pki);
+    const leaf = makeLeaf(pki, ca, 'control', ['IP:127.0.0.1', 'DNS:localhost']);
+    const port = await freePort();
+    const c = await ctl('sqlite', { listen: `0.0.0.0:${port}`, config: { tls: `{cert_file: ${leaf.cert}, key_file: ${leaf.key}}` } });
+    assert.match(c.allLogs(), /tls=on/);
+    const get = (p, headers) => new Promise((resolve, reject) => {
+      const req = https.request({ host: '127.0.0.1', port, path: p, ca: readFileSync(ca.cert), headers, timeout: 5000 }, (res) => {
+        let b = '';
+        res.on('data', (d) => { b += d; });
+        res.on('end', () => resolve({ status: res.statusCode, body: JSON.parse(b), headers: res.headers }));
+      });
+      req.on('error', reject);
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.end();
+    });
+    const r = await get(`/v1/environments/${c.envId}?beta=true`, { 'x-api-key': c.apiKey });
+    assert.equal(r.status, 200);
+    assert.equal(r.body.id, c.envId);
+    assert.ok(r.headers['request-id']);
+    await assert.rejects(fetch(`http://127.0.0.1:${port}/v1/environments`, { signal: AbortSignal.timeout(3000) }),
+      'plain HTTP on the TLS port gets no answer');
+  } finally { rmrf(pki); }
+});
+
+test('SIGTERM drains: a waiting long poll is answered null, a stream ends, exit 0', async () => {
+  const c = await ctl('sqlite');
+  const s = await c.createSession();
+  await claim(c);
+  const st = await c.stream(s.id, { key: c.apiKey });
+  const poll = c.poll('block_ms=999');
+  await sleep(100);
+  const proc = c.proc;
+  const exited = proc.kill('SIGTERM');
+  const r = await poll;
+  assert.equal(r.status, 200);
+  assert.equal(r.body, null);
+  assert.equal(await st.sse.next(3000), null, 'the stream ended');
+  const ex = await exited;
+  assert.equal(ex.code, 0, proc.log);
+  assert.match(proc.log, /msg="draining"/);
+  c.logs += proc.log;
+  c.proc = null;
 });
