@@ -342,6 +342,9 @@ static void who(cai_ctx *c)
 		}
 		else if (s->ops->key_check(s, "session", h, c->key_id, sizeof c->key_id, c->scope, sizeof c->scope) == 0)
 			c->cred = CAI_SESSION;
+		/* The SDK (1.10.0) sends its apiKey as a bearer too; the hashes of the kinds never meet. */
+		else if (s->ops->key_check(s, "api", h, c->key_id, sizeof c->key_id, NULL, 0) == 0)
+			c->cred = CAI_API;
 	}
 }
 

@@ -266,6 +266,10 @@ for (const store of stores) {
     const apiOnPoll = await c.api(`/v1/environments/${c.envId}/work/poll`, { key: c.apiKey });
     assert.equal(apiOnPoll.status, 401, 'an API key is not a worker credential');
     assert.match(apiOnPoll.body.error.message, /environment key/);
+    const apiAsBearer = await c.api(`/v1/sessions/${s.id}`, { bearer: c.apiKey });
+    assert.equal(apiAsBearer.status, 200, 'the SDK sends its apiKey as Authorization: Bearer');
+    const apiBearerOnPoll = await c.api(`/v1/environments/${c.envId}/work/poll`, { bearer: c.apiKey });
+    assert.equal(apiBearerOnPoll.status, 401, 'an API key is no worker credential, however it is sent');
     const envOnCreate = await c.api('/v1/environments', { bearer: c.envKey, body: { name: 'x' } });
     assert.equal(envOnCreate.status, 401, 'an environment key is not an API key');
     const envOnSessCreate = await c.api('/v1/sessions', { bearer: c.envKey, body: { agent: 'a', environment_id: c.envId } });
