@@ -145,16 +145,9 @@ void cai_env_update(cai_ctx *c)
 	if ((v = json_object_get(b, "scope")) && !json_is_null(v))
 		json_object_set(e, "scope", v);
 	if ((md = json_object_get(b, "metadata")) && !json_is_null(md)) {
-		const char *k;
-		json_t *mv, *cur = json_object_get(e, "metadata");
 		if (!cai_metadata_ok(c, md, true, "metadata"))
 			goto out;
-		json_object_foreach(md, k, mv) {
-			if (json_is_null(mv))
-				json_object_del(cur, k);
-			else
-				json_object_set(cur, k, mv);
-		}
+		ctl_merge_patch(json_object_get(e, "metadata"), md);
 	}
 	json_object_set_new(e, "updated_at", json_string(ctl_now(now, sizeof now)));
 	if ((rc = s->ops->env_put(s, c->caps[0], e, err, sizeof err)) < 0) {
