@@ -166,6 +166,17 @@ void cai_store_error(cai_ctx *c, int rc, const char *err)
 	}
 }
 
+void cai_save_reply(cai_ctx *c, bool session, const char *id, json_t *obj)
+{
+	ctl_store *s = c->a->o.store;
+	char err[256];
+	int rc = session ? s->ops->session_put(s, id, obj, err, sizeof err) : s->ops->env_put(s, id, obj, err, sizeof err);
+	if (rc < 0)
+		cai_store_error(c, rc, err);
+	else
+		cai_reply(c, 200, json_incref(obj));
+}
+
 json_t *cai_body(cai_ctx *c)
 {
 	size_t n;

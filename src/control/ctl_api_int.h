@@ -43,6 +43,8 @@ void cai_error(cai_ctx *c, int status, json_t *details, const char *fmt, ...) __
 /* A store failure: -ENOENT 404, -EEXIST/-EALREADY 409, -EINVAL 400, -ESTALE 412, else 503 (logged). */
 void cai_store_error(cai_ctx *c, int rc, const char *err);
 const char *cai_error_kind(int status);
+/* Stores obj (an environment, or a session when session) under id and answers it, or the store's error. */
+void cai_save_reply(cai_ctx *c, bool session, const char *id, json_t *obj);
 /* The JSON body, parsed (an object), or an answered 400 and NULL. */
 json_t *cai_body(cai_ctx *c);
 /* A query parameter as an unsigned number within [min, max]: 1 absent (*v untouched), 0 read, -EINVAL answered 400. */

@@ -151,10 +151,8 @@ void cai_sess_retrieve(cai_ctx *c)
 
 void cai_sess_update(cai_ctx *c)
 {
-	ctl_store *s = c->a->o.store;
 	json_t *b = cai_body(c), *o = NULL, *v;
-	char now[40], err[256];
-	int rc;
+	char now[40];
 	if (!b || !(o = cai_session_get(c, CAI_API)))
 		goto out;
 	if ((v = json_object_get(b, "title"))) {
@@ -170,11 +168,7 @@ void cai_sess_update(cai_ctx *c)
 		ctl_merge_patch(json_object_get(o, "metadata"), v);
 	}
 	json_object_set_new(o, "updated_at", json_string(ctl_now(now, sizeof now)));
-	if ((rc = s->ops->session_put(s, c->caps[0], o, err, sizeof err)) < 0) {
-		cai_store_error(c, rc, err);
-		goto out;
-	}
-	cai_reply(c, 200, json_incref(o));
+	cai_save_reply(c, true, c->caps[0], o);
 out:
 	json_decref(o);
 	json_decref(b);
