@@ -15,7 +15,7 @@
 #include "core/netaddr.h"
 #include "core/tconn.h"
 
-#define TARGET_MAX 8192
+#define TARGET_MAX 4096
 #define MAX_HEADERS 100
 #define IN_CAP (1024u * 1024)  /* unparsed bytes held (one read while a request is answered) */
 #define CLOSE_GRACE_MS 5000u   /* an answer with Connection: close gets this long to flush */
