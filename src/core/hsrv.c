@@ -125,10 +125,15 @@ static bool keep_alive(const struct hconn *hc)
 
 static int write_head(struct hconn *hc, int status, const char *ctype, const char *headers, const char *framing)
 {
-	char head[2048];
-	int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%s%sConnection: %s\r\n\r\n", status,
-			 hsrv_reason(status), ctype ? ctype : "application/json", framing, headers ? headers : "",
-			 keep_alive(hc) ? "keep-alive" : "close");
+	char head[2048], ka[48] = "";
+	bool keep = keep_alive(hc);
+	int n;
+	/* clients that honour the hint (undici) stop reusing the connection before the idle timeout closes it */
+	if (keep && hc->s->o.idle_ms >= 2000)
+		snprintf(ka, sizeof ka, "Keep-Alive: timeout=%u\r\n", hc->s->o.idle_ms / 1000 - 1);
+	n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%s%s%sConnection: %s\r\n\r\n", status,
+		     hsrv_reason(status), ctype ? ctype : "application/json", framing, headers ? headers : "", ka,
+		     keep ? "keep-alive" : "close");
 	if (n < 0 || (size_t)n >= sizeof head)
 		return -E2BIG;
 	return tconn_write(hc->c, (const uint8_t *)head, (size_t)n);
