@@ -19,6 +19,9 @@
 #define MAX_HEADERS 100
 #define IN_CAP (1024u * 1024)  /* unparsed bytes held (one read while a request is answered) */
 #define CLOSE_GRACE_MS 5000u   /* an answer with Connection: close gets this long to flush */
+#define OUT_CHUNK (64u * 1024)  /* outbox bytes handed to tconn at a time */
+#define OUT_CAP (1024u * 1024 * 1024) /* an answer bigger than this is not sent */
+#define OUT_WAIT_MS 60000u     /* a close waiting for the outbox to drain waits at most this long */
 #define LINGER_MS 2000u        /* after refusing a request: how long its remaining bytes are read and dropped */
 
 enum tmode { T_NONE, T_IDLE, T_HEAD, T_CLOSE };
@@ -43,6 +46,8 @@ struct hconn {
 	char target[TARGET_MAX];
 	char *hdrs;
 	cbuf in, body;
+	cbuf out; /* answer bytes beyond the connection's high-water mark, in order, fed on drain */
+	bool close_when_drained;
 	bool body_over, busy, closing, peer_eof, pumping, streaming, closed, discard;
 	char peer[NA_FMT_MAX];
 	struct hsrv_req r;
@@ -73,6 +78,7 @@ static void timer_closed(uv_handle_t *h)
 	free(hc->hdrs);
 	cbuf_free(&hc->in);
 	cbuf_free(&hc->body);
+	cbuf_free(&hc->out);
 	free(hc);
 	s->alive--;
 	maybe_free_server(s);
@@ -91,8 +97,44 @@ static void conn_close(struct hconn *hc)
 static void close_after_flush(struct hconn *hc)
 {
 	hc->closing = true;
+	if (hc->out.len) { /* the outbox first; out_push comes back here once it is empty */
+		hc->close_when_drained = true;
+		set_timer(hc, T_CLOSE, OUT_WAIT_MS);
+		return;
+	}
 	set_timer(hc, T_CLOSE, CLOSE_GRACE_MS);
 	tconn_close_after_flush(hc->c);
+}
+
+/* Feeds the outbox to tconn up to its high-water mark (tconn's drain brings us back). */
+static int out_push(struct hconn *hc)
+{
+	while (hc->out.len && !tconn_over_high_water(hc->c)) {
+		size_t k = hc->out.len < OUT_CHUNK ? hc->out.len : OUT_CHUNK;
+		int rc = tconn_write(hc->c, cbuf_data(&hc->out), k);
+		if (rc < 0)
+			return rc;
+		cbuf_consume(&hc->out, k);
+	}
+	if (!hc->out.len && hc->close_when_drained) {
+		hc->close_when_drained = false;
+		close_after_flush(hc);
+	}
+	return 0;
+}
+
+/* Every answer byte goes through here: straight to tconn while under its high-water mark, else the outbox,
+ * so an answer bigger than tconn's hard cap (a long event list, a large event on a stream) still goes out. */
+static int send_bytes(struct hconn *hc, const void *p, size_t n)
+{
+	int rc;
+	if (!n)
+		return 0;
+	if (!hc->out.len && tconn_queued(hc->c) + n <= TCONN_HIGH_WATER)
+		return tconn_write(hc->c, p, n);
+	if ((rc = cbuf_append(&hc->out, p, n)) < 0)
+		return rc;
+	return out_push(hc);
 }
 
 static void self_answer(struct hconn *hc, int status, const char *msg);
@@ -136,7 +178,7 @@ static int write_head(struct hconn *hc, int status, const char *ctype, const cha
 		     keep ? "keep-alive" : "close");
 	if (n < 0 || (size_t)n >= sizeof head)
 		return -E2BIG;
-	return tconn_write(hc->c, (const uint8_t *)head, (size_t)n);
+	return send_bytes(hc, head, (size_t)n);
 }
 
 static void pump(struct hconn *hc);
@@ -185,8 +227,15 @@ static void self_answer(struct hconn *hc, int status, const char *msg)
 	char framing[64];
 	snprintf(framing, sizeof framing, "Content-Length: %zu\r\n", n);
 	set_timer(hc, T_NONE, 0);
-	if (write_head(hc, status, NULL, extra, framing) < 0 || tconn_write(hc->c, (const uint8_t *)body, n) < 0 ||
-	    tconn_shutdown(hc->c) < 0) {
+	if (write_head(hc, status, NULL, extra, framing) < 0 || send_bytes(hc, body, n) < 0) {
+		conn_close(hc);
+		return;
+	}
+	if (hc->out.len) { /* answers before this one still queued: no lingering, close once they are out */
+		close_after_flush(hc);
+		return;
+	}
+	if (tconn_shutdown(hc->c) < 0) {
 		conn_close(hc);
 		return;
 	}
@@ -266,7 +315,7 @@ static void pump(struct hconn *hc)
 			/* libcurl waits a second for this before it sends a body over 1 KiB; a body over the cap got
 			 * its 413 above without being sent. */
 			if (expects_continue(hc) &&
-			    tconn_write(hc->c, (const uint8_t *)"HTTP/1.1 100 Continue\r\n\r\n", 25) < 0) {
+			    send_bytes(hc, "HTTP/1.1 100 Continue\r\n\r\n", 25) < 0) {
 				conn_close(hc);
 				break;
 			}
@@ -322,7 +371,11 @@ static void on_drain(tconn *c, void *ud)
 {
 	struct hconn *hc = ud;
 	(void)c;
-	if (hc->r.active && hc->r.drain)
+	if (out_push(hc) < 0) {
+		conn_close(hc);
+		return;
+	}
+	if (!hc->out.len && hc->r.active && hc->r.drain)
 		hc->r.drain(&hc->r, hc->r.gone_ud);
 }
 
@@ -364,6 +417,7 @@ static void on_conn(uv_stream_t *l, int status)
 	s->alive++;
 	cbuf_init(&hc->in, 4096, IN_CAP);
 	cbuf_init(&hc->body, 4096, s->o.max_body + 1);
+	cbuf_init(&hc->out, OUT_CHUNK, OUT_CAP);
 	h1_init(&hc->req, true, s->o.max_head);
 	h1_any_host(&hc->req);
 	h1_keep_target(&hc->req, hc->target, sizeof hc->target);
@@ -498,7 +552,7 @@ int hsrv_reply(hsrv_req *r, int status, const char *ctype, const char *headers, 
 	snprintf(framing, sizeof framing, "Content-Length: %zu\r\n", len);
 	rc = write_head(hc, status, ctype, headers, framing);
 	if (rc == 0 && len)
-		rc = tconn_write(hc->c, body, len);
+		rc = send_bytes(hc, body, len);
 	complete(hc, rc == 0);
 	return rc;
 }
@@ -528,18 +582,18 @@ int hsrv_stream_write(hsrv_req *r, const void *p, size_t n)
 	if (!n)
 		return 0;
 	k = snprintf(sz, sizeof sz, "%zx\r\n", n);
-	if ((rc = tconn_write(hc->c, (const uint8_t *)sz, (size_t)k)) < 0 || (rc = tconn_write(hc->c, p, n)) < 0 ||
-	    (rc = tconn_write(hc->c, (const uint8_t *)"\r\n", 2)) < 0)
+	if ((rc = send_bytes(hc, sz, (size_t)k)) < 0 || (rc = send_bytes(hc, p, n)) < 0 ||
+	    (rc = send_bytes(hc, "\r\n", 2)) < 0)
 		return rc;
 	return 0;
 }
 
-bool hsrv_stream_congested(const hsrv_req *r) { return tconn_over_high_water(r->hc->c); }
+bool hsrv_stream_congested(const hsrv_req *r) { return r->hc->out.len > 0 || tconn_over_high_water(r->hc->c); }
 
 void hsrv_stream_end(hsrv_req *r)
 {
 	struct hconn *hc = r->hc;
 	if (!r->active)
 		return;
-	complete(hc, tconn_write(hc->c, (const uint8_t *)"0\r\n\r\n", 5) == 0);
+	complete(hc, send_bytes(hc, "0\r\n\r\n", 5) == 0);
 }

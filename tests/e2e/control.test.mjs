@@ -236,6 +236,30 @@ for (const store of stores) {
     assert.equal(bad.status, 400);
   });
 
+  test(`${store}: a tool result bigger than a connection's write queue reaches the stream and the list whole`, async () => {
+    const c = await ctl(store);
+    const s = await c.createSession();
+    const w = await claim(c);
+    const tok = sessionsToken(w);
+    const st = await c.stream(s.id, { key: c.apiKey });
+    const text = 'r'.repeat(9 * 1024 * 1024) + 'END';
+    const r = await c.api(`/v1/sessions/${s.id}/events`, { bearer: tok, timeoutMs: 30000,
+      body: { events: [{ type: 'user.tool_result', tool_use_id: 'sevt_x', content: [{ type: 'text', text }] }] } });
+    assert.equal(r.status, 200);
+    const after = await c.api(`/v1/sessions/${s.id}/events`, { key: c.apiKey,
+      body: { events: [{ type: 'agent.message', content: [{ type: 'text', text: 'next' }] }] } });
+    assert.equal(after.status, 200);
+    const e = await st.sse.next(20000);
+    assert.equal(e.event, 'user.tool_result');
+    assert.equal(e.data.content[0].text.length, text.length);
+    assert.ok(e.data.content[0].text.endsWith('END'));
+    assert.equal((await st.sse.next(5000)).event, 'agent.message', 'and what follows it, in order');
+    st.close();
+    const l = await c.api(`/v1/sessions/${s.id}/events?limit=1000`, { key: c.apiKey, timeoutMs: 30000 });
+    assert.equal(l.status, 200);
+    assert.equal(l.body.data.find((x) => x.type === 'user.tool_result').content[0].text.length, text.length);
+  });
+
   test(`${store}: user input on an idle session with no live work item enqueues a new one`, async () => {
     const c = await ctl(store);
     const s = await c.createSession();

@@ -114,6 +114,11 @@ static void handler(hsrv_req *r, void *ud)
 		later_req = r;
 		hsrv_on_gone(r, later_gone, NULL);
 		uv_timer_start(&later_t, later_cb, 100, 0);
+	} else if (!strcmp(p, "/big")) {
+		static char big[20 * 1024 * 1024];
+		memset(big, 'b', sizeof big);
+		big[sizeof big - 1] = 'E';
+		hsrv_reply(r, 200, "text/plain", NULL, big, sizeof big); /* over tconn's 8 MiB hard cap */
 	} else if (!strcmp(p, "/stream")) {
 		hsrv_stream_begin(r, 200, "text/event-stream", NULL);
 		hsrv_stream_write(r, "data: 1\n\n", 9);
@@ -289,6 +294,24 @@ static void test_later_stream_gone(void **st)
 	assert_int_equal(gone_calls, 1);
 }
 
+static void test_big_answer(void **st)
+{
+	static char buf[21 * 1024 * 1024];
+	size_t got;
+	char *body;
+	int fd = dial();
+	(void)st;
+	sendall(fd, "GET /big HTTP/1.1\r\nHost: x\r\n\r\nGET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+	got = read_until(fd, buf, sizeof buf, "GET 0");
+	assert_non_null(strstr(buf, "Content-Length: 20971520"));
+	body = strstr(buf, "\r\n\r\n");
+	assert_non_null(body);
+	assert_true(got > 20971520);
+	assert_int_equal(body[4 + 20971520 - 1], 'E');      /* all of it, */
+	assert_memory_equal(body + 4 + 20971520, "HTTP/1.1 200", 12); /* then the pipelined answer, in order */
+	close(fd);
+}
+
 static void test_idle_and_cap(void **st)
 {
 	int fds[6];
@@ -317,6 +340,7 @@ int main(void)
 		cmocka_unit_test(test_keepalive_and_chunked),
 		cmocka_unit_test(test_body_cap_and_bad_head),
 		cmocka_unit_test(test_later_stream_gone),
+		cmocka_unit_test(test_big_answer),
 		cmocka_unit_test(test_idle_and_cap),
 	};
 	int rc = cmocka_run_group_tests(pure, NULL, NULL);
