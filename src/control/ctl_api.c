@@ -245,7 +245,7 @@ int cai_page_params(cai_ctx *c, unsigned def, unsigned max, unsigned *limit, cha
 
 json_t *cai_page_json(ctl_page *p, bool prev)
 {
-	json_t *o = json_pack("{s:O,s:s?}", "data", p->data ? p->data : json_array(), "next_page", p->next_page);
+	json_t *o = json_pack("{s:o,s:s?}", "data", p->data ? json_incref(p->data) : json_array(), "next_page", p->next_page);
 	if (prev)
 		json_object_set_new(o, "prev_page", json_null());
 	ctl_page_free(p);

@@ -95,9 +95,9 @@ void cai_env_create(cai_ctx *c)
 	}
 	ctl_now(now, sizeof now);
 	scope = json_string_value(json_object_get(b, "scope"));
-	e = json_pack("{s:s,s:s,s:O,s:O?,s:{s:s},s:O,s:s,s:s,s:n,s:s}", "id", id, "type", "environment", "name",
+	e = json_pack("{s:s,s:s,s:O,s:O?,s:{s:s},s:o,s:s,s:s,s:n,s:s}", "id", id, "type", "environment", "name",
 		      json_object_get(b, "name"), "description", json_object_get(b, "description"), "config", "type",
-		      "self_hosted", "metadata", md ? md : json_object(), "created_at", now, "updated_at", now,
+		      "self_hosted", "metadata", md ? json_deep_copy(md) : json_object(), "created_at", now, "updated_at", now,
 		      "archived_at", "scope", scope ? scope : "organization");
 	cai_save_reply(c, false, id, e);
 out:

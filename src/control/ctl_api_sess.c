@@ -106,9 +106,10 @@ void cai_sess_create(cai_ctx *c)
 	}
 	ctl_new_id("sesn", id, sizeof id);
 	ctl_now(now, sizeof now);
-	o = json_pack("{s:s,s:s,s:O,s:s,s:O,s:O,s:s,s:O?,s:s,s:s,s:n,s:n,s:[],s:{}}", "id", id, "type", "session", "agent",
-		      ag, "environment_id", env_id, "metadata", (v = json_object_get(b, "metadata")) ? v : json_object(),
-		      "resources", json_object_get(b, "resources") ? json_object_get(b, "resources") : json_array(),
+	v = json_object_get(b, "metadata");
+	o = json_pack("{s:s,s:s,s:O,s:s,s:o,s:o,s:s,s:O?,s:s,s:s,s:n,s:n,s:[],s:{}}", "id", id, "type", "session", "agent",
+		      ag, "environment_id", env_id, "metadata", v ? json_deep_copy(v) : json_object(), "resources",
+		      json_object_get(b, "resources") ? json_deep_copy(json_object_get(b, "resources")) : json_array(),
 		      "status", "idle", "title", json_object_get(b, "title"), "created_at", now, "updated_at", now,
 		      "archived_at", "budget", "outcome_evaluations", "stats");
 	if (!json_object_get(o, "title"))

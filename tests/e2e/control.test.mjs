@@ -10,15 +10,20 @@ import https from 'node:https';
 import { makeCA, makeLeaf } from './lib/certs.mjs';
 import { postern, tmpdir, rmrf, sleep, stopAll, freePort } from './lib/proc.mjs';
 
-after(async () => { await stopAll(); });
-
 const live = [];
 async function ctl(store, opts = {}) {
   const c = await startControl({ store, ...opts });
   live.push(c);
   return c;
 }
-after(async () => { for (const c of live) await c.stop(); });
+after(async () => {
+  for (const c of live) {
+    const log = c.allLogs();
+    const r = await c.stop();
+    if (r) assert.equal(r.code, 0, `control exited ${r.code ?? r.signal} after SIGTERM:\n${c.allLogs().slice(-3000) || log}`);
+  }
+  await stopAll();
+});
 
 // A session's work item, delivered (not acked) to worker w.
 async function claim(c, w = 'w-1', q = 'block_ms=999') {

@@ -56,9 +56,13 @@ export async function startControl(opts = {}) {
   // The log of every run so far (the current one included).
   c.allLogs = () => c.logs + (c.proc ? c.proc.log : '');
   c.kill9 = async () => { await c.proc.kill('SIGKILL'); c.logs += c.proc.log; c.proc = null; };
+  // SIGTERM (a drain); resolves to the exit {code, signal} (null when it was not running): 0 after a clean
+  // drain, so a caller can assert it (under ASan a leak makes it non-zero).
   c.stop = async () => {
-    if (c.proc) { await c.proc.kill('SIGTERM'); c.logs += c.proc.log; c.proc = null; }
+    let r = null;
+    if (c.proc) { r = await c.proc.kill('SIGTERM'); c.logs += c.proc.log; c.proc = null; }
     if (own) rmrf(dir);
+    return r;
   };
   // One API call. key: x-api-key; bearer: Authorization: Bearer. Returns {status, body (JSON or text), headers}.
   c.api = async (p, o = {}) => {
