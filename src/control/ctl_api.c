@@ -365,13 +365,14 @@ static void who(cai_ctx *c)
 static const char *creds_text(unsigned creds)
 {
 	if (creds == CAI_API)
-		return "an API key (x-api-key); environment keys and work secrets are not accepted here";
+		return "an API key (x-api-key, or Authorization: Bearer as the SDK sends it); environment keys and work "
+		       "secrets are not accepted here";
 	if (creds == CAI_ENV)
 		return "the environment key (Authorization: Bearer); an API key is not accepted here";
 	if (!(creds & CAI_API))
 		return "the environment key or the work item's sessions token (Authorization: Bearer); an API key is not "
 		       "accepted here";
-	return "an API key (x-api-key) or a worker's bearer token";
+	return "an API key (x-api-key or Authorization: Bearer) or a worker's bearer token";
 }
 
 void capi_handle(hsrv_req *r, void *ud)
