@@ -16,6 +16,7 @@
 #define KEEPALIVE_MS 15000
 #define STREAM_BATCH 16 /* events read at a time for a stream (they may be large tool results) */
 #define LIST_BATCH 50
+#define MAX_TYPES 64
 #define LIST_BYTES (8u * 1024 * 1024) /* a page of the list stops after this many bytes of events */
 #define MAX_EVENTS_PER_POST 1000
 #define ID_MAX 128
@@ -273,8 +274,25 @@ void cai_events_list(cai_ctx *c)
 			return;
 		}
 	}
+	/* types[]=...: only those types (a page may then read past many others; the cursor follows the reads) */
+	char types[MAX_TYPES][64];
+	unsigned ntypes = 0;
+	{
+		size_t pos = 0;
+		char k[16], v[64];
+		int r;
+		while ((r = hsrv_query_next(hsrv_query(c->r), &pos, k, sizeof k, v, sizeof v)) != 0) {
+			if (r < 0 || (strcmp(k, "types[]") && strcmp(k, "types")))
+				continue;
+			if (type_index(v) < 0 || ntypes == MAX_TYPES) {
+				cai_error(c, 400, NULL, "types: %s", ntypes == MAX_TYPES ? "at most 64 types" : "unknown event type");
+				return;
+			}
+			snprintf(types[ntypes++], sizeof types[0], "%s", v);
+		}
+	}
 	/* Read in batches and stop at limit or at LIST_BYTES of events: a page of large tool results stays a
-	 * bounded answer, and the cursor goes on from the last one given. */
+	 * bounded answer, and the cursor goes on from the last one read. */
 	json_t *data = json_array(), *next = json_null();
 	size_t bytes = 0;
 	bool more = false;
@@ -292,8 +310,16 @@ void cai_events_list(cai_ctx *c)
 				more = true;
 				break;
 			}
-			bytes += json_dumpb(e, NULL, 0, JSON_COMPACT);
 			after = (uint64_t)json_integer_value(json_object_get(e, "_seq"));
+			if (ntypes) {
+				const char *t = json_string_value(json_object_get(e, "type"));
+				unsigned k = 0;
+				while (k < ntypes && (!t || strcmp(t, types[k])))
+					k++;
+				if (k == ntypes)
+					continue;
+			}
+			bytes += json_dumpb(e, NULL, 0, JSON_COMPACT);
 			json_array_append(data, e);
 		}
 		json_decref(evs);

@@ -81,10 +81,13 @@ void hsrv_stream_end(hsrv_req *r);
  * true with each capture (1..HSRV_CAP_MAX-1 bytes of [A-Za-z0-9_.-], percent-decoding not applied) copied into
  * caps[i] and *ncaps set. A capture with other bytes, an empty segment or a longer one does not match. */
 bool hsrv_match(const char *pattern, const char *path, char caps[][HSRV_CAP_MAX], unsigned *ncaps);
-/* The value of query parameter name (percent-decoded, '+' as space) into out (cap outlen): its length,
+/* The value of query parameter name (key and value percent-decoded, '+' as space) into out (cap outlen): its length,
  * -ENOENT when absent, -E2BIG when longer than outlen - 1, -EINVAL on a bad percent escape. The first one
  * wins when repeated. */
 int hsrv_query_get(const char *query, const char *name, char *out, size_t outlen);
+/* The next parameter from *pos (start at 0), key and value percent-decoded: 1 with both set, 0 at the end,
+ * -E2BIG / -EINVAL for this one (*pos moves past it either way). */
+int hsrv_query_next(const char *query, size_t *pos, char *key, size_t keylen, char *val, size_t vallen);
 /* The reason phrase of a status ("Not Found"); "Unknown" for others. */
 const char *hsrv_reason(int status);
 /* JSON-escapes s into out (cap outlen, cut on a UTF-8 boundary when it does not fit); returns out. */

@@ -55,40 +55,70 @@ static int hexval(char c)
 	return -1; /* -1: not a hex digit */
 }
 
+/* Percent-decodes [p, e) ('+' as space) into out (cap outlen): the length, -E2BIG, -EINVAL. */
+static int decode(const char *p, const char *e, char *out, size_t outlen)
+{
+	size_t o = 0;
+	while (p < e) {
+		char c = *p++;
+		if (c == '+')
+			c = ' ';
+		else if (c == '%') {
+			int hi, lo;
+			if (e - p < 2 || (hi = hexval(p[0])) < 0 || (lo = hexval(p[1])) < 0)
+				return -EINVAL;
+			c = (char)(hi * 16 + lo);
+			p += 2;
+		}
+		if (o + 1 >= outlen)
+			return -E2BIG;
+		out[o++] = c;
+	}
+	out[o] = 0;
+	return (int)o;
+}
+
+int hsrv_query_next(const char *query, size_t *pos, char *key, size_t keylen, char *val, size_t vallen)
+{
+	const char *q = (query ? query : "") + *pos;
+	while (*q == '&')
+		q++;
+	if (!*q)
+		return 0;
+	const char *end = strchr(q, '&'), *eq;
+	size_t seg = end ? (size_t)(end - q) : strlen(q);
+	int rk, rv;
+	eq = memchr(q, '=', seg);
+	*pos = (size_t)(q + seg - (query ? query : ""));
+	rk = decode(q, eq ? eq : q + seg, key, keylen);
+	rv = decode(eq ? eq + 1 : q + seg, q + seg, val, vallen);
+	if (rk < 0)
+		return rk;
+	return rv < 0 ? rv : 1;
+}
+
 int hsrv_query_get(const char *query, const char *name, char *out, size_t outlen)
 {
-	size_t nl = strlen(name);
-	const char *q = query ? query : "";
-	while (*q) {
-		const char *end = strchr(q, '&'), *eq;
-		size_t seg = end ? (size_t)(end - q) : strlen(q);
-		eq = memchr(q, '=', seg);
-		size_t klen = eq ? (size_t)(eq - q) : seg;
-		if (klen == nl && !memcmp(q, name, nl)) {
-			const char *v = eq ? eq + 1 : q + seg;
-			const char *ve = q + seg;
-			size_t o = 0;
-			while (v < ve) {
-				char c = *v++;
-				if (c == '+')
-					c = ' ';
-				else if (c == '%') {
-					int hi, lo;
-					if (ve - v < 2 || (hi = hexval(v[0])) < 0 || (lo = hexval(v[1])) < 0)
-						return -EINVAL;
-					c = (char)(hi * 16 + lo);
-					v += 2;
-				}
-				if (o + 1 >= outlen)
-					return -E2BIG;
-				out[o++] = c;
-			}
-			out[o] = 0;
-			return (int)o;
+	size_t pos = 0;
+	char key[64];
+	int r;
+	/* keys longer than any name we look for are skipped, not errors; a bad value of the asked one is */
+	for (int guard = 0; guard < 10000; guard++) {
+		size_t before = pos;
+		r = hsrv_query_next(query, &pos, key, sizeof key, out, outlen);
+		if (r == 0)
+			return -ENOENT;
+		if (r == 1 && !strcmp(key, name))
+			return (int)strlen(out);
+		if (r < 0) {
+			/* which part failed: decode the key alone to tell whether it was the name asked for */
+			const char *q = (query ? query : "") + before, *e;
+			while (*q == '&')
+				q++;
+			e = q + strcspn(q, "&=");
+			if (decode(q, e, key, sizeof key) >= 0 && !strcmp(key, name))
+				return r;
 		}
-		q += seg;
-		if (*q == '&')
-			q++;
 	}
 	return -ENOENT;
 }

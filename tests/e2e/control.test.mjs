@@ -199,6 +199,15 @@ for (const store of stores) {
     posted.push(res.body.data[0].id);
     await c.kill9();
     await c.restart();
+    const only = await c.api(`/v1/sessions/${s.id}/events?limit=5&types%5B%5D=user.tool_result`, { bearer: tok });
+    assert.deepEqual(only.body.data.map((e) => e.type), ['user.tool_result'], 'types[] filters');
+    const pg = await c.api(`/v1/sessions/${s.id}/events?limit=7&types[]=agent.tool_use`, { bearer: tok });
+    assert.equal(pg.body.data.length, 7);
+    const pg2 = await c.api(`/v1/sessions/${s.id}/events?limit=100&types[]=agent.tool_use&page=${pg.body.next_page}`, { bearer: tok });
+    assert.equal(pg2.body.data.length, 13, 'the cursor goes on after a filtered page');
+    assert.equal(pg2.body.next_page, null);
+    const badt = await c.api(`/v1/sessions/${s.id}/events?types[]=nope`, { bearer: tok });
+    assert.equal(badt.status, 400);
     const gs = await c.api(`/v1/sessions/${s.id}`, { key: c.apiKey });
     assert.equal(gs.status, 200);
     assert.deepEqual(gs.body.metadata, { k: 'v' });

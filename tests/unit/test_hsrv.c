@@ -62,6 +62,23 @@ static void test_query(void **st)
 	assert_int_equal(hsrv_query_get("flag&y=2", "flag", v, sizeof v), 0);
 	assert_int_equal(hsrv_query_get("", "x", v, sizeof v), -ENOENT);
 	assert_int_equal(hsrv_query_get(NULL, "x", v, sizeof v), -ENOENT);
+	assert_int_equal(hsrv_query_get("types%5B%5D=a&types%5B%5D=b", "types[]", v, sizeof v), 1);
+	assert_string_equal(v, "a");
+	assert_int_equal(hsrv_query_get("y=%zz&x=1", "x", v, sizeof v), 1); /* another key's bad value is not ours */
+	{
+		size_t pos = 0;
+		char k[16];
+		const char *q = "types%5B%5D=agent.tool_use&&limit=5&types[]=user.message&k=%zz";
+		assert_int_equal(hsrv_query_next(q, &pos, k, sizeof k, v, sizeof v), 1);
+		assert_string_equal(k, "types[]");
+		assert_string_equal(v, "agent.tool_use");
+		assert_int_equal(hsrv_query_next(q, &pos, k, sizeof k, v, sizeof v), 1);
+		assert_string_equal(k, "limit");
+		assert_int_equal(hsrv_query_next(q, &pos, k, sizeof k, v, sizeof v), 1);
+		assert_string_equal(v, "user.message");
+		assert_int_equal(hsrv_query_next(q, &pos, k, sizeof k, v, sizeof v), -EINVAL);
+		assert_int_equal(hsrv_query_next(q, &pos, k, sizeof k, v, sizeof v), 0);
+	}
 	assert_string_equal(hsrv_reason(413), "Content Too Large");
 }
 
