@@ -77,6 +77,13 @@ int control_config_read(cfg_doc *d, control_config *c)
 		if (!c->cert_file || !c->key_file)
 			return cfg_fail(d, root, "tls", "cert_file and key_file are both required");
 	}
+	if (c->cert_file) { /* what the daemon will load at start, checked now (postern check too) */
+		char e[512];
+		SSL_CTX *ctx = tio_server_ctx(c->cert_file, c->key_file, false, e, sizeof e);
+		if (!ctx)
+			return cfg_fail(d, root, "tls", "%s", e);
+		SSL_CTX_free(ctx);
+	}
 	if (!c->cert_file && !loopback(&ss))
 		return cfg_fail(d, root, "listen_addr", "%s is not a loopback address and there is no tls: plain HTTP would "
 				"carry the API keys in the clear; add tls: {cert_file, key_file} or listen on 127.0.0.1",

@@ -62,6 +62,7 @@ struct hsrv {
 	void *ud;
 	struct hconn *conns;
 	unsigned nconns, alive; /* open connections; allocated ones (until their timer is closed) */
+	uint64_t refused, refused_logged_at;
 	int port;
 };
 
@@ -433,8 +434,16 @@ static void on_conn(uv_stream_t *l, int status)
 	s->nconns++;
 	na_format(tconn_peer_addr(hc->c), hc->peer, sizeof hc->peer);
 	if (s->nconns > s->o.max_conns) {
-		log_warn("msg=\"connection refused: too many connections\" peer=%s open=%u max_conns=%u", hc->peer,
-			 s->nconns - 1, s->o.max_conns);
+		/* one line a second at most, however many are refused */
+		uint64_t now = uv_now(s->loop);
+		s->refused++;
+		if (now - s->refused_logged_at >= 1000 || !s->refused_logged_at) {
+			log_warn("msg=\"connection refused: too many connections\" peer=%s open=%u max_conns=%u "
+				 "refused_since_last_line=%llu", hc->peer, s->nconns - 1, s->o.max_conns,
+				 (unsigned long long)s->refused);
+			s->refused = 0;
+			s->refused_logged_at = now;
+		}
 		conn_close(hc);
 		return;
 	}

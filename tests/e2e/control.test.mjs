@@ -460,6 +460,11 @@ test('plain HTTP on a non-loopback address is refused at start, naming tls', asy
     const ok = await postern(['check', '-c', f]);
     assert.equal(ok.code, 0, ok.stderr);
     assert.match(ok.stdout, /ok \(control\)/);
+    writeFileSync(path.join(d, 'bad.pem'), 'not a certificate\n');
+    writeFileSync(f, `listen_addr: 127.0.0.1:0\nstate_dir: ${d}/state\nstore: sqlite\ntls: {cert_file: ${d}/bad.pem, key_file: ${d}/bad.pem}\n`);
+    const badTls = await postern(['check', '-c', f]);
+    assert.equal(badTls.code, 1);
+    assert.match(badTls.stderr, /c\.yaml:4: tls: .*bad\.pem/);
     writeFileSync(f, `listen_addr: 127.0.0.1:0\nstate_dir: ${d}/state\nstore: mongo\n`);
     const bad = await postern(['check', '-c', f]);
     assert.equal(bad.code, 1);
