@@ -47,6 +47,7 @@ struct hconn {
 	char *hdrs;
 	cbuf in, body;
 	cbuf out; /* answer bytes beyond the connection's high-water mark, in order, fed on drain */
+	uint64_t out_mark; /* bytes written when the idle timer last looked */
 	bool close_when_drained;
 	bool body_over, busy, closing, peer_eof, pumping, streaming, closed, discard;
 	char peer[NA_FMT_MAX];
@@ -148,7 +149,11 @@ static void on_timer(uv_timer_t *t)
 	if (m == T_HEAD && !hc->busy && !hc->closing)
 		self_answer(hc, 408, "the request was not received in time: send the whole request within the "
 				     "server's head timeout");
-	else
+	else if (m == T_IDLE && (hc->out.len || tconn_queued(hc->c)) && tconn_bytes_out(hc->c) != hc->out_mark) {
+		/* not idle: an answer is still going out; idle again only once it stops moving for idle_ms */
+		hc->out_mark = tconn_bytes_out(hc->c);
+		set_timer(hc, T_IDLE, hc->s->o.idle_ms);
+	} else
 		conn_close(hc);
 }
 

@@ -319,6 +319,7 @@ static void test_big_answer(void **st)
 	int fd = dial();
 	(void)st;
 	sendall(fd, "GET /big HTTP/1.1\r\nHost: x\r\n\r\nGET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+	usleep(600000); /* a reader slower than idle_ms (400): the connection is sending, not idle */
 	got = read_until(fd, buf, sizeof buf, "GET 0");
 	assert_non_null(strstr(buf, "Content-Length: 20971520"));
 	body = strstr(buf, "\r\n\r\n");
