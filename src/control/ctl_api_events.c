@@ -14,6 +14,7 @@
 
 #define STREAM_TICK_MS 250
 #define KEEPALIVE_MS 15000
+#define STALL_MS 60000 /* a stream whose reader takes nothing for this long is ended */
 #define STREAM_BATCH 16 /* events read at a time for a stream (they may be large tool results) */
 #define LIST_BATCH 50
 #define MAX_TYPES 64
@@ -343,7 +344,7 @@ struct cai_stream {
 	capi *a;
 	cai_ctx c;
 	uv_timer_t t;
-	uint64_t seq, last_write;
+	uint64_t seq, last_write, congested_since;
 	bool done;
 };
 
@@ -435,6 +436,15 @@ static void stream_tick(uv_timer_t *t)
 		stream_finish(st, true);
 		return;
 	}
+	if (hsrv_stream_congested(st->c.r)) { /* a reader that stopped reading does not hold a stream forever */
+		if (!st->congested_since)
+			st->congested_since = uv_now(t->loop);
+		else if (uv_now(t->loop) - st->congested_since >= STALL_MS) {
+			stream_finish(st, true);
+			return;
+		}
+	} else
+		st->congested_since = 0;
 	stream_pump(st);
 	if (!st->done && uv_now(t->loop) - st->last_write >= KEEPALIVE_MS && !hsrv_stream_congested(st->c.r)) {
 		hsrv_stream_write(st->c.r, ": keepalive\n\n", 13);
