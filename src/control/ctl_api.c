@@ -252,6 +252,46 @@ json_t *cai_page_json(ctl_page *p, bool prev)
 	return o;
 }
 
+void cai_list(cai_ctx *c, bool sessions, unsigned max)
+{
+	ctl_store *s = c->a->o.store;
+	ctl_page p = { 0 };
+	char page[64], err[256], arch[8];
+	unsigned limit;
+	bool include_archived;
+	size_t i;
+	json_t *o;
+	int rc;
+	if (cai_page_params(c, 20, max, &limit, page, sizeof page) < 0)
+		return;
+	include_archived = hsrv_query_get(hsrv_query(c->r), "include_archived", arch, sizeof arch) > 0 && !strcmp(arch, "true");
+	rc = sessions ? s->ops->session_list(s, page, limit, &p, err, sizeof err)
+		      : s->ops->env_list(s, page, limit, &p, err, sizeof err);
+	if (rc < 0) {
+		cai_store_error(c, rc, err);
+		return;
+	}
+	json_array_foreach(p.data, i, o) {
+		if (json_is_true(json_object_get(o, "deleted")) ||
+		    (!include_archived && !json_is_null(json_object_get(o, "archived_at")))) {
+			json_array_remove(p.data, i);
+			i--;
+		}
+	}
+	cai_reply(c, 200, cai_page_json(&p, sessions));
+}
+
+bool cai_patch_metadata(cai_ctx *c, json_t *obj, json_t *body)
+{
+	json_t *md = json_object_get(body, "metadata");
+	if (!md || json_is_null(md))
+		return true;
+	if (!cai_metadata_ok(c, md, true, "metadata"))
+		return false;
+	ctl_merge_patch(json_object_get(obj, "metadata"), md);
+	return true;
+}
+
 bool cai_may_env(cai_ctx *c, const char *env_id, unsigned creds)
 {
 	if ((creds & CAI_API) && c->cred == CAI_API)

@@ -114,7 +114,7 @@ void cai_env_retrieve(cai_ctx *c)
 
 void cai_env_update(cai_ctx *c)
 {
-	json_t *b = cai_body(c), *e = NULL, *v, *md;
+	json_t *b = cai_body(c), *e = NULL, *v;
 	char now[40];
 	if (!b || !(e = get_env(c)))
 		goto out;
@@ -135,11 +135,8 @@ void cai_env_update(cai_ctx *c)
 		json_object_set(e, "description", v);
 	if ((v = json_object_get(b, "scope")) && !json_is_null(v))
 		json_object_set(e, "scope", v);
-	if ((md = json_object_get(b, "metadata")) && !json_is_null(md)) {
-		if (!cai_metadata_ok(c, md, true, "metadata"))
-			goto out;
-		ctl_merge_patch(json_object_get(e, "metadata"), md);
-	}
+	if (!cai_patch_metadata(c, e, b))
+		goto out;
 	json_object_set_new(e, "updated_at", json_string(ctl_now(now, sizeof now)));
 	cai_save_reply(c, false, c->caps[0], e);
 out:
@@ -147,31 +144,7 @@ out:
 	json_decref(b);
 }
 
-void cai_env_list(cai_ctx *c)
-{
-	ctl_store *s = c->a->o.store;
-	ctl_page p = { 0 };
-	char page[64], err[256], arch[8];
-	unsigned limit;
-	bool include_archived;
-	int rc;
-	size_t i;
-	json_t *e;
-	if (cai_page_params(c, 20, 100, &limit, page, sizeof page) < 0)
-		return;
-	include_archived = hsrv_query_get(hsrv_query(c->r), "include_archived", arch, sizeof arch) > 0 && !strcmp(arch, "true");
-	if ((rc = s->ops->env_list(s, page, limit, &p, err, sizeof err)) < 0) {
-		cai_store_error(c, rc, err);
-		return;
-	}
-	json_array_foreach(p.data, i, e) {
-		if (tombstone(e) || (!include_archived && !json_is_null(json_object_get(e, "archived_at")))) {
-			json_array_remove(p.data, i);
-			i--;
-		}
-	}
-	cai_reply(c, 200, cai_page_json(&p, false));
-}
+void cai_env_list(cai_ctx *c) { cai_list(c, false, 100); }
 
 void cai_env_delete(cai_ctx *c)
 {

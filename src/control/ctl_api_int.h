@@ -53,6 +53,11 @@ int cai_query_uint(cai_ctx *c, const char *name, uint64_t min, uint64_t max, uin
 int cai_page_params(cai_ctx *c, unsigned def, unsigned max, unsigned *limit, char *page, size_t pagelen);
 /* {"data": [...], "next_page": ..., [prev_page: null]} from a page (taken). */
 json_t *cai_page_json(ctl_page *p, bool prev);
+/* GET /v1/environments or /v1/sessions: a page (limit up to max) without deleted ones, nor archived ones
+ * unless include_archived=true. */
+void cai_list(cai_ctx *c, bool sessions, unsigned max);
+/* The body's metadata patch (if any) checked and merged into obj's metadata; false when answered 400. */
+bool cai_patch_metadata(cai_ctx *c, json_t *obj, json_t *body);
 /* The caller may act on environment env_id (an API key, or that environment's key): else answered, false. */
 bool cai_may_env(cai_ctx *c, const char *env_id, unsigned creds);
 /* The caller may act on session obj (API key, the session's token, or its environment's key). */

@@ -168,11 +168,8 @@ void cai_sess_update(cai_ctx *c)
 		}
 		json_object_set(o, "title", v);
 	}
-	if ((v = json_object_get(b, "metadata")) && !json_is_null(v)) {
-		if (!cai_metadata_ok(c, v, true, "metadata"))
-			goto out;
-		ctl_merge_patch(json_object_get(o, "metadata"), v);
-	}
+	if (!cai_patch_metadata(c, o, b))
+		goto out;
 	json_object_set_new(o, "updated_at", json_string(ctl_now(now, sizeof now)));
 	cai_save_reply(c, true, c->caps[0], o);
 out:
@@ -180,32 +177,7 @@ out:
 	json_decref(b);
 }
 
-void cai_sess_list(cai_ctx *c)
-{
-	ctl_store *s = c->a->o.store;
-	ctl_page p = { 0 };
-	char page[64], err[256], arch[8];
-	unsigned limit;
-	bool include_archived;
-	size_t i;
-	json_t *o;
-	int rc;
-	if (cai_page_params(c, 20, 1000, &limit, page, sizeof page) < 0)
-		return;
-	include_archived = hsrv_query_get(hsrv_query(c->r), "include_archived", arch, sizeof arch) > 0 && !strcmp(arch, "true");
-	if ((rc = s->ops->session_list(s, page, limit, &p, err, sizeof err)) < 0) {
-		cai_store_error(c, rc, err);
-		return;
-	}
-	if (!include_archived)
-		json_array_foreach(p.data, i, o) {
-			if (!json_is_null(json_object_get(o, "archived_at"))) {
-				json_array_remove(p.data, i);
-				i--;
-			}
-		}
-	cai_reply(c, 200, cai_page_json(&p, true));
-}
+void cai_sess_list(cai_ctx *c) { cai_list(c, true, 1000); }
 
 static void end(cai_ctx *c, bool del)
 {
