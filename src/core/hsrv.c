@@ -303,6 +303,12 @@ static void pump(struct hconn *hc)
 			set_timer(hc, T_HEAD, hc->s->o.head_ms);
 		ev = h1_parse(&hc->req, cbuf_data(&hc->in), hc->in.len, &used);
 		cbuf_consume(&hc->in, used);
+		if (hc->body_over && ev != H1_ERR) { /* a chunked body past the cap: refused now, not at its end */
+			char m[160];
+			snprintf(m, sizeof m, "request body is over the limit of %zu bytes", hc->s->o.max_body);
+			self_answer(hc, 413, m);
+			break;
+		}
 		if (ev == H1_HEAD) {
 			uint64_t cl = hc->req.p.content_length;
 			if (hc->req.target_long) {
@@ -326,12 +332,6 @@ static void pump(struct hconn *hc)
 				break;
 			}
 		} else if (ev == H1_DONE) {
-			if (hc->body_over) {
-				char m[160];
-				snprintf(m, sizeof m, "request body is over the limit of %zu bytes", hc->s->o.max_body);
-				self_answer(hc, 413, m);
-				break;
-			}
 			dispatch(hc);
 		} else if (ev == H1_ERR) {
 			bool big = hc->req.err == H1_E_HEAD_TOO_LARGE;
