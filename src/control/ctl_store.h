@@ -115,8 +115,10 @@ struct ctl_store_ops {
 	/* The event log of a session, in order. event_append gives each event its id ("sevt_…"),
 	 * processed_at and a per-session sequence number (> 0, strictly increasing: the SSE id, so
 	 * Last-Event-ID resumes exactly after it) and stores the batch atomically (all or none). *seq_out (may be
-	 * NULL) is the last one given. event_read returns the events with sequence > after_seq, at most limit,
-	 * oldest first, and *last_seq the sequence of the last one returned (after_seq when none). */
+	 * NULL) is the last one given; the store sets id and processed_at in the given objects. event_read returns the
+	 * events with sequence > after_seq, at most limit, oldest first, each carrying its sequence number as the
+	 * integer member "_seq" (the SSE id of that event; the API takes it off before answering), and *last_seq the
+	 * sequence of the last one returned (after_seq when none). */
 	int (*event_append)(ctl_store *s, const char *session_id, json_t *events, uint64_t *seq_out, char *err,
 			    size_t errlen);
 	int (*event_read)(ctl_store *s, const char *session_id, uint64_t after_seq, unsigned limit, json_t **events,
