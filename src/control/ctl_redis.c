@@ -477,6 +477,12 @@ static int crd_session_delete(ctl_store *s, const char *id, char *err, size_t er
 static ctl_redis_script crd_event_append_lua = {
 	.src = "if redis.call('EXISTS', KEYS[1]) == 0 then return {'ENOENT'} end\n"
 	       "local n = #ARGV\n"
+	       /* a counter lost while its log stayed (an operator's DEL) starts after the log's last entry, so the
+	        * XADDs below cannot fail half way */
+	       "if redis.call('EXISTS', KEYS[3]) == 0 then\n"
+	       "  local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)\n"
+	       "  if last[1] then redis.call('SET', KEYS[3], string.sub(last[1][1], 3)) end\n"
+	       "end\n"
 	       "local seq = redis.call('INCRBY', KEYS[3], n) - n\n"
 	       "for i = 1, n do redis.call('XADD', KEYS[2], '0-' .. string.format('%d', seq + i), 'e', ARGV[i]) end\n"
 	       "return {'OK', string.format('%d', seq + n)}\n"};
