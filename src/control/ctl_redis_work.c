@@ -66,6 +66,17 @@ static int crw_run(ctl_redis *r, ctl_redis_script *sc, int nkeys, int argc, cons
 	return rc;
 }
 
+/* A change whose answer is its status only. */
+static int crw_change(ctl_redis *r, ctl_redis_script *sc, int nkeys, int argc, const char **argv, const char *what,
+		      char *err, size_t errlen)
+{
+	redisReply *rep = NULL;
+	int rc = crw_run(r, sc, nkeys, argc, argv, what, &rep, err, errlen);
+	if (rep)
+		freeReplyObject(rep);
+	return rc;
+}
+
 /* ---- enqueue, poll, ack ------------------------------------------------------------------------------------ */
 
 static ctl_redis_script crw_enqueue_lua = {
@@ -82,7 +93,6 @@ int ctl_redis_work_enqueue(ctl_store *s, const char *env_id, json_t *work, char 
 {
 	ctl_redis *r = (ctl_redis *)s;
 	char kw[256], kz[256], kq[256], ke[256];
-	redisReply *rep = NULL;
 	char *obj = NULL, *meta = NULL;
 	json_t *o = NULL;
 	const char *wid = json_string_value(json_object_get(work, "id"));
@@ -113,12 +123,10 @@ int ctl_redis_work_enqueue(ctl_store *s, const char *env_id, json_t *work, char 
 	snprintf(kq, sizeof kq, P "q:%s", env_id);
 	snprintf(ke, sizeof ke, P "env:%s", env_id);
 	const char *a[] = {kw, kz, kq, P "seq", ke, wid, env_id, obj, secret ? secret : "", meta, created};
-	rc = crw_run(r, &crw_enqueue_lua, 5, 11, a, wid, &rep, err, errlen);
+	rc = crw_change(r, &crw_enqueue_lua, 5, 11, a, wid, err, errlen);
 	if (rc == -ENOENT)
 		rc = err_set(err, errlen, -ENOENT, "environment %s: not found", env_id);
 out:
-	if (rep)
-		freeReplyObject(rep);
 	json_decref(o);
 	free(obj);
 	free(meta);
@@ -205,15 +213,11 @@ int ctl_redis_work_ack(ctl_store *s, const char *env_id, const char *work_id, ch
 {
 	ctl_redis *r = (ctl_redis *)s;
 	char kw[256], kq[256], ts[40], ms[24];
-	redisReply *rep = NULL;
 	snprintf(kw, sizeof kw, P "work:%s", work_id);
 	snprintf(kq, sizeof kq, P "q:%s", env_id);
 	snprintf(ms, sizeof ms, "%llu", (unsigned long long)ctl_redis_now(ts, sizeof ts));
 	const char *a[] = {kw, kq, P "acked", env_id, ts, ms, work_id};
-	int rc = crw_run(r, &crw_ack_lua, 3, 7, a, work_id, &rep, err, errlen);
-	if (rep)
-		freeReplyObject(rep);
-	return rc;
+	return crw_change(r, &crw_ack_lua, 3, 7, a, work_id, err, errlen);
 }
 
 /* ---- the lease ------------------------------------------------------------------------------------------- */
@@ -301,15 +305,11 @@ int ctl_redis_work_stop(ctl_store *s, const char *env_id, const char *work_id, b
 {
 	ctl_redis *r = (ctl_redis *)s;
 	char kw[256], kq[256], ts[40];
-	redisReply *rep = NULL;
 	snprintf(kw, sizeof kw, P "work:%s", work_id);
 	snprintf(kq, sizeof kq, P "q:%s", env_id);
 	ctl_redis_now(ts, sizeof ts);
 	const char *a[] = {kw, kq, P "leases", P "acked", env_id, force ? "1" : "0", ts, work_id};
-	int rc = crw_run(r, &crw_stop_lua, 4, 8, a, work_id, &rep, err, errlen);
-	if (rep)
-		freeReplyObject(rep);
-	return rc;
+	return crw_change(r, &crw_stop_lua, 4, 8, a, work_id, err, errlen);
 }
 
 /* At most 100 of each kind per call (the timer comes back); an item is re-checked under the script, so one a
