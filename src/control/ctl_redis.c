@@ -386,13 +386,13 @@ static int crd_key_check(ctl_store *s, const char *kind, const uint8_t hash[32],
 	const char *kh = ctl_redis_str(rep, 3), *kr = ctl_redis_str(rep, 4);
 	rc = -ENOENT;
 	/* the lookup is by hash already; the compare keeps a torn or foreign entry from passing */
-	if (kid && kk && kh && kr && strlen(kh) == 64 && CRYPTO_memcmp(kh, hex, 64) == 0 && !strcmp(kk, kind) &&
-	    !strcmp(kr, "0")) {
+	if (kid && kk && kh && kr && strlen(kh) == 64 && CRYPTO_memcmp(kh, hex, 64) == 0 && !strcmp(kk, kind)) {
 		if (id && idlen)
 			snprintf(id, idlen, "%s", kid);
 		if (env_id && envlen)
 			snprintf(env_id, envlen, "%s", ke ? ke : "");
-		rc = 0;
+		/* a revoked key is told apart (the API says so), as the SQLite store does */
+		rc = strcmp(kr, "0") ? -EKEYREVOKED : 0;
 	}
 	freeReplyObject(rep);
 	return rc;
