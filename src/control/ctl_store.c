@@ -8,7 +8,6 @@
 
 #include <openssl/rand.h>
 
-#include "control/ctl_redis.h"
 #include "control/ctl_store.h"
 #include "core/err.h"
 
