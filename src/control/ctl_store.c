@@ -1,4 +1,4 @@
-/* Placeholder of the ctl branch's ctl_store.c (merged over it): which store a config names, timestamps, ids, pages. */
+/* The store seam's shared pieces: which store a config names, timestamps, ids, pages. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +15,7 @@ int ctl_store_open(const char *spec, const char *state_dir, ctl_store **out, cha
 {
 	*out = NULL;
 	if (!spec || !strcmp(spec, "sqlite"))
-		return err_set(err, errlen, -ENOTSUP, "store sqlite: not on this branch yet (the ctl branch has it)");
+		return ctl_sqlite_open(state_dir, out, err, errlen);
 	if (!strncmp(spec, "redis://", 8))
 		return ctl_redis_open(spec, out, err, errlen);
 	return err_set(err, errlen, -EINVAL, "store '%s': not a store (use \"sqlite\" or \"redis://host:port[/db]\")",
