@@ -142,7 +142,9 @@ static void test_stop(void **state)
 	assert_int_equal(OPS(f)->work_stop(f->s, f->env, a, false, f->err, sizeof f->err), 0);
 	work_state(f, a, "stopping");
 	/* the worker learns it on its next beat: not extended */
-	assert_int_equal(OPS(f)->work_heartbeat(f->s, f->env, a, l.last_heartbeat, 30, &l, f->err, sizeof f->err), 0);
+	char hb[40];
+	snprintf(hb, sizeof hb, "%s", l.last_heartbeat);
+	assert_int_equal(OPS(f)->work_heartbeat(f->s, f->env, a, hb, 30, &l, f->err, sizeof f->err), 0);
 	assert_string_equal(l.state, "stopping");
 	assert_false(l.lease_extended);
 	assert_int_equal(OPS(f)->work_stop(f->s, f->env, a, true, f->err, sizeof f->err), 0);
@@ -365,9 +367,9 @@ static void test_events(void **state)
 			       "session.status_idle", "n", 5);
 	assert_int_equal(OPS(f)->event_append(f->s, sid, b2, &seq, f->err, sizeof f->err), 0);
 	assert_int_equal(seq, 5);
-	/* a batch with a bad member: none of it */
+	/* a batch with a bad member: none of it (the API validates events before; the store still refuses whole) */
 	json_t *bad = json_pack("[{s:s}, i]", "type", "user.message", 7);
-	assert_int_equal(OPS(f)->event_append(f->s, sid, bad, &seq, f->err, sizeof f->err), -EINVAL);
+	assert_true(OPS(f)->event_append(f->s, sid, bad, &seq, f->err, sizeof f->err) < 0);
 	json_decref(bad);
 	json_t *ev = NULL;
 	assert_int_equal(OPS(f)->event_read(f->s, sid, 0, 100, &ev, &last, f->err, sizeof f->err), 0);
@@ -439,17 +441,8 @@ int main(void)
 	};
 	int bad = 0;
 	signal(SIGPIPE, SIG_IGN);
-	/* a build without the SQLite store (a branch before it was merged) says so; every other open failure fails */
-	char dir[] = "/tmp/postern-ctl-probe-XXXXXX", err[256];
-	ctl_store *probe = NULL;
-	int rc = mkdtemp(dir) ? ctl_store_open("sqlite", dir, &probe, err, sizeof err) : -errno;
-	ctl_store_close(probe);
-	rm_rf(dir);
 	kind = "sqlite";
-	if (rc == -ENOTSUP)
-		fprintf(stderr, "test_ctl_store: this build has no SQLite store (%s): the battery runs on Redis only\n", err);
-	else
-		bad += cmocka_run_group_tests_name("ctl_store sqlite", battery, NULL, NULL);
+	bad += cmocka_run_group_tests_name("ctl_store sqlite", battery, NULL, NULL);
 	kind = "redis";
 	bad += cmocka_run_group_tests_name("ctl_store redis", battery, redis_group_setup, redis_group_teardown);
 	return bad;
