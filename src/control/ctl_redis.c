@@ -408,6 +408,8 @@ static int crd_key_revoke(ctl_store *s, const char *id, char *err, size_t errlen
 	int rc = ctl_redis_eval(r, &crd_key_revoke_lua, 1, 2, a, NULL, &rep, err, errlen);
 	if (!rc)
 		rc = ctl_redis_status(rep, id, err, errlen);
+	if (rc == -ENOENT)
+		rc = err_set(err, errlen, -ENOENT, "no key %s", id);
 	if (rep)
 		freeReplyObject(rep);
 	return rc;

@@ -1,11 +1,11 @@
 // `postern control` as a black box over HTTP: the work queue (re-offer, lease, 412), durability across kill -9,
 // the SSE stream's resume, credentials, and every kind of bad input. Each case runs on every store in
-// `stores` (SQLite; Redis with POSTERN_REDIS_TESTS).
+// `stores` (SQLite, and Redis on a redis-server the test starts).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { writeFileSync } from 'node:fs';
-import { startControl, stores, sessionsToken } from './lib/control.mjs';
+import { startControl, stores, sessionsToken, stopSharedRedis } from './lib/control.mjs';
 import { postern, tmpdir, rmrf, sleep, stopAll, freePort } from './lib/proc.mjs';
 
 after(async () => { await stopAll(); });
@@ -16,7 +16,7 @@ async function ctl(store, opts = {}) {
   live.push(c);
   return c;
 }
-after(async () => { for (const c of live) await c.stop(); });
+after(async () => { for (const c of live) await c.stop(); await stopSharedRedis(); });
 
 // A session's work item, delivered (not acked) to worker w.
 async function claim(c, w = 'w-1', q = 'block_ms=999') {

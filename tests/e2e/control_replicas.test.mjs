@@ -4,48 +4,26 @@
 // nothing it acknowledged (Redis holds it; the other replica answers for it).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync, mkdirSync } from 'node:fs';
-import path from 'node:path';
-import { BIN, start, postern, freePort, tmpdir, rmrf, waitForPort, sleep, waitUntil, stopAll } from './lib/proc.mjs';
+import { sleep, waitUntil } from './lib/proc.mjs';
 import { startRedis } from './lib/redis.mjs';
+import { startControl } from './lib/control.mjs';
 
-const BETA = 'managed-agents-2026-04-01';
-let redis, dir, env, apiKey;
+let redis, env, apiKey;
 const replicas = [];
 
-async function config(name, port) {
-  const d = path.join(dir, name);
-  mkdirSync(d, { recursive: true });
-  const f = path.join(d, 'control.yaml');
-  // short lease and reclaim so the test sees expiry and re-offer in seconds
-  writeFileSync(f, `listen_addr: 127.0.0.1:${port}\nstate_dir: ${d}\nstore: ${redis.url}\nlease_ttl: 2s\nreclaim_after: 1s\n`);
-  return f;
-}
-
+// A replica on the test's Redis; the first one's environment and API key serve for all (they share the store).
 async function startReplica(name) {
-  const port = await freePort();
-  const cfg = await config(name, port);
-  const proc = start(BIN, ['control', '-c', cfg], { name });
-  await waitForPort(port);
-  return { name, port, cfg, proc, base: `http://127.0.0.1:${port}` };
+  const c = await startControl({ store: 'redis', redisUrl: redis.url, name, envName: name,
+    config: { lease_ttl: '2s', reclaim_after: '1s' } });
+  if (!env) {
+    env = { id: c.envId, key: c.envKey };
+    apiKey = c.apiKey;
+  }
+  return c;
 }
 
-// One call; resolves {status, body} (body parsed JSON or null).
-async function call(rep, method, p, { bearer, key, worker, body } = {}) {
-  const headers = { 'anthropic-beta': BETA };
-  if (bearer) headers.authorization = `Bearer ${bearer}`;
-  if (key) headers['x-api-key'] = key;
-  if (worker) headers['anthropic-worker-id'] = worker;
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  const sep = p.includes('?') ? '&' : '?';
-  const r = await fetch(`${rep.base}${p}${sep}beta=true`, {
-    method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(10000),
-  });
-  const text = await r.text();
-  let parsed = null;
-  try { parsed = text ? JSON.parse(text) : null; } catch { parsed = text; }
-  return { status: r.status, body: parsed };
-}
+const call = (rep, method, p, { bearer, key, worker, body } = {}) =>
+  rep.api(p, { method, bearer, key, body, headers: worker ? { 'Anthropic-Worker-ID': worker } : {} });
 
 const poll = (rep, worker, reclaim = 60000) =>
   call(rep, 'GET', `/v1/environments/${env.id}/work/poll?reclaim_older_than_ms=${reclaim}`, { bearer: env.key, worker });
@@ -53,6 +31,9 @@ const ack = (rep, wid) => call(rep, 'POST', `/v1/environments/${env.id}/work/${w
 const beat = (rep, wid, expected, ttl) => call(rep, 'POST',
   `/v1/environments/${env.id}/work/${wid}/heartbeat?expected_last_heartbeat=${encodeURIComponent(expected)}&desired_ttl_seconds=${ttl}`,
   { bearer: env.key });
+// The worker is done: stopped, so an acknowledged item never beaten does not come back after lease_ttl.
+const finish = async (rep, wid) => assert.equal((await call(rep, 'POST', `/v1/environments/${env.id}/work/${wid}/stop`,
+  { bearer: env.key, body: { force: true } })).status, 200);
 const getWork = (rep, wid) => call(rep, 'GET', `/v1/environments/${env.id}/work/${wid}`, { key: apiKey });
 
 async function newSession(rep) {
@@ -62,22 +43,13 @@ async function newSession(rep) {
 }
 
 before(async () => {
-  dir = tmpdir('postern-replicas-');
   redis = await startRedis();
-  const cfg = await config('admin', await freePort());
-  const e = await postern(['control', 'env', 'create', 'replicas', '-c', cfg]);
-  assert.equal(e.code, 0, e.stderr);
-  env = JSON.parse(e.stdout);
-  const k = await postern(['control', 'apikey', 'create', 'replicas', '-c', cfg]);
-  assert.equal(k.code, 0, k.stderr);
-  apiKey = JSON.parse(k.stdout).key;
   replicas.push(await startReplica('control-a'), await startReplica('control-b'));
 });
 
 after(async () => {
-  await stopAll();
+  for (const c of replicas) await c.stop();
   if (redis) await redis.cleanup();
-  if (dir) rmrf(dir);
 });
 
 test('two replicas, one queue: N items through both, each delivered exactly once', async () => {
@@ -97,6 +69,7 @@ test('two replicas, one queue: N items through both, each delivered exactly once
     delivered.set(r.body.id, (delivered.get(r.body.id) || 0) + 1);
     const a = await ack(other, r.body.id); // acknowledged through the other replica
     assert.equal(a.status, 200, JSON.stringify(a.body));
+    await finish(via, r.body.id);
   }
   assert.equal(delivered.size, N);
   for (const [id, n] of delivered) assert.equal(n, 1, `${id} delivered ${n} times`);
@@ -120,6 +93,7 @@ test('a missed ack on one replica is re-offered through the other', async () => 
   assert.equal(again.body && again.body.id, r.body.id);
   assert.equal((await ack(B, r.body.id)).status, 200);
   assert.equal((await ack(A, r.body.id)).status === 200, false); // once only
+  await finish(A, r.body.id);
 });
 
 test('a lease lost on one replica is re-offered through the other', async () => {
@@ -138,7 +112,7 @@ test('a lease lost on one replica is re-offered through the other', async () => 
     if (p.body) offered = p.body;
     return offered !== null;
   }, 15000, 200, 'the expired item offered through the other replica');
-  assert.equal(offered.id, wid);
+  assert.equal(offered.id, wid); // the only item of this environment not stopped
   assert.equal(offered.state, 'queued');
   assert.equal((await ack(B, wid)).status, 200);
   const b2 = await beat(B, wid, 'NO_HEARTBEAT', 30);
@@ -150,6 +124,7 @@ test('a lease lost on one replica is re-offered through the other', async () => 
     assert.equal(old.body.error.details.current_state.state, 'active');
     assert.equal(old.body.error.details.current_state.last_heartbeat, b2.body.last_heartbeat);
   }
+  await finish(B, wid);
 });
 
 test('kill -9 of a replica loses nothing it acknowledged', async () => {
@@ -158,20 +133,21 @@ test('kill -9 of a replica loses nothing it acknowledged', async () => {
   const p = await poll(A, 'worker-1');
   const wid = p.body.id;
   assert.equal((await ack(A, wid)).status, 200);
+  assert.equal((await beat(A, wid, 'NO_HEARTBEAT', 600)).status, 200); // a lease that outlives the test
   const ev = await call(A, 'POST', `/v1/sessions/${sid}/events`, {
     key: apiKey, body: { events: [{ type: 'user.message', content: [{ type: 'text', text: 'kept' }] }] },
   });
   assert.equal(ev.status, 200, JSON.stringify(ev.body));
-  await A.proc.kill('SIGKILL');
+  await A.kill9();
   const w = await getWork(B, wid);
   assert.equal(w.status, 200, JSON.stringify(w.body));
-  assert.equal(w.body.state, 'starting');
+  assert.equal(w.body.state, 'active');
   assert.ok(w.body.acknowledged_at);
   const list = await call(B, 'GET', `/v1/sessions/${sid}/events`, { key: apiKey });
   assert.equal(list.status, 200, JSON.stringify(list.body));
   assert.ok(list.body.data.some((e) => e.type === 'user.message' && JSON.stringify(e).includes('kept')));
   // a new replica in its place serves the same state
-  const A2 = await startReplica('control-a2');
-  replicas[0] = A2;
-  assert.equal((await getWork(A2, wid)).body.state, 'starting');
+  // the killed replica back on its config serves the same state
+  await A.restart();
+  assert.equal((await getWork(A, wid)).body.state, 'active');
 });

@@ -37,6 +37,10 @@ export function command(port, args) {
   });
 }
 
+// A test that ends without cleanup (a failed before()) still leaves no temp dir (proc.mjs kills the server).
+const dirs = new Set();
+process.on('exit', () => { for (const d of dirs) try { rmrf(d); } catch { /* gone */ } });
+
 export async function startRedis() {
   if (!haveRedis()) throw new Error('redis-server is not installed: install the Debian package redis-server (scripts/deps.sh does)');
   const dir = tmpdir('postern-redis-');
@@ -44,11 +48,12 @@ export async function startRedis() {
   const r = { dir, port, url: `redis://127.0.0.1:${port}`, proc: null };
   r.start = async () => {
     r.proc = start('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes',
-      '--appendfsync', 'always', '--dir', dir, '--daemonize', 'no'], { name: `redis:${port}` });
+      '--appendfsync', 'always', '--dir', dir, '--daemonize', 'no', '--databases', '256'], { name: `redis:${port}` });
     await waitUntil(() => ping(port), 10000, 50, `redis-server on ${port}`);
   };
   r.stop = async (sig = 'SIGTERM') => { if (r.proc) await r.proc.kill(sig); r.proc = null; };
-  r.cleanup = async () => { await r.stop(); rmrf(dir); };
+  r.cleanup = async () => { await r.stop(); rmrf(dir); dirs.delete(dir); };
+  dirs.add(dir);
   await r.start();
   return r;
 }
