@@ -103,12 +103,15 @@ int ctl_redis_cmd(ctl_redis *r, int argc, const char **argv, const size_t *lens,
 int ctl_redis_eval(ctl_redis *r, ctl_redis_script *sc, int nkeys, int argc, const char **argv,
 		   const size_t *lens, redisReply **reply, char *err, size_t errlen)
 {
-	enum { MAXARGS = 64 };
-	const char *v[MAXARGS + 3];
-	size_t l[MAXARGS + 3];
 	char nk[16];
-	if (argc > MAXARGS)
-		return err_set(err, errlen, -EINVAL, "redis: a script with %d arguments (at most %d)", argc, MAXARGS);
+	*reply = NULL;
+	const char **v = calloc((size_t)argc + 3, sizeof *v);
+	size_t *l = calloc((size_t)argc + 3, sizeof *l);
+	int rc = 0;
+	if (!v || !l) {
+		rc = err_set(err, errlen, -ENOMEM, "out of memory");
+		goto out;
+	}
 	if (!sc->sha[0]) {
 		unsigned char md[SHA_DIGEST_LENGTH];
 		SHA1((const unsigned char *)sc->src, strlen(sc->src), md);
@@ -122,23 +125,24 @@ int ctl_redis_eval(ctl_redis *r, ctl_redis_script *sc, int nkeys, int argc, cons
 		v[i + 3] = argv[i];
 		l[i + 3] = lens ? lens[i] : strlen(argv[i]);
 	}
-	int rc = crd_raw(r, argc + 3, v, l, reply, err, errlen);
-	if (rc)
-		return rc;
+	if ((rc = crd_raw(r, argc + 3, v, l, reply, err, errlen)))
+		goto out;
 	if ((*reply)->type == REDIS_REPLY_ERROR && !strncmp((*reply)->str, "NOSCRIPT", 8)) {
 		/* a restarted or flushed server: EVAL sends the text and caches it again */
 		freeReplyObject(*reply);
 		v[0] = "EVAL", v[1] = sc->src;
 		l[0] = 4, l[1] = strlen(sc->src);
-		rc = crd_raw(r, argc + 3, v, l, reply, err, errlen);
-		if (rc)
-			return rc;
+		if ((rc = crd_raw(r, argc + 3, v, l, reply, err, errlen)))
+			goto out;
 	}
 	if ((*reply)->type == REDIS_REPLY_ERROR) {
 		rc = err_set(err, errlen, -EIO, "redis %s: script failed: %s", r->addr, (*reply)->str);
 		freeReplyObject(*reply);
 		*reply = NULL;
 	}
+out:
+	free(v);
+	free(l);
 	return rc;
 }
 
@@ -474,7 +478,7 @@ static int crd_session_delete(ctl_store *s, const char *id, char *err, size_t er
 /* ---- event logs: postern:ev:<session> a Stream with entry ids 0-<seq>, postern:evseq:<session> the counter.
  * The script takes the batch's numbers from the counter and appends them in one go: all or none. */
 
-#define CRD_EVENT_BATCH 60
+#define CRD_EVENT_BATCH 1000 /* the API's cap of one POST */
 
 static ctl_redis_script crd_event_append_lua = {
 	.src = "if redis.call('EXISTS', KEYS[1]) == 0 then return {'ENOENT'} end\n"
@@ -494,8 +498,6 @@ static int crd_event_append(ctl_store *s, const char *session_id, json_t *events
 {
 	ctl_redis *r = (ctl_redis *)s;
 	char k1[256], k2[256], k3[256], ts[40];
-	const char *a[3 + CRD_EVENT_BATCH];
-	char *txt[CRD_EVENT_BATCH] = {0};
 	redisReply *rep = NULL;
 	size_t n = json_array_size(events);
 	int rc = 0;
@@ -503,15 +505,21 @@ static int crd_event_append(ctl_store *s, const char *session_id, json_t *events
 		return err_set(err, errlen, -EINVAL, "events: expected a non-empty array");
 	if (n > CRD_EVENT_BATCH)
 		return err_set(err, errlen, -EINVAL, "events: %zu in one batch (at most %d)", n, CRD_EVENT_BATCH);
+	for (size_t i = 0; i < n; i++) {
+		if (!json_is_object(json_array_get(events, i)))
+			return err_set(err, errlen, -EINVAL, "events[%zu]: expected an object", i);
+	}
+	const char **a = calloc(3 + n, sizeof *a);
+	char **txt = calloc(n, sizeof *txt);
+	if (!a || !txt) {
+		rc = err_set(err, errlen, -ENOMEM, "out of memory");
+		goto out;
+	}
 	snprintf(k1, sizeof k1, P "sesn:%s", session_id);
 	snprintf(k2, sizeof k2, P "ev:%s", session_id);
 	snprintf(k3, sizeof k3, P "evseq:%s", session_id);
 	a[0] = k1, a[1] = k2, a[2] = k3;
 	ctl_now(ts, sizeof ts);
-	for (size_t i = 0; i < n; i++) {
-		if (!json_is_object(json_array_get(events, i)))
-			return err_set(err, errlen, -EINVAL, "events[%zu]: expected an object", i);
-	}
 	/* the ids and processed_at go into the caller's objects (the API answers with them) */
 	for (size_t i = 0; i < n; i++) {
 		json_t *e = json_array_get(events, i);
@@ -528,11 +536,15 @@ static int crd_event_append(ctl_store *s, const char *session_id, json_t *events
 	if (rc)
 		goto out;
 	rc = ctl_redis_status(rep, session_id, err, errlen);
+	if (rc == -ENOENT)
+		rc = err_set(err, errlen, -ENOENT, "no session %s", session_id);
 	if (!rc && seq_out)
 		*seq_out = strtoull(ctl_redis_str(rep, 1) ? ctl_redis_str(rep, 1) : "0", NULL, 10);
 out:
-	for (size_t i = 0; i < n && i < CRD_EVENT_BATCH; i++)
+	for (size_t i = 0; txt && i < n; i++)
 		free(txt[i]);
+	free(txt);
+	free(a);
 	if (rep)
 		freeReplyObject(rep);
 	return rc;

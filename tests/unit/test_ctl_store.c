@@ -396,6 +396,18 @@ static void test_events(void **state)
 	assert_int_equal(OPS(f)->event_append(f->s, "sesn_nosuch", b2, &seq, f->err, sizeof f->err), -ENOENT);
 	json_decref(b1);
 	json_decref(b2);
+	/* the API's largest batch (1000) in one append, read back in one page */
+	json_t *big = json_array();
+	for (int i = 0; i < 1000; i++)
+		json_array_append_new(big, json_pack("{s:s, s:i}", "type", "agent.message", "n", 6 + i));
+	assert_int_equal(OPS(f)->event_append(f->s, sid, big, &seq, f->err, sizeof f->err), 0);
+	assert_int_equal(seq, 1005);
+	json_decref(big);
+	assert_int_equal(OPS(f)->event_read(f->s, sid, 5, 1000, &ev, &last, f->err, sizeof f->err), 0);
+	assert_int_equal(json_array_size(ev), 1000);
+	assert_int_equal(last, 1005);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(ev, 999), "n")), 1005);
+	json_decref(ev);
 	/* a deleted session takes its log along */
 	assert_int_equal(OPS(f)->session_delete(f->s, sid, f->err, sizeof f->err), 0);
 	ev = NULL;
