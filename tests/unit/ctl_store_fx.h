@@ -119,6 +119,16 @@ FX_FN void redis_stop(int sig)
 	rs.pid = 0;
 }
 
+FX_FN void rm_rf(const char *dir)
+{
+	char cmd[200];
+	if (dir[0] == '/' && !strncmp(dir, "/tmp/postern-ctl-", 17)) {
+		snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "test_ctl_store: could not remove %s\n", dir);
+	}
+}
+
 FX_FN int redis_group_setup(void **st)
 {
 	(void)st;
@@ -131,20 +141,22 @@ FX_FN int redis_group_setup(void **st)
 	if (rc == -ENOENT)
 		fprintf(stderr, "test_ctl_store: redis-server is not installed: install the Debian package redis-server "
 				"(scripts/deps.sh does)\n");
-	else if (rc)
-		fprintf(stderr, "test_ctl_store: redis-server on port %d did not start (%s; see %s/redis.log)\n", rs.port,
-			strerror(-rc), rs.dir);
-	return rc ? -1 : 0;
-}
-
-FX_FN void rm_rf(const char *dir)
-{
-	char cmd[200];
-	if (dir[0] == '/' && !strncmp(dir, "/tmp/postern-ctl-", 17)) {
-		snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-		if (system(cmd) != 0)
-			fprintf(stderr, "test_ctl_store: could not remove %s\n", dir);
+	else if (rc) {
+		char log[128], line[512];
+		snprintf(log, sizeof log, "%s/redis.log", rs.dir);
+		fprintf(stderr, "test_ctl_store: redis-server on port %d did not start (%s); its log:\n", rs.port,
+			strerror(-rc));
+		FILE *fp = fopen(log, "r");
+		while (fp && fgets(line, sizeof line, fp))
+			fputs(line, stderr);
+		if (fp)
+			fclose(fp);
 	}
+	if (rc) {
+		rm_rf(rs.dir);
+		return -1;
+	}
+	return 0;
 }
 
 FX_FN int redis_group_teardown(void **st)
