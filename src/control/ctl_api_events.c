@@ -14,7 +14,9 @@
 
 #define STREAM_TICK_MS 250
 #define KEEPALIVE_MS 15000
-#define STREAM_BATCH 100
+#define STREAM_BATCH 16 /* events read at a time for a stream (they may be large tool results) */
+#define LIST_BATCH 50
+#define LIST_BYTES (8u * 1024 * 1024) /* a page of the list stops after this many bytes of events */
 #define MAX_EVENTS_PER_POST 1000
 #define ID_MAX 128
 
@@ -271,18 +273,40 @@ void cai_events_list(cai_ctx *c)
 			return;
 		}
 	}
-	if ((rc = s->ops->event_read(s, c->caps[0], after, limit + 1, &evs, &last, err, sizeof err)) < 0) {
-		cai_store_error(c, rc, err);
-		return;
+	/* Read in batches and stop at limit or at LIST_BYTES of events: a page of large tool results stays a
+	 * bounded answer, and the cursor goes on from the last one given. */
+	json_t *data = json_array(), *next = json_null();
+	size_t bytes = 0;
+	bool more = false;
+	while (!more) {
+		size_t i, got;
+		json_t *e;
+		if ((rc = s->ops->event_read(s, c->caps[0], after, LIST_BATCH, &evs, &last, err, sizeof err)) < 0) {
+			json_decref(data);
+			cai_store_error(c, rc, err);
+			return;
+		}
+		got = json_array_size(evs);
+		json_array_foreach(evs, i, e) {
+			if (json_array_size(data) == limit || (bytes >= LIST_BYTES && json_array_size(data))) {
+				more = true;
+				break;
+			}
+			bytes += json_dumpb(e, NULL, 0, JSON_COMPACT);
+			after = (uint64_t)json_integer_value(json_object_get(e, "_seq"));
+			json_array_append(data, e);
+		}
+		json_decref(evs);
+		if (got < LIST_BATCH)
+			break;
 	}
-	json_t *next = json_null();
-	if (json_array_size(evs) > limit) {
+	if (more) {
 		char cur[32];
-		json_array_remove(evs, limit);
-		snprintf(cur, sizeof cur, "%" PRId64, (int64_t)json_integer_value(json_object_get(json_array_get(evs, limit - 1), "_seq")));
+		snprintf(cur, sizeof cur, "%" PRIu64, after);
 		json_decref(next);
 		next = json_string(cur);
 	}
+	evs = data;
 	strip_seq(evs);
 	cai_reply(c, 200, json_pack("{s:o,s:o}", "data", evs, "next_page", next));
 }

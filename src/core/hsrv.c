@@ -15,10 +15,14 @@
 #include "core/netaddr.h"
 #include "core/tconn.h"
 
-#define TARGET_MAX 8192
+#define TARGET_MAX 4096
 #define MAX_HEADERS 100
 #define IN_CAP (1024u * 1024)  /* unparsed bytes held (one read while a request is answered) */
 #define CLOSE_GRACE_MS 5000u   /* an answer with Connection: close gets this long to flush */
+#define OUT_CHUNK (64u * 1024)  /* outbox bytes handed to tconn at a time */
+#define OUT_CAP (1024u * 1024 * 1024) /* an answer bigger than this is not sent */
+#define OUT_WAIT_MS 60000u     /* a close waiting for the outbox to drain waits at most this long */
+#define LINGER_MS 2000u        /* after refusing a request: how long its remaining bytes are read and dropped */
 
 enum tmode { T_NONE, T_IDLE, T_HEAD, T_CLOSE };
 
@@ -42,7 +46,9 @@ struct hconn {
 	char target[TARGET_MAX];
 	char *hdrs;
 	cbuf in, body;
-	bool body_over, busy, closing, peer_eof, pumping, streaming, closed;
+	cbuf out; /* answer bytes beyond the connection's high-water mark, in order, fed on drain */
+	bool close_when_drained;
+	bool body_over, busy, closing, peer_eof, pumping, streaming, closed, discard;
 	char peer[NA_FMT_MAX];
 	struct hsrv_req r;
 };
@@ -72,6 +78,7 @@ static void timer_closed(uv_handle_t *h)
 	free(hc->hdrs);
 	cbuf_free(&hc->in);
 	cbuf_free(&hc->body);
+	cbuf_free(&hc->out);
 	free(hc);
 	s->alive--;
 	maybe_free_server(s);
@@ -90,8 +97,44 @@ static void conn_close(struct hconn *hc)
 static void close_after_flush(struct hconn *hc)
 {
 	hc->closing = true;
+	if (hc->out.len) { /* the outbox first; out_push comes back here once it is empty */
+		hc->close_when_drained = true;
+		set_timer(hc, T_CLOSE, OUT_WAIT_MS);
+		return;
+	}
 	set_timer(hc, T_CLOSE, CLOSE_GRACE_MS);
 	tconn_close_after_flush(hc->c);
+}
+
+/* Feeds the outbox to tconn up to its high-water mark (tconn's drain brings us back). */
+static int out_push(struct hconn *hc)
+{
+	while (hc->out.len && !tconn_over_high_water(hc->c)) {
+		size_t k = hc->out.len < OUT_CHUNK ? hc->out.len : OUT_CHUNK;
+		int rc = tconn_write(hc->c, cbuf_data(&hc->out), k);
+		if (rc < 0)
+			return rc;
+		cbuf_consume(&hc->out, k);
+	}
+	if (!hc->out.len && hc->close_when_drained) {
+		hc->close_when_drained = false;
+		close_after_flush(hc);
+	}
+	return 0;
+}
+
+/* Every answer byte goes through here: straight to tconn while under its high-water mark, else the outbox,
+ * so an answer bigger than tconn's hard cap (a long event list, a large event on a stream) still goes out. */
+static int send_bytes(struct hconn *hc, const void *p, size_t n)
+{
+	int rc;
+	if (!n)
+		return 0;
+	if (!hc->out.len && tconn_queued(hc->c) + n <= TCONN_HIGH_WATER)
+		return tconn_write(hc->c, p, n);
+	if ((rc = cbuf_append(&hc->out, p, n)) < 0)
+		return rc;
+	return out_push(hc);
 }
 
 static void self_answer(struct hconn *hc, int status, const char *msg);
@@ -124,13 +167,18 @@ static bool keep_alive(const struct hconn *hc)
 
 static int write_head(struct hconn *hc, int status, const char *ctype, const char *headers, const char *framing)
 {
-	char head[2048];
-	int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%s%sConnection: %s\r\n\r\n", status,
-			 hsrv_reason(status), ctype ? ctype : "application/json", framing, headers ? headers : "",
-			 keep_alive(hc) ? "keep-alive" : "close");
+	char head[2048], ka[48] = "";
+	bool keep = keep_alive(hc);
+	int n;
+	/* clients that honour the hint (undici) stop reusing the connection before the idle timeout closes it */
+	if (keep && hc->s->o.idle_ms >= 2000)
+		snprintf(ka, sizeof ka, "Keep-Alive: timeout=%u\r\n", hc->s->o.idle_ms / 1000 - 1);
+	n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%s%s%sConnection: %s\r\n\r\n", status,
+		     hsrv_reason(status), ctype ? ctype : "application/json", framing, headers ? headers : "", ka,
+		     keep ? "keep-alive" : "close");
 	if (n < 0 || (size_t)n >= sizeof head)
 		return -E2BIG;
-	return tconn_write(hc->c, (const uint8_t *)head, (size_t)n);
+	return send_bytes(hc, head, (size_t)n);
 }
 
 static void pump(struct hconn *hc);
@@ -179,11 +227,23 @@ static void self_answer(struct hconn *hc, int status, const char *msg)
 	char framing[64];
 	snprintf(framing, sizeof framing, "Content-Length: %zu\r\n", n);
 	set_timer(hc, T_NONE, 0);
-	if (write_head(hc, status, NULL, extra, framing) < 0 || tconn_write(hc->c, (const uint8_t *)body, n) < 0) {
+	if (write_head(hc, status, NULL, extra, framing) < 0 || send_bytes(hc, body, n) < 0) {
 		conn_close(hc);
 		return;
 	}
-	close_after_flush(hc);
+	if (hc->out.len) { /* answers before this one still queued: no lingering, close once they are out */
+		close_after_flush(hc);
+		return;
+	}
+	if (tconn_shutdown(hc->c) < 0) {
+		conn_close(hc);
+		return;
+	}
+	/* A lingering close: the peer may still be sending the body we refused, and closing with its bytes
+	 * unread would reset the connection before it reads the answer. So: our FIN after the answer, what it
+	 * sends dropped, closed when it closes or after LINGER_MS. */
+	hc->discard = true;
+	set_timer(hc, T_CLOSE, LINGER_MS);
 }
 
 static void body_bytes(void *ud, const char *at, size_t n)
@@ -191,6 +251,18 @@ static void body_bytes(void *ud, const char *at, size_t n)
 	struct hconn *hc = ud;
 	if (!hc->body_over && cbuf_append(&hc->body, at, n) < 0)
 		hc->body_over = true;
+}
+
+static bool expects_continue(const struct hconn *hc)
+{
+	size_t pos = 0;
+	const char *n, *v;
+	if (hc->req.http_minor < 1)
+		return false;
+	while (h1_header_next(&hc->req, &pos, &n, &v) == 1)
+		if (!strcasecmp(n, "expect"))
+			return !strcasecmp(v, "100-continue");
+	return false;
 }
 
 static void dispatch(struct hconn *hc)
@@ -240,6 +312,13 @@ static void pump(struct hconn *hc)
 			}
 			hc->req.body_cb = body_bytes;
 			hc->req.body_ud = hc;
+			/* libcurl waits a second for this before it sends a body over 1 KiB; a body over the cap got
+			 * its 413 above without being sent. */
+			if (expects_continue(hc) &&
+			    send_bytes(hc, "HTTP/1.1 100 Continue\r\n\r\n", 25) < 0) {
+				conn_close(hc);
+				break;
+			}
 		} else if (ev == H1_DONE) {
 			if (hc->body_over) {
 				char m[160];
@@ -262,7 +341,7 @@ static void on_data(tconn *c, const uint8_t *p, size_t n, void *ud)
 {
 	struct hconn *hc = ud;
 	(void)c;
-	if (hc->closing)
+	if (hc->closing || hc->discard)
 		return;
 	if (cbuf_append(&hc->in, p, n) < 0) {
 		conn_close(hc);
@@ -282,7 +361,9 @@ static void on_eof(tconn *c, void *ud)
 	hc->peer_eof = true;
 	/* HTTP clients do not half-close: an end while a request waits (a long poll, a stream) is a peer that
 	 * left, and the handler hears of it through the gone callback. */
-	if (!hc->closing)
+	if (hc->discard)
+		close_after_flush(hc); /* the refused peer is done sending: our answer out, then closed */
+	else if (!hc->closing)
 		conn_close(hc);
 }
 
@@ -290,7 +371,11 @@ static void on_drain(tconn *c, void *ud)
 {
 	struct hconn *hc = ud;
 	(void)c;
-	if (hc->r.active && hc->r.drain)
+	if (out_push(hc) < 0) {
+		conn_close(hc);
+		return;
+	}
+	if (!hc->out.len && hc->r.active && hc->r.drain)
 		hc->r.drain(&hc->r, hc->r.gone_ud);
 }
 
@@ -332,6 +417,7 @@ static void on_conn(uv_stream_t *l, int status)
 	s->alive++;
 	cbuf_init(&hc->in, 4096, IN_CAP);
 	cbuf_init(&hc->body, 4096, s->o.max_body + 1);
+	cbuf_init(&hc->out, OUT_CHUNK, OUT_CAP);
 	h1_init(&hc->req, true, s->o.max_head);
 	h1_any_host(&hc->req);
 	h1_keep_target(&hc->req, hc->target, sizeof hc->target);
@@ -466,7 +552,7 @@ int hsrv_reply(hsrv_req *r, int status, const char *ctype, const char *headers, 
 	snprintf(framing, sizeof framing, "Content-Length: %zu\r\n", len);
 	rc = write_head(hc, status, ctype, headers, framing);
 	if (rc == 0 && len)
-		rc = tconn_write(hc->c, body, len);
+		rc = send_bytes(hc, body, len);
 	complete(hc, rc == 0);
 	return rc;
 }
@@ -496,18 +582,18 @@ int hsrv_stream_write(hsrv_req *r, const void *p, size_t n)
 	if (!n)
 		return 0;
 	k = snprintf(sz, sizeof sz, "%zx\r\n", n);
-	if ((rc = tconn_write(hc->c, (const uint8_t *)sz, (size_t)k)) < 0 || (rc = tconn_write(hc->c, p, n)) < 0 ||
-	    (rc = tconn_write(hc->c, (const uint8_t *)"\r\n", 2)) < 0)
+	if ((rc = send_bytes(hc, sz, (size_t)k)) < 0 || (rc = send_bytes(hc, p, n)) < 0 ||
+	    (rc = send_bytes(hc, "\r\n", 2)) < 0)
 		return rc;
 	return 0;
 }
 
-bool hsrv_stream_congested(const hsrv_req *r) { return tconn_over_high_water(r->hc->c); }
+bool hsrv_stream_congested(const hsrv_req *r) { return r->hc->out.len > 0 || tconn_over_high_water(r->hc->c); }
 
 void hsrv_stream_end(hsrv_req *r)
 {
 	struct hconn *hc = r->hc;
 	if (!r->active)
 		return;
-	complete(hc, tconn_write(hc->c, (const uint8_t *)"0\r\n\r\n", 5) == 0);
+	complete(hc, send_bytes(hc, "0\r\n\r\n", 5) == 0);
 }

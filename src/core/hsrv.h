@@ -66,8 +66,9 @@ void hsrv_on_drain(hsrv_req *r, void (*fn)(hsrv_req *r, void *ud));
 /* A whole answer: status, content type (NULL: application/json), extra headers ("Name: value\r\n"... or
  * NULL), body. Completes the request. 0 or -errno (the connection is closed then; the request is complete). */
 int hsrv_reply(hsrv_req *r, int status, const char *ctype, const char *headers, const void *body, size_t len);
-/* A streamed answer (chunked): begin, write (any number), end (completes). Writes fail with -ENOBUFS past
- * the connection's hard cap: a writer checks hsrv_stream_congested first and waits for the drain callback. */
+/* A streamed answer (chunked): begin, write (any number), end (completes). Bytes past the connection's
+ * high-water mark wait in its outbox (in order, fed as it drains; so an answer bigger than tconn's hard cap
+ * goes out too): a writer checks hsrv_stream_congested and waits for the drain callback before writing more. */
 int hsrv_stream_begin(hsrv_req *r, int status, const char *ctype, const char *headers);
 int hsrv_stream_write(hsrv_req *r, const void *p, size_t n);
 bool hsrv_stream_congested(const hsrv_req *r);

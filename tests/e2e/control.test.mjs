@@ -89,6 +89,20 @@ for (const store of stores) {
     assert.ok(empty.headers.get('request-id'), 'every answer has a request-id');
   });
 
+  test(`${store}: a session created with a user message is running and has exactly one work item`, async () => {
+    const c = await ctl(store);
+    const s = await c.createSession({ initial_events: [{ type: 'user.message', content: [{ type: 'text', text: 'go' }] }] });
+    assert.equal(s.status, 'running');
+    const w = await claim(c);
+    assert.equal(w.data.id, s.id);
+    assert.equal((await c.poll('block_ms=50', 'w-2')).body, null, 'one item, not two');
+    const ev = await c.api(`/v1/sessions/${s.id}/events`, { key: c.apiKey });
+    assert.deepEqual(ev.body.data.map((e) => e.type), ['user.message', 'session.status_running']);
+    const bad = await c.api('/v1/sessions', { key: c.apiKey, body: { agent: 'a', environment_id: c.envId, initial_events: [{ type: 'user.message' }] } });
+    assert.equal(bad.status, 400);
+    assert.match(bad.body.error.message, /initial_events\[0\]\.content/);
+  });
+
   test(`${store}: a missed ack is offered again after reclaim_older_than_ms, not before`, async () => {
     const c = await ctl(store);
     await c.createSession();
@@ -222,6 +236,30 @@ for (const store of stores) {
     assert.equal(bad.status, 400);
   });
 
+  test(`${store}: a tool result bigger than a connection's write queue reaches the stream and the list whole`, async () => {
+    const c = await ctl(store);
+    const s = await c.createSession();
+    const w = await claim(c);
+    const tok = sessionsToken(w);
+    const st = await c.stream(s.id, { key: c.apiKey });
+    const text = 'r'.repeat(9 * 1024 * 1024) + 'END';
+    const r = await c.api(`/v1/sessions/${s.id}/events`, { bearer: tok, timeoutMs: 30000,
+      body: { events: [{ type: 'user.tool_result', tool_use_id: 'sevt_x', content: [{ type: 'text', text }] }] } });
+    assert.equal(r.status, 200);
+    const after = await c.api(`/v1/sessions/${s.id}/events`, { key: c.apiKey,
+      body: { events: [{ type: 'agent.message', content: [{ type: 'text', text: 'next' }] }] } });
+    assert.equal(after.status, 200);
+    const e = await st.sse.next(20000);
+    assert.equal(e.event, 'user.tool_result');
+    assert.equal(e.data.content[0].text.length, text.length);
+    assert.ok(e.data.content[0].text.endsWith('END'));
+    assert.equal((await st.sse.next(5000)).event, 'agent.message', 'and what follows it, in order');
+    st.close();
+    const l = await c.api(`/v1/sessions/${s.id}/events?limit=1000`, { key: c.apiKey, timeoutMs: 30000 });
+    assert.equal(l.status, 200);
+    assert.equal(l.body.data.find((x) => x.type === 'user.tool_result').content[0].text.length, text.length);
+  });
+
   test(`${store}: user input on an idle session with no live work item enqueues a new one`, async () => {
     const c = await ctl(store);
     const s = await c.createSession();
@@ -256,7 +294,7 @@ for (const store of stores) {
   });
 
   test(`${store}: credentials: wrong, revoked, and of the wrong kind`, async () => {
-    const c = await ctl(store);
+    const c = await ctl(store, { config: { log_level: 'debug' } });
     const s = await c.createSession();
     const bogus = await c.poll('block_ms=1', 'w', 'pst_env_not-a-key');
     assert.equal(bogus.status, 401);
@@ -298,6 +336,7 @@ for (const store of stores) {
     assert.match(unknown.stderr, /no key key_nope/);
     // keys never reach the log
     await c.api(`/v1/sessions/${s.id}`, { bearer: tok });
+    assert.match(c.allLogs(), /msg="request" endpoint=sessions.retrieve method=GET status=200/, 'debug logs every request');
     for (const secret of [c.envKey, c.apiKey, tok, w.secret, other.key]) assert.ok(!c.allLogs().includes(secret), 'a key in the log');
   });
 

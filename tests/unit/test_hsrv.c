@@ -114,6 +114,11 @@ static void handler(hsrv_req *r, void *ud)
 		later_req = r;
 		hsrv_on_gone(r, later_gone, NULL);
 		uv_timer_start(&later_t, later_cb, 100, 0);
+	} else if (!strcmp(p, "/big")) {
+		static char big[20 * 1024 * 1024];
+		memset(big, 'b', sizeof big);
+		big[sizeof big - 1] = 'E';
+		hsrv_reply(r, 200, "text/plain", NULL, big, sizeof big); /* over tconn's 8 MiB hard cap */
 	} else if (!strcmp(p, "/stream")) {
 		hsrv_stream_begin(r, 200, "text/event-stream", NULL);
 		hsrv_stream_write(r, "data: 1\n\n", 9);
@@ -213,6 +218,13 @@ static void test_keepalive_and_chunked(void **st)
 	assert_non_null(strstr(buf, "Connection: keep-alive"));
 	assert_non_null(strstr(buf, "X-Extra: 1"));
 	assert_non_null(strstr(buf, "POST 5 hello q=a=1 h=yes"));
+	/* Expect: 100-continue gets its interim answer before the body is sent */
+	sendall(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+	read_until(fd, buf, sizeof buf, "\r\n\r\n");
+	assert_string_equal(buf, "HTTP/1.1 100 Continue\r\n\r\n");
+	sendall(fd, "abc");
+	read_until(fd, buf, sizeof buf, "POST 3 abc");
+	assert_non_null(strstr(buf, "HTTP/1.1 200 OK"));
 	/* the same connection, a chunked body, pipelined with a GET */
 	sendall(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
 		    "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -232,6 +244,17 @@ static void test_body_cap_and_bad_head(void **st)
 	assert_non_null(strstr(buf, "HTTP/1.1 413 Content Too Large"));
 	assert_non_null(strstr(buf, "over the limit of 1024 bytes"));
 	assert_non_null(strstr(buf, "Connection: close"));
+	close(fd);
+	/* the whole refused body sent anyway: read and dropped, so the answer arrives (no reset) */
+	fd = dial();
+	{
+		static char huge[300 * 1024];
+		memset(huge, 'z', sizeof huge - 1);
+		sendall(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 307199\r\n\r\n");
+		sendall(fd, huge);
+		read_until(fd, buf, sizeof buf, NULL);
+		assert_non_null(strstr(buf, "HTTP/1.1 413"));
+	}
 	close(fd);
 	fd = dial();
 	memset(big, 'x', 2000);
@@ -271,6 +294,24 @@ static void test_later_stream_gone(void **st)
 	assert_int_equal(gone_calls, 1);
 }
 
+static void test_big_answer(void **st)
+{
+	static char buf[21 * 1024 * 1024];
+	size_t got;
+	char *body;
+	int fd = dial();
+	(void)st;
+	sendall(fd, "GET /big HTTP/1.1\r\nHost: x\r\n\r\nGET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+	got = read_until(fd, buf, sizeof buf, "GET 0");
+	assert_non_null(strstr(buf, "Content-Length: 20971520"));
+	body = strstr(buf, "\r\n\r\n");
+	assert_non_null(body);
+	assert_true(got > 20971520);
+	assert_int_equal(body[4 + 20971520 - 1], 'E');      /* all of it, */
+	assert_memory_equal(body + 4 + 20971520, "HTTP/1.1 200", 12); /* then the pipelined answer, in order */
+	close(fd);
+}
+
 static void test_idle_and_cap(void **st)
 {
 	int fds[6];
@@ -299,6 +340,7 @@ int main(void)
 		cmocka_unit_test(test_keepalive_and_chunked),
 		cmocka_unit_test(test_body_cap_and_bad_head),
 		cmocka_unit_test(test_later_stream_gone),
+		cmocka_unit_test(test_big_answer),
 		cmocka_unit_test(test_idle_and_cap),
 	};
 	int rc = cmocka_run_group_tests(pure, NULL, NULL);
