@@ -198,6 +198,40 @@ static void test_redis_racing_processes(void **state)
 	assert_int_equal(wins, 1);
 }
 
+/* The server's count of changes since the last save (its dirty counter: what goes to the AOF). */
+static long long redis_dirty(void)
+{
+	redisContext *c = redisConnect("127.0.0.1", rs.port);
+	long long n = -1;
+	assert_true(c && !c->err);
+	redisReply *r = redisCommand(c, "INFO persistence");
+	const char *p = r && r->type == REDIS_REPLY_STRING ? strstr(r->str, "rdb_changes_since_last_save:") : NULL;
+	if (p)
+		n = atoll(p + strlen("rdb_changes_since_last_save:"));
+	if (r)
+		freeReplyObject(r);
+	redisFree(c);
+	return n;
+}
+
+/* A long poll asks the store again every few ms: an empty poll by a worker seen a moment ago writes nothing
+ * (with appendfsync always, a write would be an fsync per tick). */
+static void test_redis_empty_poll_writes_nothing(void **state)
+{
+	fx *f = *state;
+	char a[40], got[40];
+	claim(f, a); /* the queue exists, and w1 has polled */
+	long long before = redis_dirty();
+	assert_true(before >= 0);
+	for (int i = 0; i < 5; i++) {
+		poll1(f, "w1", 60000, got);
+		assert_string_equal(got, "");
+	}
+	assert_int_equal(redis_dirty(), before);
+	poll1(f, "w-new", 60000, got); /* a worker not seen yet is recorded */
+	assert_true(redis_dirty() > before);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -208,6 +242,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_redis_hang_restart, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_redis_two_replicas, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_redis_racing_processes, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_redis_empty_poll_writes_nothing, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests_name("ctl_redis", t, redis_group_setup, redis_group_teardown);
 }
