@@ -2,7 +2,7 @@
 //   work: session create -> poll (the item) -> ack -> first heartbeat, per item; then heartbeats of one lease.
 //   events: append of one agent.tool_use event; list of the last page; SSE delivery (append -> event on an
 //   open stream). Prints p50/p99 in ms per step. The tool-call round trip needs a worker: not measured here.
-import { startControl, sessionsToken } from '../tests/e2e/lib/control.mjs';
+import { startControl, sessionsToken, stopSharedRedis } from '../tests/e2e/lib/control.mjs';
 
 const N = Number(process.env.CONTROL_BENCH_N || 300);
 const pct = (a, p) => { const s = [...a].sort((x, y) => x - y); return s[Math.min(s.length - 1, Math.floor(p * s.length))]; };
@@ -42,4 +42,4 @@ try {
   row('session create', m.create); row('work poll (item ready)', m.poll); row('work ack', m.ack);
   row('first heartbeat', m.hb1); row('heartbeat', m.hb); row('event append', m.append);
   row('append -> SSE delivery', m.sse); row('events list (100)', m.list);
-} finally { await c.stop(); }
+} finally { await c.stop(); await stopSharedRedis(); }

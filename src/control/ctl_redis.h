@@ -1,5 +1,7 @@
-/* The Redis store (ctl_store.h): the work queue as a Stream with a consumer group, the event log as a Stream
- * per session. This branch carries a stub; the redis store's own branch replaces both files. */
+/* The control plane's Redis store (ctl_store.h's interface on hiredis, synchronous). Every key lives under
+ * "postern:" (the layout: docs/control.md, "Redis store"). The work queue of an environment is a Stream with
+ * the consumer group "workers"; an event log is a Stream per session whose entry ids are 0-<seq>. Needs Redis
+ * >= 6.2 (XAUTOCLAIM, exclusive XRANGE); one connection per store, not for use from two threads at once. */
 #ifndef POSTERN_CTL_REDIS_H
 #define POSTERN_CTL_REDIS_H
 
@@ -7,7 +9,9 @@
 
 #include "control/ctl_store.h"
 
-/* spec "redis://host:port[/db]". 0 with *out, or -errno with err. */
-int ctl_redis_open(const char *spec, ctl_store **out, char *err, size_t errlen);
+/* url: "redis://host:port[/db]" (host a name, an IPv4 address or [IPv6]; port default 6379, db default 0).
+ * Connects (2 s timeout, every command 2 s too), checks the server's version, and returns the store. 0 with
+ * *out, or -EINVAL (a bad URL) / -EIO (no connection, an old server) with err naming the address. */
+int ctl_redis_open(const char *url, ctl_store **out, char *err, size_t errlen);
 
 #endif

@@ -1,11 +1,11 @@
 // `postern control` as a black box over HTTP: the work queue (re-offer, lease, 412), durability across kill -9,
 // the SSE stream's resume, credentials, and every kind of bad input. Each case runs on every store in
-// `stores` (SQLite; Redis with POSTERN_REDIS_TESTS).
+// `stores` (SQLite, and Redis on a redis-server the test starts).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { writeFileSync, readFileSync } from 'node:fs';
-import { startControl, stores, sessionsToken } from './lib/control.mjs';
+import { startControl, stores, sessionsToken, stopSharedRedis } from './lib/control.mjs';
 import https from 'node:https';
 import { makeCA, makeLeaf } from './lib/certs.mjs';
 import { postern, tmpdir, rmrf, sleep, stopAll, freePort } from './lib/proc.mjs';
@@ -23,6 +23,7 @@ after(async () => {
     if (r) assert.equal(r.code, 0, `control exited ${r.code ?? r.signal} after SIGTERM:\n${c.allLogs().slice(-3000) || log}`);
   }
   await stopAll();
+  await stopSharedRedis();
 });
 
 // A session's work item, delivered (not acked) to worker w.

@@ -1,17 +1,31 @@
 // `postern control` for tests: start it on a temp state_dir with a given store, make an environment and an
 // API key through the CLI, and talk to it with fetch. Shared by the control, redis and SDK tests.
-//   const c = await startControl({ store: 'sqlite' });          // or { store: 'redis', redisUrl }
+//   const c = await startControl({ store: 'sqlite' });          // or { store: 'redis' } (redisUrl optional)
 //   const r = await c.api('/v1/environments/' + c.envId, { key: c.apiKey });
 //   await c.kill9(); await c.restart(); await c.stop();
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { BIN, start, postern, tmpdir, rmrf, freePort } from './proc.mjs';
+import { startRedis } from './redis.mjs';
 
 export const BETA = 'managed-agents-2026-04-01';
 
-// The stores a test runs on: SQLite always, Redis when POSTERN_REDIS_TESTS is set (its URL in
-// POSTERN_REDIS_URL, or a helper that starts a Redis passes redisUrl itself).
-export const stores = ['sqlite', ...(process.env.POSTERN_REDIS_TESTS ? ['redis'] : [])];
+// The stores a test runs on: both (POSTERN_CONTROL_STORES=sqlite or =redis narrows it). A Redis control uses
+// POSTERN_REDIS_URL when set, else a redis-server this process starts once (lib/redis.mjs; stopSharedRedis()
+// in the test's after() stops it), each control on a database of its own: one test's lease expiry timer never
+// sees another test's items.
+export const stores = (process.env.POSTERN_CONTROL_STORES || 'sqlite,redis').split(',').filter(Boolean);
+let sharedRedis = null;
+let nextDb = 1;
+async function redisUrl() {
+  if (process.env.POSTERN_REDIS_URL) return process.env.POSTERN_REDIS_URL;
+  if (!sharedRedis) sharedRedis = await startRedis();
+  return `${sharedRedis.url}/${nextDb++}`;
+}
+export async function stopSharedRedis() {
+  if (sharedRedis) await sharedRedis.cleanup();
+  sharedRedis = null;
+}
 
 // Options: store ('sqlite' | 'redis'), redisUrl, config (extra YAML keys: {lease_ttl: '2s'}), dir (state
 // parent, made when absent; removed by stop() only when made here), name (log prefix), listen (override
@@ -21,10 +35,7 @@ export async function startControl(opts = {}) {
   const own = !opts.dir;
   const dir = opts.dir || tmpdir('postern-control-');
   let storeSpec = 'sqlite';
-  if (store === 'redis') {
-    storeSpec = opts.redisUrl || process.env.POSTERN_REDIS_URL;
-    if (!storeSpec) throw new Error('startControl: store redis needs redisUrl or POSTERN_REDIS_URL');
-  }
+  if (store === 'redis') storeSpec = opts.redisUrl || await redisUrl();
   const port = await freePort();
   const metricsPort = await freePort();
   const cfgPath = path.join(dir, 'control.yaml');
