@@ -154,7 +154,7 @@ static int load_cfg(cfg_doc *d, wk_cfg *c)
 			return cfg_fail(d, root, "sandbox", "expects a mapping of options (image, memory, pids, ...)");
 		sb = NULL;
 	}
-	if ((rc = optmap_from_cfg(d, sb, "sandbox", &c->sandbox)) < 0)
+	if (sb && (rc = optmap_from_cfg(d, sb, "sandbox", &c->sandbox)) < 0)
 		return rc;
 	/* workspace_root is the worker's: each child gets its own directory under it. */
 	if (optmap_get(&c->sandbox, "workspace_root"))
@@ -243,10 +243,17 @@ void wki_metrics(wk *w)
 
 static void poll_now(wk *w);
 
+static void poll_tick(uv_timer_t *t)
+{
+	wk *w = t->data;
+	wki_pool_fill(w); /* a pool child that died is replaced here at the latest */
+	poll_now(w);
+}
+
 static void poll_later(wk *w, uint64_t ms)
 {
 	if (!w->draining && !w->fatal)
-		uv_timer_start(&w->poll_timer, (uv_timer_cb)poll_now, ms, 0);
+		uv_timer_start(&w->poll_timer, poll_tick, ms, 0);
 }
 
 void wki_maybe_poll(wk *w)

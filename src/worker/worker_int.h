@@ -92,7 +92,7 @@ struct wks {
 	bool call_started;
 	json_t *posts;      /* events to post, in order */
 	bool ending, released, lost, stopped, done, child_pending, healthcheck;
-	const char *end_why;
+	char end_why[160];
 	uint64_t end_deadline;
 	int open_handles;
 	wks *next, **pprev;

@@ -69,7 +69,7 @@ static void closed(uv_handle_t *h)
 	LIST_UNLINK(s, next, pprev);
 	w->nsessions--;
 	log_info("msg=\"item done\" work=%s session=%s reason=\"%s\"", s->work_id, s->session_id ? s->session_id : "-",
-		 s->end_why ? s->end_why : "");
+		 s->end_why);
 	free(s->work_id);
 	free(s->session_id);
 	if (s->token) {
@@ -156,7 +156,7 @@ void wki_session_end(wks *s, const char *why)
 		return;
 	}
 	s->ending = true;
-	s->end_why = why;
+	snprintf(s->end_why, sizeof s->end_why, "%s", why);
 	s->end_deadline = now + (s->w->draining ? WK_DRAIN_MS : 30000);
 	log_info("msg=\"ending session\" work=%s session=%s reason=\"%s\"", s->work_id,
 		 s->session_id ? s->session_id : "-", why);
