@@ -5,7 +5,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync, readdirSync, chmodSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { BIN, start, stopAll, tmpdir, rmrf, sleep, run } from './lib/proc.mjs';
+import { BIN, start, stopAll, tmpdir, rmrf, sleep, run, freePort } from './lib/proc.mjs';
 import { startFakeEnvironments } from './fixtures/fake_environments.mjs';
 
 const dirs = [];
@@ -53,7 +53,9 @@ function assertNoSecrets(log, ...secrets) {
 }
 
 test('a session end to end: all six tools, results posted with their content', async (t) => {
-  const { w, fake } = await setup(t);
+  const mport = await freePort();
+  const { w, fake } = await setup(t, { extra: `metrics_listen: 127.0.0.1:${mport}` });
+  await w.waitFor(/msg="pool child ready"/, 15000);
   const { sessionId, workId, sessionsToken } = fake.enqueueSession();
   await w.waitFor(/msg="item claimed" work=\S+ type=session/, 15000);
   // The stream is open once the worker read the history; calls posted after that arrive live.
@@ -82,6 +84,16 @@ test('a session end to end: all six tools, results posted with their content', a
   assert.match(text(results[5]), /BETA/);
   assert.equal(results[6].is_error, true, 'a non-zero exit is an error result');
   for (const r of results) assert.equal(r.type, 'user.tool_result');
+  // The session's sandbox came from the warm pool, in under a millisecond.
+  const take = w.log.match(/msg="sandbox taken from the warm pool" work=\S+ pid=\d+ take_us=([\d.]+)/);
+  assert.ok(take, 'the session took a pooled sandbox');
+  assert.ok(Number(take[1]) < 1000, `take_us=${take[1]}`);
+  const metrics = await (await fetch(`http://127.0.0.1:${mport}/metrics`)).text();
+  assert.match(metrics, /postern_worker_tool_calls_total\{tool="bash",outcome="ok"\} 1\b/);
+  assert.match(metrics, /postern_worker_tool_calls_total\{tool="bash",outcome="error"\} 1\b/);
+  assert.match(metrics, /postern_worker_tool_calls_total\{tool="grep",outcome="ok"\} 1\b/);
+  assert.match(metrics, /postern_worker_sessions_active 1\b/);
+  assert.match(metrics, /postern_worker_pool_size 1\b/);
   fake.terminate(sessionId);
   await w.waitFor(/msg="item done" work=\S+ session=\S+ reason="session.status_terminated"/, 15000);
   await fake.waitFor(() => fake.work(workId).state === 'stopped', { what: 'work stopped' });
@@ -251,4 +263,45 @@ test('sandbox serve --prestart makes the sandbox before the first message', asyn
   assert.match(p.log, /msg="sandbox session started"/, 'the sandbox exists before any message was read');
   p.child.stdin.end();
   await p.exited;
+});
+
+test('resilience: a 5xx on posting is retried, a dropped stream reconnects, a revoked sessions token ends only its session', async (t) => {
+  const { w, fake } = await setup(t);
+  const a = await claimed(fake, w);
+  const b = await claimed(fake, w);
+  fake.fail5xx(2, { status: 503, route: 'events.send' });
+  const e1 = fake.toolUse(a.sessionId, 'bash', { command: 'echo retried' });
+  assert.match(text(await fake.waitForResult(a.sessionId, e1.id, 20000)), /retried/);
+  assert.match(w.log, /msg="posting a result failed: retrying" work=\S+ status=503/);
+  const streams = fake.requests.filter((r) => r.route === 'events.stream' && r.path.includes(a.sessionId)).length;
+  fake.closeStreams(a.sessionId, { abrupt: true });
+  await fake.waitFor(() => fake.requests.filter((r) => r.route === 'events.stream' && r.path.includes(a.sessionId)).length > streams,
+    { what: 'the stream reopened', timeoutMs: 15000 });
+  const e2 = fake.toolUse(a.sessionId, 'bash', { command: 'echo after-reconnect' });
+  assert.match(text(await fake.waitForResult(a.sessionId, e2.id, 20000)), /after-reconnect/);
+  fake.revokeKey(a.sessionsToken);
+  await w.waitFor(new RegExp(`msg="lease ended" work=${a.workId} reason="heartbeat answered 401`), 20000);
+  await w.waitFor(new RegExp(`msg="item done" work=${a.workId}`), 20000);
+  const e3 = fake.toolUse(b.sessionId, 'bash', { command: 'echo b-still-served' });
+  assert.match(text(await fake.waitForResult(b.sessionId, e3.id, 20000)), /b-still-served/);
+  assertNoSecrets(w.log, fake.environmentKey, a.sessionsToken, b.sessionsToken);
+  assert.deepEqual(fake.violations, []);
+  await w.kill('SIGTERM');
+});
+
+test('lifecycle: an end_turn idle ends the session after max_idle; a control-plane stop ends it', async (t) => {
+  const { w, fake } = await setup(t, { extra: 'max_idle: 1s' });
+  const a = await claimed(fake, w);
+  const e = fake.toolUse(a.sessionId, 'bash', { command: 'echo one' });
+  await fake.waitForResult(a.sessionId, e.id, 15000);
+  fake.idle(a.sessionId, 'requires_action');
+  await sleep(1800);
+  assert.doesNotMatch(w.log, new RegExp(`msg="item done" work=${a.workId}`), 'requires_action keeps it');
+  fake.idle(a.sessionId, 'end_turn');
+  await w.waitFor(new RegExp(`msg="item done" work=${a.workId} session=\\S+ reason="idle after end_turn`), 10000);
+  await fake.waitFor(() => fake.work(a.workId).state === 'stopped', { what: 'stopped after idle' });
+  const b = await claimed(fake, w);
+  fake.stopWork(b.workId);
+  await w.waitFor(new RegExp(`msg="item done" work=${b.workId} session=\\S+ reason="the lease ended"`), 40000);
+  await w.kill('SIGTERM');
 });
