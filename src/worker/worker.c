@@ -184,6 +184,19 @@ static void free_cfg(wk_cfg *c)
 	memset(c, 0, sizeof *c);
 }
 
+bool wk_config_is_worker(cfg_doc *d)
+{
+	return cfg_key_line(cfg_root(d), "environment_id") || cfg_key_line(cfg_root(d), "environment_key_file");
+}
+
+int wk_config_check(cfg_doc *d)
+{
+	wk_cfg c = { 0 };
+	int rc = load_cfg(d, &c);
+	free_cfg(&c);
+	return rc < 0 ? -EINVAL : 0;
+}
+
 /* ---- helpers the parts share ------------------------------------------------------------------------- */
 
 uint64_t wki_now(wk *w)
