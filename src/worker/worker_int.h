@@ -25,7 +25,7 @@
 #define WK_MAX_EVENT (8u << 20)               /* one SSE event / one event JSON */
 #define WK_MAX_PAGE (32u << 20)               /* one page of GET .../events */
 #define WK_MAX_TOOL_TEXT (4u << 20)           /* text of one tool result posted (more: cut, and said so) */
-#define WK_DRAIN_MS 25000                     /* SIGTERM: everything posted and stopped within this */
+#define WK_DRAIN_MS 22000                     /* SIGTERM: results posted within this, then stop (5 s) */
 #define WK_MAX_BUFFERED 4096                  /* stream events held while the history is read */
 
 typedef struct wk_cfg {

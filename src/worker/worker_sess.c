@@ -143,7 +143,7 @@ static void start_stop(wks *s)
 		return;
 	}
 	snprintf(path, sizeof path, "/v1/environments/%s/work/%s/stop", s->w->c.environment_id, s->work_id);
-	if (start(s, "POST", path, NULL, "{\"force\":true}", 10000, 0, on_stop, &s->stop_req, NULL) < 0)
+	if (start(s, "POST", path, NULL, "{\"force\":true}", s->w->draining ? 5000 : 10000, 0, on_stop, &s->stop_req, NULL) < 0)
 		destroy(s);
 }
 
@@ -317,8 +317,8 @@ static void child_exit(void *ud, wch *c, const char *why)
 	if (s->child == c) {
 		wch_free(c);
 		s->child = NULL;
+		s->child_pending = false;
 	}
-	s->child_pending = false;
 	if (s->healthcheck)
 		wki_session_end(s, "healthcheck failed: the sandbox child ended");
 }
@@ -675,8 +675,11 @@ static void on_tick(uv_timer_t *t)
 		}
 		return;
 	}
-	if (s->healthcheck)
+	if (s->healthcheck) {
+		if (now > s->end_deadline)
+			wki_session_end(s, "healthcheck failed: the sandbox child did not start within 60 s");
 		return;
+	}
 	if (!s->stream_req && now >= s->stream_retry_at)
 		stream_open(s);
 	post_next(s);
@@ -749,6 +752,7 @@ int wki_session_start(wk *w, json_t *work, char *err, size_t errlen)
 		 s->session_id ? s->session_id : "-", s->token ? "sessions_token" : "environment_key");
 	if (type && !strcmp(type, "healthcheck")) {
 		s->healthcheck = true;
+		s->end_deadline = wki_now(w) + 60000; /* the probe's limit (end_deadline is reset when it ends) */
 		if (!(s->workspace = wki_workspace_new(w, err, errlen))) {
 			log_error("msg=\"healthcheck failed\" work=%s reason=\"%s\"", s->work_id, err);
 			wki_session_end(s, "healthcheck failed: workspace_root is not writable");
