@@ -295,9 +295,9 @@ static void on_result(void *ud, json_t *content, bool is_error, const char *why)
 	} else {
 		json_decref(ev);
 	}
-	json_decref(call);
 	if (id)
 		wev_answered(s->ev, id);
+	json_decref(call); /* id points into it */
 	post_next(s);
 	pump(s);
 }
