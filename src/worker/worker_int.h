@@ -102,8 +102,11 @@ struct wks {
 uint64_t wki_now(wk *w);
 /* URL of base_url + path (already escaped) + "?beta=true" + extra ("&k=v" or ""); malloc'd. */
 char *wki_url(wk *w, const char *path, const char *extra);
-/* The common headers (beta header, worker id; NULL-terminated, static storage owned by w). */
-const char *const *wki_headers(wk *w, bool worker_id);
+/* Starts o (method, bearer, body, timeout, caps, callbacks set by the caller) to base_url + path +
+ * "?beta=true" + extra with the beta header, the worker id header when worker_id, and up to 3 more lines.
+ * 0, or <0 logged with what (no callback then). */
+int wki_start(wk *w, whttp_opts *o, const char *path, const char *extra, bool worker_id, const char *const *more,
+	      whttp_done_fn done, void *ud, whttp_req **req, const char *what);
 int wki_escape(const char *s, char *out, size_t cap); /* URL-escapes s; -ENOBUFS */
 void wki_metrics(wk *w);
 void wki_session_gone(wk *w, wks *s); /* the session freed itself */
