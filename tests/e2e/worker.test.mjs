@@ -17,7 +17,7 @@ after(async () => {
 });
 
 // A worker against fake with extra config lines; returns {w, dir, fake, cfgPath}.
-async function setup(t, { fakeOpts = {}, extra = '', key, args = [], waitReady = true } = {}) {
+async function setup(t, { fakeOpts = {}, extra = '', key, args = [], waitReady = true, maxSessions = 3 } = {}) {
   const fake = await startFakeEnvironments({ ttlSeconds: 10, ...fakeOpts });
   fakes.push(fake);
   const dir = tmpdir('postern-worker-');
@@ -34,7 +34,7 @@ async function setup(t, { fakeOpts = {}, extra = '', key, args = [], waitReady =
     `environment_key_file: ${keyFile}`,
     'worker_id: test-worker-1',
     `workspace_root: ${ws}`,
-    'max_sessions: 3',
+    `max_sessions: ${maxSessions}`,
     'pool_size: 1',
     'log_level: debug',
     extra,
@@ -309,5 +309,46 @@ test('lifecycle: an end_turn idle ends the session after max_idle; a control-pla
   const b = await claimed(fake, w);
   fake.stopWork(b.workId);
   await w.waitFor(new RegExp(`msg="item done" work=${b.workId} session=\\S+ reason="the lease ended"`), 40000);
+  await w.kill('SIGTERM');
+});
+
+test('the secret never reaches a log, also on error paths (5xx everywhere, no secret, debug level)', async (t) => {
+  const { w, fake } = await setup(t);
+  fake.fail5xx(1, { status: 500, route: 'poll' });
+  fake.fail5xx(1, { status: 503, route: 'ack' });
+  const a = fake.enqueueSession();
+  const b = fake.enqueueSession({ secret: false }); // the environment key is the bearer of its calls
+  await w.waitFor(new RegExp(`msg="item claimed" work=${b.workId} type=session session=\\S+ credential=environment_key`), 30000);
+  await w.waitFor(new RegExp(`msg="item claimed" work=${a.workId} type=session session=\\S+ credential=sessions_token`), 30000);
+  await fake.waitFor(() => fake.requests.some((q) => q.route === 'events.list' && q.path.includes(a.sessionId) && q.status === 200),
+    { what: 'the history of a read', timeoutMs: 20000 });
+  fake.fail5xx(2, { status: 500, route: 'heartbeat' });
+  fake.fail5xx(1, { status: 502, route: 'events.stream' });
+  fake.fail5xx(1, { status: 500, route: 'events.list' });
+  fake.closeStreams(a.sessionId, { abrupt: true });
+  await fake.waitFor(() => fake.requests.filter((r) => r.route === 'events.stream' && r.path.includes(a.sessionId)).length >= 3,
+    { what: 'stream retries', timeoutMs: 20000 });
+  const e = fake.toolUse(a.sessionId, 'bash', { command: 'env | grep -c ANTHROPIC_ || true' });
+  const r = await fake.waitForResult(a.sessionId, e.id, 20000);
+  assert.match(text(r), /^0\n?$/, 'no ANTHROPIC_* variable reaches the sandbox');
+  await w.kill('SIGTERM');
+  assertNoSecrets(w.log, fake.environmentKey, a.sessionsToken, a.secret, b.sessionsToken);
+  assert.match(w.log, /level=warn/, 'the error paths were taken');
+});
+
+test('the pool and the sessions never exceed max_sessions', async (t) => {
+  const mport = await freePort();
+  const { w, fake } = await setup(t, { extra: `metrics_listen: 127.0.0.1:${mport}`, maxSessions: 1 });
+  await w.waitFor(/msg="pool child ready"/, 15000);
+  const a = await claimed(fake, w);
+  const b = fake.enqueueSession();
+  await sleep(2500);
+  assert.doesNotMatch(w.log, new RegExp(`msg="item claimed" work=${b.workId}`), 'no second item while one runs');
+  const m = await (await fetch(`http://127.0.0.1:${mport}/metrics`)).text();
+  assert.match(m, /postern_worker_sessions_active 1\b/);
+  assert.match(m, /postern_worker_pool_size 0\b/);
+  assert.equal((w.log.match(/msg="pool child ready"/g) || []).length, 1, 'the pool did not refill past max_sessions');
+  fake.terminate(a.sessionId);
+  await w.waitFor(new RegExp(`msg="item claimed" work=${b.workId}`), 20000);
   await w.kill('SIGTERM');
 });
