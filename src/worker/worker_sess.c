@@ -450,7 +450,11 @@ static bool on_stream_data(void *ud, const char *p, size_t n)
 	while (n && !s->ending) {
 		int r = sse_dec_next(&s->dec, (const uint8_t *)p, n, &used, &e, err, sizeof err);
 		if (r < 0) {
-			log_warn("msg=\"event stream refused: reconnecting\" work=%s reason=\"%s\"", s->work_id, err);
+			/* Resuming from the last id would bring the same oversized event back: the stream reopens at
+			 * its live tail instead, and the history read that follows fills the gap. */
+			log_warn("msg=\"event stream refused: reconnecting at the tail, the history fills the gap\" work=%s "
+				 "reason=\"%s\"", s->work_id, err);
+			s->last_event_id[0] = 0;
 			return false;
 		}
 		p += used;

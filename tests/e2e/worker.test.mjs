@@ -352,3 +352,14 @@ test('the pool and the sessions never exceed max_sessions', async (t) => {
   await w.waitFor(new RegExp(`msg="item claimed" work=${b.workId}`), 20000);
   await w.kill('SIGTERM');
 });
+
+test('an event over the cap (9 MiB) is refused and skipped; the session goes on', async (t) => {
+  const { w, fake } = await setup(t);
+  const a = await claimed(fake, w);
+  const big = JSON.stringify({ type: 'agent.message', content: [{ type: 'text', text: 'x'.repeat(9 << 20) }] });
+  for (const st of fake.session(a.sessionId).streams) st.write(`event: agent.message\ndata: ${big}\n\n`);
+  await w.waitFor(/msg="event stream refused: reconnecting at the tail/, 15000);
+  const e = fake.toolUse(a.sessionId, 'bash', { command: 'echo after-big' });
+  assert.match(text(await fake.waitForResult(a.sessionId, e.id, 20000)), /after-big/);
+  await w.kill('SIGTERM');
+});
