@@ -319,7 +319,7 @@ static void on_ack(void *ud, const whttp_result *r)
 {
 	wk *w = ud;
 	json_t *work = w->acking;
-	char err[300], etext[300];
+	char err[300], etext[300], qt[64];
 	const char *type;
 	w->ack_req = NULL;
 	w->acking = NULL;
@@ -337,7 +337,7 @@ static void on_ack(void *ud, const whttp_result *r)
 		run_on_work(w, work);
 	if (wki_session_start(w, work, err, sizeof err) < 0)
 		log_error("msg=\"cannot start the item\" work=%s type=%s reason=\"%s\"",
-			  json_string_value(json_object_get(work, "id")), type ? type : "?", err);
+			  json_string_value(json_object_get(work, "id")), log_quote(type ? type : "?", qt, sizeof qt), err);
 	json_decref(work);
 	if (w->nsessions < (size_t)w->c.max_sessions)
 		poll_later(w, 0);

@@ -262,7 +262,9 @@ static void on_result(void *ud, json_t *content, bool is_error, const char *why)
 
 	if (ti >= 0 && s->w->m_calls[ti][outcome])
 		adm_add(s->w->m_calls[ti][outcome], 1);
-	log_info("msg=\"tool call done\" work=%s tool=%s tool_use_id=%s is_error=%s%s%s", s->work_id, name, id,
+	char qid[300];
+	log_info("msg=\"tool call done\" work=%s tool=%s tool_use_id=%s is_error=%s%s%s", s->work_id, name,
+		 log_quote(id, qid, sizeof qid),
 		 is_error || !content ? "true" : "false", content ? "" : " reason=", content ? "" : log_quote(why, qwhy, sizeof qwhy));
 	ev = json_pack("{s:s,s:s,s:o,s:b}", "type", "user.tool_result", "tool_use_id", id, "content",
 		       cap_content(content, why), "is_error", is_error || !content);
@@ -336,9 +338,10 @@ static void pump(wks *s)
 		      json_object_get(s->running, "input"), s->w->c.tool_timeout_ms, on_result, s);
 	if (rc == 0) {
 		s->call_started = true;
+		char qid[300];
 		log_info("msg=\"tool call started\" work=%s tool=%s tool_use_id=%s", s->work_id,
 			 json_string_value(json_object_get(s->running, "name")),
-			 json_string_value(json_object_get(s->running, "id")));
+			 log_quote(json_string_value(json_object_get(s->running, "id")), qid, sizeof qid));
 	} else if (rc == -EPIPE) {
 		wch_free(s->child);
 		s->child = NULL;
@@ -392,7 +395,7 @@ static void post_next(wks *s)
 static void handle_event(wks *s, json_t *ev, bool history)
 {
 	const char *why = "", *type = json_string_value(json_object_get(ev, "type"));
-	char qt[80];
+	char qt[80], qn[80];
 	enum wev_res r = history ? wev_history_event(s->ev, ev, &why) : wev_event(s->ev, ev, wki_now(s->w), &why);
 	const char *id = json_string_value(json_object_get(ev, "id"));
 	switch (r) {
@@ -412,7 +415,8 @@ static void handle_event(wks *s, json_t *ev, bool history)
 	case WEV_NOT_RUN:
 	case WEV_HELD:
 		log_info("msg=\"tool call not run\" work=%s tool_use_id=%s tool=%s reason=\"%s\"", s->work_id,
-			 log_quote(id, qt, sizeof qt), json_string_value(json_object_get(ev, "name")), why);
+			 log_quote(id, qt, sizeof qt), log_quote(json_string_value(json_object_get(ev, "name")), qn, sizeof qn),
+			 why);
 		break;
 	}
 }
@@ -675,10 +679,16 @@ int wki_session_start(wk *w, json_t *work, char *err, size_t errlen)
 	json_t *data = json_object_get(work, "data");
 	const char *type = json_string_value(json_object_get(data, "type"));
 	const char *sid = json_string_value(json_object_get(data, "id"));
+	char qtype[64];
 	int rc;
 
 	if (!s)
 		return err_set(err, errlen, -ENOMEM, "out of memory");
+	/* The item's type goes into log lines: known words as they are, anything else quoted. */
+	if (type && strcmp(type, "session") && strcmp(type, "healthcheck"))
+		log_quote(type, qtype, sizeof qtype);
+	else
+		snprintf(qtype, sizeof qtype, "%s", type ? type : "?");
 	s->w = w;
 	s->work = json_incref(work);
 	s->work_id = strdup(json_string_value(json_object_get(work, "id")));
@@ -718,7 +728,7 @@ int wki_session_start(wk *w, json_t *work, char *err, size_t errlen)
 	wpr_lease_init(&s->lease, wki_now(w));
 	beat(&s->hb_timer);
 	uv_timer_start(&s->tick, on_tick, TICK_MS, TICK_MS);
-	log_info("msg=\"item claimed\" work=%s type=%s session=%s credential=%s", s->work_id, type ? type : "?",
+	log_info("msg=\"item claimed\" work=%s type=%s session=%s credential=%s", s->work_id, qtype,
 		 s->session_id ? s->session_id : "-", s->token ? "sessions_token" : "environment_key");
 	if (type && !strcmp(type, "healthcheck")) {
 		s->healthcheck = true;
@@ -735,7 +745,7 @@ int wki_session_start(wk *w, json_t *work, char *err, size_t errlen)
 		return 0;
 	}
 	if (!type || strcmp(type, "session") || !s->session_id) {
-		log_warn("msg=\"item skipped: not a session\" work=%s type=%s", s->work_id, type ? type : "?");
+		log_warn("msg=\"item skipped: not a session\" work=%s type=%s", s->work_id, qtype);
 		wki_session_end(s, "not a session item");
 		return 0;
 	}

@@ -113,7 +113,7 @@ test('permissions: ask held until allow, ask then deny never runs, server deny n
   const { w, fake } = await setup(t);
   const { sessionId, sessionsToken } = await claimed(fake, w);
   const ask = fake.toolUse(sessionId, 'bash', { command: 'echo asked > /workspace/ask.txt; echo ran-ask' }, { permission: 'ask' });
-  await w.waitFor(new RegExp(`tool_use_id="?${ask.id}"? tool=bash reason="awaiting user.tool_confirmation"`), 10000);
+  await w.waitFor(new RegExp(`tool_use_id="?${ask.id}"? tool="?bash"? reason="awaiting user.tool_confirmation"`), 10000);
   await sleep(500);
   assert.equal(fake.resultFor(sessionId, ask.id), undefined, 'an ask call is held');
   fake.confirm(sessionId, ask.id, 'allow');
@@ -121,16 +121,16 @@ test('permissions: ask held until allow, ask then deny never runs, server deny n
   assert.match(text(r), /ran-ask/);
 
   const askDeny = fake.toolUse(sessionId, 'bash', { command: 'touch /workspace/denied1' }, { permission: 'ask' });
-  await w.waitFor(new RegExp(`tool_use_id="?${askDeny.id}"? tool=bash reason="awaiting`), 10000);
+  await w.waitFor(new RegExp(`tool_use_id="?${askDeny.id}"? tool="?bash"? reason="awaiting`), 10000);
   fake.confirm(sessionId, askDeny.id, 'deny', 'no');
   const deny = fake.toolUse(sessionId, 'bash', { command: 'touch /workspace/denied2' }, { permission: 'deny' });
   const odd = fake.toolUse(sessionId, 'bash', { command: 'touch /workspace/denied3' }, { permission: 'maybe' });
   const foreign = fake.toolUse(sessionId, 'web_fetch', { url: 'https://example.com' });
   const custom = fake.customToolUse(sessionId, 'lookup_customer', { id: 7 });
-  await w.waitFor(new RegExp(`tool_use_id="?${custom.id}"? tool=lookup_customer reason="a tool the worker does not own`), 10000);
-  await w.waitFor(new RegExp(`tool_use_id="?${deny.id}"? tool=bash reason="denied by the server`), 10000);
-  await w.waitFor(new RegExp(`tool_use_id="?${odd.id}"? tool=bash reason="unknown evaluated_permission`), 10000);
-  await w.waitFor(new RegExp(`tool_use_id="?${foreign.id}"? tool=web_fetch reason="a tool the worker does not own`), 10000);
+  await w.waitFor(new RegExp(`tool_use_id="?${custom.id}"? tool="?lookup_customer"? reason="a tool the worker does not own`), 10000);
+  await w.waitFor(new RegExp(`tool_use_id="?${deny.id}"? tool="?bash"? reason="denied by the server`), 10000);
+  await w.waitFor(new RegExp(`tool_use_id="?${odd.id}"? tool="?bash"? reason="unknown evaluated_permission`), 10000);
+  await w.waitFor(new RegExp(`tool_use_id="?${foreign.id}"? tool="?web_fetch"? reason="a tool the worker does not own`), 10000);
   // The files the denied calls would make are not there: a later call lists the workspace.
   const ls = fake.toolUse(sessionId, 'bash', { command: 'ls /workspace' });
   const lr = await fake.waitForResult(sessionId, ls.id, 15000);
@@ -200,7 +200,7 @@ test('SIGTERM cancels the running tool, posts its error result, stops the lease 
   const { w, fake } = await setup(t);
   const { sessionId, workId, sessionsToken } = await claimed(fake, w);
   const ev = fake.toolUse(sessionId, 'bash', { command: 'sleep 120' });
-  await w.waitFor(new RegExp(`msg="tool call started" work=\\S+ tool=bash tool_use_id=${ev.id}`), 10000);
+  await w.waitFor(new RegExp(`msg="tool call started" work=\\S+ tool=bash tool_use_id="?${ev.id}"?`), 10000);
   const t0 = Date.now();
   w.child.kill('SIGTERM');
   const ex = await w.exited;

@@ -80,7 +80,7 @@ for (const store of stores) {
     const ask = await post({ type: 'agent.tool_use', name: 'bash', input: { command: 'echo approved' }, evaluated_permission: 'ask' });
     const deny = await post({ type: 'agent.tool_use', name: 'bash', input: { command: 'touch /workspace/nope' }, evaluated_permission: 'deny' });
     const foreign = await post({ type: 'agent.tool_use', name: 'web_search', input: { query: 'x' } });
-    await w.waitFor(new RegExp(`tool_use_id="?${ask.id}"? tool=bash reason="awaiting`), 15000);
+    await w.waitFor(new RegExp(`tool_use_id="?${ask.id}"? tool="?bash"? reason="awaiting`), 15000);
     await post({ type: 'user.tool_confirmation', tool_use_id: ask.id, result: 'allow' });
     assert.match(text(await resultOf(ask.id)), /approved/);
     const ls = await post({ type: 'agent.tool_use', name: 'bash', input: { command: 'ls /workspace' } });
