@@ -9,6 +9,7 @@
 
 #include "core/cbuf.h"
 #include "core/err.h"
+#include "core/lineio.h"
 #include "core/log.h"
 
 enum st { ST_STARTING, ST_READY, ST_DRAINING, ST_GONE };
@@ -161,15 +162,6 @@ static void on_line(wch *c, const char *p, size_t n)
 	json_decref(j);
 }
 
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
-{
-	static char rbuf[64 * 1024];
-	(void)h;
-	(void)hint;
-	buf->base = rbuf;
-	buf->len = sizeof rbuf;
-}
-
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
 	wch *c = s->data;
@@ -205,27 +197,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	}
 }
 
-static void write_done(uv_write_t *w, int status)
-{
-	(void)status;
-	free(w);
-}
-
 static void send_line(wch *c, json_t *msg)
 {
 	char *txt = json_dumps(msg, JSON_COMPACT);
-	size_t n = txt ? strlen(txt) : 0;
-	uv_write_t *w = txt ? malloc(sizeof *w + n + 1) : NULL;
-	uv_buf_t b;
-	if (w && !uv_is_closing((uv_handle_t *)&c->in)) {
-		memcpy(w + 1, txt, n);
-		((char *)(w + 1))[n] = '\n';
-		b = uv_buf_init((char *)(w + 1), (unsigned)(n + 1));
-		if (uv_write(w, (uv_stream_t *)&c->in, &b, 1, write_done) < 0)
-			free(w);
-	} else {
-		free(w);
-	}
+	if (txt && !uv_is_closing((uv_handle_t *)&c->in))
+		lio_write_line((uv_stream_t *)&c->in, txt, strlen(txt));
 	free(txt);
 }
 
@@ -276,7 +252,7 @@ int wch_spawn(uv_loop_t *loop, const wch_opts *o, const wch_cbs *cbs, void *ud, 
 		close_all(c);
 		return err_set(err, errlen, r, "cannot start %s: %s", o->argv[0], uv_strerror(r));
 	}
-	uv_read_start((uv_stream_t *)&c->out, on_alloc, on_read);
+	uv_read_start((uv_stream_t *)&c->out, lio_alloc, on_read);
 	init = json_pack("{s:s,s:i,s:s,s:{s:s,s:{},s:{s:s,s:s}}}", "jsonrpc", "2.0", "id", 1, "method", "initialize",
 			 "params", "protocolVersion", "2025-06-18", "capabilities", "clientInfo", "name",
 			 "postern-worker", "version", POSTERN_VERSION);
