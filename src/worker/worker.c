@@ -89,6 +89,21 @@ static int default_worker_id(char **out)
 	return 0;
 }
 
+/* http://HOST[:port][/...] with HOST exactly a loopback name (not http://127.0.0.1.example.com). */
+static bool loopback_http(const char *u)
+{
+	static const char *const hosts[] = { "127.0.0.1", "localhost", "[::1]", NULL };
+	if (strncmp(u, "http://", 7))
+		return false;
+	u += 7;
+	for (size_t i = 0; hosts[i]; i++) {
+		size_t n = strlen(hosts[i]);
+		if (!strncmp(u, hosts[i], n) && (u[n] == 0 || u[n] == ':' || u[n] == '/'))
+			return true;
+	}
+	return false;
+}
+
 static int load_cfg(cfg_doc *d, wk_cfg *c)
 {
 	cfg_node *root = cfg_root(d), *sb;
@@ -121,9 +136,8 @@ static int load_cfg(cfg_doc *d, wk_cfg *c)
 		return -EINVAL;
 	if (!c->base_url)
 		return cfg_fail(d, root, NULL, "base_url: missing (e.g. https://api.anthropic.com)");
-	if (strncmp(c->base_url, "https://", 8) && strncmp(c->base_url, "http://127.0.0.1", 16) &&
-	    strncmp(c->base_url, "http://localhost", 16) && strncmp(c->base_url, "http://[::1]", 12))
-		return cfg_fail(d, root, "base_url", "must be https:// (plain http:// only to a loopback address)");
+	if (strncmp(c->base_url, "https://", 8) && !loopback_http(c->base_url))
+		return cfg_fail(d, root, "base_url", "must be https:// (plain http:// only to 127.0.0.1, localhost or [::1])");
 	while (strlen(c->base_url) > 8 && c->base_url[strlen(c->base_url) - 1] == '/')
 		c->base_url[strlen(c->base_url) - 1] = 0;
 	if (!c->environment_id || !*c->environment_id || strspn(c->environment_id, "abcdefghijklmnopqrstuvwxyz"

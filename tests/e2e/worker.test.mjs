@@ -250,6 +250,18 @@ test('config checks: a key file readable by others is refused naming the file an
   const ok = await run(BIN, ['check', '-c', cfgPath]);
   assert.equal(ok.code, 0, ok.stderr);
   assert.match(ok.stdout, /: ok \(worker\)/);
+  const { readFileSync } = await import('node:fs');
+  const good = readFileSync(cfgPath, 'utf8');
+  const variant = async (text) => { writeFileSync(cfgPath, text); return run(BIN, ['check', '-c', cfgPath]); };
+  let v = await variant(good.replace(/^base_url: .*$/m, 'base_url: http://127.0.0.1.example.com'));
+  assert.equal(v.code, 1);
+  assert.match(v.stderr, /:1: base_url: must be https:\/\/ \(plain http:\/\/ only to 127\.0\.0\.1, localhost or \[::1\]\)/);
+  v = await variant(good + 'sandbox:\n  memroy: 1G\n');
+  assert.equal(v.code, 1);
+  assert.match(v.stderr, /worker\.yaml:\d+: unknown key 'memroy' in sandbox/);
+  v = await variant(good.replace(/^pool_size: .*$/m, 'pool_size: 9'));
+  assert.match(v.stderr, /pool_size: is more than max_sessions \(3\)/);
+  writeFileSync(cfgPath, good);
   chmodSync(keyFile, 0o644);
   const bad = await run(BIN, ['check', '-c', cfgPath]);
   assert.equal(bad.code, 1);
