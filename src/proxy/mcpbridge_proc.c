@@ -3,7 +3,6 @@
 #include "proxy/mcpbridge_int.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <openssl/rand.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,16 +10,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/dirs.h"
+#include "core/lineio.h"
 #include "core/log.h"
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
 
 void mbri_handle_closed(uv_handle_t *h)
 {
@@ -36,7 +28,7 @@ void mbri_handle_closed(uv_handle_t *h)
 			break;
 		}
 	if (s->workspace) {
-		nftw(s->workspace, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+		dirs_remove_tree(s->workspace);
 		free(s->workspace);
 	}
 	while (s->pending)
@@ -101,15 +93,6 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int sig)
 		mbri_close_all(s);
 }
 
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
-{
-	static char rbuf[64 * 1024];
-	(void)h;
-	(void)hint;
-	buf->base = rbuf;
-	buf->len = sizeof rbuf;
-}
-
 static void line_done(sess *s)
 {
 	size_t n = s->line_len;
@@ -170,7 +153,7 @@ void mbri_flow(sess *s)
 		uv_read_stop((uv_stream_t *)&s->out);
 		s->out_paused = true;
 	} else if (!blocked && s->out_paused) {
-		uv_read_start((uv_stream_t *)&s->out, on_alloc, on_out);
+		uv_read_start((uv_stream_t *)&s->out, lio_alloc, on_out);
 		s->out_paused = false;
 	}
 }
@@ -195,12 +178,6 @@ static void on_tick(uv_timer_t *t)
 	mbri_reclaim(s->b, false);
 }
 
-static void write_done(uv_write_t *w, int status)
-{
-	(void)status;
-	free(w);
-}
-
 int mbri_write(sess *s, json_t *msg)
 {
 	char *txt = json_dumps(msg, JSON_COMPACT);
@@ -214,21 +191,9 @@ int mbri_write(sess *s, json_t *msg)
 
 int mbri_write_text(sess *s, const char *txt, size_t n)
 {
-	uv_write_t *w;
-	uv_buf_t buf;
-	int r;
 	if (s->ending || uv_is_closing((uv_handle_t *)&s->in))
 		return -EPIPE;
-	w = malloc(sizeof *w + n + 1);
-	if (!w)
-		return -ENOMEM;
-	memcpy((char *)(w + 1), txt, n);
-	((char *)(w + 1))[n] = '\n';
-	buf = uv_buf_init((char *)(w + 1), (unsigned)(n + 1));
-	r = uv_write(w, (uv_stream_t *)&s->in, &buf, 1, write_done);
-	if (r < 0)
-		free(w);
-	return r;
+	return lio_write_line((uv_stream_t *)&s->in, txt, n);
 }
 
 static int make_id(char out[33])
@@ -308,7 +273,7 @@ int mbri_spawn(mbr *b, bool modern, sess **out, char *why, size_t whylen)
 		mbri_close_all(s);
 		return r;
 	}
-	uv_read_start((uv_stream_t *)&s->out, on_alloc, on_out);
+	uv_read_start((uv_stream_t *)&s->out, lio_alloc, on_out);
 	uv_timer_start(&s->tick, on_tick, MBR_TICK_MS, MBR_TICK_MS);
 	s->last_active = mbri_now(b);
 	if (modern) {

@@ -1,0 +1,413 @@
+// Proves the FAKE environments API (fixtures/fake_environments.mjs) speaks the protocol of Anthropic's own SDK
+// (@anthropic-ai/sdk 1.10.0, pinned): the SDK's EnvironmentWorker with its SessionToolRunner and the reference
+// agent_toolset_20260401 tools claims work from the fake and completes sessions, its lease logic reacts to the
+// fake's faults the way the SDK documents, and the SDK's typed resources parse every answer the fake gives.
+// Everything runs on loopback; the tools run benign commands in a temp workdir.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync, readFileSync, mkdirSync, existsSync } from 'node:fs';
+import path from 'node:path';
+import Anthropic from '@anthropic-ai/sdk';
+import { betaAgentToolset20260401 } from '@anthropic-ai/sdk/tools/agent-toolset/node';
+import { startFakeEnvironments, SERVER_NAME, BETA } from './fixtures/fake_environments.mjs';
+import { tmpdir, rmrf } from './lib/proc.mjs';
+
+const verbose = !!process.env.POSTERN_TEST_VERBOSE;
+const NODE_HAS_FS_GLOB = typeof (await import('node:fs/promises')).glob === 'function';
+const dirs = [];
+after(() => { for (const d of dirs) rmrf(d); });
+
+function workdir() {
+  const d = tmpdir('postern-fake-wd-');
+  dirs.push(d);
+  writeFileSync(path.join(d, 'notes.txt'), 'alpha\nbeta\ngamma\n');
+  mkdirSync(path.join(d, 'src'));
+  writeFileSync(path.join(d, 'src', 'main.c'), 'int main(void) { return 0; } /* NEEDLE */\n');
+  return d;
+}
+
+// An SDK client whose log lines are kept (and printed with POSTERN_TEST_VERBOSE).
+function sdkClient(fake, extra = {}) {
+  const logs = [];
+  const keep = (level) => (msg, ...rest) => {
+    logs.push({ level, msg, rest });
+    if (verbose) console.error(`[sdk ${level}] ${msg}`, ...rest);
+  };
+  const client = new Anthropic({
+    apiKey: fake.apiKey, baseURL: fake.baseURL, logLevel: 'info', maxRetries: 2,
+    logger: { debug: keep('debug'), info: keep('info'), warn: keep('warn'), error: keep('error') }, ...extra,
+  });
+  return { client, logs };
+}
+
+// Starts the SDK's EnvironmentWorker polling the fake's default environment; stop() aborts it and waits.
+function startWorker(fake, { tools, maxIdleMs = 400, key = fake.environmentKey } = {}) {
+  const wd = workdir();
+  const { client, logs } = sdkClient(fake);
+  const ac = new AbortController();
+  const worker = client.beta.environments.work.worker({
+    environmentId: fake.environmentId, environmentKey: key, workdir: wd, maxIdleMs, workerId: 'sdk-worker-1',
+    ...(tools ? { tools } : {}),
+  });
+  const done = worker.run(ac.signal).then(() => null, (e) => e);
+  return {
+    wd, logs, done,
+    async stop() {
+      ac.abort();
+      return Promise.race([done, new Promise((_, j) => setTimeout(() => j(new Error('worker did not stop in 10 s')), 10000))]);
+    },
+  };
+}
+
+const text = (result) => result.content.map((b) => b.text).join('');
+const routesFor = (fake, workId) => fake.requests.filter((r) => r.path.includes(workId)).map((r) => r.route);
+
+test('the SDK worker claims a session from the fake and answers every reference tool', async (t) => {
+  const fake = await startFakeEnvironments({ ttlSeconds: 4 });
+  const lookup = {
+    type: 'custom', name: 'lookup', description: 'Looks a key up.',
+    input_schema: { type: 'object', properties: { key: { type: 'string' } }, required: ['key'] },
+    parse: (x) => x, run: (args) => `value-of-${args.key}`,
+  };
+  const w = startWorker(fake, { tools: (ctx) => [...betaAgentToolset20260401(ctx), lookup] });
+  try {
+    const { workId, sessionId, sessionsToken } = fake.enqueueSession();
+    assert.ok(sessionsToken.startsWith('sk-ant-req-fake-'));
+    await fake.waitFor(() => fake.work(workId).state === 'active', { what: 'the work item to go active' });
+
+    const call = async (name, input, opts) => {
+      const ev = fake.toolUse(sessionId, name, input, opts);
+      return fake.waitForResult(sessionId, ev.id, 20000);
+    };
+    let r = await call('bash', { command: 'echo "out:$((6*7))"; pwd' });
+    assert.equal(r.type, 'user.tool_result');
+    assert.equal(r.is_error, false);
+    assert.equal(text(r), `out:42\n${w.wd}`);
+
+    r = await call('bash', { command: 'echo failing >&2; false' });
+    assert.equal(r.is_error, true, 'a non-zero exit is an error result');
+    assert.match(text(r), /failing/);
+
+    r = await call('read', { file_path: 'notes.txt' });
+    assert.equal(r.is_error, false);
+    assert.equal(text(r), 'alpha\nbeta\ngamma\n');
+
+    r = await call('read', { file_path: 'notes.txt', view_range: [2, 3] });
+    assert.equal(text(r), 'beta\ngamma');
+
+    r = await call('write', { file_path: 'out/new.txt', content: 'written by the tool\n' });
+    assert.equal(r.is_error, false);
+    assert.equal(readFileSync(path.join(w.wd, 'out', 'new.txt'), 'utf8'), 'written by the tool\n');
+
+    r = await call('edit', { file_path: 'notes.txt', old_string: 'beta', new_string: 'BETA' });
+    assert.equal(r.is_error, false);
+    assert.equal(readFileSync(path.join(w.wd, 'notes.txt'), 'utf8'), 'alpha\nBETA\ngamma\n');
+
+    r = await call('edit', { file_path: 'notes.txt', old_string: 'not there', new_string: 'x' });
+    assert.equal(r.is_error, true, 'an edit whose old_string is missing fails');
+
+    r = await call('glob', { pattern: '**/*.c' });
+    if (NODE_HAS_FS_GLOB) {
+      assert.equal(r.is_error, false, text(r));
+      assert.match(text(r), /src\/main\.c/);
+    } else {
+      // The SDK's reference glob is built on fs.glob (Node 22+); on an older node it answers with an error result.
+      t.diagnostic(`node ${process.version} has no fs.glob: the SDK's glob tool answers an error, asserted as such`);
+      assert.equal(r.is_error, true);
+      assert.match(text(r), /fsGlob|glob/);
+    }
+
+    r = await call('grep', { pattern: 'NEEDLE' });
+    assert.equal(r.is_error, false);
+    assert.match(text(r), /main\.c:1:.*NEEDLE/);
+
+    r = await call('read', { file_path: '../../etc/passwd' });
+    assert.equal(r.is_error, true, 'a path outside the workdir is refused');
+
+    // A custom tool the worker owns is answered with user.custom_tool_result.
+    const cu = fake.customToolUse(sessionId, 'lookup', { key: 'k1' });
+    r = await fake.waitForResult(sessionId, cu.id, 20000);
+    assert.equal(r.type, 'user.custom_tool_result');
+    assert.equal(r.custom_tool_use_id, cu.id);
+    assert.equal(text(r), 'value-of-k1');
+
+    // An `ask` call waits for its confirmation; a denied one never runs; an unowned tool is left pending.
+    const asked = fake.toolUse(sessionId, 'bash', { command: 'echo confirmed' }, { permission: 'ask' });
+    const denied = fake.toolUse(sessionId, 'write', { file_path: 'denied.txt', content: 'no' }, { permission: 'deny' });
+    const unowned = fake.customToolUse(sessionId, 'someone_elses_tool', {});
+    await new Promise((res) => setTimeout(res, 300));
+    assert.equal(fake.resultFor(sessionId, asked.id), undefined, 'an ask call is held until confirmed');
+    fake.confirm(sessionId, asked.id, 'allow');
+    r = await fake.waitForResult(sessionId, asked.id, 20000);
+    assert.equal(text(r), 'confirmed');
+    assert.equal(fake.resultFor(sessionId, denied.id), undefined);
+    assert.equal(existsSync(path.join(w.wd, 'denied.txt')), false, 'a denied call never runs');
+    assert.equal(fake.resultFor(sessionId, unowned.id), undefined, 'a tool the worker does not own gets no answer');
+
+    // End of turn: the worker stops after maxIdleMs and force-stops the item.
+    fake.idle(sessionId);
+    await fake.waitFor(() => fake.work(workId).state === 'stopped', { what: 'the worker to stop the item' });
+    const results = fake.workerEvents(sessionId);
+    assert.equal(results.length, 12, 'one result per answered call (12), nothing else');
+    assert.ok(results.every((e) => e.type === 'user.tool_result' || e.type === 'user.custom_tool_result'));
+
+    // Poll and ack ride the environment key, every per-item call the sessions token.
+    const mine = fake.requests.filter((q) => q.route !== 'poll' || q.status === 200);
+    for (const q of mine) {
+      const expect = q.route === 'poll' || q.route === 'ack' ? 'env' : 'session';
+      assert.equal(q.auth, expect, `${q.method} ${q.path} used ${q.auth}`);
+    }
+    const routes = routesFor(fake, workId);
+    assert.deepEqual(routes.slice(0, 2), ['ack', 'heartbeat']);
+    assert.equal(routes.at(-1), 'stop');
+    assert.ok(fake.requests.some((q) => q.route === 'poll' && q.workerId === 'sdk-worker-1'));
+    assert.deepEqual(fake.violations, []);
+  } finally {
+    assert.equal(await w.stop(), null, 'run() ends without an error on abort');
+    await fake.close();
+  }
+});
+
+test('the SDK worker skips a terminated session and a healthcheck item but stops both', async () => {
+  const fake = await startFakeEnvironments();
+  const w = startWorker(fake);
+  try {
+    const { workId, sessionId } = fake.enqueueSession({ status: 'terminated' });
+    const hc = fake.enqueueHealthcheck();
+    await fake.waitFor(() => fake.work(workId).state === 'stopped' && fake.work(hc.workId).state === 'stopped',
+      { timeoutMs: 15000, what: 'both items stopped' });
+    assert.equal(fake.requests.some((q) => q.route === 'events.stream' && q.path.includes(sessionId)), false,
+      'no tools run for a terminated session');
+    assert.deepEqual(fake.violations, []);
+  } finally {
+    await w.stop();
+    await fake.close();
+  }
+});
+
+test('a 412 heartbeat loses the lease: the SDK worker releases the item without stopping it', async () => {
+  const fake = await startFakeEnvironments({ ttlSeconds: 2 }); // beat every 1 s
+  const w = startWorker(fake, { maxIdleMs: 0 });
+  try {
+    const { workId } = fake.enqueueSession();
+    await fake.waitFor(() => fake.work(workId).state === 'active', { what: 'active' });
+    fake.failNextHeartbeat412();
+    await fake.waitFor(() => w.logs.find((l) => l.msg.startsWith('lease lost')), { what: 'the lease-lost log line' });
+    const lost = w.logs.find((l) => l.msg.startsWith('lease lost'));
+    assert.equal(lost.rest[0].server_state, 'active', 'the SDK read error.details.current_state');
+    assert.equal(lost.rest[0].server_ttl_seconds, 2);
+    await fake.waitFor(() => w.logs.find((l) => l.msg.startsWith('lease lost; released')), { what: 'the release' });
+    assert.equal(routesFor(fake, workId).includes('stop'), false, 'a lost lease is not stopped');
+    assert.equal(fake.work(workId).state, 'active');
+  } finally {
+    await w.stop();
+    await fake.close();
+  }
+});
+
+test('a control-plane stop reaches the SDK worker on its next heartbeat', async () => {
+  const fake = await startFakeEnvironments({ ttlSeconds: 2 });
+  const w = startWorker(fake, { maxIdleMs: 0 });
+  try {
+    const { workId } = fake.enqueueSession();
+    await fake.waitFor(() => fake.work(workId).state === 'active', { what: 'active' });
+    assert.equal(fake.stopWork(workId).state, 'stopping');
+    await fake.waitFor(() => fake.work(workId).state === 'stopped', { what: 'the worker to force-stop it' });
+    assert.ok(w.logs.some((l) => l.msg === 'heartbeat signals shutdown' && l.rest[0].state === 'stopping'));
+    assert.deepEqual(fake.violations, []);
+  } finally {
+    await w.stop();
+    await fake.close();
+  }
+});
+
+test('the SDK worker rides out 5xx answers and a closed event stream', async () => {
+  const fake = await startFakeEnvironments({ ttlSeconds: 4 });
+  const w = startWorker(fake, { maxIdleMs: 0 });
+  try {
+    fake.fail5xx(2, { route: 'poll', status: 529 });
+    const { workId, sessionId } = fake.enqueueSession();
+    await fake.waitFor(() => fake.work(workId).state === 'active', { timeoutMs: 20000, what: 'active after 529s' });
+    assert.equal(fake.requests.filter((q) => q.route === 'poll' && q.status === 529).length, 2);
+
+    fake.fail5xx(1, { route: 'events.send', status: 503 });
+    let ev = fake.toolUse(sessionId, 'bash', { command: 'echo one' });
+    assert.equal(text(await fake.waitForResult(sessionId, ev.id)), 'one');
+    assert.ok(fake.requests.some((q) => q.route === 'events.send' && q.status === 503));
+
+    const streams = () => fake.requests.filter((q) => q.route === 'events.stream').length;
+    const before = streams();
+    fake.closeStreams(sessionId);
+    ev = fake.toolUse(sessionId, 'bash', { command: 'echo two' }); // posted while no stream is open
+    assert.equal(text(await fake.waitForResult(sessionId, ev.id)), 'two', 'reconnect + history reconcile');
+    assert.ok(streams() > before, 'the runner reopened the stream');
+
+    fake.closeStreams(sessionId, { abrupt: true });
+    ev = fake.toolUse(sessionId, 'bash', { command: 'echo three' });
+    assert.equal(text(await fake.waitForResult(sessionId, ev.id)), 'three');
+    assert.equal(fake.workerEvents(sessionId).length, 3, 'no call answered twice');
+    fake.terminate(sessionId);
+    await fake.waitFor(() => fake.work(workId).state === 'stopped', { what: 'stop after terminate' });
+    assert.deepEqual(fake.violations, []);
+  } finally {
+    await w.stop();
+    await fake.close();
+  }
+});
+
+test('a revoked environment key ends the SDK poller with an authentication error', async () => {
+  const fake = await startFakeEnvironments();
+  fake.revokeKey(fake.environmentKey);
+  const w = startWorker(fake);
+  try {
+    const err = await Promise.race([w.done, new Promise((r) => setTimeout(() => r('still running'), 10000))]);
+    assert.ok(err instanceof Anthropic.AuthenticationError, `got ${err}`);
+    assert.equal(err.status, 401);
+    assert.equal(err.type, 'authentication_error');
+    assert.match(err.requestID, /^req_fake_/);
+  } finally {
+    await w.stop();
+    await fake.close();
+  }
+});
+
+test('the SDK typed resources parse every answer of the fake', async () => {
+  const fake = await startFakeEnvironments({ ttlSeconds: 30 });
+  const { client } = sdkClient(fake);
+  const env = fake.environmentId;
+  const worker = client.withOptions({ apiKey: null, authToken: fake.environmentKey });
+  try {
+    const { workId, sessionId, sessionsToken } = fake.enqueueSession({ metadata: { team: 'qa' } });
+    const item = client.withOptions({ apiKey: null, authToken: sessionsToken });
+    const work = worker.beta.environments.work;
+
+    const stats0 = await work.stats(env);
+    assert.deepEqual({ ...stats0, oldest_queued_at: typeof stats0.oldest_queued_at },
+      { type: 'work_queue_stats', depth: 1, pending: 0, oldest_queued_at: 'string', workers_polling: 0 });
+
+    const polled = await work.poll(env, { 'Anthropic-Worker-ID': 'typed-1', block_ms: 50, reclaim_older_than_ms: 60000 });
+    assert.equal(polled.id, workId);
+    assert.equal(polled.type, 'work');
+    assert.equal(polled.state, 'queued');
+    assert.deepEqual(polled.data, { type: 'session', id: sessionId });
+    assert.deepEqual(polled.metadata, { team: 'qa' });
+    const secret = JSON.parse(Buffer.from(polled.secret, 'base64url').toString());
+    assert.deepEqual(secret, { sessions_token: sessionsToken, api_base_url: fake.baseURL });
+    assert.equal(await work.poll(env, { 'Anthropic-Worker-ID': 'typed-1', block_ms: 20, reclaim_older_than_ms: 60000 }), null,
+      'an empty queue answers JSON null');
+    const stats1 = await work.stats(env);
+    assert.equal(stats1.depth, 0);
+    assert.equal(stats1.pending, 1);
+    assert.equal(stats1.workers_polling, 1);
+
+    const acked = await work.ack(workId, { environment_id: env });
+    assert.equal(acked.state, 'starting');
+    assert.equal(acked.secret, null, 'the secret is only in the poll answer');
+    assert.equal(typeof acked.acknowledged_at, 'string');
+    await assert.rejects(work.ack(workId, { environment_id: env }), (e) => e instanceof Anthropic.ConflictError && e.type === 'conflict_error');
+
+    const hb = await item.beta.environments.work.heartbeat(workId, { environment_id: env, expected_last_heartbeat: 'NO_HEARTBEAT', desired_ttl_seconds: 20 });
+    assert.equal(hb.type, 'work_heartbeat');
+    assert.equal(hb.lease_extended, true);
+    assert.equal(hb.state, 'active');
+    assert.equal(hb.ttl_seconds, 20);
+    const hb2 = await item.beta.environments.work.heartbeat(workId, { environment_id: env, expected_last_heartbeat: hb.last_heartbeat });
+    assert.ok(hb2.last_heartbeat > hb.last_heartbeat);
+    await assert.rejects(item.beta.environments.work.heartbeat(workId, { environment_id: env, expected_last_heartbeat: hb.last_heartbeat }), (e) => {
+      assert.ok(e instanceof Anthropic.Beta.Environments.Work.BetaHeartbeatPreconditionFailedError, e.constructor.name);
+      assert.equal(e.status, 412);
+      assert.equal(e.errorCode, 'heartbeat_precondition_failed');
+      assert.deepEqual(e.details.current_state, { state: 'active', ttl_seconds: 20, last_heartbeat: hb2.last_heartbeat, lease_extended: false });
+      return true;
+    });
+
+    const got = await client.beta.environments.work.retrieve(workId, { environment_id: env });
+    assert.equal(got.state, 'active');
+    assert.equal(got.latest_heartbeat_at, hb2.last_heartbeat);
+    assert.equal(got.secret, null);
+    await assert.rejects(worker.beta.environments.work.retrieve(workId, { environment_id: env }),
+      (e) => e instanceof Anthropic.PermissionDeniedError && e.type === 'permission_error');
+    const upd = await client.beta.environments.work.update(workId, { environment_id: env, metadata: { team: null, run: '7' } });
+    assert.deepEqual(upd.metadata, { run: '7' });
+
+    fake.enqueueSession();
+    fake.enqueueSession();
+    const ids = [];
+    for await (const w of work.list(env, { limit: 2 })) ids.push(w.id);
+    assert.equal(ids.length, 3, 'the cursor pages through all items');
+    assert.equal(ids[0], workId);
+
+    // Sessions: retrieve, list (paged), send, stream.
+    const s = await item.beta.sessions.retrieve(sessionId);
+    assert.equal(s.id, sessionId);
+    assert.equal(s.type, 'session');
+    assert.equal(s.environment_id, env);
+    assert.deepEqual(s.agent.skills, []);
+    assert.deepEqual(s.resources, []);
+    const t1 = fake.toolUse(sessionId, 'bash', { command: 'true' });
+    const t2 = fake.toolUse(sessionId, 'read', { file_path: 'x' }, { permission: 'ask' });
+    const stream = await item.beta.sessions.events.stream(sessionId);
+    const sent = await item.beta.sessions.events.send(sessionId, { events: [
+      { type: 'user.tool_result', tool_use_id: t1.id, content: [{ type: 'text', text: 'ok' }], is_error: false }] });
+    assert.equal(sent.data.length, 1);
+    assert.equal(sent.data[0].type, 'user.tool_result');
+    assert.match(sent.data[0].id, /^sevt_/);
+    const seen = [];
+    for await (const ev of stream) { seen.push(ev); if (seen.length === 1) break; }
+    assert.equal(seen[0].id, sent.data[0].id, 'the stream delivers events posted after it opened');
+    const listed = [];
+    for await (const ev of item.beta.sessions.events.list(sessionId, { limit: 1 })) listed.push(ev);
+    assert.deepEqual(listed.map((e) => e.type), ['agent.tool_use', 'agent.tool_use', 'user.tool_result']);
+    assert.equal(listed[1].evaluated_permission, 'ask');
+    assert.equal(listed[1].id, t2.id);
+    const desc = await item.beta.sessions.events.list(sessionId, { limit: 10, order: 'desc' });
+    assert.equal(desc.data[0].type, 'user.tool_result');
+
+    // Errors the SDK maps to its classes, all with a request id.
+    await assert.rejects(item.beta.sessions.events.send(sessionId, { events: [
+      { type: 'user.tool_result', tool_use_id: 'sevt_nope', content: [{ type: 'text', text: 'x' }] }] }),
+    (e) => e instanceof Anthropic.BadRequestError && e.type === 'invalid_request_error' && /sevt_nope/.test(e.message));
+    await assert.rejects(item.beta.sessions.retrieve('sesn_other'), (e) => e instanceof Anthropic.NotFoundError);
+    await assert.rejects(work.poll(env, { block_ms: 5000 }), (e) => e instanceof Anthropic.BadRequestError && /block_ms/.test(e.message));
+    await assert.rejects(item.beta.environments.work.poll(env), (e) => e instanceof Anthropic.PermissionDeniedError);
+
+    const stopped = await item.beta.environments.work.stop(workId, { environment_id: env, force: true });
+    assert.equal(stopped.state, 'stopped');
+    assert.equal(typeof stopped.stopped_at, 'string');
+    await assert.rejects(item.beta.environments.work.stop(workId, { environment_id: env }), (e) => e instanceof Anthropic.ConflictError);
+    const hb3 = await item.beta.environments.work.heartbeat(workId, { environment_id: env, expected_last_heartbeat: 'anything' });
+    assert.deepEqual([hb3.state, hb3.lease_extended], ['stopped', false], 'a stopped item is not compared, not extended');
+
+    // The one violation here was ours: the deliberate result for an unknown call.
+    assert.deepEqual(fake.violations.map((v) => v.rule), ['result-pairing']);
+  } finally {
+    await fake.close();
+  }
+});
+
+test('the fake marks itself and records protocol mistakes', async () => {
+  const fake = await startFakeEnvironments();
+  try {
+    const base = { authorization: `Bearer ${fake.environmentKey}`, 'anthropic-beta': BETA };
+    let r = await fetch(`${fake.baseURL}/v1/environments/${fake.environmentId}/work/stats?beta=true`, { headers: base });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('server'), SERVER_NAME);
+    assert.match(r.headers.get('request-id'), /^req_fake_/);
+
+    r = await fetch(`${fake.baseURL}/v1/environments/${fake.environmentId}/work/poll`, { headers: { authorization: base.authorization } });
+    assert.equal(r.status, 400);
+    assert.deepEqual(Object.keys(await r.json()), ['type', 'error']);
+    r = await fetch(`${fake.baseURL}/v1/environments/${fake.environmentId}/work/poll`, { headers: base });
+    assert.equal(r.status, 200);
+    assert.equal(await r.text(), 'null');
+    r = await fetch(`${fake.baseURL}/v1/nowhere`, { headers: base });
+    assert.equal(r.status, 404);
+    assert.equal((await r.json()).error.type, 'not_found_error');
+    r = await fetch(`${fake.baseURL}/v1/environments/${fake.environmentId}/work/stats`,
+      { headers: { ...base, 'x-api-key': fake.apiKey } });
+    assert.equal(r.status, 200);
+    assert.deepEqual(fake.violations.map((v) => v.rule), ['beta-header', 'worker-id', 'path', 'one-credential']);
+  } finally {
+    await fake.close();
+  }
+});
