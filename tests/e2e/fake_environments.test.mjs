@@ -205,6 +205,27 @@ test('a 412 heartbeat loses the lease: the SDK worker releases the item without 
   }
 });
 
+test('a sessions token revoked mid-session: the SDK worker gives the item up, and takes it again with a fresh token', async () => {
+  const fake = await startFakeEnvironments({ ttlSeconds: 2 });
+  const w = startWorker(fake, { maxIdleMs: 0 });
+  try {
+    const first = fake.enqueueSession();
+    await fake.waitFor(() => fake.work(first.workId).state === 'active', { what: 'active' });
+    fake.revokeKey(first.sessionsToken);
+    // Whichever per-item call comes next (heartbeat, event stream, send) is refused, and the worker gives up.
+    await fake.waitFor(() => fake.requests.some((q) => q.status === 401 && q.auth === 'refused'), { what: 'a refused call' });
+    // The lease lapses after its TTL; the fake re-queues the item with a new sessions token.
+    await fake.waitFor(() => fake.work(first.workId).deliveries === 2 && fake.work(first.workId).state === 'active',
+      { timeoutMs: 15000, what: 'the item re-delivered and active' });
+    assert.notEqual(fake.work(first.workId).sessionsToken, first.sessionsToken);
+    const ev = fake.toolUse(first.sessionId, 'bash', { command: 'echo still serving' });
+    assert.equal(text(await fake.waitForResult(first.sessionId, ev.id)), 'still serving');
+  } finally {
+    await w.stop();
+    await fake.close();
+  }
+});
+
 test('a control-plane stop reaches the SDK worker on its next heartbeat', async () => {
   const fake = await startFakeEnvironments({ ttlSeconds: 2 });
   const w = startWorker(fake, { maxIdleMs: 0 });
@@ -378,8 +399,8 @@ test('the SDK typed resources parse every answer of the fake', async () => {
     const hb3 = await item.beta.environments.work.heartbeat(workId, { environment_id: env, expected_last_heartbeat: 'anything' });
     assert.deepEqual([hb3.state, hb3.lease_extended], ['stopped', false], 'a stopped item is not compared, not extended');
 
-    // The one violation here was ours: the deliberate result for an unknown call.
-    assert.deepEqual(fake.violations.map((v) => v.rule), ['result-pairing']);
+    // The violations here were ours: the deliberate result for an unknown call, the heartbeat after our stop.
+    assert.deepEqual(fake.violations.map((v) => v.rule), ['result-pairing', 'heartbeat-after-stop']);
   } finally {
     await fake.close();
   }
@@ -407,6 +428,76 @@ test('the fake marks itself and records protocol mistakes', async () => {
       { headers: { ...base, 'x-api-key': fake.apiKey } });
     assert.equal(r.status, 200);
     assert.deepEqual(fake.violations.map((v) => v.rule), ['beta-header', 'worker-id', 'path', 'one-credential']);
+  } finally {
+    await fake.close();
+  }
+});
+
+// Reads SSE frames from a fetch response until `want` frames arrived (bounded by the signal).
+async function readFrames(res, want) {
+  const dec = new TextDecoder();
+  let buf = '';
+  const frames = [];
+  for await (const chunk of res.body) {
+    buf += dec.decode(chunk, { stream: true });
+    let i;
+    while ((i = buf.indexOf('\n\n')) >= 0) {
+      const f = {};
+      for (const line of buf.slice(0, i).split('\n')) {
+        const c = line.indexOf(':');
+        f[line.slice(0, c)] = line.slice(c + 1).trimStart();
+      }
+      frames.push(f);
+      buf = buf.slice(i + 2);
+    }
+    if (frames.length >= want) break;
+  }
+  return frames;
+}
+
+test('the fake event stream resumes after Last-Event-ID, pings, and caps request bodies', async () => {
+  const fake = await startFakeEnvironments({ pingMs: 100, maxBody: 4096 });
+  try {
+    const { sessionId, sessionsToken } = fake.enqueueSession();
+    const headers = { authorization: `Bearer ${sessionsToken}`, 'anthropic-beta': BETA };
+    const a = fake.toolUse(sessionId, 'bash', { command: 'true' });
+    const b = fake.toolUse(sessionId, 'bash', { command: 'false' });
+    const url = `${fake.baseURL}/v1/sessions/${sessionId}/events/stream`;
+    let res = await fetch(url, { headers: { ...headers, 'last-event-id': '1' }, signal: AbortSignal.timeout(5000) });
+    assert.equal(res.headers.get('content-type'), 'text/event-stream');
+    let frames = await readFrames(res, 1);
+    assert.deepEqual([frames[0].event, frames[0].id, JSON.parse(frames[0].data).id], ['agent.tool_use', '2', b.id],
+      'the replay starts right after the given id');
+    await res.body.cancel();
+
+    res = await fetch(url, { headers, signal: AbortSignal.timeout(5000) });
+    const reading = readFrames(res, 3);
+    await fake.waitFor(() => fake.session(sessionId).streams.size === 1, { what: 'the stream attached' });
+    const c = fake.idle(sessionId);
+    fake.injectRaw(sessionId, 'event: agent.tool_use\ndata: {not json\n\n');
+    frames = (await reading).filter((f) => f.event !== 'ping');
+    assert.deepEqual(frames.map((f) => f.event), ['session.status_idle', 'agent.tool_use'], 'no replay without Last-Event-ID');
+    assert.equal(JSON.parse(frames[0].data).id, c.id);
+    assert.equal(frames[0].id, '3');
+    assert.equal(frames[1].data, '{not json');
+    await res.body.cancel();
+    res = await fetch(url, { headers, signal: AbortSignal.timeout(5000) });
+    frames = await readFrames(res, 1);
+    assert.equal(frames[0].event, 'ping');
+    await res.body.cancel();
+
+    res = await fetch(url, { headers: { ...headers, 'last-event-id': '99' } });
+    assert.equal(res.status, 400);
+    assert.match((await res.json()).error.message, /Last-Event-ID/);
+
+    res = await fetch(`${fake.baseURL}/v1/sessions/${sessionId}/events`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' },
+      body: JSON.stringify({ events: [{ type: 'user.tool_result', tool_use_id: a.id, content: [{ type: 'text', text: 'x'.repeat(8192) }] }] }) });
+    assert.equal(res.status, 413);
+    const err = await res.json();
+    assert.equal(err.error.type, 'request_too_large');
+    assert.match(err.error.message, /truncate/);
+    assert.equal(fake.resultFor(sessionId, a.id), undefined);
+    assert.deepEqual(fake.violations, []);
   } finally {
     await fake.close();
   }
