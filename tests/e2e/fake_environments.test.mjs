@@ -56,6 +56,22 @@ function startWorker(fake, { tools, maxIdleMs = 400, key = fake.environmentKey }
 }
 
 const text = resultText;
+
+// A fake with an in-process SDK worker serving one session: `before(fake)` runs before the session is queued,
+// `fn({fake, w, workId, sessionId, sessionsToken})` once its item is active; both are torn down after.
+async function withActiveSession({ ttlSeconds = 2, maxIdleMs = 0, before, activeMs = 10000 }, fn) {
+  const fake = await startFakeEnvironments({ ttlSeconds });
+  const w = startWorker(fake, { maxIdleMs });
+  try {
+    if (before) before(fake);
+    const item = fake.enqueueSession();
+    await fake.waitFor(() => fake.work(item.workId).state === 'active', { timeoutMs: activeMs, what: 'the item active' });
+    await fn({ fake, w, ...item });
+  } finally {
+    await w.stop();
+    await fake.close();
+  }
+}
 const routesFor = (fake, workId) => fake.requests.filter((r) => r.path.includes(workId)).map((r) => r.route);
 
 test('the SDK worker (its own process) claims a session from the fake and answers every reference tool', async () => {
@@ -134,11 +150,7 @@ test('the SDK worker skips a terminated session and a healthcheck item but stops
 });
 
 test('a 412 heartbeat loses the lease: the SDK worker releases the item without stopping it', async () => {
-  const fake = await startFakeEnvironments({ ttlSeconds: 2 }); // beat every 1 s
-  const w = startWorker(fake, { maxIdleMs: 0 });
-  try {
-    const { workId } = fake.enqueueSession();
-    await fake.waitFor(() => fake.work(workId).state === 'active', { what: 'active' });
+  await withActiveSession({ ttlSeconds: 2 /* a beat every 1 s */ }, async ({ fake, w, workId }) => {
     fake.failNextHeartbeat412();
     await fake.waitFor(() => w.logs.find((l) => l.msg.startsWith('lease lost')), { what: 'the lease-lost log line' });
     const lost = w.logs.find((l) => l.msg.startsWith('lease lost'));
@@ -147,18 +159,11 @@ test('a 412 heartbeat loses the lease: the SDK worker releases the item without 
     await fake.waitFor(() => w.logs.find((l) => l.msg.startsWith('lease lost; released')), { what: 'the release' });
     assert.equal(routesFor(fake, workId).includes('stop'), false, 'a lost lease is not stopped');
     assert.equal(fake.work(workId).state, 'active');
-  } finally {
-    await w.stop();
-    await fake.close();
-  }
+  });
 });
 
 test('a sessions token revoked mid-session: the SDK worker gives the item up, and takes it again with a fresh token', async () => {
-  const fake = await startFakeEnvironments({ ttlSeconds: 2 });
-  const w = startWorker(fake, { maxIdleMs: 0 });
-  try {
-    const first = fake.enqueueSession();
-    await fake.waitFor(() => fake.work(first.workId).state === 'active', { what: 'active' });
+  await withActiveSession({}, async ({ fake, ...first }) => {
     fake.revokeKey(first.sessionsToken);
     // Whichever per-item call comes next (heartbeat, event stream, send) is refused, and the worker gives up.
     await fake.waitFor(() => fake.requests.some((q) => q.status === 401 && q.auth === 'refused'), { what: 'a refused call' });
@@ -168,35 +173,21 @@ test('a sessions token revoked mid-session: the SDK worker gives the item up, an
     assert.notEqual(fake.work(first.workId).sessionsToken, first.sessionsToken);
     const ev = fake.toolUse(first.sessionId, 'bash', { command: 'echo still serving' });
     assert.equal(text(await fake.waitForResult(first.sessionId, ev.id)), 'still serving');
-  } finally {
-    await w.stop();
-    await fake.close();
-  }
+  });
 });
 
 test('a control-plane stop reaches the SDK worker on its next heartbeat', async () => {
-  const fake = await startFakeEnvironments({ ttlSeconds: 2 });
-  const w = startWorker(fake, { maxIdleMs: 0 });
-  try {
-    const { workId } = fake.enqueueSession();
-    await fake.waitFor(() => fake.work(workId).state === 'active', { what: 'active' });
+  await withActiveSession({}, async ({ fake, w, workId }) => {
     assert.equal(fake.stopWork(workId).state, 'stopping');
     await fake.waitFor(() => fake.work(workId).state === 'stopped', { what: 'the worker to force-stop it' });
     assert.ok(w.logs.some((l) => l.msg === 'heartbeat signals shutdown' && l.rest[0].state === 'stopping'));
     assert.deepEqual(fake.violations, []);
-  } finally {
-    await w.stop();
-    await fake.close();
-  }
+  });
 });
 
 test('the SDK worker rides out 5xx answers and a closed event stream', async () => {
-  const fake = await startFakeEnvironments({ ttlSeconds: 4 });
-  const w = startWorker(fake, { maxIdleMs: 0 });
-  try {
-    fake.fail5xx(2, { route: 'poll', status: 529 });
-    const { workId, sessionId } = fake.enqueueSession();
-    await fake.waitFor(() => fake.work(workId).state === 'active', { timeoutMs: 20000, what: 'active after 529s' });
+  const before = (fake) => fake.fail5xx(2, { route: 'poll', status: 529 });
+  await withActiveSession({ ttlSeconds: 4, before, activeMs: 20000 }, async ({ fake, workId, sessionId }) => {
     assert.equal(fake.requests.filter((q) => q.route === 'poll' && q.status === 529).length, 2);
 
     fake.fail5xx(1, { route: 'events.send', status: 503 });
@@ -218,10 +209,7 @@ test('the SDK worker rides out 5xx answers and a closed event stream', async () 
     fake.terminate(sessionId);
     await fake.waitFor(() => fake.work(workId).state === 'stopped', { what: 'stop after terminate' });
     assert.deepEqual(fake.violations, []);
-  } finally {
-    await w.stop();
-    await fake.close();
-  }
+  });
 });
 
 test('a revoked environment key ends the SDK poller with an authentication error', async () => {
