@@ -10,14 +10,14 @@ import path from 'node:path';
 import Anthropic from '@anthropic-ai/sdk';
 import { startFakeEnvironments, SERVER_NAME, BETA } from './fixtures/fake_environments.mjs';
 import { tmpdir, rmrf } from './lib/proc.mjs';
-import { startSdkWorker, seedWorkdir, runToolCases, checkToolCases, resultText, TOOL_CASES } from './lib/sdk.mjs';
+import { startSdkWorker, runToolCases, checkToolCases, resultText, TOOL_CASES } from './lib/sdk.mjs';
 
 const verbose = !!process.env.POSTERN_TEST_VERBOSE;
 const dirs = [];
 after(() => { for (const d of dirs) rmrf(d); });
 
 function workdir() {
-  const d = seedWorkdir();
+  const d = tmpdir('postern-sdk-wd-');
   dirs.push(d);
   return d;
 }
@@ -76,7 +76,7 @@ const routesFor = (fake, workId) => fake.requests.filter((r) => r.path.includes(
 
 test('the SDK worker (its own process) claims a session from the fake and answers every reference tool', async () => {
   const fake = await startFakeEnvironments({ ttlSeconds: 4 });
-  const wd = seedWorkdir();
+  const wd = tmpdir('postern-sdk-wd-');
   dirs.push(wd);
   const p = await startSdkWorker({ baseURL: fake.baseURL, environmentId: fake.environmentId, environmentKey: fake.environmentKey, workdir: wd });
   try {

@@ -1,11 +1,11 @@
 // Anthropic's SDK as a test peer: start its EnvironmentWorker (fixtures/sdk_worker.mjs, under the Node 22 of
 // .mcp-tools) against any environments API, and one set of tool calls (all six agent_toolset_20260401 tools plus
 // a custom one) with the checks on their results, to run against any worker through any API ("driver").
-import { mkdirSync, writeFileSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
-import { start, tmpdir } from './proc.mjs';
+import { start } from './proc.mjs';
 import { toolBin, requireTools } from './mcptools.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -23,20 +23,18 @@ export async function startSdkWorker({ baseURL, environmentId, environmentKey, w
   return p;
 }
 
-// A temp workdir with the files the tool cases read.
-export function seedWorkdir(prefix = 'postern-sdk-wd-') {
-  const d = tmpdir(prefix);
-  writeFileSync(path.join(d, 'notes.txt'), 'alpha\nbeta\ngamma\n');
-  mkdirSync(path.join(d, 'src'));
-  writeFileSync(path.join(d, 'src', 'main.c'), 'int main(void) { return 0; } /* NEEDLE */\n');
-  return d;
-}
+// The files the tool cases read are made by the first case (a bash call), so any worker starts from an empty
+// workspace; `wd` in the checks is the workspace as the worker sees it, `local` the same dir here (or null).
+const SEED = "mkdir -p src && printf 'alpha\\nbeta\\ngamma\\n' > notes.txt && " +
+  "printf 'int main(void) { return 0; } /* NEEDLE */\\n' > src/main.c && echo seeded";
 
 export const resultText = (r) => (r.content ?? []).map((b) => b.text ?? '').join('');
 
-// The tool calls, in order (later ones see earlier ones' files). `check(result, wd)` asserts what the SDK's
-// reference tools answer; `custom` marks agent.custom_tool_use. `wd` is the workdir as the worker sees it.
+// The tool calls, in order (later ones see earlier ones' files). `check(result, wd, local)` asserts what the
+// SDK's reference tools answer; `custom` marks agent.custom_tool_use.
 export const TOOL_CASES = [
+  { id: 'seed', tool: 'bash', input: { command: SEED },
+    check: (r) => { assert.equal(r.is_error, false, resultText(r)); assert.equal(resultText(r), 'seeded'); } },
   { id: 'bash-ok', tool: 'bash', input: { command: 'echo "out:$((6*7))"' },
     check: (r) => { assert.equal(r.is_error, false); assert.equal(resultText(r), 'out:42'); } },
   { id: 'bash-pwd', tool: 'bash', input: { command: 'pwd' },
