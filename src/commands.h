@@ -14,6 +14,7 @@ int auth_main(int argc, char **argv);
 int approvals_main(int argc, char **argv);
 int pins_main(int argc, char **argv);
 int boundary_main(int argc, char **argv);
+int worker_main(int argc, char **argv);
 
 #define POSTERN_COMMANDS \
 	{ "check", check_main, "validate a config file without starting (-c FILE)" }, \
@@ -27,6 +28,7 @@ int boundary_main(int argc, char **argv);
 	{ "auth", auth_main, "client authentication of proxy routes: hash-token SUBJECT (a tokens_file line)" }, \
 	{ "approvals", approvals_main, "held tool calls: list, approve ID, deny ID (the gateway's admin socket)" }, \
 	{ "pins", pins_main, "tool-definition pins: list, accept ROUTE TOOL (the gateway's admin socket)" }, \
-	{ "boundary", boundary_main, "who can see what, from a gateway config: text or Mermaid (-c FILE)" },
+	{ "boundary", boundary_main, "who can see what, from a gateway config: text or Mermaid (-c FILE)" }, \
+	{ "worker", worker_main, "self-hosted sandbox worker: runs sessions' tools from an environment's queue (-c worker.yaml)" },
 
 #endif

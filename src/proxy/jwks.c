@@ -1,7 +1,5 @@
 /* The jwks_url fetcher: a one-shot uv timer starts a libcurl fetch on the threadpool; the result is parsed
  * into the route's auth on the loop thread (auth_jwks_set keeps the old set on error). */
-#include <curl/curl.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -10,6 +8,7 @@
 #include <strings.h>
 
 #include "core/cbuf.h"
+#include "core/curlx.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "proxy/jwks.h"
@@ -36,55 +35,6 @@ struct jwks {
 	char last_err[JWKS_ERR_LEN]; /* the last failure; logged when it differs from the one before */
 	jwks_stats st;
 };
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc = CURLE_FAILED_INIT;
-
-/* libcurl is loaded when the first jwt route with jwks_url starts, not linked: the release binary links its
- * libraries statically (cold start of `sandbox run`), and a dynamic libcurl would pull a dozen libraries and a
- * second OpenSSL into every start. Only these seven entry points are used. */
-static struct {
-	CURLcode (*global_init)(long);
-	CURL *(*easy_init)(void);
-	CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
-	CURLcode (*easy_perform)(CURL *);
-	CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
-	void (*easy_cleanup)(CURL *);
-	const char *(*easy_strerror)(CURLcode);
-} lc;
-static const char *curl_load_err;
-
-#undef curl_easy_setopt /* curl.h's type-checking wrappers (gcc) */
-#undef curl_easy_getinfo
-#define curl_global_init lc.global_init
-#define curl_easy_init lc.easy_init
-#define curl_easy_setopt lc.easy_setopt
-#define curl_easy_perform lc.easy_perform
-#define curl_easy_getinfo lc.easy_getinfo
-#define curl_easy_cleanup lc.easy_cleanup
-#define curl_easy_strerror lc.easy_strerror
-
-static void curl_init(void)
-{
-	void *h = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
-	if (!h) {
-		curl_load_err = "libcurl.so.4 not found (install the libcurl4 package)";
-		return;
-	}
-	*(void **)&lc.global_init = dlsym(h, "curl_global_init");
-	*(void **)&lc.easy_init = dlsym(h, "curl_easy_init");
-	*(void **)&lc.easy_setopt = dlsym(h, "curl_easy_setopt");
-	*(void **)&lc.easy_perform = dlsym(h, "curl_easy_perform");
-	*(void **)&lc.easy_getinfo = dlsym(h, "curl_easy_getinfo");
-	*(void **)&lc.easy_cleanup = dlsym(h, "curl_easy_cleanup");
-	*(void **)&lc.easy_strerror = dlsym(h, "curl_easy_strerror");
-	if (!lc.global_init || !lc.easy_init || !lc.easy_setopt || !lc.easy_perform || !lc.easy_getinfo ||
-	    !lc.easy_cleanup || !lc.easy_strerror) {
-		curl_load_err = "libcurl.so.4 lacks an entry point postern needs";
-		return;
-	}
-	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
 
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
@@ -234,16 +184,14 @@ int jwks_new(uv_loop_t *loop, auth *a, const jwks_opts *o, jwks **out, char *err
 {
 	const char *url = auth_jwks_url(a), *ca = auth_jwks_ca_file(a);
 	struct jwks *j;
+	char ce[160];
 	int rc;
 
 	*out = NULL;
 	if (!url)
 		return err_set(err, errlen, -EINVAL, "the route has no jwks_url");
-	pthread_once(&curl_once, curl_init);
-	if (curl_load_err)
-		return err_set(err, errlen, -ENOSYS, "jwks_url: %s", curl_load_err);
-	if (curl_init_rc != CURLE_OK)
-		return err_set(err, errlen, -EIO, "libcurl: %s", curl_easy_strerror(curl_init_rc));
+	if (!curlx_load(ce, sizeof ce))
+		return err_set(err, errlen, -ENOSYS, "jwks_url: %s", ce);
 	if (!(j = calloc(1, sizeof *j)))
 		return err_set(err, errlen, -ENOMEM, "out of memory");
 	j->loop = loop;

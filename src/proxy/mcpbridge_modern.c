@@ -22,7 +22,7 @@
 
 #include "core/log.h"
 #include "guard/jrpc.h"
-#include "proxy/sse.h"
+#include "core/sse.h"
 
 #ifndef POSTERN_VERSION
 #define POSTERN_VERSION "dev"

@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "core/log.h"
-#include "proxy/sse.h"
+#include "core/sse.h"
 
 /* ---- exchanges ----------------------------------------------------------------------------------------- */
 

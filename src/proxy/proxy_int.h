@@ -25,7 +25,7 @@
 #include "core/h1.h"
 #include "core/list.h"
 #include "proxy/mcpbridge.h"
-#include "proxy/sse.h"
+#include "core/sse.h"
 #include "guard/trace.h"
 
 #define PX_READ_CHUNK TREC_MAX_CIPHER /* a whole record body opens straight into it, with no spill copy */

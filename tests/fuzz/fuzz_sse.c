@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/sse.h"
+#include "core/sse.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -8,7 +8,7 @@
 #include <errno.h>
 #include <cmocka.h>
 
-#include "proxy/sse.h"
+#include "core/sse.h"
 
 static const char *enc(cbuf *b, const char *id, const char *type, const char *data, long retry)
 {

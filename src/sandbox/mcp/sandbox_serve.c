@@ -52,6 +52,8 @@ static void usage(FILE *f)
 		"  --max-sandboxes N     concurrent sandboxes on this host for this user (default %d)\n"
 		"  --slots-dir DIR       where the concurrency slots live (default $XDG_RUNTIME_DIR or /tmp)\n"
 		"  --no-cgroup           use rlimits even when cgroups are available\n"
+		"  --prestart            make the sandbox before reading the first message (a warm pool's child: the\n"
+		"                        answer to initialize then means the sandbox is ready)\n"
 		"  --log-level L         debug, info, warn, error (default info; logs go to stderr)\n"
 		"  --option KEY=VALUE    a key of a proxy route's sandbox: options (memory=512M, allow_domains=D, ...)\n",
 		SLOT_DEFAULT_MAX);
@@ -499,14 +501,19 @@ int ssv_main(int argc, char **argv)
 		.ud = &r,
 	};
 	m = tools && ss ? mcps_new(&mc) : NULL;
+	/* Before the runner thread exists: nothing else touches the session yet. A failure is not fatal: the
+	 * first call tries again and answers with the reason. */
+	if (m && o.prestart && make_sandbox(ss, err, sizeof err) < 0)
+		log_error("msg=\"sandbox prestart failed\" reason=\"%s\"", err);
 	if (!m || sfd < 0 || r.done_fd < 0 || r.cancel_fd < 0 || pthread_create(&r.th, NULL, runner_main, &r) != 0) {
 		fprintf(stderr, "postern sandbox serve: cannot start (out of memory, signalfd, eventfd or thread)\n");
 		rc = 1;
 		goto out;
 	}
 	r.started = true;
-	log_info("msg=\"sandbox MCP server ready\" transport=stdio idle_timeout_ms=%llu max_sandboxes=%u allow_domains=%zu",
-		 (unsigned long long)o.idle_ms, o.max_sandboxes, o.n_allow);
+	log_info("msg=\"sandbox MCP server ready\" transport=stdio idle_timeout_ms=%llu max_sandboxes=%u allow_domains=%zu "
+		 "prestarted=%s",
+		 (unsigned long long)o.idle_ms, o.max_sandboxes, o.n_allow, ss->tools ? "true" : "false");
 	last = mono_ms();
 	for (;;) {
 		size_t pending;

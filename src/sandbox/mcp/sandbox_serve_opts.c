@@ -147,6 +147,10 @@ int ssv_opts_parse(int argc, char **argv, struct ssv_opts *o, char *err, size_t 
 			o->no_cgroup = true;
 			continue;
 		}
+		if (!strcmp(a, "--prestart")) {
+			o->prestart = true;
+			continue;
+		}
 		if (i + 1 >= argc || strncmp(a, "--", 2) != 0) {
 			snprintf(err, errlen, i + 1 >= argc && !strncmp(a, "--", 2) ? "%s needs a value" : "unexpected argument '%s'",
 				 a);

@@ -20,6 +20,7 @@ struct ssv_opts {
 	size_t n_allow, n_deny;
 	uint64_t memory_bytes, tmp_bytes, disk_bytes;
 	bool scratch; /* --scratch-workspace */
+	bool prestart; /* --prestart: the sandbox is made before the first message is read */
 	unsigned pids, cpu_millis, timeout_ms, max_sandboxes;
 	uint64_t idle_ms;
 	bool no_cgroup;

@@ -1,4 +1,4 @@
-#include "proxy/sse.h"
+#include "core/sse.h"
 
 #include <errno.h>
 #include <stdio.h>

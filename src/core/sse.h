@@ -10,8 +10,8 @@
  * a cap the decoder fails with -E2BIG and stays failed. Unlike a browser's EventSource, an event is handed
  * out whenever its block had a field (id, event, retry or data), also with no data (a priming event that
  * only carries an id); `has_data` tells them apart. */
-#ifndef POSTERN_SSE_H
-#define POSTERN_SSE_H
+#ifndef POSTERN_CORE_SSE_H
+#define POSTERN_CORE_SSE_H
 
 #include <stdbool.h>
 #include <stddef.h>
