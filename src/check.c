@@ -4,6 +4,7 @@
 
 #include "commands.h"
 #include "core/cfg.h"
+#include "control/control.h"
 #include "core/cli.h"
 #include "gateway/gateway.h"
 #include "proxy/proxy.h"
@@ -41,7 +42,7 @@ static int not_a_config(cfg_doc *d)
 		cfg_fail(d, cfg_root(d), NULL, "the config must be a mapping of keys");
 	else if (cfg_map_next(cfg_root(d), &it, &k, &v) == 1)
 		cfg_fail(d, cfg_root(d), k, "unknown key: this is not an edge config (state_dir, connector_listen, ...), a "
-			 "gateway config (edges, token_file, routes, tls, ...) or a proxy config (listen_addr, routes, tls)");
+			 "gateway config (edges, token_file, routes, tls, ...) a proxy config (listen_addr, routes, tls) or a control config (store, listen_addr, state_dir, ...)");
 	else
 		cfg_fail(d, cfg_root(d), NULL, "the config has no keys");
 	fprintf(stderr, "postern check: %s\n", cfg_error(d));
@@ -51,7 +52,7 @@ static int not_a_config(cfg_doc *d)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: postern check -c FILE\n\n"
-		   "Validates an edge, gateway or proxy config with the loader the daemon uses and exits 0 when it is\n"
+		   "Validates an edge, gateway, proxy or control config with the loader the daemon uses and exits 0 when it is\n"
 		   "valid; otherwise prints the first error with file, line and key and exits 1. Beyond the keys it checks\n"
 		   "what the daemon will need: certificate and key files load and cover the routes, stdio commands\n"
 		   "exist, directories are usable, the token file reads; what may be intended is printed as a warning.\n");
@@ -74,6 +75,13 @@ int check_main(int argc, char **argv)
 	if (!d) {
 		fprintf(stderr, "postern check: %s\n", err);
 		return 1;
+	}
+	/* A control config (its store: key; it has a state_dir too, so before the edge): the daemon's loader. */
+	if (control_config_is(d)) {
+		control_config cc;
+		bool ok = control_config_read(d, &cc) == 0;
+		control_config_free(&cc);
+		return finish(d, ok, path, "control");
 	}
 	/* An edge config: the edge's own loader. */
 	if (cfg_key_line(cfg_root(d), "connector_listen") || cfg_key_line(cfg_root(d), "state_dir")) {

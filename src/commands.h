@@ -15,6 +15,7 @@ int approvals_main(int argc, char **argv);
 int pins_main(int argc, char **argv);
 int boundary_main(int argc, char **argv);
 int worker_main(int argc, char **argv);
+int control_main(int argc, char **argv);
 
 #define POSTERN_COMMANDS \
 	{ "check", check_main, "validate a config file without starting (-c FILE)" }, \
@@ -29,6 +30,7 @@ int worker_main(int argc, char **argv);
 	{ "approvals", approvals_main, "held tool calls: list, approve ID, deny ID (the gateway's admin socket)" }, \
 	{ "pins", pins_main, "tool-definition pins: list, accept ROUTE TOOL (the gateway's admin socket)" }, \
 	{ "boundary", boundary_main, "who can see what, from a gateway config: text or Mermaid (-c FILE)" }, \
-	{ "worker", worker_main, "self-hosted sandbox worker: runs sessions' tools from an environment's queue (-c worker.yaml)" },
+	{ "worker", worker_main, "self-hosted sandbox worker: runs sessions' tools from an environment's queue (-c worker.yaml)" }, \
+	{ "control", control_main, "the control plane of self-hosted sandboxes: environments API (-c control.yaml)" },
 
 #endif

@@ -1,6 +1,6 @@
 /* The control plane's store: one interface, two stores (ctl_sqlite: SQLite in WAL mode in state_dir, the
  * embedded default; ctl_redis: Redis, the work queue as a Stream with a consumer group, the event log as a
- * Stream per session). The HTTP API (ctl_api) speaks only to this interface, so both stores pass the same
+ * Stream per session). The HTTP API (capi) speaks only to this interface, so both stores pass the same
  * protocol tests. Calls are synchronous and return 0 or a negative errno with err (errlen bytes):
  *   -ENOENT    no such environment, work item, session or key
  *   -EEXIST    a name or id already taken
@@ -115,8 +115,10 @@ struct ctl_store_ops {
 	/* The event log of a session, in order. event_append gives each event its id ("sevt_…"),
 	 * processed_at and a per-session sequence number (> 0, strictly increasing: the SSE id, so
 	 * Last-Event-ID resumes exactly after it) and stores the batch atomically (all or none). *seq_out (may be
-	 * NULL) is the last one given. event_read returns the events with sequence > after_seq, at most limit,
-	 * oldest first, and *last_seq the sequence of the last one returned (after_seq when none). */
+	 * NULL) is the last one given; the store sets id and processed_at in the given objects. event_read returns the
+	 * events with sequence > after_seq, at most limit, oldest first, each carrying its sequence number as the
+	 * integer member "_seq" (the SSE id of that event; the API takes it off before answering), and *last_seq the
+	 * sequence of the last one returned (after_seq when none). */
 	int (*event_append)(ctl_store *s, const char *session_id, json_t *events, uint64_t *seq_out, char *err,
 			    size_t errlen);
 	int (*event_read)(ctl_store *s, const char *session_id, uint64_t after_seq, unsigned limit, json_t **events,
@@ -131,6 +133,10 @@ struct ctl_store {
  * 0 with *out, or -errno with err naming the store and the reason. */
 int ctl_store_open(const char *spec, const char *state_dir, ctl_store **out, char *err, size_t errlen);
 void ctl_store_close(ctl_store *s);
+/* The stores ctl_store_open picks from (ctl_sqlite.c, ctl_redis.c; their headers declare them too), here so
+ * that the seam does not include the stores that include it. */
+int ctl_sqlite_open(const char *state_dir, ctl_store **out, char *err, size_t errlen);
+int ctl_redis_open(const char *spec, ctl_store **out, char *err, size_t errlen);
 
 /* RFC 3339 UTC with microseconds, e.g. "2026-12-07T15:04:05.123456Z"; buf at least 40 bytes. */
 const char *ctl_now(char *buf, size_t len);
