@@ -336,19 +336,22 @@ static void who(cai_ctx *c)
 			c->cred = CAI_ENV;
 		else if (s->ops->key_check(s, "session", h, c->key_id, sizeof c->key_id, c->scope, sizeof c->scope) == 0)
 			c->cred = CAI_SESSION;
+		else if (s->ops->key_check(s, "api", h, c->key_id, sizeof c->key_id, NULL, 0) == 0)
+			c->cred = CAI_API; /* the Anthropic SDK (1.10.0) sends an API key as a bearer, not as x-api-key */
 	}
 }
 
 static const char *creds_text(unsigned creds)
 {
 	if (creds == CAI_API)
-		return "an API key (x-api-key); environment keys and work secrets are not accepted here";
+		return "an API key (x-api-key, or Authorization: Bearer as the SDK sends it); environment keys and work "
+		       "secrets are not accepted here";
 	if (creds == CAI_ENV)
 		return "the environment key (Authorization: Bearer); an API key is not accepted here";
 	if (!(creds & CAI_API))
 		return "the environment key or the work item's sessions token (Authorization: Bearer); an API key is not "
 		       "accepted here";
-	return "an API key (x-api-key) or a worker's bearer token";
+	return "an API key (x-api-key or Authorization: Bearer) or a worker's bearer token";
 }
 
 void capi_handle(hsrv_req *r, void *ud)
