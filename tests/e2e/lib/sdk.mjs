@@ -1,11 +1,12 @@
 // Anthropic's SDK as a test peer: start its EnvironmentWorker (fixtures/sdk_worker.mjs, under the Node 22 of
 // .mcp-tools) against any environments API, and one set of tool calls (all six agent_toolset_20260401 tools plus
-// a custom one) with the checks on their results, to run against any worker through any API ("driver").
-import { readFileSync } from 'node:fs';
+// a custom one) with the checks on their results, to run against any worker through any API ("driver"); and
+// `postern worker` started the same way, with how its answers differ from the SDK's (POSTERN_VS_SDK).
+import { readFileSync, writeFileSync, chmodSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
-import { start } from './proc.mjs';
+import { BIN, start } from './proc.mjs';
 import { toolBin, requireTools } from './mcptools.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -92,4 +93,52 @@ export function checkToolCases(results, wd, local) {
       throw e;
     }
   }
+}
+
+// How postern's answer compares with the SDK's, per case: 'same'; 'newline' (equal but for one trailing newline,
+// after the workspace path is normalized); 'text' (same kind of result, other wording); 'kind' (error vs
+// success); 'unanswered' (postern leaves the call pending).
+export const POSTERN_VS_SDK = {
+  seed: 'newline', 'bash-ok': 'newline', 'bash-pwd': 'newline', 'bash-fail': 'text', read: 'same',
+  'read-range': 'newline', 'read-missing': 'text', write: 'text', edit: 'text', 'edit-missing': 'text',
+  glob: 'newline', grep: 'newline', 'read-outside': 'kind', custom: 'unanswered',
+};
+
+export function compareResult(sdk, ours, sdkWd, ourWd) {
+  if (!ours) return 'unanswered';
+  if (sdk.is_error !== ours.is_error) return 'kind';
+  assert.equal(ours.type, sdk.type);
+  assert.deepEqual(ours.content.map((b) => b.type), sdk.content.map((b) => b.type), 'content block types');
+  const a = resultText(sdk).split(sdkWd).join('<WD>');
+  const b = resultText(ours).split(ourWd).join('<WD>');
+  if (a === b) return 'same';
+  if (a.replace(/\n$/, '') === b.replace(/\n$/, '')) return 'newline';
+  return 'text';
+}
+
+// Starts `postern worker` on environmentId with its config and workspace_root under dir.
+export async function startPosternWorker({ baseURL, environmentId, environmentKey, dir, workerId = 'postern-compare' }) {
+  const ws = path.join(dir, 'ws');
+  mkdirSync(ws);
+  const keyFile = path.join(dir, 'env.key');
+  writeFileSync(keyFile, `${environmentKey}\n`, { mode: 0o600 });
+  chmodSync(keyFile, 0o600);
+  const cfg = path.join(dir, 'worker.yaml');
+  writeFileSync(cfg, [`base_url: ${baseURL}`, `environment_id: ${environmentId}`, `environment_key_file: ${keyFile}`,
+    `worker_id: ${workerId}`, `workspace_root: ${ws}`, 'max_sessions: 2', 'pool_size: 1', 'log_level: info'].join('\n') + '\n');
+  const w = start(BIN, ['worker', '-c', cfg], { name: 'worker' });
+  await w.waitFor(/msg="worker started"/, 10000);
+  return w;
+}
+
+// Compares every case both workers ran ({id, result} lists); returns {case id: compareResult}, `log` gets a line each.
+export function compareResults(sdkResults, ourResults, sdkWd, ourWd, log = () => {}) {
+  const seen = {};
+  for (const s of sdkResults) {
+    const o = ourResults.find((r) => r.id === s.id);
+    seen[s.id] = compareResult(s.result, o?.result, sdkWd, ourWd);
+    log(`${s.id.padEnd(13)} ${seen[s.id].padEnd(10)} sdk=${JSON.stringify(resultText(s.result)).slice(0, 70)}` +
+      (o ? ` postern=${JSON.stringify(resultText(o.result)).slice(0, 70)}` : ''));
+  }
+  return seen;
 }
