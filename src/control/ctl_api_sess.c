@@ -67,7 +67,7 @@ static json_t *get_session(cai_ctx *c, unsigned creds)
 void cai_sess_create(cai_ctx *c)
 {
 	ctl_store *s = c->a->o.store;
-	json_t *b = cai_body(c), *env = NULL, *ag = NULL, *o = NULL, *v, *init;
+	json_t *b = cai_body(c), *env = NULL, *ag = NULL, *o = NULL, *v, *init, *res;
 	const char *env_id;
 	char id[40], now[40], err[256];
 	int rc;
@@ -107,11 +107,15 @@ void cai_sess_create(cai_ctx *c)
 	}
 	ctl_new_id("sesn", id, sizeof id);
 	ctl_now(now, sizeof now);
-	o = json_pack("{s:s,s:s,s:O,s:s,s:O,s:O,s:s,s:O?,s:s,s:s,s:n,s:n,s:[],s:{}}", "id", id, "type", "session", "agent",
-		      ag, "environment_id", env_id, "metadata", (v = json_object_get(b, "metadata")) ? v : json_object(),
-		      "resources", json_object_get(b, "resources") ? json_object_get(b, "resources") : json_array(),
-		      "status", "idle", "title", json_object_get(b, "title"), "created_at", now, "updated_at", now,
-		      "archived_at", "budget", "outcome_evaluations", "stats");
+	/* usage and vault_ids: required fields of the SDK's BetaManagedAgentsSession type. */
+	/* "o" steals: a borrowed metadata/resources gets its own reference, a missing one a fresh empty value. */
+	v = json_object_get(b, "metadata");
+	res = json_object_get(b, "resources");
+	o = json_pack("{s:s,s:s,s:O,s:s,s:o,s:o,s:s,s:O?,s:s,s:s,s:n,s:n,s:[],s:{},s:{},s:[]}", "id", id, "type", "session",
+		      "agent", ag, "environment_id", env_id, "metadata", v ? json_incref(v) : json_object(), "resources",
+		      res ? json_incref(res) : json_array(), "status", "idle", "title", json_object_get(b, "title"),
+		      "created_at", now, "updated_at", now, "archived_at", "budget", "outcome_evaluations", "stats", "usage",
+		      "vault_ids");
 	if (!json_object_get(o, "title"))
 		json_object_set_new(o, "title", json_null());
 	if ((rc = s->ops->session_put(s, id, o, err, sizeof err)) < 0) {

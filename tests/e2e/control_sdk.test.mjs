@@ -40,6 +40,24 @@ async function startControl({ leaseTtl = '4s', reclaimAfter = '1s' } = {}) {
   return { url: `http://127.0.0.1:${port}`, envId: env.id, envKey: env.key, apiKey: api.key, cfg, dir, p, cli };
 }
 
+// The fields the SDK 1.10.0 types declare required (not `?`) on each answer (src/resources/beta/...).
+const REQUIRED = {
+  environment: ['id', 'archived_at', 'config', 'created_at', 'description', 'metadata', 'name', 'type', 'updated_at'],
+  session: ['id', 'agent', 'archived_at', 'budget', 'created_at', 'environment_id', 'metadata', 'outcome_evaluations',
+    'resources', 'stats', 'status', 'title', 'type', 'updated_at', 'usage', 'vault_ids'],
+  agent: ['id', 'description', 'execution_identity', 'mcp_servers', 'model', 'multiagent', 'name', 'skills', 'system',
+    'tools', 'type', 'version'],
+  work: ['id', 'acknowledged_at', 'created_at', 'data', 'environment_id', 'latest_heartbeat_at', 'metadata', 'secret',
+    'started_at', 'state', 'stop_requested_at', 'stopped_at', 'type'],
+  heartbeat: ['last_heartbeat', 'lease_extended', 'state', 'ttl_seconds', 'type'],
+  stats: ['depth', 'oldest_queued_at', 'pending', 'type', 'workers_polling'],
+  event: ['id', 'type', 'processed_at'],
+};
+function hasFields(obj, kind) {
+  const missing = REQUIRED[kind].filter((k) => !(k in obj));
+  assert.deepEqual(missing, [], `${kind} answer lacks fields the SDK types require: ${JSON.stringify(obj).slice(0, 300)}`);
+}
+
 const sdk = (url, cred) => new Anthropic({ baseURL: url, maxRetries: 0, logLevel: 'off', ...cred });
 
 // Tool calls through postern control: agent events posted with the API key, results read from the event list.
@@ -132,6 +150,7 @@ test('(b) the SDK typed resources call every postern control endpoint and parse 
     // environments
     const env = await api.beta.environments.retrieve(c.envId);
     assert.deepEqual([env.id, env.type, env.name, env.config.type], [c.envId, 'environment', 'sdk-env', 'self_hosted']);
+    hasFields(env, 'environment');
     const e2 = await api.beta.environments.create({ name: 'second', config: { type: 'self_hosted' }, metadata: { k: 'v' } });
     assert.match(e2.id, /^env_/);
     assert.deepEqual(e2.metadata, { k: 'v' });
@@ -143,19 +162,23 @@ test('(b) the SDK typed resources call every postern control endpoint and parse 
     const arch = await api.beta.environments.archive(e2.id);
     assert.equal(typeof arch.archived_at, 'string');
     const del = await api.beta.environments.delete(e2.id);
-    assert.equal(del.id, e2.id);
+    assert.deepEqual(del, { id: e2.id, type: 'environment_deleted' });
     await assert.rejects(api.beta.environments.retrieve(e2.id), (e) => e instanceof Anthropic.NotFoundError && e.type === 'not_found_error');
 
     // sessions and their work item
     const s = await api.beta.sessions.create({ agent: 'agent_b', environment_id: c.envId, metadata: { case: 'b' } });
     assert.deepEqual([s.type, s.environment_id, s.metadata.case], ['session', c.envId, 'b']);
     assert.ok(Array.isArray(s.resources) && Array.isArray(s.agent.skills), 'the fields the SDK worker reads');
+    hasFields(s, 'session');
+    hasFields(s.agent, 'agent');
     const stats = await worker.beta.environments.work.stats(c.envId);
     assert.equal(stats.type, 'work_queue_stats');
+    hasFields(stats, 'stats');
     assert.equal(stats.depth, 1);
     assert.equal(typeof stats.oldest_queued_at, 'string');
     const polled = await worker.beta.environments.work.poll(c.envId, { 'Anthropic-Worker-ID': 'typed-1', block_ms: 500 });
     assert.deepEqual([polled.type, polled.state, polled.data.type, polled.data.id], ['work', 'queued', 'session', s.id]);
+    hasFields(polled, 'work');
     const secret = JSON.parse(Buffer.from(polled.secret, 'base64url').toString());
     assert.equal(typeof secret.sessions_token, 'string');
     const item = sdk(c.url, { apiKey: null, authToken: secret.sessions_token });
@@ -168,6 +191,7 @@ test('(b) the SDK typed resources call every postern control endpoint and parse 
     await assert.rejects(worker.beta.environments.work.ack(polled.id, { environment_id: c.envId }), (e) => e.status === 409);
     const hb = await item.beta.environments.work.heartbeat(polled.id, { environment_id: c.envId, expected_last_heartbeat: 'NO_HEARTBEAT' });
     assert.deepEqual([hb.type, hb.state, hb.lease_extended, hb.ttl_seconds], ['work_heartbeat', 'active', true, 30]);
+    hasFields(hb, 'heartbeat');
     const hb2 = await item.beta.environments.work.heartbeat(polled.id, { environment_id: c.envId, expected_last_heartbeat: hb.last_heartbeat, desired_ttl_seconds: 20 });
     assert.equal(hb2.ttl_seconds, 20);
     await assert.rejects(item.beta.environments.work.heartbeat(polled.id, { environment_id: c.envId, expected_last_heartbeat: hb.last_heartbeat }), (e) => {
@@ -196,6 +220,7 @@ test('(b) the SDK typed resources call every postern control endpoint and parse 
     const tu = (await api.beta.sessions.events.send(s.id, { events: [
       { type: 'agent.tool_use', name: 'bash', input: { command: 'true' }, evaluated_permission: 'allow' }] })).data[0];
     assert.match(tu.id, /^sevt_/);
+    hasFields(tu, 'event');
     assert.equal(typeof tu.processed_at, 'string');
     const sent = await item.beta.sessions.events.send(s.id, { events: [
       { type: 'user.tool_result', tool_use_id: tu.id, content: [{ type: 'text', text: 'ok' }], is_error: false }] });
