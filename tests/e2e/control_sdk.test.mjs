@@ -37,7 +37,7 @@ async function startControl({ leaseTtl = '4s', reclaimAfter = '1s' } = {}) {
   const api = await cli('apikey', 'create', 'sdk-api');
   const p = start(BIN, ['control', '-c', cfg], { name: 'control' });
   await p.waitFor(/msg="control plane listening"/, 10000);
-  return { url: `http://127.0.0.1:${port}`, envId: env.id, envKey: env.key, apiKey: api.key, cfg, dir, p, cli };
+  return { url: `http://127.0.0.1:${port}`, envId: env.id, envKey: env.key, envKeyId: env.key_id, apiKey: api.key, cfg, dir, p, cli };
 }
 
 // The fields the SDK 1.10.0 types declare required (not `?`) on each answer (src/resources/beta/...).
@@ -138,6 +138,45 @@ test('(a) the SDK EnvironmentWorker claims work from postern control and complet
     assert.deepEqual(p.logs().filter((l) => l.level === 'error'), [], 'the SDK worker logged no error');
   } finally {
     assert.deepEqual(await p.kill('SIGTERM'), { code: 0, signal: null });
+    await c.p.kill('SIGTERM');
+  }
+});
+
+test('(a) a stop, an archived session and a revoked key reach the SDK worker through postern control', async () => {
+  const c = await startControl({ leaseTtl: '2s' }); // a heartbeat every second
+  const api = sdk(c.url, { apiKey: c.apiKey });
+  const worker = sdk(c.url, { apiKey: null, authToken: c.envKey });
+  const wd = tmpdir('postern-ctlsdk-wd-');
+  dirs.push(wd);
+  const p = await startSdkWorker({ baseURL: c.url, environmentId: c.envId, environmentKey: c.envKey, workdir: wd, maxIdleMs: 0 });
+  try {
+    // A graceful stop from the platform: the SDK sees `stopping` on its next heartbeat and force-stops the item.
+    const s1 = await api.beta.sessions.create({ agent: 'agent_a2', environment_id: c.envId });
+    const w1 = await workOf(worker, c.envId, s1.id);
+    await waitWork(worker, c.envId, w1.id, 'active');
+    assert.equal((await api.beta.environments.work.stop(w1.id, { environment_id: c.envId })).state, 'stopping');
+    await waitWork(worker, c.envId, w1.id, 'stopped');
+    assert.ok(p.logs().some((l) => l.msg === 'heartbeat signals shutdown' && l.fields?.state === 'stopping'), 'seen on a heartbeat');
+
+    // Archiving terminates the session: its runner ends on session.status_terminated and the item is stopped.
+    const s2 = await api.beta.sessions.create({ agent: 'agent_a2', environment_id: c.envId });
+    const w2 = await workOf(worker, c.envId, s2.id);
+    await waitWork(worker, c.envId, w2.id, 'active');
+    const d = controlDriver(api, s2.id);
+    assert.equal(resultText(await d.result(await d.toolUse('bash', { command: 'echo before' }))), 'before');
+    await api.beta.sessions.archive(s2.id);
+    await waitWork(worker, c.envId, w2.id, 'stopped');
+    assert.ok(p.logs().some((l) => l.msg === 'session terminated' && l.fields?.session_id === s2.id));
+
+    // A revoked environment key: the next poll is a 401 and the SDK worker ends with it.
+    assert.match(c.envKeyId, /^key_/, 'env create names the key id');
+    await c.cli('key', 'revoke', c.envKeyId);
+    const exit = await Promise.race([p.exited, sleep(15000).then(() => 'still running')]);
+    assert.deepEqual(exit, { code: 1, signal: null }, 'run() failed: a fatal 401 ends the poller');
+    assert.match(p.log, /run failed: .*401/);
+    assert.deepEqual(p.logs().filter((l) => l.level === 'error').map((l) => l.msg), ['poll failed permanently, stopping poller']);
+  } finally {
+    await p.kill('SIGTERM');
     await c.p.kill('SIGTERM');
   }
 });
