@@ -636,6 +636,20 @@ static int wk_start(void *ud, uv_loop_t *loop, char *err, size_t errlen)
 	w->m_pool = adm_gauge("postern_worker_pool_size", "Ready sandbox children in the warm pool.", NULL);
 	w->m_poll_err = adm_counter("postern_worker_poll_errors_total", "Failed polls.", NULL);
 	w->m_items = adm_counter("postern_worker_items_total", "Work items acknowledged.", NULL);
+	{
+		static const char *const tools[6] = { "bash", "read", "write", "edit", "glob", "grep" };
+		static const char *const outcomes[3] = { "ok", "error", "timeout" };
+		char lab[96];
+		for (int i = 0; i < 6; i++)
+			for (int k = 0; k < 3; k++) {
+				snprintf(lab, sizeof lab, "tool=\"%s\",outcome=\"%s\"", tools[i], outcomes[k]);
+				w->m_calls[i][k] = adm_counter("postern_worker_tool_calls_total",
+							       "Tool calls run, by tool and outcome (error: an error result; "
+							       "timeout: cut off by tool_timeout).", lab);
+			}
+	}
+	adm_process_metrics();
+	adm_build_info(POSTERN_VERSION, NULL);
 	if (w->c.metrics_listen) {
 		w->adm = adm_new(loop);
 		if (!w->adm || adm_listen(w->adm, w->c.metrics_listen, err, errlen) < 0)

@@ -765,9 +765,12 @@ int wki_session_start(wk *w, json_t *work, char *err, size_t errlen)
 		wki_session_end(s, "not a session item");
 		return 0;
 	}
+	uint64_t t0 = uv_hrtime();
 	s->child = wki_pool_take(w, &s->workspace);
 	if (s->child) {
 		wch_set_owner(s->child, &sess_cbs, s);
+		log_info("msg=\"sandbox taken from the warm pool\" work=%s pid=%d take_us=%.1f", s->work_id, wch_pid(s->child),
+			 (double)(uv_hrtime() - t0) / 1000.0);
 	} else if (!(s->workspace = wki_workspace_new(w, err, errlen))) {
 		log_error("msg=\"cannot make the session's workspace\" work=%s reason=\"%s\"", s->work_id, err);
 		wki_session_end(s, "no workspace");
