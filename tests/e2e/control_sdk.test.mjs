@@ -6,38 +6,27 @@
 // (POSTERN_VS_SDK) and docs/worker.md. All on loopback, SQLite store in a temp state_dir.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync, mkdirSync, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import Anthropic from '@anthropic-ai/sdk';
-import { BIN, start, run, stopAll, tmpdir, rmrf, freePort, sleep } from './lib/proc.mjs';
+import { stopAll, tmpdir, rmrf, sleep } from './lib/proc.mjs';
+import { startControl } from './lib/control.mjs';
 import { startSdkWorker, startPosternWorker, runToolCases, checkToolCases, compareResults, resultText, TOOL_CASES,
   POSTERN_VS_SDK } from './lib/sdk.mjs';
 
 const dirs = [];
 after(async () => {
+  for (const c of controls) await c.stop();
   await stopAll();
   for (const d of dirs) rmrf(d);
 });
 
-// Starts postern control (SQLite in a temp state_dir) with one environment and one API key made by its CLI.
-async function startControl({ leaseTtl = '4s', reclaimAfter = '1s' } = {}) {
-  const dir = tmpdir('postern-ctlsdk-');
-  dirs.push(dir);
-  const port = await freePort();
-  const cfg = path.join(dir, 'control.yaml');
-  mkdirSync(path.join(dir, 'state'), { mode: 0o700 });
-  writeFileSync(cfg, [`listen_addr: 127.0.0.1:${port}`, `state_dir: ${path.join(dir, 'state')}`, 'store: sqlite',
-    `lease_ttl: ${leaseTtl}`, `reclaim_after: ${reclaimAfter}`, 'log_level: info'].join('\n') + '\n');
-  const cli = async (...args) => {
-    const r = await run(BIN, ['control', ...args, '-c', cfg]);
-    assert.equal(r.code, 0, `postern control ${args.join(' ')}: ${r.stderr}`);
-    return JSON.parse(r.stdout);
-  };
-  const env = await cli('env', 'create', 'sdk-env');
-  const api = await cli('apikey', 'create', 'sdk-api');
-  const p = start(BIN, ['control', '-c', cfg], { name: 'control' });
-  await p.waitFor(/msg="control plane listening"/, 10000);
-  return { url: `http://127.0.0.1:${port}`, envId: env.id, envKey: env.key, envKeyId: env.key_id, apiKey: api.key, cfg, dir, p, cli };
+// postern control (tests/e2e/lib/control.mjs: a temp state_dir, an environment and an API key made by its CLI).
+const controls = [];
+async function control({ leaseTtl = '4s', reclaimAfter = '1s' } = {}) {
+  const c = await startControl({ config: { lease_ttl: leaseTtl, reclaim_after: reclaimAfter }, envName: 'sdk-env' });
+  controls.push(c);
+  return c;
 }
 
 // The fields the SDK 1.10.0 types declare required (not `?`) on each answer (src/resources/beta/...).
@@ -106,7 +95,7 @@ async function workOf(worker, envId, sid) {
 }
 
 test('(a) the SDK EnvironmentWorker claims work from postern control and completes a session', async () => {
-  const c = await startControl();
+  const c = await control();
   const api = sdk(c.url, { apiKey: c.apiKey });
   const worker = sdk(c.url, { apiKey: null, authToken: c.envKey });
   const wd = tmpdir('postern-ctlsdk-wd-');
@@ -138,12 +127,12 @@ test('(a) the SDK EnvironmentWorker claims work from postern control and complet
     assert.deepEqual(p.logs().filter((l) => l.level === 'error'), [], 'the SDK worker logged no error');
   } finally {
     assert.deepEqual(await p.kill('SIGTERM'), { code: 0, signal: null });
-    await c.p.kill('SIGTERM');
+    await c.stop();
   }
 });
 
 test('(a) a stop, an archived session and a revoked key reach the SDK worker through postern control', async () => {
-  const c = await startControl({ leaseTtl: '2s' }); // a heartbeat every second
+  const c = await control({ leaseTtl: '2s' }); // a heartbeat every second
   const api = sdk(c.url, { apiKey: c.apiKey });
   const worker = sdk(c.url, { apiKey: null, authToken: c.envKey });
   const wd = tmpdir('postern-ctlsdk-wd-');
@@ -170,19 +159,19 @@ test('(a) a stop, an archived session and a revoked key reach the SDK worker thr
 
     // A revoked environment key: the next poll is a 401 and the SDK worker ends with it.
     assert.match(c.envKeyId, /^key_/, 'env create names the key id');
-    await c.cli('key', 'revoke', c.envKeyId);
+    await c.cli(['key', 'revoke', c.envKeyId]);
     const exit = await Promise.race([p.exited, sleep(15000).then(() => 'still running')]);
     assert.deepEqual(exit, { code: 1, signal: null }, 'run() failed: a fatal 401 ends the poller');
     assert.match(p.log, /run failed: .*401/);
     assert.deepEqual(p.logs().filter((l) => l.level === 'error').map((l) => l.msg), ['poll failed permanently, stopping poller']);
   } finally {
     await p.kill('SIGTERM');
-    await c.p.kill('SIGTERM');
+    await c.stop();
   }
 });
 
 test('(b) the SDK typed resources call every postern control endpoint and parse the answers', async () => {
-  const c = await startControl({ leaseTtl: '30s', reclaimAfter: '1s' });
+  const c = await control({ leaseTtl: '30s' });
   const api = sdk(c.url, { apiKey: c.apiKey });
   const worker = sdk(c.url, { apiKey: null, authToken: c.envKey });
   try {
@@ -286,16 +275,16 @@ test('(b) the SDK typed resources call every postern control endpoint and parse 
     await assert.rejects(sdk(c.url, { apiKey: 'pst_api_wrong' }).beta.sessions.list().then((p) => p.data),
       (e) => e instanceof Anthropic.AuthenticationError && e.type === 'authentication_error');
   } finally {
-    await c.p.kill('SIGTERM');
+    await c.stop();
   }
 });
 
 test('(c) postern worker through postern control answers like the SDK reference tools, but for the listed differences', async (t) => {
-  const c = await startControl();
+  const c = await control();
   const api = sdk(c.url, { apiKey: c.apiKey });
   const worker = sdk(c.url, { apiKey: null, authToken: c.envKey });
   // A second environment (the CLI makes it with its key) so the two workers do not take each other's items.
-  const ours = await c.cli('env', 'create', 'postern-worker-env');
+  const ours = await c.cli(['env', 'create', 'postern-worker-env']);
   const wd = tmpdir('postern-ctlsdk-wd-');
   dirs.push(wd);
   const wdir = tmpdir('postern-ctlsdk-pw-');
@@ -321,6 +310,6 @@ test('(c) postern worker through postern control answers like the SDK reference 
   } finally {
     await sw.kill('SIGTERM');
     await pw.kill('SIGTERM');
-    await c.p.kill('SIGTERM');
+    await c.stop();
   }
 });
