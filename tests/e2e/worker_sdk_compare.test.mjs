@@ -45,7 +45,16 @@ test('the SDK reference tools and postern worker answer the same calls with the 
     const custom = fake.customToolUse(b.sessionId, 'lookup', { key: 'k1' }).id;
 
     const seen = compareResults(sdkResults, ourResults, sdkWd, '/workspace', (l) => t.diagnostic(l));
-    await new Promise((r) => setTimeout(r, 500));
+    // An evaluated_permission neither knows, then an `allow` confirmation: the SDK holds it like `ask` and runs
+    // it on the allow; postern worker never runs it (the issue's rule: unknown values fail closed).
+    const odd = [a, b].map(({ sessionId }) => {
+      const ev = fake.toolUse(sessionId, 'bash', { command: 'echo odd-permission' }, { permission: 'sometimes' });
+      fake.confirm(sessionId, ev.id, 'allow');
+      return ev.id;
+    });
+    assert.equal(resultText(await fake.waitForResult(a.sessionId, odd[0])), 'odd-permission', 'the SDK runs it on allow');
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(fake.resultFor(b.sessionId, odd[1]), undefined, 'postern worker never runs an unknown permission');
     assert.equal(fake.resultFor(b.sessionId, custom), undefined, 'postern worker owns no custom tool: left pending');
     assert.deepEqual(seen, POSTERN_VS_SDK, 'a difference changed: update EXPECTED and docs/worker.md');
     assert.deepEqual(fake.violations, []);
