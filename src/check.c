@@ -9,6 +9,7 @@
 #include "gateway/gateway.h"
 #include "proxy/proxy.h"
 #include "tunnel/edge.h"
+#include "worker/worker.h"
 
 static void print_warnings(const cfg_doc *d)
 {
@@ -42,7 +43,8 @@ static int not_a_config(cfg_doc *d)
 		cfg_fail(d, cfg_root(d), NULL, "the config must be a mapping of keys");
 	else if (cfg_map_next(cfg_root(d), &it, &k, &v) == 1)
 		cfg_fail(d, cfg_root(d), k, "unknown key: this is not an edge config (state_dir, connector_listen, ...), a "
-			 "gateway config (edges, token_file, routes, tls, ...) a proxy config (listen_addr, routes, tls) or a control config (store, listen_addr, state_dir, ...)");
+			 "gateway config (edges, token_file, routes, tls, ...), a proxy config (listen_addr, routes, tls), a control config "
+			 "(store, listen_addr, state_dir, ...) or a worker config (base_url, environment_id, ...)");
 	else
 		cfg_fail(d, cfg_root(d), NULL, "the config has no keys");
 	fprintf(stderr, "postern check: %s\n", cfg_error(d));
@@ -52,9 +54,9 @@ static int not_a_config(cfg_doc *d)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: postern check -c FILE\n\n"
-		   "Validates an edge, gateway, proxy or control config with the loader the daemon uses and exits 0 when it is\n"
-		   "valid; otherwise prints the first error with file, line and key and exits 1. Beyond the keys it checks\n"
-		   "what the daemon will need: certificate and key files load and cover the routes, stdio commands\n"
+		   "Validates an edge, gateway, proxy, control or worker config with the loader the daemon uses and exits 0\n"
+		   "when it is valid; otherwise prints the first error with file, line and key and exits 1. Beyond the keys it\n"
+		   "checks what the daemon will need: certificate and key files load and cover the routes, stdio commands\n"
 		   "exist, directories are usable, the token file reads; what may be intended is printed as a warning.\n");
 }
 
@@ -96,6 +98,9 @@ int check_main(int argc, char **argv)
 		printf("%s: ok (edge)\n", path);
 		return 0;
 	}
+	/* A worker config: the worker's own loader (also the key file's mode). */
+	if (wk_config_is_worker(d))
+		return finish(d, wk_config_check(d) == 0, path, "worker");
 	/* A gateway config (a connector part or a gateway-only key): the gateway's own loader (both key lists,
 	 * token, edges, the control keys). */
 	if (gw_config_is_gateway(d)) {

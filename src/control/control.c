@@ -181,11 +181,7 @@ static void collect(void *ud)
 				pending += (int64_t)st.pending;
 			}
 		}
-		bool more = p.next_page != NULL;
-		if (more)
-			snprintf(cursor, sizeof cursor, "%s", p.next_page);
-		ctl_page_free(&p);
-		if (!more)
+		if (!ctl_page_next(&p, cursor, sizeof cursor))
 			break;
 	}
 	cursor[0] = 0;
@@ -193,11 +189,7 @@ static void collect(void *ud)
 		if (d->store->ops->session_list(d->store, cursor, 1000, &p, err, sizeof err) < 0)
 			break;
 		sessions += (int64_t)json_array_size(p.data);
-		bool more = p.next_page != NULL;
-		if (more)
-			snprintf(cursor, sizeof cursor, "%s", p.next_page);
-		ctl_page_free(&p);
-		if (!more)
+		if (!ctl_page_next(&p, cursor, sizeof cursor))
 			break;
 	}
 	adm_gauge_set("postern_control_queue_depth", NULL, depth);

@@ -127,11 +127,7 @@ static int list_all(ctl_store *s, bool sessions)
 		json_array_foreach(p.data, i, o)
 			if (!json_is_true(json_object_get(o, "deleted")))
 				json_array_append(all, o);
-		bool more = p.next_page != NULL;
-		if (more)
-			snprintf(cursor, sizeof cursor, "%s", p.next_page);
-		ctl_page_free(&p);
-		if (!more)
+		if (!ctl_page_next(&p, cursor, sizeof cursor))
 			break;
 	}
 	if (rc == 0)

@@ -166,6 +166,17 @@ void cai_store_error(cai_ctx *c, int rc, const char *err)
 	}
 }
 
+void cai_save_reply(cai_ctx *c, bool session, const char *id, json_t *obj)
+{
+	ctl_store *s = c->a->o.store;
+	char err[256];
+	int rc = session ? s->ops->session_put(s, id, obj, err, sizeof err) : s->ops->env_put(s, id, obj, err, sizeof err);
+	if (rc < 0)
+		cai_store_error(c, rc, err);
+	else
+		cai_reply(c, 200, json_incref(obj));
+}
+
 json_t *cai_body(cai_ctx *c)
 {
 	size_t n;
@@ -332,12 +343,19 @@ static void who(cai_ctx *c)
 	}
 	if (au && !strncasecmp(au, "Bearer ", 7) && au[7]) {
 		capi_key_hash(au + 7, h);
-		if (s->ops->key_check(s, "env", h, c->key_id, sizeof c->key_id, c->scope, sizeof c->scope) == 0)
-			c->cred = CAI_ENV;
+		if (s->ops->key_check(s, "env", h, c->key_id, sizeof c->key_id, c->scope, sizeof c->scope) == 0) {
+			/* the key of a deleted environment (a tombstone) works no more */
+			json_t *e = NULL;
+			char err[128];
+			if (s->ops->env_get(s, c->scope, &e, err, sizeof err) == 0 && !json_is_true(json_object_get(e, "deleted")))
+				c->cred = CAI_ENV;
+			json_decref(e);
+		}
 		else if (s->ops->key_check(s, "session", h, c->key_id, sizeof c->key_id, c->scope, sizeof c->scope) == 0)
 			c->cred = CAI_SESSION;
+		/* The SDK (1.10.0) sends its apiKey as a bearer too; the hashes of the kinds never meet. */
 		else if (s->ops->key_check(s, "api", h, c->key_id, sizeof c->key_id, NULL, 0) == 0)
-			c->cred = CAI_API; /* the Anthropic SDK (1.10.0) sends an API key as a bearer, not as x-api-key */
+			c->cred = CAI_API;
 	}
 }
 

@@ -77,9 +77,8 @@ static bool scope_ok(cai_ctx *c, json_t *body)
 
 void cai_env_create(cai_ctx *c)
 {
-	ctl_store *s = c->a->o.store;
 	json_t *b = cai_body(c), *e = NULL, *md;
-	char id[40], now[40], err[256];
+	char id[40], now[40];
 	const char *scope;
 	int rc;
 	if (!b)
@@ -100,13 +99,7 @@ void cai_env_create(cai_ctx *c)
 		      json_object_get(b, "name"), "description", json_object_get(b, "description"), "config", "type",
 		      "self_hosted", "metadata", md ? md : json_object(), "created_at", now, "updated_at", now,
 		      "archived_at", "scope", scope ? scope : "organization");
-	if (!json_object_get(e, "description"))
-		json_object_set_new(e, "description", json_null());
-	if ((rc = s->ops->env_put(s, id, e, err, sizeof err)) < 0) {
-		cai_store_error(c, rc, err);
-		goto out;
-	}
-	cai_reply(c, 200, json_incref(e));
+	cai_save_reply(c, false, id, e);
 out:
 	json_decref(e);
 	json_decref(b);
@@ -121,10 +114,8 @@ void cai_env_retrieve(cai_ctx *c)
 
 void cai_env_update(cai_ctx *c)
 {
-	ctl_store *s = c->a->o.store;
 	json_t *b = cai_body(c), *e = NULL, *v, *md;
-	char now[40], err[256];
-	int rc;
+	char now[40];
 	if (!b || !(e = get_env(c)))
 		goto out;
 	if (!json_is_null(json_object_get(e, "archived_at"))) {
@@ -145,23 +136,12 @@ void cai_env_update(cai_ctx *c)
 	if ((v = json_object_get(b, "scope")) && !json_is_null(v))
 		json_object_set(e, "scope", v);
 	if ((md = json_object_get(b, "metadata")) && !json_is_null(md)) {
-		const char *k;
-		json_t *mv, *cur = json_object_get(e, "metadata");
 		if (!cai_metadata_ok(c, md, true, "metadata"))
 			goto out;
-		json_object_foreach(md, k, mv) {
-			if (json_is_null(mv))
-				json_object_del(cur, k);
-			else
-				json_object_set(cur, k, mv);
-		}
+		ctl_merge_patch(json_object_get(e, "metadata"), md);
 	}
 	json_object_set_new(e, "updated_at", json_string(ctl_now(now, sizeof now)));
-	if ((rc = s->ops->env_put(s, c->caps[0], e, err, sizeof err)) < 0) {
-		cai_store_error(c, rc, err);
-		goto out;
-	}
-	cai_reply(c, 200, json_incref(e));
+	cai_save_reply(c, false, c->caps[0], e);
 out:
 	json_decref(e);
 	json_decref(b);
@@ -212,21 +192,15 @@ void cai_env_delete(cai_ctx *c)
 
 void cai_env_archive(cai_ctx *c)
 {
-	ctl_store *s = c->a->o.store;
 	json_t *e = get_env(c);
-	char now[40], err[256];
-	int rc;
+	char now[40];
 	if (!e)
 		return;
 	if (json_is_null(json_object_get(e, "archived_at"))) {
 		ctl_now(now, sizeof now);
 		json_object_set_new(e, "archived_at", json_string(now));
 		json_object_set_new(e, "updated_at", json_string(now));
-		if ((rc = s->ops->env_put(s, c->caps[0], e, err, sizeof err)) < 0) {
-			cai_store_error(c, rc, err);
-			json_decref(e);
-			return;
-		}
 	}
-	cai_reply(c, 200, e);
+	cai_save_reply(c, false, c->caps[0], e);
+	json_decref(e);
 }

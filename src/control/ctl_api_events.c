@@ -205,30 +205,12 @@ int cai_post_events(capi *a, const char *sid, json_t *events, enum cai_cred cred
 	cai_wake_streams(a, sid);
 	/* A session that went idle and gets user input needs a worker again. */
 	if (input && env) {
-		bool live;
-		if ((rc = cai_session_has_live_work(a, env, sid, &live, why, whylen)) < 0)
+		if ((rc = cai_live_work(s, env, sid, NULL, NULL, why, whylen)) < 0)
 			return rc;
-		if (!live && (rc = cai_enqueue_session(a, env, sid, why, whylen)) < 0)
+		if (rc == 0 && (rc = cai_enqueue_session(a, env, sid, why, whylen)) < 0)
 			return rc;
 	}
 	return 0;
-}
-
-static json_t *get_session(cai_ctx *c)
-{
-	ctl_store *s = c->a->o.store;
-	json_t *o = NULL;
-	char err[256];
-	int rc = s->ops->session_get(s, c->caps[0], &o, err, sizeof err);
-	if (rc < 0) {
-		cai_store_error(c, rc, err);
-		return NULL;
-	}
-	if (!cai_may_session(c, o, CAI_API | CAI_ENV | CAI_SESSION)) {
-		json_decref(o);
-		return NULL;
-	}
-	return o;
 }
 
 void cai_events_post(cai_ctx *c)
@@ -236,7 +218,7 @@ void cai_events_post(cai_ctx *c)
 	json_t *b, *o, *ev;
 	char why[512];
 	int rc;
-	if (!(o = get_session(c)))
+	if (!(o = cai_session_get(c, CAI_API | CAI_ENV | CAI_SESSION)))
 		return;
 	if (!(b = cai_body(c))) {
 		json_decref(o);
@@ -272,7 +254,7 @@ void cai_events_list(cai_ctx *c)
 	unsigned limit;
 	uint64_t after = 0, last;
 	int rc;
-	if (!(o = get_session(c)))
+	if (!(o = cai_session_get(c, CAI_API | CAI_ENV | CAI_SESSION)))
 		return;
 	json_decref(o);
 	if (cai_page_params(c, 100, 1000, &limit, page, sizeof page) < 0)
@@ -445,7 +427,7 @@ void cai_events_stream(cai_ctx *c)
 	json_t *o;
 	uint64_t start = 0;
 	char err[256], hdr[96];
-	if (!(o = get_session(c)))
+	if (!(o = cai_session_get(c, CAI_API | CAI_ENV | CAI_SESSION)))
 		return;
 	json_decref(o);
 	if (lei && *lei) {

@@ -43,6 +43,8 @@ void cai_error(cai_ctx *c, int status, json_t *details, const char *fmt, ...) __
 /* A store failure: -ENOENT 404, -EEXIST/-EALREADY 409, -EINVAL 400, -ESTALE 412, else 503 (logged). */
 void cai_store_error(cai_ctx *c, int rc, const char *err);
 const char *cai_error_kind(int status);
+/* Stores obj (an environment, or a session when session) under id and answers it, or the store's error. */
+void cai_save_reply(cai_ctx *c, bool session, const char *id, json_t *obj);
 /* The JSON body, parsed (an object), or an answered 400 and NULL. */
 json_t *cai_body(cai_ctx *c);
 /* A query parameter as an unsigned number within [min, max]: 1 absent (*v untouched), 0 read, -EINVAL answered 400. */
@@ -85,9 +87,12 @@ void cai_events_stream(cai_ctx *c);
 
 /* A new work item for session_id in env_id with a fresh sessions token; wakes this process's long polls. */
 int cai_enqueue_session(capi *a, const char *env_id, const char *session_id, char *err, size_t errlen);
-/* Whether the session has a work item that is not stopped. */
-int cai_session_has_live_work(capi *a, const char *env_id, const char *session_id, bool *live, char *err,
-			      size_t errlen);
+/* The session's work items that are not stopped: fn (may be NULL) on each; how many, or -errno. */
+int cai_live_work(ctl_store *s, const char *env_id, const char *session_id,
+		  int (*fn)(ctl_store *s, const char *env_id, const char *work_id, void *ud), void *ud, char *err,
+		  size_t errlen);
+/* The session of caps[0] when the caller may act on it with one of creds, else answered and NULL. */
+json_t *cai_session_get(cai_ctx *c, unsigned creds);
 /* Validates events (a JSON array, changed in place) posted by a caller of kind cred to session sid, appends
  * them with the status events they cause (user input: session.status_running; the platform's
  * session.status_idle), updates *session (the stored session, replaced) and enqueues a work item when user

@@ -46,8 +46,7 @@ static json_t *agent_of(cai_ctx *c, json_t *ag)
 	return o;
 }
 
-/* The session of caps[0] when the caller may see it, else answered and NULL. */
-static json_t *get_session(cai_ctx *c, unsigned creds)
+json_t *cai_session_get(cai_ctx *c, unsigned creds)
 {
 	ctl_store *s = c->a->o.store;
 	json_t *o = NULL;
@@ -149,18 +148,16 @@ out:
 
 void cai_sess_retrieve(cai_ctx *c)
 {
-	json_t *o = get_session(c, CAI_API | CAI_ENV | CAI_SESSION);
+	json_t *o = cai_session_get(c, CAI_API | CAI_ENV | CAI_SESSION);
 	if (o)
 		cai_reply(c, 200, o);
 }
 
 void cai_sess_update(cai_ctx *c)
 {
-	ctl_store *s = c->a->o.store;
 	json_t *b = cai_body(c), *o = NULL, *v;
-	char now[40], err[256];
-	int rc;
-	if (!b || !(o = get_session(c, CAI_API)))
+	char now[40];
+	if (!b || !(o = cai_session_get(c, CAI_API)))
 		goto out;
 	if ((v = json_object_get(b, "title"))) {
 		if (!json_is_null(v) && (!json_is_string(v) || json_string_length(v) > 512)) {
@@ -170,23 +167,12 @@ void cai_sess_update(cai_ctx *c)
 		json_object_set(o, "title", v);
 	}
 	if ((v = json_object_get(b, "metadata")) && !json_is_null(v)) {
-		const char *k;
-		json_t *mv, *cur = json_object_get(o, "metadata");
 		if (!cai_metadata_ok(c, v, true, "metadata"))
 			goto out;
-		json_object_foreach(v, k, mv) {
-			if (json_is_null(mv))
-				json_object_del(cur, k);
-			else
-				json_object_set(cur, k, mv);
-		}
+		ctl_merge_patch(json_object_get(o, "metadata"), v);
 	}
 	json_object_set_new(o, "updated_at", json_string(ctl_now(now, sizeof now)));
-	if ((rc = s->ops->session_put(s, c->caps[0], o, err, sizeof err)) < 0) {
-		cai_store_error(c, rc, err);
-		goto out;
-	}
-	cai_reply(c, 200, json_incref(o));
+	cai_save_reply(c, true, c->caps[0], o);
 out:
 	json_decref(o);
 	json_decref(b);
@@ -219,60 +205,29 @@ void cai_sess_list(cai_ctx *c)
 	cai_reply(c, 200, cai_page_json(&p, true));
 }
 
-void cai_sess_delete(cai_ctx *c)
+static void end(cai_ctx *c, bool del)
 {
-	json_t *o = get_session(c, CAI_API);
+	json_t *o = cai_session_get(c, CAI_API);
 	char err[256];
 	int rc;
 	if (!o)
 		return;
 	json_decref(o);
-	if ((rc = capi_session_end(c->a->o.store, c->a, c->caps[0], true, err, sizeof err)) < 0)
+	if ((rc = capi_session_end(c->a->o.store, c->a, c->caps[0], del, err, sizeof err)) < 0)
 		cai_store_error(c, rc, err);
-	else
+	else if (del)
 		cai_reply(c, 200, json_pack("{s:s,s:s}", "id", c->caps[0], "type", "session_deleted"));
-}
-
-void cai_sess_archive(cai_ctx *c)
-{
-	json_t *o = get_session(c, CAI_API);
-	char err[256];
-	int rc;
-	if (!o)
-		return;
-	json_decref(o);
-	if ((rc = capi_session_end(c->a->o.store, c->a, c->caps[0], false, err, sizeof err)) < 0)
-		cai_store_error(c, rc, err);
-	else if ((o = get_session(c, CAI_API)))
+	else if ((o = cai_session_get(c, CAI_API)))
 		cai_reply(c, 200, o);
 }
 
-/* Stops the session's work items that are not stopped (force: at once; else stopping, seen on the next beat). */
-static int stop_work(ctl_store *s, const char *env_id, const char *session_id, bool force, char *err, size_t errlen)
+void cai_sess_delete(cai_ctx *c) { end(c, true); }
+void cai_sess_archive(cai_ctx *c) { end(c, false); }
+
+static int stop_one(ctl_store *s, const char *env_id, const char *work_id, void *ud)
 {
-	char cursor[64] = "";
-	for (int pages = 0; pages < 1000; pages++) {
-		ctl_page p = { 0 };
-		size_t i;
-		json_t *w;
-		int rc = s->ops->work_list(s, env_id, cursor, 1000, &p, err, errlen);
-		if (rc < 0)
-			return rc;
-		json_array_foreach(p.data, i, w) {
-			const char *sid = json_string_value(json_object_get(json_object_get(w, "data"), "id"));
-			const char *st = json_string_value(json_object_get(w, "state"));
-			const char *wid = json_string_value(json_object_get(w, "id"));
-			if (sid && st && wid && !strcmp(sid, session_id) && strcmp(st, "stopped"))
-				s->ops->work_stop(s, env_id, wid, force, err, errlen); /* -EALREADY from a race is fine */
-		}
-		bool more = p.next_page != NULL;
-		if (more)
-			snprintf(cursor, sizeof cursor, "%s", p.next_page);
-		ctl_page_free(&p);
-		if (!more)
-			break;
-	}
-	return 0;
+	char err[128];
+	return s->ops->work_stop(s, env_id, work_id, *(bool *)ud, err, sizeof err); /* -EALREADY from a race is fine */
 }
 
 int capi_session_end(ctl_store *s, capi *a, const char *session_id, bool del, char *err, size_t errlen)
@@ -296,7 +251,7 @@ int capi_session_end(ctl_store *s, capi *a, const char *session_id, bool del, ch
 		goto out;
 	if (a)
 		cai_wake_streams(a, session_id);
-	if (env && (rc = stop_work(s, env, session_id, del, err, errlen)) < 0)
+	if (env && (rc = cai_live_work(s, env, session_id, stop_one, &del, err, errlen)) < 0)
 		goto out;
 	if (del)
 		rc = s->ops->session_delete(s, session_id, err, errlen);

@@ -358,13 +358,13 @@ out:
 	return rc;
 }
 
-int cai_session_has_live_work(capi *a, const char *env_id, const char *session_id, bool *live, char *err,
-			      size_t errlen)
+int cai_live_work(ctl_store *s, const char *env_id, const char *session_id,
+		  int (*fn)(ctl_store *s, const char *env_id, const char *work_id, void *ud), void *ud, char *err,
+		  size_t errlen)
 {
-	ctl_store *s = a->o.store;
 	char cursor[64] = "";
-	*live = false;
-	for (int pages = 0; pages < 1000 && !*live; pages++) {
+	int n = 0;
+	for (int pages = 0; pages < 1000; pages++) {
 		ctl_page p = { 0 };
 		size_t i;
 		json_t *w;
@@ -374,15 +374,15 @@ int cai_session_has_live_work(capi *a, const char *env_id, const char *session_i
 		json_array_foreach(p.data, i, w) {
 			const char *sid = json_string_value(json_object_get(json_object_get(w, "data"), "id"));
 			const char *st = json_string_value(json_object_get(w, "state"));
-			if (sid && st && !strcmp(sid, session_id) && strcmp(st, "stopped"))
-				*live = true;
+			const char *wid = json_string_value(json_object_get(w, "id"));
+			if (!sid || !st || !wid || strcmp(sid, session_id) || !strcmp(st, "stopped"))
+				continue;
+			n++;
+			if (fn)
+				fn(s, env_id, wid, ud);
 		}
-		bool more = p.next_page != NULL;
-		if (more)
-			snprintf(cursor, sizeof cursor, "%s", p.next_page);
-		ctl_page_free(&p);
-		if (!more)
+		if (!ctl_page_next(&p, cursor, sizeof cursor))
 			break;
 	}
-	return 0;
+	return n;
 }

@@ -161,35 +161,49 @@ out:
 	return rc;
 }
 
-int ctl_sq_work_ack(ctl_store *s, const char *env_id, const char *work_id, char *err, size_t errlen)
+/* One transaction on one work row: fn changes w (0: write it back; 1: leave it; <0: fail, nothing changes). */
+static int change_row(struct sq *q, const char *env_id, const char *work_id,
+		      int (*fn)(struct wrow *w, void *ud, char *err, size_t errlen), void *ud, json_t **obj, char *err,
+		      size_t errlen)
 {
-	struct sq *q = (struct sq *)s;
 	struct wrow w;
-	char now[40];
 	int rc;
 	if ((rc = ctl_sq_begin(q, err, errlen)) < 0)
 		return rc;
-	if ((rc = get_row(q, env_id, work_id, &w, err, errlen)) < 0)
+	if ((rc = get_row(q, env_id, work_id, &w, err, errlen)) < 0 || (rc = fn(&w, ud, err, errlen)) < 0)
 		goto out;
-	if (w.acked || strcmp(w.state, "queued")) {
-		rc = err_set(err, errlen, -EINVAL, "work item %s is %s, not queued: it was acknowledged already", work_id,
-			     w.state);
+	if (rc == 0 && (rc = put_row(q, work_id, &w, 0, false, err, errlen)) < 0)
 		goto out;
-	}
-	snprintf(w.state, sizeof w.state, "starting");
-	w.acked = 1;
-	w.hb_ms = ctl_sq_now_ms(); /* the lease clock runs from the ack until the first beat */
-	w.ttl = 0;
-	w.last_hb[0] = 0;
-	set_ts(w.obj, "acknowledged_at", ctl_now(now, sizeof now));
-	if ((rc = put_row(q, work_id, &w, 0, false, err, errlen)) < 0)
+	if ((rc = ctl_sq_commit(q, err, errlen)) < 0)
 		goto out;
-	rc = ctl_sq_commit(q, err, errlen);
+	if (obj)
+		*obj = json_incref(w.obj);
 out:
 	if (rc < 0)
 		ctl_sq_rollback(q);
 	json_decref(w.obj);
-	return rc;
+	return rc < 0 ? rc : 0;
+}
+
+static int do_ack(struct wrow *w, void *ud, char *err, size_t errlen)
+{
+	char now[40];
+	const char *work_id = ud;
+	if (w->acked || strcmp(w->state, "queued"))
+		return err_set(err, errlen, -EINVAL, "work item %s is %s, not queued: it was acknowledged already", work_id,
+			       w->state);
+	snprintf(w->state, sizeof w->state, "starting");
+	w->acked = 1;
+	w->hb_ms = ctl_sq_now_ms(); /* the lease clock runs from the ack until the first beat */
+	w->ttl = 0;
+	w->last_hb[0] = 0;
+	set_ts(w->obj, "acknowledged_at", ctl_now(now, sizeof now));
+	return 0;
+}
+
+int ctl_sq_work_ack(ctl_store *s, const char *env_id, const char *work_id, char *err, size_t errlen)
+{
+	return change_row((struct sq *)s, env_id, work_id, do_ack, (void *)work_id, NULL, err, errlen);
 }
 
 static void lease_of(const struct wrow *w, bool extended, ctl_lease *l)
@@ -201,88 +215,81 @@ static void lease_of(const struct wrow *w, bool extended, ctl_lease *l)
 	l->lease_extended = extended;
 }
 
-int ctl_sq_work_heartbeat(ctl_store *s, const char *env_id, const char *work_id, const char *expected,
-			unsigned ttl_seconds, ctl_lease *lease, char *err, size_t errlen)
+struct beat {
+	const char *expected;
+	unsigned ttl;
+	ctl_lease *lease;
+};
+
+static int do_beat(struct wrow *w, void *ud, char *err, size_t errlen)
 {
-	struct sq *q = (struct sq *)s;
-	struct wrow w;
+	struct beat *b = ud;
 	char now[40];
-	bool match, extended = true;
+	bool match = !strcmp(b->expected, "NO_HEARTBEAT") ? w->last_hb[0] == 0 : !strcmp(b->expected, w->last_hb);
+	if (!match || !w->acked) {
+		lease_of(w, false, b->lease);
+		return err_set(err, errlen, -ESTALE, "expected_last_heartbeat does not match the lease (state %s): another "
+			       "worker may hold it", w->state);
+	}
+	if (!strcmp(w->state, "stopped")) {
+		lease_of(w, false, b->lease);
+		return 1;
+	}
+	if (!strcmp(w->state, "starting")) {
+		snprintf(w->state, sizeof w->state, "active");
+		set_ts(w->obj, "started_at", ctl_now(now, sizeof now));
+	}
+	ctl_now(now, sizeof now);
+	if (!strcmp(now, w->last_hb)) /* the same microsecond: the next beat must tell them apart */
+		now[strlen(now) - 2] = (char)(now[strlen(now) - 2] == '9' ? '8' : now[strlen(now) - 2] + 1);
+	snprintf(w->last_hb, sizeof w->last_hb, "%s", now);
+	set_ts(w->obj, "latest_heartbeat_at", now);
+	w->hb_ms = ctl_sq_now_ms();
+	w->ttl = b->ttl;
+	lease_of(w, strcmp(w->state, "stopping") != 0, b->lease);
+	return 0;
+}
+
+int ctl_sq_work_heartbeat(ctl_store *s, const char *env_id, const char *work_id, const char *expected,
+			  unsigned ttl_seconds, ctl_lease *lease, char *err, size_t errlen)
+{
+	struct beat b = { expected, ttl_seconds, lease };
 	int rc;
 	memset(lease, 0, sizeof *lease);
-	if ((rc = ctl_sq_begin(q, err, errlen)) < 0)
-		return rc;
-	if ((rc = get_row(q, env_id, work_id, &w, err, errlen)) < 0)
-		goto out;
-	match = !strcmp(expected, "NO_HEARTBEAT") ? w.last_hb[0] == 0 : !strcmp(expected, w.last_hb);
-	if (!match || !w.acked) {
-		lease_of(&w, false, lease);
-		rc = err_set(err, errlen, -ESTALE, "expected_last_heartbeat does not match the lease (state %s): another "
-			     "worker may hold it", w.state);
-		goto out;
-	}
-	if (!strcmp(w.state, "stopped")) {
-		lease_of(&w, false, lease);
-		rc = ctl_sq_commit(q, err, errlen);
-		goto out;
-	}
-	if (!strcmp(w.state, "starting")) {
-		snprintf(w.state, sizeof w.state, "active");
-		set_ts(w.obj, "started_at", ctl_now(now, sizeof now));
-	}
-	if (!strcmp(w.state, "stopping"))
-		extended = false;
-	ctl_now(now, sizeof now);
-	if (!strcmp(now, w.last_hb)) /* the same microsecond: the next beat must tell them apart */
-		now[strlen(now) - 2] = (char)(now[strlen(now) - 2] == '9' ? '8' : now[strlen(now) - 2] + 1);
-	snprintf(w.last_hb, sizeof w.last_hb, "%s", now);
-	set_ts(w.obj, "latest_heartbeat_at", now);
-	w.hb_ms = ctl_sq_now_ms();
-	w.ttl = ttl_seconds;
-	if ((rc = put_row(q, work_id, &w, 0, false, err, errlen)) < 0)
-		goto out;
-	if ((rc = ctl_sq_commit(q, err, errlen)) < 0)
-		goto out;
-	lease_of(&w, extended, lease);
-out:
-	if (rc < 0)
-		ctl_sq_rollback(q);
-	json_decref(w.obj);
+	rc = change_row((struct sq *)s, env_id, work_id, do_beat, &b, NULL, err, errlen);
+	if (rc < 0 && rc != -ESTALE)
+		memset(lease, 0, sizeof *lease); /* not committed: no lease to report */
 	return rc;
+}
+
+struct stop {
+	const char *work_id;
+	bool force;
+};
+
+static int do_stop(struct wrow *w, void *ud, char *err, size_t errlen)
+{
+	struct stop *st = ud;
+	char now[40];
+	if (!strcmp(w->state, "stopped"))
+		return err_set(err, errlen, -EALREADY, "work item %s is stopped already", st->work_id);
+	ctl_now(now, sizeof now);
+	if (json_is_null(json_object_get(w->obj, "stop_requested_at")) || !json_object_get(w->obj, "stop_requested_at"))
+		set_ts(w->obj, "stop_requested_at", now);
+	/* An item no worker holds has nobody to notice a graceful stop: it stops at once. */
+	if (st->force || !w->acked) {
+		snprintf(w->state, sizeof w->state, "stopped");
+		set_ts(w->obj, "stopped_at", now);
+		w->acked = 1;
+	} else
+		snprintf(w->state, sizeof w->state, "stopping");
+	return 0;
 }
 
 int ctl_sq_work_stop(ctl_store *s, const char *env_id, const char *work_id, bool force, char *err, size_t errlen)
 {
-	struct sq *q = (struct sq *)s;
-	struct wrow w;
-	char now[40];
-	int rc;
-	if ((rc = ctl_sq_begin(q, err, errlen)) < 0)
-		return rc;
-	if ((rc = get_row(q, env_id, work_id, &w, err, errlen)) < 0)
-		goto out;
-	if (!strcmp(w.state, "stopped")) {
-		rc = err_set(err, errlen, -EALREADY, "work item %s is stopped already", work_id);
-		goto out;
-	}
-	ctl_now(now, sizeof now);
-	if (json_is_null(json_object_get(w.obj, "stop_requested_at")) || !json_object_get(w.obj, "stop_requested_at"))
-		set_ts(w.obj, "stop_requested_at", now);
-	/* An item no worker holds has nobody to notice a graceful stop: it stops at once. */
-	if (force || !w.acked) {
-		snprintf(w.state, sizeof w.state, "stopped");
-		set_ts(w.obj, "stopped_at", now);
-		w.acked = 1;
-	} else
-		snprintf(w.state, sizeof w.state, "stopping");
-	if ((rc = put_row(q, work_id, &w, 0, false, err, errlen)) < 0)
-		goto out;
-	rc = ctl_sq_commit(q, err, errlen);
-out:
-	if (rc < 0)
-		ctl_sq_rollback(q);
-	json_decref(w.obj);
-	return rc;
+	struct stop st = { work_id, force };
+	return change_row((struct sq *)s, env_id, work_id, do_stop, &st, NULL, err, errlen);
 }
 
 int ctl_sq_work_expire(ctl_store *s, unsigned lease_ttl_seconds, char *err, size_t errlen)
@@ -360,38 +367,24 @@ int ctl_sq_work_get(ctl_store *s, const char *env_id, const char *work_id, json_
 	return rc;
 }
 
-int ctl_sq_work_update_metadata(ctl_store *s, const char *env_id, const char *work_id, json_t *patch, json_t **work,
-			      char *err, size_t errlen)
+static int do_metadata(struct wrow *w, void *ud, char *err, size_t errlen)
 {
-	struct sq *q = (struct sq *)s;
-	struct wrow w;
-	const char *k;
-	json_t *v, *md;
-	int rc;
-	*work = NULL;
-	if ((rc = ctl_sq_begin(q, err, errlen)) < 0)
-		return rc;
-	if ((rc = get_row(q, env_id, work_id, &w, err, errlen)) < 0)
-		goto out;
-	md = json_object_get(w.obj, "metadata");
+	json_t *md = json_object_get(w->obj, "metadata");
+	(void)err;
+	(void)errlen;
 	if (!json_is_object(md)) {
 		md = json_object();
-		json_object_set_new(w.obj, "metadata", md);
+		json_object_set_new(w->obj, "metadata", md);
 	}
-	json_object_foreach(patch, k, v) {
-		if (json_is_null(v))
-			json_object_del(md, k);
-		else
-			json_object_set(md, k, v);
-	}
-	if ((rc = put_row(q, work_id, &w, 0, false, err, errlen)) < 0 || (rc = ctl_sq_commit(q, err, errlen)) < 0)
-		goto out;
-	*work = json_incref(w.obj);
-out:
-	if (rc < 0)
-		ctl_sq_rollback(q);
-	json_decref(w.obj);
-	return rc;
+	ctl_merge_patch(md, ud);
+	return 0;
+}
+
+int ctl_sq_work_update_metadata(ctl_store *s, const char *env_id, const char *work_id, json_t *patch, json_t **work,
+				char *err, size_t errlen)
+{
+	*work = NULL;
+	return change_row((struct sq *)s, env_id, work_id, do_metadata, patch, work, err, errlen);
 }
 
 int ctl_sq_work_list(ctl_store *s, const char *env_id, const char *after, unsigned limit, ctl_page *out, char *err,

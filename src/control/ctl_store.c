@@ -38,6 +38,27 @@ void ctl_page_free(ctl_page *p)
 	p->next_page = NULL;
 }
 
+bool ctl_page_next(ctl_page *p, char *cursor, size_t cap)
+{
+	bool more = p->next_page != NULL;
+	if (more)
+		snprintf(cursor, cap, "%s", p->next_page);
+	ctl_page_free(p);
+	return more;
+}
+
+void ctl_merge_patch(json_t *obj, json_t *patch)
+{
+	const char *k;
+	json_t *v;
+	json_object_foreach(patch, k, v) {
+		if (json_is_null(v))
+			json_object_del(obj, k);
+		else
+			json_object_set(obj, k, v);
+	}
+}
+
 const char *ctl_now(char *buf, size_t len)
 {
 	struct timeval tv;

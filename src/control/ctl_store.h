@@ -45,6 +45,10 @@ typedef struct ctl_page {
 	char *next_page;
 } ctl_page;
 void ctl_page_free(ctl_page *p);
+/* For walking every page: frees p; true with cursor (cap bytes) set to its next_page when there is one. */
+bool ctl_page_next(ctl_page *p, char *cursor, size_t cap);
+/* Merges patch into obj: a key set to null is removed, any other value set ({k: v|null}, metadata patches). */
+void ctl_merge_patch(json_t *obj, json_t *patch);
 
 /* Queue statistics for GET …/work/stats. */
 typedef struct ctl_stats {

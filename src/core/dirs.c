@@ -1,6 +1,7 @@
 #include "core/dirs.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -60,4 +61,19 @@ int dirs_make(const char *path, mode_t mode, bool *made, char *err, size_t errle
 			return rc;
 	}
 	return make_one(p, mode, made, err, errlen);
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+void dirs_remove_tree(const char *path)
+{
+	if (path)
+		nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
 }

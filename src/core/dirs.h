@@ -12,4 +12,8 @@
  * with "PATH: reason" in err (the component that failed). */
 int dirs_make(const char *path, mode_t mode, bool *made, char *err, size_t errlen);
 
+/* Removes path and everything below it, best effort (a session's workspace at its end): symbolic links are
+ * removed, never followed, and the walk stays on path's file system. NULL is fine. */
+void dirs_remove_tree(const char *path);
+
 #endif

@@ -55,13 +55,13 @@ struct hsrv {
 	hsrv_handler fn;
 	void *ud;
 	struct hconn *conns;
-	unsigned nconns;
+	unsigned nconns, alive; /* open connections; allocated ones (until their timer is closed) */
 	int port;
 };
 
 static void maybe_free_server(hsrv *s)
 {
-	if (s->freeing && !s->lsn_open && !s->conns)
+	if (s->freeing && !s->lsn_open && !s->alive)
 		free(s);
 }
 
@@ -73,6 +73,7 @@ static void timer_closed(uv_handle_t *h)
 	cbuf_free(&hc->in);
 	cbuf_free(&hc->body);
 	free(hc);
+	s->alive--;
 	maybe_free_server(s);
 }
 
@@ -198,7 +199,6 @@ static void dispatch(struct hconn *hc)
 	const char *q;
 	size_t plen;
 	hc->busy = true;
-	tconn_pause(hc->c);
 	set_timer(hc, T_NONE, 0);
 	q = strchr(hc->req.target, '?');
 	plen = q ? (size_t)(q - hc->req.target) : strlen(hc->req.target);
@@ -268,6 +268,10 @@ static void on_data(tconn *c, const uint8_t *p, size_t n, void *ud)
 		conn_close(hc);
 		return;
 	}
+	/* Reading goes on while a request is answered (so a peer that leaves is seen at once); what it sends
+	 * meanwhile waits here, and past a head's worth reading pauses until the answer is done. */
+	if (hc->busy && hc->in.len > hc->s->o.max_head)
+		tconn_pause(hc->c);
 	pump(hc);
 }
 
@@ -276,7 +280,9 @@ static void on_eof(tconn *c, void *ud)
 	struct hconn *hc = ud;
 	(void)c;
 	hc->peer_eof = true;
-	if (!hc->busy && !hc->closing)
+	/* HTTP clients do not half-close: an end while a request waits (a long poll, a stream) is a peer that
+	 * left, and the handler hears of it through the gone callback. */
+	if (!hc->closing)
 		conn_close(hc);
 }
 
@@ -323,6 +329,7 @@ static void on_conn(uv_stream_t *l, int status)
 		return;
 	}
 	hc->s = s;
+	s->alive++;
 	cbuf_init(&hc->in, 4096, IN_CAP);
 	cbuf_init(&hc->body, 4096, s->o.max_body + 1);
 	h1_init(&hc->req, true, s->o.max_head);
@@ -340,8 +347,8 @@ static void on_conn(uv_stream_t *l, int status)
 	s->nconns++;
 	na_format(tconn_peer_addr(hc->c), hc->peer, sizeof hc->peer);
 	if (s->nconns > s->o.max_conns) {
-		log_warn("msg=\"connection refused: too many connections\" peer=%s max_conns=%u", hc->peer,
-			 s->o.max_conns);
+		log_warn("msg=\"connection refused: too many connections\" peer=%s open=%u max_conns=%u", hc->peer,
+			 s->nconns - 1, s->o.max_conns);
 		conn_close(hc);
 		return;
 	}

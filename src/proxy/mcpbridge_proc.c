@@ -3,7 +3,6 @@
 #include "proxy/mcpbridge_int.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <openssl/rand.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,16 +10,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/dirs.h"
 #include "core/log.h"
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
 
 void mbri_handle_closed(uv_handle_t *h)
 {
@@ -36,7 +27,7 @@ void mbri_handle_closed(uv_handle_t *h)
 			break;
 		}
 	if (s->workspace) {
-		nftw(s->workspace, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+		dirs_remove_tree(s->workspace);
 		free(s->workspace);
 	}
 	while (s->pending)

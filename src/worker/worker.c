@@ -184,6 +184,19 @@ static void free_cfg(wk_cfg *c)
 	memset(c, 0, sizeof *c);
 }
 
+bool wk_config_is_worker(cfg_doc *d)
+{
+	return cfg_key_line(cfg_root(d), "environment_id") || cfg_key_line(cfg_root(d), "environment_key_file");
+}
+
+int wk_config_check(cfg_doc *d)
+{
+	wk_cfg c = { 0 };
+	int rc = load_cfg(d, &c);
+	free_cfg(&c);
+	return rc < 0 ? -EINVAL : 0;
+}
+
 /* ---- helpers the parts share ------------------------------------------------------------------------- */
 
 uint64_t wki_now(wk *w)
@@ -222,15 +235,34 @@ char *wki_url(wk *w, const char *path, const char *extra)
 	return u;
 }
 
-const char *const *wki_headers(wk *w, bool worker_id)
+int wki_start(wk *w, whttp_opts *o, const char *path, const char *extra, bool worker_id, const char *const *more,
+	      whttp_done_fn done, void *ud, whttp_req **req, const char *what)
 {
-	static char beta[160], wid[260];
-	static const char *with[3], *without[2];
+	char beta[160], wid[260], err[200];
+	const char *hdrs[6];
+	size_t n = 0;
+	int rc = -ENOMEM;
+
 	snprintf(beta, sizeof beta, "anthropic-beta: %s", w->c.beta_header);
-	snprintf(wid, sizeof wid, "Anthropic-Worker-ID: %s", w->c.worker_id);
-	with[0] = without[0] = beta;
-	with[1] = wid;
-	return worker_id ? with : without;
+	hdrs[n++] = beta;
+	if (worker_id) {
+		snprintf(wid, sizeof wid, "Anthropic-Worker-ID: %s", w->c.worker_id);
+		hdrs[n++] = wid;
+	}
+	for (size_t i = 0; more && more[i] && n < 5; i++)
+		hdrs[n++] = more[i];
+	hdrs[n] = NULL;
+	o->headers = hdrs; /* libcurl copies them */
+	o->ca_file = w->c.ca_file;
+	o->url = wki_url(w, path, extra);
+	if (o->url)
+		rc = whttp_start(w->http, o, done, ud, req, err, sizeof err);
+	if (rc < 0)
+		log_error("msg=\"cannot start a request\" request=\"%s\" reason=\"%s\"", what, o->url ? err : "out of memory");
+	free((char *)o->url);
+	o->url = NULL;
+	o->headers = NULL;
+	return rc;
 }
 
 void wki_metrics(wk *w)
@@ -322,7 +354,7 @@ static void on_poll(void *ud, const whttp_result *r)
 	wk *w = ud;
 	json_t *j;
 	const char *id;
-	char path[256], err[200];
+	char path[256];
 	whttp_opts o = { 0 };
 	uint64_t now = wki_now(w);
 
@@ -364,24 +396,19 @@ static void on_poll(void *ud, const whttp_result *r)
 	w->empty_polls = 0;
 	snprintf(path, sizeof path, "/v1/environments/%s/work/%s/ack", w->c.environment_id, id);
 	o.method = "POST";
-	o.url = wki_url(w, path, NULL);
 	o.bearer = w->c.key;
-	o.headers = wki_headers(w, false);
 	o.timeout_ms = WK_REQ_TIMEOUT_MS;
-	o.ca_file = w->c.ca_file;
 	w->acking = j;
-	if (!o.url || whttp_start(w->http, &o, on_ack, w, &w->ack_req, err, sizeof err) < 0) {
-		log_error("msg=\"cannot ack\" work=%s reason=\"%s\"", id, o.url ? err : "out of memory");
+	if (wki_start(w, &o, path, NULL, false, NULL, on_ack, w, &w->ack_req, "ack") < 0) {
 		w->acking = NULL;
 		json_decref(j);
 		poll_later(w, 1000);
 	}
-	free((char *)o.url);
 }
 
 static void poll_now(wk *w)
 {
-	char path[256], extra[64], err[200];
+	char path[256], extra[64];
 	whttp_opts o = { 0 };
 	if (w->draining || w->fatal || w->poll_req || w->ack_req)
 		return;
@@ -390,16 +417,10 @@ static void poll_now(wk *w)
 	snprintf(path, sizeof path, "/v1/environments/%s/work/poll", w->c.environment_id);
 	snprintf(extra, sizeof extra, "&block_ms=%d&reclaim_older_than_ms=%lld", WK_POLL_BLOCK_MS, (long long)w->c.reclaim_ms);
 	o.method = "GET";
-	o.url = wki_url(w, path, extra);
 	o.bearer = w->c.key;
-	o.headers = wki_headers(w, true);
 	o.timeout_ms = WK_REQ_TIMEOUT_MS;
-	o.ca_file = w->c.ca_file;
-	if (!o.url || whttp_start(w->http, &o, on_poll, w, &w->poll_req, err, sizeof err) < 0) {
-		log_error("msg=\"cannot poll\" reason=\"%s\"", o.url ? err : "out of memory");
+	if (wki_start(w, &o, path, extra, true, NULL, on_poll, w, &w->poll_req, "poll") < 0)
 		poll_later(w, 1000);
-	}
-	free((char *)o.url);
 }
 
 /* ---- --on-work ---------------------------------------------------------------------------------------- */

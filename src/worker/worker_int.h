@@ -25,7 +25,7 @@
 #define WK_MAX_EVENT (8u << 20)               /* one SSE event / one event JSON */
 #define WK_MAX_PAGE (32u << 20)               /* one page of GET .../events */
 #define WK_MAX_TOOL_TEXT (4u << 20)           /* text of one tool result posted (more: cut, and said so) */
-#define WK_DRAIN_MS 25000                     /* SIGTERM: everything posted and stopped within this */
+#define WK_DRAIN_MS 22000                     /* SIGTERM: results posted within this, then stop (5 s) */
 #define WK_MAX_BUFFERED 4096                  /* stream events held while the history is read */
 
 typedef struct wk_cfg {
@@ -102,8 +102,11 @@ struct wks {
 uint64_t wki_now(wk *w);
 /* URL of base_url + path (already escaped) + "?beta=true" + extra ("&k=v" or ""); malloc'd. */
 char *wki_url(wk *w, const char *path, const char *extra);
-/* The common headers (beta header, worker id; NULL-terminated, static storage owned by w). */
-const char *const *wki_headers(wk *w, bool worker_id);
+/* Starts o (method, bearer, body, timeout, caps, callbacks set by the caller) to base_url + path +
+ * "?beta=true" + extra with the beta header, the worker id header when worker_id, and up to 3 more lines.
+ * 0, or <0 logged with what (no callback then). */
+int wki_start(wk *w, whttp_opts *o, const char *path, const char *extra, bool worker_id, const char *const *more,
+	      whttp_done_fn done, void *ud, whttp_req **req, const char *what);
 int wki_escape(const char *s, char *out, size_t cap); /* URL-escapes s; -ENOBUFS */
 void wki_metrics(wk *w);
 void wki_session_gone(wk *w, wks *s); /* the session freed itself */

@@ -4,12 +4,12 @@
 #include "worker/worker_int.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/dirs.h"
 #include "core/err.h"
 #include "core/log.h"
 
@@ -21,19 +21,9 @@ struct wkp {
 	struct wkp *next;
 };
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
 void wki_workspace_remove(const char *dir)
 {
-	if (dir)
-		nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	dirs_remove_tree(dir);
 }
 
 char *wki_workspace_new(wk *w, char *err, size_t errlen)

@@ -26,36 +26,16 @@ static const char *bearer(wks *s)
 }
 
 static int start(wks *s, const char *method, const char *path, const char *extra, const char *body,
-		 long timeout_ms, size_t max_body, whttp_done_fn done, whttp_req **req, const char *const *more)
+		 long timeout_ms, size_t max_body, whttp_done_fn done, whttp_req **req)
 {
-	wk *w = s->w;
-	char err[200];
-	const char *hdrs[6];
-	const char *const *base = wki_headers(w, false);
-	size_t n = 0;
 	whttp_opts o = { 0 };
-	int rc;
-	for (; base[n]; n++)
-		hdrs[n] = base[n];
-	for (size_t i = 0; more && more[i] && n < 5; i++)
-		hdrs[n++] = more[i];
-	hdrs[n] = NULL;
 	o.method = method;
-	o.url = wki_url(w, path, extra);
 	o.bearer = bearer(s);
-	o.headers = hdrs;
 	o.body = body;
 	o.body_len = body ? strlen(body) : 0;
 	o.timeout_ms = timeout_ms;
 	o.max_body = max_body;
-	o.ca_file = w->c.ca_file;
-	if (!o.url)
-		return -ENOMEM;
-	rc = whttp_start(w->http, &o, done, s, req, err, sizeof err);
-	free((char *)o.url);
-	if (rc < 0)
-		log_error("msg=\"cannot start a request\" work=%s reason=\"%s\"", s->work_id, err);
-	return rc;
+	return wki_start(s->w, &o, path, extra, false, NULL, done, s, req, method);
 }
 
 /* ---- the end -------------------------------------------------------------------------------------------- */
@@ -143,7 +123,7 @@ static void start_stop(wks *s)
 		return;
 	}
 	snprintf(path, sizeof path, "/v1/environments/%s/work/%s/stop", s->w->c.environment_id, s->work_id);
-	if (start(s, "POST", path, NULL, "{\"force\":true}", 10000, 0, on_stop, &s->stop_req, NULL) < 0)
+	if (start(s, "POST", path, NULL, "{\"force\":true}", s->w->draining ? 5000 : 10000, 0, on_stop, &s->stop_req) < 0)
 		destroy(s);
 }
 
@@ -216,7 +196,7 @@ static void beat(uv_timer_t *t)
 		snprintf(esc, sizeof esc, "%s", WPR_NO_HEARTBEAT);
 	snprintf(extra, sizeof extra, "&expected_last_heartbeat=%s", esc);
 	/* Each beat is cut off after one interval: a hung call cannot outlive the lease. */
-	if (start(s, "POST", path, extra, NULL, s->lease.interval_ms, 0, on_beat, &s->hb_req, NULL) < 0)
+	if (start(s, "POST", path, extra, NULL, s->lease.interval_ms, 0, on_beat, &s->hb_req) < 0)
 		uv_timer_start(&s->hb_timer, beat, 1000, 0);
 }
 
@@ -295,9 +275,9 @@ static void on_result(void *ud, json_t *content, bool is_error, const char *why)
 	} else {
 		json_decref(ev);
 	}
-	json_decref(call);
 	if (id)
 		wev_answered(s->ev, id);
+	json_decref(call); /* id points into it */
 	post_next(s);
 	pump(s);
 }
@@ -317,8 +297,8 @@ static void child_exit(void *ud, wch *c, const char *why)
 	if (s->child == c) {
 		wch_free(c);
 		s->child = NULL;
+		s->child_pending = false;
 	}
-	s->child_pending = false;
 	if (s->healthcheck)
 		wki_session_end(s, "healthcheck failed: the sandbox child ended");
 }
@@ -402,7 +382,7 @@ static void post_next(wks *s)
 	if (!body)
 		return;
 	snprintf(path, sizeof path, "/v1/sessions/%s/events", s->session_id);
-	if (start(s, "POST", path, NULL, body, WK_REQ_TIMEOUT_MS, 0, on_posted, &s->post_req, NULL) < 0)
+	if (start(s, "POST", path, NULL, body, WK_REQ_TIMEOUT_MS, 0, on_posted, &s->post_req) < 0)
 		s->post_retry_at = wki_now(s->w) + 1000;
 	free(body);
 }
@@ -549,7 +529,7 @@ static void list_page(wks *s)
 	if (s->cursor && wki_escape(s->cursor, esc, sizeof esc) < 0)
 		esc[0] = 0;
 	snprintf(extra, sizeof extra, "&limit=1000%s%s", *esc ? "&page=" : "", esc);
-	if (start(s, "GET", path, extra, NULL, WK_REQ_TIMEOUT_MS, WK_MAX_PAGE, on_list, &s->list_req, NULL) < 0)
+	if (start(s, "GET", path, extra, NULL, WK_REQ_TIMEOUT_MS, WK_MAX_PAGE, on_list, &s->list_req) < 0)
 		history_done(s);
 }
 
@@ -614,12 +594,7 @@ static void stream_open(wks *s)
 {
 	char path[300], lei[SSE_ID_MAX + 32];
 	const char *more[3] = { "Accept: text/event-stream", NULL, NULL };
-	wk *w = s->w;
 	whttp_opts o = { 0 };
-	const char *hdrs[6];
-	const char *const *base = wki_headers(w, false);
-	size_t n = 0;
-	char err[200];
 	if (s->stream_req || s->ending)
 		return;
 	if (*s->last_event_id) {
@@ -628,24 +603,15 @@ static void stream_open(wks *s)
 	}
 	sse_dec_free(&s->dec);
 	sse_dec_init(&s->dec, 64 * 1024, WK_MAX_EVENT);
-	for (; base[n]; n++)
-		hdrs[n] = base[n];
-	for (size_t i = 0; more[i]; i++)
-		hdrs[n++] = more[i];
-	hdrs[n] = NULL;
 	snprintf(path, sizeof path, "/v1/sessions/%s/events/stream", s->session_id);
 	o.method = "GET";
-	o.url = wki_url(w, path, NULL);
 	o.bearer = bearer(s);
-	o.headers = hdrs;
 	o.timeout_ms = WK_STREAM_TIMEOUT_MS;
 	o.on_data = on_stream_data;
 	o.on_head = on_stream_head;
-	o.max_body = 64 * 1024;
-	o.ca_file = w->c.ca_file;
-	if (!o.url || whttp_start(w->http, &o, on_stream_end, s, &s->stream_req, err, sizeof err) < 0)
-		s->stream_retry_at = wki_now(w) + 1000;
-	free((char *)o.url);
+	o.max_body = 64 * 1024; /* an error answer's body */
+	if (wki_start(s->w, &o, path, NULL, false, more, on_stream_end, s, &s->stream_req, "event stream") < 0)
+		s->stream_retry_at = wki_now(s->w) + 1000;
 }
 
 /* ---- the tick: retries, idle, lease lost, the end ------------------------------------------------------- */
@@ -675,8 +641,11 @@ static void on_tick(uv_timer_t *t)
 		}
 		return;
 	}
-	if (s->healthcheck)
+	if (s->healthcheck) {
+		if (now > s->end_deadline)
+			wki_session_end(s, "healthcheck failed: the sandbox child did not start within 60 s");
 		return;
+	}
 	if (!s->stream_req && now >= s->stream_retry_at)
 		stream_open(s);
 	post_next(s);
@@ -749,6 +718,7 @@ int wki_session_start(wk *w, json_t *work, char *err, size_t errlen)
 		 s->session_id ? s->session_id : "-", s->token ? "sessions_token" : "environment_key");
 	if (type && !strcmp(type, "healthcheck")) {
 		s->healthcheck = true;
+		s->end_deadline = wki_now(w) + 60000; /* the probe's limit (end_deadline is reset when it ends) */
 		if (!(s->workspace = wki_workspace_new(w, err, errlen))) {
 			log_error("msg=\"healthcheck failed\" work=%s reason=\"%s\"", s->work_id, err);
 			wki_session_end(s, "healthcheck failed: workspace_root is not writable");

@@ -4,8 +4,10 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { writeFileSync } from 'node:fs';
+import { writeFileSync, readFileSync } from 'node:fs';
 import { startControl, stores, sessionsToken } from './lib/control.mjs';
+import https from 'node:https';
+import { makeCA, makeLeaf } from './lib/certs.mjs';
 import { postern, tmpdir, rmrf, sleep, stopAll, freePort } from './lib/proc.mjs';
 
 after(async () => { await stopAll(); });
@@ -264,6 +266,10 @@ for (const store of stores) {
     const apiOnPoll = await c.api(`/v1/environments/${c.envId}/work/poll`, { key: c.apiKey });
     assert.equal(apiOnPoll.status, 401, 'an API key is not a worker credential');
     assert.match(apiOnPoll.body.error.message, /environment key/);
+    const apiAsBearer = await c.api(`/v1/sessions/${s.id}`, { bearer: c.apiKey });
+    assert.equal(apiAsBearer.status, 200, 'the SDK sends its apiKey as Authorization: Bearer');
+    const apiBearerOnPoll = await c.api(`/v1/environments/${c.envId}/work/poll`, { bearer: c.apiKey });
+    assert.equal(apiBearerOnPoll.status, 401, 'an API key is no worker credential, however it is sent');
     const envOnCreate = await c.api('/v1/environments', { bearer: c.envKey, body: { name: 'x' } });
     assert.equal(envOnCreate.status, 401, 'an environment key is not an API key');
     const envOnSessCreate = await c.api('/v1/sessions', { bearer: c.envKey, body: { agent: 'a', environment_id: c.envId } });
@@ -375,6 +381,12 @@ for (const store of stores) {
     const d = await c.api(`/v1/environments/${id}`, { key: c.apiKey, method: 'DELETE' });
     assert.deepEqual(d.body, { id, type: 'environment_deleted' });
     assert.equal((await c.api(`/v1/environments/${id}`, { key: c.apiKey })).status, 404);
+    const dk = await c.cli(['env', 'create', 'doomed']);
+    assert.equal((await c.poll('block_ms=1', 'w', dk.key)).status, 403, 'a key of its own environment only');
+    const dd = await c.api(`/v1/environments/${dk.id}`, { key: c.apiKey, method: 'DELETE' });
+    assert.equal(dd.status, 200);
+    const gone = await c.api(`/v1/environments/${dk.id}/work/poll`, { bearer: dk.key });
+    assert.equal(gone.status, 401, 'the key of a deleted environment works no more');
     const envs = await c.cli(['env', 'list']);
     assert.ok(envs.some((e) => e.id === c.envId) && !envs.some((e) => e.id === id));
   });
@@ -412,4 +424,51 @@ test('the metrics listener counts requests by endpoint and status, and the queue
   assert.match(m, /postern_control_queue_depth 1/);
   assert.match(m, /postern_control_sessions 1/);
   assert.match(m, /postern_control_sse_streams 0/);
+});
+
+test('TLS from tls: {cert_file, key_file}: a non-loopback listen_addr is served over TLS only', async () => {
+  const pki = tmpdir('postern-control-pki-');
+  try {
+    const ca = makeCA(pki);
+    const leaf = makeLeaf(pki, ca, 'control', ['IP:127.0.0.1', 'DNS:localhost']);
+    const port = await freePort();
+    const c = await ctl('sqlite', { listen: `0.0.0.0:${port}`, config: { tls: `{cert_file: ${leaf.cert}, key_file: ${leaf.key}}` } });
+    assert.match(c.allLogs(), /tls=on/);
+    const get = (p, headers) => new Promise((resolve, reject) => {
+      const req = https.request({ host: '127.0.0.1', port, path: p, ca: readFileSync(ca.cert), headers, timeout: 5000 }, (res) => {
+        let b = '';
+        res.on('data', (d) => { b += d; });
+        res.on('end', () => resolve({ status: res.statusCode, body: JSON.parse(b), headers: res.headers }));
+      });
+      req.on('error', reject);
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.end();
+    });
+    const r = await get(`/v1/environments/${c.envId}?beta=true`, { 'x-api-key': c.apiKey });
+    assert.equal(r.status, 200);
+    assert.equal(r.body.id, c.envId);
+    assert.ok(r.headers['request-id']);
+    await assert.rejects(fetch(`http://127.0.0.1:${port}/v1/environments`, { signal: AbortSignal.timeout(3000) }),
+      'plain HTTP on the TLS port gets no answer');
+  } finally { rmrf(pki); }
+});
+
+test('SIGTERM drains: a waiting long poll is answered null, a stream ends, exit 0', async () => {
+  const c = await ctl('sqlite');
+  const s = await c.createSession();
+  await claim(c);
+  const st = await c.stream(s.id, { key: c.apiKey });
+  const poll = c.poll('block_ms=999');
+  await sleep(100);
+  const proc = c.proc;
+  const exited = proc.kill('SIGTERM');
+  const r = await poll;
+  assert.equal(r.status, 200);
+  assert.equal(r.body, null);
+  assert.equal(await st.sse.next(3000), null, 'the stream ended');
+  const ex = await exited;
+  assert.equal(ex.code, 0, proc.log);
+  assert.match(proc.log, /msg="draining"/);
+  c.logs += proc.log;
+  c.proc = null;
 });

@@ -247,7 +247,13 @@ test('healthcheck items are probed and stopped; --on-work runs per item with the
 test('config checks: a key file readable by others is refused naming the file and the fix', async (t) => {
   const { w, keyFile, cfgPath } = await setup(t);
   await w.kill('SIGTERM');
+  const ok = await run(BIN, ['check', '-c', cfgPath]);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stdout, /: ok \(worker\)/);
   chmodSync(keyFile, 0o644);
+  const bad = await run(BIN, ['check', '-c', cfgPath]);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stdout + bad.stderr, /is readable by others \(mode 644\)/);
   const r = await run(BIN, ['worker', '-c', cfgPath]);
   assert.equal(r.code, 1);
   const esc = keyFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
