@@ -261,7 +261,7 @@ static int cd_start(void *ud, uv_loop_t *loop, char *err, size_t errlen)
 		return -EINVAL;
 	memset(&ho, 0, sizeof ho);
 	ho.max_body = c->max_body;
-	ho.max_head = 64 * 1024;
+	ho.max_head = 16 * 1024;
 	ho.idle_ms = (uint32_t)c->idle_timeout_ms;
 	ho.head_ms = (uint32_t)c->request_timeout_ms;
 	ho.max_conns = (unsigned)c->max_connections;

@@ -123,6 +123,9 @@ void cai_count(cai_ctx *c, int status)
 	snprintf(labels, sizeof labels, "%s,%s", adm_label(l1, sizeof l1, "endpoint", c->endpoint ? c->endpoint : "none"),
 		 adm_label(l2, sizeof l2, "status", st));
 	adm_counter_add("postern_control_requests_total", labels, 1);
+	/* no query, no headers: keys and tokens never reach the log */
+	log_debug("msg=\"request\" endpoint=%s method=%s status=%d request_id=%s peer=%s", c->endpoint ? c->endpoint : "none",
+		  hsrv_method(c->r), status, c->request_id, hsrv_peer(c->r));
 }
 
 void cai_reply(cai_ctx *c, int status, json_t *body)

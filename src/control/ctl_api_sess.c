@@ -134,7 +134,9 @@ void cai_sess_create(cai_ctx *c)
 			goto out;
 		}
 	}
-	if ((rc = cai_enqueue_session(c->a, env_id, id, err, sizeof err)) < 0) {
+	/* initial user input enqueued the session's work item already */
+	if ((rc = cai_live_work(s, env_id, id, NULL, NULL, err, sizeof err)) < 0 ||
+	    (rc == 0 && (rc = cai_enqueue_session(c->a, env_id, id, err, sizeof err)) < 0)) {
 		cai_store_error(c, rc, err);
 		goto out;
 	}

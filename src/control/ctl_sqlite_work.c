@@ -11,6 +11,7 @@
 #include "core/err.h"
 
 #define POLLERS_WINDOW_MS 30000
+#define POLLER_REFRESH_MS 5000 /* a polling worker's time is written at most this often while it finds nothing */
 
 /* The work row of env_id/work_id: obj (new reference), state, lease columns. */
 struct wrow {
@@ -115,6 +116,18 @@ int ctl_sq_work_poll(ctl_store *s, const char *env_id, const char *worker_id, ui
 	int rc, r;
 	char id[64] = "";
 	*work = NULL;
+	/* A long poll asks every 20 ms: when nothing is claimable and the worker was seen lately, answer from a
+	 * read alone, without the write transaction's fsync. */
+	st = ctl_sq_prep(q, "SELECT (SELECT count(*) FROM work WHERE env_id = ?1 AND acked = 0 AND state = 'queued' AND "
+			    "(delivered_ms = 0 OR delivered_ms <= ?2)), (SELECT coalesce(max(at_ms), 0) FROM pollers WHERE "
+			    "env_id = ?1 AND worker = ?3)",
+			 "tit", env_id, now - (int64_t)reclaim_older_than_ms, worker_id ? worker_id : "");
+	if (st && sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 0 &&
+	    (!worker_id || !*worker_id || sqlite3_column_int64(st, 1) > now - POLLER_REFRESH_MS)) {
+		sqlite3_finalize(st);
+		return 0;
+	}
+	sqlite3_finalize(st);
 	if ((rc = ctl_sq_begin(q, err, errlen)) < 0)
 		return rc;
 	if (worker_id && *worker_id &&

@@ -62,7 +62,8 @@ struct ctl_store_ops {
 	const char *name; /* "sqlite", "redis" */
 	void (*close)(ctl_store *s);
 
-	/* Keys. kind "env" (bearer of one environment's workers) or "api" (x-api-key of the platform side).
+	/* Keys. kind "env" (bearer of one environment's workers), "api" (the platform side) or "session" (a work
+	 * item's sessions token: name is the work id, env_id carries the session id).
 	 * key_add stores sha256(secret) under id; key_check finds the key by hash (constant-time compare of the
 	 * hash) and gives its id and, for "env", the environment id. key_revoke makes it fail from now on. */
 	int (*key_add)(ctl_store *s, const char *kind, const char *id, const char *name, const char *env_id,

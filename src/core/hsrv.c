@@ -15,10 +15,11 @@
 #include "core/netaddr.h"
 #include "core/tconn.h"
 
-#define TARGET_MAX 8192
+#define TARGET_MAX 4096
 #define MAX_HEADERS 100
 #define IN_CAP (1024u * 1024)  /* unparsed bytes held (one read while a request is answered) */
 #define CLOSE_GRACE_MS 5000u   /* an answer with Connection: close gets this long to flush */
+#define LINGER_MS 2000u        /* after refusing a request: how long its remaining bytes are read and dropped */
 
 enum tmode { T_NONE, T_IDLE, T_HEAD, T_CLOSE };
 
@@ -42,7 +43,7 @@ struct hconn {
 	char target[TARGET_MAX];
 	char *hdrs;
 	cbuf in, body;
-	bool body_over, busy, closing, peer_eof, pumping, streaming, closed;
+	bool body_over, busy, closing, peer_eof, pumping, streaming, closed, discard;
 	char peer[NA_FMT_MAX];
 	struct hsrv_req r;
 };
@@ -179,11 +180,16 @@ static void self_answer(struct hconn *hc, int status, const char *msg)
 	char framing[64];
 	snprintf(framing, sizeof framing, "Content-Length: %zu\r\n", n);
 	set_timer(hc, T_NONE, 0);
-	if (write_head(hc, status, NULL, extra, framing) < 0 || tconn_write(hc->c, (const uint8_t *)body, n) < 0) {
+	if (write_head(hc, status, NULL, extra, framing) < 0 || tconn_write(hc->c, (const uint8_t *)body, n) < 0 ||
+	    tconn_shutdown(hc->c) < 0) {
 		conn_close(hc);
 		return;
 	}
-	close_after_flush(hc);
+	/* A lingering close: the peer may still be sending the body we refused, and closing with its bytes
+	 * unread would reset the connection before it reads the answer. So: our FIN after the answer, what it
+	 * sends dropped, closed when it closes or after LINGER_MS. */
+	hc->discard = true;
+	set_timer(hc, T_CLOSE, LINGER_MS);
 }
 
 static void body_bytes(void *ud, const char *at, size_t n)
@@ -191,6 +197,18 @@ static void body_bytes(void *ud, const char *at, size_t n)
 	struct hconn *hc = ud;
 	if (!hc->body_over && cbuf_append(&hc->body, at, n) < 0)
 		hc->body_over = true;
+}
+
+static bool expects_continue(const struct hconn *hc)
+{
+	size_t pos = 0;
+	const char *n, *v;
+	if (hc->req.http_minor < 1)
+		return false;
+	while (h1_header_next(&hc->req, &pos, &n, &v) == 1)
+		if (!strcasecmp(n, "expect"))
+			return !strcasecmp(v, "100-continue");
+	return false;
 }
 
 static void dispatch(struct hconn *hc)
@@ -240,6 +258,13 @@ static void pump(struct hconn *hc)
 			}
 			hc->req.body_cb = body_bytes;
 			hc->req.body_ud = hc;
+			/* libcurl waits a second for this before it sends a body over 1 KiB; a body over the cap got
+			 * its 413 above without being sent. */
+			if (expects_continue(hc) &&
+			    tconn_write(hc->c, (const uint8_t *)"HTTP/1.1 100 Continue\r\n\r\n", 25) < 0) {
+				conn_close(hc);
+				break;
+			}
 		} else if (ev == H1_DONE) {
 			if (hc->body_over) {
 				char m[160];
@@ -262,7 +287,7 @@ static void on_data(tconn *c, const uint8_t *p, size_t n, void *ud)
 {
 	struct hconn *hc = ud;
 	(void)c;
-	if (hc->closing)
+	if (hc->closing || hc->discard)
 		return;
 	if (cbuf_append(&hc->in, p, n) < 0) {
 		conn_close(hc);
@@ -282,7 +307,9 @@ static void on_eof(tconn *c, void *ud)
 	hc->peer_eof = true;
 	/* HTTP clients do not half-close: an end while a request waits (a long poll, a stream) is a peer that
 	 * left, and the handler hears of it through the gone callback. */
-	if (!hc->closing)
+	if (hc->discard)
+		close_after_flush(hc); /* the refused peer is done sending: our answer out, then closed */
+	else if (!hc->closing)
 		conn_close(hc);
 }
 

@@ -89,6 +89,20 @@ for (const store of stores) {
     assert.ok(empty.headers.get('request-id'), 'every answer has a request-id');
   });
 
+  test(`${store}: a session created with a user message is running and has exactly one work item`, async () => {
+    const c = await ctl(store);
+    const s = await c.createSession({ initial_events: [{ type: 'user.message', content: [{ type: 'text', text: 'go' }] }] });
+    assert.equal(s.status, 'running');
+    const w = await claim(c);
+    assert.equal(w.data.id, s.id);
+    assert.equal((await c.poll('block_ms=50', 'w-2')).body, null, 'one item, not two');
+    const ev = await c.api(`/v1/sessions/${s.id}/events`, { key: c.apiKey });
+    assert.deepEqual(ev.body.data.map((e) => e.type), ['user.message', 'session.status_running']);
+    const bad = await c.api('/v1/sessions', { key: c.apiKey, body: { agent: 'a', environment_id: c.envId, initial_events: [{ type: 'user.message' }] } });
+    assert.equal(bad.status, 400);
+    assert.match(bad.body.error.message, /initial_events\[0\]\.content/);
+  });
+
   test(`${store}: a missed ack is offered again after reclaim_older_than_ms, not before`, async () => {
     const c = await ctl(store);
     await c.createSession();
@@ -256,7 +270,7 @@ for (const store of stores) {
   });
 
   test(`${store}: credentials: wrong, revoked, and of the wrong kind`, async () => {
-    const c = await ctl(store);
+    const c = await ctl(store, { config: { log_level: 'debug' } });
     const s = await c.createSession();
     const bogus = await c.poll('block_ms=1', 'w', 'pst_env_not-a-key');
     assert.equal(bogus.status, 401);
@@ -298,6 +312,7 @@ for (const store of stores) {
     assert.match(unknown.stderr, /no key key_nope/);
     // keys never reach the log
     await c.api(`/v1/sessions/${s.id}`, { bearer: tok });
+    assert.match(c.allLogs(), /msg="request" endpoint=sessions.retrieve method=GET status=200/, 'debug logs every request');
     for (const secret of [c.envKey, c.apiKey, tok, w.secret, other.key]) assert.ok(!c.allLogs().includes(secret), 'a key in the log');
   });
 

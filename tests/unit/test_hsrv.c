@@ -213,6 +213,13 @@ static void test_keepalive_and_chunked(void **st)
 	assert_non_null(strstr(buf, "Connection: keep-alive"));
 	assert_non_null(strstr(buf, "X-Extra: 1"));
 	assert_non_null(strstr(buf, "POST 5 hello q=a=1 h=yes"));
+	/* Expect: 100-continue gets its interim answer before the body is sent */
+	sendall(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+	read_until(fd, buf, sizeof buf, "\r\n\r\n");
+	assert_string_equal(buf, "HTTP/1.1 100 Continue\r\n\r\n");
+	sendall(fd, "abc");
+	read_until(fd, buf, sizeof buf, "POST 3 abc");
+	assert_non_null(strstr(buf, "HTTP/1.1 200 OK"));
 	/* the same connection, a chunked body, pipelined with a GET */
 	sendall(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
 		    "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -232,6 +239,17 @@ static void test_body_cap_and_bad_head(void **st)
 	assert_non_null(strstr(buf, "HTTP/1.1 413 Content Too Large"));
 	assert_non_null(strstr(buf, "over the limit of 1024 bytes"));
 	assert_non_null(strstr(buf, "Connection: close"));
+	close(fd);
+	/* the whole refused body sent anyway: read and dropped, so the answer arrives (no reset) */
+	fd = dial();
+	{
+		static char huge[300 * 1024];
+		memset(huge, 'z', sizeof huge - 1);
+		sendall(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 307199\r\n\r\n");
+		sendall(fd, huge);
+		read_until(fd, buf, sizeof buf, NULL);
+		assert_non_null(strstr(buf, "HTTP/1.1 413"));
+	}
 	close(fd);
 	fd = dial();
 	memset(big, 'x', 2000);

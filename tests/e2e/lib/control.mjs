@@ -14,7 +14,8 @@ export const BETA = 'managed-agents-2026-04-01';
 export const stores = ['sqlite', ...(process.env.POSTERN_REDIS_TESTS ? ['redis'] : [])];
 
 // Options: store ('sqlite' | 'redis'), redisUrl, config (extra YAML keys: {lease_ttl: '2s'}), dir (state
-// parent, made when absent), name (log prefix), listen (override listen_addr, e.g. to test refusals).
+// parent, made when absent; removed by stop() only when made here), name (log prefix), listen (override
+// listen_addr, e.g. to test refusals), keys (reuse another instance's, below), envName.
 export async function startControl(opts = {}) {
   const store = opts.store || 'sqlite';
   const own = !opts.dir;
@@ -36,8 +37,11 @@ export async function startControl(opts = {}) {
     if (r.code !== 0) throw new Error(`postern control ${args.join(' ')}: exit ${r.code}: ${r.stderr}`);
     return JSON.parse(r.stdout);
   };
-  const env = await cli(['env', 'create', opts.envName || 'test-env']);
-  const ak = await cli(['apikey', 'create', 'test-api']);
+  // keys: {envId, envKey, envKeyId, apiKey, apiKeyId} of another instance on the same store (a second replica
+  // on one Redis) instead of making new ones.
+  const env = opts.keys ? { id: opts.keys.envId, key: opts.keys.envKey, key_id: opts.keys.envKeyId }
+    : await cli(['env', 'create', opts.envName || 'test-env']);
+  const ak = opts.keys ? { id: opts.keys.apiKeyId, key: opts.keys.apiKey } : await cli(['apikey', 'create', 'test-api']);
 
   const c = {
     url: `http://127.0.0.1:${port}`, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`, port, dir, cfgPath,
