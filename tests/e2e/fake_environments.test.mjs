@@ -5,24 +5,20 @@
 // Everything runs on loopback; the tools run benign commands in a temp workdir.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync, readFileSync, mkdirSync, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import Anthropic from '@anthropic-ai/sdk';
-import { betaAgentToolset20260401 } from '@anthropic-ai/sdk/tools/agent-toolset/node';
 import { startFakeEnvironments, SERVER_NAME, BETA } from './fixtures/fake_environments.mjs';
 import { tmpdir, rmrf } from './lib/proc.mjs';
+import { startSdkWorker, runToolCases, checkToolCases, resultText, TOOL_CASES } from './lib/sdk.mjs';
 
 const verbose = !!process.env.POSTERN_TEST_VERBOSE;
-const NODE_HAS_FS_GLOB = typeof (await import('node:fs/promises')).glob === 'function';
 const dirs = [];
 after(() => { for (const d of dirs) rmrf(d); });
 
 function workdir() {
-  const d = tmpdir('postern-fake-wd-');
+  const d = tmpdir('postern-sdk-wd-');
   dirs.push(d);
-  writeFileSync(path.join(d, 'notes.txt'), 'alpha\nbeta\ngamma\n');
-  mkdirSync(path.join(d, 'src'));
-  writeFileSync(path.join(d, 'src', 'main.c'), 'int main(void) { return 0; } /* NEEDLE */\n');
   return d;
 }
 
@@ -59,101 +55,68 @@ function startWorker(fake, { tools, maxIdleMs = 400, key = fake.environmentKey }
   };
 }
 
-const text = (result) => result.content.map((b) => b.text).join('');
+const text = resultText;
+
+// A fake with an in-process SDK worker serving one session: `before(fake)` runs before the session is queued,
+// `fn({fake, w, workId, sessionId, sessionsToken})` once its item is active; both are torn down after.
+async function withActiveSession({ ttlSeconds = 2, maxIdleMs = 0, before, activeMs = 10000 }, fn) {
+  const fake = await startFakeEnvironments({ ttlSeconds });
+  const w = startWorker(fake, { maxIdleMs });
+  try {
+    if (before) before(fake);
+    const item = fake.enqueueSession();
+    await fake.waitFor(() => fake.work(item.workId).state === 'active', { timeoutMs: activeMs, what: 'the item active' });
+    await fn({ fake, w, ...item });
+  } finally {
+    await w.stop();
+    await fake.close();
+  }
+}
 const routesFor = (fake, workId) => fake.requests.filter((r) => r.path.includes(workId)).map((r) => r.route);
 
-test('the SDK worker claims a session from the fake and answers every reference tool', async (t) => {
+test('the SDK worker (its own process) claims a session from the fake and answers every reference tool', async () => {
   const fake = await startFakeEnvironments({ ttlSeconds: 4 });
-  const lookup = {
-    type: 'custom', name: 'lookup', description: 'Looks a key up.',
-    input_schema: { type: 'object', properties: { key: { type: 'string' } }, required: ['key'] },
-    parse: (x) => x, run: (args) => `value-of-${args.key}`,
-  };
-  const w = startWorker(fake, { tools: (ctx) => [...betaAgentToolset20260401(ctx), lookup] });
+  const wd = tmpdir('postern-sdk-wd-');
+  dirs.push(wd);
+  const p = await startSdkWorker({ baseURL: fake.baseURL, environmentId: fake.environmentId, environmentKey: fake.environmentKey, workdir: wd });
   try {
     const { workId, sessionId, sessionsToken } = fake.enqueueSession();
     assert.ok(sessionsToken.startsWith('sk-ant-req-fake-'));
-    await fake.waitFor(() => fake.work(workId).state === 'active', { what: 'the work item to go active' });
+    await fake.waitFor(() => fake.work(workId).state === 'active', { timeoutMs: 15000, what: 'the work item to go active' });
 
-    const call = async (name, input, opts) => {
-      const ev = fake.toolUse(sessionId, name, input, opts);
-      return fake.waitForResult(sessionId, ev.id, 20000);
+    const driver = {
+      toolUse: (name, input) => fake.toolUse(sessionId, name, input).id,
+      customToolUse: (name, input) => fake.customToolUse(sessionId, name, input).id,
+      result: (id) => fake.waitForResult(sessionId, id, 20000),
     };
-    let r = await call('bash', { command: 'echo "out:$((6*7))"; pwd' });
-    assert.equal(r.type, 'user.tool_result');
-    assert.equal(r.is_error, false);
-    assert.equal(text(r), `out:42\n${w.wd}`);
-
-    r = await call('bash', { command: 'echo failing >&2; false' });
-    assert.equal(r.is_error, true, 'a non-zero exit is an error result');
-    assert.match(text(r), /failing/);
-
-    r = await call('read', { file_path: 'notes.txt' });
-    assert.equal(r.is_error, false);
-    assert.equal(text(r), 'alpha\nbeta\ngamma\n');
-
-    r = await call('read', { file_path: 'notes.txt', view_range: [2, 3] });
-    assert.equal(text(r), 'beta\ngamma');
-
-    r = await call('write', { file_path: 'out/new.txt', content: 'written by the tool\n' });
-    assert.equal(r.is_error, false);
-    assert.equal(readFileSync(path.join(w.wd, 'out', 'new.txt'), 'utf8'), 'written by the tool\n');
-
-    r = await call('edit', { file_path: 'notes.txt', old_string: 'beta', new_string: 'BETA' });
-    assert.equal(r.is_error, false);
-    assert.equal(readFileSync(path.join(w.wd, 'notes.txt'), 'utf8'), 'alpha\nBETA\ngamma\n');
-
-    r = await call('edit', { file_path: 'notes.txt', old_string: 'not there', new_string: 'x' });
-    assert.equal(r.is_error, true, 'an edit whose old_string is missing fails');
-
-    r = await call('glob', { pattern: '**/*.c' });
-    if (NODE_HAS_FS_GLOB) {
-      assert.equal(r.is_error, false, text(r));
-      assert.match(text(r), /src\/main\.c/);
-    } else {
-      // The SDK's reference glob is built on fs.glob (Node 22+); on an older node it answers with an error result.
-      t.diagnostic(`node ${process.version} has no fs.glob: the SDK's glob tool answers an error, asserted as such`);
-      assert.equal(r.is_error, true);
-      assert.match(text(r), /fsGlob|glob/);
-    }
-
-    r = await call('grep', { pattern: 'NEEDLE' });
-    assert.equal(r.is_error, false);
-    assert.match(text(r), /main\.c:1:.*NEEDLE/);
-
-    r = await call('read', { file_path: '../../etc/passwd' });
-    assert.equal(r.is_error, true, 'a path outside the workdir is refused');
-
-    // A custom tool the worker owns is answered with user.custom_tool_result.
-    const cu = fake.customToolUse(sessionId, 'lookup', { key: 'k1' });
-    r = await fake.waitForResult(sessionId, cu.id, 20000);
-    assert.equal(r.type, 'user.custom_tool_result');
-    assert.equal(r.custom_tool_use_id, cu.id);
-    assert.equal(text(r), 'value-of-k1');
+    checkToolCases(await runToolCases(driver), wd, wd);
 
     // An `ask` call waits for its confirmation; a denied one never runs; an unowned tool is left pending.
     const asked = fake.toolUse(sessionId, 'bash', { command: 'echo confirmed' }, { permission: 'ask' });
+    const refused = fake.toolUse(sessionId, 'bash', { command: 'echo refused' }, { permission: 'ask' });
     const denied = fake.toolUse(sessionId, 'write', { file_path: 'denied.txt', content: 'no' }, { permission: 'deny' });
+    const odd = fake.toolUse(sessionId, 'write', { file_path: 'odd.txt', content: 'no' }, { permission: 'sometimes' });
     const unowned = fake.customToolUse(sessionId, 'someone_elses_tool', {});
     await new Promise((res) => setTimeout(res, 300));
     assert.equal(fake.resultFor(sessionId, asked.id), undefined, 'an ask call is held until confirmed');
+    fake.confirm(sessionId, refused.id, 'deny', 'not now');
     fake.confirm(sessionId, asked.id, 'allow');
-    r = await fake.waitForResult(sessionId, asked.id, 20000);
-    assert.equal(text(r), 'confirmed');
-    assert.equal(fake.resultFor(sessionId, denied.id), undefined);
-    assert.equal(existsSync(path.join(w.wd, 'denied.txt')), false, 'a denied call never runs');
-    assert.equal(fake.resultFor(sessionId, unowned.id), undefined, 'a tool the worker does not own gets no answer');
+    assert.equal(resultText(await fake.waitForResult(sessionId, asked.id, 20000)), 'confirmed');
+    for (const e of [refused, denied, odd, unowned]) assert.equal(fake.resultFor(sessionId, e.id), undefined, `${e.name} ${e.id} unanswered`);
+    assert.equal(existsSync(path.join(wd, 'denied.txt')) || existsSync(path.join(wd, 'odd.txt')), false, 'denied calls never run');
 
+    // An unknown permission is held like `ask` by the SDK (and blocks the idle stop until resolved): deny it.
+    fake.confirm(sessionId, odd.id, 'deny');
     // End of turn: the worker stops after maxIdleMs and force-stops the item.
     fake.idle(sessionId);
     await fake.waitFor(() => fake.work(workId).state === 'stopped', { what: 'the worker to stop the item' });
+    assert.equal(existsSync(path.join(wd, 'odd.txt')), false);
     const results = fake.workerEvents(sessionId);
-    assert.equal(results.length, 12, 'one result per answered call (12), nothing else');
+    assert.equal(results.length, TOOL_CASES.length + 1, 'one result per answered call, nothing else');
     assert.ok(results.every((e) => e.type === 'user.tool_result' || e.type === 'user.custom_tool_result'));
 
     // Poll and ack ride the environment key, every per-item call the sessions token.
-    const mine = fake.requests.filter((q) => q.route !== 'poll' || q.status === 200);
-    for (const q of mine) {
+    for (const q of fake.requests) {
       const expect = q.route === 'poll' || q.route === 'ack' ? 'env' : 'session';
       assert.equal(q.auth, expect, `${q.method} ${q.path} used ${q.auth}`);
     }
@@ -162,8 +125,9 @@ test('the SDK worker claims a session from the fake and answers every reference 
     assert.equal(routes.at(-1), 'stop');
     assert.ok(fake.requests.some((q) => q.route === 'poll' && q.workerId === 'sdk-worker-1'));
     assert.deepEqual(fake.violations, []);
+    assert.equal(p.logs().filter((l) => l.level === 'error').length, 0, JSON.stringify(p.logs().filter((l) => l.level === 'error')));
   } finally {
-    assert.equal(await w.stop(), null, 'run() ends without an error on abort');
+    assert.deepEqual(await p.kill('SIGTERM'), { code: 0, signal: null }, 'the SDK worker exits 0 on SIGTERM');
     await fake.close();
   }
 });
@@ -186,11 +150,7 @@ test('the SDK worker skips a terminated session and a healthcheck item but stops
 });
 
 test('a 412 heartbeat loses the lease: the SDK worker releases the item without stopping it', async () => {
-  const fake = await startFakeEnvironments({ ttlSeconds: 2 }); // beat every 1 s
-  const w = startWorker(fake, { maxIdleMs: 0 });
-  try {
-    const { workId } = fake.enqueueSession();
-    await fake.waitFor(() => fake.work(workId).state === 'active', { what: 'active' });
+  await withActiveSession({ ttlSeconds: 2 /* a beat every 1 s */ }, async ({ fake, w, workId }) => {
     fake.failNextHeartbeat412();
     await fake.waitFor(() => w.logs.find((l) => l.msg.startsWith('lease lost')), { what: 'the lease-lost log line' });
     const lost = w.logs.find((l) => l.msg.startsWith('lease lost'));
@@ -199,35 +159,35 @@ test('a 412 heartbeat loses the lease: the SDK worker releases the item without 
     await fake.waitFor(() => w.logs.find((l) => l.msg.startsWith('lease lost; released')), { what: 'the release' });
     assert.equal(routesFor(fake, workId).includes('stop'), false, 'a lost lease is not stopped');
     assert.equal(fake.work(workId).state, 'active');
-  } finally {
-    await w.stop();
-    await fake.close();
-  }
+  });
+});
+
+test('a sessions token revoked mid-session: the SDK worker gives the item up, and takes it again with a fresh token', async () => {
+  await withActiveSession({}, async ({ fake, ...first }) => {
+    fake.revokeKey(first.sessionsToken);
+    // Whichever per-item call comes next (heartbeat, event stream, send) is refused, and the worker gives up.
+    await fake.waitFor(() => fake.requests.some((q) => q.status === 401 && q.auth === 'refused'), { what: 'a refused call' });
+    // The lease lapses after its TTL; the fake re-queues the item with a new sessions token.
+    await fake.waitFor(() => fake.work(first.workId).deliveries === 2 && fake.work(first.workId).state === 'active',
+      { timeoutMs: 15000, what: 'the item re-delivered and active' });
+    assert.notEqual(fake.work(first.workId).sessionsToken, first.sessionsToken);
+    const ev = fake.toolUse(first.sessionId, 'bash', { command: 'echo still serving' });
+    assert.equal(text(await fake.waitForResult(first.sessionId, ev.id)), 'still serving');
+  });
 });
 
 test('a control-plane stop reaches the SDK worker on its next heartbeat', async () => {
-  const fake = await startFakeEnvironments({ ttlSeconds: 2 });
-  const w = startWorker(fake, { maxIdleMs: 0 });
-  try {
-    const { workId } = fake.enqueueSession();
-    await fake.waitFor(() => fake.work(workId).state === 'active', { what: 'active' });
+  await withActiveSession({}, async ({ fake, w, workId }) => {
     assert.equal(fake.stopWork(workId).state, 'stopping');
     await fake.waitFor(() => fake.work(workId).state === 'stopped', { what: 'the worker to force-stop it' });
     assert.ok(w.logs.some((l) => l.msg === 'heartbeat signals shutdown' && l.rest[0].state === 'stopping'));
     assert.deepEqual(fake.violations, []);
-  } finally {
-    await w.stop();
-    await fake.close();
-  }
+  });
 });
 
 test('the SDK worker rides out 5xx answers and a closed event stream', async () => {
-  const fake = await startFakeEnvironments({ ttlSeconds: 4 });
-  const w = startWorker(fake, { maxIdleMs: 0 });
-  try {
-    fake.fail5xx(2, { route: 'poll', status: 529 });
-    const { workId, sessionId } = fake.enqueueSession();
-    await fake.waitFor(() => fake.work(workId).state === 'active', { timeoutMs: 20000, what: 'active after 529s' });
+  const before = (fake) => fake.fail5xx(2, { route: 'poll', status: 529 });
+  await withActiveSession({ ttlSeconds: 4, before, activeMs: 20000 }, async ({ fake, workId, sessionId }) => {
     assert.equal(fake.requests.filter((q) => q.route === 'poll' && q.status === 529).length, 2);
 
     fake.fail5xx(1, { route: 'events.send', status: 503 });
@@ -249,10 +209,7 @@ test('the SDK worker rides out 5xx answers and a closed event stream', async () 
     fake.terminate(sessionId);
     await fake.waitFor(() => fake.work(workId).state === 'stopped', { what: 'stop after terminate' });
     assert.deepEqual(fake.violations, []);
-  } finally {
-    await w.stop();
-    await fake.close();
-  }
+  });
 });
 
 test('a revoked environment key ends the SDK poller with an authentication error', async () => {
@@ -378,8 +335,8 @@ test('the SDK typed resources parse every answer of the fake', async () => {
     const hb3 = await item.beta.environments.work.heartbeat(workId, { environment_id: env, expected_last_heartbeat: 'anything' });
     assert.deepEqual([hb3.state, hb3.lease_extended], ['stopped', false], 'a stopped item is not compared, not extended');
 
-    // The one violation here was ours: the deliberate result for an unknown call.
-    assert.deepEqual(fake.violations.map((v) => v.rule), ['result-pairing']);
+    // The violations here were ours: the deliberate result for an unknown call, the heartbeat after our stop.
+    assert.deepEqual(fake.violations.map((v) => v.rule), ['result-pairing', 'heartbeat-after-stop']);
   } finally {
     await fake.close();
   }
@@ -407,6 +364,76 @@ test('the fake marks itself and records protocol mistakes', async () => {
       { headers: { ...base, 'x-api-key': fake.apiKey } });
     assert.equal(r.status, 200);
     assert.deepEqual(fake.violations.map((v) => v.rule), ['beta-header', 'worker-id', 'path', 'one-credential']);
+  } finally {
+    await fake.close();
+  }
+});
+
+// Reads SSE frames from a fetch response until `want` frames arrived (bounded by the signal).
+async function readFrames(res, want) {
+  const dec = new TextDecoder();
+  let buf = '';
+  const frames = [];
+  for await (const chunk of res.body) {
+    buf += dec.decode(chunk, { stream: true });
+    let i;
+    while ((i = buf.indexOf('\n\n')) >= 0) {
+      const f = {};
+      for (const line of buf.slice(0, i).split('\n')) {
+        const c = line.indexOf(':');
+        f[line.slice(0, c)] = line.slice(c + 1).trimStart();
+      }
+      frames.push(f);
+      buf = buf.slice(i + 2);
+    }
+    if (frames.length >= want) break;
+  }
+  return frames;
+}
+
+test('the fake event stream resumes after Last-Event-ID, pings, and caps request bodies', async () => {
+  const fake = await startFakeEnvironments({ pingMs: 100, maxBody: 4096 });
+  try {
+    const { sessionId, sessionsToken } = fake.enqueueSession();
+    const headers = { authorization: `Bearer ${sessionsToken}`, 'anthropic-beta': BETA };
+    const a = fake.toolUse(sessionId, 'bash', { command: 'true' });
+    const b = fake.toolUse(sessionId, 'bash', { command: 'false' });
+    const url = `${fake.baseURL}/v1/sessions/${sessionId}/events/stream`;
+    let res = await fetch(url, { headers: { ...headers, 'last-event-id': '1' }, signal: AbortSignal.timeout(5000) });
+    assert.equal(res.headers.get('content-type'), 'text/event-stream');
+    let frames = await readFrames(res, 1);
+    assert.deepEqual([frames[0].event, frames[0].id, JSON.parse(frames[0].data).id], ['agent.tool_use', '2', b.id],
+      'the replay starts right after the given id');
+    await res.body.cancel();
+
+    res = await fetch(url, { headers, signal: AbortSignal.timeout(5000) });
+    const reading = readFrames(res, 3);
+    await fake.waitFor(() => fake.session(sessionId).streams.size === 1, { what: 'the stream attached' });
+    const c = fake.idle(sessionId);
+    fake.injectRaw(sessionId, 'event: agent.tool_use\ndata: {not json\n\n');
+    frames = (await reading).filter((f) => f.event !== 'ping');
+    assert.deepEqual(frames.map((f) => f.event), ['session.status_idle', 'agent.tool_use'], 'no replay without Last-Event-ID');
+    assert.equal(JSON.parse(frames[0].data).id, c.id);
+    assert.equal(frames[0].id, '3');
+    assert.equal(frames[1].data, '{not json');
+    await res.body.cancel();
+    res = await fetch(url, { headers, signal: AbortSignal.timeout(5000) });
+    frames = await readFrames(res, 1);
+    assert.equal(frames[0].event, 'ping');
+    await res.body.cancel();
+
+    res = await fetch(url, { headers: { ...headers, 'last-event-id': '99' } });
+    assert.equal(res.status, 400);
+    assert.match((await res.json()).error.message, /Last-Event-ID/);
+
+    res = await fetch(`${fake.baseURL}/v1/sessions/${sessionId}/events`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' },
+      body: JSON.stringify({ events: [{ type: 'user.tool_result', tool_use_id: a.id, content: [{ type: 'text', text: 'x'.repeat(8192) }] }] }) });
+    assert.equal(res.status, 413);
+    const err = await res.json();
+    assert.equal(err.error.type, 'request_too_large');
+    assert.match(err.error.message, /truncate/);
+    assert.equal(fake.resultFor(sessionId, a.id), undefined);
+    assert.deepEqual(fake.violations, []);
   } finally {
     await fake.close();
   }
