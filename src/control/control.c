@@ -363,7 +363,7 @@ static void usage(FILE *f)
 
 int control_main(int argc, char **argv)
 {
-	static const dmn_ops ops = { "postern control", usage, cd_load, cd_start, cd_drain, cd_cleanup, cd_recheck };
+	static const dmn_ops ops = { "postern control", usage, cd_load, cd_start, cd_drain, cd_cleanup, cd_recheck, NULL };
 	struct cd d;
 	if (cti_is_cli(argc, argv))
 		return cti_cli(argc, argv);

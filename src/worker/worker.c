@@ -741,7 +741,7 @@ static void wk_cleanup(void *ud)
 
 int worker_main(int argc, char **argv)
 {
-	static const dmn_ops ops = { "postern worker", usage, wk_load, wk_start, wk_drain, wk_cleanup, wk_recheck };
+	static const dmn_ops ops = { "postern worker", usage, wk_load, wk_start, wk_drain, wk_cleanup, wk_recheck, NULL };
 	wk w = { 0 };
 	char **args = calloc((size_t)argc + 1, sizeof *args);
 	int n = 0, rc;
