@@ -143,6 +143,9 @@ before(async () => {
     'upstream: {allowed_ips: [127.0.0.1/32]}',
     'routes:',
     '  rec:', `    url: http://127.0.0.1:${recPort}`, ...policy,
+    // the held-bytes cap test: 72 bodies of 1 MB must all be held at once, which takes more than rec's 6 s
+    // to upload on a loaded machine (earlier holds expired and freed the budget before the last arrived)
+    '  hold:', `    url: http://127.0.0.1:${recPort}`, ...policy.map((l) => l.replace('approval_timeout: 6s', 'approval_timeout: 25s')),
     '  evil:', `    url: http://127.0.0.1:${evilPort}`, ...policy,
     '  tok:', `    url: http://127.0.0.1:${recPort}`, `    auth: {bearer: {tokens_file: ${path.join(dir, 'tokens-a')}}}`, ...policy,
     '  tokb:', `    url: http://127.0.0.1:${recPort}`, `    auth: {bearer: {tokens_file: ${path.join(dir, 'tokens-b')}}}`,
@@ -408,7 +411,7 @@ test('held calls cannot pin unbounded memory: past 64 MiB of held bodies a call 
   const conns = [];
   for (let i = 0; i < 72; i++) {
     const t0 = Date.now();
-    conns.push(raw('rec', postReq('rec', call(i, 'move_file', { pad })), { timeoutMs: 15000 }).then((r) => ({ r, ms: Date.now() - t0 })));
+    conns.push(raw('hold', postReq('hold', call(i, 'move_file', { pad })), { timeoutMs: 40000 }).then((r) => ({ r, ms: Date.now() - t0 })));
   }
   const res = await Promise.all(conns);
   const refused = res.filter(({ r }) => /hold too many bytes/.test(r));
