@@ -250,6 +250,22 @@ static void strip_seq(json_t *events)
 		json_object_del(e, "_seq");
 }
 
+/* An event sequence number as the API gives it (a Last-Event-ID, a page cursor): 1 to 19 decimal digits, at most
+ * INT64_MAX (the stores keep it signed: a larger one would wrap to "from the start"); no sign, no spaces. */
+static int parse_seq(const char *s, uint64_t *v)
+{
+	size_t n = strspn(s, "0123456789");
+	uint64_t x = 0;
+	if (!n || n > 19 || s[n])
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		x = x * 10 + (uint64_t)(s[i] - '0');
+	if (x > INT64_MAX)
+		return -EINVAL;
+	*v = x;
+	return 0;
+}
+
 void cai_events_list(cai_ctx *c)
 {
 	ctl_store *s = c->a->o.store;
@@ -268,9 +284,7 @@ void cai_events_list(cai_ctx *c)
 		return;
 	}
 	if (page[0]) {
-		char *end;
-		after = strtoull(page, &end, 10);
-		if (*end || page[0] == '-') {
+		if (parse_seq(page, &after) < 0) {
 			cai_error(c, 400, NULL, "page: not a cursor this server gave");
 			return;
 		}
@@ -491,10 +505,24 @@ void cai_events_stream(cai_ctx *c)
 		return;
 	json_decref(o);
 	if (lei && *lei) {
-		char *end;
-		start = strtoull(lei, &end, 10);
-		if (*end || lei[0] == '-') {
+		json_t *evs = NULL;
+		uint64_t last;
+		int rc = 0;
+		if (parse_seq(lei, &start) < 0) {
 			cai_error(c, 400, NULL, "Last-Event-ID: not an event id this server gave (a decimal number)");
+			return;
+		}
+		/* An id past the log's end would wait for ids that never come (and hide what does): refuse it. */
+		if (start && (rc = s->ops->event_read(s, c->caps[0], start - 1, 1, &evs, &last, err, sizeof err)) >= 0 &&
+		    !json_array_size(evs)) {
+			json_decref(evs);
+			cai_error(c, 400, NULL, "Last-Event-ID: %" PRIu64 " is past the session's last event: resume from an id "
+				  "this stream gave, or open the stream without one", start);
+			return;
+		}
+		json_decref(evs);
+		if (start && rc < 0) {
+			cai_store_error(c, rc, err);
 			return;
 		}
 	} else {
