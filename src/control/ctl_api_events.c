@@ -49,10 +49,12 @@ static int type_index(const char *t)
 	return -1; /* -1: not a known type */
 }
 
+/* What a worker (environment key, sessions token) may post: results only. Not user.tool_confirmation: that is
+ * the user's verdict on an "ask" call, and a worker that could post it would approve its own calls (and those
+ * the platform runs, such as MCP tools). */
 static bool worker_type(const char *t)
 {
-	return !strcmp(t, "user.tool_result") || !strcmp(t, "user.custom_tool_result") ||
-	       !strcmp(t, "user.tool_confirmation");
+	return !strcmp(t, "user.tool_result") || !strcmp(t, "user.custom_tool_result");
 }
 
 static bool user_input(const char *t)
@@ -110,8 +112,8 @@ static int validate(json_t *e, size_t i, enum cai_cred cred, char *why, size_t w
 	if (k >= SERVER_ONLY_FROM)
 		return err_set(why, whylen, -EINVAL, "[%zu].type: %s events are written by the server, not posted", i, t);
 	if (cred != CAI_API && !worker_type(t))
-		return err_set(why, whylen, -EACCES, "[%zu].type: a worker credential may post only user.tool_result, "
-			       "user.custom_tool_result and user.tool_confirmation, not %s", i, t);
+		return err_set(why, whylen, -EACCES, "[%zu].type: a worker credential may post only user.tool_result "
+			       "and user.custom_tool_result, not %s (a confirmation takes an API key)", i, t);
 	if (!strcmp(t, "user.message") || !strcmp(t, "agent.message"))
 		return content_ok(e, i, true, why, whylen);
 	if (!strcmp(t, "user.tool_result") || !strcmp(t, "user.custom_tool_result")) {

@@ -6,11 +6,11 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { startControl, stores, sessionsToken, stopSharedRedis } from './lib/control.mjs';
-import { stopAll } from './lib/proc.mjs';
+import { stopAll, sleep } from './lib/proc.mjs';
 
 const live = [];
-async function ctl(store) {
-  const c = await startControl({ store });
+async function ctl(store, config) {
+  const c = await startControl({ store, config });
   live.push(c);
   return c;
 }
@@ -78,6 +78,13 @@ for (const store of stores) {
     const ag = await c.api(`/v1/sessions/${a.session.id}/events`, { bearer: a.token,
       body: { events: [{ type: 'agent.tool_use', id: 'toolu_1', name: 'bash', input: { command: 'id' } }] } });
     assert.equal(ag.status, 403, JSON.stringify(ag.body));
+    // nor may a worker approve an "ask" call: user.tool_confirmation is the user's (an API key's)
+    for (const bearer of [a.token, c.envKey]) {
+      const cf = await c.api(`/v1/sessions/${a.session.id}/events`, { bearer,
+        body: { events: [{ type: 'user.tool_confirmation', tool_use_id: 'toolu_1', result: 'allow' }] } });
+      assert.equal(cf.status, 403, `a worker credential posted a confirmation: ${JSON.stringify(cf.body)}`);
+      assert.match(cf.body.error.message, /API key/);
+    }
     // an environment key cannot create sessions or post agent events (x-api-key with it: 401)
     assert.equal((await c.api('/v1/sessions', { bearer: c.envKey, body: { agent: 'a', environment_id: c.envId } })).status, 401);
     assert.equal((await c.api('/v1/sessions', { key: c.envKey, body: { agent: 'a', environment_id: c.envId } })).status, 401);
@@ -170,5 +177,53 @@ for (const store of stores) {
     }
     const evs = await c.api(`/v1/sessions/${s.id}/events`, { key: c.apiKey });
     assert.equal(evs.body.data.length, 0, `a framing trick stored an event: ${JSON.stringify(evs.body)}`);
+  });
+
+  test(`${store}: slowloris, connection floods, huge and deep bodies: caps and timeouts hold`, async () => {
+    const c = await ctl(store, { request_timeout: '1s', idle_timeout: '1s', max_connections: 8, max_body: '64K' });
+    const s = await c.createSession();
+    // a head trickled a byte at a time: 408 and closed at request_timeout, not held open
+    const t0 = Date.now();
+    const slow = await new Promise((resolve) => {
+      const so = net.connect(c.port, '127.0.0.1');
+      let out = '';
+      let i = 0;
+      const head = 'GET /v1/sessions HTTP/1.1\r\nHost: x\r\nX-Slow: ';
+      const iv = setInterval(() => { if (!so.destroyed) so.write(i < head.length ? head[i++] : 'a'); }, 50);
+      const t = setTimeout(() => { clearInterval(iv); so.destroy(); resolve(out + '[timeout]'); }, 8000);
+      so.on('data', (d) => { out += d; });
+      so.on('close', () => { clearInterval(iv); clearTimeout(t); resolve(out); });
+      so.on('error', () => {});
+    });
+    assert.equal(statusOf(slow), 408, slow.slice(0, 200));
+    assert.ok(Date.now() - t0 < 5000, `the slow head was held ${Date.now() - t0} ms`);
+    // a flood of idle connections: those past max_connections are closed at accept; the rest go at idle_timeout
+    const socks = [];
+    let closedEarly = 0;
+    for (let i = 0; i < 20; i++) {
+      const so = net.connect(c.port, '127.0.0.1');
+      so.on('error', () => {});
+      so.on('close', () => { if (Date.now() - t1 < 700) closedEarly++; });
+      socks.push(so);
+    }
+    const t1 = Date.now();
+    await sleep(2500);
+    assert.ok(closedEarly >= 12, `only ${closedEarly} of 20 connections were refused at accept (max_connections 8)`);
+    assert.ok(socks.every((so) => so.destroyed || so.readableEnded), 'an idle connection outlived idle_timeout');
+    for (const so of socks) so.destroy();
+    // the server still answers
+    assert.equal((await c.api(`/v1/sessions/${s.id}`, { key: c.apiKey })).status, 200);
+    // a body over max_body: 413 at the head (Content-Length) and once a chunked body passes it
+    const pre = `POST /v1/sessions/${s.id}/events HTTP/1.1\r\nHost: x\r\nx-api-key: ${c.apiKey}\r\ncontent-type: application/json\r\n`;
+    assert.equal(statusOf(await raw(c, `${pre}Content-Length: 1000000000000\r\n\r\n`)), 413);
+    const chunk = 'x'.repeat(32768);
+    const big = await raw(c, `${pre}Transfer-Encoding: chunked\r\n\r\n` + `8000\r\n${chunk}\r\n`.repeat(3) + '0\r\n\r\n');
+    assert.equal(statusOf(big), 413, big.slice(0, 200));
+    // JSON nested deeper than the parser takes: 400, no crash
+    const deep = '{"events":' + '['.repeat(30000) + ']'.repeat(30000) + '}';
+    const d = await c.api(`/v1/sessions/${s.id}/events`, { key: c.apiKey, body: deep, headers: { 'content-type': 'application/json' } });
+    assert.equal(d.status, 400, JSON.stringify(d.body).slice(0, 200));
+    assert.match(d.body.error.message, /not JSON|depth|nest/i);
+    assert.equal((await c.api(`/v1/sessions/${s.id}`, { key: c.apiKey })).status, 200);
   });
 }
