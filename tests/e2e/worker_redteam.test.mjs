@@ -7,6 +7,9 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import https from 'node:https';
+import { readFileSync } from 'node:fs';
+import { makeCA, makeLeaf } from './lib/certs.mjs';
 import { writeFileSync, chmodSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { BIN, start, stopAll, tmpdir, rmrf, sleep } from './lib/proc.mjs';
@@ -34,7 +37,7 @@ async function listener(answer) {
   return { hits, url: `http://127.0.0.1:${s.address().port}` };
 }
 
-async function setup({ fakeOpts = {}, baseUrl } = {}) {
+async function setup({ fakeOpts = {}, baseUrl, extra = [] } = {}) {
   const fake = await startFakeEnvironments({ ttlSeconds: 10, ...fakeOpts });
   fakes.push(fake);
   const dir = tmpdir('postern-wred-');
@@ -47,7 +50,7 @@ async function setup({ fakeOpts = {}, baseUrl } = {}) {
   const cfgPath = path.join(dir, 'worker.yaml');
   writeFileSync(cfgPath, [`base_url: ${baseUrl || fake.baseURL}`, `environment_id: ${fake.environmentId}`,
     `environment_key_file: ${keyFile}`, 'worker_id: red-worker', `workspace_root: ${ws}`, 'max_sessions: 2',
-    'pool_size: 1', 'log_level: debug'].join('\n') + '\n');
+    'pool_size: 1', 'log_level: debug', ...extra].join('\n') + '\n');
   const w = start(BIN, ['worker', '-c', cfgPath], { name: 'worker' });
   await w.waitFor(/msg="worker started"/, 10000);
   return { w, dir, fake };
@@ -131,4 +134,29 @@ test('an SSE stream of garbage and a line that never ends: the worker reconnects
   const ev = fake.toolUse(sessionId, 'bash', { command: 'echo still-serving' });
   const r = await fake.waitForResult(sessionId, ev.id, 30000);
   assert.match(text(r), /still-serving/);
+});
+
+test('TLS: a control plane whose certificate another CA signed is refused; the right ca_file is served', async () => {
+  const pki = tmpdir('postern-wred-pki-');
+  dirs.push(pki);
+  const ca = makeCA(pki, 'right-ca');
+  const wrong = makeCA(pki, 'wrong-ca');
+  const leaf = makeLeaf(pki, ca, 'control', ['IP:127.0.0.1', 'DNS:localhost']);
+  const hits = [];
+  const s = https.createServer({ cert: readFileSync(leaf.cert), key: readFileSync(leaf.key) }, (req, res) => {
+    hits.push({ url: req.url, auth: req.headers.authorization || '' });
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end('null');
+  });
+  await new Promise((r) => s.listen(0, '127.0.0.1', r));
+  servers.push(s);
+  const url = `https://127.0.0.1:${s.address().port}`;
+  const bad = await setup({ baseUrl: url, extra: [`ca_file: ${wrong.cert}`] });
+  await bad.w.waitFor(/poll failed|certificate|SSL/i, 15000);
+  await sleep(1500);
+  assert.equal(hits.length, 0, `a request went over TLS the wrong CA signed: ${JSON.stringify(hits)}`);
+  await bad.w.kill('SIGTERM');
+  const good = await setup({ baseUrl: url, extra: [`ca_file: ${ca.cert}`] });
+  await good.fake.waitFor(() => hits.length >= 1, { timeoutMs: 15000, what: 'a poll over verified TLS' });
+  assert.match(hits[0].url, /\/work\/poll/);
 });
