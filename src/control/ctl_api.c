@@ -453,6 +453,15 @@ void capi_handle(hsrv_req *r, void *ud)
 		return;
 	}
 	c->endpoint = rt->endpoint;
+	/* Two credentials (or two of a header the API reads once) would leave "which one counts" to whoever reads
+	 * them: a proxy in front may check the last while this server takes the first. */
+	static const char *const once[] = { "authorization", "x-api-key", "anthropic-worker-id", "last-event-id" };
+	for (size_t i = 0; i < sizeof once / sizeof once[0]; i++)
+		if (hsrv_header_count(r, once[i]) > 1) {
+			cai_error(c, 400, NULL, "the %s header is repeated: send it once", once[i]);
+			free(c);
+			return;
+		}
 	who(c);
 	if (c->cred == CAI_NONE) {
 		bool sent = hsrv_header(r, "x-api-key") || hsrv_header(r, "authorization");

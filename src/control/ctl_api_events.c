@@ -49,10 +49,12 @@ static int type_index(const char *t)
 	return -1; /* -1: not a known type */
 }
 
+/* What a worker (environment key, sessions token) may post: results only. Not user.tool_confirmation: that is
+ * the user's verdict on an "ask" call, and a worker that could post it would approve its own calls (and those
+ * the platform runs, such as MCP tools). */
 static bool worker_type(const char *t)
 {
-	return !strcmp(t, "user.tool_result") || !strcmp(t, "user.custom_tool_result") ||
-	       !strcmp(t, "user.tool_confirmation");
+	return !strcmp(t, "user.tool_result") || !strcmp(t, "user.custom_tool_result");
 }
 
 static bool user_input(const char *t)
@@ -110,8 +112,8 @@ static int validate(json_t *e, size_t i, enum cai_cred cred, char *why, size_t w
 	if (k >= SERVER_ONLY_FROM)
 		return err_set(why, whylen, -EINVAL, "[%zu].type: %s events are written by the server, not posted", i, t);
 	if (cred != CAI_API && !worker_type(t))
-		return err_set(why, whylen, -EACCES, "[%zu].type: a worker credential may post only user.tool_result, "
-			       "user.custom_tool_result and user.tool_confirmation, not %s", i, t);
+		return err_set(why, whylen, -EACCES, "[%zu].type: a worker credential may post only user.tool_result "
+			       "and user.custom_tool_result, not %s (a confirmation takes an API key)", i, t);
 	if (!strcmp(t, "user.message") || !strcmp(t, "agent.message"))
 		return content_ok(e, i, true, why, whylen);
 	if (!strcmp(t, "user.tool_result") || !strcmp(t, "user.custom_tool_result")) {
@@ -250,6 +252,22 @@ static void strip_seq(json_t *events)
 		json_object_del(e, "_seq");
 }
 
+/* An event sequence number as the API gives it (a Last-Event-ID, a page cursor): 1 to 19 decimal digits, at most
+ * INT64_MAX (the stores keep it signed: a larger one would wrap to "from the start"); no sign, no spaces. */
+static int parse_seq(const char *s, uint64_t *v)
+{
+	size_t n = strspn(s, "0123456789");
+	uint64_t x = 0;
+	if (!n || n > 19 || s[n])
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		x = x * 10 + (uint64_t)(s[i] - '0');
+	if (x > INT64_MAX)
+		return -EINVAL;
+	*v = x;
+	return 0;
+}
+
 void cai_events_list(cai_ctx *c)
 {
 	ctl_store *s = c->a->o.store;
@@ -268,9 +286,7 @@ void cai_events_list(cai_ctx *c)
 		return;
 	}
 	if (page[0]) {
-		char *end;
-		after = strtoull(page, &end, 10);
-		if (*end || page[0] == '-') {
+		if (parse_seq(page, &after) < 0) {
 			cai_error(c, 400, NULL, "page: not a cursor this server gave");
 			return;
 		}
@@ -491,10 +507,24 @@ void cai_events_stream(cai_ctx *c)
 		return;
 	json_decref(o);
 	if (lei && *lei) {
-		char *end;
-		start = strtoull(lei, &end, 10);
-		if (*end || lei[0] == '-') {
+		json_t *evs = NULL;
+		uint64_t last;
+		int rc = 0;
+		if (parse_seq(lei, &start) < 0) {
 			cai_error(c, 400, NULL, "Last-Event-ID: not an event id this server gave (a decimal number)");
+			return;
+		}
+		/* An id past the log's end would wait for ids that never come (and hide what does): refuse it. */
+		if (start && (rc = s->ops->event_read(s, c->caps[0], start - 1, 1, &evs, &last, err, sizeof err)) >= 0 &&
+		    !json_array_size(evs)) {
+			json_decref(evs);
+			cai_error(c, 400, NULL, "Last-Event-ID: %" PRIu64 " is past the session's last event: resume from an id "
+				  "this stream gave, or open the stream without one", start);
+			return;
+		}
+		json_decref(evs);
+		if (start && rc < 0) {
+			cai_store_error(c, rc, err);
 			return;
 		}
 	} else {

@@ -542,6 +542,16 @@ const char *hsrv_header(const hsrv_req *r, const char *name)
 	return NULL;
 }
 
+unsigned hsrv_header_count(const hsrv_req *r, const char *name)
+{
+	size_t pos = 0;
+	const char *n, *v;
+	unsigned k = 0;
+	while (h1_header_next(&r->hc->req, &pos, &n, &v) == 1)
+		k += !strcasecmp(n, name);
+	return k;
+}
+
 const char *hsrv_body(const hsrv_req *r, size_t *len)
 {
 	*len = r->hc->body.len;

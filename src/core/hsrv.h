@@ -56,6 +56,9 @@ const char *hsrv_path(const hsrv_req *r);   /* the target without the query */
 const char *hsrv_query(const hsrv_req *r);  /* after '?', "" when none */
 /* A header's value (case-insensitive name), NULL when absent; the first one when repeated. */
 const char *hsrv_header(const hsrv_req *r, const char *name);
+/* How many times a header is present (case-insensitive name): a caller that must not pick "the first" of two
+ * credentials refuses more than one. */
+unsigned hsrv_header_count(const hsrv_req *r, const char *name);
 const char *hsrv_body(const hsrv_req *r, size_t *len); /* NUL-terminated, "" when none */
 const char *hsrv_peer(const hsrv_req *r);
 /* Called once when the request goes away before it was completed (peer closed, server freed). */

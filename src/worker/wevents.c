@@ -107,11 +107,15 @@ static void arm_if_clear(wev *s, uint64_t now_ms)
 static enum wev_res route(wev *s, json_t *ev, const char **why)
 {
 	const char *id = str(ev, "id"), *perm = str(ev, "evaluated_permission"), *verdict;
+	json_t *pv = json_object_get(ev, "evaluated_permission");
 
 	if (strcmp(str(ev, "type"), "agent.tool_use") || !wev_owns_tool(str(ev, "name"))) {
 		*why = "a tool the worker does not own: left pending for its owner";
 		return WEV_NOT_OURS;
 	}
+	/* absent or null is "no policy" (allow); any other non-string (["deny"], {}, 0) is unknown, not absent */
+	if (pv && !json_is_null(pv) && !perm)
+		perm = "";
 	if (perm && !strcmp(perm, "deny")) {
 		*why = "denied by the server's permission policy: not run";
 		return WEV_NOT_RUN;

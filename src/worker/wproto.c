@@ -13,6 +13,9 @@ bool wpr_fatal_status(long status)
 	return status >= 400 && status < 500 && status != 408 && status != 409 && status != 429;
 }
 
+/* RFC 7230 visible characters, 0x21..0x7e */
+#define TOKEN_CHARS "!\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~"
+
 int wpr_secret_token(const char *secret, char **token)
 {
 	size_t n = secret ? strlen(secret) : 0, m;
@@ -58,7 +61,11 @@ int wpr_secret_token(const char *secret, char **token)
 	len -= (int)(m - n); /* EVP_DecodeBlock counts padding as zero bytes */
 	j = json_loadb((const char *)raw, (size_t)len, 0, NULL);
 	t = json_string_value(json_object_get(j, "sessions_token"));
-	if (t && *t && !(*token = strdup(t)))
+	/* It goes into "Authorization: Bearer <t>": only visible ASCII, else a CR LF in it would add headers to
+	 * every call of the session (libcurl sends header lines as given). */
+	if (t && (!*t || strlen(t) > 4096 || strspn(t, TOKEN_CHARS) != strlen(t)))
+		t = NULL;
+	if (t && !(*token = strdup(t)))
 		rc = -ENOMEM;
 out:
 	if (b64)

@@ -18,8 +18,9 @@
 bool wpr_fatal_status(long status);
 
 /* The sessions token of a per-item secret (base64url of JSON {"sessions_token": ...}, padding optional):
- * a malloc'd copy in *token, or 0 with *token NULL when the secret is NULL, undecodable or has no token
- * (the worker then uses the environment key). -ENOMEM only. The secret and token are never logged. */
+ * a malloc'd copy in *token, or 0 with *token NULL when the secret is NULL, undecodable, has no token or one
+ * that is not 1..4096 visible ASCII characters (the worker then uses the environment key). -ENOMEM only. The
+ * secret and token are never logged. */
 int wpr_secret_token(const char *secret, char **token);
 
 /* Anthropic's error body {"type":"error","error":{"type":..,"message":..}}: "kind: message" cut to cap,

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <cmocka.h>
 
 #include <string.h>
@@ -61,6 +62,15 @@ static void test_permissions(void **st)
 			 WEV_NOT_RUN);
 	assert_int_equal(feed(s, "{\"type\":\"agent.tool_use\",\"id\":\"e\",\"name\":\"bash\",\"evaluated_permission\":\"maybe\"}", 0),
 			 WEV_NOT_RUN);
+	/* a verdict that is not a string (an array, an object, a number, true) is unknown too, not "absent"; case counts */
+	static const char *const odd[] = { "[\"deny\"]", "{\"v\":\"allow\"}", "0", "true", "\"DENY\"", "\"Allow\"" };
+	for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+		char ev[160];
+		snprintf(ev, sizeof ev, "{\"type\":\"agent.tool_use\",\"id\":\"e%zu\",\"name\":\"bash\",\"evaluated_permission\":%s}",
+			 i + 1, odd[i]);
+		assert_int_equal(feed(s, ev, 0), WEV_NOT_RUN);
+	}
+	take_is(s, NULL);
 	assert_int_equal(feed(s, "{\"type\":\"agent.tool_use\",\"id\":\"f\",\"name\":\"web_fetch\"}", 0), WEV_NOT_OURS);
 	assert_int_equal(feed(s, "{\"type\":\"agent.custom_tool_use\",\"id\":\"g\",\"name\":\"bash\"}", 0), WEV_NOT_OURS);
 	take_is(s, NULL);

@@ -53,6 +53,14 @@ static void test_secret(void **st)
 	assert_null(t);
 	assert_int_equal(wpr_secret_token("a", &t), 0);
 	assert_null(t);
+	/* a token that is not one header token (CR LF: a header injected into every session call; a space; a
+	 * non-ASCII byte) is not used */
+	assert_int_equal(wpr_secret_token("eyJzZXNzaW9uc190b2tlbiI6InRva1xyXG5Ib3N0OiBldmlsLmV4YW1wbGUifQ", &t), 0); /* "tok\r\nHost: evil.example" */
+	assert_null(t);
+	assert_int_equal(wpr_secret_token("eyJzZXNzaW9uc190b2tlbiI6InRvayBlbiJ9", &t), 0); /* "tok en" */
+	assert_null(t);
+	assert_int_equal(wpr_secret_token("eyJzZXNzaW9uc190b2tlbiI6InRva1x1MDBlOSJ9", &t), 0); /* "tok\u00e9" */
+	assert_null(t);
 }
 
 static void test_error_text(void **st)
