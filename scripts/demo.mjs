@@ -229,21 +229,27 @@ steps:
       await sleep(150);
     }
   })();
-  let printed = 0;
-  const pump = setInterval(() => { process.stdout.write(agent.stdout.slice(printed).replace(/^(?=.)/gm, '      ')); printed = agent.stdout.length; }, 100);
+  let printed = 0, lineStart = true;
+  const flush = () => {
+    const chunk = agent.stdout.slice(printed);
+    printed += chunk.length;
+    for (const ch of chunk) { if (lineStart && ch !== '\n') process.stdout.write('      '); process.stdout.write(ch); lineStart = ch === '\n'; }
+  };
+  const pump = setInterval(flush, 100);
   const res = await Promise.race([agent.exited, sleep(90000).then(() => ({ code: 'timeout' }))]);
   agentDone = true;
   clearInterval(pump);
-  process.stdout.write(agent.stdout.slice(printed).replace(/^(?=.)/gm, '      '));
+  flush();
   await approver;
   if (res.code !== 0) throw new Error(`postern agent exited ${res.code}:\n${agent.log}`);
   console.log(`      ${c('32', 'agent finished')} ${c('2', `(${Date.now() - sAgent} ms)`)}`);
   for (const h of approved) show(`approved held call ${h.id}: ${h.route}/${h.tool} (rule ${h.rule}) via postern approvals approve`);
 
   const denied = readFileSync(audit, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l))
-    .filter((l) => JSON.stringify(l).includes('write_file') && /deny/.test(JSON.stringify(l)));
+    .filter((l) => l.tool === 'write_file' && l.decision === 'deny');
   await step('the denied call, as the audit recorded it', async () => { if (!denied.length) throw new Error('no deny in the audit'); });
-  show(JSON.stringify(denied[0]).slice(0, 400));
+  { const d = denied[0];
+    show(`seq=${d.seq} route=${d.route} method=${d.method} tool=${d.tool} decision=${d.decision} rule=${d.rule} status=${d.status ?? ''} rpc_code=${d.rpc_code ?? ''}`); }
 
   const seen = await step('what the edge could see: SNI and byte counts only (its log and metrics)', async () => {
     const m = await httpGet(`http://127.0.0.1:${ports.edgeMetrics}/metrics`);
@@ -260,7 +266,7 @@ steps:
   await step(`the audit log at the boundary: ${lines.length} lines (tail)`, async () => {});
   for (const l of lines.slice(-4)) {
     const j = JSON.parse(l);
-    show(`  seq=${j.seq} route=${j.route} dir=${j.dir ?? j.direction ?? ''} method=${j.method ?? ''} tool=${j.tool ?? ''} decision=${j.decision ?? ''}`);
+    show(`  seq=${j.seq} route=${j.route} dir=${j.dir} method=${j.method ?? ''} tool=${j.tool ?? ''} decision=${j.decision ?? ''} rule=${j.rule ?? ''} prev=${String(j.prev).slice(0, 12)}…`);
   }
   const v = await step('postern audit verify (the hash chain)', () => postern(['audit', 'verify', audit]));
   show(v.trim());

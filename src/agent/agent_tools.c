@@ -28,7 +28,7 @@ int agi_mcp_find(agi *a, const char *name)
 	for (size_t i = 0; i < a->nmcp; i++)
 		if (!strcmp(amcp_name(a->mcp[i]), name))
 			return (int)i;
-	return -1;
+	return -1; /* -1: no such server */
 }
 
 char *agi_text(json_t *content)
