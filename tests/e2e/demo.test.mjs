@@ -37,7 +37,7 @@ test('make demo: an agent reads records through the tunnel, the sandbox summaris
   assert.match(out, /done: 7 steps in [\d.]+ s \(4 MCP calls \d+ ms, 3 sandbox calls \d+ ms\)/);
   assert.match(out, /session sesn_\w+ terminated/);
   // The deny as the audit recorded it, the audit's size and chain.
-  assert.match(out, /the denied call, as the audit recorded it \.\.\. ok\n\s+seq=\d+ route=records method=tools\/call tool=write_file decision=deny rule=records-read-only/);
+  assert.match(out, /the denied call, as the audit recorded it \.\.\. ok \(\d+ ms\)\n\s+seq=\d+ route=records method=tools\/call tool=write_file decision=deny rule=records-read-only/);
   const m = out.match(/the audit log at the boundary: (\d+) lines/);
   assert.ok(m, out);
   // initialize, initialized, tools/list on each route (answers of requests recorded both ways), 5 calls: more than 14
