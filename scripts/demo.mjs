@@ -72,6 +72,40 @@ END {
 }' "$1"
 `;
 
+// POSTERN_DEMO_REPEAT=N (bench/agent.sh): N more MCP and sandbox steps, and the same calls made directly.
+const repeat = Number(process.env.POSTERN_DEMO_REPEAT || 0);
+function benchSteps(tag) {
+  let y = '';
+  for (let i = 0; i < repeat; i++) {
+    y += `  - {name: ${tag}_mcp_${i}, mcp: everything, tool: echo, args: {message: "m${i}"}}\n`;
+    if (tag === 'tunnel') y += `  - {name: ${tag}_sbx_${i}, tool: bash, args: {command: "true"}}\n`;
+  }
+  return y;
+}
+
+async function benchDirect(ports, apiKeyFile, envId) {
+  // MCP: the same agent, straight to the server (no edge, no gateway, no guard).
+  const plan = path.join(dir, 'direct.yaml');
+  writeFileSync(plan, 'steps:\n' + benchSteps('direct'));
+  const r = await run(BIN, ['agent', '--control', `http://127.0.0.1:${ports.control}`, '--api-key-file', apiKeyFile, '--env', envId,
+    '--plan', plan, '--mcp', `everything=http://127.0.0.1:${ports.mcp}/mcp`, 'direct calls'], { timeoutMs: 120000 });
+  if (r.code !== 0) throw new Error(`direct agent: ${r.stdout}${r.stderr}`);
+  for (const l of r.stdout.split('\n')) if (/^\[\d+\/\d+\] direct_/.test(l)) console.log(`      ${l}`);
+  // Sandbox: one `postern sandbox serve --stdio` child (what the worker runs), called without control plane or worker.
+  const { Client } = await import('@modelcontextprotocol/sdk/client/index.js');
+  const { StdioClientTransport } = await import('@modelcontextprotocol/sdk/client/stdio.js');
+  const wsd = path.join(dir, 'direct-ws');
+  mkdirSync(wsd);
+  const client = new Client({ name: 'bench', version: '1' });
+  await client.connect(new StdioClientTransport({ command: BIN, args: ['sandbox', 'serve', '--stdio', '--prestart', '--workspace', wsd] }));
+  for (let i = 0; i < repeat; i++) {
+    const s = process.hrtime.bigint();
+    await client.callTool({ name: 'bash', arguments: { command: 'true' } });
+    console.log(`      direct sandbox.bash ${(Number(process.hrtime.bigint() - s) / 1e6).toFixed(1)} ms`);
+  }
+  await client.close();
+}
+
 async function main() {
   const keyed = !!process.env.ANTHROPIC_API_KEY;
   console.log(c('1', 'postern demo') + ` — an agent, a private MCP server through the tunnel, a self-hosted sandbox (work dir ${dir})\n`);
@@ -207,7 +241,7 @@ steps:
   - name: run_script
     tool: bash
     args: {command: "sh /workspace/summarise.sh /workspace/orders.csv | tee /workspace/report.txt"}
-`);
+` + benchSteps('tunnel'));
   const task = 'Read the orders from the records server, summarise them per region in the sandbox, and show the report.';
   const agentArgs = ['agent', '--control', `http://127.0.0.1:${ports.control}`, '--api-key-file', apiKeyFile, '--env', env.env.id,
     '--plan', plan, '--mcp', `records=https://records.${tunnel.domain}:${ports.client}/mcp`,
@@ -244,6 +278,8 @@ steps:
   if (res.code !== 0) throw new Error(`postern agent exited ${res.code}:\n${agent.log}`);
   console.log(`      ${c('32', 'agent finished')} ${c('2', `(${Date.now() - sAgent} ms)`)}`);
   for (const h of approved) show(`approved held call ${h.id}: ${h.route}/${h.tool} (rule ${h.rule}) via postern approvals approve`);
+
+  if (repeat) await step(`the same calls made directly (${repeat} each)`, () => benchDirect(ports, apiKeyFile, env.env.id));
 
   const denied = readFileSync(audit, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l))
     .filter((l) => l.tool === 'write_file' && l.decision === 'deny');
