@@ -91,7 +91,13 @@ int ahttp_do(const ahttp_req *r, ahttp_resp *out, char *err, size_t errlen)
 	if (!(out->body = calloc(1, 1)))
 		return -ENOMEM;
 	struct xfer x = { .r = r, .out = out, .cap = 1, .max = r->max_body ? r->max_body : (8u << 20) };
-	if (!(h = curl_easy_init())) {
+	if (r->conn && *r->conn)
+		h = *r->conn;
+	else if (r->conn && (h = curl_easy_init()))
+		*r->conn = h;
+	else if (!r->conn)
+		h = curl_easy_init();
+	if (!h) {
 		snprintf(err, errlen, "curl_easy_init failed");
 		rc = -ENOMEM;
 		goto out;
@@ -122,8 +128,10 @@ int ahttp_do(const ahttp_req *r, ahttp_resp *out, char *err, size_t errlen)
 	if (r->body) {
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, r->body);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(r->body));
-	} else if (r->method && strcmp(r->method, "GET")) {
-		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r->method);
+	} else {
+		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L); /* a reused handle may have posted before */
+		if (r->method && strcmp(r->method, "GET"))
+			curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r->method);
 	}
 	CURLcode cc = curl_easy_perform(h);
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out->status);
@@ -146,8 +154,14 @@ int ahttp_do(const ahttp_req *r, ahttp_resp *out, char *err, size_t errlen)
 		rc = -EIO;
 	}
 out:
-	if (h)
+	if (h && r->conn) {
+		/* The lists are ours to free: drop the handle's pointers to them first. */
+		curl_easy_setopt(h, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+		curl_easy_setopt(h, CURLOPT_CONNECT_TO, (struct curl_slist *)NULL);
+		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, (char *)NULL);
+	} else if (h) {
 		curl_easy_cleanup(h);
+	}
 	curl_slist_free_all(hl);
 	curl_slist_free_all(ct);
 	if (rc)
@@ -160,4 +174,10 @@ void ahttp_resp_free(ahttp_resp *out)
 	free(out->body);
 	out->body = NULL;
 	out->len = 0;
+}
+
+void ahttp_conn_free(void *conn)
+{
+	if (conn && curlx_tab)
+		curl_easy_cleanup(conn);
 }

@@ -19,6 +19,9 @@ typedef struct ahttp_req {
 	/* When set, response bytes go here instead of the buffer; a non-zero return aborts (err from it). */
 	int (*sink)(void *arg, const char *p, size_t n);
 	void *arg;
+	/* When set, the transfer runs on *conn (made on first use; ahttp_conn_free) so its connection, and the
+	 * TLS session, are kept for the next request to the same server. */
+	void **conn;
 } ahttp_req;
 
 typedef struct ahttp_resp {
@@ -33,6 +36,7 @@ typedef struct ahttp_resp {
  * -E2BIG (over max_body), -EIO (transport, curl's text). */
 int ahttp_do(const ahttp_req *r, ahttp_resp *out, char *err, size_t errlen);
 void ahttp_resp_free(ahttp_resp *out);
+void ahttp_conn_free(void *conn);
 /* The flag every transfer watches; set from a signal handler. */
 extern volatile sig_atomic_t ahttp_cancel;
 

@@ -16,6 +16,7 @@ struct amcp {
 	char connect_to[600];
 	char session[256];
 	long next_id;
+	void *conn; /* one kept-alive connection (and TLS session) per server */
 };
 
 amcp *amcp_new(const char *name, const char *url, const char *ca_file, const char *connect_addr, char *err, size_t errlen)
@@ -53,6 +54,7 @@ void amcp_free(amcp *m)
 {
 	if (!m)
 		return;
+	ahttp_conn_free(m->conn);
 	free(m->name);
 	free(m->url);
 	free(m->ca_file);
@@ -123,7 +125,7 @@ static int rpc(amcp *m, const char *method, json_t *params, long id, long timeou
 		hdrs[nh++] = ph;
 	}
 	ahttp_req r = { .method = "POST", .url = m->url, .headers = hdrs, .body = body, .timeout_ms = timeout_ms,
-			.ca_file = m->ca_file, .connect_to = m->connect_to[0] ? m->connect_to : NULL };
+			.ca_file = m->ca_file, .connect_to = m->connect_to[0] ? m->connect_to : NULL, .conn = &m->conn };
 	char e[256];
 	if ((rc = ahttp_do(&r, &resp, e, sizeof e))) {
 		snprintf(err, errlen, "MCP server %s: %s %s", m->name, method, e);
