@@ -122,6 +122,13 @@ test('a plan file: SCRIPTED said loudly; a bad plan is refused naming file, line
   assert.equal(r.code, 0, r.stdout + r.stderr);
   assert.match(r.stdout, /\*\*\* SCRIPTED RUN: following .*plan\.yaml step by step; NO MODEL is involved/);
   assert.match(r.stdout, /\[2\/2\] keep\s+sandbox\.bash \.\.\. ok[\s\S]*\| got Echo: hi/);
+  // --json: the session's events on stdout, one per line; the transcript on stderr.
+  r = await run(BIN, agentArgs('a scripted task', ['--plan', plan, '--json']), { env, timeoutMs: 60000 });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  const evs = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  assert.ok(evs.some((e) => e.type === 'agent.tool_use' && e.name === 'bash'), r.stdout);
+  assert.ok(evs.some((e) => e.type === 'user.tool_result' && JSON.stringify(e.content).includes('got Echo: hi')), r.stdout);
+  assert.match(r.stderr, /\[2\/2\] keep/);
   writeFileSync(plan, 'steps:\n  - {tool: bash, args: {command: x}, bogus: 1}\n');
   r = await run(BIN, agentArgs('x', ['--plan', plan]), { env, timeoutMs: 10000 });
   assert.equal(r.code, 2);

@@ -52,6 +52,22 @@ test('make demo: an agent reads records through the tunnel, the sandbox summaris
   const newDirs = demoDirs().filter((d) => !before.has(d));
   assert.deepEqual(newDirs, [], 'the demo removed its work dir');
 });
+test('Ctrl-C during the agent step: everything the demo started is stopped and its work dir removed', async () => {
+  const { start } = await import('./lib/proc.mjs');
+  const before = new Set(demoDirs());
+  const env = { ...process.env };
+  delete env.ANTHROPIC_API_KEY;
+  const d = start(process.execPath, [path.join(root, 'scripts/demo.mjs')], { env, name: 'demo' });
+  await d.waitFor(/postern agent \(scripted/, 60000);
+  d.child.kill('SIGINT');
+  const ex = await Promise.race([d.exited, new Promise((r) => setTimeout(() => r({ code: 'hang' }), 30000))]);
+  assert.equal(ex.code, 130, d.log);
+  assert.match(d.log, /interrupted: stopping everything the demo started/);
+  const left = await run('pgrep', ['-f', 'postern-demo-']);
+  assert.equal(left.stdout.trim(), '', `processes left behind: ${left.stdout}`);
+  assert.deepEqual(demoDirs().filter((x) => !before.has(x)), [], 'the demo removed its work dir');
+});
+
 test('postern check validates edge, gateway and proxy configs with their own loaders', async () => {
   const { tmpdir, rmrf, postern } = await import('./lib/proc.mjs');
   const { writeFileSync } = await import('node:fs');
