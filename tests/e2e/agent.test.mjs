@@ -185,3 +185,27 @@ test('SIGINT mid-step: the session is terminated, the worker removes the sandbox
   const evs = await events(id);
   assert.ok(evs.some((e) => e.type === 'session.status_terminated'));
 });
+
+test('--permission bash=ask: the prompt on the terminal, user.tool_confirmation posted; a no stops the run', async () => {
+  const plan = path.join(dir, 'ask.yaml');
+  writeFileSync(plan, 'steps:\n  - {name: asked, tool: bash, args: {command: "echo asked-and-ran"}}\n');
+  const env = { ...process.env };
+  delete env.ANTHROPIC_API_KEY;
+  // script(1) gives the agent a terminal (/dev/tty) and types the answer into it.
+  const cmd = [BIN, ...agentArgs('ask me', ['--plan', plan, '--permission', 'bash=ask'])].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
+  for (const [answer, code, re] of [['y', 0, /\[1\/1\] asked\s+sandbox\.bash \.\.\. [\s\S]*ok \([\d.]+ ms\)[\s\S]*asked-and-ran/], ['n', 1, /TOOL ERROR[\s\S]*denied at the permission prompt/]]) {
+    const a = start('script', ['-qfec', cmd, '/dev/null'], { env, name: `agent-ask-${answer}` });
+    await a.waitFor(/allow bash \{"command":"echo asked-and-ran"\}\? \[y\/N\]/, 30000);
+    a.child.stdin.write(`${answer}\n`);
+    const ex = await Promise.race([a.exited, new Promise((r) => setTimeout(() => r({ code: 'hang' }), 30000))]);
+    assert.equal(ex.code, code, a.log);
+    assert.match(a.log, re);
+    const id = a.log.match(/session (sesn_\w+) created/)[1];
+    const evs = await events(id);
+    const use = evs.find((e) => e.type === 'agent.tool_use');
+    assert.equal(use.evaluated_permission, 'ask');
+    const conf = evs.find((e) => e.type === 'user.tool_confirmation');
+    assert.equal(conf.result, answer === 'y' ? 'allow' : 'deny');
+    assert.equal(conf.tool_use_id, use.id);
+  }
+});
