@@ -283,8 +283,9 @@ steps:
 
   const denied = readFileSync(audit, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l))
     .filter((l) => l.tool === 'write_file' && l.decision === 'deny');
-  await step('the denied call, as the audit recorded it', async () => { if (!denied.length) throw new Error('no deny in the audit'); });
-  { const d = denied[0];
+  await step('the denied call, as the audit recorded it', async () => { if (!denied.length && !keyed) throw new Error('no deny in the audit'); });
+  if (!denied.length) show('the model tried no write: nothing was denied this time');
+  else { const d = denied[0];
     show(`seq=${d.seq} route=${d.route} method=${d.method} tool=${d.tool} decision=${d.decision} rule=${d.rule} status=${d.status ?? ''} rpc_code=${d.rpc_code ?? ''}`); }
 
   const seen = await step('what the edge could see: SNI and byte counts only (its log and metrics)', async () => {
