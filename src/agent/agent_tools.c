@@ -92,7 +92,7 @@ static bool confirm(agi *a, const char *server, const char *tool, json_t *input)
 		fprintf(a->tr, "      permission ask for %s: no terminal to ask on, so denied\n", tool);
 	} else {
 		char line[32];
-		fprintf(tty, "allow %s%s%s %.300s? [y/N] ", server ? server : "", server ? "." : "", tool, in ? in : "");
+		fprintf(tty, "\n      allow %s%s%s %.300s? [y/N] ", server ? server : "", server ? "." : "", tool, in ? in : "");
 		fflush(tty);
 		if (fgets(line, sizeof line, tty))
 			yes = line[0] == 'y' || line[0] == 'Y';
