@@ -13,6 +13,7 @@
 #   gateway  -> core, tunnel, guard, proxy, gateway   (the wiring of a daemon)
 #   control  -> core, control              (the control plane: HTTP API over one store interface)
 #   worker   -> core, worker               (runs sessions' tools in `postern sandbox serve` children)
+#   agent    -> core, agent                (an agent loop: a control plane client, an MCP client, a plan)
 #   src/*.c  -> anything                   (main and the command table)
 # A file's folder is its directory under src/ (sandbox/engine/x.c is in sandbox/engine), and so is a header's;
 # and commands.h (the command table) only from a file that defines one of its commands; no two modules
@@ -37,6 +38,7 @@ allowed() { # folder -> allowed include folders
     gateway) echo "core tunnel guard proxy gateway" ;;
     control) echo "core control" ;;
     worker) echo "core worker" ;;
+    agent) echo "core agent" ;;
     *) echo "" ;;
   esac
 }

@@ -16,6 +16,7 @@ int pins_main(int argc, char **argv);
 int boundary_main(int argc, char **argv);
 int worker_main(int argc, char **argv);
 int control_main(int argc, char **argv);
+int agent_main(int argc, char **argv);
 
 #define POSTERN_COMMANDS \
 	{ "check", check_main, "validate a config file without starting (-c FILE)" }, \
@@ -31,6 +32,7 @@ int control_main(int argc, char **argv);
 	{ "pins", pins_main, "tool-definition pins: list, accept ROUTE TOOL (the gateway's admin socket)" }, \
 	{ "boundary", boundary_main, "who can see what, from a gateway config: text or Mermaid (-c FILE)" }, \
 	{ "worker", worker_main, "self-hosted sandbox worker: runs sessions' tools from an environment's queue (-c worker.yaml)" }, \
-	{ "control", control_main, "the control plane of self-hosted sandboxes: environments API (-c control.yaml)" },
+	{ "control", control_main, "the control plane of self-hosted sandboxes: environments API (-c control.yaml)" }, \
+	{ "agent", agent_main, "an agent loop on a control plane: sandbox tools via the worker, MCP via an edge (--plan or a model)" },
 
 #endif
