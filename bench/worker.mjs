@@ -13,8 +13,9 @@
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
+import http from 'node:http';
 import { BIN, start, tmpdir, rmrf } from '../tests/e2e/lib/proc.mjs';
-import { startControl, stopSharedRedis } from '../tests/e2e/lib/control.mjs';
+import { startControl, stopSharedRedis, BETA } from '../tests/e2e/lib/control.mjs';
 import { startSdkWorker } from '../tests/e2e/lib/sdk.mjs';
 
 const N = Number(process.env.WORKER_BENCH_N || 200);
@@ -26,6 +27,69 @@ const CMD = (i) => `echo call-${i}`;
 const pct = (a, p) => { const s = [...a].sort((x, y) => x - y); return s[Math.min(s.length - 1, Math.floor(p * s.length))]; };
 const med = (a) => pct(a, 0.5);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// The driver's own client: node:http on a keep-alive agent, not fetch (undici's fetch and web streams cost this
+// client 1-2 ms per request on this machine, which would be measured as the system's). post() resolves to
+// {status, body}; stream(sid) to an SSE reader {next(timeoutMs) -> {event, data} | null at its end, close()}.
+const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+function lean(c) {
+  const u = new URL(c.url);
+  const base = { host: u.hostname, port: u.port, agent, headers: { 'anthropic-beta': BETA, 'x-api-key': c.apiKey } };
+  const post = (p, obj, method = 'POST') => new Promise((resolve, reject) => {
+    const body = obj === undefined ? '' : JSON.stringify(obj);
+    const req = http.request({ ...base, method, path: `${p}?beta=true`, timeout: 30000,
+      headers: { ...base.headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      let t = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { t += d; });
+      res.on('end', () => { try { resolve({ status: res.statusCode, body: JSON.parse(t) }); } catch { resolve({ status: res.statusCode, body: t }); } });
+    });
+    req.on('timeout', () => req.destroy(new Error(`${method} ${p}: timed out`)));
+    req.on('error', reject);
+    req.end(body);
+  });
+  const stream = (sid) => new Promise((resolve, reject) => {
+    const req = http.get({ ...base, agent: false, path: `/v1/sessions/${sid}/events/stream?beta=true`,
+      headers: { ...base.headers, accept: 'text/event-stream' } }, (res) => {
+      if (res.statusCode !== 200) { reject(new Error(`stream: ${res.statusCode}`)); res.resume(); return; }
+      res.setEncoding('utf8');
+      let buf = '', ended = false, wake = null;
+      const queue = [];
+      res.on('data', (d) => {
+        buf += d;
+        let i;
+        while ((i = buf.indexOf('\n\n')) >= 0) {
+          const ev = {};
+          for (const line of buf.slice(0, i).split('\n')) {
+            const k = line.indexOf(':');
+            if (k <= 0) continue;
+            const v = line.slice(k + 1).replace(/^ /, '');
+            if (line.slice(0, k) === 'data') ev.data = JSON.parse(v); else ev[line.slice(0, k)] = v;
+          }
+          buf = buf.slice(i + 2);
+          if (ev.data) queue.push(ev);
+        }
+        if (wake) wake();
+      });
+      const end = () => { ended = true; if (wake) wake(); };
+      res.on('end', end); res.on('close', end); res.on('error', end);
+      resolve({
+        async next(timeoutMs = 30000) {
+          const deadline = Date.now() + timeoutMs;
+          while (!queue.length && !ended) {
+            const left = deadline - Date.now();
+            if (left <= 0) throw new Error('sse: no event in time');
+            await new Promise((r) => { const t = setTimeout(r, left); wake = () => { clearTimeout(t); wake = null; r(); }; });
+          }
+          return queue.shift() ?? null;
+        },
+        close: () => req.destroy(),
+      });
+    });
+    req.on('error', reject);
+  });
+  return { post, stream };
+}
 
 // A worker against control `c`: {stop(), takeUs() (postern only: the pool takes logged so far)}.
 async function startWorker(kind, c, dir) {
@@ -49,10 +113,10 @@ async function startWorker(kind, c, dir) {
 }
 
 // Posts one bash call on session `sid` and resolves when its result arrives on `st` (an sseReader).
-async function roundTrip(c, sid, st, i) {
+async function roundTrip(l, sid, st, i) {
   const t0 = performance.now();
-  const r = await c.api(`/v1/sessions/${sid}/events`, { key: c.apiKey,
-    body: { events: [{ type: 'agent.tool_use', name: 'bash', input: { command: CMD(i) }, evaluated_permission: 'allow' }] } });
+  const r = await l.post(`/v1/sessions/${sid}/events`,
+    { events: [{ type: 'agent.tool_use', name: 'bash', input: { command: CMD(i) }, evaluated_permission: 'allow' }] });
   if (r.status !== 200) throw new Error(`post: ${r.status} ${JSON.stringify(r.body)}`);
   const id = r.body.data[0].id;
   for (let k = 0; k < 100; k++) {
@@ -69,6 +133,7 @@ async function roundTrip(c, sid, st, i) {
 
 async function oneRun(kind, c, dir) {
   const w = await startWorker(kind, c, dir);
+  const l = lean(c);
   const rt = [], ss = [];
   try {
     // Session start, sequentially: each session's first call, then the session is deleted (the worker ends it)
@@ -76,21 +141,21 @@ async function oneRun(kind, c, dir) {
     for (let k = 0; k < SESSIONS; k++) {
       const t0 = performance.now();
       const s = await c.createSession();
-      const st = await c.stream(s.id, { key: c.apiKey });
-      await roundTrip(c, s.id, st.sse, k);
+      const st = await l.stream(s.id);
+      await roundTrip(l, s.id, st, k);
       ss.push(performance.now() - t0); // create + stream open + first result
       st.close();
-      await c.api(`/v1/sessions/${s.id}`, { key: c.apiKey, method: 'DELETE' });
+      await l.post(`/v1/sessions/${s.id}`, undefined, 'DELETE');
       await sleep(300);
     }
     const s = await c.createSession();
-    const st = await c.stream(s.id, { key: c.apiKey });
+    const st = await l.stream(s.id);
     for (let i = 0; i < WARMUP + N; i++) {
-      const d = await roundTrip(c, s.id, st.sse, i);
+      const d = await roundTrip(l, s.id, st, i);
       if (i >= WARMUP) rt.push(d);
     }
     st.close();
-    await c.api(`/v1/sessions/${s.id}`, { key: c.apiKey, method: 'DELETE' });
+    await l.post(`/v1/sessions/${s.id}`, undefined, 'DELETE');
     return { p50: med(rt), p99: pct(rt, 0.99), start: med(ss), take: w.takeUs() };
   } finally { await w.stop(); }
 }
@@ -158,4 +223,4 @@ try {
       }
     } finally { await c.stop(); }
   }
-} finally { await stopSharedRedis(); rmrf(dir); }
+} finally { agent.destroy(); await stopSharedRedis(); rmrf(dir); }
