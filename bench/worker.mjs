@@ -8,7 +8,8 @@
 // plane pumps its streams at once after an append, so this is "result stored" plus one loopback write).
 // Session start = session created -> the result of its first bash call; take_us = the worker's own pool take.
 // WORKER_BENCH_N calls per run (200), WORKER_BENCH_RUNS runs (3; medians of the runs' p50/p99 are printed),
-// WORKER_BENCH_SESSIONS sessions per run (10), WORKER_BENCH_STORES (sqlite,redis). Output: one JSON line on
+// WORKER_BENCH_SESSIONS sessions per run (10), WORKER_BENCH_STORES (sqlite,redis), WORKER_BENCH_PEERS
+// (postern,sdk). Output: one JSON line on
 // stdout per (store, peer) and a table on stderr; bench/worker.sh formats the ratios.
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { spawn } from 'node:child_process';
@@ -22,6 +23,7 @@ const N = Number(process.env.WORKER_BENCH_N || 200);
 const RUNS = Number(process.env.WORKER_BENCH_RUNS || 3);
 const SESSIONS = Number(process.env.WORKER_BENCH_SESSIONS || 10);
 const STORES = (process.env.WORKER_BENCH_STORES || 'sqlite,redis').split(',').filter(Boolean);
+const PEERS = (process.env.WORKER_BENCH_PEERS || 'postern,sdk').split(',').filter(Boolean);
 const WARMUP = 10;
 const CMD = (i) => `echo call-${i}`;
 const pct = (a, p) => { const s = [...a].sort((x, y) => x - y); return s[Math.min(s.length - 1, Math.floor(p * s.length))]; };
@@ -177,6 +179,7 @@ async function directRun(dir) {
     }
   });
   ch.stderr.resume();
+  const spawned = new Promise((resolve, reject) => { ch.on('spawn', resolve); ch.on('error', reject); });
   let nextId = 1;
   const call = (method, params) => new Promise((resolve, reject) => {
     const id = nextId++;
@@ -184,6 +187,7 @@ async function directRun(dir) {
     waiting.set(id, (m) => { clearTimeout(t); resolve(m); });
     ch.stdin.write(JSON.stringify({ jsonrpc: '2.0', id, method, params }) + '\n');
   });
+  await spawned;
   try {
     await call('initialize', { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'bench', version: '1' } });
     ch.stdin.write(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }) + '\n');
@@ -213,7 +217,7 @@ try {
   for (const store of STORES) {
     const c = await startControl({ store, config: { lease_ttl: '30s' } });
     try {
-      for (const kind of ['postern', 'sdk']) {
+      for (const kind of PEERS) {
         const runs = [];
         for (let r = 0; r < RUNS; r++) runs.push(await oneRun(kind, c, path.join(dir, `${store}-${kind}-${r}`)));
         const take = runs.flatMap((x) => x.take);
