@@ -1,7 +1,7 @@
 // postern control latencies (bench/control.sh): one client, sequential calls over keep-alive HTTP on loopback.
 //   work: session create -> poll (the item) -> ack -> first heartbeat, per item; then heartbeats of one lease.
 //   events: append of one agent.tool_use event; list of the last page; SSE delivery (append -> event on an
-//   open stream). Prints p50/p99 in ms per step. The tool-call round trip needs a worker: not measured here.
+//   open stream). Prints p50/p99 in ms per step. The tool-call round trip needs a worker: bench/worker.mjs.
 import { startControl, sessionsToken, stopSharedRedis } from '../tests/e2e/lib/control.mjs';
 
 const N = Number(process.env.CONTROL_BENCH_N || 300);

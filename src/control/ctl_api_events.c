@@ -165,6 +165,8 @@ static int validate(json_t *e, size_t i, enum cai_cred cred, char *why, size_t w
 	return 0;
 }
 
+static void wake(capi *a, const char *session_id, bool check_gone);
+
 int cai_post_events(capi *a, const char *sid, json_t *events, enum cai_cred cred, json_t **session, char *why,
 		    size_t whylen)
 {
@@ -208,7 +210,7 @@ int cai_post_events(capi *a, const char *sid, json_t *events, enum cai_cred cred
 		if ((rc = s->ops->session_put(s, sid, *session, why, whylen)) < 0)
 			return rc;
 	}
-	cai_wake_streams(a, sid);
+	wake(a, sid, false); /* the session was just read: it exists */
 	/* A session that went idle and gets user input needs a worker again. */
 	if (input && env) {
 		if ((rc = cai_live_work(s, env, sid, NULL, NULL, why, whylen)) < 0)
@@ -405,8 +407,10 @@ static int write_event(struct cai_stream *st, json_t *e, uint64_t seq)
 	return rc;
 }
 
-/* Writes what the store has after st->seq until the connection is congested. */
-static void stream_pump(struct cai_stream *st)
+/* Writes what the store has after st->seq until the connection is congested. check_gone: once caught up, ask
+ * the store whether the session still exists (false when the caller has just read it: one store call fewer per
+ * stream on every append; the tick checks within STREAM_TICK_MS). */
+static void stream_pump(struct cai_stream *st, bool check_gone)
 {
 	ctl_store *s = st->a->o.store;
 	char err[256];
@@ -433,7 +437,7 @@ static void stream_pump(struct cai_stream *st)
 		json_decref(evs);
 		if (got < STREAM_BATCH) {
 			/* Caught up: a session deleted meanwhile (maybe by another replica) ends the stream. */
-			if (s->ops->session_get(s, st->c.caps[0], &so, err, sizeof err) == -ENOENT) {
+			if (check_gone && s->ops->session_get(s, st->c.caps[0], &so, err, sizeof err) == -ENOENT) {
 				json_t *d = json_pack("{s:s}", "type", "session.deleted");
 				write_event(st, d, st->seq + 1);
 				json_decref(d);
@@ -461,7 +465,7 @@ static void stream_tick(uv_timer_t *t)
 		}
 	} else
 		st->congested_since = 0;
-	stream_pump(st);
+	stream_pump(st, true);
 	if (!st->done && uv_now(t->loop) - st->last_write >= KEEPALIVE_MS && !hsrv_stream_congested(st->c.r)) {
 		hsrv_stream_write(st->c.r, ": keepalive\n\n", 13);
 		st->last_write = uv_now(t->loop);
@@ -477,17 +481,19 @@ static void stream_gone(hsrv_req *r, void *ud)
 static void stream_drain(hsrv_req *r, void *ud)
 {
 	(void)r;
-	stream_pump(ud);
+	stream_pump(ud, true);
 }
 
-void cai_wake_streams(capi *a, const char *session_id)
+static void wake(capi *a, const char *session_id, bool check_gone)
 {
 	for (struct cai_stream *st = a->streams, *nx; st; st = nx) {
 		nx = st->next;
 		if (!strcmp(st->c.caps[0], session_id))
-			stream_pump(st);
+			stream_pump(st, check_gone);
 	}
 }
+
+void cai_wake_streams(capi *a, const char *session_id) { wake(a, session_id, true); }
 
 void cai_streams_end(capi *a)
 {
@@ -565,5 +571,5 @@ void cai_events_stream(cai_ctx *c)
 	hsrv_on_gone(c->r, stream_gone, st);
 	hsrv_on_drain(c->r, stream_drain);
 	uv_timer_start(&st->t, stream_tick, STREAM_TICK_MS, STREAM_TICK_MS);
-	stream_pump(st);
+	stream_pump(st, true);
 }

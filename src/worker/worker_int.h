@@ -27,6 +27,8 @@
 #define WK_MAX_TOOL_TEXT (4u << 20)           /* text of one tool result posted (more: cut, and said so) */
 #define WK_DRAIN_MS 22000                     /* SIGTERM: results posted within this, then stop (5 s) */
 #define WK_MAX_BUFFERED 4096                  /* stream events held while the history is read */
+#define WK_POOL_REFILL_MS 100                 /* a refill waits this long: a new child's sandbox set-up would
+                                                compete with the session just started for the CPU */
 
 typedef struct wk_cfg {
 	char *path;

@@ -1,6 +1,7 @@
 /* The warm pool of `postern worker`: sandbox children started with --prestart before any session needs one,
  * so a session takes a ready sandbox (a list pop: well under 1 ms) and the pool refills in the background
- * (a zero timer, never inside the take). Pool children plus sessions never exceed max_sessions. */
+ * (from a timer WK_POOL_REFILL_MS later, never inside the take). Pool children plus sessions never exceed
+ * max_sessions. */
 #include "worker/worker_int.h"
 
 #include <errno.h>
@@ -143,7 +144,7 @@ void wki_pool_fill(wk *w)
 		w->pool_timer.data = w;
 	}
 	if (!w->draining && !uv_is_active((uv_handle_t *)&w->pool_timer))
-		uv_timer_start(&w->pool_timer, fill_now, 0, 0);
+		uv_timer_start(&w->pool_timer, fill_now, WK_POOL_REFILL_MS, 0);
 }
 
 wch *wki_pool_take(wk *w, char **workspace)
