@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/tls13rec.h"
 #include "core/tlsio.h"
 
 struct tconn {
@@ -336,7 +337,7 @@ static int raw_write(tconn *c, const uint8_t *p, size_t n)
 
 static void deliver_plain(tconn *c)
 {
-	uint8_t buf[16 * 1024];
+	uint8_t buf[TREC_MAX_CIPHER]; /* a whole record body opens straight into it: no spill copy */
 	int r;
 	/* A paused reader still gets what TLS already decrypted only once resumed. */
 	while (!c->closing && !c->paused) {
