@@ -21,6 +21,8 @@ struct tq {
 };
 #define TQ_FIRST 4096
 #define TQ_MAX (SIZE_MAX / 4)
+/* Bytes a record adds to its content, at most: header, type, tag (TLS 1.3), explicit nonce (TLS 1.2). */
+#define OUT_RECORD_ROOM 64
 
 /* Traffic secrets seen during the handshake, until the record layer takes them (tio_enable_handoff). */
 struct tio_hs {
@@ -539,8 +541,20 @@ int tio_read(tio *t, uint8_t *buf, size_t cap)
 	}
 }
 
+/* Room for the records of n bytes in one allocation: the queue would otherwise grow by doubling record by
+ * record, and realloc copied what was already sealed (about one more copy of every bulk byte). A failure here
+ * is not one: the seal below grows the queue itself and reports it. */
+static void out_room(tio *t, size_t n)
+{
+	uint8_t *d;
+	size_t recs = n / TREC_MAX_PLAIN + 1;
+	(void)cbuf_reserve(&t->ob.b, n + recs * OUT_RECORD_ROOM, &d);
+}
+
 int tio_write(tio *t, const uint8_t *p, size_t n)
 {
+	if (n > TREC_MAX_PLAIN)
+		out_room(t, n);
 	if (t->rl) {
 		if (t->failed)
 			return -EPROTO;
