@@ -17,6 +17,7 @@ struct trec_dir {
 	uint8_t key[32];
 	uint8_t iv[IV_LEN];
 	uint64_t seq;
+	uint64_t kid; /* names this key for the context cache; never 0, never reused */
 };
 
 struct trec {
@@ -74,11 +75,76 @@ out:
 	return rc;
 }
 
+/* ---- cipher contexts ------------------------------------------------------------------------------- */
+
+/* One context per thread for sealing and one for opening, keyed only when the key changes: a context per
+ * record (allocation, AES key schedule, GHASH table, and their wiping) cost as much as sealing a 1 KiB
+ * record, and consecutive records mostly share a key. Between records of one key only the nonce is set, as
+ * OpenSSL's own record layer does. A connection's key leaves the cache with the connection (trec_free). */
+struct ctx_cache {
+	EVP_CIPHER_CTX *x;
+	uint64_t kid; /* key loaded in x; 0: none */
+};
+struct ctx_caches {
+	struct ctx_cache seal, open;
+};
+static _Thread_local struct ctx_caches caches;
+static _Atomic uint64_t next_kid = 1;
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+static void cache_drop(struct ctx_cache *c)
+{
+	EVP_CIPHER_CTX_free(c->x); /* wipes the key schedule */
+	c->x = NULL;
+	c->kid = 0;
+}
+
+static void caches_free(void *p)
+{
+	struct ctx_caches *cs = p;
+	cache_drop(&cs->seal);
+	cache_drop(&cs->open);
+}
+
+static void cache_key_init(void) { (void)pthread_key_create(&cache_key, caches_free); }
+
+/* x ready for one record of key d with nonce iv, or NULL. */
+static EVP_CIPHER_CTX *keyed(struct ctx_cache *c, const trec *r, const struct trec_dir *d, const uint8_t *iv, int enc)
+{
+	if (!c->x) {
+		/* The thread's destructor frees the contexts of a thread that ends (the loop's never does). */
+		pthread_once(&cache_once, cache_key_init);
+		(void)pthread_setspecific(cache_key, &caches);
+		if (!(c->x = EVP_CIPHER_CTX_new()))
+			return NULL;
+	}
+	if (c->kid == d->kid ? EVP_CipherInit_ex2(c->x, NULL, NULL, iv, enc, NULL) == 1
+			     : EVP_CipherInit_ex2(c->x, r->cipher, d->key, iv, enc, NULL) == 1) {
+		c->kid = d->kid;
+		return c->x;
+	}
+	c->kid = 0;
+	return NULL;
+}
+
+/* The key of d is gone (freed or replaced): no cache holds it any longer. */
+static void cache_forget(const struct trec_dir *d)
+{
+	if (caches.seal.kid == d->kid)
+		cache_drop(&caches.seal);
+	if (caches.open.kid == d->kid)
+		cache_drop(&caches.open);
+}
+
 static int dir_keys(const trec *r, struct trec_dir *d)
 {
+	if (d->kid)
+		cache_forget(d);
 	if (expand_label(r, d->secret, "key", d->key, r->klen) < 0 || expand_label(r, d->secret, "iv", d->iv, IV_LEN) < 0)
 		return TREC_E_NOMEM;
 	d->seq = 0;
+	d->kid = next_kid++;
 	return 0;
 }
 
@@ -130,8 +196,11 @@ out:
 
 void trec_free(trec *r)
 {
-	if (r)
-		OPENSSL_clear_free(r, sizeof *r); /* keys and secrets do not outlive the connection */
+	if (!r)
+		return;
+	cache_forget(&r->rd);
+	cache_forget(&r->wr);
+	OPENSSL_clear_free(r, sizeof *r); /* keys and secrets do not outlive the connection */
 }
 
 void trec_skip_written(trec *r, uint64_t n) { r->wr.seq = n; }
@@ -178,16 +247,16 @@ int trec_open(trec *r, const uint8_t *rec, size_t reclen, uint8_t *out, size_t *
 	if (clen > TREC_MAX_PLAIN + 1)
 		return TREC_E_OVERFLOW;
 	nonce(&r->rd, iv);
-	if (!(x = EVP_CIPHER_CTX_new())) {
+	if (!(x = keyed(&caches.open, r, &r->rd, iv, 0))) {
 		rc = TREC_E_NOMEM;
 		goto out;
 	}
-	if (EVP_DecryptInit_ex2(x, r->cipher, r->rd.key, iv, NULL) != 1 ||
-	    EVP_DecryptUpdate(x, NULL, &l, rec, TREC_HEADER) != 1 ||
+	if (EVP_DecryptUpdate(x, NULL, &l, rec, TREC_HEADER) != 1 ||
 	    EVP_DecryptUpdate(x, out, &l, rec + TREC_HEADER, (int)clen) != 1 ||
 	    EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_SET_TAG, TAG_LEN, (void *)(rec + reclen - TAG_LEN)) != 1 ||
 	    EVP_DecryptFinal_ex(x, out + l, &l) != 1) {
 		OPENSSL_cleanse(out, clen); /* nothing unauthenticated leaves */
+		caches.open.kid = 0; /* keyed afresh next time: nothing of a failed record carries over */
 		goto out;
 	}
 	r->rd.seq++;
@@ -202,7 +271,6 @@ int trec_open(trec *r, const uint8_t *rec, size_t reclen, uint8_t *out, size_t *
 	*outlen = clen - 1;
 	rc = 0;
 out:
-	EVP_CIPHER_CTX_free(x);
 	return rc;
 }
 
@@ -224,20 +292,20 @@ ssize_t trec_seal(trec *r, uint8_t type, const uint8_t *p, size_t n, uint8_t *ou
 	out[3] = (uint8_t)(len >> 8);
 	out[4] = (uint8_t)len;
 	nonce(&r->wr, iv);
-	if (!(x = EVP_CIPHER_CTX_new()))
+	if (!(x = keyed(&caches.seal, r, &r->wr, iv, 1)))
 		goto out;
-	if (EVP_EncryptInit_ex2(x, r->cipher, r->wr.key, iv, NULL) != 1 ||
-	    EVP_EncryptUpdate(x, NULL, &l, out, TREC_HEADER) != 1 ||
+	if (EVP_EncryptUpdate(x, NULL, &l, out, TREC_HEADER) != 1 ||
 	    (n && EVP_EncryptUpdate(x, out + TREC_HEADER, &l, p, (int)n) != 1) ||
 	    EVP_EncryptUpdate(x, out + TREC_HEADER + n, &l, &type, 1) != 1 ||
 	    EVP_EncryptFinal_ex(x, out + TREC_HEADER + n + 1, &l) != 1 ||
-	    EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_GET_TAG, TAG_LEN, out + TREC_HEADER + n + 1) != 1)
+	    EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_GET_TAG, TAG_LEN, out + TREC_HEADER + n + 1) != 1) {
+		caches.seal.kid = 0;
 		goto out;
+	}
 	/* The sequence number moves on only for a record that exists: a nonce is never used twice. */
 	r->wr.seq++;
 	rc = (ssize_t)(TREC_HEADER + len);
 out:
-	EVP_CIPHER_CTX_free(x);
 	return rc;
 }
 
