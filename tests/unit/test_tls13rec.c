@@ -674,6 +674,56 @@ static void test_inner_plaintext_over_the_limit(void **st)
 	trec_free(b);
 }
 
+/* Connections sealed and opened in turn on one thread (what an event loop does): every record uses its own
+ * connection's key and nonce although the cipher contexts are shared; a record that fails to open leaves
+ * nothing behind for the next; a freed connection's key is not used again. The hand-made sealer (OpenSSL
+ * EVP with a fresh context) is the reference. */
+static void test_interleaved_connections_use_their_own_keys(void **st)
+{
+	static uint8_t rec[TREC_HEADER + TREC_MAX_CIPHER], ref[TREC_HEADER + TREC_MAX_CIPHER], out[TREC_MAX_CIPHER];
+	uint8_t sec[3][2][32], data[3][300], type;
+	trec *w[3], *r[3];
+	size_t olen;
+	ssize_t n;
+	(void)st;
+	for (int c = 0; c < 3; c++) {
+		for (size_t i = 0; i < 32; i++) {
+			sec[c][0][i] = (uint8_t)(i + 10 * c);
+			sec[c][1][i] = (uint8_t)(250 - i - 7 * c);
+		}
+		memset(data[c], 'a' + c, sizeof data[c]);
+		/* w writes with sec[c][1]; r reads what w wrote. */
+		assert_int_equal(trec_new(&w[c], 0x1301, sec[c][0], sec[c][1], 32), 0);
+		assert_int_equal(trec_new(&r[c], 0x1301, sec[c][1], sec[c][0], 32), 0);
+	}
+	for (uint64_t seq = 0; seq < 4; seq++) {
+		for (int c = 0; c < 3; c++) {
+			size_t len = 100 + 50 * (size_t)c + (size_t)seq;
+			n = trec_seal(w[c], TREC_DATA, data[c], len, rec);
+			assert_true(n > 0);
+			assert_int_equal((size_t)n, seal_padded(sec[c][1], seq, TREC_DATA, data[c], len, 0, ref));
+			assert_memory_equal(rec, ref, (size_t)n);
+			/* Opened by another connection first: fails, and must not spoil the right one's open. */
+			assert_int_equal(trec_open(r[(c + 1) % 3], rec, (size_t)n, out, &olen, &type), TREC_E_AUTH);
+			assert_int_equal(trec_open(r[c], rec, (size_t)n, out, &olen, &type), 0);
+			assert_int_equal(olen, len);
+			assert_memory_equal(out, data[c], len);
+		}
+	}
+	/* A connection freed and another made in its place with other secrets: its records are its own. */
+	trec_free(w[0]);
+	trec_free(r[0]);
+	assert_int_equal(trec_new(&w[0], 0x1301, sec[2][0], sec[1][1], 32), 0);
+	n = trec_seal(w[0], TREC_DATA, data[0], 10, rec);
+	assert_int_equal((size_t)n, seal_padded(sec[1][1], 0, TREC_DATA, data[0], 10, 0, ref));
+	assert_memory_equal(rec, ref, (size_t)n);
+	trec_free(w[0]);
+	for (int c = 1; c < 3; c++) {
+		trec_free(w[c]);
+		trec_free(r[c]);
+	}
+}
+
 /* The client's application traffic secret, from OpenSSL's key log. */
 static uint8_t cli_secret[32];
 static bool cli_secret_seen;
@@ -829,6 +879,7 @@ int main(void)
 		cmocka_unit_test(test_key_update_with_a_tiny_read_buffer),
 		cmocka_unit_test(test_inner_plaintext_over_the_limit),
 		cmocka_unit_test(test_padded_overflow_gets_record_overflow),
+		cmocka_unit_test(test_interleaved_connections_use_their_own_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
