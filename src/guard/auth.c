@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/hex.h"
 #include "core/err.h"
 #include "guard/auth.h"
 
@@ -298,8 +299,7 @@ int auth_token_line(const char *subject, const char *token, size_t len, const ch
 			       AUTH_MAX_SCOPES);
 	cfg_strv_free(v);
 	sha256(token, len, md);
-	for (int i = 0; i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	hex_encode(md, 32, hex);
 	n = snprintf(out, outlen, "%s sha256:%s%s%s\n", subject, hex, scopes ? " " : "", scopes ? scopes : "");
 	if (n < 0 || (size_t)n >= outlen)
 		return err_set(err, errlen, -ENOBUFS, "line too long");

@@ -1,5 +1,6 @@
 /* The stdio bridge's child processes: spawn, one JSON-RPC line per message on stdin, lines from stdout,
  * exit, SIGTERM then SIGKILL, the per-session tick. */
+#include "core/hex.h"
 #include "proxy/mcpbridge_int.h"
 
 #include <errno.h>
@@ -201,8 +202,7 @@ static int make_id(char out[33])
 	unsigned char raw[16];
 	if (RAND_bytes(raw, sizeof raw) != 1)
 		return -EIO;
-	for (int i = 0; i < 16; i++)
-		snprintf(out + 2 * i, 3, "%02x", raw[i]);
+	hex_encode(raw, 16, out);
 	return 0;
 }
 
