@@ -123,53 +123,87 @@ static void put(lw *w, const void *p, size_t n)
 }
 
 /* jansson's compact escaping: \" \\ \b \f \n \r \t, other controls as \u00XX (upper-case hex), everything else
- * (UTF-8 too, and '/') as it is. Text that is not UTF-8 is refused, as json_string() refused it. */
-static void put_str(lw *w, const char *s)
+ * (UTF-8 too, and '/') as it is. Text that is not UTF-8 is refused, as json_string() refused it. Written in
+ * place into room for the worst case (6 bytes a byte), or, when that room would pass the line's cap, run by
+ * run. Returns the bytes written to o, or -1 (not UTF-8). */
+static long escape(const unsigned char *p, size_t n, char *o, lw *w)
 {
 	static const char xd[] = "0123456789ABCDEF";
-	const unsigned char *p = (const unsigned char *)s;
-	size_t n = strlen(s), i = 0, run = 0;
+	size_t i = 0, run = 0, k = 0;
 
-	put(w, "\"", 1);
-	while (i < n && w->rc == 0) {
+	while (i < n) {
 		unsigned char c = p[i];
 		size_t sl = 1;
 		char esc[7] = "\\u00";
-		const char *e = NULL;
+		const char *named;
 		if (c >= 0x80) {
-			if (!(sl = utf8_seq_len(p + i, n - i))) {
-				w->rc = -EINVAL;
-				return;
-			}
-		} else if (c == '"' || c == '\\') {
-			esc[1] = (char)c, esc[2] = 0, e = esc;
-		} else if (c < 0x20) {
-			const char *named = strchr("\b\f\n\r\t", c);
-			if (c && named) {
+			if (!(sl = utf8_seq_len(p + i, n - i)))
+				return -1;
+		} else if (c != '"' && c != '\\' && c >= 0x20) {
+			;
+		} else {
+			if (c == '"' || c == '\\')
+				esc[1] = (char)c, esc[2] = 0;
+			else if ((named = strchr("\b\f\n\r\t", c)))
 				esc[1] = "bfnrt"[named - "\b\f\n\r\t"], esc[2] = 0;
-			} else {
+			else
 				esc[4] = xd[c >> 4], esc[5] = xd[c & 15], esc[6] = 0;
+			if (o) {
+				memcpy(o + k, p + i - run, run);
+				k += run;
+				memcpy(o + k, esc, strlen(esc));
+				k += strlen(esc);
+			} else {
+				put(w, p + i - run, run);
+				put(w, esc, strlen(esc));
 			}
-			e = esc;
-		}
-		if (!e) {
-			i += sl, run += sl;
+			run = 0;
+			i++;
 			continue;
 		}
-		put(w, p + i - run, run);
-		put(w, e, strlen(e));
-		run = 0;
-		i++;
+		i += sl, run += sl;
 	}
-	put(w, p + i - run, run);
+	if (o) {
+		memcpy(o + k, p + i - run, run);
+		k += run;
+	} else {
+		put(w, p + i - run, run);
+	}
+	return (long)k;
+}
+
+static void put_str(lw *w, const char *s)
+{
+	size_t n = strlen(s);
+	uint8_t *at;
+	long k;
+
+	if (w->rc)
+		return;
+	if (cbuf_reserve(&w->b, 6 * n + 2, &at) == 0) {
+		at[0] = '"';
+		if ((k = escape((const unsigned char *)s, n, (char *)at + 1, w)) < 0) {
+			w->rc = -EINVAL;
+			return;
+		}
+		at[k + 1] = '"';
+		cbuf_commit(&w->b, (size_t)k + 2);
+		return;
+	}
+	put(w, "\"", 1);
+	if (escape((const unsigned char *)s, n, NULL, w) < 0 && w->rc == 0)
+		w->rc = -EINVAL;
 	put(w, "\"", 1);
 }
 
 static void put_key(lw *w, const char *k)
 {
-	put(w, ",\"", 2);
-	put(w, k, strlen(k));
-	put(w, "\":", 2);
+	char b[40];
+	size_t n = strlen(k);
+	b[0] = ',', b[1] = '"';
+	memcpy(b + 2, k, n); /* the keys are this file's own, all short */
+	b[n + 2] = '"', b[n + 3] = ':';
+	put(w, b, n + 4);
 }
 
 static void put_field(lw *w, const char *k, const char *v)

@@ -131,6 +131,32 @@ static void test_line_matches_jansson(void **st)
 		json_decref(o);
 	}
 	{
+		/* a string whose worst-case escaping would pass the line's cap is written run by run */
+		size_t big = AUD_MAX_LINE / 4;
+		char *t = malloc(big + 1), *l, *want;
+		size_t n;
+		aud_rec r = { .ts_us = 1767225600000001LL, .dir = "in", .latency_us = -1 };
+		json_t *o = json_object();
+		memset(t, 'a', big);
+		t[7] = '"', t[big - 3] = '\n', t[big] = 0;
+		r.tool = t;
+		json_object_set_new(o, "prev", json_string(aud_chain_prev(c)));
+		json_object_set_new(o, "seq", json_integer((json_int_t)aud_chain_seq(c)));
+		json_object_set_new(o, "ts", json_string("2026-01-01T00:00:00.000001Z"));
+		json_object_set_new(o, "dir", json_string("in"));
+		json_object_set_new(o, "tool", json_string(t));
+		json_object_set_new(o, "bytes_in", json_integer(0));
+		json_object_set_new(o, "bytes_out", json_integer(0));
+		assert_non_null(want = json_dumps(o, JSON_COMPACT));
+		assert_int_equal(aud_line(c, &r, &l, &n), 0);
+		assert_int_equal(n, strlen(want) + 1);
+		assert_memory_equal(l, want, n - 1);
+		free(l);
+		free(want);
+		free(t);
+		json_decref(o);
+	}
+	{
 		aud_rec r = { .dir = "in", .tool = "bad \xc3 utf-8", .latency_us = -1 };
 		char *l;
 		uint64_t seq = aud_chain_seq(c);
