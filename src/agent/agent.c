@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "agent/agent_int.h"
+#include "agent/atty.h"
 #include "agent/ahttp.h"
 #include "agent/aplan.h"
 #include "commands.h"
@@ -224,6 +225,11 @@ int agent_main(int argc, char **argv)
 		fprintf(stderr, "postern agent: %s\n", err);
 		return 2;
 	}
+	/* Peers' text reaches the terminal through the guard; if it cannot be made, plain is no worse than
+	 * refusing to run. */
+	FILE *guarded = atty_open(a.tr);
+	if (guarded)
+		a.tr = guarded;
 	if ((rc = read_key(keyfile, key, sizeof key, err, sizeof err)))
 		goto out;
 	for (size_t i = 0; i < nmcp_args; i++) {
@@ -309,6 +315,8 @@ out:
 		exit_code = 0;
 	}
 	fflush(a.tr);
+	if (guarded)
+		fclose(guarded);
 	for (size_t i = 0; i < a.nmcp; i++) {
 		amcp_free(a.mcp[i]);
 		json_decref(a.mcp_tools[i]);
