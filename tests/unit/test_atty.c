@@ -58,7 +58,7 @@ static char *through_stream(const char *const *writes, size_t nw)
 static void test_stream_split(void **st)
 {
 	(void)st;
-	const char *a[] = { "x\xe2", "\x80", "\xae" "y\n" };
+	const char *a[] = { "x\xe2", "\x80", ("\xae" "y\n") };
 	char *s = through_stream(a, 3);
 	assert_string_equal(s, "x\\u202ey\n");
 	free(s);
