@@ -33,6 +33,7 @@ enum sbxp_type {
 #define SBXP_EXEC_SELF 2 /* execute our own program (argv[0] is only its name) */
 #define SBXP_GO_RLIMIT_AS 1    /* no memory cgroup: RLIMIT_AS = memory_bytes in commands */
 #define SBXP_GO_RLIMIT_NPROC 2 /* no pids cgroup: RLIMIT_NPROC = pids in commands */
+#define SBXP_MAPS_TMPFS 1      /* the workspace is a tmpfs of ws_tmpfs_bytes (the disk image failed) */
 #define SBXP_READY_SYS_EMPTY 1 /* the kernel refused a sysfs of our own: /sys is an empty tmpfs */
 #define SBXP_READY_LANDLOCK 2  /* special files are confined by Landlock (else by the mknod filter) */
 
@@ -59,6 +60,9 @@ struct sbxi_params {
 	const char *const *protect;    /* relative to the workspace; trailing '/' = directory */
 	char *const *env;              /* session environment */
 	uint64_t memory_bytes;
+	bool ws_tmpfs;           /* the workspace is a tmpfs the init makes (an unprivileged scratch one) */
+	uint64_t ws_tmpfs_bytes; /* its size */
+	mode_t ws_mode;          /* the mode of its root: the workspace directory's */
 	uint64_t fsize_bytes; /* RLIMIT_FSIZE of every command (the disk cap: no one file outgrows the disk) */
 	unsigned pids;
 	bool no_landlock; /* POSTERN_SANDBOX_NO_LANDLOCK set: take the mknod-filter fallback (tests) */

@@ -179,8 +179,9 @@ static int check_value(struct ssv_opts *o, const struct route_key *k, const char
 
 	if (k->kind == RK_SIZE && cfg_parse_size(v, &sz) < 0)
 		snprintf(err, errlen, "%s: '%s' is not a size (e.g. 512M, 2G)", k->key, v);
-	else if (k->kind == RK_DISK && (cfg_parse_size(v, &sz) < 0 || sz < (16ull << 20) || sz > (16ull << 40)))
-		snprintf(err, errlen, "%s: '%s' is not a size from 16M to 16T (e.g. 10G)", k->key, v);
+	else if (k->kind == RK_DISK && strcmp(v, "none") &&
+		 (cfg_parse_size(v, &sz) < 0 || sz < (16ull << 20) || sz > (16ull << 40)))
+		snprintf(err, errlen, "%s: '%s' is not a size from 16M to 16T (e.g. 10G) or none", k->key, v);
 	else if (k->kind == RK_DURATION && cfg_parse_duration_ms(v, &ms) < 0)
 		snprintf(err, errlen, "%s: '%s' is not a duration (e.g. 30s, 2m)", k->key, v);
 	else if (k->kind == RK_PATH && v[0] != '/')
