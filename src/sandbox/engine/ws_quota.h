@@ -81,6 +81,11 @@ int ws_quota_apply(int dirfd, const struct ws_quota_host *h, enum ws_quota_kind 
 /* Puts back the limit ws_quota_apply changed and closes u->fd. A zeroed u with fd -1 is fine. */
 void ws_quota_restore(struct ws_quota_undo *u);
 
+/* Whether new directories made under dir (a worker's workspace_root: one per session, shared with the
+ * host) can each get a total cap: 0 when they can (project quotas, root), else -EPERM with the reason and
+ * what to do in err. */
+int ws_quota_check_parent(const char *dir, char *err, size_t errlen);
+
 /* A detached tmpfs mount (nosuid, nodev) of bytes with a root directory of mode (& 0777), owned by the
  * caller's fs ids, for the init to attach. No malloc, no stdio: safe in the cloned init. fd or -errno. */
 int ws_quota_tmpfs(uint64_t bytes, mode_t mode);

@@ -242,3 +242,31 @@ void ws_quota_restore(struct ws_quota_undo *u)
 	close(u->fd);
 	u->fd = -1;
 }
+
+int ws_quota_check_parent(const char *dir, char *err, size_t errlen)
+{
+	struct ws_quota_host h;
+	char why[300], fsn[24];
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+	if (fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "%s: %s", dir, strerror(-rc));
+		return rc;
+	}
+	if ((rc = ws_quota_probe(fd, &h)) < 0 && !h.fs_type) {
+		snprintf(err, errlen, "%s: %s", dir, strerror(-rc));
+		close(fd);
+		return rc;
+	}
+	close(fd);
+	enum ws_quota_kind k = ws_quota_choose(&h, true, false, why, sizeof why);
+	if (k == WSQ_PROJECT)
+		return 0; /* each new directory gets a project of its own */
+	if (k == WSQ_BTRFS_QGROUP)
+		snprintf(why, sizeof why, "a new directory in a btrfs subvolume is not a subvolume of its own");
+	snprintf(err, errlen,
+		 "each session's workspace is a new directory under %s (%s), which can have no total disk cap: %s. "
+		 "Mount it with project quotas (ext4 prjquota, XFS pquota), or set disk: none to accept a per-file cap only",
+		 dir, ws_quota_fs_name(h.fs_type, fsn, sizeof fsn), why);
+	return -EPERM;
+}

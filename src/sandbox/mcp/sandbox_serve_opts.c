@@ -11,6 +11,7 @@
 #include "sandbox/egress/egress_policy.h"
 #include "sandbox/engine/slot.h"
 #include "sandbox/engine/sbxopt.h"
+#include "sandbox/engine/ws_quota.h"
 
 /* The keys of a route's sandbox: mapping and the flag each one is. */
 enum rkind { RK_PATH, RK_SIZE, RK_DISK, RK_DURATION, RK_VALUE, RK_LIST, RK_BOOL };
@@ -233,5 +234,21 @@ int ssv_opts_check(const optmap *m, const optmap_ent **at, char *err, size_t err
 				return -EINVAL;
 	}
 	*at = NULL;
+	return 0;
+}
+
+int ssv_opts_check_shared(const optmap *m, const optmap_ent **at, char *err, size_t errlen)
+{
+	const optmap_ent *d = optmap_get(m, "disk"), *r = optmap_get(m, "workspace_root");
+	char e[700];
+
+	*at = NULL;
+	if (!d || d->n != 1 || !strcmp(d->vals[0], "none") || !r || r->n != 1)
+		return 0; /* the default or none: per-file caps, with a warning at start where no more is possible */
+	if (ws_quota_check_parent(r->vals[0], e, sizeof e) < 0) {
+		*at = d;
+		snprintf(err, errlen, "disk: %s", e);
+		return -EINVAL;
+	}
 	return 0;
 }
