@@ -141,6 +141,25 @@ describe('workspace disk, root only', () => {
     await waitUntil(() => loopsIn(ws).length === 0, 10000, 50, 'the loop device to detach after SIGKILL');
   });
 
+  // Where the image cannot be made (here: the scratch directory is on a read-only bind mount, so no O_TMPFILE)
+  // the scratch workspace is a tmpfs of the cap, not the bare directory, and a warning says why.
+  test('root scratch workspace whose disk image fails: a tmpfs of --disk instead, ENOSPC at the cap', { skip: process.getuid() !== 0 && 'needs root (bind mounts)' }, async () => {
+    const ro = path.join(mode.dir, 'ro');
+    mkdirSync(path.join(ro, 'ws'), { recursive: true });
+    execFileSync('mount', ['--bind', ro, ro]);
+    try {
+      execFileSync('mount', ['-o', 'remount,bind,ro', ro]);
+      const r = await sbxRun(mode, ['--scratch-workspace', path.join(ro, 'ws'), '--disk', '64M', '--', 'sh', '-c', FILL2], { quiet: false });
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /level=warn [^\n]*msg="scratch workspace without a disk image: a tmpfs instead" workspace="[^"]*" reason="disk image in the workspace directory: Read-only file system"/);
+      assert.match(limitsOf(r.stderr), /disk=tmpfs:67108864/);
+      assert.match(r.stdout, /No space left on device/);
+      assert.match(r.stdout, new RegExp(`dfsize=${64 * 1024}\\b`));
+    } finally {
+      execFileSync('umount', [ro]);
+    }
+  });
+
   // A shared workspace on btrfs: the subvolume's qgroup carries the cap for the session and gets its own
   // limit back at the end. The file system is a loop-mounted image the test makes (btrfs-progs, from
   // scripts/deps.sh); a host without btrfs in its kernel fails here rather than skipping.
