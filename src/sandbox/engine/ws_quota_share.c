@@ -25,6 +25,8 @@
 #ifndef XFS_SUPER_MAGIC
 #define XFS_SUPER_MAGIC 0x58465342
 #endif
+/* QCMD shifts a signed int past its top bit (undefined): the same command word, unsigned. */
+#define QCMD_U(cmd, type) ((((unsigned)(cmd)) << SUBCMDSHIFT) | ((unsigned)(type) & SUBCMDMASK))
 #define BTRFS_NO_LIMIT UINT64_MAX   /* a qgroup limit of -1 clears it */
 #define PROJECT_ID_BASE 0x50000000u /* project ids this engine picks: out of the small ones people use */
 
@@ -135,7 +137,7 @@ int ws_quota_probe(int fd, struct ws_quota_host *h)
 	}
 	/* Q_GETINFO answers only while project quotas are on (ESRCH otherwise). */
 	struct if_dqinfo di;
-	h->prjquota = syscall(SYS_quotactl_fd, fd, QCMD(Q_GETINFO, PRJQUOTA), 0, &di) == 0;
+	h->prjquota = syscall(SYS_quotactl_fd, fd, QCMD_U(Q_GETINFO, PRJQUOTA), 0, &di) == 0;
 	return 0;
 }
 
@@ -155,7 +157,7 @@ static int project_limit(int fd, uint32_t id, bool set, uint64_t blocks)
 	memset(&q, 0, sizeof q);
 	q.dqb_bhardlimit = set ? blocks : 0; /* 0: no limit */
 	q.dqb_valid = QIF_BLIMITS;
-	return syscall(SYS_quotactl_fd, fd, QCMD(Q_SETQUOTA, PRJQUOTA), id, &q) < 0 ? -errno : 0;
+	return syscall(SYS_quotactl_fd, fd, QCMD_U(Q_SETQUOTA, PRJQUOTA), id, &q) < 0 ? -errno : 0;
 }
 
 static int apply_btrfs(int fd, const struct ws_quota_host *h, uint64_t bytes, struct ws_quota_undo *u, char *err,
@@ -188,7 +190,7 @@ static int apply_project(int fd, uint64_t bytes, struct ws_quota_undo *u, char *
 		fx.fsx_projid = PROJECT_ID_BASE + (uint32_t)(st.st_ino % 0x10000000u);
 	fx.fsx_xflags |= FS_XFLAG_PROJINHERIT;
 	u->id = fx.fsx_projid;
-	if (syscall(SYS_quotactl_fd, fd, QCMD(Q_GETQUOTA, PRJQUOTA), (uint32_t)u->id, &q) == 0 &&
+	if (syscall(SYS_quotactl_fd, fd, QCMD_U(Q_GETQUOTA, PRJQUOTA), (uint32_t)u->id, &q) == 0 &&
 	    (q.dqb_valid & QIF_BLIMITS))
 		u->had_limit = q.dqb_bhardlimit != 0, u->prev_limit = q.dqb_bhardlimit;
 	if (ioctl(fd, FS_IOC_FSSETXATTR, &fx) < 0) {
