@@ -28,7 +28,7 @@ const limitsOf = (stderr) => (stderr.match(/limits="([^"]*)"/) || [])[1] || '';
 // The mount options of the file system holding dir: project quotas are on where they name prjquota/pquota.
 const mountOf = (dir) => {
   const [fstype, options] = execFileSync('findmnt', ['-n', '-o', 'FSTYPE,OPTIONS', '--target', dir], { encoding: 'utf8' }).trim().split(/\s+/);
-  return { fstype, prjquota: /(^|,)(prjquota|pquota|prjjquota|pqnoenforce)(,|$)/.test(options) };
+  return { fstype, prjquota: /(^|,)(prjquota|pquota)(,|$)/.test(options) };
 };
 
 for (const unpriv of [false, true]) {

@@ -47,7 +47,7 @@ struct ws_quota_host {
 	bool root;             /* the caller is root (quotas, loop devices) */
 	bool subvol_root;      /* btrfs: the directory is a subvolume's root (inode 256) */
 	bool btrfs_quota;      /* btrfs: quotas are on */
-	bool prjquota;         /* project quota accounting is on (ext4 prjquota, XFS pquota) */
+	bool prjquota;         /* project quotas are counted and enforced (ext4 prjquota, XFS pquota) */
 	uint64_t subvol_id;    /* btrfs: the subvolume's id (its level-0 qgroup) */
 };
 
@@ -57,7 +57,8 @@ struct ws_quota_undo {
 	int fd;                  /* the workspace directory (not O_PATH), -1 when none */
 	uint64_t id;             /* qgroup id or project id */
 	bool had_limit;
-	uint64_t prev_limit;     /* bytes (btrfs max_rfer) or 1K blocks (project bhardlimit) */
+	uint64_t prev_limit;     /* bytes (btrfs max_rfer) or 1K blocks (project bhardlimit; 0 = none) */
+	uint64_t prev_soft;      /* project: the soft limit, kept as it was */
 };
 
 /* Pure: which cap a workspace gets. A scratch workspace: ext4-image for root, else tmpfs (no workspace:

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <linux/btrfs.h>
 #include <linux/btrfs_tree.h>
+#include <linux/dqblk_xfs.h>
 #include <linux/fs.h>
 #include <linux/magic.h>
 #include <linux/quota.h>
@@ -135,9 +136,12 @@ int ws_quota_probe(int fd, struct ws_quota_host *h)
 		h->subvol_root = h->subvol_root && h->subvol_id;
 		return rc < 0 ? rc : 0;
 	}
-	/* Q_GETINFO answers only while project quotas are on (ESRCH otherwise). */
-	struct if_dqinfo di;
-	h->prjquota = syscall(SYS_quotactl_fd, fd, QCMD_U(Q_GETINFO, PRJQUOTA), 0, &di) == 0;
+	/* Project quotas counted and enforced (XFS pqnoenforce, or ext4's quota feature without prjquota, only
+	 * count). Q_XGETQSTAT answers for ext4 as for XFS. */
+	fs_quota_stat_t qs;
+	const unsigned on = FS_QUOTA_PDQ_ACCT | FS_QUOTA_PDQ_ENFD;
+	memset(&qs, 0, sizeof qs);
+	h->prjquota = syscall(SYS_quotactl_fd, fd, QCMD_U(Q_XGETQSTAT, PRJQUOTA), 0, &qs) == 0 && (qs.qs_flags & on) == on;
 	return 0;
 }
 
@@ -151,11 +155,12 @@ static int btrfs_limit(int fd, uint64_t id, uint64_t bytes)
 	return ioctl(fd, BTRFS_IOC_QGROUP_LIMIT, &la) < 0 ? -errno : 0;
 }
 
-static int project_limit(int fd, uint32_t id, bool set, uint64_t blocks)
+static int project_limit(int fd, uint32_t id, uint64_t soft, uint64_t blocks)
 {
 	struct if_dqblk q;
 	memset(&q, 0, sizeof q);
-	q.dqb_bhardlimit = set ? blocks : 0; /* 0: no limit */
+	q.dqb_bsoftlimit = soft;
+	q.dqb_bhardlimit = blocks; /* 0: no limit */
 	q.dqb_valid = QIF_BLIMITS;
 	return syscall(SYS_quotactl_fd, fd, QCMD_U(Q_SETQUOTA, PRJQUOTA), id, &q) < 0 ? -errno : 0;
 }
@@ -192,7 +197,7 @@ static int apply_project(int fd, uint64_t bytes, struct ws_quota_undo *u, char *
 	u->id = fx.fsx_projid;
 	if (syscall(SYS_quotactl_fd, fd, QCMD_U(Q_GETQUOTA, PRJQUOTA), (uint32_t)u->id, &q) == 0 &&
 	    (q.dqb_valid & QIF_BLIMITS))
-		u->had_limit = q.dqb_bhardlimit != 0, u->prev_limit = q.dqb_bhardlimit;
+		u->had_limit = q.dqb_bhardlimit != 0, u->prev_limit = q.dqb_bhardlimit, u->prev_soft = q.dqb_bsoftlimit;
 	if (ioctl(fd, FS_IOC_FSSETXATTR, &fx) < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "set project id %u on the workspace: %s", fx.fsx_projid, strerror(-rc));
@@ -200,7 +205,7 @@ static int apply_project(int fd, uint64_t bytes, struct ws_quota_undo *u, char *
 	}
 	if (u->had_limit && u->prev_limit < blocks)
 		blocks = u->prev_limit; /* never raise a smaller limit */
-	if ((rc = project_limit(fd, (uint32_t)u->id, true, blocks)) < 0)
+	if ((rc = project_limit(fd, (uint32_t)u->id, u->prev_soft, blocks)) < 0)
 		snprintf(err, errlen, "project %u limit: %s", fx.fsx_projid, strerror(-rc));
 	return rc;
 }
@@ -237,7 +242,7 @@ void ws_quota_restore(struct ws_quota_undo *u)
 	if (u->kind == WSQ_BTRFS_QGROUP)
 		rc = btrfs_limit(u->fd, u->id, u->had_limit ? u->prev_limit : BTRFS_NO_LIMIT);
 	else if (u->kind == WSQ_PROJECT)
-		rc = project_limit(u->fd, (uint32_t)u->id, u->had_limit, u->prev_limit);
+		rc = project_limit(u->fd, (uint32_t)u->id, u->prev_soft, u->prev_limit);
 	if (rc < 0)
 		log_warn("msg=\"cannot put back the workspace's quota limit\" kind=%s id=%llu reason=\"%s\"",
 			 ws_quota_kind_name(u->kind), (unsigned long long)u->id, strerror(-rc));
