@@ -212,13 +212,22 @@ describe('workspace disk, root only', () => {
     }
   });
 
-  test('route option disk: a value out of range is a config error naming the key', async () => {
+  test('route option disk: a value out of range is a config error naming the key; a size or none loads', async () => {
     const yaml = path.join(mode.dir, 'gw.yaml');
     writeFileSync(yaml, 'listen_addr: 127.0.0.1:1\ntunnel_domain: t.test\ntls: { cert_file: /x, key_file: /y }\n' +
       'routes:\n  box:\n    sandbox:\n      disk: 1M\n      workspace_root: /tmp\n');
     let out = '';
     try { execFileSync(mode.bin, ['check', '-c', yaml], { encoding: 'utf8', stdio: 'pipe' }); } catch (e) { out = e.stderr + e.stdout; }
     assert.match(out, /disk.*'1M' is not a size from 16M to 16T/);
+    // A route's workspaces are scratch (always a disk of their own), so a size or none loads whatever
+    // file system workspace_root is on.
+    const pki = path.join(mode.dir, 'pki');
+    execFileSync(mode.bin, ['certs', 'init', '--domain', 't.test', '--out', pki], { stdio: 'pipe' });
+    for (const disk of ['64M', 'none']) {
+      writeFileSync(yaml, `listen_addr: 127.0.0.1:1\ntunnel_domain: t.test\ntls: { cert_file: ${pki}/server.pem, key_file: ${pki}/server.key }\n` +
+        `routes:\n  box:\n    sandbox:\n      disk: ${disk}\n      workspace_root: ${mode.dir}\n`);
+      assert.match(execFileSync(mode.bin, ['check', '-c', yaml], { encoding: 'utf8', stdio: 'pipe' }), /gw\.yaml: ok \(proxy\)/);
+    }
   });
 });
 
