@@ -340,7 +340,7 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	s->ctl = s->pidfd = s->listen_fd = s->ws_fd = s->quota.fd = -1;
+	s->ctl = s->pidfd = s->listen_fd = s->ws_fd = -1;
 	if (!c.image)
 		c.image = "/";
 	if (!c.mount_point)
@@ -557,8 +557,8 @@ void sbx_free(sbx *s)
 	if (s->listen_fd >= 0)
 		close(s->listen_fd);
 	kill_init(s->pidfd);
-	cgr_free(s->cg);
 	ws_quota_restore(&s->quota); /* no process of the session is left to write */
+	cgr_free(s->cg);
 	/* Every process of the session is gone: nothing races the move. */
 	if (s->ws_fd >= 0) {
 		ws_doors_quarantine(s->ws_fd, s->doors, s->doors_before, s->ws_name);

@@ -33,9 +33,10 @@ enum sbxp_type {
 #define SBXP_EXEC_SELF 2 /* execute our own program (argv[0] is only its name) */
 #define SBXP_GO_RLIMIT_AS 1    /* no memory cgroup: RLIMIT_AS = memory_bytes in commands */
 #define SBXP_GO_RLIMIT_NPROC 2 /* no pids cgroup: RLIMIT_NPROC = pids in commands */
-#define SBXP_MAPS_TMPFS 1      /* the workspace is a tmpfs of ws_tmpfs_bytes (the disk image failed) */
 #define SBXP_READY_SYS_EMPTY 1 /* the kernel refused a sysfs of our own: /sys is an empty tmpfs */
 #define SBXP_READY_LANDLOCK 2  /* special files are confined by Landlock (else by the mknod filter) */
+
+#define SBXP_MAPS_TMPFS 1 /* SBXP_MAPS a: the workspace is a tmpfs of ws_tmpfs_bytes (the disk image failed) */
 
 struct sbxp_hdr {
 	uint32_t type;

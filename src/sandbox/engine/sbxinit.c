@@ -40,7 +40,6 @@
 
 static const struct sbxi_params *P;
 static int image_fd = -1, ws_fd = -1, ws_tree = -1;
-static bool ws_tmpfs; /* the workspace is a tmpfs of our own (P->ws_tmpfs, or SBXP_MAPS_TMPFS from a root host) */
 static int exe_fd = -1; /* our own program, for SBXP_EXEC_SELF (the tool worker) */
 static char msgbuf[SBXP_MAX_PAYLOAD + 1];
 
@@ -409,6 +408,8 @@ static void drop_caps(void)
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		fail(errno, "no_new_privs: %s", strerror(errno));
 }
+
+static bool ws_tmpfs; /* the workspace is a tmpfs of our own (P->ws_tmpfs, or SBXP_MAPS_TMPFS from a root host) */
 
 static void setup(void)
 {

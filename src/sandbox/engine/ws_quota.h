@@ -53,8 +53,8 @@ struct ws_quota_host {
 
 /* What was changed to cap a shared workspace, to be put back at the end. */
 struct ws_quota_undo {
-	enum ws_quota_kind kind; /* WSQ_BTRFS_QGROUP or WSQ_PROJECT; anything else: nothing to undo */
-	int fd;                  /* the workspace directory (not O_PATH), -1 when none */
+	enum ws_quota_kind kind; /* WSQ_BTRFS_QGROUP or WSQ_PROJECT; anything else (0 too): nothing to undo */
+	int fd;                  /* the workspace directory (not O_PATH), while kind says there is something */
 	uint64_t id;             /* qgroup id or project id */
 	bool had_limit;
 	uint64_t prev_limit;     /* bytes (btrfs max_rfer) or 1K blocks (project bhardlimit; 0 = none) */
@@ -79,7 +79,7 @@ int ws_quota_probe(int dirfd, struct ws_quota_host *h);
  * fills u (u->fd is a dup of dirfd) for ws_quota_restore. 0 or -errno with a reason in err. */
 int ws_quota_apply(int dirfd, const struct ws_quota_host *h, enum ws_quota_kind kind, uint64_t bytes,
 		   struct ws_quota_undo *u, char *err, size_t errlen);
-/* Puts back the limit ws_quota_apply changed and closes u->fd. A zeroed u with fd -1 is fine. */
+/* Puts back the limit ws_quota_apply changed and closes u->fd. A zeroed u is fine. */
 void ws_quota_restore(struct ws_quota_undo *u);
 
 /* Whether new directories made under dir (a worker's workspace_root: one per session, shared with the

@@ -230,14 +230,14 @@ int ws_quota_apply(int dirfd, const struct ws_quota_host *h, enum ws_quota_kind 
 		u->fd = -1;
 		return rc;
 	}
-	u->kind = kind;
+	u->kind = kind; /* only now is there something to put back */
 	return 0;
 }
 
 void ws_quota_restore(struct ws_quota_undo *u)
 {
-	if (!u || u->fd < 0)
-		return;
+	if (!u || (u->kind != WSQ_BTRFS_QGROUP && u->kind != WSQ_PROJECT))
+		return; /* nothing applied (a zeroed u is fine) */
 	int rc = 0;
 	if (u->kind == WSQ_BTRFS_QGROUP)
 		rc = btrfs_limit(u->fd, u->id, u->had_limit ? u->prev_limit : BTRFS_NO_LIMIT);
@@ -248,6 +248,7 @@ void ws_quota_restore(struct ws_quota_undo *u)
 			 ws_quota_kind_name(u->kind), (unsigned long long)u->id, strerror(-rc));
 	close(u->fd);
 	u->fd = -1;
+	u->kind = WSQ_FILE_SIZE;
 }
 
 int ws_quota_check_parent(const char *dir, char *err, size_t errlen)
