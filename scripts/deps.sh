@@ -13,6 +13,7 @@ debs=("${build_debs[@]}" clang llvm libclang-rt-14-dev libcmocka-dev
       rsyslog rsyslog-openssl openssl curl sqlite3 iproute2 util-linux e2fsprogs procps psmisc nodejs npm lintian redis-server)
 build_only=0
 [ "${1:-}" = --build ] && { build_only=1; debs=("${build_debs[@]}"); }
+[ "$build_only" = 0 ] && debs+=(btrfs-progs) # tests/e2e/sandbox_disk: a btrfs subvolume on a loop image
 [ "$build_only" = 0 ] && [ "${POSTERN_BENCH_DEPS:-0}" = 1 ] && debs+=(bubblewrap firejail wrk hyperfine openssh-server openssh-client socat nginx python3 ripgrep)
 
 missing=()

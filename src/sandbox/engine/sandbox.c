@@ -232,16 +232,19 @@ static int start_init(sbx *s, const sbx_config *c, struct sbxi_params *ip, const
 	if (c->workspace) {
 		snprintf(path, sizeof path, "/proc/%d/ns/user", (int)s->init_pid);
 		struct mount_attr a = { .attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV };
-		/* A scratch workspace becomes a disk of its own, of the cap; failing that, the directory itself
-		 * (each file capped) with a warning. */
-		if (c->flags & SBX_F_SCRATCH) {
+		/* A scratch workspace becomes a disk of its own, of the cap; failing that, a tmpfs the init
+		 * makes (ws_quota.h), with a warning. */
+		if (s->disk == WSQ_EXT4_IMAGE) {
 			tree = ws_quota_image_mount(s->ws_fd, c->disk_bytes, im->in_uid, im->in_gid, im->in_mode, why,
 					            sizeof why);
-			s->disk_image = tree >= 0;
-			if (tree < 0)
-				log_warn("msg=\"scratch workspace without a disk image: only each file is capped\" "
+			if (tree < 0) {
+				s->disk = WSQ_TMPFS;
+				log_warn("msg=\"scratch workspace without a disk image: a tmpfs instead\" "
 					 "workspace=\"%s\" reason=\"%s\"", c->workspace, why);
+			}
 		}
+		if (s->disk == WSQ_TMPFS)
+			goto maps;
 		if ((uns = open(path, O_RDONLY | O_CLOEXEC)) < 0 ||
 		    (tree < 0 &&
 		     (tree = open_tree(AT_FDCWD, c->workspace, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE)) < 0)) {
@@ -269,7 +272,9 @@ static int start_init(sbx *s, const sbx_config *c, struct sbxi_params *ip, const
 			tree = -1;
 		}
 	}
-	if ((rc = sbxp_send(s->ctl, SBXP_MAPS, 0, 0, 0, NULL, 0, tree >= 0 ? &tree : NULL, tree >= 0 ? 1 : 0)) < 0) {
+maps:
+	if ((rc = sbxp_send(s->ctl, SBXP_MAPS, 0, s->disk == WSQ_TMPFS ? SBXP_MAPS_TMPFS : 0, 0, NULL, 0,
+			    tree >= 0 ? &tree : NULL, tree >= 0 ? 1 : 0)) < 0) {
 		snprintf(err, errlen, "start: %s", strerror(-rc));
 		goto fail;
 	}
@@ -281,6 +286,42 @@ out:
 		close(uns);
 	if (tree >= 0)
 		close(tree);
+	return rc;
+}
+
+/* Chooses how the workspace's disk is capped (ws_quota.h) and sets a shared workspace's quota. A workspace
+ * that can have no total cap is refused when the caller asked for one (asked: --disk SIZE, not none). */
+static int disk_plan(sbx *s, const sbx_config *c, int ws, bool asked, bool none, char *err, size_t errlen)
+{
+	struct ws_quota_host h = { .root = geteuid() == 0 };
+	char why[300] = "", fsn[24];
+	int d = -1, rc = 0;
+	bool scratch = c->flags & SBX_F_SCRATCH;
+
+	if (c->workspace && !scratch && (d = openat(ws, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0)
+		(void)ws_quota_probe(d, &h); /* what it could not read counts as not offered */
+	s->disk = ws_quota_choose(&h, c->workspace != NULL, scratch, why, sizeof why);
+	if ((s->disk == WSQ_BTRFS_QGROUP || s->disk == WSQ_PROJECT) &&
+	    ws_quota_apply(d, &h, s->disk, c->disk_bytes, &s->quota, why, sizeof why) < 0)
+		s->disk = WSQ_FILE_SIZE;
+	if (s->disk == WSQ_FILE_SIZE && asked) {
+		snprintf(err, errlen,
+			 "--disk: workspace %s (%s) can have no total disk cap: %s. Mount it with project quotas "
+			 "(ext4 prjquota, XFS pquota) or make it a btrfs subvolume with quotas on, use a scratch "
+			 "workspace (--scratch-workspace), or give --disk none to accept a per-file cap only",
+			 c->workspace, ws_quota_fs_name(h.fs_type, fsn, sizeof fsn), why);
+		rc = -EPERM;
+	} else if (s->disk == WSQ_FILE_SIZE) {
+		if (none)
+			log_info("msg=\"no total disk cap on this workspace (--disk none): each file is capped at the "
+				 "disk size\" workspace=\"%s\"", c->workspace);
+		else
+			log_warn("msg=\"no total disk cap on this workspace: each file is capped at the disk size\" "
+				 "workspace=\"%s\" fs=%s reason=\"%s\"", c->workspace,
+				 ws_quota_fs_name(h.fs_type, fsn, sizeof fsn), why);
+	}
+	if (d >= 0)
+		close(d);
 	return rc;
 }
 
@@ -312,7 +353,8 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		c.pids = SBX_DEFAULT_PIDS;
 	if (!c.tmp_bytes)
 		c.tmp_bytes = SBX_DEFAULT_TMP;
-	if (!c.disk_bytes)
+	bool disk_none = c.disk_bytes == WS_QUOTA_NONE, disk_asked = c.disk_bytes && !disk_none;
+	if (!c.disk_bytes || disk_none)
 		c.disk_bytes = WS_QUOTA_DEFAULT_BYTES;
 	if (c.disk_bytes < WS_QUOTA_MIN_BYTES) {
 		snprintf(err, errlen, "disk %llu bytes: at least %lluM", (unsigned long long)c.disk_bytes,
@@ -372,6 +414,10 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		if ((s->ws_fd = fcntl(ws, F_DUPFD_CLOEXEC, 3)) < 0 || !(s->ws_name = strdup(c.workspace)))
 			goto oom;
 	}
+	if (disk_plan(s, &c, ws, disk_asked, disk_none, err, errlen) < 0)
+		goto fail;
+	/* A tmpfs disk is memory: within what the memory limit leaves after /tmp (ws_quota.h). */
+	uint64_t ws_tmpfs_bytes = ws_quota_tmpfs_bytes(c.disk_bytes, c.memory_bytes, c.tmp_bytes);
 
 	struct sbxi_params ip = {
 		.image = c.image,
@@ -385,6 +431,9 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		.protect = c.protected_paths ? c.protected_paths : ws_doors_default,
 		.env = env,
 		.memory_bytes = c.memory_bytes,
+		.ws_tmpfs = s->disk == WSQ_TMPFS,
+		.ws_tmpfs_bytes = ws_tmpfs_bytes,
+		.ws_mode = wst.st_mode & 0777,
 		.fsize_bytes = c.disk_bytes,
 		.pids = c.pids,
 		/* Test hook: the fallback for kernels without Landlock, on a kernel with it. */
@@ -451,8 +500,10 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		 !c.cpu_millis ? "none" : cgr_kind_of(s->cg, CGR_CPU) == CGR_NONE ? "none(no cgroup)"
 		 : cgr_kind_of(s->cg, CGR_CPU) == CGR_V2 ? "cgroup-v2" : "cgroup-v1",
 		 (unsigned long long)c.tmp_bytes,
-		 s->disk_image ? "ext4-image" : c.workspace ? "file-size-only" : "tmpfs-shared",
-		 (unsigned long long)(s->disk_image || c.workspace ? c.disk_bytes : c.tmp_bytes), "loopback-only",
+		 ws_quota_kind_name(s->disk),
+		 (unsigned long long)(s->disk == WSQ_TMPFS ? ws_tmpfs_bytes : s->disk == WSQ_TMPFS_SHARED ? c.tmp_bytes
+												 : c.disk_bytes),
+		 "loopback-only",
 		 sys_empty ? "empty" : "netns",
 		 landlocked ? "landlock" : "seccomp-mknod");
 	if (!mem_cg) {
@@ -467,12 +518,12 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 			log_debug("msg=\"no memory cgroup\" reason=\"%s\"", cgr_why(s->cg, CGR_MEMORY, why, sizeof why));
 		warned = true;
 	}
-	if (c.workspace && !s->disk_image && cfg->disk_bytes)
-		log_warn("msg=\"no total disk cap on this workspace: each file is capped at the disk size\" "
-			 "workspace=\"%s\" reason=\"%s\"", c.workspace,
-			 !(c.flags & SBX_F_SCRATCH) ? "a host directory shared with the host (--workspace) has no "
-						       "project quota here; use a scratch workspace for a capped disk"
-			 : geteuid() ? "a disk image needs root (loop device)" : "the disk image failed (see above)");
+	if (s->disk == WSQ_TMPFS && ws_tmpfs_bytes < c.disk_bytes)
+		log_emit(disk_asked ? LOG_WARN : LOG_INFO,
+			  "msg=\"the workspace is a tmpfs (memory): its size is the disk cap lowered to what the memory "
+			  "limit leaves after /tmp\" disk=%llu memory=%llu tmp=%llu size=%llu",
+			  (unsigned long long)c.disk_bytes, (unsigned long long)c.memory_bytes,
+			  (unsigned long long)c.tmp_bytes, (unsigned long long)ws_tmpfs_bytes);
 	if (!(c.flags & SBX_F_QUIET))
 		log_info("msg=\"sandbox started\" init_pid=%d limits=\"%s\"", (int)s->init_pid, s->limits);
 	goto done;
@@ -506,6 +557,7 @@ void sbx_free(sbx *s)
 	if (s->listen_fd >= 0)
 		close(s->listen_fd);
 	kill_init(s->pidfd);
+	ws_quota_restore(&s->quota); /* no process of the session is left to write */
 	cgr_free(s->cg);
 	/* Every process of the session is gone: nothing races the move. */
 	if (s->ws_fd >= 0) {

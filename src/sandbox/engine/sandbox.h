@@ -32,8 +32,10 @@
  *   memory, pids, cpu: cgroup v2 (a delegated `cgroup_parent`, or our own cgroup's subtree when the
  *   controllers are enabled there) else cgroup v1 controllers (memory, pids, cpu) when writable (root),
  *   else rlimits (RLIMIT_AS for memory, RLIMIT_NPROC per user namespace for pids, none for cpu).
- *   disk: an ext4 image of the cap for a scratch workspace of a root caller, the shared tmpfs cap for a
- *   tmpfs workspace, else a per-file cap only (ws_quota.h).
+ *   disk: a scratch workspace is a disk of the cap (an ext4 image as root, else a tmpfs within the memory
+ *   limit); a shared one has a btrfs qgroup or project quota where there is one (root), else a per-file cap
+ *   only, and sbx_new() refuses it when the cap was asked for (disk_bytes set, not WS_QUOTA_NONE); no
+ *   workspace: the shared tmpfs cap (ws_quota.h).
  *   Detected at sbx_new(), logged once, reported by sbx_limits_describe().
  *
  * Network
@@ -86,7 +88,8 @@ typedef struct sbx_config {
 	uint64_t memory_bytes;   /* 0 = SBX_DEFAULT_MEMORY */
 	unsigned pids;           /* 0 = SBX_DEFAULT_PIDS */
 	uint64_t tmp_bytes;      /* size cap of the /tmp tmpfs; 0 = SBX_DEFAULT_TMP */
-	uint64_t disk_bytes;     /* workspace disk cap (ws_quota.h says how it holds); 0 = WS_QUOTA_DEFAULT_BYTES */
+	uint64_t disk_bytes;     /* workspace disk cap (ws_quota.h says how it holds); 0 = WS_QUOTA_DEFAULT_BYTES
+				  * not asked for; WS_QUOTA_NONE = no total cap wanted (the default's size) */
 	unsigned cpu_millis;     /* CPU quota in 1/1000 CPU (1500 = 1.5 CPUs); 0 = no quota */
 	unsigned timeout_ms;     /* default per-command wall clock timeout; 0 = SBX_DEFAULT_TIMEOUT_MS */
 	/* NULL-terminated lists; NULL selects the default shown. */

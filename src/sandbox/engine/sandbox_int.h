@@ -10,6 +10,7 @@
 
 #include "sandbox/engine/cgroup.h"
 #include "sandbox/engine/sandbox.h"
+#include "sandbox/engine/ws_quota.h"
 
 #define SBXH_MAX_RECS 256
 #define SBXH_KILL_GRACE_MS 5000
@@ -30,7 +31,8 @@ struct sbx {
 	unsigned timeout_ms;
 	uint32_t next_id;
 	char limits[440];
-	bool disk_image; /* the workspace is an ext4 image of the disk cap (ws_quota.h) */
+	enum ws_quota_kind disk;    /* how the workspace's disk is capped (ws_quota.h) */
+	struct ws_quota_undo quota; /* a shared workspace's quota limit, put back at the end */
 	struct sbxh_rec recs[SBXH_MAX_RECS];
 	/* replies to synchronous requests */
 	bool got_listen, got_killall, got_nprocs;

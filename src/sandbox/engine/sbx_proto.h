@@ -36,6 +36,8 @@ enum sbxp_type {
 #define SBXP_READY_SYS_EMPTY 1 /* the kernel refused a sysfs of our own: /sys is an empty tmpfs */
 #define SBXP_READY_LANDLOCK 2  /* special files are confined by Landlock (else by the mknod filter) */
 
+#define SBXP_MAPS_TMPFS 1 /* SBXP_MAPS a: the workspace is a tmpfs of ws_tmpfs_bytes (the disk image failed) */
+
 struct sbxp_hdr {
 	uint32_t type;
 	uint32_t id;
@@ -59,6 +61,9 @@ struct sbxi_params {
 	const char *const *protect;    /* relative to the workspace; trailing '/' = directory */
 	char *const *env;              /* session environment */
 	uint64_t memory_bytes;
+	bool ws_tmpfs;           /* the workspace is a tmpfs the init makes (an unprivileged scratch one) */
+	uint64_t ws_tmpfs_bytes; /* its size */
+	mode_t ws_mode;          /* the mode of its root: the workspace directory's */
 	uint64_t fsize_bytes; /* RLIMIT_FSIZE of every command (the disk cap: no one file outgrows the disk) */
 	unsigned pids;
 	bool no_landlock; /* POSTERN_SANDBOX_NO_LANDLOCK set: take the mknod-filter fallback (tests) */

@@ -34,6 +34,7 @@
 #include "sandbox/engine/landlock.h"
 #include "sandbox/engine/sandbox.h"
 #include "sandbox/engine/seccomp_policy.h"
+#include "sandbox/engine/ws_quota.h"
 
 #define MAX_CMDS 256
 
@@ -408,6 +409,8 @@ static void drop_caps(void)
 		fail(errno, "no_new_privs: %s", strerror(errno));
 }
 
+static bool ws_tmpfs; /* the workspace is a tmpfs of our own (P->ws_tmpfs, or SBXP_MAPS_TMPFS from a root host) */
+
 static void setup(void)
 {
 	char buf[128];
@@ -419,6 +422,7 @@ static void setup(void)
 		if (sbxp_recv(P->ctl, &h, msgbuf, fds, &nfds, 0) <= 0 || h.type != SBXP_MAPS || nfds > 1)
 			_exit(1);
 		ws_tree = nfds ? fds[0] : -1;
+		ws_tmpfs = h.a & SBXP_MAPS_TMPFS;
 		/* Our credentials are still the host's root: take the mapped ids (capabilities in our user
 		 * namespace stay until drop_caps()). */
 		if (setgroups(0, NULL) < 0 || setresgid(P->gid, P->gid, P->gid) < 0 || setresuid(P->uid, P->uid, P->uid) < 0)
@@ -426,6 +430,7 @@ static void setup(void)
 		(void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0); /* a credential change cleared it */
 	} else {
 		/* The single-line maps an unprivileged user may write for itself. */
+		ws_tmpfs = P->ws_tmpfs;
 		write_proc("/proc/self/setgroups", "deny");
 		snprintf(buf, sizeof buf, "%u %u 1\n", (unsigned)P->uid, (unsigned)P->uid);
 		write_proc("/proc/self/uid_map", buf);
@@ -436,7 +441,7 @@ static void setup(void)
 	mount_or_fail(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
 	if ((image_fd = open(P->image, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		fail(errno, "image %s: %s", P->image, strerror(errno));
-	if (P->workspace && ws_tree < 0 && (ws_fd = open(P->workspace, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+	if (P->workspace && ws_tree < 0 && !ws_tmpfs && (ws_fd = open(P->workspace, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
 		fail(errno, "workspace %s: %s", P->workspace, strerror(errno));
 	/* The new root is a small tmpfs over the host's /tmp in our private mount namespace; the image and the
 	 * workspace were opened as fds before, so nothing below is resolved through it. */
@@ -453,6 +458,9 @@ static void setup(void)
 	build_sys();
 	build_scratch();
 
+	/* A scratch workspace of memory, of the disk cap (ws_quota.h): the host directory stays empty. */
+	if (ws_tmpfs && (ws_tree = ws_quota_tmpfs(P->ws_tmpfs_bytes, P->ws_mode)) < 0)
+		fail(-ws_tree, "workspace tmpfs: %s", strerror(-ws_tree));
 	const char *mp = P->mount_point + 1; /* relative to the new root */
 	mkdir_p(mp, 0755);
 	if (ws_tree >= 0) {
