@@ -306,6 +306,8 @@ out:
 	} else {
 		fprintf(a.tr, "done: %u steps in %.2f s (%u MCP calls %.0f ms, %u sandbox calls %.0f ms)\n", a.steps,
 			(agi_now_ms() - a.started_ms) / 1000.0, a.mcp_calls, a.mcp_ms, a.sandbox_calls, a.sandbox_ms);
+		if (a.tool_errors)
+			fprintf(a.tr, "%u tool error(s) went back to the model as is_error results\n", a.tool_errors);
 		exit_code = 0;
 	}
 	fflush(a.tr);

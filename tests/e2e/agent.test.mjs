@@ -1,7 +1,8 @@
 // `postern agent` against a FAKE Messages API (fixtures/fake_messages.mjs: recorded stream shapes, not a model),
 // `postern control` and `postern worker`: a session driven to its end with an MCP tool and sandbox tools; a model
-// error, a stream error, a tool error and a timed-out tool each end in a clear transcript line and a non-zero
-// exit; SIGINT mid-step terminates the session and leaves no process, cgroup or workspace behind.
+// error, a stream error and a timed-out tool each end in a clear transcript line and a non-zero exit; tool errors
+// go back to the model as is_error tool_results and the run goes on; SIGINT mid-step terminates the session and
+// leaves no process, cgroup or workspace behind.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -90,10 +91,38 @@ test('a session to its end: the fake model calls an MCP tool and sandbox tools, 
   assert.ok(!r.stdout.includes('sk-fake-key') && !r.stderr.includes('sk-fake-key'), 'the model key is not printed');
 });
 
+test('tool errors go back to the model as is_error tool_results; the run goes on to end_turn', async () => {
+  const n0 = fake.requests.length;
+  const r = await run(BIN, agentArgs('scenario:tool-error'), { env: modelEnv(), timeoutMs: 60000 });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /\[1\] sandbox\.read \.\.\. TOOL ERROR \(sent to the model\)/);
+  assert.match(r.stdout, /\[2\] everything\.echo \.\.\. TOOL ERROR \(sent to the model\)/);
+  assert.match(r.stdout, /\[3\] sandbox\.python \.\.\. TOOL ERROR \(sent to the model\)[\s\S]*no tool named python/);
+  assert.match(r.stdout, /\[4\] sandbox\.bash \.\.\. ok[\s\S]*recovered/);
+  assert.match(r.stdout, /The file is missing; I said so\./);
+  assert.match(r.stdout, /done: 4 steps in/);
+  assert.match(r.stdout, /3 tool error\(s\) went back to the model/);
+  const reqs = fake.requests.slice(n0);
+  assert.equal(reqs.length, 4, 'four model requests: each error went back and the model answered');
+  const results = (req) => req.body.messages.at(-1).content.filter((b) => b.type === 'tool_result');
+  const [read] = results(reqs[1]);
+  assert.equal(read.tool_use_id, 'toolu_01');
+  assert.equal(read.is_error, true);
+  assert.match(JSON.stringify(read.content), /does-not-exist|No such file|not found/i);
+  const [echo, py] = results(reqs[2]);
+  assert.deepEqual([echo.tool_use_id, echo.is_error, py.tool_use_id, py.is_error], ['toolu_02', true, 'toolu_03', true]);
+  assert.match(JSON.stringify(py.content), /no tool named python/);
+  assert.equal(results(reqs[3])[0].is_error, false);
+  // the session logged the failed sandbox call and its result; the unknown tool was never posted
+  const evs = await events(sessionOf(r.stdout));
+  const uses = evs.filter((e) => e.type === 'agent.tool_use').map((e) => e.name);
+  assert.deepEqual(uses, ['read', 'bash']);
+  assert.ok(evs.some((e) => e.type === 'user.tool_result' && e.is_error === true));
+});
+
 for (const [scenario, re] of [
   ['model-error', /model error: HTTP 529 overloaded_error: Overloaded/],
   ['stream-error', /model error: api_error: Internal server error/],
-  ['tool-error', /\[1\] sandbox\.read \.\.\. TOOL ERROR/],
 ]) {
   test(`${scenario}: a clear transcript line, the session terminated, a non-zero exit`, async () => {
     const r = await run(BIN, agentArgs(`scenario:${scenario}`), { env: modelEnv(), timeoutMs: 60000 });
