@@ -373,15 +373,15 @@ static int crd_key_add(ctl_store *s, const char *kind, const char *id, const cha
 }
 
 static int crd_key_check(ctl_store *s, const char *kind, const uint8_t hash[32], char *id, size_t idlen,
-			 char *env_id, size_t envlen)
+			 char *env_id, size_t envlen, char *name, size_t namelen)
 {
 	ctl_redis *r = (ctl_redis *)s;
 	char hex[65], k[128], err[256];
 	redisReply *rep = NULL;
 	crd_hex(hash, hex);
 	snprintf(k, sizeof k, P "key:%s", hex);
-	const char *a[] = {"HMGET", k, "id", "kind", "env", "hash", "revoked"};
-	int rc = ctl_redis_cmd(r, 7, a, NULL, &rep, err, sizeof err);
+	const char *a[] = {"HMGET", k, "id", "kind", "env", "hash", "revoked", "name"};
+	int rc = ctl_redis_cmd(r, 8, a, NULL, &rep, err, sizeof err);
 	if (rc) {
 		log_warn("msg=\"key check failed\" err=\"%s\"", err);
 		return rc;
@@ -395,6 +395,10 @@ static int crd_key_check(ctl_store *s, const char *kind, const uint8_t hash[32],
 			snprintf(id, idlen, "%s", kid);
 		if (env_id && envlen)
 			snprintf(env_id, envlen, "%s", ke ? ke : "");
+		if (name && namelen) {
+			const char *kn = ctl_redis_str(rep, 5);
+			snprintf(name, namelen, "%s", kn ? kn : "");
+		}
 		/* a revoked key is told apart (the API says so), as the SQLite store does */
 		rc = strcmp(kr, "0") ? -EKEYREVOKED : 0;
 	}
@@ -454,20 +458,21 @@ static int crd_session_list(ctl_store *s, const char *after, unsigned limit, ctl
 
 static ctl_redis_script crd_session_delete_lua = {
 	.src = "if redis.call('EXISTS', KEYS[1]) == 0 then return {'ENOENT'} end\n"
-	       "redis.call('DEL', KEYS[1], KEYS[3], KEYS[4])\n"
+	       "redis.call('DEL', KEYS[1], KEYS[3], KEYS[4], KEYS[5])\n"
 	       "redis.call('ZREM', KEYS[2], ARGV[1])\n"
 	       "return {'OK'}\n"};
 
 static int crd_session_delete(ctl_store *s, const char *id, char *err, size_t errlen)
 {
 	ctl_redis *r = (ctl_redis *)s;
-	char k1[256], k3[256], k4[256];
+	char k1[256], k3[256], k4[256], k5[256];
 	redisReply *rep = NULL;
 	snprintf(k1, sizeof k1, P "sesn:%s", id);
 	snprintf(k3, sizeof k3, P "ev:%s", id);
 	snprintf(k4, sizeof k4, P "evseq:%s", id);
-	const char *a[] = {k1, P "sessions", k3, k4, id};
-	int rc = ctl_redis_eval(r, &crd_session_delete_lua, 4, 5, a, NULL, &rep, err, errlen);
+	snprintf(k5, sizeof k5, P "tool:%s", id);
+	const char *a[] = {k1, P "sessions", k3, k4, k5, id};
+	int rc = ctl_redis_eval(r, &crd_session_delete_lua, 5, 6, a, NULL, &rep, err, errlen);
 	if (!rc)
 		rc = ctl_redis_status(rep, id, err, errlen);
 	if (rep)
@@ -475,14 +480,16 @@ static int crd_session_delete(ctl_store *s, const char *id, char *err, size_t er
 	return rc;
 }
 
-/* ---- event logs: postern:ev:<session> a Stream with entry ids 0-<seq>, postern:evseq:<session> the counter.
+/* ---- event logs: postern:ev:<session> a Stream with entry ids 0-<seq>, postern:evseq:<session> the counter,
+ * postern:tool:<session> a hash indexing tool calls (u:<use id> -> seq of the agent.tool_use or
+ * agent.custom_tool_use, r:<id> / c:<id> -> seq of the first user.tool_result / user.custom_tool_result for it).
  * The script takes the batch's numbers from the counter and appends them in one go: all or none. */
 
 #define CRD_EVENT_BATCH 1000 /* the API's cap of one POST */
 
 static ctl_redis_script crd_event_append_lua = {
 	.src = "if redis.call('EXISTS', KEYS[1]) == 0 then return {'ENOENT'} end\n"
-	       "local n = #ARGV\n"
+	       "local n = #ARGV / 2\n"
 	       /* a counter lost while its log stayed (an operator's DEL) starts after the log's last entry, so the
 	        * XADDs below cannot fail half way */
 	       "if redis.call('EXISTS', KEYS[3]) == 0 then\n"
@@ -490,14 +497,39 @@ static ctl_redis_script crd_event_append_lua = {
 	       "  if last[1] then redis.call('SET', KEYS[3], string.sub(last[1][1], 3)) end\n"
 	       "end\n"
 	       "local seq = redis.call('INCRBY', KEYS[3], n) - n\n"
-	       "for i = 1, n do redis.call('XADD', KEYS[2], '0-' .. string.format('%d', seq + i), 'e', ARGV[i]) end\n"
+	       "for i = 1, n do\n"
+	       "  local id = string.format('%d', seq + i)\n"
+	       "  redis.call('XADD', KEYS[2], '0-' .. id, 'e', ARGV[i])\n"
+	       "  local tag = ARGV[n + i]\n"
+	       "  if tag ~= '' then redis.call('HSETNX', KEYS[4], tag, id) end\n"
+	       "end\n"
 	       "return {'OK', string.format('%d', seq + n)}\n"};
+
+#define CRD_TAG_MAX 140 /* "u:" + an id of at most 128 bytes (the API's cap) */
+
+/* The event's entry in the session's tool index ("" when it has none; an over-long id is left out: the API
+ * never lets one through). */
+static void crd_tool_tag(json_t *e, char tag[CRD_TAG_MAX])
+{
+	const char *t = json_string_value(json_object_get(e, "type")), *id = NULL, *k = NULL;
+	tag[0] = 0;
+	if (!t)
+		return;
+	if (!strcmp(t, "agent.tool_use") || !strcmp(t, "agent.custom_tool_use"))
+		k = "u", id = json_string_value(json_object_get(e, "id"));
+	else if (!strcmp(t, "user.tool_result"))
+		k = "r", id = json_string_value(json_object_get(e, "tool_use_id"));
+	else if (!strcmp(t, "user.custom_tool_result"))
+		k = "c", id = json_string_value(json_object_get(e, "custom_tool_use_id"));
+	if (k && id && strlen(id) <= 128)
+		snprintf(tag, CRD_TAG_MAX, "%s:%s", k, id);
+}
 
 static int crd_event_append(ctl_store *s, const char *session_id, json_t *events, uint64_t *seq_out, char *err,
 			    size_t errlen)
 {
 	ctl_redis *r = (ctl_redis *)s;
-	char k1[256], k2[256], k3[256], ts[40];
+	char k1[256], k2[256], k3[256], k4[256], ts[40];
 	redisReply *rep = NULL;
 	size_t n = json_array_size(events);
 	int rc = 0;
@@ -509,16 +541,18 @@ static int crd_event_append(ctl_store *s, const char *session_id, json_t *events
 		if (!json_is_object(json_array_get(events, i)))
 			return err_set(err, errlen, -EINVAL, "events[%zu]: expected an object", i);
 	}
-	const char **a = calloc(3 + n, sizeof *a);
+	const char **a = calloc(4 + 2 * n, sizeof *a);
 	char **txt = calloc(n, sizeof *txt);
-	if (!a || !txt) {
+	char (*tags)[CRD_TAG_MAX] = calloc(n, sizeof *tags);
+	if (!a || !txt || !tags) {
 		rc = err_set(err, errlen, -ENOMEM, "out of memory");
 		goto out;
 	}
 	snprintf(k1, sizeof k1, P "sesn:%s", session_id);
 	snprintf(k2, sizeof k2, P "ev:%s", session_id);
 	snprintf(k3, sizeof k3, P "evseq:%s", session_id);
-	a[0] = k1, a[1] = k2, a[2] = k3;
+	snprintf(k4, sizeof k4, P "tool:%s", session_id);
+	a[0] = k1, a[1] = k2, a[2] = k3, a[3] = k4;
 	ctl_now(ts, sizeof ts);
 	/* the ids and processed_at go into the caller's objects (the API answers with them) */
 	for (size_t i = 0; i < n; i++) {
@@ -530,9 +564,11 @@ static int crd_event_append(ctl_store *s, const char *session_id, json_t *events
 			rc = err_set(err, errlen, rc ? rc : -ENOMEM, "events[%zu]: out of memory or no random id", i);
 			goto out;
 		}
-		a[3 + i] = txt[i];
+		a[4 + i] = txt[i];
+		crd_tool_tag(e, tags[i]);
+		a[4 + n + i] = tags[i];
 	}
-	rc = ctl_redis_eval(r, &crd_event_append_lua, 3, 3 + (int)n, a, NULL, &rep, err, errlen);
+	rc = ctl_redis_eval(r, &crd_event_append_lua, 4, 4 + 2 * (int)n, a, NULL, &rep, err, errlen);
 	if (rc)
 		goto out;
 	rc = ctl_redis_status(rep, session_id, err, errlen);
@@ -544,6 +580,7 @@ out:
 	for (size_t i = 0; txt && i < n; i++)
 		free(txt[i]);
 	free(txt);
+	free(tags);
 	free(a);
 	if (rep)
 		freeReplyObject(rep);
@@ -602,6 +639,72 @@ out:
 	return rc;
 }
 
+/* The event at sequence seq (NULL when the log has none there), without "_seq". */
+static int crd_event_at(ctl_store *s, const char *session_id, const char *seq, json_t **out, char *err, size_t errlen)
+{
+	uint64_t n = seq ? strtoull(seq, NULL, 10) : 0, last;
+	json_t *evs = NULL, *e;
+	int rc;
+	*out = NULL;
+	if (!n)
+		return 0;
+	if ((rc = crd_event_read(s, session_id, n - 1, 1, &evs, &last, err, errlen)) < 0)
+		return rc;
+	e = json_array_get(evs, 0);
+	if (e && (uint64_t)json_integer_value(json_object_get(e, "_seq")) == n) {
+		json_object_del(e, "_seq");
+		*out = json_incref(e);
+	}
+	json_decref(evs);
+	return 0;
+}
+
+/* The stream's last entry id (XREVRANGE COUNT 1: O(log N)), not the counter: the log is what a reader gets. */
+static int crd_event_last(ctl_store *s, const char *session_id, uint64_t *seq, char *err, size_t errlen)
+{
+	ctl_redis *r = (ctl_redis *)s;
+	char k[256];
+	redisReply *rep = NULL;
+	int rc;
+	*seq = 0;
+	snprintf(k, sizeof k, P "ev:%s", session_id);
+	const char *a[] = {"XREVRANGE", k, "+", "-", "COUNT", "1"};
+	if ((rc = ctl_redis_cmd(r, 6, a, NULL, &rep, err, errlen)) < 0)
+		return rc;
+	if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 1) {
+		const char *id = ctl_redis_str(rep->element[0], 0);
+		if (!id || strncmp(id, "0-", 2))
+			rc = err_set(err, errlen, -EIO, "redis %s: %s holds an entry that is not an event", r->addr, k);
+		else
+			*seq = strtoull(id + 2, NULL, 10);
+	}
+	freeReplyObject(rep);
+	return rc;
+}
+
+static int crd_event_tool(ctl_store *s, const char *session_id, const char *use_id, bool custom, json_t **use,
+			  json_t **result, char *err, size_t errlen)
+{
+	ctl_redis *r = (ctl_redis *)s;
+	char k[256], fu[CRD_TAG_MAX], fr[CRD_TAG_MAX];
+	redisReply *rep = NULL;
+	int rc;
+	*use = *result = NULL;
+	snprintf(k, sizeof k, P "tool:%s", session_id);
+	snprintf(fu, sizeof fu, "u:%s", use_id);
+	snprintf(fr, sizeof fr, "%s:%s", custom ? "c" : "r", use_id);
+	const char *a[] = {"HMGET", k, fu, fr};
+	if ((rc = ctl_redis_cmd(r, 4, a, NULL, &rep, err, errlen)) < 0)
+		return rc;
+	if ((rc = crd_event_at(s, session_id, ctl_redis_str(rep, 0), use, err, errlen)) == 0 &&
+	    (rc = crd_event_at(s, session_id, ctl_redis_str(rep, 1), result, err, errlen)) < 0) {
+		json_decref(*use);
+		*use = NULL;
+	}
+	freeReplyObject(rep);
+	return rc;
+}
+
 /* ---- open, close ----------------------------------------------------------------------------------------- */
 
 static void crd_close(ctl_store *s)
@@ -639,6 +742,8 @@ static const struct ctl_store_ops crd_ops = {
 	.session_delete = crd_session_delete,
 	.event_append = crd_event_append,
 	.event_read = crd_event_read,
+	.event_tool = crd_event_tool,
+	.event_last = crd_event_last,
 };
 
 /* "redis://host:port[/db]" into r. */

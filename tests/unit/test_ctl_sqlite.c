@@ -86,13 +86,13 @@ static void test_keys(void **st)
 	memset(other, 8, sizeof other);
 	assert_int_equal(s->ops->key_add(s, "env", "key_1", "n", "env_1", h, err, sizeof err), 0);
 	assert_int_equal(s->ops->key_add(s, "env", "key_1", "n", "env_1", other, err, sizeof err), -EEXIST);
-	assert_int_equal(s->ops->key_check(s, "env", h, id, sizeof id, env, sizeof env), 0);
+	assert_int_equal(s->ops->key_check(s, "env", h, id, sizeof id, env, sizeof env, NULL, 0), 0);
 	assert_string_equal(id, "key_1");
 	assert_string_equal(env, "env_1");
-	assert_int_equal(s->ops->key_check(s, "api", h, id, sizeof id, NULL, 0), -ENOENT); /* kinds apart */
-	assert_int_equal(s->ops->key_check(s, "env", other, id, sizeof id, env, sizeof env), -ENOENT);
+	assert_int_equal(s->ops->key_check(s, "api", h, id, sizeof id, NULL, 0, NULL, 0), -ENOENT); /* kinds apart */
+	assert_int_equal(s->ops->key_check(s, "env", other, id, sizeof id, env, sizeof env, NULL, 0), -ENOENT);
 	assert_int_equal(s->ops->key_revoke(s, "key_1", err, sizeof err), 0);
-	assert_int_not_equal(s->ops->key_check(s, "env", h, id, sizeof id, env, sizeof env), 0);
+	assert_int_not_equal(s->ops->key_check(s, "env", h, id, sizeof id, env, sizeof env, NULL, 0), 0);
 	assert_int_equal(s->ops->key_revoke(s, "key_nope", err, sizeof err), -ENOENT);
 }
 
