@@ -11,6 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BIN, start, run, stopAll, tmpdir, rmrf, freePort, waitUntil } from './lib/proc.mjs';
 import { startControl } from './lib/control.mjs';
+import { makeCA, makeLeaf } from './lib/certs.mjs';
 import { startFakeMessages } from './fixtures/fake_messages.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -118,6 +119,49 @@ test('tool errors go back to the model as is_error tool_results; the run goes on
   const uses = evs.filter((e) => e.type === 'agent.tool_use').map((e) => e.name);
   assert.deepEqual(uses, ['read', 'bash']);
   assert.ok(evs.some((e) => e.type === 'user.tool_result' && e.is_error === true));
+});
+
+test('--control-ca: an https:// control plane (postern control with tls on loopback) checked against the given CA', async () => {
+  const pki = tmpdir('postern-agent-pki-');
+  const tc = { c: null };
+  try {
+    const ca = makeCA(pki);
+    const other = makeCA(pki, 'other-ca');
+    const leaf = makeLeaf(pki, ca, 'control', ['IP:127.0.0.1', 'DNS:localhost']);
+    const port = await freePort();
+    tc.c = await startControl({ store: 'sqlite', listen: `127.0.0.1:${port}`, name: 'control-tls',
+      config: { tls: `{cert_file: ${leaf.cert}, key_file: ${leaf.key}}` } });
+    const key = path.join(pki, 'api.key');
+    writeFileSync(key, `${tc.c.apiKey}\n`, { mode: 0o600 });
+    const plan = path.join(pki, 'plan.yaml');
+    writeFileSync(plan, 'steps:\n  - {name: hello, mcp: everything, tool: echo, args: {message: over-tls}}\n');
+    const env = { ...process.env };
+    delete env.ANTHROPIC_API_KEY;
+    const args = (extra) => ['agent', '--control', `https://127.0.0.1:${port}`, '--api-key-file', key, '--env', tc.c.envId,
+      '--mcp', `everything=${mcpUrl}`, '--plan', plan, ...extra, 'a task over TLS'];
+    const ok = await run(BIN, args(['--control-ca', ca.cert]), { env, timeoutMs: 60000 });
+    assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+    assert.match(ok.stdout, /Echo: over-tls/);
+    const sid = sessionOf(ok.stdout);
+    assert.ok(sid, ok.stdout);
+    // the session and its events are on the TLS control plane
+    const evs = JSON.parse((await run(BIN, ['control', 'session', 'events', sid, '-c', tc.c.cfgPath], { timeoutMs: 20000 })).stdout);
+    const list = Array.isArray(evs) ? evs : evs.data;
+    assert.ok(list.some((e) => e.type === 'agent.mcp_tool_use'), JSON.stringify(evs).slice(0, 500));
+    // without it (the system's CAs) and with another CA: refused at the handshake, nothing created
+    for (const extra of [[], ['--control-ca', other.cert]]) {
+      const bad = await run(BIN, args(extra), { env, timeoutMs: 60000 });
+      assert.notEqual(bad.code, 0, bad.stdout);
+      assert.match(bad.stdout + bad.stderr, /certificate|SSL|TLS/i);
+      assert.doesNotMatch(bad.stdout, /session sesn_\w+ created/);
+    }
+    const missing = await run(BIN, args(['--control-ca', path.join(pki, 'nope.pem')]), { env, timeoutMs: 20000 });
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /--control-ca .*nope\.pem: No such file/);
+  } finally {
+    await tc.c?.stop();
+    rmrf(pki);
+  }
 });
 
 for (const [scenario, re] of [
