@@ -21,6 +21,7 @@ typedef struct ctl_redis {
 	int port;
 	unsigned db;
 	char addr[300]; /* "host:port/db", for errors */
+	uint64_t swept_ms; /* the last sweep of idle consumers by this process (ctl_redis_work.c) */
 } ctl_redis;
 
 /* A Lua script run by EVALSHA (its SHA-1 computed once), EVAL when the server does not have it yet. */

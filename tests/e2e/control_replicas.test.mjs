@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { sleep, waitUntil } from './lib/proc.mjs';
-import { startRedis } from './lib/redis.mjs';
+import { startRedis, command } from './lib/redis.mjs';
 import { startControl } from './lib/control.mjs';
 
 let redis, env, apiKey;
@@ -150,4 +150,41 @@ test('kill -9 of a replica loses nothing it acknowledged', async () => {
   // the killed replica back on its config serves the same state
   await A.restart();
   assert.equal((await getWork(A, wid)).body.state, 'active');
+});
+
+test('consumers whose workers are gone leave the group: idle with nothing pending; one holding an item stays', async () => {
+  // its own environment and database, lease_ttl 1s: a sweep every second, consumers idle over 5 s go
+  const c = await startControl({ store: 'redis', redisUrl: `${redis.url}/7`, name: 'control-sweep', envName: 'sweep',
+    config: { lease_ttl: '1s' } });
+  replicas.push(c);
+  const q = `postern:q:${c.envId}`;
+  const consumers = async () => {
+    // one connection per command: the script selects the database itself
+    return command(redis.port, ['EVAL', "redis.call('SELECT', 7) return cjson.encode(redis.call('XINFO', 'CONSUMERS', KEYS[1], 'workers'))", '1', q]);
+  };
+  const cpoll = (worker) => c.api(`/v1/environments/${c.envId}/work/poll?block_ms=1&reclaim_older_than_ms=600000`,
+    { bearer: c.envKey, headers: { 'Anthropic-Worker-ID': worker } });
+  await c.createSession();
+  const done = await cpoll('w-done');
+  assert.ok(done.body?.id, JSON.stringify(done.body));
+  assert.equal((await c.api(`/v1/environments/${c.envId}/work/${done.body.id}/ack`, { bearer: c.envKey, method: 'POST' })).status, 200);
+  await c.createSession();
+  const held = await cpoll('w-holding'); // delivered, never acked: pending on w-holding
+  assert.ok(held.body?.id, JSON.stringify(held.body));
+  const before = await consumers();
+  for (const w of ['w-done', 'w-holding']) assert.ok(before.includes(`"name","${w}"`), `${w} in ${before}`);
+  // (a poll that gets nothing makes no consumer, so only workers that were given an item are in the group)
+  let after = '';
+  for (let i = 0; i < 40; i++) {
+    after = await consumers();
+    if (!after.includes('"name","w-done"')) break;
+    await sleep(500);
+  }
+  assert.ok(!after.includes('"name","w-done"'), `the idle consumer stayed: ${after}`);
+  assert.match(after, /"name","w-holding","pending",1/, 'a consumer with a pending entry stays');
+  assert.match(c.allLogs(), /msg="idle consumers removed" count=\d+/);
+  // the item w-holding has is still re-offered to another worker (the group's pending list kept it)
+  const again = await c.api(`/v1/environments/${c.envId}/work/poll?block_ms=1&reclaim_older_than_ms=0`,
+    { bearer: c.envKey, headers: { 'Anthropic-Worker-ID': 'w-new' } });
+  assert.equal(again.body?.id, held.body.id);
 });
