@@ -38,6 +38,25 @@ static int crd_connect(ctl_redis *r, char *err, size_t errlen)
 		redisFree(c);
 		return err_set(err, errlen, -EIO, "redis %s: cannot set the command timeout", r->addr);
 	}
+	if (r->password) {
+		const char *av[] = {"AUTH", r->user, r->password};
+		int ac = r->user[0] ? 3 : 2;
+		if (!r->user[0])
+			av[1] = r->password;
+		redisReply *rep = redisCommandArgv(c, ac, av, NULL);
+		bool ok = rep && rep->type == REDIS_REPLY_STATUS;
+		/* the server's text (WRONGPASS ..., ERR AUTH <password> called without any password configured) never
+		 * holds the password */
+		int rc = ok ? 0
+			    : err_set(err, errlen, -EIO, "redis %s: AUTH%s%s refused: %s", r->addr, r->user[0] ? " as " : "",
+				      r->user, rep && rep->type == REDIS_REPLY_ERROR ? rep->str : c->errstr);
+		if (rep)
+			freeReplyObject(rep);
+		if (rc) {
+			redisFree(c);
+			return rc;
+		}
+	}
 	if (r->db) {
 		redisReply *rep = redisCommand(c, "SELECT %u", r->db);
 		bool ok = rep && rep->type == REDIS_REPLY_STATUS;
@@ -714,6 +733,10 @@ static void crd_close(ctl_store *s)
 		return;
 	if (r->c)
 		redisFree(r->c);
+	if (r->password) {
+		OPENSSL_cleanse(r->password, strlen(r->password));
+		free(r->password);
+	}
 	free(r);
 }
 
@@ -753,9 +776,21 @@ static int crd_parse_url(ctl_redis *r, const char *url, char *err, size_t errlen
 	if (strncmp(p, "redis://", 8))
 		return err_set(err, errlen, -EINVAL, "store %s: expected redis://host:port[/db]", url);
 	p += 8;
+	const char *at = strchr(p, '@');
+	if (at && (size_t)(at - p) < strcspn(p, "/")) {
+		size_t ul = (size_t)(at - p);
+		/* a password in the URL would sit in the config and in every message naming the store */
+		if (memchr(p, ':', ul))
+			return err_set(err, errlen, -EINVAL, "store: a password in the URL is refused: put it in "
+				       "redis_password_file (mode 0600) and write redis://user@host:port[/db]");
+		if (!ul || ul >= sizeof r->user || strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") < ul)
+			return err_set(err, errlen, -EINVAL, "store %s: the user before @ must be 1 to 127 of [A-Za-z0-9_.-]", url);
+		memcpy(r->user, p, ul);
+		r->user[ul] = 0;
+		p = at + 1;
+	}
 	if (strpbrk(p, "@?#"))
-		return err_set(err, errlen, -EINVAL,
-			       "store %s: user, password and options in the URL are not supported (redis://host:port[/db])",
+		return err_set(err, errlen, -EINVAL, "store %s: options in the URL are not supported (redis://[user@]host:port[/db])",
 			       url);
 	if (*p == '[') {
 		h = p + 1;
@@ -830,14 +865,20 @@ static int crd_check_server(ctl_redis *r, char *err, size_t errlen)
 	return 0;
 }
 
-int ctl_redis_open(const char *url, ctl_store **out, char *err, size_t errlen)
+int ctl_redis_open(const char *url, const char *password, ctl_store **out, char *err, size_t errlen)
 {
 	*out = NULL;
 	ctl_redis *r = calloc(1, sizeof *r);
 	if (!r)
 		return err_set(err, errlen, -ENOMEM, "out of memory");
 	r->base.ops = &crd_ops;
+	if (password && !(r->password = strdup(password))) {
+		free(r);
+		return err_set(err, errlen, -ENOMEM, "out of memory");
+	}
 	int rc = crd_parse_url(r, url, err, errlen);
+	if (!rc && r->user[0] && !r->password)
+		rc = err_set(err, errlen, -EINVAL, "store %s: a user without a password: give redis_password_file", r->addr);
 	if (!rc)
 		rc = crd_connect(r, err, errlen);
 	if (!rc)

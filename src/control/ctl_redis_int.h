@@ -21,6 +21,8 @@ typedef struct ctl_redis {
 	int port;
 	unsigned db;
 	char addr[300]; /* "host:port/db", for errors */
+	char user[128];  /* the ACL user of AUTH ("" without one) */
+	char *password;  /* AUTH's password (NULL: no AUTH); wiped at close */
 	uint64_t swept_ms; /* the last sweep of idle consumers by this process (ctl_redis_work.c) */
 } ctl_redis;
 

@@ -144,14 +144,16 @@ struct ctl_store {
 	const struct ctl_store_ops *ops;
 };
 
-/* Opens the store a config names: "sqlite" (file state_dir/control.db, made 0600) or "redis://host:port[/db]".
- * 0 with *out, or -errno with err naming the store and the reason. */
-int ctl_store_open(const char *spec, const char *state_dir, ctl_store **out, char *err, size_t errlen);
+/* Opens the store a config names: "sqlite" (file state_dir/control.db, made 0600) or
+ * "redis://[user@]host:port[/db]" (redis_password, may be NULL: its AUTH password). 0 with *out, or -errno with err
+ * naming the store and the reason. */
+int ctl_store_open(const char *spec, const char *state_dir, const char *redis_password, ctl_store **out, char *err,
+		   size_t errlen);
 void ctl_store_close(ctl_store *s);
 /* The stores ctl_store_open picks from (ctl_sqlite.c, ctl_redis.c; their headers declare them too), here so
  * that the seam does not include the stores that include it. */
 int ctl_sqlite_open(const char *state_dir, ctl_store **out, char *err, size_t errlen);
-int ctl_redis_open(const char *spec, ctl_store **out, char *err, size_t errlen);
+int ctl_redis_open(const char *spec, const char *password, ctl_store **out, char *err, size_t errlen);
 
 /* RFC 3339 UTC with microseconds, e.g. "2026-12-07T15:04:05.123456Z"; buf at least 40 bytes. */
 const char *ctl_now(char *buf, size_t len);

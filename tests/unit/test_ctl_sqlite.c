@@ -27,7 +27,7 @@ static int setup(void **st)
 	strcpy(f->dir, "/tmp/postern-ctlsq-XXXXXX");
 	assert_non_null(mkdtemp(f->dir));
 	strcat(f->dir, "/state");
-	assert_int_equal(ctl_store_open("sqlite", f->dir, &f->s, err, sizeof err), 0);
+	assert_int_equal(ctl_store_open("sqlite", f->dir, NULL, &f->s, err, sizeof err), 0);
 	*st = f;
 	return 0;
 }
@@ -71,7 +71,7 @@ static void test_open_mode_and_ids(void **st)
 	{
 		ctl_store *x;
 		char err[256];
-		assert_int_equal(ctl_store_open("mongo://x", f->dir, &x, err, sizeof err), -EINVAL);
+		assert_int_equal(ctl_store_open("mongo://x", f->dir, NULL, &x, err, sizeof err), -EINVAL);
 		assert_non_null(strstr(err, "not a store"));
 	}
 }
@@ -265,14 +265,14 @@ static void test_reopen_keeps_everything(void **st)
 	assert_int_equal(f->s->ops->env_put(f->s, "env_r", e, err, sizeof err), 0);
 	json_decref(e);
 	ctl_store_close(f->s);
-	assert_int_equal(ctl_store_open("sqlite", f->dir, &f->s, err, sizeof err), 0);
+	assert_int_equal(ctl_store_open("sqlite", f->dir, NULL, &f->s, err, sizeof err), 0);
 	assert_int_equal(f->s->ops->env_get(f->s, "env_r", &got, err, sizeof err), 0);
 	assert_string_equal(json_string_value(json_object_get(got, "name")), "r");
 	json_decref(got);
 	assert_int_equal(f->s->ops->env_get(f->s, "env_nope", &got, err, sizeof err), -ENOENT);
 	{
 		ctl_store *r;
-		assert_int_equal(ctl_store_open("redis://127.0.0.1:1", f->dir, &r, err, sizeof err) < 0, 1);
+		assert_int_equal(ctl_store_open("redis://127.0.0.1:1", f->dir, NULL, &r, err, sizeof err) < 0, 1);
 	}
 }
 
