@@ -492,8 +492,6 @@ static void test_event_index(void **state)
 	json_decref(use);
 	assert_int_equal(OPS(f)->event_last(f->s, sid, &last, f->err, sizeof f->err), 0);
 	assert_int_equal(last, 7);
-	json_decref(b1);
-	json_decref(b2);
 	/* a deleted session takes its index along */
 	assert_int_equal(OPS(f)->session_delete(f->s, sid, f->err, sizeof f->err), 0);
 	assert_int_equal(OPS(f)->event_tool(f->s, sid, tu, false, &use, &res, f->err, sizeof f->err), 0);
@@ -501,6 +499,8 @@ static void test_event_index(void **state)
 	assert_null(res);
 	assert_int_equal(OPS(f)->event_last(f->s, sid, &last, f->err, sizeof f->err), 0);
 	assert_int_equal(last, 0);
+	json_decref(b1); /* tu and ctu point into it */
+	json_decref(b2);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
