@@ -39,6 +39,15 @@ static json_t *sandbox_tools(void)
 		"properties", "pattern", "type", "string", "path", "type", "string", "required", "pattern");
 }
 
+static bool sandbox_tool(const char *name)
+{
+	static const char *const names[] = { "bash", "read", "write", "edit", "glob", "grep" };
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (!strcmp(names[i], name))
+			return true;
+	return false;
+}
+
 static json_t *all_tools(agi *a)
 {
 	json_t *t = sandbox_tools();
@@ -253,28 +262,37 @@ static int run_tools(agi *a, json_t *blocks, json_t *results, char *err, size_t 
 			tool = sep + 2;
 		}
 		agi_result r;
+		int rc;
 		a->steps++;
 		fprintf(a->tr, "[%u] %s.%s ... ", a->steps, server[0] ? server : "sandbox", tool);
 		fflush(a->tr);
-		int rc = agi_tool(a, server[0] ? server : NULL, tool, json_is_object(in) ? in : json_object(), &r, err, errlen);
-		if (rc) {
+		if (!server[0] && !sandbox_tool(tool)) {
+			/* never posted: the worker would leave a tool it does not own pending until the timeout */
+			memset(&r, 0, sizeof r);
+			snprintf(err, errlen, "no tool named %s (the sandbox tools are bash, read, write, edit, glob, grep; an MCP "
+				 "tool is SERVER__TOOL)", name);
+			rc = -ENOENT;
+		} else
+			rc = agi_tool(a, server[0] ? server : NULL, tool, json_is_object(in) ? in : json_object(), &r, err, errlen);
+		if (rc == -ENOENT) { /* a tool or server that is not there: the model's mistake, told to it */
+			r.is_error = true;
+			r.content = json_pack("[{s:s,s:s}]", "type", "text", "text", err);
+		} else if (rc) {
 			fprintf(a->tr, "%s after %.0f ms: %s\n", rc == -ETIMEDOUT ? "TIMED OUT" : rc == -ECANCELED ? "INTERRUPTED" : "FAILED", r.ms, err);
 			return rc;
 		}
+		/* A tool's own error goes back to the model as an is_error tool_result (the Messages API way): the model
+		 * decides what to do next. Only a model error, a timeout, an interrupt or a transport failure ends the run. */
 		char *text = agi_text(r.content);
-		fprintf(a->tr, "%s (%.1f ms)\n", r.is_error ? "TOOL ERROR" : "ok", r.ms);
+		fprintf(a->tr, "%s (%.1f ms)\n", r.is_error ? "TOOL ERROR (sent to the model)" : "ok", r.ms);
 		agi_excerpt(a, text ? text : "", 6);
 		json_array_append_new(results, json_pack("{s:s,s:s,s:O,s:b}", "type", "tool_result", "tool_use_id", id, "content",
 							 r.content, "is_error", r.is_error));
-		if (r.is_error) {
-			snprintf(err, errlen, "tool %s answered an error: %.200s", name, text ? text : "");
-			free(text);
-			json_decref(r.content);
-			return -EREMOTEIO;
-		}
+		a->tool_errors += r.is_error;
 		free(text);
 		json_decref(r.content);
 	}
+	err[0] = 0;
 	return 0;
 }
 
