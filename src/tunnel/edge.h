@@ -80,6 +80,13 @@ void edge_free(edge *e);
 enum edge_addr { EDGE_ADDR_CONNECTOR, EDGE_ADDR_CLIENT, EDGE_ADDR_MTLS, EDGE_ADDR_METRICS };
 /* The bound port of a listener; 0 when the edge has none of that kind. */
 int edge_port(const edge *e, enum edge_addr which);
+/* SIGHUP: applies nc (edge_config_load of the same file again) to a running edge, all of it or nothing.
+ * Live: certificates and keys (new connections get them), mtls_tunnels, the client caps and timeouts,
+ * client_allowed_ips, registration_limit, edge_id; the links of tunnels deleted since close at once. The
+ * listeners, state_dir and domain keep their running values: those that changed are named in restart
+ * (comma-separated, "" when none). Takes over nc's contents whether or not it succeeds. 0, or <0 with err
+ * and the edge as it was. */
+int edge_reload(edge *e, edge_config *nc, char *restart, size_t restartlen, char *err, size_t errlen);
 
 int edge_main(int argc, char **argv);
 /* `postern tunnel create|rotate|list|delete` (src/tunnel/tunnelcmd.c). */
