@@ -374,15 +374,34 @@ int edge_port(const edge *e, enum edge_addr which)
 
 /* ------------------------------------------------------------------ main */
 
+#define ED_WARN_MAX 8
 struct edge_daemon {
 	edge_config cfg;
 	edge *e;
+	char warn[ED_WARN_MAX][512]; /* preflight warnings of the load, logged once the log format is set */
+	int nwarn;
 };
+
+static void ed_keep_warning(void *ud, const char *w)
+{
+	struct edge_daemon *d = ud;
+	if (d->nwarn < ED_WARN_MAX)
+		snprintf(d->warn[d->nwarn++], sizeof d->warn[0], "%s", w);
+}
+
+static void ed_log_warning(void *ud, const char *w)
+{
+	char q[700];
+	(void)ud;
+	log_warn("msg=\"config warning\" detail=%s", log_quote(w, q, sizeof q));
+}
 
 static int ed_load(void *ud, const char *path, int *log_level, int *log_format, char *err, size_t errlen)
 {
 	struct edge_daemon *d = ud;
 	int rc = edge_config_load(path, &d->cfg, err, errlen);
+	if (rc == 0)
+		rc = edge_config_preflight(&d->cfg, ed_keep_warning, d, err, errlen);
 	*log_level = d->cfg.log_level;
 	*log_format = d->cfg.log_format;
 	return rc;
@@ -391,6 +410,8 @@ static int ed_load(void *ud, const char *path, int *log_level, int *log_format, 
 static int ed_start(void *ud, uv_loop_t *loop, char *err, size_t errlen)
 {
 	struct edge_daemon *d = ud;
+	for (int i = 0; i < d->nwarn; i++)
+		ed_log_warning(d, d->warn[i]);
 	adm_build_info(POSTERN_VERSION, NULL);
 	adm_process_metrics();
 	return edge_new(loop, &d->cfg, &d->e, err, errlen);
@@ -426,6 +447,11 @@ static int ed_reload(void *ud, const char *path, int *log_level, int *log_format
 	}
 	if ((rc = edge_config_load(path, &c, err, errlen)) < 0)
 		return rc;
+	/* A certificate that does not load or match its key is refused here: the running one stays. */
+	if ((rc = edge_config_preflight(&c, ed_log_warning, d, err, errlen)) < 0) {
+		edge_config_free(&c);
+		return rc;
+	}
 	*log_level = c.log_level;
 	*log_format = c.log_format;
 	return edge_reload(d->e, &c, restart, restartlen, err, errlen);

@@ -55,6 +55,13 @@ typedef struct edge_config {
 /* Loads and validates an edge config. Unknown keys and bad values fail with "FILE:LINE: key: reason" in
  * err. Files named by the config are not opened here. */
 int edge_config_load(const char *path, edge_config *c, char *err, size_t errlen);
+/* What the edge will need from the files c names, checked before it starts, at each SIGHUP and by
+ * `postern check`: state_dir usable; connector_tls (and mtls_tls) readable, loading, key matching the
+ * certificate; client_ca_file and mtls_tunnels' CA files loading. 0, or -EINVAL with "FILE:LINE: key: reason"
+ * in err. What may be intended (a certificate expired or naming no host, a key readable by others) is passed
+ * to warn, one line each (warn may be NULL). */
+int edge_config_preflight(const edge_config *c, void (*warn)(void *ud, const char *w), void *ud, char *err,
+			  size_t errlen);
 
 #define EDGE_HELLO_BUDGET_DEFAULT (64ull << 20)
 #define EDGE_HELLO_BUDGET_MIN (128ull << 10) /* one ClientHello at its largest fits */
