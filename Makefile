@@ -35,7 +35,7 @@ FUZZ_SRCS:= $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS:= $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz/%)
 BIN      := $(B)/postern
 
-.PHONY: all build install uninstall deb deb-boot-check clean deps deps-npm unit layers check check-build integration sanitize fuzz fuzz-corpus demo bench clang asan
+.PHONY: all build install uninstall deb oci deb-boot-check clean deps deps-npm unit layers check check-build integration sanitize fuzz fuzz-corpus demo bench clang asan
 all: build
 build: $(BIN)
 
@@ -108,6 +108,10 @@ uninstall:
 # make deb: build/deb/postern_<VERSION>_<arch>.deb (dpkg-deb; units, configs as conffiles, the user postern).
 deb: $(INSTALL_BIN)
 	@INSTALL_BIN='$(INSTALL_BIN)' scripts/mkdeb.sh
+# make oci: build/oci/image, the Containerfile's image as an OCI layout, built without a container engine
+# (root: debootstrap, chroot, umoci; docs/operations.md, "Container").
+oci: $(INSTALL_BIN)
+	@INSTALL_BIN='$(INSTALL_BIN)' scripts/oci-image.sh
 # The package on a fresh Debian 12 booted with systemd (debootstrap + systemd-nspawn; root, ~1-3 min).
 deb-boot-check: $(INSTALL_BIN)
 	@INSTALL_BIN='$(INSTALL_BIN)' scripts/deb-boot-check.sh
