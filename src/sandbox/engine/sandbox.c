@@ -300,6 +300,7 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		goto fail;
 	}
 	s->ctl = s->pidfd = s->listen_fd = s->ws_fd = -1;
+	s->keeper.pidfd = s->keeper.pipe_w = -1;
 	if (!c.image)
 		c.image = "/";
 	if (!c.mount_point)
@@ -369,6 +370,7 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		 * the end if the session makes them (ws_doors.h). Nothing is created here. */
 		s->doors = c.protected_paths ? c.protected_paths : ws_doors_default;
 		s->doors_before = ws_doors_snapshot(ws, s->doors);
+		clock_gettime(CLOCK_REALTIME_COARSE, &s->doors_t0);
 		if ((s->ws_fd = fcntl(ws, F_DUPFD_CLOEXEC, 3)) < 0 || !(s->ws_name = strdup(c.workspace)))
 			goto oom;
 	}
@@ -399,6 +401,13 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 	int rc = start_init(s, &c, &ip, geteuid() == 0 ? &im : NULL, err, errlen);
 	if (rc < 0)
 		goto fail;
+	/* The door-keeper, before any command can run: it ends the doors even if this process is killed. */
+	if (s->ws_fd >= 0) {
+		struct ws_doors_end de = { .wsfd = s->ws_fd, .init_pidfd = s->pidfd, .doors = s->doors,
+					   .before = s->doors_before, .t0 = s->doors_t0, .ws_name = s->ws_name };
+		if (ws_doors_keeper_start(&s->keeper, &de, err, errlen) < 0)
+			goto fail;
+	}
 	/* The init builds its root meanwhile; it forks nothing before SBXP_GO, so the cgroups are in place
 	 * before any command exists. */
 	char name[64];
@@ -507,11 +516,10 @@ void sbx_free(sbx *s)
 		close(s->listen_fd);
 	kill_init(s->pidfd);
 	cgr_free(s->cg);
-	/* Every process of the session is gone: nothing races the move. */
-	if (s->ws_fd >= 0) {
-		ws_doors_quarantine(s->ws_fd, s->doors, s->doors_before, s->ws_name);
+	/* Every process of the session is gone: nothing races the moves, which the keeper does. */
+	ws_doors_keeper_finish(&s->keeper, s->ws_name);
+	if (s->ws_fd >= 0)
 		close(s->ws_fd);
-	}
 	free(s->ws_name);
 	free(s->mount_point);
 	free(s->buf);
