@@ -401,13 +401,6 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 	int rc = start_init(s, &c, &ip, geteuid() == 0 ? &im : NULL, err, errlen);
 	if (rc < 0)
 		goto fail;
-	/* The door-keeper, before any command can run: it ends the doors even if this process is killed. */
-	if (s->ws_fd >= 0) {
-		struct ws_doors_end de = { .wsfd = s->ws_fd, .init_pidfd = s->pidfd, .doors = s->doors,
-					   .before = s->doors_before, .t0 = s->doors_t0, .ws_name = s->ws_name };
-		if (ws_doors_keeper_start(&s->keeper, &de, err, errlen) < 0)
-			goto fail;
-	}
 	/* The init builds its root meanwhile; it forks nothing before SBXP_GO, so the cgroups are in place
 	 * before any command exists. */
 	char name[64];
@@ -426,6 +419,14 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 	if ((e = sbxp_send(s->ctl, SBXP_GO, 0, go, 0, prog->filter, (uint32_t)(prog->len * sizeof(struct sock_filter)),
 			   NULL, 0)) < 0)
 		goto sys_e;
+	/* The door-keeper, before any command can run (none does before we return), while the init finishes
+	 * its set-up: it ends the doors even if this process is killed. */
+	if (s->ws_fd >= 0) {
+		struct ws_doors_end de = { .wsfd = s->ws_fd, .init_pidfd = s->pidfd, .doors = s->doors,
+					   .before = s->doors_before, .t0 = s->doors_t0, .ws_name = s->ws_name };
+		if (ws_doors_keeper_start(&s->keeper, &de, err, errlen) < 0)
+			goto fail;
+	}
 	{
 		struct sbxp_hdr h;
 		int fds[2], nfds = 2;
