@@ -149,16 +149,42 @@ static void test_keeper(void **st)
 	md(".git"), put(".git/config", "x"), put(".bashrc", "x"), md("sub"), md("sub/.git");
 	kill(init, SIGKILL);
 	waitpid(init, NULL, 0);
-	ws_doors_keeper_finish(&k, root);
+	assert_int_equal(ws_doors_keeper_finish(&k, root), 0);
 	assert_int_equal(k.pid, 0);
 	assert_true(there(".git.postern-quarantine-1/config") && there(".bashrc.postern-quarantine-1"));
 	assert_true(there("sub/.git.postern-quarantine-1"));
-	ws_doors_keeper_finish(&k, root); /* twice: nothing */
+	assert_int_equal(ws_doors_keeper_finish(&k, root), 0); /* twice: nothing */
 	close(e.init_pidfd);
 	close(ws);
 	char p[600];
 	snprintf(p, sizeof p, "rm -rf %s", root);
 	assert_int_equal(system(p), 0);
+}
+
+/* A keeper that died before the end: finish says so, for the caller to do the end itself. */
+static void test_keeper_killed(void **st)
+{
+	(void)st;
+	snprintf(root, sizeof root, "/tmp/postern-doors-XXXXXX");
+	assert_non_null(mkdtemp(root));
+	int ws = open(root, O_PATH | O_DIRECTORY);
+	struct ws_doors_end e = { .wsfd = ws, .doors = ws_doors_default, .ws_name = root };
+	pid_t init = fork();
+	if (init == 0) {
+		pause();
+		_exit(0);
+	}
+	e.init_pidfd = pidfd_open(init, 0);
+	ws_doors_keeper k;
+	char err[256];
+	assert_int_equal(ws_doors_keeper_start(&k, &e, err, sizeof err), 0);
+	kill(k.pid, SIGKILL);
+	kill(init, SIGKILL);
+	waitpid(init, NULL, 0);
+	assert_int_equal(ws_doors_keeper_finish(&k, root), -ECHILD);
+	close(e.init_pidfd);
+	close(ws);
+	rmdir(root);
 }
 
 int main(void)
@@ -167,6 +193,7 @@ int main(void)
 		cmocka_unit_test(test_sweep),
 		cmocka_unit_test(test_depth_cap),
 		cmocka_unit_test(test_keeper),
+		cmocka_unit_test(test_keeper_killed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

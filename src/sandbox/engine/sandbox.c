@@ -517,8 +517,13 @@ void sbx_free(sbx *s)
 		close(s->listen_fd);
 	kill_init(s->pidfd);
 	cgr_free(s->cg);
-	/* Every process of the session is gone: nothing races the moves, which the keeper does. */
-	ws_doors_keeper_finish(&s->keeper, s->ws_name);
+	/* Every process of the session is gone: nothing races the moves, which the keeper does; if it had died
+	 * (someone killed it), they are done here. */
+	if (ws_doors_keeper_finish(&s->keeper, s->ws_name) < 0 && s->ws_fd >= 0) {
+		log_warn("msg=\"door-keeper gone; moving the session's doors here\" workspace=\"%s\"", s->ws_name);
+		ws_doors_sweep(s->ws_fd, s->doors, &s->doors_t0, s->ws_name);
+		ws_doors_quarantine(s->ws_fd, s->doors, s->doors_before, s->ws_name);
+	}
 	if (s->ws_fd >= 0)
 		close(s->ws_fd);
 	free(s->ws_name);

@@ -343,6 +343,7 @@ static void sweep_dir(struct sweep *sw, int fd, size_t rl, int depth)
 		size_t l = rel_push(sw, rl, n);
 		if (!l || depth + 1 > WS_DOORS_SWEEP_MAX_DEPTH) {
 			sw->cut = l ? "depth cap" : "path too long";
+			sw->rel[rl] = 0;
 			continue;
 		}
 		int c = openat(dfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -494,10 +495,11 @@ int ws_doors_keeper_start(ws_doors_keeper *k, const struct ws_doors_end *e, char
 	return 0;
 }
 
-void ws_doors_keeper_finish(ws_doors_keeper *k, const char *ws_name)
+int ws_doors_keeper_finish(ws_doors_keeper *k, const char *ws_name)
 {
+	int rc = 0;
 	if (k->pid <= 0)
-		return;
+		return 0;
 	close(k->pipe_w);
 	struct pollfd p = { k->pidfd, POLLIN, 0 };
 	int r;
@@ -507,15 +509,19 @@ void ws_doors_keeper_finish(ws_doors_keeper *k, const char *ws_name)
 		log_error("msg=\"door-keeper did not finish; killed: review the workspace before running git there\" "
 			  "workspace=\"%s\"", ws_name);
 		(void)pidfd_send_signal(k->pidfd, SIGKILL, NULL, 0);
+		rc = -ETIMEDOUT;
 	}
 	siginfo_t si = { 0 };
 	int w;
 	while ((w = waitid(P_PIDFD, (id_t)k->pidfd, &si, WEXITED)) < 0 && errno == EINTR)
 		;
-	if (w == 0 && (si.si_code != CLD_EXITED || si.si_status != 0))
-		log_error("msg=\"door-keeper ended abnormally: review the workspace before running git there\" "
-			  "workspace=\"%s\" code=%d status=%d", ws_name, si.si_code, si.si_status);
+	if (rc == 0 && w == 0 && (si.si_code != CLD_EXITED || si.si_status != 0)) {
+		log_error("msg=\"door-keeper ended abnormally\" workspace=\"%s\" code=%d status=%d", ws_name,
+			  si.si_code, si.si_status);
+		rc = -ECHILD;
+	}
 	close(k->pidfd);
 	k->pid = 0;
 	k->pidfd = k->pipe_w = -1;
+	return rc;
 }

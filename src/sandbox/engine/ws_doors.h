@@ -59,7 +59,8 @@ struct ws_doors_end {
  * it returns). 0 or -errno with err filled. */
 int ws_doors_keeper_start(ws_doors_keeper *k, const struct ws_doors_end *e, char *err, size_t errlen);
 /* Tells the keeper to do the end now (call it once every process of the session is gone) and waits for it,
- * at most WS_DOORS_KEEPER_MAX_S. Safe on a keeper that never started. */
-void ws_doors_keeper_finish(ws_doors_keeper *k, const char *ws_name);
+ * at most WS_DOORS_KEEPER_MAX_S + 10 s. 0 when it did the end (or never started); -ETIMEDOUT (killed) or
+ * -ECHILD (it had died) when the caller must do the end itself. */
+int ws_doors_keeper_finish(ws_doors_keeper *k, const char *ws_name);
 
 #endif
