@@ -239,6 +239,20 @@ for (const unpriv of [false, true]) {
       assert.ok(existsSync(path.join(ws, '.git', 'hooks.postern-quarantine-1', 'pre-commit')), 'moved, not deleted');
     });
 
+    test('with the workspace as $HOME: git\'s global config the session made is moved aside', async () => {
+      const ws = fresh('home');
+      git(ws, 'init', '-q');
+      own(ws);
+      const fsm = (m) => `[core]\\n\\tfsmonitor = touch ${marks}/${m}\\n`;
+      const r = await run(ws, `printf '${fsm('gitconfig')}' > .gitconfig && mkdir -p .config/git && ` +
+        `printf '${fsm('xdg')}' > .config/git/config && echo '"\\C-m": "touch ${marks}/inputrc\\n"' > .inputrc && echo made`);
+      assert.equal(r.code, 0, r.stderr);
+      for (const p of ['.gitconfig', '.config/git/', '.inputrc'])
+        assert.ok(r.stderr.includes(`path="${p}"`), `${p} not moved aside: ${r.stderr}`);
+      execFileSync('git', ['-c', 'safe.directory=*', '-C', ws, 'status'], { env: { PATH: process.env.PATH, HOME: ws }, stdio: 'ignore' });
+      noMarks();
+    });
+
     test('a `.git` file (linked worktree) is kept as it is', async () => {
       const ws = fresh('linked');
       writeFileSync(path.join(ws, '.git'), 'gitdir: /nonexistent/real\n');

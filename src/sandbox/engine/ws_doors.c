@@ -28,9 +28,11 @@ const char *const ws_doors_default[] = {
 	/* git: what runs code or decides where config comes from */
 	".git/config", ".git/config.worktree", ".git/hooks/", ".git/commondir", ".git/info/", ".git/modules/",
 	".git/worktrees/", ".git/objects/info/alternates",
-	/* shells started there with it as $HOME, or sourcing from it */
-	".bashrc", ".bash_profile", ".bash_login", ".bash_logout", ".profile", ".zshrc", ".zshenv", ".zprofile",
-	".zlogin", ".zlogout", NULL,
+	/* with the workspace as $HOME: git's global config, and shells started there or sourcing from it
+	 * (readline's key bindings can type and run a command) */
+	".gitconfig", ".config/git/", ".bashrc", ".bash_profile", ".bash_login", ".bash_logout", ".profile",
+	".zshrc", ".zshenv", ".zprofile", ".zlogin", ".zlogout", ".inputrc", ".kshrc", ".mkshrc", ".cshrc",
+	".tcshrc", ".login", ".logout", NULL,
 };
 
 /* The parent directory of rel (beneath wsfd, no symlink on the way) and the last component. */
