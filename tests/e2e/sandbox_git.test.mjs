@@ -135,8 +135,8 @@ for (const unpriv of [false, true]) {
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, /made\n$/); // before: what the session's own git ran inside (no marks dir there)
       for (const p of ['sub/.git', 'deep/er/.git'])
-        assert.ok(r.stderr.includes(`path="${p}" now="${p}.postern-quarantine-1"`), `${p} not moved aside: ${r.stderr}`);
-      assert.ok(existsSync(path.join(ws, 'sub', '.git.postern-quarantine-1', 'config')), 'moved, not deleted');
+        assert.ok(r.stderr.includes(`path="${p}" now=".postern-quarantine/${p.replaceAll('/', '%')}-1"`), `${p} not moved aside: ${r.stderr}`);
+      assert.ok(existsSync(path.join(ws, '.postern-quarantine', 'sub%.git-1', 'config')), 'moved, not deleted');
       // The index still has the gitlink: host git recurses into it, and finds no repository there now.
       assert.match(git(ws, 'ls-files', '-s', 'sub'), /^160000 /);
       git(ws, 'status');
@@ -193,6 +193,33 @@ for (const unpriv of [false, true]) {
       const st = gitTry(path.join(ws, 'tools'), 'status');
       assert.equal(st.ok, false);
       assert.match(st.out, /not a git repository/);
+      noMarks();
+    });
+
+    test('nested: a later session cannot bring back a repository an earlier one had moved aside', async () => {
+      const ws = fresh('restore');
+      git(ws, 'init', '-q');
+      own(ws);
+      let r = await run(ws, `mkdir sub && git -C sub init -q && git -C sub config core.fsmonitor "touch ${marks}/restored; false" && echo made`);
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(existsSync(path.join(ws, '.postern-quarantine', 'sub%.git-1', 'config')));
+      // The second session tries to rename it back (it would look older than its start), then to copy it.
+      r = await run(ws, [
+        '(mv .postern-quarantine/sub%.git-1 sub/.git || mv sub/.git.postern-quarantine-1 sub/.git) 2>/dev/null && echo renamed',
+        '(mkdir -p .postern-quarantine/x) 2>/dev/null && echo wrote-inside',
+        'true',
+      ].join('; '));
+      assert.equal(r.code, 0, r.stderr);
+      assert.doesNotMatch(r.stdout, /renamed|wrote-inside/);
+      // (mv falls back to a copy across the read-only mount: that copy is new, and moved aside again)
+      assert.equal(existsSync(path.join(ws, 'sub', '.git')), false);
+      gitTry(path.join(ws, 'sub'), 'status');
+      r = await run(ws, 'cp -a .postern-quarantine/sub%.git-1 sub/.git && echo copied');
+      assert.match(r.stdout, /copied/);
+      assert.match(r.stderr, /path="sub\/\.git" now="\.postern-quarantine\/sub%\.git-\d+"/);
+      assert.equal(existsSync(path.join(ws, 'sub', '.git')), false);
+      gitTry(path.join(ws, 'sub'), 'status');
+      git(ws, 'status');
       noMarks();
     });
 

@@ -85,8 +85,8 @@ static void test_sweep(void **st)
 	assert_true(there("old/.git/hooks.postern-quarantine-1") && !there("old/.git/hooks"));
 	assert_true(there("old/.git/index") && there("old/.git/HEAD"));
 	assert_true(there("keep/.git/config"));
-	assert_true(there("new/.git.postern-quarantine-1/config") && !there("new/.git"));
-	assert_true(there("deep/er/.git.postern-quarantine-1"));
+	assert_true(there(".postern-quarantine/new%.git-1/config") && !there("new/.git"));
+	assert_true(there(".postern-quarantine/deep%er%.git-1"));
 	assert_true(there("bare/HEAD.postern-quarantine-1") && there("bare/objects"));
 	snprintf(p, sizeof p, "%s/.git", out);
 	struct stat ost;
@@ -119,7 +119,7 @@ static void test_depth_cap(void **st)
 	int ws = open(root, O_PATH | O_DIRECTORY);
 	/* The one in reach is moved; the one beyond the cap is not (and the sweep says it stopped). */
 	assert_int_equal(ws_doors_sweep(ws, ws_doors_default, &t0, root), 1);
-	assert_true(there("d/d/d/.git.postern-quarantine-1"));
+	assert_true(there(".postern-quarantine/d%d%d%.git-1"));
 	assert_true(there(rel));
 	close(ws);
 	char p[600];
@@ -152,7 +152,7 @@ static void test_keeper(void **st)
 	assert_int_equal(ws_doors_keeper_finish(&k, root), 0);
 	assert_int_equal(k.pid, 0);
 	assert_true(there(".git.postern-quarantine-1/config") && there(".bashrc.postern-quarantine-1"));
-	assert_true(there("sub/.git.postern-quarantine-1"));
+	assert_true(there(".postern-quarantine/sub%.git-1"));
 	assert_int_equal(ws_doors_keeper_finish(&k, root), 0); /* twice: nothing */
 	close(e.init_pidfd);
 	close(ws);

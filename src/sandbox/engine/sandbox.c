@@ -521,8 +521,7 @@ void sbx_free(sbx *s)
 	 * (someone killed it), they are done here. */
 	if (ws_doors_keeper_finish(&s->keeper, s->ws_name) < 0 && s->ws_fd >= 0) {
 		log_warn("msg=\"door-keeper gone; moving the session's doors here\" workspace=\"%s\"", s->ws_name);
-		ws_doors_sweep(s->ws_fd, s->doors, &s->doors_t0, s->ws_name);
-		ws_doors_quarantine(s->ws_fd, s->doors, s->doors_before, s->ws_name);
+		ws_doors_end(s->ws_fd, s->doors, s->doors_before, &s->doors_t0, s->ws_name);
 	}
 	if (s->ws_fd >= 0)
 		close(s->ws_fd);

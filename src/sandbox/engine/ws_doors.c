@@ -32,7 +32,9 @@ const char *const ws_doors_default[] = {
 	 * (readline's key bindings can type and run a command) */
 	".gitconfig", ".config/git/", ".bashrc", ".bash_profile", ".bash_login", ".bash_logout", ".profile",
 	".zshrc", ".zshenv", ".zprofile", ".zlogin", ".zlogout", ".inputrc", ".kshrc", ".mkshrc", ".cshrc",
-	".tcshrc", ".login", ".logout", NULL,
+	".tcshrc", ".login", ".logout",
+	/* where whole repositories from below the top go: read-only in later sessions (not restorable) */
+	WS_DOORS_QDIR "/", NULL,
 };
 
 /* The parent directory of rel (beneath wsfd, no symlink on the way) and the last component. */
@@ -126,9 +128,22 @@ int ws_doors_quarantine(int wsfd, const char *const *doors, uint64_t before, con
 	if (!(before & GIT_BIT) && exists(wsfd, ".git"))
 		moved += move_aside(wsfd, ".git", ws_name) == 0;
 	for (int i = 0; doors && doors[i] && i < WS_DOORS_MAX; i++)
-		if (!(before & (1ull << i)) && exists(wsfd, doors[i]))
+		if (!(before & (1ull << i)) && strcmp(doors[i], WS_DOORS_QDIR "/") && exists(wsfd, doors[i]))
 			moved += move_aside(wsfd, doors[i], ws_name) == 0;
 	return moved;
+}
+
+int ws_doors_end(int wsfd, const char *const *doors, uint64_t before, const struct timespec *t0,
+		 const char *ws_name)
+{
+	int moved = 0;
+	/* A quarantine directory that was not there is the session's: aside first, the sweep makes ours. */
+	for (int i = 0; doors && doors[i] && i < WS_DOORS_MAX; i++)
+		if (!strcmp(doors[i], WS_DOORS_QDIR "/") && !(before & (1ull << i)) && exists(wsfd, WS_DOORS_QDIR))
+			moved += move_aside(wsfd, WS_DOORS_QDIR, ws_name) == 0;
+	/* The sweep before the top's moves: it must not look into a `.git` moved aside at the top. */
+	moved += ws_doors_sweep(wsfd, doors, t0, ws_name);
+	return moved + ws_doors_quarantine(wsfd, doors, before, ws_name);
 }
 
 /* ---- the sweep below the top ------------------------------------------------------------------------- */
@@ -140,6 +155,7 @@ struct sweep {
 	long entries;
 	int moved;
 	const char *cut; /* why the sweep stopped early, NULL while it has not */
+	int wsfd, qfd;   /* the workspace; WS_DOORS_QDIR once made (-1 before) */
 	char rel[4096];  /* the directory being swept, relative to the workspace ("" at the top) */
 };
 
@@ -199,6 +215,39 @@ static void sweep_move(struct sweep *sw, int dfd, size_t rl, const char *name)
 	}
 	sw->moved += move_in(dfd, name, sw->rel, sw->ws_name) == 0;
 	sw->rel[rl] = 0;
+}
+
+/* A whole repository from below the top goes to WS_DOORS_QDIR, as "sub%.git-<n>": there it is read-only in
+ * later sessions, which therefore cannot rename it back (in place, it would look older than their start).
+ * Where that fails (another filesystem, a directory we may not move), it is moved aside in place. */
+static void sweep_move_git(struct sweep *sw, int dfd, size_t rl)
+{
+	char name[256], to[300], rel[sizeof sw->rel + 8];
+	int rc = -EEXIST;
+	snprintf(rel, sizeof rel, "%.*s%s.git", (int)rl, sw->rel, rl ? "/" : "");
+	size_t l = strlen(rel), off = l > 200 ? l - 200 : 0; /* the tail names it best */
+	snprintf(name, sizeof name, "%s", rel + off);
+	for (char *c = name; *c; c++)
+		if (*c == '/')
+			*c = '%';
+	if (sw->qfd < 0) {
+		if (mkdirat(sw->wsfd, WS_DOORS_QDIR, 0700) < 0 && errno != EEXIST)
+			log_warn("msg=\"could not make the quarantine directory\" workspace=\"%s\" err=\"%s\"", sw->ws_name,
+				 strerror(errno));
+		sw->qfd = openat(sw->wsfd, WS_DOORS_QDIR, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	}
+	for (int n = 1; sw->qfd >= 0 && n < 100 && rc == -EEXIST; n++) {
+		snprintf(to, sizeof to, "%s-%d", name, n);
+		rc = syscall(SYS_renameat2, dfd, ".git", sw->qfd, to, 1 /* RENAME_NOREPLACE */) < 0 ? -errno : 0;
+	}
+	if (rc == 0) {
+		sw->moved++;
+		log_warn("msg=\"the session made a file that steers host tools; moved aside\" workspace=\"%s\" "
+			 "path=\"%s\" now=\"" WS_DOORS_QDIR "/%s\" hint=\"review it before moving it back\"", sw->ws_name,
+			 rel, to);
+		return;
+	}
+	sweep_move(sw, dfd, rl, ".git");
 }
 
 /* The doors of an older git directory gfd (sw->rel names it): each one changed since t0 is moved aside. */
@@ -270,7 +319,7 @@ static bool sweep_repo_here(struct sweep *sw, int dfd, size_t rl, int depth, uns
 	struct stat st;
 	if ((has & H_GIT) && depth > 0 && fstatat(dfd, ".git", &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		if (git_new(dfd, &st, &sw->t0)) {
-			sweep_move(sw, dfd, rl, ".git"); /* made, or moved here: a repository of the session's */
+			sweep_move_git(sw, dfd, rl); /* made, or moved here: a repository of the session's */
 		} else if (S_ISDIR(st.st_mode)) {
 			int g = openat(dfd, ".git", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			size_t l = g >= 0 ? rel_push(sw, rl, ".git") : 0;
@@ -315,6 +364,8 @@ static void sweep_dir(struct sweep *sw, int fd, size_t rl, int depth)
 			sw->cut = "entry cap";
 			break;
 		}
+		if (!depth && !strcmp(n, WS_DOORS_QDIR))
+			continue; /* ours (read-only to the session when it was there; made just now if not) */
 		if (!strcmp(n, ".git")) {
 			has |= H_GIT; /* never looked into: its doors are checked by name */
 			continue;
@@ -377,8 +428,10 @@ int ws_doors_sweep(int wsfd, const char *const *doors, const struct timespec *t0
 		free(sw);
 		return -ENOMEM;
 	}
-	sw->doors = doors, sw->t0 = *t0, sw->ws_name = ws_name;
+	sw->doors = doors, sw->t0 = *t0, sw->ws_name = ws_name, sw->wsfd = wsfd, sw->qfd = -1;
 	sweep_dir(sw, fd, 0, 0);
+	if (sw->qfd >= 0)
+		close(sw->qfd);
 	if (sw->cut)
 		log_warn("msg=\"the sweep for repositories the session made stopped early: what it found is moved "
 			 "aside, the rest is unchecked; review the workspace before running git there\" "
@@ -452,8 +505,7 @@ static _Noreturn void keeper_main(const struct ws_doors_end *e, int rfd)
 	if (r <= 0)
 		log_error("msg=\"door-keeper: the session's processes are not gone after 10 s; moving its doors anyway\" "
 			  "workspace=\"%s\"", e->ws_name);
-	ws_doors_sweep(3, e->doors, &e->t0, e->ws_name);
-	ws_doors_quarantine(3, e->doors, e->before, e->ws_name);
+	ws_doors_end(3, e->doors, e->before, &e->t0, e->ws_name);
 	_exit(0);
 }
 

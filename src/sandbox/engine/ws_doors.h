@@ -25,6 +25,7 @@
 #include <time.h>
 
 #define WS_DOORS_MAX 62
+#define WS_DOORS_QDIR ".postern-quarantine" /* at the top: whole repositories from below it */
 #define WS_DOORS_SWEEP_MAX_ENTRIES 500000 /* about 0.5 s here; beyond it the sweep says it stopped */
 #define WS_DOORS_SWEEP_MAX_DEPTH 64
 #define WS_DOORS_KEEPER_MAX_S 120 /* the keeper's whole end (wait for the init, sweep), then it is killed */
@@ -40,6 +41,10 @@ int ws_doors_quarantine(int wsfd, const char *const *doors, uint64_t before, con
 /* The sweep below the top (see above), for what changed since t0 (CLOCK_REALTIME_COARSE read before the
  * session started). Returns how many it moved; logs each, and a warning if a cap stopped it early. */
 int ws_doors_sweep(int wsfd, const char *const *doors, const struct timespec *t0, const char *ws_name);
+
+/* The whole end: a quarantine directory the session made moved aside, the sweep, then the top's doors. */
+int ws_doors_end(int wsfd, const char *const *doors, uint64_t before, const struct timespec *t0,
+		 const char *ws_name);
 
 /* The door-keeper of one session. */
 typedef struct {
