@@ -341,6 +341,7 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		goto fail;
 	}
 	s->ctl = s->pidfd = s->listen_fd = s->ws_fd = -1;
+	s->keeper.pidfd = s->keeper.pipe_w = -1;
 	if (!c.image)
 		c.image = "/";
 	if (!c.mount_point)
@@ -411,6 +412,7 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		 * the end if the session makes them (ws_doors.h). Nothing is created here. */
 		s->doors = c.protected_paths ? c.protected_paths : ws_doors_default;
 		s->doors_before = ws_doors_snapshot(ws, s->doors);
+		clock_gettime(CLOCK_REALTIME_COARSE, &s->doors_t0);
 		if ((s->ws_fd = fcntl(ws, F_DUPFD_CLOEXEC, 3)) < 0 || !(s->ws_name = strdup(c.workspace)))
 			goto oom;
 	}
@@ -466,6 +468,14 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 	if ((e = sbxp_send(s->ctl, SBXP_GO, 0, go, 0, prog->filter, (uint32_t)(prog->len * sizeof(struct sock_filter)),
 			   NULL, 0)) < 0)
 		goto sys_e;
+	/* The door-keeper, before any command can run (none does before we return), while the init finishes
+	 * its set-up: it ends the doors even if this process is killed. */
+	if (s->ws_fd >= 0) {
+		struct ws_doors_end de = { .wsfd = s->ws_fd, .init_pidfd = s->pidfd, .doors = s->doors,
+					   .before = s->doors_before, .t0 = s->doors_t0, .ws_name = s->ws_name };
+		if (ws_doors_keeper_start(&s->keeper, &de, err, errlen) < 0)
+			goto fail;
+	}
 	{
 		struct sbxp_hdr h;
 		int fds[2], nfds = 2;
@@ -559,11 +569,14 @@ void sbx_free(sbx *s)
 	kill_init(s->pidfd);
 	ws_quota_restore(&s->quota); /* no process of the session is left to write */
 	cgr_free(s->cg);
-	/* Every process of the session is gone: nothing races the move. */
-	if (s->ws_fd >= 0) {
-		ws_doors_quarantine(s->ws_fd, s->doors, s->doors_before, s->ws_name);
-		close(s->ws_fd);
+	/* Every process of the session is gone: nothing races the moves, which the keeper does; if it had died
+	 * (someone killed it), they are done here. */
+	if (ws_doors_keeper_finish(&s->keeper, s->ws_name) < 0 && s->ws_fd >= 0) {
+		log_warn("msg=\"door-keeper gone; moving the session's doors here\" workspace=\"%s\"", s->ws_name);
+		ws_doors_end(s->ws_fd, s->doors, s->doors_before, &s->doors_t0, s->ws_name);
 	}
+	if (s->ws_fd >= 0)
+		close(s->ws_fd);
 	free(s->ws_name);
 	free(s->mount_point);
 	free(s->buf);

@@ -10,6 +10,7 @@
 
 #include "sandbox/engine/cgroup.h"
 #include "sandbox/engine/sandbox.h"
+#include "sandbox/engine/ws_doors.h"
 #include "sandbox/engine/ws_quota.h"
 
 #define SBXH_MAX_RECS 256
@@ -42,6 +43,8 @@ struct sbx {
 	char *ws_name;
 	const char *const *doors;
 	uint64_t doors_before;
+	struct timespec doors_t0; /* CLOCK_REALTIME_COARSE before the init: what changed after is the session's */
+	ws_doors_keeper keeper;   /* moves the doors at the end, even when this process is killed */
 };
 
 struct sbx_proc {
