@@ -119,7 +119,7 @@ for (const unpriv of [false, true]) {
     test('write over the 4 MiB message cap fails at once with its own id, the cap and how to split; the session goes on', async () => {
       const t0 = Date.now();
       await assert.rejects(
-        s.client.callTool({ name: 'write', arguments: { file_path: 'big.txt', content: 'y'.repeat(5 << 20) } }, undefined, { timeout: 60000 }),
+        s.client.callTool({ name: 'write', arguments: { file_path: 'over-the-cap.txt', content: 'y'.repeat(5 << 20) } }, undefined, { timeout: 60000 }),
         (e) => {
           assert.equal(e.code, -32600, String(e));
           assert.match(e.message, /over this server's limit of 4194304 bytes \(4096 KiB\)/);
@@ -129,9 +129,9 @@ for (const unpriv of [false, true]) {
       const took = Date.now() - t0;
       assert.ok(took < 5000, `the over-cap call took ${took} ms`);
       // Nothing of it ran, and the next message on the stream is read as usual.
-      assert.equal(await bash(s, 'test -e big.txt && echo there || echo absent'), 'absent\n');
-      assert.match(await ok(s, 'write', { file_path: 'small.txt', content: 'z'.repeat(3 << 20) }), /small\.txt/);
-      assert.equal(await bash(s, 'wc -c < small.txt'), `${3 << 20}\n`);
+      assert.equal(await bash(s, 'test -e over-the-cap.txt && echo there || echo absent'), 'absent\n');
+      assert.match(await ok(s, 'write', { file_path: 'under-the-cap.txt', content: 'z'.repeat(3 << 20) }), /under-the-cap\.txt/);
+      assert.equal(await bash(s, 'wc -c < under-the-cap.txt'), `${3 << 20}\n`);
     });
 
     test('write: atomic replace, parent directories, mode kept, read-only image refused', async () => {
