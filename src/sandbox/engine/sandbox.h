@@ -23,10 +23,11 @@
  *   a reason, unless the workspace is owned by run_uid/run_gid already (then it is bound as it is).
  *   Host paths holding credentials (`hide_paths`) are masked in the image view.
  *
- * File tools (sbx_cmd.self_exec)
- *   The file tools run in a process of the sandbox like any command: sbx_spawn() with self_exec runs
- *   this very program (the init keeps an fd of it from before its pivot_root, so the image need not hold
- *   it) as `postern sandbox tool-worker`. The host holds no fd into the sandbox's file system.
+ * File tools (sbx_cmd.exec_fd)
+ *   The file tools run in a process of the sandbox like any command: sbx_spawn() with exec_fd runs the
+ *   executable of that host fd (the static worker in a sealed memfd, passed to the init with the command,
+ *   so the image need not hold it, nor a loader or libc for it). The host holds no fd into the sandbox's
+ *   file system.
  *
  * Limits (sbx_limits_describe)
  *   memory, pids, cpu: cgroup v2 (a delegated `cgroup_parent`, or our own cgroup's subtree when the
@@ -124,8 +125,9 @@ typedef struct sbx_cmd {
 	unsigned timeout_ms;     /* 0 = the session default; for sbx_spawn 0 = none */
 	size_t output_cap;       /* sbx_run: bytes of output kept (the TAIL); 0 = SBX_DEFAULT_OUTPUT_CAP */
 	bool stdin_pipe;         /* sbx_spawn: give the caller a pipe to stdin (else /dev/null) */
-	bool self_exec;          /* run the host's own program (the image's dynamic loader and libc serve
-				  * it); argv[0] is only its name */
+	int exec_fd;             /* > 2: run the executable this host fd holds (a sealed memfd of a static
+				  * program: the file tools' worker) instead of looking argv[0] up in the
+				  * image; argv[0] is then only its name. 0: none */
 } sbx_cmd;
 
 typedef struct sbx_result {
