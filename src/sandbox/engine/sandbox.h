@@ -63,9 +63,11 @@ typedef struct sbx_proc sbx_proc;
 #define SBX_DEFAULT_OUTPUT_CAP (100u * 1024u)
 #define SBX_MAX_ARGS 4096
 #define SBX_MAX_ENV 512
-/* Per-session caps on per-user kernel budgets (host defaults: 128 inotify instances per user). */
-#define SBX_NS_INOTIFY_INSTANCES "32"
-#define SBX_NS_INOTIFY_WATCHES "65536"
+/* Per-session caps on per-user kernel budgets (host defaults: 128 inotify instances per user) of a root
+ * caller's sessions (each charged to an owner id of its own); unprivileged, a share of the caller's budget
+ * (nsbudget.h). */
+#define SBX_NS_INOTIFY_INSTANCES 32u
+#define SBX_NS_INOTIFY_WATCHES 65536ull
 #define SBX_NS_MQUEUE_BYTES (256u * 1024u)
 /* Started as root: the session's user namespace is owned by SBX_OWNER_UID_BASE + (0..65535), a host uid no
  * account has, so per-user budgets are charged to it rather than to root. */
@@ -102,6 +104,9 @@ typedef struct sbx_config {
 	 * /run/secrets /var/run/secrets /var/lib/postern, plus the caller's $HOME. */
 	const char *const *hide_paths;
 	const char *cgroup_parent; /* delegated cgroup v2 directory to create the session's cgroup in */
+	/* Started unprivileged: how many concurrent sessions the caller's inotify budget is shared among
+	 * (nsbudget.h); 0 = NSB_DEFAULT_SESSIONS (32, as --max-sandboxes). */
+	unsigned budget_sessions;
 	uid_t run_uid;             /* started as root: host uid of the sandbox's processes; 0 = 65534 */
 	gid_t run_gid;             /* started as root: host gid; 0 = 65534 */
 	unsigned flags;            /* SBX_F_* */

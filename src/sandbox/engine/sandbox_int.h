@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "sandbox/engine/cgroup.h"
+#include "sandbox/engine/nsbudget.h"
 #include "sandbox/engine/sandbox.h"
 
 #define SBXH_MAX_RECS 256
@@ -40,6 +41,7 @@ struct sbx {
 	char *ws_name;
 	const char *const *doors;
 	uint64_t doors_before;
+	nsb_share budget; /* unprivileged: the session's share of the caller's inotify budget */
 };
 
 struct sbx_proc {

@@ -62,6 +62,8 @@ struct sbxi_params {
 	uint64_t memory_bytes;
 	uint64_t fsize_bytes; /* RLIMIT_FSIZE of every command (the disk cap: no one file outgrows the disk) */
 	unsigned pids;
+	unsigned inotify_instances;     /* caps of our own namespace (per-user budgets, nsbudget.h) */
+	unsigned long long inotify_watches;
 	bool no_landlock; /* POSTERN_SANDBOX_NO_LANDLOCK set: take the mknod-filter fallback (tests) */
 };
 

@@ -224,9 +224,12 @@ static void build_scratch(void)
  * read-only) keep one session from exhausting that owner's budget and every other session's. */
 static void ns_budgets(void)
 {
-	static const struct { const char *name, *val; } caps[] = {
-		{ "proc/sys/user/max_inotify_instances", SBX_NS_INOTIFY_INSTANCES },
-		{ "proc/sys/user/max_inotify_watches", SBX_NS_INOTIFY_WATCHES },
+	char inst[24], watches[24];
+	snprintf(inst, sizeof inst, "%u", P->inotify_instances);
+	snprintf(watches, sizeof watches, "%llu", P->inotify_watches);
+	const struct { const char *name, *val; } caps[] = {
+		{ "proc/sys/user/max_inotify_instances", inst },
+		{ "proc/sys/user/max_inotify_watches", watches },
 		{ "proc/sys/user/max_fanotify_groups", "0" },
 		{ "proc/sys/user/max_fanotify_marks", "0" },
 	};

@@ -222,6 +222,7 @@ static int make_sandbox(ssv_session *ss, char *err, size_t errlen)
 	env[ne] = NULL;
 	sbx_config_init(&c);
 	c.image = ss->o.image;
+	c.budget_sessions = ss->o.max_sandboxes; /* unprivileged: the inotify budget is shared that many ways */
 	c.workspace = ss->o.workspace;
 	c.memory_bytes = ss->o.memory_bytes;
 	c.pids = ss->o.pids;
