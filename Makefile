@@ -53,6 +53,23 @@ $(SECPOL_INC): src/sandbox/engine/seccomp_policy.c src/sandbox/engine/seccomp_po
 $(B)/src/sandbox/engine/seccomp_policy.o: $(SECPOL_INC)
 $(B)/src/sandbox/engine/seccomp_policy.o: BASEFLAGS += -I$(B)/gen
 
+# The file tools' worker, linked statically (static-pie) so that it runs in any --image, with no dynamic
+# loader or libc of the image's (docs/sandbox-mcp.md), and embedded in the binary by
+# src/sandbox/tools/tool_worker_image.c. Built without sanitizers in every flavour: a static program cannot
+# carry ASan's runtime (the unit tests run the same code in-process under ASan).
+TW_SRCS := src/sandbox/tools/tool_worker.c src/sandbox/tools/tool_files.c src/sandbox/tools/tool_search.c \
+	src/sandbox/tools/tool_wire.c src/sandbox/tools/tool_text.c src/sandbox/tools/tools.c src/core/cbuf.c src/core/arr.c
+TW_OBJS := $(TW_SRCS:%.c=$(B)/tw/%.o)
+TW_BIN  := $(B)/tw/postern-tool-worker
+$(B)/tw/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC [$(FLAVOUR) static worker] $<"; $(CC) $(BASEFLAGS) -O2 -g -fstack-protector-strong -D_FORTIFY_SOURCE=2 \
+		$(PKG_CFLAGS) -DTWORKER_STATIC_MAIN -c $< -o $@
+$(TW_BIN): $(TW_OBJS)
+	@echo "  LD [$(FLAVOUR)] $@"; $(CC) -static-pie -s -o $@ $^ -ljansson -lpcre2-8 -lcrypto
+$(B)/src/sandbox/tools/tool_worker_image.o: $(TW_BIN)
+$(B)/src/sandbox/tools/tool_worker_image.o: BASEFLAGS += -DTWORKER_IMAGE='"$(TW_BIN)"'
+
 $(B)/libpostern.a: $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^

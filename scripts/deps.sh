@@ -11,7 +11,7 @@ build_debs=(build-essential pkg-config
       libseccomp-dev libpcre2-dev libcurl4-openssl-dev libsqlite3-dev libhiredis-dev)
 debs=("${build_debs[@]}" clang llvm libclang-rt-14-dev libcmocka-dev
       rsyslog rsyslog-openssl openssl curl sqlite3 iproute2 util-linux e2fsprogs procps psmisc nodejs npm lintian redis-server
-      debootstrap umoci runc)
+      debootstrap umoci runc busybox-static)
 build_only=0
 [ "${1:-}" = --build ] && { build_only=1; debs=("${build_debs[@]}"); }
 [ "$build_only" = 0 ] && debs+=(btrfs-progs) # tests/e2e/sandbox_disk: a btrfs subvolume on a loop image

@@ -168,7 +168,7 @@ static void test_netns_listen(void **st)
 	sbx_free(s);
 }
 
-/* Run as our own program inside the sandbox (SBXP_EXEC_SELF): one line per file, "path errno". */
+/* Run as our own program inside the sandbox (SBXP_EXEC_FD): one line per file, "path errno". */
 static int self_probe(void)
 {
 	static const char *const paths[] = { "/workspace/from-self.txt", "/usr/postern-x", "/workspace/.git/config",
@@ -187,8 +187,8 @@ static int self_probe(void)
 	return 0;
 }
 
-/* What the file tools rely on: sbx_spawn with self_exec runs this very program as a process of the
- * sandbox, whatever the image holds, with the sandbox's ids and mounts. */
+/* What the file tools rely on: sbx_spawn with exec_fd runs the program of a host fd (here this very one)
+ * as a process of the sandbox, whatever the image holds, with the sandbox's ids and mounts. */
 static void test_self_exec(void **st)
 {
 	(void)st;
@@ -203,7 +203,11 @@ static void test_self_exec(void **st)
 	static const char *const argv[] = { "self", "--self-probe", NULL };
 	/* A sanitizer build's leak check at exit needs ptrace, which the sandbox refuses. */
 	static const char *const env[] = { "ASAN_OPTIONS=detect_leaks=0", NULL };
-	sbx_cmd c = { .argv = argv, .env = env, .self_exec = true };
+	int exe = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	int hi = fcntl(exe, F_DUPFD_CLOEXEC, 3);
+	assert_true(hi > 2);
+	close(exe);
+	sbx_cmd c = { .argv = argv, .env = env, .exec_fd = hi };
 	sbx_proc *p;
 	char out[1024] = "", want[256];
 	size_t n = 0;
@@ -231,6 +235,7 @@ static void test_self_exec(void **st)
 	snprintf(hp, sizeof hp, "%s/from-self.txt", wsdir);
 	assert_int_equal(stat(hp, &hs), 0);
 	assert_int_equal(hs.st_uid, getuid()); /* on disk: the workspace owner's, via the idmapped mount */
+	close(hi);
 	sbx_free(s);
 }
 

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "sandbox/engine/cgroup.h"
+#include "sandbox/engine/nsbudget.h"
 #include "sandbox/engine/seccomp_policy.h"
 #include "sandbox/engine/sbxopt.h"
 #include "sandbox/engine/ws_quota.h"
@@ -342,6 +344,43 @@ static void test_disk_option(void **st)
 	assert_int_equal(sbxopt_disk("None", &v, err, sizeof err), -EINVAL);
 }
 
+/* The unprivileged caller's inotify budget: sizes from the limits, and tokens that never exceed it. */
+static void test_nsbudget(void **st)
+{
+	struct nsb_size z;
+	(void)st;
+	nsb_sizes(128, 192540, 32, &z); /* the host defaults: a quarter kept, 96 shared 32 ways */
+	assert_int_equal(z.reserve, 32);
+	assert_int_equal(z.tokens, 96);
+	assert_int_equal(z.share, 3);
+	assert_int_equal(z.watches, (192540 - 48135) / 96 * 3);
+	nsb_sizes(128, 1u << 20, 2, &z); /* few sessions: each at most 32 and 65536 */
+	assert_int_equal(z.share, 32);
+	assert_int_equal(z.watches, 65536);
+	nsb_sizes(8, 8192, 32, &z); /* nothing left after the reserve */
+	assert_int_equal(z.tokens, 0);
+
+	char dir[] = "/tmp/test-nsbudget-XXXXXX", err[400];
+	assert_non_null(mkdtemp(dir));
+	static nsb_share sh[200];
+	unsigned n = 0;
+	int rc = 0;
+	while (n < 200 && (rc = nsb_take(dir, 32, &sh[n], err, sizeof err)) == 0)
+		n++;
+	assert_int_equal(rc, -EDQUOT);
+	assert_non_null(strstr(err, "inotify budget is spent"));
+	assert_true(n >= 1);
+	assert_true(n * sh[0].z.share <= sh[0].z.tokens);
+	assert_true(sh[0].z.tokens - n * sh[0].z.share < sh[0].z.share); /* all that fits was handed out */
+	nsb_release(&sh[0]); /* a session ends: the next one fits */
+	assert_int_equal(nsb_take(dir, 32, &sh[0], err, sizeof err), 0);
+	for (unsigned i = 0; i < n; i++)
+		nsb_release(&sh[i]);
+	char cmd[80];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -350,6 +389,7 @@ int main(void)
 		cmocka_unit_test(test_cgroup_parse_v2_only),	cmocka_unit_test(test_cgroup_keyed_and_controllers),
 		cmocka_unit_test(test_cli_parse),		cmocka_unit_test(test_ws_quota_choose),
 		cmocka_unit_test(test_ws_quota_tmpfs_bytes),	cmocka_unit_test(test_disk_option),
+		cmocka_unit_test(test_nsbudget),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -438,6 +438,8 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		.ws_mode = wst.st_mode & 0777,
 		.fsize_bytes = c.disk_bytes,
 		.pids = c.pids,
+		.inotify_instances = SBX_NS_INOTIFY_INSTANCES,
+		.inotify_watches = SBX_NS_INOTIFY_WATCHES,
 		/* Test hook: the fallback for kernels without Landlock, on a kernel with it. */
 		.no_landlock = getenv("POSTERN_SANDBOX_NO_LANDLOCK") != NULL,
 	};
@@ -446,6 +448,14 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 			    .in_mode = c.workspace ? wst.st_mode : 0755 };
 	/* One owner id per session, out of the range people and packages use. */
 	im.owner_uid = SBX_OWNER_UID_BASE + ((unsigned)getpid() * 64u + atomic_load(&session_counter)) % 65536u;
+	/* Unprivileged, every session's namespace is the caller's: their caps are a share of its budget. */
+	if (geteuid() != 0) {
+		int b = nsb_take(NULL, c.budget_sessions, &s->budget, err, errlen);
+		if (b < 0)
+			goto fail;
+		ip.inotify_instances = s->budget.n;
+		ip.inotify_watches = s->budget.z.watches;
+	}
 	/* A root caller's session always runs as an unprivileged host uid: no fallback to host root. */
 	int rc = start_init(s, &c, &ip, geteuid() == 0 ? &im : NULL, err, errlen);
 	if (rc < 0)
@@ -503,7 +513,7 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 	bool mem_cg = cgr_kind_of(s->cg, CGR_MEMORY) != CGR_NONE, pids_cg = cgr_kind_of(s->cg, CGR_PIDS) != CGR_NONE;
 	snprintf(s->limits, sizeof s->limits,
 		 "memory=%s:%llu pids=%s:%u cpu=%s tmp=tmpfs-shared:%llu disk=%s:%llu seccomp=on net=%s sysfs=%s "
-		 "cgroupns=session specialfiles=%s",
+		 "cgroupns=session specialfiles=%s inotify=%s:%u/%llu",
 		 mem_cg ? kind_name(cgr_kind_of(s->cg, CGR_MEMORY)) : "rlimit-as-per-process",
 		 (unsigned long long)c.memory_bytes, pids_cg ? kind_name(cgr_kind_of(s->cg, CGR_PIDS)) : "rlimit-nproc",
 		 c.pids,
@@ -515,7 +525,8 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 												 : c.disk_bytes),
 		 "loopback-only",
 		 sys_empty ? "empty" : "netns",
-		 landlocked ? "landlock" : "seccomp-mknod");
+		 landlocked ? "landlock" : "seccomp-mknod", geteuid() ? "caller-share" : "owner-id", ip.inotify_instances,
+		 ip.inotify_watches);
 	if (!mem_cg) {
 		/* The host's state, not the session's: a warning once per process (a worker starts thousands of
 		 * sessions), then debug lines; the start line's limits= says it for every session. */
@@ -568,6 +579,7 @@ void sbx_free(sbx *s)
 		close(s->listen_fd);
 	kill_init(s->pidfd);
 	ws_quota_restore(&s->quota); /* no process of the session is left to write */
+	nsb_release(&s->budget); /* the namespace's inotify instances went with its processes */
 	cgr_free(s->cg);
 	/* Every process of the session is gone: nothing races the moves, which the keeper does; if it had died
 	 * (someone killed it), they are done here. */

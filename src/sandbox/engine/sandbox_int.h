@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "sandbox/engine/cgroup.h"
+#include "sandbox/engine/nsbudget.h"
 #include "sandbox/engine/sandbox.h"
 #include "sandbox/engine/ws_doors.h"
 #include "sandbox/engine/ws_quota.h"
@@ -45,6 +46,7 @@ struct sbx {
 	uint64_t doors_before;
 	struct timespec doors_t0; /* CLOCK_REALTIME_COARSE before the init: what changed after is the session's */
 	ws_doors_keeper keeper;   /* moves the doors at the end, even when this process is killed */
+	nsb_share budget; /* unprivileged: the session's share of the caller's inotify budget */
 };
 
 struct sbx_proc {

@@ -174,9 +174,13 @@ static int send_exec(sbx *s, const sbx_cmd *cmd, struct sbxh_rec *r, int out_w, 
 			memcpy(p, a, l);
 			p += l;
 		}
-	int fds[2] = { out_w, in_r };
-	return sbxp_send(s->ctl, SBXP_EXEC, r->id, (in_r >= 0 ? SBXP_EXEC_STDIN : 0) | (cmd->self_exec ? SBXP_EXEC_SELF : 0), 0, s->buf,
-			 (uint32_t)(p - s->buf), fds, in_r >= 0 ? 2 : 1);
+	int fds[3] = { out_w, in_r, -1 }, nfds = in_r >= 0 ? 2 : 1;
+	if (cmd->exec_fd > 2)
+		fds[nfds++] = cmd->exec_fd;
+	else if (cmd->exec_fd)
+		return -EBADF;
+	return sbxp_send(s->ctl, SBXP_EXEC, r->id, (in_r >= 0 ? SBXP_EXEC_STDIN : 0) | (cmd->exec_fd ? SBXP_EXEC_FD : 0), 0,
+			 s->buf, (uint32_t)(p - s->buf), fds, nfds);
 }
 
 /* Tail-keeping output buffer. */

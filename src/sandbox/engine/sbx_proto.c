@@ -14,10 +14,12 @@ int sbxp_send(int sock, uint32_t type, uint32_t id, int32_t a, int32_t b, const 
 	struct sbxp_hdr h = { type, id, a, b, len };
 	struct iovec iov[2] = { { &h, sizeof h }, { (void *)payload, len } };
 	union {
-		char buf[CMSG_SPACE(2 * sizeof(int))];
+		char buf[CMSG_SPACE(SBXP_MAX_FDS * sizeof(int))];
 		struct cmsghdr align;
 	} u;
 	struct msghdr m = { .msg_iov = iov, .msg_iovlen = len ? 2 : 1 };
+	if (nfds > SBXP_MAX_FDS)
+		return -EINVAL;
 	if (nfds > 0) {
 		memset(&u, 0, sizeof u);
 		m.msg_control = u.buf;

@@ -13,7 +13,8 @@ enum sbxp_type {
 	/* host -> init */
 	SBXP_GO = 1,    /* cgroups attached; a = SBXP_GO_* flags; payload: the seccomp BPF program */
 	SBXP_MAPS,      /* (root caller) the host wrote our id maps; fd: the idmapped workspace tree, if any */
-	SBXP_EXEC,      /* id; a = flags (SBXP_EXEC_STDIN); payload: argc, envc (u32), cwd, args, env (NUL-sep); fds */
+	SBXP_EXEC,      /* id; a = flags (SBXP_EXEC_STDIN, _FD); payload: argc, envc (u32), cwd, args, env (NUL-sep);
+			 * fds: output, stdin (with _STDIN), the executable (with _FD) */
 	SBXP_KILL,      /* id; a = signal: the command's process group */
 	SBXP_KILLALL,   /* every process but the init */
 	SBXP_LISTEN,    /* a = port; payload: address text */
@@ -30,7 +31,7 @@ enum sbxp_type {
 };
 
 #define SBXP_EXEC_STDIN 1
-#define SBXP_EXEC_SELF 2 /* execute our own program (argv[0] is only its name) */
+#define SBXP_EXEC_FD 2 /* the last fd is the executable (argv[0] is only its name) */
 #define SBXP_GO_RLIMIT_AS 1    /* no memory cgroup: RLIMIT_AS = memory_bytes in commands */
 #define SBXP_GO_RLIMIT_NPROC 2 /* no pids cgroup: RLIMIT_NPROC = pids in commands */
 #define SBXP_READY_SYS_EMPTY 1 /* the kernel refused a sysfs of our own: /sys is an empty tmpfs */
@@ -66,6 +67,8 @@ struct sbxi_params {
 	mode_t ws_mode;          /* the mode of its root: the workspace directory's */
 	uint64_t fsize_bytes; /* RLIMIT_FSIZE of every command (the disk cap: no one file outgrows the disk) */
 	unsigned pids;
+	unsigned inotify_instances;     /* caps of our own namespace (per-user budgets, nsbudget.h) */
+	unsigned long long inotify_watches;
 	bool no_landlock; /* POSTERN_SANDBOX_NO_LANDLOCK set: take the mknod-filter fallback (tests) */
 };
 
@@ -74,7 +77,8 @@ struct sbxi_params {
  * the host may be multithreaded and the clone copies whatever locks other threads held. */
 void sbxi_main(const struct sbxi_params *p) __attribute__((noreturn));
 
-/* Sends one message (with up to 2 fds). 0 or -errno. */
+/* Sends one message (with up to SBXP_MAX_FDS fds). 0 or -errno (-EINVAL: more fds). */
+#define SBXP_MAX_FDS 3
 int sbxp_send(int sock, uint32_t type, uint32_t id, int32_t a, int32_t b, const void *payload, uint32_t len,
 	      const int *fds, int nfds);
 /* Receives one message into buf (cap SBXP_MAX_PAYLOAD); fds received (O_CLOEXEC) in fds[0..*nfds).

@@ -40,7 +40,6 @@
 
 static const struct sbxi_params *P;
 static int image_fd = -1, ws_fd = -1, ws_tree = -1;
-static int exe_fd = -1; /* our own program, for SBXP_EXEC_SELF (the tool worker) */
 static char msgbuf[SBXP_MAX_PAYLOAD + 1];
 
 static struct {
@@ -226,9 +225,12 @@ static void build_scratch(void)
  * read-only) keep one session from exhausting that owner's budget and every other session's. */
 static void ns_budgets(void)
 {
-	static const struct { const char *name, *val; } caps[] = {
-		{ "proc/sys/user/max_inotify_instances", SBX_NS_INOTIFY_INSTANCES },
-		{ "proc/sys/user/max_inotify_watches", SBX_NS_INOTIFY_WATCHES },
+	char inst[24], watches[24];
+	snprintf(inst, sizeof inst, "%u", P->inotify_instances);
+	snprintf(watches, sizeof watches, "%llu", P->inotify_watches);
+	const struct { const char *name, *val; } caps[] = {
+		{ "proc/sys/user/max_inotify_instances", inst },
+		{ "proc/sys/user/max_inotify_watches", watches },
 		{ "proc/sys/user/max_fanotify_groups", "0" },
 		{ "proc/sys/user/max_fanotify_marks", "0" },
 	};
@@ -552,16 +554,18 @@ static const char *env_get(char *const *env, const char *name)
 #endif
 #endif
 
-static void __attribute__((noreturn)) child(char **argv, char **envp, const char *cwd, int in_fd, int out_fd, bool self)
+/* exe_fd >= 0: the executable to run (SBXP_EXEC_FD), else argv[0] from the image. */
+static void __attribute__((noreturn)) child(char **argv, char **envp, const char *cwd, int in_fd, int out_fd, int exe_fd)
 {
+	bool self = exe_fd >= 0;
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	setsid();
 	if (dup2(in_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0)
 		_exit(126);
-	/* Our program's fd survives as 3 (close-on-exec) for the worker's execveat. */
-	if (self && exe_fd != 3 && dup3(exe_fd, 3, O_CLOEXEC) < 0)
+	/* The executable's fd survives as 3 (close-on-exec) for execveat. */
+	if (self && (exe_fd != 3 ? dup3(exe_fd, 3, O_CLOEXEC) : fcntl(3, F_SETFD, FD_CLOEXEC)) < 0)
 		_exit(126);
 	syscall(SYS_close_range, self ? 4 : 3, ~0u, 0);
 	if (cwd && *cwd && chdir(cwd) < 0) {
@@ -594,7 +598,7 @@ static void __attribute__((noreturn)) child(char **argv, char **envp, const char
 	const char *cmd = argv[0];
 	int err = ENOENT;
 	if (self) {
-		/* Our own program from the host, whatever the image holds: the tool worker. */
+		/* A program from the host, whatever the image holds (static: no loader needed): the tool worker. */
 		syscall(SYS_execveat, 3, "", argv, envp, AT_EMPTY_PATH);
 		err = errno;
 	} else if (strchr(cmd, '/')) {
@@ -625,11 +629,11 @@ static void __attribute__((noreturn)) child(char **argv, char **envp, const char
  * system calls on its own task (session, fds, cwd, rlimits, seccomp) before execve. Kept apart so that
  * nothing but the result is live across vfork(). */
 static pid_t __attribute__((noinline)) start_child(char **argv, char **envp, const char *cwd, int in_fd, int out_fd,
-							bool self)
+							int exe_fd)
 {
 	pid_t pid = vfork();
 	if (pid == 0)
-		child(argv, envp, cwd, in_fd, out_fd, self);
+		child(argv, envp, cwd, in_fd, out_fd, exe_fd);
 	return pid;
 }
 
@@ -645,9 +649,9 @@ static void do_exec(const struct sbxp_hdr *h, int devnull, int *fds, int nfds)
 	static char *argv[SBX_MAX_ARGS + 1];
 	static char *envp[SBX_MAX_ENV * 2 + 1];
 	uint32_t argc, envc;
-	bool want_in = h->a & SBXP_EXEC_STDIN;
+	bool want_in = h->a & SBXP_EXEC_STDIN, by_fd = h->a & SBXP_EXEC_FD;
 	int err = EINVAL;
-	if (nfds < (want_in ? 2 : 1) || h->len < 9)
+	if (nfds != (want_in ? 2 : 1) + (by_fd ? 1 : 0) || h->len < 9)
 		goto bad;
 	memcpy(&argc, msgbuf, 4);
 	memcpy(&envc, msgbuf + 4, 4);
@@ -696,11 +700,7 @@ static void do_exec(const struct sbxp_hdr *h, int devnull, int *fds, int nfds)
 		err = EMFILE;
 		goto bad;
 	}
-	if ((h->a & SBXP_EXEC_SELF) && exe_fd < 0) {
-		err = ENOEXEC;
-		goto bad;
-	}
-	pid_t pid = start_child(argv, envp, cwd, want_in ? fds[1] : devnull, fds[0], h->a & SBXP_EXEC_SELF);
+	pid_t pid = start_child(argv, envp, cwd, want_in ? fds[1] : devnull, fds[0], by_fd ? fds[nfds - 1] : -1);
 	if (pid < 0) {
 		err = errno;
 		goto bad;
@@ -824,7 +824,7 @@ static void __attribute__((noreturn)) serve(void)
 		if (!(pf[0].revents & (POLLIN | POLLHUP | POLLERR)))
 			continue;
 		struct sbxp_hdr h;
-		int fds[2], nfds = 2;
+		int fds[3], nfds = 3;
 		int r = sbxp_recv(P->ctl, &h, msgbuf, fds, &nfds, MSG_DONTWAIT);
 		if (r == -EAGAIN || r == -EINTR)
 			continue;
@@ -878,8 +878,6 @@ void sbxi_main(const struct sbxi_params *params)
 	if (P->ctl > 3)
 		syscall(SYS_close_range, 3, P->ctl - 1, 0);
 	syscall(SYS_close_range, P->ctl + 1, ~0u, 0);
-	/* Still the host's /proc: our program, executable later whatever the sandbox's root holds. */
-	exe_fd = open("/proc/self/exe", O_PATH | O_CLOEXEC);
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (null >= 0) {
 		dup2(null, 0), dup2(null, 1), dup2(null, 2);
