@@ -488,7 +488,7 @@ static void setup(void)
 		close(ws_tree);
 }
 
-/* After SBXP_GO (the host has moved us into the session's cgroups): a cgroup namespace rooted there, so
+/* After SBXP_GO and the joins (we are in the session's cgroups): a cgroup namespace rooted there, so
  * /proc/self/cgroup reads "0::/" and no host cgroup path; then the capabilities go. */
 static bool landlocked;
 
@@ -511,6 +511,29 @@ static void special_files(void)
 	int rc = secpol_install(secpol_mknod_program());
 	if (rc < 0)
 		fail(-rc, "seccomp mknod filter: %s", strerror(-rc));
+}
+
+/* The session's v1 cgroups, before anything is forked: "0" moves the writing thread, which is all of
+ * us (the init is single-threaded), without the kernel's global threadgroup lock (cgroup.h). The host
+ * opened the files, so its credentials decide. A failed join falls back to the rlimit, as the host's
+ * own fallback would, and is reported in SBXP_READY. */
+static unsigned join_failed;
+static int join_errno;
+
+static void join_cgroups(unsigned joins, const int *fds)
+{
+	int k = 0;
+	for (unsigned bit = 1; bit <= SBXP_JOIN_CPU; bit <<= 1) {
+		if (!(joins & bit))
+			continue;
+		if (write(fds[k], "0", 1) != 1) {
+			join_failed |= bit;
+			join_errno = errno;
+			rlimit_as |= bit == SBXP_JOIN_MEMORY;
+			rlimit_nproc |= bit == SBXP_JOIN_PIDS;
+		}
+		close(fds[k++]);
+	}
 }
 
 static void finish(void)
@@ -801,8 +824,8 @@ static void __attribute__((noreturn)) serve(void)
 	if (rc < 0)
 		fail(-rc, "seccomp: %s", strerror(-rc));
 	(void)sbxp_send(P->ctl, SBXP_READY, 0,
-			(sys_empty ? SBXP_READY_SYS_EMPTY : 0) | (landlocked ? SBXP_READY_LANDLOCK : 0), 0, NULL, 0,
-			NULL, 0);
+			(sys_empty ? SBXP_READY_SYS_EMPTY : 0) | (landlocked ? SBXP_READY_LANDLOCK : 0),
+			(int32_t)(join_failed | (unsigned)join_errno << 8), NULL, 0, NULL, 0);
 	for (;;) {
 		struct pollfd pf[2] = { { P->ctl, POLLIN, 0 }, { sfd, POLLIN, 0 } };
 		if (poll(pf, 2, -1) < 0 && errno != EINTR)
@@ -882,15 +905,18 @@ void sbxi_main(const struct sbxi_params *params)
 
 	setup();
 	struct sbxp_hdr h;
-	int fds[2], nfds = 2;
-	if (sbxp_recv(P->ctl, &h, msgbuf, fds, &nfds, 0) <= 0 || h.type != SBXP_GO || nfds ||
-	    !h.len || h.len % sizeof(struct sock_filter) || h.len > sizeof bpf)
+	int fds[SBXP_MAX_FDS], nfds = SBXP_MAX_FDS;
+	unsigned joins = 0;
+	if (sbxp_recv(P->ctl, &h, msgbuf, fds, &nfds, 0) <= 0 || h.type != SBXP_GO ||
+	    (joins = (unsigned)h.b) & ~(unsigned)(SBXP_JOIN_MEMORY | SBXP_JOIN_PIDS | SBXP_JOIN_CPU) ||
+	    nfds != __builtin_popcount(joins) || !h.len || h.len % sizeof(struct sock_filter) || h.len > sizeof bpf)
 		_exit(1);
 	memcpy(bpf, msgbuf, h.len);
 	prog.len = (unsigned short)(h.len / sizeof(struct sock_filter));
 	prog.filter = bpf;
 	rlimit_as = h.a & SBXP_GO_RLIMIT_AS;
 	rlimit_nproc = h.a & SBXP_GO_RLIMIT_NPROC;
+	join_cgroups(joins, fds);
 	finish();
 	serve();
 }
