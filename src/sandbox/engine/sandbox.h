@@ -126,6 +126,8 @@ typedef struct sbx_cmd {
 	bool stdin_pipe;         /* sbx_spawn: give the caller a pipe to stdin (else /dev/null) */
 	bool self_exec;          /* run the host's own program (the image's dynamic loader and libc serve
 				  * it); argv[0] is only its name */
+	bool last;               /* sbx_run: the session's last command (a one-shot run): the init ends as
+				  * soon as it has reported the exit, ahead of sbx_free; nothing else may follow */
 } sbx_cmd;
 
 typedef struct sbx_result {

@@ -32,6 +32,8 @@ enum sbxp_type {
 
 #define SBXP_EXEC_STDIN 1
 #define SBXP_EXEC_SELF 2 /* execute our own program (argv[0] is only its name) */
+#define SBXP_EXEC_NOSTART 4 /* no SBXP_STARTED (sbx_run waits for SBXP_EXITED only: one wake-up less) */
+#define SBXP_EXEC_LAST 8    /* the session's last command: the init exits once it has reported its exit */
 #define SBXP_GO_RLIMIT_AS 1    /* no memory cgroup: RLIMIT_AS = memory_bytes in commands */
 #define SBXP_GO_RLIMIT_NPROC 2 /* no pids cgroup: RLIMIT_NPROC = pids in commands */
 #define SBXP_JOIN_MEMORY 1     /* = 1u << CGR_MEMORY (cgroup.h): the init falls back to RLIMIT_AS if it fails */

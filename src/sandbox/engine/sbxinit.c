@@ -45,6 +45,7 @@ static char msgbuf[SBXP_MAX_PAYLOAD + 1];
 static struct {
 	uint32_t id;
 	pid_t pid;
+	bool last;
 } cmds[MAX_CMDS];
 static int killall_pending;
 static bool rlimit_as, rlimit_nproc;
@@ -138,8 +139,10 @@ static void populate_root(void)
 			if (!strcmp(name, ".") || !strcmp(name, "..") || !strcmp(name, "proc") || !strcmp(name, "dev") ||
 			    !strcmp(name, "tmp") || !strcmp(name, "sys"))
 				continue;
-			struct stat st;
-			if (fstatat(image_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			/* The entry's type from getdents; a stat only where the file system does not say. */
+			struct stat st = { .st_mode = d->d_type == DT_DIR ? S_IFDIR : d->d_type == DT_LNK ? S_IFLNK
+						      : d->d_type == DT_REG ? S_IFREG : 0 };
+			if (d->d_type == DT_UNKNOWN && fstatat(image_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 				continue;
 			if (S_ISDIR(st.st_mode)) {
 				if (mkdir(name, 0755) < 0)
@@ -722,8 +725,10 @@ static void do_exec(const struct sbxp_hdr *h, int devnull, int *fds, int nfds)
 	}
 	cmds[slot].id = h->id;
 	cmds[slot].pid = pid;
+	cmds[slot].last = h->a & SBXP_EXEC_LAST;
 	close_fds(fds, nfds);
-	(void)sbxp_send(P->ctl, SBXP_STARTED, h->id, pid, 0, NULL, 0, NULL, 0);
+	if (!(h->a & SBXP_EXEC_NOSTART))
+		(void)sbxp_send(P->ctl, SBXP_STARTED, h->id, pid, 0, NULL, 0, NULL, 0);
 	return;
 bad:
 	close_fds(fds, nfds);
@@ -801,6 +806,10 @@ static void reap(void)
 			if (cmds[i].pid == pid) {
 				(void)sbxp_send(P->ctl, SBXP_EXITED, cmds[i].id, st, pid, NULL, 0, NULL, 0);
 				cmds[i].pid = 0;
+				/* A one-shot session: our end (pid 1: the kernel kills what is left) overlaps the
+				 * host's reading of the result instead of following its SIGKILL. */
+				if (cmds[i].last)
+					_exit(0);
 			}
 	}
 	if (killall_pending && pid < 0 && errno == ECHILD) {
