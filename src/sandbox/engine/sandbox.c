@@ -204,8 +204,9 @@ static int start_init(sbx *s, const sbx_config *c, struct sbxi_params *ip, const
 	 * uid (the saved uid stays 0 to come back); the child keeps it as the namespace's creator. */
 	bool owned = im && syscall(SYS_setresuid, -1, im->owner_uid, -1) == 0;
 	long pid = syscall(SYS_clone,
-			   CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |
-				   CLONE_PIDFD | SIGCHLD, /* the cgroup namespace comes after the move (sbxinit) */
+			   CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_PIDFD |
+				   SIGCHLD, /* the network namespace is made by the init (in parallel with its mounts),
+					     * the cgroup namespace after the move (sbxinit) */
 			   NULL, &pidfd, NULL, 0);
 	if (pid == 0)
 		sbxi_main(ip);

@@ -33,6 +33,7 @@
 
 #include "sandbox/engine/landlock.h"
 #include "sandbox/engine/sandbox.h"
+#include "sandbox/engine/sbxnet.h"
 #include "sandbox/engine/seccomp_policy.h"
 
 #define MAX_CMDS 256
@@ -379,19 +380,6 @@ static void protect_paths(void)
 		bind_tree(AT_FDCWD, path, path, false, 0);
 }
 
-static void lo_up(void)
-{
-	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	struct ifreq ifr;
-	memset(&ifr, 0, sizeof ifr);
-	strcpy(ifr.ifr_name, "lo");
-	if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
-		fail(errno, "lo: %s", strerror(errno));
-	ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-	if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
-		fail(errno, "lo up: %s", strerror(errno));
-	close(s);
-}
 
 static void drop_caps(void)
 {
@@ -436,6 +424,9 @@ static void setup(void)
 		write_proc("/proc/self/gid_map", buf);
 	}
 
+	int rc = sbxnet_start();
+	if (rc < 0)
+		fail(-rc, "network namespace thread: %s", strerror(-rc));
 	mount_or_fail(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
 	if ((image_fd = open(P->image, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		fail(errno, "image %s: %s", P->image, strerror(errno));
@@ -453,6 +444,9 @@ static void setup(void)
 	ns_budgets();
 	harden_proc();
 	build_dev();
+	const char *what = "";
+	if ((rc = sbxnet_join(&what)) < 0) /* before sysfs: it shows the mounter's network namespace */
+		fail(-rc, "network namespace (%s): %s", what, strerror(-rc));
 	build_sys();
 	build_scratch();
 
@@ -466,8 +460,8 @@ static void setup(void)
 	}
 	else
 		scratch_bind("workspace", 0755, mp);
-	close(scratch_fd);
-	scratch_fd = -1;
+	/* scratch_fd stays open until SBXP_READY is out: its last close dissolves the detached tmpfs mount,
+	 * an RCU grace period that then overlaps the host's turn instead of delaying READY. */
 
 	if (syscall(SYS_pivot_root, ".", ".") < 0)
 		fail(errno, "pivot_root: %s", strerror(errno));
@@ -481,7 +475,6 @@ static void setup(void)
 
 	if (sethostname(P->hostname, strlen(P->hostname)) < 0)
 		fail(errno, "sethostname: %s", strerror(errno));
-	lo_up();
 	if (chdir(P->mount_point) < 0)
 		fail(errno, "chdir %s: %s", P->mount_point, strerror(errno));
 	close(image_fd);
@@ -835,6 +828,8 @@ static void __attribute__((noreturn)) serve(void)
 	(void)sbxp_send(P->ctl, SBXP_READY, 0,
 			(sys_empty ? SBXP_READY_SYS_EMPTY : 0) | (landlocked ? SBXP_READY_LANDLOCK : 0),
 			(int32_t)(join_failed | (unsigned)join_errno << 8), NULL, 0, NULL, 0);
+	close(scratch_fd);
+	scratch_fd = -1;
 	for (;;) {
 		struct pollfd pf[2] = { { P->ctl, POLLIN, 0 }, { sfd, POLLIN, 0 } };
 		if (poll(pf, 2, -1) < 0 && errno != EINTR)
