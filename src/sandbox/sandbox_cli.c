@@ -211,7 +211,7 @@ static int run_main(int argc, char **argv)
 			goto out;
 		}
 	}
-	sbx_cmd cmd = { .argv = (const char *const *)o.argv, .output_cap = o.output_cap };
+	sbx_cmd cmd = { .argv = (const char *const *)o.argv, .output_cap = o.output_cap, .last = true };
 	int rc = sbx_run(s, &cmd, &r);
 	if (rc < 0) {
 		fprintf(stderr, "postern sandbox run: %s: %s\n", o.argv[0], strerror(-rc));

@@ -136,6 +136,8 @@ typedef struct sbx_cmd {
 	int exec_fd;             /* > 2: run the executable this host fd holds (a sealed memfd of a static
 				  * program: the file tools' worker) instead of looking argv[0] up in the
 				  * image; argv[0] is then only its name. 0: none */
+	bool last;               /* sbx_run: the session's last command (a one-shot run): the init ends as
+				  * soon as it has reported the exit, ahead of sbx_free; nothing else may follow */
 } sbx_cmd;
 
 typedef struct sbx_result {

@@ -33,6 +33,7 @@
 
 #include "sandbox/engine/landlock.h"
 #include "sandbox/engine/sandbox.h"
+#include "sandbox/engine/sbxnet.h"
 #include "sandbox/engine/seccomp_policy.h"
 #include "sandbox/engine/ws_quota.h"
 
@@ -45,6 +46,7 @@ static char msgbuf[SBXP_MAX_PAYLOAD + 1];
 static struct {
 	uint32_t id;
 	pid_t pid;
+	bool last;
 } cmds[MAX_CMDS];
 static int killall_pending;
 static bool rlimit_as, rlimit_nproc;
@@ -138,8 +140,10 @@ static void populate_root(void)
 			if (!strcmp(name, ".") || !strcmp(name, "..") || !strcmp(name, "proc") || !strcmp(name, "dev") ||
 			    !strcmp(name, "tmp") || !strcmp(name, "sys"))
 				continue;
-			struct stat st;
-			if (fstatat(image_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			/* The entry's type from getdents; a stat only where the file system does not say. */
+			struct stat st = { .st_mode = d->d_type == DT_DIR ? S_IFDIR : d->d_type == DT_LNK ? S_IFLNK
+						      : d->d_type == DT_REG ? S_IFREG : 0 };
+			if (d->d_type == DT_UNKNOWN && fstatat(image_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 				continue;
 			if (S_ISDIR(st.st_mode)) {
 				if (mkdir(name, 0755) < 0)
@@ -379,19 +383,6 @@ static void protect_paths(void)
 		bind_tree(AT_FDCWD, path, path, false, 0);
 }
 
-static void lo_up(void)
-{
-	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	struct ifreq ifr;
-	memset(&ifr, 0, sizeof ifr);
-	strcpy(ifr.ifr_name, "lo");
-	if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
-		fail(errno, "lo: %s", strerror(errno));
-	ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-	if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
-		fail(errno, "lo up: %s", strerror(errno));
-	close(s);
-}
 
 static void drop_caps(void)
 {
@@ -440,6 +431,9 @@ static void setup(void)
 		write_proc("/proc/self/gid_map", buf);
 	}
 
+	int rc = sbxnet_start();
+	if (rc < 0)
+		fail(-rc, "network namespace thread: %s", strerror(-rc));
 	mount_or_fail(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
 	if ((image_fd = open(P->image, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		fail(errno, "image %s: %s", P->image, strerror(errno));
@@ -457,6 +451,9 @@ static void setup(void)
 	ns_budgets();
 	harden_proc();
 	build_dev();
+	const char *what = "";
+	if ((rc = sbxnet_join(&what)) < 0) /* before sysfs: it shows the mounter's network namespace */
+		fail(-rc, "network namespace (%s): %s", what, strerror(-rc));
 	build_sys();
 	build_scratch();
 
@@ -473,8 +470,8 @@ static void setup(void)
 	}
 	else
 		scratch_bind("workspace", 0755, mp);
-	close(scratch_fd);
-	scratch_fd = -1;
+	/* scratch_fd stays open until SBXP_READY is out: its last close dissolves the detached tmpfs mount,
+	 * an RCU grace period that then overlaps the host's turn instead of delaying READY. */
 
 	if (syscall(SYS_pivot_root, ".", ".") < 0)
 		fail(errno, "pivot_root: %s", strerror(errno));
@@ -488,7 +485,6 @@ static void setup(void)
 
 	if (sethostname(P->hostname, strlen(P->hostname)) < 0)
 		fail(errno, "sethostname: %s", strerror(errno));
-	lo_up();
 	if (chdir(P->mount_point) < 0)
 		fail(errno, "chdir %s: %s", P->mount_point, strerror(errno));
 	close(image_fd);
@@ -498,7 +494,7 @@ static void setup(void)
 		close(ws_tree);
 }
 
-/* After SBXP_GO (the host has moved us into the session's cgroups): a cgroup namespace rooted there, so
+/* After SBXP_GO and the joins (we are in the session's cgroups): a cgroup namespace rooted there, so
  * /proc/self/cgroup reads "0::/" and no host cgroup path; then the capabilities go. */
 static bool landlocked;
 
@@ -521,6 +517,29 @@ static void special_files(void)
 	int rc = secpol_install(secpol_mknod_program());
 	if (rc < 0)
 		fail(-rc, "seccomp mknod filter: %s", strerror(-rc));
+}
+
+/* The session's v1 cgroups, before anything is forked: "0" moves the writing thread, which is all of
+ * us (the init is single-threaded), without the kernel's global threadgroup lock (cgroup.h). The host
+ * opened the files, so its credentials decide. A failed join falls back to the rlimit, as the host's
+ * own fallback would, and is reported in SBXP_READY. */
+static unsigned join_failed;
+static int join_errno;
+
+static void join_cgroups(unsigned joins, const int *fds)
+{
+	int k = 0;
+	for (unsigned bit = 1; bit <= SBXP_JOIN_CPU; bit <<= 1) {
+		if (!(joins & bit))
+			continue;
+		if (write(fds[k], "0", 1) != 1) {
+			join_failed |= bit;
+			join_errno = errno;
+			rlimit_as |= bit == SBXP_JOIN_MEMORY;
+			rlimit_nproc |= bit == SBXP_JOIN_PIDS;
+		}
+		close(fds[k++]);
+	}
 }
 
 static void finish(void)
@@ -707,8 +726,10 @@ static void do_exec(const struct sbxp_hdr *h, int devnull, int *fds, int nfds)
 	}
 	cmds[slot].id = h->id;
 	cmds[slot].pid = pid;
+	cmds[slot].last = h->a & SBXP_EXEC_LAST;
 	close_fds(fds, nfds);
-	(void)sbxp_send(P->ctl, SBXP_STARTED, h->id, pid, 0, NULL, 0, NULL, 0);
+	if (!(h->a & SBXP_EXEC_NOSTART))
+		(void)sbxp_send(P->ctl, SBXP_STARTED, h->id, pid, 0, NULL, 0, NULL, 0);
 	return;
 bad:
 	close_fds(fds, nfds);
@@ -786,6 +807,10 @@ static void reap(void)
 			if (cmds[i].pid == pid) {
 				(void)sbxp_send(P->ctl, SBXP_EXITED, cmds[i].id, st, pid, NULL, 0, NULL, 0);
 				cmds[i].pid = 0;
+				/* A one-shot session: our end (pid 1: the kernel kills what is left) overlaps the
+				 * host's reading of the result instead of following its SIGKILL. */
+				if (cmds[i].last)
+					_exit(0);
 			}
 	}
 	if (killall_pending && pid < 0 && errno == ECHILD) {
@@ -809,8 +834,10 @@ static void __attribute__((noreturn)) serve(void)
 	if (rc < 0)
 		fail(-rc, "seccomp: %s", strerror(-rc));
 	(void)sbxp_send(P->ctl, SBXP_READY, 0,
-			(sys_empty ? SBXP_READY_SYS_EMPTY : 0) | (landlocked ? SBXP_READY_LANDLOCK : 0), 0, NULL, 0,
-			NULL, 0);
+			(sys_empty ? SBXP_READY_SYS_EMPTY : 0) | (landlocked ? SBXP_READY_LANDLOCK : 0),
+			(int32_t)(join_failed | (unsigned)join_errno << 8), NULL, 0, NULL, 0);
+	close(scratch_fd);
+	scratch_fd = -1;
 	for (;;) {
 		struct pollfd pf[2] = { { P->ctl, POLLIN, 0 }, { sfd, POLLIN, 0 } };
 		if (poll(pf, 2, -1) < 0 && errno != EINTR)
@@ -888,15 +915,18 @@ void sbxi_main(const struct sbxi_params *params)
 
 	setup();
 	struct sbxp_hdr h;
-	int fds[2], nfds = 2;
-	if (sbxp_recv(P->ctl, &h, msgbuf, fds, &nfds, 0) <= 0 || h.type != SBXP_GO || nfds ||
-	    !h.len || h.len % sizeof(struct sock_filter) || h.len > sizeof bpf)
+	int fds[SBXP_MAX_FDS], nfds = SBXP_MAX_FDS;
+	unsigned joins = 0;
+	if (sbxp_recv(P->ctl, &h, msgbuf, fds, &nfds, 0) <= 0 || h.type != SBXP_GO ||
+	    (joins = (unsigned)h.b) & ~(unsigned)(SBXP_JOIN_MEMORY | SBXP_JOIN_PIDS | SBXP_JOIN_CPU) ||
+	    nfds != __builtin_popcount(joins) || !h.len || h.len % sizeof(struct sock_filter) || h.len > sizeof bpf)
 		_exit(1);
 	memcpy(bpf, msgbuf, h.len);
 	prog.len = (unsigned short)(h.len / sizeof(struct sock_filter));
 	prog.filter = bpf;
 	rlimit_as = h.a & SBXP_GO_RLIMIT_AS;
 	rlimit_nproc = h.a & SBXP_GO_RLIMIT_NPROC;
+	join_cgroups(joins, fds);
 	finish();
 	serve();
 }
