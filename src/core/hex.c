@@ -1,4 +1,4 @@
-/* Lowercase hex of bytes. */
+/* Hex: one encoder (digests, ids) and one decoder (percent-escapes, token file digests). */
 #include "core/hex.h"
 
 void hex_encode(const void *p, size_t n, char *out)
@@ -10,4 +10,15 @@ void hex_encode(const void *p, size_t n, char *out)
 		out[2 * i + 1] = digits[b[i] & 15];
 	}
 	out[2 * n] = 0;
+}
+
+int hex_val(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1; /* -1: not a hex digit */
 }
