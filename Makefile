@@ -35,7 +35,7 @@ FUZZ_SRCS:= $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS:= $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz/%)
 BIN      := $(B)/postern
 
-.PHONY: all build install uninstall deb deb-boot-check clean deps deps-npm unit layers check check-build integration sanitize fuzz fuzz-corpus demo bench clang asan
+.PHONY: all build install uninstall deb oci deb-boot-check clean deps deps-npm unit layers check check-build integration sanitize fuzz fuzz-corpus demo bench clang asan
 all: build
 build: $(BIN)
 
@@ -52,6 +52,23 @@ $(SECPOL_INC): src/sandbox/engine/seccomp_policy.c src/sandbox/engine/seccomp_po
 		&& $(B)/gen/secpol_gen > $@.tmp && mv $@.tmp $@
 $(B)/src/sandbox/engine/seccomp_policy.o: $(SECPOL_INC)
 $(B)/src/sandbox/engine/seccomp_policy.o: BASEFLAGS += -I$(B)/gen
+
+# The file tools' worker, linked statically (static-pie) so that it runs in any --image, with no dynamic
+# loader or libc of the image's (docs/sandbox-mcp.md), and embedded in the binary by
+# src/sandbox/tools/tool_worker_image.c. Built without sanitizers in every flavour: a static program cannot
+# carry ASan's runtime (the unit tests run the same code in-process under ASan).
+TW_SRCS := src/sandbox/tools/tool_worker.c src/sandbox/tools/tool_files.c src/sandbox/tools/tool_search.c \
+	src/sandbox/tools/tool_wire.c src/sandbox/tools/tool_text.c src/sandbox/tools/tools.c src/core/cbuf.c src/core/arr.c
+TW_OBJS := $(TW_SRCS:%.c=$(B)/tw/%.o)
+TW_BIN  := $(B)/tw/postern-tool-worker
+$(B)/tw/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC [$(FLAVOUR) static worker] $<"; $(CC) $(BASEFLAGS) -O2 -g -fstack-protector-strong -D_FORTIFY_SOURCE=2 \
+		$(PKG_CFLAGS) -DTWORKER_STATIC_MAIN -c $< -o $@
+$(TW_BIN): $(TW_OBJS)
+	@echo "  LD [$(FLAVOUR)] $@"; $(CC) -static-pie -s -o $@ $^ -ljansson -lpcre2-8 -lcrypto
+$(B)/src/sandbox/tools/tool_worker_image.o: $(TW_BIN)
+$(B)/src/sandbox/tools/tool_worker_image.o: BASEFLAGS += -DTWORKER_IMAGE='"$(TW_BIN)"'
 
 $(B)/libpostern.a: $(LIB_OBJS)
 	@rm -f $@
@@ -108,6 +125,10 @@ uninstall:
 # make deb: build/deb/postern_<VERSION>_<arch>.deb (dpkg-deb; units, configs as conffiles, the user postern).
 deb: $(INSTALL_BIN)
 	@INSTALL_BIN='$(INSTALL_BIN)' scripts/mkdeb.sh
+# make oci: build/oci/image, the Containerfile's image as an OCI layout, built without a container engine
+# (root: debootstrap, chroot, umoci; docs/operations.md, "Container").
+oci: $(INSTALL_BIN)
+	@INSTALL_BIN='$(INSTALL_BIN)' scripts/oci-image.sh
 # The package on a fresh Debian 12 booted with systemd (debootstrap + systemd-nspawn; root, ~1-3 min).
 deb-boot-check: $(INSTALL_BIN)
 	@INSTALL_BIN='$(INSTALL_BIN)' scripts/deb-boot-check.sh

@@ -4,7 +4,8 @@
 #      firejail, Anthropic's srt, and plain fork/exec (hyperfine medians, ratio to bare /bin/true and to bwrap);
 #   2. warm exec: /bin/true in an existing session vs plain fork/exec/wait from the same process;
 #   3. memory of 100 idle sessions.
-# Targets (issue 4): cold start faster than bwrap; warm exec within 2x of fork/exec; < 1 MB per idle session.
+# Targets (issues 4, 8): cold start faster than bwrap (the invocation issue 8 names); warm exec within 1.2x of
+# fork/exec; < 1 MB per idle session. Load on the machine skews sequential hyperfine runs: compare in one quiet run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$(realpath "${1:?usage: bench/sandbox.sh POSTERN_BIN}")
@@ -72,7 +73,7 @@ node -e '
 const w = JSON.parse(process.argv[1]), p = JSON.parse(process.argv[2]);
 console.log(`postern warm exec: median ${w.median_us.toFixed(0)} us (p10 ${w.p10_us.toFixed(0)}, p90 ${w.p90_us.toFixed(0)})`);
 console.log(`plain fork/exec:   median ${p.median_us.toFixed(0)} us (p10 ${p.p10_us.toFixed(0)}, p90 ${p.p90_us.toFixed(0)})`);
-console.log(`ratio: ${(w.median_us / p.median_us).toFixed(2)}x (target <= 2x)`);' "$warm" "$plain"
+console.log(`ratio: ${(w.median_us / p.median_us).toFixed(2)}x (target <= 1.2x)`);' "$warm" "$plain"
 
 echo
 echo "== memory of 100 idle sessions"

@@ -10,9 +10,11 @@ build_debs=(build-essential pkg-config
       libssl-dev libuv1-dev libnghttp2-dev libhttp-parser-dev libjansson-dev libfyaml-dev
       libseccomp-dev libpcre2-dev libcurl4-openssl-dev libsqlite3-dev libhiredis-dev)
 debs=("${build_debs[@]}" clang llvm libclang-rt-14-dev libcmocka-dev
-      rsyslog rsyslog-openssl openssl curl sqlite3 iproute2 util-linux e2fsprogs procps psmisc nodejs npm lintian redis-server)
+      rsyslog rsyslog-openssl openssl curl sqlite3 iproute2 util-linux e2fsprogs procps psmisc nodejs npm lintian redis-server
+      debootstrap umoci runc busybox-static)
 build_only=0
 [ "${1:-}" = --build ] && { build_only=1; debs=("${build_debs[@]}"); }
+[ "$build_only" = 0 ] && debs+=(btrfs-progs) # tests/e2e/sandbox_disk: a btrfs subvolume on a loop image
 [ "$build_only" = 0 ] && [ "${POSTERN_BENCH_DEPS:-0}" = 1 ] && debs+=(bubblewrap firejail wrk hyperfine openssh-server openssh-client socat nginx python3 ripgrep)
 
 missing=()

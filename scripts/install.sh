@@ -11,8 +11,8 @@ cd "$(dirname "$0")/.."
 : "${INSTALL_BIN:=build/gcc/postern}" "${INSTALL_STRIP:=0}"
 
 docs=(README.md BENCHMARKS.md docs/*.md)
-units=(postern-edge.service postern-gateway.service)
-examples=(edge.yaml gateway.yaml)
+units=(postern-edge.service postern-gateway.service postern-worker.service postern-control.service)
+examples=(edge.yaml gateway.yaml worker.yaml control.yaml)
 
 if [ "${1:-}" = --list ]; then
   echo "$BINDIR/postern 0755"
@@ -65,5 +65,6 @@ install -m 0644 deploy/sysusers.d/postern.conf "$D$SYSUSERSDIR/postern.conf"
 
 if [ -z "$D" ]; then
   echo "install: done. Next: systemd-sysusers (creates the user postern), systemctl daemon-reload, edit"
-  echo "  $SYSCONFDIR/postern/gateway.yaml (or edge.yaml), then systemctl enable --now postern-gateway"
+  echo "  $SYSCONFDIR/postern/gateway.yaml (or edge.yaml, worker.yaml, control.yaml), then systemctl enable --now"
+  echo "  postern-gateway (or postern-edge, postern-worker, postern-control)"
 fi

@@ -56,10 +56,11 @@ Description: MCP tunnel, gateway and self-hosted sandboxes for AI agents
  inbound port: a public relay (postern edge), a customer-side gateway that
  dials out and terminates end-to-end TLS (postern gateway), and sandboxes.
  .
- The units postern-edge and postern-gateway are installed, not enabled:
- edit /etc/postern/*.yaml, then systemctl enable --now postern-gateway.
+ The units postern-edge, postern-gateway, postern-worker and postern-control
+ are installed, not enabled: edit /etc/postern/*.yaml, then for example
+ systemctl enable --now postern-gateway.
 EOF
-printf '/etc/postern/edge.yaml\n/etc/postern/gateway.yaml\n' > "$stage/DEBIAN/conffiles"
+printf '/etc/postern/%s\n' control.yaml edge.yaml gateway.yaml worker.yaml > "$stage/DEBIAN/conffiles"
 install -m 0755 deploy/debian/postinst deploy/debian/prerm deploy/debian/postrm "$stage/DEBIAN/"
 ( cd "$stage" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z | xargs -0 md5sum ) > "$stage/DEBIAN/md5sums"
 chmod 0644 "$stage/DEBIAN/control" "$stage/DEBIAN/conffiles" "$stage/DEBIAN/md5sums"

@@ -11,6 +11,12 @@
 #include "tunnel/edge.h"
 #include "worker/worker.h"
 
+static void print_warning(void *ud, const char *w)
+{
+	(void)ud;
+	fprintf(stderr, "postern check: warning: %s\n", w);
+}
+
 static void print_warnings(const cfg_doc *d)
 {
 	for (size_t i = 0; i < cfg_warning_count(d); i++)
@@ -90,8 +96,10 @@ int check_main(int argc, char **argv)
 		edge_config ec;
 		cfg_free(d);
 		memset(&ec, 0, sizeof ec);
-		if (edge_config_load(path, &ec, err, sizeof err) < 0) {
+		if (edge_config_load(path, &ec, err, sizeof err) < 0 ||
+		    edge_config_preflight(&ec, print_warning, NULL, err, sizeof err) < 0) {
 			fprintf(stderr, "postern check: %s\n", err);
+			edge_config_free(&ec);
 			return 1;
 		}
 		edge_config_free(&ec);

@@ -45,6 +45,7 @@ int main(int argc, char **argv)
 	}
 	/* Options one part carries for another unparsed are checked by their owner: a proxy route's sandbox:. */
 	optmap_set_checker("sandbox", ssv_opts_check);
+	optmap_set_checker("sandbox-shared", ssv_opts_check_shared); /* a worker's workspaces: can disk hold there */
 	/* `postern audit emit` lives with the sinks (proxy), above the verify command (guard). */
 	auditcmd_set_emit(alog_emit_main);
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

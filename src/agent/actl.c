@@ -14,6 +14,7 @@
 
 struct actl {
 	char *base;
+	char *ca_file; /* NULL: the system's CAs */
 	char keyhdr[600];
 	char session[128];
 	char last_id[32];
@@ -21,7 +22,7 @@ struct actl {
 	void *tap_arg;
 };
 
-actl *actl_new(const char *base_url, const char *api_key, char *err, size_t errlen)
+actl *actl_new(const char *base_url, const char *api_key, const char *ca_file, char *err, size_t errlen)
 {
 	if (strncmp(base_url, "http://", 7) && strncmp(base_url, "https://", 8)) {
 		snprintf(err, errlen, "--control %s: not an http:// or https:// URL", base_url);
@@ -32,7 +33,9 @@ actl *actl_new(const char *base_url, const char *api_key, char *err, size_t errl
 		return NULL;
 	}
 	actl *c = calloc(1, sizeof *c);
-	if (!c || !(c->base = strdup(base_url))) {
+	if (!c || !(c->base = strdup(base_url)) || (ca_file && !(c->ca_file = strdup(ca_file)))) {
+		if (c)
+			free(c->base);
 		free(c);
 		snprintf(err, errlen, "out of memory");
 		return NULL;
@@ -51,6 +54,7 @@ void actl_free(actl *c)
 		return;
 	explicit_bzero(c->keyhdr, sizeof c->keyhdr);
 	free(c->base);
+	free(c->ca_file);
 	free(c);
 }
 
@@ -74,7 +78,8 @@ static int call(actl *c, const char *path, json_t *body, long timeout_ms, json_t
 	ahttp_resp resp;
 	int rc;
 	snprintf(url, sizeof url, "%s%s", c->base, path);
-	ahttp_req r = { .method = b ? "POST" : "GET", .url = url, .headers = hdrs, .body = b, .timeout_ms = timeout_ms };
+	ahttp_req r = { .method = b ? "POST" : "GET", .url = url, .headers = hdrs, .body = b, .timeout_ms = timeout_ms,
+			.ca_file = c->ca_file };
 	if ((rc = ahttp_do(&r, &resp, e, sizeof e))) {
 		snprintf(err, errlen, "control plane %s: %s", path, e);
 		goto out;
@@ -216,7 +221,8 @@ int actl_wait_result(actl *c, const char *tool_use_id, long timeout_ms, json_t *
 		struct waiter w = { .c = c, .id = tool_use_id };
 		sse_dec_init(&w.dec, 0, 0);
 		snprintf(lh, sizeof lh, "Last-Event-ID: %s", c->last_id);
-		ahttp_req r = { .method = "GET", .url = url, .headers = hdrs, .timeout_ms = left, .sink = on_stream, .arg = &w };
+		ahttp_req r = { .method = "GET", .url = url, .headers = hdrs, .timeout_ms = left, .sink = on_stream, .arg = &w,
+				.ca_file = c->ca_file };
 		ahttp_resp resp;
 		int hr = ahttp_do(&r, &resp, e, sizeof e);
 		sse_dec_free(&w.dec);

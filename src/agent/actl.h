@@ -8,7 +8,8 @@
 
 typedef struct actl actl;
 
-actl *actl_new(const char *base_url, const char *api_key, char *err, size_t errlen);
+/* ca_file (may be NULL: the system's) is the CA an https:// base_url's certificate is checked against. */
+actl *actl_new(const char *base_url, const char *api_key, const char *ca_file, char *err, size_t errlen);
 void actl_free(actl *c);
 /* Every event read from the stream goes here too (--json). */
 void actl_set_tap(actl *c, void (*tap)(void *arg, json_t *ev), void *arg);

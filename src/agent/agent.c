@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "agent/agent_int.h"
+#include "agent/atty.h"
 #include "agent/ahttp.h"
 #include "agent/aplan.h"
 #include "commands.h"
@@ -23,6 +24,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: postern agent --control URL --api-key-file FILE --env ENV_ID [options] \"task...\"\n\n"
 		"  --control URL          the control plane (postern control, or https://api.anthropic.com)\n"
+		"  --control-ca FILE      the CA an https:// --control's certificate is checked against (default: the system's)\n"
 		"  --api-key-file FILE    its API key (mode 0600, one line)\n"
 		"  --env ENV_ID           the self-hosted environment whose worker runs the sandbox tools\n"
 		"  --plan FILE            the steps to follow without a model (YAML: steps: [{name, mcp, tool, args, expect}])\n"
@@ -159,9 +161,9 @@ int agent_main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "control", 1, 0, 'c' }, { "api-key-file", 1, 0, 'k' }, { "env", 1, 0, 'e' }, { "plan", 1, 0, 'p' },
 		{ "mcp", 1, 0, 'm' }, { "ca-file", 1, 0, 'C' }, { "connect-addr", 1, 0, 'A' }, { "permission", 1, 0, 'P' },
-		{ "tool-timeout", 1, 0, 'T' }, { "model", 1, 0, 'M' }, { "json", 0, 0, 'j' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 }
+		{ "tool-timeout", 1, 0, 'T' }, { "control-ca", 1, 0, 'R' }, { "model", 1, 0, 'M' }, { "json", 0, 0, 'j' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 }
 	};
-	const char *control = NULL, *keyfile = NULL, *env = NULL, *plan_path = NULL, *ca = NULL, *caddr = NULL;
+	const char *control = NULL, *keyfile = NULL, *env = NULL, *plan_path = NULL, *ca = NULL, *caddr = NULL, *control_ca = NULL;
 	const char *mcp_args[AGI_MAX_MCP];
 	size_t nmcp_args = 0;
 	char err[1024] = "", key[600] = "";
@@ -177,6 +179,7 @@ int agent_main(int argc, char **argv)
 		case 'e': env = optarg; break;
 		case 'p': plan_path = optarg; break;
 		case 'C': ca = optarg; break;
+		case 'R': control_ca = optarg; break;
 		case 'A': caddr = optarg; break;
 		case 'M': a.model = optarg; break;
 		case 'j': a.json = true; break;
@@ -210,6 +213,10 @@ int agent_main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (control_ca && access(control_ca, R_OK)) {
+		fprintf(stderr, "postern agent: --control-ca %s: %s\n", control_ca, strerror(errno));
+		return 2;
+	}
 	a.task = argv[optind];
 	const char *model_key = getenv("ANTHROPIC_API_KEY");
 	if (model_key && !*model_key)
@@ -224,6 +231,11 @@ int agent_main(int argc, char **argv)
 		fprintf(stderr, "postern agent: %s\n", err);
 		return 2;
 	}
+	/* Peers' text reaches the terminal through the guard; if it cannot be made, plain is no worse than
+	 * refusing to run. */
+	FILE *guarded = atty_open(a.tr);
+	if (guarded)
+		a.tr = guarded;
 	if ((rc = read_key(keyfile, key, sizeof key, err, sizeof err)))
 		goto out;
 	for (size_t i = 0; i < nmcp_args; i++) {
@@ -252,7 +264,7 @@ int agent_main(int argc, char **argv)
 	else
 		fprintf(a.tr, "postern agent: *** SCRIPTED RUN: following %s step by step; NO MODEL is involved "
 			      "(set ANTHROPIC_API_KEY to let a model choose) ***\n", plan_path);
-	if (!(a.ctl = actl_new(control, key, err, sizeof err))) {
+	if (!(a.ctl = actl_new(control, key, control_ca, err, sizeof err))) {
 		rc = -EINVAL;
 		goto out;
 	}
@@ -306,9 +318,13 @@ out:
 	} else {
 		fprintf(a.tr, "done: %u steps in %.2f s (%u MCP calls %.0f ms, %u sandbox calls %.0f ms)\n", a.steps,
 			(agi_now_ms() - a.started_ms) / 1000.0, a.mcp_calls, a.mcp_ms, a.sandbox_calls, a.sandbox_ms);
+		if (a.tool_errors)
+			fprintf(a.tr, "%u tool error(s) went back to the model as is_error results\n", a.tool_errors);
 		exit_code = 0;
 	}
 	fflush(a.tr);
+	if (guarded)
+		fclose(guarded);
 	for (size_t i = 0; i < a.nmcp; i++) {
 		amcp_free(a.mcp[i]);
 		json_decref(a.mcp_tools[i]);

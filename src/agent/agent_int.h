@@ -32,7 +32,7 @@ typedef struct agi {
 	const char *task;
 	long started_ms;
 	/* counts for the summary line */
-	unsigned steps, mcp_calls, sandbox_calls;
+	unsigned steps, mcp_calls, sandbox_calls, tool_errors;
 	double mcp_ms, sandbox_ms;
 } agi;
 

@@ -1,12 +1,14 @@
 /* The Messages API loop of `postern agent` (see agent_int.h): streaming (SSE) requests with the sandbox tools
  * and the MCP servers' tools (named SERVER__TOOL), each tool_use run through agi_tool, until end_turn. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agent/agent_int.h"
 #include "agent/ahttp.h"
+#include "core/cbuf.h"
 #include "core/sse.h"
 
 #define AGM_MAX_TURNS 50
@@ -37,6 +39,15 @@ static json_t *sandbox_tools(void)
 		"properties", "pattern", "type", "string", "path", "type", "string", "required", "pattern");
 }
 
+static bool sandbox_tool(const char *name)
+{
+	static const char *const names[] = { "bash", "read", "write", "edit", "glob", "grep" };
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (!strcmp(names[i], name))
+			return true;
+	return false;
+}
+
 static json_t *all_tools(agi *a)
 {
 	json_t *t = sandbox_tools();
@@ -58,11 +69,17 @@ static json_t *all_tools(agi *a)
 	return t;
 }
 
-/* One streamed answer, assembled. */
+/* One streamed answer, assembled. The stream comes from a network peer and its content from a model that
+ * tool output can steer, so every count is capped: block indexes, and the bytes of text and tool input,
+ * which are appended (not re-copied per delta) and turned into strings when the stream ends. */
+#define AGM_MAX_BLOCKS 64
+#define AGM_TURN_CAP (8u << 20)
+
 struct turn {
 	sse_dec dec;
-	json_t *blocks;     /* content blocks by index */
-	json_t *partial;    /* index -> accumulated partial_json (string) */
+	json_t *blocks;                 /* content blocks by index */
+	cbuf acc[AGM_MAX_BLOCKS];       /* per block: text_delta text or input_json_delta partial JSON */
+	size_t total;                   /* bytes in acc[], at most AGM_TURN_CAP */
 	char stop[64];
 	char error[512];
 	char raw[AGM_RAW_CAP];
@@ -70,42 +87,47 @@ struct turn {
 	int got_stop;
 };
 
+static void turn_error(struct turn *t, const char *msg)
+{
+	if (!t->error[0])
+		snprintf(t->error, sizeof t->error, "%s", msg);
+}
+
 static void on_event(struct turn *t, const char *type, json_t *d)
 {
-	size_t idx = (size_t)json_integer_value(json_object_get(d, "index"));
+	json_t *ji = json_object_get(d, "index");
+	json_int_t ii = json_integer_value(ji);
+	bool indexed = !strcmp(type, "content_block_start") || !strcmp(type, "content_block_delta");
+	if (indexed && (!json_is_integer(ji) || ii < 0 || ii >= AGM_MAX_BLOCKS)) {
+		turn_error(t, "the model's stream: a content block index that is not 0-63");
+		return;
+	}
+	size_t idx = (size_t)ii;
 	if (!strcmp(type, "content_block_start")) {
 		json_t *b = json_deep_copy(json_object_get(d, "content_block"));
 		while (json_array_size(t->blocks) <= idx)
 			json_array_append_new(t->blocks, json_null());
-		json_array_set_new(t->blocks, idx, b ? b : json_object());
+		json_array_set_new(t->blocks, idx, json_is_object(b) ? b : json_object());
+		if (b && !json_is_object(b))
+			json_decref(b);
 	} else if (!strcmp(type, "content_block_delta")) {
 		json_t *delta = json_object_get(d, "delta"), *b = json_array_get(t->blocks, idx);
 		const char *dt = json_string_value(json_object_get(delta, "type"));
-		if (!b || !dt)
+		const char *piece = NULL;
+		if (!json_is_object(b) || !dt)
 			return;
-		if (!strcmp(dt, "text_delta")) {
-			const char *old = json_string_value(json_object_get(b, "text")) ?: "";
-			json_object_set_new(b, "text", json_sprintf("%s%s", old, json_string_value(json_object_get(delta, "text")) ?: ""));
-		} else if (!strcmp(dt, "input_json_delta")) {
-			char k[32];
-			snprintf(k, sizeof k, "%zu", idx);
-			const char *old = json_string_value(json_object_get(t->partial, k)) ?: "";
-			json_object_set_new(t->partial, k, json_sprintf("%s%s", old, json_string_value(json_object_get(delta, "partial_json")) ?: ""));
+		if (!strcmp(dt, "text_delta"))
+			piece = json_string_value(json_object_get(delta, "text"));
+		else if (!strcmp(dt, "input_json_delta"))
+			piece = json_string_value(json_object_get(delta, "partial_json"));
+		if (!piece)
+			return;
+		size_t n = strlen(piece);
+		if (n > AGM_TURN_CAP - t->total || cbuf_append(&t->acc[idx], piece, n)) {
+			turn_error(t, "the model's answer is over 8 MiB of text and tool input");
+			return;
 		}
-	} else if (!strcmp(type, "content_block_stop")) {
-		char k[32];
-		json_t *b = json_array_get(t->blocks, idx);
-		snprintf(k, sizeof k, "%zu", idx);
-		const char *pj = json_string_value(json_object_get(t->partial, k));
-		if (b && pj && *pj) {
-			json_t *in = json_loads(pj, 0, NULL);
-			if (json_is_object(in))
-				json_object_set_new(b, "input", in);
-			else {
-				json_decref(in);
-				snprintf(t->error, sizeof t->error, "the model's tool input is not a JSON object: %.200s", pj);
-			}
-		}
+		t->total += n;
 	} else if (!strcmp(type, "message_delta")) {
 		const char *sr = json_string_value(json_object_get(json_object_get(d, "delta"), "stop_reason"));
 		if (sr)
@@ -117,6 +139,40 @@ static void on_event(struct turn *t, const char *type, json_t *d)
 		snprintf(t->error, sizeof t->error, "%s: %s", json_string_value(json_object_get(e, "type")) ?: "error",
 			 json_string_value(json_object_get(e, "message")) ?: "(no message)");
 	}
+}
+
+/* The deltas become the blocks' text and input. */
+static void turn_finish(struct turn *t)
+{
+	size_t i;
+	json_t *b;
+	json_array_foreach(t->blocks, i, b) {
+		const char *type = json_string_value(json_object_get(b, "type")) ?: "";
+		cbuf *acc = &t->acc[i];
+		if (!acc->len)
+			continue;
+		if (!strcmp(type, "text")) {
+			const char *old = json_string_value(json_object_get(b, "text")) ?: "";
+			json_object_set_new(b, "text", json_sprintf("%s%s", old, cbuf_str(acc)));
+		} else if (!strcmp(type, "tool_use")) {
+			json_t *in = json_loadb((const char *)cbuf_data(acc), acc->len, 0, NULL);
+			if (json_is_object(in)) {
+				json_object_set_new(b, "input", in);
+			} else {
+				json_decref(in);
+				snprintf(t->error, sizeof t->error, "the model's tool input is not a JSON object: %.200s", cbuf_str(acc));
+			}
+		}
+	}
+}
+
+static void turn_free(struct turn *t)
+{
+	sse_dec_free(&t->dec);
+	for (size_t i = 0; i < AGM_MAX_BLOCKS; i++)
+		cbuf_free(&t->acc[i]);
+	json_decref(t->blocks);
+	free(t);
 }
 
 static int on_bytes(void *arg, const char *p, size_t n)
@@ -176,6 +232,7 @@ static int ask_model(agi *a, const char *url, const char *keyhdr, json_t *tools,
 		json_decref(j);
 		return -EREMOTEIO;
 	}
+	turn_finish(t);
 	if (t->error[0]) {
 		snprintf(err, errlen, "model error: %s", t->error);
 		return -EREMOTEIO;
@@ -205,28 +262,37 @@ static int run_tools(agi *a, json_t *blocks, json_t *results, char *err, size_t 
 			tool = sep + 2;
 		}
 		agi_result r;
+		int rc;
 		a->steps++;
 		fprintf(a->tr, "[%u] %s.%s ... ", a->steps, server[0] ? server : "sandbox", tool);
 		fflush(a->tr);
-		int rc = agi_tool(a, server[0] ? server : NULL, tool, json_is_object(in) ? in : json_object(), &r, err, errlen);
-		if (rc) {
+		if (!server[0] && !sandbox_tool(tool)) {
+			/* never posted: the worker would leave a tool it does not own pending until the timeout */
+			memset(&r, 0, sizeof r);
+			snprintf(err, errlen, "no tool named %s (the sandbox tools are bash, read, write, edit, glob, grep; an MCP "
+				 "tool is SERVER__TOOL)", name);
+			rc = -ENOENT;
+		} else
+			rc = agi_tool(a, server[0] ? server : NULL, tool, json_is_object(in) ? in : json_object(), &r, err, errlen);
+		if (rc == -ENOENT) { /* a tool or server that is not there: the model's mistake, told to it */
+			r.is_error = true;
+			r.content = json_pack("[{s:s,s:s}]", "type", "text", "text", err);
+		} else if (rc) {
 			fprintf(a->tr, "%s after %.0f ms: %s\n", rc == -ETIMEDOUT ? "TIMED OUT" : rc == -ECANCELED ? "INTERRUPTED" : "FAILED", r.ms, err);
 			return rc;
 		}
+		/* A tool's own error goes back to the model as an is_error tool_result (the Messages API way): the model
+		 * decides what to do next. Only a model error, a timeout, an interrupt or a transport failure ends the run. */
 		char *text = agi_text(r.content);
-		fprintf(a->tr, "%s (%.1f ms)\n", r.is_error ? "TOOL ERROR" : "ok", r.ms);
+		fprintf(a->tr, "%s (%.1f ms)\n", r.is_error ? "TOOL ERROR (sent to the model)" : "ok", r.ms);
 		agi_excerpt(a, text ? text : "", 6);
 		json_array_append_new(results, json_pack("{s:s,s:s,s:O,s:b}", "type", "tool_result", "tool_use_id", id, "content",
 							 r.content, "is_error", r.is_error));
-		if (r.is_error) {
-			snprintf(err, errlen, "tool %s answered an error: %.200s", name, text ? text : "");
-			free(text);
-			json_decref(r.content);
-			return -EREMOTEIO;
-		}
+		a->tool_errors += r.is_error;
 		free(text);
 		json_decref(r.content);
 	}
+	err[0] = 0;
 	return 0;
 }
 
@@ -255,11 +321,11 @@ int agi_model_run(agi *a, const char *api_key, char *err, size_t errlen)
 			break;
 		}
 		t->blocks = json_array();
-		t->partial = json_object();
+		for (size_t i = 0; i < AGM_MAX_BLOCKS; i++)
+			cbuf_init(&t->acc[i], 256, AGM_TURN_CAP);
 		sse_dec_init(&t->dec, 0, 0);
 		long t0 = agi_now_ms();
 		rc = ask_model(a, url, keyhdr, tools, messages, t, err, errlen);
-		sse_dec_free(&t->dec);
 		if (!rc) {
 			size_t i;
 			json_t *b;
@@ -283,17 +349,13 @@ int agi_model_run(agi *a, const char *api_key, char *err, size_t errlen)
 				snprintf(err, errlen, "model error: the model stopped with stop_reason %s", t->stop);
 				rc = -EREMOTEIO;
 			} else {
-				json_decref(t->blocks);
-				json_decref(t->partial);
-				free(t);
+				turn_free(t);
 				goto out;
 			}
 		} else {
 			fprintf(a->tr, "%s\n", err);
 		}
-		json_decref(t->blocks);
-		json_decref(t->partial);
-		free(t);
+		turn_free(t);
 		if (rc)
 			goto out;
 	}

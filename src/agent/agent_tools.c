@@ -1,5 +1,6 @@
 /* One tool call of `postern agent` (see agent_int.h): the session records every call, whoever runs it. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 
 #include "agent/agent_int.h"
 #include "agent/ahttp.h"
+#include "agent/atty.h"
 
 long agi_now_ms(void)
 {
@@ -82,22 +84,33 @@ static bool asks(agi *a, const char *tool)
 	return false;
 }
 
-/* `ask`: a yes on the terminal (not stdin: the task may come from a pipe). No terminal: no. */
+/* `ask`: a yes on the terminal (not stdin: the task may come from a pipe). No terminal: no. The person sees
+ * the whole call, escaped (atty): an input too long to show is denied rather than shown in part, since what
+ * scrolls away or is cut is what a hostile input would hide. */
+#define AGI_ASK_SHOW_MAX (16u * 1024)
+
 static bool confirm(agi *a, const char *server, const char *tool, json_t *input)
 {
-	char *in = json_dumps(input, JSON_COMPACT);
+	char *in = json_dumps(input, JSON_COMPACT | JSON_ENSURE_ASCII);
 	FILE *tty = fopen("/dev/tty", "r+");
+	FILE *out = tty ? atty_open(tty) : NULL;
 	bool yes = false;
-	if (!tty) {
+	if (!tty || !out) {
 		fprintf(a->tr, "      permission ask for %s: no terminal to ask on, so denied\n", tool);
+	} else if (!in || strlen(in) > AGI_ASK_SHOW_MAX) {
+		fprintf(a->tr, "      permission ask for %s: its input is %zu bytes, more than the %u a prompt shows, so "
+			"denied\n", tool, in ? strlen(in) : 0, AGI_ASK_SHOW_MAX);
 	} else {
 		char line[32];
-		fprintf(tty, "\n      allow %s%s%s %.300s? [y/N] ", server ? server : "", server ? "." : "", tool, in ? in : "");
-		fflush(tty);
+		fprintf(out, "\n      allow %s%s%s %s? [y/N] ", server ? server : "", server ? "." : "", tool, in);
+		fflush(out);
 		if (fgets(line, sizeof line, tty))
 			yes = line[0] == 'y' || line[0] == 'Y';
-		fclose(tty);
 	}
+	if (out)
+		fclose(out);
+	if (tty)
+		fclose(tty);
 	free(in);
 	return yes;
 }

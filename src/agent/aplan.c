@@ -29,55 +29,6 @@ void aplan_free(aplan *p)
 	free(p);
 }
 
-/* A YAML node as JSON: a plain scalar that reads as a number, true, false or null is that; everything else
- * a string. (Not cfg_node_text: LSan reported 2 KiB left by libfyaml's JSON emitter on the demo's plan.) */
-static json_t *to_json(struct fy_node *n, int depth)
-{
-	if (!n || depth > 64)
-		return n ? NULL : json_null();
-	if (fy_node_is_mapping(n)) {
-		json_t *o = json_object();
-		void *it = NULL;
-		struct fy_node_pair *p;
-		while ((p = fy_node_mapping_iterate(n, &it))) {
-			const char *k = fy_node_get_scalar0(fy_node_pair_key(p));
-			json_t *v = to_json(fy_node_pair_value(p), depth + 1);
-			if (!k || !v) {
-				json_decref(v);
-				json_decref(o);
-				return NULL;
-			}
-			json_object_set_new(o, k, v);
-		}
-		return o;
-	}
-	if (fy_node_is_sequence(n)) {
-		json_t *a = json_array();
-		void *it = NULL;
-		struct fy_node *e;
-		while ((e = fy_node_sequence_iterate(n, &it))) {
-			json_t *v = to_json(e, depth + 1);
-			if (!v) {
-				json_decref(a);
-				return NULL;
-			}
-			json_array_append_new(a, v);
-		}
-		return a;
-	}
-	size_t len;
-	const char *s = fy_node_get_scalar(n, &len);
-	if (!s)
-		return NULL;
-	if (fy_node_get_style(n) == FYNS_PLAIN) {
-		json_t *j = json_loadb(s, len, JSON_DECODE_ANY, NULL);
-		if (json_is_number(j) || json_is_boolean(j) || json_is_null(j))
-			return j;
-		json_decref(j);
-	}
-	return json_stringn(s, len);
-}
-
 static int load_step(cfg_doc *d, cfg_node *n, size_t i, aplan_step *s)
 {
 	int rc;
@@ -113,7 +64,7 @@ static int load_step(cfg_doc *d, cfg_node *n, size_t i, aplan_step *s)
 	}
 	if (!cfg_is_map(a))
 		return cfg_fail(d, n, "args", "must be a mapping of the tool's arguments");
-	s->args = to_json(a, 0);
+	s->args = cfg_node_json(a);
 	if (!json_is_object(s->args))
 		return cfg_fail(d, n, "args", "cannot be read as JSON");
 	return 0;

@@ -1,10 +1,15 @@
 /* `postern control -c control.yaml`: the config, the daemon on core/daemon (the API server, the lease expiry
  * timer, metrics), and the dispatch to the admin commands (control_cli.c). */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
 
 #include "commands.h"
 #include "control/control_int.h"
@@ -20,7 +25,7 @@
 
 static const char *const keys[] = { "listen_addr", "tls", "state_dir", "store", "lease_ttl", "reclaim_after",
 				    "metrics_listen", "max_body", "max_connections", "idle_timeout", "request_timeout",
-				    "api_base_url", "log_level", "log_format", NULL };
+				    "api_base_url", "redis_password_file", "log_level", "log_format", NULL };
 static const char *const tls_keys[] = { "cert_file", "key_file", NULL };
 
 bool control_config_is(cfg_doc *d) { return cfg_key_line(cfg_root(d), "store") > 0; }
@@ -44,6 +49,41 @@ static int get_dur(cfg_doc *d, cfg_node *root, const char *k, int64_t min, int64
 	if (r == 0 && (*v < min || *v > max))
 		return cfg_fail(d, root, k, "must be from %lldms to %llds", (long long)min, (long long)max / 1000);
 	return 0;
+}
+
+/* The Redis password file: a regular file of mode 0600 or stricter, one line of 1..512 visible characters. */
+static int read_password(cfg_doc *d, cfg_node *root, const char *path, char **out)
+{
+	struct stat st;
+	char buf[514];
+	ssize_t n;
+	size_t len;
+	int rc = 0, fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return cfg_fail(d, root, "redis_password_file", "cannot open %s: %s", path, strerror(errno));
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		rc = cfg_fail(d, root, "redis_password_file", "%s is not a regular file", path);
+	else if (st.st_mode & 077)
+		rc = cfg_fail(d, root, "redis_password_file", "%s is readable by others (mode %03o): it holds a secret; run "
+			      "chmod 600 %s", path, (unsigned)(st.st_mode & 0777), path);
+	else if ((n = read(fd, buf, sizeof buf - 1)) < 0)
+		rc = cfg_fail(d, root, "redis_password_file", "cannot read %s: %s", path, strerror(errno));
+	else {
+		buf[n] = 0;
+		len = strcspn(buf, "\r\n");
+		buf[len] = 0;
+		bool visible = len > 0;
+		for (size_t i = 0; i < len && visible; i++)
+			visible = buf[i] > 0x20 && buf[i] < 0x7f;
+		if (!visible || len > 512 || (size_t)n == sizeof buf - 1)
+			rc = cfg_fail(d, root, "redis_password_file", "%s: expected one line with the password (1 to 512 "
+				      "visible characters)", path);
+		else if (!(*out = strdup(buf)))
+			rc = cfg_fail(d, root, "redis_password_file", "out of memory");
+	}
+	OPENSSL_cleanse(buf, sizeof buf);
+	close(fd);
+	return rc;
 }
 
 int control_config_read(cfg_doc *d, control_config *c)
@@ -95,6 +135,14 @@ int control_config_read(cfg_doc *d, control_config *c)
 		return -EINVAL;
 	if (r == 1 || (strcmp(c->store, "sqlite") && strncmp(c->store, "redis://", 8)))
 		return cfg_fail(d, root, "store", "required: \"sqlite\" or \"redis://host:port[/db]\"");
+	if (cfg_get_str(d, root, "redis_password_file", &c->redis_password_file) < 0)
+		return -EINVAL;
+	if (c->redis_password_file) {
+		if (strncmp(c->store, "redis://", 8))
+			return cfg_fail(d, root, "redis_password_file", "only for a redis:// store");
+		if (read_password(d, root, c->redis_password_file, &c->redis_password) < 0)
+			return -EINVAL;
+	}
 	if (get_dur(d, root, "lease_ttl", 1000, 3600000, &c->lease_ttl_ms) < 0 ||
 	    get_dur(d, root, "reclaim_after", 0, 86400000, &c->reclaim_ms) < 0 ||
 	    get_dur(d, root, "idle_timeout", 1000, 3600000, &c->idle_timeout_ms) < 0 ||
@@ -123,6 +171,11 @@ void control_config_free(control_config *c)
 	free(c->store);
 	free(c->metrics_listen);
 	free(c->api_base_url);
+	free(c->redis_password_file);
+	if (c->redis_password) {
+		OPENSSL_cleanse(c->redis_password, strlen(c->redis_password));
+		free(c->redis_password);
+	}
 	memset(c, 0, sizeof *c);
 }
 
@@ -253,7 +306,7 @@ static int cd_start(void *ud, uv_loop_t *loop, char *err, size_t errlen)
 	d->loop = loop;
 	adm_build_info(POSTERN_VERSION, NULL);
 	adm_process_metrics();
-	if ((rc = ctl_store_open(c->store, c->state_dir, &d->store, err, errlen)) < 0)
+	if ((rc = ctl_store_open(c->store, c->state_dir, c->redis_password, &d->store, err, errlen)) < 0)
 		return rc;
 	memset(&ao, 0, sizeof ao);
 	ao.loop = loop;
@@ -354,7 +407,8 @@ static void usage(FILE *f)
 		   "The control plane of self-hosted sandboxes: Anthropic's environments API (environments, the work\n"
 		   "queue, sessions and their event log) for `postern worker` and the Anthropic SDK's EnvironmentWorker.\n\n"
 		   "config keys: listen_addr (required; plain HTTP only on loopback), tls.cert_file/key_file, state_dir\n"
-		   "  (required), store (required: sqlite | redis://host:port[/db]), lease_ttl (90s), reclaim_after (5s),\n"
+		   "  (required), store (required: sqlite | redis://[user@]host:port[/db]), redis_password_file (0600),\n"
+		   "  lease_ttl (90s), reclaim_after (5s),\n"
 		   "  max_body (16M), max_connections (4096), idle_timeout (60s), request_timeout (30s), metrics_listen,\n"
 		   "  api_base_url (put in work secrets), log_level, log_format\n\n"
 		   "The admin commands open the store from the config directly (the daemon may be running) and print\n"

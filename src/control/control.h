@@ -10,6 +10,7 @@
 
 typedef struct control_config {
 	char *listen_addr, *cert_file, *key_file, *state_dir, *store, *metrics_listen, *api_base_url;
+	char *redis_password_file, *redis_password; /* the secret read from the file at load; wiped at free */
 	int64_t lease_ttl_ms, reclaim_ms, idle_timeout_ms, request_timeout_ms, max_connections;
 	uint64_t max_body;
 	int log_level, log_format;

@@ -45,7 +45,7 @@ static int open_store(const char *path, control_config *c, ctl_store **s)
 		fprintf(stderr, "postern control: %s\n", err);
 		return 1;
 	}
-	if (ctl_store_open(c->store, c->state_dir, s, err, sizeof err) < 0) {
+	if (ctl_store_open(c->store, c->state_dir, c->redis_password, s, err, sizeof err) < 0) {
 		fprintf(stderr, "postern control: %s\n", err);
 		control_config_free(c);
 		return 1;

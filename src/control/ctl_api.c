@@ -372,21 +372,44 @@ int capi_key_new(const char *kind, char *key, size_t keylen, uint8_t hash[32])
 }
 
 /* ---- credentials ---- */
+/* A sessions token works while its work item is not stopped: the token is the item's, so stopping the work (a
+ * stop, the end of a stopping lease, the session's delete) ends it, and a later item of the session has its own.
+ * Two reads per call with a token (the session for its environment, then the item). */
+static bool token_live(ctl_store *s, const char *session_id, const char *work_id)
+{
+	json_t *so = NULL, *w = NULL;
+	char err[128];
+	bool live = false;
+	const char *env, *st;
+	if (!*work_id || s->ops->session_get(s, session_id, &so, err, sizeof err) < 0)
+		goto out;
+	if (!(env = json_string_value(json_object_get(so, "environment_id"))) ||
+	    s->ops->work_get(s, env, work_id, &w, err, sizeof err) < 0)
+		goto out;
+	st = json_string_value(json_object_get(w, "state"));
+	live = st && strcmp(st, "stopped");
+out:
+	json_decref(so);
+	json_decref(w);
+	return live;
+}
+
 static void who(cai_ctx *c)
 {
 	const char *xk = hsrv_header(c->r, "x-api-key"), *au = hsrv_header(c->r, "authorization");
 	ctl_store *s = c->a->o.store;
+	char work[64];
 	uint8_t h[32];
 	c->cred = CAI_NONE;
 	if (xk && *xk) {
 		capi_key_hash(xk, h);
-		if (s->ops->key_check(s, "api", h, c->key_id, sizeof c->key_id, NULL, 0) == 0)
+		if (s->ops->key_check(s, "api", h, c->key_id, sizeof c->key_id, NULL, 0, NULL, 0) == 0)
 			c->cred = CAI_API;
 		return;
 	}
 	if (au && !strncasecmp(au, "Bearer ", 7) && au[7]) {
 		capi_key_hash(au + 7, h);
-		if (s->ops->key_check(s, "env", h, c->key_id, sizeof c->key_id, c->scope, sizeof c->scope) == 0) {
+		if (s->ops->key_check(s, "env", h, c->key_id, sizeof c->key_id, c->scope, sizeof c->scope, NULL, 0) == 0) {
 			/* the key of a deleted environment (a tombstone) works no more */
 			json_t *e = NULL;
 			char err[128];
@@ -394,10 +417,15 @@ static void who(cai_ctx *c)
 				c->cred = CAI_ENV;
 			json_decref(e);
 		}
-		else if (s->ops->key_check(s, "session", h, c->key_id, sizeof c->key_id, c->scope, sizeof c->scope) == 0)
-			c->cred = CAI_SESSION;
+		else if (s->ops->key_check(s, "session", h, c->key_id, sizeof c->key_id, c->scope, sizeof c->scope, work,
+					   sizeof work) == 0) {
+			if (token_live(s, c->scope, work))
+				c->cred = CAI_SESSION;
+			else
+				c->stale_token = true;
+		}
 		/* The SDK (1.10.0) sends its apiKey as a bearer too; the hashes of the kinds never meet. */
-		else if (s->ops->key_check(s, "api", h, c->key_id, sizeof c->key_id, NULL, 0) == 0)
+		else if (s->ops->key_check(s, "api", h, c->key_id, sizeof c->key_id, NULL, 0, NULL, 0) == 0)
 			c->cred = CAI_API;
 	}
 }
@@ -413,6 +441,23 @@ static const char *creds_text(unsigned creds)
 		return "the environment key or the work item's sessions token (Authorization: Bearer); an API key is not "
 		       "accepted here";
 	return "an API key (x-api-key or Authorization: Bearer) or a worker's bearer token";
+}
+
+/* The header is a comma-separated list of beta names (the SDK sends one; a client may send several). */
+static bool beta_ok(const char *h)
+{
+	size_t n = strlen(CAPI_BETA);
+	while (h && *h) {
+		size_t sp = strspn(h, " \t,"), len;
+		h += sp;
+		len = strcspn(h, ",");
+		while (len && (h[len - 1] == ' ' || h[len - 1] == '\t'))
+			len--;
+		if (len == n && !memcmp(h, CAPI_BETA, n))
+			return true;
+		h += strcspn(h, ",");
+	}
+	return false;
 }
 
 void capi_handle(hsrv_req *r, void *ud)
@@ -462,10 +507,22 @@ void capi_handle(hsrv_req *r, void *ud)
 			free(c);
 			return;
 		}
+	if (!beta_ok(hsrv_header(r, "anthropic-beta"))) {
+		cai_error(c, 400, NULL, "anthropic-beta: this endpoint needs %s", CAPI_BETA);
+		free(c);
+		return;
+	}
 	who(c);
+	/* A stopped item's token may still stop it: the answer is the 409 a worker exiting with "stop {force:true}"
+	 * expects and ignores, where a 401 would read as a bad key. */
+	if (c->stale_token && rt->fn == cai_work_stop)
+		c->cred = CAI_SESSION;
 	if (c->cred == CAI_NONE) {
 		bool sent = hsrv_header(r, "x-api-key") || hsrv_header(r, "authorization");
-		cai_error(c, 401, NULL, "%s: %s takes %s", sent ? "invalid, unknown or revoked credential" : "no credential",
+		cai_error(c, 401, NULL, "%s: %s takes %s",
+			  c->stale_token ? "the sessions token of a stopped work item (a new item has its own)"
+			  : sent	 ? "invalid, unknown or revoked credential"
+					 : "no credential",
 			  rt->endpoint, creds_text(rt->creds));
 	} else if (!(rt->creds & c->cred))
 		cai_error(c, 401, NULL, "%s takes %s", rt->endpoint, creds_text(rt->creds));

@@ -16,6 +16,9 @@
 
 typedef struct capi capi;
 
+/* The beta every request must name in `anthropic-beta` (400 otherwise, as Anthropic's API answers). */
+#define CAPI_BETA "managed-agents-2026-04-01"
+
 typedef struct capi_opts {
 	uv_loop_t *loop;
 	ctl_store *store;        /* not owned */

@@ -167,14 +167,70 @@ static int validate(json_t *e, size_t i, enum cai_cred cred, char *why, size_t w
 
 static void wake(capi *a, const char *session_id, bool check_gone);
 
+static bool same_result(json_t *a, json_t *b)
+{
+	json_t *ca = json_object_get(a, "content"), *cb = json_object_get(b, "content");
+	bool ea = json_is_null(ca) || (json_is_array(ca) && !json_array_size(ca));
+	bool eb = json_is_null(cb) || (json_is_array(cb) && !json_array_size(cb));
+	if (json_is_true(json_object_get(a, "is_error")) != json_is_true(json_object_get(b, "is_error")))
+		return false;
+	return (ea && eb) || (ca && cb && json_equal(ca, cb));
+}
+
+/* Results must answer a tool use of this session, once: a result for an id the log has no tool use of (of the
+ * matching kind) is -EINVAL naming it; a second one with the same content is the retry of a post whose answer
+ * was lost (the worker retries until its lease ends): not stored again, events[i] replaced by the stored one
+ * and dup[i] set; with other content -EINVAL (a call takes one result; 400, so no worker retries it). */
+static int check_results(ctl_store *s, const char *sid, json_t *events, bool *dup, char *why, size_t whylen)
+{
+	size_t i, j, n = json_array_size(events);
+	int rc = 0;
+	for (i = 0; i < n; i++) {
+		json_t *e = json_array_get(events, i), *use = NULL, *res = NULL;
+		const char *t = json_string_value(json_object_get(e, "type"));
+		bool custom;
+		const char *k, *id, *ut, *ut_got;
+		dup[i] = false;
+		if (strcmp(t, "user.tool_result") && strcmp(t, "user.custom_tool_result"))
+			continue;
+		custom = t[5] == 'c';
+		k = custom ? "custom_tool_use_id" : "tool_use_id";
+		ut = custom ? "agent.custom_tool_use" : "agent.tool_use";
+		id = json_string_value(json_object_get(e, k));
+		for (j = 0; j < i; j++) {
+			json_t *o = json_array_get(events, j);
+			if (!strcmp(json_string_value(json_object_get(o, "type")), t) &&
+			    !strcmp(json_string_value(json_object_get(o, k)), id))
+				return err_set(why, whylen, -EINVAL, "[%zu].%s: %s is answered twice in this batch", i, k, id);
+		}
+		if ((rc = s->ops->event_tool(s, sid, id, custom, &use, &res, why, whylen)) < 0)
+			return rc;
+		ut_got = json_string_value(json_object_get(use, "type"));
+		if (!use || !ut_got || strcmp(ut_got, ut))
+			rc = err_set(why, whylen, -EINVAL, "[%zu].%s: %s is not an %s of session %s", i, k, id, ut, sid);
+		else if (res && !same_result(res, e))
+			rc = err_set(why, whylen, -EINVAL, "[%zu].%s: %s is already answered (by %s, with other content)", i, k,
+				     id, json_string_value(json_object_get(res, "id")) ? json_string_value(json_object_get(res, "id")) : "?");
+		else if (res) {
+			dup[i] = true;
+			json_array_set(events, i, res);
+		}
+		json_decref(use);
+		json_decref(res);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
 int cai_post_events(capi *a, const char *sid, json_t *events, enum cai_cred cred, json_t **session, char *why,
 		    size_t whylen)
 {
 	ctl_store *s = a->o.store;
 	const char *status, *env, *new_status = NULL;
-	bool input = false;
-	size_t i, n;
-	json_t *e;
+	bool input = false, dup[MAX_EVENTS_PER_POST];
+	size_t i, n, ndup = 0;
+	json_t *e, *fresh = NULL;
 	char now[40];
 	int rc;
 	if (!json_is_array(events) || !(n = json_array_size(events)) || n > MAX_EVENTS_PER_POST)
@@ -190,6 +246,12 @@ int cai_post_events(capi *a, const char *sid, json_t *events, enum cai_cred cred
 		json_object_del(e, "processed_at");
 		json_object_del(e, "_seq");
 	}
+	if ((rc = check_results(s, sid, events, dup, why, whylen)) < 0)
+		return rc;
+	for (i = 0; i < n; i++)
+		ndup += dup[i];
+	if (ndup == n)
+		return 0; /* only retries of results already stored: nothing to append, nothing changes */
 	json_array_foreach(events, i, e) {
 		const char *t = json_string_value(json_object_get(e, "type"));
 		if (user_input(t)) {
@@ -202,7 +264,16 @@ int cai_post_events(capi *a, const char *sid, json_t *events, enum cai_cred cred
 	}
 	if (input && strcmp(status ? status : "", "running"))
 		json_array_append_new(events, json_pack("{s:s}", "type", "session.status_running"));
-	if ((rc = s->ops->event_append(s, sid, events, NULL, why, whylen)) < 0)
+	if (ndup) { /* the new ones only; the answer shows the stored retries in their places */
+		if (!(fresh = json_array()))
+			return err_set(why, whylen, -ENOMEM, ": out of memory");
+		json_array_foreach(events, i, e)
+			if (i >= n || !dup[i])
+				json_array_append(fresh, e);
+	}
+	rc = s->ops->event_append(s, sid, fresh ? fresh : events, NULL, why, whylen);
+	json_decref(fresh);
+	if (rc < 0)
 		return rc;
 	if (new_status && strcmp(new_status, status ? status : "")) {
 		json_object_set_new(*session, "status", json_string(new_status));
@@ -507,49 +578,30 @@ void cai_events_stream(cai_ctx *c)
 	const char *lei = hsrv_header(c->r, "last-event-id");
 	struct cai_stream *st;
 	json_t *o;
-	uint64_t start = 0;
+	uint64_t start = 0, last = 0;
 	char err[256], hdr[96];
+	int rc;
 	if (!(o = cai_session_get(c, CAI_API | CAI_ENV | CAI_SESSION)))
 		return;
 	json_decref(o);
 	if (lei && *lei) {
-		json_t *evs = NULL;
-		uint64_t last;
-		int rc = 0;
 		if (parse_seq(lei, &start) < 0) {
 			cai_error(c, 400, NULL, "Last-Event-ID: not an event id this server gave (a decimal number)");
 			return;
 		}
-		/* An id past the log's end would wait for ids that never come (and hide what does): refuse it. */
-		if (start && (rc = s->ops->event_read(s, c->caps[0], start - 1, 1, &evs, &last, err, sizeof err)) >= 0 &&
-		    !json_array_size(evs)) {
-			json_decref(evs);
-			cai_error(c, 400, NULL, "Last-Event-ID: %" PRIu64 " is past the session's last event: resume from an id "
-				  "this stream gave, or open the stream without one", start);
-			return;
-		}
-		json_decref(evs);
-		if (start && rc < 0) {
-			cai_store_error(c, rc, err);
-			return;
-		}
-	} else {
-		/* No resume point: new events only (the SDK reads the history with the list). */
-		for (int pages = 0; pages < 10000; pages++) {
-			json_t *evs = NULL;
-			uint64_t last;
-			int rc = s->ops->event_read(s, c->caps[0], start, 1000, &evs, &last, err, sizeof err);
-			size_t got = evs ? json_array_size(evs) : 0;
-			json_decref(evs);
-			if (rc < 0) {
-				cai_store_error(c, rc, err);
-				return;
-			}
-			start = last;
-			if (got < 1000)
-				break;
-		}
 	}
+	if ((rc = s->ops->event_last(s, c->caps[0], &last, err, sizeof err)) < 0) {
+		cai_store_error(c, rc, err);
+		return;
+	}
+	if (lei && *lei && start > last) {
+		/* An id past the log's end would wait for ids that never come (and hide what does): refuse it. */
+		cai_error(c, 400, NULL, "Last-Event-ID: %" PRIu64 " is past the session's last event: resume from an id "
+			  "this stream gave, or open the stream without one", start);
+		return;
+	}
+	if (!lei || !*lei)
+		start = last; /* no resume point: new events only (the SDK reads the history with the list) */
 	if (!(st = calloc(1, sizeof *st))) {
 		cai_error(c, 503, NULL, "out of memory");
 		return;

@@ -29,6 +29,7 @@ typedef struct cai_ctx {
 	char caps[HSRV_MAX_CAPS][HSRV_CAP_MAX];
 	unsigned ncaps;
 	enum cai_cred cred;
+	bool stale_token; /* CAI_NONE because the sessions token's work item is stopped */
 	char key_id[64];
 	char scope[64]; /* CAI_ENV: its environment; CAI_SESSION: its session */
 	char request_id[40];

@@ -1,5 +1,6 @@
 /* The Redis store: connection (timeouts, reconnect on the next call), Lua scripts (EVALSHA, EVAL when the
- * server lost them), keys, environments, sessions and event logs. The work queue is in ctl_redis_work.c.
+ * server lost them), keys, environments, sessions. The work queue is in ctl_redis_work.c, the event logs in
+ * ctl_redis_events.c.
  * Every change that touches more than one key is one Lua script, so two control replicas never see half of
  * it. The key layout is in docs/control.md, "Redis store". */
 #include "control/ctl_redis.h"
@@ -37,6 +38,25 @@ static int crd_connect(ctl_redis *r, char *err, size_t errlen)
 	if (redisSetTimeout(c, tv) != REDIS_OK) {
 		redisFree(c);
 		return err_set(err, errlen, -EIO, "redis %s: cannot set the command timeout", r->addr);
+	}
+	if (r->password) {
+		const char *av[] = {"AUTH", r->user, r->password};
+		int ac = r->user[0] ? 3 : 2;
+		if (!r->user[0])
+			av[1] = r->password;
+		redisReply *rep = redisCommandArgv(c, ac, av, NULL);
+		bool ok = rep && rep->type == REDIS_REPLY_STATUS;
+		/* the server's text (WRONGPASS ..., ERR AUTH <password> called without any password configured) never
+		 * holds the password */
+		int rc = ok ? 0
+			    : err_set(err, errlen, -EIO, "redis %s: AUTH%s%s refused: %s", r->addr, r->user[0] ? " as " : "",
+				      r->user, rep && rep->type == REDIS_REPLY_ERROR ? rep->str : c->errstr);
+		if (rep)
+			freeReplyObject(rep);
+		if (rc) {
+			redisFree(c);
+			return rc;
+		}
 	}
 	if (r->db) {
 		redisReply *rep = redisCommand(c, "SELECT %u", r->db);
@@ -315,7 +335,7 @@ static int crd_put_json(ctl_redis *r, const char *objpfx, const char *zset, cons
 	return rc;
 }
 
-static int crd_get_json(ctl_redis *r, const char *objpfx, const char *id, json_t **obj, char *err, size_t errlen)
+int ctl_redis_get_json(ctl_redis *r, const char *objpfx, const char *id, json_t **obj, char *err, size_t errlen)
 {
 	char key[256];
 	redisReply *rep = NULL;
@@ -373,15 +393,15 @@ static int crd_key_add(ctl_store *s, const char *kind, const char *id, const cha
 }
 
 static int crd_key_check(ctl_store *s, const char *kind, const uint8_t hash[32], char *id, size_t idlen,
-			 char *env_id, size_t envlen)
+			 char *env_id, size_t envlen, char *name, size_t namelen)
 {
 	ctl_redis *r = (ctl_redis *)s;
 	char hex[65], k[128], err[256];
 	redisReply *rep = NULL;
 	crd_hex(hash, hex);
 	snprintf(k, sizeof k, P "key:%s", hex);
-	const char *a[] = {"HMGET", k, "id", "kind", "env", "hash", "revoked"};
-	int rc = ctl_redis_cmd(r, 7, a, NULL, &rep, err, sizeof err);
+	const char *a[] = {"HMGET", k, "id", "kind", "env", "hash", "revoked", "name"};
+	int rc = ctl_redis_cmd(r, 8, a, NULL, &rep, err, sizeof err);
 	if (rc) {
 		log_warn("msg=\"key check failed\" err=\"%s\"", err);
 		return rc;
@@ -395,6 +415,10 @@ static int crd_key_check(ctl_store *s, const char *kind, const uint8_t hash[32],
 			snprintf(id, idlen, "%s", kid);
 		if (env_id && envlen)
 			snprintf(env_id, envlen, "%s", ke ? ke : "");
+		if (name && namelen) {
+			const char *kn = ctl_redis_str(rep, 5);
+			snprintf(name, namelen, "%s", kn ? kn : "");
+		}
 		/* a revoked key is told apart (the API says so), as the SQLite store does */
 		rc = strcmp(kr, "0") ? -EKEYREVOKED : 0;
 	}
@@ -428,7 +452,7 @@ static int crd_env_put(ctl_store *s, const char *id, json_t *obj, char *err, siz
 
 static int crd_env_get(ctl_store *s, const char *id, json_t **obj, char *err, size_t errlen)
 {
-	return crd_get_json((ctl_redis *)s, P "env:", id, obj, err, errlen);
+	return ctl_redis_get_json((ctl_redis *)s, P "env:", id, obj, err, errlen);
 }
 
 static int crd_env_list(ctl_store *s, const char *after, unsigned limit, ctl_page *out, char *err, size_t errlen)
@@ -443,7 +467,7 @@ static int crd_session_put(ctl_store *s, const char *id, json_t *obj, char *err,
 
 static int crd_session_get(ctl_store *s, const char *id, json_t **obj, char *err, size_t errlen)
 {
-	return crd_get_json((ctl_redis *)s, P "sesn:", id, obj, err, errlen);
+	return ctl_redis_get_json((ctl_redis *)s, P "sesn:", id, obj, err, errlen);
 }
 
 static int crd_session_list(ctl_store *s, const char *after, unsigned limit, ctl_page *out, char *err,
@@ -454,151 +478,25 @@ static int crd_session_list(ctl_store *s, const char *after, unsigned limit, ctl
 
 static ctl_redis_script crd_session_delete_lua = {
 	.src = "if redis.call('EXISTS', KEYS[1]) == 0 then return {'ENOENT'} end\n"
-	       "redis.call('DEL', KEYS[1], KEYS[3], KEYS[4])\n"
+	       "redis.call('DEL', KEYS[1], KEYS[3], KEYS[4], KEYS[5])\n"
 	       "redis.call('ZREM', KEYS[2], ARGV[1])\n"
 	       "return {'OK'}\n"};
 
 static int crd_session_delete(ctl_store *s, const char *id, char *err, size_t errlen)
 {
 	ctl_redis *r = (ctl_redis *)s;
-	char k1[256], k3[256], k4[256];
+	char k1[256], k3[256], k4[256], k5[256];
 	redisReply *rep = NULL;
 	snprintf(k1, sizeof k1, P "sesn:%s", id);
 	snprintf(k3, sizeof k3, P "ev:%s", id);
 	snprintf(k4, sizeof k4, P "evseq:%s", id);
-	const char *a[] = {k1, P "sessions", k3, k4, id};
-	int rc = ctl_redis_eval(r, &crd_session_delete_lua, 4, 5, a, NULL, &rep, err, errlen);
+	snprintf(k5, sizeof k5, P "tool:%s", id);
+	const char *a[] = {k1, P "sessions", k3, k4, k5, id};
+	int rc = ctl_redis_eval(r, &crd_session_delete_lua, 5, 6, a, NULL, &rep, err, errlen);
 	if (!rc)
 		rc = ctl_redis_status(rep, id, err, errlen);
 	if (rep)
 		freeReplyObject(rep);
-	return rc;
-}
-
-/* ---- event logs: postern:ev:<session> a Stream with entry ids 0-<seq>, postern:evseq:<session> the counter.
- * The script takes the batch's numbers from the counter and appends them in one go: all or none. */
-
-#define CRD_EVENT_BATCH 1000 /* the API's cap of one POST */
-
-static ctl_redis_script crd_event_append_lua = {
-	.src = "if redis.call('EXISTS', KEYS[1]) == 0 then return {'ENOENT'} end\n"
-	       "local n = #ARGV\n"
-	       /* a counter lost while its log stayed (an operator's DEL) starts after the log's last entry, so the
-	        * XADDs below cannot fail half way */
-	       "if redis.call('EXISTS', KEYS[3]) == 0 then\n"
-	       "  local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)\n"
-	       "  if last[1] then redis.call('SET', KEYS[3], string.sub(last[1][1], 3)) end\n"
-	       "end\n"
-	       "local seq = redis.call('INCRBY', KEYS[3], n) - n\n"
-	       "for i = 1, n do redis.call('XADD', KEYS[2], '0-' .. string.format('%d', seq + i), 'e', ARGV[i]) end\n"
-	       "return {'OK', string.format('%d', seq + n)}\n"};
-
-static int crd_event_append(ctl_store *s, const char *session_id, json_t *events, uint64_t *seq_out, char *err,
-			    size_t errlen)
-{
-	ctl_redis *r = (ctl_redis *)s;
-	char k1[256], k2[256], k3[256], ts[40];
-	redisReply *rep = NULL;
-	size_t n = json_array_size(events);
-	int rc = 0;
-	if (!json_is_array(events) || n == 0)
-		return err_set(err, errlen, -EINVAL, "events: expected a non-empty array");
-	if (n > CRD_EVENT_BATCH)
-		return err_set(err, errlen, -EINVAL, "events: %zu in one batch (at most %d)", n, CRD_EVENT_BATCH);
-	for (size_t i = 0; i < n; i++) {
-		if (!json_is_object(json_array_get(events, i)))
-			return err_set(err, errlen, -EINVAL, "events[%zu]: expected an object", i);
-	}
-	const char **a = calloc(3 + n, sizeof *a);
-	char **txt = calloc(n, sizeof *txt);
-	if (!a || !txt) {
-		rc = err_set(err, errlen, -ENOMEM, "out of memory");
-		goto out;
-	}
-	snprintf(k1, sizeof k1, P "sesn:%s", session_id);
-	snprintf(k2, sizeof k2, P "ev:%s", session_id);
-	snprintf(k3, sizeof k3, P "evseq:%s", session_id);
-	a[0] = k1, a[1] = k2, a[2] = k3;
-	ctl_now(ts, sizeof ts);
-	/* the ids and processed_at go into the caller's objects (the API answers with them) */
-	for (size_t i = 0; i < n; i++) {
-		json_t *e = json_array_get(events, i);
-		char id[40];
-		rc = ctl_new_id("sevt", id, sizeof id);
-		if (rc || json_object_set_new(e, "id", json_string(id)) ||
-		    json_object_set_new(e, "processed_at", json_string(ts)) || !(txt[i] = json_dumps(e, JSON_COMPACT))) {
-			rc = err_set(err, errlen, rc ? rc : -ENOMEM, "events[%zu]: out of memory or no random id", i);
-			goto out;
-		}
-		a[3 + i] = txt[i];
-	}
-	rc = ctl_redis_eval(r, &crd_event_append_lua, 3, 3 + (int)n, a, NULL, &rep, err, errlen);
-	if (rc)
-		goto out;
-	rc = ctl_redis_status(rep, session_id, err, errlen);
-	if (rc == -ENOENT)
-		rc = err_set(err, errlen, -ENOENT, "no session %s", session_id);
-	if (!rc && seq_out)
-		*seq_out = strtoull(ctl_redis_str(rep, 1) ? ctl_redis_str(rep, 1) : "0", NULL, 10);
-out:
-	for (size_t i = 0; txt && i < n; i++)
-		free(txt[i]);
-	free(txt);
-	free(a);
-	if (rep)
-		freeReplyObject(rep);
-	return rc;
-}
-
-static int crd_event_read(ctl_store *s, const char *session_id, uint64_t after_seq, unsigned limit,
-			  json_t **events, uint64_t *last_seq, char *err, size_t errlen)
-{
-	ctl_redis *r = (ctl_redis *)s;
-	char k[256], from[48], cnt[16];
-	redisReply *rep = NULL;
-	*events = NULL;
-	*last_seq = after_seq;
-	snprintf(k, sizeof k, P "ev:%s", session_id);
-	snprintf(from, sizeof from, "(0-%llu", (unsigned long long)after_seq);
-	snprintf(cnt, sizeof cnt, "%u", limit ? limit : 1);
-	const char *a[] = {"XRANGE", k, from, "+", "COUNT", cnt};
-	int rc = ctl_redis_cmd(r, 6, a, NULL, &rep, err, errlen);
-	if (rc)
-		return rc;
-	json_t *arr = json_array();
-	if (!arr) {
-		rc = err_set(err, errlen, -ENOMEM, "out of memory");
-		goto out;
-	}
-	if (rep->elements == 0) {
-		/* an empty log or no session: tell them apart */
-		json_t *o = NULL;
-		rc = crd_get_json(r, P "sesn:", session_id, &o, err, errlen);
-		json_decref(o);
-		if (rc)
-			goto out;
-	}
-	for (size_t i = 0; i < rep->elements; i++) {
-		redisReply *e = rep->element[i];
-		const char *id = ctl_redis_str(e, 0);
-		redisReply *f = e->elements == 2 ? e->element[1] : NULL;
-		json_t *o = NULL;
-		if (!id || strncmp(id, "0-", 2) || !f || f->type != REDIS_REPLY_ARRAY || f->elements < 2 ||
-		    !(o = json_loads(ctl_redis_str(f, 1) ? ctl_redis_str(f, 1) : "", 0, NULL))) {
-			rc = err_set(err, errlen, -EIO, "redis %s: %s holds an entry that is not an event", r->addr, k);
-			goto out;
-		}
-		*last_seq = strtoull(id + 2, NULL, 10);
-		json_object_set_new(o, "_seq", json_integer((json_int_t)*last_seq));
-		json_array_append_new(arr, o);
-	}
-	*events = arr;
-	arr = NULL;
-out:
-	json_decref(arr);
-	freeReplyObject(rep);
-	if (rc)
-		*last_seq = after_seq;
 	return rc;
 }
 
@@ -611,6 +509,10 @@ static void crd_close(ctl_store *s)
 		return;
 	if (r->c)
 		redisFree(r->c);
+	if (r->password) {
+		OPENSSL_cleanse(r->password, strlen(r->password));
+		free(r->password);
+	}
 	free(r);
 }
 
@@ -637,8 +539,10 @@ static const struct ctl_store_ops crd_ops = {
 	.session_get = crd_session_get,
 	.session_list = crd_session_list,
 	.session_delete = crd_session_delete,
-	.event_append = crd_event_append,
-	.event_read = crd_event_read,
+	.event_append = ctl_redis_event_append,
+	.event_read = ctl_redis_event_read,
+	.event_tool = ctl_redis_event_tool,
+	.event_last = ctl_redis_event_last,
 };
 
 /* "redis://host:port[/db]" into r. */
@@ -648,9 +552,21 @@ static int crd_parse_url(ctl_redis *r, const char *url, char *err, size_t errlen
 	if (strncmp(p, "redis://", 8))
 		return err_set(err, errlen, -EINVAL, "store %s: expected redis://host:port[/db]", url);
 	p += 8;
+	const char *at = strchr(p, '@');
+	if (at && (size_t)(at - p) < strcspn(p, "/")) {
+		size_t ul = (size_t)(at - p);
+		/* a password in the URL would sit in the config and in every message naming the store */
+		if (memchr(p, ':', ul))
+			return err_set(err, errlen, -EINVAL, "store: a password in the URL is refused: put it in "
+				       "redis_password_file (mode 0600) and write redis://user@host:port[/db]");
+		if (!ul || ul >= sizeof r->user || strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") < ul)
+			return err_set(err, errlen, -EINVAL, "store %s: the user before @ must be 1 to 127 of [A-Za-z0-9_.-]", url);
+		memcpy(r->user, p, ul);
+		r->user[ul] = 0;
+		p = at + 1;
+	}
 	if (strpbrk(p, "@?#"))
-		return err_set(err, errlen, -EINVAL,
-			       "store %s: user, password and options in the URL are not supported (redis://host:port[/db])",
+		return err_set(err, errlen, -EINVAL, "store %s: options in the URL are not supported (redis://[user@]host:port[/db])",
 			       url);
 	if (*p == '[') {
 		h = p + 1;
@@ -725,14 +641,20 @@ static int crd_check_server(ctl_redis *r, char *err, size_t errlen)
 	return 0;
 }
 
-int ctl_redis_open(const char *url, ctl_store **out, char *err, size_t errlen)
+int ctl_redis_open(const char *url, const char *password, ctl_store **out, char *err, size_t errlen)
 {
 	*out = NULL;
 	ctl_redis *r = calloc(1, sizeof *r);
 	if (!r)
 		return err_set(err, errlen, -ENOMEM, "out of memory");
 	r->base.ops = &crd_ops;
+	if (password && !(r->password = strdup(password))) {
+		free(r);
+		return err_set(err, errlen, -ENOMEM, "out of memory");
+	}
 	int rc = crd_parse_url(r, url, err, errlen);
+	if (!rc && r->user[0] && !r->password)
+		rc = err_set(err, errlen, -EINVAL, "store %s: a user without a password: give redis_password_file", r->addr);
 	if (!rc)
 		rc = crd_connect(r, err, errlen);
 	if (!rc)

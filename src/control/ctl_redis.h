@@ -9,9 +9,11 @@
 
 #include "control/ctl_store.h"
 
-/* url: "redis://host:port[/db]" (host a name, an IPv4 address or [IPv6]; port default 6379, db default 0).
+/* url: "redis://[user@]host:port[/db]" (host a name, an IPv4 address or [IPv6]; port default 6379, db default
+ * 0; a password in the URL is refused). password (may be NULL): sent with AUTH (AUTH user password when the
+ * URL names a user) on every connect; kept for reconnects, wiped at close, never in an error or a log.
  * Connects (2 s timeout, every command 2 s too), checks the server's version, and returns the store. 0 with
- * *out, or -EINVAL (a bad URL) / -EIO (no connection, an old server) with err naming the address. */
-int ctl_redis_open(const char *url, ctl_store **out, char *err, size_t errlen);
+ * *out, or -EINVAL (a bad URL) / -EIO (no connection, a refused AUTH, an old server) with err naming the address. */
+int ctl_redis_open(const char *url, const char *password, ctl_store **out, char *err, size_t errlen);
 
 #endif

@@ -1,5 +1,5 @@
-/* Shared by the parts of the Redis store: ctl_redis.c (connection, scripts, keys, environments, sessions,
- * event logs) and ctl_redis_work.c (the work queue and leases). */
+/* Shared by the parts of the Redis store: ctl_redis.c (connection, scripts, keys, environments, sessions),
+ * ctl_redis_events.c (event logs) and ctl_redis_work.c (the work queue and leases). */
 #ifndef POSTERN_CTL_REDIS_INT_H
 #define POSTERN_CTL_REDIS_INT_H
 
@@ -21,6 +21,9 @@ typedef struct ctl_redis {
 	int port;
 	unsigned db;
 	char addr[300]; /* "host:port/db", for errors */
+	char user[128];  /* the ACL user of AUTH ("" without one) */
+	char *password;  /* AUTH's password (NULL: no AUTH); wiped at close */
+	uint64_t swept_ms; /* the last sweep of idle consumers by this process (ctl_redis_work.c) */
 } ctl_redis;
 
 /* A Lua script run by EVALSHA (its SHA-1 computed once), EVAL when the server does not have it yet. */
@@ -47,6 +50,18 @@ uint64_t ctl_redis_now(char *ts, size_t tslen);
 /* A page out of a script's ids (limit + 1 asked: more means a next page). */
 int ctl_redis_page_ids(ctl_redis *r, const char *zset, const char *after, unsigned limit, redisReply **ids,
 		       bool *more, char *err, size_t errlen);
+
+/* The JSON string at objpfx+id: -ENOENT when there is none. */
+int ctl_redis_get_json(ctl_redis *r, const char *objpfx, const char *id, json_t **obj, char *err, size_t errlen);
+
+/* ctl_redis_events.c: the event log ops of ctl_store.h. */
+int ctl_redis_event_append(ctl_store *s, const char *session_id, json_t *events, uint64_t *seq_out, char *err,
+			   size_t errlen);
+int ctl_redis_event_read(ctl_store *s, const char *session_id, uint64_t after_seq, unsigned limit, json_t **events,
+			 uint64_t *last_seq, char *err, size_t errlen);
+int ctl_redis_event_tool(ctl_store *s, const char *session_id, const char *use_id, bool custom, json_t **use,
+			 json_t **result, char *err, size_t errlen);
+int ctl_redis_event_last(ctl_store *s, const char *session_id, uint64_t *seq, char *err, size_t errlen);
 
 /* ctl_redis_work.c */
 int ctl_redis_work_enqueue(ctl_store *s, const char *env_id, json_t *work, char *err, size_t errlen);

@@ -14,6 +14,7 @@
 
 #include "control/ctl_redis_int.h"
 #include "core/err.h"
+#include "core/log.h"
 
 #define P CTL_REDIS_PREFIX
 
@@ -355,6 +356,53 @@ static ctl_redis_script crw_expire_lua = {
 	       "end\n"
 	       "return n\n"};
 
+/* Consumers of the queues' group whose worker is gone: XINFO CONSUMERS of up to 100 environments' queues per
+ * call (a cursor in postern:csweep walks postern:envs), XGROUP DELCONSUMER of each with nothing pending and idle
+ * (no read, no claim) for more than ARGV[2] ms. One with nothing pending owns nothing: a worker that comes back
+ * is a consumer again on its next poll. Returns how many went. */
+static ctl_redis_script crw_sweep_lua = {
+	.src = "local P, bound = ARGV[1], tonumber(ARGV[2])\n"
+	       "local from = tonumber(redis.call('GET', KEYS[2]) or '0') or 0\n"
+	       "local envs = redis.call('ZRANGE', KEYS[1], from, from + 99)\n"
+	       "if #envs < 100 then redis.call('SET', KEYS[2], '0') else redis.call('SET', KEYS[2], tostring(from + 100)) end\n"
+	       "local n = 0\n"
+	       "for _, env in ipairs(envs) do\n"
+	       "  local q = P .. 'q:' .. env\n"
+	       "  local cs = redis.pcall('XINFO', 'CONSUMERS', q, 'workers')\n"
+	       "  if type(cs) == 'table' and not cs.err then\n"
+	       "    for _, c in ipairs(cs) do\n"
+	       "      local f = {}\n"
+	       "      for i = 1, #c, 2 do f[c[i]] = c[i + 1] end\n"
+	       "      if f['name'] and tonumber(f['pending']) == 0 and tonumber(f['idle']) > bound then\n"
+	       "        redis.call('XGROUP', 'DELCONSUMER', q, 'workers', f['name'])\n"
+	       "        n = n + 1\n"
+	       "      end\n"
+	       "    end\n"
+	       "  end\n"
+	       "end\n"
+	       "return n\n"};
+
+/* At most once a lease_ttl per process (the timer calls work_expire every lease_ttl/4); consumers idle for
+ * five lease TTLs go (a live worker polls every few seconds, or beats within a TTL and polls again after). */
+static void crw_sweep(ctl_redis *r, unsigned lease_ttl_seconds, uint64_t now)
+{
+	uint64_t every = lease_ttl_seconds ? (uint64_t)lease_ttl_seconds * 1000u : 1000u;
+	char bound[24], err[256], q[300];
+	redisReply *rep = NULL;
+	if (r->swept_ms && now - r->swept_ms < every)
+		return;
+	r->swept_ms = now;
+	snprintf(bound, sizeof bound, "%llu", (unsigned long long)every * 5u);
+	const char *a[] = {P "envs", P "csweep", P, bound};
+	if (ctl_redis_eval(r, &crw_sweep_lua, 2, 4, a, NULL, &rep, err, sizeof err) < 0) {
+		log_warn("msg=\"sweeping idle consumers failed\" err=%s", log_quote(err, q, sizeof q));
+		return;
+	}
+	if (rep->type == REDIS_REPLY_INTEGER && rep->integer > 0)
+		log_info("msg=\"idle consumers removed\" count=%lld idle_over_ms=%s", (long long)rep->integer, bound);
+	freeReplyObject(rep);
+}
+
 int ctl_redis_work_expire(ctl_store *s, unsigned lease_ttl_seconds, char *err, size_t errlen)
 {
 	ctl_redis *r = (ctl_redis *)s;
@@ -366,6 +414,7 @@ int ctl_redis_work_expire(ctl_store *s, unsigned lease_ttl_seconds, char *err, s
 	int rc = ctl_redis_eval(r, &crw_expire_lua, 2, 6, a, NULL, &rep, err, errlen);
 	if (rc)
 		return rc;
+	crw_sweep(r, lease_ttl_seconds, strtoull(ms, NULL, 10));
 	if (rep->type == REDIS_REPLY_INTEGER)
 		rc = (int)rep->integer;
 	else

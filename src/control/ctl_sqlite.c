@@ -40,7 +40,11 @@ static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS sessions(n INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,"
 	" obj TEXT NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS events(session_id TEXT NOT NULL, seq INTEGER NOT NULL, obj TEXT NOT NULL,"
-	" PRIMARY KEY(session_id, seq));";
+	" PRIMARY KEY(session_id, seq));"
+	/* event_tool's lookups: a tool use by its id, its result by the id it answers (built on an older file too) */
+	"CREATE INDEX IF NOT EXISTS events_id ON events(session_id, json_extract(obj, '$.id'));"
+	"CREATE INDEX IF NOT EXISTS events_answers ON events(session_id, json_extract(obj, '$.tool_use_id'), seq);"
+	"CREATE INDEX IF NOT EXISTS events_custom_answers ON events(session_id, json_extract(obj, '$.custom_tool_use_id'), seq);";
 
 int64_t ctl_sq_now_ms(void)
 {
@@ -144,10 +148,10 @@ static int sq_key_add(ctl_store *s, const char *kind, const char *id, const char
 }
 
 static int sq_key_check(ctl_store *s, const char *kind, const uint8_t hash[32], char *id, size_t idlen,
-			char *env_id, size_t envlen)
+			char *env_id, size_t envlen, char *name, size_t namelen)
 {
 	struct sq *q = (struct sq *)s;
-	sqlite3_stmt *st = ctl_sq_prep(q, "SELECT id, env_id, hash, revoked FROM keys WHERE hash = ? AND kind = ?", "bt",
+	sqlite3_stmt *st = ctl_sq_prep(q, "SELECT id, env_id, hash, revoked, name FROM keys WHERE hash = ? AND kind = ?", "bt",
 				hash, 32, kind);
 	int rc = -ENOENT;
 	if (!st)
@@ -160,6 +164,10 @@ static int sq_key_check(ctl_store *s, const char *kind, const uint8_t hash[32], 
 			snprintf(id, idlen, "%s", i ? (const char *)i : "");
 			if (env_id)
 				snprintf(env_id, envlen, "%s", e ? (const char *)e : "");
+			if (name) {
+				const unsigned char *nm = sqlite3_column_text(st, 4);
+				snprintf(name, namelen, "%s", nm ? (const char *)nm : "");
+			}
 			rc = sqlite3_column_int(st, 3) ? -EKEYREVOKED : 0;
 		}
 	}
@@ -347,6 +355,8 @@ static const struct ctl_store_ops sq_ops = {
 	.session_delete = sq_session_delete,
 	.event_append = ctl_sq_event_append,
 	.event_read = ctl_sq_event_read,
+	.event_tool = ctl_sq_event_tool,
+	.event_last = ctl_sq_event_last,
 };
 
 int ctl_sqlite_open(const char *state_dir, ctl_store **out, char *err, size_t errlen)

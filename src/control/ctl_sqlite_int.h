@@ -50,5 +50,8 @@ int ctl_sq_event_append(ctl_store *s, const char *session_id, json_t *events, ui
 		      size_t errlen);
 int ctl_sq_event_read(ctl_store *s, const char *session_id, uint64_t after_seq, unsigned limit, json_t **events,
 		    uint64_t *last_seq, char *err, size_t errlen);
+int ctl_sq_event_tool(ctl_store *s, const char *session_id, const char *use_id, bool custom, json_t **use,
+		      json_t **result, char *err, size_t errlen);
+int ctl_sq_event_last(ctl_store *s, const char *session_id, uint64_t *seq, char *err, size_t errlen);
 
 #endif

@@ -530,3 +530,54 @@ int ctl_sq_event_read(ctl_store *s, const char *session_id, uint64_t after_seq, 
 	}
 	return 0;
 }
+
+/* One event by an indexed expression (the SQL names the index's expression exactly, so SQLite uses it). */
+static int event_one(struct sq *q, const char *sql, const char *session_id, const char *v, json_t **out, char *err,
+		     size_t errlen)
+{
+	sqlite3_stmt *st = ctl_sq_prep(q, sql, "tt", session_id, v);
+	int r;
+	*out = NULL;
+	if (!st)
+		return ctl_sq_fail(q, err, errlen, "prepare");
+	if ((r = sqlite3_step(st)) == SQLITE_ROW)
+		*out = ctl_sq_load_text(sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	return r == SQLITE_ROW || r == SQLITE_DONE ? 0 : ctl_sq_fail(q, err, errlen, "read events");
+}
+
+int ctl_sq_event_tool(ctl_store *s, const char *session_id, const char *use_id, bool custom, json_t **use,
+		      json_t **result, char *err, size_t errlen)
+{
+	struct sq *q = (struct sq *)s;
+	int rc;
+	*result = NULL;
+	if ((rc = event_one(q, "SELECT obj FROM events WHERE session_id = ? AND json_extract(obj, '$.id') = ? LIMIT 1",
+			    session_id, use_id, use, err, errlen)) < 0)
+		return rc;
+	rc = event_one(q, custom ? "SELECT obj FROM events WHERE session_id = ? AND json_extract(obj, '$.custom_tool_use_id') = ? "
+				   "AND json_extract(obj, '$.type') = 'user.custom_tool_result' ORDER BY seq LIMIT 1"
+				 : "SELECT obj FROM events WHERE session_id = ? AND json_extract(obj, '$.tool_use_id') = ? "
+				   "AND json_extract(obj, '$.type') = 'user.tool_result' ORDER BY seq LIMIT 1",
+		       session_id, use_id, result, err, errlen);
+	if (rc < 0) {
+		json_decref(*use);
+		*use = NULL;
+	}
+	return rc;
+}
+
+int ctl_sq_event_last(ctl_store *s, const char *session_id, uint64_t *seq, char *err, size_t errlen)
+{
+	struct sq *q = (struct sq *)s;
+	/* max() over the primary key (session_id, seq): one index seek, not a scan */
+	sqlite3_stmt *st = ctl_sq_prep(q, "SELECT coalesce(max(seq), 0) FROM events WHERE session_id = ?", "t", session_id);
+	int r;
+	*seq = 0;
+	if (!st)
+		return ctl_sq_fail(q, err, errlen, "prepare");
+	if ((r = sqlite3_step(st)) == SQLITE_ROW)
+		*seq = (uint64_t)sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return r == SQLITE_ROW ? 0 : ctl_sq_fail(q, err, errlen, "read events");
+}

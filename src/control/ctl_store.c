@@ -11,13 +11,14 @@
 #include "control/ctl_store.h"
 #include "core/err.h"
 
-int ctl_store_open(const char *spec, const char *state_dir, ctl_store **out, char *err, size_t errlen)
+int ctl_store_open(const char *spec, const char *state_dir, const char *redis_password, ctl_store **out, char *err,
+		   size_t errlen)
 {
 	*out = NULL;
 	if (!spec || !strcmp(spec, "sqlite"))
 		return ctl_sqlite_open(state_dir, out, err, errlen);
 	if (!strncmp(spec, "redis://", 8))
-		return ctl_redis_open(spec, out, err, errlen);
+		return ctl_redis_open(spec, redis_password, out, err, errlen);
 	return err_set(err, errlen, -EINVAL, "store '%s': not a store (use \"sqlite\" or \"redis://host:port[/db]\")",
 		       spec);
 }

@@ -65,11 +65,12 @@ struct ctl_store_ops {
 	/* Keys. kind "env" (bearer of one environment's workers), "api" (the platform side) or "session" (a work
 	 * item's sessions token: name is the work id, env_id carries the session id).
 	 * key_add stores sha256(secret) under id; key_check finds the key by hash (constant-time compare of the
-	 * hash) and gives its id and, for "env", the environment id. key_revoke makes it fail from now on. */
+	 * hash) and gives its id, its env_id (the environment of an "env" key, the session of a "session" one) and
+	 * its name (the work item of a "session" key; name may be NULL). key_revoke makes it fail from now on. */
 	int (*key_add)(ctl_store *s, const char *kind, const char *id, const char *name, const char *env_id,
 		       const uint8_t hash[32], char *err, size_t errlen);
 	int (*key_check)(ctl_store *s, const char *kind, const uint8_t hash[32], char *id, size_t idlen,
-			 char *env_id, size_t envlen);
+			 char *env_id, size_t envlen, char *name, size_t namelen);
 	int (*key_revoke)(ctl_store *s, const char *id, char *err, size_t errlen);
 
 	/* Environments: the API object ({"id","type":"environment","name",...}). */
@@ -128,20 +129,31 @@ struct ctl_store_ops {
 			    size_t errlen);
 	int (*event_read)(ctl_store *s, const char *session_id, uint64_t after_seq, unsigned limit, json_t **events,
 			  uint64_t *last_seq, char *err, size_t errlen);
+	/* Tool call use_id of the session's log, found through an index both stores keep at append (one lookup, not a
+	 * scan): *use the event whose id is use_id (NULL when none), *result the first user.tool_result (custom:
+	 * user.custom_tool_result) whose tool_use_id (custom_tool_use_id) is use_id (NULL when none). New references,
+	 * without "_seq". 0 or -errno. */
+	int (*event_tool)(ctl_store *s, const char *session_id, const char *use_id, bool custom, json_t **use,
+			  json_t **result, char *err, size_t errlen);
+	/* The sequence of the log's last event (0 when it is empty) without reading the log: where a stream opened
+	 * without Last-Event-ID starts. */
+	int (*event_last)(ctl_store *s, const char *session_id, uint64_t *seq, char *err, size_t errlen);
 };
 
 struct ctl_store {
 	const struct ctl_store_ops *ops;
 };
 
-/* Opens the store a config names: "sqlite" (file state_dir/control.db, made 0600) or "redis://host:port[/db]".
- * 0 with *out, or -errno with err naming the store and the reason. */
-int ctl_store_open(const char *spec, const char *state_dir, ctl_store **out, char *err, size_t errlen);
+/* Opens the store a config names: "sqlite" (file state_dir/control.db, made 0600) or
+ * "redis://[user@]host:port[/db]" (redis_password, may be NULL: its AUTH password). 0 with *out, or -errno with err
+ * naming the store and the reason. */
+int ctl_store_open(const char *spec, const char *state_dir, const char *redis_password, ctl_store **out, char *err,
+		   size_t errlen);
 void ctl_store_close(ctl_store *s);
 /* The stores ctl_store_open picks from (ctl_sqlite.c, ctl_redis.c; their headers declare them too), here so
  * that the seam does not include the stores that include it. */
 int ctl_sqlite_open(const char *state_dir, ctl_store **out, char *err, size_t errlen);
-int ctl_redis_open(const char *spec, ctl_store **out, char *err, size_t errlen);
+int ctl_redis_open(const char *spec, const char *password, ctl_store **out, char *err, size_t errlen);
 
 /* RFC 3339 UTC with microseconds, e.g. "2026-12-07T15:04:05.123456Z"; buf at least 40 bytes. */
 const char *ctl_now(char *buf, size_t len);

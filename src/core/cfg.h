@@ -61,6 +61,10 @@ const char *cfg_scalar(cfg_node *n);
  * two loads; malloc'd, NULL when n is NULL or out of memory. cfg_key_text: the value of key in map (never NULL
  * when the key is there, even without a value), NULL when map has no such key. */
 char *cfg_node_text(cfg_node *n);
+/* A node as JSON (jansson; the caller's reference): a plain scalar that reads as a number, true, false or null is
+ * that, every other scalar a string; NULL past 64 levels or out of memory. postern agent's plan arguments. */
+struct json_t;
+struct json_t *cfg_node_json(cfg_node *n);
 char *cfg_key_text(cfg_node *map, const char *key);
 
 /* "250ms", "10s", "5m", "2h", "720h", "1h30m"; a bare number is seconds. 0 or -EINVAL. */

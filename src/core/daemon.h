@@ -2,8 +2,8 @@
  * coming control plane and worker: `-c FILE [--log-level L] [--log-format F]`, config load and check, log level, SIGPIPE ignored, the
  * descriptor limit raised, one libuv loop, start, SIGTERM/SIGINT -> drain (a second signal exits at once
  * with status 1), SIGHUP -> the config is loaded again: with a reload hook the daemon applies what it can
- * live (the gateway and the proxy: routes, policy, upstream settings, audit) and the skeleton logs the keys
- * that changed but need a restart; with only recheck (the edge) it is checked and its log level and format
+ * live (the gateway and the proxy: routes, policy, upstream settings, audit; the edge: certificates, caps) and the skeleton logs the keys
+ * that changed but need a restart; with only recheck it is checked and its log level and format
  * applied. Either way a config that fails is logged (file, line, key) and the running one stays whole. Then
  * run until every handle is closed, clean up.
  *

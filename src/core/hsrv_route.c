@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/hex.h"
 #include "core/hsrv.h"
 #include "core/utf8.h"
 
@@ -44,17 +45,6 @@ bool hsrv_match(const char *pattern, const char *path, char caps[][HSRV_CAP_MAX]
 	return true;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1; /* -1: not a hex digit */
-}
-
 /* Percent-decodes [p, e) ('+' as space) into out (cap outlen): the length, -E2BIG, -EINVAL. */
 static int decode(const char *p, const char *e, char *out, size_t outlen)
 {
@@ -65,7 +55,7 @@ static int decode(const char *p, const char *e, char *out, size_t outlen)
 			c = ' ';
 		else if (c == '%') {
 			int hi, lo;
-			if (e - p < 2 || (hi = hexval(p[0])) < 0 || (lo = hexval(p[1])) < 0)
+			if (e - p < 2 || (hi = hex_val(p[0])) < 0 || (lo = hex_val(p[1])) < 0)
 				return -EINVAL;
 			c = (char)(hi * 16 + lo);
 			p += 2;

@@ -13,7 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/hex.h"
 #include "core/err.h"
+#include "core/hex.h"
 #include "guard/auth.h"
 
 struct tok {
@@ -117,15 +119,6 @@ static void sha256(const char *s, size_t n, unsigned char md[32])
 		memset(md, 0, 32); /* cannot happen with the default provider; matches no entry (no hash is zero) */
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -EINVAL;
-}
-
 /* ---- tokens_file -------------------------------------------------------------------------------- */
 
 static int hash_cmp(const void *x, const void *y)
@@ -187,8 +180,10 @@ static int token_line(const char *l, size_t n, struct tok *t, char *why, size_t 
 		return err_set(why, whylen, -EINVAL, "second field must be sha256: and 64 lower-case hex digits "
 			       "(postern auth hash-token SUBJECT prints the line)");
 	for (int k = 0; k < 32; k++) {
-		int hi = hexval(f[1][7 + 2 * k]), lo = hexval(f[1][8 + 2 * k]);
-		if (hi < 0 || lo < 0)
+		char a = f[1][7 + 2 * k], b = f[1][8 + 2 * k];
+		int hi = hex_val(a), lo = hex_val(b);
+		/* lower case only: the file holds what `hash-token` prints, one spelling per hash */
+		if (hi < 0 || lo < 0 || (a >= 'A' && a <= 'F') || (b >= 'A' && b <= 'F'))
 			return err_set(why, whylen, -EINVAL, "second field must be sha256: and 64 lower-case hex digits");
 		t->hash[k] = (unsigned char)(hi << 4 | lo);
 	}
@@ -298,8 +293,7 @@ int auth_token_line(const char *subject, const char *token, size_t len, const ch
 			       AUTH_MAX_SCOPES);
 	cfg_strv_free(v);
 	sha256(token, len, md);
-	for (int i = 0; i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	hex_encode(md, 32, hex);
 	n = snprintf(out, outlen, "%s sha256:%s%s%s\n", subject, hex, scopes ? " " : "", scopes ? scopes : "");
 	if (n < 0 || (size_t)n >= outlen)
 		return err_set(err, errlen, -ENOBUFS, "line too long");

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/hex.h"
 #include "guard/pins.h"
 
 struct pin {
@@ -46,8 +47,7 @@ int pin_tool_hash(const json_t *tool, char hex[PIN_HEX_LEN + 1])
 		goto done;
 	if (!EVP_Digest(s, strlen(s), md, &mdlen, EVP_sha256(), NULL))
 		goto done;
-	for (unsigned i = 0; i < mdlen; i++)
-		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	hex_encode(md, mdlen, hex);
 	rc = 0;
 done:
 	free(s);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hex.h"
 #include "guard/policy.h"
 
 struct rule {
@@ -226,8 +227,7 @@ const char *pol_revision(const pol *p)
 	}
 	EVP_DigestFinal_ex(c, md, &mdlen);
 	EVP_MD_CTX_free(c);
-	for (int i = 0; i < 8; i++)
-		snprintf(mp->rev + 2 * i, 3, "%02x", md[i]);
+	hex_encode(md, 8, mp->rev);
 	return p->rev;
 }
 

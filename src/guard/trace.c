@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/hex.h"
 #include "guard/trace.h"
 
 static bool lowhex(const char *s, size_t n, bool nonzero)
@@ -89,8 +90,7 @@ static int random_hex(char *out, size_t n)
 		for (size_t i = 0; i < n; i++)
 			any |= b[i] != 0;
 	} while (!any);
-	for (size_t i = 0; i < n; i++)
-		snprintf(out + 2 * i, 3, "%02x", b[i]);
+	hex_encode(b, n, out);
 	return 0;
 }
 

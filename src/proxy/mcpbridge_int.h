@@ -109,6 +109,7 @@ struct sess {
 	char *line;
 	size_t line_len;
 	bool line_overflow;
+	struct jid_scan *big; /* the ends of a line over max_msg, for its id (while one is dropped) */
 	mbri_pend *pending; /* oldest first */
 	unsigned npending;
 	mbr_req *conns;     /* exchanges attached to this session */

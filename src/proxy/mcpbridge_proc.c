@@ -1,5 +1,6 @@
 /* The stdio bridge's child processes: spawn, one JSON-RPC line per message on stdin, lines from stdout,
  * exit, SIGTERM then SIGKILL, the per-session tick. */
+#include "core/hex.h"
 #include "proxy/mcpbridge_int.h"
 
 #include <errno.h>
@@ -11,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "core/dirs.h"
+#include "core/jsonid.h"
 #include "core/lineio.h"
 #include "core/log.h"
 
@@ -35,6 +37,7 @@ void mbri_handle_closed(uv_handle_t *h)
 		mbri_pend_free(s, s->pending);
 	mbri_ring_free(s);
 	free(s->line);
+	free(s->big);
 	free(s);
 	if (b->freeing && !b->sessions) {
 		free(b->name);
@@ -102,6 +105,43 @@ static void line_done(sess *s)
 	mbri_deliver(s, s->line, n);
 }
 
+/* A line over max_msg is dropped as it streams by, but its ends are kept (from its first byte past the
+ * cap) so that the request it answers gets an error with its id, not silence until the client's timeout. */
+static void big_feed(sess *s, const char *p, size_t n)
+{
+	if (!s->big) {
+		if (!(s->big = malloc(sizeof *s->big)))
+			return; /* then dropped without an answer, as a line with no id is */
+		jid_reset(s->big);
+		jid_feed(s->big, s->line, s->line_len);
+	}
+	jid_feed(s->big, p, n);
+}
+
+static void big_done(sess *s)
+{
+	json_t *id = s->big ? jid_recover(s->big) : NULL;
+	unsigned long long size = s->big ? s->big->total : 0;
+	log_warn("msg=\"dropped oversized message from MCP server\" route=%s cap=%zu size=%llu answered=%s", s->b->name,
+		 s->b->max_msg, size, id ? "yes" : "no");
+	free(s->big);
+	s->big = NULL;
+	if (!id)
+		return;
+	char msg[300];
+	snprintf(msg, sizeof msg,
+		 "the MCP server's answer (%llu bytes) was over this route's cap of %zu bytes for one message and was "
+		 "dropped; ask for less at a time",
+		 size, s->b->max_msg);
+	json_t *e = json_pack("{s:s,s:O,s:{s:i,s:s}}", "jsonrpc", "2.0", "id", id, "error", "code", -32603, "message", msg);
+	char *text = e ? json_dumps(e, JSON_COMPACT) : NULL;
+	if (text)
+		mbri_deliver(s, text, strlen(text));
+	free(text);
+	json_decref(e);
+	json_decref(id);
+}
+
 static void on_out(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
 	sess *s = st->data;
@@ -123,7 +163,8 @@ static void on_out(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 			s->line_len += part;
 			line_done(s);
 		} else {
-			log_warn("msg=\"dropped oversized message from MCP server\" route=%s cap=%zu", s->b->name, s->b->max_msg);
+			big_feed(s, buf->base + start, part);
+			big_done(s);
 		}
 		s->line_len = 0;
 		s->line_overflow = false;
@@ -133,9 +174,10 @@ static void on_out(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 	}
 	if (start < (size_t)nread) {
 		size_t part = (size_t)nread - start;
-		if (s->line_len + part > s->b->max_msg)
+		if (s->line_overflow || s->line_len + part > s->b->max_msg) {
+			big_feed(s, buf->base + start, part);
 			s->line_overflow = true;
-		else {
+		} else {
 			memcpy(s->line + s->line_len, buf->base + start, part);
 			s->line_len += part;
 		}
@@ -201,8 +243,7 @@ static int make_id(char out[33])
 	unsigned char raw[16];
 	if (RAND_bytes(raw, sizeof raw) != 1)
 		return -EIO;
-	for (int i = 0; i < 16; i++)
-		snprintf(out + 2 * i, 3, "%02x", raw[i]);
+	hex_encode(raw, 16, out);
 	return 0;
 }
 

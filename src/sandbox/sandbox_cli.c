@@ -29,9 +29,10 @@ static void usage(FILE *f)
 		   "  --workspace DIR     host directory mounted read-write at /workspace (default: an empty tmpfs)\n"
 		   "  --scratch-workspace DIR\n"
 		   "                      an empty workspace of its own disk (--disk), discarded at the end; as root an\n"
-		   "                      ext4 image in an unlinked file in DIR, else DIR itself\n"
-		   "  --disk SIZE         workspace disk cap (default 10G): the whole disk of a scratch workspace as root,\n"
-		   "                      else the size of each file\n"
+		   "                      ext4 image in an unlinked file in DIR, else a tmpfs (within --memory)\n"
+		   "  --disk SIZE|none    workspace disk cap (default 10G): a scratch workspace's whole disk; a shared\n"
+		   "                      --workspace's btrfs qgroup or project quota (root), refused where there is\n"
+		   "                      none; none: a shared workspace's files are capped one by one only\n"
 		   "  --image DIR         root of the read-only view (default /)\n"
 		   "  --allow-domain D    allow egress to D through the sandbox's HTTP proxy (repeatable; *.example.com)\n"
 		   "  --memory SIZE       memory limit (default 2G)\n"
@@ -210,7 +211,7 @@ static int run_main(int argc, char **argv)
 			goto out;
 		}
 	}
-	sbx_cmd cmd = { .argv = (const char *const *)o.argv, .output_cap = o.output_cap };
+	sbx_cmd cmd = { .argv = (const char *const *)o.argv, .output_cap = o.output_cap, .last = true };
 	int rc = sbx_run(s, &cmd, &r);
 	if (rc < 0) {
 		fprintf(stderr, "postern sandbox run: %s: %s\n", o.argv[0], strerror(-rc));

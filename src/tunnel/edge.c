@@ -102,47 +102,59 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
 static unsigned char alpn_postern[] = "\x09postern/1";
 static unsigned char alpn_http11[] = "\x08http/1.1";
 
-static int make_ctx(struct edge *e, char *err, size_t errlen)
+void edgi_tls_free(struct edge_tls *t, size_t nbinds)
 {
-	const char *mc = e->cfg.mtls_cert ? e->cfg.mtls_cert : e->cfg.connector_cert;
-	const char *mk = e->cfg.mtls_key ? e->cfg.mtls_key : e->cfg.connector_key;
+	for (size_t i = 0; t->bind_ca && i < nbinds; i++)
+		X509_STORE_free(t->bind_ca[i]);
+	free(t->bind_ca);
+	SSL_CTX_free(t->cctx);
+	SSL_CTX_free(t->mctx);
+	memset(t, 0, sizeof *t);
+}
+
+/* The TLS contexts and the per-tunnel client CAs cfg names, into t (freed with edgi_tls_free on error). */
+int edgi_tls_make(const edge_config *cfg, struct edge_tls *t, char *err, size_t errlen)
+{
+	const char *mc = cfg->mtls_cert ? cfg->mtls_cert : cfg->connector_cert;
+	const char *mk = cfg->mtls_key ? cfg->mtls_key : cfg->connector_key;
 	char buf[200];
 	STACK_OF(X509_NAME) *names;
-	if (!(e->cctx = tio_server_ctx(e->cfg.connector_cert, e->cfg.connector_key, true, err, errlen)))
+	memset(t, 0, sizeof *t);
+	if (!(t->cctx = tio_server_ctx(cfg->connector_cert, cfg->connector_key, true, err, errlen)))
 		return -EINVAL;
 	/* After the handshake the links' records are opened and sealed by core/tls13rec straight between our
 	 * queues and the caller's buffer: OpenSSL's record layer copied each record twice more (BIO to its read
 	 * buffer, that to ours), ~10% of the edge's CPU in a bulk download. */
-	tio_enable_handoff(e->cctx);
-	SSL_CTX_set_alpn_select_cb(e->cctx, alpn_select, alpn_postern);
-	if (!e->cfg.mtls_listen)
+	tio_enable_handoff(t->cctx);
+	SSL_CTX_set_alpn_select_cb(t->cctx, alpn_select, alpn_postern);
+	if (!cfg->mtls_listen)
 		return 0;
-	if (!(e->mctx = tio_server_ctx(mc, mk, false, err, errlen)))
+	if (!(t->mctx = tio_server_ctx(mc, mk, false, err, errlen)))
 		return -EINVAL;
-	SSL_CTX_set_alpn_select_cb(e->mctx, alpn_select, alpn_http11);
+	SSL_CTX_set_alpn_select_cb(t->mctx, alpn_select, alpn_http11);
 	ERR_clear_error();
-	if (SSL_CTX_load_verify_locations(e->mctx, e->cfg.client_ca_file, NULL) != 1 ||
-	    !(names = SSL_load_client_CA_file(e->cfg.client_ca_file))) {
-		snprintf(err, errlen, "%s: cannot load client_ca_file: %s", e->cfg.client_ca_file, tio_ssl_errors(buf, sizeof buf));
+	if (SSL_CTX_load_verify_locations(t->mctx, cfg->client_ca_file, NULL) != 1 ||
+	    !(names = SSL_load_client_CA_file(cfg->client_ca_file))) {
+		snprintf(err, errlen, "%s: cannot load client_ca_file: %s", cfg->client_ca_file, tio_ssl_errors(buf, sizeof buf));
 		return -EINVAL;
 	}
-	SSL_CTX_set_client_CA_list(e->mctx, names);
+	SSL_CTX_set_client_CA_list(t->mctx, names);
 	/* No certificate, or one the CA did not sign: the handshake fails. */
-	SSL_CTX_set_verify(e->mctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-	SSL_CTX_set_verify_depth(e->mctx, 4);
-	SSL_CTX_set_session_id_context(e->mctx, (const unsigned char *)"postern-mtls", 12);
-	if (e->cfg.n_mtls_binds && !(e->bind_ca = calloc(e->cfg.n_mtls_binds, sizeof *e->bind_ca))) {
+	SSL_CTX_set_verify(t->mctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	SSL_CTX_set_verify_depth(t->mctx, 4);
+	SSL_CTX_set_session_id_context(t->mctx, (const unsigned char *)"postern-mtls", 12);
+	if (cfg->n_mtls_binds && !(t->bind_ca = calloc(cfg->n_mtls_binds, sizeof *t->bind_ca))) {
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	for (size_t i = 0; i < e->cfg.n_mtls_binds; i++) {
-		const char *f = e->cfg.mtls_binds[i].ca_file;
+	for (size_t i = 0; i < cfg->n_mtls_binds; i++) {
+		const char *f = cfg->mtls_binds[i].ca_file;
 		if (!f)
 			continue;
 		ERR_clear_error();
-		if (!(e->bind_ca[i] = X509_STORE_new()) || X509_STORE_load_file(e->bind_ca[i], f) != 1) {
+		if (!(t->bind_ca[i] = X509_STORE_new()) || X509_STORE_load_file(t->bind_ca[i], f) != 1) {
 			snprintf(err, errlen, "%s: cannot load mtls_tunnels.%s.client_ca_file: %s", f,
-				 e->cfg.mtls_binds[i].tunnel, tio_ssl_errors(buf, sizeof buf));
+				 cfg->mtls_binds[i].tunnel, tio_ssl_errors(buf, sizeof buf));
 			return -EINVAL;
 		}
 	}
@@ -170,9 +182,8 @@ static int listen_on(uv_tcp_t *h, const char *addr, uv_connection_cb cb, char *b
 /* Tokens are checked only at registration (rotation must not cut open links), but a deleted tunnel (the
  * answer to a leaked token) must stop carrying traffic: its links are closed within RECHECK_MS. */
 #define RECHECK_MS 15000
-static void on_recheck(uv_timer_t *t)
+void edgi_recheck(struct edge *e)
 {
-	struct edge *e = t->data;
 	for (struct tunnel *tun = e->tunnels; tun; tun = tun->next) {
 		if (!tun->conns || tok_get_by_id(e->tok, tun->id, NULL) != -ENOENT)
 			continue;
@@ -184,17 +195,27 @@ static void on_recheck(uv_timer_t *t)
 	}
 }
 
-static int reglim_new(struct edge *e, char *err, size_t errlen)
+static void on_recheck(uv_timer_t *t) { edgi_recheck(t->data); }
+
+int edgi_reglim_new(const edge_config *cfg, srl **out, char *err, size_t errlen)
 {
 	srl_config c;
 	int rc;
 	srl_config_default(&c);
-	c.burst = (uint32_t)e->cfg.reg_failures;
-	c.window_ms = (uint32_t)e->cfg.reg_window_ms;
-	c.block_ms = (uint32_t)e->cfg.reg_block_ms;
-	if ((rc = srl_new(&c, &e->reglim)) < 0)
+	c.burst = (uint32_t)cfg->reg_failures;
+	c.window_ms = (uint32_t)cfg->reg_window_ms;
+	c.block_ms = (uint32_t)cfg->reg_block_ms;
+	if ((rc = srl_new(&c, out)) < 0)
 		snprintf(err, errlen, "registration_limit: %s", rc == -ENOMEM ? "out of memory" : "bad values");
 	return rc;
+}
+
+void edgi_reglim_start(struct edge *e)
+{
+	/* A summary line is at most a quarter window (or 5 s) late. */
+	uint64_t tick = (uint64_t)e->cfg.reg_window_ms / 4;
+	tick = tick < 50 ? 50 : tick > 5000 ? 5000 : tick;
+	uv_timer_start(&e->reglim_tick, edgi_reglim_tick, tick, tick);
 }
 
 /* Everything the edge owns besides its handles, relays and links (all gone by now). */
@@ -207,11 +228,7 @@ static void edge_release(struct edge *e)
 		free(t);
 	}
 	edgi_src_free(e);
-	for (size_t i = 0; e->bind_ca && i < e->cfg.n_mtls_binds; i++)
-		X509_STORE_free(e->bind_ca[i]);
-	free(e->bind_ca);
-	SSL_CTX_free(e->cctx);
-	SSL_CTX_free(e->mctx);
+	edgi_tls_free(&e->tls, e->cfg.n_mtls_binds);
 	tok_close(e->tok);
 	srl_free(e->reglim);
 	edge_config_free(&e->cfg);
@@ -249,7 +266,7 @@ int edge_new(uv_loop_t *loop, edge_config *cfg, edge **out, char *err, size_t er
 	memset(cfg, 0, sizeof *cfg);
 	snprintf(e->addr_mtls, sizeof e->addr_mtls, "-");
 	if ((rc = tok_open(e->cfg.state_dir, e->cfg.domain, &e->tok, err, errlen)) < 0 ||
-	    (rc = make_ctx(e, err, errlen)) < 0 || (rc = reglim_new(e, err, errlen)) < 0 ||
+	    (rc = edgi_tls_make(&e->cfg, &e->tls, err, errlen)) < 0 || (rc = edgi_reglim_new(&e->cfg, &e->reglim, err, errlen)) < 0 ||
 	    (rc = edgi_src_init(e, err, errlen)) < 0) {
 		edge_release(e);
 		return rc;
@@ -296,12 +313,7 @@ int edge_new(uv_loop_t *loop, edge_config *cfg, edge **out, char *err, size_t er
 		goto fail;
 	}
 	uv_timer_start(&e->recheck, on_recheck, RECHECK_MS, RECHECK_MS);
-	{
-		/* A summary line is at most a quarter window (or 5 s) late. */
-		uint64_t tick = (uint64_t)e->cfg.reg_window_ms / 4;
-		tick = tick < 50 ? 50 : tick > 5000 ? 5000 : tick;
-		uv_timer_start(&e->reglim_tick, edgi_reglim_tick, tick, tick);
-	}
+	edgi_reglim_start(e);
 	if (e->have_mtls && !e->cfg.n_mtls_binds)
 		log_warn("msg=\"mtls_listen without mtls_tunnels: every mTLS client will be refused\" "
 			 "hint=\"name the certificates each tunnel takes under mtls_tunnels.<tunnel name>\"");
@@ -364,15 +376,34 @@ int edge_port(const edge *e, enum edge_addr which)
 
 /* ------------------------------------------------------------------ main */
 
+#define ED_WARN_MAX 8
 struct edge_daemon {
 	edge_config cfg;
 	edge *e;
+	char warn[ED_WARN_MAX][512]; /* preflight warnings of the load, logged once the log format is set */
+	int nwarn;
 };
+
+static void ed_keep_warning(void *ud, const char *w)
+{
+	struct edge_daemon *d = ud;
+	if (d->nwarn < ED_WARN_MAX)
+		snprintf(d->warn[d->nwarn++], sizeof d->warn[0], "%s", w);
+}
+
+static void ed_log_warning(void *ud, const char *w)
+{
+	char q[700];
+	(void)ud;
+	log_warn("msg=\"config warning\" detail=%s", log_quote(w, q, sizeof q));
+}
 
 static int ed_load(void *ud, const char *path, int *log_level, int *log_format, char *err, size_t errlen)
 {
 	struct edge_daemon *d = ud;
 	int rc = edge_config_load(path, &d->cfg, err, errlen);
+	if (rc == 0)
+		rc = edge_config_preflight(&d->cfg, ed_keep_warning, d, err, errlen);
 	*log_level = d->cfg.log_level;
 	*log_format = d->cfg.log_format;
 	return rc;
@@ -381,6 +412,8 @@ static int ed_load(void *ud, const char *path, int *log_level, int *log_format, 
 static int ed_start(void *ud, uv_loop_t *loop, char *err, size_t errlen)
 {
 	struct edge_daemon *d = ud;
+	for (int i = 0; i < d->nwarn; i++)
+		ed_log_warning(d, d->warn[i]);
 	adm_build_info(POSTERN_VERSION, NULL);
 	adm_process_metrics();
 	return edge_new(loop, &d->cfg, &d->e, err, errlen);
@@ -402,17 +435,28 @@ static void ed_cleanup(void *ud)
 	adm_metrics_reset();
 }
 
-static int ed_recheck(void *ud, const char *path, int *log_level, int *log_format, char *err, size_t errlen)
+/* SIGHUP: the file is loaded and checked again the way ed_load does, then applied (edge_reload). */
+static int ed_reload(void *ud, const char *path, int *log_level, int *log_format, char *restart, size_t restartlen,
+		     char *err, size_t errlen)
 {
+	struct edge_daemon *d = ud;
 	edge_config c;
 	int rc;
-	(void)ud;
-	memset(&c, 0, sizeof c);
-	rc = edge_config_load(path, &c, err, errlen);
+	restart[0] = 0;
+	if (!d->e) {
+		snprintf(err, errlen, "%s: not reloaded: the edge is stopping", path);
+		return -EBUSY;
+	}
+	if ((rc = edge_config_load(path, &c, err, errlen)) < 0)
+		return rc;
+	/* A certificate that does not load or match its key is refused here: the running one stays. */
+	if ((rc = edge_config_preflight(&c, ed_log_warning, d, err, errlen)) < 0) {
+		edge_config_free(&c);
+		return rc;
+	}
 	*log_level = c.log_level;
 	*log_format = c.log_format;
-	edge_config_free(&c);
-	return rc;
+	return edge_reload(d->e, &c, restart, restartlen, err, errlen);
 }
 
 static void usage(FILE *f)
@@ -428,12 +472,15 @@ static void usage(FILE *f)
 		   "  IPv6 /64), client_hello_timeout (10s), client_hello_timeout_busy (2s), log_level,\n"
 		   "  log_format (logfmt|json)\n\n"
 		   "metrics_listen serves /metrics, /healthz, /ready (200 while the listeners are up and the token store\n"
-		   "answers) and, on a loopback address, /tunnels (live connections, for postern tunnel list|info).\n");
+		   "answers) and, on a loopback address, /tunnels (live connections, for postern tunnel list|info).\n\n"
+		   "SIGHUP reloads the file live: certificates and keys (for new connections), mtls_tunnels, client caps\n"
+		   "and timeouts, client_allowed_ips, registration_limit, edge_id, log keys; the listeners, state_dir and\n"
+		   "domain need a restart (named in restart_needed_for=). A file that fails keeps the running config.\n");
 }
 
 int edge_main(int argc, char **argv)
 {
-	static const dmn_ops ops = { "postern edge", usage, ed_load, ed_start, ed_drain, ed_cleanup, ed_recheck, NULL };
+	static const dmn_ops ops = { "postern edge", usage, ed_load, ed_start, ed_drain, ed_cleanup, NULL, ed_reload };
 	struct edge_daemon d;
 	memset(&d, 0, sizeof d);
 	return dmn_run(&ops, &d, argc, argv);

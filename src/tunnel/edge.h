@@ -55,6 +55,13 @@ typedef struct edge_config {
 /* Loads and validates an edge config. Unknown keys and bad values fail with "FILE:LINE: key: reason" in
  * err. Files named by the config are not opened here. */
 int edge_config_load(const char *path, edge_config *c, char *err, size_t errlen);
+/* What the edge will need from the files c names, checked before it starts, at each SIGHUP and by
+ * `postern check`: state_dir usable; connector_tls (and mtls_tls) readable, loading, key matching the
+ * certificate; client_ca_file and mtls_tunnels' CA files loading. 0, or -EINVAL with "FILE:LINE: key: reason"
+ * in err. What may be intended (a certificate expired or naming no host, a key readable by others) is passed
+ * to warn, one line each (warn may be NULL). */
+int edge_config_preflight(const edge_config *c, void (*warn)(void *ud, const char *w), void *ud, char *err,
+			  size_t errlen);
 
 #define EDGE_HELLO_BUDGET_DEFAULT (64ull << 20)
 #define EDGE_HELLO_BUDGET_MIN (128ull << 10) /* one ClientHello at its largest fits */
@@ -80,6 +87,13 @@ void edge_free(edge *e);
 enum edge_addr { EDGE_ADDR_CONNECTOR, EDGE_ADDR_CLIENT, EDGE_ADDR_MTLS, EDGE_ADDR_METRICS };
 /* The bound port of a listener; 0 when the edge has none of that kind. */
 int edge_port(const edge *e, enum edge_addr which);
+/* SIGHUP: applies nc (edge_config_load of the same file again) to a running edge, all of it or nothing.
+ * Live: certificates and keys (new connections get them), mtls_tunnels, the client caps and timeouts,
+ * client_allowed_ips, registration_limit, edge_id; the links of tunnels deleted since close at once. The
+ * listeners, state_dir and domain keep their running values: those that changed are named in restart
+ * (comma-separated, "" when none). Takes over nc's contents whether or not it succeeds. 0, or <0 with err
+ * and the edge as it was. */
+int edge_reload(edge *e, edge_config *nc, char *restart, size_t restartlen, char *err, size_t errlen);
 
 int edge_main(int argc, char **argv);
 /* `postern tunnel create|rotate|list|delete` (src/tunnel/tunnelcmd.c). */

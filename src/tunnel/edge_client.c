@@ -203,7 +203,7 @@ bool edgi_mtls_bound(struct relay *r, struct tunnel *t)
 	}
 	ok = x != NULL;
 	if (ok && b->ca_file)
-		ok = cert_from_ca(e->bind_ca[t->bind], ssl, x);
+		ok = cert_from_ca(e->tls.bind_ca[t->bind], ssl, x);
 	if (ok && (b->ncns || b->nuris)) {
 		bool named = false;
 		for (size_t i = 0; have_cn && i < b->ncns && !named; i++)
@@ -375,7 +375,7 @@ void edgi_on_client(uv_stream_t *lsn, int status)
 		h1_any_host(&r->head->req);
 		h1_keep_target(&r->head->req, r->head->url, sizeof r->head->url);
 	}
-	if ((rc = tconn_accept(lsn, entry == ENTRY_MTLS ? e->mctx : NULL, &relay_cbs, r, &r->tc)) < 0) {
+	if ((rc = tconn_accept(lsn, entry == ENTRY_MTLS ? e->tls.mctx : NULL, &relay_cbs, r, &r->tc)) < 0) {
 		log_warn("msg=\"accept failed\" entry=%s err=\"%s\"", ename, uv_strerror(rc));
 		r->tc = NULL;
 		r->tc_closed = true;
@@ -419,7 +419,8 @@ void edgi_on_client(uv_stream_t *lsn, int status)
 		tconn_close(r->tc);
 		return;
 	}
-	if (e->npending > e->cfg.client_pending_max)
+	/* A loop, not one eviction: a reload may have lowered the cap below what is pending. */
+	while (e->npending > e->cfg.client_pending_max)
 		pend_evict_oldest(e); /* never r: it is the newest of at least two */
 	/* Under pressure a client gets less time to say where it goes. */
 	r->hello_ms = (uint32_t)(e->npending * 2 > e->cfg.client_pending_max ? e->cfg.client_hello_timeout_busy_ms

@@ -5,10 +5,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "core/cfg.h"
 #include "core/log.h"
+#include "core/tlsio.h"
 #include "core/srclim.h"
 #include "tunnel/tokstore.h"
 
@@ -316,4 +322,123 @@ void edge_config_free(edge_config *c)
 	free(c->mtls_binds);
 	na_cidrs_free(&c->client_allowed);
 	memset(c, 0, sizeof *c);
+}
+
+/* ---- preflight: what the edge will need from the files the config names --------------------------------- */
+
+static int pf_readable(cfg_doc *d, cfg_node *map, const char *key, const char *file)
+{
+	FILE *f = fopen(file, "r");
+	if (!f)
+		return cfg_fail(d, map, key, "%s: %s", file, strerror(errno));
+	fclose(f);
+	return 0;
+}
+
+/* One certificate and key pair (connector_tls or mtls_tls, under the mapping tkey): both readable, loading,
+ * the key matching the certificate (errors); the certificate expired or not valid yet, without a DNS or IP
+ * name, or its key readable by others (warnings). */
+static int pf_pair(cfg_doc *d, cfg_node *root, const char *tkey, const char *cert, const char *key, const char *who)
+{
+	cfg_node *m = cfg_get(root, tkey);
+	char err[512];
+	SSL_CTX *ctx;
+	X509 *x;
+	GENERAL_NAMES *gens;
+	struct stat st;
+	bool named = false;
+	int rc;
+
+	if (!cfg_is_map(m))
+		m = root;
+	if ((rc = pf_readable(d, m, "cert_file", cert)) < 0 || (rc = pf_readable(d, m, "key_file", key)) < 0)
+		return rc;
+	if (!(ctx = tio_server_ctx(cert, key, false, err, sizeof err)))
+		return cfg_fail(d, root, tkey, "%s", err);
+	x = SSL_CTX_get0_certificate(ctx);
+	if (x && X509_cmp_current_time(X509_get0_notAfter(x)) < 0)
+		cfg_warn(d, m, "cert_file", "%s: the certificate has expired: %s will refuse it", cert, who);
+	else if (x && X509_cmp_current_time(X509_get0_notBefore(x)) > 0)
+		cfg_warn(d, m, "cert_file", "%s: the certificate is not valid yet (check the clock): %s will refuse it", cert, who);
+	if (x && (gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL))) {
+		for (int i = 0; i < sk_GENERAL_NAME_num(gens); i++) {
+			const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+			named |= g->type == GEN_DNS || g->type == GEN_IPADD;
+		}
+		GENERAL_NAMES_free(gens);
+	}
+	if (x && !named)
+		cfg_warn(d, m, "cert_file", "%s: the certificate names no host (no DNS or IP subjectAltName): %s check the "
+			 "edge's name against it (postern certs init --domain EDGE_HOST)", cert, who);
+	if (stat(key, &st) == 0 && (st.st_mode & 077))
+		cfg_warn(d, m, "key_file", "%s is readable by %s (mode %04o): chmod 600 %s", key,
+			 st.st_mode & 007 ? "all users" : "its group", (unsigned)(st.st_mode & 07777), key);
+	SSL_CTX_free(ctx);
+	return 0;
+}
+
+/* A CA bundle with at least one certificate. */
+static int pf_ca(cfg_doc *d, cfg_node *map, const char *key, const char *file)
+{
+	X509_STORE *s = X509_STORE_new();
+	char buf[200];
+	int rc = 0;
+	if ((rc = pf_readable(d, map, key, file)) < 0)
+		goto out;
+	ERR_clear_error();
+	if (!s || X509_STORE_load_file(s, file) != 1)
+		rc = cfg_fail(d, map, key, "%s: not a CA bundle: %s", file, tio_ssl_errors(buf, sizeof buf));
+out:
+	X509_STORE_free(s);
+	return rc;
+}
+
+static int pf_state_dir(cfg_doc *d, cfg_node *root, const char *dir)
+{
+	struct stat st;
+	if (stat(dir, &st) != 0) {
+		if (errno == ENOENT)
+			return 0; /* tok_open creates it (0700), as `postern tunnel create` does */
+		return cfg_fail(d, root, "state_dir", "%s: %s", dir, strerror(errno));
+	}
+	if (!S_ISDIR(st.st_mode))
+		return cfg_fail(d, root, "state_dir", "%s: not a directory", dir);
+	if (access(dir, W_OK | X_OK) != 0)
+		return cfg_fail(d, root, "state_dir", "%s: not writable: %s (the tunnel database is kept there)", dir, strerror(errno));
+	return 0;
+}
+
+int edge_config_preflight(const edge_config *c, void (*warn)(void *ud, const char *w), void *ud, char *err,
+			  size_t errlen)
+{
+	cfg_doc *d = cfg_load(c->path, err, errlen);
+	cfg_node *root;
+	int rc;
+	if (!d)
+		return -EINVAL;
+	root = cfg_root(d);
+	if ((rc = pf_state_dir(d, root, c->state_dir)) < 0 ||
+	    (rc = pf_pair(d, root, "connector_tls", c->connector_cert, c->connector_key, "connectors")) < 0)
+		goto out;
+	if (c->mtls_listen) {
+		cfg_node *b = cfg_get(root, "mtls_tunnels");
+		if (c->mtls_cert && (rc = pf_pair(d, root, "mtls_tls", c->mtls_cert, c->mtls_key, "mTLS clients")) < 0)
+			goto out;
+		if ((rc = pf_ca(d, root, "client_ca_file", c->client_ca_file)) < 0)
+			goto out;
+		for (size_t i = 0; i < c->n_mtls_binds; i++) {
+			cfg_node *t = cfg_get(b, c->mtls_binds[i].tunnel);
+			if (c->mtls_binds[i].ca_file && (rc = pf_ca(d, cfg_is_map(t) ? t : b, "client_ca_file", c->mtls_binds[i].ca_file)) < 0)
+				goto out;
+		}
+	}
+	rc = 0;
+out:
+	if (rc < 0)
+		snprintf(err, errlen, "%s", cfg_error(d) ? cfg_error(d) : "invalid config");
+	else
+		for (size_t i = 0; warn && i < cfg_warning_count(d); i++)
+			warn(ud, cfg_warning(d, i));
+	cfg_free(d);
+	return rc < 0 ? -EINVAL : 0;
 }

@@ -44,6 +44,13 @@
 struct relay;
 struct edge_src;
 
+/* What the TLS keys of the config build: replaced as one on reload. SSL objects hold a reference on their
+ * context, so connections made with an old one keep it until they close. */
+struct edge_tls {
+	SSL_CTX *cctx, *mctx;
+	X509_STORE **bind_ca; /* per cfg.mtls_binds entry: its client_ca_file, or NULL */
+};
+
 struct tunnel {
 	struct tunnel *next;
 	char id[TOK_ID_LEN + 1];
@@ -115,8 +122,7 @@ struct edge {
 	uv_loop_t *loop;
 	edge_config cfg;
 	tok_store *tok;
-	SSL_CTX *cctx, *mctx;
-	X509_STORE **bind_ca; /* per cfg.mtls_binds entry: its client_ca_file, or NULL */
+	struct edge_tls tls; /* swapped whole by a reload (edge_reload.c) */
 	uv_tcp_t lsn_conn, lsn_cli, lsn_mtls;
 	bool have_mtls;
 	adm_server *adm;
@@ -153,6 +159,11 @@ struct tunnel *edgi_tunnel_find(struct edge *e, const char *id);
 struct tunnel *edgi_tunnel_get(struct edge *e, const tok_tunnel *tt);
 struct cconn *edgi_tunnel_pick(struct tunnel *t);
 void edgi_unref(struct edge *e); /* one of e->refs is gone */
+int edgi_tls_make(const edge_config *cfg, struct edge_tls *t, char *err, size_t errlen);
+void edgi_tls_free(struct edge_tls *t, size_t nbinds);
+void edgi_recheck(struct edge *e); /* closes the links of tunnels deleted since they registered */
+int edgi_reglim_new(const edge_config *cfg, srl **out, char *err, size_t errlen);
+void edgi_reglim_start(struct edge *e); /* (re)arms the aggregated-lines tick for cfg.reg_window_ms */
 
 /* edge_relay.c */
 void edgi_relay_stream_gone(struct relay *r, bool clean);

@@ -534,7 +534,7 @@ void edgi_on_connector(uv_stream_t *lsn, int status)
 	e->refs++; /* released in cconn_timer_closed */
 	uv_timer_init(e->loop, &cc->timer);
 	cc->timer.data = cc;
-	if ((rc = tconn_accept(lsn, e->cctx, &cconn_cbs, cc, &cc->tc)) < 0) {
+	if ((rc = tconn_accept(lsn, e->tls.cctx, &cconn_cbs, cc, &cc->tc)) < 0) {
 		log_warn("msg=\"accept failed\" entry=connector err=\"%s\"", uv_strerror(rc));
 		free(cc->lb);
 		cc->lb = NULL;

@@ -20,6 +20,8 @@
 
 struct tok_store {
 	sqlite3 *db;
+	char *path;   /* <state_dir>/tunnels.db, for the reopen after a failure */
+	bool broken;  /* the last call failed with -EIO: the next one reopens the connection first */
 	char *domain;
 	int64_t (*now)(void *);
 	void *now_ud;
@@ -71,7 +73,53 @@ static int dberr(tok_store *s, const char *what)
 	int code = sqlite3_errcode(s->db);
 	snprintf(s->err, sizeof s->err, "%s: %s", what, sqlite3_errmsg(s->db));
 	/* Still locked by another connection when the busy timeout ran out: passes, unlike a broken store. */
-	return code == SQLITE_BUSY || code == SQLITE_LOCKED ? -EBUSY : -EIO;
+	if (code == SQLITE_BUSY || code == SQLITE_LOCKED)
+		return -EBUSY;
+	s->broken = true;
+	return -EIO;
+}
+
+/* The end of a failed write transaction. Not through exec: its own error ("no transaction is active" when
+ * SQLite already rolled back) would replace the one that made the call fail. */
+static void rollback(tok_store *s) { sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL); }
+
+/* A connection that saw a broken database file (overwritten, truncated, an I/O error) can stay failed after
+ * the file is whole again: SQLite keeps the error. After a -EIO the next call opens a new connection. The
+ * file must exist (no CREATE: an empty database would refuse every token) and hold the schema. */
+static int reopen(tok_store *s)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int rc = -EIO;
+	if (sqlite3_open_v2(s->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+		snprintf(s->err, sizeof s->err, "reopen %s: %s", s->path, db ? sqlite3_errmsg(db) : "cannot open");
+		goto out;
+	}
+	/* Called on the edge's loop too: a lock held elsewhere fails this attempt fast; the next call retries. */
+	sqlite3_busy_timeout(db, TOK_LOOP_BUSY_MS);
+	if (sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;", NULL, NULL,
+			 NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "SELECT 1 FROM tunnels, tokens LIMIT 0", -1, &st, NULL) != SQLITE_OK) {
+		snprintf(s->err, sizeof s->err, "reopen %s: %s", s->path, sqlite3_errmsg(db));
+		goto out;
+	}
+	sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
+	sqlite3_close(s->db);
+	s->db = db;
+	db = NULL;
+	s->broken = false;
+	rc = 0;
+out:
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return rc;
+}
+
+/* The start of every call: the last error is forgotten, and a connection a failure left broken replaced. */
+static int call_begin(tok_store *s)
+{
+	s->err[0] = 0;
+	return s->broken ? reopen(s) : 0;
 }
 
 /* tok_verify and tok_get_by_id run on the edge's event loop, where waiting for a lock stalls every client
@@ -117,6 +165,11 @@ int tok_open(const char *state_dir, const char *edge_domain, tok_store **out, ch
 		goto fail;
 	}
 	s->now = wall_ms;
+	if (!(s->path = strdup(path))) {
+		snprintf(err, errlen, "out of memory");
+		rc = -ENOMEM;
+		goto fail;
+	}
 	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
 		snprintf(err, errlen, "%s: %s", path, s->db ? sqlite3_errmsg(s->db) : "cannot open");
 		goto fail;
@@ -147,6 +200,7 @@ void tok_close(tok_store *s)
 	if (!s)
 		return;
 	sqlite3_close(s->db);
+	free(s->path);
 	free(s->domain);
 	free(s);
 }
@@ -305,14 +359,19 @@ static int begin_on(tok_store *s, const char *name, tok_tunnel *cur, bool *in_tx
 
 int tok_get(tok_store *s, const char *name, tok_tunnel *t)
 {
+	int rc;
 	if (!valid_name(name))
 		return -EINVAL;
+	if ((rc = call_begin(s)) < 0)
+		return rc;
 	return lookup(s, "name", name, t);
 }
 
 int tok_get_by_id(tok_store *s, const char *id, tok_tunnel *t)
 {
 	int rc;
+	if ((rc = call_begin(s)) < 0)
+		return rc;
 	loop_query_begin(s);
 	rc = lookup(s, "id", id, t);
 	loop_query_end(s);
@@ -332,6 +391,8 @@ int tok_create(tok_store *s, const char *name, tok_tunnel *t, char *token)
 		snprintf(s->err, sizeof s->err, "no edge domain configured");
 		return -EINVAL;
 	}
+	if ((rc = call_begin(s)) < 0)
+		return rc;
 	if ((rc = begin_on(s, name, NULL, &in_tx)) != -ENOENT) {
 		rc = rc == 0 ? -EEXIST : rc;
 		goto out;
@@ -368,7 +429,7 @@ int tok_create(tok_store *s, const char *name, tok_tunnel *t, char *token)
 out:
 	sqlite3_finalize(st);
 	if (in_tx)
-		exec(s, "ROLLBACK");
+		rollback(s);
 	return rc;
 }
 
@@ -381,6 +442,8 @@ int tok_rotate(tok_store *s, const char *name, int64_t grace_ms, tok_tunnel *t, 
 
 	if (!valid_name(name) || grace_ms < 0)
 		return -EINVAL;
+	if ((rc = call_begin(s)) < 0)
+		return rc;
 	if ((rc = begin_on(s, name, &cur, &in_tx)) < 0)
 		goto out;
 	/* Older tokens end at now + grace, or earlier if a previous rotation already set that. */
@@ -412,7 +475,7 @@ int tok_rotate(tok_store *s, const char *name, int64_t grace_ms, tok_tunnel *t, 
 out:
 	sqlite3_finalize(st);
 	if (in_tx)
-		exec(s, "ROLLBACK");
+		rollback(s);
 	return rc;
 }
 
@@ -425,6 +488,8 @@ int tok_delete(tok_store *s, const char *name)
 
 	if (!valid_name(name))
 		return -EINVAL;
+	if ((rc = call_begin(s)) < 0)
+		return rc;
 	if ((rc = begin_on(s, name, &cur, &in_tx)) < 0)
 		goto out;
 	/* The row stays (id and domain are never reused); its tokens go. */
@@ -454,7 +519,7 @@ int tok_delete(tok_store *s, const char *name)
 out:
 	sqlite3_finalize(st);
 	if (in_tx)
-		exec(s, "ROLLBACK");
+		rollback(s);
 	return rc;
 }
 
@@ -463,6 +528,8 @@ int tok_list(tok_store *s, int (*fn)(const tok_tunnel *t, void *ud), void *ud)
 	sqlite3_stmt *st = NULL;
 	tok_tunnel t;
 	int rc;
+	if ((rc = call_begin(s)) < 0)
+		return rc;
 	if (sqlite3_prepare_v2(s->db, SELECT_TUNNEL "WHERE deleted_ms IS NULL ORDER BY name", -1, &st, NULL) != SQLITE_OK)
 		return dberr(s, "list");
 	sqlite3_bind_int64(st, 1, now(s));
@@ -482,6 +549,8 @@ int tok_tokens(tok_store *s, const char *id, int (*fn)(const tok_token_info *k, 
 	sqlite3_stmt *st = NULL;
 	tok_token_info k;
 	int rc;
+	if ((rc = call_begin(s)) < 0)
+		return rc;
 	if (sqlite3_prepare_v2(s->db,
 			       "SELECT k.hash, k.created_ms, k.expires_ms FROM tokens k JOIN tunnels t ON t.id = k.tunnel_id"
 			       " WHERE k.tunnel_id = ?1 AND t.deleted_ms IS NULL AND (k.expires_ms IS NULL OR k.expires_ms > ?2)"
@@ -543,6 +612,8 @@ int tok_verify(tok_store *s, const char *token, tok_tunnel *t)
 	OPENSSL_cleanse(raw, sizeof raw);
 	if (sha256((const uint8_t *)secret, 2 * SECRET_BYTES, h) < 0)
 		return -EIO;
+	if ((rc = call_begin(s)) < 0)
+		return rc;
 	loop_query_begin(s);
 	if (sqlite3_prepare_v2(s->db,
 			       "SELECT k.hash FROM tokens k JOIN tunnels t ON t.id = k.tunnel_id"

@@ -175,6 +175,16 @@ static int load_cfg(cfg_doc *d, wk_cfg *c)
 		return cfg_fail(d, sb, "workspace_root", "is a worker key (top level), not a sandbox option");
 	if ((check = optmap_checker("sandbox")) && check(&c->sandbox, &at, err, sizeof err) < 0)
 		return cfg_fail_line(d, at ? at->line : cfg_key_line(root, "sandbox"), "%s", err);
+	/* Each session's workspace is a host directory shared with the host (--workspace): a disk cap asked
+	 * for must be possible there, or every session would be refused at its start. */
+	if ((check = optmap_checker("sandbox-shared"))) {
+		if ((rc = optmap_add(&c->sandbox, "workspace_root", c->workspace_root, 0)) < 0)
+			return rc;
+		rc = check(&c->sandbox, &at, err, sizeof err);
+		optmap_del(&c->sandbox, "workspace_root");
+		if (rc < 0)
+			return cfg_fail_line(d, at ? at->line : cfg_key_line(root, "sandbox"), "%s", err);
+	}
 	return read_key(d, root, c->key_file, &c->key);
 }
 

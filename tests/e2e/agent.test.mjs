@@ -1,7 +1,8 @@
 // `postern agent` against a FAKE Messages API (fixtures/fake_messages.mjs: recorded stream shapes, not a model),
 // `postern control` and `postern worker`: a session driven to its end with an MCP tool and sandbox tools; a model
-// error, a stream error, a tool error and a timed-out tool each end in a clear transcript line and a non-zero
-// exit; SIGINT mid-step terminates the session and leaves no process, cgroup or workspace behind.
+// error, a stream error and a timed-out tool each end in a clear transcript line and a non-zero exit; tool errors
+// go back to the model as is_error tool_results and the run goes on; SIGINT mid-step terminates the session and
+// leaves no process, cgroup or workspace behind.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -10,6 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BIN, start, run, stopAll, tmpdir, rmrf, freePort, waitUntil } from './lib/proc.mjs';
 import { startControl } from './lib/control.mjs';
+import { makeCA, makeLeaf } from './lib/certs.mjs';
 import { startFakeMessages } from './fixtures/fake_messages.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -90,10 +92,81 @@ test('a session to its end: the fake model calls an MCP tool and sandbox tools, 
   assert.ok(!r.stdout.includes('sk-fake-key') && !r.stderr.includes('sk-fake-key'), 'the model key is not printed');
 });
 
+test('tool errors go back to the model as is_error tool_results; the run goes on to end_turn', async () => {
+  const n0 = fake.requests.length;
+  const r = await run(BIN, agentArgs('scenario:tool-error'), { env: modelEnv(), timeoutMs: 60000 });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /\[1\] sandbox\.read \.\.\. TOOL ERROR \(sent to the model\)/);
+  assert.match(r.stdout, /\[2\] everything\.echo \.\.\. TOOL ERROR \(sent to the model\)/);
+  assert.match(r.stdout, /\[3\] sandbox\.python \.\.\. TOOL ERROR \(sent to the model\)[\s\S]*no tool named python/);
+  assert.match(r.stdout, /\[4\] sandbox\.bash \.\.\. ok[\s\S]*recovered/);
+  assert.match(r.stdout, /The file is missing; I said so\./);
+  assert.match(r.stdout, /done: 4 steps in/);
+  assert.match(r.stdout, /3 tool error\(s\) went back to the model/);
+  const reqs = fake.requests.slice(n0);
+  assert.equal(reqs.length, 4, 'four model requests: each error went back and the model answered');
+  const results = (req) => req.body.messages.at(-1).content.filter((b) => b.type === 'tool_result');
+  const [read] = results(reqs[1]);
+  assert.equal(read.tool_use_id, 'toolu_01');
+  assert.equal(read.is_error, true);
+  assert.match(JSON.stringify(read.content), /does-not-exist|No such file|not found/i);
+  const [echo, py] = results(reqs[2]);
+  assert.deepEqual([echo.tool_use_id, echo.is_error, py.tool_use_id, py.is_error], ['toolu_02', true, 'toolu_03', true]);
+  assert.match(JSON.stringify(py.content), /no tool named python/);
+  assert.equal(results(reqs[3])[0].is_error, false);
+  // the session logged the failed sandbox call and its result; the unknown tool was never posted
+  const evs = await events(sessionOf(r.stdout));
+  const uses = evs.filter((e) => e.type === 'agent.tool_use').map((e) => e.name);
+  assert.deepEqual(uses, ['read', 'bash']);
+  assert.ok(evs.some((e) => e.type === 'user.tool_result' && e.is_error === true));
+});
+
+test('--control-ca: an https:// control plane (postern control with tls on loopback) checked against the given CA', async () => {
+  const pki = tmpdir('postern-agent-pki-');
+  const tc = { c: null };
+  try {
+    const ca = makeCA(pki);
+    const other = makeCA(pki, 'other-ca');
+    const leaf = makeLeaf(pki, ca, 'control', ['IP:127.0.0.1', 'DNS:localhost']);
+    const port = await freePort();
+    tc.c = await startControl({ store: 'sqlite', listen: `127.0.0.1:${port}`, name: 'control-tls',
+      config: { tls: `{cert_file: ${leaf.cert}, key_file: ${leaf.key}}` } });
+    const key = path.join(pki, 'api.key');
+    writeFileSync(key, `${tc.c.apiKey}\n`, { mode: 0o600 });
+    const plan = path.join(pki, 'plan.yaml');
+    writeFileSync(plan, 'steps:\n  - {name: hello, mcp: everything, tool: echo, args: {message: over-tls}}\n');
+    const env = { ...process.env };
+    delete env.ANTHROPIC_API_KEY;
+    const args = (extra) => ['agent', '--control', `https://127.0.0.1:${port}`, '--api-key-file', key, '--env', tc.c.envId,
+      '--mcp', `everything=${mcpUrl}`, '--plan', plan, ...extra, 'a task over TLS'];
+    const ok = await run(BIN, args(['--control-ca', ca.cert]), { env, timeoutMs: 60000 });
+    assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+    assert.match(ok.stdout, /Echo: over-tls/);
+    const sid = sessionOf(ok.stdout);
+    assert.ok(sid, ok.stdout);
+    // the session and its events are on the TLS control plane
+    const evs = JSON.parse((await run(BIN, ['control', 'session', 'events', sid, '-c', tc.c.cfgPath], { timeoutMs: 20000 })).stdout);
+    const list = Array.isArray(evs) ? evs : evs.data;
+    assert.ok(list.some((e) => e.type === 'agent.mcp_tool_use'), JSON.stringify(evs).slice(0, 500));
+    // without it (the system's CAs) and with another CA: refused at the handshake, nothing created
+    for (const extra of [[], ['--control-ca', other.cert]]) {
+      const bad = await run(BIN, args(extra), { env, timeoutMs: 60000 });
+      assert.notEqual(bad.code, 0, bad.stdout);
+      assert.match(bad.stdout + bad.stderr, /certificate|SSL|TLS/i);
+      assert.doesNotMatch(bad.stdout, /session sesn_\w+ created/);
+    }
+    const missing = await run(BIN, args(['--control-ca', path.join(pki, 'nope.pem')]), { env, timeoutMs: 20000 });
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /--control-ca .*nope\.pem: No such file/);
+  } finally {
+    await tc.c?.stop();
+    rmrf(pki);
+  }
+});
+
 for (const [scenario, re] of [
   ['model-error', /model error: HTTP 529 overloaded_error: Overloaded/],
   ['stream-error', /model error: api_error: Internal server error/],
-  ['tool-error', /\[1\] sandbox\.read \.\.\. TOOL ERROR/],
 ]) {
   test(`${scenario}: a clear transcript line, the session terminated, a non-zero exit`, async () => {
     const r = await run(BIN, agentArgs(`scenario:${scenario}`), { env: modelEnv(), timeoutMs: 60000 });

@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { writeFileSync, chmodSync, mkdirSync, statSync, existsSync } from 'node:fs';
+import { writeFileSync, readFileSync, chmodSync, mkdirSync, statSync, existsSync } from 'node:fs';
 import { tmpdir, rmrf, postern, start, stopAll } from './lib/proc.mjs';
 
 let d, pki, other;
@@ -112,6 +112,52 @@ test('warnings: printed with file, line and key, exit 0, and logged by the daemo
   assert.equal(statSync(path.join(d, 'ws', 'a')).mode & 0o777, 0o700);
   p.child.kill('SIGTERM');
   await p.exited;
+});
+
+// The edge's connector_tls (and mTLS files): what `postern edge` will load at start, checked by postern check
+// and by the edge itself before it listens (also at SIGHUP: tests/e2e/edge_reload.test.mjs).
+const edge = (tls, ...rest) => [`state_dir: ${d}/edge-state`, 'domain: tunnel.test', 'connector_listen: 127.0.0.1:0',
+  `connector_tls: {${tls}}`, 'client_listen: 127.0.0.1:0', 'metrics_listen: 127.0.0.1:0', ...rest].join('\n') + '\n';
+
+test('edge: connector_tls and the mTLS files are checked the way the edge will load them', async () => {
+  const good = `cert_file: ${pki.cert}, key_file: ${pki.key}`;
+  const errors = [
+    ['e-cert.yaml', edge(`cert_file: ${d}/nope.pem, key_file: ${pki.key}`), /e-cert\.yaml:4: cert_file: .*nope\.pem: No such file or directory/],
+    ['e-key.yaml', edge(`cert_file: ${pki.cert}, key_file: ${d}/nope.key`), /e-key\.yaml:4: key_file: .*nope\.key: No such file or directory/],
+    ['e-mismatch.yaml', edge(`cert_file: ${pki.cert}, key_file: ${pki.ca}`), /e-mismatch\.yaml:4: connector_tls: .*ca\.key: cannot load private key: key values mismatch/],
+    ['e-notcert.yaml', edge(`cert_file: ${d}/plain, key_file: ${pki.key}`), /e-notcert\.yaml:4: connector_tls: .*plain: cannot load certificate/],
+    ['e-state.yaml', edge(good).replace(`${d}/edge-state`, `${d}/plain`), /e-state\.yaml:1: state_dir: .*plain: not a directory/],
+    ['e-ca.yaml', edge(good, 'mtls_listen: 127.0.0.1:0', `client_ca_file: ${d}/plain`, 'mtls_tunnels: {t: {client_cn: [a]}}'),
+      /e-ca\.yaml:8: client_ca_file: .*plain: not a CA bundle/],
+    ['e-bindca.yaml', edge(good, 'mtls_listen: 127.0.0.1:0', `client_ca_file: ${pki.cert}`, `mtls_tunnels: {t: {client_ca_file: ${d}/nope-ca.pem}}`),
+      /e-bindca\.yaml:9: client_ca_file: .*nope-ca\.pem: No such file or directory/],
+  ];
+  for (const [name, yaml, re] of errors) {
+    const r = await check(name, yaml);
+    assert.equal(r.code, 1, `${name}: ${r.stdout}${r.stderr}`);
+    assert.match(r.stderr, re, name);
+    const g = await postern(['edge', '-c', r.f], { timeoutMs: 10000 });
+    assert.equal(g.code, 1, `${name}: ${g.stderr}`);
+    assert.match(g.stderr, re, `edge ${name}`);
+    assert.doesNotMatch(g.stderr, /edge listening/, name);
+  }
+  // a clean edge config: ok, no warning
+  const clean = await check('e-clean.yaml', edge(good));
+  assert.equal(clean.code, 0, clean.stderr);
+  assert.match(clean.stdout, /e-clean\.yaml: ok \(edge\)/);
+  assert.equal(clean.stderr, '');
+  // a key readable by others: a warning (exit 0), logged by the edge at start
+  const open = path.join(d, 'open.key');
+  writeFileSync(open, readFileSync(pki.key));
+  chmodSync(open, 0o644);
+  const w = await check('e-open.yaml', edge(`cert_file: ${pki.cert}, key_file: ${open}`));
+  assert.equal(w.code, 0, w.stderr);
+  assert.match(w.stderr, /warning: .*e-open\.yaml:4: key_file: .*open\.key is readable by all users \(mode 0644\): chmod 600/);
+  const p = start(process.env.POSTERN_BIN, ['edge', '-c', w.f], { name: 'check-edge' });
+  await p.waitFor(/level=warn .*msg="config warning" detail=".*key_file: .*open\.key is readable by all users/, 10000);
+  await p.waitFor(/msg="edge listening"/, 10000);
+  p.child.kill('SIGTERM');
+  assert.equal((await p.exited).code, 0);
 });
 
 test('certs init makes missing parents; a parent that is a file is named', async () => {

@@ -5,7 +5,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { writeFileSync, readFileSync } from 'node:fs';
-import { startControl, stores, sessionsToken, stopSharedRedis } from './lib/control.mjs';
+import { startControl, stores, sessionsToken, stopSharedRedis, BETA } from './lib/control.mjs';
 import https from 'node:https';
 import { makeCA, makeLeaf } from './lib/certs.mjs';
 import { postern, tmpdir, rmrf, sleep, stopAll, freePort } from './lib/proc.mjs';
@@ -258,8 +258,13 @@ for (const store of stores) {
     const tok = sessionsToken(w);
     const st = await c.stream(s.id, { key: c.apiKey });
     const text = 'r'.repeat(9 * 1024 * 1024) + 'END';
+    // a result answers a tool use of the session (the server refuses one for an id the log has no call of)
+    const tu = await c.api(`/v1/sessions/${s.id}/events`, { key: c.apiKey,
+      body: { events: [{ type: 'agent.tool_use', name: 'bash', input: { command: 'big' } }] } });
+    assert.equal(tu.status, 200);
+    assert.equal((await st.sse.next(5000)).event, 'agent.tool_use');
     const r = await c.api(`/v1/sessions/${s.id}/events`, { bearer: tok, timeoutMs: 30000,
-      body: { events: [{ type: 'user.tool_result', tool_use_id: 'sevt_x', content: [{ type: 'text', text }] }] } });
+      body: { events: [{ type: 'user.tool_result', tool_use_id: tu.body.data[0].id, content: [{ type: 'text', text }] }] } });
     assert.equal(r.status, 200);
     const after = await c.api(`/v1/sessions/${s.id}/events`, { key: c.apiKey,
       body: { events: [{ type: 'agent.message', content: [{ type: 'text', text: 'next' }] }] } });
@@ -503,7 +508,7 @@ test('TLS from tls: {cert_file, key_file}: a non-loopback listen_addr is served 
       req.on('timeout', () => req.destroy(new Error('timeout')));
       req.end();
     });
-    const r = await get(`/v1/environments/${c.envId}?beta=true`, { 'x-api-key': c.apiKey });
+    const r = await get(`/v1/environments/${c.envId}?beta=true`, { 'x-api-key': c.apiKey, 'anthropic-beta': BETA });
     assert.equal(r.status, 200);
     assert.equal(r.body.id, c.envId);
     assert.ok(r.headers['request-id']);

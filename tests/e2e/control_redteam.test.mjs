@@ -5,7 +5,8 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { startControl, stores, sessionsToken, stopSharedRedis } from './lib/control.mjs';
+import { readFileSync } from 'node:fs';
+import { startControl, stores, sessionsToken, stopSharedRedis, BETA } from './lib/control.mjs';
 import { stopAll, sleep } from './lib/proc.mjs';
 
 const live = [];
@@ -147,7 +148,7 @@ for (const store of stores) {
   test(`${store}: duplicate credential headers are refused (no first-one-wins confusion)`, async () => {
     const c = await ctl(store);
     const other = await c.cli(['env', 'create', 'other-env']);
-    const head = (lines) => `GET /v1/environments/${c.envId}/work/poll?block_ms=1 HTTP/1.1\r\nHost: x\r\n${lines}` +
+    const head = (lines) => `GET /v1/environments/${c.envId}/work/poll?block_ms=1 HTTP/1.1\r\nHost: x\r\nanthropic-beta: ${BETA}\r\n${lines}` +
       'Connection: close\r\n\r\n';
     const two = await raw(c, head(`Authorization: Bearer ${c.envKey}\r\nAuthorization: Bearer ${other.key}\r\n`));
     assert.equal(statusOf(two), 400, two.slice(0, 300));
@@ -162,7 +163,8 @@ for (const store of stores) {
     const c = await ctl(store);
     const s = await c.createSession();
     const body = JSON.stringify({ events: [{ type: 'agent.message', content: [{ type: 'text', text: 'smuggled' }] }] });
-    const pre = `POST /v1/sessions/${s.id}/events HTTP/1.1\r\nHost: x\r\nx-api-key: ${c.apiKey}\r\ncontent-type: application/json\r\n`;
+    const pre = `POST /v1/sessions/${s.id}/events HTTP/1.1\r\nHost: x\r\nx-api-key: ${c.apiKey}\r\nanthropic-beta: ${BETA}\r\n` +
+      'content-type: application/json\r\n';
     const cases = {
       'CL+TE': `${pre}Content-Length: ${body.length}\r\nTransfer-Encoding: chunked\r\n\r\n${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`,
       'two CLs': `${pre}Content-Length: ${body.length}\r\nContent-Length: 5\r\n\r\n${body}`,
@@ -225,5 +227,142 @@ for (const store of stores) {
     assert.equal(d.status, 400, JSON.stringify(d.body).slice(0, 200));
     assert.match(d.body.error.message, /not JSON|depth|nest/i);
     assert.equal((await c.api(`/v1/sessions/${s.id}`, { key: c.apiKey })).status, 200);
+  });
+}
+
+// issue 13 remainders (docs/threat-model.md, "Holes found and fixed").
+for (const store of stores) {
+  test(`${store}: a sessions token ends with its work item; the session's next item has a token of its own`, async () => {
+    const c = await ctl(store);
+    const a = await claimed(c);
+    const base = `/v1/environments/${c.envId}/work/${a.work.id}`;
+    assert.equal((await c.api(`${base}/heartbeat?expected_last_heartbeat=NO_HEARTBEAT`, { bearer: a.token, method: 'POST' })).status, 200);
+    // a stop that waits for the worker ("stopping"): the token still works, the worker has to wind down
+    const soft = await c.api(`${base}/stop`, { key: c.apiKey, method: 'POST' });
+    assert.equal(soft.body.state, 'stopping', JSON.stringify(soft.body));
+    assert.equal((await c.api(`/v1/sessions/${a.session.id}`, { bearer: a.token })).status, 200);
+    // stopped: every endpoint of the session refuses the token (401, saying why)
+    assert.equal((await c.api(`${base}/stop`, { bearer: a.token, method: 'POST', body: { force: true } })).status, 200);
+    for (const [p, method, body] of [[`/v1/sessions/${a.session.id}`, 'GET'], [`/v1/sessions/${a.session.id}/events`, 'GET'],
+      [`/v1/sessions/${a.session.id}/events`, 'POST', { events: [{ type: 'user.tool_result', tool_use_id: 'sevt_x' }] }],
+      [`${base}/heartbeat?expected_last_heartbeat=NO_HEARTBEAT`, 'POST'], [`${base}/ack`, 'POST']]) {
+      const r = await c.api(p, { bearer: a.token, method, body });
+      assert.equal(r.status, 401, `${method} ${p} with a stopped item's token: ${r.status} ${JSON.stringify(r.body)}`);
+      assert.equal(r.body.error.type, 'authentication_error');
+      assert.match(r.body.error.message, /stopped work item/);
+    }
+    const st = await c.stream(a.session.id, { bearer: a.token });
+    assert.equal(st.status, 401);
+    st.close();
+    // but it may stop its item again: the 409 a worker exiting with stop {force:true} ignores
+    const again = await c.api(`${base}/stop`, { bearer: a.token, method: 'POST', body: { force: true } });
+    assert.equal(again.status, 409, JSON.stringify(again.body));
+    // user input makes a new item with a new token, which works; the old one still does not
+    const um = { type: 'user.message', content: [{ type: 'text', text: 'again' }] };
+    assert.equal((await c.api(`/v1/sessions/${a.session.id}/events`, { key: c.apiKey, body: { events: [um] } })).status, 200);
+    const r = await c.poll();
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.notEqual(r.body.id, a.work.id);
+    const t2 = sessionsToken(r.body);
+    assert.notEqual(t2, a.token);
+    assert.equal((await c.api(`/v1/sessions/${a.session.id}`, { bearer: t2 })).status, 200);
+    assert.equal((await c.api(`/v1/sessions/${a.session.id}`, { bearer: a.token })).status, 401);
+    // a deleted session takes its items' tokens along
+    assert.equal((await c.api(`/v1/sessions/${a.session.id}`, { key: c.apiKey, method: 'DELETE' })).status, 200);
+    assert.equal((await c.api(`/v1/environments/${c.envId}/work/${r.body.id}/heartbeat?expected_last_heartbeat=NO_HEARTBEAT`,
+      { bearer: t2, method: 'POST' })).status, 401);
+  });
+
+  test(`${store}: a tool result must answer a tool use of its session, once (a retry of the same result is idempotent)`, async () => {
+    const c = await ctl(store);
+    const a = await claimed(c);
+    const ev = (events) => c.api(`/v1/sessions/${a.session.id}/events`, { bearer: a.token, body: { events } });
+    const agent = async (e) => (await c.api(`/v1/sessions/${a.session.id}/events`, { key: c.apiKey, body: { events: [e] } })).body.data[0];
+    const tu = await agent({ type: 'agent.tool_use', name: 'bash', input: { command: 'id' } });
+    const ctu = await agent({ type: 'agent.custom_tool_use', name: 'lookup', input: {} });
+    const msg = await agent({ type: 'agent.message', content: [{ type: 'text', text: 'hi' }] });
+    const other = await c.createSession();
+    const otu = (await c.api(`/v1/sessions/${other.id}/events`, { key: c.apiKey,
+      body: { events: [{ type: 'agent.tool_use', name: 'bash', input: { command: 'x' } }] } })).body.data[0];
+    // ids the session never had, a message's id, another session's call, the other kind of call: 400 naming the id
+    for (const [e, re] of [
+      [{ type: 'user.tool_result', tool_use_id: 'sevt_never', content: [] }, /sevt_never is not an agent\.tool_use of session/],
+      [{ type: 'user.tool_result', tool_use_id: msg.id }, new RegExp(`${msg.id} is not an agent\\.tool_use`)],
+      [{ type: 'user.tool_result', tool_use_id: otu.id }, new RegExp(`${otu.id} is not an agent\\.tool_use of session ${a.session.id}`)],
+      [{ type: 'user.tool_result', tool_use_id: ctu.id }, new RegExp(`${ctu.id} is not an agent\\.tool_use`)],
+      [{ type: 'user.custom_tool_result', custom_tool_use_id: tu.id }, new RegExp(`${tu.id} is not an agent\\.custom_tool_use`)]]) {
+      const r = await ev([e]);
+      assert.equal(r.status, 400, `${JSON.stringify(e)}: ${r.status} ${JSON.stringify(r.body)}`);
+      assert.equal(r.body.error.type, 'invalid_request_error');
+      assert.match(r.body.error.message, re);
+    }
+    // the first result is stored; the same one again (a retry whose answer was lost) answers the stored event
+    const res = { type: 'user.tool_result', tool_use_id: tu.id, content: [{ type: 'text', text: 'uid=0' }], is_error: false };
+    const first = await ev([res]);
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    const retry = await ev([res]);
+    assert.equal(retry.status, 200, JSON.stringify(retry.body));
+    assert.equal(retry.body.data[0].id, first.body.data[0].id, 'the retry answers the stored result');
+    // with other content: 400 (a call takes one result)
+    const diff = await ev([{ ...res, content: [{ type: 'text', text: 'other' }] }]);
+    assert.equal(diff.status, 400);
+    assert.match(diff.body.error.message, new RegExp(`${tu.id} is already answered`));
+    // two results for one id in a batch: 400, nothing stored
+    const twice = await ev([{ type: 'user.custom_tool_result', custom_tool_use_id: ctu.id },
+      { type: 'user.custom_tool_result', custom_tool_use_id: ctu.id }]);
+    assert.equal(twice.status, 400);
+    assert.match(twice.body.error.message, /answered twice in this batch/);
+    // a batch of a retry and a new result: the new one stored, the retry not again
+    const mixed = await ev([res, { type: 'user.custom_tool_result', custom_tool_use_id: ctu.id, content: [] }]);
+    assert.equal(mixed.status, 200, JSON.stringify(mixed.body));
+    assert.equal(mixed.body.data[0].id, first.body.data[0].id);
+    const all = (await c.api(`/v1/sessions/${a.session.id}/events?limit=1000`, { key: c.apiKey })).body.data;
+    assert.deepEqual(all.map((e) => e.type), ['agent.tool_use', 'agent.custom_tool_use', 'agent.message', 'user.tool_result',
+      'user.custom_tool_result'], 'each result stored once');
+  });
+
+  test(`${store}: every endpoint needs anthropic-beta: ${BETA} (400 as Anthropic's API answers), wherever it is in the list`, async () => {
+    const c = await ctl(store);
+    const s = await c.createSession();
+    const call = (p, headers, method = 'GET') => fetch(`${c.url}${p}?beta=true`, { method, headers: { 'x-api-key': c.apiKey, ...headers },
+      signal: AbortSignal.timeout(5000) }).then(async (r) => ({ status: r.status, body: await r.json() }));
+    for (const [p, method] of [['/v1/sessions', 'GET'], [`/v1/sessions/${s.id}`, 'GET'], [`/v1/sessions/${s.id}/events`, 'GET'],
+      [`/v1/environments/${c.envId}`, 'GET'], [`/v1/environments/${c.envId}/work/stats`, 'GET'], [`/v1/sessions/${s.id}/events/stream`, 'GET']]) {
+      for (const h of [{}, { 'anthropic-beta': 'managed-agents-2025-01-01' }, { 'anthropic-beta': `x${BETA}` }]) {
+        const r = await call(p, h, method);
+        assert.equal(r.status, 400, `${method} ${p} with ${JSON.stringify(h)}: ${r.status}`);
+        assert.equal(r.body.type, 'error');
+        assert.equal(r.body.error.type, 'invalid_request_error');
+        assert.equal(r.body.error.message, `anthropic-beta: this endpoint needs ${BETA}`);
+        assert.match(r.body.request_id, /^req_/);
+      }
+    }
+    for (const v of [BETA, `other-2025-01-01, ${BETA}`, `${BETA},files-api-2025-04-14`]) {
+      assert.equal((await call(`/v1/sessions/${s.id}`, { 'anthropic-beta': v })).status, 200, v);
+    }
+  });
+
+  test(`${store}: a stream opened without Last-Event-ID starts at the log's end without reading the log`, async () => {
+    const c = await ctl(store);
+    const s = await c.createSession();
+    // a 10 MB log: 10 posts of 250 events of 4 KiB
+    const text = 'h'.repeat(4096);
+    for (let i = 0; i < 10; i++) {
+      const events = Array.from({ length: 250 }, () => ({ type: 'agent.message', content: [{ type: 'text', text }] }));
+      assert.equal((await c.api(`/v1/sessions/${s.id}/events`, { key: c.apiKey, body: { events }, timeoutMs: 30000 })).status, 200);
+    }
+    // bytes the daemon read (files and sockets) while it opened the stream and sent one new event
+    const rchar = () => Number(/rchar: (\d+)/.exec(readFileSync(`/proc/${c.proc.child.pid}/io`, 'utf8'))[1]);
+    const r0 = rchar();
+    const st = await c.stream(s.id, { key: c.apiKey });
+    assert.equal(st.status, 200);
+    assert.equal((await c.api(`/v1/sessions/${s.id}/events`, { key: c.apiKey,
+      body: { events: [{ type: 'agent.message', content: [{ type: 'text', text: 'after' }] }] } })).status, 200);
+    const first = await st.sse.next(5000);
+    const read = rchar() - r0;
+    st.close();
+    assert.equal(first.data.content[0].text, 'after', 'new events only, as before');
+    assert.equal(first.id, '2501');
+    assert.ok(read < 2 * 1024 * 1024, `opening the stream read ${read} bytes of a 10 MB log`);
   });
 }

@@ -4,8 +4,10 @@
 // nothing it acknowledged (Redis holds it; the other replica answers for it).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { sleep, waitUntil } from './lib/proc.mjs';
-import { startRedis } from './lib/redis.mjs';
+import { chmodSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { postern, rmrf, sleep, tmpdir, waitUntil } from './lib/proc.mjs';
+import { startRedis, command } from './lib/redis.mjs';
 import { startControl } from './lib/control.mjs';
 
 let redis, env, apiKey;
@@ -150,4 +152,84 @@ test('kill -9 of a replica loses nothing it acknowledged', async () => {
   // the killed replica back on its config serves the same state
   await A.restart();
   assert.equal((await getWork(A, wid)).body.state, 'active');
+});
+
+test('consumers whose workers are gone leave the group: idle with nothing pending; one holding an item stays', async () => {
+  // its own environment and database, lease_ttl 1s: a sweep every second, consumers idle over 5 s go
+  const c = await startControl({ store: 'redis', redisUrl: `${redis.url}/7`, name: 'control-sweep', envName: 'sweep',
+    config: { lease_ttl: '1s' } });
+  replicas.push(c);
+  const q = `postern:q:${c.envId}`;
+  const consumers = async () => {
+    // one connection per command: the script selects the database itself
+    return command(redis.port, ['EVAL', "redis.call('SELECT', 7) return cjson.encode(redis.call('XINFO', 'CONSUMERS', KEYS[1], 'workers'))", '1', q]);
+  };
+  const cpoll = (worker) => c.api(`/v1/environments/${c.envId}/work/poll?block_ms=1&reclaim_older_than_ms=600000`,
+    { bearer: c.envKey, headers: { 'Anthropic-Worker-ID': worker } });
+  await c.createSession();
+  const done = await cpoll('w-done');
+  assert.ok(done.body?.id, JSON.stringify(done.body));
+  assert.equal((await c.api(`/v1/environments/${c.envId}/work/${done.body.id}/ack`, { bearer: c.envKey, method: 'POST' })).status, 200);
+  await c.createSession();
+  const held = await cpoll('w-holding'); // delivered, never acked: pending on w-holding
+  assert.ok(held.body?.id, JSON.stringify(held.body));
+  const before = await consumers();
+  for (const w of ['w-done', 'w-holding']) assert.ok(before.includes(`"name","${w}"`), `${w} in ${before}`);
+  // (a poll that gets nothing makes no consumer, so only workers that were given an item are in the group)
+  let after = '';
+  for (let i = 0; i < 40; i++) {
+    after = await consumers();
+    if (!after.includes('"name","w-done"')) break;
+    await sleep(500);
+  }
+  assert.ok(!after.includes('"name","w-done"'), `the idle consumer stayed: ${after}`);
+  assert.match(after, /"name","w-holding","pending",1/, 'a consumer with a pending entry stays');
+  assert.match(c.allLogs(), /msg="idle consumers removed" count=\d+/);
+  // the item w-holding has is still re-offered to another worker (the group's pending list kept it)
+  const again = await c.api(`/v1/environments/${c.envId}/work/poll?block_ms=1&reclaim_older_than_ms=0`,
+    { bearer: c.envKey, headers: { 'Anthropic-Worker-ID': 'w-new' } });
+  assert.equal(again.body?.id, held.body.id);
+});
+
+test('Redis AUTH: redis_password_file (0600) for requirepass and for an ACL user; refusals say why, never the password', async () => {
+  const pw = 'top-secret-pw-1234';
+  const upw = 'user-secret-pw-5678';
+  const r = await startRedis(['--requirepass', pw, '--user', 'postern', 'on', `>${upw}`, '~*', '&*', '+@all']);
+  const dir = tmpdir('postern-redis-auth-');
+  const live = [];
+  try {
+    const file = (name, text, mode = 0o600) => { const p = path.join(dir, name); writeFileSync(p, text, { mode }); chmodSync(p, mode); return p; };
+    const pwf = file('pw', `${pw}\n`);
+    const upwf = file('upw', `${upw}\n`);
+    // the default user with requirepass, and an ACL user named in the URL
+    for (const [url, f] of [[`${r.url}/1`, pwf], [`redis://postern@127.0.0.1:${r.port}/2`, upwf]]) {
+      const c = await startControl({ store: 'redis', redisUrl: url, name: 'control-auth', config: { redis_password_file: f } });
+      live.push(c);
+      const s = await c.createSession();
+      const ev = await c.api(`/v1/sessions/${s.id}/events`, { key: c.apiKey,
+        body: { events: [{ type: 'agent.message', content: [{ type: 'text', text: 'authed' }] }] } });
+      assert.equal(ev.status, 200, JSON.stringify(ev.body));
+    }
+    // refusals, each by the admin command (the daemon's loader and store open)
+    const cfg = (url, extra = []) => file(`c${Math.random()}.yaml`, [`listen_addr: 127.0.0.1:1`, `state_dir: ${path.join(dir, 'st')}`,
+      `store: ${JSON.stringify(url)}`, ...extra].join('\n') + '\n', 0o644);
+    const refused = async (c, re) => {
+      const out = await postern(['control', 'env', 'list', '-c', c], { timeoutMs: 20000 });
+      assert.notEqual(out.code, 0, out.stdout);
+      assert.match(out.stderr, re);
+      for (const secret of [pw, upw]) assert.ok(!out.stderr.includes(secret), `the password is in: ${out.stderr}`);
+    };
+    await refused(cfg(`${r.url}/1`), /NOAUTH/);
+    await refused(cfg(`${r.url}/1`, [`redis_password_file: ${file('bad', 'not-it\n')}`]), /AUTH refused: WRONGPASS/);
+    await refused(cfg(`redis://postern@127.0.0.1:${r.port}/2`, [`redis_password_file: ${pwf}`]), /AUTH as postern refused: WRONGPASS/);
+    await refused(cfg(`${r.url}/1`, [`redis_password_file: ${file('open', `${pw}\n`, 0o644)}`]), /readable by others \(mode 644\)/);
+    await refused(cfg(`redis://postern:${upw}@127.0.0.1:${r.port}/2`), /a password in the URL is refused/);
+    await refused(cfg(`redis://postern@127.0.0.1:${r.port}/2`), /a user without a password/);
+    await refused(cfg('sqlite', [`redis_password_file: ${pwf}`]), /only for a redis:\/\/ store/);
+    for (const c of live) for (const secret of [pw, upw]) assert.ok(!c.allLogs().includes(secret), 'a password in the log');
+  } finally {
+    for (const c of live) await c.stop();
+    await r.cleanup();
+    rmrf(dir);
+  }
 });

@@ -328,7 +328,7 @@ test('after the gateway disconnects: no connections in list and info, the edge g
   await sleep(0);
 });
 
-test('edge /ready: 503 naming the store when the token store fails', async () => {
+test('edge /ready: 503 naming the store when the token store fails, 200 again once it is whole', async () => {
   // The WAL goes into the database file, the file is overwritten: the edge's next query finds no database.
   const db = path.join(ctx.dir, 'edge-state', 'tunnels.db');
   const ck = await run('sqlite3', [db, 'PRAGMA wal_checkpoint(TRUNCATE);']);
@@ -343,8 +343,11 @@ test('edge /ready: 503 naming the store when the token store fails', async () =>
   } finally {
     writeFileSync(db, saved);
   }
-  // The file is whole again for `postern tunnel` (a new connection); the running edge's connection stays
-  // failed (SQLite keeps the error): /ready keeps saying so rather than pretending.
+  // The file is whole again: the running edge recovers (its store reopens the connection SQLite kept failed)
+  // and so does `postern tunnel` (a new connection).
+  const r = await getJson(`http://127.0.0.1:${edge().metrics}/ready`);
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  assert.equal(r.body.status, 'ready');
   const l = await tunnelCmd('list', '-o', 'json');
   assert.equal(l.code, 0, l.stderr);
   assert.equal(JSON.parse(l.stdout)[0].id, t.id);

@@ -2,7 +2,7 @@
 // pass `systemd-analyze verify` and score as hardened, the gateway unit's directives leave sandbox: routes
 // working (and the ones it omits are shown to break them), `make deb` builds a package whose control data,
 // contents and conffiles are as stated (lintian clean), which unpacks into a throwaway root with dpkg and runs,
-// and the Containerfile is consistent with `make install` (no container engine is needed or used here; the
+// and the Containerfile is consistent with `make install` (its image is built and run by container.test.mjs; the
 // package booted under systemd is `make deb-boot-check`, docs/operations.md).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -47,13 +47,16 @@ test('make install DESTDIR= PREFIX=/usr/local: exactly these files, these modes;
   assert.equal(r.code, 0, r.stderr + r.stdout);
   const want = {
     'etc/': '755/', 'etc/postern': '755/', 'etc/postern/edge.yaml': '644', 'etc/postern/gateway.yaml': '644',
+    'etc/postern/worker.yaml': '644', 'etc/postern/control.yaml': '644',
     'usr/': '755/', 'usr/local': '755/', 'usr/local/bin': '755/', 'usr/local/bin/postern': '755',
     'usr/local/lib': '755/', 'usr/local/lib/systemd': '755/', 'usr/local/lib/systemd/system': '755/',
     'usr/local/lib/systemd/system/postern-edge.service': '644', 'usr/local/lib/systemd/system/postern-gateway.service': '644',
+    'usr/local/lib/systemd/system/postern-worker.service': '644', 'usr/local/lib/systemd/system/postern-control.service': '644',
     'usr/local/lib/sysusers.d': '755/', 'usr/local/lib/sysusers.d/postern.conf': '644',
     'usr/local/share': '755/', 'usr/local/share/doc': '755/', 'usr/local/share/doc/postern': '755/',
     'usr/local/share/doc/postern/commands.txt': '644', 'usr/local/share/doc/postern/examples': '755/',
     'usr/local/share/doc/postern/examples/edge.yaml': '644', 'usr/local/share/doc/postern/examples/gateway.yaml': '644',
+    'usr/local/share/doc/postern/examples/worker.yaml': '644', 'usr/local/share/doc/postern/examples/control.yaml': '644',
   };
   for (const f of docs) want[`usr/local/share/doc/postern/${f}`] = '644';
   const got = tree(dest);
@@ -63,6 +66,11 @@ test('make install DESTDIR= PREFIX=/usr/local: exactly these files, these modes;
   const unit = readFileSync(path.join(dest, 'usr/local/lib/systemd/system/postern-gateway.service'), 'utf8');
   assert.match(unit, /^ExecStart=\/usr\/local\/bin\/postern gateway -c \/etc\/postern\/gateway\.yaml$/m);
   assert.doesNotMatch(unit, /@[A-Z]+@/, 'every placeholder substituted');
+  for (const k of ['worker', 'control']) {
+    const u = readFileSync(path.join(dest, `usr/local/lib/systemd/system/postern-${k}.service`), 'utf8');
+    assert.match(u, new RegExp(`^ExecStart=/usr/local/bin/postern ${k} -c /etc/postern/${k}\\.yaml$`, 'm'));
+    assert.doesNotMatch(u, /@[A-Z]+@/, `${k}: every placeholder substituted`);
+  }
   assert.equal(readFileSync(path.join(dest, 'usr/local/bin/postern')).equals(readFileSync(PKG_BIN)), true);
   // the --help of every command `postern --help` lists, in one file
   const help = readFileSync(path.join(dest, 'usr/local/share/doc/postern/commands.txt'), 'utf8');
@@ -82,7 +90,7 @@ test('make install DESTDIR= PREFIX=/usr/local: exactly these files, these modes;
   r = await make(['uninstall', `DESTDIR=${dest}`]);
   assert.equal(r.code, 0, r.stderr);
   const left = Object.keys(tree(dest)).filter((k) => !k.endsWith('/') && lstatSync(path.join(dest, k)).isFile());
-  assert.deepEqual(left.sort(), ['etc/postern/edge.yaml', 'etc/postern/gateway.yaml']);
+  assert.deepEqual(left.sort(), ['etc/postern/control.yaml', 'etc/postern/edge.yaml', 'etc/postern/gateway.yaml', 'etc/postern/worker.yaml']);
 
   r = await make(['install', `DESTDIR=${path.join(d, 'nobin')}`, 'INSTALL_BIN=/nonexistent/postern']);
   assert.notEqual(r.code, 0);
@@ -92,30 +100,34 @@ test('the example configs pass postern check once their files exist', async () =
   // The examples name /etc/postern/...: point them at a scratch tree, make the files the comments say to make.
   const etc = path.join(d, 'ex');
   mkdirSync(etc, { recursive: true });
-  for (const [dom, out] of [['edge.example.net', 'edge-pki'], ['my-tools.tunnel.example.net', 'pki']]) {
+  for (const [dom, out] of [['edge.example.net', 'edge-pki'], ['my-tools.tunnel.example.net', 'pki'], ['control.example.net', 'control-pki']]) {
     const r = await run(PKG_BIN, ['certs', 'init', '--domain', dom, '--out', path.join(etc, out)]);
     assert.equal(r.code, 0, r.stderr);
   }
   writeFileSync(path.join(etc, 'token'), 'pt_example\n', { mode: 0o600 });
-  for (const f of ['edge.yaml', 'gateway.yaml']) {
+  writeFileSync(path.join(etc, 'env.key'), 'example-environment-key\n', { mode: 0o600 });
+  mkdirSync(path.join(d, 'state', 'worker'), { recursive: true }); // the unit's StateDirectory makes it
+  for (const f of ['edge.yaml', 'gateway.yaml', 'worker.yaml', 'control.yaml']) {
     const y = readFileSync(path.join(root, 'deploy/examples', f), 'utf8').replaceAll('/etc/postern', etc)
       .replaceAll('/var/lib/postern', path.join(d, 'state'));
     writeFileSync(path.join(etc, f), y);
     const r = await run(PKG_BIN, ['check', '-c', path.join(etc, f)]);
     assert.equal(r.code, 0, `${f}: ${r.stderr}`);
-    assert.match(r.stdout, /: ok \((edge|gateway)\)/);
+    assert.match(r.stdout, new RegExp(`${f}: ok \\(${f.replace('.yaml', '')}\\)`));
   }
 });
 
 test('systemd units: systemd-analyze verify passes, security exposure stays low, the directives are there', async (t) => {
-  const units = ['postern-edge.service', 'postern-gateway.service'];
+  const units = ['postern-edge.service', 'postern-gateway.service', 'postern-worker.service', 'postern-control.service'];
   const text = Object.fromEntries(units.map((u) => [u, readFileSync(path.join(root, 'deploy/systemd', `${u}.in`), 'utf8')]));
   const dirs = (u) => Object.fromEntries(text[u].split('\n').filter((l) => /^[A-Z]\w+=/.test(l)).map((l) => [l.split('=')[0], l.slice(l.indexOf('=') + 1)]));
   const e = dirs('postern-edge.service'), g = dirs('postern-gateway.service');
-  for (const x of [e, g]) {
+  const w = dirs('postern-worker.service'), c = dirs('postern-control.service');
+  for (const x of [e, g, w, c]) {
     for (const [k, v] of Object.entries({ User: 'postern', NoNewPrivileges: 'yes', ProtectSystem: 'strict', ProtectHome: 'yes',
       PrivateTmp: 'yes', PrivateDevices: 'yes', Restart: 'on-failure', ExecReload: '/bin/kill -HUP $MAINPID', LimitNOFILE: '1048576',
-      StateDirectory: 'postern', UMask: '0077' })) assert.equal(x[k], v, k);
+      UMask: '0077' })) assert.equal(x[k], v, k);
+    assert.match(x.StateDirectory, /^postern( |$)/);
   }
   assert.equal(e.CapabilityBoundingSet, 'CAP_NET_BIND_SERVICE');
   assert.equal(e.AmbientCapabilities, 'CAP_NET_BIND_SERVICE');
@@ -123,10 +135,23 @@ test('systemd units: systemd-analyze verify passes, security exposure stays low,
   assert.equal(g.LogsDirectory, 'postern');
   assert.equal(g.RuntimeDirectory, 'postern');
   assert.equal(g.Delegate, 'yes');
-  for (const k of ['ProtectKernelTunables', 'ProtectKernelLogs', 'ProtectControlGroups', 'RestrictNamespaces', 'ProtectHostname', 'MemoryDenyWriteExecute'])
-    assert.equal(g[k], undefined, `${k} would break sandbox: or stdio: routes`);
-  for (const k of ['ProtectKernelTunables', 'ProtectKernelLogs', 'ProtectControlGroups', 'RestrictNamespaces', 'MemoryDenyWriteExecute'])
-    assert.equal(e[k], 'yes', k);
+  for (const x of [g, w])
+    for (const k of ['ProtectKernelTunables', 'ProtectKernelLogs', 'ProtectControlGroups', 'RestrictNamespaces', 'ProtectHostname', 'MemoryDenyWriteExecute', 'PrivateUsers'])
+      assert.equal(x[k], undefined, `${k} would break sandboxes (or stdio: routes)`);
+  for (const x of [e, c])
+    for (const k of ['ProtectKernelTunables', 'ProtectKernelLogs', 'ProtectControlGroups', 'RestrictNamespaces', 'MemoryDenyWriteExecute', 'ProtectHostname'])
+      assert.equal(x[k], 'yes', k);
+  // the worker runs sandboxes: delegated cgroups, no capability, netlink for the sandbox's loopback
+  assert.equal(w.Delegate, 'yes');
+  assert.equal(w.CapabilityBoundingSet, '');
+  assert.equal(w.StateDirectory, 'postern postern/worker');
+  assert.match(w.RestrictAddressFamilies, /AF_NETLINK/);
+  assert.match(w.SystemCallFilter, /^~/, 'the worker has a deny list only');
+  // control: its state directory and its port, nothing more
+  assert.equal(c.StateDirectory, 'postern postern/control');
+  assert.equal(c.CapabilityBoundingSet, 'CAP_NET_BIND_SERVICE');
+  assert.equal(c.Delegate, undefined);
+  assert.equal(c.RestrictAddressFamilies, 'AF_UNIX AF_INET AF_INET6');
 
   if (!(await have('systemd-analyze'))) { t.skip('systemd-analyze is not installed: directives checked as text only'); return; }
   // installed with a real prefix (no DESTDIR) so that ExecStart names an executable that exists
@@ -137,7 +162,7 @@ test('systemd units: systemd-analyze verify passes, security exposure stays low,
   const v = await run('systemd-analyze', ['verify', ...paths]);
   assert.equal(v.code, 0, v.stderr);
   assert.equal(v.stderr.trim(), '', 'verify prints nothing for a clean unit');
-  const limits = { 'postern-edge.service': 2.0, 'postern-gateway.service': 4.5 };
+  const limits = { 'postern-edge.service': 2.0, 'postern-gateway.service': 4.5, 'postern-worker.service': 4.5, 'postern-control.service': 2.0 };
   for (const p of paths) {
     const s = await run('systemd-analyze', ['security', '--offline=yes', p]);
     const m = s.stdout.match(/Overall exposure level for (\S+): ([\d.]+)/);
@@ -192,7 +217,7 @@ test('make deb: control, contents, conffiles, maintainer scripts; lintian clean;
   assert.match(field('Depends'), /^libc6 \(>= 2\.\d+\), adduser$/);
   for (const s of ['postinst', 'prerm', 'postrm', 'conffiles', 'md5sums']) assert.match(info.stdout, new RegExp(`\\s${s}\\s`), s);
   const conffiles = (await run('dpkg-deb', ['-I', deb, 'conffiles'])).stdout.trim().split('\n');
-  assert.deepEqual(conffiles, ['/etc/postern/edge.yaml', '/etc/postern/gateway.yaml']);
+  assert.deepEqual(conffiles, ['/etc/postern/control.yaml', '/etc/postern/edge.yaml', '/etc/postern/gateway.yaml', '/etc/postern/worker.yaml']);
   const postinst = (await run('dpkg-deb', ['-I', deb, 'postinst'])).stdout;
   assert.match(postinst, /adduser --system --group .*postern|adduser --system --group[^\n]*\\\n[^\n]*postern/);
 
@@ -200,6 +225,8 @@ test('make deb: control, contents, conffiles, maintainer scripts; lintian clean;
   const entries = Object.fromEntries(c.stdout.trim().split('\n').map((l) => { const f = l.split(/\s+/); return [f[5].replace(/^\.\//, '/').replace(/\/$/, '') || '/', { mode: f[0], owner: f[1] }]; }));
   for (const [p, mode] of Object.entries({ '/usr/bin/postern': '-rwxr-xr-x', '/lib/systemd/system/postern-edge.service': '-rw-r--r--',
     '/lib/systemd/system/postern-gateway.service': '-rw-r--r--', '/etc/postern/gateway.yaml': '-rw-r--r--', '/etc/postern/edge.yaml': '-rw-r--r--',
+    '/lib/systemd/system/postern-worker.service': '-rw-r--r--', '/lib/systemd/system/postern-control.service': '-rw-r--r--',
+    '/etc/postern/worker.yaml': '-rw-r--r--', '/etc/postern/control.yaml': '-rw-r--r--',
     '/usr/lib/sysusers.d/postern.conf': '-rw-r--r--', '/usr/share/doc/postern/copyright': '-rw-r--r--', '/usr/share/doc/postern/changelog.gz': '-rw-r--r--',
     '/usr/share/doc/postern/commands.txt': '-rw-r--r--', '/usr/share/doc/postern/examples/gateway.yaml': '-rw-r--r--' })) {
     assert.ok(entries[p], `${p} in the package`);
@@ -222,7 +249,10 @@ test('make deb: control, contents, conffiles, maintainer scripts; lintian clean;
   assert.equal(ver.stdout.trim(), `postern ${VERSION}`);
   const x = path.join(d, 'x');
   assert.equal((await run('dpkg-deb', ['-x', deb, x])).code, 0);
-  assert.match(readFileSync(path.join(x, 'lib/systemd/system/postern-gateway.service'), 'utf8'), /^ExecStart=\/usr\/bin\/postern gateway -c \/etc\/postern\/gateway\.yaml$/m);
+  for (const k of ['gateway', 'edge', 'worker', 'control'])
+    assert.match(readFileSync(path.join(x, `lib/systemd/system/postern-${k}.service`), 'utf8'), new RegExp(`^ExecStart=/usr/bin/postern ${k} -c /etc/postern/${k}\\.yaml$`, 'm'));
+  const prerm = (await run('dpkg-deb', ['-I', deb, 'prerm'])).stdout;
+  for (const k of ['edge', 'gateway', 'worker', 'control']) assert.match(prerm, new RegExp(`postern-${k}\\.service`), `prerm stops postern-${k}`);
 
   if (!(await have('lintian'))) { t.skip('lintian is not installed (scripts/deps.sh installs it): dpkg-deb -I/-c checks only'); return; }
   const l = await run('lintian', ['--tag-display-limit', '0', deb], { timeoutMs: 60000 });
@@ -231,9 +261,9 @@ test('make deb: control, contents, conffiles, maintainer scripts; lintian clean;
   assert.equal(l.code, 0, l.stdout + l.stderr);
 });
 
-// The container file cannot be built here (no container engine runs in CI). What can be checked without one:
-// its structure, that the install step it runs produces every path it copies, and that the binary needs no
-// library the slim runtime image lacks.
+// The container file as text (no container engine runs in CI): its structure, that the install step it runs
+// produces every path it copies, and that the binary needs no library the slim runtime image lacks. The image
+// itself is built from it and run by tests/e2e/container.test.mjs (make oci, runc).
 test('Containerfile: multi-stage Debian 12, non-root, its install step yields every path it copies', async () => {
   const src = readFileSync(path.join(root, 'Containerfile'), 'utf8');
   const ins = src.replace(/\\\n/g, ' ').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'))

@@ -5,11 +5,14 @@
 //   points inside), and the host's `git status` afterwards runs nothing the session chose;
 // - the worker is in the session's pid namespace and cgroup, and files it writes have the owner a
 //   command's files get;
-// - grep with a pathological pattern stops at PCRE2's match limit with a clear error, quickly.
+// - grep with a pathological pattern stops at PCRE2's match limit with a clear error, quickly;
+// - with a custom --image that holds nothing but a static busybox (no dynamic loader, no libc), the file
+//   tools still work (the worker is a static program from a sealed memfd) and bash runs the image's shell.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync, chownSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, statSync, symlinkSync,
+  writeFileSync, chownSync } from 'node:fs';
 import path from 'node:path';
 import { rmrf } from './lib/proc.mjs';
 import { NOBODY, bash, call, connect, err, makeMode, ok } from './lib/mcp_sandbox.mjs';
@@ -117,6 +120,61 @@ for (const unpriv of [false, true]) {
       const r = await call(s, 'read', { file_path: 'src/a.txt' });
       if (r.isError) assert.match(r.text, /tool worker .*restarts on the next call/);
       assert.equal(await ok(s, 'read', { file_path: 'src/a.txt' }), 'hello\n');
+    });
+  });
+}
+
+// An image with no glibc at all: /bin holds Debian's static busybox (busybox-static, scripts/deps.sh) and
+// its applet links, nothing else. Before, the worker was the host's dynamically linked postern executed in
+// there: "postern-tool-worker: command not found" (no /lib64/ld-linux-x86-64.so.2).
+function busyboxImage(dir) {
+  assert.ok(existsSync('/bin/busybox'), 'the static busybox is missing: install busybox-static (make deps)');
+  assert.match(readFileSync('/bin/busybox').subarray(0, 4).toString('latin1'), /^\x7fELF/);
+  const img = path.join(dir, 'busybox-image');
+  mkdirSync(path.join(img, 'bin'), { recursive: true, mode: 0o755 });
+  copyFileSync('/bin/busybox', path.join(img, 'bin/busybox'));
+  const applets = execFileSync('/bin/busybox', ['--list'], { encoding: 'utf8' }).split('\n').filter((a) => a && a !== 'busybox');
+  for (const a of applets) symlinkSync('busybox', path.join(img, 'bin', a));
+  assert.ok(applets.includes('sh'));
+  assert.deepEqual(readdirSync(img), ['bin']);
+  return img;
+}
+
+for (const unpriv of [false, true]) {
+  const mode = makeMode(unpriv);
+  describe(`file tools in a minimal image without libc (static busybox) as ${mode.name}`, () => {
+    let s, ws;
+    before(async () => {
+      mode.setup();
+      ws = mode.workspace();
+      s = await connect(mode, { ws, args: ['--image', busyboxImage(mode.dir)] });
+    });
+    after(async () => { if (s) await s.close(); rmrf(mode.dir); });
+
+    test('write, read, edit, grep and glob work; bash is the image\'s own shell', async () => {
+      assert.match(await ok(s, 'write', { file_path: 'src/notes.txt', content: 'alpha\nbeta\ngamma\n' }), /wrote 17 bytes/);
+      assert.equal(await ok(s, 'read', { file_path: 'src/notes.txt', view_range: [2, 3] }), 'beta\ngamma\n');
+      await ok(s, 'edit', { file_path: '/workspace/src/notes.txt', old_string: 'beta', new_string: 'BETA' });
+      assert.equal(await ok(s, 'read', { file_path: 'src/notes.txt' }), 'alpha\nBETA\ngamma\n');
+      assert.equal(await ok(s, 'grep', { pattern: '^B[A-Z]+A$' }), '/workspace/src/notes.txt:2:BETA\n');
+      assert.match(await ok(s, 'glob', { pattern: '**/*.txt' }), /\/workspace\/src\/notes\.txt/);
+      await err(s, 'read', { file_path: 'missing.txt' }, /No such file/);
+      // The shell is busybox's: no bash, no loader, no libc anywhere in the view.
+      assert.equal(await bash(s, 'readlink /proc/$$/exe; ls /; ls /lib /lib64 /usr 2>&1 | wc -l'),
+        '/bin/busybox\nbin\ndev\nproc\nsys\ntmp\nworkspace\n3\n');
+      assert.equal(await bash(s, 'cd src && X=kept && cat notes.txt | tr a-z A-Z | head -1'), 'ALPHA\n');
+      assert.equal(await bash(s, 'echo "$X $PWD"'), 'kept /workspace/src\n');
+      assert.match(await err(s, 'bash', { command: 'exit_fn() { return 3; }; exit_fn' }), /\[exit code 3\]/);
+      // The worker is a process of the session here too, with a command's file owner on the host.
+      const init = s.initPid();
+      assert.ok(init, 'init pid in the log');
+      const [w] = sessionProcs(init, 'tool-worker');
+      assert.ok(w, 'the tool worker runs in the session\'s pid namespace');
+      assert.notEqual(statSync(`/proc/${w.pid}`).uid, 0, 'the worker never runs as host root');
+      await bash(s, 'echo x > /workspace/by-shell.txt');
+      const a = statSync(path.join(ws, 'src/notes.txt')), b = statSync(path.join(ws, 'by-shell.txt'));
+      assert.equal(a.uid, b.uid);
+      assert.equal(a.gid, b.gid);
     });
   });
 }

@@ -3,10 +3,12 @@
 // hostile session, as root and unprivileged. Doors that exist are read-only inside (config, hooks, info,
 // a `.git` file, shell rc files; `.git` cannot be renamed away); doors the session makes (a whole new
 // `.git`, hooks/ where there was none, commondir, config.worktree, modules/, worktrees/, rc files) are
-// moved aside when it ends. The session's own git keeps working, and its commits stay.
+// moved aside when it ends. The session's own git keeps working, and its commits stay. Below the top, a
+// repository the session made (`sub/.git`, a bare one) is moved aside, and in one that was there each door
+// it changed. A door-keeper process does the end, so it happens even when postern itself is SIGKILLed.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { rmrf } from './lib/proc.mjs';
@@ -15,6 +17,7 @@ import { NOBODY, sbxMode, sbxRun } from './lib/sandbox.mjs';
 const ENV = { PATH: process.env.PATH, HOME: '/nonexistent', GIT_CONFIG_NOSYSTEM: '1' };
 const ID = ['-c', 'user.email=t@example.invalid', '-c', 'user.name=t', '-c', 'safe.directory=*'];
 const git = (ws, ...args) => execFileSync('git', [...ID, '-C', ws, ...args], { encoding: 'utf8', env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const gitTry = (ws, ...args) => { try { return { ok: true, out: git(ws, ...args) }; } catch (e) { return { ok: false, out: `${e.stdout}${e.stderr}` }; } };
 
 for (const unpriv of [false, true]) {
@@ -105,10 +108,175 @@ for (const unpriv of [false, true]) {
       const r = await run(ws, `(echo "touch ${marks}/bashrc" >> .bashrc) 2>/dev/null && echo bashrc-written; ` +
         `echo "touch ${marks}/profile" > .profile && echo "touch ${marks}/zshenv" > .zshenv && echo made`);
       assert.equal(r.code, 0, r.stderr);
-      assert.equal(r.stdout, 'made\n');
+      assert.match(r.stdout, /made\n$/); // before: what the session's own git ran inside (no marks dir there)
       assert.equal(readFileSync(path.join(ws, '.bashrc'), 'utf8'), '# host\n');
       assert.deepEqual(readdirSync(ws).sort(), ['.bashrc', '.profile.postern-quarantine-1', '.zshenv.postern-quarantine-1']);
       execFileSync('bash', ['-lc', 'true'], { env: { ...ENV, HOME: ws }, cwd: ws });
+      noMarks();
+    });
+
+    test('nested: a gitlink to a repository the session made, and a deeper new one, are moved aside', async () => {
+      const ws = fresh('gitlink');
+      git(ws, 'init', '-q');
+      writeFileSync(path.join(ws, 'a'), 'a\n');
+      git(ws, 'add', 'a');
+      git(ws, 'commit', '-qm', 'base');
+      own(ws);
+      const C = '-c user.email=a@b -c user.name=n';
+      const r = await run(ws, [
+        'mkdir -p sub deep/er && git -C sub init -q',
+        `git -C sub config core.fsmonitor "touch ${marks}/fsmonitor-sub; false"`,
+        `echo s > sub/f && git -C sub add f && git -C sub ${C} commit -qm s`,
+        'git update-index --add --cacheinfo 160000,$(git -C sub rev-parse HEAD),sub',
+        `git -C deep/er init -q && printf '#!/bin/sh\\ntouch ${marks}/hook-deep\\n' > deep/er/.git/hooks/pre-commit && chmod +x deep/er/.git/hooks/pre-commit`,
+        `git -C deep/er config core.fsmonitor "touch ${marks}/fsmonitor-deep; false"`,
+        'echo made',
+      ].join(' && '));
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /made\n$/); // before: what the session's own git ran inside (no marks dir there)
+      for (const p of ['sub/.git', 'deep/er/.git'])
+        assert.ok(r.stderr.includes(`path="${p}" now=".postern-quarantine/${p.replaceAll('/', '%')}-1"`), `${p} not moved aside: ${r.stderr}`);
+      assert.ok(existsSync(path.join(ws, '.postern-quarantine', 'sub%.git-1', 'config')), 'moved, not deleted');
+      // The index still has the gitlink: host git recurses into it, and finds no repository there now.
+      assert.match(git(ws, 'ls-files', '-s', 'sub'), /^160000 /);
+      git(ws, 'status');
+      git(ws, 'diff');
+      gitTry(path.join(ws, 'deep', 'er'), 'status');
+      git(ws, 'commit', '-q', '--allow-empty', '-m', 'host');
+      noMarks();
+    });
+
+    test('nested: a repository that was there keeps what it had; the doors the session changed are moved aside', async () => {
+      const ws = fresh('nested-old');
+      for (const d of ['sub', 'other']) {
+        mkdirSync(path.join(ws, d));
+        git(path.join(ws, d), 'init', '-q');
+        writeFileSync(path.join(ws, d, 'f'), 'f\n');
+        git(path.join(ws, d), 'add', 'f');
+        git(path.join(ws, d), 'commit', '-qm', 'base');
+      }
+      own(ws);
+      await sleep(50); // the host's own changes are well before the session's start
+      const fsm = `[core]\\n\\tfsmonitor = touch ${marks}/fsmonitor-old\\n`;
+      const r = await run(ws, [
+        `printf '${fsm}' >> sub/.git/config`,
+        `printf '#!/bin/sh\\ntouch ${marks}/hook-old\\n' > sub/.git/hooks/pre-commit && chmod +x sub/.git/hooks/pre-commit`,
+        'echo g >> sub/f && git -C sub add f && git -C sub -c core.fsmonitor=false -c user.email=a@b -c user.name=n commit --no-verify -qm inside 2>/dev/null',
+        'echo made',
+      ].join(' && '));
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /made\n$/); // before: what the session's own git ran inside (no marks dir there)
+      for (const p of ['sub/.git/config', 'sub/.git/hooks/'])
+        assert.ok(r.stderr.includes(`path="${p}"`), `${p} not moved aside: ${r.stderr}`);
+      assert.doesNotMatch(r.stderr, /path="other/, 'a repository the session did not touch is left alone');
+      assert.ok(existsSync(path.join(ws, 'other', '.git', 'config')));
+      assert.ok(existsSync(path.join(ws, 'sub', '.git', 'config.postern-quarantine-1')));
+      const sub = path.join(ws, 'sub');
+      git(sub, 'status');
+      git(sub, 'diff');
+      git(sub, 'commit', '-q', '--allow-empty', '-m', 'host');
+      assert.match(git(sub, 'log', '--format=%s'), /^host\ninside\nbase\n$/, 'the session\'s commit is kept');
+      noMarks();
+    });
+
+    test('nested: a directory the session made into a bare repository loses its HEAD', async () => {
+      const ws = fresh('bare');
+      mkdirSync(path.join(ws, 'tools'));
+      writeFileSync(path.join(ws, 'tools', 'x'), 'x\n');
+      own(ws);
+      const r = await run(ws, [
+        'git init -q --bare tools', 'git -C tools config core.bare false', 'git -C tools config core.worktree ..',
+        `git -C tools config core.fsmonitor "touch ${marks}/fsmonitor-bare; false"`, 'echo made',
+      ].join(' && '));
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(r.stderr.includes('path="tools/HEAD" now="tools/HEAD.postern-quarantine-1"'), r.stderr);
+      const st = gitTry(path.join(ws, 'tools'), 'status');
+      assert.equal(st.ok, false);
+      assert.match(st.out, /not a git repository/);
+      noMarks();
+    });
+
+    test('nested: a later session cannot bring back a repository an earlier one had moved aside', async () => {
+      const ws = fresh('restore');
+      git(ws, 'init', '-q');
+      own(ws);
+      let r = await run(ws, `mkdir sub && git -C sub init -q && git -C sub config core.fsmonitor "touch ${marks}/restored; false" && echo made`);
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(existsSync(path.join(ws, '.postern-quarantine', 'sub%.git-1', 'config')));
+      // The second session tries to rename it back (it would look older than its start), then to copy it.
+      r = await run(ws, [
+        '(mv .postern-quarantine/sub%.git-1 sub/.git || mv sub/.git.postern-quarantine-1 sub/.git) 2>/dev/null && echo renamed',
+        '(mkdir -p .postern-quarantine/x) 2>/dev/null && echo wrote-inside',
+        'true',
+      ].join('; '));
+      assert.equal(r.code, 0, r.stderr);
+      assert.doesNotMatch(r.stdout, /renamed|wrote-inside/);
+      // (mv falls back to a copy across the read-only mount: that copy is new, and moved aside again)
+      assert.equal(existsSync(path.join(ws, 'sub', '.git')), false);
+      gitTry(path.join(ws, 'sub'), 'status');
+      r = await run(ws, 'cp -a .postern-quarantine/sub%.git-1 sub/.git && echo copied');
+      assert.match(r.stdout, /copied/);
+      assert.match(r.stderr, /path="sub\/\.git" now="\.postern-quarantine\/sub%\.git-\d+"/);
+      assert.equal(existsSync(path.join(ws, 'sub', '.git')), false);
+      gitTry(path.join(ws, 'sub'), 'status');
+      git(ws, 'status');
+      noMarks();
+    });
+
+    test('SIGKILL of postern mid-session: the door-keeper still moves the doors, then exits', async () => {
+      const ws = fresh('killed');
+      git(ws, 'init', '-q');
+      writeFileSync(path.join(ws, 'a'), 'a\n');
+      git(ws, 'add', 'a');
+      git(ws, 'commit', '-qm', 'base');
+      rmSync(path.join(ws, '.git', 'hooks'), { recursive: true, force: true });
+      own(ws);
+      const script = [
+        `mkdir -p .git/hooks && printf '#!/bin/sh\\ntouch ${marks}/hook\\n' > .git/hooks/pre-commit && chmod +x .git/hooks/pre-commit`,
+        `printf '[core]\\n\\tfsmonitor = touch ${marks}/fsmonitor\\n' > evil.cfg && echo ../evil > .git/commondir; mkdir -p evil && cp evil.cfg evil/config`,
+        `mkdir sub && git -C sub init -q && git -C sub config core.fsmonitor "touch ${marks}/fsmonitor-sub; false"`,
+        `echo "touch ${marks}/profile" > .profile`,
+        'touch ready', 'sleep 60',
+      ].join(' && ');
+      const argv = ['sandbox', 'run', '--workspace', ws, '--', 'sh', '-c', script];
+      const [cmd, full] = unpriv ? ['setpriv', ['--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups', '--', mode.bin, ...argv]] : [mode.bin, argv];
+      const child = spawn(cmd, full, { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH, HOME: '/nonexistent' } });
+      const err = [];
+      child.stderr.on('data', (c) => err.push(c));
+      const closed = new Promise((res) => child.on('close', (code, signal) => res({ code, signal })));
+      for (let i = 0; i < 200 && !existsSync(path.join(ws, 'ready')); i++) await sleep(50);
+      assert.ok(existsSync(path.join(ws, 'ready')), 'the session did not get ready');
+      // While the session runs, the doors it made are in place (documented): the host must not run git now.
+      assert.ok(existsSync(path.join(ws, '.git', 'hooks', 'pre-commit')));
+      child.kill('SIGKILL');
+      // The keeper holds postern's stderr: its end closes once the keeper is done and gone.
+      const t = setTimeout(() => assert.fail('the door-keeper did not finish in 20 s'), 20000);
+      const end = await closed;
+      clearTimeout(t);
+      assert.equal(end.signal, 'SIGKILL');
+      const stderr = Buffer.concat(err).toString();
+      for (const p of ['.git/hooks/', '.git/commondir', '.profile', 'sub/.git'])
+        assert.ok(stderr.includes(`path="${p}"`), `${p} not moved aside: ${stderr}`);
+      git(ws, 'status');
+      git(ws, 'diff');
+      git(ws, 'commit', '-q', '--allow-empty', '-m', 'host');
+      gitTry(path.join(ws, 'sub'), 'status');
+      execFileSync('bash', ['-lc', 'true'], { env: { ...ENV, HOME: ws }, cwd: ws });
+      noMarks();
+      assert.ok(existsSync(path.join(ws, '.git', 'hooks.postern-quarantine-1', 'pre-commit')), 'moved, not deleted');
+    });
+
+    test('with the workspace as $HOME: git\'s global config the session made is moved aside', async () => {
+      const ws = fresh('home');
+      git(ws, 'init', '-q');
+      own(ws);
+      const fsm = (m) => `[core]\\n\\tfsmonitor = touch ${marks}/${m}\\n`;
+      const r = await run(ws, `printf '${fsm('gitconfig')}' > .gitconfig && mkdir -p .config/git && ` +
+        `printf '${fsm('xdg')}' > .config/git/config && echo '"\\C-m": "touch ${marks}/inputrc\\n"' > .inputrc && echo made`);
+      assert.equal(r.code, 0, r.stderr);
+      for (const p of ['.gitconfig', '.config/git/', '.inputrc'])
+        assert.ok(r.stderr.includes(`path="${p}"`), `${p} not moved aside: ${r.stderr}`);
+      execFileSync('git', ['-c', 'safe.directory=*', '-C', ws, 'status'], { env: { PATH: process.env.PATH, HOME: ws }, stdio: 'ignore' });
       noMarks();
     });
 

@@ -17,6 +17,9 @@ const hostIds = (map) => map.trim().split('\n').map((l) => Number(l.trim().split
 const SCRIPT = 'cat /proc/self/uid_map; echo --; cat /proc/self/gid_map; echo --; ' +
   'for f in /etc/shadow- /etc/gshadow- /etc/shadow; do head -c1 $f 2>/dev/null | grep -q . && echo "$f readable"; done; echo end';
 
+// The session's inotify instance cap from its start line (limits=... inotify=<how>:<instances>/<watches>).
+const inotifyCap = (log) => Number(log.match(/inotify=[a-z-]+:(\d+)\/\d+/)?.[1]);
+
 function checkNotRoot(r, want) {
   assert.equal(r.code, 0, r.stderr);
   const [uids, gids, rest] = r.stdout.split('--\n');
@@ -65,11 +68,16 @@ for (const unpriv of [false, true]) {
       const a = await startHolding(mode, ['--workspace', mode.ws, '--', 'sh', '-c', './probe inotify 100000 6000 > held.txt'], held);
       const m = a.held.match(/inotify=(\d+) stop=(.*)/);
       assert.ok(m, a.held);
-      assert.ok(Number(m[1]) <= 32, `one session took ${m[1]} inotify instances`);
+      // The cap the start line states: 32 as root (an owner id of its own), a share of the caller's budget
+      // unprivileged (the next describe); the session got exactly that.
+      const cap = inotifyCap(a.log());
+      assert.ok(cap >= 1 && cap <= 32, a.log());
+      assert.equal(Number(m[1]), cap, `one session took ${m[1]} inotify instances`);
       assert.match(m[2], /Too many open files/);
       // While it holds them: a second session, and the host user that started both, get what they ask.
-      const b = await sbxRun(mode, ['--workspace', mode.ws, '--', './probe', 'inotify', '16', '0']);
-      assert.match(b.stdout, /inotify=16 stop=none/, b.stderr);
+      const want = Math.min(16, cap);
+      const b = await sbxRun(mode, ['--workspace', mode.ws, '--', './probe', 'inotify', String(want), '0']);
+      assert.match(b.stdout, new RegExp(`inotify=${want} stop=none`), b.stderr);
       const host = execFileSync(mode.unpriv ? 'setpriv' : mode.probe, mode.unpriv
         ? ['--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups', '--', mode.probe, 'inotify', '16', '0']
         : ['inotify', '16', '0'], { encoding: 'utf8' });
@@ -85,6 +93,75 @@ for (const unpriv of [false, true]) {
     });
   });
 }
+
+// Unprivileged, every session's namespace is owned by the caller, so their inotify caps add up against the
+// caller's own limit (128 by default). Sessions take a share of the caller's budget (a quarter kept back);
+// past it a session is refused with a clear error, and the caller keeps its reserve however many sessions
+// run. Before, each took 32: four sessions used all 128 and the fifth, and the user's own processes, got
+// none. Run as a uid of its own (no other suite uses 64123), so that suites running as 65534 at the same
+// time are not starved by this one.
+describe('inotify budget of an unprivileged caller across many sessions', () => {
+  const U = 64123;
+  const mode = sbxMode(false, 'sbx-ident-budget-');
+  let ws;
+  const running = [];
+  before(() => {
+    mode.setup();
+    ws = mode.newWorkspace('ws-budget');
+    for (const f of ['', 'probe']) chownSync(path.join(ws, f), U, U);
+  });
+  after(() => { for (const c of running) c.kill('SIGKILL'); rmrf(mode.dir); });
+
+  // A session as uid U holding up to n instances for 60 s: resolves when its probe is ready, or when the
+  // session ends first (refused).
+  const hold = (k) => new Promise((resolve) => {
+    const child = spawn('setpriv', ['--reuid', String(U), '--regid', String(U), '--clear-groups', '--', mode.bin,
+      'sandbox', 'run', '--workspace', ws, '--', 'sh', '-c', `./probe inotify 100000 60000 > held-${k}.txt`],
+    { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH, HOME: '/nonexistent' } });
+    running.push(child);
+    let log = '', done = false;
+    child.stderr.on('data', (c) => { log += c; });
+    child.on('close', (code) => { if (!done) { done = true; resolve({ code, log }); } });
+    const t0 = Date.now();
+    const tick = () => {
+      if (done) return;
+      let held = '';
+      try { held = readFileSync(path.join(ws, `held-${k}.txt`), 'utf8'); } catch { /* not yet */ }
+      if (held.includes('ready') || Date.now() - t0 > 20000) { done = true; return resolve({ held, log }); }
+      setTimeout(tick, 20);
+    };
+    tick();
+  });
+
+  test('sessions past the budget are refused; the caller keeps its reserve', async () => {
+    const limit = Number(readFileSync('/proc/sys/user/max_inotify_instances', 'utf8'));
+    const reserve = Math.max(Math.floor(limit / 4), 8);
+    let total = 0, sessions = 0, refused = null;
+    const caps = []; // [instances got, the cap its start line states]
+    for (let k = 0; k < 200 && !refused; k++) { // bounded: at 128, 32 sessions of 3 fit
+      const r = await hold(k);
+      if (r.code !== undefined) { refused = r; break; }
+      const m = r.held.match(/inotify=(\d+) stop=(.*)/);
+      assert.ok(m, `session ${k}: ${r.held} ${r.log}`);
+      const got = Number(m[1]);
+      assert.ok(got > 0, `session ${k} got no inotify instance: the caller's budget is exhausted (${total} held by ${sessions})`);
+      caps.push([got, inotifyCap(r.log)]);
+      total += got;
+      sessions++;
+    }
+    for (const [got, cap] of caps) assert.equal(got, cap, 'each session gets exactly its stated share');
+    assert.ok(refused, 'no session was refused');
+    assert.equal(refused.code, 125, refused.log);
+    assert.match(refused.log, /the caller's inotify budget is spent: its other sessions hold \d+ of the \d+ inotify instances/);
+    assert.ok(sessions > 4, `only ${sessions} sessions ran`);
+    assert.ok(total <= limit - reserve, `${sessions} sessions hold ${total} of ${limit}`);
+    // While they all hold theirs, the caller's own processes still get the reserve.
+    const host = execFileSync('setpriv', ['--reuid', String(U), '--regid', String(U), '--clear-groups', '--',
+      mode.probe, 'inotify', String(reserve), '0'], { encoding: 'utf8' });
+    assert.match(host, new RegExp(`inotify=${reserve} stop=none`));
+    for (const c of running) c.kill('SIGKILL');
+  });
+});
 
 describe('sandbox identity on a workspace that cannot be idmapped (root)', () => {
   const mode = sbxMode(false, 'sbx-ident-nomap-');

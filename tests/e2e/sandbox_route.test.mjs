@@ -62,19 +62,16 @@ test('sandbox route: every step of a session through the SDK (write, run, read, 
     const net = await s.client.callTool({ name: 'bash', arguments: { command: 'curl -sS -o /dev/null -D - https://blocked.example.invalid/ 2>&1 | tr -d "\\r" | grep -i -E "^(HTTP/|x-proxy-error)"; true' } });
     assert.match(text(net), /403/);
     assert.match(text(net), /x-proxy-error/i);
-    // The session's workspace is a disk of its own of `disk` (64M). As root it is an ext4 image in an
-    // unlinked file in <workspace_root>/<session>, so nothing of it is on the host's file system; else
-    // it is that directory itself, each file capped at 64M.
+    // The session's workspace is a disk of its own of `disk` (64M): as root an ext4 image in an unlinked
+    // file in <workspace_root>/<session>, else a tmpfs of 64M (within 512M of memory less 256M of /tmp).
+    // Either way nothing of it is on the host's file system.
     const df = await s.client.callTool({ name: 'bash', arguments: { command: 'df -k /workspace | tail -1 | awk \'{print "kb=" $2}\'' } });
     const ls = await run('sh', ['-c', `ls -d ${dir}/*/ && ls ${dir}/*/out.txt`]);
-    if (process.getuid() === 0) {
-      const kb = Number(text(df).match(/kb=(\d+)/)[1]);
-      assert.ok(kb > 48 * 1024 && kb <= 64 * 1024, `the session's disk is ${kb} KiB, not 64M`);
-      assert.notEqual(ls.code, 0, `out.txt is on the host: ${ls.stdout}`);
-      assert.match(ls.stdout, new RegExp(`^${dir}/[^/]+/$`, 'm'), 'no per-session workspace directory');
-    } else {
-      assert.equal(ls.code, 0, 'out.txt not found under a per-session workspace');
-    }
+    const kb = Number(text(df).match(/kb=(\d+)/)[1]);
+    if (process.getuid() === 0) assert.ok(kb > 48 * 1024 && kb <= 64 * 1024, `the session's disk is ${kb} KiB, not 64M`);
+    else assert.equal(kb, 64 * 1024, `the session's tmpfs disk is ${kb} KiB, not 64M`);
+    assert.notEqual(ls.code, 0, `out.txt is on the host: ${ls.stdout}`);
+    assert.match(ls.stdout, new RegExp(`^${dir}/[^/]+/$`, 'm'), 'no per-session workspace directory');
   } finally {
     await s.close();
   }

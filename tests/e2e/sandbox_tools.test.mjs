@@ -116,6 +116,24 @@ for (const unpriv of [false, true]) {
       await err(s, 'read', { file_path: 'big.txt', view_range: [1, 0] }, /fewer lines/);
     });
 
+    test('write over the 4 MiB message cap fails at once with its own id, the cap and how to split; the session goes on', async () => {
+      const t0 = Date.now();
+      await assert.rejects(
+        s.client.callTool({ name: 'write', arguments: { file_path: 'over-the-cap.txt', content: 'y'.repeat(5 << 20) } }, undefined, { timeout: 60000 }),
+        (e) => {
+          assert.equal(e.code, -32600, String(e));
+          assert.match(e.message, /over this server's limit of 4194304 bytes \(4096 KiB\)/);
+          assert.match(e.message, /write the first part, then append the rest in further calls/);
+          return true;
+        });
+      const took = Date.now() - t0;
+      assert.ok(took < 5000, `the over-cap call took ${took} ms`);
+      // Nothing of it ran, and the next message on the stream is read as usual.
+      assert.equal(await bash(s, 'test -e over-the-cap.txt && echo there || echo absent'), 'absent\n');
+      assert.match(await ok(s, 'write', { file_path: 'under-the-cap.txt', content: 'z'.repeat(3 << 20) }), /under-the-cap\.txt/);
+      assert.equal(await bash(s, 'wc -c < under-the-cap.txt'), `${3 << 20}\n`);
+    });
+
     test('write: atomic replace, parent directories, mode kept, read-only image refused', async () => {
       assert.equal(await ok(s, 'write', { file_path: 'w/deep/er/a.txt', content: 'v1\n' }), 'wrote 3 bytes to /workspace/w/deep/er/a.txt');
       const p = path.join(s.ws, 'w/deep/er/a.txt');
@@ -380,7 +398,10 @@ describe('sandbox MCP protocol (raw JSON-RPC)', () => {
     assert.equal(rs[0].error.code, -32600);
     assert.match(rs[0].error.message, /not initialized/);
     const nulls = rs.filter((r) => r.id === null).map((r) => r.error.code);
-    assert.deepEqual(nulls, [-32700, -32600, -32600]); // parse error, batch refused, over the size cap
+    assert.deepEqual(nulls, [-32700, -32600]); // parse error, batch refused
+    assert.equal(byId(9).error.code, -32600); // over the size cap: answered with its own id
+    assert.match(byId(9).error.message, /exceeds the size limit: \d+ bytes, over this server's limit of 4194304 bytes/);
+    assert.ok(byId(9).error.data.size > 5 << 20);
     assert.equal(byId(2).error.code, -32600);
     assert.equal(byId(3).error.code, -32601);
     assert.equal(byId(4).error.code, -32602);

@@ -204,7 +204,7 @@ FX_FN int fx_setup(void **state)
 	}
 	if (!strcmp(kind, "redis"))
 		redis_flush();
-	rc = ctl_store_open(!strcmp(kind, "redis") ? rs.url : "sqlite", f->dir, &f->s, f->err, sizeof f->err);
+	rc = ctl_store_open(!strcmp(kind, "redis") ? rs.url : "sqlite", f->dir, NULL, &f->s, f->err, sizeof f->err);
 	if (rc) {
 		fprintf(stderr, "test_ctl_store: open %s: %s\n", kind, f->err);
 		goto out;

@@ -74,6 +74,102 @@ static void test_line_fields(void **st)
 	aud_chain_free(c);
 }
 
+/* The line writer writes what jansson's json_dumps(JSON_COMPACT) of the same object wrote before it (lines
+ * from older versions and new ones read alike): every control character, quotes, backslash, slash, DEL,
+ * UTF-8 of 2, 3 and 4 bytes, nested arguments, negative and large numbers; text that is not UTF-8 is refused
+ * as the object builder refused it, and the chain does not advance. */
+static void test_line_matches_jansson(void **st)
+{
+	char ctl[64], tool[128];
+	json_t *args = json_pack("{s:s,s:[i,f,b,n],s:{s:s}}", "path", "/srv/\"a\"\\b", "v", -3, 2.5, 1, "o", "k",
+				 "\xe2\x82\xac \xf0\x9f\x98\x80 \x7f \x01");
+	aud_chain *c;
+	(void)st;
+	for (int i = 1; i < 32; i++)
+		ctl[i - 1] = (char)i;
+	ctl[31] = 0;
+	snprintf(tool, sizeof tool, "t\"o\\o/l \xc3\xa9 %s end", ctl);
+	assert_int_equal(aud_chain_new(&c), 0);
+	for (int round = 0; round < 2; round++) {
+		aud_rec r = { .ts_us = 1767225600000001LL, .dir = "in", .trace_id = ctl, .route = "r/\x7f",
+			      .client = "\xe2\x82\xac", .method = "tools/call", .id = round ? "\"a\\u0001b\"" : "-9",
+			      .tool = tool, .rule = "rules[0]", .args = round ? args : NULL, .status = "ok",
+			      .has_rpc_code = round, .rpc_code = INT64_MIN, .http_status = 502,
+			      .latency_us = round ? 0 : -1, .bytes_in = UINT64_MAX / 2, .bytes_out = 0 };
+		char prev[AUD_HEX_LEN + 1], *l, *want;
+		size_t n;
+		json_t *o = json_object();
+		snprintf(prev, sizeof prev, "%s", aud_chain_prev(c));
+		json_object_set_new(o, "prev", json_string(prev));
+		json_object_set_new(o, "seq", json_integer((json_int_t)aud_chain_seq(c)));
+		json_object_set_new(o, "ts", json_string("2026-01-01T00:00:00.000001Z"));
+		json_object_set_new(o, "dir", json_string(r.dir));
+		json_object_set_new(o, "trace_id", json_string(r.trace_id));
+		json_object_set_new(o, "route", json_string(r.route));
+		json_object_set_new(o, "client", json_string(r.client));
+		json_object_set_new(o, "method", json_string(r.method));
+		json_object_set_new(o, "id", json_loads(r.id, JSON_DECODE_ANY, NULL));
+		json_object_set_new(o, "tool", json_string(r.tool));
+		json_object_set_new(o, "rule", json_string(r.rule));
+		if (round)
+			json_object_set(o, "args", args);
+		json_object_set_new(o, "status", json_string(r.status));
+		if (round)
+			json_object_set_new(o, "rpc_code", json_integer(INT64_MIN));
+		json_object_set_new(o, "http_status", json_integer(502));
+		if (round)
+			json_object_set_new(o, "latency_us", json_integer(0));
+		json_object_set_new(o, "bytes_in", json_integer((json_int_t)(UINT64_MAX / 2)));
+		json_object_set_new(o, "bytes_out", json_integer(0));
+		assert_non_null(want = json_dumps(o, JSON_COMPACT));
+		assert_int_equal(aud_line(c, &r, &l, &n), 0);
+		assert_int_equal(n, strlen(want) + 1);
+		assert_memory_equal(l, want, n - 1);
+		assert_int_equal(l[n - 1], '\n');
+		free(l);
+		free(want);
+		json_decref(o);
+	}
+	{
+		/* a string whose worst-case escaping would pass the line's cap is written run by run */
+		size_t big = AUD_MAX_LINE / 4;
+		char *t = malloc(big + 1), *l, *want;
+		size_t n;
+		aud_rec r = { .ts_us = 1767225600000001LL, .dir = "in", .latency_us = -1 };
+		json_t *o = json_object();
+		memset(t, 'a', big);
+		t[7] = '"', t[big - 3] = '\n', t[big] = 0;
+		r.tool = t;
+		json_object_set_new(o, "prev", json_string(aud_chain_prev(c)));
+		json_object_set_new(o, "seq", json_integer((json_int_t)aud_chain_seq(c)));
+		json_object_set_new(o, "ts", json_string("2026-01-01T00:00:00.000001Z"));
+		json_object_set_new(o, "dir", json_string("in"));
+		json_object_set_new(o, "tool", json_string(t));
+		json_object_set_new(o, "bytes_in", json_integer(0));
+		json_object_set_new(o, "bytes_out", json_integer(0));
+		assert_non_null(want = json_dumps(o, JSON_COMPACT));
+		assert_int_equal(aud_line(c, &r, &l, &n), 0);
+		assert_int_equal(n, strlen(want) + 1);
+		assert_memory_equal(l, want, n - 1);
+		free(l);
+		free(want);
+		free(t);
+		json_decref(o);
+	}
+	{
+		aud_rec r = { .dir = "in", .tool = "bad \xc3 utf-8", .latency_us = -1 };
+		char *l;
+		uint64_t seq = aud_chain_seq(c);
+		assert_int_equal(aud_line(c, &r, &l, NULL), -ENOMEM);
+		assert_null(l);
+		r.tool = "overlong \xc0\xaf";
+		assert_int_equal(aud_line(c, &r, &l, NULL), -ENOMEM);
+		assert_int_equal(aud_chain_seq(c), seq);
+	}
+	aud_chain_free(c);
+	json_decref(args);
+}
+
 static void test_resume(void **st)
 {
 	aud_chain *c;
@@ -294,7 +390,8 @@ static void test_traceparent(void **st)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_line_fields), cmocka_unit_test(test_resume),
+		cmocka_unit_test(test_line_fields), cmocka_unit_test(test_line_matches_jansson),
+		cmocka_unit_test(test_resume),
 		cmocka_unit_test(test_verify),      cmocka_unit_test(test_verify_forged_insert),
 		cmocka_unit_test(test_command),     cmocka_unit_test(test_traceparent),
 	};

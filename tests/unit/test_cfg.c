@@ -212,10 +212,84 @@ static void test_durations(void **st)
 	assert_int_equal(cfg_parse_size("1Q", &b), -EINVAL);
 }
 
+/* cfg_node_text (what a reload compares) on a plan like the demo's: flow and block mappings, sequences, quoted
+ * and plain scalars, a long string, an empty value. The JSON is checked; run under ASan (FLAVOUR=asan, LSan on)
+ * any allocation the emitter left behind fails the binary at exit. 200 rounds make a per-call leak large. */
+static void test_node_text(void **st)
+{
+	static const char y[] =
+		"steps:\n"
+		"  - name: list_records\n"
+		"    mcp: records\n"
+		"    tool: list_directory\n"
+		"    args: {path: \"/tmp/postern-demo-x/records\"}\n"
+		"  - name: try_write\n"
+		"    tool: write_file\n"
+		"    args: {path: \"/tmp/r/orders.csv\", content: \"tampered\"}\n"
+		"    expect: error\n"
+		"  - name: note\n"
+		"    args: {message: 'summarising the orders', n: 3, ok: true, none: null, list: [a, \"b c\", 1.5]}\n"
+		"long: \"" "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+		"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"\n"
+		"empty:\n"
+		"quoted: \"tab\\there \\\"q\\\" \\u00e9\"\n";
+	(void)st;
+	for (int round = 0; round < 200; round++) {
+		cfg_doc *d = doc(y);
+		cfg_node *root = cfg_root(d);
+		char *all = cfg_node_text(root), *steps = cfg_key_text(root, "steps"), *empty = cfg_key_text(root, "empty");
+		char *q = cfg_key_text(root, "quoted"), *none = cfg_key_text(root, "absent");
+		assert_non_null(all);
+		assert_non_null(strstr(all, "\"expect\": \"error\"") ? strstr(all, "\"expect\": \"error\"") : strstr(all, "\"expect\":\"error\""));
+		assert_non_null(strstr(all, "0123456789abcdef0123456789abcdef0123456789abcdef"));
+		assert_null(strchr(all, '\n')); /* one line */
+		assert_non_null(steps);
+		assert_true(steps[0] == '[');
+		assert_non_null(strstr(steps, "summarising the orders"));
+		assert_non_null(strstr(steps, "tampered"));
+		assert_string_equal(empty, "null");
+		assert_non_null(q);
+		assert_non_null(strstr(q, "tab"));
+		assert_null(none);
+		free(all);
+		free(steps);
+		free(empty);
+		free(q);
+		cfg_free(d);
+	}
+	/* The exact text: plain numbers, booleans and null typed, quoted ones strings, order kept. */
+	{
+		cfg_doc *d = doc("a: 1\nb: \"x y\"\nc: [true, null, 2x, -1.5]\nd: \"1\"\ne: {k: v}\n");
+		char *t = cfg_node_text(cfg_root(d));
+		assert_string_equal(t, "{\"a\":1,\"b\":\"x y\",\"c\":[true,null,\"2x\",-1.5],\"d\":\"1\",\"e\":{\"k\":\"v\"}}");
+		free(t);
+		cfg_free(d);
+	}
+	/* What libfyaml 0.7.12's JSON emitter leaked on (its buffer, 2 KiB here): a long double-quoted scalar
+	 * with escapes, like the script the demo's plan writes. */
+	{
+		char big[4200], *p = big;
+		p += sprintf(p, "args:\n  content: \"");
+		for (int i = 0; i < 1000; i++)
+			p += sprintf(p, i % 40 == 39 ? "\\n" : "a");
+		sprintf(p, "\"\n");
+		for (int round = 0; round < 20; round++) {
+			cfg_doc *d = doc(big);
+			char *t = cfg_key_text(cfg_root(d), "args");
+			assert_non_null(t);
+			assert_int_equal(strncmp(t, "{\"content\":\"aaaa", 16), 0);
+			assert_non_null(strstr(t, "a\\na"));
+			free(t);
+			cfg_free(d);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_scalars),
+		cmocka_unit_test(test_node_text),
 		cmocka_unit_test(test_errors_name_line_and_key),
 		cmocka_unit_test(test_syntax_error),
 		cmocka_unit_test(test_durations),

@@ -1,5 +1,5 @@
 /* The small core helpers: core/arr (growth by doubling, overflow), core/list.h (push, unlink anywhere,
- * an element on two lists), core/err (message and code). */
+ * an element on two lists), core/err (message and code), core/jsonid (the id of an over-long line). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +12,7 @@
 
 #include "core/arr.h"
 #include "core/err.h"
+#include "core/jsonid.h"
 #include "core/list.h"
 
 struct pt {
@@ -95,12 +96,60 @@ static void test_err(void **st)
 	assert_int_equal(err_set(NULL, 0, -EIO, "nowhere"), -EIO);
 }
 
+/* Feeds line in pieces of `step` bytes, the middle stretched by `pad` bytes of a string's content. */
+static json_t *jid_of(const char *pre, size_t pad, const char *post, size_t step)
+{
+	static jid_scan s;
+	jid_reset(&s);
+	char *line = malloc(strlen(pre) + pad + strlen(post) + 1);
+	assert_non_null(line);
+	strcpy(line, pre);
+	memset(line + strlen(pre), 'x', pad);
+	strcpy(line + strlen(pre) + pad, post);
+	size_t n = strlen(line);
+	for (size_t off = 0; off < n; off += step)
+		jid_feed(&s, line + off, n - off < step ? n - off : step);
+	assert_int_equal(s.total, n);
+	free(line);
+	return jid_recover(&s);
+}
+
+static void test_jsonid(void **st)
+{
+	(void)st;
+	/* The id first (Python SDK) or last (TypeScript SDK), a string or an integer, with the middle far
+	 * past both kept ends. */
+	json_t *id = jid_of("{\"jsonrpc\":\"2.0\", \"id\" : 17,\"method\":\"tools/call\",\"params\":{\"c\":\"", 100000,
+			    "\"}}", 65536);
+	assert_true(json_is_integer(id) && json_integer_value(id) == 17);
+	json_decref(id);
+	id = jid_of("{\"method\":\"tools/call\",\"params\":{\"arguments\":{\"id\":5,\"content\":\"", 100000,
+		    "\"}},\"jsonrpc\":\"2.0\",\"id\":\"c-9\"}\r", 7);
+	assert_string_equal(json_string_value(id), "c-9");
+	json_decref(id);
+	/* A nested "id" at the end is not the request's; nor is one inside a string (escaped quotes). */
+	id = jid_of("{\"method\":\"x\",\"params\":{\"c\":\"", 10000, "\",\"id\":3}}", 4096);
+	assert_null(id);
+	id = jid_of("{\"method\":\"x\",\"params\":{\"c\":\"", 10000, "\\\",\\\"id\\\":3}\"}", 100);
+	assert_null(id);
+	/* An id the head cuts is not read short; a long string id is refused; no object, no id. */
+	id = jid_of("{\"id\":123", 0, "", 1);
+	assert_null(id);
+	id = jid_of("{\"jsonrpc\":\"2.0\",\"id\":\"", 300, "\",\"method\":\"ping\"}", 1000);
+	assert_null(id);
+	id = jid_of("[{\"id\":1}]", 0, "", 3);
+	assert_null(id);
+	id = jid_of("", 9000, "", 4096);
+	assert_null(id);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_arr_grows),
 		cmocka_unit_test(test_list),
 		cmocka_unit_test(test_err),
+		cmocka_unit_test(test_jsonid),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

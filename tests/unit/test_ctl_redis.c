@@ -16,14 +16,23 @@ static void test_redis_bad_url(void **state)
 {
 	(void)state;
 	static const char *bad[] = {"redis:/x", "redis://", "redis://:6379", "redis://h:0", "redis://h:70000",
-				    "redis://h:1/x", "redis://u:pw@h:1", "redis://[::1", "redis://h:12x"};
+				    "redis://h:1/x", "redis://[::1", "redis://h:12x", "redis://@h:1", "redis://u@h:1?x"};
 	char err[256];
 	ctl_store *s = NULL;
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		assert_int_equal(ctl_redis_open(bad[i], &s, err, sizeof err), -EINVAL);
+		assert_int_equal(ctl_redis_open(bad[i], NULL, &s, err, sizeof err), -EINVAL);
 		assert_null(s);
 		assert_non_null(strstr(err, bad[i])); /* the message names what was wrong */
 	}
+	/* a password in the URL: refused, and the message does not repeat it */
+	assert_int_equal(ctl_redis_open("redis://u:s3cretpw@h:1", NULL, &s, err, sizeof err), -EINVAL);
+	assert_null(strstr(err, "s3cretpw"));
+	assert_non_null(strstr(err, "redis_password_file"));
+	assert_int_equal(ctl_redis_open("redis://:s3cretpw@h:1", NULL, &s, err, sizeof err), -EINVAL);
+	assert_null(strstr(err, "s3cretpw"));
+	/* a user needs a password */
+	assert_int_equal(ctl_redis_open("redis://postern@h:1", NULL, &s, err, sizeof err), -EINVAL);
+	assert_non_null(strstr(err, "redis_password_file"));
 }
 
 static void test_redis_dead(void **state)
@@ -35,7 +44,7 @@ static void test_redis_dead(void **state)
 	snprintf(url, sizeof url, "redis://127.0.0.1:%d/3", port);
 	snprintf(addr, sizeof addr, "127.0.0.1:%d/3", port);
 	double t0 = mono();
-	assert_int_equal(ctl_redis_open(url, &s, err, sizeof err), -EIO);
+	assert_int_equal(ctl_redis_open(url, NULL, &s, err, sizeof err), -EIO);
 	assert_true(mono() - t0 < 3);
 	assert_non_null(strstr(err, addr));
 }
@@ -91,7 +100,7 @@ static void test_redis_two_replicas(void **state)
 	ctl_store *h[2];
 	char ids[N][40], err[256];
 	int seen[N] = {0}, got = 0;
-	assert_int_equal(ctl_redis_open(rs.url, &b, err, sizeof err), 0);
+	assert_int_equal(ctl_redis_open(rs.url, NULL, &b, err, sizeof err), 0);
 	h[0] = f->s, h[1] = b;
 	for (int i = 0; i < N; i++)
 		enqueue(f, f->env, ids[i], NULL);
@@ -145,7 +154,7 @@ static void test_redis_racing_processes(void **state)
 			ctl_store *s = NULL;
 			close(p[0]);
 			snprintf(worker, sizeof worker, "racer%d", k);
-			if (ctl_redis_open(rs.url, &s, err, sizeof err))
+			if (ctl_redis_open(rs.url, NULL, &s, err, sizeof err))
 				_exit(2);
 			for (int i = 0; i < 2 * N; i++) {
 				json_t *w = NULL;

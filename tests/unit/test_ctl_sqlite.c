@@ -27,7 +27,7 @@ static int setup(void **st)
 	strcpy(f->dir, "/tmp/postern-ctlsq-XXXXXX");
 	assert_non_null(mkdtemp(f->dir));
 	strcat(f->dir, "/state");
-	assert_int_equal(ctl_store_open("sqlite", f->dir, &f->s, err, sizeof err), 0);
+	assert_int_equal(ctl_store_open("sqlite", f->dir, NULL, &f->s, err, sizeof err), 0);
 	*st = f;
 	return 0;
 }
@@ -71,7 +71,7 @@ static void test_open_mode_and_ids(void **st)
 	{
 		ctl_store *x;
 		char err[256];
-		assert_int_equal(ctl_store_open("mongo://x", f->dir, &x, err, sizeof err), -EINVAL);
+		assert_int_equal(ctl_store_open("mongo://x", f->dir, NULL, &x, err, sizeof err), -EINVAL);
 		assert_non_null(strstr(err, "not a store"));
 	}
 }
@@ -86,13 +86,13 @@ static void test_keys(void **st)
 	memset(other, 8, sizeof other);
 	assert_int_equal(s->ops->key_add(s, "env", "key_1", "n", "env_1", h, err, sizeof err), 0);
 	assert_int_equal(s->ops->key_add(s, "env", "key_1", "n", "env_1", other, err, sizeof err), -EEXIST);
-	assert_int_equal(s->ops->key_check(s, "env", h, id, sizeof id, env, sizeof env), 0);
+	assert_int_equal(s->ops->key_check(s, "env", h, id, sizeof id, env, sizeof env, NULL, 0), 0);
 	assert_string_equal(id, "key_1");
 	assert_string_equal(env, "env_1");
-	assert_int_equal(s->ops->key_check(s, "api", h, id, sizeof id, NULL, 0), -ENOENT); /* kinds apart */
-	assert_int_equal(s->ops->key_check(s, "env", other, id, sizeof id, env, sizeof env), -ENOENT);
+	assert_int_equal(s->ops->key_check(s, "api", h, id, sizeof id, NULL, 0, NULL, 0), -ENOENT); /* kinds apart */
+	assert_int_equal(s->ops->key_check(s, "env", other, id, sizeof id, env, sizeof env, NULL, 0), -ENOENT);
 	assert_int_equal(s->ops->key_revoke(s, "key_1", err, sizeof err), 0);
-	assert_int_not_equal(s->ops->key_check(s, "env", h, id, sizeof id, env, sizeof env), 0);
+	assert_int_not_equal(s->ops->key_check(s, "env", h, id, sizeof id, env, sizeof env, NULL, 0), 0);
 	assert_int_equal(s->ops->key_revoke(s, "key_nope", err, sizeof err), -ENOENT);
 }
 
@@ -265,14 +265,14 @@ static void test_reopen_keeps_everything(void **st)
 	assert_int_equal(f->s->ops->env_put(f->s, "env_r", e, err, sizeof err), 0);
 	json_decref(e);
 	ctl_store_close(f->s);
-	assert_int_equal(ctl_store_open("sqlite", f->dir, &f->s, err, sizeof err), 0);
+	assert_int_equal(ctl_store_open("sqlite", f->dir, NULL, &f->s, err, sizeof err), 0);
 	assert_int_equal(f->s->ops->env_get(f->s, "env_r", &got, err, sizeof err), 0);
 	assert_string_equal(json_string_value(json_object_get(got, "name")), "r");
 	json_decref(got);
 	assert_int_equal(f->s->ops->env_get(f->s, "env_nope", &got, err, sizeof err), -ENOENT);
 	{
 		ctl_store *r;
-		assert_int_equal(ctl_store_open("redis://127.0.0.1:1", f->dir, &r, err, sizeof err) < 0, 1);
+		assert_int_equal(ctl_store_open("redis://127.0.0.1:1", f->dir, NULL, &r, err, sizeof err) < 0, 1);
 	}
 }
 

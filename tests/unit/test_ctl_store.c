@@ -426,20 +426,81 @@ static void test_keys(void **state)
 	assert_int_equal(OPS(f)->key_add(f->s, "env", "key_one", "workers", f->env, h1, f->err, sizeof f->err), 0);
 	assert_int_equal(OPS(f)->key_add(f->s, "api", "key_two", "platform", NULL, h2, f->err, sizeof f->err), 0);
 	assert_int_equal(OPS(f)->key_add(f->s, "api", "key_one", "again", NULL, h2, f->err, sizeof f->err), -EEXIST);
-	assert_int_equal(OPS(f)->key_check(f->s, "env", h1, id, sizeof id, env, sizeof env), 0);
+	char name[40] = "";
+	assert_int_equal(OPS(f)->key_check(f->s, "env", h1, id, sizeof id, env, sizeof env, name, sizeof name), 0);
 	assert_string_equal(id, "key_one");
 	assert_string_equal(env, f->env);
-	assert_int_equal(OPS(f)->key_check(f->s, "api", h2, id, sizeof id, env, sizeof env), 0);
+	assert_string_equal(name, "workers"); /* a sessions token's name is its work item */
+	assert_int_equal(OPS(f)->key_check(f->s, "api", h2, id, sizeof id, env, sizeof env, NULL, 0), 0);
 	assert_string_equal(id, "key_two");
 	/* a key of the other kind, an unknown hash */
-	assert_int_equal(OPS(f)->key_check(f->s, "api", h1, id, sizeof id, env, sizeof env), -ENOENT);
+	assert_int_equal(OPS(f)->key_check(f->s, "api", h1, id, sizeof id, env, sizeof env, NULL, 0), -ENOENT);
 	h2[31] ^= 1;
-	assert_int_equal(OPS(f)->key_check(f->s, "api", h2, id, sizeof id, env, sizeof env), -ENOENT);
+	assert_int_equal(OPS(f)->key_check(f->s, "api", h2, id, sizeof id, env, sizeof env, NULL, 0), -ENOENT);
 	assert_int_equal(OPS(f)->key_revoke(f->s, "key_one", f->err, sizeof f->err), 0);
 	id[0] = 0;
-	assert_int_equal(OPS(f)->key_check(f->s, "env", h1, id, sizeof id, env, sizeof env), -EKEYREVOKED);
+	assert_int_equal(OPS(f)->key_check(f->s, "env", h1, id, sizeof id, env, sizeof env, NULL, 0), -EKEYREVOKED);
 	assert_string_equal(id, "key_one"); /* which key it was, for the log */
 	assert_int_equal(OPS(f)->key_revoke(f->s, "key_nosuch", f->err, sizeof f->err), -ENOENT);
+}
+
+/* event_tool (a tool use and its first result by id, through the stores' indexes) and event_last. */
+static void test_event_index(void **state)
+{
+	fx *f = *state;
+	char sid[40];
+	uint64_t seq = 0, last = 99;
+	json_t *use = NULL, *res = NULL;
+	ctl_new_id("sesn", sid, sizeof sid);
+	json_t *s = json_pack("{s:s, s:s}", "id", sid, "type", "session");
+	assert_int_equal(OPS(f)->session_put(f->s, sid, s, f->err, sizeof f->err), 0);
+	json_decref(s);
+	assert_int_equal(OPS(f)->event_last(f->s, sid, &last, f->err, sizeof f->err), 0);
+	assert_int_equal(last, 0);
+	json_t *b1 = json_pack("[{s:s}, {s:s}, {s:s}]", "type", "agent.tool_use", "type", "agent.custom_tool_use", "type",
+			       "agent.message");
+	assert_int_equal(OPS(f)->event_append(f->s, sid, b1, &seq, f->err, sizeof f->err), 0);
+	const char *tu = jstr(json_array_get(b1, 0), "id"), *ctu = jstr(json_array_get(b1, 1), "id");
+	assert_int_equal(OPS(f)->event_tool(f->s, sid, tu, false, &use, &res, f->err, sizeof f->err), 0);
+	assert_non_null(use);
+	assert_null(res);
+	assert_string_equal(jstr(use, "type"), "agent.tool_use");
+	assert_null(json_object_get(use, "_seq"));
+	json_decref(use);
+	assert_int_equal(OPS(f)->event_tool(f->s, sid, "sevt_nosuch", false, &use, &res, f->err, sizeof f->err), 0);
+	assert_null(use);
+	assert_null(res);
+	/* two results for tu (the API lets only one through; the store's index keeps the first) and one for ctu */
+	json_t *b2 = json_pack("[{s:s, s:s, s:i}, {s:s, s:s, s:i}, {s:s, s:s}, {s:s, s:s, s:s}]", "type", "user.tool_result",
+			       "tool_use_id", tu, "n", 1, "type", "user.tool_result", "tool_use_id", tu, "n", 2, "type",
+			       "user.custom_tool_result", "custom_tool_use_id", ctu, "type", "user.tool_confirmation",
+			       "tool_use_id", tu, "result", "allow");
+	assert_int_equal(OPS(f)->event_append(f->s, sid, b2, &seq, f->err, sizeof f->err), 0);
+	assert_int_equal(OPS(f)->event_tool(f->s, sid, tu, false, &use, &res, f->err, sizeof f->err), 0);
+	assert_non_null(use);
+	assert_non_null(res);
+	assert_int_equal(json_integer_value(json_object_get(res, "n")), 1);
+	json_decref(use);
+	json_decref(res);
+	/* the custom kind looks at custom results only */
+	assert_int_equal(OPS(f)->event_tool(f->s, sid, ctu, true, &use, &res, f->err, sizeof f->err), 0);
+	assert_string_equal(jstr(res, "type"), "user.custom_tool_result");
+	json_decref(use);
+	json_decref(res);
+	assert_int_equal(OPS(f)->event_tool(f->s, sid, ctu, false, &use, &res, f->err, sizeof f->err), 0);
+	assert_null(res);
+	json_decref(use);
+	assert_int_equal(OPS(f)->event_last(f->s, sid, &last, f->err, sizeof f->err), 0);
+	assert_int_equal(last, 7);
+	/* a deleted session takes its index along */
+	assert_int_equal(OPS(f)->session_delete(f->s, sid, f->err, sizeof f->err), 0);
+	assert_int_equal(OPS(f)->event_tool(f->s, sid, tu, false, &use, &res, f->err, sizeof f->err), 0);
+	assert_null(use);
+	assert_null(res);
+	assert_int_equal(OPS(f)->event_last(f->s, sid, &last, f->err, sizeof f->err), 0);
+	assert_int_equal(last, 0);
+	json_decref(b1); /* tu and ctu point into it */
+	json_decref(b2);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
@@ -448,7 +509,7 @@ int main(void)
 {
 	const struct CMUnitTest battery[] = {
 		T(test_enqueue_poll_ack), T(test_reoffer_after_reclaim), T(test_no_double_delivery), T(test_heartbeat),
-		T(test_stop), T(test_expire), T(test_metadata), T(test_lists_paged), T(test_stats), T(test_events),
+		T(test_stop), T(test_expire), T(test_metadata), T(test_lists_paged), T(test_stats), T(test_events), T(test_event_index),
 		T(test_keys),
 	};
 	int bad = 0;

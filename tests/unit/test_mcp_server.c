@@ -242,6 +242,26 @@ static void test_framing_and_cap(void **st)
 	assert_non_null(strstr(out, "\"id\":3"));
 	assert_null(strstr(strstr(out, "exceeds") + 1, "exceeds"));
 	mcps_consume(m, len);
+	/* A request over the cap is answered with its own id (at its end here, as the TypeScript SDK writes
+	 * it), naming the limit and how to split the write, and the stream goes on at the next line. */
+	const char *head = "{\"method\":\"tools/call\",\"params\":{\"content\":\"";
+	const char *rest = "\"},\"jsonrpc\":\"2.0\",\"id\":42}\n{\"jsonrpc\":\"2.0\",\"id\":43,\"method\":\"ping\"}\n";
+	assert_int_equal(mcps_feed(m, head, strlen(head)), 0);
+	assert_int_equal(mcps_feed(m, big, sizeof big), 0);
+	assert_int_equal(mcps_feed(m, rest, strlen(rest)), 0);
+	out = mcps_output(m, &len);
+	json_error_t je;
+	json_t *e = json_loadb(out, strchr(out, '\n') - out, 0, &je);
+	assert_non_null(e);
+	assert_int_equal(json_integer_value(json_object_get(e, "id")), 42);
+	const char *em = json_string_value(json_object_get(json_object_get(e, "error"), "message"));
+	assert_non_null(strstr(em, "limit of 64 bytes"));
+	assert_non_null(strstr(em, "append the rest"));
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(json_object_get(e, "error"), "data"), "size")),
+			 strlen(head) + sizeof big + (strchr(rest, '\n') - rest));
+	json_decref(e);
+	assert_non_null(strstr(out, "\"id\":43,\"result\""));
+	mcps_consume(m, len);
 	/* A final line without newline at EOF. */
 	assert_int_equal(mcps_feed(m, "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"ping\"}", 40), 0);
 	out = mcps_output(m, &len);

@@ -341,6 +341,47 @@ static void test_streams(void **st)
 	adm_metrics_reset();
 }
 
+/* A child whose answer to a call is over the bridge's cap (its id last, as the TypeScript SDK writes it),
+ * then answers the next call normally. */
+static const char *const big_child[] = { "/bin/sh", "-c",
+	"read l; echo '{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{}}}';"
+	"read l; printf '{\"result\":{\"content\":\"'; head -c 3000 /dev/zero | tr '\\0' x; echo '\"},\"jsonrpc\":\"2.0\",\"id\":7}';"
+	"read l; echo '{\"jsonrpc\":\"2.0\",\"id\":8,\"result\":{\"small\":true}}'; sleep 30", NULL };
+
+static void test_oversized_answer(void **st)
+{
+	mbr_opts o = { .name = "t", .argv = big_child, .max_message = 1024 };
+	char err[200], sid[64];
+	rec a;
+	mbr *b;
+	(void)st;
+	uv_loop_init(&loop);
+	assert_non_null(b = mbr_new(&loop, &o, err, sizeof err));
+	assert_int_equal(post(b, &a, NULL, false, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{}}"), 0);
+	run_until(answered, &a, 5000);
+	snprintf(sid, sizeof sid, "%s", a.sid);
+	/* the over-cap answer: an error with the call's own id at once, not silence until a timeout */
+	assert_int_equal(post(b, &a, sid, false, "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\",\"params\":{}}"), 0);
+	run_until(answered, &a, 5000);
+	assert_int_equal(a.status, 200);
+	assert_non_null(strstr(a.body, "\"id\":7"));
+	assert_non_null(strstr(a.body, "over this route's cap of 1024 bytes"));
+	/* and the next line from the child is read as usual */
+	assert_int_equal(post(b, &a, sid, false, "{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"tools/call\",\"params\":{}}"), 0);
+	run_until(answered, &a, 5000);
+	assert_non_null(strstr(a.body, "\"small\":true"));
+	{
+		mbr_http h = { .method = "DELETE", .session_id = sid };
+		memset(&a, 0, sizeof a);
+		assert_int_equal(mbr_handle(b, &h, &sink, &a, NULL), 0);
+	}
+	run_until(no_sessions, b, 5000);
+	mbr_free(b);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	adm_metrics_reset();
+}
+
 static const char *const idle_child[] = { "/bin/sh", "-c",
 	"while read l; do case \"$l\" in *initialize*) echo '{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}';; esac; done", NULL };
 
@@ -578,6 +619,7 @@ int main(void)
 		cmocka_unit_test(test_modern_from_child),
 		cmocka_unit_test(test_modern_discover),
 		cmocka_unit_test(test_streams),
+		cmocka_unit_test(test_oversized_answer),
 		cmocka_unit_test(test_reclaim),
 		cmocka_unit_test(test_modern),
 	};

@@ -3,6 +3,7 @@
  * our own program run inside (the file tools' worker). Needs user namespaces. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <errno.h>
@@ -168,7 +169,7 @@ static void test_netns_listen(void **st)
 	sbx_free(s);
 }
 
-/* Run as our own program inside the sandbox (SBXP_EXEC_SELF): one line per file, "path errno". */
+/* Run as our own program inside the sandbox (SBXP_EXEC_FD): one line per file, "path errno". */
 static int self_probe(void)
 {
 	static const char *const paths[] = { "/workspace/from-self.txt", "/usr/postern-x", "/workspace/.git/config",
@@ -187,8 +188,8 @@ static int self_probe(void)
 	return 0;
 }
 
-/* What the file tools rely on: sbx_spawn with self_exec runs this very program as a process of the
- * sandbox, whatever the image holds, with the sandbox's ids and mounts. */
+/* What the file tools rely on: sbx_spawn with exec_fd runs the program of a host fd (here this very one)
+ * as a process of the sandbox, whatever the image holds, with the sandbox's ids and mounts. */
 static void test_self_exec(void **st)
 {
 	(void)st;
@@ -203,7 +204,11 @@ static void test_self_exec(void **st)
 	static const char *const argv[] = { "self", "--self-probe", NULL };
 	/* A sanitizer build's leak check at exit needs ptrace, which the sandbox refuses. */
 	static const char *const env[] = { "ASAN_OPTIONS=detect_leaks=0", NULL };
-	sbx_cmd c = { .argv = argv, .env = env, .self_exec = true };
+	int exe = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	int hi = fcntl(exe, F_DUPFD_CLOEXEC, 3);
+	assert_true(hi > 2);
+	close(exe);
+	sbx_cmd c = { .argv = argv, .env = env, .exec_fd = hi };
 	sbx_proc *p;
 	char out[1024] = "", want[256];
 	size_t n = 0;
@@ -231,6 +236,64 @@ static void test_self_exec(void **st)
 	snprintf(hp, sizeof hp, "%s/from-self.txt", wsdir);
 	assert_int_equal(stat(hp, &hs), 0);
 	assert_int_equal(hs.st_uid, getuid()); /* on disk: the workspace owner's, via the idmapped mount */
+	close(hi);
+	sbx_free(s);
+}
+
+static void read_text(const char *path, char *buf, size_t cap)
+{
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	size_t n = fread(buf, 1, cap - 1, f);
+	fclose(f);
+	buf[n] = 0;
+}
+
+/* The session's cgroups hold the init (and so every command) as the host sees it: each controller the
+ * start line calls cgroup-v1 or -v2 has the init in a postern-<our pid>-N cgroup. With v1 the init joins
+ * them itself (cgroup.h): a join that silently failed would leave it in ours. Inside, the cgroup
+ * namespace is rooted at the session. */
+static void test_cgroups_joined(void **st)
+{
+	(void)st;
+	sbx *s = mk();
+	const char *lim = sbx_limits_describe(s);
+	char path[64], buf[4096], want[64];
+	snprintf(path, sizeof path, "/proc/%d/cgroup", (int)sbx_init_pid(s));
+	snprintf(want, sizeof want, "/postern-%d-", (int)getpid());
+	static const char *const ctrl[] = { "memory", "pids" };
+	int checked = 0;
+	for (int c = 0; c < 2; c++) {
+		char kind[32];
+		snprintf(kind, sizeof kind, "%s=cgroup-v", ctrl[c]);
+		const char *k = strstr(lim, kind);
+		if (!k) {
+			fprintf(stderr, "# %s not limited by a cgroup here: %s\n", ctrl[c], lim);
+			continue;
+		}
+		bool v2 = k[strlen(kind)] == '2', found = false;
+		read_text(path, buf, sizeof buf);
+		/* lines "N:memory:/path" (v1) or "0::/path" (v2) */
+		for (char *save = NULL, *l = strtok_r(buf, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+			char *c1 = strchr(l, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+			if (!c2)
+				continue;
+			*c2 = 0;
+			bool mine = v2 ? c1[1] == 0 : strstr(c1 + 1, ctrl[c]) != NULL;
+			if (mine && strstr(c2 + 1, want))
+				found = true;
+		}
+		if (!found) {
+			read_text(path, buf, sizeof buf);
+			fail_msg("%s: the init is not in a %s cgroup: %s", ctrl[c], want, buf);
+		}
+		checked++;
+	}
+	sbx_result r;
+	assert_int_equal(run(s, "grep -c -v ':/$' /proc/self/cgroup; true", 0, 0, &r), 0);
+	assert_string_equal(r.output, "0\n");
+	sbx_result_free(&r);
+	fprintf(stderr, "# %d controller(s) checked: %s\n", checked, lim);
 	sbx_free(s);
 }
 
@@ -255,7 +318,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_run_tail_and_status), cmocka_unit_test(test_spawn_persistent_and_kill),
 		cmocka_unit_test(test_kill_all_daemons),    cmocka_unit_test(test_netns_listen),
-		cmocka_unit_test(test_self_exec),
+		cmocka_unit_test(test_self_exec),           cmocka_unit_test(test_cgroups_joined),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

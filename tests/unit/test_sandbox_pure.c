@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -20,7 +21,10 @@
 #include <unistd.h>
 
 #include "sandbox/engine/cgroup.h"
+#include "sandbox/engine/nsbudget.h"
 #include "sandbox/engine/seccomp_policy.h"
+#include "sandbox/engine/sbxopt.h"
+#include "sandbox/engine/ws_quota.h"
 #include "sandbox/sandbox_cli.h"
 
 static bool in_list(const char *const *l, const char *name)
@@ -270,13 +274,122 @@ static void test_cli_parse(void **st)
 	}
 }
 
+/* Which disk cap a workspace gets (ws_quota_choose): every branch, with the reason a person reads. */
+static void test_ws_quota_choose(void **st)
+{
+	enum { EXT4 = 0xEF53, XFS = 0x58465342, BTRFS = 0x9123683E, TMPFS = 0x01021994 };
+	static const struct {
+		struct ws_quota_host h;
+		bool ws, scratch;
+		enum ws_quota_kind want;
+		const char *why; /* a part of the reason, or NULL for none */
+	} c[] = {
+		{ { .fs_type = EXT4, .root = true }, false, false, WSQ_TMPFS_SHARED, NULL },
+		{ { .fs_type = EXT4, .root = true }, true, true, WSQ_EXT4_IMAGE, NULL },
+		{ { .fs_type = EXT4, .root = false }, true, true, WSQ_TMPFS, NULL },
+		{ { .fs_type = BTRFS, .root = true, .subvol_root = true, .btrfs_quota = true }, true, false,
+		  WSQ_BTRFS_QGROUP, NULL },
+		{ { .fs_type = BTRFS, .root = true, .subvol_root = true }, true, false, WSQ_FILE_SIZE, "quota enable" },
+		{ { .fs_type = BTRFS, .root = true, .btrfs_quota = true }, true, false, WSQ_FILE_SIZE,
+		  "not a btrfs subvolume" },
+		{ { .fs_type = BTRFS, .root = true, .subvol_root = true, .prjquota = true }, true, false, WSQ_FILE_SIZE,
+		  "quota enable" },
+		{ { .fs_type = BTRFS, .subvol_root = true, .btrfs_quota = true }, true, false, WSQ_FILE_SIZE, "needs root" },
+		{ { .fs_type = EXT4, .root = true, .prjquota = true }, true, false, WSQ_PROJECT, NULL },
+		{ { .fs_type = XFS, .root = true, .prjquota = true }, true, false, WSQ_PROJECT, NULL },
+		{ { .fs_type = EXT4, .root = true }, true, false, WSQ_FILE_SIZE, "ext4 is mounted without project quotas" },
+		{ { .fs_type = XFS, .root = true }, true, false, WSQ_FILE_SIZE, "xfs is mounted without project quotas" },
+		{ { .fs_type = EXT4, .prjquota = true }, true, false, WSQ_FILE_SIZE, "needs root" },
+		{ { .fs_type = TMPFS, .root = true }, true, false, WSQ_FILE_SIZE, "tmpfs offers neither" },
+		{ { .fs_type = 0x1234, .root = true }, true, false, WSQ_FILE_SIZE, "0x1234 offers neither" },
+	};
+	char why[200];
+	(void)st;
+	for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+		strcpy(why, "stale");
+		enum ws_quota_kind k = ws_quota_choose(&c[i].h, c[i].ws, c[i].scratch, why, sizeof why);
+		if (k != c[i].want)
+			fail_msg("case %zu: %s, not %s", i, ws_quota_kind_name(k), ws_quota_kind_name(c[i].want));
+		if (c[i].why ? !strstr(why, c[i].why) : why[0] != 0)
+			fail_msg("case %zu: reason \"%s\"", i, why);
+	}
+	assert_string_equal(ws_quota_kind_name(WSQ_FILE_SIZE), "file-size-only");
+	assert_string_equal(ws_quota_kind_name(WSQ_BTRFS_QGROUP), "btrfs-qgroup");
+	assert_string_equal(ws_quota_kind_name(WSQ_PROJECT), "project-quota");
+	assert_string_equal(ws_quota_kind_name(WSQ_TMPFS), "tmpfs");
+}
+
+/* A tmpfs disk is memory: the cap, within what the memory limit leaves after /tmp, at least the minimum. */
+static void test_ws_quota_tmpfs_bytes(void **st)
+{
+	(void)st;
+	assert_int_equal(ws_quota_tmpfs_bytes(64ull << 20, 2ull << 30, 1ull << 30), 64ull << 20);
+	assert_int_equal(ws_quota_tmpfs_bytes(10ull << 30, 2ull << 30, 1ull << 30), 1ull << 30);
+	assert_int_equal(ws_quota_tmpfs_bytes(10ull << 30, 256ull << 20, 128ull << 20), 128ull << 20);
+	assert_int_equal(ws_quota_tmpfs_bytes(10ull << 30, 16ull << 20, 16ull << 20), WS_QUOTA_MIN_BYTES);
+}
+
+/* --disk none is its own value; sizes keep their range. */
+static void test_disk_option(void **st)
+{
+	uint64_t v = 0;
+	char err[160];
+	(void)st;
+	assert_int_equal(sbxopt_disk("none", &v, err, sizeof err), 0);
+	assert_true(v == WS_QUOTA_NONE);
+	assert_int_equal(sbxopt_disk("64M", &v, err, sizeof err), 0);
+	assert_int_equal(v, 64ull << 20);
+	assert_int_equal(sbxopt_disk("1M", &v, err, sizeof err), -EINVAL);
+	assert_non_null(strstr(err, "from 16M to 16T, like 2G, or none"));
+	assert_int_equal(sbxopt_disk("None", &v, err, sizeof err), -EINVAL);
+}
+
+/* The unprivileged caller's inotify budget: sizes from the limits, and tokens that never exceed it. */
+static void test_nsbudget(void **st)
+{
+	struct nsb_size z;
+	(void)st;
+	nsb_sizes(128, 192540, 32, &z); /* the host defaults: a quarter kept, 96 shared 32 ways */
+	assert_int_equal(z.reserve, 32);
+	assert_int_equal(z.tokens, 96);
+	assert_int_equal(z.share, 3);
+	assert_int_equal(z.watches, (192540 - 48135) / 96 * 3);
+	nsb_sizes(128, 1u << 20, 2, &z); /* few sessions: each at most 32 and 65536 */
+	assert_int_equal(z.share, 32);
+	assert_int_equal(z.watches, 65536);
+	nsb_sizes(8, 8192, 32, &z); /* nothing left after the reserve */
+	assert_int_equal(z.tokens, 0);
+
+	char dir[] = "/tmp/test-nsbudget-XXXXXX", err[400];
+	assert_non_null(mkdtemp(dir));
+	static nsb_share sh[200];
+	unsigned n = 0;
+	int rc = 0;
+	while (n < 200 && (rc = nsb_take(dir, 32, &sh[n], err, sizeof err)) == 0)
+		n++;
+	assert_int_equal(rc, -EDQUOT);
+	assert_non_null(strstr(err, "inotify budget is spent"));
+	assert_true(n >= 1);
+	assert_true(n * sh[0].z.share <= sh[0].z.tokens);
+	assert_true(sh[0].z.tokens - n * sh[0].z.share < sh[0].z.share); /* all that fits was handed out */
+	nsb_release(&sh[0]); /* a session ends: the next one fits */
+	assert_int_equal(nsb_take(dir, 32, &sh[0], err, sizeof err), 0);
+	for (unsigned i = 0; i < n; i++)
+		nsb_release(&sh[i]);
+	char cmd[80];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_seccomp_tables_disjoint), cmocka_unit_test(test_seccomp_names_resolve),
 		cmocka_unit_test(test_seccomp_program_builds),	cmocka_unit_test(test_seccomp_argument_checks),	cmocka_unit_test(test_cgroup_parse),
 		cmocka_unit_test(test_cgroup_parse_v2_only),	cmocka_unit_test(test_cgroup_keyed_and_controllers),
-		cmocka_unit_test(test_cli_parse),
+		cmocka_unit_test(test_cli_parse),		cmocka_unit_test(test_ws_quota_choose),
+		cmocka_unit_test(test_ws_quota_tmpfs_bytes),	cmocka_unit_test(test_disk_option),
+		cmocka_unit_test(test_nsbudget),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -361,6 +361,173 @@ static void test_verify_locked_fails_fast(void **st)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* A disk that fails and then comes back: the default VFS with every read, write, sync and shared-memory map
+ * failing with SQLITE_IOERR while fault_on is set. The store must report -EIO then, and work again, with no
+ * reopen by its user, once the disk is fine. */
+static int fault_on;
+static struct {
+	const sqlite3_io_methods *orig;
+	sqlite3_io_methods copy;
+} fault_io[8];
+
+static const sqlite3_io_methods *fault_orig(sqlite3_file *f)
+{
+	for (size_t i = 0; i < sizeof fault_io / sizeof fault_io[0]; i++)
+		if (fault_io[i].orig && f->pMethods == &fault_io[i].copy)
+			return fault_io[i].orig;
+	fail_msg("unknown io methods");
+	return NULL;
+}
+
+static int fault_read(sqlite3_file *f, void *p, int n, sqlite3_int64 off)
+{
+	return fault_on ? SQLITE_IOERR_READ : fault_orig(f)->xRead(f, p, n, off);
+}
+
+static int fault_write(sqlite3_file *f, const void *p, int n, sqlite3_int64 off)
+{
+	return fault_on ? SQLITE_IOERR_WRITE : fault_orig(f)->xWrite(f, p, n, off);
+}
+
+static int fault_sync(sqlite3_file *f, int flags)
+{
+	return fault_on ? SQLITE_IOERR_FSYNC : fault_orig(f)->xSync(f, flags);
+}
+
+static int fault_shm_map(sqlite3_file *f, int pg, int sz, int extend, void volatile **pp)
+{
+	return fault_on ? SQLITE_IOERR_SHMMAP : fault_orig(f)->xShmMap(f, pg, sz, extend, pp);
+}
+
+static sqlite3_vfs fault_vfs;
+
+static int fault_open(sqlite3_vfs *v, sqlite3_filename name, sqlite3_file *f, int flags, int *oflags)
+{
+	int rc = unix_vfs->xOpen(unix_vfs, name, f, flags, oflags);
+	(void)v;
+	if (rc != SQLITE_OK || !f->pMethods)
+		return rc;
+	for (size_t i = 0; i < sizeof fault_io / sizeof fault_io[0]; i++) {
+		if (!fault_io[i].orig) {
+			fault_io[i].orig = f->pMethods;
+			fault_io[i].copy = *f->pMethods;
+			fault_io[i].copy.xRead = fault_read;
+			fault_io[i].copy.xWrite = fault_write;
+			fault_io[i].copy.xSync = fault_sync;
+			if (f->pMethods->iVersion >= 2 && f->pMethods->xShmMap)
+				fault_io[i].copy.xShmMap = fault_shm_map;
+		}
+		if (fault_io[i].orig == f->pMethods) {
+			f->pMethods = &fault_io[i].copy;
+			return rc;
+		}
+	}
+	fail_msg("more io method tables than expected");
+	return rc;
+}
+
+static void test_recovers_after_io_error(void **st)
+{
+	char dir[64], err[256], tok[TOK_TOKEN_MAX], tok2[TOK_TOKEN_MAX], cmd[200];
+	tok_store *s;
+	tok_tunnel t, v;
+	(void)st;
+
+	unix_vfs = sqlite3_vfs_find("unix");
+	assert_non_null(unix_vfs);
+	fault_vfs = *unix_vfs;
+	fault_vfs.zName = "test-fault";
+	fault_vfs.xOpen = fault_open;
+	assert_int_equal(sqlite3_vfs_register(&fault_vfs, 1), SQLITE_OK);
+	strcpy(dir, "/tmp/postern-tokeio-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	strcat(dir, "/state");
+	assert_int_equal(tok_open(dir, "edge.example", &s, err, sizeof err), 0);
+	assert_int_equal(tok_create(s, "a", &t, tok), 0);
+	assert_int_equal(tok_verify(s, tok, &v), 0);
+	assert_string_equal(tok_errstr(s), "no error");
+
+	/* The disk fails: each call says so (not "wrong token", not "no such tunnel"). */
+	fault_on = 1;
+	assert_int_equal(tok_create(s, "b", &t, tok2), -EIO);
+	assert_int_equal(tok_verify(s, tok, &v), -EIO);
+	assert_int_equal(tok_get_by_id(s, t.id, NULL), -EIO);
+	assert_int_equal(tok_rotate(s, "a", 0, &t, tok2), -EIO);
+	assert_non_null(strstr(tok_errstr(s), "I/O")); /* the failure itself, not the ROLLBACK after it */
+
+	/* It comes back: the same handle answers again, reads and writes, and the last error is gone. */
+	fault_on = 0;
+	assert_int_equal(tok_verify(s, tok, &v), 0);
+	assert_string_equal(v.name, "a");
+	assert_string_equal(tok_errstr(s), "no error");
+	assert_int_equal(tok_get_by_id(s, v.id, NULL), 0);
+	assert_int_equal(tok_get(s, "b", &t), -ENOENT); /* the failed create left nothing */
+	assert_int_equal(tok_create(s, "b", &t, tok2), 0);
+	assert_int_equal(tok_verify(s, tok2, &v), 0);
+	assert_string_equal(v.name, "b");
+
+	/* A failure in the middle of a commit, then recovery, once more. */
+	fault_on = 1;
+	assert_int_equal(tok_delete(s, "b"), -EIO);
+	fault_on = 0;
+	assert_int_equal(tok_verify(s, tok2, &v), 0); /* the delete did not happen */
+	assert_int_equal(tok_delete(s, "b"), 0);
+	assert_int_equal(tok_verify(s, tok2, &v), -EACCES);
+
+	tok_close(s);
+	assert_int_equal(sqlite3_vfs_unregister(&fault_vfs), SQLITE_OK);
+	assert_int_equal(sqlite3_vfs_register(unix_vfs, 1), SQLITE_OK);
+	*strrchr(dir, '/') = 0;
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* The database file overwritten under an open handle (what the /ready test of tests/e2e/metrics.test.mjs does)
+ * and then restored: the handle's calls fail while it is garbage and answer again once it is whole. SQLite
+ * keeps a connection that saw a broken file failed, so the store reopens it. */
+static void test_recovers_after_file_restored(void **st)
+{
+	struct fx *f = *st;
+	char path[128], tok[TOK_TOKEN_MAX];
+	tok_tunnel t, v;
+	sqlite3 *h;
+	FILE *fp;
+	long n;
+	char *saved, *junk;
+
+	assert_int_equal(tok_create(f->s, "a", &t, tok), 0);
+	snprintf(path, sizeof path, "%s/tunnels.db", f->dir);
+	assert_int_equal(sqlite3_open_v2(path, &h, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(h, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(h);
+	assert_non_null(fp = fopen(path, "r+b"));
+	fseek(fp, 0, SEEK_END);
+	n = ftell(fp);
+	assert_true(n > 0);
+	saved = malloc((size_t)n);
+	junk = malloc((size_t)n);
+	memset(junk, 0x55, (size_t)n);
+	rewind(fp);
+	assert_int_equal(fread(saved, 1, (size_t)n, fp), (size_t)n);
+	rewind(fp);
+	assert_int_equal(fwrite(junk, 1, (size_t)n, fp), (size_t)n);
+	fflush(fp);
+
+	assert_int_equal(tok_verify(f->s, tok, &v), -EIO);
+	assert_int_equal(tok_get_by_id(f->s, t.id, NULL), -EIO);
+
+	rewind(fp);
+	assert_int_equal(fwrite(saved, 1, (size_t)n, fp), (size_t)n);
+	fclose(fp);
+	assert_int_equal(tok_verify(f->s, tok, &v), 0);
+	assert_string_equal(v.id, t.id);
+	assert_int_equal(tok_get_by_id(f->s, t.id, NULL), 0);
+	assert_int_equal(tok_get_by_id(f->s, "0readyprobe0", NULL), -ENOENT);
+	assert_string_equal(tok_errstr(f->s), "no error");
+	free(saved);
+	free(junk);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -370,6 +537,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_delete_never_reuses, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_handles_share_state, setup, teardown),
 		cmocka_unit_test(test_verify_locked_fails_fast),
+		cmocka_unit_test(test_recovers_after_io_error),
+		cmocka_unit_test_setup_teardown(test_recovers_after_file_restored, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "core/arr.h"
+#include "core/hex.h"
 
 enum rule_kind { R_ANY, R_EXACT, R_WILD, R_NET };
 
@@ -67,17 +68,6 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
 
 /* ---- addresses --------------------------------------------------------------------------------- */
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1; /* -1: not a hex digit */
-}
-
 /* One part of a lax IPv4 literal: decimal, 0-prefixed octal or 0x-prefixed hex. Caps at 2^32. */
 static int v4_part(const char *s, size_t len, uint64_t *out)
 {
@@ -95,7 +85,7 @@ static int v4_part(const char *s, size_t len, uint64_t *out)
 		i = 1;
 	}
 	for (; i < len; i++) {
-		int d = hexval(s[i]);
+		int d = hex_val(s[i]);
 		if (d < 0 || (unsigned)d >= base)
 			return -EINVAL;
 		v = v * base + (unsigned)d;
@@ -244,7 +234,7 @@ static bool last_label_numeric(const char *s, size_t len)
 		return false;
 	if (n >= 2 && l[0] == '0' && (l[1] == 'x' || l[1] == 'X')) {
 		for (size_t j = 2; j < n; j++)
-			if (hexval(l[j]) < 0)
+			if (hex_val(l[j]) < 0)
 				return false;
 		return true;
 	}

@@ -552,7 +552,7 @@ enum cgr_kind cgr_kind_of(const cgr *g, enum cgr_ctrl c)
 int cgr_attach(cgr *g, pid_t pid)
 {
 	char v[32];
-	int rc = 0, r1;
+	int rc = 0;
 	snprintf(v, sizeof v, "%d", (int)pid);
 	if (g->v2_dir[0]) {
 		int r = write_file(g->v2_dir, "cgroup.procs", v);
@@ -566,13 +566,40 @@ int cgr_attach(cgr *g, pid_t pid)
 			g->v2_dir[0] = 0;
 		}
 	}
-	for (int c = 0; c < CGR_NCTRL; c++)
-		if (g->v1_dir[c][0] && (r1 = write_file(g->v1_dir[c], "cgroup.procs", v)) < 0) {
-			rc = r1;
-			g->v1_err[c] = -r1;
-			g->kind[c] = CGR_NONE;
-		}
 	return rc;
+}
+
+static void v1_unusable(cgr *g, int c, int err)
+{
+	g->v1_err[c] = err;
+	g->kind[c] = CGR_NONE;
+}
+
+int cgr_join_fds(cgr *g, int fds[CGR_NCTRL], unsigned *ctrls)
+{
+	char path[CGR_PATH_MAX + 16];
+	int n = 0;
+	*ctrls = 0;
+	for (int c = 0; c < CGR_NCTRL; c++) {
+		if (!g->v1_dir[c][0] || g->kind[c] != CGR_V1)
+			continue;
+		snprintf(path, sizeof path, "%s/tasks", g->v1_dir[c]);
+		int fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd < 0) {
+			v1_unusable(g, c, errno);
+			continue;
+		}
+		fds[n++] = fd;
+		*ctrls |= 1u << c;
+	}
+	return n;
+}
+
+void cgr_join_failed(cgr *g, unsigned ctrls, int err)
+{
+	for (int c = 0; c < CGR_NCTRL; c++)
+		if (ctrls & (1u << c) && g->kind[c] == CGR_V1)
+			v1_unusable(g, c, err ? err : EIO);
 }
 
 void cgr_events(const cgr *g, uint64_t *oom_kills, uint64_t *pids_max_hits)

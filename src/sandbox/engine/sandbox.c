@@ -32,6 +32,10 @@
 #include "sandbox/engine/ws_doors.h"
 #include "sandbox/engine/ws_quota.h"
 
+_Static_assert(SBXP_JOIN_MEMORY == 1u << CGR_MEMORY && SBXP_JOIN_PIDS == 1u << CGR_PIDS &&
+		       SBXP_JOIN_CPU == 1u << CGR_CPU && CGR_NCTRL <= SBXP_MAX_FDS,
+	       "the init's join bits are the cgroup controllers'");
+
 static const char *const default_env_allow[] = { "PATH", "LANG", "LC_*", "TERM", "TZ", NULL };
 static const char *const default_hide[] = { "/root", "/home", "/etc/shadow", "/etc/gshadow", "/etc/sudoers",
 					    "/etc/sudoers.d", "/etc/ssh", "/run/secrets", "/var/run/secrets",
@@ -200,8 +204,9 @@ static int start_init(sbx *s, const sbx_config *c, struct sbxi_params *ip, const
 	 * uid (the saved uid stays 0 to come back); the child keeps it as the namespace's creator. */
 	bool owned = im && syscall(SYS_setresuid, -1, im->owner_uid, -1) == 0;
 	long pid = syscall(SYS_clone,
-			   CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |
-				   CLONE_PIDFD | SIGCHLD, /* the cgroup namespace comes after the move (sbxinit) */
+			   CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_PIDFD |
+				   SIGCHLD, /* the network namespace is made by the init (in parallel with its mounts),
+					     * the cgroup namespace after the move (sbxinit) */
 			   NULL, &pidfd, NULL, 0);
 	if (pid == 0)
 		sbxi_main(ip);
@@ -232,16 +237,19 @@ static int start_init(sbx *s, const sbx_config *c, struct sbxi_params *ip, const
 	if (c->workspace) {
 		snprintf(path, sizeof path, "/proc/%d/ns/user", (int)s->init_pid);
 		struct mount_attr a = { .attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV };
-		/* A scratch workspace becomes a disk of its own, of the cap; failing that, the directory itself
-		 * (each file capped) with a warning. */
-		if (c->flags & SBX_F_SCRATCH) {
+		/* A scratch workspace becomes a disk of its own, of the cap; failing that, a tmpfs the init
+		 * makes (ws_quota.h), with a warning. */
+		if (s->disk == WSQ_EXT4_IMAGE) {
 			tree = ws_quota_image_mount(s->ws_fd, c->disk_bytes, im->in_uid, im->in_gid, im->in_mode, why,
 					            sizeof why);
-			s->disk_image = tree >= 0;
-			if (tree < 0)
-				log_warn("msg=\"scratch workspace without a disk image: only each file is capped\" "
+			if (tree < 0) {
+				s->disk = WSQ_TMPFS;
+				log_warn("msg=\"scratch workspace without a disk image: a tmpfs instead\" "
 					 "workspace=\"%s\" reason=\"%s\"", c->workspace, why);
+			}
 		}
+		if (s->disk == WSQ_TMPFS)
+			goto maps;
 		if ((uns = open(path, O_RDONLY | O_CLOEXEC)) < 0 ||
 		    (tree < 0 &&
 		     (tree = open_tree(AT_FDCWD, c->workspace, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE)) < 0)) {
@@ -269,7 +277,9 @@ static int start_init(sbx *s, const sbx_config *c, struct sbxi_params *ip, const
 			tree = -1;
 		}
 	}
-	if ((rc = sbxp_send(s->ctl, SBXP_MAPS, 0, 0, 0, NULL, 0, tree >= 0 ? &tree : NULL, tree >= 0 ? 1 : 0)) < 0) {
+maps:
+	if ((rc = sbxp_send(s->ctl, SBXP_MAPS, 0, s->disk == WSQ_TMPFS ? SBXP_MAPS_TMPFS : 0, 0, NULL, 0,
+			    tree >= 0 ? &tree : NULL, tree >= 0 ? 1 : 0)) < 0) {
 		snprintf(err, errlen, "start: %s", strerror(-rc));
 		goto fail;
 	}
@@ -281,6 +291,42 @@ out:
 		close(uns);
 	if (tree >= 0)
 		close(tree);
+	return rc;
+}
+
+/* Chooses how the workspace's disk is capped (ws_quota.h) and sets a shared workspace's quota. A workspace
+ * that can have no total cap is refused when the caller asked for one (asked: --disk SIZE, not none). */
+static int disk_plan(sbx *s, const sbx_config *c, int ws, bool asked, bool none, char *err, size_t errlen)
+{
+	struct ws_quota_host h = { .root = geteuid() == 0 };
+	char why[300] = "", fsn[24];
+	int d = -1, rc = 0;
+	bool scratch = c->flags & SBX_F_SCRATCH;
+
+	if (c->workspace && !scratch && (d = openat(ws, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0)
+		(void)ws_quota_probe(d, &h); /* what it could not read counts as not offered */
+	s->disk = ws_quota_choose(&h, c->workspace != NULL, scratch, why, sizeof why);
+	if ((s->disk == WSQ_BTRFS_QGROUP || s->disk == WSQ_PROJECT) &&
+	    ws_quota_apply(d, &h, s->disk, c->disk_bytes, &s->quota, why, sizeof why) < 0)
+		s->disk = WSQ_FILE_SIZE;
+	if (s->disk == WSQ_FILE_SIZE && asked) {
+		snprintf(err, errlen,
+			 "--disk: workspace %s (%s) can have no total disk cap: %s. Mount it with project quotas "
+			 "(ext4 prjquota, XFS pquota) or make it a btrfs subvolume with quotas on, use a scratch "
+			 "workspace (--scratch-workspace), or give --disk none to accept a per-file cap only",
+			 c->workspace, ws_quota_fs_name(h.fs_type, fsn, sizeof fsn), why);
+		rc = -EPERM;
+	} else if (s->disk == WSQ_FILE_SIZE) {
+		if (none)
+			log_info("msg=\"no total disk cap on this workspace (--disk none): each file is capped at the "
+				 "disk size\" workspace=\"%s\"", c->workspace);
+		else
+			log_warn("msg=\"no total disk cap on this workspace: each file is capped at the disk size\" "
+				 "workspace=\"%s\" fs=%s reason=\"%s\"", c->workspace,
+				 ws_quota_fs_name(h.fs_type, fsn, sizeof fsn), why);
+	}
+	if (d >= 0)
+		close(d);
 	return rc;
 }
 
@@ -300,6 +346,7 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		goto fail;
 	}
 	s->ctl = s->pidfd = s->listen_fd = s->ws_fd = -1;
+	s->keeper.pidfd = s->keeper.pipe_w = -1;
 	if (!c.image)
 		c.image = "/";
 	if (!c.mount_point)
@@ -312,7 +359,8 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		c.pids = SBX_DEFAULT_PIDS;
 	if (!c.tmp_bytes)
 		c.tmp_bytes = SBX_DEFAULT_TMP;
-	if (!c.disk_bytes)
+	bool disk_none = c.disk_bytes == WS_QUOTA_NONE, disk_asked = c.disk_bytes && !disk_none;
+	if (!c.disk_bytes || disk_none)
 		c.disk_bytes = WS_QUOTA_DEFAULT_BYTES;
 	if (c.disk_bytes < WS_QUOTA_MIN_BYTES) {
 		snprintf(err, errlen, "disk %llu bytes: at least %lluM", (unsigned long long)c.disk_bytes,
@@ -369,9 +417,14 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		 * the end if the session makes them (ws_doors.h). Nothing is created here. */
 		s->doors = c.protected_paths ? c.protected_paths : ws_doors_default;
 		s->doors_before = ws_doors_snapshot(ws, s->doors);
+		clock_gettime(CLOCK_REALTIME_COARSE, &s->doors_t0);
 		if ((s->ws_fd = fcntl(ws, F_DUPFD_CLOEXEC, 3)) < 0 || !(s->ws_name = strdup(c.workspace)))
 			goto oom;
 	}
+	if (disk_plan(s, &c, ws, disk_asked, disk_none, err, errlen) < 0)
+		goto fail;
+	/* A tmpfs disk is memory: within what the memory limit leaves after /tmp (ws_quota.h). */
+	uint64_t ws_tmpfs_bytes = ws_quota_tmpfs_bytes(c.disk_bytes, c.memory_bytes, c.tmp_bytes);
 
 	struct sbxi_params ip = {
 		.image = c.image,
@@ -385,8 +438,13 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		.protect = c.protected_paths ? c.protected_paths : ws_doors_default,
 		.env = env,
 		.memory_bytes = c.memory_bytes,
+		.ws_tmpfs = s->disk == WSQ_TMPFS,
+		.ws_tmpfs_bytes = ws_tmpfs_bytes,
+		.ws_mode = wst.st_mode & 0777,
 		.fsize_bytes = c.disk_bytes,
 		.pids = c.pids,
+		.inotify_instances = SBX_NS_INOTIFY_INSTANCES,
+		.inotify_watches = SBX_NS_INOTIFY_WATCHES,
 		/* Test hook: the fallback for kernels without Landlock, on a kernel with it. */
 		.no_landlock = getenv("POSTERN_SANDBOX_NO_LANDLOCK") != NULL,
 	};
@@ -395,6 +453,14 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 			    .in_mode = c.workspace ? wst.st_mode : 0755 };
 	/* One owner id per session, out of the range people and packages use. */
 	im.owner_uid = SBX_OWNER_UID_BASE + ((unsigned)getpid() * 64u + atomic_load(&session_counter)) % 65536u;
+	/* Unprivileged, every session's namespace is the caller's: their caps are a share of its budget. */
+	if (geteuid() != 0) {
+		int b = nsb_take(NULL, c.budget_sessions, &s->budget, err, errlen);
+		if (b < 0)
+			goto fail;
+		ip.inotify_instances = s->budget.n;
+		ip.inotify_watches = s->budget.z.watches;
+	}
 	/* A root caller's session always runs as an unprivileged host uid: no fallback to host root. */
 	int rc = start_init(s, &c, &ip, geteuid() == 0 ? &im : NULL, err, errlen);
 	if (rc < 0)
@@ -408,23 +474,48 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 		goto oom;
 	if (cgr_attach(s->cg, s->init_pid) < 0)
 		log_warn("msg=\"cgroup attach failed; rlimits stand in\"");
+	/* v1: the init joins its cgroups itself (cgroup.h says why that is 5-18 ms faster). */
+	int join[CGR_NCTRL];
+	unsigned joins = 0;
+	int njoin = cgr_join_fds(s->cg, join, &joins);
 	const struct sock_fprog *prog = secpol_program(err, errlen);
-	if (!prog)
+	if (!prog) {
+		while (njoin > 0)
+			close(join[--njoin]);
 		goto fail;
+	}
 	int go = (cgr_kind_of(s->cg, CGR_MEMORY) == CGR_NONE ? SBXP_GO_RLIMIT_AS : 0) |
 		 (cgr_kind_of(s->cg, CGR_PIDS) == CGR_NONE ? SBXP_GO_RLIMIT_NPROC : 0);
 	what = "start";
-	if ((e = sbxp_send(s->ctl, SBXP_GO, 0, go, 0, prog->filter, (uint32_t)(prog->len * sizeof(struct sock_filter)),
-			   NULL, 0)) < 0)
+	e = sbxp_send(s->ctl, SBXP_GO, 0, go, (int32_t)joins, prog->filter,
+		      (uint32_t)(prog->len * sizeof(struct sock_filter)), join, njoin);
+	while (njoin > 0)
+		close(join[--njoin]);
+	if (e < 0)
 		goto sys_e;
+	/* The door-keeper, before any command can run (none does before we return), while the init finishes
+	 * its set-up: it ends the doors even if this process is killed. */
+	if (s->ws_fd >= 0) {
+		struct ws_doors_end de = { .wsfd = s->ws_fd, .init_pidfd = s->pidfd, .doors = s->doors,
+					   .before = s->doors_before, .t0 = s->doors_t0, .ws_name = s->ws_name };
+		if (ws_doors_keeper_start(&s->keeper, &de, err, errlen) < 0)
+			goto fail;
+	}
 	{
 		struct sbxp_hdr h;
 		int fds[2], nfds = 2;
 		struct pollfd pf = { s->ctl, POLLIN, 0 };
 		int pr = poll(&pf, 1, 10000);
 		int r = pr > 0 ? sbxp_recv(s->ctl, &h, s->buf, fds, &nfds, MSG_DONTWAIT) : -ETIMEDOUT;
-		if (r > 0 && h.type == SBXP_READY)
+		if (r > 0 && h.type == SBXP_READY) {
 			sys_empty = h.a & SBXP_READY_SYS_EMPTY, landlocked = h.a & SBXP_READY_LANDLOCK;
+			unsigned failed = (unsigned)h.b & joins & 0xff;
+			if (failed) {
+				cgr_join_failed(s->cg, failed, (int)((unsigned)h.b >> 8));
+				log_warn("msg=\"cgroup join failed; rlimits stand in\" reason=\"%s\"",
+					 strerror((int)((unsigned)h.b >> 8)));
+			}
+		}
 		for (int i = 0; i < nfds; i++)
 			close(fds[i]);
 		if (r <= 0) {
@@ -444,17 +535,20 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 	bool mem_cg = cgr_kind_of(s->cg, CGR_MEMORY) != CGR_NONE, pids_cg = cgr_kind_of(s->cg, CGR_PIDS) != CGR_NONE;
 	snprintf(s->limits, sizeof s->limits,
 		 "memory=%s:%llu pids=%s:%u cpu=%s tmp=tmpfs-shared:%llu disk=%s:%llu seccomp=on net=%s sysfs=%s "
-		 "cgroupns=session specialfiles=%s",
+		 "cgroupns=session specialfiles=%s inotify=%s:%u/%llu",
 		 mem_cg ? kind_name(cgr_kind_of(s->cg, CGR_MEMORY)) : "rlimit-as-per-process",
 		 (unsigned long long)c.memory_bytes, pids_cg ? kind_name(cgr_kind_of(s->cg, CGR_PIDS)) : "rlimit-nproc",
 		 c.pids,
 		 !c.cpu_millis ? "none" : cgr_kind_of(s->cg, CGR_CPU) == CGR_NONE ? "none(no cgroup)"
 		 : cgr_kind_of(s->cg, CGR_CPU) == CGR_V2 ? "cgroup-v2" : "cgroup-v1",
 		 (unsigned long long)c.tmp_bytes,
-		 s->disk_image ? "ext4-image" : c.workspace ? "file-size-only" : "tmpfs-shared",
-		 (unsigned long long)(s->disk_image || c.workspace ? c.disk_bytes : c.tmp_bytes), "loopback-only",
+		 ws_quota_kind_name(s->disk),
+		 (unsigned long long)(s->disk == WSQ_TMPFS ? ws_tmpfs_bytes : s->disk == WSQ_TMPFS_SHARED ? c.tmp_bytes
+												 : c.disk_bytes),
+		 "loopback-only",
 		 sys_empty ? "empty" : "netns",
-		 landlocked ? "landlock" : "seccomp-mknod");
+		 landlocked ? "landlock" : "seccomp-mknod", geteuid() ? "caller-share" : "owner-id", ip.inotify_instances,
+		 ip.inotify_watches);
 	if (!mem_cg) {
 		/* The host's state, not the session's: a warning once per process (a worker starts thousands of
 		 * sessions), then debug lines; the start line's limits= says it for every session. */
@@ -467,12 +561,12 @@ sbx *sbx_new(const sbx_config *cfg, char *err, size_t errlen)
 			log_debug("msg=\"no memory cgroup\" reason=\"%s\"", cgr_why(s->cg, CGR_MEMORY, why, sizeof why));
 		warned = true;
 	}
-	if (c.workspace && !s->disk_image && cfg->disk_bytes)
-		log_warn("msg=\"no total disk cap on this workspace: each file is capped at the disk size\" "
-			 "workspace=\"%s\" reason=\"%s\"", c.workspace,
-			 !(c.flags & SBX_F_SCRATCH) ? "a host directory shared with the host (--workspace) has no "
-						       "project quota here; use a scratch workspace for a capped disk"
-			 : geteuid() ? "a disk image needs root (loop device)" : "the disk image failed (see above)");
+	if (s->disk == WSQ_TMPFS && ws_tmpfs_bytes < c.disk_bytes)
+		log_emit(disk_asked ? LOG_WARN : LOG_INFO,
+			  "msg=\"the workspace is a tmpfs (memory): its size is the disk cap lowered to what the memory "
+			  "limit leaves after /tmp\" disk=%llu memory=%llu tmp=%llu size=%llu",
+			  (unsigned long long)c.disk_bytes, (unsigned long long)c.memory_bytes,
+			  (unsigned long long)c.tmp_bytes, (unsigned long long)ws_tmpfs_bytes);
 	if (!(c.flags & SBX_F_QUIET))
 		log_info("msg=\"sandbox started\" init_pid=%d limits=\"%s\"", (int)s->init_pid, s->limits);
 	goto done;
@@ -506,12 +600,17 @@ void sbx_free(sbx *s)
 	if (s->listen_fd >= 0)
 		close(s->listen_fd);
 	kill_init(s->pidfd);
+	ws_quota_restore(&s->quota); /* no process of the session is left to write */
+	nsb_release(&s->budget); /* the namespace's inotify instances went with its processes */
 	cgr_free(s->cg);
-	/* Every process of the session is gone: nothing races the move. */
-	if (s->ws_fd >= 0) {
-		ws_doors_quarantine(s->ws_fd, s->doors, s->doors_before, s->ws_name);
-		close(s->ws_fd);
+	/* Every process of the session is gone: nothing races the moves, which the keeper does; if it had died
+	 * (someone killed it), they are done here. */
+	if (ws_doors_keeper_finish(&s->keeper, s->ws_name) < 0 && s->ws_fd >= 0) {
+		log_warn("msg=\"door-keeper gone; moving the session's doors here\" workspace=\"%s\"", s->ws_name);
+		ws_doors_end(s->ws_fd, s->doors, s->doors_before, &s->doors_t0, s->ws_name);
 	}
+	if (s->ws_fd >= 0)
+		close(s->ws_fd);
 	free(s->ws_name);
 	free(s->mount_point);
 	free(s->buf);

@@ -23,17 +23,20 @@
  *   a reason, unless the workspace is owned by run_uid/run_gid already (then it is bound as it is).
  *   Host paths holding credentials (`hide_paths`) are masked in the image view.
  *
- * File tools (sbx_cmd.self_exec)
- *   The file tools run in a process of the sandbox like any command: sbx_spawn() with self_exec runs
- *   this very program (the init keeps an fd of it from before its pivot_root, so the image need not hold
- *   it) as `postern sandbox tool-worker`. The host holds no fd into the sandbox's file system.
+ * File tools (sbx_cmd.exec_fd)
+ *   The file tools run in a process of the sandbox like any command: sbx_spawn() with exec_fd runs the
+ *   executable of that host fd (the static worker in a sealed memfd, passed to the init with the command,
+ *   so the image need not hold it, nor a loader or libc for it). The host holds no fd into the sandbox's
+ *   file system.
  *
  * Limits (sbx_limits_describe)
  *   memory, pids, cpu: cgroup v2 (a delegated `cgroup_parent`, or our own cgroup's subtree when the
  *   controllers are enabled there) else cgroup v1 controllers (memory, pids, cpu) when writable (root),
  *   else rlimits (RLIMIT_AS for memory, RLIMIT_NPROC per user namespace for pids, none for cpu).
- *   disk: an ext4 image of the cap for a scratch workspace of a root caller, the shared tmpfs cap for a
- *   tmpfs workspace, else a per-file cap only (ws_quota.h).
+ *   disk: a scratch workspace is a disk of the cap (an ext4 image as root, else a tmpfs within the memory
+ *   limit); a shared one has a btrfs qgroup or project quota where there is one (root), else a per-file cap
+ *   only, and sbx_new() refuses it when the cap was asked for (disk_bytes set, not WS_QUOTA_NONE); no
+ *   workspace: the shared tmpfs cap (ws_quota.h).
  *   Detected at sbx_new(), logged once, reported by sbx_limits_describe().
  *
  * Network
@@ -62,9 +65,11 @@ typedef struct sbx_proc sbx_proc;
 #define SBX_DEFAULT_OUTPUT_CAP (100u * 1024u)
 #define SBX_MAX_ARGS 4096
 #define SBX_MAX_ENV 512
-/* Per-session caps on per-user kernel budgets (host defaults: 128 inotify instances per user). */
-#define SBX_NS_INOTIFY_INSTANCES "32"
-#define SBX_NS_INOTIFY_WATCHES "65536"
+/* Per-session caps on per-user kernel budgets (host defaults: 128 inotify instances per user) of a root
+ * caller's sessions (each charged to an owner id of its own); unprivileged, a share of the caller's budget
+ * (nsbudget.h). */
+#define SBX_NS_INOTIFY_INSTANCES 32u
+#define SBX_NS_INOTIFY_WATCHES 65536ull
 #define SBX_NS_MQUEUE_BYTES (256u * 1024u)
 /* Started as root: the session's user namespace is owned by SBX_OWNER_UID_BASE + (0..65535), a host uid no
  * account has, so per-user budgets are charged to it rather than to root. */
@@ -86,7 +91,8 @@ typedef struct sbx_config {
 	uint64_t memory_bytes;   /* 0 = SBX_DEFAULT_MEMORY */
 	unsigned pids;           /* 0 = SBX_DEFAULT_PIDS */
 	uint64_t tmp_bytes;      /* size cap of the /tmp tmpfs; 0 = SBX_DEFAULT_TMP */
-	uint64_t disk_bytes;     /* workspace disk cap (ws_quota.h says how it holds); 0 = WS_QUOTA_DEFAULT_BYTES */
+	uint64_t disk_bytes;     /* workspace disk cap (ws_quota.h says how it holds); 0 = WS_QUOTA_DEFAULT_BYTES
+				  * not asked for; WS_QUOTA_NONE = no total cap wanted (the default's size) */
 	unsigned cpu_millis;     /* CPU quota in 1/1000 CPU (1500 = 1.5 CPUs); 0 = no quota */
 	unsigned timeout_ms;     /* default per-command wall clock timeout; 0 = SBX_DEFAULT_TIMEOUT_MS */
 	/* NULL-terminated lists; NULL selects the default shown. */
@@ -101,6 +107,9 @@ typedef struct sbx_config {
 	 * /run/secrets /var/run/secrets /var/lib/postern, plus the caller's $HOME. */
 	const char *const *hide_paths;
 	const char *cgroup_parent; /* delegated cgroup v2 directory to create the session's cgroup in */
+	/* Started unprivileged: how many concurrent sessions the caller's inotify budget is shared among
+	 * (nsbudget.h); 0 = NSB_DEFAULT_SESSIONS (32, as --max-sandboxes). */
+	unsigned budget_sessions;
 	uid_t run_uid;             /* started as root: host uid of the sandbox's processes; 0 = 65534 */
 	gid_t run_gid;             /* started as root: host gid; 0 = 65534 */
 	unsigned flags;            /* SBX_F_* */
@@ -124,8 +133,11 @@ typedef struct sbx_cmd {
 	unsigned timeout_ms;     /* 0 = the session default; for sbx_spawn 0 = none */
 	size_t output_cap;       /* sbx_run: bytes of output kept (the TAIL); 0 = SBX_DEFAULT_OUTPUT_CAP */
 	bool stdin_pipe;         /* sbx_spawn: give the caller a pipe to stdin (else /dev/null) */
-	bool self_exec;          /* run the host's own program (the image's dynamic loader and libc serve
-				  * it); argv[0] is only its name */
+	int exec_fd;             /* > 2: run the executable this host fd holds (a sealed memfd of a static
+				  * program: the file tools' worker) instead of looking argv[0] up in the
+				  * image; argv[0] is then only its name. 0: none */
+	bool last;               /* sbx_run: the session's last command (a one-shot run): the init ends as
+				  * soon as it has reported the exit, ahead of sbx_free; nothing else may follow */
 } sbx_cmd;
 
 typedef struct sbx_result {

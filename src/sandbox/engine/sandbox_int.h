@@ -9,7 +9,10 @@
 #include <sys/types.h>
 
 #include "sandbox/engine/cgroup.h"
+#include "sandbox/engine/nsbudget.h"
 #include "sandbox/engine/sandbox.h"
+#include "sandbox/engine/ws_doors.h"
+#include "sandbox/engine/ws_quota.h"
 
 #define SBXH_MAX_RECS 256
 #define SBXH_KILL_GRACE_MS 5000
@@ -30,7 +33,8 @@ struct sbx {
 	unsigned timeout_ms;
 	uint32_t next_id;
 	char limits[440];
-	bool disk_image; /* the workspace is an ext4 image of the disk cap (ws_quota.h) */
+	enum ws_quota_kind disk;    /* how the workspace's disk is capped (ws_quota.h) */
+	struct ws_quota_undo quota; /* a shared workspace's quota limit, put back at the end */
 	struct sbxh_rec recs[SBXH_MAX_RECS];
 	/* replies to synchronous requests */
 	bool got_listen, got_killall, got_nprocs;
@@ -40,6 +44,9 @@ struct sbx {
 	char *ws_name;
 	const char *const *doors;
 	uint64_t doors_before;
+	struct timespec doors_t0; /* CLOCK_REALTIME_COARSE before the init: what changed after is the session's */
+	ws_doors_keeper keeper;   /* moves the doors at the end, even when this process is killed */
+	nsb_share budget; /* unprivileged: the session's share of the caller's inotify budget */
 };
 
 struct sbx_proc {

@@ -144,7 +144,7 @@ static int wait_flag(sbx *s, const bool *flag, uint64_t deadline)
 
 /* ---- commands ------------------------------------------------------------------------------------------ */
 
-static int send_exec(sbx *s, const sbx_cmd *cmd, struct sbxh_rec *r, int out_w, int in_r)
+static int send_exec(sbx *s, const sbx_cmd *cmd, struct sbxh_rec *r, int out_w, int in_r, bool run)
 {
 	char *p = s->buf, *end = s->buf + SBXP_MAX_PAYLOAD;
 	uint32_t argc = 0, envc = 0;
@@ -174,9 +174,14 @@ static int send_exec(sbx *s, const sbx_cmd *cmd, struct sbxh_rec *r, int out_w, 
 			memcpy(p, a, l);
 			p += l;
 		}
-	int fds[2] = { out_w, in_r };
-	return sbxp_send(s->ctl, SBXP_EXEC, r->id, (in_r >= 0 ? SBXP_EXEC_STDIN : 0) | (cmd->self_exec ? SBXP_EXEC_SELF : 0), 0, s->buf,
-			 (uint32_t)(p - s->buf), fds, in_r >= 0 ? 2 : 1);
+	int fds[3] = { out_w, in_r, -1 }, nfds = in_r >= 0 ? 2 : 1;
+	if (cmd->exec_fd > 2)
+		fds[nfds++] = cmd->exec_fd;
+	else if (cmd->exec_fd)
+		return -EBADF;
+	int fl = (in_r >= 0 ? SBXP_EXEC_STDIN : 0) | (cmd->exec_fd ? SBXP_EXEC_FD : 0) |
+		 (run ? SBXP_EXEC_NOSTART : 0) | (run && cmd->last ? SBXP_EXEC_LAST : 0);
+	return sbxp_send(s->ctl, SBXP_EXEC, r->id, fl, 0, s->buf, (uint32_t)(p - s->buf), fds, nfds);
 }
 
 /* Tail-keeping output buffer. */
@@ -220,7 +225,7 @@ int sbx_run(sbx *s, const sbx_cmd *cmd, sbx_result *res)
 	}
 	uint64_t oom0, pids0, t0 = now_us();
 	cgr_events(s->cg, &oom0, &pids0);
-	rc = send_exec(s, cmd, r, out[1], -1);
+	rc = send_exec(s, cmd, r, out[1], -1, true);
 	close(out[1]);
 	out[1] = -1;
 	if (rc < 0)
@@ -228,7 +233,7 @@ int sbx_run(sbx *s, const sbx_cmd *cmd, sbx_result *res)
 	fcntl(out[0], F_SETFL, O_NONBLOCK);
 	unsigned tmo = cmd->timeout_ms ? cmd->timeout_ms : s->timeout_ms;
 	uint64_t deadline = now_ms() + tmo, hard = UINT64_MAX, drain = UINT64_MAX;
-	bool eof = false;
+	bool eof = false, init_gone = false;
 	for (;;) {
 		if (r->exited && (eof || now_ms() >= drain))
 			break;
@@ -241,7 +246,7 @@ int sbx_run(sbx *s, const sbx_cmd *cmd, sbx_result *res)
 			rc = -ETIMEDOUT; /* the init does not answer */
 			goto out;
 		}
-		struct pollfd pf[2] = { { s->ctl, POLLIN, 0 }, { eof ? -1 : out[0], POLLIN, 0 } };
+		struct pollfd pf[2] = { { init_gone ? -1 : s->ctl, POLLIN, 0 }, { eof ? -1 : out[0], POLLIN, 0 } };
 		uint64_t next = r->exited ? drain : res->timed_out ? hard : deadline;
 		int pr = poll(pf, 2, poll_ms(next));
 		if (pr < 0 && errno != EINTR) {
@@ -262,7 +267,9 @@ int sbx_run(sbx *s, const sbx_cmd *cmd, sbx_result *res)
 		}
 		if (pf[0].revents) {
 			int hr = sbx_pump(s);
-			if (hr < 0) {
+			if (hr == -EPIPE && r->exited && cmd->last)
+				init_gone = true; /* it ended with its last command, as asked */
+			else if (hr < 0) {
 				rc = hr;
 				goto out;
 			}
@@ -340,7 +347,7 @@ int sbx_spawn(sbx *s, const sbx_cmd *cmd, sbx_proc **outp)
 		rc = -errno;
 		goto fail;
 	}
-	rc = send_exec(s, cmd, r, out[1], in[0]);
+	rc = send_exec(s, cmd, r, out[1], in[0], false);
 	close(out[1]);
 	if (in[0] >= 0)
 		close(in[0]);

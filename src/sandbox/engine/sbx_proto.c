@@ -14,10 +14,12 @@ int sbxp_send(int sock, uint32_t type, uint32_t id, int32_t a, int32_t b, const 
 	struct sbxp_hdr h = { type, id, a, b, len };
 	struct iovec iov[2] = { { &h, sizeof h }, { (void *)payload, len } };
 	union {
-		char buf[CMSG_SPACE(2 * sizeof(int))];
+		char buf[CMSG_SPACE(SBXP_MAX_FDS * sizeof(int))];
 		struct cmsghdr align;
 	} u;
 	struct msghdr m = { .msg_iov = iov, .msg_iovlen = len ? 2 : 1 };
+	if (nfds > SBXP_MAX_FDS)
+		return -EINVAL;
 	if (nfds > 0) {
 		memset(&u, 0, sizeof u);
 		m.msg_control = u.buf;
@@ -40,7 +42,7 @@ int sbxp_recv(int sock, struct sbxp_hdr *h, void *buf, int *fds, int *nfds, int 
 {
 	int maxfds = *nfds;
 	union {
-		char b[CMSG_SPACE(4 * sizeof(int))];
+		char b[CMSG_SPACE(SBXP_MAX_FDS * sizeof(int))];
 		struct cmsghdr align;
 	} u;
 	struct iovec iov[2] = { { h, sizeof *h }, { buf, SBXP_MAX_PAYLOAD } };
@@ -57,7 +59,7 @@ int sbxp_recv(int sock, struct sbxp_hdr *h, void *buf, int *fds, int *nfds, int 
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
 		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
 			int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-			int got[4];
+			int got[SBXP_MAX_FDS];
 			memcpy(got, CMSG_DATA(c), (size_t)k * sizeof(int));
 			for (int i = 0; i < k; i++) {
 				if (*nfds < maxfds)

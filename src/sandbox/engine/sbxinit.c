@@ -33,18 +33,20 @@
 
 #include "sandbox/engine/landlock.h"
 #include "sandbox/engine/sandbox.h"
+#include "sandbox/engine/sbxnet.h"
 #include "sandbox/engine/seccomp_policy.h"
+#include "sandbox/engine/ws_quota.h"
 
 #define MAX_CMDS 256
 
 static const struct sbxi_params *P;
 static int image_fd = -1, ws_fd = -1, ws_tree = -1;
-static int exe_fd = -1; /* our own program, for SBXP_EXEC_SELF (the tool worker) */
 static char msgbuf[SBXP_MAX_PAYLOAD + 1];
 
 static struct {
 	uint32_t id;
 	pid_t pid;
+	bool last;
 } cmds[MAX_CMDS];
 static int killall_pending;
 static bool rlimit_as, rlimit_nproc;
@@ -138,8 +140,10 @@ static void populate_root(void)
 			if (!strcmp(name, ".") || !strcmp(name, "..") || !strcmp(name, "proc") || !strcmp(name, "dev") ||
 			    !strcmp(name, "tmp") || !strcmp(name, "sys"))
 				continue;
-			struct stat st;
-			if (fstatat(image_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			/* The entry's type from getdents; a stat only where the file system does not say. */
+			struct stat st = { .st_mode = d->d_type == DT_DIR ? S_IFDIR : d->d_type == DT_LNK ? S_IFLNK
+						      : d->d_type == DT_REG ? S_IFREG : 0 };
+			if (d->d_type == DT_UNKNOWN && fstatat(image_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 				continue;
 			if (S_ISDIR(st.st_mode)) {
 				if (mkdir(name, 0755) < 0)
@@ -225,9 +229,12 @@ static void build_scratch(void)
  * read-only) keep one session from exhausting that owner's budget and every other session's. */
 static void ns_budgets(void)
 {
-	static const struct { const char *name, *val; } caps[] = {
-		{ "proc/sys/user/max_inotify_instances", SBX_NS_INOTIFY_INSTANCES },
-		{ "proc/sys/user/max_inotify_watches", SBX_NS_INOTIFY_WATCHES },
+	char inst[24], watches[24];
+	snprintf(inst, sizeof inst, "%u", P->inotify_instances);
+	snprintf(watches, sizeof watches, "%llu", P->inotify_watches);
+	const struct { const char *name, *val; } caps[] = {
+		{ "proc/sys/user/max_inotify_instances", inst },
+		{ "proc/sys/user/max_inotify_watches", watches },
 		{ "proc/sys/user/max_fanotify_groups", "0" },
 		{ "proc/sys/user/max_fanotify_marks", "0" },
 	};
@@ -376,19 +383,6 @@ static void protect_paths(void)
 		bind_tree(AT_FDCWD, path, path, false, 0);
 }
 
-static void lo_up(void)
-{
-	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	struct ifreq ifr;
-	memset(&ifr, 0, sizeof ifr);
-	strcpy(ifr.ifr_name, "lo");
-	if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
-		fail(errno, "lo: %s", strerror(errno));
-	ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-	if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
-		fail(errno, "lo up: %s", strerror(errno));
-	close(s);
-}
 
 static void drop_caps(void)
 {
@@ -408,6 +402,8 @@ static void drop_caps(void)
 		fail(errno, "no_new_privs: %s", strerror(errno));
 }
 
+static bool ws_tmpfs; /* the workspace is a tmpfs of our own (P->ws_tmpfs, or SBXP_MAPS_TMPFS from a root host) */
+
 static void setup(void)
 {
 	char buf[128];
@@ -419,6 +415,7 @@ static void setup(void)
 		if (sbxp_recv(P->ctl, &h, msgbuf, fds, &nfds, 0) <= 0 || h.type != SBXP_MAPS || nfds > 1)
 			_exit(1);
 		ws_tree = nfds ? fds[0] : -1;
+		ws_tmpfs = h.a & SBXP_MAPS_TMPFS;
 		/* Our credentials are still the host's root: take the mapped ids (capabilities in our user
 		 * namespace stay until drop_caps()). */
 		if (setgroups(0, NULL) < 0 || setresgid(P->gid, P->gid, P->gid) < 0 || setresuid(P->uid, P->uid, P->uid) < 0)
@@ -426,6 +423,7 @@ static void setup(void)
 		(void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0); /* a credential change cleared it */
 	} else {
 		/* The single-line maps an unprivileged user may write for itself. */
+		ws_tmpfs = P->ws_tmpfs;
 		write_proc("/proc/self/setgroups", "deny");
 		snprintf(buf, sizeof buf, "%u %u 1\n", (unsigned)P->uid, (unsigned)P->uid);
 		write_proc("/proc/self/uid_map", buf);
@@ -433,10 +431,13 @@ static void setup(void)
 		write_proc("/proc/self/gid_map", buf);
 	}
 
+	int rc = sbxnet_start();
+	if (rc < 0)
+		fail(-rc, "network namespace thread: %s", strerror(-rc));
 	mount_or_fail(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
 	if ((image_fd = open(P->image, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		fail(errno, "image %s: %s", P->image, strerror(errno));
-	if (P->workspace && ws_tree < 0 && (ws_fd = open(P->workspace, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+	if (P->workspace && ws_tree < 0 && !ws_tmpfs && (ws_fd = open(P->workspace, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
 		fail(errno, "workspace %s: %s", P->workspace, strerror(errno));
 	/* The new root is a small tmpfs over the host's /tmp in our private mount namespace; the image and the
 	 * workspace were opened as fds before, so nothing below is resolved through it. */
@@ -450,9 +451,15 @@ static void setup(void)
 	ns_budgets();
 	harden_proc();
 	build_dev();
+	const char *what = "";
+	if ((rc = sbxnet_join(&what)) < 0) /* before sysfs: it shows the mounter's network namespace */
+		fail(-rc, "network namespace (%s): %s", what, strerror(-rc));
 	build_sys();
 	build_scratch();
 
+	/* A scratch workspace of memory, of the disk cap (ws_quota.h): the host directory stays empty. */
+	if (ws_tmpfs && (ws_tree = ws_quota_tmpfs(P->ws_tmpfs_bytes, P->ws_mode)) < 0)
+		fail(-ws_tree, "workspace tmpfs: %s", strerror(-ws_tree));
 	const char *mp = P->mount_point + 1; /* relative to the new root */
 	mkdir_p(mp, 0755);
 	if (ws_tree >= 0) {
@@ -463,8 +470,8 @@ static void setup(void)
 	}
 	else
 		scratch_bind("workspace", 0755, mp);
-	close(scratch_fd);
-	scratch_fd = -1;
+	/* scratch_fd stays open until SBXP_READY is out: its last close dissolves the detached tmpfs mount,
+	 * an RCU grace period that then overlaps the host's turn instead of delaying READY. */
 
 	if (syscall(SYS_pivot_root, ".", ".") < 0)
 		fail(errno, "pivot_root: %s", strerror(errno));
@@ -478,7 +485,6 @@ static void setup(void)
 
 	if (sethostname(P->hostname, strlen(P->hostname)) < 0)
 		fail(errno, "sethostname: %s", strerror(errno));
-	lo_up();
 	if (chdir(P->mount_point) < 0)
 		fail(errno, "chdir %s: %s", P->mount_point, strerror(errno));
 	close(image_fd);
@@ -488,7 +494,7 @@ static void setup(void)
 		close(ws_tree);
 }
 
-/* After SBXP_GO (the host has moved us into the session's cgroups): a cgroup namespace rooted there, so
+/* After SBXP_GO and the joins (we are in the session's cgroups): a cgroup namespace rooted there, so
  * /proc/self/cgroup reads "0::/" and no host cgroup path; then the capabilities go. */
 static bool landlocked;
 
@@ -511,6 +517,29 @@ static void special_files(void)
 	int rc = secpol_install(secpol_mknod_program());
 	if (rc < 0)
 		fail(-rc, "seccomp mknod filter: %s", strerror(-rc));
+}
+
+/* The session's v1 cgroups, before anything is forked: "0" moves the writing thread, which is all of
+ * us (the init is single-threaded), without the kernel's global threadgroup lock (cgroup.h). The host
+ * opened the files, so its credentials decide. A failed join falls back to the rlimit, as the host's
+ * own fallback would, and is reported in SBXP_READY. */
+static unsigned join_failed;
+static int join_errno;
+
+static void join_cgroups(unsigned joins, const int *fds)
+{
+	int k = 0;
+	for (unsigned bit = 1; bit <= SBXP_JOIN_CPU; bit <<= 1) {
+		if (!(joins & bit))
+			continue;
+		if (write(fds[k], "0", 1) != 1) {
+			join_failed |= bit;
+			join_errno = errno;
+			rlimit_as |= bit == SBXP_JOIN_MEMORY;
+			rlimit_nproc |= bit == SBXP_JOIN_PIDS;
+		}
+		close(fds[k++]);
+	}
 }
 
 static void finish(void)
@@ -544,16 +573,18 @@ static const char *env_get(char *const *env, const char *name)
 #endif
 #endif
 
-static void __attribute__((noreturn)) child(char **argv, char **envp, const char *cwd, int in_fd, int out_fd, bool self)
+/* exe_fd >= 0: the executable to run (SBXP_EXEC_FD), else argv[0] from the image. */
+static void __attribute__((noreturn)) child(char **argv, char **envp, const char *cwd, int in_fd, int out_fd, int exe_fd)
 {
+	bool self = exe_fd >= 0;
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	setsid();
 	if (dup2(in_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0)
 		_exit(126);
-	/* Our program's fd survives as 3 (close-on-exec) for the worker's execveat. */
-	if (self && exe_fd != 3 && dup3(exe_fd, 3, O_CLOEXEC) < 0)
+	/* The executable's fd survives as 3 (close-on-exec) for execveat. */
+	if (self && (exe_fd != 3 ? dup3(exe_fd, 3, O_CLOEXEC) : fcntl(3, F_SETFD, FD_CLOEXEC)) < 0)
 		_exit(126);
 	syscall(SYS_close_range, self ? 4 : 3, ~0u, 0);
 	if (cwd && *cwd && chdir(cwd) < 0) {
@@ -586,7 +617,7 @@ static void __attribute__((noreturn)) child(char **argv, char **envp, const char
 	const char *cmd = argv[0];
 	int err = ENOENT;
 	if (self) {
-		/* Our own program from the host, whatever the image holds: the tool worker. */
+		/* A program from the host, whatever the image holds (static: no loader needed): the tool worker. */
 		syscall(SYS_execveat, 3, "", argv, envp, AT_EMPTY_PATH);
 		err = errno;
 	} else if (strchr(cmd, '/')) {
@@ -617,11 +648,11 @@ static void __attribute__((noreturn)) child(char **argv, char **envp, const char
  * system calls on its own task (session, fds, cwd, rlimits, seccomp) before execve. Kept apart so that
  * nothing but the result is live across vfork(). */
 static pid_t __attribute__((noinline)) start_child(char **argv, char **envp, const char *cwd, int in_fd, int out_fd,
-							bool self)
+							int exe_fd)
 {
 	pid_t pid = vfork();
 	if (pid == 0)
-		child(argv, envp, cwd, in_fd, out_fd, self);
+		child(argv, envp, cwd, in_fd, out_fd, exe_fd);
 	return pid;
 }
 
@@ -637,9 +668,9 @@ static void do_exec(const struct sbxp_hdr *h, int devnull, int *fds, int nfds)
 	static char *argv[SBX_MAX_ARGS + 1];
 	static char *envp[SBX_MAX_ENV * 2 + 1];
 	uint32_t argc, envc;
-	bool want_in = h->a & SBXP_EXEC_STDIN;
+	bool want_in = h->a & SBXP_EXEC_STDIN, by_fd = h->a & SBXP_EXEC_FD;
 	int err = EINVAL;
-	if (nfds < (want_in ? 2 : 1) || h->len < 9)
+	if (nfds != (want_in ? 2 : 1) + (by_fd ? 1 : 0) || h->len < 9)
 		goto bad;
 	memcpy(&argc, msgbuf, 4);
 	memcpy(&envc, msgbuf + 4, 4);
@@ -688,19 +719,17 @@ static void do_exec(const struct sbxp_hdr *h, int devnull, int *fds, int nfds)
 		err = EMFILE;
 		goto bad;
 	}
-	if ((h->a & SBXP_EXEC_SELF) && exe_fd < 0) {
-		err = ENOEXEC;
-		goto bad;
-	}
-	pid_t pid = start_child(argv, envp, cwd, want_in ? fds[1] : devnull, fds[0], h->a & SBXP_EXEC_SELF);
+	pid_t pid = start_child(argv, envp, cwd, want_in ? fds[1] : devnull, fds[0], by_fd ? fds[nfds - 1] : -1);
 	if (pid < 0) {
 		err = errno;
 		goto bad;
 	}
 	cmds[slot].id = h->id;
 	cmds[slot].pid = pid;
+	cmds[slot].last = h->a & SBXP_EXEC_LAST;
 	close_fds(fds, nfds);
-	(void)sbxp_send(P->ctl, SBXP_STARTED, h->id, pid, 0, NULL, 0, NULL, 0);
+	if (!(h->a & SBXP_EXEC_NOSTART))
+		(void)sbxp_send(P->ctl, SBXP_STARTED, h->id, pid, 0, NULL, 0, NULL, 0);
 	return;
 bad:
 	close_fds(fds, nfds);
@@ -778,6 +807,10 @@ static void reap(void)
 			if (cmds[i].pid == pid) {
 				(void)sbxp_send(P->ctl, SBXP_EXITED, cmds[i].id, st, pid, NULL, 0, NULL, 0);
 				cmds[i].pid = 0;
+				/* A one-shot session: our end (pid 1: the kernel kills what is left) overlaps the
+				 * host's reading of the result instead of following its SIGKILL. */
+				if (cmds[i].last)
+					_exit(0);
 			}
 	}
 	if (killall_pending && pid < 0 && errno == ECHILD) {
@@ -801,8 +834,10 @@ static void __attribute__((noreturn)) serve(void)
 	if (rc < 0)
 		fail(-rc, "seccomp: %s", strerror(-rc));
 	(void)sbxp_send(P->ctl, SBXP_READY, 0,
-			(sys_empty ? SBXP_READY_SYS_EMPTY : 0) | (landlocked ? SBXP_READY_LANDLOCK : 0), 0, NULL, 0,
-			NULL, 0);
+			(sys_empty ? SBXP_READY_SYS_EMPTY : 0) | (landlocked ? SBXP_READY_LANDLOCK : 0),
+			(int32_t)(join_failed | (unsigned)join_errno << 8), NULL, 0, NULL, 0);
+	close(scratch_fd);
+	scratch_fd = -1;
 	for (;;) {
 		struct pollfd pf[2] = { { P->ctl, POLLIN, 0 }, { sfd, POLLIN, 0 } };
 		if (poll(pf, 2, -1) < 0 && errno != EINTR)
@@ -816,7 +851,7 @@ static void __attribute__((noreturn)) serve(void)
 		if (!(pf[0].revents & (POLLIN | POLLHUP | POLLERR)))
 			continue;
 		struct sbxp_hdr h;
-		int fds[2], nfds = 2;
+		int fds[3], nfds = 3;
 		int r = sbxp_recv(P->ctl, &h, msgbuf, fds, &nfds, MSG_DONTWAIT);
 		if (r == -EAGAIN || r == -EINTR)
 			continue;
@@ -870,8 +905,6 @@ void sbxi_main(const struct sbxi_params *params)
 	if (P->ctl > 3)
 		syscall(SYS_close_range, 3, P->ctl - 1, 0);
 	syscall(SYS_close_range, P->ctl + 1, ~0u, 0);
-	/* Still the host's /proc: our program, executable later whatever the sandbox's root holds. */
-	exe_fd = open("/proc/self/exe", O_PATH | O_CLOEXEC);
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (null >= 0) {
 		dup2(null, 0), dup2(null, 1), dup2(null, 2);
@@ -882,15 +915,18 @@ void sbxi_main(const struct sbxi_params *params)
 
 	setup();
 	struct sbxp_hdr h;
-	int fds[2], nfds = 2;
-	if (sbxp_recv(P->ctl, &h, msgbuf, fds, &nfds, 0) <= 0 || h.type != SBXP_GO || nfds ||
-	    !h.len || h.len % sizeof(struct sock_filter) || h.len > sizeof bpf)
+	int fds[SBXP_MAX_FDS], nfds = SBXP_MAX_FDS;
+	unsigned joins = 0;
+	if (sbxp_recv(P->ctl, &h, msgbuf, fds, &nfds, 0) <= 0 || h.type != SBXP_GO ||
+	    (joins = (unsigned)h.b) & ~(unsigned)(SBXP_JOIN_MEMORY | SBXP_JOIN_PIDS | SBXP_JOIN_CPU) ||
+	    nfds != __builtin_popcount(joins) || !h.len || h.len % sizeof(struct sock_filter) || h.len > sizeof bpf)
 		_exit(1);
 	memcpy(bpf, msgbuf, h.len);
 	prog.len = (unsigned short)(h.len / sizeof(struct sock_filter));
 	prog.filter = bpf;
 	rlimit_as = h.a & SBXP_GO_RLIMIT_AS;
 	rlimit_nproc = h.a & SBXP_GO_RLIMIT_NPROC;
+	join_cgroups(joins, fds);
 	finish();
 	serve();
 }

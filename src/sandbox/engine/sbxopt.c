@@ -36,8 +36,12 @@ int sbxopt_count(const char *opt, const char *v, long max, unsigned *out, char *
 int sbxopt_disk(const char *v, uint64_t *out, char *err, size_t errlen)
 {
 	uint64_t sz;
+	if (!strcmp(v, "none")) { /* no total cap wanted: a shared workspace's files are capped one by one */
+		*out = WS_QUOTA_NONE;
+		return 0;
+	}
 	if (cfg_parse_size(v, &sz) < 0 || sz < WS_QUOTA_MIN_BYTES || sz > (16ull << 40)) {
-		snprintf(err, errlen, "--disk %s: expected a size from 16M to 16T, like 2G", v);
+		snprintf(err, errlen, "--disk %s: expected a size from 16M to 16T, like 2G, or none", v);
 		return -EINVAL;
 	}
 	*out = sz;

@@ -9,7 +9,7 @@
 
 /* 0, or -EINVAL with "OPT VALUE: expected ..." in err. */
 int sbxopt_cpus(const char *v, unsigned *millis, char *err, size_t errlen);
-/* --disk SIZE: 16M to 16T. */
+/* --disk SIZE: 16M to 16T, or none (WS_QUOTA_NONE). */
 int sbxopt_disk(const char *v, uint64_t *out, char *err, size_t errlen);
 /* Where the session lives, as run and serve both take it: --workspace DIR or --scratch-workspace DIR (one
  * of them), --disk SIZE, --image DIR. 1 when flag a is one of these (applied), 0 when it is not, -EINVAL. */

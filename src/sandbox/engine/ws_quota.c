@@ -189,3 +189,24 @@ out:
 	}
 	return rc < 0 ? rc : mnt;
 }
+
+int ws_quota_tmpfs(uint64_t bytes, mode_t mode)
+{
+	char size[32], inodes[32], md[16];
+	uint64_t n = bytes / WS_QUOTA_TMPFS_INODE_BYTES;
+	int fs, mnt = -1, e = 0;
+
+	snprintf(size, sizeof size, "%llu", (unsigned long long)bytes);
+	/* Inodes cost memory outside the size cap: as many as an ext4 disk of that size would have. */
+	snprintf(inodes, sizeof inodes, "%llu", (unsigned long long)(n < 1024 ? 1024 : n));
+	snprintf(md, sizeof md, "%o", (unsigned)(mode & 0777));
+	if ((fs = fsopen("tmpfs", FSOPEN_CLOEXEC)) < 0)
+		return -errno;
+	if (fsconfig(fs, FSCONFIG_SET_STRING, "size", size, 0) < 0 ||
+	    fsconfig(fs, FSCONFIG_SET_STRING, "nr_inodes", inodes, 0) < 0 ||
+	    fsconfig(fs, FSCONFIG_SET_STRING, "mode", md, 0) < 0 || fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0 ||
+	    (mnt = fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)) < 0)
+		e = -errno;
+	close(fs);
+	return e < 0 ? e : mnt;
+}

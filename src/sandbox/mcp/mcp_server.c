@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/cbuf.h"
+#include "core/jsonid.h"
 
 enum {
 	RPC_PARSE = -32700,
@@ -23,6 +24,7 @@ struct mcps {
 	struct mcps_config c;
 	cbuf in, out; /* a line being gathered (up to max_message), answers not yet taken */
 	bool discarding; /* dropping the rest of an over-long line */
+	jid_scan big;    /* its head and tail, for its id */
 	bool initialized, ready;
 	char version[16];
 	char *client_name;
@@ -123,6 +125,25 @@ static int emit(mcps *m, json_t *resp)
 	if (rc == 0)
 		rc = cbuf_append(&m->out, "\n", 1);
 	free(s);
+	return rc;
+}
+
+/* The answer to a line over max_message, sent when the line ends: with the request's own id (its head and
+ * tail hold it, jsonid.h), so that the client's call fails at once instead of waiting for its timeout. */
+static int too_long(mcps *m)
+{
+	char msg[400];
+	size_t cap = m->c.max_message;
+	json_t *id = jid_recover(&m->big);
+	snprintf(msg, sizeof msg,
+		 "message exceeds the size limit: %llu bytes, over this server's limit of %zu bytes (%zu KiB) for one "
+		 "JSON-RPC message; nothing of it was run. Split a large write into parts under the limit: write the "
+		 "first part, then append the rest in further calls (for example bash with cat >> FILE)",
+		 m->big.total, cap, cap >> 10);
+	int rc = emit(m, mk_error(id, RPC_INVALID_REQUEST, msg,
+				  json_pack("{s:I,s:I}", "size", (json_int_t)m->big.total, "limit", (json_int_t)cap)));
+	json_decref(id);
+	jid_reset(&m->big);
 	return rc;
 }
 
@@ -287,8 +308,11 @@ int mcps_handle(mcps *m, const char *msg, size_t len)
 	bool err;
 	int rc = 0;
 
-	if (len > m->c.max_message)
-		return emit(m, mk_error(NULL, RPC_INVALID_REQUEST, "message exceeds the size limit", NULL));
+	if (len > m->c.max_message) {
+		jid_reset(&m->big);
+		jid_feed(&m->big, msg, len);
+		return too_long(m);
+	}
 	/* NUL inside strings is kept so that tools can refuse such paths by name. */
 	root = json_loadb(msg, len, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	if (!root)
@@ -350,16 +374,22 @@ int mcps_feed(mcps *m, const char *data, size_t len)
 
 		if (m->out.len > MCPS_MAX_OUTPUT)
 			return -ENOBUFS;
-		if (m->discarding) {
-			if (nl)
-				m->discarding = false;
-		} else if (m->in.len + n > m->c.max_message) {
-			/* Over the cap: answer once, drop the rest of the line without buffering it. */
+		if (!m->discarding && m->in.len + n > m->c.max_message) {
+			/* Over the cap: drop the line as it streams by, keeping only its ends, and answer once at
+			 * its newline (the id may come last); the next line is read as usual. */
+			jid_reset(&m->big);
+			jid_feed(&m->big, cbuf_str(&m->in), m->in.len);
 			cbuf_consume(&m->in, m->in.len);
-			m->discarding = !nl;
-			rc = emit(m, mk_error(NULL, RPC_INVALID_REQUEST, "message exceeds the size limit", NULL));
-			if (rc < 0)
-				return rc;
+			m->discarding = true;
+		}
+		if (m->discarding) {
+			jid_feed(&m->big, data, n);
+			if (nl) {
+				m->discarding = false;
+				rc = too_long(m);
+				if (rc < 0)
+					return rc;
+			}
 		} else if (nl) {
 			if (m->in.len) {
 				rc = cbuf_append(&m->in, data, n);
@@ -387,7 +417,9 @@ int mcps_feed(mcps *m, const char *data, size_t len)
 int mcps_finish(mcps *m)
 {
 	int rc = 0;
-	if (m->in.len && !m->discarding)
+	if (m->discarding)
+		rc = too_long(m); /* EOF inside an over-long line: answered with what its head shows */
+	else if (m->in.len)
 		rc = handle_line(m, cbuf_str(&m->in), m->in.len);
 	cbuf_consume(&m->in, m->in.len);
 	m->discarding = false;

@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <linux/openat2.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,6 +23,7 @@
 #include "sandbox/engine/slot.h"
 #include "sandbox/engine/sbxopt.h"
 #include "sandbox/mcp/mcp_server.h"
+#include "sandbox/tools/tool_worker.h"
 #include "sandbox/tools/tools.h"
 
 static void usage(FILE *f)
@@ -35,9 +38,10 @@ static void usage(FILE *f)
 		"  --workspace DIR       host directory mounted read-write at /workspace (default: an empty tmpfs)\n"
 		"  --scratch-workspace DIR\n"
 		"                        an empty workspace of its own disk (--disk), discarded at the end; as root an\n"
-		"                        ext4 image in an unlinked file in DIR, else DIR itself\n"
-		"  --disk SIZE           workspace disk cap (default 10G): the whole disk of a scratch workspace as\n"
-		"                        root, else the size of each file\n"
+		"                        ext4 image in an unlinked file in DIR, else a tmpfs (within --memory)\n"
+		"  --disk SIZE|none      workspace disk cap (default 10G): a scratch workspace's whole disk; a shared\n"
+		"                        --workspace's btrfs qgroup or project quota (root), refused where there is\n"
+		"                        none; none: a shared workspace's files are capped one by one only\n"
 		"  --image DIR           root of the read-only view (default /)\n"
 		"  --allow-domain D      egress through the sandbox's HTTP proxy to D (repeatable): example.com,\n"
 		"                        *.example.com (subdomains only), *, an IP or CIDR (also allows that address\n"
@@ -82,19 +86,41 @@ static int spawn(ssv_session *ss, const sbx_cmd *c, void **proc, int *in_fd, int
 	return 0;
 }
 
+/* The image's bash, else its POSIX shell (a minimal image: busybox's ash), looked up in the image as the
+ * sandbox will see it (RESOLVE_IN_ROOT: its own absolute symlinks, /bin -> usr/bin, stay inside). */
+static bool image_has_bash(const ssv_session *ss)
+{
+	struct open_how how = { .flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT };
+	int root = open(ss->o.image ? ss->o.image : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	int fd = root < 0 ? -1 : (int)syscall(SYS_openat2, root, "bin/bash", &how, sizeof how);
+	if (fd >= 0)
+		close(fd);
+	if (root >= 0)
+		close(root);
+	return fd >= 0 || root < 0; /* an image we cannot open fails later with its own error */
+}
+
 static int sb_spawn(void *ud, void **proc, int *in_fd, int *out_fd)
 {
-	static const char *const argv[] = { "/bin/bash", "--noprofile", "--norc", NULL };
+	static const char *const bash[] = { "/bin/bash", "--noprofile", "--norc", NULL };
+	static const char *const sh[] = { "/bin/sh", NULL };
 	static const char *const env[] = { "PS1=", "PS2=", "TERM=dumb", NULL };
-	sbx_cmd cmd = { .argv = argv, .env = env, .stdin_pipe = true };
+	sbx_cmd cmd = { .argv = image_has_bash(ud) ? bash : sh, .env = env, .stdin_pipe = true };
 	return spawn(ud, &cmd, proc, in_fd, out_fd);
 }
 
 /* The file tools' worker: one of the session's own processes (see tools.h). */
 static int sb_worker_spawn(void *ud, void **proc, int *in_fd, int *out_fd)
 {
-	static const char *const argv[] = { "postern-tool-worker", "sandbox", "tool-worker", NULL };
-	sbx_cmd cmd = { .argv = argv, .stdin_pipe = true, .self_exec = true };
+	static const char *const argv[] = { "postern-tool-worker", NULL };
+	char err[200];
+	/* The static worker embedded in us, from a sealed memfd: it needs nothing of the image. */
+	int fd = tworker_image_fd(err, sizeof err);
+	if (fd < 0) {
+		log_warn("msg=\"cannot start the tool worker\" reason=\"%s\"", err);
+		return fd;
+	}
+	sbx_cmd cmd = { .argv = argv, .stdin_pipe = true, .exec_fd = fd };
 	return spawn(ud, &cmd, proc, in_fd, out_fd);
 }
 
@@ -197,6 +223,7 @@ static int make_sandbox(ssv_session *ss, char *err, size_t errlen)
 	env[ne] = NULL;
 	sbx_config_init(&c);
 	c.image = ss->o.image;
+	c.budget_sessions = ss->o.max_sandboxes; /* unprivileged: the inotify budget is shared that many ways */
 	c.workspace = ss->o.workspace;
 	c.memory_bytes = ss->o.memory_bytes;
 	c.pids = ss->o.pids;

@@ -11,6 +11,7 @@
 #include "sandbox/egress/egress_policy.h"
 #include "sandbox/engine/slot.h"
 #include "sandbox/engine/sbxopt.h"
+#include "sandbox/engine/ws_quota.h"
 
 /* The keys of a route's sandbox: mapping and the flag each one is. */
 enum rkind { RK_PATH, RK_SIZE, RK_DISK, RK_DURATION, RK_VALUE, RK_LIST, RK_BOOL };
@@ -179,8 +180,9 @@ static int check_value(struct ssv_opts *o, const struct route_key *k, const char
 
 	if (k->kind == RK_SIZE && cfg_parse_size(v, &sz) < 0)
 		snprintf(err, errlen, "%s: '%s' is not a size (e.g. 512M, 2G)", k->key, v);
-	else if (k->kind == RK_DISK && (cfg_parse_size(v, &sz) < 0 || sz < (16ull << 20) || sz > (16ull << 40)))
-		snprintf(err, errlen, "%s: '%s' is not a size from 16M to 16T (e.g. 10G)", k->key, v);
+	else if (k->kind == RK_DISK && strcmp(v, "none") &&
+		 (cfg_parse_size(v, &sz) < 0 || sz < (16ull << 20) || sz > (16ull << 40)))
+		snprintf(err, errlen, "%s: '%s' is not a size from 16M to 16T (e.g. 10G) or none", k->key, v);
 	else if (k->kind == RK_DURATION && cfg_parse_duration_ms(v, &ms) < 0)
 		snprintf(err, errlen, "%s: '%s' is not a duration (e.g. 30s, 2m)", k->key, v);
 	else if (k->kind == RK_PATH && v[0] != '/')
@@ -232,5 +234,21 @@ int ssv_opts_check(const optmap *m, const optmap_ent **at, char *err, size_t err
 				return -EINVAL;
 	}
 	*at = NULL;
+	return 0;
+}
+
+int ssv_opts_check_shared(const optmap *m, const optmap_ent **at, char *err, size_t errlen)
+{
+	const optmap_ent *d = optmap_get(m, "disk"), *r = optmap_get(m, "workspace_root");
+	char e[700];
+
+	*at = NULL;
+	if (!d || d->n != 1 || !strcmp(d->vals[0], "none") || !r || r->n != 1)
+		return 0; /* the default or none: per-file caps, with a warning at start where no more is possible */
+	if (ws_quota_check_parent(r->vals[0], e, sizeof e) < 0) {
+		*at = d;
+		snprintf(err, errlen, "disk: %s", e);
+		return -EINVAL;
+	}
 	return 0;
 }

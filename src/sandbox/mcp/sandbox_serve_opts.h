@@ -33,5 +33,9 @@ int ssv_opts_parse(int argc, char **argv, struct ssv_opts *o, char *err, size_t 
 /* optmap_check_fn for a route's sandbox: options, registered by main.c: the messages name the key, as the
  * config's own do ("disk: '1M' is not a size from 16M to 16T (e.g. 10G)"). */
 int ssv_opts_check(const optmap *m, const optmap_ent **at, char *err, size_t errlen);
+/* optmap_check_fn "sandbox-shared": sandbox options (checked above) plus workspace_root, the directory a
+ * worker makes each session's shared workspace in. A disk cap asked for (disk: SIZE, not none) must be
+ * possible there (project quotas; a btrfs qgroup needs a subvolume per session), else -EINVAL naming why. */
+int ssv_opts_check_shared(const optmap *m, const optmap_ent **at, char *err, size_t errlen);
 
 #endif

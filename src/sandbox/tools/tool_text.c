@@ -227,11 +227,13 @@ void ttext_frame_flush(struct ttext_frame *f, ttext_emit_fn emit, void *ud)
 
 int ttext_bash_wrap(const char *cmd, size_t cmdlen, const char *nonce, char **out, size_t *outlen)
 {
+	/* `command` (not bash's `builtin`) keeps a function named read, eval or printf out of the framing in
+	 * bash and in a minimal image's POSIX shell alike (busybox ash has no `builtin`). */
 	static const char fmt[] =
-		"IFS= builtin read -r -d '' __postern_cmd <<'__POSTERN_%.*s' || :\n"
+		"IFS= command read -r -d '' __postern_cmd <<'__POSTERN_%.*s' || :\n"
 		"%s\n"
 		"__POSTERN_%.*s\n"
-		"{ builtin eval \"$__postern_cmd\"; } </dev/null 2>&1; builtin printf '\\n%.*s%%d\\n' \"$?\"\n";
+		"{ command eval \"$__postern_cmd\"; } </dev/null 2>&1; command printf '\\n%.*s%%d\\n' \"$?\"\n";
 	char *c, *buf;
 	size_t cap;
 	int n;

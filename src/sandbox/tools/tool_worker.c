@@ -124,3 +124,11 @@ int tworker_main(int argc, char **argv)
 	signal(SIGXFSZ, SIG_IGN); /* past the disk cap a write fails with EFBIG, reported to the caller */
 	return tworker_serve(0, 1) < 0 ? 1 : 0;
 }
+
+#ifdef TWORKER_STATIC_MAIN
+/* The static program embedded in postern (Makefile: build/<flavour>/tw/postern-tool-worker). */
+int main(int argc, char **argv)
+{
+	return tworker_main(argc, argv);
+}
+#endif

@@ -41,15 +41,18 @@ export function command(port, args) {
 const dirs = new Set();
 process.on('exit', () => { for (const d of dirs) try { rmrf(d); } catch { /* gone */ } });
 
-export async function startRedis() {
+// extraArgs: more redis-server arguments (['--requirepass', 'pw']); ping() then answers NOAUTH, so the wait
+// for the server is on its log line instead.
+export async function startRedis(extraArgs = []) {
   if (!haveRedis()) throw new Error('redis-server is not installed: install the Debian package redis-server (scripts/deps.sh does)');
   const dir = tmpdir('postern-redis-');
   const port = await freePort();
   const r = { dir, port, url: `redis://127.0.0.1:${port}`, proc: null };
   r.start = async () => {
     r.proc = start('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes',
-      '--appendfsync', 'always', '--dir', dir, '--daemonize', 'no', '--databases', '256'], { name: `redis:${port}` });
-    await waitUntil(() => ping(port), 10000, 50, `redis-server on ${port}`);
+      '--appendfsync', 'always', '--dir', dir, '--daemonize', 'no', '--databases', '256', ...extraArgs], { name: `redis:${port}` });
+    if (extraArgs.length) await r.proc.waitFor(/Ready to accept connections/, 10000);
+    else await waitUntil(() => ping(port), 10000, 50, `redis-server on ${port}`);
   };
   r.stop = async (sig = 'SIGTERM') => { if (r.proc) await r.proc.kill(sig); r.proc = null; };
   r.cleanup = async () => { await r.stop(); rmrf(dir); dirs.delete(dir); };

@@ -2,7 +2,7 @@
 // .mcp-tools) against any environments API, and one set of tool calls (all six agent_toolset_20260401 tools plus
 // a custom one) with the checks on their results, to run against any worker through any API ("driver"); and
 // `postern worker` started the same way, with how its answers differ from the SDK's (POSTERN_VS_SDK).
-import { readFileSync, writeFileSync, chmodSync, mkdirSync } from 'node:fs';
+import { readFileSync, writeFileSync, chmodSync, mkdirSync, accessSync, constants } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
@@ -101,8 +101,14 @@ export function checkToolCases(results, wd, local) {
 export const POSTERN_VS_SDK = {
   seed: 'newline', 'bash-ok': 'newline', 'bash-pwd': 'newline', 'bash-fail': 'text', read: 'same',
   'read-range': 'newline', 'read-missing': 'text', write: 'text', edit: 'text', 'edit-missing': 'text',
-  glob: 'newline', grep: 'newline', 'read-outside': 'kind', custom: 'unanswered',
+  glob: 'newline', grep: hostHasRipgrep() ? 'same' : 'newline', 'read-outside': 'kind', custom: 'unanswered',
 };
+
+// The SDK's grep runs ripgrep when one is on PATH (its output then ends in a newline, as ours does) and its
+// own walker otherwise (no final newline): the expected shape follows the host.
+function hostHasRipgrep() {
+  return (process.env.PATH || '').split(':').some((d) => { try { accessSync(path.join(d || '.', 'rg'), constants.X_OK); return true; } catch { return false; } });
+}
 
 export function compareResult(sdk, ours, sdkWd, ourWd) {
   if (!ours) return 'unanswered';
