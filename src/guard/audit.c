@@ -138,7 +138,7 @@ static long escape(const unsigned char *p, size_t n, char *o, lw *w)
 		const char *named;
 		if (c >= 0x80) {
 			if (!(sl = utf8_seq_len(p + i, n - i)))
-				return -1;
+				return -1; /* -1: not UTF-8 */
 		} else if (c != '"' && c != '\\' && c >= 0x20) {
 			;
 		} else {
