@@ -372,8 +372,9 @@ int capi_key_new(const char *kind, char *key, size_t keylen, uint8_t hash[32])
 }
 
 /* ---- credentials ---- */
-/* A sessions token works while its work item is not stopped: the token is the item's, so stopping the work (a
- * stop, the end of a stopping lease, the session's delete) ends it, and a later item of the session has its own.
+/* A sessions token works while its work item is not stopped and it is the token of the item's latest delivery:
+ * stopping the work (a stop, the end of a stopping lease, the session's delete) ends it, a later item of the
+ * session has its own, and handing the item out again revokes it (the store does, with the delivery).
  * Two reads per call with a token (the session for its environment, then the item). */
 static bool token_live(ctl_store *s, const char *session_id, const char *work_id)
 {
@@ -400,6 +401,7 @@ static void who(cai_ctx *c)
 	ctl_store *s = c->a->o.store;
 	char work[64];
 	uint8_t h[32];
+	int rc;
 	c->cred = CAI_NONE;
 	if (xk && *xk) {
 		capi_key_hash(xk, h);
@@ -417,13 +419,16 @@ static void who(cai_ctx *c)
 				c->cred = CAI_ENV;
 			json_decref(e);
 		}
-		else if (s->ops->key_check(s, "session", h, c->key_id, sizeof c->key_id, c->scope, sizeof c->scope, work,
-					   sizeof work) == 0) {
+		else if ((rc = s->ops->key_check(s, "session", h, c->key_id, sizeof c->key_id, c->scope, sizeof c->scope,
+						 work, sizeof work)) == 0) {
 			if (token_live(s, c->scope, work))
 				c->cred = CAI_SESSION;
 			else
 				c->stale_token = true;
 		}
+		/* a session key is revoked only when its item is handed out again (a re-offer, a lease that ran out) */
+		else if (rc == -EKEYREVOKED)
+			c->superseded = true;
 		/* The SDK (1.10.0) sends its apiKey as a bearer too; the hashes of the kinds never meet. */
 		else if (s->ops->key_check(s, "api", h, c->key_id, sizeof c->key_id, NULL, 0, NULL, 0) == 0)
 			c->cred = CAI_API;
@@ -521,6 +526,7 @@ void capi_handle(hsrv_req *r, void *ud)
 		bool sent = hsrv_header(r, "x-api-key") || hsrv_header(r, "authorization");
 		cai_error(c, 401, NULL, "%s: %s takes %s",
 			  c->stale_token ? "the sessions token of a stopped work item (a new item has its own)"
+			  : c->superseded ? "the sessions token of a work item offered again since (its new holder has its own)"
 			  : sent	 ? "invalid, unknown or revoked credential"
 					 : "no credential",
 			  rt->endpoint, creds_text(rt->creds));

@@ -11,6 +11,7 @@
 #include "control/ctl_api_int.h"
 #include "core/err.h"
 #include "core/list.h"
+#include "core/log.h"
 
 #define STREAM_TICK_MS 250
 #define KEEPALIVE_MS 15000
@@ -181,9 +182,10 @@ static bool same_result(json_t *a, json_t *b)
  * matching kind) is -EINVAL naming it; a second one with the same content is the retry of a post whose answer
  * was lost (the worker retries until its lease ends): not stored again, events[i] replaced by the stored one
  * and dup[i] set; with other content -EINVAL (a call takes one result; 400, so no worker retries it). */
-static int check_results(ctl_store *s, const char *sid, json_t *events, bool *dup, char *why, size_t whylen)
+static int check_results(ctl_store *s, const char *sid, json_t *events, size_t n, bool *dup, char *why,
+			 size_t whylen)
 {
-	size_t i, j, n = json_array_size(events);
+	size_t i, j;
 	int rc = 0;
 	for (i = 0; i < n; i++) {
 		json_t *e = json_array_get(events, i), *use = NULL, *res = NULL;
@@ -230,7 +232,7 @@ int cai_post_events(capi *a, const char *sid, json_t *events, enum cai_cred cred
 	const char *status, *env, *new_status = NULL;
 	bool input = false, dup[MAX_EVENTS_PER_POST];
 	size_t i, n, ndup = 0;
-	json_t *e, *fresh = NULL;
+	json_t *e, *fresh;
 	char now[40];
 	int rc;
 	if (!json_is_array(events) || !(n = json_array_size(events)) || n > MAX_EVENTS_PER_POST)
@@ -246,12 +248,6 @@ int cai_post_events(capi *a, const char *sid, json_t *events, enum cai_cred cred
 		json_object_del(e, "processed_at");
 		json_object_del(e, "_seq");
 	}
-	if ((rc = check_results(s, sid, events, dup, why, whylen)) < 0)
-		return rc;
-	for (i = 0; i < n; i++)
-		ndup += dup[i];
-	if (ndup == n)
-		return 0; /* only retries of results already stored: nothing to append, nothing changes */
 	json_array_foreach(events, i, e) {
 		const char *t = json_string_value(json_object_get(e, "type"));
 		if (user_input(t)) {
@@ -264,15 +260,33 @@ int cai_post_events(capi *a, const char *sid, json_t *events, enum cai_cred cred
 	}
 	if (input && strcmp(status ? status : "", "running"))
 		json_array_append_new(events, json_pack("{s:s}", "type", "session.status_running"));
-	if (ndup) { /* the new ones only; the answer shows the stored retries in their places */
+	/* The check reads, the append writes: a result another replica (or connection) stored in between makes the
+	 * store refuse the append (-EEXIST, one result per call, atomic in the store); asked again, the check
+	 * sees it and answers as for any second result (the same one: a retry, 200; another: 400). */
+	for (int attempt = 0;; attempt++) {
+		if ((rc = check_results(s, sid, events, n, dup, why, whylen)) < 0)
+			return rc;
+		for (i = 0, ndup = 0; i < n; i++)
+			ndup += dup[i];
+		if (ndup == n)
+			return 0; /* only retries of results already stored: nothing to append, nothing changes */
+		/* the new ones only; the answer shows the stored retries in their places */
 		if (!(fresh = json_array()))
 			return err_set(why, whylen, -ENOMEM, ": out of memory");
 		json_array_foreach(events, i, e)
 			if (i >= n || !dup[i])
 				json_array_append(fresh, e);
+		rc = s->ops->event_append(s, sid, fresh, NULL, why, whylen);
+		json_decref(fresh);
+		if (rc != -EEXIST)
+			break;
+		log_debug("msg=\"a result lost a race for its call: checked again\" session=%s attempt=%d", sid, attempt + 1);
+		if (attempt == 2) { /* bounded; the store's why reads "events[i].tool_use_id: ... is already answered" */
+			if (!strncmp(why, "events", 6))
+				memmove(why, why + 6, strlen(why + 6) + 1);
+			return -EINVAL;
+		}
 	}
-	rc = s->ops->event_append(s, sid, fresh ? fresh : events, NULL, why, whylen);
-	json_decref(fresh);
 	if (rc < 0)
 		return rc;
 	if (new_status && strcmp(new_status, status ? status : "")) {

@@ -30,6 +30,7 @@ typedef struct cai_ctx {
 	unsigned ncaps;
 	enum cai_cred cred;
 	bool stale_token; /* CAI_NONE because the sessions token's work item is stopped */
+	bool superseded;  /* CAI_NONE because the token's item was handed out again (its key revoked) */
 	char key_id[64];
 	char scope[64]; /* CAI_ENV: its environment; CAI_SESSION: its session */
 	char request_id[40];

@@ -1,6 +1,7 @@
 /* The work queue: poll (a long poll of up to block_ms: the store is asked again every POLL_TICK_MS, and at once
  * when this process enqueues), ack, heartbeat (412 with the lease on a stale expected_last_heartbeat), stop,
- * retrieve, update, list, stats; and the enqueue of a session's work item with its fresh sessions token. */
+ * retrieve, update, list, stats; the sessions token each delivery hands out; and the enqueue of a session's
+ * work item. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,14 @@
 #define POLL_TICK_MS 20
 #define WORKER_ID_MAX 256
 
+/* The sessions token a poll request hands out with the item it gets: minted once per request (not per tick),
+ * bound by the store to that delivery only, so every delivery of an item has a token of its own. */
+struct cai_tok {
+	ctl_token t;
+	char kid[40];
+	char *secret; /* base64url of {"sessions_token", "api_base_url"?}; wiped and freed by tok_wipe */
+};
+
 struct cai_poll {
 	struct cai_poll *next, **pprev;
 	capi *a;
@@ -22,8 +31,49 @@ struct cai_poll {
 	uv_timer_t t;
 	uint64_t deadline, reclaim;
 	char worker[WORKER_ID_MAX];
+	struct cai_tok tok;
 	bool done;
 };
+
+static char *b64url(const unsigned char *p, size_t n);
+
+static void tok_wipe(struct cai_tok *k)
+{
+	if (k->secret) {
+		OPENSSL_cleanse(k->secret, strlen(k->secret));
+		free(k->secret);
+	}
+	OPENSSL_cleanse(k, sizeof *k);
+}
+
+static int tok_mint(capi *a, struct cai_tok *k)
+{
+	char tok[96], *sj = NULL;
+	json_t *sec = NULL;
+	int rc;
+	memset(k, 0, sizeof *k);
+	if ((rc = ctl_new_id("key", k->kid, sizeof k->kid)) < 0 || (rc = capi_key_new("sess", tok, sizeof tok, k->t.hash)) < 0)
+		goto out;
+	rc = -ENOMEM;
+	if (!(sec = json_pack("{s:s}", "sessions_token", tok)))
+		goto out;
+	if (a->o.api_base_url)
+		json_object_set_new(sec, "api_base_url", json_string(a->o.api_base_url));
+	if (!(sj = json_dumps(sec, JSON_COMPACT)) || !(k->secret = b64url((unsigned char *)sj, strlen(sj))))
+		goto out;
+	k->t.secret = k->secret;
+	k->t.key_id = k->kid;
+	rc = 0;
+out:
+	OPENSSL_cleanse(tok, sizeof tok);
+	if (sj)
+		OPENSSL_cleanse(sj, strlen(sj));
+	free(sj);
+	json_decref(sec);
+	if (rc < 0)
+		tok_wipe(k);
+	return rc;
+}
 
 static void poll_closed(uv_handle_t *h) { free(h->data); }
 
@@ -32,6 +82,7 @@ static void poll_finish(struct cai_poll *p)
 	if (p->done)
 		return;
 	p->done = true;
+	tok_wipe(&p->tok);
 	LIST_UNLINK(p, next, pprev);
 	p->a->npolls--;
 	uv_timer_stop(&p->t);
@@ -39,12 +90,12 @@ static void poll_finish(struct cai_poll *p)
 }
 
 /* One ask of the store: 1 answered (work or an error), 0 nothing yet. */
-static int poll_once(cai_ctx *c, const char *worker, uint64_t reclaim, bool final)
+static int poll_once(cai_ctx *c, const char *worker, uint64_t reclaim, const struct cai_tok *tok, bool final)
 {
 	ctl_store *s = c->a->o.store;
 	json_t *w = NULL;
 	char err[256];
-	int rc = s->ops->work_poll(s, c->caps[0], worker, reclaim, &w, err, sizeof err);
+	int rc = s->ops->work_poll(s, c->caps[0], worker, reclaim, &tok->t, &w, err, sizeof err);
 	if (rc < 0) {
 		cai_store_error(c, rc, err);
 		return 1;
@@ -60,7 +111,7 @@ static void poll_tick(uv_timer_t *t)
 {
 	struct cai_poll *p = t->data;
 	bool final = uv_now(t->loop) >= p->deadline || p->a->draining;
-	if (poll_once(&p->c, p->worker, p->reclaim, final))
+	if (poll_once(&p->c, p->worker, p->reclaim, &p->tok, final))
 		poll_finish(p);
 }
 
@@ -74,7 +125,7 @@ void cai_wake_polls(capi *a, const char *env_id)
 {
 	for (struct cai_poll *p = a->polls, *nx; p; p = nx) {
 		nx = p->next;
-		if (!strcmp(p->c.caps[0], env_id) && poll_once(&p->c, p->worker, p->reclaim, false))
+		if (!strcmp(p->c.caps[0], env_id) && poll_once(&p->c, p->worker, p->reclaim, &p->tok, false))
 			poll_finish(p);
 	}
 }
@@ -93,6 +144,7 @@ void cai_work_poll(cai_ctx *c)
 	uint64_t block = 0, reclaim = c->a->o.reclaim_ms;
 	const char *wid = hsrv_header(c->r, "anthropic-worker-id");
 	struct cai_poll *p;
+	struct cai_tok tok;
 	if (!cai_may_env(c, c->caps[0], CAI_ENV))
 		return;
 	if (cai_query_uint(c, "block_ms", 1, 999, &block) < 0 ||
@@ -102,14 +154,24 @@ void cai_work_poll(cai_ctx *c)
 		cai_error(c, 400, NULL, "Anthropic-Worker-ID: at most %d bytes", WORKER_ID_MAX - 1);
 		return;
 	}
-	if (poll_once(c, wid, reclaim, block == 0))
+	if (tok_mint(c->a, &tok) < 0) {
+		cai_store_error(c, -EIO, "no random bytes for a sessions token");
 		return;
+	}
+	if (poll_once(c, wid, reclaim, &tok, block == 0)) {
+		tok_wipe(&tok);
+		return;
+	}
 	if (!(p = calloc(1, sizeof *p))) {
+		tok_wipe(&tok);
 		cai_reply(c, 200, json_null());
 		return;
 	}
 	p->a = c->a;
 	p->c = *c;
+	p->tok = tok; /* p owns the secret now; its ctl_token points at p's copy */
+	p->tok.t.secret = p->tok.secret;
+	p->tok.t.key_id = p->tok.kid;
 	p->reclaim = reclaim;
 	snprintf(p->worker, sizeof p->worker, "%s", wid ? wid : "");
 	uv_timer_init(c->a->o.loop, &p->t);
@@ -313,47 +375,28 @@ static char *b64url(const unsigned char *p, size_t n)
 	return o;
 }
 
+/* The item has no secret yet: each poll that delivers it binds the token it minted (tok_mint). */
 int cai_enqueue_session(capi *a, const char *env_id, const char *session_id, char *err, size_t errlen)
 {
 	ctl_store *s = a->o.store;
-	char wid[40], kid[40], tok[96], now[40], *sj = NULL, *secret = NULL;
-	uint8_t h[32];
-	json_t *sec = NULL, *w = NULL;
+	char wid[40], now[40];
+	json_t *w;
 	int rc;
-	if ((rc = ctl_new_id("work", wid, sizeof wid)) < 0 || (rc = ctl_new_id("key", kid, sizeof kid)) < 0 ||
-	    (rc = capi_key_new("sess", tok, sizeof tok, h)) < 0) {
+	if ((rc = ctl_new_id("work", wid, sizeof wid)) < 0) {
 		snprintf(err, errlen, "no random bytes for a work item");
 		return rc;
 	}
-	sec = json_pack("{s:s}", "sessions_token", tok);
-	if (a->o.api_base_url)
-		json_object_set_new(sec, "api_base_url", json_string(a->o.api_base_url));
-	if (!(sj = json_dumps(sec, JSON_COMPACT)) || !(secret = b64url((unsigned char *)sj, strlen(sj)))) {
-		rc = -ENOMEM;
-		snprintf(err, errlen, "out of memory");
-		goto out;
-	}
 	ctl_now(now, sizeof now);
-	w = json_pack("{s:s,s:s,s:s,s:{s:s,s:s},s:s,s:s,s:s,s:n,s:n,s:n,s:n,s:n,s:{}}", "id", wid, "type", "work",
+	w = json_pack("{s:s,s:s,s:s,s:{s:s,s:s},s:s,s:n,s:s,s:n,s:n,s:n,s:n,s:n,s:{}}", "id", wid, "type", "work",
 		      "environment_id", env_id, "data", "type", "session", "id", session_id, "state", "queued", "secret",
-		      secret, "created_at", now, "acknowledged_at", "started_at", "latest_heartbeat_at",
-		      "stop_requested_at", "stopped_at", "metadata");
-	/* The token's key first: a work item is never offered with a secret that does not work. */
-	if ((rc = s->ops->key_add(s, "session", kid, wid, session_id, h, err, errlen)) < 0)
-		goto out;
-	if ((rc = s->ops->work_enqueue(s, env_id, w, err, errlen)) < 0) {
-		char e2[128];
-		s->ops->key_revoke(s, kid, e2, sizeof e2);
-		goto out;
+		      "created_at", now, "acknowledged_at", "started_at", "latest_heartbeat_at", "stop_requested_at",
+		      "stopped_at", "metadata");
+	if (!w) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
 	}
-	cai_wake_polls(a, env_id);
-out:
-	OPENSSL_cleanse(tok, sizeof tok);
-	if (sj)
-		OPENSSL_cleanse(sj, strlen(sj));
-	free(sj);
-	free(secret);
-	json_decref(sec);
+	if ((rc = s->ops->work_enqueue(s, env_id, w, err, errlen)) == 0)
+		cai_wake_polls(a, env_id);
 	json_decref(w);
 	return rc;
 }

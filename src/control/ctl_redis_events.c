@@ -27,6 +27,17 @@ static ctl_redis_script cre_append_lua = {
 	       "  local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)\n"
 	       "  if last[1] then redis.call('SET', KEYS[3], string.sub(last[1][1], 3)) end\n"
 	       "end\n"
+	       /* one result per call, in the step that appends: a result whose call is answered already (by
+	        * another replica a moment ago) stores nothing and names the event */
+	       "local seen = {}\n"
+	       "for i = 1, n do\n"
+	       "  local tag = ARGV[n + i]\n"
+	       "  local k = string.sub(tag, 1, 2)\n"
+	       "  if k == 'r:' or k == 'c:' then\n"
+	       "    if seen[tag] or redis.call('HEXISTS', KEYS[4], tag) == 1 then return {'EEXIST', string.format('%d', i - 1)} end\n"
+	       "    seen[tag] = true\n"
+	       "  end\n"
+	       "end\n"
 	       "local seq = redis.call('INCRBY', KEYS[3], n) - n\n"
 	       "for i = 1, n do\n"
 	       "  local id = string.format('%d', seq + i)\n"
@@ -105,6 +116,13 @@ int ctl_redis_event_append(ctl_store *s, const char *session_id, json_t *events,
 	rc = ctl_redis_status(rep, session_id, err, errlen);
 	if (rc == -ENOENT)
 		rc = err_set(err, errlen, -ENOENT, "no session %s", session_id);
+	if (rc == -EEXIST) {
+		const char *ix = ctl_redis_str(rep, 1);
+		size_t i = ix ? strtoul(ix, NULL, 10) : 0;
+		rc = err_set(err, errlen, -EEXIST, "events[%zu].%s: %s is already answered", i,
+			     i < n && tags[i][0] == 'c' ? "custom_tool_use_id" : "tool_use_id",
+			     i < n ? tags[i] + 2 : "?");
+	}
 	if (!rc && seq_out)
 		*seq_out = strtoull(ctl_redis_str(rep, 1) ? ctl_redis_str(rep, 1) : "0", NULL, 10);
 out:

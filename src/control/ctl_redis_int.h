@@ -66,7 +66,7 @@ int ctl_redis_event_last(ctl_store *s, const char *session_id, uint64_t *seq, ch
 /* ctl_redis_work.c */
 int ctl_redis_work_enqueue(ctl_store *s, const char *env_id, json_t *work, char *err, size_t errlen);
 int ctl_redis_work_poll(ctl_store *s, const char *env_id, const char *worker_id, uint64_t reclaim_older_than_ms,
-			json_t **work, char *err, size_t errlen);
+			const ctl_token *tok, json_t **work, char *err, size_t errlen);
 int ctl_redis_work_ack(ctl_store *s, const char *env_id, const char *work_id, char *err, size_t errlen);
 int ctl_redis_work_heartbeat(ctl_store *s, const char *env_id, const char *work_id, const char *expected,
 			     unsigned ttl_seconds, ctl_lease *lease, char *err, size_t errlen);

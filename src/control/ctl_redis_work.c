@@ -97,7 +97,6 @@ int ctl_redis_work_enqueue(ctl_store *s, const char *env_id, json_t *work, char 
 	char *obj = NULL, *meta = NULL;
 	json_t *o = NULL;
 	const char *wid = json_string_value(json_object_get(work, "id"));
-	const char *secret = json_string_value(json_object_get(work, "secret"));
 	const char *created = json_string_value(json_object_get(work, "created_at"));
 	json_t *m = json_object_get(work, "metadata");
 	int rc = 0;
@@ -123,7 +122,8 @@ int ctl_redis_work_enqueue(ctl_store *s, const char *env_id, json_t *work, char 
 	snprintf(kz, sizeof kz, P "works:%s", env_id);
 	snprintf(kq, sizeof kq, P "q:%s", env_id);
 	snprintf(ke, sizeof ke, P "env:%s", env_id);
-	const char *a[] = {kw, kz, kq, P "seq", ke, wid, env_id, obj, secret ? secret : "", meta, created};
+	/* no secret yet: each delivery mints its own (the poll script) */
+	const char *a[] = {kw, kz, kq, P "seq", ke, wid, env_id, obj, "", meta, created};
 	rc = crw_change(r, &crw_enqueue_lua, 5, 11, a, wid, err, errlen);
 	if (rc == -ENOENT)
 		rc = err_set(err, errlen, -ENOENT, "environment %s: not found", env_id);
@@ -145,6 +145,21 @@ static ctl_redis_script crw_poll_lua = {
 	       "end\n"
 	       "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. string.format('%d', now - 30000))\n"
 	       "if redis.call('EXISTS', q) == 0 then return {'NONE'} end\n"
+	       /* a delivery is the item's new holder: the previous delivery's key (kh) is revoked and the token
+	        * minted for this poll (ARGV[7..9]: secret, key id, key hash) becomes the item's one live key */
+	       "local P = ARGV[6]\n"
+	       "local function rekey(k, wid)\n"
+	       "  local h = redis.call('HMGET', k, 'kh', 'obj')\n"
+	       "  if h[1] and h[1] ~= '' then redis.call('HSET', P .. 'key:' .. h[1], 'revoked', '1') end\n"
+	       "  if ARGV[9] == '' then redis.call('HSET', k, 'secret', '', 'kh', ''); return end\n"
+	       "  local ok, o = pcall(cjson.decode, h[2] or '')\n"
+	       "  local sess = ''\n"
+	       "  if ok and type(o) == 'table' and type(o.data) == 'table' and type(o.data.id) == 'string' then sess = o.data.id end\n"
+	       "  redis.call('HSET', P .. 'key:' .. ARGV[9], 'id', ARGV[8], 'kind', 'session', 'name', wid, 'env', sess,\n"
+	       "    'hash', ARGV[9], 'revoked', '0')\n"
+	       "  redis.call('SET', P .. 'keyid:' .. ARGV[8], ARGV[9])\n"
+	       "  redis.call('HSET', k, 'secret', ARGV[7], 'kh', ARGV[9])\n"
+	       "end\n"
 	       "local function take(id, f)\n"
 	       "  local wid\n"
 	       "  if type(f) == 'table' then for i = 1, #f, 2 do if f[i] == 'w' then wid = f[i + 1] end end end\n"
@@ -152,6 +167,7 @@ static ctl_redis_script crw_poll_lua = {
 	       "    local k = ARGV[4] .. wid\n"
 	       "    local h = redis.call('HMGET', k, 'sid', 'state')\n"
 	       "    if h[1] == id and h[2] == 'queued' then\n"
+	       "      rekey(k, wid)\n"
 	       "      return {'OK', wid, unpack(redis.call('HMGET', k, " CRW_FIELDS "))}\n"
 	       "    end\n"
 	       "  end\n"
@@ -178,10 +194,10 @@ static ctl_redis_script crw_poll_lua = {
 	       "return {'NONE'}\n"};
 
 int ctl_redis_work_poll(ctl_store *s, const char *env_id, const char *worker_id, uint64_t reclaim_older_than_ms,
-			json_t **work, char *err, size_t errlen)
+			const ctl_token *tok, json_t **work, char *err, size_t errlen)
 {
 	ctl_redis *r = (ctl_redis *)s;
-	char kq[256], kp[256], reclaim[24], now[24];
+	char kq[256], kp[256], reclaim[24], now[24], hex[65] = "";
 	redisReply *rep = NULL;
 	bool named = worker_id && *worker_id;
 	*work = NULL;
@@ -190,8 +206,12 @@ int ctl_redis_work_poll(ctl_store *s, const char *env_id, const char *worker_id,
 	snprintf(reclaim, sizeof reclaim, "%llu", (unsigned long long)reclaim_older_than_ms);
 	snprintf(now, sizeof now, "%llu", (unsigned long long)ctl_redis_now(NULL, 0));
 	/* a poll without a worker id is the consumer "-" and counts for no worker in the stats */
-	const char *a[] = {kq, kp, named ? worker_id : "-", reclaim, now, P "work:", named ? "1" : "0"};
-	int rc = ctl_redis_eval(r, &crw_poll_lua, 2, 7, a, NULL, &rep, err, errlen);
+	if (tok)
+		for (int i = 0; i < 32; i++)
+			snprintf(hex + 2 * i, 3, "%02x", tok->hash[i]);
+	const char *a[] = {kq, kp, named ? worker_id : "-", reclaim, now, P "work:", named ? "1" : "0", P,
+			   tok ? tok->secret : "", tok ? tok->key_id : "", hex};
+	int rc = ctl_redis_eval(r, &crw_poll_lua, 2, 11, a, NULL, &rep, err, errlen);
 	if (rc)
 		return rc;
 	const char *st = ctl_redis_str(rep, 0);
@@ -342,7 +362,10 @@ static ctl_redis_script crw_expire_lua = {
 	       "  local q = P .. 'q:' .. h[1]\n"
 	       "  redis.pcall('XGROUP', 'CREATE', q, 'workers', '0', 'MKSTREAM')\n"
 	       "  local sid = redis.call('XADD', q, '*', 'w', wid, 'at', h[5] or ARGV[3])\n"
-	       "  redis.call('HSET', k, 'state', 'queued', 'sid', sid, 'exp', '0', 'ack_ms', '0')\n"
+	       /* the holder that lost the lease is 401 from now on; the next delivery mints a new token */
+	       "  local kh = redis.call('HGET', k, 'kh')\n"
+	       "  if kh and kh ~= '' then redis.call('HSET', P .. 'key:' .. kh, 'revoked', '1') end\n"
+	       "  redis.call('HSET', k, 'state', 'queued', 'sid', sid, 'exp', '0', 'ack_ms', '0', 'secret', '', 'kh', '')\n"
 	       "  redis.call('HDEL', k, 'latest_heartbeat_at', 'acknowledged_at', 'started_at')\n"
 	       "  redis.call('ZREM', KEYS[1], wid); redis.call('ZREM', KEYS[2], wid)\n"
 	       "  n = n + 1\n"

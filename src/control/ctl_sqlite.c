@@ -35,6 +35,8 @@ static const char schema[] =
 	" ttl INTEGER NOT NULL DEFAULT 0, last_hb TEXT NOT NULL DEFAULT '', secret TEXT, created_at TEXT NOT NULL,"
 	" obj TEXT NOT NULL);"
 	"CREATE INDEX IF NOT EXISTS work_queue ON work(env_id, acked, state, n);"
+	/* a delivery revokes the earlier tokens of its item (the key's name is the work id) */
+	"CREATE INDEX IF NOT EXISTS keys_name ON keys(name, kind);"
 	"CREATE TABLE IF NOT EXISTS pollers(env_id TEXT NOT NULL, worker TEXT NOT NULL, at_ms INTEGER NOT NULL,"
 	" PRIMARY KEY(env_id, worker));"
 	"CREATE TABLE IF NOT EXISTS sessions(n INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,"

@@ -34,7 +34,7 @@ int ctl_sq_list_rows(struct sq *q, const char *sql, const char *env_id, const ch
 
 int ctl_sq_work_enqueue(ctl_store *s, const char *env_id, json_t *work, char *err, size_t errlen);
 int ctl_sq_work_poll(ctl_store *s, const char *env_id, const char *worker_id, uint64_t reclaim_older_than_ms,
-		   json_t **work, char *err, size_t errlen);
+		     const ctl_token *tok, json_t **work, char *err, size_t errlen);
 int ctl_sq_work_ack(ctl_store *s, const char *env_id, const char *work_id, char *err, size_t errlen);
 int ctl_sq_work_heartbeat(ctl_store *s, const char *env_id, const char *work_id, const char *expected,
 			unsigned ttl_seconds, ctl_lease *lease, char *err, size_t errlen);

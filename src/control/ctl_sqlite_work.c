@@ -1,6 +1,7 @@
 /* The SQLite store's work queue, leases and event log. The work row's columns drive the queue (acked,
  * delivered_ms, state, the lease's hb_ms, ttl and last_hb); obj is the API object, kept in step with them in
- * the same transaction. The secret lives in its own column and only poll hands it out. */
+ * the same transaction. The secret lives in its own column, is written by each delivery (with its key) and
+ * only poll hands it out. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -81,7 +82,6 @@ int ctl_sq_work_enqueue(ctl_store *s, const char *env_id, json_t *work, char *er
 {
 	struct sq *q = (struct sq *)s;
 	const char *id = json_string_value(json_object_get(work, "id"));
-	const char *secret = json_string_value(json_object_get(work, "secret"));
 	const char *created = json_string_value(json_object_get(work, "created_at"));
 	json_t *copy = json_deep_copy(work);
 	char *t = NULL;
@@ -96,8 +96,9 @@ int ctl_sq_work_enqueue(ctl_store *s, const char *env_id, json_t *work, char *er
 		rc = err_set(err, errlen, -ENOMEM, "out of memory");
 		goto out;
 	}
-	rc = ctl_sq_run(q, ctl_sq_prep(q, "INSERT INTO work(id, env_id, state, secret, created_at, obj) VALUES(?,?,'queued',?,?,?)",
-				   "ttttt", id, env_id, secret, created, t),
+	/* no secret yet: each delivery mints its own (deliver) */
+	rc = ctl_sq_run(q, ctl_sq_prep(q, "INSERT INTO work(id, env_id, state, created_at, obj) VALUES(?,?,'queued',?,?)",
+				   "tttt", id, env_id, created, t),
 		      err, errlen);
 	if (rc == -EEXIST)
 		rc = err_set(err, errlen, rc, "work item %s already exists", id);
@@ -107,8 +108,41 @@ out:
 	return rc;
 }
 
+/* Ends every token of work_id (its keys are named by the work id): a delivery or a requeue makes the item
+ * another holder's. The secret goes with them; the next delivery writes its own. */
+static int revoke_tokens(struct sq *q, const char *work_id, char *err, size_t errlen)
+{
+	int rc = ctl_sq_run(q, ctl_sq_prep(q, "UPDATE keys SET revoked = 1 WHERE name = ? AND kind = 'session' AND revoked = 0",
+					   "t", work_id),
+			    err, errlen);
+	if (rc < 0)
+		return rc;
+	return ctl_sq_run(q, ctl_sq_prep(q, "UPDATE work SET secret = NULL WHERE id = ?", "t", work_id), err, errlen);
+}
+
+/* The delivery of work (work_id, in the open transaction) to worker_id with tok as its one live token. */
+static int deliver(struct sq *q, const char *work_id, json_t *work, const char *worker_id, const ctl_token *tok,
+		   int64_t now, char *err, size_t errlen)
+{
+	const char *sid = json_string_value(json_object_get(json_object_get(work, "data"), "id"));
+	char ts[40];
+	int rc;
+	if ((rc = revoke_tokens(q, work_id, err, errlen)) < 0)
+		return rc;
+	json_object_set_new(work, "secret", tok ? json_string(tok->secret) : json_null());
+	if (tok && (rc = ctl_sq_run(q, ctl_sq_prep(q, "INSERT INTO keys(id, kind, name, env_id, hash, created_at) "
+						   "VALUES(?,'session',?,?,?,?)",
+						"tttbt", tok->key_id, work_id, sid ? sid : "", tok->hash, 32,
+						ctl_now(ts, sizeof ts)),
+				    err, errlen)) < 0)
+		return rc;
+	return ctl_sq_run(q, ctl_sq_prep(q, "UPDATE work SET delivered_ms = ?, worker = ?, secret = ? WHERE id = ?", "ittt",
+				      now, worker_id, tok ? tok->secret : NULL, work_id),
+			  err, errlen);
+}
+
 int ctl_sq_work_poll(ctl_store *s, const char *env_id, const char *worker_id, uint64_t reclaim_older_than_ms,
-		   json_t **work, char *err, size_t errlen)
+		     const ctl_token *tok, json_t **work, char *err, size_t errlen)
 {
 	struct sq *q = (struct sq *)s;
 	int64_t now = ctl_sq_now_ms();
@@ -136,7 +170,7 @@ int ctl_sq_work_poll(ctl_store *s, const char *env_id, const char *worker_id, ui
 					"tti", env_id, worker_id, now),
 			   err, errlen)) < 0)
 		goto out;
-	st = ctl_sq_prep(q, "SELECT id, obj, secret FROM work WHERE env_id = ? AND acked = 0 AND state = 'queued' AND "
+	st = ctl_sq_prep(q, "SELECT id, obj FROM work WHERE env_id = ? AND acked = 0 AND state = 'queued' AND "
 			  "(delivered_ms = 0 OR delivered_ms <= ?) ORDER BY n LIMIT 1",
 		       "ti", env_id, now - (int64_t)reclaim_older_than_ms);
 	if (!st) {
@@ -145,11 +179,8 @@ int ctl_sq_work_poll(ctl_store *s, const char *env_id, const char *worker_id, ui
 	}
 	r = sqlite3_step(st);
 	if (r == SQLITE_ROW) {
-		const unsigned char *sec = sqlite3_column_text(st, 2);
 		snprintf(id, sizeof id, "%s", (const char *)sqlite3_column_text(st, 0));
 		*work = ctl_sq_load_text(sqlite3_column_text(st, 1));
-		if (*work)
-			json_object_set_new(*work, "secret", sec ? json_string((const char *)sec) : json_null());
 	}
 	sqlite3_finalize(st);
 	if (r != SQLITE_ROW && r != SQLITE_DONE) {
@@ -160,9 +191,7 @@ int ctl_sq_work_poll(ctl_store *s, const char *env_id, const char *worker_id, ui
 		rc = ctl_sq_fail(q, err, errlen, "read work");
 		goto out;
 	}
-	if (*work && (rc = ctl_sq_run(q, ctl_sq_prep(q, "UPDATE work SET delivered_ms = ?, worker = ? WHERE id = ?", "itt", now,
-						worker_id, id),
-				   err, errlen)) < 0)
+	if (*work && (rc = deliver(q, id, *work, worker_id, tok, now, err, errlen)) < 0)
 		goto out;
 	rc = ctl_sq_commit(q, err, errlen);
 out:
@@ -354,6 +383,8 @@ int ctl_sq_work_expire(ctl_store *s, unsigned lease_ttl_seconds, char *err, size
 			set_ts(w.obj, "started_at", NULL);
 			set_ts(w.obj, "latest_heartbeat_at", NULL);
 			rc = put_row(q, id, &w, 0, true, err, errlen);
+			if (rc == 0) /* the holder that lost the lease is 401 from now on */
+				rc = revoke_tokens(q, id, err, errlen);
 		}
 		json_decref(w.obj);
 		if (rc < 0)
@@ -438,6 +469,35 @@ int ctl_sq_work_stats(ctl_store *s, const char *env_id, ctl_stats *out, char *er
 }
 
 /* ---- the event log ---- */
+/* -EEXIST when e (events[i]) is a result for a call the log already has a result of: one result per call. Asked
+ * inside the append's write transaction (BEGIN IMMEDIATE), so of two connections racing two results for one call
+ * the second sees the first; the SQL names the events_answers / events_custom_answers index expressions. */
+static int answered(struct sq *q, const char *session_id, json_t *e, size_t i, char *err, size_t errlen)
+{
+	const char *t = json_string_value(json_object_get(e, "type")), *id;
+	bool custom;
+	sqlite3_stmt *st;
+	int r;
+	if (!t || (strcmp(t, "user.tool_result") && strcmp(t, "user.custom_tool_result")))
+		return 0;
+	custom = t[5] == 'c';
+	if (!(id = json_string_value(json_object_get(e, custom ? "custom_tool_use_id" : "tool_use_id"))))
+		return 0;
+	st = ctl_sq_prep(q, custom ? "SELECT 1 FROM events WHERE session_id = ? AND json_extract(obj, '$.custom_tool_use_id') = ? "
+				     "AND json_extract(obj, '$.type') = 'user.custom_tool_result' LIMIT 1"
+				   : "SELECT 1 FROM events WHERE session_id = ? AND json_extract(obj, '$.tool_use_id') = ? "
+				     "AND json_extract(obj, '$.type') = 'user.tool_result' LIMIT 1",
+			 "tt", session_id, id);
+	if (!st)
+		return ctl_sq_fail(q, err, errlen, "prepare");
+	r = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (r == SQLITE_ROW)
+		return err_set(err, errlen, -EEXIST, "events[%zu].%s: %s is already answered", i,
+			       custom ? "custom_tool_use_id" : "tool_use_id", id);
+	return r == SQLITE_DONE ? 0 : ctl_sq_fail(q, err, errlen, "read events");
+}
+
 int ctl_sq_event_append(ctl_store *s, const char *session_id, json_t *events, uint64_t *seq_out, char *err,
 		      size_t errlen)
 {
@@ -482,8 +542,11 @@ int ctl_sq_event_append(ctl_store *s, const char *session_id, json_t *events, ui
 			goto out;
 		}
 		seq++;
-		rc = ctl_sq_run(q, ctl_sq_prep(q, "INSERT INTO events(session_id, seq, obj) VALUES(?,?,?)", "tit", session_id, seq, t),
-			      err, errlen);
+		rc = answered(q, session_id, e, i, err, errlen);
+		if (rc == 0)
+			rc = ctl_sq_run(q, ctl_sq_prep(q, "INSERT INTO events(session_id, seq, obj) VALUES(?,?,?)", "tit", session_id,
+						       seq, t),
+					err, errlen);
 		free(t);
 		if (rc < 0)
 			goto out;

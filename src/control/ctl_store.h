@@ -50,6 +50,15 @@ bool ctl_page_next(ctl_page *p, char *cursor, size_t cap);
 /* Merges patch into obj: a key set to null is removed, any other value set ({k: v|null}, metadata patches). */
 void ctl_merge_patch(json_t *obj, json_t *patch);
 
+/* The sessions token a delivery hands out (work_poll): minted by the API for each poll request, bound by the
+ * store to the item it delivers. A token is the holder's: every delivery of an item (the first, a missed
+ * ack's re-offer, the one after a lease ran out) gets a new one and ends the one before. */
+typedef struct ctl_token {
+	const char *secret; /* the item's `secret` as the poll answers it (base64url JSON with the token) */
+	const char *key_id; /* "key_…": the id of the token's key */
+	uint8_t hash[32];   /* sha256 of the sessions token */
+} ctl_token;
+
 /* Queue statistics for GET …/work/stats. */
 typedef struct ctl_stats {
 	uint64_t depth;		  /* items not yet acknowledged (queued, delivered or not) */
@@ -84,10 +93,15 @@ struct ctl_store_ops {
 	 * there is none. Nothing here blocks or waits: the API's long poll and SSE streams ask again on a short
 	 * timer (and at once after a write of their own process), which also sees other replicas' writes. Each poll also records
 	 * worker_id as polling now (for stats). work_ack moves a delivered item to "starting" and out of the
-	 * queue (-EINVAL when it is not delivered/queued). */
+	 * queue (-EINVAL when it is not delivered/queued).
+	 * The work object's secret is not kept by enqueue: poll gives the item it delivers the token tok in the same
+	 * step (its secret becomes tok->secret, the "session" key tok->hash is added under tok->key_id with the work
+	 * id as name and the session as env_id) and revokes the key of the item's previous delivery, so a re-offer
+	 * ends the token the first taker got. tok NULL: the item is handed out with secret null (the old key is
+	 * revoked all the same). */
 	int (*work_enqueue)(ctl_store *s, const char *env_id, json_t *work, char *err, size_t errlen);
 	int (*work_poll)(ctl_store *s, const char *env_id, const char *worker_id, uint64_t reclaim_older_than_ms,
-			 json_t **work, char *err, size_t errlen);
+			 const ctl_token *tok, json_t **work, char *err, size_t errlen);
 	int (*work_ack)(ctl_store *s, const char *env_id, const char *work_id, char *err, size_t errlen);
 	/* The lease. expected is "NO_HEARTBEAT" for the first beat, else the last_heartbeat the worker was
 	 * given; a mismatch is -ESTALE with *lease the current state. On success the lease runs ttl_seconds
@@ -101,7 +115,9 @@ struct ctl_store_ops {
 			 size_t errlen);
 	/* Items whose lease ran out (active/starting/stopping, latest heartbeat older than its TTL, or a
 	 * "starting" item never beaten for lease_ttl) go back to "queued" and claimable, so another worker takes
-	 * the session; returns how many (>= 0) or -errno. Called by every replica's timer; safe to race. */
+	 * the session, with their token revoked and their secret cleared (the holder that lost the lease is 401
+	 * from then on; the next poll mints a new one); returns how many (>= 0) or -errno. Called by every
+	 * replica's timer; safe to race. */
 	int (*work_expire)(ctl_store *s, unsigned lease_ttl_seconds, char *err, size_t errlen);
 	int (*work_get)(ctl_store *s, const char *env_id, const char *work_id, json_t **work, char *err,
 			size_t errlen); /* secret is null here */
@@ -121,7 +137,10 @@ struct ctl_store_ops {
 	/* The event log of a session, in order. event_append gives each event its id ("sevt_…"),
 	 * processed_at and a per-session sequence number (> 0, strictly increasing: the SSE id, so
 	 * Last-Event-ID resumes exactly after it) and stores the batch atomically (all or none). *seq_out (may be
-	 * NULL) is the last one given; the store sets id and processed_at in the given objects. event_read returns the
+	 * NULL) is the last one given; the store sets id and processed_at in the given objects. One result per call:
+	 * a user.tool_result (user.custom_tool_result) for a tool use the log already has a result of is -EEXIST
+	 * (nothing stored, err naming events[i] and the id), checked in the same atomic step as the append, so two
+	 * replicas racing two results store one. event_read returns the
 	 * events with sequence > after_seq, at most limit, oldest first, each carrying its sequence number as the
 	 * integer member "_seq" (the SSE id of that event; the API takes it off before answering), and *last_seq the
 	 * sequence of the last one returned (after_seq when none). */

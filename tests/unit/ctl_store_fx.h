@@ -253,16 +253,33 @@ FX_FN void enqueue(fx *f, const char *env, char *id, json_t *metadata)
 
 FX_FN const char *jstr(json_t *o, const char *k) { return json_string_value(json_object_get(o, k)); }
 
-/* Polls once; the work id into id ("" for none). */
+/* A token for one poll: kid (40 bytes) a fresh key id, the hash random, the secret the fixed test one. */
+FX_FN void fx_token(ctl_token *t, char *kid)
+{
+	char r[40];
+	ctl_new_id("key", kid, 40);
+	ctl_new_id("rnd", r, sizeof r);
+	memset(t, 0, sizeof *t);
+	memcpy(t->hash, r + 4, 26); /* 26 random base32 characters: unique enough for a test */
+	t->secret = "c2VjcmV0LW9mLXRoZS1pdGVt";
+	t->key_id = kid;
+}
+
+/* Polls once; the work id into id ("" for none). A delivered item carries the poll's token, live. */
 FX_FN void poll1(fx *f, const char *worker, uint64_t reclaim_ms, char *id)
 {
 	json_t *w = NULL;
-	assert_int_equal(OPS(f)->work_poll(f->s, f->env, worker, reclaim_ms, &w, f->err, sizeof f->err), 0);
+	ctl_token t;
+	char kid[40], name[64];
+	fx_token(&t, kid);
+	assert_int_equal(OPS(f)->work_poll(f->s, f->env, worker, reclaim_ms, &t, &w, f->err, sizeof f->err), 0);
 	id[0] = 0;
 	if (w) {
 		snprintf(id, 40, "%s", jstr(w, "id"));
 		assert_string_equal(jstr(w, "secret"), "c2VjcmV0LW9mLXRoZS1pdGVt");
 		assert_string_equal(jstr(w, "state"), "queued");
+		assert_int_equal(OPS(f)->key_check(f->s, "session", t.hash, NULL, 0, NULL, 0, name, sizeof name), 0);
+		assert_string_equal(name, id);
 	}
 	json_decref(w);
 }

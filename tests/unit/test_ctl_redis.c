@@ -107,7 +107,7 @@ static void test_redis_two_replicas(void **state)
 	for (int i = 0; i < 3 * N && got < N; i++) {
 		json_t *w = NULL;
 		ctl_store *p = h[i % 2], *o = h[(i + 1) % 2];
-		assert_int_equal(p->ops->work_poll(p, f->env, i % 3 ? "wa" : "wb", 60000, &w, err, sizeof err), 0);
+		assert_int_equal(p->ops->work_poll(p, f->env, i % 3 ? "wa" : "wb", 60000, NULL, &w, err, sizeof err), 0);
 		if (!w)
 			break;
 		for (int j = 0; j < N; j++)
@@ -158,7 +158,7 @@ static void test_redis_racing_processes(void **state)
 				_exit(2);
 			for (int i = 0; i < 2 * N; i++) {
 				json_t *w = NULL;
-				if (s->ops->work_poll(s, f->env, worker, 60000, &w, err, sizeof err))
+				if (s->ops->work_poll(s, f->env, worker, 60000, NULL, &w, err, sizeof err))
 					_exit(3);
 				if (!w)
 					break;

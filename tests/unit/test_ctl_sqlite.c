@@ -110,17 +110,18 @@ static void test_queue_and_lease(void **st)
 	assert_int_equal(s->ops->work_stats(s, "env_1", &stt, err, sizeof err), 0);
 	assert_int_equal(stt.depth, 1);
 	assert_int_equal(stt.pending, 0);
-	assert_int_equal(s->ops->work_poll(s, "env_1", "w-a", 5000, &got, err, sizeof err), 0);
+	ctl_token tok = { .secret = "c2VjcmV0", .key_id = "key_sq1", .hash = { 1, 2, 3 } };
+	assert_int_equal(s->ops->work_poll(s, "env_1", "w-a", 5000, &tok, &got, err, sizeof err), 0);
 	assert_non_null(got);
-	assert_string_equal(json_string_value(json_object_get(got, "secret")), "c2VjcmV0");
+	assert_string_equal(json_string_value(json_object_get(got, "secret")), "c2VjcmV0"); /* the poll's token */
 	json_decref(got);
 	/* delivered, not acked: not offered again within reclaim, offered after it */
-	assert_int_equal(s->ops->work_poll(s, "env_1", "w-b", 5000, &got, err, sizeof err), 0);
+	assert_int_equal(s->ops->work_poll(s, "env_1", "w-b", 5000, NULL, &got, err, sizeof err), 0);
 	assert_null(got);
-	assert_int_equal(s->ops->work_poll(s, "env_2", "w-b", 0, &got, err, sizeof err), 0);
+	assert_int_equal(s->ops->work_poll(s, "env_2", "w-b", 0, NULL, &got, err, sizeof err), 0);
 	assert_null(got); /* another environment's queue */
 	usleep(20000);
-	assert_int_equal(s->ops->work_poll(s, "env_1", "w-b", 10, &got, err, sizeof err), 0);
+	assert_int_equal(s->ops->work_poll(s, "env_1", "w-b", 10, NULL, &got, err, sizeof err), 0);
 	assert_non_null(got);
 	json_decref(got);
 	assert_int_equal(s->ops->work_stats(s, "env_1", &stt, err, sizeof err), 0);
@@ -132,7 +133,7 @@ static void test_queue_and_lease(void **st)
 	assert_string_equal(l.state, "queued"); /* not acked yet */
 	assert_int_equal(s->ops->work_ack(s, "env_1", "work_1", err, sizeof err), 0);
 	assert_int_equal(s->ops->work_ack(s, "env_1", "work_1", err, sizeof err), -EINVAL);
-	assert_int_equal(s->ops->work_poll(s, "env_1", "w-c", 0, &got, err, sizeof err), 0);
+	assert_int_equal(s->ops->work_poll(s, "env_1", "w-c", 0, NULL, &got, err, sizeof err), 0);
 	assert_null(got); /* out of the queue */
 	assert_int_equal(s->ops->work_heartbeat(s, "env_1", "work_1", "NO_HEARTBEAT", 90, &l, err, sizeof err), 0);
 	assert_string_equal(l.state, "active");
@@ -153,7 +154,7 @@ static void test_queue_and_lease(void **st)
 	sleep(1);
 	usleep(100000);
 	assert_int_equal(s->ops->work_expire(s, 90, err, sizeof err), 1);
-	assert_int_equal(s->ops->work_poll(s, "env_1", "w-d", 5000, &got, err, sizeof err), 0);
+	assert_int_equal(s->ops->work_poll(s, "env_1", "w-d", 5000, NULL, &got, err, sizeof err), 0);
 	assert_non_null(got);
 	assert_string_equal(json_string_value(json_object_get(got, "state")), "queued");
 	assert_true(json_is_null(json_object_get(got, "acknowledged_at")));

@@ -31,7 +31,7 @@ static void test_enqueue_poll_ack(void **state)
 	/* another environment's id, an unknown id */
 	assert_int_equal(OPS(f)->work_get(f->s, "env_nosuch", a, &w, f->err, sizeof f->err), -ENOENT);
 	assert_int_equal(OPS(f)->work_ack(f->s, f->env, "work_nosuch", f->err, sizeof f->err), -ENOENT);
-	assert_int_equal(OPS(f)->work_poll(f->s, "env_nosuch", "w1", 0, &w, f->err, sizeof f->err), 0);
+	assert_int_equal(OPS(f)->work_poll(f->s, "env_nosuch", "w1", 0, NULL, &w, f->err, sizeof f->err), 0);
 	assert_null(w);
 }
 
@@ -470,12 +470,32 @@ static void test_event_index(void **state)
 	assert_int_equal(OPS(f)->event_tool(f->s, sid, "sevt_nosuch", false, &use, &res, f->err, sizeof f->err), 0);
 	assert_null(use);
 	assert_null(res);
-	/* two results for tu (the API lets only one through; the store's index keeps the first) and one for ctu */
-	json_t *b2 = json_pack("[{s:s, s:s, s:i}, {s:s, s:s, s:i}, {s:s, s:s}, {s:s, s:s, s:s}]", "type", "user.tool_result",
-			       "tool_use_id", tu, "n", 1, "type", "user.tool_result", "tool_use_id", tu, "n", 2, "type",
-			       "user.custom_tool_result", "custom_tool_use_id", ctu, "type", "user.tool_confirmation",
-			       "tool_use_id", tu, "result", "allow");
+	/* two results for tu in one batch: one result per call, so the store takes none of it */
+	json_t *b2 = json_pack("[{s:s, s:s, s:i}, {s:s, s:s, s:i}]", "type", "user.tool_result", "tool_use_id", tu, "n", 1,
+			       "type", "user.tool_result", "tool_use_id", tu, "n", 2);
+	assert_int_equal(OPS(f)->event_append(f->s, sid, b2, &seq, f->err, sizeof f->err), -EEXIST);
+	assert_non_null(strstr(f->err, "events[1].tool_use_id"));
+	assert_int_equal(OPS(f)->event_last(f->s, sid, &last, f->err, sizeof f->err), 0);
+	assert_int_equal(last, 3);
+	json_decref(b2);
+	/* one result for tu and one for ctu */
+	b2 = json_pack("[{s:s, s:s, s:i}, {s:s, s:s}, {s:s, s:s, s:s}]", "type", "user.tool_result", "tool_use_id", tu, "n",
+		       1, "type", "user.custom_tool_result", "custom_tool_use_id", ctu, "type", "user.tool_confirmation",
+		       "tool_use_id", tu, "result", "allow");
 	assert_int_equal(OPS(f)->event_append(f->s, sid, b2, &seq, f->err, sizeof f->err), 0);
+	/* a second result for either, alone or after other events in a batch: -EEXIST naming it, nothing stored */
+	json_t *again = json_pack("[{s:s}, {s:s, s:s, s:i}]", "type", "agent.message", "type", "user.tool_result",
+				  "tool_use_id", tu, "n", 2);
+	assert_int_equal(OPS(f)->event_append(f->s, sid, again, &seq, f->err, sizeof f->err), -EEXIST);
+	assert_non_null(strstr(f->err, "events[1].tool_use_id"));
+	assert_non_null(strstr(f->err, tu));
+	json_decref(again);
+	again = json_pack("[{s:s, s:s}]", "type", "user.custom_tool_result", "custom_tool_use_id", ctu);
+	assert_int_equal(OPS(f)->event_append(f->s, sid, again, &seq, f->err, sizeof f->err), -EEXIST);
+	assert_non_null(strstr(f->err, "events[0].custom_tool_use_id"));
+	json_decref(again);
+	assert_int_equal(OPS(f)->event_last(f->s, sid, &last, f->err, sizeof f->err), 0);
+	assert_int_equal(last, 6);
 	assert_int_equal(OPS(f)->event_tool(f->s, sid, tu, false, &use, &res, f->err, sizeof f->err), 0);
 	assert_non_null(use);
 	assert_non_null(res);
@@ -491,7 +511,7 @@ static void test_event_index(void **state)
 	assert_null(res);
 	json_decref(use);
 	assert_int_equal(OPS(f)->event_last(f->s, sid, &last, f->err, sizeof f->err), 0);
-	assert_int_equal(last, 7);
+	assert_int_equal(last, 6);
 	/* a deleted session takes its index along */
 	assert_int_equal(OPS(f)->session_delete(f->s, sid, f->err, sizeof f->err), 0);
 	assert_int_equal(OPS(f)->event_tool(f->s, sid, tu, false, &use, &res, f->err, sizeof f->err), 0);
@@ -503,6 +523,54 @@ static void test_event_index(void **state)
 	json_decref(b2);
 }
 
+/* Each delivery binds its poll's token and revokes the one before (a missed ack's re-offer); a lease that ran out
+ * revokes the holder's; a poll without a token hands the item out with no secret, still ending the old one. */
+static void test_token_per_delivery(void **state)
+{
+	fx *f = *state;
+	char a[40], ka[40], kb[40], kc[40], name[64], env[64];
+	ctl_token ta, tb, tc;
+	json_t *w = NULL;
+	ctl_lease l;
+	enqueue(f, f->env, a, NULL);
+	fx_token(&ta, ka);
+	assert_int_equal(OPS(f)->work_poll(f->s, f->env, "w1", 60000, &ta, &w, f->err, sizeof f->err), 0);
+	assert_non_null(w);
+	assert_string_equal(jstr(w, "id"), a);
+	const char *sid = jstr(json_object_get(w, "data"), "id");
+	assert_int_equal(OPS(f)->key_check(f->s, "session", ta.hash, NULL, 0, env, sizeof env, name, sizeof name), 0);
+	assert_string_equal(name, a);
+	assert_string_equal(env, sid); /* bound to its session */
+	json_decref(w);
+	/* the re-offer: a new token, the first one revoked in the same step */
+	fx_token(&tb, kb);
+	tb.secret = "c2Vjb25k";
+	assert_int_equal(OPS(f)->work_poll(f->s, f->env, "w2", 0, &tb, &w, f->err, sizeof f->err), 0);
+	assert_non_null(w);
+	assert_string_equal(jstr(w, "secret"), "c2Vjb25k");
+	json_decref(w);
+	assert_int_equal(OPS(f)->key_check(f->s, "session", ta.hash, NULL, 0, NULL, 0, NULL, 0), -EKEYREVOKED);
+	assert_int_equal(OPS(f)->key_check(f->s, "session", tb.hash, NULL, 0, NULL, 0, NULL, 0), 0);
+	work_state(f, a, "queued"); /* and work_get still shows no secret */
+	/* the lease runs out: the holder's token is revoked when the item goes back to the queue */
+	assert_int_equal(OPS(f)->work_ack(f->s, f->env, a, f->err, sizeof f->err), 0);
+	assert_int_equal(OPS(f)->work_heartbeat(f->s, f->env, a, "NO_HEARTBEAT", 1, &l, f->err, sizeof f->err), 0);
+	msleep(1100);
+	assert_int_equal(OPS(f)->work_expire(f->s, 90, f->err, sizeof f->err), 1);
+	work_state(f, a, "queued");
+	assert_int_equal(OPS(f)->key_check(f->s, "session", tb.hash, NULL, 0, NULL, 0, NULL, 0), -EKEYREVOKED);
+	/* a poll with no token: no secret, nothing live */
+	assert_int_equal(OPS(f)->work_poll(f->s, f->env, "w3", 0, NULL, &w, f->err, sizeof f->err), 0);
+	assert_non_null(w);
+	assert_true(json_is_null(json_object_get(w, "secret")));
+	json_decref(w);
+	fx_token(&tc, kc);
+	assert_int_equal(OPS(f)->work_poll(f->s, f->env, "w4", 0, &tc, &w, f->err, sizeof f->err), 0);
+	assert_non_null(w);
+	json_decref(w);
+	assert_int_equal(OPS(f)->key_check(f->s, "session", tc.hash, NULL, 0, NULL, 0, NULL, 0), 0);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 
 int main(void)
@@ -510,7 +578,7 @@ int main(void)
 	const struct CMUnitTest battery[] = {
 		T(test_enqueue_poll_ack), T(test_reoffer_after_reclaim), T(test_no_double_delivery), T(test_heartbeat),
 		T(test_stop), T(test_expire), T(test_metadata), T(test_lists_paged), T(test_stats), T(test_events), T(test_event_index),
-		T(test_keys),
+		T(test_keys), T(test_token_per_delivery),
 	};
 	int bad = 0;
 	signal(SIGPIPE, SIG_IGN);
