@@ -399,7 +399,6 @@ static void who(cai_ctx *c)
 {
 	const char *xk = hsrv_header(c->r, "x-api-key"), *au = hsrv_header(c->r, "authorization");
 	ctl_store *s = c->a->o.store;
-	char work[64];
 	uint8_t h[32];
 	int rc;
 	c->cred = CAI_NONE;
@@ -420,8 +419,8 @@ static void who(cai_ctx *c)
 			json_decref(e);
 		}
 		else if ((rc = s->ops->key_check(s, "session", h, c->key_id, sizeof c->key_id, c->scope, sizeof c->scope,
-						 work, sizeof work)) == 0) {
-			if (token_live(s, c->scope, work))
+						 c->token_work, sizeof c->token_work)) == 0) {
+			if (token_live(s, c->scope, c->token_work))
 				c->cred = CAI_SESSION;
 			else
 				c->stale_token = true;
@@ -521,6 +520,10 @@ void capi_handle(hsrv_req *r, void *ud)
 	/* A stopped item's token may still stop it: the answer is the 409 a worker exiting with "stop {force:true}"
 	 * expects and ignores, where a 401 would read as a bad key. */
 	if (c->stale_token && rt->fn == cai_work_stop)
+		c->cred = CAI_SESSION;
+	/* The holder that lost its item to a re-offer learns it from its next beat as the protocol says, a 412 (the
+	 * SDK and postern worker then release without a stop); the beat changes nothing. Every other call is 401. */
+	if (c->superseded && rt->fn == cai_work_heartbeat && c->ncaps > 1 && !strcmp(c->token_work, c->caps[1]))
 		c->cred = CAI_SESSION;
 	if (c->cred == CAI_NONE) {
 		bool sent = hsrv_header(r, "x-api-key") || hsrv_header(r, "authorization");

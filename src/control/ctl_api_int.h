@@ -30,7 +30,9 @@ typedef struct cai_ctx {
 	unsigned ncaps;
 	enum cai_cred cred;
 	bool stale_token; /* CAI_NONE because the sessions token's work item is stopped */
-	bool superseded;  /* CAI_NONE because the token's item was handed out again (its key revoked) */
+	bool superseded;  /* the token's item was handed out again (its key revoked): 401, but for the heartbeat
+			   * of that item, which answers the 412 of a lost lease (cai_work_heartbeat) */
+	char token_work[64]; /* the work item a sessions token (live or not) belongs to */
 	char key_id[64];
 	char scope[64]; /* CAI_ENV: its environment; CAI_SESSION: its session */
 	char request_id[40];

@@ -251,6 +251,19 @@ void cai_work_heartbeat(cai_ctx *c)
 	int rc, n;
 	if (!w)
 		return;
+	if (c->superseded) { /* the lease is another delivery's now: the 412 of a lost lease, nothing changed */
+		const char *st = json_string_value(json_object_get(w, "state"));
+		const char *hb = json_string_value(json_object_get(w, "latest_heartbeat_at"));
+		memset(&l, 0, sizeof l);
+		snprintf(l.state, sizeof l.state, "%s", st ? st : "queued");
+		snprintf(l.last_heartbeat, sizeof l.last_heartbeat, "%s", hb ? hb : "");
+		cai_error(c, 412, json_pack("{s:s,s:o}", "error_code", "heartbeat_precondition_failed", "current_state",
+					    lease_json(&l, false)),
+			  "this sessions token's delivery of the work item is over: the item was offered again and another "
+			  "worker may hold it");
+		json_decref(w);
+		return;
+	}
 	json_decref(w);
 	n = hsrv_query_get(hsrv_query(c->r), "expected_last_heartbeat", expected, sizeof expected);
 	if (n <= 0) {

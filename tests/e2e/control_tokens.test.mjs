@@ -36,13 +36,24 @@ const toolUse = (id) => ({ type: 'agent.tool_use', id, name: 'bash', input: { co
 const result = (id, text) => ({ type: 'user.tool_result', tool_use_id: id, content: [{ type: 'text', text }] });
 
 // Every call a sessions token could make on its item and session: all must be 401 (a stop too: a 409 would
-// mean it may still act on the item, and a 200 would stop the new holder's work).
+// mean it may still act on the item, and a 200 would stop the new holder's work), but its item's heartbeat,
+// which is the protocol's "lease lost" 412 (the SDK and postern worker release without a stop on it), and
+// changes nothing.
 async function assertDead(c, w, sid, tok, why) {
+  const before = (await c.api(wpath(c, w), { key: c.apiKey })).body;
+  for (const expected of ['NO_HEARTBEAT', before.latest_heartbeat_at || 'x']) {
+    const hb = await c.api(wpath(c, w, `/heartbeat?expected_last_heartbeat=${encodeURIComponent(expected)}`), { bearer: tok, method: 'POST' });
+    assert.equal(hb.status, 412, `${why}: the old holder's heartbeat: ${hb.status} ${JSON.stringify(hb.body)}`);
+    assert.equal(hb.body.error.details.error_code, 'heartbeat_precondition_failed');
+    assert.equal(hb.body.error.details.current_state.lease_extended, false);
+    assert.equal(hb.body.error.details.current_state.state, before.state);
+  }
+  const afterBeat = (await c.api(wpath(c, w), { key: c.apiKey })).body;
+  assert.deepEqual([afterBeat.state, afterBeat.latest_heartbeat_at], [before.state, before.latest_heartbeat_at], 'the beat changed nothing');
   const calls = [
     ['GET', `/v1/sessions/${sid}`], ['GET', `/v1/sessions/${sid}/events`],
     ['POST', `/v1/sessions/${sid}/events`, { events: [result('toolu_dead', 'late')] }],
-    ['POST', wpath(c, w, '/ack')], ['POST', wpath(c, w, '/heartbeat?expected_last_heartbeat=NO_HEARTBEAT')],
-    ['POST', wpath(c, w, '/stop'), { force: true }], ['GET', wpath(c, w)],
+    ['POST', wpath(c, w, '/ack')], ['POST', wpath(c, w, '/stop'), { force: true }], ['GET', wpath(c, w)],
   ];
   for (const [method, p, body] of calls) {
     const r = await c.api(p, { bearer: tok, method, body });
