@@ -2,6 +2,7 @@
 #include "sandbox/engine/ws_doors.h"
 
 #include <dirent.h>
+#include <limits.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -28,11 +30,17 @@ const char *const ws_doors_default[] = {
 	/* git: what runs code or decides where config comes from */
 	".git/config", ".git/config.worktree", ".git/hooks/", ".git/commondir", ".git/info/", ".git/modules/",
 	".git/worktrees/", ".git/objects/info/alternates",
+	/* a stopped rebase's to-do list: `git rebase --continue` runs its exec lines */
+	".git/rebase-merge/", ".git/sequencer/",
 	/* with the workspace as $HOME: git's global config, and shells started there or sourcing from it
 	 * (readline's key bindings can type and run a command) */
 	".gitconfig", ".config/git/", ".bashrc", ".bash_profile", ".bash_login", ".bash_logout", ".profile",
 	".zshrc", ".zshenv", ".zprofile", ".zlogin", ".zlogout", ".inputrc", ".kshrc", ".mkshrc", ".cshrc",
 	".tcshrc", ".login", ".logout",
+	/* what those source in turn (Debian's and Fedora's skeleton .bashrc, bash-completion), fish's own, and
+	 * ssh's (ProxyCommand: git over ssh where the workspace is the home) */
+	".bash_aliases", ".bash_completion", ".bashrc.d/", ".local/share/bash-completion/", ".config/fish/",
+	".ssh/",
 	/* where whole repositories from below the top go: read-only in later sessions (not restorable) */
 	WS_DOORS_QDIR "/", NULL,
 };
@@ -85,13 +93,34 @@ uint64_t ws_doors_snapshot(int wsfd, const char *const *doors)
 	return m;
 }
 
-/* Renames base (in d, no link followed: the name is d's own) to base.postern-quarantine-<n>; logs it as rel. */
+/* The quarantine name of base, try n: "<base>.postern-quarantine-<n>"; base is cut so that the name stays a
+ * valid one (255 bytes), since a session picks the names of what the sweep moves. Past the first 99 (which a
+ * session can take beforehand) the suffix is random: no name it made can stand in the way. */
+static void q_name(char *to, size_t tolen, const char *base, int n)
+{
+	char sfx[64];
+	if (n < 100) {
+		snprintf(sfx, sizeof sfx, ".postern-quarantine-%d", n);
+	} else {
+		uint64_t r = 0;
+		if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r) {
+			struct timespec ts;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			r = (uint64_t)ts.tv_nsec * 2654435761u ^ (uint64_t)getpid() << 32 ^ (uint64_t)n;
+		}
+		snprintf(sfx, sizeof sfx, ".postern-quarantine-%016llx", (unsigned long long)r);
+	}
+	int keep = (int)(NAME_MAX - strlen(sfx));
+	snprintf(to, tolen, "%.*s%s", keep, base, sfx);
+}
+
+/* Renames base (in d, no link followed: the name is d's own) to its quarantine name; logs it as rel. */
 static int move_in(int d, const char *base, const char *rel, const char *ws_name)
 {
-	char to[300];
+	char to[NAME_MAX + 1];
 	int rc = -EEXIST;
-	for (int n = 1; n < 100 && rc == -EEXIST; n++) {
-		snprintf(to, sizeof to, "%s.postern-quarantine-%d", base, n);
+	for (int n = 1; n < 100 + 8 && rc == -EEXIST; n++) {
+		q_name(to, sizeof to, base, n);
 		/* RENAME_NOREPLACE: never over anything. */
 		rc = syscall(SYS_renameat2, d, base, d, to, 1 /* RENAME_NOREPLACE */) < 0 ? -errno : 0;
 	}
@@ -133,10 +162,66 @@ int ws_doors_quarantine(int wsfd, const char *const *doors, uint64_t before, con
 	return moved;
 }
 
+static bool changed_since(const struct stat *st, const struct timespec *t0);
+static bool tree_changed(int dfd, const char *name, const struct timespec *t0, int depth, long *budget);
+
+/* A door beyond a symlink on its way (".config" -> "cfg", holding cfg/git/config): the host's tools follow
+ * it, the checks above do not. A link the session made is moved aside; beyond an older one, the door it
+ * reaches inside the workspace (resolved beneath it, no magic link) is moved aside when it changed. */
+static int door_link(int wsfd, const char *door, const struct timespec *t0, const char *ws_name)
+{
+	char path[512];
+	size_t l = strlen(door);
+	while (l && door[l - 1] == '/')
+		l--;
+	if (!l || l >= sizeof path)
+		return 0;
+	memcpy(path, door, l);
+	path[l] = 0;
+	int d = fcntl(wsfd, F_DUPFD_CLOEXEC, 0), moved = 0;
+	for (char *c = path, *slash; d >= 0 && (slash = strchr(c, '/'));) {
+		struct stat st;
+		*slash = 0;
+		if (fstatat(d, c, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			break; /* nothing there: no door beyond */
+		if (S_ISLNK(st.st_mode)) {
+			if (changed_since(&st, t0)) {
+				moved = move_in(d, c, path, ws_name) == 0;
+				break;
+			}
+			*slash = '/';
+			struct open_how how = { .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+						.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS };
+			char *last = strrchr(path, '/');
+			*last = 0;
+			long pd = syscall(SYS_openat2, wsfd, path, &how, sizeof how);
+			*last = '/';
+			long budget = 4096;
+			if (pd >= 0 && tree_changed((int)pd, last + 1, t0, 0, &budget))
+				moved = move_in((int)pd, last + 1, door, ws_name) == 0;
+			if (pd >= 0)
+				close((int)pd);
+			break;
+		}
+		int n = S_ISDIR(st.st_mode) ? openat(d, c, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
+		close(d);
+		d = n;
+		*slash = '/';
+		c = slash + 1;
+	}
+	if (d >= 0)
+		close(d);
+	return moved;
+}
+
 int ws_doors_end(int wsfd, const char *const *doors, uint64_t before, const struct timespec *t0,
 		 const char *ws_name)
 {
 	int moved = 0;
+	/* Links on the way to a door first: what they hide is then looked at where the host's tools find it. */
+	for (int i = 0; doors && doors[i] && i < WS_DOORS_MAX; i++)
+		if (!(before & (1ull << i)) && strchr(doors[i], '/') && strcmp(doors[i], WS_DOORS_QDIR "/"))
+			moved += door_link(wsfd, doors[i], t0, ws_name);
 	/* A quarantine directory that was not there is the session's: aside first, the sweep makes ours. */
 	for (int i = 0; doors && doors[i] && i < WS_DOORS_MAX; i++)
 		if (!strcmp(doors[i], WS_DOORS_QDIR "/") && !(before & (1ull << i)) && exists(wsfd, WS_DOORS_QDIR))
