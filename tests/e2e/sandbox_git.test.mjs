@@ -348,6 +348,37 @@ for (const unpriv of [false, true]) {
       noMarks();
     });
 
+    test('rights the session takes away (chmod 0 of the top, 0444 or 0555 of a directory) hide no door', async () => {
+      const ws = fresh('modes');
+      own(ws);
+      const fsm = (m) => `core.fsmonitor "touch ${marks}/${m}; false"`;
+      let r = await run(ws, `git init -q && git config ${fsm('top')} && mkdir -p sub/deep sub/ro && git -C sub/deep init -q && ` +
+        `git -C sub/deep config ${fsm('unsearchable')} && git -C sub/ro init -q && git -C sub/ro config ${fsm('unwritable')} && ` +
+        'chmod 0444 sub/deep && chmod 0555 sub/ro && chmod 0 /workspace && echo made');
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /made/);
+      assert.doesNotMatch(r.stderr, /could not start|could not move aside|cannot read/);
+      // A person restores the rights and runs git in each place: nothing the session chose runs.
+      execFileSync('chmod', ['-R', 'u+rwX', ws]);
+      assert.equal(existsSync(path.join(ws, '.git')), false);
+      assert.deepEqual(readdirSync(path.join(ws, 'sub')).sort(), ['deep', 'ro']);
+      for (const d of ['', 'sub/deep', 'sub/ro']) assert.match(gitTry(path.join(ws, d), 'status').out, /not a git repository/);
+      noMarks();
+      // An existing repository whose .git the session makes unwritable over a hooks/ it made.
+      const ws2 = fresh('modes2');
+      git(ws2, 'init', '-q');
+      git(ws2, 'commit', '-q', '--allow-empty', '-m', 'base');
+      rmSync(path.join(ws2, '.git', 'hooks'), { recursive: true, force: true });
+      own(ws2);
+      r = await run(ws2, `mkdir .git/hooks && printf '#!/bin/sh\\ntouch ${marks}/hook-ro\\n' > .git/hooks/pre-commit && ` +
+        'chmod +x .git/hooks/pre-commit && chmod 0555 .git && echo made');
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(r.stderr.includes('path=".git/hooks/"'), r.stderr);
+      execFileSync('chmod', ['u+w', path.join(ws2, '.git')]);
+      git(ws2, 'commit', '-q', '--allow-empty', '-m', 'host');
+      noMarks();
+    });
+
     test('a `.git` file (linked worktree) is kept as it is', async () => {
       const ws = fresh('linked');
       writeFileSync(path.join(ws, '.git'), 'gitdir: /nonexistent/real\n');

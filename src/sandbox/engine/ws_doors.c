@@ -9,6 +9,7 @@
 #include <linux/openat2.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -484,7 +485,10 @@ static void sweep_dir(struct sweep *sw, int fd, size_t rl, int depth)
 			sw->rel[rl] = 0;
 			continue;
 		}
-		int c = openat(dfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		/* Readable but not searchable (0444), .git inside cannot be looked at: as unreadable. */
+		int c = faccessat(dfd, n, R_OK | X_OK, AT_EACCESS | AT_SYMLINK_NOFOLLOW) == 0
+				? openat(dfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+				: -1;
 		if (c >= 0) {
 			sweep_dir(sw, c, l, depth + 1);
 		} else if (errno == EACCES || errno == EPERM) {
@@ -528,6 +532,36 @@ int ws_doors_sweep(int wsfd, const char *const *doors, const struct timespec *t0
 
 /* ---- the door-keeper ---------------------------------------------------------------------------------- */
 
+static int put_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC), rc = 0;
+	if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text))
+		rc = -errno;
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+/* Unprivileged, the keeper is the owner of what the session wrote, and the session can take the owner's
+ * rights away (chmod 0 of the top, 0555 over a new .git, 0444 over a directory holding one). In a user
+ * namespace of its own that maps just its ids to 0, root's override of the permission bits holds for
+ * exactly the inodes with those ids, as a rootless runtime deletes what its containers left: the keeper
+ * then sees and moves all the session made, and nothing more (no host mount or id is gained). */
+static int keeper_own_ns(void)
+{
+	char m[64];
+	uid_t u = geteuid();
+	gid_t g = getegid();
+	int rc = 0;
+	if (unshare(CLONE_NEWUSER) < 0)
+		return -errno;
+	snprintf(m, sizeof m, "0 %u 1", (unsigned)u);
+	if ((rc = put_file("/proc/self/uid_map", m)) < 0 || (rc = put_file("/proc/self/setgroups", "deny")) < 0)
+		return rc;
+	snprintf(m, sizeof m, "0 %u 1", (unsigned)g);
+	return put_file("/proc/self/gid_map", m);
+}
+
 /* Only what the moves need: root keeps reading, searching and renaming in any directory of the workspace
  * (the session may leave one it made unreadable); nothing else (no CAP_SYS_ADMIN, no setuid, no kill). */
 static int keeper_drop_rights(void)
@@ -541,6 +575,25 @@ static int keeper_drop_rights(void)
 	    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
 		return -errno;
 	return 0;
+}
+
+/* The session can take the workspace's own rights away from its owner (chmod 0 /workspace): an unprivileged
+ * keeper could then neither look nor move. What the top had at the start is put back (it is the workspace,
+ * not a host file); the keeper is forked before any command runs, so `start` is the host's. */
+static void top_restore(int wsfd, const struct stat *start, const char *ws_name)
+{
+	struct stat now;
+	char self[32];
+	if (!start || fstat(wsfd, &now) < 0 || (now.st_mode & 07777) == (start->st_mode & 07777) ||
+	    faccessat(wsfd, ".", R_OK | W_OK | X_OK, AT_EACCESS) == 0)
+		return;
+	snprintf(self, sizeof self, "/proc/self/fd/%d", wsfd);
+	int rc = chmod(self, start->st_mode & 07777) < 0 ? -errno : 0;
+	log_emit(rc ? LOG_ERROR : LOG_WARN,
+		 "msg=\"the session took the workspace's own permissions away; %s\" workspace=\"%s\" mode=%04o "
+		 "start=%04o err=\"%s\"", rc ? "could not put them back: review the workspace before running git there"
+					  : "put back as they were at the start",
+		 ws_name, (unsigned)(now.st_mode & 07777), (unsigned)(start->st_mode & 07777), rc ? strerror(-rc) : "");
 }
 
 /* In the forked child: fds 3 workspace, 4 the init's pidfd, 5 the pipe; nothing else of the host's. */
@@ -567,7 +620,13 @@ static _Noreturn void keeper_main(const struct ws_doors_end *e, int rfd)
 	    dup3(c, 5, O_CLOEXEC) < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0)
 		_exit(111);
 	syscall(SYS_close_range, 6, ~0u, 0);
-	int rc = keeper_drop_rights();
+	struct stat top;
+	bool have_top = fstat(3, &top) == 0;
+	int rc = geteuid() != 0 ? keeper_own_ns() : 0;
+	if (rc < 0)
+		log_warn("msg=\"door-keeper: no user namespace of its own; what the session made unreadable to its "
+			 "owner may stay unchecked\" err=\"%s\"", strerror(-rc));
+	rc = keeper_drop_rights();
 	if (rc < 0)
 		log_error("msg=\"door-keeper: could not drop its rights\" err=\"%s\"", strerror(-rc));
 	/* The host never writes: end of file is sbx_free closing it, or the host dying. */
@@ -590,6 +649,7 @@ static _Noreturn void keeper_main(const struct ws_doors_end *e, int rfd)
 	if (r <= 0)
 		log_error("msg=\"door-keeper: the session's processes are not gone after 10 s; moving its doors anyway\" "
 			  "workspace=\"%s\"", e->ws_name);
+	top_restore(3, have_top ? &top : NULL, e->ws_name);
 	ws_doors_end(3, e->doors, e->before, &e->t0, e->ws_name);
 	_exit(0);
 }
