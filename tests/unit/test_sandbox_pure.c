@@ -26,6 +26,7 @@
 #include "sandbox/engine/sbxopt.h"
 #include "sandbox/engine/ws_quota.h"
 #include "sandbox/sandbox_cli.h"
+#include "sandbox/tools/tool_worker.h"
 
 static bool in_list(const char *const *l, const char *name)
 {
@@ -429,6 +430,32 @@ static void test_nsbudget_hostile_dir(void **st)
 	assert_int_equal(system(p), 0);
 }
 
+/* The embedded worker's image: sealed and execute-only (so a worker is non-dumpable from its exec on), and it
+ * still runs from the fd. */
+static void test_worker_image(void **st)
+{
+	(void)st;
+	char err[200];
+	struct stat sb;
+	int fd = tworker_image_fd(err, sizeof err);
+	assert_true(fd > 2);
+	assert_int_equal(fstat(fd, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0111);
+	assert_int_equal(fcntl(fd, F_GET_SEALS) & (F_SEAL_WRITE | F_SEAL_SEAL), F_SEAL_WRITE | F_SEAL_SEAL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+		dup2(null, 0), dup2(null, 1);
+		char *argv[] = { "postern-tool-worker", NULL }, *envp[] = { NULL };
+		syscall(SYS_execveat, fd, "", argv, envp, AT_EMPTY_PATH);
+		_exit(127);
+	}
+	int ws = 0;
+	assert_int_equal(waitpid(pid, &ws, 0), pid);
+	assert_true(WIFEXITED(ws));
+	assert_int_equal(WEXITSTATUS(ws), 0); /* end of input at once: a clean exit, so it did run */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -439,6 +466,7 @@ int main(void)
 		cmocka_unit_test(test_ws_quota_tmpfs_bytes),	cmocka_unit_test(test_disk_option),
 		cmocka_unit_test(test_nsbudget),
 		cmocka_unit_test(test_nsbudget_hostile_dir),
+		cmocka_unit_test(test_worker_image),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
