@@ -379,6 +379,18 @@ for (const unpriv of [false, true]) {
       noMarks();
     });
 
+    test('a repository past the sweep\'s depth cap, reached through a link, is not left in place', async () => {
+      const ws = fresh('deep');
+      own(ws);
+      const r = await run(ws, 'd=$(for i in $(seq 1 66); do printf d/; done) && mkdir -p $d && git -C $d init -q && ' +
+        `git -C $d config core.fsmonitor "touch ${marks}/too-deep; false" && ln -s $d easy && echo made`);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /made/);
+      assert.match(r.stderr, /stopped early.*reason="depth cap"/);
+      assert.match(gitTry(path.join(ws, 'easy'), 'status').out, /cannot change to|No such file|not a git repository/);
+      noMarks();
+    });
+
     test('a `.git` file (linked worktree) is kept as it is', async () => {
       const ws = fresh('linked');
       writeFileSync(path.join(ws, '.git'), 'gitdir: /nonexistent/real\n');

@@ -303,14 +303,15 @@ static void sweep_move(struct sweep *sw, int dfd, size_t rl, const char *name)
 	sw->rel[rl] = 0;
 }
 
-/* A whole repository from below the top goes to WS_DOORS_QDIR, as "sub%.git-<n>": there it is read-only in
- * later sessions, which therefore cannot rename it back (in place, it would look older than their start).
- * Where that fails (another filesystem, a directory we may not move), it is moved aside in place. */
-static void sweep_move_git(struct sweep *sw, int dfd, size_t rl)
+/* A whole repository from below the top (what = ".git"), or a directory beyond the sweep's depth or path
+ * caps, goes to WS_DOORS_QDIR, as "sub%.git-<n>": there it is read-only in later sessions, which therefore
+ * cannot rename it back (in place, it would look older than their start). Where that fails (another
+ * filesystem, a directory we may not move), it is moved aside in place. */
+static void sweep_move_q(struct sweep *sw, int dfd, size_t rl, const char *what)
 {
-	char name[256], to[300], rel[sizeof sw->rel + 8];
+	char name[256], to[300], rel[sizeof sw->rel + NAME_MAX + 2];
 	int rc = -EEXIST;
-	snprintf(rel, sizeof rel, "%.*s%s.git", (int)rl, sw->rel, rl ? "/" : "");
+	snprintf(rel, sizeof rel, "%.*s%s%s", (int)rl, sw->rel, rl ? "/" : "", what);
 	size_t l = strlen(rel), off = l > 200 ? l - 200 : 0; /* the tail names it best */
 	snprintf(name, sizeof name, "%s", rel + off);
 	for (char *c = name; *c; c++)
@@ -324,7 +325,7 @@ static void sweep_move_git(struct sweep *sw, int dfd, size_t rl)
 	}
 	for (int n = 1; sw->qfd >= 0 && n < 100 && rc == -EEXIST; n++) {
 		snprintf(to, sizeof to, "%s-%d", name, n);
-		rc = syscall(SYS_renameat2, dfd, ".git", sw->qfd, to, 1 /* RENAME_NOREPLACE */) < 0 ? -errno : 0;
+		rc = syscall(SYS_renameat2, dfd, what, sw->qfd, to, 1 /* RENAME_NOREPLACE */) < 0 ? -errno : 0;
 	}
 	if (rc == 0) {
 		sw->moved++;
@@ -333,7 +334,7 @@ static void sweep_move_git(struct sweep *sw, int dfd, size_t rl)
 			 rel, to);
 		return;
 	}
-	sweep_move(sw, dfd, rl, ".git");
+	sweep_move(sw, dfd, rl, what);
 }
 
 /* The doors of an older git directory gfd (sw->rel names it): each one changed since t0 is moved aside. */
@@ -405,7 +406,7 @@ static bool sweep_repo_here(struct sweep *sw, int dfd, size_t rl, int depth, uns
 	struct stat st;
 	if ((has & H_GIT) && depth > 0 && fstatat(dfd, ".git", &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		if (git_new(dfd, &st, &sw->t0)) {
-			sweep_move_git(sw, dfd, rl); /* made, or moved here: a repository of the session's */
+			sweep_move_q(sw, dfd, rl, ".git"); /* made, or moved here: a repository of the session's */
 		} else if (S_ISDIR(st.st_mode)) {
 			int g = openat(dfd, ".git", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			size_t l = g >= 0 ? rel_push(sw, rl, ".git") : 0;
@@ -483,6 +484,8 @@ static void sweep_dir(struct sweep *sw, int fd, size_t rl, int depth)
 		if (!l || depth + 1 > WS_DOORS_SWEEP_MAX_DEPTH) {
 			sw->cut = l ? "depth cap" : "path too long";
 			sw->rel[rl] = 0;
+			/* Unchecked, it could hold a repository a person reaches through a link: not left in place. */
+			sweep_move_q(sw, dfd, rl, n);
 			continue;
 		}
 		/* Readable but not searchable (0444), .git inside cannot be looked at: as unreadable. */
