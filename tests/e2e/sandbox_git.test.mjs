@@ -280,6 +280,117 @@ for (const unpriv of [false, true]) {
       noMarks();
     });
 
+    test('quarantine names the session took beforehand keep no door in place', async () => {
+      const ws = fresh('collide');
+      own(ws);
+      const r = await run(ws, `git init -q && git config core.fsmonitor "touch ${marks}/collide; false" && ` +
+        'for i in $(seq 1 99); do mkdir .git.postern-quarantine-$i && echo x > .profile.postern-quarantine-$i || exit 1; done && ' +
+        `echo "touch ${marks}/profile" > .profile && echo made`);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /made/);
+      assert.doesNotMatch(r.stderr, /could not move aside/);
+      assert.match(r.stderr, /path=".git" now=".git.postern-quarantine-[0-9a-f]{16}"/);
+      assert.equal(existsSync(path.join(ws, '.git')), false);
+      assert.equal(existsSync(path.join(ws, '.profile')), false);
+      const st = gitTry(ws, 'status');
+      assert.equal(st.ok, false);
+      assert.match(st.out, /not a git repository/);
+      execFileSync('bash', ['-lc', 'true'], { env: { ...ENV, HOME: ws }, cwd: ws });
+      noMarks();
+    });
+
+    test('a symlink on the way to a door ($HOME/.config -> cfg) is moved aside', async () => {
+      const ws = fresh('homelink');
+      git(ws, 'init', '-q');
+      own(ws);
+      const r = await run(ws, `mkdir -p cfg/git cfg/fish && printf '[core]\\n\\tfsmonitor = touch ${marks}/xdg-link\\n' > cfg/git/config && ` +
+        'ln -s cfg .config && echo made');
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(r.stderr.includes('path=".config" now=".config.postern-quarantine-1"'), r.stderr);
+      execFileSync('git', ['-c', 'safe.directory=*', '-C', ws, 'status'], { env: { PATH: process.env.PATH, HOME: ws }, stdio: 'ignore' });
+      noMarks();
+      assert.ok(existsSync(path.join(ws, 'cfg', 'git', 'config')), 'the link is moved, what it pointed to is kept');
+    });
+
+    test('a stopped rebase the session left: host `git rebase --continue` runs none of its exec lines', async () => {
+      const ws = fresh('rebase');
+      git(ws, 'init', '-q');
+      for (const n of ['a', 'b']) {
+        writeFileSync(path.join(ws, n), `${n}\n`);
+        git(ws, 'add', n);
+        git(ws, 'commit', '-qm', n);
+      }
+      own(ws);
+      const r = await run(ws, `printf '#!/bin/sh\\nprintf "break\\\\nexec touch ${marks}/rebase-exec\\\\n" > "$1"\\n' > /tmp/ed && chmod +x /tmp/ed && ` +
+        'GIT_SEQUENCE_EDITOR=/tmp/ed git -c user.email=a@b -c user.name=n rebase -q -i HEAD~1 >/dev/null 2>&1; ' +
+        'test -d .git/rebase-merge && grep -q exec .git/rebase-merge/git-rebase-todo && echo stopped');
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /stopped/);
+      assert.ok(r.stderr.includes('path=".git/rebase-merge/"'), r.stderr);
+      gitTry(ws, 'rebase', '--continue');
+      noMarks();
+      assert.ok(existsSync(path.join(ws, '.git', 'rebase-merge.postern-quarantine-1', 'git-rebase-todo')), 'moved, not deleted');
+    });
+
+    test('what the shell start-up files source in turn (.bash_aliases, .bash_completion, ...) is moved aside', async () => {
+      const ws = fresh('sourced');
+      // Debian's skeleton .bashrc sources ~/.bash_aliases; the session cannot change .bashrc (read-only).
+      writeFileSync(path.join(ws, '.bashrc'), '[ -f ~/.bash_aliases ] && . ~/.bash_aliases\n[ -f ~/.bash_completion ] && . ~/.bash_completion\n');
+      own(ws);
+      const r = await run(ws, `echo "touch ${marks}/aliases" > .bash_aliases && echo "touch ${marks}/completion" > .bash_completion && ` +
+        `mkdir -p .bashrc.d .local/share/bash-completion/completions .config/fish .ssh && echo "touch ${marks}/fish" > .config/fish/config.fish && ` +
+        `echo "ProxyCommand touch ${marks}/ssh" > .ssh/config && echo made`);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /made/);
+      for (const p of ['.bash_aliases', '.bash_completion', '.bashrc.d/', '.local/share/bash-completion/', '.config/fish/', '.ssh/'])
+        assert.ok(r.stderr.includes(`path="${p}"`), `${p} not moved aside: ${r.stderr}`);
+      execFileSync('bash', ['-ic', 'true'], { env: { ...ENV, HOME: ws }, cwd: ws, stdio: 'ignore' });
+      noMarks();
+    });
+
+    test('rights the session takes away (chmod 0 of the top, 0444 or 0555 of a directory) hide no door', async () => {
+      const ws = fresh('modes');
+      own(ws);
+      const fsm = (m) => `core.fsmonitor "touch ${marks}/${m}; false"`;
+      let r = await run(ws, `git init -q && git config ${fsm('top')} && mkdir -p sub/deep sub/ro && git -C sub/deep init -q && ` +
+        `git -C sub/deep config ${fsm('unsearchable')} && git -C sub/ro init -q && git -C sub/ro config ${fsm('unwritable')} && ` +
+        'chmod 0444 sub/deep && chmod 0555 sub/ro && chmod 0 /workspace && echo made');
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /made/);
+      assert.doesNotMatch(r.stderr, /could not start|could not move aside|cannot read/);
+      // A person restores the rights and runs git in each place: nothing the session chose runs.
+      execFileSync('chmod', ['-R', 'u+rwX', ws]);
+      assert.equal(existsSync(path.join(ws, '.git')), false);
+      assert.deepEqual(readdirSync(path.join(ws, 'sub')).sort(), ['deep', 'ro']);
+      for (const d of ['', 'sub/deep', 'sub/ro']) assert.match(gitTry(path.join(ws, d), 'status').out, /not a git repository/);
+      noMarks();
+      // An existing repository whose .git the session makes unwritable over a hooks/ it made.
+      const ws2 = fresh('modes2');
+      git(ws2, 'init', '-q');
+      git(ws2, 'commit', '-q', '--allow-empty', '-m', 'base');
+      rmSync(path.join(ws2, '.git', 'hooks'), { recursive: true, force: true });
+      own(ws2);
+      r = await run(ws2, `mkdir .git/hooks && printf '#!/bin/sh\\ntouch ${marks}/hook-ro\\n' > .git/hooks/pre-commit && ` +
+        'chmod +x .git/hooks/pre-commit && chmod 0555 .git && echo made');
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(r.stderr.includes('path=".git/hooks/"'), r.stderr);
+      execFileSync('chmod', ['u+w', path.join(ws2, '.git')]);
+      git(ws2, 'commit', '-q', '--allow-empty', '-m', 'host');
+      noMarks();
+    });
+
+    test('a repository past the sweep\'s depth cap, reached through a link, is not left in place', async () => {
+      const ws = fresh('deep');
+      own(ws);
+      const r = await run(ws, 'd=$(for i in $(seq 1 66); do printf d/; done) && mkdir -p $d && git -C $d init -q && ' +
+        `git -C $d config core.fsmonitor "touch ${marks}/too-deep; false" && ln -s $d easy && echo made`);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /made/);
+      assert.match(r.stderr, /stopped early.*reason="depth cap"/);
+      assert.match(gitTry(path.join(ws, 'easy'), 'status').out, /cannot change to|No such file|not a git repository/);
+      noMarks();
+    });
+
     test('a `.git` file (linked worktree) is kept as it is', async () => {
       const ws = fresh('linked');
       writeFileSync(path.join(ws, '.git'), 'gitdir: /nonexistent/real\n');

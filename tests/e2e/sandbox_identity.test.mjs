@@ -127,7 +127,9 @@ describe('inotify budget of an unprivileged caller across many sessions', () => 
       if (done) return;
       let held = '';
       try { held = readFileSync(path.join(ws, `held-${k}.txt`), 'utf8'); } catch { /* not yet */ }
-      if (held.includes('ready') || Date.now() - t0 > 20000) { done = true; return resolve({ held, log }); }
+      // The start line is in the pipe before the probe runs, but node may read the file first (timers run
+      // before the poll phase): wait for both.
+      if ((held.includes('ready') && /sandbox started/.test(log)) || Date.now() - t0 > 20000) { done = true; return resolve({ held, log }); }
       setTimeout(tick, 20);
     };
     tick();

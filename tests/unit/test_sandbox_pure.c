@@ -26,6 +26,7 @@
 #include "sandbox/engine/sbxopt.h"
 #include "sandbox/engine/ws_quota.h"
 #include "sandbox/sandbox_cli.h"
+#include "sandbox/tools/tool_worker.h"
 
 static bool in_list(const char *const *l, const char *name)
 {
@@ -381,6 +382,80 @@ static void test_nsbudget(void **st)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* A budget directory another user made first, a symlink, a FIFO, a file, a mode others can write: each is
+ * refused at once, nothing in it or behind it is created or followed. */
+static void test_nsbudget_hostile_dir(void **st)
+{
+	(void)st;
+	char base[] = "/tmp/test-nsbudget-XXXXXX", p[96], q[128], err[400];
+	struct stat sb;
+	nsb_share sh;
+	assert_non_null(mkdtemp(base));
+	/* /tmp itself: root's and world-writable (whoever runs this). */
+	assert_int_equal(nsb_take("/tmp", 32, &sh, err, sizeof err), -EPERM);
+	assert_non_null(strstr(err, "another user may have made it first"));
+	assert_int_not_equal(stat("/tmp/claim.lock", &sb), 0);
+	snprintf(p, sizeof p, "%s/open", base);
+	assert_int_equal(mkdir(p, 0700), 0);
+	assert_int_equal(chmod(p, 0777), 0);
+	assert_int_equal(nsb_take(p, 32, &sh, err, sizeof err), -EPERM);
+	snprintf(q, sizeof q, "%s/claim.lock", p);
+	assert_int_not_equal(stat(q, &sb), 0);
+	if (geteuid() == 0) { /* another user's: only root can make one to try */
+		snprintf(p, sizeof p, "%s/theirs", base);
+		assert_int_equal(mkdir(p, 0700), 0);
+		assert_int_equal(chown(p, 65534, 65534), 0);
+		assert_int_equal(nsb_take(p, 32, &sh, err, sizeof err), -EPERM);
+		assert_non_null(strstr(err, "owned by uid 65534"));
+		snprintf(q, sizeof q, "%s/claim.lock", p);
+		assert_int_not_equal(stat(q, &sb), 0);
+	}
+	snprintf(p, sizeof p, "%s/target", base);
+	assert_int_equal(mkdir(p, 0700), 0);
+	snprintf(q, sizeof q, "%s/link", base);
+	assert_int_equal(symlink(p, q), 0);
+	int rc = nsb_take(q, 32, &sh, err, sizeof err);
+	assert_true(rc == -ENOTDIR || rc == -ELOOP); /* O_NOFOLLOW with O_DIRECTORY: Linux says ENOTDIR */
+	snprintf(q, sizeof q, "%s/claim.lock", p);
+	assert_int_not_equal(stat(q, &sb), 0); /* not followed */
+	snprintf(q, sizeof q, "%s/fifo", base);
+	assert_int_equal(mkfifo(q, 0600), 0);
+	assert_int_equal(nsb_take(q, 32, &sh, err, sizeof err), -ENOTDIR); /* and no open that waits */
+	snprintf(q, sizeof q, "%s/file", base);
+	int fd = open(q, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(nsb_take(q, 32, &sh, err, sizeof err), -ENOTDIR);
+	snprintf(p, sizeof p, "rm -rf %s", base);
+	assert_int_equal(system(p), 0);
+}
+
+/* The embedded worker's image: sealed and execute-only (so a worker is non-dumpable from its exec on), and it
+ * still runs from the fd. */
+static void test_worker_image(void **st)
+{
+	(void)st;
+	char err[200];
+	struct stat sb;
+	int fd = tworker_image_fd(err, sizeof err);
+	assert_true(fd > 2);
+	assert_int_equal(fstat(fd, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0111);
+	assert_int_equal(fcntl(fd, F_GET_SEALS) & (F_SEAL_WRITE | F_SEAL_SEAL), F_SEAL_WRITE | F_SEAL_SEAL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+		dup2(null, 0), dup2(null, 1);
+		char *argv[] = { "postern-tool-worker", NULL }, *envp[] = { NULL };
+		syscall(SYS_execveat, fd, "", argv, envp, AT_EMPTY_PATH);
+		_exit(127);
+	}
+	int ws = 0;
+	assert_int_equal(waitpid(pid, &ws, 0), pid);
+	assert_true(WIFEXITED(ws));
+	assert_int_equal(WEXITSTATUS(ws), 0); /* end of input at once: a clean exit, so it did run */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -390,6 +465,8 @@ int main(void)
 		cmocka_unit_test(test_cli_parse),		cmocka_unit_test(test_ws_quota_choose),
 		cmocka_unit_test(test_ws_quota_tmpfs_bytes),	cmocka_unit_test(test_disk_option),
 		cmocka_unit_test(test_nsbudget),
+		cmocka_unit_test(test_nsbudget_hostile_dir),
+		cmocka_unit_test(test_worker_image),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

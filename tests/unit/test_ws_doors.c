@@ -117,10 +117,11 @@ static void test_depth_cap(void **st)
 	strcat(rel, "/.git");
 	md(rel);
 	int ws = open(root, O_PATH | O_DIRECTORY);
-	/* The one in reach is moved; the one beyond the cap is not (and the sweep says it stopped). */
-	assert_int_equal(ws_doors_sweep(ws, ws_doors_default, &t0, root), 1);
+	/* The one in reach is moved; the directory beyond the cap, unchecked, goes to the quarantine whole with
+	 * what it holds (and the sweep says it stopped). */
+	assert_int_equal(ws_doors_sweep(ws, ws_doors_default, &t0, root), 2);
 	assert_true(there(".postern-quarantine/d%d%d%.git-1"));
-	assert_true(there(rel));
+	assert_false(there(rel));
 	close(ws);
 	char p[600];
 	snprintf(p, sizeof p, "rm -rf %s", root);
@@ -187,6 +188,81 @@ static void test_keeper_killed(void **st)
 	rmdir(root);
 }
 
+/* Names the session took beforehand (every .postern-quarantine-<n> it could guess), a name too long for the
+ * suffix, and a symlink on the way to a door: each door is still moved aside. Fails on the code before. */
+static void test_end_hostile_names(void **st)
+{
+	(void)st;
+	char p[300];
+	snprintf(root, sizeof root, "/tmp/postern-doors-XXXXXX");
+	assert_non_null(mkdtemp(root));
+	int ws = open(root, O_PATH | O_DIRECTORY);
+	uint64_t before = ws_doors_snapshot(ws, ws_doors_default);
+	struct timespec t0 = start_session();
+	md(".git");
+	put(".git/config", "[core]\n\tfsmonitor = evil\n");
+	put(".profile", "evil\n");
+	for (int i = 1; i < 100; i++) {
+		snprintf(p, sizeof p, ".git.postern-quarantine-%d", i);
+		md(p);
+		snprintf(p, sizeof p, ".profile.postern-quarantine-%d", i);
+		put(p, "x");
+	}
+	put(".bash_aliases", "evil\n");
+	md("cfg");
+	md("cfg/git");
+	put("cfg/git/config", "[core]\n\tfsmonitor = evil\n");
+	snprintf(p, sizeof p, "%s/.config", root);
+	assert_int_equal(symlink("cfg", p), 0);
+	/* A long-named repository below the top: its quarantine name must be cut, not refused. */
+	char lng[256];
+	memset(lng, 'L', 250);
+	lng[250] = 0;
+	md(lng);
+	snprintf(p, sizeof p, "%s/HEAD", lng);
+	put(p, "ref: refs/heads/main\n");
+	snprintf(p, sizeof p, "%s/objects", lng);
+	md(p);
+	snprintf(p, sizeof p, "%s/refs", lng);
+	md(p);
+	int moved = ws_doors_end(ws, ws_doors_default, before, &t0, root);
+	assert_false(there(".git"));
+	assert_false(there(".profile"));
+	assert_false(there(".bash_aliases"));
+	assert_false(there(".config"));
+	assert_true(there("cfg/git/config")); /* the link is moved, not what it pointed to */
+	snprintf(p, sizeof p, "%s/HEAD", lng);
+	assert_false(there(p));
+	assert_int_equal(moved, 5);
+	close(ws);
+	snprintf(p, sizeof p, "rm -rf %s", root);
+	assert_int_equal(system(p), 0);
+}
+
+/* Beyond an older link that stays inside the workspace: the door it reaches is moved when it changed. */
+static void test_end_old_link(void **st)
+{
+	(void)st;
+	char p[300];
+	snprintf(root, sizeof root, "/tmp/postern-doors-XXXXXX");
+	assert_non_null(mkdtemp(root));
+	md("dots");
+	snprintf(p, sizeof p, "%s/.config", root);
+	assert_int_equal(symlink("dots", p), 0);
+	int ws = open(root, O_PATH | O_DIRECTORY);
+	uint64_t before = ws_doors_snapshot(ws, ws_doors_default);
+	struct timespec t0 = start_session();
+	md("dots/git");
+	put("dots/git/config", "[core]\n\tfsmonitor = evil\n");
+	assert_int_equal(ws_doors_end(ws, ws_doors_default, before, &t0, root), 1);
+	assert_true(there(".config"));
+	assert_false(there("dots/git"));
+	assert_true(there("dots/git.postern-quarantine-1/config"));
+	close(ws);
+	snprintf(p, sizeof p, "rm -rf %s", root);
+	assert_int_equal(system(p), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -194,6 +270,8 @@ int main(void)
 		cmocka_unit_test(test_depth_cap),
 		cmocka_unit_test(test_keeper),
 		cmocka_unit_test(test_keeper_killed),
+		cmocka_unit_test(test_end_hostile_names),
+		cmocka_unit_test(test_end_old_link),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

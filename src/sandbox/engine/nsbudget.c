@@ -95,7 +95,11 @@ int nsb_take(const char *dir, unsigned sessions, nsb_share *sh, char *err, size_
 	/* In a shared /tmp another user could pre-create it and hold every token. */
 	if (st.st_uid != geteuid() || (st.st_mode & 022)) {
 		rc = -EPERM;
-		snprintf(err, errlen, "inotify budget directory %s: not owned by us or writable by others", dir);
+		snprintf(err, errlen,
+			 "inotify budget directory %s: owned by uid %u, mode %04o; it must be ours (uid %u) and not "
+			 "writable by others: another user may have made it first, so nothing in it is used (have "
+			 "root remove it)",
+			 dir, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777), (unsigned)geteuid());
 		goto out;
 	}
 	/* One claim at a time, so that two sessions starting together cannot each hold half a share. */

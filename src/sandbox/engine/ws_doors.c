@@ -2,12 +2,14 @@
 #include "sandbox/engine/ws_doors.h"
 
 #include <dirent.h>
+#include <limits.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/openat2.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -15,6 +17,7 @@
 #include <string.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -28,11 +31,17 @@ const char *const ws_doors_default[] = {
 	/* git: what runs code or decides where config comes from */
 	".git/config", ".git/config.worktree", ".git/hooks/", ".git/commondir", ".git/info/", ".git/modules/",
 	".git/worktrees/", ".git/objects/info/alternates",
+	/* a stopped rebase's to-do list: `git rebase --continue` runs its exec lines */
+	".git/rebase-merge/", ".git/sequencer/",
 	/* with the workspace as $HOME: git's global config, and shells started there or sourcing from it
 	 * (readline's key bindings can type and run a command) */
 	".gitconfig", ".config/git/", ".bashrc", ".bash_profile", ".bash_login", ".bash_logout", ".profile",
 	".zshrc", ".zshenv", ".zprofile", ".zlogin", ".zlogout", ".inputrc", ".kshrc", ".mkshrc", ".cshrc",
 	".tcshrc", ".login", ".logout",
+	/* what those source in turn (Debian's and Fedora's skeleton .bashrc, bash-completion), fish's own, and
+	 * ssh's (ProxyCommand: git over ssh where the workspace is the home) */
+	".bash_aliases", ".bash_completion", ".bashrc.d/", ".local/share/bash-completion/", ".config/fish/",
+	".ssh/",
 	/* where whole repositories from below the top go: read-only in later sessions (not restorable) */
 	WS_DOORS_QDIR "/", NULL,
 };
@@ -85,13 +94,34 @@ uint64_t ws_doors_snapshot(int wsfd, const char *const *doors)
 	return m;
 }
 
-/* Renames base (in d, no link followed: the name is d's own) to base.postern-quarantine-<n>; logs it as rel. */
+/* The quarantine name of base, try n: "<base>.postern-quarantine-<n>"; base is cut so that the name stays a
+ * valid one (255 bytes), since a session picks the names of what the sweep moves. Past the first 99 (which a
+ * session can take beforehand) the suffix is random: no name it made can stand in the way. */
+static void q_name(char *to, size_t tolen, const char *base, int n)
+{
+	char sfx[64];
+	if (n < 100) {
+		snprintf(sfx, sizeof sfx, ".postern-quarantine-%d", n);
+	} else {
+		uint64_t r = 0;
+		if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r) {
+			struct timespec ts;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			r = (uint64_t)ts.tv_nsec * 2654435761u ^ (uint64_t)getpid() << 32 ^ (uint64_t)n;
+		}
+		snprintf(sfx, sizeof sfx, ".postern-quarantine-%016llx", (unsigned long long)r);
+	}
+	int keep = (int)(NAME_MAX - strlen(sfx));
+	snprintf(to, tolen, "%.*s%s", keep, base, sfx);
+}
+
+/* Renames base (in d, no link followed: the name is d's own) to its quarantine name; logs it as rel. */
 static int move_in(int d, const char *base, const char *rel, const char *ws_name)
 {
-	char to[300];
+	char to[NAME_MAX + 1];
 	int rc = -EEXIST;
-	for (int n = 1; n < 100 && rc == -EEXIST; n++) {
-		snprintf(to, sizeof to, "%s.postern-quarantine-%d", base, n);
+	for (int n = 1; n < 100 + 8 && rc == -EEXIST; n++) {
+		q_name(to, sizeof to, base, n);
 		/* RENAME_NOREPLACE: never over anything. */
 		rc = syscall(SYS_renameat2, d, base, d, to, 1 /* RENAME_NOREPLACE */) < 0 ? -errno : 0;
 	}
@@ -133,10 +163,66 @@ int ws_doors_quarantine(int wsfd, const char *const *doors, uint64_t before, con
 	return moved;
 }
 
+static bool changed_since(const struct stat *st, const struct timespec *t0);
+static bool tree_changed(int dfd, const char *name, const struct timespec *t0, int depth, long *budget);
+
+/* A door beyond a symlink on its way (".config" -> "cfg", holding cfg/git/config): the host's tools follow
+ * it, the checks above do not. A link the session made is moved aside; beyond an older one, the door it
+ * reaches inside the workspace (resolved beneath it, no magic link) is moved aside when it changed. */
+static int door_link(int wsfd, const char *door, const struct timespec *t0, const char *ws_name)
+{
+	char path[512];
+	size_t l = strlen(door);
+	while (l && door[l - 1] == '/')
+		l--;
+	if (!l || l >= sizeof path)
+		return 0;
+	memcpy(path, door, l);
+	path[l] = 0;
+	int d = fcntl(wsfd, F_DUPFD_CLOEXEC, 0), moved = 0;
+	for (char *c = path, *slash; d >= 0 && (slash = strchr(c, '/'));) {
+		struct stat st;
+		*slash = 0;
+		if (fstatat(d, c, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			break; /* nothing there: no door beyond */
+		if (S_ISLNK(st.st_mode)) {
+			if (changed_since(&st, t0)) {
+				moved = move_in(d, c, path, ws_name) == 0;
+				break;
+			}
+			*slash = '/';
+			struct open_how how = { .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+						.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS };
+			char *last = strrchr(path, '/');
+			*last = 0;
+			long pd = syscall(SYS_openat2, wsfd, path, &how, sizeof how);
+			*last = '/';
+			long budget = 4096;
+			if (pd >= 0 && tree_changed((int)pd, last + 1, t0, 0, &budget))
+				moved = move_in((int)pd, last + 1, door, ws_name) == 0;
+			if (pd >= 0)
+				close((int)pd);
+			break;
+		}
+		int n = S_ISDIR(st.st_mode) ? openat(d, c, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
+		close(d);
+		d = n;
+		*slash = '/';
+		c = slash + 1;
+	}
+	if (d >= 0)
+		close(d);
+	return moved;
+}
+
 int ws_doors_end(int wsfd, const char *const *doors, uint64_t before, const struct timespec *t0,
 		 const char *ws_name)
 {
 	int moved = 0;
+	/* Links on the way to a door first: what they hide is then looked at where the host's tools find it. */
+	for (int i = 0; doors && doors[i] && i < WS_DOORS_MAX; i++)
+		if (!(before & (1ull << i)) && strchr(doors[i], '/') && strcmp(doors[i], WS_DOORS_QDIR "/"))
+			moved += door_link(wsfd, doors[i], t0, ws_name);
 	/* A quarantine directory that was not there is the session's: aside first, the sweep makes ours. */
 	for (int i = 0; doors && doors[i] && i < WS_DOORS_MAX; i++)
 		if (!strcmp(doors[i], WS_DOORS_QDIR "/") && !(before & (1ull << i)) && exists(wsfd, WS_DOORS_QDIR))
@@ -217,14 +303,15 @@ static void sweep_move(struct sweep *sw, int dfd, size_t rl, const char *name)
 	sw->rel[rl] = 0;
 }
 
-/* A whole repository from below the top goes to WS_DOORS_QDIR, as "sub%.git-<n>": there it is read-only in
- * later sessions, which therefore cannot rename it back (in place, it would look older than their start).
- * Where that fails (another filesystem, a directory we may not move), it is moved aside in place. */
-static void sweep_move_git(struct sweep *sw, int dfd, size_t rl)
+/* A whole repository from below the top (what = ".git"), or a directory beyond the sweep's depth or path
+ * caps, goes to WS_DOORS_QDIR, as "sub%.git-<n>": there it is read-only in later sessions, which therefore
+ * cannot rename it back (in place, it would look older than their start). Where that fails (another
+ * filesystem, a directory we may not move), it is moved aside in place. */
+static void sweep_move_q(struct sweep *sw, int dfd, size_t rl, const char *what)
 {
-	char name[256], to[300], rel[sizeof sw->rel + 8];
+	char name[256], to[300], rel[sizeof sw->rel + NAME_MAX + 2];
 	int rc = -EEXIST;
-	snprintf(rel, sizeof rel, "%.*s%s.git", (int)rl, sw->rel, rl ? "/" : "");
+	snprintf(rel, sizeof rel, "%.*s%s%s", (int)rl, sw->rel, rl ? "/" : "", what);
 	size_t l = strlen(rel), off = l > 200 ? l - 200 : 0; /* the tail names it best */
 	snprintf(name, sizeof name, "%s", rel + off);
 	for (char *c = name; *c; c++)
@@ -238,7 +325,7 @@ static void sweep_move_git(struct sweep *sw, int dfd, size_t rl)
 	}
 	for (int n = 1; sw->qfd >= 0 && n < 100 && rc == -EEXIST; n++) {
 		snprintf(to, sizeof to, "%s-%d", name, n);
-		rc = syscall(SYS_renameat2, dfd, ".git", sw->qfd, to, 1 /* RENAME_NOREPLACE */) < 0 ? -errno : 0;
+		rc = syscall(SYS_renameat2, dfd, what, sw->qfd, to, 1 /* RENAME_NOREPLACE */) < 0 ? -errno : 0;
 	}
 	if (rc == 0) {
 		sw->moved++;
@@ -247,7 +334,7 @@ static void sweep_move_git(struct sweep *sw, int dfd, size_t rl)
 			 rel, to);
 		return;
 	}
-	sweep_move(sw, dfd, rl, ".git");
+	sweep_move(sw, dfd, rl, what);
 }
 
 /* The doors of an older git directory gfd (sw->rel names it): each one changed since t0 is moved aside. */
@@ -319,7 +406,7 @@ static bool sweep_repo_here(struct sweep *sw, int dfd, size_t rl, int depth, uns
 	struct stat st;
 	if ((has & H_GIT) && depth > 0 && fstatat(dfd, ".git", &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		if (git_new(dfd, &st, &sw->t0)) {
-			sweep_move_git(sw, dfd, rl); /* made, or moved here: a repository of the session's */
+			sweep_move_q(sw, dfd, rl, ".git"); /* made, or moved here: a repository of the session's */
 		} else if (S_ISDIR(st.st_mode)) {
 			int g = openat(dfd, ".git", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			size_t l = g >= 0 ? rel_push(sw, rl, ".git") : 0;
@@ -397,9 +484,14 @@ static void sweep_dir(struct sweep *sw, int fd, size_t rl, int depth)
 		if (!l || depth + 1 > WS_DOORS_SWEEP_MAX_DEPTH) {
 			sw->cut = l ? "depth cap" : "path too long";
 			sw->rel[rl] = 0;
+			/* Unchecked, it could hold a repository a person reaches through a link: not left in place. */
+			sweep_move_q(sw, dfd, rl, n);
 			continue;
 		}
-		int c = openat(dfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		/* Readable but not searchable (0444), .git inside cannot be looked at: as unreadable. */
+		int c = faccessat(dfd, n, R_OK | X_OK, AT_EACCESS | AT_SYMLINK_NOFOLLOW) == 0
+				? openat(dfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+				: -1;
 		if (c >= 0) {
 			sweep_dir(sw, c, l, depth + 1);
 		} else if (errno == EACCES || errno == EPERM) {
@@ -443,6 +535,36 @@ int ws_doors_sweep(int wsfd, const char *const *doors, const struct timespec *t0
 
 /* ---- the door-keeper ---------------------------------------------------------------------------------- */
 
+static int put_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC), rc = 0;
+	if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text))
+		rc = -errno;
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+/* Unprivileged, the keeper is the owner of what the session wrote, and the session can take the owner's
+ * rights away (chmod 0 of the top, 0555 over a new .git, 0444 over a directory holding one). In a user
+ * namespace of its own that maps just its ids to 0, root's override of the permission bits holds for
+ * exactly the inodes with those ids, as a rootless runtime deletes what its containers left: the keeper
+ * then sees and moves all the session made, and nothing more (no host mount or id is gained). */
+static int keeper_own_ns(void)
+{
+	char m[64];
+	uid_t u = geteuid();
+	gid_t g = getegid();
+	int rc = 0;
+	if (unshare(CLONE_NEWUSER) < 0)
+		return -errno;
+	snprintf(m, sizeof m, "0 %u 1", (unsigned)u);
+	if ((rc = put_file("/proc/self/uid_map", m)) < 0 || (rc = put_file("/proc/self/setgroups", "deny")) < 0)
+		return rc;
+	snprintf(m, sizeof m, "0 %u 1", (unsigned)g);
+	return put_file("/proc/self/gid_map", m);
+}
+
 /* Only what the moves need: root keeps reading, searching and renaming in any directory of the workspace
  * (the session may leave one it made unreadable); nothing else (no CAP_SYS_ADMIN, no setuid, no kill). */
 static int keeper_drop_rights(void)
@@ -456,6 +578,25 @@ static int keeper_drop_rights(void)
 	    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
 		return -errno;
 	return 0;
+}
+
+/* The session can take the workspace's own rights away from its owner (chmod 0 /workspace): an unprivileged
+ * keeper could then neither look nor move. What the top had at the start is put back (it is the workspace,
+ * not a host file); the keeper is forked before any command runs, so `start` is the host's. */
+static void top_restore(int wsfd, const struct stat *start, const char *ws_name)
+{
+	struct stat now;
+	char self[32];
+	if (!start || fstat(wsfd, &now) < 0 || (now.st_mode & 07777) == (start->st_mode & 07777) ||
+	    faccessat(wsfd, ".", R_OK | W_OK | X_OK, AT_EACCESS) == 0)
+		return;
+	snprintf(self, sizeof self, "/proc/self/fd/%d", wsfd);
+	int rc = chmod(self, start->st_mode & 07777) < 0 ? -errno : 0;
+	log_emit(rc ? LOG_ERROR : LOG_WARN,
+		 "msg=\"the session took the workspace's own permissions away; %s\" workspace=\"%s\" mode=%04o "
+		 "start=%04o err=\"%s\"", rc ? "could not put them back: review the workspace before running git there"
+					  : "put back as they were at the start",
+		 ws_name, (unsigned)(now.st_mode & 07777), (unsigned)(start->st_mode & 07777), rc ? strerror(-rc) : "");
 }
 
 /* In the forked child: fds 3 workspace, 4 the init's pidfd, 5 the pipe; nothing else of the host's. */
@@ -482,7 +623,13 @@ static _Noreturn void keeper_main(const struct ws_doors_end *e, int rfd)
 	    dup3(c, 5, O_CLOEXEC) < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0)
 		_exit(111);
 	syscall(SYS_close_range, 6, ~0u, 0);
-	int rc = keeper_drop_rights();
+	struct stat top;
+	bool have_top = fstat(3, &top) == 0;
+	int rc = geteuid() != 0 ? keeper_own_ns() : 0;
+	if (rc < 0)
+		log_warn("msg=\"door-keeper: no user namespace of its own; what the session made unreadable to its "
+			 "owner may stay unchecked\" err=\"%s\"", strerror(-rc));
+	rc = keeper_drop_rights();
 	if (rc < 0)
 		log_error("msg=\"door-keeper: could not drop its rights\" err=\"%s\"", strerror(-rc));
 	/* The host never writes: end of file is sbx_free closing it, or the host dying. */
@@ -505,6 +652,7 @@ static _Noreturn void keeper_main(const struct ws_doors_end *e, int rfd)
 	if (r <= 0)
 		log_error("msg=\"door-keeper: the session's processes are not gone after 10 s; moving its doors anyway\" "
 			  "workspace=\"%s\"", e->ws_name);
+	top_restore(3, have_top ? &top : NULL, e->ws_name);
 	ws_doors_end(3, e->doors, e->before, &e->t0, e->ws_name);
 	_exit(0);
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #ifndef TWORKER_IMAGE
@@ -75,8 +76,17 @@ static int make_image(char *err, size_t errlen)
 	}
 	if (o >= 0)
 		close(o);
+	/* Execute-only (after the read-only reopen above): the kernel then makes every worker non-dumpable
+	 * from its exec on, where its own prctl comes a few instructions late; in that window a process of
+	 * the session (same uid) could open its /proc mem or fds. */
+	if (rc == 0 && fchmod(m, 0111) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "make the tool worker execute-only: %s", strerror(errno));
+	}
 	if (rc == 0)
 		image_fd = ro;
+	else if (ro >= 0)
+		close(ro);
 out:
 	if (m >= 0)
 		close(m);
