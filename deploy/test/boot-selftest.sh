@@ -1,7 +1,9 @@
 #!/bin/bash
 # Runs inside a booted Debian 12 (systemd-nspawn -b, scripts/deb-boot-check.sh) with the postern package
 # installed: configures an edge and a gateway on loopback as an operator would, starts both units as
-# packaged, and drives an MCP session on a sandbox: route through the edge. Prints RESULT lines.
+# packaged, and drives an MCP session on a sandbox: route through the edge; then a control plane and a worker
+# on it, each from its unit as packaged (the worker fills its warm pool of sandboxes and polls the control
+# plane with its environment key). Prints RESULT lines.
 set -u
 res() { echo "RESULT $1 $2"; }
 P=/etc/postern
@@ -64,10 +66,64 @@ echo "CALL $(head -c 600 /tmp/call.out)"
 systemctl reload postern-gateway.service; sleep 1
 systemctl is-active -q postern-gateway.service && res gateway-after-reload ok || res gateway-after-reload FAIL
 
-for u in postern-edge postern-gateway; do
+# control and worker, as docs/operations.md says to set them up
+postern certs init --domain control.example.net --out $P/control-pki >/dev/null
+chown -R postern:postern $P/control-pki
+cat > $P/control.yaml <<YAML
+listen_addr: "127.0.0.1:8443"
+tls: { cert_file: $P/control-pki/server.pem, key_file: $P/control-pki/server.key }
+state_dir: /var/lib/postern/control
+store: sqlite
+metrics_listen: "127.0.0.1:20252"
+YAML
+# the unit's StateDirectory=, made ahead so that the admin command (as postern) can write the store
+install -d -o postern -g postern -m 0750 /var/lib/postern/control
+env=$(runuser -u postern -- postern control env create boot-env -c $P/control.yaml)
+env_id=$(echo "$env" | sed -n 's/.*"id" *: *"\([^"]*\)".*/\1/p')
+env_key=$(echo "$env" | sed -n 's/.*"key" *: *"\([^"]*\)".*/\1/p')
+[ -n "$env_id" ] && [ -n "$env_key" ] && res control-env-create ok || { res control-env-create FAIL; echo "$env"; }
+systemctl start postern-control.service
+for i in $(seq 50); do curl -sf http://127.0.0.1:20252/metrics >/dev/null && break; sleep 0.2; done
+systemctl is-active -q postern-control.service && res control-active ok || res control-active FAIL
+code=$(curl -s -o /dev/null -w '%{http_code}' --cacert $P/control-pki/ca.pem --resolve control.example.net:8443:127.0.0.1 \
+  -H "authorization: Bearer $env_key" -H "anthropic-beta: managed-agents-2026-04-01" \
+  "https://control.example.net:8443/v1/environments/$env_id/work?limit=1")
+[ "$code" = 200 ] && res control-serves ok || res control-serves "FAIL ($code)"
+
+install -o postern -g postern -m 0600 /dev/null $P/env.key
+echo "$env_key" > $P/env.key
+cp $P/control-pki/ca.pem $P/control-ca.pem
+cat > $P/worker.yaml <<YAML
+base_url: https://control.example.net:8443
+environment_id: $env_id
+environment_key_file: $P/env.key
+workspace_root: /var/lib/postern/worker
+ca_file: $P/control-ca.pem
+max_sessions: 2
+pool_size: 1
+sandbox: { memory: 256M, pids: 128 }
+metrics_listen: "127.0.0.1:9464"
+YAML
+grep -q control.example.net /etc/hosts || echo "127.0.0.1 control.example.net" >> /etc/hosts
+systemctl start postern-worker.service
+for i in $(seq 75); do curl -s http://127.0.0.1:9464/metrics | grep -q '^postern_worker_pool_size 1' && break; sleep 0.2; done
+systemctl is-active -q postern-worker.service && res worker-active ok || res worker-active FAIL
+curl -s http://127.0.0.1:9464/metrics | grep -q '^postern_worker_pool_size 1' && res worker-pool ok || res worker-pool FAIL
+curl -s http://127.0.0.1:9464/metrics | grep -q '^postern_worker_poll_errors_total 0' && res worker-polls ok || res worker-polls FAIL
+# a poll is a long poll, counted when answered (block_ms under 1 s)
+for i in $(seq 25); do curl -s http://127.0.0.1:20252/metrics | grep -q '^postern_control_requests_total{endpoint="work.poll",status="200"}' && break; sleep 0.2; done
+curl -s http://127.0.0.1:20252/metrics | grep -q '^postern_control_requests_total{endpoint="work.poll",status="200"}' \
+  && res control-saw-poll ok || res control-saw-poll FAIL
+echo "METRICS $(curl -s http://127.0.0.1:20252/metrics | grep '^postern_control_requests_total' | tr '\n' ' ')"
+systemctl reload postern-worker.service postern-control.service; sleep 1
+systemctl is-active -q postern-worker.service && systemctl is-active -q postern-control.service \
+  && res worker-control-after-reload ok || res worker-control-after-reload FAIL
+
+for u in postern-edge postern-gateway postern-control postern-worker; do
   echo "SECURITY $u $(systemd-analyze security $u.service 2>/dev/null | tail -1)"
   echo "PROPS $u $(systemctl show -p User -p MainPID -p NRestarts $u.service | tr '\n' ' ')"
   pid=$(systemctl show -p MainPID --value $u.service)
   [ "$pid" != 0 ] && echo "PROC $u $(grep -E '^(Uid|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/$pid/status | tr -s '\t\n' '  ')"
 done
-journalctl -b --no-pager -o cat -u postern-edge.service -u postern-gateway.service | sed 's/^/JOURNAL /' | tail -60
+journalctl -b --no-pager -o cat -u postern-edge.service -u postern-gateway.service -u postern-control.service \
+  -u postern-worker.service | sed 's/^/JOURNAL /' | tail -100

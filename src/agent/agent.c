@@ -18,6 +18,8 @@
 #include "agent/aplan.h"
 #include "commands.h"
 #include "core/cfg.h"
+#include "core/err.h"
+#include "core/secfile.h"
 
 static void usage(FILE *f)
 {
@@ -51,30 +53,17 @@ static void on_signal(int sig)
 
 static int read_key(const char *path, char *key, size_t keylen, char *err, size_t errlen)
 {
-	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0) {
-		snprintf(err, errlen, "--api-key-file %s: %s", path, strerror(errno));
-		return -errno;
-	}
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (st.st_mode & 077)) {
-		close(fd);
-		snprintf(err, errlen, "--api-key-file %s: must be a regular file of mode 0600 (chmod 600 %s)", path, path);
-		return -EPERM;
-	}
-	ssize_t n = read(fd, key, keylen - 1);
-	close(fd);
-	if (n <= 0) {
-		snprintf(err, errlen, "--api-key-file %s: empty", path);
-		return -EINVAL;
-	}
-	key[n] = 0;
-	key[strcspn(key, "\r\n")] = 0;
-	if (!key[0]) {
-		snprintf(err, errlen, "--api-key-file %s: the first line is empty", path);
-		return -EINVAL;
-	}
-	return 0;
+	char why[600];
+	sfile f;
+	int rc = sfile_read(path, keylen - 1, 0, &f, why, sizeof why);
+	if (rc < 0)
+		return err_set(err, errlen, rc, "--api-key-file: %s", why);
+	if (!sfile_first_line(&f))
+		rc = err_set(err, errlen, -EINVAL, "--api-key-file %s: the first line is empty", path);
+	else
+		memcpy(key, f.data, f.len + 1);
+	sfile_free(&f);
+	return rc;
 }
 
 static void tap(void *arg, json_t *ev)

@@ -21,6 +21,7 @@
 #include "core/hsrv.h"
 #include "core/log.h"
 #include "core/netaddr.h"
+#include "core/secfile.h"
 #include "core/tlsio.h"
 
 static const char *const keys[] = { "listen_addr", "tls", "state_dir", "store", "lease_ttl", "reclaim_after",
@@ -54,35 +55,23 @@ static int get_dur(cfg_doc *d, cfg_node *root, const char *k, int64_t min, int64
 /* The Redis password file: a regular file of mode 0600 or stricter, one line of 1..512 visible characters. */
 static int read_password(cfg_doc *d, cfg_node *root, const char *path, char **out)
 {
-	struct stat st;
-	char buf[514];
-	ssize_t n;
+	char why[600];
+	sfile f;
 	size_t len;
-	int rc = 0, fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return cfg_fail(d, root, "redis_password_file", "cannot open %s: %s", path, strerror(errno));
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-		rc = cfg_fail(d, root, "redis_password_file", "%s is not a regular file", path);
-	else if (st.st_mode & 077)
-		rc = cfg_fail(d, root, "redis_password_file", "%s is readable by others (mode %03o): it holds a secret; run "
-			      "chmod 600 %s", path, (unsigned)(st.st_mode & 0777), path);
-	else if ((n = read(fd, buf, sizeof buf - 1)) < 0)
-		rc = cfg_fail(d, root, "redis_password_file", "cannot read %s: %s", path, strerror(errno));
-	else {
-		buf[n] = 0;
-		len = strcspn(buf, "\r\n");
-		buf[len] = 0;
-		bool visible = len > 0;
-		for (size_t i = 0; i < len && visible; i++)
-			visible = buf[i] > 0x20 && buf[i] < 0x7f;
-		if (!visible || len > 512 || (size_t)n == sizeof buf - 1)
-			rc = cfg_fail(d, root, "redis_password_file", "%s: expected one line with the password (1 to 512 "
-				      "visible characters)", path);
-		else if (!(*out = strdup(buf)))
-			rc = cfg_fail(d, root, "redis_password_file", "out of memory");
-	}
-	OPENSSL_cleanse(buf, sizeof buf);
-	close(fd);
+	bool visible;
+	int rc = sfile_read(path, 514, 0, &f, why, sizeof why);
+	if (rc < 0)
+		return cfg_fail(d, root, "redis_password_file", "%s", why);
+	len = sfile_first_line(&f);
+	visible = len > 0 && len <= 512;
+	for (size_t i = 0; i < len && visible; i++)
+		visible = f.data[i] > 0x20 && f.data[i] < 0x7f;
+	if (!visible)
+		rc = cfg_fail(d, root, "redis_password_file", "%s: expected one line with the password (1 to 512 "
+			      "visible characters)", path);
+	else if (!(*out = strdup(f.data)))
+		rc = cfg_fail(d, root, "redis_password_file", "out of memory");
+	sfile_free(&f);
 	return rc;
 }
 

@@ -13,9 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/hex.h"
 #include "core/err.h"
 #include "core/hex.h"
+#include "core/secfile.h"
 #include "guard/auth.h"
 
 struct tok {
@@ -407,9 +407,8 @@ static int get_as(cfg_doc *d, cfg_node *m, auth *a)
 static int bearer_cfg(cfg_doc *d, cfg_node *m, int line, auth *a)
 {
 	static const char *const keys[] = { "tokens_file", "scopes", "authorization_servers", NULL };
-	char *path = NULL, *buf = NULL, err[400];
-	size_t len = 0;
-	mode_t mode = 0;
+	char *path = NULL, err[600];
+	sfile f = { 0 };
 	int rc;
 
 	if ((rc = cfg_check_keys(d, m, "auth.bearer", keys)) < 0 || (rc = get_scopes(d, m, a)) < 0 ||
@@ -420,18 +419,18 @@ static int bearer_cfg(cfg_doc *d, cfg_node *m, int line, auth *a)
 			      "hash-token SUBJECT prints a line)");
 		goto done;
 	}
-	if ((rc = read_small(path, &buf, &len, &mode, err, sizeof err)) < 0) {
+	/* Hashes, not tokens, but who can edit the file can let anyone in: warn, like a shared secret volume. */
+	if ((rc = sfile_read(path, AUTH_MAX_FILE, SFILE_SHARED_OK, &f, err, sizeof err)) < 0) {
 		rc = cfg_fail(d, m, "tokens_file", "%s", err);
 		goto done;
 	}
-	if (mode & (S_IRWXG | S_IRWXO))
-		cfg_warn(d, m, "tokens_file", "%s is accessible by group or others (mode %03o): chmod 600 it", path,
-			 (unsigned)(mode & 0777));
-	if ((rc = auth_tokens_parse(a, path, buf, len, err, sizeof err)) < 0)
+	if (sfile_exposure(&f, path, err, sizeof err))
+		cfg_warn(d, m, "tokens_file", "%s", err);
+	if ((rc = auth_tokens_parse(a, path, f.data, f.len, err, sizeof err)) < 0)
 		rc = cfg_fail(d, m, "tokens_file", "%s", err);
 done:
 	free(path);
-	free(buf);
+	sfile_free(&f);
 	return rc;
 }
 

@@ -39,50 +39,29 @@ void ctr_config_free(ctr_config *c)
 }
 
 /* Reads and trims the token. 0, or -errno / -ENODATA (empty) / -EFBIG. */
-int ctri_read_token_file(const char *path, char **out)
+int ctri_read_token_file(const char *path, char **out, char *err, size_t errlen, char *warn, size_t warnlen)
 {
-	char buf[TOKEN_FILE_MAX + 1];
-	size_t n = 0, a = 0;
-	FILE *f = fopen(path, "r");
-	int rc = 0;
-	if (!f)
-		return -errno;
-	n = fread(buf, 1, sizeof buf, f);
-	if (ferror(f))
-		rc = -EIO;
-	fclose(f);
-	if (rc == 0 && n > TOKEN_FILE_MAX)
-		rc = -EFBIG;
-	if (rc == 0) {
-		while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
-			n--;
-		while (a < n && (buf[a] == ' ' || buf[a] == '\t' || buf[a] == '\n' || buf[a] == '\r'))
-			a++;
-		if (a == n)
-			rc = -ENODATA;
-		else if (memchr(buf + a, '\n', n - a))
-			rc = -EINVAL; /* one token, one line */
-	}
-	if (rc == 0) {
-		if (!(*out = malloc(n - a + 1)))
-			rc = -ENOMEM;
-		else {
-			memcpy(*out, buf + a, n - a);
-			(*out)[n - a] = 0;
-		}
-	}
-	OPENSSL_cleanse(buf, sizeof buf);
+	sfile f;
+	size_t n, a = 0;
+	int rc = sfile_read(path, TOKEN_FILE_MAX, SFILE_SHARED_OK, &f, err, errlen);
+	if (warnlen)
+		warn[0] = 0;
+	if (rc < 0)
+		return rc;
+	sfile_exposure(&f, path, warn, warnlen);
+	n = f.len;
+	while (n > 0 && (f.data[n - 1] == '\n' || f.data[n - 1] == '\r' || f.data[n - 1] == ' ' || f.data[n - 1] == '\t'))
+		n--;
+	while (a < n && (f.data[a] == ' ' || f.data[a] == '\t' || f.data[a] == '\n' || f.data[a] == '\r'))
+		a++;
+	if (a == n)
+		rc = err_set(err, errlen, -ENODATA, "%s is empty: it should hold the tunnel token", path);
+	else if (memchr(f.data + a, '\n', n - a))
+		rc = err_set(err, errlen, -EINVAL, "%s holds more than one line: it should hold the tunnel token only", path);
+	else if (!(*out = strndup(f.data + a, n - a)))
+		rc = err_set(err, errlen, -ENOMEM, "out of memory");
+	sfile_free(&f);
 	return rc;
-}
-
-const char *ctri_token_err(int rc)
-{
-	switch (rc) {
-	case -ENODATA: return "the file is empty";
-	case -EFBIG: return "the file is too large to be a token";
-	case -EINVAL: return "the file holds more than one line";
-	default: return strerror(-rc);
-	}
 }
 
 int ctr_config_load(cfg_doc *d, cfg_node *root, ctr_config **out)
@@ -153,27 +132,20 @@ int ctr_config_load(cfg_doc *d, cfg_node *root, ctr_config **out)
 	}
 	if (c->n_edges > 0) {
 		if (c->token_file) {
-			char *tok = NULL;
-			int t = ctri_read_token_file(c->token_file, &tok);
+			char *tok = NULL, terr[600], warn[600];
+			int t = ctri_read_token_file(c->token_file, &tok, terr, sizeof terr, warn, sizeof warn);
 			if (tok) {
 				OPENSSL_cleanse(tok, strlen(tok));
 				free(tok);
 			}
 			if (t < 0) {
-				rc = cfg_fail(d, root, "token_file", "%s: %s", c->token_file, ctri_token_err(t));
+				rc = cfg_fail(d, root, "token_file", "%s", terr);
 				goto fail;
 			}
 			/* A warning, not an error: secret volumes (Kubernetes' default 0644) are often like this on
 			 * purpose, and the directory may be what protects it. */
-			{
-				struct stat st;
-				if (stat(c->token_file, &st) == 0 && (st.st_mode & 077))
-					cfg_warn(d, root, "token_file",
-						 "%s is readable by %s (mode %04o): the token lets anyone run this tunnel; "
-						 "chmod 600 %s (or defaultMode: 0400 for a Kubernetes secret)",
-						 c->token_file, st.st_mode & 007 ? "all users" : "its group",
-						 (unsigned)(st.st_mode & 07777), c->token_file);
-			}
+			if (warn[0])
+				cfg_warn(d, root, "token_file", "%s (or defaultMode: 0400 for a Kubernetes secret)", warn);
 		} else if (!getenv("POSTERN_TOKEN") || !getenv("POSTERN_TOKEN")[0]) {
 			rc = cfg_fail(d, root, "edges", "no tunnel token: set token_file or the POSTERN_TOKEN environment variable");
 			goto fail;
@@ -639,16 +611,11 @@ ctr *ctr_new(uv_loop_t *loop, const ctr_config *cfg, const stream_backend *backe
 		goto fail;
 	}
 	if (cfg->token_file) {
-		int rc = ctri_read_token_file(cfg->token_file, &c->token);
-		if (rc < 0) {
-			snprintf(err, errlen, "%s: cannot read the tunnel token: %s", cfg->token_file, ctri_token_err(rc));
+		char warn[600];
+		if (ctri_read_token_file(cfg->token_file, &c->token, err, errlen, warn, sizeof warn) < 0)
 			goto fail;
-		}
-		{
-			struct stat st;
-			if (stat(cfg->token_file, &st) == 0 && (st.st_mode & 077))
-				log_warn("msg=\"token file is readable by other users; chmod 600 it\" file=%s", cfg->token_file);
-		}
+		if (warn[0])
+			log_warn("msg=\"token file exposed\" file=\"%s\" detail=\"%s\"", cfg->token_file, warn);
 	} else {
 		const char *e = getenv("POSTERN_TOKEN");
 		if (!e || !*e || !(c->token = strdup(e))) {

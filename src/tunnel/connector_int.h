@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include "core/cbuf.h"
+#include "core/err.h"
+#include "core/secfile.h"
 #include "core/admin.h"
 #include "core/backoff.h"
 #include "core/list.h"
@@ -165,8 +167,9 @@ static inline void ctr_unref(ctr *c)
 }
 
 /* connector.c */
-int ctri_read_token_file(const char *path, char **out);
-const char *ctri_token_err(int rc);
+/* The token file through core/secfile: one line, trimmed; err says why not (naming the file), warn (may be
+ * "") what is exposed about it (group or other bits, another owner: a warning, secret volumes are often so). */
+int ctri_read_token_file(const char *path, char **out, char *err, size_t errlen, char *warn, size_t warnlen);
 void ctri_metrics_refresh(ctr *c);
 void ctri_slot_retry_later(struct slot *s, struct link *l, bool probe);
 void ctri_slot_link_closed(struct link *l);

@@ -597,15 +597,15 @@ static void on_drain(tconn *tc, void *ud)
 
 static int current_token(ctr *c)
 {
-	char *t = NULL;
+	char *t = NULL, err[600], warn[600];
 	int rc;
 	if (!c->cfg->token_file)
 		return c->token ? 0 : -ENOENT;
-	rc = ctri_read_token_file(c->cfg->token_file, &t);
+	rc = ctri_read_token_file(c->cfg->token_file, &t, err, sizeof err, warn, sizeof warn);
 	if (rc < 0) {
 		/* Keep the last good token: a rotation in progress may have the file briefly missing. */
-		log_warn("msg=\"cannot read the token file; using the last token read\" file=%s err=\"%s\"",
-			 c->cfg->token_file, ctri_token_err(rc));
+		log_warn("msg=\"cannot read the token file; using the last token read\" file=\"%s\" err=\"%s\"",
+			 c->cfg->token_file, err);
 		return c->token ? 0 : rc;
 	}
 	if (c->token) {

@@ -15,6 +15,7 @@
 #include "commands.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/secfile.h"
 #include "worker/worker_int.h"
 
 static const char *const keys[] = { "base_url", "environment_id", "environment_key_file", "worker_id", "beta_header",
@@ -36,40 +37,20 @@ static void usage(FILE *f)
 /* The key file: a regular file, mode 0600 or stricter, one line. */
 static int read_key(cfg_doc *d, cfg_node *root, const char *path, char **out)
 {
-	struct stat st;
-	char buf[4097];
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	char why[600];
+	sfile f;
 	size_t len;
-
-	if (fd < 0)
-		return cfg_fail(d, root, "environment_key_file", "cannot open %s: %s", path, strerror(errno));
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return cfg_fail(d, root, "environment_key_file", "%s is not a regular file", path);
-	}
-	if (st.st_mode & 077) {
-		close(fd);
-		return cfg_fail(d, root, "environment_key_file",
-				"%s is readable by others (mode %03o): it holds a secret; run chmod 600 %s", path,
-				(unsigned)(st.st_mode & 0777), path);
-	}
-	n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n < 0)
-		return cfg_fail(d, root, "environment_key_file", "cannot read %s: %s", path, strerror(errno));
-	buf[n] = 0;
-	len = strcspn(buf, "\r\n");
-	buf[len] = 0;
-	if (!len || (size_t)n == sizeof buf - 1 || strspn(buf, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-							 "0123456789-_.~+/=") != len) {
-		OPENSSL_cleanse(buf, sizeof buf);
-		return cfg_fail(d, root, "environment_key_file",
-				"%s: expected one line with the environment key (no spaces or control characters)", path);
-	}
-	*out = strdup(buf);
-	OPENSSL_cleanse(buf, sizeof buf);
-	return *out ? 0 : -ENOMEM;
+	int rc = sfile_read(path, 4096, 0, &f, why, sizeof why);
+	if (rc < 0)
+		return cfg_fail(d, root, "environment_key_file", "%s", why);
+	len = sfile_first_line(&f);
+	if (!len || strspn(f.data, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~+/=") != len)
+		rc = cfg_fail(d, root, "environment_key_file",
+			      "%s: expected one line with the environment key (no spaces or control characters)", path);
+	else if (!(*out = strdup(f.data)))
+		rc = -ENOMEM;
+	sfile_free(&f);
+	return rc;
 }
 
 static int default_worker_id(char **out)

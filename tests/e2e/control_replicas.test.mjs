@@ -222,7 +222,7 @@ test('Redis AUTH: redis_password_file (0600) for requirepass and for an ACL user
     await refused(cfg(`${r.url}/1`), /NOAUTH/);
     await refused(cfg(`${r.url}/1`, [`redis_password_file: ${file('bad', 'not-it\n')}`]), /AUTH refused: WRONGPASS/);
     await refused(cfg(`redis://postern@127.0.0.1:${r.port}/2`, [`redis_password_file: ${pwf}`]), /AUTH as postern refused: WRONGPASS/);
-    await refused(cfg(`${r.url}/1`, [`redis_password_file: ${file('open', `${pw}\n`, 0o644)}`]), /readable by others \(mode 644\)/);
+    await refused(cfg(`${r.url}/1`, [`redis_password_file: ${file('open', `${pw}\n`, 0o644)}`]), /open\S* is readable by all users \(mode 0644\): it holds a secret; run chmod 600 /);
     await refused(cfg(`redis://postern:${upw}@127.0.0.1:${r.port}/2`), /a password in the URL is refused/);
     await refused(cfg(`redis://postern@127.0.0.1:${r.port}/2`), /a user without a password/);
     await refused(cfg('sqlite', [`redis_password_file: ${pwf}`]), /only for a redis:\/\/ store/);

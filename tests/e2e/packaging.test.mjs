@@ -6,10 +6,10 @@
 // package booted under systemd is `make deb-boot-check`, docs/operations.md).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync, existsSync, readdirSync, lstatSync, mkdirSync } from 'node:fs';
+import { readFileSync, writeFileSync, existsSync, readdirSync, lstatSync, mkdirSync, chmodSync, chownSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { run, tmpdir, rmrf, BIN } from './lib/proc.mjs';
+import { run, start, freePort, tmpdir, rmrf, BIN } from './lib/proc.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const VERSION = readFileSync(path.join(root, 'VERSION'), 'utf8').trim();
@@ -169,6 +169,123 @@ test('systemd units: systemd-analyze verify passes, security exposure stays low,
     assert.ok(m, s.stdout + s.stderr);
     t.diagnostic(`${m[1]} exposure ${m[2]}`);
     assert.ok(Number(m[2]) <= limits[m[1]], `${m[1]} exposure ${m[2]} > ${limits[m[1]]}`);
+  }
+});
+
+// The worker and control units, started the way systemd would (systemd is not PID 1 here; the booted check is
+// `make deb-boot-check`): the installed unit's ExecStart= run as is, with the config it names, under the unit's
+// User= (the host's postern user, or uid 65534 standing in for it when the host has none), with its
+// NoNewPrivileges=, capability sets and UMask=, in directories made as StateDirectory= makes them. The control
+// plane answers, the worker fills its warm pool of sandboxes and polls it with its environment key, and
+// /proc shows the credentials the unit asks for.
+test('worker and control units: ExecStart as installed, as the unit\'s user and capabilities, serves', async (t) => {
+  if (!isRoot) { t.skip('needs root to run as another user with a chosen capability set'); return; }
+  const pw = await run('getent', ['passwd', 'postern']);
+  const uid = pw.code === 0 ? Number(pw.stdout.split(':')[2]) : 65534;
+  const gid = pw.code === 0 ? Number(pw.stdout.split(':')[3]) : 65534;
+  t.diagnostic(pw.code === 0 ? `as the host's postern user (uid ${uid})` : 'the host has no postern user: uid 65534 stands in for it');
+  const top = tmpdir('postern-units-');
+  chmodSync(top, 0o755); // traversed by the unit's user, like /etc and /var/lib
+  const pre = path.join(top, 'prefix');
+  try {
+    const r = await make(['install', `PREFIX=${pre}`, `SYSCONFDIR=${pre}/etc`]);
+    assert.equal(r.code, 0, r.stderr);
+    const unit = (k) => {
+      const text = readFileSync(path.join(pre, 'lib/systemd/system', `postern-${k}.service`), 'utf8');
+      return Object.fromEntries(text.split('\n').filter((l) => /^[A-Z]\w+=/.test(l)).map((l) => [l.split('=')[0], l.slice(l.indexOf('=') + 1)]));
+    };
+    const w = unit('worker'), c = unit('control');
+    for (const [k, u] of [['worker', w], ['control', c]]) {
+      assert.equal(u.ExecStart, `${pre}/bin/postern ${k} -c ${pre}/etc/postern/${k}.yaml`);
+      assert.equal(u.User, 'postern');
+      assert.equal(u.NoNewPrivileges, 'yes');
+    }
+    // StateDirectory=postern postern/<k>, StateDirectoryMode=: owned by the user, that mode
+    const state = path.join(top, 'var-lib-postern');
+    const stateDir = (sub, mode) => {
+      const p = path.join(state, sub);
+      mkdirSync(p, { recursive: true });
+      chownSync(p, uid, gid);
+      chmodSync(p, parseInt(mode, 8));
+      return p;
+    };
+    stateDir('', w.StateDirectoryMode);
+    const ws = stateDir('worker', w.StateDirectoryMode), cs = stateDir('control', c.StateDirectoryMode);
+    // setpriv from the unit's lines: user, no-new-privs, the bounding and ambient sets, umask
+    const caps = (u) => (u.CapabilityBoundingSet || '').split(/\s+/).filter(Boolean).map((x) => x.replace(/^CAP_/, '').toLowerCase());
+    const asUnit = (u, argv) => {
+      const bnd = caps(u), amb = (u.AmbientCapabilities || '').split(/\s+/).filter(Boolean).map((x) => x.replace(/^CAP_/, '').toLowerCase());
+      const set = (l) => ['-all', ...l.map((x) => `+${x}`)].join(',');
+      return ['sh', ['-c', `umask ${u.UMask}; exec setpriv --reuid=${uid} --regid=${gid} --clear-groups --no-new-privs ` +
+        `--bounding-set=${set(bnd)} --inh-caps=${set(amb)} ${amb.length ? `--ambient-caps=${set(amb)} ` : ''}"$@"`, 'unit', ...argv]];
+    };
+    const cport = await freePort(), cmetrics = await freePort(), wmetrics = await freePort();
+    writeFileSync(path.join(pre, 'etc/postern/control.yaml'), [`listen_addr: 127.0.0.1:${cport}`, `state_dir: ${cs}`, 'store: sqlite',
+      `metrics_listen: 127.0.0.1:${cmetrics}`].join('\n') + '\n');
+    // the admin command as the unit's user, so that the store it makes is the daemon's
+    const [ecmd, eargs] = asUnit(c, [`${pre}/bin/postern`, 'control', 'env', 'create', 'units-env', '-c', `${pre}/etc/postern/control.yaml`]);
+    const e = await run(ecmd, eargs, { timeoutMs: 20000 });
+    assert.equal(e.code, 0, e.stderr);
+    const env = JSON.parse(e.stdout);
+    const keyFile = path.join(pre, 'etc/postern/env.key');
+    writeFileSync(keyFile, `${env.key}\n`, { mode: 0o600 });
+    chownSync(keyFile, uid, gid); // install -o postern -g postern -m 0600, as the example says
+    writeFileSync(path.join(pre, 'etc/postern/worker.yaml'), [`base_url: http://127.0.0.1:${cport}`, `environment_id: ${env.id}`,
+      `environment_key_file: ${keyFile}`, `workspace_root: ${ws}`, 'max_sessions: 2', 'pool_size: 1',
+      'sandbox: { memory: 256M, pids: 128 }', `metrics_listen: 127.0.0.1:${wmetrics}`].join('\n') + '\n');
+
+    const [ccmd, cargs] = asUnit(c, c.ExecStart.split(' '));
+    const cp = start(ccmd, cargs, { name: 'unit-control' });
+    await cp.waitFor(/msg="control plane listening"/, 15000);
+    const [wcmd, wargs] = asUnit(w, w.ExecStart.split(' '));
+    const wp = start(wcmd, wargs, { name: 'unit-worker' });
+    const metrics = async (port) => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    let wm = '';
+    for (let i = 0; i < 100 && !/^postern_worker_pool_size 1$/m.test(wm); i++) {
+      await new Promise((res) => setTimeout(res, 150));
+      wm = await metrics(wmetrics).catch(() => '');
+    }
+    assert.match(wm, /^postern_worker_pool_size 1$/m, `the warm sandbox started under the unit's credentials\n${wp.log.slice(-3000)}`);
+    assert.match(wm, /^postern_worker_poll_errors_total 0$/m);
+    // a poll is a long poll: counted when answered (block_ms under 1 s)
+    const polled = /^postern_control_requests_total\{endpoint="work\.poll",status="200"\} [1-9]/m;
+    let cm = '';
+    for (let i = 0; i < 50 && !polled.test(cm); i++) {
+      cm = await metrics(cmetrics);
+      if (!polled.test(cm)) await new Promise((res) => setTimeout(res, 200));
+    }
+    assert.match(cm, polled, cm);
+    const q = await fetch(`http://127.0.0.1:${cport}/v1/environments/${env.id}/work/stats`,
+      { headers: { authorization: `Bearer ${env.key}`, 'anthropic-beta': 'managed-agents-2026-04-01' } });
+    assert.equal(q.status, 200);
+    assert.equal((await q.json()).type, 'work_queue_stats');
+    // the credentials the units ask for: uid, no-new-privs, capabilities (control: CAP_NET_BIND_SERVICE = bit 10)
+    const status = (p) => Object.fromEntries(readFileSync(`/proc/${p.child.pid}/status`, 'utf8').split('\n').map((l) => l.split(':\t')));
+    const sc = status(cp), sw = status(wp);
+    for (const s of [sc, sw]) {
+      assert.equal(s.Uid.split('\t')[1], String(uid));
+      assert.equal(s.NoNewPrivs, '1');
+    }
+    assert.equal(sc.CapBnd, '0000000000000400');
+    assert.equal(sc.CapAmb, '0000000000000400');
+    assert.equal(sc.CapEff, '0000000000000400');
+    assert.equal(sw.CapBnd, '0000000000000000');
+    assert.equal(sw.CapEff, '0000000000000000');
+    // what the daemons wrote is private to the user (UMask=0077)
+    const db = readdirSync(cs).filter((f) => !f.startsWith('.'));
+    assert.ok(db.length > 0, 'the store is in state_dir');
+    for (const f of db) assert.equal(lstatSync(path.join(cs, f)).mode & 0o077, 0, `${f} is private`);
+    assert.equal(lstatSync(path.join(cs, db[0])).uid, uid);
+    // ExecReload= is kill -HUP: both stay up
+    cp.child.kill('SIGHUP');
+    wp.child.kill('SIGHUP');
+    await new Promise((res) => setTimeout(res, 500));
+    assert.equal(cp.child.exitCode, null);
+    assert.equal(wp.child.exitCode, null);
+    assert.equal((await wp.kill('SIGTERM', 30000)).code, 0, wp.log.slice(-2000));
+    assert.equal((await cp.kill('SIGTERM', 30000)).code, 0, cp.log.slice(-2000));
+  } finally {
+    rmrf(top);
   }
 });
 

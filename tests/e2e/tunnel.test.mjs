@@ -332,7 +332,7 @@ describe('SIGTERM drains, config errors', () => {
   test('config errors name file, line and key; --help', async () => {
     const bad = path.join(ctx.dir, 'bad.yaml');
     const cases = [
-      ['edges: ["127.0.0.1:1"]\ntoken_file: /nonexistent/tok\n', /bad\.yaml:2: token_file: \/nonexistent\/tok: No such file/],
+      ['edges: ["127.0.0.1:1"]\ntoken_file: /nonexistent/tok\n', /bad\.yaml:2: token_file: cannot open \/nonexistent\/tok: No such file/],
       [`token_file: ${t.tokenFile}\nedges: "127.0.0.1:1"\n`, /bad\.yaml:2: edges: expected a list/],
       [`token_file: ${t.tokenFile}\nedges: ["127.0.0.1:1"]\nconections: 3\n`, /bad\.yaml:3: unknown key 'conections' in the gateway config/],
       [`token_file: ${t.tokenFile}\nedges: ["127.0.0.1:1"]\nping_timeout: 5x\n`, /bad\.yaml:3: ping_timeout: '5x' is not a duration/],

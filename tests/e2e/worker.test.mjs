@@ -265,11 +265,11 @@ test('config checks: a key file readable by others is refused naming the file an
   chmodSync(keyFile, 0o644);
   const bad = await run(BIN, ['check', '-c', cfgPath]);
   assert.equal(bad.code, 1);
-  assert.match(bad.stdout + bad.stderr, /is readable by others \(mode 644\)/);
+  assert.match(bad.stdout + bad.stderr, /is readable by all users \(mode 0644\): it holds a secret; run chmod 600/);
   const r = await run(BIN, ['worker', '-c', cfgPath]);
   assert.equal(r.code, 1);
   const esc = keyFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  assert.match(r.stderr, new RegExp(`environment_key_file: ${esc} is readable by others \\(mode 644\\).*chmod 600 ${esc}`));
+  assert.match(r.stderr, new RegExp(`environment_key_file: ${esc} is readable by all users \\(mode 0644\\).*chmod 600 ${esc}`));
 });
 
 test('sandbox serve --prestart makes the sandbox before the first message', async () => {

@@ -252,7 +252,7 @@ static void test_tokens_file(void **st)
 	assert_non_null(a);
 	assert_int_equal(w, 1);
 	assert_non_null(strstr(err, "route.yaml:5: tokens_file:"));
-	assert_non_null(strstr(err, "accessible by group or others (mode 640): chmod 600 it"));
+	assert_non_null(strstr(err, "is readable by its group (mode 0640): it holds a secret; run chmod 600 "));
 	auth_free(a);
 	write_file(tokens, t, 0600);
 	a = load(y, err, sizeof err, &w);

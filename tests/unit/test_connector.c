@@ -1246,7 +1246,7 @@ static void test_config_load(void **st)
 		{ "edges: [\"a:1\", \"a:1\"]\n", "listed twice" },
 		{ "edges: [\"a:1\"]\nconnections: 0\n", "g.yaml:2: connections:" },
 		{ "edges: [\"a:1\"]\nping_timeout: soon\n", "g.yaml:2: ping_timeout:" },
-		{ "edges: [\"a:1\"]\ntoken_file: /nonexistent/token\n", "g.yaml:2: token_file: /nonexistent/token:" },
+		{ "edges: [\"a:1\"]\ntoken_file: /nonexistent/token\n", "g.yaml:2: token_file: cannot open /nonexistent/token: No such file or directory" },
 		{ "edges: a:1\n", "expected a list" },
 		{ "metrics_listen: localhost:1\n", "g.yaml:1: metrics_listen:" },
 	};
@@ -1273,7 +1273,19 @@ static void test_config_load(void **st)
 		snprintf(yy, sizeof yy, "edges: [\"a:1\"]\ntoken_file: %s\n", path);
 		d = cfg_load_string("g.yaml", yy, strlen(yy), err, sizeof err);
 		assert_int_equal(ctr_config_load(d, cfg_root(d), &c), -EINVAL);
-		assert_non_null(strstr(cfg_error(d), "empty"));
+		assert_non_null(strstr(cfg_error(d), "empty: it should hold the tunnel token"));
+		cfg_free(d);
+		/* A symbolic link to a good token file is refused (core/secfile opens with O_NOFOLLOW). */
+		char link[300];
+		snprintf(link, sizeof link, "%s/tlink", tmpd);
+		FILE *f = fopen(path, "w");
+		fputs("pt1_x\n", f);
+		fclose(f);
+		assert_int_equal(symlink(path, link), 0);
+		snprintf(yy, sizeof yy, "edges: [\"a:1\"]\ntoken_file: %s\n", link);
+		d = cfg_load_string("g.yaml", yy, strlen(yy), err, sizeof err);
+		assert_int_equal(ctr_config_load(d, cfg_root(d), &c), -EINVAL);
+		assert_non_null(strstr(cfg_error(d), "is a symbolic link"));
 		cfg_free(d);
 	}
 }

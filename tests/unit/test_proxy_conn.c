@@ -422,6 +422,10 @@ static void test_smuggling_refused(void **st)
 		"GET /x HTTP/1.1\r\nHost: up.t.example\r\n\rXGET /s HTTP/1.1\r\nHost: up.t.example\r\n\r\n",
 		"GET http://other.t.example/x HTTP/1.1\r\nHost: up.t.example\r\n\r\n",
 		"GET http://up.t.example@other.t.example/x HTTP/1.1\r\nHost: up.t.example\r\n\r\n",
+		/* issue 11's own examples: invalid codings, and a fold on a header the proxy does not frame by */
+		"POST /x HTTP/1.1\r\nHost: up.t.example\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
+		"POST /x HTTP/1.1\r\nHost: up.t.example\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+		"GET /x HTTP/1.1\r\nHost: up.t.example\r\nX-Note: one\r\n two\r\n\r\n",
 	};
 	struct owner o;
 	int n = 0;
