@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "sandbox/tools/tool_text.h"
@@ -142,6 +143,50 @@ static void test_bash_wrap(void **st)
 	free(w);
 	assert_int_equal(ttext_bash_wrap("a\0b", 3, NONCE, &w, &n), -EINVAL);
 	assert_int_equal(ttext_bash_wrap("echo " NONCE, 5 + 32, NONCE, &w, &n), -EAGAIN);
+}
+
+/* The framing runs in every shell a session may have: bash, dash (a Debian image's /bin/sh, no `read -d`) and
+ * busybox ash, each run when the host has it. The command comes back byte for byte (spaces, backslashes,
+ * quotes, parentheses, a line like the sentinel's prefix), shell functions named read or printf do not steer
+ * it, and its status follows the sentinel. */
+static void test_bash_wrap_shells(void **st)
+{
+	static const char *const shells[][2] = { { "/bin/bash", "bash" }, { "/bin/dash", "dash" },
+						 { "/bin/busybox", "busybox sh" } };
+	static const char cmd[] = "read() { echo HIJACKED; }; printf() { echo HIJACKED; }\n"
+				  "  command printf '%s|%s|%s\\n' '  lead' 'a\\b' \"x) $(echo sub)\"\n"
+				  "echo 'unbalanced ( and ` in quotes'\n"
+				  "cat <<'EOF'\n__POSTERN_not_it\nEOF\n"
+				  "(exit 7)";
+	static const char want[] = "  lead|a\\b|x) sub\nunbalanced ( and ` in quotes\n__POSTERN_not_it\n\n" NONCE "7\n";
+	unsigned ran = 0;
+	(void)st;
+	for (size_t i = 0; i < sizeof shells / sizeof shells[0]; i++) {
+		if (access(shells[i][0], X_OK) != 0)
+			continue;
+		char *w, out[4096] = "", tmpl[] = "/tmp/test-bash-wrap-XXXXXX", line[400];
+		size_t n;
+		int fd = mkstemp(tmpl);
+		assert_true(fd >= 0);
+		close(fd);
+		assert_int_equal(ttext_bash_wrap(cmd, sizeof cmd - 1, NONCE, &w, &n), 0);
+		snprintf(line, sizeof line, "%s > %s 2>&1", shells[i][1], tmpl);
+		FILE *p = popen(line, "w");
+		assert_non_null(p);
+		assert_int_equal(fwrite(w, 1, n, p), n);
+		free(w);
+		pclose(p);
+		FILE *f = fopen(tmpl, "r");
+		assert_non_null(f);
+		size_t got = fread(out, 1, sizeof out - 1, f);
+		out[got] = 0;
+		fclose(f);
+		unlink(tmpl);
+		if (strcmp(out, want))
+			fail_msg("%s: got \"%s\"", shells[i][1], out);
+		ran++;
+	}
+	assert_true(ran >= 1); /* a Debian host has at least dash */
 }
 
 static void test_utf8(void **st)
@@ -283,7 +328,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ansi),	   cmocka_unit_test(test_tail),
-		cmocka_unit_test(test_frame),	   cmocka_unit_test(test_bash_wrap),
+		cmocka_unit_test(test_frame),	   cmocka_unit_test(test_bash_wrap), cmocka_unit_test(test_bash_wrap_shells),
 		cmocka_unit_test(test_utf8),	   cmocka_unit_test(test_line_range),
 		cmocka_unit_test(test_edit),	   cmocka_unit_test(test_glob_match),
 		cmocka_unit_test(test_glob_check_expand), cmocka_unit_test(test_path_norm),

@@ -228,9 +228,12 @@ void ttext_frame_flush(struct ttext_frame *f, ttext_emit_fn emit, void *ud)
 int ttext_bash_wrap(const char *cmd, size_t cmdlen, const char *nonce, char **out, size_t *outlen)
 {
 	/* `command` (not bash's `builtin`) keeps a function named read, eval or printf out of the framing in
-	 * bash and in a minimal image's POSIX shell alike (busybox ash has no `builtin`). */
+	 * bash and in a minimal image's POSIX shell alike (busybox ash has no `builtin`). The text is read line by
+	 * line into a command substitution (linear, builtins only): dash, a Debian image's /bin/sh, has no
+	 * `read -d`. The here-document feeds the group, not the substitution, which bash once parsed badly. */
 	static const char fmt[] =
-		"IFS= command read -r -d '' __postern_cmd <<'__POSTERN_%.*s' || :\n"
+		"{ __postern_cmd=$(IFS=; while command read -r __postern_l; do command printf '%%s\\n' "
+		"\"$__postern_l\"; done); } <<'__POSTERN_%.*s'\n"
 		"%s\n"
 		"__POSTERN_%.*s\n"
 		"{ command eval \"$__postern_cmd\"; } </dev/null 2>&1; command printf '\\n%.*s%%d\\n' \"$?\"\n";
