@@ -533,9 +533,9 @@ static void handle_registration(struct link *l, const uint8_t *p, size_t n)
 	l->registered_at = now_ms(c);
 	c->st.registrations++;
 	adm_add(c->m.reg_ok, 1);
-	log_info("msg=\"registered with edge\" slot=%d edge=%s edge_id=%s tunnel=%s domain=%s", l->s->idx,
-		 c->edges[l->edge].text, r.edge_id[0] ? r.edge_id : "-", r.tunnel_id[0] ? r.tunnel_id : "-",
-		 r.domain[0] ? r.domain : "-");
+	log_info("msg=\"registered with edge\" slot=%d edge=%s edge_id=%s tunnel=%s domain=%s record_layer=%s",
+		 l->s->idx, c->edges[l->edge].text, r.edge_id[0] ? r.edge_id : "-", r.tunnel_id[0] ? r.tunnel_id : "-",
+		 r.domain[0] ? r.domain : "-", tconn_ssl(l->tc) ? "openssl" : "postern");
 	ctri_slot_registered(l);
 	if (h2_start(l, p + used, n - (size_t)used) < 0) {
 		ctri_link_close(l, l->err[0] ? l->err : "cannot start HTTP/2");
@@ -622,7 +622,7 @@ static void on_open(tconn *tc, int status, void *ud)
 	ctr *c = l->c;
 	reg_request rq;
 	char line[REG_MAX_LINE + 2];
-	const unsigned char *alpn = NULL;
+	const uint8_t *alpn = NULL;
 	unsigned int alpn_len = 0;
 	int n;
 
@@ -632,7 +632,7 @@ static void on_open(tconn *tc, int status, void *ud)
 		snprintf(l->err, sizeof l->err, "%s", tconn_errstr(tc));
 		return; /* on_close follows */
 	}
-	SSL_get0_alpn_selected(tconn_ssl(tc), &alpn, &alpn_len);
+	tconn_alpn(tc, &alpn, &alpn_len);
 	if (alpn_len && (alpn_len != strlen(REG_ALPN) || memcmp(alpn, REG_ALPN, alpn_len))) {
 		l->failed_open = true;
 		ctri_link_close(l, "edge selected another application protocol (ALPN)");
