@@ -705,6 +705,7 @@ ctr *ctr_new(uv_loop_t *loop, const ctr_config *cfg, const stream_backend *backe
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, ctri_on_frame_recv);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, ctri_on_data_chunk);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, ctri_on_stream_close);
+	nghttp2_session_callbacks_set_send_data_callback(cbs, ctri_send_data);
 	c->cbs = cbs;
 	cbs = NULL;
 	/* Window updates only once bytes left the process (internals.md, flow control). */
