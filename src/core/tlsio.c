@@ -278,7 +278,8 @@ static void try_handoff(tio *t)
 	if (!t->server)
 		trec_set_client(t->rl);
 	trec_skip_written(t->rl, (uint64_t)sent);
-	memcpy(t->alpn, alpn, alpn_len);
+	if (alpn_len)
+		memcpy(t->alpn, alpn, alpn_len);
 	t->alpn_len = (uint8_t)alpn_len;
 	SSL_free(t->ssl); /* frees the BIOs; the queues are ours */
 	t->ssl = NULL;
