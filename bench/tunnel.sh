@@ -2,6 +2,8 @@
 # Tunnel data path, one run, side by side: direct to the origin, through ssh -R, through postern
 # (edge + gateway, outer TLS 1.3 link and inner end-to-end TLS). Medians of ROUNDS rounds.
 set -euo pipefail
+# set -e alone ends the run without a word (a `read` at EOF, a failed command substitution): say where.
+trap 'echo "bench: failed (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
 BIN=${1:?usage: bench/tunnel.sh POSTERN_BIN}
 BIN=$(readlink -f "$BIN")
 ROUNDS=${ROUNDS:-3}
@@ -114,15 +116,18 @@ tomsv() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) printf "%.3f", v/1000; else if (
 for r in $(seq "$ROUNDS"); do
   for p in "${paths[@]}"; do
     # %{speed_download} is bytes per second; a failed or short download is an error, not a fast zero.
-    read -r bps size < <(curl -s -o /dev/null -w '%{speed_download} %{size_download}\n' "${curl_p[@]}" "${URL[$p]}/big")
+    # (Not `read < <(curl)`: a failed curl there ended the script silently under set -e.)
+    res=$(curl -s -S -o /dev/null -w '%{speed_download} %{size_download}' "${curl_p[@]}" "${URL[$p]}/big" 2>"$W/curl.err") ||
+      { echo "bench: $p download failed (curl exit $?): $(cat "$W/curl.err") after $res" >&2; tail -5 "$W/gateway.log" "$W/edge.log" >&2; exit 1; }
+    read -r bps size <<<"$res"
     [ "$size" = $((1024*1024*1024)) ] || { echo "bench: $p download got $size bytes" >&2; exit 1; }
     TP[$p]+="$bps "
-    out=$(wrk_in_ns -t2 -c50 -d"${DUR}"s --latency "${URL[$p]}/" 2>&1)
+    out=$(wrk_in_ns -t2 -c50 -d"${DUR}"s --latency "${URL[$p]}/" 2>&1) || { echo "bench: wrk -c50 on $p failed: $out" >&2; exit 1; }
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p50=$(awk '$1=="50%" {print $2}' <<<"$out"); p99=$(awk '$1=="99%" {print $2}' <<<"$out")
     RPS[$p]+="$rps "; P50[$p]+="$(tomsv "$p50") "; P99[$p]+="$(tomsv "$p99") "
     # One connection, one request at a time: what the path itself adds, without queueing behind 49 others.
-    out=$(wrk_in_ns -t1 -c1 -d"${DUR1}"s --latency "${URL[$p]}/" 2>&1)
+    out=$(wrk_in_ns -t1 -c1 -d"${DUR1}"s --latency "${URL[$p]}/" 2>&1) || { echo "bench: wrk -c1 on $p failed: $out" >&2; exit 1; }
     L1[$p]+="$(tomsv "$(awk '$1=="50%" {print $2}' <<<"$out")") "
   done
 done

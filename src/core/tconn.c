@@ -693,6 +693,16 @@ void tconn_close_after_flush(tconn *c)
 
 void tconn_set_userdata(tconn *c, void *ud) { c->ud = ud; }
 SSL *tconn_ssl(tconn *c) { return c->tls ? tio_ssl(c->tls) : NULL; }
+
+void tconn_alpn(tconn *c, const uint8_t **p, unsigned *len)
+{
+	if (c->tls) {
+		tio_alpn(c->tls, p, len);
+		return;
+	}
+	*p = NULL;
+	*len = 0;
+}
 uv_loop_t *tconn_loop(tconn *c) { return c->tcp.loop; }
 const char *tconn_peer(const tconn *c) { return c->peer; }
 const struct sockaddr *tconn_peer_addr(const tconn *c) { return (const struct sockaddr *)&c->peer_sa; }

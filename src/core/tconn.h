@@ -58,7 +58,10 @@ void tconn_close_after_flush(tconn *c);
 int tconn_start_tls(tconn *c, SSL_CTX *tls, bool server, const char *sni);
 
 void tconn_set_userdata(tconn *c, void *ud);
+/* NULL for plain TCP and once the TLS record layer took over (tio_enable_handoff). */
 SSL *tconn_ssl(tconn *c);
+/* The protocol ALPN selected (*p NULL, *len 0 for none or plain TCP), also after the hand-off. */
+void tconn_alpn(tconn *c, const uint8_t **p, unsigned *len);
 uv_loop_t *tconn_loop(tconn *c);
 const char *tconn_peer(const tconn *c); /* "ip:port" */
 /* The peer's address (family AF_UNSPEC when unknown). */

@@ -25,6 +25,7 @@ struct trec {
 	const char *md;
 	size_t hlen, klen;
 	struct trec_dir rd, wr;
+	bool client; /* this end is the TLS client: the server may send NewSessionTicket */
 };
 
 /* Fetched once: a fetch per record would cost more than sealing a small one. Never freed (process-wide). */
@@ -160,6 +161,8 @@ out:
 	OPENSSL_cleanse(next, sizeof next);
 	return rc;
 }
+
+void trec_set_client(trec *r) { r->client = true; }
 
 int trec_new(trec **out, uint16_t suite, const uint8_t *read_secret, const uint8_t *write_secret, size_t len)
 {
@@ -340,8 +343,22 @@ int trec_control(trec *r, uint8_t type, const uint8_t *p, size_t n, uint8_t *rep
 		*alert = 256 + 10; /* unexpected_message */
 		return TREC_E_PROTO;
 	}
-	/* The only message a client may send after its Finished here is KeyUpdate (no post-handshake
-	 * authentication is offered), and a key change must end its record: exactly one, whole. */
+	/* A client may send only KeyUpdate after its Finished (no post-handshake authentication is offered); a
+	 * server may also send NewSessionTicket, which a client of ours drops (it never resumes). Messages come
+	 * whole within the record, and a key change must end its record. */
+	bool tickets = false;
+	while (r->client && n >= 4 && p[0] == 4) {
+		size_t mlen = ((size_t)p[1] << 16) | ((size_t)p[2] << 8) | p[3];
+		if (mlen > n - 4) {
+			*alert = 256 + 10; /* split across records: legal, but no common TLS stack does it */
+			return TREC_E_PROTO;
+		}
+		p += 4 + mlen;
+		n -= 4 + mlen;
+		tickets = true;
+	}
+	if (tickets && n == 0) /* an empty handshake record is not allowed (RFC 8446 5.1) */
+		return TREC_CTL_NONE;
 	if (n != 5 || p[0] != 24 || p[1] || p[2] || p[3] != 1) {
 		*alert = 256 + 10;
 		return TREC_E_PROTO;

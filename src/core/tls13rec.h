@@ -35,6 +35,8 @@ typedef struct trec trec;
 bool trec_suite_supported(uint16_t suite);
 int trec_new(trec **out, uint16_t suite, const uint8_t *read_secret, const uint8_t *write_secret, size_t len);
 void trec_free(trec *r);
+/* This end is the TLS client: NewSessionTicket messages from the server are accepted and dropped. */
+void trec_set_client(trec *r);
 /* n records were already sealed with the initial write keys (by OpenSSL, before the hand-off): the next record
  * of ours takes sequence number n. Only before the first trec_seal. */
 void trec_skip_written(trec *r, uint64_t n);
@@ -57,7 +59,8 @@ typedef enum trec_ctl {
 } trec_ctl;
 /* Handles the content of an alert or handshake record opened by trec_open. A KeyUpdate moves the read keys
  * on; when it requests an update, a KeyUpdate record of ours is sealed into reply (TREC_OVERHEAD + 5 bytes)
- * and the write keys move on; *replylen tells. Any other message or alert is TREC_E_PROTO, with *alert set to
+ * and the write keys move on; *replylen tells. A client's (trec_set_client) NewSessionTicket messages, whole
+ * within the record, are dropped. Any other message or alert is TREC_E_PROTO, with *alert set to
  * the alert the peer sent (or 256 + ours for unexpected content). */
 int trec_control(trec *r, uint8_t type, const uint8_t *p, size_t n, uint8_t *reply, size_t *replylen, int *alert);
 

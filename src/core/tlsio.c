@@ -37,10 +37,13 @@ struct tio {
 	trec *rl;
 	struct tio_hs *hs;
 	char *sni; /* the name the client asked for, kept after the handoff */
+	uint8_t alpn[16]; /* the protocol ALPN selected, kept after the handoff (longer: no handoff) */
+	uint8_t alpn_len;
 	BIO *in;   /* network -> SSL */
 	BIO *out;  /* SSL -> network */
 	struct tq ib, ob, pb; /* pb: opened plaintext the caller has not taken yet (record layer only) */
-	bool done, eof, shut;
+	bool server, done, eof, shut;
+	bool wrote_early; /* data written before the handshake was done: no handoff (records of unknown count) */
 	bool failed; /* the record layer hit a fatal error (ours or the peer's alert): it seals nothing more */
 	char err[256];
 };
@@ -233,34 +236,51 @@ static int64_t count_records(uint16_t suite, const struct tio_hs *hs, const uint
 static void try_handoff(tio *t)
 {
 	struct tio_hs *hs = t->hs;
+	const unsigned char *alpn = NULL;
+	unsigned alpn_len = 0;
 	const char *sn;
 	uint16_t suite;
 	uint64_t since;
 	int64_t sent = -1;
 
 	t->hs = NULL;
-	if (SSL_version(t->ssl) != TLS1_3_VERSION || !hs->marked || !hs->clen || hs->clen != hs->slen ||
+	if (SSL_version(t->ssl) != TLS1_3_VERSION || !hs->clen || hs->clen != hs->slen || t->wrote_early ||
 	    SSL_has_pending(t->ssl) || SSL_pending(t->ssl))
 		goto out;
-	/* OpenSSL's session tickets went out under the server's application key, within the call that finished
-	 * the handshake: they are the last bytes queued. Our first record follows them in sequence; if they are
-	 * not exactly whole records still in the queue, the count is unknown and OpenSSL keeps the connection. */
-	since = t->ob.total - hs->out_at_key;
 	suite = SSL_CIPHER_get_protocol_id(SSL_get_current_cipher(t->ssl));
-	if (since > t->ob.b.len || !trec_suite_supported(suite))
+	SSL_get0_alpn_selected(t->ssl, &alpn, &alpn_len);
+	if (!trec_suite_supported(suite) || alpn_len > sizeof t->alpn)
 		goto out;
-	sent = since ? count_records(suite, hs, cbuf_data(&t->ob.b) + t->ob.b.len - since, (size_t)since) : 0;
+	if (t->server) {
+		/* OpenSSL's session tickets went out under the server's application key, within the call that
+		 * finished the handshake: they are the last bytes queued. Our first record follows them in
+		 * sequence; if they are not exactly whole records still in the queue, the count is unknown and
+		 * OpenSSL keeps the connection. */
+		if (!hs->marked || (since = t->ob.total - hs->out_at_key) > t->ob.b.len)
+			goto out;
+		sent = since ? count_records(suite, hs, cbuf_data(&t->ob.b) + t->ob.b.len - since, (size_t)since) : 0;
+	} else {
+		/* A client's handshake ends with its Finished, under the handshake key: its application key has
+		 * sealed nothing yet (no data was written before, no early data is offered). What the server sends
+		 * from here (tickets, data) is still unread in our queue: OpenSSL read exactly up to its Finished. */
+		sent = 0;
+	}
 	if (sent < 0)
 		goto out;
-	sn = SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name);
+	sn = t->server ? SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
 	if (sn && !(t->sni = strdup(sn)))
 		goto out;
-	if (trec_new(&t->rl, suite, hs->csec, hs->ssec, hs->clen) < 0) {
+	if (trec_new(&t->rl, suite, t->server ? hs->csec : hs->ssec, t->server ? hs->ssec : hs->csec, hs->clen) < 0) {
 		free(t->sni);
 		t->sni = NULL;
 		goto out;
 	}
+	if (!t->server)
+		trec_set_client(t->rl);
 	trec_skip_written(t->rl, (uint64_t)sent);
+	if (alpn_len)
+		memcpy(t->alpn, alpn, alpn_len);
+	t->alpn_len = (uint8_t)alpn_len;
 	SSL_free(t->ssl); /* frees the BIOs; the queues are ours */
 	t->ssl = NULL;
 	t->in = t->out = NULL;
@@ -285,12 +305,13 @@ tio *tio_new(SSL_CTX *ctx, bool server, const char *sni)
 	if (!t->ssl || !t->in || !t->out)
 		goto fail;
 	SSL_set_bio(t->ssl, t->in, t->out); /* SSL owns the BIOs from here */
+	t->server = server;
+	if (SSL_CTX_get_keylog_callback(ctx) == keylog_cb && tio_ex_index >= 0) {
+		if (!(t->hs = OPENSSL_zalloc(sizeof *t->hs)) || !SSL_set_ex_data(t->ssl, tio_ex_index, t))
+			goto fail;
+	}
 	if (server) {
 		SSL_set_accept_state(t->ssl);
-		if (SSL_CTX_get_keylog_callback(ctx) == keylog_cb && tio_ex_index >= 0) {
-			if (!(t->hs = OPENSSL_zalloc(sizeof *t->hs)) || !SSL_set_ex_data(t->ssl, tio_ex_index, t))
-				goto fail;
-		}
 	} else {
 		SSL_set_connect_state(t->ssl);
 		if (sni && is_ip_literal(sni)) {
@@ -338,6 +359,16 @@ SSL *tio_ssl(tio *t) { return t->ssl; }
 bool tio_handshake_done(const tio *t) { return t->done; }
 bool tio_handed_off(const tio *t) { return t->rl != NULL; }
 const char *tio_errstr(const tio *t) { return t->err[0] ? t->err : "TLS failure"; }
+
+void tio_alpn(tio *t, const uint8_t **p, unsigned *len)
+{
+	if (t->ssl) {
+		SSL_get0_alpn_selected(t->ssl, p, len);
+		return;
+	}
+	*p = t->alpn_len ? t->alpn : NULL;
+	*len = t->alpn_len;
+}
 
 const char *tio_servername(tio *t)
 {
@@ -553,6 +584,8 @@ static void out_room(tio *t, size_t n)
 
 int tio_write(tio *t, const uint8_t *p, size_t n)
 {
+	if (!t->done && n)
+		t->wrote_early = true;
 	if (n > TREC_MAX_PLAIN)
 		out_room(t, n);
 	if (t->rl) {

@@ -18,12 +18,18 @@ void tio_free(tio *t);
 /* NULL once the record layer took over (tio_enable_handoff). */
 SSL *tio_ssl(tio *t);
 
-/* Server contexts: once a TLS 1.3 handshake is done, the connection's records are sealed and opened by our
- * record layer (core/tls13rec) with the traffic secrets, and the SSL object (~13 KiB) is freed. Session
- * tickets are turned off on ctx (they would be sent under the new key before the hand-off). A connection
- * whose state is not certain (TLS 1.2, an unknown suite, data read ahead) simply stays with OpenSSL. */
+/* Server or client contexts: once a TLS 1.3 handshake is done, the connection's records are sealed and opened
+ * by our record layer (core/tls13rec) with the traffic secrets, and the SSL object (~13 KiB) is freed.
+ * Session tickets stay on. A server's OpenSSL seals its tickets under the new key in the call that ends the
+ * handshake: the hand-off opens them from our queue to prove how many went out and numbers its own records
+ * after them. A client has sealed nothing under its application key by then; the server's tickets arrive
+ * later and the record layer drops them (a client here never resumes). A connection whose state is not
+ * certain (TLS 1.2, an unknown suite, data read ahead or written before the handshake ended, an ALPN over 16
+ * bytes) simply stays with OpenSSL. */
 void tio_enable_handoff(SSL_CTX *ctx);
 bool tio_handed_off(const tio *t);
+/* The protocol ALPN selected (*p NULL, *len 0 when none), also after the hand-off. */
+void tio_alpn(tio *t, const uint8_t **p, unsigned *len);
 /* The SNI the client sent (NULL when none), also after the hand-off. */
 const char *tio_servername(tio *t);
 /* Plaintext already opened and waiting for tio_read. */

@@ -626,8 +626,9 @@ ctr *ctr_new(uv_loop_t *loop, const ctr_config *cfg, const stream_backend *backe
 	c->tls = tio_client_ctx(cfg->edge_ca_file, NULL, NULL, true, err, errlen);
 	if (!c->tls)
 		goto fail;
-	/* A handful of busy links: keeping TLS record buffers saves a malloc and free per record. */
-	SSL_CTX_clear_mode(c->tls, SSL_MODE_RELEASE_BUFFERS);
+	/* After the handshake the links' records go through postern's record layer (core/tls13rec), as the
+	 * edge's side of them does: OpenSSL's copied every record twice more. */
+	tio_enable_handoff(c->tls);
 	/* SSL_CTX_set_alpn_protos returns 0 on success. */
 	if (SSL_CTX_set_alpn_protos(c->tls, (const unsigned char *)"\x09" REG_ALPN, 1 + strlen(REG_ALPN)) != 0) {
 		snprintf(err, errlen, "cannot set ALPN");
@@ -671,6 +672,7 @@ ctr *ctr_new(uv_loop_t *loop, const ctr_config *cfg, const stream_backend *backe
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, ctri_on_frame_recv);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, ctri_on_data_chunk);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, ctri_on_stream_close);
+	nghttp2_session_callbacks_set_send_data_callback(cbs, ctri_send_data);
 	c->cbs = cbs;
 	cbs = NULL;
 	/* Window updates only once bytes left the process (internals.md, flow control). */

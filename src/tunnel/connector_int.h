@@ -177,6 +177,8 @@ void ctri_slot_registered(struct link *l);
 void ctri_schedule(ctr *c);
 
 /* connector_link.c */
+int ctri_send_data(nghttp2_session *h2, nghttp2_frame *f, const uint8_t *framehd, size_t length,
+		   nghttp2_data_source *src, void *ud);
 int ctri_on_begin_headers(nghttp2_session *h2, const nghttp2_frame *f, void *ud);
 int ctri_on_header(nghttp2_session *h2, const nghttp2_frame *f, const uint8_t *name, size_t namelen,
 		     const uint8_t *value, size_t valuelen, uint8_t flags, void *ud);

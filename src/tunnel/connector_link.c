@@ -138,14 +138,18 @@ static const stream_ops strm_ops = {
 	.over_high_water = ops_over_high_water,
 };
 
+/* The bytes of a DATA frame are not copied into nghttp2's frame buffer (NGHTTP2_DATA_FLAG_NO_COPY): read_cb
+ * only sizes the frame, and ctri_send_data writes the header and the bytes from the stream queue straight to
+ * the link (one copy fewer per bulk byte; the gateway's one thread is the limit of the tunnel). */
 static ssize_t read_cb(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
 		       nghttp2_data_source *src, void *ud)
 {
 	struct stream *s = src->ptr;
-	struct link *l = ud;
 	size_t n;
 	(void)h2;
 	(void)id;
+	(void)buf;
+	(void)ud;
 	if (s->q.len == 0) {
 		if (s->out_eof) {
 			*flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -155,20 +159,40 @@ static ssize_t read_cb(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t len
 		s->deferred = true;
 		return NGHTTP2_ERR_DEFERRED;
 	}
-	/* An idle stream keeps no queue buffer (cbuf frees it when empty): memory per idle client stays small. */
-	n = cbuf_take(&s->q, buf, len);
-	l->c->st.bytes_out += n;
-	adm_add(l->c->m.bytes_out, (int64_t)n);
-	if (s->q.len == 0 && s->out_eof) {
+	n = s->q.len < len ? s->q.len : len;
+	*flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+	if (n == s->q.len && s->out_eof) {
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
 		s->eof_sent = true;
 	}
+	return (ssize_t)n;
+}
+
+int ctri_send_data(nghttp2_session *h2, nghttp2_frame *f, const uint8_t *framehd, size_t length,
+		   nghttp2_data_source *src, void *ud)
+{
+	static const uint8_t zeros[256];
+	struct stream *s = src->ptr;
+	struct link *l = ud;
+	size_t pad = f->data.padlen;
+	uint8_t padlen = (uint8_t)(pad ? pad - 1 : 0);
+	(void)h2;
+	if (length > s->q.len || pad > sizeof zeros + 1)
+		return NGHTTP2_ERR_CALLBACK_FAILURE; /* read_cb sized it from this queue: cannot happen */
+	/* A failed write closes the link (tconn reports it); nghttp2 must not think the frame went out. */
+	if (tconn_write(l->tc, framehd, 9) < 0 || (pad && tconn_write(l->tc, &padlen, 1) < 0) ||
+	    tconn_write(l->tc, cbuf_data(&s->q), length) < 0 || (padlen && tconn_write(l->tc, zeros, padlen) < 0))
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	/* An idle stream keeps no queue buffer (cbuf frees it when empty): memory per idle client stays small. */
+	cbuf_consume(&s->q, length);
+	l->c->st.bytes_out += length;
+	adm_add(l->c->m.bytes_out, (int64_t)length);
 	if (s->high && s->q.len <= l->c->cfg->stream_low_water) {
 		/* Told after the send loop: the backend may write again from its drained call. */
 		s->high = false;
 		s->want_drained = true;
 	}
-	return (ssize_t)n;
+	return 0;
 }
 
 /* ------------------------------------------------------------------ HTTP/2 callbacks */
@@ -533,9 +557,9 @@ static void handle_registration(struct link *l, const uint8_t *p, size_t n)
 	l->registered_at = now_ms(c);
 	c->st.registrations++;
 	adm_add(c->m.reg_ok, 1);
-	log_info("msg=\"registered with edge\" slot=%d edge=%s edge_id=%s tunnel=%s domain=%s", l->s->idx,
-		 c->edges[l->edge].text, r.edge_id[0] ? r.edge_id : "-", r.tunnel_id[0] ? r.tunnel_id : "-",
-		 r.domain[0] ? r.domain : "-");
+	log_info("msg=\"registered with edge\" slot=%d edge=%s edge_id=%s tunnel=%s domain=%s record_layer=%s",
+		 l->s->idx, c->edges[l->edge].text, r.edge_id[0] ? r.edge_id : "-", r.tunnel_id[0] ? r.tunnel_id : "-",
+		 r.domain[0] ? r.domain : "-", tconn_ssl(l->tc) ? "openssl" : "postern");
 	ctri_slot_registered(l);
 	if (h2_start(l, p + used, n - (size_t)used) < 0) {
 		ctri_link_close(l, l->err[0] ? l->err : "cannot start HTTP/2");
@@ -622,7 +646,7 @@ static void on_open(tconn *tc, int status, void *ud)
 	ctr *c = l->c;
 	reg_request rq;
 	char line[REG_MAX_LINE + 2];
-	const unsigned char *alpn = NULL;
+	const uint8_t *alpn = NULL;
 	unsigned int alpn_len = 0;
 	int n;
 
@@ -632,7 +656,7 @@ static void on_open(tconn *tc, int status, void *ud)
 		snprintf(l->err, sizeof l->err, "%s", tconn_errstr(tc));
 		return; /* on_close follows */
 	}
-	SSL_get0_alpn_selected(tconn_ssl(tc), &alpn, &alpn_len);
+	tconn_alpn(tc, &alpn, &alpn_len);
 	if (alpn_len && (alpn_len != strlen(REG_ALPN) || memcmp(alpn, REG_ALPN, alpn_len))) {
 		l->failed_open = true;
 		ctri_link_close(l, "edge selected another application protocol (ALPN)");

@@ -207,6 +207,8 @@ describe('token rotation during a long SSE response', () => {
     // Rotation never dropped the connections already open: same registrations, still ready.
     assert.equal(await gw.ready(), 200);
     assert.equal(count(gw.proc.log, 'msg="registered with edge"'), 2);
+    // Both links' outer TLS went over to postern's record layer after the handshake (the stream above too).
+    assert.equal(count(gw.proc.log, 'record_layer=postern'), 2);
 
     // Past the grace period the old token opens nothing new.
     await sleep(1500);
