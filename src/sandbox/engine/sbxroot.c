@@ -449,8 +449,8 @@ void sbxr_build(const struct sbxi_params *params, struct sbxr_state *state, char
 	}
 	else
 		scratch_bind("workspace", 0755, mp);
-	/* The scratch tmpfs fd stays open until SBXP_READY is out: its last close dissolves the detached
-	 * tmpfs mount, an RCU grace period that then overlaps the host's turn instead of delaying READY. */
+	/* The scratch tmpfs fd stays open until the first command runs: its last close dissolves the
+	 * detached tmpfs mount, an RCU grace period that then overlaps that command (sbxinit.c). */
 
 	if (syscall(SYS_pivot_root, ".", ".") < 0)
 		sbxr_fail(errno, "pivot_root: %s", strerror(errno));

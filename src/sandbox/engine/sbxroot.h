@@ -9,7 +9,7 @@
 #include "sandbox/engine/sbx_proto.h"
 
 struct sbxr_state {
-	int scratch_fd;  /* the detached tmpfs of /tmp and /dev/shm: closed by the caller after SBXP_READY */
+	int scratch_fd;  /* the detached tmpfs of /tmp and /dev/shm: closed by the caller once a command runs */
 	bool sys_empty;  /* /sys is an empty tmpfs (the kernel refused a sysfs) */
 	bool landlocked; /* special files are held by Landlock, not by the mknod filter */
 };
