@@ -127,7 +127,11 @@ describe('inotify budget of an unprivileged caller across many sessions', () => 
       if (done) return;
       let held = '';
       try { held = readFileSync(path.join(ws, `held-${k}.txt`), 'utf8'); } catch { /* not yet */ }
-      if (held.includes('ready') || Date.now() - t0 > 20000) { done = true; return resolve({ held, log }); }
+      // Ready, and its start line read: the probe can be ready before node has read the stderr chunk.
+      if ((held.includes('ready') && /inotify=/.test(log)) || Date.now() - t0 > 20000) {
+        done = true;
+        return resolve({ held, log });
+      }
       setTimeout(tick, 20);
     };
     tick();
