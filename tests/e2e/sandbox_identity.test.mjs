@@ -127,9 +127,11 @@ describe('inotify budget of an unprivileged caller across many sessions', () => 
       if (done) return;
       let held = '';
       try { held = readFileSync(path.join(ws, `held-${k}.txt`), 'utf8'); } catch { /* not yet */ }
-      // The start line is in the pipe before the probe runs, but node may read the file first (timers run
-      // before the poll phase): wait for both.
-      if ((held.includes('ready') && /sandbox started/.test(log)) || Date.now() - t0 > 20000) { done = true; return resolve({ held, log }); }
+      // Ready, and its start line read: the probe can be ready before node has read the stderr chunk.
+      if ((held.includes('ready') && /inotify=/.test(log)) || Date.now() - t0 > 20000) {
+        done = true;
+        return resolve({ held, log });
+      }
       setTimeout(tick, 20);
     };
     tick();

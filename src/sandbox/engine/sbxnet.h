@@ -1,6 +1,6 @@
 /* The sandbox init's network namespace (loopback only, up), made by a short-lived thread of the init while
  * its main thread builds the root: making one costs 0.3-0.6 ms here (sysctl tables, the loopback device),
- * which then overlaps the mounts instead of preceding them in the host's clone. Used by sbxinit.c only,
+ * which then overlaps the mounts instead of preceding them in the host's clone. Used by sbxroot.c only,
  * before anything of the session runs. */
 #ifndef POSTERN_SBXNET_H
 #define POSTERN_SBXNET_H

@@ -154,7 +154,7 @@ static int add_mode_rules(scmp_filter_ctx ctx, char *err, size_t errlen)
 		}
 	}
 	/* mknod: regular files, FIFOs and sockets only (devices need CAP_MKNOD anyway), never set-id bits.
-	 * Where FIFOs and socket files may appear is Landlock's job (sbxinit.c). */
+	 * Where FIFOs and socket files may appear is Landlock's job (sbxroot.c). */
 	static const scmp_datum_t types[] = { 0, S_IFREG, S_IFIFO, S_IFSOCK };
 	for (size_t i = 0; i < sizeof types / sizeof types[0] && rc == 0; i++) {
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mknod), 1,

@@ -2,7 +2,7 @@
  * when a person later runs them there (git's repository layout and config: config, hooks, commondir,
  * worktree config, modules, worktrees, info; shell start-up files).
  *
- * Those that exist when the session starts are bound read-only inside (sbxinit's protect_paths; their
+ * Those that exist when the session starts are bound read-only inside (sbxroot's protect_paths; their
  * parent directories become mount points, so `.git` cannot be renamed away either). Nothing is created
  * for the others (no litter: `git init` works in a fresh workspace). A door the session made is moved
  * aside when the session ends: `<name>.postern-quarantine-<n>`, nothing deleted, a warning logged. A

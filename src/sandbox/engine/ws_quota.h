@@ -12,7 +12,7 @@
  *                  tmpfs the init mounts in its own user namespace. It is memory, so its size is the cap
  *                  lowered to what the memory limit leaves after /tmp (ws_quota_tmpfs_bytes): the files of
  *                  a session never hold more memory than it was granted, cgroup or not.
- *   tmpfs-shared   no workspace: one tmpfs with /tmp and /dev/shm (sbxinit), capped there.
+ *   tmpfs-shared   no workspace: one tmpfs with /tmp and /dev/shm (sbxroot), capped there.
  *   btrfs-qgroup   a shared --workspace that is a btrfs subvolume with quotas on (root): the subvolume's
  *                  qgroup gets a referenced-bytes limit of the cap (never raising a smaller one) for the
  *                  session, restored at its end. Past it writes fail with EDQUOT.
