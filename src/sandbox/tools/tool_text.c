@@ -230,8 +230,11 @@ int ttext_bash_wrap(const char *cmd, size_t cmdlen, const char *nonce, char **ou
 	/* `command` (not bash's `builtin`) keeps a function named read, eval or printf out of the framing in
 	 * bash and in a minimal image's POSIX shell alike (busybox ash has no `builtin`). The text is read line by
 	 * line into a command substitution (linear, builtins only): dash, a Debian image's /bin/sh, has no
-	 * `read -d`. The here-document feeds the group, not the substitution, which bash once parsed badly. */
+	 * `read -d`. The here-document feeds the group, not the substitution, which bash once parsed badly. The
+	 * first line is a plain `:` because bash (5.2), after an eval that failed to parse, does not take a
+	 * reserved word or `{` at the start of the next line read from its input. */
 	static const char fmt[] =
+		":\n"
 		"{ __postern_cmd=$(IFS=; while command read -r __postern_l; do command printf '%%s\\n' "
 		"\"$__postern_l\"; done); } <<'__POSTERN_%.*s'\n"
 		"%s\n"
