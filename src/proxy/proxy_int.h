@@ -74,6 +74,7 @@ typedef struct pxg {
 	cbuf rhead, rbody;   /* the upstream's head until its mode is known; a JSON body */
 	cbuf sse_in;         /* raw bytes of the SSE event being read (released when it is complete) */
 	sse_dec dec;
+	char *tool_src, *tool_red; /* the last tool name redacted for a line and the result: its "out" line reuses it */
 } pxg;
 
 struct file_id {
