@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "guard/jrpc.h"
-#include "guard/jparse.h"
 
 struct jrpc_body {
 	json_t *root;
@@ -109,10 +108,6 @@ static int parse_json(const void *buf, size_t len, const jrpc_limits *lim, json_
 		return -EMSGSIZE;
 	}
 	if ((rc = prescan(buf, len, max_depth, max_batch, err, errlen)) < 0)
-		return rc;
-	/* The common subset without jansson's parser (a third of the guard's instructions per call); the rest,
-	 * and every error, by jansson. */
-	if ((rc = jp_parse(buf, len, max_depth, out)) != -EAGAIN)
 		return rc;
 	/* Duplicate keys would let the guard and the upstream read different names out of one body. */
 	*out = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
