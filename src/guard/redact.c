@@ -249,14 +249,54 @@ static size_t utf8_cut(const char *s, size_t n)
 	return n;
 }
 
-static int truncate_to(const redact *r, json_t **v, redact_stats *st)
+/* Takes an upper bound of v's compact JSON size from *left; false once it runs out. Strings count 6 bytes a
+ * byte (\u00XX) plus quotes, a number 40 (jansson writes a real with %.17g and may add ".0"). Lets
+ * truncate_to skip dumping a value that fits for sure: the audit dumps it again anyway. */
+static bool fits(const json_t *v, unsigned depth, size_t *left)
 {
-	char *s = json_dumps(*v, JSON_COMPACT | JSON_ENCODE_ANY), *w = NULL;
-	size_t n, head;
+	size_t need = 5, i;
+	const char *k;
+	json_t *x;
+
+	if (depth > REDACT_MAX_DEPTH + 1)
+		return false;
+	if (json_is_string(v))
+		need = 6 * json_string_length(v) + 2;
+	else if (json_is_number(v))
+		need = 40;
+	else if (json_is_object(v) || json_is_array(v))
+		need = 2;
+	if (need > *left)
+		return false;
+	*left -= need;
+	if (json_is_object(v)) {
+		json_object_foreach ((json_t *)v, k, x) {
+			size_t kn = 6 * strlen(k) + 4; /* "key": and a comma */
+			if (kn > *left)
+				return false;
+			*left -= kn;
+			if (!fits(x, depth + 1, left))
+				return false;
+		}
+	} else if (json_is_array(v)) {
+		json_array_foreach (v, i, x) {
+			if (*left < 1 || (*left -= 1, !fits(x, depth + 1, left)))
+				return false;
+		}
+	}
+	return true;
+}
+
+static int truncate_to(const redact *r, json_t **v, redact_stats *st, bool want_bytes)
+{
+	char *s, *w = NULL;
+	size_t n, head, left = r->max_bytes;
 	json_t *wrap = NULL;
 	int rc = -ENOMEM;
 
-	if (!s)
+	if (!want_bytes && fits(*v, 0, &left))
+		return 0;
+	if (!(s = json_dumps(*v, JSON_COMPACT | JSON_ENCODE_ANY)))
 		return -ENOMEM;
 	n = strlen(s);
 	st->bytes = n;
@@ -295,6 +335,7 @@ int redact_apply(const redact *r, const json_t *v, json_t **out, redact_stats *s
 	redact_stats local;
 	pcre2_match_data *md = pcre2_match_data_create(8, NULL);
 	json_t *c = NULL;
+	bool want_bytes = st != NULL; /* st->bytes needs the exact size: the value is dumped */
 	int rc = -ENOMEM;
 
 	if (!st)
@@ -303,7 +344,7 @@ int redact_apply(const redact *r, const json_t *v, json_t **out, redact_stats *s
 	*out = NULL;
 	if (!md)
 		goto done;
-	if ((rc = walk(r, md, v, 0, &c, st)) < 0 || (rc = truncate_to(r, &c, st)) < 0)
+	if ((rc = walk(r, md, v, 0, &c, st)) < 0 || (rc = truncate_to(r, &c, st, want_bytes)) < 0)
 		goto done;
 	*out = c;
 	c = NULL;

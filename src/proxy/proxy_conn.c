@@ -17,13 +17,36 @@ int pxi_flush_tls(px_conn *c)
 	return c->aborted ? -EPIPE : 0;
 }
 
+#define PX_CORK_MAX (64u << 10)
+
 int pxi_cwrite(px_conn *c, const uint8_t *p, size_t n)
 {
+	int rc = 0;
+	if (c->aborted || c->closing || c->out_shut) {
+		cbuf_free(&c->corked);
+		return -EPIPE;
+	}
+	if (c->corked.len && (!n || cbuf_append(&c->corked, p, n) == 0)) {
+		p = cbuf_data(&c->corked); /* what was held and these bytes: one record */
+		n = c->corked.len;
+	} else if (c->corked.len && tio_write(c->tls, cbuf_data(&c->corked), c->corked.len) < 0) {
+		rc = -EPROTO;
+	}
+	if (rc == 0 && n && tio_write(c->tls, p, n) < 0)
+		rc = -EPROTO;
+	cbuf_free(&c->corked);
+	return rc < 0 ? rc : pxi_flush_tls(c);
+}
+
+int pxi_cwrite_later(px_conn *c, const uint8_t *p, size_t n)
+{
+	if (!c->corked.max)
+		cbuf_init(&c->corked, 1024, PX_CORK_MAX);
 	if (c->aborted || c->closing || c->out_shut)
 		return -EPIPE;
-	if (tio_write(c->tls, p, n) < 0)
-		return -EPROTO;
-	return pxi_flush_tls(c);
+	if (cbuf_append(&c->corked, p, n) == 0)
+		return 0;
+	return pxi_cwrite(c, p, n);
 }
 
 static void report_consumed(px_conn *c)
@@ -92,6 +115,7 @@ static void destroy(px_conn *c)
 	tio_free(c->tls);
 	cbuf_free(&c->pend);
 	cbuf_free(&c->head);
+	cbuf_free(&c->corked);
 	c->tls = NULL;
 	uv_close((uv_handle_t *)&c->timer, conn_freed);
 	if (p->draining && p->nconns == 0 && !p->freeing)
@@ -240,6 +264,7 @@ static void begin_exchange(px_conn *c)
 	p->st.requests_total++;
 	c->in_exchange = true;
 	c->logged = c->req_done = c->resp_done = c->resp_started = false;
+	cbuf_free(&c->corked); /* nothing of an earlier answer goes out with this one */
 	c->status = 0;
 	c->req_bytes = c->resp_bytes = 0;
 	c->rt = NULL;
@@ -337,6 +362,8 @@ void pxi_end_exchange(px_conn *c)
 	px *p = c->px;
 	bool keep = c->x->req.keep_alive && c->x->resp.keep_alive && !c->x->req.upgrade && !p->draining && !c->client_done;
 
+	if (c->corked.len) /* held bytes belong to this exchange's answer (its sender normally sent them) */
+		(void)pxi_cwrite(c, NULL, 0);
 	pxi_log_request(c, NULL);
 	pxi_guard_free(c);
 	cbuf_free(&c->head); /* an exchange answered here never sent it */

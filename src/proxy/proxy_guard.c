@@ -57,6 +57,8 @@ void pxi_guard_free(px_conn *c)
 	}
 	free(g->reqs);
 	free(g->ptoken);
+	free(g->tool_src);
+	free(g->tool_red);
 	cbuf_free(&g->rhead);
 	cbuf_free(&g->rbody);
 	cbuf_free(&g->sse_in);
@@ -72,13 +74,38 @@ static int64_t now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* A tool name or resource URI is the client's text too: a key in a URI's query is redacted like an argument
+ * would be. The result is kept for the exchange: the "out" line names the same tool as the "in" line. A name
+ * that cannot be redacted (no memory) is left as it is, as before. */
+static const char *redact_tool(px *p, pxg *g, const char *tool)
+{
+	json_t *ts, *tr = NULL;
+	char *src = NULL, *red = NULL;
+	if (g->tool_src && !strcmp(g->tool_src, tool))
+		return g->tool_red;
+	if (!(ts = json_string(tool)))
+		return tool;
+	if (redact_apply(p->redact, ts, &tr, NULL) == 0 && json_is_string(tr) && (src = strdup(tool)) &&
+	    (red = strdup(json_string_value(tr)))) {
+		free(g->tool_src);
+		free(g->tool_red);
+		g->tool_src = src;
+		g->tool_red = red;
+		src = NULL;
+		tool = red;
+	}
+	free(src);
+	json_decref(ts);
+	json_decref(tr);
+	return tool;
+}
+
 /* Fills what every line of this exchange shares and hands the record to the sink. */
 int pxi_audit(px_conn *c, aud_rec *r)
 {
 	px *p = c->px;
 	pxg *g = c->g;
 	const px_route_guard *rg = pxi_route_guard(c);
-	json_t *ts = NULL, *tr = NULL;
 	int rc;
 	if (!p->audit_fn || !rg || !rg->audit || !g)
 		return 0;
@@ -93,14 +120,9 @@ int pxi_audit(px_conn *c, aud_rec *r)
 	r->protocol = g->protocol[0] ? g->protocol : NULL;
 	if (rg->policy && !r->policy_rev)
 		r->policy_rev = pol_revision(rg->policy);
-	/* A tool name or resource URI is the client's text too: a key in a URI's query is redacted like an
-	 * argument would be. */
-	if (r->tool && p->redact && (ts = json_string(r->tool)) && redact_apply(p->redact, ts, &tr, NULL) == 0 &&
-	    json_is_string(tr))
-		r->tool = json_string_value(tr);
+	if (r->tool && p->redact)
+		r->tool = redact_tool(p, g, r->tool);
 	rc = p->audit_fn(p->audit_ud, r);
-	json_decref(ts);
-	json_decref(tr);
 	if (rc < 0) {
 		p->st.audit_failures++;
 		g->audit_failed = true;

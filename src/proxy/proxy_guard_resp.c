@@ -319,7 +319,9 @@ static void sse_body_cb(void *ud, const char *at, size_t n)
 		c->g->over = true;
 }
 
-static int write_head(px_conn *c, const char *add)
+/* later: the head is held to go out with the bytes that follow it (the first event, the JSON body), one TLS
+ * record and one socket write for both; the caller sends it before it returns to the loop. */
+static int write_head(px_conn *c, const char *add, bool later)
 {
 	static const char *const drop[] = { "Content-Length", "Transfer-Encoding", NULL };
 	cbuf out;
@@ -327,7 +329,7 @@ static int write_head(px_conn *c, const char *add)
 	cbuf_init(&out, 1024, c->g->rhead.max + 256);
 	rc = h1_head_rewrite(cbuf_data(&c->g->rhead), c->g->rhead.len, drop, add, &out);
 	if (rc == 0)
-		rc = pxi_cwrite(c, cbuf_data(&out), out.len);
+		rc = later ? pxi_cwrite_later(c, cbuf_data(&out), out.len) : pxi_cwrite(c, cbuf_data(&out), out.len);
 	if (rc == 0) {
 		c->resp_started = true;
 		c->resp_bytes += out.len;
@@ -392,7 +394,7 @@ static int start_mode(px_conn *c)
 	c->mchunked = c->x->req.http_minor >= 1;
 	c->x->resp.body_cb = sse_body_cb;
 	c->x->resp.body_ud = c;
-	return write_head(c, c->mchunked ? "Transfer-Encoding: chunked\r\n" : "Connection: close\r\n");
+	return write_head(c, c->mchunked ? "Transfer-Encoding: chunked\r\n" : "Connection: close\r\n", true);
 }
 
 static int finish_mode(px_conn *c)
@@ -453,7 +455,7 @@ static int finish_mode(px_conn *c)
 	}
 	pxi_guard_flush(c, NULL);
 	snprintf(add, sizeof add, "Content-Length: %zu\r\n", rep ? rlen : g->rbody.len);
-	rc = write_head(c, add);
+	rc = write_head(c, add, (rep ? rlen : g->rbody.len) > 0);
 	if (rc == 0 && (rep ? rlen : g->rbody.len))
 		rc = pxi_cwrite(c, rep ? (const uint8_t *)rep : cbuf_data(&g->rbody), rep ? rlen : g->rbody.len);
 	if (rc == 0)
@@ -461,6 +463,12 @@ static int finish_mode(px_conn *c)
 	free(rep);
 	cbuf_free(&g->rbody);
 	return rc;
+}
+
+/* The answer's head when no event came after it in this read: it goes now. */
+static int send_held(px_conn *c)
+{
+	return c->corked.len ? pxi_cwrite(c, NULL, 0) : 0;
 }
 
 /* up_on_data for a guarded exchange. */
@@ -493,6 +501,7 @@ void pxi_guard_up_data(px_conn *c, pxu *u, const uint8_t *p, size_t n)
 		p += used;
 		n -= used;
 		if (g->over) {
+			(void)send_held(c); /* what was released before the cap goes, as it went before */
 			u->reusable = false;
 			pxi_upstream_fail(c, 502, "Bad Gateway", "upstream message over the guard's limits");
 			return;
@@ -518,6 +527,7 @@ void pxi_guard_up_data(px_conn *c, pxu *u, const uint8_t *p, size_t n)
 				continue;
 			}
 			if (finish_mode(c) < 0) {
+				(void)send_held(c);
 				u->reusable = false;
 				if (!c->resp_started)
 					pxi_upstream_fail(c, 502, "Bad Gateway", "upstream message refused by the guard");
@@ -528,6 +538,12 @@ void pxi_guard_up_data(px_conn *c, pxu *u, const uint8_t *p, size_t n)
 			c->resp_done = true;
 			finished = true;
 		}
+	}
+	if (c->aborted || c->closing) {
+		cbuf_free(&c->corked);
+	} else if (send_held(c) < 0) {
+		pxi_conn_finish(c, false); /* as a failed head write did */
+		return;
 	}
 	pxi_up_data_done(c, u, n, finished);
 }

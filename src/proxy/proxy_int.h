@@ -74,6 +74,7 @@ typedef struct pxg {
 	cbuf rhead, rbody;   /* the upstream's head until its mode is known; a JSON body */
 	cbuf sse_in;         /* raw bytes of the SSE event being read (released when it is complete) */
 	sse_dec dec;
+	char *tool_src, *tool_red; /* the last tool name redacted for a line and the result: its "out" line reuses it */
 } pxg;
 
 struct file_id {
@@ -156,6 +157,7 @@ struct px_conn {
 	struct px_exch *x; /* parsers and names of the current exchange; NULL between requests */
 	cbuf pend; /* plaintext read out of TLS but not parsed yet (held while paused): at most one read */
 	cbuf head; /* request head gathered until the upstream is chosen and connected (h1 caps it first) */
+	cbuf corked; /* bytes held to go out with the next write, in one TLS record (pxi_cwrite_later) */
 	uint64_t fed, reported;
 	int busy;
 	bool in_eof, client_done, out_shut, closing, aborted, driving, redrive;
@@ -239,6 +241,11 @@ void pxi_gen_release(px *p);    /* px_final_free: the generations themselves */
 /* proxy_conn.c */
 int pxi_flush_tls(px_conn *c);
 int pxi_cwrite(px_conn *c, const uint8_t *p, size_t n);
+/* Holds bytes to go out in front of the next pxi_cwrite (n may be 0 there: only what is held goes). The
+ * guard holds its answer's head so that head and first event make one TLS record and one socket write
+ * rather than two; whoever holds bytes sends them before it returns to the loop. Past 64 KiB, or when they
+ * cannot be held, they are written at once. */
+int pxi_cwrite_later(px_conn *c, const uint8_t *p, size_t n);
 void pxi_log_request(px_conn *c, const char *err);
 /* Calls into a connection are bracketed so that it is freed only when the outermost one leaves. */
 static inline void pxi_enter(px_conn *c) { c->busy++; }

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "commands.h"
@@ -168,6 +169,83 @@ static void test_line_matches_jansson(void **st)
 	}
 	aud_chain_free(c);
 	json_decref(args);
+}
+
+/* The timestamp is formatted by hand and an integer id is copied as it is: both must give the bytes
+ * strftime and jansson gave. */
+static char *field_of(const char *line, const char *key)
+{
+	json_t *o = json_loads(line, 0, NULL), *v;
+	char *out;
+	assert_non_null(o);
+	v = json_object_get(o, key);
+	out = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	json_decref(o);
+	return out;
+}
+
+static void test_line_ts_and_id(void **st)
+{
+	static const int64_t fixed[] = { 0, 1, 68169599999999LL /* 1972-02-28T23:59:59, before a leap day */, 951782400000000LL,
+					 951868799999999LL, 4107542400000000LL /* 2100-03-01 */, 1767225600123456LL,
+					 253402300799999999LL /* 9999-12-31T23:59:59.999999 */ };
+	static const char *const ids[] = { "0", "7", "-9", "123456789012345678", "-123456789012345678",
+					   "1234567890123456789", "9223372036854775807", "-0", "1.5", "1e3",
+					   "\"a\"", "\"\\u00e9\"", "null" };
+	aud_chain *c;
+	uint64_t x = 88172645463325252ULL;
+	(void)st;
+	assert_int_equal(aud_chain_new(&c), 0);
+	for (int i = 0; i < 2000; i++) {
+		int64_t us;
+		char want[64], day[32], *l, *got;
+		time_t s;
+		struct tm tm;
+		aud_rec r = { .dir = "in", .latency_us = -1 };
+		if (i < (int)(sizeof fixed / sizeof fixed[0])) {
+			us = fixed[i];
+		} else {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			us = (int64_t)(x % 253402300800000000ULL);
+		}
+		r.ts_us = us;
+		s = (time_t)(us / 1000000);
+		assert_non_null(gmtime_r(&s, &tm));
+		strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
+		snprintf(want, sizeof want, "\"%s.%06lldZ\"", day, (long long)(us % 1000000));
+		assert_int_equal(aud_line(c, &r, &l, NULL), 0);
+		got = field_of(l, "ts");
+		assert_string_equal(got, want);
+		free(got);
+		free(l);
+	}
+	for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+		aud_rec r = { .dir = "in", .id = ids[i], .latency_us = -1 };
+		json_t *v = json_loads(ids[i], JSON_DECODE_ANY, NULL);
+		char *want = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY), *l, *got, *at;
+		assert_int_equal(aud_line(c, &r, &l, NULL), 0);
+		got = field_of(l, "id");
+		assert_string_equal(got, want);
+		/* and byte for byte in the line */
+		assert_non_null(at = strstr(l, "\"id\":"));
+		assert_memory_equal(at + 5, want, strlen(want));
+		free(got);
+		free(want);
+		free(l);
+		json_decref(v);
+	}
+	{
+		aud_rec r = { .dir = "in", .id = "007", .latency_us = -1 };
+		char *l;
+		assert_int_equal(aud_line(c, &r, &l, NULL), -EINVAL);
+		r.id = "-";
+		assert_int_equal(aud_line(c, &r, &l, NULL), -EINVAL);
+		r.id = "9999999999999999999"; /* past int64: jansson refuses it, so must the copy */
+		assert_int_equal(aud_line(c, &r, &l, NULL), -EINVAL);
+		r.id = "";
+		assert_int_equal(aud_line(c, &r, &l, NULL), -EINVAL);
+	}
+	aud_chain_free(c);
 }
 
 static void test_resume(void **st)
@@ -391,6 +469,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_line_fields), cmocka_unit_test(test_line_matches_jansson),
+		cmocka_unit_test(test_line_ts_and_id),
 		cmocka_unit_test(test_resume),
 		cmocka_unit_test(test_verify),      cmocka_unit_test(test_verify_forged_insert),
 		cmocka_unit_test(test_command),     cmocka_unit_test(test_traceparent),

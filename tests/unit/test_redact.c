@@ -142,6 +142,37 @@ static void test_cap(void **st)
 		free(out);
 		json_decref(v);
 	}
+	/* Without stats the size is bounded first and only dumped when the bound passes the cap: the cap must
+	 * cut the same values either way. Sizes around 200 bytes: a string of n 'a's is n + 2 bytes, one of
+	 * n control bytes 6n + 2. */
+	{
+		static const struct { size_t n; char fill; } cases[] = { { 150, 'a' }, { 198, 'a' }, { 199, 'a' },
+									  { 30, 1 }, { 33, 1 }, { 40, 1 } };
+		for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+			json_t *with, *without, *num = json_real(-1.2345678901234567e-300);
+			char *a, *b;
+			memset(big, cases[i].fill, cases[i].n);
+			big[cases[i].n] = 0;
+			v = json_pack("[s,o]", big, num);
+			assert_int_equal(redact_apply(r, json_array_get(v, 0), &with, &s), 0);
+			assert_int_equal(redact_apply(r, json_array_get(v, 0), &without, NULL), 0);
+			assert_non_null(a = json_dumps(with, JSON_COMPACT | JSON_ENCODE_ANY));
+			assert_non_null(b = json_dumps(without, JSON_COMPACT | JSON_ENCODE_ANY));
+			assert_string_equal(a, b);
+			assert_int_equal(json_is_object(without), s.bytes > 200); /* truncated exactly when over */
+			free(a);
+			free(b);
+			json_decref(with);
+			json_decref(without);
+			assert_int_equal(redact_apply(r, v, &without, NULL), 0);
+			assert_int_equal(redact_apply(r, v, &with, &s), 0);
+			assert_int_equal(json_is_object(without), s.bytes > 200);
+			assert_int_equal(json_is_object(with), s.bytes > 200);
+			json_decref(with);
+			json_decref(without);
+			json_decref(v);
+		}
+	}
 	free(big);
 	redact_free(r);
 }
